@@ -1,0 +1,360 @@
+/* simul.h — the asyncio model in C: one thread, one event loop, many stackful tasks.
+ *
+ * Conventions (docs/design/conventions.md has the long form):
+ * - Every function that can fail returns >= 0 on success and a negative errno on failure
+ *   (-EINVAL, -ENOMEM, ...). simul never reports through the errno variable: tasks share a
+ *   thread, so errno can be overwritten by another task across a suspension.
+ * - A function whose comment begins with "Suspends." may switch to other tasks before it
+ *   returns. It must be called from a task (outside one it returns -EPERM). Every suspending
+ *   function is a cancellation point: it returns -ECANCELED once the calling task has been
+ *   cancelled (level-triggered: again on every later call, unless inside a shield scope) and
+ *   -ETIMEDOUT once a deadline scope around it has expired.
+ * - A suspending call that returns an error has taken nothing and completed nothing.
+ * - Time is monotonic. Seconds are doubles (as in asyncio); *_ns variants take int64
+ *   nanoseconds of the same clock.
+ * - Only functions marked "Thread-safe." may be called from a thread other than the loop's.
+ */
+#ifndef SIMUL_H
+#define SIMUL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+#define SIMUL_VERSION_MAJOR 0
+#define SIMUL_VERSION_MINOR 1
+#define SIMUL_VERSION_PATCH 0
+
+/* ---------------------------------------------------------------------------------------------
+ * Handles
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct simul_loop simul_loop;     /* one event loop; one per thread */
+typedef struct simul_task simul_task;     /* a stackful coroutine run by the loop */
+typedef struct simul_future simul_future; /* a one-shot result */
+typedef struct simul_group simul_group;   /* a task group (structured concurrency) */
+typedef struct simul_as_completed simul_as_completed; /* iterator over finishing tasks */
+
+/* A scheduled callback (call_soon / call_later / call_at). A value, not a pointer: cancelling
+ * a handle whose callback already ran, or was already cancelled, is safe and returns -ENOENT.
+ * The zero value is "no handle". */
+typedef struct simul_handle {
+    uint64_t id;
+} simul_handle;
+
+/* The body of a task. Its return value is the task's result: >= 0 for success, a negative
+ * errno for failure. join, gather and task groups report it. */
+typedef int (*simul_task_fn)(void *arg);
+
+/* A plain callback run by the loop (not a task: it must not suspend). */
+typedef void (*simul_callback)(void *arg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Errors
+ * ------------------------------------------------------------------------------------------- */
+
+/* A message for an error code (negative or positive errno). Never NULL; static storage. */
+const char *simul_strerror(int err);
+/* The symbolic name of an error code ("ECANCELED"). Never NULL; static storage. */
+const char *simul_errname(int err);
+
+/* ---------------------------------------------------------------------------------------------
+ * The loop
+ * ------------------------------------------------------------------------------------------- */
+
+/* Creates a loop and makes it the calling thread's current loop.
+ * Returns 0, -EBUSY if the thread already has a loop, -ENOMEM, or an error from epoll/eventfd.
+ * The caller owns the loop and ends it with simul_loop_close(). */
+int simul_loop_new(simul_loop **out);
+
+/* Closes a loop that has nothing alive: frees it and clears the thread's current loop.
+ * Returns 0; -EBUSY while a task is alive or the loop is running (debug mode names the
+ * survivors on stderr); -EPERM from another thread. */
+int simul_loop_close(simul_loop *loop);
+
+/* The calling thread's loop, or NULL. */
+simul_loop *simul_loop_current(void);
+
+/* Runs the loop until simul_loop_stop() (asyncio's run_forever).
+ * Returns 0; -EBUSY if already running; -EPERM if not the loop's thread. */
+int simul_loop_run(simul_loop *loop);
+
+/* Runs the loop until task `t` finishes, then joins it: stores its result and releases the
+ * handle (asyncio's run_until_complete). Returns 0, or -EBUSY / -EPERM / -EINVAL. */
+int simul_loop_run_until_complete(simul_loop *loop, simul_task *t, int *result);
+
+/* Asks a running loop to return from run once the current pass is over. Returns 0. */
+int simul_loop_stop(simul_loop *loop);
+
+/* Default stack size for tasks spawned on this loop (rounded up to the page size; at least
+ * 16 KiB; default 64 KiB). Returns 0 or -EINVAL. */
+int simul_loop_set_stack_size(simul_loop *loop, size_t bytes);
+
+/* Debug mode (also turned on by the environment variable SIMUL_DEBUG=1): warns on stderr when
+ * a task holds the loop longer than the slow-task threshold without suspending, reports failed
+ * tasks whose result nobody joined, and names tasks still alive when the loop closes.
+ * Returns 0. */
+int simul_loop_set_debug(simul_loop *loop, bool on);
+bool simul_loop_get_debug(const simul_loop *loop);
+/* The slow-task threshold for debug mode (default 0.1 s). Returns 0 or -EINVAL. */
+int simul_loop_set_slow_task_threshold(simul_loop *loop, double seconds);
+
+/* asyncio.run: creates a loop, runs main(arg) as the first task (named "main") until it
+ * returns, cancels the tasks still alive and waits for them, then closes the loop.
+ * Returns main's result, or a negative errno if the loop could not be made. */
+int simul_run(simul_task_fn main, void *arg);
+
+/* The loop's clock: monotonic seconds / nanoseconds (CLOCK_MONOTONIC). */
+double simul_now(void);
+int64_t simul_now_ns(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Callbacks
+ * ------------------------------------------------------------------------------------------- */
+
+/* Schedules cb(arg) to run on the current loop soon, after what is already ready (FIFO).
+ * `out` may be NULL. Returns 0, -ENXIO if this thread has no loop, -ENOMEM. */
+int simul_call_soon(simul_callback cb, void *arg, simul_handle *out);
+
+/* Schedules cb(arg) after `delay` seconds (>= 0, finite). Callbacks due at the same time run
+ * in the order they were scheduled. Returns 0, -EINVAL for a negative or NaN delay, -ENXIO,
+ * -ENOMEM. */
+int simul_call_later(double delay, simul_callback cb, void *arg, simul_handle *out);
+
+/* Schedules cb(arg) at absolute time `when` (simul_now() units). A time in the past runs as
+ * soon as possible. Returns 0, -EINVAL (NaN), -ENXIO, -ENOMEM. */
+int simul_call_at(double when, simul_callback cb, void *arg, simul_handle *out);
+int simul_call_at_ns(int64_t when_ns, simul_callback cb, void *arg, simul_handle *out);
+
+/* Cancels a scheduled callback. Returns 0 if it was pending and will not run; -ENOENT if it
+ * already ran, was already cancelled, or the handle is unknown. Loop thread only. */
+int simul_handle_cancel(simul_handle h);
+
+/* Thread-safe. Schedules cb(arg) on `loop` from any thread and wakes the loop (eventfd).
+ * Callbacks posted by one thread run in the order posted. Returns 0, -EINVAL, -ENOMEM, or
+ * -ESHUTDOWN once the loop is closing. The loop must stay valid for the duration of the call. */
+int simul_loop_call_soon_threadsafe(simul_loop *loop, simul_callback cb, void *arg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Tasks
+ * ------------------------------------------------------------------------------------------- */
+
+typedef struct simul_task_opts {
+    const char *name;  /* copied (at most 31 bytes kept); NULL gives "task-<id>" */
+    size_t stack_size; /* 0 = the loop's default */
+} simul_task_opts;
+
+/* Starts fn(arg) as a new task on the current loop; it first runs once the caller suspends or
+ * the loop gets to it. The function always runs (even if the task is cancelled before it
+ * starts: its first suspending call then returns -ECANCELED), so ownership of `arg` passes to
+ * it reliably. The loop keeps the task alive until fn returns, whether or not anyone holds the
+ * handle.
+ * If `out` is not NULL it receives a handle the caller owns and must give back with
+ * simul_task_join() (or simul_wait_for / simul_gather / run_until_complete, which join) or
+ * simul_task_detach(). With `out` NULL the task starts detached. `opts` may be NULL.
+ * Returns 0, -ENXIO (no loop on this thread), -EINVAL, -ENOMEM (no memory or no stack). */
+int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_task_opts *opts);
+
+/* Suspends until task `t` finishes, stores its result in *result (may be NULL) and releases the
+ * handle. Returns 0 once joined; -ECANCELED / -ETIMEDOUT if the joiner was cancelled or timed
+ * out first (the handle is still the caller's, and `t` keeps running: cancelling a joiner
+ * never cancels the joined task — asyncio.shield comes for free); -EDEADLK for a task joining
+ * itself; -EINVAL for a handle already joined or detached (detected while its record has not
+ * been reused; always in debug mode). */
+int simul_task_join(simul_task *t, int *result);
+
+/* Gives the handle back without waiting; the task runs on. In debug mode a detached task that
+ * fails is reported on stderr. Returns 0 or -EINVAL. */
+int simul_task_detach(simul_task *t);
+
+/* Requests cancellation of `t`. If `t` is suspended (and not shielded) it resumes at once with
+ * -ECANCELED from the call it is suspended in; from then on every suspending call it makes
+ * returns -ECANCELED, except inside a shield scope. Cancelling a finished task does nothing.
+ * Returns 0, or -EINVAL. Safe to call from a callback or another task. */
+int simul_task_cancel(simul_task *t);
+
+/* Whether `t` has finished. */
+bool simul_task_done(const simul_task *t);
+/* Whether cancellation was requested for `t` (asyncio's Task.cancelling() > 0). */
+bool simul_task_cancel_requested(const simul_task *t);
+/* The task's name; valid while the handle is. */
+const char *simul_task_name(const simul_task *t);
+/* Renames a task (copies at most 31 bytes). Returns 0 or -EINVAL. */
+int simul_task_set_name(simul_task *t, const char *name);
+/* A small integer unique among the loop's tasks for its lifetime. */
+uint64_t simul_task_id(const simul_task *t);
+
+/* The task running now, or NULL in a callback or outside the loop. The pointer is borrowed:
+ * do not join or detach it. */
+simul_task *simul_task_current(void);
+
+/* How many tasks are alive (spawned and not finished) on the current loop. */
+size_t simul_task_count(void);
+
+/* Calls fn(task, arg) for every live task on the current loop (asyncio.all_tasks). The task
+ * pointers are borrowed for the call. Stops early if fn returns non-zero. Returns the number
+ * visited, or -ENXIO. */
+int simul_task_foreach(int (*fn)(simul_task *t, void *arg), void *arg);
+
+/* ---------------------------------------------------------------------------------------------
+ * Suspending, cancellation and deadlines
+ * ------------------------------------------------------------------------------------------- */
+
+/* Suspends. Lets every other ready task run once, then resumes (asyncio.sleep(0)).
+ * Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM. */
+int simul_yield(void);
+
+/* Suspends for `seconds` (>= 0; INFINITY sleeps until cancelled).
+ * Returns 0 when the time has passed; -ECANCELED; -ETIMEDOUT if a deadline scope ends first;
+ * -EINVAL for a negative or NaN time; -EPERM outside a task. */
+int simul_sleep(double seconds);
+/* Suspends until the absolute time `when_ns` (simul_now_ns() units). */
+int simul_sleep_until_ns(int64_t when_ns);
+
+/* Returns -ECANCELED or -ETIMEDOUT if the current task would get one from its next suspending
+ * call, else 0. Does not suspend: for long CPU loops that want to notice cancellation. */
+int simul_checkpoint(void);
+
+/* A scope lives on the caller's stack between begin and end; its fields are private.
+ * Scopes nest and must end in the reverse order of their beginning, in the task that began
+ * them. */
+typedef struct simul_scope {
+    struct simul_scope *outer_;
+    int64_t deadline_ns_;
+    struct simul_task *task_;
+    unsigned flags_;
+} simul_scope;
+
+/* Begins a deadline scope (asyncio.timeout / Trio's move_on_after): once `seconds` have passed,
+ * every suspending call inside it returns -ETIMEDOUT (level-triggered, like cancellation) until
+ * the scope ends. Nested scopes take the earliest deadline. Not a suspending call.
+ * Returns 0, -EINVAL (negative or NaN; INFINITY is allowed and never expires), -EPERM. */
+int simul_scope_timeout(simul_scope *s, double seconds);
+/* The same with an absolute deadline in simul_now_ns() units. */
+int simul_scope_deadline_ns(simul_scope *s, int64_t deadline_ns);
+
+/* Begins a shield scope for clean-up code: inside it, a cancellation of the task and the
+ * deadlines of the scopes around it are held back (a deadline scope begun inside the shield
+ * still applies). When the shield ends, a pending cancellation is delivered at the next
+ * suspending call. Returns 0 or -EPERM. */
+int simul_scope_shield(simul_scope *s);
+
+/* Ends the innermost scope `s`. Returns 1 if `s` is a deadline scope whose deadline expired
+ * (so -ETIMEDOUT seen inside came from it or from an earlier deadline), 0 if not, -EINVAL if `s`
+ * is not the innermost scope of the calling task. */
+int simul_scope_end(simul_scope *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Waiting for many tasks
+ * ------------------------------------------------------------------------------------------- */
+
+/* Suspends until every task in tasks[0..n) has finished, joins them all (the handles are
+ * released) and stores each result in results[i] (`results` may be NULL).
+ * Returns the number of tasks that failed (result < 0), so 0 means all succeeded.
+ * If the gathering task is cancelled or times out first, gather cancels the tasks still
+ * running, waits for them all (shielded), joins them, and returns -ECANCELED / -ETIMEDOUT.
+ * -EINVAL for a bad handle (nothing is joined then). */
+int simul_gather(simul_task **tasks, size_t n, int *results);
+
+enum simul_return_when {
+    SIMUL_ALL_COMPLETED = 0,
+    SIMUL_FIRST_COMPLETED = 1,
+    SIMUL_FIRST_EXCEPTION = 2, /* the first task whose result is negative, else all */
+};
+
+/* Suspends until the condition `return_when` holds for tasks[0..n) or `timeout` seconds pass
+ * (INFINITY: no timeout). Like asyncio.wait it joins nothing, cancels nothing and treats the
+ * timeout as a normal return: it returns the number of tasks done (check each with
+ * simul_task_done). -ECANCELED / -ETIMEDOUT (an outer deadline scope), -EINVAL. */
+int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout);
+
+/* Suspends until `t` finishes or `timeout` seconds pass (asyncio.wait_for). On success joins `t`
+ * and returns 0 with its result in *result. On timeout it cancels `t`, waits for it to end,
+ * joins it and returns -ETIMEDOUT (*result gets the task's result). If the caller is cancelled
+ * it does the same and returns -ECANCELED. The handle is released in every case but -EINVAL. */
+int simul_wait_for(simul_task *t, double timeout, int *result);
+
+/* An iterator that yields tasks in the order they finish (asyncio.as_completed). The tasks
+ * stay the caller's: join each one it hands back. Returns 0, -EINVAL, -ENOMEM. */
+int simul_as_completed_new(simul_as_completed **out, simul_task **tasks, size_t n);
+/* Suspends until the next task finishes and stores it in *done. Returns 0; -ENOENT when every
+ * task was handed back; -ECANCELED / -ETIMEDOUT (nothing is handed back then). */
+int simul_as_completed_next(simul_as_completed *ac, simul_task **done);
+/* Frees the iterator (the tasks not handed back stay the caller's). */
+void simul_as_completed_free(simul_as_completed *ac);
+
+/* ---------------------------------------------------------------------------------------------
+ * Task groups (asyncio.TaskGroup, Trio nurseries)
+ * ------------------------------------------------------------------------------------------- */
+
+/* Creates a group owned by the calling task. Children spawned into it are the group's: the
+ * owner waits for them all in simul_group_join(); the first child that fails (returns < 0,
+ * other than -ECANCELED caused by the group itself) cancels its siblings. If the owner returns
+ * without joining, its groups are cancelled and reaped when it finishes: no child outlives its
+ * group. Returns 0, -EPERM (outside a task), -ENOMEM. */
+int simul_group_new(simul_group **out);
+
+/* Spawns a child into the group. Returns 0; -ECANCELED if the group is already cancelled (the
+ * function does not run then); -EINVAL; -ENOMEM. */
+int simul_group_spawn(simul_group *g, simul_task_fn fn, void *arg, const simul_task_opts *opts);
+
+/* Cancels every child of the group. Returns 0 or -EINVAL. */
+int simul_group_cancel(simul_group *g);
+
+/* Suspends until every child has finished, then frees the group. *first_error (may be NULL)
+ * gets the first child failure, or 0 if none failed. Returns 0; if the owner is cancelled or
+ * times out while waiting it cancels the children, still waits for them (shielded), frees the
+ * group and returns -ECANCELED / -ETIMEDOUT. -EINVAL if not called by the owner. */
+int simul_group_join(simul_group *g, int *first_error);
+
+/* ---------------------------------------------------------------------------------------------
+ * Futures: one-shot results where callback code and task code meet
+ * ------------------------------------------------------------------------------------------- */
+
+typedef void (*simul_future_cb)(simul_future *f, void *arg);
+
+/* Creates a pending future on the current loop. The caller owns it and frees it with
+ * simul_future_free(). Returns 0, -ENXIO, -ENOMEM. */
+int simul_future_new(simul_future **out);
+
+/* Frees a future. Tasks still awaiting it resume with -ECANCELED first; done callbacks not yet
+ * run are dropped. */
+void simul_future_free(simul_future *f);
+
+/* Completes the future with `result` (>= 0 success, < 0 failure) and an optional value pointer
+ * (borrowed: the future does not free it). Wakes every awaiting task and schedules the done
+ * callbacks (they run soon, not inside this call). Returns 0, or -EALREADY if already done. */
+int simul_future_set_result(simul_future *f, int result, void *value);
+
+/* Completes the future as cancelled (its result is -ECANCELED). Returns 0 or -EALREADY. */
+int simul_future_cancel(simul_future *f);
+
+/* Suspends until the future is done (at once if it is). Stores its result and value.
+ * Returns 0 once done; -ECANCELED / -ETIMEDOUT if the waiting task was cancelled or timed out
+ * (the future is not touched then). Many tasks may await one future. */
+int simul_future_await(simul_future *f, int *result, void **value);
+
+bool simul_future_done(const simul_future *f);
+
+/* Non-suspending: the result of a done future. Returns 0, or -EAGAIN while pending. */
+int simul_future_result(const simul_future *f, int *result, void **value);
+
+/* Adds a callback run (from the loop, soon) once the future is done; if it is done already the
+ * callback is scheduled at once. Callbacks run in the order added. Returns 0 or -ENOMEM. */
+int simul_future_add_done_callback(simul_future *f, simul_future_cb cb, void *arg);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIMUL_H */

@@ -1,0 +1,49 @@
+/* scope.c — deadline and shield scopes: records on the task's own stack, chained innermost
+ * first. The task caches the effective deadline and shield so a suspension checks two words. */
+#include "internal.h"
+
+static int scope_begin(simul_scope *s, int64_t deadline, unsigned flags)
+{
+    simul_task *t = simul__task_self();
+    if (!t)
+        return -EPERM;
+    if (!s)
+        return -EINVAL;
+    s->outer_ = t->scope;
+    s->deadline_ns_ = deadline;
+    s->task_ = t;
+    s->flags_ = flags;
+    t->scope = s;
+    simul__task_rescope(t);
+    return 0;
+}
+
+int simul_scope_deadline_ns(simul_scope *s, int64_t deadline_ns)
+{
+    return scope_begin(s, deadline_ns, SIMUL__SCOPE_DEADLINE);
+}
+
+int simul_scope_timeout(simul_scope *s, double seconds)
+{
+    if (seconds != seconds || seconds < 0)
+        return -EINVAL;
+    int64_t now = simul__clock_ns();
+    int64_t dl = seconds >= (double)(SIMUL__INF - now) / 1e9 ? SIMUL__INF
+                                                              : now + (int64_t)(seconds * 1e9);
+    return scope_begin(s, dl, SIMUL__SCOPE_DEADLINE);
+}
+
+int simul_scope_shield(simul_scope *s)
+{
+    return scope_begin(s, SIMUL__INF, SIMUL__SCOPE_SHIELD);
+}
+
+int simul_scope_end(simul_scope *s)
+{
+    simul_task *t = simul__task_self();
+    if (!t || !s || t->scope != s || s->task_ != t)
+        return -EINVAL;
+    t->scope = s->outer_;
+    simul__task_rescope(t);
+    return (s->flags_ & SIMUL__SCOPE_EXPIRED) ? 1 : 0;
+}

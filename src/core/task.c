@@ -1,0 +1,534 @@
+/* task.c — tasks: spawn, the park/wake primitive, cancellation, join, sleep and yield.
+ * A task is parked in at most one simul__wait; whoever ends the wait (completion, cancel or
+ * the deadline timer) unlinks it and makes the task ready exactly once: the first to come
+ * wins, the others find t->wait == NULL and only leave their mark (the cancel flag). */
+#include <string.h>
+
+#include "internal.h"
+
+#define QUARANTINE 16            /* freed records wait this long before reuse */
+#define QUARANTINE_DEBUG 65536   /* in debug mode: stale handles are caught far longer */
+
+static void task_main(void *arg);
+
+/* ---- records ------------------------------------------------------------------------------- */
+
+static simul_task *record_alloc(simul_loop *loop)
+{
+    size_t q = loop->debug ? QUARANTINE_DEBUG : QUARANTINE;
+    simul_task *t;
+    if (loop->nfree > q) {
+        t = loop->free_head;
+        loop->free_head = t->free_next;
+        if (!loop->free_head)
+            loop->free_tail = NULL;
+        loop->nfree--;
+        simul__coro_destroy(&t->coro);
+    } else {
+        t = malloc(sizeof *t);
+        if (!t)
+            return NULL;
+    }
+    memset(t, 0, offsetof(simul_task, name));
+    return t;
+}
+
+static void all_link(simul_loop *loop, simul_task *t)
+{
+    t->all_prev = NULL;
+    t->all_next = loop->all;
+    if (loop->all)
+        loop->all->all_prev = t;
+    loop->all = t;
+}
+
+static void all_unlink(simul_loop *loop, simul_task *t)
+{
+    if (t->all_prev)
+        t->all_prev->all_next = t->all_next;
+    else
+        loop->all = t->all_next;
+    if (t->all_next)
+        t->all_next->all_prev = t->all_prev;
+}
+
+static void record_free(simul_loop *loop, simul_task *t)
+{
+    all_unlink(loop, t);
+    t->magic = SIMUL__TASK_DEAD;
+    t->free_next = NULL;
+    if (loop->free_tail)
+        loop->free_tail->free_next = t;
+    else
+        loop->free_head = t;
+    loop->free_tail = t;
+    loop->nfree++;
+}
+
+void simul__task_free_all(simul_loop *loop)
+{
+    simul_task *t = loop->all;
+    while (t) {
+        simul_task *n = t->all_next;
+        if (t->handle_held && t->result < 0)
+            simul__debug_failed_unjoined(t, "was never joined");
+        simul__coro_destroy(&t->coro);
+        free(t);
+        t = n;
+    }
+    loop->all = NULL;
+    t = loop->free_head;
+    while (t) {
+        simul_task *n = t->free_next;
+        simul__coro_destroy(&t->coro);
+        free(t);
+        t = n;
+    }
+    loop->free_head = loop->free_tail = NULL;
+    loop->nfree = 0;
+}
+
+bool simul__task_handle_ok(const simul_task *t)
+{
+    return t && t->magic == SIMUL__TASK_MAGIC && t->handle_held;
+}
+
+void simul__task_release_handle(simul_task *t)
+{
+    t->handle_held = 0;
+    if (t->state == SIMUL__TASK_DONE)
+        record_free(t->loop, t);
+}
+
+static void set_default_name(simul_task *t)
+{
+    char digits[24];
+    int n = 0;
+    uint64_t v = t->id;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    memcpy(t->name, "task-", 5);
+    for (int i = 0; i < n; i++)
+        t->name[5 + i] = digits[n - 1 - i];
+    t->name[5 + n] = 0;
+}
+
+/* ---- spawn and finish ---------------------------------------------------------------------- */
+
+int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, void *arg,
+                         const simul_task_opts *opts)
+{
+    if (!fn)
+        return -EINVAL;
+    size_t size = loop->stack_size;
+    if (opts && opts->stack_size) {
+        size = simul__stack_round(opts->stack_size);
+        if (!size || opts->stack_size > ((size_t)1 << 32))
+            return -EINVAL;
+    }
+    simul_task *t = record_alloc(loop);
+    if (!t)
+        return -ENOMEM;
+    int rc = simul__stack_get(loop->stacks, size, &t->stack);
+    if (rc < 0) {
+        t->magic = SIMUL__TASK_DEAD;
+        t->free_next = NULL;
+        all_link(loop, t); /* record_free unlinks */
+        record_free(loop, t);
+        return rc;
+    }
+    t->magic = SIMUL__TASK_MAGIC;
+    t->loop = loop;
+    t->fn = fn;
+    t->arg = arg;
+    t->id = loop->next_id++;
+    t->deadline = SIMUL__INF;
+    t->wake_at = SIMUL__INF;
+    t->run.kind = SIMUL__RUN_TASK;
+    t->timer.kind = SIMUL__TIMER_TASK;
+    if (opts && opts->name) {
+        strncpy(t->name, opts->name, sizeof t->name - 1);
+        t->name[sizeof t->name - 1] = 0;
+    } else {
+        set_default_name(t);
+    }
+    simul__coro_init(&t->coro, t->stack.lo, t->stack.size, task_main, t);
+    t->coro.name = t->name;
+    all_link(loop, t);
+    loop->live++;
+    t->state = SIMUL__TASK_READY;
+    simul__ready_push(loop, &t->run);
+    if (out) {
+        t->handle_held = 1;
+        *out = t;
+    }
+    return 0;
+}
+
+int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_task_opts *opts)
+{
+    simul_loop *loop = simul__loop();
+    if (!loop)
+        return -ENXIO;
+    return simul__task_spawn_in(loop, out, fn, arg, opts);
+}
+
+__attribute__((noreturn)) static void task_finish(simul_task *t)
+{
+    simul_loop *loop = t->loop;
+    if (t->groups)
+        simul__group_reap_owned(t); /* may suspend: still a live task here */
+    t->state = SIMUL__TASK_DONE;
+    loop->live--;
+    while (t->watchers) {
+        simul__watch *w = t->watchers;
+        simul__watch_remove(w);
+        w->notify(w, t);
+    }
+    if (t->group)
+        simul__group_child_done(t);
+    else if (!t->handle_held && t->result < 0 && t->result != -ECANCELED && loop->debug)
+        simul__debug_failed_unjoined(t, "failed while detached");
+    if (loop->stop_when_no_tasks && loop->live == 0)
+        loop->stopping = true;
+    simul__stack_put(loop->stacks, t->stack); /* safe: nothing runs on it after the switch */
+    if (!t->handle_held)
+        record_free(loop, t);
+    if (SIMUL__UNLIKELY(loop->debug)) {
+        int64_t ran = simul__clock_ns() - t->run_start;
+        if (ran > loop->slow_ns)
+            simul__debug_slow(loop, t, ran);
+    }
+    simul__runnable *r = loop->ready_head;
+    if (r && r->kind == SIMUL__RUN_TASK && loop->budget > 0 && !loop->stopping) {
+        loop->budget--;
+        loop->ready_head = r->next;
+        if (!loop->ready_head)
+            loop->ready_tail = NULL;
+        loop->nready--;
+        simul_task *next = (simul_task *)r;
+        next->state = SIMUL__TASK_RUNNING;
+        loop->current = next;
+        if (SIMUL__UNLIKELY(loop->debug))
+            next->run_start = simul__clock_ns();
+        simul__coro_exit(&loop->dead, &next->coro);
+    }
+    loop->current = NULL;
+    simul__coro_exit(&loop->dead, &loop->coro);
+}
+
+static void task_main(void *arg)
+{
+    simul_task *t = arg;
+    t->result = t->fn(t->arg);
+    task_finish(t);
+}
+
+/* ---- park and wake ------------------------------------------------------------------------- */
+
+void simul__task_mark_expired(simul_task *t, int64_t now)
+{
+    for (simul_scope *s = t->scope; s; s = s->outer_) {
+        if (s->flags_ & SIMUL__SCOPE_SHIELD)
+            break;
+        if ((s->flags_ & SIMUL__SCOPE_DEADLINE) && s->deadline_ns_ <= now)
+            s->flags_ |= SIMUL__SCOPE_EXPIRED;
+    }
+}
+
+void simul__task_rescope(simul_task *t)
+{
+    int64_t dl = SIMUL__INF;
+    uint8_t shielded = 0;
+    for (simul_scope *s = t->scope; s; s = s->outer_) {
+        if (s->flags_ & SIMUL__SCOPE_SHIELD) {
+            shielded = 1;
+            break;
+        }
+        if ((s->flags_ & SIMUL__SCOPE_DEADLINE) && s->deadline_ns_ < dl)
+            dl = s->deadline_ns_;
+    }
+    t->deadline = dl;
+    t->shielded = shielded;
+}
+
+int simul__task_check(simul_task *t)
+{
+    if (SIMUL__UNLIKELY(t->cancel_requested) && !t->shielded)
+        return -ECANCELED;
+    if (SIMUL__UNLIKELY(t->deadline != SIMUL__INF)) {
+        int64_t now = simul__clock_ns();
+        if (now >= t->deadline) {
+            simul__task_mark_expired(t, now);
+            return -ETIMEDOUT;
+        }
+    }
+    return 0;
+}
+
+int simul__park(simul__wait *w, int64_t wake_at)
+{
+    simul_loop *loop = simul__loop();
+    simul_task *t = loop->current;
+    w->task = t;
+    t->wait = w;
+    t->wake_at = wake_at;
+    int64_t fire = wake_at < t->deadline ? wake_at : t->deadline;
+    if (fire != SIMUL__INF && simul__heap_arm(&loop->timers, &t->timer, fire) < 0) {
+        t->wait = NULL;
+        if (w->unlink)
+            w->unlink(w);
+        return -ENOMEM;
+    }
+    t->state = SIMUL__TASK_PARKED;
+    simul__switch_out(loop, t);
+    return w->result;
+}
+
+void simul__wake(simul__wait *w, int result)
+{
+    simul_task *t = w->task;
+    SIMUL__ASSERT(t->wait == w && t->state == SIMUL__TASK_PARKED);
+    w->result = result;
+    t->wait = NULL;
+    if (t->timer.index)
+        simul__heap_disarm(&t->loop->timers, &t->timer);
+    t->state = SIMUL__TASK_READY;
+    simul__ready_push(t->loop, &t->run);
+}
+
+/* Ends the wait from outside its completer: cancellation or a timer. */
+static void interrupt(simul_task *t, int result)
+{
+    simul__wait *w = t->wait;
+    if (w->unlink)
+        w->unlink(w);
+    simul__wake(w, result);
+}
+
+void simul__task_timer_fire(simul_loop *loop, simul_task *t)
+{
+    (void)loop;
+    if (!t->wait)
+        return;
+    if (t->wake_at <= t->deadline) {
+        interrupt(t, 0); /* the wait's own end came first (ties go to it) */
+    } else {
+        simul__task_mark_expired(t, t->deadline);
+        interrupt(t, -ETIMEDOUT);
+    }
+}
+
+void simul__task_cancel_internal(simul_task *t)
+{
+    if (t->state == SIMUL__TASK_DONE)
+        return;
+    t->cancel_requested = 1;
+    if (t->wait && !t->shielded)
+        interrupt(t, -ECANCELED);
+}
+
+int simul_task_cancel(simul_task *t)
+{
+    if (!t || t->magic != SIMUL__TASK_MAGIC)
+        return -EINVAL;
+    simul__task_cancel_internal(t);
+    return 0;
+}
+
+/* ---- watches --------------------------------------------------------------------------------- */
+
+void simul__watch_add(simul_task *t, simul__watch *w, void (*notify)(simul__watch *, simul_task *),
+                      void *ctx)
+{
+    w->task = t;
+    w->notify = notify;
+    w->ctx = ctx;
+    w->prev = NULL;
+    w->next = t->watchers;
+    if (t->watchers)
+        t->watchers->prev = w;
+    t->watchers = w;
+}
+
+void simul__watch_remove(simul__watch *w)
+{
+    simul_task *t = w->task;
+    if (!t)
+        return;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        t->watchers = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->next = w->prev = NULL;
+    w->task = NULL;
+}
+
+/* ---- join, detach ---------------------------------------------------------------------------- */
+
+static void join_notify(simul__watch *watch, simul_task *done)
+{
+    (void)done;
+    simul__wake(watch->ctx, 0);
+}
+
+static void join_unlink(simul__wait *w)
+{
+    simul__watch_remove(w->ctx);
+}
+
+int simul__task_wait_done(simul_task *t)
+{
+    if (t->state == SIMUL__TASK_DONE)
+        return 0;
+    simul__watch watch;
+    simul__wait w = {.unlink = join_unlink, .ctx = &watch};
+    simul__watch_add(t, &watch, join_notify, &w);
+    return simul__park(&w, SIMUL__INF);
+}
+
+int simul_task_join(simul_task *t, int *result)
+{
+    simul_task *self = simul__task_self();
+    if (!simul__task_handle_ok(t))
+        return -EINVAL;
+    if (!self)
+        return -EPERM;
+    if (t == self)
+        return -EDEADLK;
+    int rc = simul__task_check(self);
+    if (rc < 0)
+        return rc;
+    rc = simul__task_wait_done(t);
+    if (rc < 0)
+        return rc;
+    if (result)
+        *result = t->result;
+    simul__task_release_handle(t);
+    return 0;
+}
+
+int simul_task_detach(simul_task *t)
+{
+    if (!simul__task_handle_ok(t))
+        return -EINVAL;
+    if (t->state == SIMUL__TASK_DONE && t->result < 0 && t->result != -ECANCELED &&
+        t->loop->debug)
+        simul__debug_failed_unjoined(t, "failed and was detached");
+    simul__task_release_handle(t);
+    return 0;
+}
+
+/* ---- queries ----------------------------------------------------------------------------------- */
+
+bool simul_task_done(const simul_task *t)
+{
+    return t && t->magic == SIMUL__TASK_MAGIC && t->state == SIMUL__TASK_DONE;
+}
+
+bool simul_task_cancel_requested(const simul_task *t)
+{
+    return t && t->magic == SIMUL__TASK_MAGIC && t->cancel_requested;
+}
+
+const char *simul_task_name(const simul_task *t)
+{
+    return t && t->magic == SIMUL__TASK_MAGIC ? t->name : "(invalid task)";
+}
+
+int simul_task_set_name(simul_task *t, const char *name)
+{
+    if (!t || t->magic != SIMUL__TASK_MAGIC || !name)
+        return -EINVAL;
+    strncpy(t->name, name, sizeof t->name - 1);
+    t->name[sizeof t->name - 1] = 0;
+    return 0;
+}
+
+uint64_t simul_task_id(const simul_task *t)
+{
+    return t && t->magic == SIMUL__TASK_MAGIC ? t->id : 0;
+}
+
+simul_task *simul_task_current(void)
+{
+    return simul__task_self();
+}
+
+size_t simul_task_count(void)
+{
+    simul_loop *loop = simul__loop();
+    return loop ? loop->live : 0;
+}
+
+int simul_task_foreach(int (*fn)(simul_task *t, void *arg), void *arg)
+{
+    simul_loop *loop = simul__loop();
+    if (!loop)
+        return -ENXIO;
+    if (!fn)
+        return -EINVAL;
+    int n = 0;
+    for (simul_task *t = loop->all, *next; t; t = next) {
+        next = t->all_next;
+        if (t->state == SIMUL__TASK_DONE)
+            continue;
+        n++;
+        if (fn(t, arg))
+            break;
+    }
+    return n;
+}
+
+/* ---- sleeping and yielding --------------------------------------------------------------------- */
+
+int simul_yield(void)
+{
+    simul_task *t = simul__task_self();
+    if (!t)
+        return -EPERM;
+    int rc = simul__task_check(t);
+    if (rc < 0)
+        return rc;
+    simul_loop *loop = t->loop;
+    t->state = SIMUL__TASK_READY;
+    simul__ready_push(loop, &t->run);
+    simul__switch_out(loop, t);
+    return 0;
+}
+
+int simul_sleep_until_ns(int64_t when_ns)
+{
+    simul_task *t = simul__task_self();
+    if (!t)
+        return -EPERM;
+    int rc = simul__task_check(t);
+    if (rc < 0)
+        return rc;
+    simul__wait w = {0};
+    return simul__park(&w, when_ns);
+}
+
+int simul_sleep(double seconds)
+{
+    if (seconds != seconds || seconds < 0)
+        return -EINVAL;
+    if (seconds == 0)
+        return simul_yield();
+    int64_t now = simul__clock_ns();
+    int64_t when = seconds >= (double)(SIMUL__INF - now) / 1e9 ? SIMUL__INF /* forever */
+                                                                  : now + (int64_t)(seconds * 1e9);
+    return simul_sleep_until_ns(when);
+}
+
+int simul_checkpoint(void)
+{
+    simul_task *t = simul__task_self();
+    if (!t)
+        return -EPERM;
+    return simul__task_check(t);
+}

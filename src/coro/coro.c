@@ -1,0 +1,98 @@
+/* coro.c — building the first frame of a coroutine, and the ucontext fallback's entry. */
+#include "coro.h"
+
+#include <string.h>
+
+__thread simul__coro *simul__coro_running __attribute__((tls_model("initial-exec")));
+
+#ifdef SIMUL_CORO_ASM
+void simul__coro_boot(void);
+#endif
+
+static void coro_entry(void *arg)
+{
+    simul__coro *c = arg;
+    simul__coro_started(c);
+    c->fn(c->arg);
+    __builtin_trap(); /* the entry function must leave with simul__coro_exit */
+}
+
+#ifndef SIMUL_CORO_ASM
+static void coro_entry_uc(unsigned hi, unsigned lo)
+{
+    coro_entry((void *)(((uintptr_t)hi << 32) | (uintptr_t)lo));
+}
+#endif
+
+void simul__coro_init_thread(simul__coro *c)
+{
+    memset(c, 0, sizeof *c);
+#ifdef SIMUL_TSAN
+    c->tsan_fiber = __tsan_get_current_fiber();
+#endif
+}
+
+void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg)
+{
+    c->stack_lo = stack_lo;
+    c->stack_size = size;
+    c->fn = fn;
+    c->arg = arg;
+#ifdef SIMUL_ASAN
+    c->asan_fake = NULL;
+#endif
+#ifdef SIMUL_TSAN
+    c->tsan_fiber = __tsan_create_fiber(0);
+    c->tsan_owned = 1;
+#endif
+#ifdef SIMUL_CORO_ASM
+    /* The frame sits 16-aligned below the top, so that after the switch's `ret` pops it the
+     * stack pointer is 16-aligned at boot's call, as the ABI wants. */
+    uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
+    struct simul__ctx_frame *f = (struct simul__ctx_frame *)(top - 16 - sizeof *f);
+    memset(f, 0, sizeof *f);
+#if defined(__x86_64__)
+    f->mxcsr = 0x1F80; /* defaults: all exceptions masked, round to nearest */
+    f->x87cw = 0x037F;
+    f->r12 = (uint64_t)(uintptr_t)coro_entry;
+    f->r13 = (uint64_t)(uintptr_t)c;
+    f->ret = (uint64_t)(uintptr_t)simul__coro_boot;
+#else
+    f->x[0] = (uint64_t)(uintptr_t)coro_entry;
+    f->x[1] = (uint64_t)(uintptr_t)c;
+    f->x30 = (uint64_t)(uintptr_t)simul__coro_boot;
+#endif
+    c->sp = f;
+#else
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = stack_lo;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = NULL;
+    uintptr_t p = (uintptr_t)c;
+    makecontext(&c->uc, (void (*)(void))coro_entry_uc, 2, (unsigned)(p >> 32), (unsigned)p);
+#endif
+}
+
+void simul__coro_destroy(simul__coro *c)
+{
+#ifdef SIMUL_TSAN
+    if (c->tsan_owned && c->tsan_fiber) {
+        __tsan_destroy_fiber(c->tsan_fiber);
+        c->tsan_fiber = NULL;
+        c->tsan_owned = 0;
+    }
+#else
+    (void)c;
+#endif
+}
+
+void simul__coro_started(simul__coro *self)
+{
+    /* First arrival on a fresh stack: there is no fake stack to restore yet. */
+#ifdef SIMUL_ASAN
+    const void *lo;
+    size_t size;
+    __sanitizer_finish_switch_fiber(NULL, &lo, &size);
+#endif
+    (void)self;
+}

@@ -1,0 +1,123 @@
+/* coro.h — stackful coroutines: a saved context plus the stack it runs on. Knows nothing of
+ * tasks or I/O. The switch is one call into assembly (or swapcontext where there is none),
+ * wrapped so that ASan and TSan are told about every change of stack. */
+#ifndef SIMUL_CORO_H
+#define SIMUL_CORO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "context.h"
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SIMUL_ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define SIMUL_TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(SIMUL_ASAN)
+#define SIMUL_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__) && !defined(SIMUL_TSAN)
+#define SIMUL_TSAN 1
+#endif
+
+#ifdef SIMUL_ASAN
+#include <sanitizer/common_interface_defs.h>
+#endif
+#ifdef SIMUL_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+#ifndef SIMUL_CORO_ASM
+#include <ucontext.h>
+#endif
+
+typedef void (*simul__coro_fn)(void *arg);
+
+typedef struct simul__coro {
+#ifdef SIMUL_CORO_ASM
+    void *sp; /* saved stack pointer while suspended */
+#else
+    ucontext_t uc;
+#endif
+    void *stack_lo;     /* lowest usable byte of the stack; NULL for a thread's own stack */
+    size_t stack_size;
+    const char *name;   /* for the overflow report; owned by whoever set it */
+    simul__coro_fn fn;  /* entry point and argument, used once at boot */
+    void *arg;
+#ifdef SIMUL_ASAN
+    void *asan_fake;
+#endif
+#ifdef SIMUL_TSAN
+    void *tsan_fiber;
+    int tsan_owned;
+#endif
+} simul__coro;
+
+/* The coroutine running on this thread (the thread's own context is NULL). Read by the
+ * overflow handler, hence initial-exec TLS: no allocation inside a signal handler. */
+extern __thread simul__coro *simul__coro_running __attribute__((tls_model("initial-exec")));
+
+/* Makes `c` the record of the calling thread's own context (the loop's). */
+void simul__coro_init_thread(simul__coro *c);
+/* Prepares `c` to run fn(arg) on [stack_lo, stack_lo + size) at its first switch-in. */
+void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg);
+/* Releases what init took (the TSan fiber). */
+void simul__coro_destroy(simul__coro *c);
+/* Called first thing by a coroutine's entry function. */
+void simul__coro_started(simul__coro *self);
+
+#ifdef SIMUL_CORO_ASM
+void simul__ctx_switch(void **save_sp, void *load_sp);
+#endif
+
+static inline void simul__coro_before_(simul__coro *from, simul__coro *to, int dying)
+{
+    (void)from;
+    (void)dying;
+#ifdef SIMUL_ASAN
+    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->stack_lo, to->stack_size);
+#endif
+#ifdef SIMUL_TSAN
+    __tsan_switch_to_fiber(to->tsan_fiber, 0);
+#endif
+    simul__coro_running = to->stack_lo ? to : NULL;
+}
+
+static inline void simul__coro_after_(simul__coro *self)
+{
+    (void)self;
+#ifdef SIMUL_ASAN
+    const void *lo;
+    size_t size;
+    __sanitizer_finish_switch_fiber(self->asan_fake, &lo, &size);
+#endif
+}
+
+/* Saves the running context into `from` and resumes `to`. Returns when someone switches back. */
+static inline void simul__coro_switch(simul__coro *from, simul__coro *to)
+{
+    simul__coro_before_(from, to, 0);
+#ifdef SIMUL_CORO_ASM
+    simul__ctx_switch(&from->sp, to->sp);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+    simul__coro_after_(from);
+}
+
+/* Leaves a finished coroutine for good; `scratch` receives the dead context. */
+__attribute__((noreturn)) static inline void simul__coro_exit(simul__coro *scratch, simul__coro *to)
+{
+    simul__coro_before_(scratch, to, 1);
+#ifdef SIMUL_CORO_ASM
+    simul__ctx_switch(&scratch->sp, to->sp);
+#else
+    swapcontext(&scratch->uc, &to->uc);
+#endif
+    __builtin_trap();
+}
+
+#endif

@@ -1,0 +1,400 @@
+/* stack.c — stack slabs, guard regions, the per-size free pools and the overflow report.
+ * Guards come from MADV_GUARD_INSTALL where the kernel has it (6.13+): they do not split the
+ * mapping, so a million guarded stacks stay far below vm.max_map_count. Elsewhere each guard is
+ * an mprotect'd page that splits the mapping in two, so those are rationed. */
+#include "stack.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "coro.h"
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define SIMUL_HAVE_VALGRIND 1
+#endif
+#endif
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+
+#define GUARD_BYTES (16u * 1024u) /* catches frames up to 16 KiB that skip stack probes */
+#define SLAB_BYTES (4u << 20)
+#define HOT_STACKS 64             /* idle stacks per size kept with their pages */
+
+enum guard_mode { GUARD_UNKNOWN, GUARD_INSTALL, GUARD_MPROTECT };
+static _Atomic int guard_mode = GUARD_UNKNOWN;
+static atomic_long mprotect_budget = -1; /* guards left before stacks go unguarded */
+static atomic_flag unguarded_warned = ATOMIC_FLAG_INIT;
+static int guard_strict = -1;
+
+typedef struct slab {
+    struct slab *next;
+    void *base;
+    size_t bytes;
+#ifdef SIMUL_HAVE_VALGRIND
+    unsigned *vg_ids;
+    size_t nslots;
+#endif
+} slab;
+
+typedef struct pool {
+    struct pool *next;
+    size_t size;      /* usable bytes per stack */
+    size_t slot;      /* guard + usable */
+    slab *slabs;
+    char *fresh;      /* next never-used slot in the newest slab */
+    char *fresh_end;
+    void **idle;      /* LIFO of idle stacks; [0, cold) already returned to the kernel */
+    size_t nidle, cap, cold;
+} pool;
+
+struct simul__stack_cache {
+    pool *pools;
+    pool *last;
+};
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (!ps)
+        ps = (size_t)sysconf(_SC_PAGESIZE);
+    return ps;
+}
+
+size_t simul__stack_round(size_t size)
+{
+    size_t ps = page_size();
+    if (size < SIMUL__STACK_MIN)
+        size = SIMUL__STACK_MIN;
+    if (size > SIZE_MAX - ps)
+        return 0;
+    return (size + ps - 1) & ~(ps - 1);
+}
+
+static long read_max_map_count(void)
+{
+    long v = 65530;
+    FILE *f = fopen("/proc/sys/vm/max_map_count", "r");
+    if (f) {
+        if (fscanf(f, "%ld", &v) != 1)
+            v = 65530;
+        fclose(f);
+    }
+    return v;
+}
+
+static void guard_setup(void)
+{
+    const char *env = getenv("SIMUL_STACK_GUARD");
+    guard_strict = env && strcmp(env, "strict") == 0;
+    long budget = (read_max_map_count() - 4096) / 2;
+    atomic_store(&mprotect_budget, budget > 0 ? budget : 0);
+    if (env && strcmp(env, "mprotect") == 0)
+        atomic_store(&guard_mode, GUARD_MPROTECT);
+}
+
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+/* Puts a guard below one stack. Returns 0, or -ENOMEM when no guard can be had and the
+ * user asked for strictness. */
+static int guard_slot(char *slot)
+{
+    int mode = atomic_load(&guard_mode);
+    if (mode != GUARD_MPROTECT) {
+        if (madvise(slot, GUARD_BYTES, MADV_GUARD_INSTALL) == 0) {
+            atomic_store(&guard_mode, GUARD_INSTALL);
+            return 0;
+        }
+        if (mode == GUARD_INSTALL)
+            return -errno;
+        atomic_store(&guard_mode, GUARD_MPROTECT); /* older kernel: EINVAL */
+    }
+    if (atomic_fetch_sub(&mprotect_budget, 1) > 0) {
+        if (mprotect(slot, GUARD_BYTES, PROT_NONE) == 0)
+            return 0;
+        return -errno;
+    }
+    atomic_fetch_add(&mprotect_budget, 1);
+    if (guard_strict)
+        return -ENOMEM;
+    if (!atomic_flag_test_and_set(&unguarded_warned))
+        fprintf(stderr, "simul: warning: out of guard pages (vm.max_map_count); further task "
+                        "stacks are unguarded (set SIMUL_STACK_GUARD=strict to fail instead)\n");
+    return 0;
+}
+
+const char *simul__stack_guard_kind(void)
+{
+    pthread_once(&guard_once, guard_setup);
+    switch (atomic_load(&guard_mode)) {
+    case GUARD_INSTALL:
+        return "guard-install";
+    case GUARD_MPROTECT:
+        return atomic_load(&mprotect_budget) > 0 ? "mprotect" : "none";
+    default:
+        return "unknown";
+    }
+}
+
+static int pool_new_slab(pool *p)
+{
+    size_t n = SLAB_BYTES / p->slot;
+    if (n == 0)
+        n = 1;
+    size_t bytes = n * p->slot;
+    slab *s = calloc(1, sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    void *base = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (base == MAP_FAILED) {
+        free(s);
+        return -ENOMEM;
+    }
+    s->base = base;
+    s->bytes = bytes;
+#ifdef SIMUL_HAVE_VALGRIND
+    s->nslots = n;
+    s->vg_ids = calloc(n, sizeof *s->vg_ids);
+#endif
+    for (size_t i = 0; i < n; i++) {
+        char *slot = (char *)base + i * p->slot;
+        int rc = guard_slot(slot);
+        if (rc < 0) {
+            munmap(base, bytes);
+#ifdef SIMUL_HAVE_VALGRIND
+            free(s->vg_ids);
+#endif
+            free(s);
+            return rc;
+        }
+#ifdef SIMUL_HAVE_VALGRIND
+        if (s->vg_ids)
+            s->vg_ids[i] = VALGRIND_STACK_REGISTER(slot + GUARD_BYTES, slot + p->slot);
+#endif
+    }
+    s->next = p->slabs;
+    p->slabs = s;
+    p->fresh = base;
+    p->fresh_end = (char *)base + bytes;
+    return 0;
+}
+
+static pool *pool_for(simul__stack_cache *c, size_t size)
+{
+    if (c->last && c->last->size == size)
+        return c->last;
+    for (pool *p = c->pools; p; p = p->next)
+        if (p->size == size)
+            return c->last = p;
+    pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->size = size;
+    p->slot = size + GUARD_BYTES;
+    p->next = c->pools;
+    c->pools = p;
+    return c->last = p;
+}
+
+int simul__stack_cache_new(simul__stack_cache **out)
+{
+    pthread_once(&guard_once, guard_setup);
+    simul__stack_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    *out = c;
+    return 0;
+}
+
+void simul__stack_cache_free(simul__stack_cache *c)
+{
+    if (!c)
+        return;
+    pool *p = c->pools;
+    while (p) {
+        pool *np = p->next;
+        slab *s = p->slabs;
+        while (s) {
+            slab *ns = s->next;
+#ifdef SIMUL_HAVE_VALGRIND
+            for (size_t i = 0; s->vg_ids && i < s->nslots; i++)
+                VALGRIND_STACK_DEREGISTER(s->vg_ids[i]);
+            free(s->vg_ids);
+#endif
+            munmap(s->base, s->bytes);
+            free(s);
+            s = ns;
+        }
+        free(p->idle);
+        free(p);
+        p = np;
+    }
+    free(c);
+}
+
+int simul__stack_get(simul__stack_cache *c, size_t size, simul__stack *out)
+{
+    pool *p = pool_for(c, size);
+    if (!p)
+        return -ENOMEM;
+    if (p->nidle) {
+        out->lo = p->idle[--p->nidle];
+        if (p->cold > p->nidle)
+            p->cold = p->nidle;
+        out->size = size;
+        return 0;
+    }
+    if (p->fresh == p->fresh_end) {
+        int rc = pool_new_slab(p);
+        if (rc < 0)
+            return rc;
+    }
+    out->lo = p->fresh + GUARD_BYTES;
+    out->size = size;
+    p->fresh += p->slot;
+    return 0;
+}
+
+void simul__stack_put(simul__stack_cache *c, simul__stack st)
+{
+    pool *p = pool_for(c, st.size);
+    if (p->nidle == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        void **n = realloc(p->idle, ncap * sizeof *n);
+        if (!n)
+            return; /* the stack stays mapped but unused: memory, not correctness */
+        p->idle = n;
+        p->cap = ncap;
+    }
+    p->idle[p->nidle++] = st.lo;
+}
+
+void simul__stack_cache_trim(simul__stack_cache *c)
+{
+    for (pool *p = c->pools; p; p = p->next) {
+        while (p->nidle - p->cold > HOT_STACKS) {
+            madvise(p->idle[p->cold], p->size, MADV_DONTNEED);
+            p->cold++;
+        }
+    }
+}
+
+/* ---- overflow report ---------------------------------------------------------------------- */
+
+static struct sigaction prev_segv, prev_bus;
+
+static size_t fmt_u(char *buf, size_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static void put(int fd, const char *s, size_t n)
+{
+    while (n) {
+        ssize_t w = write(fd, s, n);
+        if (w <= 0)
+            return;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static void on_fault(int sig, siginfo_t *si, void *uctx)
+{
+    simul__coro *c = simul__coro_running;
+    char *addr = si->si_addr;
+    if (c && c->stack_lo && addr >= (char *)c->stack_lo - GUARD_BYTES &&
+        addr < (char *)c->stack_lo) {
+        char msg[160];
+        size_t n = 0;
+        const char *name = c->name ? c->name : "?";
+        static const char a[] = "simul: task '", b[] = "' overflowed its ", d[] = " KiB stack\n";
+        memcpy(msg + n, a, sizeof a - 1);
+        n += sizeof a - 1;
+        size_t nl = strnlen(name, 64);
+        memcpy(msg + n, name, nl);
+        n += nl;
+        memcpy(msg + n, b, sizeof b - 1);
+        n += sizeof b - 1;
+        n += fmt_u(msg + n, c->stack_size / 1024);
+        memcpy(msg + n, d, sizeof d - 1);
+        n += sizeof d - 1;
+        put(2, msg, n);
+        signal(sig, SIG_DFL); /* returning re-runs the access and the default action ends us */
+        return;
+    }
+    /* Not ours: hand it to whoever was there before, or let it kill the process. */
+    struct sigaction *prev = sig == SIGSEGV ? &prev_segv : &prev_bus;
+    if (prev->sa_flags & SA_SIGINFO && prev->sa_sigaction) {
+        prev->sa_sigaction(sig, si, uctx);
+        return;
+    }
+    if (prev->sa_handler != SIG_DFL && prev->sa_handler != SIG_IGN && prev->sa_handler) {
+        prev->sa_handler(sig);
+        return;
+    }
+    signal(sig, SIG_DFL);
+}
+
+static void install_handler(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fault;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &prev_segv);
+    sigaction(SIGBUS, &sa, &prev_bus);
+}
+
+static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
+
+int simul__stack_overflow_guard_thread(void **altstack_out)
+{
+    *altstack_out = NULL;
+    pthread_once(&handler_once, install_handler);
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) == 0 && !(cur.ss_flags & SS_DISABLE))
+        return 0; /* the thread has one already (ASan installs its own) */
+    size_t size = 64 * 1024;
+    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED)
+        return -ENOMEM;
+    stack_t ss = {.ss_sp = mem, .ss_size = size, .ss_flags = 0};
+    if (sigaltstack(&ss, NULL) < 0) {
+        int e = errno;
+        munmap(mem, size);
+        return -e;
+    }
+    *altstack_out = mem;
+    return 0;
+}
+
+void simul__stack_overflow_guard_thread_end(void *altstack)
+{
+    if (!altstack)
+        return;
+    stack_t ss = {.ss_sp = NULL, .ss_size = 0, .ss_flags = SS_DISABLE};
+    sigaltstack(&ss, NULL);
+    munmap(altstack, 64 * 1024);
+}

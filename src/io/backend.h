@@ -1,0 +1,36 @@
+/* backend.h — the readiness backend behind the loop: one interface, epoll today, io_uring
+ * later. Fds are registered once for their lifetime (edge-triggered, both directions). */
+#ifndef SIMUL_IO_BACKEND_H
+#define SIMUL_IO_BACKEND_H
+
+#include <stdint.h>
+
+typedef struct simul__backend simul__backend;
+
+enum { SIMUL__EV_READ = 1u, SIMUL__EV_WRITE = 2u, SIMUL__EV_ERROR = 4u };
+
+typedef void (*simul__backend_cb)(void *data, uint32_t events, void *ctx);
+
+typedef struct simul__backend_ops {
+    const char *name;
+    int (*open)(simul__backend **out);
+    void (*close)(simul__backend *b);
+    /* Registers fd for `events` (edge-triggered); `data` comes back with each event. */
+    int (*add)(simul__backend *b, int fd, uint32_t events, void *data);
+    int (*mod)(simul__backend *b, int fd, uint32_t events, void *data);
+    int (*del)(simul__backend *b, int fd);
+    /* Waits up to timeout_ns (0: don't block; <0: forever) and calls cb for each ready fd.
+     * Returns the number of events or a negative errno (-EINTR is not an error). */
+    int (*poll)(simul__backend *b, int64_t timeout_ns, simul__backend_cb cb, void *ctx);
+} simul__backend_ops;
+
+struct simul__backend {
+    const simul__backend_ops *ops;
+};
+
+extern const simul__backend_ops simul__backend_epoll;
+
+/* The backend chosen for this process: SIMUL_BACKEND=epoll forces one. */
+const simul__backend_ops *simul__backend_default(void);
+
+#endif
