@@ -73,7 +73,10 @@ void simul__coro_started(simul__coro *self);
 void simul__ctx_switch(void **save_sp, void *load_sp);
 #endif
 
-static inline void simul__coro_before_(simul__coro *from, simul__coro *to, int dying)
+/* Always inlined: TSan's function-exit hook of a helper that returned after the fiber
+ * switch would pop the new fiber's shadow stack. The switch must stay in the caller's frame. */
+__attribute__((always_inline)) static inline void simul__coro_before_(simul__coro *from,
+                                                                      simul__coro *to, int dying)
 {
     (void)from;
     (void)dying;
@@ -86,7 +89,7 @@ static inline void simul__coro_before_(simul__coro *from, simul__coro *to, int d
     simul__coro_running = to->stack_lo ? to : NULL;
 }
 
-static inline void simul__coro_after_(simul__coro *self)
+__attribute__((always_inline)) static inline void simul__coro_after_(simul__coro *self)
 {
     (void)self;
 #ifdef SIMUL_ASAN
@@ -97,7 +100,8 @@ static inline void simul__coro_after_(simul__coro *self)
 }
 
 /* Saves the running context into `from` and resumes `to`. Returns when someone switches back. */
-static inline void simul__coro_switch(simul__coro *from, simul__coro *to)
+__attribute__((always_inline)) static inline void simul__coro_switch(simul__coro *from,
+                                                                     simul__coro *to)
 {
     simul__coro_before_(from, to, 0);
 #ifdef SIMUL_CORO_ASM
@@ -109,7 +113,8 @@ static inline void simul__coro_switch(simul__coro *from, simul__coro *to)
 }
 
 /* Leaves a finished coroutine for good; `scratch` receives the dead context. */
-__attribute__((noreturn)) static inline void simul__coro_exit(simul__coro *scratch, simul__coro *to)
+__attribute__((noreturn, always_inline)) static inline void simul__coro_exit(simul__coro *scratch,
+                                                                            simul__coro *to)
 {
     simul__coro_before_(scratch, to, 1);
 #ifdef SIMUL_CORO_ASM

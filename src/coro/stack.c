@@ -284,9 +284,23 @@ void simul__stack_put(simul__stack_cache *c, simul__stack st)
 void simul__stack_cache_trim(simul__stack_cache *c)
 {
     for (pool *p = c->pools; p; p = p->next) {
+        /* Neighbours in the idle list are usually neighbours in memory (tasks end in the
+         * order they were made), so runs of adjacent stacks go back in one call: the guards
+         * between them survive MADV_DONTNEED (guard markers and PROT_NONE alike). */
         while (p->nidle - p->cold > HOT_STACKS) {
-            madvise(p->idle[p->cold], p->size, MADV_DONTNEED);
+            char *lo = p->idle[p->cold], *hi = lo + p->size;
             p->cold++;
+            while (p->nidle - p->cold > HOT_STACKS) {
+                char *next = p->idle[p->cold];
+                if (next == hi + GUARD_BYTES)
+                    hi = next + p->size;
+                else if (next + p->size + GUARD_BYTES == lo)
+                    lo = next;
+                else
+                    break;
+                p->cold++;
+            }
+            madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
         }
     }
 }
