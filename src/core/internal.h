@@ -33,32 +33,36 @@ __attribute__((noreturn)) void simul__assert_fail(const char *what, const char *
 
 typedef struct simul__timer {
     int64_t deadline;
-    uint32_t index; /* position in the heap + 1; 0 while not armed */
-    uint8_t kind;   /* SIMUL__TIMER_TASK or SIMUL__TIMER_CB */
+    uint64_t seq;  /* ties run in the order they were armed */
+    uint8_t armed;
+    uint8_t kind;  /* SIMUL__TIMER_TASK or SIMUL__TIMER_CB */
 } simul__timer;
 
 enum { SIMUL__TIMER_TASK = 1, SIMUL__TIMER_CB = 2 };
 
+/* Entries are 16 bytes so that the four children of a node share one cache line. A disarmed
+ * timer leaves its entry behind (no back-pointer to maintain on every move): an entry counts
+ * only while its timer is armed with the same deadline, and stale ones are dropped when they
+ * surface or when they outnumber the live ones. Timer memory is never returned while the loop
+ * lives, so a stale entry always points at a valid record. */
 typedef struct simul__heap_entry {
     int64_t deadline;
-    uint64_t seq; /* ties run in the order they were armed */
     simul__timer *timer;
 } simul__heap_entry;
 
 typedef struct simul__heap {
-    simul__heap_entry *v;
+    simul__heap_entry *mem, *v; /* v = mem + 3: children of node i start at 4i+4-3 */
     uint32_t n, cap;
+    uint32_t live;               /* armed timers */
     uint64_t seq;
 } simul__heap;
 
 int simul__heap_arm(simul__heap *h, simul__timer *t, int64_t deadline);
 void simul__heap_disarm(simul__heap *h, simul__timer *t);
-/* The earliest timer if it is due at `now`, removed from the heap; else NULL. */
+/* The earliest armed timer if it is due at `now`, disarmed; else NULL. */
 simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now);
-static inline int64_t simul__heap_next(const simul__heap *h)
-{
-    return h->n ? h->v[0].deadline : SIMUL__INF;
-}
+/* The earliest armed deadline, SIMUL__INF if none. */
+int64_t simul__heap_next(simul__heap *h);
 void simul__heap_free(simul__heap *h);
 
 /* ---- the ready queue ------------------------------------------------------------------------ */

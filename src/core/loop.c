@@ -148,7 +148,7 @@ static int cb_schedule(simul_loop *loop, int64_t when, simul_callback fn, void *
     cb->arg = arg;
     cb->run.kind = SIMUL__RUN_CB;
     cb->timer.kind = SIMUL__TIMER_CB;
-    cb->timer.index = 0;
+    cb->timer.armed = 0;
     if (when == SIMUL__INF - 1) { /* "soon" */
         cb->state = SIMUL__CB_READY;
         simul__ready_push(loop, &cb->run);
@@ -341,7 +341,7 @@ static void on_event(void *data, uint32_t events, void *ctx)
 
 static void fire_timers(simul_loop *loop)
 {
-    if (!loop->timers.n)
+    if (!loop->timers.live)
         return;
     int64_t now = simul__clock_ns();
     simul__timer *t;

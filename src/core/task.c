@@ -293,7 +293,7 @@ void simul__wake(simul__wait *w, int result)
     SIMUL__ASSERT(t->wait == w && t->state == SIMUL__TASK_PARKED);
     w->result = result;
     t->wait = NULL;
-    if (t->timer.index)
+    if (t->timer.armed)
         simul__heap_disarm(&t->loop->timers, &t->timer);
     t->state = SIMUL__TASK_READY;
     simul__ready_push(t->loop, &t->run);
