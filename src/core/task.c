@@ -498,7 +498,9 @@ int simul_yield(void)
     t->state = SIMUL__TASK_READY;
     simul__ready_push(loop, &t->run);
     simul__switch_out(loop, t);
-    return 0;
+    /* Nothing was handed to a yield, so a cancel or deadline that came while it waited in the
+     * ready queue is reported here, by the suspension it interrupted. */
+    return simul__task_check(t);
 }
 
 int simul_sleep_until_ns(int64_t when_ns)
