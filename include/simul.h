@@ -1,6 +1,6 @@
 /* simul.h — the asyncio model in C: one thread, one event loop, many stackful tasks.
  *
- * Conventions (docs/design/conventions.md has the long form):
+ * Conventions (docs/design/runtime.md has the design behind them):
  * - Every function that can fail returns >= 0 on success and a negative errno on failure
  *   (-EINVAL, -ENOMEM, ...). simul never reports through the errno variable: tasks share a
  *   thread, so errno can be overwritten by another task across a suspension.
@@ -107,8 +107,11 @@ bool simul_loop_get_debug(const simul_loop *loop);
 int simul_loop_set_slow_task_threshold(simul_loop *loop, double seconds);
 
 /* asyncio.run: creates a loop, runs main(arg) as the first task (named "main") until it
- * returns, cancels the tasks still alive and waits for them, then closes the loop.
- * Returns main's result, or a negative errno if the loop could not be made. */
+ * returns, cancels the tasks still alive and waits for them, then closes the loop (handles
+ * main still held are released with it). Debug mode comes from SIMUL_DEBUG; for other loop
+ * settings make the loop yourself (simul_loop_new, spawn, simul_loop_run_until_complete).
+ * Returns main's result; if the loop could not be made, a negative errno (-EBUSY if the thread
+ * has a loop already, -ENOMEM, ...) before main ever ran. */
 int simul_run(simul_task_fn main, void *arg);
 
 /* The loop's clock: monotonic seconds / nanoseconds (CLOCK_MONOTONIC). */
@@ -207,11 +210,15 @@ int simul_task_foreach(int (*fn)(simul_task *t, void *arg), void *arg);
  * Suspending, cancellation and deadlines
  * ------------------------------------------------------------------------------------------- */
 
-/* Suspends. Lets every other ready task run once, then resumes (asyncio.sleep(0)).
- * Returns 0, -ECANCELED, -ETIMEDOUT, -EPERM. */
+/* Suspends. Lets every other ready task run once, then resumes (asyncio.sleep(0)). Ready
+ * tasks run in FIFO order (new tasks in the order spawned); the loop polls I/O and fires due
+ * timers after at most 64 task runs, so neither starves while tasks keep yielding.
+ * Returns 0; -ECANCELED / -ETIMEDOUT, also when the cancel or deadline came while it waited;
+ * -EPERM. */
 int simul_yield(void);
 
-/* Suspends for `seconds` (>= 0; INFINITY sleeps until cancelled).
+/* Suspends for `seconds` (>= 0; INFINITY sleeps until cancelled). simul_sleep(0) is
+ * simul_yield(), as asyncio.sleep(0) is.
  * Returns 0 when the time has passed; -ECANCELED; -ETIMEDOUT if a deadline scope ends first;
  * -EINVAL for a negative or NaN time; -EPERM outside a task. */
 int simul_sleep(double seconds);
@@ -256,7 +263,8 @@ int simul_scope_end(simul_scope *s);
  * ------------------------------------------------------------------------------------------- */
 
 /* Suspends until every task in tasks[0..n) has finished, joins them all (the handles are
- * released) and stores each result in results[i] (`results` may be NULL).
+ * released) and stores each result in results[i] (`results` may be NULL). n may be 0 (returns
+ * 0 at once, still a cancellation point); n > INT_MAX is -EINVAL.
  * Returns the number of tasks that failed (result < 0), so 0 means all succeeded.
  * If the gathering task is cancelled or times out first, gather cancels the tasks still
  * running, waits for them all (shielded), joins them, and returns -ECANCELED / -ETIMEDOUT.
@@ -278,11 +286,14 @@ int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout);
 /* Suspends until `t` finishes or `timeout` seconds pass (asyncio.wait_for). On success joins `t`
  * and returns 0 with its result in *result. On timeout it cancels `t`, waits for it to end,
  * joins it and returns -ETIMEDOUT (*result gets the task's result). If the caller is cancelled
- * it does the same and returns -ECANCELED. The handle is released in every case but -EINVAL. */
+ * it does the same and returns -ECANCELED. Completion wins a race: if `t` had already finished
+ * (with anything but -ECANCELED) when the timeout or cancel was handled, the call returns 0.
+ * The handle is released in every case but -EINVAL / -EPERM / -EDEADLK. */
 int simul_wait_for(simul_task *t, double timeout, int *result);
 
-/* An iterator that yields tasks in the order they finish (asyncio.as_completed). The tasks
- * stay the caller's: join each one it hands back. Returns 0, -EINVAL, -ENOMEM. */
+/* An iterator that yields tasks in the order they finish (asyncio.as_completed). The array is
+ * not kept; the tasks stay the caller's: join each one it hands back, and do not join or detach
+ * one before it was handed back. Returns 0, -EINVAL, -ENOMEM. */
 int simul_as_completed_new(simul_as_completed **out, simul_task **tasks, size_t n);
 /* Suspends until the next task finishes and stores it in *done. Returns 0; -ENOENT when every
  * task was handed back; -ECANCELED / -ETIMEDOUT (nothing is handed back then). */
@@ -324,8 +335,9 @@ typedef void (*simul_future_cb)(simul_future *f, void *arg);
  * simul_future_free(). Returns 0, -ENXIO, -ENOMEM. */
 int simul_future_new(simul_future **out);
 
-/* Frees a future. Tasks still awaiting it resume with -ECANCELED first; done callbacks not yet
- * run are dropped. */
+/* Frees a future. Tasks still awaiting it resume with -ECANCELED first (simul_future_await
+ * returns -ECANCELED: check simul_task_cancel_requested() to tell this from a cancel of the
+ * awaiting task); done callbacks not yet run are dropped. */
 void simul_future_free(simul_future *f);
 
 /* Completes the future with `result` (>= 0 success, < 0 failure) and an optional value pointer

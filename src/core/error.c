@@ -1,5 +1,6 @@
 /* error.c — names and messages for the negative errno values simul returns. */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "simul.h"
@@ -20,10 +21,15 @@ static const struct {
 };
 #undef E
 
+/* |err| without overflowing on INT_MIN (which then matches no code). */
+static int magnitude(int err)
+{
+    return err == INT_MIN ? INT_MAX : err < 0 ? -err : err;
+}
+
 const char *simul_errname(int err)
 {
-    if (err < 0)
-        err = -err;
+    err = magnitude(err);
     if (err == 0)
         return "OK";
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -34,8 +40,7 @@ const char *simul_errname(int err)
 
 const char *simul_strerror(int err)
 {
-    if (err < 0)
-        err = -err;
+    err = magnitude(err);
     if (err == 0)
         return "Success";
     if (err == ECANCELED)

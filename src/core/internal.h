@@ -132,6 +132,7 @@ struct simul_task {
     uint8_t cancel_requested;
     uint8_t shielded;        /* some shield scope is active */
     uint8_t handle_held;     /* the spawner's handle not yet joined or detached */
+    uint8_t mark;            /* scratch for one call's bookkeeping (gather's duplicate check) */
     simul__coro coro;
     simul_task_fn fn;
     void *arg;

@@ -1,6 +1,7 @@
 /* wait.c — waiting on many tasks: gather, wait, wait_for, as_completed. Each registers a
  * watch on the tasks it waits for and parks once; an interrupted gather or wait_for cancels
  * what it started waiting on and reaps it under a shield, so nothing is left running. */
+#include <limits.h>
 #include <string.h>
 
 #include "internal.h"
@@ -112,20 +113,21 @@ int simul_gather(simul_task **tasks, size_t n, int *results)
     int rc = check_handles(tasks, n);
     if (rc < 0)
         return rc;
+    if (n > INT_MAX)
+        return -EINVAL;
     if (!self)
         return -EPERM;
     for (size_t i = 0; i < n; i++)
         if (tasks[i] == self)
             return -EDEADLK;
     /* The same handle twice would be joined twice. */
-    for (size_t i = 0; i < n; i++)
-        tasks[i]->state |= 0x80;
     int dup = 0;
     for (size_t i = 0; i < n; i++) {
-        if (!(tasks[i]->state & 0x80))
-            dup = 1;
-        tasks[i]->state &= 0x7f;
+        dup |= tasks[i]->mark;
+        tasks[i]->mark = 1;
     }
+    for (size_t i = 0; i < n; i++)
+        tasks[i]->mark = 0;
     if (dup)
         return -EINVAL;
 

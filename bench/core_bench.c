@@ -1,0 +1,418 @@
+/* core_bench.c — core measurements of simul, through the public API only.
+ *
+ *   core_bench switch [N]   two tasks ping-pong with simul_yield(); N switches (default 10M),
+ *                           best of 5 runs                                    -> switch_ns
+ *   core_bench spawn  [N]   one task: spawn a task returning 0, join it; N pairs (default 2M),
+ *                           best of 3 runs                                    -> spawn_join_per_s
+ *   core_bench rss    [N]   N tasks (default 1M) each simul_sleep(1.0), spawned from the main
+ *                           task, then all joined; (VmHWM - VmRSS before) / N -> rss_per_task_bytes
+ *   core_bench timer  [N]   N simul_call_later() with uniform random delays in [0,1) (fixed
+ *                           seed); scheduling cost, then worst lateness      -> timer_ns,
+ *                                                                               timer_worst_late_ms
+ *
+ * Run one measure per process so that the peak RSS of one does not pollute another.
+ * Every result is a `key=value` line on stdout; diagnostics go to stderr. Any library error
+ * ends the process with a non-zero status.
+ */
+#include "simul.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ------------------------------------------------------------------------------------------ */
+
+static int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    fflush(stdout);
+    fputs("core_bench: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+static void check(int rc, const char *what) {
+    if (rc < 0)
+        die("%s failed: %d %s (%s)", what, rc, simul_errname(rc), simul_strerror(rc));
+}
+
+/* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1. */
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    size_t klen = strlen(key);
+    long v = -1;
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            v = strtol(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static double rand01(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
+
+static long parse_count(const char *s, long dflt) {
+    if (!s)
+        return dflt;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end != '\0' || v <= 0)
+        die("bad count '%s'", s);
+    return v;
+}
+
+static int run_main(simul_task_fn fn, void *arg, const char *what) {
+    int rc = simul_run(fn, arg);
+    if (rc < 0)
+        die("%s: simul_run returned %d %s (%s)", what, rc, simul_errname(rc), simul_strerror(rc));
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * switch: two tasks hand the CPU to each other with simul_yield().
+ * ------------------------------------------------------------------------------------------ */
+
+#define SWITCH_RUNS 5
+
+static struct {
+    long iters;    /* yields per task */
+    int last;      /* id of the task that ran last */
+    long non_alt;  /* yields after which the other task had not run */
+} g_pp;
+
+static int pinger(void *arg) {
+    int me = (int)(intptr_t)arg;
+    for (long i = 0; i < g_pp.iters; i++) {
+        g_pp.last = me;
+        int rc = simul_yield();
+        if (rc < 0)
+            return rc;
+        if (g_pp.last == me)
+            g_pp.non_alt++;
+    }
+    return 0;
+}
+
+struct switch_cfg {
+    long n;
+    double run_ns[SWITCH_RUNS];
+};
+
+static int switch_main(void *arg) {
+    struct switch_cfg *c = arg;
+    for (int r = 0; r < SWITCH_RUNS; r++) {
+        g_pp.iters = c->n / 2;
+        g_pp.last = -1;
+        g_pp.non_alt = 0;
+        simul_task *a, *b;
+        int ra = -1, rb = -1;
+        int64_t t0 = mono_ns();
+        check(simul_task_spawn(&a, pinger, (void *)(intptr_t)1, NULL), "spawn pinger");
+        check(simul_task_spawn(&b, pinger, (void *)(intptr_t)2, NULL), "spawn pinger");
+        check(simul_task_join(a, &ra), "join pinger");
+        check(simul_task_join(b, &rb), "join pinger");
+        int64_t t1 = mono_ns();
+        if (ra != 0 || rb != 0)
+            die("switch: pinger results %d %d", ra, rb);
+        /* Expected: exactly 1 (the last yield of the task that finishes second finds nobody
+         * else ready). More means simul_yield returned without running the other task. */
+        if (g_pp.non_alt > 1)
+            die("switch: %ld of %ld yields returned without the other task running",
+                g_pp.non_alt, 2 * g_pp.iters);
+        c->run_ns[r] = (double)(t1 - t0) / (double)(2 * g_pp.iters);
+    }
+    return 0;
+}
+
+static void bench_switch(long n) {
+    struct switch_cfg c = {.n = n};
+    run_main(switch_main, &c, "switch");
+    double best = c.run_ns[0];
+    for (int r = 1; r < SWITCH_RUNS; r++)
+        if (c.run_ns[r] < best)
+            best = c.run_ns[r];
+    printf("switch_n=%ld\n", (n / 2) * 2);
+    printf("switch_ns_runs=");
+    for (int r = 0; r < SWITCH_RUNS; r++)
+        printf("%s%.2f", r ? "," : "", c.run_ns[r]);
+    printf("\nswitch_ns=%.2f\n", best);
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * spawn: spawn a task that returns 0 at once, join it; repeat.
+ * ------------------------------------------------------------------------------------------ */
+
+#define SPAWN_RUNS 3
+
+static long g_ran;
+
+static int ret0(void *arg) {
+    (void)arg;
+    g_ran++;
+    return 0;
+}
+
+struct spawn_cfg {
+    long n;
+    double per_s[SPAWN_RUNS];
+};
+
+static int spawn_main(void *arg) {
+    struct spawn_cfg *c = arg;
+    for (int r = 0; r < SPAWN_RUNS; r++) {
+        g_ran = 0;
+        int64_t t0 = mono_ns();
+        for (long i = 0; i < c->n; i++) {
+            simul_task *t;
+            int res = -1;
+            check(simul_task_spawn(&t, ret0, NULL, NULL), "simul_task_spawn");
+            check(simul_task_join(t, &res), "simul_task_join");
+            if (res != 0)
+                die("spawn: joined result %d", res);
+        }
+        int64_t t1 = mono_ns();
+        if (g_ran != c->n)
+            die("spawn: %ld tasks ran, expected %ld", g_ran, c->n);
+        c->per_s[r] = (double)c->n * 1e9 / (double)(t1 - t0);
+    }
+    return 0;
+}
+
+static void bench_spawn(long n) {
+    struct spawn_cfg c = {.n = n};
+    run_main(spawn_main, &c, "spawn");
+    double best = c.per_s[0];
+    for (int r = 1; r < SPAWN_RUNS; r++)
+        if (c.per_s[r] > best)
+            best = c.per_s[r];
+    printf("spawn_join_n=%ld\n", n);
+    printf("spawn_join_per_s_runs=");
+    for (int r = 0; r < SPAWN_RUNS; r++)
+        printf("%s%.0f", r ? "," : "", c.per_s[r]);
+    printf("\nspawn_join_per_s=%.0f\n", best);
+    printf("spawn_join_ns=%.1f\n", 1e9 / best);
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * rss: N concurrent tasks, each sleeping 1 s.
+ * ------------------------------------------------------------------------------------------ */
+
+static long g_slept_short; /* sleepers that woke before 1 s had passed */
+static long g_sleepers_started;
+
+static int sleeper(void *arg) {
+    (void)arg;
+    g_sleepers_started++;
+    int64_t t0 = mono_ns();
+    int rc = simul_sleep(1.0);
+    if (rc < 0)
+        return rc;
+    if (mono_ns() - t0 < 1000000000LL)
+        g_slept_short++;
+    return 0;
+}
+
+struct rss_cfg {
+    long n;
+    long base_kb, hwm_kb, hwm_before_kb;
+    int64_t t_spawn, t_join;
+    long failed;
+};
+
+static int rss_main(void *arg) {
+    struct rss_cfg *c = arg;
+    /* The handle array is the benchmark's own: allocate and touch it before the baseline. */
+    simul_task **h = malloc((size_t)c->n * sizeof *h);
+    if (!h)
+        die("rss: out of memory for %ld handles", c->n);
+    memset(h, 0, (size_t)c->n * sizeof *h);
+    c->hwm_before_kb = status_kb("VmHWM");
+    c->base_kb = status_kb("VmRSS");
+
+    int64_t t0 = mono_ns();
+    for (long i = 0; i < c->n; i++) {
+        int rc = simul_task_spawn(&h[i], sleeper, NULL, NULL);
+        if (rc < 0)
+            die("rss: simul_task_spawn #%ld of %ld failed: %d %s (%s); VmRSS=%ld kB", i, c->n,
+                rc, simul_errname(rc), simul_strerror(rc), status_kb("VmRSS"));
+    }
+    int64_t t1 = mono_ns();
+    for (long i = 0; i < c->n; i++) {
+        int res = -1;
+        check(simul_task_join(h[i], &res), "rss: simul_task_join");
+        if (res != 0)
+            c->failed++;
+    }
+    int64_t t2 = mono_ns();
+    c->hwm_kb = status_kb("VmHWM");
+    c->t_spawn = t1 - t0;
+    c->t_join = t2 - t1;
+    free(h);
+    return 0;
+}
+
+static void bench_rss(long n) {
+    struct rss_cfg c = {.n = n};
+    run_main(rss_main, &c, "rss");
+    if (c.failed)
+        die("rss: %ld sleepers returned an error", c.failed);
+    if (g_sleepers_started != n)
+        die("rss: %ld sleepers ran, expected %ld", g_sleepers_started, n);
+    if (g_slept_short)
+        fprintf(stderr, "core_bench: WARNING rss: %ld sleepers woke before 1 s had passed\n",
+                g_slept_short);
+    if (c.base_kb < 0 || c.hwm_kb < 0)
+        die("rss: cannot read /proc/self/status");
+    printf("rss_tasks=%ld\n", n);
+    printf("rss_baseline_kb=%ld\n", c.base_kb);
+    printf("rss_peak_kb=%ld\n", c.hwm_kb);
+    printf("rss_short_sleeps=%ld\n", g_slept_short);
+    printf("rss_per_task_bytes=%.0f\n", (double)(c.hwm_kb - c.base_kb) * 1024.0 / (double)n);
+    printf("spawn_1m_us_per_task=%.3f\n", (double)c.t_spawn / 1e3 / (double)n);
+    printf("rss_join_all_s=%.3f\n", (double)c.t_join / 1e9);
+    printf("rss_total_elapsed_s=%.3f\n", (double)(c.t_spawn + c.t_join) / 1e9);
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * timer: N call_later callbacks with random delays in [0, 1).
+ * ------------------------------------------------------------------------------------------ */
+
+static struct {
+    long n, fired;
+    int64_t loop_start_ns;    /* when scheduling ended and the loop began to run */
+    int64_t worst_late_ns;    /* max(now - deadline) */
+    int64_t worst_late_run_ns; /* max(now - max(deadline, loop_start)) */
+    int64_t worst_early_ns;   /* max(deadline - now) over callbacks that ran early */
+    long early;
+    int64_t worst_skew_ns;    /* how far simul_now_ns() fell outside CLOCK_MONOTONIC reads around it */
+    int64_t last_fire_ns;
+    simul_loop *loop;
+} g_tm;
+
+static void timer_cb(void *arg) {
+    int64_t dl = *(const int64_t *)arg;
+    int64_t before = mono_ns();
+    int64_t now = simul_now_ns();
+    int64_t after = mono_ns();
+    /* simul_now_ns() must lie within [before, after]; anything outside is a stale or wrong
+     * clock (a preemption between the reads widens the window instead of faking a skew). */
+    int64_t skew = now < before ? before - now : (now > after ? now - after : 0);
+    if (skew > g_tm.worst_skew_ns)
+        g_tm.worst_skew_ns = skew;
+    int64_t late = now - dl;
+    if (late > g_tm.worst_late_ns)
+        g_tm.worst_late_ns = late;
+    if (late < 0) {
+        g_tm.early++;
+        if (-late > g_tm.worst_early_ns)
+            g_tm.worst_early_ns = -late;
+    }
+    int64_t eff = dl > g_tm.loop_start_ns ? dl : g_tm.loop_start_ns;
+    if (now - eff > g_tm.worst_late_run_ns)
+        g_tm.worst_late_run_ns = now - eff;
+    g_tm.last_fire_ns = now;
+    if (++g_tm.fired == g_tm.n)
+        check(simul_loop_stop(g_tm.loop), "simul_loop_stop");
+}
+
+static void bench_timer(long n) {
+    double *delay = malloc((size_t)n * sizeof *delay);
+    int64_t *deadline = malloc((size_t)n * sizeof *deadline);
+    if (!delay || !deadline)
+        die("timer: out of memory");
+    uint64_t seed = 0x5eed5eedULL;
+    for (long i = 0; i < n; i++)
+        delay[i] = rand01(&seed);
+    memset(deadline, 0, (size_t)n * sizeof *deadline);
+
+    memset(&g_tm, 0, sizeof g_tm);
+    g_tm.n = n;
+    g_tm.worst_late_ns = INT64_MIN;
+    g_tm.worst_late_run_ns = INT64_MIN;
+    check(simul_loop_new(&g_tm.loop), "simul_loop_new");
+
+    /* The intended deadline of callback i is (the clock read at the start of its block of 256
+     * calls) + delay: never later than the time call_later itself reads, so lateness is never
+     * under-reported, and the clock reads cost nothing measurable in the scheduling time. */
+    int64_t base = 0;
+    int64_t t0 = mono_ns();
+    for (long i = 0; i < n; i++) {
+        if ((i & 255) == 0)
+            base = simul_now_ns();
+        deadline[i] = base + (int64_t)(delay[i] * 1e9);
+        int rc = simul_call_later(delay[i], timer_cb, &deadline[i], NULL);
+        if (rc < 0)
+            die("timer: simul_call_later #%ld failed: %d %s", i, rc, simul_errname(rc));
+    }
+    int64_t t1 = mono_ns();
+    g_tm.loop_start_ns = simul_now_ns();
+    check(simul_loop_run(g_tm.loop), "simul_loop_run");
+    int64_t t2 = mono_ns();
+    if (g_tm.fired != n)
+        die("timer: loop returned after %ld of %ld callbacks", g_tm.fired, n);
+    check(simul_loop_close(g_tm.loop), "simul_loop_close");
+
+    printf("timer_n=%ld\n", n);
+    printf("timer_ns=%.1f\n", (double)(t1 - t0) / (double)n);
+    printf("timer_schedule_s=%.3f\n", (double)(t1 - t0) / 1e9);
+    printf("timer_worst_late_ms=%.3f\n", (double)g_tm.worst_late_ns / 1e6);
+    /* The same, not counting the time the scheduling loop itself kept the loop from running. */
+    printf("timer_worst_late_after_sched_ms=%.3f\n", (double)g_tm.worst_late_run_ns / 1e6);
+    printf("timer_early_count=%ld\n", g_tm.early);
+    printf("timer_worst_early_ms=%.3f\n", (double)g_tm.worst_early_ns / 1e6);
+    printf("timer_now_skew_max_ms=%.3f\n", (double)g_tm.worst_skew_ns / 1e6);
+    printf("timer_run_s=%.3f\n", (double)(t2 - t1) / 1e9);
+    printf("timer_total_s=%.3f\n", (double)(t2 - t0) / 1e9);
+    free(delay);
+    free(deadline);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int main(int argc, char **argv) {
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: %s switch|spawn|rss|timer [count]\n", argv[0]);
+        return 2;
+    }
+    const char *m = argv[1];
+    const char *cnt = argc > 2 ? argv[2] : NULL;
+    if (strcmp(m, "switch") == 0)
+        bench_switch(parse_count(cnt, 10000000));
+    else if (strcmp(m, "spawn") == 0)
+        bench_spawn(parse_count(cnt, 2000000));
+    else if (strcmp(m, "rss") == 0)
+        bench_rss(parse_count(cnt, 1000000));
+    else if (strcmp(m, "timer") == 0)
+        bench_timer(parse_count(cnt, 1000000));
+    else {
+        fprintf(stderr, "core_bench: unknown measure '%s'\n", m);
+        return 2;
+    }
+    fflush(stdout);
+    return 0;
+}

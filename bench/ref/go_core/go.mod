@@ -1,0 +1,3 @@
+module simulbench/go_core
+
+go 1.19

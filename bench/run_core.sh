@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Core benchmarks: simul vs asyncio vs Go, one measure at a time, each in its own process,
+# pinned to one core.
+#
+#   bash bench/run_core.sh <build-dir>        e.g. bash bench/run_core.sh build
+#
+# Environment:
+#   BENCH_QUICK=1     every count / 10 (smoke run)
+#   BENCH_CPU=n       core to pin to (default 1; put any load generator on core 0)
+#   BENCH_TIMEOUT=s   per-process time limit in seconds (default 900); a hang fails the run
+#   GOCACHE           Go build cache (default <build-dir>/go-cache)
+#
+# Output: every key=value line the benches print, then the ratios (>1 always means simul is
+# better: faster, smaller or less late), then one `target ...: PASS|MISS (measured X)` line per
+# target. A missed target is reported and the script still exits 0; a bench that crashes, fails
+# or times out makes it exit non-zero.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 <build-dir>" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PY=/usr/bin/python3
+CPU=${BENCH_CPU:-1}
+QUICK=${BENCH_QUICK:-0}
+TIMEOUT=${BENCH_TIMEOUT:-900}
+
+# Debug modes would measure something else.
+unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
+
+die() { echo "run_core.sh: $*" >&2; exit 1; }
+
+if [ "$QUICK" = 1 ]; then div=10; else div=1; fi
+# Full counts; BENCH_QUICK divides every one by 10.
+N_SWITCH=$((10000000 / div))       # simul, Go: switches (best of 5)
+N_SWITCH_PY=$((200000 / div))      # asyncio: switches (best of 5)
+N_SPAWN=$((2000000 / div))         # simul, Go: spawn+join pairs (best of 3)
+N_SPAWN_PY=$((200000 / div))       # asyncio: spawn+join pairs (best of 3)
+N_RSS=$((1000000 / div))           # concurrent sleeping tasks (all three)
+N_TIMER=$((1000000 / div))         # call_later / AfterFunc timers (all three)
+
+CORE=$BUILD/bench/core_bench
+GOBIN=$BUILD/bench/go_core
+
+command -v taskset >/dev/null || die "taskset not found (util-linux)"
+command -v go >/dev/null || die "go not found (package golang-go)"
+[ -x "$PY" ] || die "$PY not found"
+taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+
+# Bring core_bench up to date if this is a configured CMake build dir.
+if [ -f "$BUILD/CMakeCache.txt" ]; then
+    cmake --build "$BUILD" --target core_bench >&2 || die "building core_bench failed"
+fi
+[ -x "$CORE" ] || die "$CORE not found: configure and build $BUILD first"
+
+# Build the Go reference into the build dir.
+mkdir -p "$BUILD/bench"
+export GOCACHE=${GOCACHE:-$BUILD/go-cache}
+if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
+    export GOPATH=${GOPATH:-$BUILD/go-path}
+fi
+(cd "$HERE/ref/go_core" && GOFLAGS= GO111MODULE=on go build -o "$GOBIN" .) >&2 \
+    || die "building the Go reference failed"
+
+declare -A V=()
+
+# run <cmd...>: runs one bench pinned, prints its output, records its key=value lines.
+run() {
+    local out rc=0
+    out=$(timeout "$TIMEOUT" taskset -c "$CPU" "$@") || rc=$?
+    if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+    if [ "$rc" -ne 0 ]; then
+        if [ "$rc" -eq 124 ]; then
+            die "'$*' timed out after ${TIMEOUT}s"
+        fi
+        die "'$*' failed with exit status $rc"
+    fi
+    local line
+    while IFS= read -r line; do
+        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then
+            V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+        fi
+    done <<<"$out"
+}
+
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+echo "# run_core.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
+echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# build_type=${build_type:-unknown} quick=$QUICK python=$($PY -V 2>&1) go=$(go version | cut -d' ' -f3)"
+
+# One measure at a time, never in parallel; the three implementations back to back per measure.
+run "$CORE" switch "$N_SWITCH"
+run "$PY" "$HERE/ref/asyncio_core.py" switch "$N_SWITCH_PY"
+run "$GOBIN" switch "$N_SWITCH"
+
+run "$CORE" spawn "$N_SPAWN"
+run "$PY" "$HERE/ref/asyncio_core.py" spawn "$N_SPAWN_PY"
+run "$GOBIN" spawn "$N_SPAWN"
+
+run "$CORE" rss "$N_RSS"
+run "$PY" "$HERE/ref/asyncio_core.py" rss "$N_RSS"
+run "$GOBIN" rss "$N_RSS"
+
+run "$CORE" timer "$N_TIMER"
+run "$PY" "$HERE/ref/asyncio_core.py" timer "$N_TIMER"
+run "$GOBIN" timer "$N_TIMER"
+
+echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ratio <name> <numerator key> <denominator key>: prints name=num/den (n/a if missing or 0).
+ratio() {
+    local a=${V[$2]:-} b=${V[$3]:-}
+    awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {
+        if (a == "" || b == "" || b + 0 == 0) { printf "%s=n/a\n", n; exit }
+        printf "%s=%.2f\n", n, a / b }'
+}
+
+echo "# ratios: >1 means simul is better"
+ratio switch_vs_asyncio asyncio_switch_ns switch_ns
+ratio switch_vs_go go_switch_ns switch_ns
+ratio spawn_join_vs_asyncio spawn_join_per_s asyncio_spawn_join_per_s
+ratio spawn_join_vs_go spawn_join_per_s go_spawn_join_per_s
+ratio rss_vs_asyncio asyncio_rss_per_task_bytes rss_per_task_bytes
+ratio rss_vs_go go_rss_per_task_bytes rss_per_task_bytes
+ratio timer_late_vs_asyncio asyncio_timer_worst_late_ms timer_worst_late_ms
+ratio timer_late_vs_go go_timer_worst_late_ms timer_worst_late_ms
+ratio timer_ns_vs_asyncio asyncio_timer_ns timer_ns
+
+# target <key> <op> <bound>: op is <= or >=.
+target() {
+    local v=${V[$1]:-}
+    if [ -z "$v" ]; then
+        echo "target $1$2$3: MISS (not measured)"
+        return
+    fi
+    if awk -v v="$v" -v b="$3" -v op="$2" \
+        'BEGIN { exit !((op == "<=") ? (v + 0 <= b + 0) : (v + 0 >= b + 0)) }'; then
+        echo "target $1$2$3: PASS (measured $v)"
+    else
+        echo "target $1$2$3: MISS (measured $v)"
+    fi
+}
+
+if [ "$QUICK" = 1 ]; then
+    echo "# quick run: counts / 10, targets checked on the reduced counts"
+fi
+target switch_ns '<=' 10
+target spawn_join_per_s '>=' 5000000
+target rss_per_task_bytes '<=' 5120
+target timer_worst_late_ms '<=' 100
+exit 0

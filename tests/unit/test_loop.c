@@ -1,0 +1,808 @@
+/* test_loop.c — the loop and plain callbacks: lifecycle, call_soon / call_later / call_at order,
+ * handle cancellation, stop, run_until_complete, call_soon_threadsafe, the clock, error codes.
+ */
+#include <pthread.h>
+
+#include "test_main_helpers.h"
+
+/* A log of callback ids in the order they ran. */
+typedef struct order_log {
+    int ids[4096];
+    int n;
+} order_log;
+
+typedef struct log_entry {
+    order_log *log;
+    int id;
+} log_entry;
+
+static void log_cb(void *arg)
+{
+    log_entry *e = arg;
+    if (e->log->n < (int)ARRAY_LEN(e->log->ids)) {
+        e->log->ids[e->log->n] = e->id;
+    }
+    e->log->n++;
+    assert_null(simul_task_current()); /* callbacks are not tasks */
+}
+
+static void stop_cb(void *arg)
+{
+    simul_loop_stop(arg);
+}
+
+static void count_cb(void *arg)
+{
+    (*(int *)arg)++;
+}
+
+static void new_loop(simul_loop **loop)
+{
+    *loop = NULL;
+    assert_int_equal(simul_loop_new(loop), 0);
+    assert_non_null(*loop);
+    assert_ptr_equal(simul_loop_current(), *loop);
+}
+
+static void close_loop(simul_loop *loop)
+{
+    assert_int_equal(simul_task_count(), 0);
+    assert_int_equal(simul_loop_close(loop), 0);
+    assert_null(simul_loop_current());
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------- */
+
+static void loop_new_close(void **state)
+{
+    (void)state;
+    assert_null(simul_loop_current());
+    simul_loop *loop;
+    new_loop(&loop);
+    close_loop(loop);
+    /* A second loop after closing the first is fine. */
+    new_loop(&loop);
+    close_loop(loop);
+}
+
+static void loop_second_on_same_thread_ebusy(void **state)
+{
+    (void)state;
+    simul_loop *loop, *other = NULL;
+    new_loop(&loop);
+    assert_int_equal(simul_loop_new(&other), -EBUSY);
+    assert_ptr_equal(simul_loop_current(), loop);
+    close_loop(loop);
+}
+
+static void *close_from_thread(void *arg)
+{
+    return (void *)(intptr_t)simul_loop_close(arg);
+}
+
+static void *run_from_thread(void *arg)
+{
+    return (void *)(intptr_t)simul_loop_run(arg);
+}
+
+static void loop_close_and_run_from_other_thread_eperm(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    pthread_t th;
+    void *ret;
+    assert_int_equal(pthread_create(&th, NULL, close_from_thread, loop), 0);
+    assert_int_equal(pthread_join(th, &ret), 0);
+    assert_int_equal((int)(intptr_t)ret, -EPERM);
+    assert_int_equal(pthread_create(&th, NULL, run_from_thread, loop), 0);
+    assert_int_equal(pthread_join(th, &ret), 0);
+    assert_int_equal((int)(intptr_t)ret, -EPERM);
+    close_loop(loop);
+}
+
+static int return_42(void *arg)
+{
+    (void)arg;
+    return 42;
+}
+
+static void loop_close_busy_while_task_alive(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, return_42, NULL, NULL), 0);
+    assert_int_equal(simul_task_count(), 1);
+    assert_int_equal(simul_loop_close(loop), -EBUSY);
+    assert_ptr_equal(simul_loop_current(), loop); /* still usable */
+    int result = 0;
+    assert_int_equal(simul_loop_run_until_complete(loop, t, &result), 0);
+    assert_int_equal(result, 42);
+    close_loop(loop);
+}
+
+/* ---- call_soon ------------------------------------------------------------------------- */
+
+static void call_soon_fifo(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    static order_log log;
+    static log_entry e[200];
+    log.n = 0;
+    for (int i = 0; i < 200; i++) {
+        e[i] = (log_entry){&log, i};
+        simul_handle h = {0};
+        assert_int_equal(simul_call_soon(log_cb, &e[i], i % 2 ? &h : NULL), 0);
+        if (i % 2) {
+            assert_true(h.id != 0);
+        }
+    }
+    assert_int_equal(log.n, 0); /* nothing runs before the loop does */
+    assert_int_equal(simul_call_soon(stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(log.n, 200);
+    for (int i = 0; i < 200; i++) {
+        assert_int_equal(log.ids[i], i);
+    }
+    close_loop(loop);
+}
+
+/* A callback scheduled from a callback runs after those already ready. */
+static order_log nested_log;
+static log_entry nested_c = {&nested_log, 3};
+
+static void nested_a(void *arg)
+{
+    log_cb(arg);
+    assert_int_equal(simul_call_soon(log_cb, &nested_c, NULL), 0);
+}
+
+static void call_soon_from_callback_runs_after_ready(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    nested_log.n = 0;
+    log_entry a = {&nested_log, 1}, b = {&nested_log, 2};
+    assert_int_equal(simul_call_soon(nested_a, &a, NULL), 0);
+    assert_int_equal(simul_call_soon(log_cb, &b, NULL), 0);
+    assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(nested_log.n, 3);
+    assert_int_equal(nested_log.ids[0], 1);
+    assert_int_equal(nested_log.ids[1], 2);
+    assert_int_equal(nested_log.ids[2], 3);
+    close_loop(loop);
+}
+
+/* ---- call_later / call_at ---------------------------------------------------------------- */
+
+static void call_later_order_by_time(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    order_log log = {.n = 0};
+    log_entry e[4] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}};
+    double t0 = test_clock();
+    assert_int_equal(simul_call_later(0.03, log_cb, &e[0], NULL), 0);
+    assert_int_equal(simul_call_later(0.01, log_cb, &e[1], NULL), 0);
+    assert_int_equal(simul_call_later(0.02, log_cb, &e[2], NULL), 0);
+    assert_int_equal(simul_call_later(0.0, log_cb, &e[3], NULL), 0);
+    assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    double elapsed = test_clock() - t0;
+    assert_int_equal(log.n, 4);
+    assert_int_equal(log.ids[0], 3);
+    assert_int_equal(log.ids[1], 1);
+    assert_int_equal(log.ids[2], 2);
+    assert_int_equal(log.ids[3], 0);
+    assert_true(elapsed >= 0.05);
+    assert_true(elapsed < 1.0);
+    close_loop(loop);
+}
+
+/* 3000 timers over three identical deadlines, interleaved: ordered by deadline, and in
+ * scheduling order within each deadline. */
+static void call_at_identical_deadlines_keep_scheduling_order(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    static order_log log;
+    static log_entry e[3000];
+    log.n = 0;
+    int64_t base = simul_now_ns() + 20 * 1000000LL;
+    int64_t when[3] = {base + 20000000LL, base, base + 10000000LL}; /* 40, 20, 30 ms */
+    for (int i = 0; i < 3000; i++) {
+        e[i] = (log_entry){&log, i};
+        assert_int_equal(simul_call_at_ns(when[i % 3], log_cb, &e[i], NULL), 0);
+    }
+    assert_int_equal(simul_call_at_ns(base + 60000000LL, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(log.n, 3000);
+    /* Deadline order: ids = 1 mod 3, then 2 mod 3, then 0 mod 3; increasing within each. */
+    int k = 0;
+    for (int r = 0; r < 3; r++) {
+        int residue = (r + 1) % 3;
+        for (int i = residue; i < 3000; i += 3) {
+            assert_int_equal(log.ids[k], i);
+            k++;
+        }
+    }
+    close_loop(loop);
+}
+
+/* call_later with the same delay: deadlines are non-decreasing, so scheduling order holds. */
+static void call_later_same_delay_keeps_scheduling_order(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    static order_log log;
+    static log_entry e[2000];
+    log.n = 0;
+    for (int i = 0; i < 2000; i++) {
+        e[i] = (log_entry){&log, i};
+        assert_int_equal(simul_call_later(i < 1000 ? 0.0 : 0.01, log_cb, &e[i], NULL), 0);
+    }
+    assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(log.n, 2000);
+    for (int i = 0; i < 2000; i++) {
+        assert_int_equal(log.ids[i], i);
+    }
+    close_loop(loop);
+}
+
+/* 20000 timers at random deadlines on a 1 ms grid (many ties) fire sorted by deadline, ties in
+ * scheduling order; a random third of them is cancelled first. Seed: SIMUL_TEST_SEED or fixed. */
+typedef struct timed_entry {
+    int64_t when;
+    int id;
+    int cancelled;
+    int ran;
+} timed_entry;
+
+static timed_entry *timed;
+static int *timed_order;
+static int timed_n;
+
+static void timed_cb(void *arg)
+{
+    timed_entry *e = arg;
+    e->ran++;
+    timed_order[timed_n++] = e->id;
+}
+
+static void call_at_random_deadlines_in_order(void **state)
+{
+    (void)state;
+    enum { N = 20000 };
+    const char *env = getenv("SIMUL_TEST_SEED");
+    unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : 20240601u;
+    print_message("seed %u (set SIMUL_TEST_SEED to repeat another)\n", seed);
+    srand(seed);
+    simul_loop *loop;
+    new_loop(&loop);
+    timed = calloc(N, sizeof *timed);
+    timed_order = calloc(N, sizeof *timed_order);
+    simul_handle *h = calloc(N, sizeof *h);
+    assert_true(timed && timed_order && h);
+    timed_n = 0;
+    int64_t base = simul_now_ns() + 5000000LL;
+    for (int i = 0; i < N; i++) {
+        timed[i] = (timed_entry){.when = base + (int64_t)(rand() % 40) * 1000000LL, .id = i};
+        assert_int_equal(simul_call_at_ns(timed[i].when, timed_cb, &timed[i], &h[i]), 0);
+    }
+    int expected = N;
+    for (int i = 0; i < N; i++) {
+        if (rand() % 3 == 0) {
+            assert_int_equal(simul_handle_cancel(h[i]), 0);
+            timed[i].cancelled = 1;
+            expected--;
+        }
+    }
+    assert_int_equal(simul_call_at_ns(base + 60000000LL, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(timed_n, expected);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(timed[i].ran, timed[i].cancelled ? 0 : 1);
+    }
+    for (int k = 1; k < timed_n; k++) {
+        const timed_entry *a = &timed[timed_order[k - 1]], *b = &timed[timed_order[k]];
+        if (a->when > b->when || (a->when == b->when && a->id > b->id)) {
+            fail_msg("timer %d (at +%lld ns) ran before timer %d (at +%lld ns)", a->id,
+                     (long long)(a->when - base), b->id, (long long)(b->when - base));
+        }
+    }
+    free(h);
+    free(timed_order);
+    free(timed);
+    close_loop(loop);
+}
+
+static int spawned_from_cb_ran;
+static int set_ran(void *arg)
+{
+    (void)arg;
+    spawned_from_cb_ran = 1;
+    return simul_sleep(0.001);
+}
+
+static void spawn_cb(void *arg)
+{
+    simul_task **t = arg;
+    assert_null(simul_task_current());
+    assert_int_equal(simul_task_spawn(t, set_ran, NULL, NULL), 0);
+}
+
+static void spawn_from_callback(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    simul_task *t = NULL;
+    assert_int_equal(simul_call_soon(spawn_cb, &t, NULL), 0);
+    assert_int_equal(simul_call_later(0.02, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_non_null(t);
+    assert_int_equal(spawned_from_cb_ran, 1);
+    assert_true(simul_task_done(t));
+    int r = -1;
+    assert_int_equal(simul_loop_run_until_complete(loop, t, &r), 0);
+    assert_int_equal(r, 0);
+    close_loop(loop);
+}
+
+static void call_at_in_the_past_runs_soon(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    order_log log = {.n = 0};
+    log_entry a = {&log, 1}, b = {&log, 2};
+    double t0 = test_clock();
+    assert_int_equal(simul_call_at(simul_now() - 10.0, log_cb, &a, NULL), 0);
+    assert_int_equal(simul_call_at_ns(simul_now_ns() - 1000000000LL, log_cb, &b, NULL), 0);
+    assert_int_equal(simul_call_at(simul_now() + 0.02, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.ids[0], 1); /* the earlier deadline first */
+    assert_int_equal(log.ids[1], 2);
+    assert_true(test_clock() - t0 < 1.0);
+    close_loop(loop);
+}
+
+/* ---- handle_cancel ----------------------------------------------------------------------- */
+
+static void handle_cancel_before_run(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int soon_ran = 0, later_ran = 0, at_ran = 0, kept_ran = 0;
+    simul_handle hs = {0}, hl = {0}, ha = {0}, hk = {0};
+    assert_int_equal(simul_call_soon(count_cb, &soon_ran, &hs), 0);
+    assert_int_equal(simul_call_later(0.01, count_cb, &later_ran, &hl), 0);
+    assert_int_equal(simul_call_at(simul_now() + 0.01, count_cb, &at_ran, &ha), 0);
+    assert_int_equal(simul_call_soon(count_cb, &kept_ran, &hk), 0);
+    assert_true(hs.id != 0 && hl.id != 0 && ha.id != 0 && hk.id != 0);
+    assert_true(hs.id != hl.id && hl.id != ha.id && hs.id != ha.id && hk.id != hs.id);
+    assert_int_equal(simul_handle_cancel(hs), 0);
+    assert_int_equal(simul_handle_cancel(hl), 0);
+    assert_int_equal(simul_handle_cancel(ha), 0);
+    /* Cancelling again: already cancelled. */
+    assert_int_equal(simul_handle_cancel(hs), -ENOENT);
+    assert_int_equal(simul_handle_cancel(hl), -ENOENT);
+    assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(soon_ran, 0);
+    assert_int_equal(later_ran, 0);
+    assert_int_equal(at_ran, 0);
+    assert_int_equal(kept_ran, 1);
+    assert_int_equal(simul_handle_cancel(ha), -ENOENT);
+    close_loop(loop);
+}
+
+static void handle_cancel_after_run_enoent(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int soon_ran = 0, later_ran = 0;
+    simul_handle hs = {0}, hl = {0};
+    assert_int_equal(simul_call_soon(count_cb, &soon_ran, &hs), 0);
+    assert_int_equal(simul_call_later(0.01, count_cb, &later_ran, &hl), 0);
+    assert_int_equal(simul_call_later(0.03, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(soon_ran, 1);
+    assert_int_equal(later_ran, 1);
+    assert_int_equal(simul_handle_cancel(hs), -ENOENT);
+    assert_int_equal(simul_handle_cancel(hl), -ENOENT);
+    close_loop(loop);
+}
+
+static void handle_cancel_zero_and_unknown_enoent(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    simul_handle zero = {0};
+    assert_int_equal(simul_handle_cancel(zero), -ENOENT);
+    simul_handle unknown = {UINT64_C(0x7fffffffdeadbeef)};
+    assert_int_equal(simul_handle_cancel(unknown), -ENOENT);
+    close_loop(loop);
+}
+
+/* A callback cancels another one that is already in the same ready batch. */
+static simul_handle victim_handle;
+static void cancel_victim_cb(void *arg)
+{
+    *(int *)arg = simul_handle_cancel(victim_handle);
+}
+
+static void handle_cancel_from_callback(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int cancel_rc = 1, victim_ran = 0;
+    assert_int_equal(simul_call_soon(cancel_victim_cb, &cancel_rc, NULL), 0);
+    assert_int_equal(simul_call_soon(count_cb, &victim_ran, &victim_handle), 0);
+    assert_int_equal(simul_call_later(0.02, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(cancel_rc, 0);
+    assert_int_equal(victim_ran, 0);
+    close_loop(loop);
+}
+
+/* ---- stop / run_until_complete --------------------------------------------------------- */
+
+static void run_again_cb(void *arg)
+{
+    *(int *)arg = simul_loop_run(simul_loop_current());
+}
+
+static void loop_stop_and_run_again(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int first = 0, second = 0, nested_rc = 1;
+    simul_handle far = {0};
+    /* A far timer must not keep run() from returning once stopped. */
+    assert_int_equal(simul_call_later(30.0, count_cb, &first, &far), 0);
+    assert_int_equal(simul_call_soon(run_again_cb, &nested_rc, NULL), 0);
+    assert_int_equal(simul_call_soon(stop_cb, loop, NULL), 0);
+    double t0 = test_clock();
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_true(test_clock() - t0 < 1.0);
+    assert_int_equal(nested_rc, -EBUSY); /* run while running */
+    assert_int_equal(first, 0);
+    /* The loop runs again after a stop. */
+    assert_int_equal(simul_call_soon(count_cb, &second, NULL), 0);
+    assert_int_equal(simul_call_later(0.01, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(second, 1);
+    assert_int_equal(simul_handle_cancel(far), 0);
+    close_loop(loop);
+}
+
+/* From inside a task the loop is running: -EBUSY, and the handle stays the caller's. */
+static int run_until_complete_inside(void *arg)
+{
+    simul_task *child;
+    assert_int_equal(simul_task_spawn(&child, return_42, NULL, NULL), 0);
+    int r = 0;
+    int rc = simul_loop_run_until_complete(arg, child, &r);
+    assert_int_equal(simul_task_join(child, &r), 0);
+    assert_int_equal(r, 42);
+    return rc;
+}
+
+static void run_until_complete_result(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, return_42, NULL, NULL), 0);
+    int result = 0;
+    assert_int_equal(simul_loop_run_until_complete(loop, t, &result), 0);
+    assert_int_equal(result, 42);
+    assert_int_equal(simul_task_spawn(&t, run_until_complete_inside, loop, NULL), 0);
+    assert_int_equal(simul_loop_run_until_complete(loop, t, &result), 0);
+    assert_int_equal(result, -EBUSY);
+    close_loop(loop);
+}
+
+/* ---- call_soon_threadsafe ---------------------------------------------------------------- */
+
+enum { POST_THREADS = 4, POSTS_PER_THREAD = 10000 };
+
+typedef struct post {
+    int thread;
+    int seq;
+} post;
+
+typedef struct post_state {
+    simul_loop *loop;
+    post posts[POST_THREADS][POSTS_PER_THREAD];
+    int next_seq[POST_THREADS]; /* loop thread only */
+    int out_of_order;
+    int received;
+    int post_errors;     /* written by the posting threads */
+    pthread_t loop_thread;
+    int wrong_thread;
+} post_state;
+
+static post_state *posts_state;
+
+static void post_cb(void *arg)
+{
+    post *p = arg;
+    post_state *s = posts_state;
+    if (!pthread_equal(pthread_self(), s->loop_thread)) {
+        s->wrong_thread++;
+    }
+    if (p->seq != s->next_seq[p->thread]) {
+        s->out_of_order++;
+    }
+    s->next_seq[p->thread] = p->seq + 1;
+    if (++s->received == POST_THREADS * POSTS_PER_THREAD) {
+        simul_loop_stop(s->loop);
+    }
+}
+
+static void *poster(void *arg)
+{
+    post *mine = arg;
+    int errors = 0;
+    for (int i = 0; i < POSTS_PER_THREAD; i++) {
+        if (simul_loop_call_soon_threadsafe(posts_state->loop, post_cb, &mine[i]) != 0) {
+            errors++;
+        }
+    }
+    return (void *)(intptr_t)errors;
+}
+
+static void watchdog_cb(void *arg)
+{
+    *(int *)arg = 1;
+    simul_loop_stop(simul_loop_current());
+}
+
+static void call_soon_threadsafe_from_threads(void **state)
+{
+    (void)state;
+    post_state *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    posts_state = s;
+    new_loop(&s->loop);
+    s->loop_thread = pthread_self();
+    assert_int_equal(simul_loop_call_soon_threadsafe(s->loop, NULL, NULL), -EINVAL);
+    pthread_t th[POST_THREADS];
+    for (int t = 0; t < POST_THREADS; t++) {
+        for (int i = 0; i < POSTS_PER_THREAD; i++) {
+            s->posts[t][i] = (post){t, i};
+        }
+        assert_int_equal(pthread_create(&th[t], NULL, poster, s->posts[t]), 0);
+    }
+    int fired = 0;
+    simul_handle watchdog = {0};
+    assert_int_equal(simul_call_later(20.0, watchdog_cb, &fired, &watchdog), 0);
+    assert_int_equal(simul_loop_run(s->loop), 0);
+    for (int t = 0; t < POST_THREADS; t++) {
+        void *ret;
+        assert_int_equal(pthread_join(th[t], &ret), 0);
+        s->post_errors += (int)(intptr_t)ret;
+    }
+    assert_int_equal(fired, 0);
+    assert_int_equal(s->post_errors, 0);
+    assert_int_equal(s->received, POST_THREADS * POSTS_PER_THREAD);
+    assert_int_equal(s->out_of_order, 0);
+    assert_int_equal(s->wrong_thread, 0);
+    for (int t = 0; t < POST_THREADS; t++) {
+        assert_int_equal(s->next_seq[t], POSTS_PER_THREAD);
+    }
+    assert_int_equal(simul_handle_cancel(watchdog), 0);
+    close_loop(s->loop);
+    free(s);
+}
+
+/* The loop sleeps in its poll with nothing to do; a post from another thread wakes it. */
+static void *late_poster(void *arg)
+{
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    return (void *)(intptr_t)simul_loop_call_soon_threadsafe(arg, stop_cb, arg);
+}
+
+static void call_soon_threadsafe_wakes_idle_loop(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int fired = 0;
+    simul_handle watchdog = {0};
+    assert_int_equal(simul_call_later(20.0, watchdog_cb, &fired, &watchdog), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, late_poster, loop), 0);
+    double t0 = test_clock();
+    assert_int_equal(simul_loop_run(loop), 0);
+    double elapsed = test_clock() - t0;
+    void *ret;
+    assert_int_equal(pthread_join(th, &ret), 0);
+    assert_int_equal((int)(intptr_t)ret, 0);
+    assert_int_equal(fired, 0);
+    assert_true(elapsed >= 0.04);
+    assert_true(elapsed < 2.0);
+    assert_int_equal(simul_handle_cancel(watchdog), 0);
+    close_loop(loop);
+}
+
+/* ---- clock ------------------------------------------------------------------------------- */
+
+static void now_is_monotonic(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    double prev = simul_now();
+    int64_t prev_ns = simul_now_ns();
+    for (int i = 0; i < 100000; i++) {
+        double t = simul_now();
+        int64_t tn = simul_now_ns();
+        assert_true(t >= prev);
+        assert_true(tn >= prev_ns);
+        prev = t;
+        prev_ns = tn;
+    }
+    /* Seconds and nanoseconds are the same CLOCK_MONOTONIC. */
+    double mine = test_clock();
+    assert_true(fabs(simul_now() - mine) < 0.1);
+    assert_true(fabs((double)simul_now_ns() / 1e9 - mine) < 0.1);
+    /* It advances. */
+    double before = simul_now();
+    struct timespec ts = {0, 20 * 1000000L};
+    nanosleep(&ts, NULL);
+    assert_true(simul_now() - before >= 0.019);
+    close_loop(loop);
+}
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+static void invalid_delays_einval(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int ran = 0;
+    simul_handle h = {0};
+    assert_int_equal(simul_call_later(NAN, count_cb, &ran, &h), -EINVAL);
+    assert_int_equal(simul_call_later(-0.001, count_cb, &ran, &h), -EINVAL);
+    assert_int_equal(simul_call_later(-INFINITY, count_cb, &ran, &h), -EINVAL);
+    assert_int_equal(simul_call_at(NAN, count_cb, &ran, &h), -EINVAL);
+    assert_int_equal(simul_call_later(0.01, stop_cb, loop, NULL), 0);
+    assert_int_equal(simul_loop_run(loop), 0);
+    assert_int_equal(ran, 0); /* an error started nothing */
+    assert_int_equal(simul_loop_set_slow_task_threshold(loop, NAN), -EINVAL);
+    assert_int_equal(simul_loop_set_slow_task_threshold(loop, -1.0), -EINVAL);
+    assert_int_equal(simul_loop_set_slow_task_threshold(loop, 0.5), 0);
+    close_loop(loop);
+}
+
+static int dummy_task(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static void no_loop_enxio(void **state)
+{
+    (void)state;
+    assert_null(simul_loop_current());
+    int ran = 0;
+    simul_handle h = {0};
+    assert_int_equal(simul_call_soon(count_cb, &ran, &h), -ENXIO);
+    assert_int_equal(simul_call_later(0.0, count_cb, &ran, &h), -ENXIO);
+    assert_int_equal(simul_call_at(0.0, count_cb, &ran, &h), -ENXIO);
+    assert_int_equal(simul_call_at_ns(0, count_cb, &ran, &h), -ENXIO);
+    simul_task *t = NULL;
+    assert_int_equal(simul_task_spawn(&t, dummy_task, NULL, NULL), -ENXIO);
+    simul_future *f = NULL;
+    assert_int_equal(simul_future_new(&f), -ENXIO);
+    assert_int_equal(simul_task_count(), 0);
+    assert_null(simul_task_current());
+    assert_int_equal(ran, 0);
+}
+
+static void debug_flag_round_trip(void **state)
+{
+    (void)state;
+    unsetenv("SIMUL_DEBUG");
+    simul_loop *loop;
+    new_loop(&loop);
+    assert_false(simul_loop_get_debug(loop));
+    assert_int_equal(simul_loop_set_debug(loop, true), 0);
+    assert_true(simul_loop_get_debug(loop));
+    assert_int_equal(simul_loop_set_debug(loop, false), 0);
+    assert_false(simul_loop_get_debug(loop));
+    close_loop(loop);
+}
+
+static void debug_env_var_turns_debug_on(void **state)
+{
+    (void)state;
+    setenv("SIMUL_DEBUG", "1", 1);
+    simul_loop *loop;
+    new_loop(&loop);
+    assert_true(simul_loop_get_debug(loop));
+    close_loop(loop);
+    unsetenv("SIMUL_DEBUG");
+}
+
+/* A task uses 160 KiB of stack on a loop whose default was raised to 256 KiB. */
+static int deep_stack_user(void *arg)
+{
+    (void)arg;
+    volatile char big[160 * 1024];
+    for (size_t i = 0; i < sizeof big; i += 512) {
+        big[i] = (char)i;
+    }
+    int sum = 0;
+    for (size_t i = 0; i < sizeof big; i += 4096) {
+        sum += big[i] != 0;
+    }
+    return sum;
+}
+
+static void set_stack_size_applies(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    assert_int_equal(simul_loop_set_stack_size(loop, 256 * 1024), 0);
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, deep_stack_user, NULL, NULL), 0);
+    int result = -1;
+    assert_int_equal(simul_loop_run_until_complete(loop, t, &result), 0);
+    assert_true(result >= 0);
+    close_loop(loop);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(loop_new_close),
+    cmocka_unit_test(loop_second_on_same_thread_ebusy),
+    cmocka_unit_test(loop_close_and_run_from_other_thread_eperm),
+    cmocka_unit_test(loop_close_busy_while_task_alive),
+    cmocka_unit_test(call_soon_fifo),
+    cmocka_unit_test(call_soon_from_callback_runs_after_ready),
+    cmocka_unit_test(call_later_order_by_time),
+    cmocka_unit_test(call_at_identical_deadlines_keep_scheduling_order),
+    cmocka_unit_test(call_later_same_delay_keeps_scheduling_order),
+    cmocka_unit_test(call_at_random_deadlines_in_order),
+    cmocka_unit_test(spawn_from_callback),
+    cmocka_unit_test(call_at_in_the_past_runs_soon),
+    cmocka_unit_test(handle_cancel_before_run),
+    cmocka_unit_test(handle_cancel_after_run_enoent),
+    cmocka_unit_test(handle_cancel_zero_and_unknown_enoent),
+    cmocka_unit_test(handle_cancel_from_callback),
+    cmocka_unit_test(loop_stop_and_run_again),
+    cmocka_unit_test(run_until_complete_result),
+    cmocka_unit_test(call_soon_threadsafe_from_threads),
+    cmocka_unit_test(call_soon_threadsafe_wakes_idle_loop),
+    cmocka_unit_test(now_is_monotonic),
+    cmocka_unit_test(invalid_delays_einval),
+    cmocka_unit_test(no_loop_enxio),
+    cmocka_unit_test(debug_flag_round_trip),
+    cmocka_unit_test(debug_env_var_turns_debug_on),
+    cmocka_unit_test(set_stack_size_applies),
+};
+
+SIMUL_TEST_MAIN("test_loop", tests)
