@@ -45,3 +45,17 @@ void simul__assert_fail(const char *what, const char *file, int line)
             line, task);
     abort();
 }
+
+void simul__debug_outside_task(simul_loop *loop, const char *call)
+{
+    (void)loop;
+    fprintf(stderr, "simul: %s() called outside a task (from a callback or the loop's thread); "
+                    "it returns -EPERM\n", call);
+}
+
+void simul__debug_stuck(simul_loop *loop)
+{
+    fprintf(stderr, "simul: the loop is blocking with %zu suspended task(s) and no timer, fd or "
+                    "pending callback that could wake them (deadlock?); only another thread "
+                    "calling simul_loop_call_soon_threadsafe can\n", loop->live);
+}

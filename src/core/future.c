@@ -115,7 +115,7 @@ void simul_future_free(simul_future *f)
 
 int simul_future_await(simul_future *f, int *result, void **value)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     if (!f)
         return -EINVAL;
     if (!self)

@@ -15,7 +15,7 @@ struct simul_group {
 
 int simul_group_new(simul_group **out)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     if (!out)
         return -EINVAL;
     if (!self)
@@ -125,7 +125,7 @@ static void group_free(simul_group *g)
 
 int simul_group_join(simul_group *g, int *first_error)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     if (!g)
         return -EINVAL;
     if (!self)

@@ -211,6 +211,7 @@ struct simul_loop {
     bool running, stopping;
     bool stop_when_no_tasks;
     bool debug;
+    bool stuck_warned; /* debug: the deadlock hint is given once */
     int64_t slow_ns;
     simul__coro dead;  /* where finished tasks leave their last context */
     void *altstack;
@@ -246,6 +247,9 @@ static inline simul_task *simul__task_self(void)
     simul_loop *loop = simul__loop();
     return loop ? loop->current : NULL;
 }
+/* The running task for a call that needs one; NULL (and, in debug mode, a message naming
+ * `call`) outside a task. */
+simul_task *simul__task_require(const char *call);
 /* -ECANCELED / -ETIMEDOUT if the task must not suspend now, else 0. */
 int simul__task_check(simul_task *t);
 /* Parks the running task in `w` until woken; `wake_at` is the wait's own end (for sleeps),
@@ -270,6 +274,8 @@ void simul__group_reap_owned(simul_task *owner);
 void simul__debug_slow(simul_loop *loop, simul_task *t, int64_t ran_ns);
 void simul__debug_failed_unjoined(simul_task *t, const char *why);
 void simul__debug_survivors(simul_loop *loop);
+void simul__debug_outside_task(simul_loop *loop, const char *call);
+void simul__debug_stuck(simul_loop *loop);
 bool simul__debug_env(void);
 
 #endif

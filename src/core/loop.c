@@ -386,6 +386,10 @@ static void poll_io(simul_loop *loop)
         int64_t next = simul__heap_next(&loop->timers);
         if (next == SIMUL__INF) {
             timeout = -1;
+            if (loop->debug && loop->live && !loop->io_count && !loop->stuck_warned) {
+                loop->stuck_warned = true;
+                simul__debug_stuck(loop);
+            }
         } else {
             timeout = next - simul__clock_ns();
             if (timeout < 0)

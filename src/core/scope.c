@@ -2,9 +2,9 @@
  * first. The task caches the effective deadline and shield so a suspension checks two words. */
 #include "internal.h"
 
-static int scope_begin(simul_scope *s, int64_t deadline, unsigned flags)
+static int scope_begin(simul_scope *s, int64_t deadline, unsigned flags, const char *call)
 {
-    simul_task *t = simul__task_self();
+    simul_task *t = simul__task_require(call);
     if (!t)
         return -EPERM;
     if (!s)
@@ -20,7 +20,7 @@ static int scope_begin(simul_scope *s, int64_t deadline, unsigned flags)
 
 int simul_scope_deadline_ns(simul_scope *s, int64_t deadline_ns)
 {
-    return scope_begin(s, deadline_ns, SIMUL__SCOPE_DEADLINE);
+    return scope_begin(s, deadline_ns, SIMUL__SCOPE_DEADLINE, __func__);
 }
 
 int simul_scope_timeout(simul_scope *s, double seconds)
@@ -30,17 +30,17 @@ int simul_scope_timeout(simul_scope *s, double seconds)
     int64_t now = simul__clock_ns();
     int64_t dl = seconds >= (double)(SIMUL__INF - now) / 1e9 ? SIMUL__INF
                                                               : now + (int64_t)(seconds * 1e9);
-    return scope_begin(s, dl, SIMUL__SCOPE_DEADLINE);
+    return scope_begin(s, dl, SIMUL__SCOPE_DEADLINE, __func__);
 }
 
 int simul_scope_shield(simul_scope *s)
 {
-    return scope_begin(s, SIMUL__INF, SIMUL__SCOPE_SHIELD);
+    return scope_begin(s, SIMUL__INF, SIMUL__SCOPE_SHIELD, __func__);
 }
 
 int simul_scope_end(simul_scope *s)
 {
-    simul_task *t = simul__task_self();
+    simul_task *t = simul__task_require(__func__);
     if (!t || !s || t->scope != s || s->task_ != t)
         return -EINVAL;
     t->scope = s->outer_;

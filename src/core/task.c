@@ -226,6 +226,16 @@ static void task_main(void *arg)
     task_finish(t);
 }
 
+simul_task *simul__task_require(const char *call)
+{
+    simul_loop *loop = simul__loop();
+    if (SIMUL__LIKELY(loop && loop->current))
+        return loop->current;
+    if (loop && loop->debug)
+        simul__debug_outside_task(loop, call);
+    return NULL;
+}
+
 /* ---- park and wake ------------------------------------------------------------------------- */
 
 void simul__task_mark_expired(simul_task *t, int64_t now)
@@ -393,7 +403,7 @@ int simul__task_wait_done(simul_task *t)
 
 int simul_task_join(simul_task *t, int *result)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     if (!simul__task_handle_ok(t))
         return -EINVAL;
     if (!self)
@@ -488,7 +498,7 @@ int simul_task_foreach(int (*fn)(simul_task *t, void *arg), void *arg)
 
 int simul_yield(void)
 {
-    simul_task *t = simul__task_self();
+    simul_task *t = simul__task_require(__func__);
     if (!t)
         return -EPERM;
     int rc = simul__task_check(t);
@@ -505,7 +515,7 @@ int simul_yield(void)
 
 int simul_sleep_until_ns(int64_t when_ns)
 {
-    simul_task *t = simul__task_self();
+    simul_task *t = simul__task_require(__func__);
     if (!t)
         return -EPERM;
     int rc = simul__task_check(t);
@@ -529,7 +539,7 @@ int simul_sleep(double seconds)
 
 int simul_checkpoint(void)
 {
-    simul_task *t = simul__task_self();
+    simul_task *t = simul__task_require(__func__);
     if (!t)
         return -EPERM;
     return simul__task_check(t);

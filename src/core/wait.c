@@ -109,7 +109,7 @@ static int multi_wait(multi *m, simul_task **tasks, simul__watch *stack_watches,
 
 int simul_gather(simul_task **tasks, size_t n, int *results)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     int rc = check_handles(tasks, n);
     if (rc < 0)
         return rc;
@@ -156,7 +156,7 @@ int simul_gather(simul_task **tasks, size_t n, int *results)
 
 int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     int rc = check_handles(tasks, n);
     if (rc < 0)
         return rc;
@@ -185,7 +185,7 @@ int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout)
 
 int simul_wait_for(simul_task *t, double timeout, int *result)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     if (!simul__task_handle_ok(t) || timeout != timeout || timeout < 0)
         return -EINVAL;
     if (!self)
@@ -272,7 +272,7 @@ int simul_as_completed_new(simul_as_completed **out, simul_task **tasks, size_t 
 
 int simul_as_completed_next(simul_as_completed *ac, simul_task **done)
 {
-    simul_task *self = simul__task_self();
+    simul_task *self = simul__task_require(__func__);
     if (!ac || !done)
         return -EINVAL;
     if (!self)
