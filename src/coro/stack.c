@@ -94,14 +94,36 @@ static long read_max_map_count(void)
     return v;
 }
 
+/* Whether MADV_GUARD_INSTALL really guards: some environments (qemu-user, seccomp filters
+ * that fake success) accept it and do nothing. A guarded page makes the kernel's own copy
+ * from it fail with EFAULT; a write into a pipe is such a copy. */
+static bool guard_install_works(void)
+{
+    size_t ps = (size_t)sysconf(_SC_PAGESIZE);
+    char *p = mmap(NULL, ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return false;
+    bool works = false;
+    int fds[2];
+    if (madvise(p, ps, MADV_GUARD_INSTALL) == 0 && pipe(fds) == 0) {
+        works = write(fds[1], p, 1) < 0 && errno == EFAULT;
+        close(fds[0]);
+        close(fds[1]);
+    }
+    munmap(p, ps);
+    return works;
+}
+
 static void guard_setup(void)
 {
     const char *env = getenv("SIMUL_STACK_GUARD");
     guard_strict = env && strcmp(env, "strict") == 0;
     long budget = (read_max_map_count() - 4096) / 2;
     atomic_store(&mprotect_budget, budget > 0 ? budget : 0);
-    if (env && strcmp(env, "mprotect") == 0)
+    if ((env && strcmp(env, "mprotect") == 0) || !guard_install_works())
         atomic_store(&guard_mode, GUARD_MPROTECT);
+    else
+        atomic_store(&guard_mode, GUARD_INSTALL);
 }
 
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
@@ -110,15 +132,10 @@ static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
  * user asked for strictness. */
 static int guard_slot(char *slot)
 {
-    int mode = atomic_load(&guard_mode);
-    if (mode != GUARD_MPROTECT) {
-        if (madvise(slot, GUARD_BYTES, MADV_GUARD_INSTALL) == 0) {
-            atomic_store(&guard_mode, GUARD_INSTALL);
+    if (atomic_load(&guard_mode) == GUARD_INSTALL) {
+        if (madvise(slot, GUARD_BYTES, MADV_GUARD_INSTALL) == 0)
             return 0;
-        }
-        if (mode == GUARD_INSTALL)
-            return -errno;
-        atomic_store(&guard_mode, GUARD_MPROTECT); /* older kernel: EINVAL */
+        return -errno;
     }
     if (atomic_fetch_sub(&mprotect_budget, 1) > 0) {
         if (mprotect(slot, GUARD_BYTES, PROT_NONE) == 0)
