@@ -239,7 +239,7 @@ static int sleeper(void *arg) {
 
 struct rss_cfg {
     long n;
-    long base_kb, hwm_kb, hwm_before_kb;
+    long base_kb, hwm_kb, after_kb;
     int64_t t_spawn, t_join;
     long failed;
 };
@@ -251,7 +251,6 @@ static int rss_main(void *arg) {
     if (!h)
         die("rss: out of memory for %ld handles", c->n);
     memset(h, 0, (size_t)c->n * sizeof *h);
-    c->hwm_before_kb = status_kb("VmHWM");
     c->base_kb = status_kb("VmRSS");
 
     int64_t t0 = mono_ns();
@@ -270,6 +269,7 @@ static int rss_main(void *arg) {
     }
     int64_t t2 = mono_ns();
     c->hwm_kb = status_kb("VmHWM");
+    c->after_kb = status_kb("VmRSS");
     c->t_spawn = t1 - t0;
     c->t_join = t2 - t1;
     free(h);
@@ -291,6 +291,7 @@ static void bench_rss(long n) {
     printf("rss_tasks=%ld\n", n);
     printf("rss_baseline_kb=%ld\n", c.base_kb);
     printf("rss_peak_kb=%ld\n", c.hwm_kb);
+    printf("rss_after_join_kb=%ld\n", c.after_kb);
     printf("rss_short_sleeps=%ld\n", g_slept_short);
     printf("rss_per_task_bytes=%.0f\n", (double)(c.hwm_kb - c.base_kb) * 1024.0 / (double)n);
     printf("spawn_1m_us_per_task=%.3f\n", (double)c.t_spawn / 1e3 / (double)n);

@@ -123,6 +123,7 @@ def bench_rss(n):
                 failed += 1
         t2 = time.monotonic_ns()
         res["hwm"] = status_kb("VmHWM")
+        res["after"] = status_kb("VmRSS")
         res["spawn"] = t1 - t0
         res["join"] = t2 - t1
         if failed:
@@ -132,6 +133,7 @@ def bench_rss(n):
     print("asyncio_rss_tasks=%d" % n)
     print("asyncio_rss_baseline_kb=%d" % res["base"])
     print("asyncio_rss_peak_kb=%d" % res["hwm"])
+    print("asyncio_rss_after_join_kb=%d" % res["after"])
     print("asyncio_rss_per_task_bytes=%.0f" % ((res["hwm"] - res["base"]) * 1024.0 / n))
     print("asyncio_spawn_1m_us_per_task=%.3f" % (res["spawn"] / 1e3 / n))
     print("asyncio_rss_join_all_s=%.3f" % (res["join"] / 1e9))

@@ -64,6 +64,8 @@ simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now);
 /* The earliest armed deadline, SIMUL__INF if none. */
 int64_t simul__heap_next(simul__heap *h);
 void simul__heap_free(simul__heap *h);
+/* Drops every stale entry: afterwards every entry's timer is armed. O(n). */
+void simul__heap_compact(simul__heap *h);
 
 /* ---- the ready queue ------------------------------------------------------------------------ */
 
@@ -261,6 +263,8 @@ void simul__wake(simul__wait *w, int result);
 bool simul__task_handle_ok(const simul_task *t);
 void simul__task_release_handle(simul_task *t);
 void simul__task_free_all(simul_loop *loop);
+/* Returns surplus free task records to malloc after a burst (loop context). */
+void simul__task_trim(simul_loop *loop);
 /* Recomputes the effective deadline and shield of a task from its scope chain. */
 void simul__task_rescope(simul_task *t);
 /* Marks the scopes whose deadline passed at `now` as expired (they report it at their end). */

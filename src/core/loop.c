@@ -407,6 +407,7 @@ static void loop_pass(simul_loop *loop)
 {
     run_ready(loop);
     simul__stack_cache_trim(loop->stacks);
+    simul__task_trim(loop);
     if (loop->stop_when_no_tasks && loop->live == 0)
         loop->stopping = true;
     poll_io(loop);

@@ -3,11 +3,15 @@
  * the deadline timer) unlinks it and makes the task ready exactly once: the first to come
  * wins, the others find t->wait == NULL and only leave their mark (the cancel flag). */
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "internal.h"
 
 #define QUARANTINE 16            /* freed records wait this long before reuse */
 #define QUARANTINE_DEBUG 65536   /* in debug mode: stale handles are caught far longer */
+#define TRIM_ABOVE 8192          /* free records kept before surplus goes back to malloc */
 
 static void task_main(void *arg);
 
@@ -86,6 +90,30 @@ void simul__task_free_all(simul_loop *loop)
     }
     loop->free_head = loop->free_tail = NULL;
     loop->nfree = 0;
+}
+
+void simul__task_trim(simul_loop *loop)
+{
+    /* After a burst, give surplus records back to malloc. A disarmed timer can still have an
+     * entry in the heap (deletion is lazy), so drop stale entries first. */
+    if (loop->nfree <= TRIM_ABOVE || loop->nfree <= 2 * loop->live)
+        return;
+    simul__heap_compact(&loop->timers);
+    size_t keep = loop->debug ? QUARANTINE_DEBUG : QUARANTINE * 64;
+    size_t freed = loop->nfree - keep;
+    while (loop->nfree > keep) {
+        simul_task *t = loop->free_head;
+        loop->free_head = t->free_next;
+        loop->nfree--;
+        simul__coro_destroy(&t->coro);
+        free(t);
+    }
+    if (!loop->free_head)
+        loop->free_tail = NULL;
+#ifdef __GLIBC__
+    if (freed >= 4 * TRIM_ABOVE)
+        malloc_trim(0); /* glibc keeps freed small chunks otherwise: give the burst back */
+#endif
 }
 
 bool simul__task_handle_ok(const simul_task *t)

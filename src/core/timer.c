@@ -56,8 +56,8 @@ static void remove_top(simul__heap *h)
         sift_down(h->v, h->n, 0, last);
 }
 
-/* Drops stale entries and rebuilds the heap in O(n) once they are the majority. */
-static void compact(simul__heap *h)
+/* Drops stale entries and rebuilds the heap in O(n). */
+void simul__heap_compact(simul__heap *h)
 {
     uint32_t m = 0;
     for (uint32_t i = 0; i < h->n; i++)
@@ -91,7 +91,7 @@ int simul__heap_arm(simul__heap *h, simul__timer *t, int64_t deadline)
         simul__heap_disarm(h, t);
     if (h->n == h->cap) {
         if (h->n - h->live > h->n / 2)
-            compact(h);
+            simul__heap_compact(h);
         if (h->n == h->cap && grow(h) < 0)
             return -ENOMEM;
     }
@@ -110,7 +110,7 @@ void simul__heap_disarm(simul__heap *h, simul__timer *t)
     t->armed = 0;
     h->live--;
     if (h->n > 1024 && h->n - h->live > h->n / 2 + h->n / 4)
-        compact(h);
+        simul__heap_compact(h);
 }
 
 /* Pops stale entries off the top so that v[0], if any, is live. */

@@ -40,6 +40,9 @@ void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_f
     c->arg = arg;
 #ifdef SIMUL_ASAN
     c->asan_fake = NULL;
+    /* A pooled stack still carries the poisoned redzones of the frames of its last task that
+     * never returned (the entry and the task's main): clear them before reuse. */
+    __asan_unpoison_memory_region(stack_lo, size);
 #endif
 #ifdef SIMUL_TSAN
     c->tsan_fiber = __tsan_create_fiber(0);

@@ -25,6 +25,7 @@
 #endif
 
 #ifdef SIMUL_ASAN
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #endif
 #ifdef SIMUL_TSAN

@@ -377,7 +377,7 @@ static int level_target(void *arg)
     assert_int_equal(simul_task_join(gc, &r), -ECANCELED);
     assert_int_equal(simul_wait(&gc, 1, SIMUL_ALL_COMPLETED, INFINITY), -ECANCELED);
     assert_int_equal(simul_task_detach(gc), 0); /* the handle was still ours */
-    assert_true(test_clock() - t0 < 0.04);
+    assert_true(test_clock() - t0 < 0.045);     /* each of those would take 50 ms */
     p->checks = 1;
     p->cleanup = 1;
     return p->rc;

@@ -47,7 +47,7 @@ SIMUL_TASK_TEST(scope_timeout_expires)
     assert_int_equal(simul_yield(), -ETIMEDOUT);
     assert_int_equal(simul_sleep(0.05), -ETIMEDOUT);
     assert_int_equal(simul_checkpoint(), -ETIMEDOUT);
-    assert_elapsed(t0, 0, 0.04);
+    assert_elapsed(t0, 0, 0.045); /* sleep(0.05) would take 50 ms */
     assert_int_equal(simul_scope_end(&s), 1);
     /* A timeout is not a cancellation. */
     assert_false(simul_task_cancel_requested(simul_task_current()));
@@ -234,6 +234,52 @@ SIMUL_TASK_TEST(wait_for_success)
     assert_int_equal(simul_wait_for(t, INFINITY, &result), 0);
     assert_int_equal(result, -EIO);
     assert_int_equal(simul_task_count(), 1);
+    return 0;
+}
+
+/* The inner task's timer and the caller's deadline fall due in the same pass: whichever answer
+ * wait_for gives, the task's result is not lost (asyncio's wait_for once lost it). */
+static int64_t race_when;
+static volatile int race_armed;
+static int race_ret;
+
+static int sleep_until_race_then_7(void *arg)
+{
+    (void)arg;
+    race_armed = 1;
+    int rc = simul_sleep_until_ns(race_when);
+    race_ret = rc < 0 ? rc : 7;
+    return race_ret;
+}
+
+SIMUL_TASK_TEST(wait_for_deadline_racing_completion_keeps_result)
+{
+    (void)arg;
+    for (int i = 0; i < 20; i++) {
+        race_when = simul_now_ns() + 5 * 1000000LL;
+        race_armed = 0;
+        race_ret = 1;
+        simul_task *t;
+        assert_int_equal(simul_task_spawn(&t, sleep_until_race_then_7, NULL, NULL), 0);
+        while (!race_armed) {
+            assert_int_equal(simul_yield(), 0);
+        }
+        simul_scope s;
+        assert_int_equal(simul_scope_deadline_ns(&s, race_when), 0);
+        int result = 12345;
+        int rc = simul_wait_for(t, INFINITY, &result);
+        int expired = simul_scope_end(&s);
+        if (i == 0) {
+            print_message("wait_for racing its task's completion: rc %d, result %d\n", rc, result);
+        }
+        assert_true(rc == 0 || rc == -ETIMEDOUT);
+        assert_int_equal(expired, 1);
+        assert_int_equal(result, race_ret); /* what the task really returned */
+        if (rc == 0) {
+            assert_int_equal(result, 7);
+        }
+        assert_int_equal(simul_task_count(), 1);
+    }
     return 0;
 }
 
@@ -444,6 +490,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(shield_holds_back_outer_deadline),
     cmocka_unit_test(wait_for_timeout_cancels_inner),
     cmocka_unit_test(wait_for_success),
+    cmocka_unit_test(wait_for_deadline_racing_completion_keeps_result),
     cmocka_unit_test(wait_for_invalid_timeout_einval),
     cmocka_unit_test(wait_timeout_returns_done_count),
     cmocka_unit_test(wait_invalid_timeout_einval),

@@ -8,11 +8,11 @@ static void errname_known_codes(void **state)
         int code;
         const char *name;
     } known[] = {
-        {ECANCELED, "ECANCELED"}, {ETIMEDOUT, "ETIMEDOUT"}, {EINVAL, "EINVAL"},
-        {EPERM, "EPERM"},         {ENOENT, "ENOENT"},       {ENOMEM, "ENOMEM"},
-        {EBUSY, "EBUSY"},         {ENXIO, "ENXIO"},         {EDEADLK, "EDEADLK"},
-        {EALREADY, "EALREADY"},   {EAGAIN, "EAGAIN"},       {EIO, "EIO"},
-        {ESHUTDOWN, "ESHUTDOWN"}, {EPROTO, "EPROTO"},       {EMSGSIZE, "EMSGSIZE"},
+        {ECANCELED, "ECANCELED"}, {ETIMEDOUT, "ETIMEDOUT"},   {EINVAL, "EINVAL"},
+        {EPERM, "EPERM"},         {ENOENT, "ENOENT"},         {ENOMEM, "ENOMEM"},
+        {EBUSY, "EBUSY"},         {ENXIO, "ENXIO"},           {EDEADLK, "EDEADLK"},
+        {EALREADY, "EALREADY"},   {EAGAIN, "EAGAIN"},         {EIO, "EIO"},
+        {ESHUTDOWN, "ESHUTDOWN"}, {EPROTO, "EPROTO"},         {EMSGSIZE, "EMSGSIZE"},
         {EPIPE, "EPIPE"},         {ECONNRESET, "ECONNRESET"},
     };
     for (size_t i = 0; i < ARRAY_LEN(known); i++) {

@@ -212,8 +212,7 @@ SIMUL_TASK_TEST(done_callbacks_run_soon_in_order)
     memset(&cbl, 0, sizeof cbl);
     assert_int_equal(simul_future_new(&cbl.f), 0);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(simul_future_add_done_callback(cbl.f, done_cb, (void *)(intptr_t)i),
-                         0);
+        assert_int_equal(simul_future_add_done_callback(cbl.f, done_cb, (void *)(intptr_t)i), 0);
     }
     assert_int_equal(simul_sleep(0.005), 0);
     assert_int_equal(cbl.n, 0); /* not before the future is done */

@@ -32,7 +32,7 @@ SIMUL_TASK_TEST(gather_results_and_failure_count)
 {
     (void)arg;
     child c[5] = {
-        {.ms = 30, .ret = 0}, {.ms = 10, .ret = 1},       {.ms = 20, .ret = -EIO},
+        {.ms = 30, .ret = 0}, {.ms = 10, .ret = 1},      {.ms = 20, .ret = -EIO},
         {.ms = 0, .ret = 3},  {.ms = 5, .ret = -ENOENT},
     };
     simul_task *t[5];
@@ -294,8 +294,7 @@ SIMUL_TASK_TEST(group_child_failure_cancels_siblings)
     (void)arg;
     simul_group *g;
     assert_int_equal(simul_group_new(&g), 0);
-    child c[4] = {
-        {.ms = 10000}, {.ms = 10, .ret = -EIO}, {.ms = 10000}, {.ms = 30, .ret = -EPIPE}};
+    child c[4] = {{.ms = 10000}, {.ms = 10, .ret = -EIO}, {.ms = 10000}, {.ms = 30, .ret = -EPIPE}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(simul_group_spawn(g, child_fn, &c[i], NULL), 0);
     }

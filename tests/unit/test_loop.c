@@ -1,8 +1,7 @@
 /* test_loop.c — the loop and plain callbacks: lifecycle, call_soon / call_later / call_at order,
- * handle cancellation, stop, run_until_complete, call_soon_threadsafe, the clock, error codes.
+ * handle cancellation, stop, run_until_complete, the clock, error codes. (Other threads:
+ * test_threads.c.)
  */
-#include <pthread.h>
-
 #include "test_main_helpers.h"
 
 /* A log of callback ids in the order they ran. */
@@ -65,39 +64,13 @@ static void loop_new_close(void **state)
     close_loop(loop);
 }
 
-static void loop_second_on_same_thread_ebusy(void **state)
+static void loop_new_twice_ebusy(void **state)
 {
     (void)state;
     simul_loop *loop, *other = NULL;
     new_loop(&loop);
     assert_int_equal(simul_loop_new(&other), -EBUSY);
     assert_ptr_equal(simul_loop_current(), loop);
-    close_loop(loop);
-}
-
-static void *close_from_thread(void *arg)
-{
-    return (void *)(intptr_t)simul_loop_close(arg);
-}
-
-static void *run_from_thread(void *arg)
-{
-    return (void *)(intptr_t)simul_loop_run(arg);
-}
-
-static void loop_close_and_run_from_other_thread_eperm(void **state)
-{
-    (void)state;
-    simul_loop *loop;
-    new_loop(&loop);
-    pthread_t th;
-    void *ret;
-    assert_int_equal(pthread_create(&th, NULL, close_from_thread, loop), 0);
-    assert_int_equal(pthread_join(th, &ret), 0);
-    assert_int_equal((int)(intptr_t)ret, -EPERM);
-    assert_int_equal(pthread_create(&th, NULL, run_from_thread, loop), 0);
-    assert_int_equal(pthread_join(th, &ret), 0);
-    assert_int_equal((int)(intptr_t)ret, -EPERM);
     close_loop(loop);
 }
 
@@ -439,6 +412,29 @@ static void handle_cancel_zero_and_unknown_enoent(void **state)
     close_loop(loop);
 }
 
+/* Handles are never reused: a stale handle cannot cancel a newer callback. */
+static void stale_handle_does_not_cancel_new_callback(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    new_loop(&loop);
+    int old_ran = 0, new_ran = 0;
+    for (int i = 0; i < 100; i++) {
+        simul_handle old = {0}, young = {0};
+        assert_int_equal(simul_call_soon(count_cb, &old_ran, &old), 0);
+        assert_int_equal(simul_call_soon(stop_cb, loop, NULL), 0);
+        assert_int_equal(simul_loop_run(loop), 0);
+        assert_int_equal(simul_call_later(0.0, count_cb, &new_ran, &young), 0);
+        assert_true(young.id != old.id);
+        assert_int_equal(simul_handle_cancel(old), -ENOENT);
+        assert_int_equal(simul_call_later(0.001, stop_cb, loop, NULL), 0);
+        assert_int_equal(simul_loop_run(loop), 0);
+        assert_int_equal(new_ran, i + 1);
+    }
+    assert_int_equal(old_ran, 100);
+    close_loop(loop);
+}
+
 /* A callback cancels another one that is already in the same ready batch. */
 static simul_handle victim_handle;
 static void cancel_victim_cb(void *arg)
@@ -518,131 +514,6 @@ static void run_until_complete_result(void **state)
     assert_int_equal(simul_task_spawn(&t, run_until_complete_inside, loop, NULL), 0);
     assert_int_equal(simul_loop_run_until_complete(loop, t, &result), 0);
     assert_int_equal(result, -EBUSY);
-    close_loop(loop);
-}
-
-/* ---- call_soon_threadsafe ---------------------------------------------------------------- */
-
-enum { POST_THREADS = 4, POSTS_PER_THREAD = 10000 };
-
-typedef struct post {
-    int thread;
-    int seq;
-} post;
-
-typedef struct post_state {
-    simul_loop *loop;
-    post posts[POST_THREADS][POSTS_PER_THREAD];
-    int next_seq[POST_THREADS]; /* loop thread only */
-    int out_of_order;
-    int received;
-    int post_errors;     /* written by the posting threads */
-    pthread_t loop_thread;
-    int wrong_thread;
-} post_state;
-
-static post_state *posts_state;
-
-static void post_cb(void *arg)
-{
-    post *p = arg;
-    post_state *s = posts_state;
-    if (!pthread_equal(pthread_self(), s->loop_thread)) {
-        s->wrong_thread++;
-    }
-    if (p->seq != s->next_seq[p->thread]) {
-        s->out_of_order++;
-    }
-    s->next_seq[p->thread] = p->seq + 1;
-    if (++s->received == POST_THREADS * POSTS_PER_THREAD) {
-        simul_loop_stop(s->loop);
-    }
-}
-
-static void *poster(void *arg)
-{
-    post *mine = arg;
-    int errors = 0;
-    for (int i = 0; i < POSTS_PER_THREAD; i++) {
-        if (simul_loop_call_soon_threadsafe(posts_state->loop, post_cb, &mine[i]) != 0) {
-            errors++;
-        }
-    }
-    return (void *)(intptr_t)errors;
-}
-
-static void watchdog_cb(void *arg)
-{
-    *(int *)arg = 1;
-    simul_loop_stop(simul_loop_current());
-}
-
-static void call_soon_threadsafe_from_threads(void **state)
-{
-    (void)state;
-    post_state *s = calloc(1, sizeof *s);
-    assert_non_null(s);
-    posts_state = s;
-    new_loop(&s->loop);
-    s->loop_thread = pthread_self();
-    assert_int_equal(simul_loop_call_soon_threadsafe(s->loop, NULL, NULL), -EINVAL);
-    pthread_t th[POST_THREADS];
-    for (int t = 0; t < POST_THREADS; t++) {
-        for (int i = 0; i < POSTS_PER_THREAD; i++) {
-            s->posts[t][i] = (post){t, i};
-        }
-        assert_int_equal(pthread_create(&th[t], NULL, poster, s->posts[t]), 0);
-    }
-    int fired = 0;
-    simul_handle watchdog = {0};
-    assert_int_equal(simul_call_later(20.0, watchdog_cb, &fired, &watchdog), 0);
-    assert_int_equal(simul_loop_run(s->loop), 0);
-    for (int t = 0; t < POST_THREADS; t++) {
-        void *ret;
-        assert_int_equal(pthread_join(th[t], &ret), 0);
-        s->post_errors += (int)(intptr_t)ret;
-    }
-    assert_int_equal(fired, 0);
-    assert_int_equal(s->post_errors, 0);
-    assert_int_equal(s->received, POST_THREADS * POSTS_PER_THREAD);
-    assert_int_equal(s->out_of_order, 0);
-    assert_int_equal(s->wrong_thread, 0);
-    for (int t = 0; t < POST_THREADS; t++) {
-        assert_int_equal(s->next_seq[t], POSTS_PER_THREAD);
-    }
-    assert_int_equal(simul_handle_cancel(watchdog), 0);
-    close_loop(s->loop);
-    free(s);
-}
-
-/* The loop sleeps in its poll with nothing to do; a post from another thread wakes it. */
-static void *late_poster(void *arg)
-{
-    struct timespec ts = {0, 50 * 1000000L};
-    nanosleep(&ts, NULL);
-    return (void *)(intptr_t)simul_loop_call_soon_threadsafe(arg, stop_cb, arg);
-}
-
-static void call_soon_threadsafe_wakes_idle_loop(void **state)
-{
-    (void)state;
-    simul_loop *loop;
-    new_loop(&loop);
-    int fired = 0;
-    simul_handle watchdog = {0};
-    assert_int_equal(simul_call_later(20.0, watchdog_cb, &fired, &watchdog), 0);
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, late_poster, loop), 0);
-    double t0 = test_clock();
-    assert_int_equal(simul_loop_run(loop), 0);
-    double elapsed = test_clock() - t0;
-    void *ret;
-    assert_int_equal(pthread_join(th, &ret), 0);
-    assert_int_equal((int)(intptr_t)ret, 0);
-    assert_int_equal(fired, 0);
-    assert_true(elapsed >= 0.04);
-    assert_true(elapsed < 2.0);
-    assert_int_equal(simul_handle_cancel(watchdog), 0);
     close_loop(loop);
 }
 
@@ -778,8 +649,7 @@ static void set_stack_size_applies(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(loop_new_close),
-    cmocka_unit_test(loop_second_on_same_thread_ebusy),
-    cmocka_unit_test(loop_close_and_run_from_other_thread_eperm),
+    cmocka_unit_test(loop_new_twice_ebusy),
     cmocka_unit_test(loop_close_busy_while_task_alive),
     cmocka_unit_test(call_soon_fifo),
     cmocka_unit_test(call_soon_from_callback_runs_after_ready),
@@ -793,10 +663,9 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(handle_cancel_after_run_enoent),
     cmocka_unit_test(handle_cancel_zero_and_unknown_enoent),
     cmocka_unit_test(handle_cancel_from_callback),
+    cmocka_unit_test(stale_handle_does_not_cancel_new_callback),
     cmocka_unit_test(loop_stop_and_run_again),
     cmocka_unit_test(run_until_complete_result),
-    cmocka_unit_test(call_soon_threadsafe_from_threads),
-    cmocka_unit_test(call_soon_threadsafe_wakes_idle_loop),
     cmocka_unit_test(now_is_monotonic),
     cmocka_unit_test(invalid_delays_einval),
     cmocka_unit_test(no_loop_enxio),

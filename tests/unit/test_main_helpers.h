@@ -88,13 +88,13 @@ static inline int simul_test_run(simul_task_fn fn, void *arg)
 /* Defines a cmocka test `name` whose body runs as a task via simul_test_run() and must return 0:
  *     SIMUL_TASK_TEST(my_case) { ...; return 0; }     (the body sees `void *arg`, NULL)
  */
-#define SIMUL_TASK_TEST(name)                                                                    \
-    static int name##_task(void *arg);                                                           \
-    static void name(void **state)                                                               \
-    {                                                                                            \
-        (void)state;                                                                             \
-        assert_int_equal(simul_test_run(name##_task, NULL), 0);                                  \
-    }                                                                                            \
+#define SIMUL_TASK_TEST(name)                                                                      \
+    static int name##_task(void *arg);                                                             \
+    static void name(void **state)                                                                 \
+    {                                                                                              \
+        (void)state;                                                                               \
+        assert_int_equal(simul_test_run(name##_task, NULL), 0);                                    \
+    }                                                                                              \
     static int name##_task(void *arg)
 
 /* ---- capturing stderr (for debug-mode and overflow reports) ------------------------------ */
@@ -206,10 +206,10 @@ static inline int simul_test_main(int argc, char **argv, const struct CMUnitTest
     return 2;
 }
 
-#define SIMUL_TEST_MAIN(group, tests)                                                            \
-    int main(int argc, char **argv)                                                              \
-    {                                                                                            \
-        return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), group);                      \
+#define SIMUL_TEST_MAIN(group, tests)                                                              \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), group);                        \
     }
 
 #endif /* SIMUL_TEST_MAIN_HELPERS_H */

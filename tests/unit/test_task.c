@@ -450,8 +450,8 @@ SIMUL_TASK_TEST(fp_rounding_mode_kept_across_switches)
     assert_int_equal(simul_task_spawn(&t[0], rounding_task, (void *)(intptr_t)FE_DOWNWARD, NULL),
                      0);
     assert_int_equal(simul_task_spawn(&t[1], rounding_task, (void *)(intptr_t)FE_UPWARD, NULL), 0);
-    assert_int_equal(
-        simul_task_spawn(&t[2], rounding_task, (void *)(intptr_t)FE_TOWARDZERO, NULL), 0);
+    assert_int_equal(simul_task_spawn(&t[2], rounding_task, (void *)(intptr_t)FE_TOWARDZERO, NULL),
+                     0);
     int results[3];
     assert_int_equal(simul_gather(t, 3, results), 0);
     assert_int_equal(fegetround(), FE_TONEAREST);
