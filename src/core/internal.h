@@ -227,9 +227,15 @@ static inline simul_loop *simul__loop(void)
 }
 
 int64_t simul__clock_ns(void);
+/* now + seconds as an absolute deadline; SIMUL__INF when out of range (INFINITY); -1 for a
+ * negative or NaN time. */
+int64_t simul__deadline_after(double seconds);
 
 /* loop.c */
 void simul__ready_push(simul_loop *loop, simul__runnable *r);
+/* Chooses where a leaving task hands the CPU: the next ready task (made current) while the
+ * pass budget lasts, else the loop's own context. Runs the debug slow-task check on `cur`. */
+simul__coro *simul__next_context(simul_loop *loop, simul_task *cur);
 /* Leaves the running task (already parked or re-queued) for the next ready task or the loop. */
 void simul__switch_out(simul_loop *loop, simul_task *cur);
 /* Internal call_soon that cannot fail for lack of a handle table slot: returns 0 or -ENOMEM. */

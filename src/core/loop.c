@@ -70,23 +70,32 @@ static inline void debug_switch_in(simul_loop *loop, simul_task *t)
         t->run_start = simul__clock_ns();
 }
 
-void simul__switch_out(simul_loop *loop, simul_task *cur)
+static inline void make_current(simul_loop *loop, simul_task *t)
+{
+    t->state = SIMUL__TASK_RUNNING;
+    loop->current = t;
+    debug_switch_in(loop, t);
+}
+
+simul__coro *simul__next_context(simul_loop *loop, simul_task *cur)
 {
     debug_switch_out(loop, cur);
     simul__runnable *r = loop->ready_head;
     if (r && r->kind == SIMUL__RUN_TASK && loop->budget > 0 && !loop->stopping) {
         loop->budget--;
         ready_pop(loop);
-        simul_task *next = (simul_task *)r;
-        next->state = SIMUL__TASK_RUNNING;
-        loop->current = next;
-        debug_switch_in(loop, next);
-        if (next != cur)
-            simul__coro_switch(&cur->coro, &next->coro);
-    } else {
-        loop->current = NULL;
-        simul__coro_switch(&cur->coro, &loop->coro);
+        make_current(loop, (simul_task *)r);
+        return &((simul_task *)r)->coro;
     }
+    loop->current = NULL;
+    return &loop->coro;
+}
+
+void simul__switch_out(simul_loop *loop, simul_task *cur)
+{
+    simul__coro *to = simul__next_context(loop, cur);
+    if (to != &cur->coro) /* it may be the only ready task after a yield */
+        simul__coro_switch(&cur->coro, to);
 }
 
 /* ---- callback handles ------------------------------------------------------------------------ */
@@ -177,14 +186,14 @@ int simul_call_soon(simul_callback cb, void *arg, simul_handle *out)
     return cb_schedule(loop, SIMUL__INF - 1, cb, arg, out);
 }
 
-static int64_t add_delay(double delay)
+int64_t simul__deadline_after(double seconds)
 {
-    if (delay != delay || delay < 0)
+    if (seconds != seconds || seconds < 0)
         return -1;
     int64_t now = simul__clock_ns();
-    if (delay >= (double)(SIMUL__INF - 2 - now) / 1e9)
-        return SIMUL__INF - 2; /* effectively never */
-    return now + (int64_t)(delay * 1e9);
+    if (seconds >= (double)(SIMUL__INF - now) / 1e9)
+        return SIMUL__INF;
+    return now + (int64_t)(seconds * 1e9);
 }
 
 int simul_call_later(double delay, simul_callback cb, void *arg, simul_handle *out)
@@ -192,9 +201,11 @@ int simul_call_later(double delay, simul_callback cb, void *arg, simul_handle *o
     simul_loop *loop = simul__loop();
     if (!loop)
         return -ENXIO;
-    int64_t when = add_delay(delay);
+    int64_t when = simul__deadline_after(delay);
     if (when < 0)
         return -EINVAL;
+    if (when > SIMUL__INF - 2)
+        when = SIMUL__INF - 2; /* a real timer that never comes due; INF-1 means "soon" */
     return cb_schedule(loop, when, cb, arg, out);
 }
 
@@ -366,9 +377,7 @@ static void run_ready(simul_loop *loop)
         loop->budget--;
         if (r->kind == SIMUL__RUN_TASK) {
             simul_task *t = (simul_task *)r;
-            t->state = SIMUL__TASK_RUNNING;
-            loop->current = t;
-            debug_switch_in(loop, t);
+            make_current(loop, t);
             simul__coro_switch(&loop->coro, &t->coro);
             loop->current = NULL;
         } else {

@@ -25,11 +25,9 @@ int simul_scope_deadline_ns(simul_scope *s, int64_t deadline_ns)
 
 int simul_scope_timeout(simul_scope *s, double seconds)
 {
-    if (seconds != seconds || seconds < 0)
+    int64_t dl = simul__deadline_after(seconds);
+    if (dl < 0)
         return -EINVAL;
-    int64_t now = simul__clock_ns();
-    int64_t dl = seconds >= (double)(SIMUL__INF - now) / 1e9 ? SIMUL__INF
-                                                              : now + (int64_t)(seconds * 1e9);
     return scope_begin(s, dl, SIMUL__SCOPE_DEADLINE, __func__);
 }
 

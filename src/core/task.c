@@ -224,27 +224,9 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
     simul__stack_put(loop->stacks, t->stack); /* safe: nothing runs on it after the switch */
     if (!t->handle_held)
         record_free(loop, t);
-    if (SIMUL__UNLIKELY(loop->debug)) {
-        int64_t ran = simul__clock_ns() - t->run_start;
-        if (ran > loop->slow_ns)
-            simul__debug_slow(loop, t, ran);
-    }
-    simul__runnable *r = loop->ready_head;
-    if (r && r->kind == SIMUL__RUN_TASK && loop->budget > 0 && !loop->stopping) {
-        loop->budget--;
-        loop->ready_head = r->next;
-        if (!loop->ready_head)
-            loop->ready_tail = NULL;
-        loop->nready--;
-        simul_task *next = (simul_task *)r;
-        next->state = SIMUL__TASK_RUNNING;
-        loop->current = next;
-        if (SIMUL__UNLIKELY(loop->debug))
-            next->run_start = simul__clock_ns();
-        simul__coro_exit(&loop->dead, &next->coro);
-    }
-    loop->current = NULL;
-    simul__coro_exit(&loop->dead, &loop->coro);
+    /* t's record may already be on the free list; the debug check reads it before the switch,
+     * and nothing can reuse it before then. */
+    simul__coro_exit(&loop->dead, simul__next_context(loop, t));
 }
 
 static void task_main(void *arg)
@@ -559,10 +541,7 @@ int simul_sleep(double seconds)
         return -EINVAL;
     if (seconds == 0)
         return simul_yield();
-    int64_t now = simul__clock_ns();
-    int64_t when = seconds >= (double)(SIMUL__INF - now) / 1e9 ? SIMUL__INF /* forever */
-                                                                  : now + (int64_t)(seconds * 1e9);
-    return simul_sleep_until_ns(when);
+    return simul_sleep_until_ns(simul__deadline_after(seconds)); /* INFINITY: forever */
 }
 
 int simul_checkpoint(void)

@@ -169,9 +169,7 @@ int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout)
     rc = simul__task_check(self);
     if (rc < 0)
         return rc;
-    int64_t now = simul__clock_ns();
-    int64_t wake_at = timeout >= (double)(SIMUL__INF - now) / 1e9 ? SIMUL__INF
-                                                                   : now + (int64_t)(timeout * 1e9);
+    int64_t wake_at = simul__deadline_after(timeout);
     simul__watch sw[STACK_WATCHES];
     multi m = {.n = n, .mode = return_when};
     rc = multi_wait(&m, tasks, sw, wake_at);
