@@ -380,17 +380,118 @@ int simul_future_add_done_callback(simul_future *f, simul_future_cb cb, void *ar
 /* ---------------------------------------------------------------------------------------------
  * I/O readiness: wait for an fd, reader and writer callbacks
  * ------------------------------------------------------------------------------------------- */
-/* @@FDWAIT@@ */
+/* Waiting on file descriptors. Any fd the kernel can poll (sockets, pipes, eventfds, ttys, ...)
+ * works. The loop registers an fd the first time it is waited on and keeps it registered until
+ * simul_fd_forget() or simul_close(): call one of them BEFORE closing an fd you waited on, so a
+ * later fd with the same number does not inherit the registration. The task-level calls below
+ * (simul_accept, simul_recv, ...) register their fds the same way. */
+
+/* Suspends. Returns 0 once fd is readable (data, EOF, a pending connection, or an error the
+ * next read will report) -- level-triggered: at once if it is readable now. -EBADF if the fd is
+ * not open, or is forgotten / closed by another task while waiting. -EPERM outside a task. */
+int simul_wait_readable(int fd);
+
+/* Suspends. As simul_wait_readable(), for writability. */
+int simul_wait_writable(int fd);
+
+/* A callback run by the loop when an fd is ready. It must not suspend. */
+typedef void (*simul_fd_cb)(int fd, void *arg);
+
+/* asyncio's loop.add_reader: calls cb(fd, arg) from the loop every pass while fd is readable
+ * (level-triggered), until simul_remove_reader(). Replaces the fd's previous reader. Returns 0,
+ * -EBADF, -EPERM (an fd that cannot be polled, e.g. a regular file), -ENOMEM, -ENXIO (no loop). */
+int simul_add_reader(int fd, simul_fd_cb cb, void *arg);
+/* Returns 1 if a reader was removed, 0 if there was none, -ENXIO without a loop. */
+int simul_remove_reader(int fd);
+int simul_add_writer(int fd, simul_fd_cb cb, void *arg);
+int simul_remove_writer(int fd);
+
+/* Drops the loop's registration of fd (it stays open). Tasks waiting on it wake with -EBADF;
+ * its reader and writer callbacks are removed. Returns 0 (also for an fd never registered). */
+int simul_fd_forget(int fd);
+
+/* simul_fd_forget() then close(). Returns 0 or the negative errno of close(). */
+int simul_close(int fd);
+
 
 /* ---------------------------------------------------------------------------------------------
  * Sockets: task-level accept, connect, recv, send
  * ------------------------------------------------------------------------------------------- */
-/* @@SOCKET@@ */
+/* Task-level sockets on plain fds, as asyncio's loop.sock_* calls. Every fd these return is
+ * non-blocking and close-on-exec; close it with simul_close(). Sends never raise SIGPIPE (a peer
+ * that is gone is -EPIPE). Every suspending call honours cancellation and deadline scopes. */
+struct sockaddr;
+typedef unsigned int simul_socklen_t; /* socklen_t, without pulling in <sys/socket.h> */
+
+/* A non-blocking, close-on-exec socket(2). Returns the fd or a negative errno. Never suspends. */
+int simul_socket(int domain, int type, int protocol);
+
+/* Suspends until a connection arrives. Returns the new fd (non-blocking, close-on-exec) and
+ * fills addr/len if given. EMFILE/ENFILE are returned to the caller (servers built on this back
+ * off; see the streams and transports). */
+int simul_accept(int fd, struct sockaddr *addr, simul_socklen_t *len);
+
+/* Suspends until connected. Returns 0 or the connection error (-ECONNREFUSED, -ETIMEDOUT,
+ * -ENETUNREACH, ...). If cancelled or timed out the socket is in an undefined state: close it. */
+int simul_connect(int fd, const struct sockaddr *addr, simul_socklen_t len);
+
+/* Suspends until some data arrives. Returns the count (0 at EOF) or a negative errno. */
+long simul_recv(int fd, void *buf, size_t len, int flags);
+
+/* Suspends until the kernel takes some bytes. Returns the count taken or a negative errno. */
+long simul_send(int fd, const void *buf, size_t len, int flags);
+
+/* Suspends until all len bytes are sent. Returns len, or a negative errno; *sent (may be NULL)
+ * always gets the count the kernel took, also on error, cancellation or timeout. */
+long simul_sendall(int fd, const void *buf, size_t len, size_t *sent);
+
+/* Datagrams: suspend until one arrives / is taken. Return the byte count or a negative errno. */
+long simul_recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                    simul_socklen_t *addrlen);
+long simul_sendto(int fd, const void *buf, size_t len, int flags, const struct sockaddr *addr,
+                  simul_socklen_t addrlen);
+
 
 /* ---------------------------------------------------------------------------------------------
  * Name resolution: getaddrinfo off the loop
  * ------------------------------------------------------------------------------------------- */
-/* @@DNS@@ */
+struct addrinfo;
+
+/* Resolver failures (getaddrinfo's EAI_* codes) come back as -(SIMUL_EAI_BASE - EAI_x), i.e.
+ * values <= -SIMUL_EAI_BASE + ... that simul_strerror() and simul_errname() describe
+ * ("EAI_NONAME: Name or service not known"); EAI_SYSTEM comes back as the plain -errno. */
+#define SIMUL_EAI_BASE 20000
+#define SIMUL_EAI(eai) (-(SIMUL_EAI_BASE - (eai)))
+bool simul_is_eai(int err);
+
+/* Suspends. getaddrinfo(3) run on the resolver's own small thread pool (never the executor's:
+ * slow lookups cannot starve other blocking work). Returns 0 and *res (free it with
+ * simul_freeaddrinfo), or a negative errno / SIMUL_EAI code. Cancellable and honours deadlines:
+ * the lookup thread finishes on its own and its result is dropped. */
+int simul_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
+                      struct addrinfo **res);
+void simul_freeaddrinfo(struct addrinfo *res);
+
+/* Suspends. Resolves host:port (TCP) and connects, trying the addresses in turn with Happy
+ * Eyeballs (RFC 8305: families interleaved, a new attempt every 250 ms while earlier ones are
+ * pending; the first to connect wins, the others are closed). Returns the connected fd
+ * (non-blocking, close-on-exec, TCP_NODELAY set) or the last error. */
+int simul_tcp_connect(const char *host, const char *port);
+
+/* Resolves host:port (AI_PASSIVE) and listens on every address it gives: host NULL or "" means
+ * every interface (IPv6 and IPv4; dual-stack where one v6 socket can take both), port "0" picks a
+ * free port (the same port for every family). SO_REUSEADDR is set; flags may hold
+ * SIMUL_LISTEN_REUSEPORT. Stores up to max_fds listening fds in fds; returns how many or a
+ * negative errno. Never suspends on a numeric host; may suspend to resolve a name. */
+#define SIMUL_LISTEN_REUSEPORT 1u
+int simul_tcp_listen(const char *host, const char *port, int backlog, unsigned flags, int *fds,
+                     int max_fds);
+
+/* Unix stream sockets. connect suspends; listen unlinks a stale socket file first only if no
+ * one answers on it. Return the fd or a negative errno. */
+int simul_unix_connect(const char *path);
+int simul_unix_listen(const char *path, int backlog);
+
 
 /* ---------------------------------------------------------------------------------------------
  * Streams (asyncio.open_connection / start_server)

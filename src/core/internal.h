@@ -191,6 +191,7 @@ struct simul_loop {
     simul__backend *backend;
     int wake_fd;
     int io_count;     /* fds registered by users of the backend (not the wake-up eventfd) */
+    struct simul__fdtab *fds; /* the I/O layer's per-fd records (src/io/fdwait.c) */
     /* cross-thread callbacks */
     pthread_mutex_t ts_lock;
     simul__ts_item *ts_head, *ts_tail;
@@ -241,6 +242,11 @@ void simul__switch_out(simul_loop *loop, simul_task *cur);
 /* Internal call_soon that cannot fail for lack of a handle table slot: returns 0 or -ENOMEM. */
 int simul__call_soon(simul_loop *loop, simul_callback cb, void *arg, simul_handle *out);
 void simul__cb_fire(simul_loop *loop, simul__cb *cb);
+
+/* src/io/fdwait.c: the loop hands it every backend event but its own wake-up, and frees the
+ * fd records at close. */
+void simul__io_event(simul_loop *loop, void *data, uint32_t events);
+void simul__io_free(simul_loop *loop);
 
 /* task.c */
 int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, void *arg,

@@ -340,14 +340,13 @@ static void ts_drain(simul_loop *loop)
 static void on_event(void *data, uint32_t events, void *ctx)
 {
     simul_loop *loop = ctx;
-    (void)events;
     if (data == &loop->wake_fd) {
         uint64_t v;
         ssize_t r = read(loop->wake_fd, &v, sizeof v);
         (void)r;
         return;
     }
-    /* fd waiters arrive with the I/O layer */
+    simul__io_event(loop, data, events);
 }
 
 static void fire_timers(simul_loop *loop)
@@ -562,6 +561,7 @@ int simul_loop_close(simul_loop *loop)
         it = n;
     }
     pthread_mutex_destroy(&loop->ts_lock);
+    simul__io_free(loop);
     loop->backend->ops->close(loop->backend);
     close(loop->wake_fd);
     simul__stack_cache_free(loop->stacks);

@@ -7,7 +7,8 @@
 
 typedef struct simul__backend simul__backend;
 
-enum { SIMUL__EV_READ = 1u, SIMUL__EV_WRITE = 2u, SIMUL__EV_ERROR = 4u };
+/* EV_LEVEL (registration only): level-triggered, for asyncio-style reader/writer callbacks. */
+enum { SIMUL__EV_READ = 1u, SIMUL__EV_WRITE = 2u, SIMUL__EV_ERROR = 4u, SIMUL__EV_LEVEL = 8u };
 
 typedef void (*simul__backend_cb)(void *data, uint32_t events, void *ctx);
 
@@ -15,7 +16,8 @@ typedef struct simul__backend_ops {
     const char *name;
     int (*open)(simul__backend **out);
     void (*close)(simul__backend *b);
-    /* Registers fd for `events` (edge-triggered); `data` comes back with each event. */
+    /* Registers fd for `events` (edge-triggered unless SIMUL__EV_LEVEL); `data` comes back with
+     * each event. */
     int (*add)(simul__backend *b, int fd, uint32_t events, void *data);
     int (*mod)(simul__backend *b, int fd, uint32_t events, void *data);
     int (*del)(simul__backend *b, int fd);

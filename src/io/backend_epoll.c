@@ -45,7 +45,7 @@ static void ep_close(simul__backend *base)
 
 static uint32_t to_epoll(uint32_t ev)
 {
-    uint32_t e = EPOLLET | EPOLLRDHUP;
+    uint32_t e = (ev & SIMUL__EV_LEVEL) ? EPOLLRDHUP : EPOLLET | EPOLLRDHUP;
     if (ev & SIMUL__EV_READ)
         e |= EPOLLIN;
     if (ev & SIMUL__EV_WRITE)

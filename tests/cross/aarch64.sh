@@ -10,7 +10,7 @@ SYSROOT=/usr/aarch64-linux-gnu
 flags=(-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$src/include")
 objs=()
 for f in "$src"/src/core/*.c "$src"/src/coro/coro.c "$src"/src/coro/stack.c \
-         "$src"/src/io/backend_epoll.c "$src"/src/coro/switch_aarch64.S; do
+         "$src"/src/io/*.c "$src"/src/coro/switch_aarch64.S; do
   o="$out/$(basename "$f").o"
   $CC "${flags[@]}" -c "$f" -o "$o"
   objs+=("$o")

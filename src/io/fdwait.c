@@ -1,0 +1,461 @@
+/* fdwait.c — suspending a task until an fd is ready: the primitive under all of simul's I/O.
+ * An fd is registered once, edge-triggered for both directions, and a per-fd "may be ready" bit
+ * remembers each edge, so a task tries its syscall first and parks only after EAGAIN (or a short
+ * transfer): no epoll_ctl per wait. User reader/writer callbacks switch the fd to level mode. */
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "io.h"
+
+struct simul__fdtab {
+    simul__fd **v; /* indexed by fd; records live until the loop closes */
+    int cap;
+};
+
+#define RW (SIMUL__EV_READ | SIMUL__EV_WRITE)
+
+/* Event keys carry the record's generation, so an event queued for an fd that was forgotten
+ * (and maybe reopened with the same number) in the same batch is recognised as stale. Bit 63
+ * keeps keys apart from pointers (the loop's own wake-up registration uses a pointer). */
+static void *key_of(const simul__fd *f)
+{
+    return (void *)(uintptr_t)((1ull << 63) | ((uint64_t)f->gen << 32) | (uint32_t)f->fd);
+}
+
+static simul__fd *lookup(simul_loop *loop, int fd)
+{
+    struct simul__fdtab *t = loop->fds;
+    return (t && fd >= 0 && fd < t->cap) ? t->v[fd] : NULL;
+}
+
+simul__fd *simul__fd_get(simul_loop *loop, int fd, int *err)
+{
+    if (!loop) {
+        *err = -ENXIO;
+        return NULL;
+    }
+    simul__fd *f = lookup(loop, fd);
+    if (SIMUL__LIKELY(f))
+        return f;
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+        *err = -EBADF;
+        return NULL;
+    }
+    struct simul__fdtab *t = loop->fds;
+    if (!t) {
+        t = calloc(1, sizeof *t);
+        if (!t) {
+            *err = -ENOMEM;
+            return NULL;
+        }
+        loop->fds = t;
+    }
+    if (fd >= t->cap) {
+        int cap = t->cap ? t->cap : 64;
+        while (cap <= fd)
+            cap *= 2;
+        simul__fd **v = realloc(t->v, (size_t)cap * sizeof *v);
+        if (!v) {
+            *err = -ENOMEM;
+            return NULL;
+        }
+        for (int i = t->cap; i < cap; i++)
+            v[i] = NULL;
+        t->v = v;
+        t->cap = cap;
+    }
+    f = calloc(1, sizeof *f);
+    if (!f) {
+        *err = -ENOMEM;
+        return NULL;
+    }
+    f->fd = fd;
+    f->gen = 1;
+    f->ready = RW; /* unknown: try the syscall */
+    t->v[fd] = f;
+    return f;
+}
+
+static void learn_type(simul__fd *f)
+{
+    int type = 0;
+    socklen_t len = sizeof type;
+    if (getsockopt(f->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+        f->stream = type == SOCK_STREAM;
+    else
+        f->stream = errno == ENOTSOCK; /* pipes, ttys, eventfds: a short read drains */
+    f->typed = 1;
+}
+
+static void wake_all(simul__fd *f, int dir, int result)
+{
+    simul__wait *w;
+    while ((w = simul__waitq_pop(&f->waiters[dir])))
+        simul__wake(w, result);
+}
+
+/* Drops the registration and everything attached to it; the record stays for reuse. */
+static void reset(simul_loop *loop, simul__fd *f, bool del)
+{
+    if (f->registered) {
+        if (del)
+            loop->backend->ops->del(loop->backend, f->fd);
+        f->registered = 0;
+        loop->io_count--;
+    }
+    wake_all(f, SIMUL__DIR_READ, -EBADF);
+    wake_all(f, SIMUL__DIR_WRITE, -EBADF);
+    f->cb[0] = f->cb[1] = NULL;
+    f->handler = NULL;
+    f->owner = NULL;
+    f->level = 0;
+    f->mask = 0;
+    f->ready = RW;
+    f->typed = 0;
+    f->gen++;
+}
+
+simul__fd *simul__fd_fresh(simul_loop *loop, int fd, bool stream, int *err)
+{
+    simul__fd *f = lookup(loop, fd);
+    if (f) {
+        /* A previous fd with this number was closed without simul_close(): its registration
+         * died with it (unless it was dup'ed), so delete and forget quietly. */
+        if (f->registered || f->waiters[0].head || f->waiters[1].head || f->cb[0] || f->cb[1] ||
+            f->handler)
+            reset(loop, f, true);
+    } else if (!(f = simul__fd_get(loop, fd, err))) {
+        return NULL;
+    }
+    f->stream = stream;
+    f->typed = 1;
+    f->ready = RW;
+    return f;
+}
+
+/* The registration f should have: level mode with the callbacks' (and waiters') interest while
+ * user callbacks exist, else edge-triggered for both directions. */
+static int apply(simul__fd *f, bool rearm)
+{
+    simul_loop *loop = simul__loop();
+    uint8_t level = 0, mask = RW;
+    if (f->cb[0] || f->cb[1]) {
+        level = 1;
+        mask = (uint8_t)((f->cb[0] || f->waiters[0].head ? SIMUL__EV_READ : 0) |
+                         (f->cb[1] || f->waiters[1].head ? SIMUL__EV_WRITE : 0));
+    }
+    if (f->registered && !rearm && level == f->level && mask == f->mask)
+        return 0;
+    uint32_t ev = mask | (level ? SIMUL__EV_LEVEL : 0);
+    int rc;
+    if (f->registered) {
+        rc = loop->backend->ops->mod(loop->backend, f->fd, ev, key_of(f));
+        if (rc == -ENOENT) /* closed and reopened behind our back: register the new file */
+            rc = loop->backend->ops->add(loop->backend, f->fd, ev, key_of(f));
+    } else {
+        rc = loop->backend->ops->add(loop->backend, f->fd, ev, key_of(f));
+        if (rc == -EEXIST)
+            rc = loop->backend->ops->mod(loop->backend, f->fd, ev, key_of(f));
+        if (rc == 0) {
+            f->registered = 1;
+            loop->io_count++;
+        }
+    }
+    if (rc == 0) {
+        f->level = level;
+        f->mask = mask;
+    }
+    return rc;
+}
+
+int simul__fd_register(simul__fd *f)
+{
+    return f->registered ? 0 : apply(f, false);
+}
+
+int simul__fd_wait(simul__fd *f, int dir)
+{
+    if (simul__fd_ready(f, dir))
+        return 0;
+    int rc = f->level ? apply(f, false) : simul__fd_register(f);
+    if (rc < 0)
+        return rc;
+    simul__wait w = {.unlink = simul__waitq_unlink};
+    simul__waitq_push(&f->waiters[dir], &w);
+    return simul__park(&w, SIMUL__INF);
+}
+
+void simul__io_event(simul_loop *loop, void *data, uint32_t events)
+{
+    uint64_t key = (uint64_t)(uintptr_t)data;
+    simul__fd *f = lookup(loop, (int)(uint32_t)key);
+    if (!f || !f->registered || (uint32_t)((key >> 32) & 0x7fffffffu) != (f->gen & 0x7fffffffu))
+        return; /* forgotten since the event was queued */
+    uint32_t gen = f->gen;
+    f->ready |= (uint8_t)(events & RW);
+    if (events & SIMUL__EV_READ)
+        wake_all(f, SIMUL__DIR_READ, 0);
+    if (events & SIMUL__EV_WRITE)
+        wake_all(f, SIMUL__DIR_WRITE, 0);
+    if (f->handler)
+        f->handler(f->owner, events);
+    /* Callbacks may remove themselves or forget the fd: re-check before each. */
+    if ((events & SIMUL__EV_READ) && f->gen == gen && f->cb[0])
+        f->cb[0](f->fd, f->cb_arg[0]);
+    if ((events & SIMUL__EV_WRITE) && f->gen == gen && f->cb[1])
+        f->cb[1](f->fd, f->cb_arg[1]);
+    /* Level mode reports a direction until it is dropped: drop interest no one holds. */
+    if (f->gen == gen && f->level)
+        apply(f, false);
+}
+
+void simul__io_free(simul_loop *loop)
+{
+    struct simul__fdtab *t = loop->fds;
+    if (!t)
+        return;
+    for (int i = 0; i < t->cap; i++)
+        free(t->v[i]);
+    free(t->v);
+    free(t);
+    loop->fds = NULL;
+    loop->io_count = 0;
+}
+
+int simul__fd_set_handler(simul__fd *f, simul__fd_handler h, void *owner)
+{
+    if (h && (f->cb[0] || f->cb[1]))
+        return -EBUSY;
+    f->handler = h;
+    f->owner = owner;
+    return h ? simul__fd_register(f) : 0;
+}
+
+/* ---- transfers ---------------------------------------------------------------------------- */
+
+static long after_read(simul__fd *f, ssize_t n, size_t len)
+{
+    if (n > 0) {
+        if (!f->typed)
+            learn_type(f);
+        if (f->stream && (size_t)n < len)
+            simul__fd_clear(f, SIMUL__DIR_READ); /* drained: the next arrival is a new edge */
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        simul__fd_clear(f, SIMUL__DIR_READ);
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
+static long after_write(simul__fd *f, ssize_t n, size_t len)
+{
+    if (n >= 0) {
+        if ((size_t)n < len)
+            simul__fd_clear(f, SIMUL__DIR_WRITE); /* the buffer is full */
+        return n;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        simul__fd_clear(f, SIMUL__DIR_WRITE);
+        return -EAGAIN;
+    }
+    return -errno;
+}
+
+long simul__fd_try_read(simul__fd *f, void *buf, size_t len)
+{
+    if (!simul__fd_ready(f, SIMUL__DIR_READ))
+        return -EAGAIN;
+    ssize_t n;
+    do
+        n = read(f->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return after_read(f, n, len);
+}
+
+long simul__fd_try_recv(simul__fd *f, void *buf, size_t len, int flags)
+{
+    if (!simul__fd_ready(f, SIMUL__DIR_READ))
+        return -EAGAIN;
+    ssize_t n;
+    do
+        n = recv(f->fd, buf, len, flags | MSG_DONTWAIT);
+    while (n < 0 && errno == EINTR);
+    if (flags & MSG_PEEK)
+        return n >= 0 ? n : after_read(f, n, len);
+    return after_read(f, n, len);
+}
+
+long simul__fd_try_write(simul__fd *f, const void *buf, size_t len)
+{
+    if (!simul__fd_ready(f, SIMUL__DIR_WRITE))
+        return -EAGAIN;
+    if (!f->typed)
+        learn_type(f);
+    ssize_t n;
+    do
+        n = write(f->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    return after_write(f, n, len);
+}
+
+long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt)
+{
+    if (!simul__fd_ready(f, SIMUL__DIR_WRITE))
+        return -EAGAIN;
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    ssize_t n;
+    do
+        n = writev(f->fd, iov, iovcnt);
+    while (n < 0 && errno == EINTR);
+    return after_write(f, n, len);
+}
+
+long simul__fd_read(simul__fd *f, void *buf, size_t len)
+{
+    for (;;) {
+        long n = simul__fd_try_read(f, buf, len);
+        if (n != -EAGAIN)
+            return n;
+        int rc = simul__fd_wait(f, SIMUL__DIR_READ);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+long simul__fd_write(simul__fd *f, const void *buf, size_t len)
+{
+    for (;;) {
+        long n = simul__fd_try_write(f, buf, len);
+        if (n != -EAGAIN)
+            return n;
+        int rc = simul__fd_wait(f, SIMUL__DIR_WRITE);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+/* ---- public: waits, callbacks, forgetting ------------------------------------------------- */
+
+static int wait_public(int fd, int dir, const char *call)
+{
+    simul_task *t = simul__task_require(call);
+    if (!t)
+        return -EPERM;
+    int rc = simul__task_check(t);
+    if (rc < 0)
+        return rc;
+    simul__fd *f = simul__fd_get(t->loop, fd, &rc);
+    if (!f)
+        return rc;
+    /* Level semantics over an edge registration: forget what we knew and re-arm, which makes
+     * the kernel report the fd's current state as a fresh edge. */
+    simul__fd_clear(f, dir);
+    if (f->level) {
+        simul__wait w = {.unlink = simul__waitq_unlink};
+        simul__waitq_push(&f->waiters[dir], &w);
+        rc = apply(f, false);
+        if (rc < 0) {
+            simul__waitq_remove(&w);
+            return rc;
+        }
+        rc = simul__park(&w, SIMUL__INF);
+    } else {
+        rc = apply(f, true);
+        if (rc < 0)
+            return rc;
+        rc = simul__fd_wait(f, dir);
+    }
+    return rc;
+}
+
+int simul_wait_readable(int fd)
+{
+    return wait_public(fd, SIMUL__DIR_READ, __func__);
+}
+
+int simul_wait_writable(int fd)
+{
+    return wait_public(fd, SIMUL__DIR_WRITE, __func__);
+}
+
+static int set_cb(int fd, int dir, simul_fd_cb cb, void *arg)
+{
+    simul_loop *loop = simul__loop();
+    int rc;
+    simul__fd *f = simul__fd_get(loop, fd, &rc);
+    if (!f)
+        return rc;
+    if (f->handler)
+        return -EBUSY; /* owned by a transport */
+    simul_fd_cb old = f->cb[dir];
+    void *old_arg = f->cb_arg[dir];
+    f->cb[dir] = cb;
+    f->cb_arg[dir] = arg;
+    rc = apply(f, false);
+    if (rc < 0) {
+        f->cb[dir] = old;
+        f->cb_arg[dir] = old_arg;
+    }
+    return rc;
+}
+
+static int remove_cb(int fd, int dir)
+{
+    simul_loop *loop = simul__loop();
+    if (!loop)
+        return -ENXIO;
+    simul__fd *f = lookup(loop, fd);
+    if (!f || !f->cb[dir])
+        return 0;
+    f->cb[dir] = NULL;
+    f->cb_arg[dir] = NULL;
+    apply(f, false);
+    return 1;
+}
+
+int simul_add_reader(int fd, simul_fd_cb cb, void *arg)
+{
+    return cb ? set_cb(fd, SIMUL__DIR_READ, cb, arg) : -EINVAL;
+}
+
+int simul_add_writer(int fd, simul_fd_cb cb, void *arg)
+{
+    return cb ? set_cb(fd, SIMUL__DIR_WRITE, cb, arg) : -EINVAL;
+}
+
+int simul_remove_reader(int fd)
+{
+    return remove_cb(fd, SIMUL__DIR_READ);
+}
+
+int simul_remove_writer(int fd)
+{
+    return remove_cb(fd, SIMUL__DIR_WRITE);
+}
+
+int simul_fd_forget(int fd)
+{
+    simul_loop *loop = simul__loop();
+    simul__fd *f = loop ? lookup(loop, fd) : NULL;
+    if (f)
+        reset(loop, f, true);
+    return 0;
+}
+
+int simul_close(int fd)
+{
+    if (fd < 0)
+        return -EBADF;
+    simul_fd_forget(fd);
+    /* Linux closes the fd even when close() reports EINTR: never retry. */
+    return close(fd) < 0 && errno != EINTR ? -errno : 0;
+}
