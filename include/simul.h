@@ -41,6 +41,7 @@ typedef struct simul_task simul_task;     /* a stackful coroutine run by the loo
 typedef struct simul_future simul_future; /* a one-shot result */
 typedef struct simul_group simul_group;   /* a task group (structured concurrency) */
 typedef struct simul_as_completed simul_as_completed; /* iterator over finishing tasks */
+typedef struct simul_server simul_server; /* listening sockets (streams and protocols) */
 
 /* A scheduled callback (call_soon / call_later / call_at). A value, not a pointer: cancelling
  * a handle whose callback already ran, or was already cancelled, is safe and returns -ENOENT.
@@ -496,6 +497,8 @@ int simul_unix_listen(const char *path, int backlog);
 /* ---------------------------------------------------------------------------------------------
  * Streams (asyncio.open_connection / start_server)
  * ------------------------------------------------------------------------------------------- */
+/* @@SERVER@@ */
+
 /* @@STREAM@@ */
 
 /* ---------------------------------------------------------------------------------------------

@@ -83,10 +83,13 @@ static void learn_type(simul__fd *f)
 {
     int type = 0;
     socklen_t len = sizeof type;
-    if (getsockopt(f->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0)
+    if (getsockopt(f->fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0) {
+        f->sock = 1;
         f->stream = type == SOCK_STREAM;
-    else
+    } else {
+        f->sock = 0;
         f->stream = errno == ENOTSOCK; /* pipes, ttys, eventfds: a short read drains */
+    }
     f->typed = 1;
 }
 
@@ -131,6 +134,7 @@ simul__fd *simul__fd_fresh(simul_loop *loop, int fd, bool stream, int *err)
         return NULL;
     }
     f->stream = stream;
+    f->sock = 1;
     f->typed = 1;
     f->ready = RW;
     return f;
@@ -300,7 +304,7 @@ long simul__fd_try_write(simul__fd *f, const void *buf, size_t len)
         learn_type(f);
     ssize_t n;
     do
-        n = write(f->fd, buf, len);
+        n = f->sock ? send(f->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) : write(f->fd, buf, len);
     while (n < 0 && errno == EINTR);
     return after_write(f, n, len);
 }
@@ -309,12 +313,15 @@ long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt)
 {
     if (!simul__fd_ready(f, SIMUL__DIR_WRITE))
         return -EAGAIN;
+    if (!f->typed)
+        learn_type(f);
     size_t len = 0;
     for (int i = 0; i < iovcnt; i++)
         len += iov[i].iov_len;
+    struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t n;
     do
-        n = writev(f->fd, iov, iovcnt);
+        n = f->sock ? sendmsg(f->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : writev(f->fd, iov, iovcnt);
     while (n < 0 && errno == EINTR);
     return after_write(f, n, len);
 }

@@ -20,7 +20,8 @@ typedef struct simul__fd {
     uint8_t ready;       /* may be ready: try the syscall. Cleared on EAGAIN or a short
                             transfer, set by every edge from the backend. */
     uint8_t stream;      /* a short read means drained (stream sockets, pipes), not datagrams */
-    uint8_t typed;       /* `stream` is known */
+    uint8_t sock;        /* a socket: writes go through send(MSG_NOSIGNAL), never SIGPIPE */
+    uint8_t typed;       /* `stream` and `sock` are known */
     simul__waitq waiters[2];
     simul_fd_cb cb[2];   /* add_reader / add_writer */
     void *cb_arg[2];
@@ -32,8 +33,9 @@ typedef struct simul__fd {
  * *err set (-ENXIO no loop, -EBADF bad fd, -ENOMEM). */
 simul__fd *simul__fd_get(simul_loop *loop, int fd, int *err);
 
-/* For an fd the library just created (socket, accept, pipe): resets whatever a previous fd with
- * the same number left behind, and records whether it is a stream. */
+/* For a socket the library just created (socket, accept): resets whatever a previous fd with
+ * the same number left behind, and records whether it is a stream socket. Other fds (pipes) go
+ * through simul__fd_get, which learns their type on first use. */
 simul__fd *simul__fd_fresh(simul_loop *loop, int fd, bool stream, int *err);
 
 /* Registers f with the backend (edge-triggered, both directions) if it is not yet. */

@@ -1,0 +1,35 @@
+/* server.h — the listening side shared by stream servers (simul_start_server) and protocol
+ * servers (simul_create_server), as asyncio has one Server for both: listening sockets, an accept
+ * loop driven by readiness edges, back-off on fd exhaustion, and the count of live connections
+ * that wait_closed waits for. The public half (simul_server_*) is declared in simul.h. */
+#ifndef SIMUL_IO_SERVER_H
+#define SIMUL_IO_SERVER_H
+
+#include <sys/socket.h>
+
+#include "io.h"
+
+/* Called from the loop (not a task) for each accepted connection. `fd` is non-blocking,
+ * close-on-exec, registered fresh with the loop, TCP_NODELAY set for TCP; the callee owns it.
+ * It should call simul__server_conn_begin() for a connection that counts as live. */
+typedef void (*simul__accept_cb)(simul_server *srv, void *owner, int fd,
+                                 const struct sockaddr *peer, socklen_t peerlen);
+
+typedef struct simul__server_opts {
+    const char *host;      /* NULL/"" = every interface (dual-stack) */
+    const char *port;      /* "0" = pick a free port */
+    const char *unix_path; /* instead of host/port: a Unix stream socket */
+    int backlog;           /* 0 = default (511, as nginx) */
+    unsigned flags;        /* SIMUL_LISTEN_REUSEPORT */
+} simul__server_opts;
+
+/* Suspends (name resolution). Listens and starts accepting at once (asyncio's start_serving=True).
+ * Returns 0 and *out, or a negative errno / SIMUL_EAI code. */
+int simul__server_new(const simul__server_opts *opts, simul__accept_cb cb, void *owner,
+                      simul_server **out);
+
+/* A connection that wait_closed waits for begins / ends. */
+void simul__server_conn_begin(simul_server *srv);
+void simul__server_conn_end(simul_server *srv);
+
+#endif
