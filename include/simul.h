@@ -458,39 +458,63 @@ long simul_sendto(int fd, const void *buf, size_t len, int flags, const struct s
  * ------------------------------------------------------------------------------------------- */
 struct addrinfo;
 
-/* Resolver failures (getaddrinfo's EAI_* codes) come back as -(SIMUL_EAI_BASE - EAI_x), i.e.
- * values <= -SIMUL_EAI_BASE + ... that simul_strerror() and simul_errname() describe
- * ("EAI_NONAME: Name or service not known"); EAI_SYSTEM comes back as the plain -errno. */
+/* Resolver failures (getaddrinfo's EAI_* codes) come back as SIMUL_EAI(EAI_x), a negative value
+ * far from every errno (compare with it: `rc == SIMUL_EAI(EAI_NONAME)`). simul_errname() gives
+ * the EAI name ("EAI_NONAME"), simul_strerror() gai_strerror's text ("Name or service not
+ * known"). EAI_SYSTEM comes back as the plain -errno, EAI_MEMORY as -ENOMEM. */
 #define SIMUL_EAI_BASE 20000
 #define SIMUL_EAI(eai) (-(SIMUL_EAI_BASE - (eai)))
+/* Whether err is a SIMUL_EAI code. */
 bool simul_is_eai(int err);
 
-/* Suspends. getaddrinfo(3) run on the resolver's own small thread pool (never the executor's:
- * slow lookups cannot starve other blocking work). Returns 0 and *res (free it with
- * simul_freeaddrinfo), or a negative errno / SIMUL_EAI code. Cancellable and honours deadlines:
- * the lookup thread finishes on its own and its result is dropped. */
+/* Suspends. getaddrinfo(3) run on the resolver's own small thread pool (up to 4 threads, started
+ * on demand, gone after 5 s idle; never the executor's: slow lookups cannot starve other
+ * blocking work). host, service and hints are copied. A numeric host (or host NULL, or
+ * AI_NUMERICHOST) needs no name service and is answered at once on the calling thread (a service
+ * name is then read from /etc/services there): that case does not suspend and also works
+ * outside a task, but inside one it is still a cancellation point. Returns 0 and *res (free it
+ * with simul_freeaddrinfo), or a negative errno / SIMUL_EAI code (*res is NULL then); -EPERM for
+ * a name lookup outside a task. Cancellable and honours deadlines (-ECANCELED / -ETIMEDOUT at
+ * once): the lookup thread finishes on its own and its result is dropped, even if the loop has
+ * been closed meanwhile. */
 int simul_getaddrinfo(const char *host, const char *service, const struct addrinfo *hints,
                       struct addrinfo **res);
+/* Frees a result of simul_getaddrinfo (NULL is fine). */
 void simul_freeaddrinfo(struct addrinfo *res);
 
 /* Suspends. Resolves host:port (TCP) and connects, trying the addresses in turn with Happy
  * Eyeballs (RFC 8305: families interleaved, a new attempt every 250 ms while earlier ones are
- * pending; the first to connect wins, the others are closed). Returns the connected fd
- * (non-blocking, close-on-exec, TCP_NODELAY set) or the last error. */
+ * pending, or at once when one fails; the first to connect wins, the others are closed).
+ * host NULL is the loopback address. Returns the connected fd (non-blocking, close-on-exec,
+ * TCP_NODELAY set, registered with the loop) or the last attempt's error (-ECONNREFUSED, ...),
+ * a SIMUL_EAI code, -ECANCELED / -ETIMEDOUT (every attempt is cancelled and its fd closed
+ * before it returns), -EINVAL (port NULL), -EPERM. No timeout of its own: use a deadline scope. */
 int simul_tcp_connect(const char *host, const char *port);
 
 /* Resolves host:port (AI_PASSIVE) and listens on every address it gives: host NULL or "" means
- * every interface (IPv6 and IPv4; dual-stack where one v6 socket can take both), port "0" picks a
- * free port (the same port for every family). SO_REUSEADDR is set; flags may hold
- * SIMUL_LISTEN_REUSEPORT. Stores up to max_fds listening fds in fds; returns how many or a
- * negative errno. Never suspends on a numeric host; may suspend to resolve a name. */
+ * every interface (one IPv6 socket with IPV6_V6ONLY off that takes IPv4 too; a plain IPv4 socket
+ * on a host without IPv6), port "0" (or NULL) picks a free port (the same port for every
+ * family). Addresses of a family the host cannot use are skipped. SO_REUSEADDR is set; flags may
+ * hold SIMUL_LISTEN_REUSEPORT; backlog <= 0 means 511. Listens on at most max_fds addresses and
+ * stores the fds (non-blocking, close-on-exec) in fds; returns how many, or a negative errno /
+ * SIMUL_EAI code with nothing left open. Never suspends on a numeric or empty host (works
+ * outside a task then); suspends to resolve a name (-EPERM outside a task). */
 #define SIMUL_LISTEN_REUSEPORT 1u
 int simul_tcp_listen(const char *host, const char *port, int backlog, unsigned flags, int *fds,
                      int max_fds);
 
-/* Unix stream sockets. connect suspends; listen unlinks a stale socket file first only if no
- * one answers on it. Return the fd or a negative errno. */
+/* Unix stream sockets: a path starting with '@' names Linux's abstract namespace (no file). A
+ * path too long for sockaddr_un is -ENAMETOOLONG (never cut short), an empty one -EINVAL. */
+
+/* Suspends. Connects to path. Returns the connected fd or a negative errno (-ENOENT,
+ * -ECONNREFUSED, ...). A full listen backlog is retried after short sleeps, as a blocking connect
+ * would wait (cancel it or put a deadline scope around it). */
 int simul_unix_connect(const char *path);
+
+/* Listens on path. A socket file left by a dead server (connecting to it is refused) is unlinked
+ * and the bind retried; a live one, or a file that is not a socket, gives -EADDRINUSE.
+ * backlog <= 0 means 511. Returns the listening fd or a negative errno. Never suspends (works
+ * outside a task). */
 int simul_unix_listen(const char *path, int backlog);
 
 

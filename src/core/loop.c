@@ -394,7 +394,8 @@ static void poll_io(simul_loop *loop)
         int64_t next = simul__heap_next(&loop->timers);
         if (next == SIMUL__INF) {
             timeout = -1;
-            if (loop->debug && loop->live && !loop->io_count && !loop->stuck_warned) {
+            if (loop->debug && loop->live && !loop->io_count && !loop->thread_waits &&
+                !loop->stuck_warned) {
                 loop->stuck_warned = true;
                 simul__debug_stuck(loop);
             }
