@@ -40,8 +40,11 @@ N_SPAWN=$((2000000 / div))         # simul, Go: spawn+join pairs (best of 3)
 N_SPAWN_PY=$((200000 / div))       # asyncio: spawn+join pairs (best of 3)
 N_RSS=$((1000000 / div))           # concurrent sleeping tasks (all three)
 N_TIMER=$((1000000 / div))         # call_later / AfterFunc timers (all three)
+N_SYNC=$((5000000 / div))          # simul: queue items / lock hand-overs (best of 5)
+N_SYNC_PY=$((200000 / div))        # asyncio: queue items / lock hand-overs (best of 5)
 
 CORE=$BUILD/bench/core_bench
+SYNC=$BUILD/bench/sync_bench
 GOBIN=$BUILD/bench/go_core
 
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
@@ -49,11 +52,12 @@ command -v go >/dev/null || die "go not found (package golang-go)"
 [ -x "$PY" ] || die "$PY not found"
 taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
 
-# Bring core_bench up to date if this is a configured CMake build dir.
+# Bring the benches up to date if this is a configured CMake build dir.
 if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target core_bench >&2 || die "building core_bench failed"
+    cmake --build "$BUILD" --target core_bench sync_bench >&2 || die "building the benches failed"
 fi
 [ -x "$CORE" ] || die "$CORE not found: configure and build $BUILD first"
+[ -x "$SYNC" ] || die "$SYNC not found: configure and build $BUILD first"
 
 # Build the Go reference into the build dir.
 mkdir -p "$BUILD/bench"
@@ -107,6 +111,11 @@ run "$CORE" timer "$N_TIMER"
 run "$PY" "$HERE/ref/asyncio_core.py" timer "$N_TIMER"
 run "$GOBIN" timer "$N_TIMER"
 
+run "$SYNC" queue "$N_SYNC"
+run "$PY" "$HERE/ref/asyncio_sync.py" queue "$N_SYNC_PY"
+run "$SYNC" lock "$N_SYNC"
+run "$PY" "$HERE/ref/asyncio_sync.py" lock "$N_SYNC_PY"
+
 echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ratio <name> <numerator key> <denominator key>: prints name=num/den (n/a if missing or 0).
@@ -127,6 +136,16 @@ ratio rss_vs_go go_rss_per_task_bytes rss_per_task_bytes
 ratio timer_late_vs_asyncio asyncio_timer_worst_late_ms timer_worst_late_ms
 ratio timer_late_vs_go go_timer_worst_late_ms timer_worst_late_ms
 ratio timer_ns_vs_asyncio asyncio_timer_ns timer_ns
+
+# keep_ratio: like ratio, and records the value so that a target can check it.
+keep_ratio() {
+    local line
+    line=$(ratio "$@")
+    echo "$line"
+    V[$1]=${line#*=}
+}
+keep_ratio queue_roundtrip_vs_asyncio asyncio_queue_roundtrip_ns queue_roundtrip_ns
+keep_ratio lock_handoff_vs_asyncio asyncio_lock_handoff_ns lock_handoff_ns
 
 # target <key> <op> <bound>: op is <= or >=.
 target() {
@@ -150,4 +169,6 @@ target switch_ns '<=' 10
 target spawn_join_per_s '>=' 5000000
 target rss_per_task_bytes '<=' 5120
 target timer_worst_late_ms '<=' 100
+target queue_roundtrip_vs_asyncio '>=' 50
+target lock_handoff_vs_asyncio '>=' 50
 exit 0
