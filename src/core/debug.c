@@ -26,6 +26,11 @@ void simul__debug_failed_unjoined(simul_task *t, const char *why)
 
 void simul__debug_survivors(simul_loop *loop)
 {
+    if (loop->handles)
+        fprintf(stderr, "simul: the loop cannot close: %zu I/O handle(s) (servers, transports, "
+                        "streams) still open\n", loop->handles);
+    if (!loop->live)
+        return;
     fprintf(stderr, "simul: the loop cannot close: %zu task(s) still alive:", loop->live);
     int shown = 0;
     for (simul_task *t = loop->all; t && shown < 20; t = t->all_next) {

@@ -193,6 +193,7 @@ struct simul_loop {
     int io_count;     /* fds registered by users of the backend (not the wake-up eventfd) */
     struct simul__fdtab *fds; /* the I/O layer's per-fd records (src/io/fdwait.c) */
     int thread_waits; /* tasks parked on work another thread will finish (resolver, executor) */
+    size_t handles;   /* open I/O handles (transports, servers, streams): close refuses while any */
     /* cross-thread callbacks */
     pthread_mutex_t ts_lock;
     simul__ts_item *ts_head, *ts_tail;

@@ -541,7 +541,7 @@ int simul_loop_close(simul_loop *loop)
         return -EINVAL;
     if (!pthread_equal(loop->thread, pthread_self()))
         return -EPERM;
-    if (loop->running || loop->live > 0) {
+    if (loop->running || loop->live > 0 || loop->handles > 0) {
         if (loop->debug)
             simul__debug_survivors(loop);
         return -EBUSY;

@@ -34,6 +34,13 @@ int simul_run(simul_task_fn main_fn, void *arg)
         simul_loop_run(loop);
         loop->stop_when_no_tasks = false;
     }
+    if (loop->handles) {
+        /* Handles the program never closed (asyncio.run drops them too): their memory is lost,
+         * the loop is not. Debug mode names them. */
+        if (loop->debug)
+            simul__debug_survivors(loop);
+        loop->handles = 0;
+    }
     int crc = simul_loop_close(loop);
     SIMUL__ASSERT(crc == 0);
     return rc;

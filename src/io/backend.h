@@ -8,7 +8,15 @@
 typedef struct simul__backend simul__backend;
 
 /* EV_LEVEL (registration only): level-triggered, for asyncio-style reader/writer callbacks. */
-enum { SIMUL__EV_READ = 1u, SIMUL__EV_WRITE = 2u, SIMUL__EV_ERROR = 4u, SIMUL__EV_LEVEL = 8u };
+/* EV_HUP (events only): the peer shut its side down or the connection hung up (EPOLLRDHUP,
+ * EPOLLHUP); comes with EV_READ. */
+enum {
+    SIMUL__EV_READ = 1u,
+    SIMUL__EV_WRITE = 2u,
+    SIMUL__EV_ERROR = 4u,
+    SIMUL__EV_LEVEL = 8u,
+    SIMUL__EV_HUP = 16u,
+};
 
 typedef void (*simul__backend_cb)(void *data, uint32_t events, void *ctx);
 

@@ -114,6 +114,8 @@ static int ep_poll(simul__backend *base, int64_t timeout_ns, simul__backend_cb c
         uint32_t e = b->events[i].events, ev = 0;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
             ev |= SIMUL__EV_READ;
+        if (e & (EPOLLRDHUP | EPOLLHUP))
+            ev |= SIMUL__EV_HUP;
         if (e & (EPOLLOUT | EPOLLHUP))
             ev |= SIMUL__EV_WRITE;
         if (e & EPOLLERR)

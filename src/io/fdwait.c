@@ -118,6 +118,7 @@ static void reset(simul_loop *loop, simul__fd *f, bool del)
     f->mask = 0;
     f->ready = RW;
     f->typed = 0;
+    f->hup = 0;
     f->gen++;
 }
 
@@ -134,6 +135,7 @@ simul__fd *simul__fd_fresh(simul_loop *loop, int fd, bool stream, int *err)
         return NULL;
     }
     f->stream = stream;
+    f->hup = 0;
     f->sock = 1;
     f->typed = 1;
     f->ready = RW;
@@ -200,6 +202,8 @@ void simul__io_event(simul_loop *loop, void *data, uint32_t events)
         return; /* forgotten since the event was queued */
     uint32_t gen = f->gen;
     f->ready |= (uint8_t)(events & RW);
+    if (events & SIMUL__EV_HUP)
+        f->hup = 1;
     if (events & SIMUL__EV_READ)
         wake_all(f, SIMUL__DIR_READ, 0);
     if (events & SIMUL__EV_WRITE)
@@ -245,7 +249,7 @@ static long after_read(simul__fd *f, ssize_t n, size_t len)
     if (n > 0) {
         if (!f->typed)
             learn_type(f);
-        if (f->stream && (size_t)n < len)
+        if (f->stream && (size_t)n < len && !f->hup)
             simul__fd_clear(f, SIMUL__DIR_READ); /* drained: the next arrival is a new edge */
         return n;
     }

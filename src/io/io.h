@@ -22,6 +22,8 @@ typedef struct simul__fd {
     uint8_t stream;      /* a short read means drained (stream sockets, pipes), not datagrams */
     uint8_t sock;        /* a socket: writes go through send(MSG_NOSIGNAL), never SIGPIPE */
     uint8_t typed;       /* `stream` and `sock` are known */
+    uint8_t hup;         /* the peer shut down (sticky): a short read no longer means drained,
+                            since the EOF behind the data will raise no new edge */
     simul__waitq waiters[2];
     simul_fd_cb cb[2];   /* add_reader / add_writer */
     void *cb_arg[2];

@@ -140,6 +140,38 @@ SIMUL_TASK_TEST(short_reads_then_more_data)
     return 0;
 }
 
+/* Data and the peer's FIN in one edge: the short read must not hide the EOF behind it. */
+static int recv_data_then_eof(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[64];
+    if (simul_recv(fd, buf, sizeof buf, 0) != 5)
+        return -EIO;
+    long n = simul_recv(fd, buf, sizeof buf, 0);
+    return n == 0 ? 0 : (n < 0 ? (int)n : -EIO);
+}
+
+SIMUL_TASK_TEST(eof_right_after_data)
+{
+    (void)arg;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    simul_scope s;
+    assert_int_equal(simul_scope_timeout(&s, 2.0), 0);
+    simul_task *r;
+    assert_int_equal(simul_task_spawn(&r, recv_data_then_eof, &sv[0], NULL), 0);
+    assert_int_equal(simul_sleep(0.01), 0); /* the reader is parked, the fd registered */
+    assert_int_equal(write(sv[1], "hello", 5), 5);
+    assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
+    int res = 1;
+    assert_int_equal(simul_task_join(r, &res), 0);
+    assert_int_equal(res, 0);
+    assert_int_equal(simul_scope_end(&s), 0);
+    assert_int_equal(simul_close(sv[0]), 0);
+    assert_int_equal(simul_close(sv[1]), 0);
+    return 0;
+}
+
 SIMUL_TASK_TEST(connect_refused)
 {
     (void)arg;
@@ -344,6 +376,7 @@ static void socket_calls_outside_task(void **state)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(echo_round_trips),
     cmocka_unit_test(short_reads_then_more_data),
+    cmocka_unit_test(eof_right_after_data),
     cmocka_unit_test(connect_refused),
     cmocka_unit_test(recv_deadline_and_cancel),
     cmocka_unit_test(accept_cancelled),
