@@ -112,7 +112,13 @@ int simul_loop_set_slow_task_threshold(simul_loop *loop, double seconds);
  * main still held are released with it). Debug mode comes from SIMUL_DEBUG; for other loop
  * settings make the loop yourself (simul_loop_new, spawn, simul_loop_run_until_complete).
  * Returns main's result; if the loop could not be made, a negative errno (-EBUSY if the thread
- * has a loop already, -ENOMEM, ...) before main ever ran. */
+ * has a loop already, -ENOMEM, ...) before main ever ran.
+ * SIGINT (Ctrl-C), as asyncio.run: on the main thread, if SIGINT has its default disposition
+ * when simul_run starts, the first SIGINT cancels main (its suspending calls return -ECANCELED
+ * outside shield scopes, so it can clean up) and simul_run returns main's result, typically
+ * -ECANCELED; that first SIGINT also resets SIGINT to the default action, so a second one kills
+ * the process at once (status: killed by SIGINT, 130 in a shell). A program that installed its
+ * own SIGINT handler, or ignores SIGINT, keeps it untouched. Restored when simul_run returns. */
 int simul_run(simul_task_fn main, void *arg);
 
 /* The loop's clock: monotonic seconds / nanoseconds (CLOCK_MONOTONIC). */
@@ -790,12 +796,94 @@ int simul_unix_listen(const char *path, int backlog);
 /* ---------------------------------------------------------------------------------------------
  * Transports and protocols (asyncio.Protocol, create_server, create_connection)
  * ------------------------------------------------------------------------------------------- */
-/* @@TRANSPORT@@ */
 
 /* ---------------------------------------------------------------------------------------------
  * UDP: datagram endpoints
  * ------------------------------------------------------------------------------------------- */
-/* @@UDP@@ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Threads: run blocking functions off the loop (asyncio.to_thread / run_in_executor)
+ * ------------------------------------------------------------------------------------------- */
+/* One process-wide pool serves every loop (threads are a process resource: a pool per loop would
+ * multiply them). At most simul_executor_max_threads() workers (default min(32, CPUs + 4), as
+ * asyncio); they start on demand when no worker is idle and exit after 10 s idle. Workers are
+ * detached with every signal blocked, so one stuck in a function at exit does not hold the
+ * process. The name resolver has its own pool (slow lookups never starve this one). */
+
+/* A function run on a worker thread. Its result is >= 0 or a negative errno, by convention. It
+ * runs outside any loop: it must not call suspending functions (they return -EPERM) nor touch
+ * loop objects, except through thread-safe calls (simul_loop_call_soon_threadsafe, channels). */
+typedef int (*simul_thread_fn)(void *arg);
+
+/* Takes back `arg` of a call whose caller gave up (see simul_to_thread_ex). `result` is fn's
+ * return value, or -ECANCELED if fn never ran. */
+typedef void (*simul_thread_discard_cb)(void *arg, int result);
+
+/* Suspends (asyncio.to_thread). Runs fn(arg) on a worker thread and waits for it: returns 0 with
+ * fn's return value in *result (may be NULL); fn's writes through arg are visible on return.
+ * If the caller is cancelled or its deadline expires first it returns -ECANCELED / -ETIMEDOUT
+ * at once:
+ * - fn still queued (every worker busy): it is taken off the queue and never runs (as a queued
+ *   concurrent.futures job that is cancelled);
+ * - fn running: it runs to its end on its thread; its result is dropped;
+ * - fn already finished: completion wins, the call returns 0 with the result.
+ * So `arg` must stay valid until fn returns, which may be after an interrupted call returned:
+ * with this function use memory that outlives the call (not the caller's stack), or wrap the
+ * call in a shield scope (then cancellation waits for fn), or use simul_to_thread_ex.
+ * Other returns: -EINVAL (fn NULL), -EPERM outside a task, -ENOMEM, or the pthread_create error
+ * (-EAGAIN) when no worker exists and none can be started (nothing ran). */
+int simul_to_thread(simul_thread_fn fn, void *arg, int *result);
+
+/* Suspends. simul_to_thread with ownership of `arg` for callers that give up: when the call
+ * returns -ECANCELED or -ETIMEDOUT, `arg` is no longer the caller's and discard(arg, result) is
+ * called exactly once — before the call returns (result -ECANCELED) if fn never ran, else on the
+ * worker thread right after fn returns (result = fn's). discard must therefore be thread-safe in
+ * the way fn is; it may free arg and whatever fn left in it. On every other return `arg` stays
+ * the caller's and discard is not called. discard may be NULL. */
+int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
+                       int *result);
+
+/* Thread-safe. Sets the maximum number of worker threads (n >= 1; 0 restores the default). A
+ * larger pool starts workers at once for queued calls; a smaller one shrinks as workers finish
+ * their current function. Returns 0 or -EINVAL. */
+int simul_executor_set_max_threads(int n);
+/* Thread-safe. The maximum number of worker threads. */
+int simul_executor_max_threads(void);
+
+/* ---------------------------------------------------------------------------------------------
+ * Signals: handlers that run on the loop, awaitable signals
+ * ------------------------------------------------------------------------------------------- */
+/* A signal handler registered here is not run in signal context: the process-level handler only
+ * writes the signal number to a self-pipe of the loop (safe whichever thread the kernel delivers
+ * to; no signal mask needs changing), and the loop runs the callback on its next pass, as
+ * asyncio's loop.add_signal_handler. Signals are process-wide, so each signal belongs to at most
+ * one loop at a time (another loop gets -EBUSY). Signals that arrive together are seen in the
+ * order they came (several deliveries of one pending signal may merge into one, as the kernel
+ * does). Loop thread only; remove every handler before closing its loop. */
+
+/* Runs on the loop (it must not suspend), with the signal's number. */
+typedef void (*simul_signal_cb)(int sig, void *arg);
+
+/* Calls cb(sig, arg) from the current loop each time `sig` arrives, until
+ * simul_remove_signal_handler(sig). Replaces this loop's previous handler of sig. The process's
+ * previous disposition is saved and put back on removal. Returns 0; -EINVAL (not a signal number,
+ * SIGKILL, SIGSTOP, cb NULL); -ENXIO (no loop on this thread); -EBUSY (another loop owns sig);
+ * -EMFILE / -ENOMEM. */
+int simul_add_signal_handler(int sig, simul_signal_cb cb, void *arg);
+
+/* Removes this loop's handler of sig and restores the disposition it replaced (unless a task of
+ * the loop still waits for sig: then once the wait ends). Returns 1 if one was removed, 0 if
+ * there was none, -EINVAL, -ENXIO. */
+int simul_remove_signal_handler(int sig);
+
+/* Suspends until one of sigs[0..n) arrives; returns its number. Only signals that arrive during
+ * the call count: while it waits it catches those signals (their previous disposition comes back
+ * when it returns, unless a handler above keeps them), so keep a handler installed to never miss
+ * one between two waits. A signal with a handler still runs it; every task waiting for that
+ * signal wakes. sigs is read during the call only. Returns the signal number; -ECANCELED /
+ * -ETIMEDOUT; -EINVAL (n <= 0, a bad number); -EBUSY (another loop owns one of them); -EPERM
+ * outside a task. */
+int simul_wait_signal(const int *sigs, int n);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -249,6 +249,8 @@ void simul__cb_fire(simul_loop *loop, simul__cb *cb);
  * fd records at close. */
 void simul__io_event(simul_loop *loop, void *data, uint32_t events);
 void simul__io_free(simul_loop *loop);
+/* src/io/signal.c: removes the handlers a closing loop still has (restoring dispositions). */
+void simul__signal_loop_close(simul_loop *loop);
 
 /* task.c */
 int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, void *arg,

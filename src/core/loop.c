@@ -546,6 +546,7 @@ int simul_loop_close(simul_loop *loop)
             simul__debug_survivors(loop);
         return -EBUSY;
     }
+    simul__signal_loop_close(loop);
     atomic_store(&loop->closing, true);
     simul__task_free_all(loop);
     for (uint32_t i = 0; i < loop->cb_nchunks; i++)

@@ -1,6 +1,30 @@
 /* run.c — simul_run, the asyncio.run of simul: a loop for one main task, then a clean
- * teardown (the leftovers are cancelled and awaited) and a closed loop. */
+ * teardown (the leftovers are cancelled and awaited) and a closed loop. Ctrl-C cancels main;
+ * a second one kills the process (the first resets SIGINT to its default action). */
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "../io/signal.h"
 #include "internal.h"
+
+static void on_sigint(int sig, void *arg)
+{
+    (void)sig;
+    simul_task **main_task = arg;
+    if (*main_task) /* NULL once main has been joined: the teardown cancels everything anyway */
+        simul_task_cancel(*main_task);
+}
+
+/* asyncio.run's rule: only on the main thread, and only if nobody changed SIGINT's handling
+ * (not a handler of the program's, nor SIG_IGN as a shell gives background jobs). */
+static bool sigint_is_ours_to_take(void)
+{
+    struct sigaction cur;
+    if ((pid_t)syscall(SYS_gettid) != getpid() || sigaction(SIGINT, NULL, &cur) < 0)
+        return false;
+    return !(cur.sa_flags & SA_SIGINFO) && cur.sa_handler == SIG_DFL;
+}
 
 static int cancel_one(simul_task *t, void *arg)
 {
@@ -24,8 +48,12 @@ int simul_run(simul_task_fn main_fn, void *arg)
         simul_loop_close(loop);
         return rc;
     }
+    simul_task *sigint_target = t;
+    bool sigint = sigint_is_ours_to_take() &&
+                  simul__signal_add(SIGINT, on_sigint, &sigint_target, true) == 0;
     int result = 0;
     rc = simul_loop_run_until_complete(loop, t, &result);
+    sigint_target = NULL; /* joined: the handle is gone */
     if (rc == 0)
         rc = result;
     if (loop->live) {
@@ -34,6 +62,8 @@ int simul_run(simul_task_fn main_fn, void *arg)
         simul_loop_run(loop);
         loop->stop_when_no_tasks = false;
     }
+    if (sigint)
+        simul_remove_signal_handler(SIGINT); /* back to SIG_DFL, which it was */
     if (loop->handles) {
         /* Handles the program never closed (asyncio.run drops them too): their memory is lost,
          * the loop is not. Debug mode names them. */

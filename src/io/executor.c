@@ -1,0 +1,113 @@
+/* executor.c — asyncio.to_thread: blocking functions run on one process-wide pool of worker
+ * threads (pool.c) while the calling task waits. A caller that gives up returns at once; the
+ * function runs on, and its argument goes to the discard callback when it returns. */
+#include <sched.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+#define IDLE_NS (10 * 1000000000LL) /* an idle worker exits after this */
+
+typedef struct xjob {
+    simul__job base;
+    simul_thread_fn fn;
+    void *arg;
+    simul_thread_discard_cb discard;
+    int result;
+} xjob;
+
+/* asyncio's default: min(32, cpus + 4). The +4 keeps a few threads for I/O-bound functions on
+ * small machines; the cap keeps a big machine from starting hundreds. */
+static int default_max(void)
+{
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n <= 0)
+        n = 1;
+    return n + 4 < 32 ? (int)n + 4 : 32;
+}
+
+static simul__pool pool = SIMUL__POOL_INIT(default_max, IDLE_NS);
+
+static void xwork(simul__job *j)
+{
+    xjob *x = (xjob *)j;
+    x->result = x->fn(x->arg);
+}
+
+static void xdrop(simul__job *j)
+{
+    xjob *x = (xjob *)j;
+    if (x->discard)
+        x->discard(x->arg, x->result);
+    free(x);
+}
+
+int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
+                       int *result)
+{
+    simul_task *self = simul__task_require(__func__);
+    if (!fn)
+        return -EINVAL;
+    if (!self)
+        return -EPERM;
+    int rc = simul__task_check(self);
+    if (rc < 0)
+        return rc;
+    xjob *x = calloc(1, sizeof *x);
+    if (!x)
+        return -ENOMEM;
+    x->base.work = xwork;
+    x->base.drop = xdrop;
+    x->fn = fn;
+    x->arg = arg;
+    x->discard = discard;
+    int fate;
+    rc = simul__pool_run(&pool, &x->base, &fate);
+    if (rc < 0 && fate == SIMUL__JOB_DROPPED)
+        return rc; /* the worker owns x now and discards when fn returns */
+    if (rc < 0 && fate == SIMUL__JOB_NOT_RUN && discard)
+        discard(arg, -ECANCELED); /* never started: arg goes back through the same door */
+    if (rc == 0 && result)
+        *result = x->result;
+    free(x);
+    return rc;
+}
+
+int simul_to_thread(simul_thread_fn fn, void *arg, int *result)
+{
+    return simul_to_thread_ex(fn, arg, NULL, result);
+}
+
+int simul_executor_set_max_threads(int n)
+{
+    return simul__pool_set_max(&pool, n);
+}
+
+int simul_executor_max_threads(void)
+{
+    return simul__pool_get_max(&pool);
+}
+
+/* ---- test hooks (the unit tests link the static library) ------------------------------------- */
+
+void simul__executor_test_counts(int *threads, int *idle, int *inflight);
+void simul__executor_test_counts(int *threads, int *idle, int *inflight)
+{
+    simul__pool_counts(&pool, threads, idle, inflight);
+}
+
+/* The idle time after which a worker exits (<= 0 restores the default). */
+void simul__executor_test_set_idle(int64_t ns);
+void simul__executor_test_set_idle(int64_t ns)
+{
+    int t, i, f;
+    simul__pool_counts(&pool, &t, &i, &f); /* makes sure the pool is initialised */
+    pthread_mutex_lock(&pool.mu);
+    pool.idle_ns = ns > 0 ? ns : IDLE_NS;
+    pthread_mutex_unlock(&pool.mu);
+}

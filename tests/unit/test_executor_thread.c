@@ -1,0 +1,421 @@
+/* test_executor_thread.c — simul_to_thread: results come back, many calls at once within the pool
+ * size, cancellation and deadlines while queued / running / already finished (fn not run, or run
+ * to its end with its argument discarded exactly once), a function blocked forever does not wedge
+ * the others, idle workers exit, and a loop closed while an abandoned call still runs.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "test_main_helpers.h"
+
+/* Test hooks of src/io/executor.c (the tests link the static library). */
+void simul__executor_test_counts(int *threads, int *idle, int *inflight);
+void simul__executor_test_set_idle(int64_t ns);
+
+static int pool_threads(void)
+{
+    int th, idle, inflight;
+    simul__executor_test_counts(&th, &idle, &inflight);
+    return th;
+}
+
+static int pool_inflight(void)
+{
+    int th, idle, inflight;
+    simul__executor_test_counts(&th, &idle, &inflight);
+    return inflight;
+}
+
+/* Waits (the thread, not a task) until no call is left in the pool; false after 5 s. */
+static bool pool_drained(void)
+{
+    double end = test_clock() + 5.0;
+    while (pool_inflight() != 0) {
+        if (test_clock() > end)
+            return false;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    return true;
+}
+
+/* ---- functions run on the workers ------------------------------------------------------------ */
+
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static bool gate_open;
+static atomic_int running, max_running, calls, discards, discard_result;
+
+static void gate_set(bool open)
+{
+    pthread_mutex_lock(&gate_mu);
+    gate_open = open;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+}
+
+static void enter(void)
+{
+    atomic_fetch_add(&calls, 1);
+    int now = atomic_fetch_add(&running, 1) + 1;
+    int max = atomic_load(&max_running);
+    while (now > max && !atomic_compare_exchange_weak(&max_running, &max, now)) {
+    }
+}
+
+/* arg points to an int: returns it doubled, after `*arg` microseconds of sleep (0: none). */
+static int double_it(void *arg)
+{
+    enter();
+    int v = *(int *)arg;
+    if (v > 0 && v < 5000)
+        nanosleep(&(struct timespec){0, (long)v * 1000}, NULL);
+    atomic_fetch_sub(&running, 1);
+    return 2 * v;
+}
+
+/* Blocks until the gate opens; returns 7. */
+static int wait_gate(void *arg)
+{
+    (void)arg;
+    enter();
+    pthread_mutex_lock(&gate_mu);
+    while (!gate_open)
+        pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+    atomic_fetch_sub(&running, 1);
+    return 7;
+}
+
+/* A result that owns memory: fn allocates into the heap argument, discard frees both. */
+typedef struct owned {
+    char *text;
+} owned;
+
+static int make_text_after_gate(void *arg)
+{
+    owned *o = arg;
+    wait_gate(NULL);
+    o->text = strdup("made on a worker");
+    return 1;
+}
+
+static void discard_owned(void *arg, int result)
+{
+    owned *o = arg;
+    atomic_fetch_add(&discards, 1);
+    atomic_store(&discard_result, result);
+    free(o->text);
+    free(o);
+}
+
+/* Reads one byte from the pipe fd in *arg: blocks until the write end is closed. */
+static int read_pipe(void *arg)
+{
+    enter();
+    char c;
+    ssize_t n = read(*(int *)arg, &c, 1);
+    atomic_fetch_sub(&running, 1);
+    return (int)n;
+}
+
+static void reset_counters(void)
+{
+    atomic_store(&running, 0);
+    atomic_store(&max_running, 0);
+    atomic_store(&calls, 0);
+    atomic_store(&discards, 0);
+    atomic_store(&discard_result, INT_MIN);
+    gate_set(false);
+}
+
+/* ---- cases ----------------------------------------------------------------------------------- */
+
+SIMUL_TASK_TEST(results_come_back)
+{
+    (void)arg;
+    reset_counters();
+    int v = 21, r = 0;
+    assert_int_equal(simul_to_thread(double_it, &v, &r), 0);
+    assert_int_equal(r, 42);
+    v = 0;
+    assert_int_equal(simul_to_thread(double_it, &v, NULL), 0);
+    /* fn's own failure is its result, not the call's */
+    assert_int_equal(simul_to_thread_ex(double_it, &(int){-5}, NULL, &r), 0);
+    assert_int_equal(r, -10);
+    assert_int_equal(simul_to_thread(NULL, NULL, &r), -EINVAL);
+    assert_true(pool_threads() >= 1);
+    return 0;
+}
+
+static void outside_a_task(void **state)
+{
+    (void)state;
+    int r;
+    assert_int_equal(simul_to_thread(double_it, &(int){1}, &r), -EPERM);
+}
+
+static void max_threads_setting(void **state)
+{
+    (void)state;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    int def = simul_executor_max_threads();
+    assert_true(def >= 5 && def <= 32);
+    assert_true(def <= n + 4);
+    assert_int_equal(simul_executor_set_max_threads(-1), -EINVAL);
+    assert_int_equal(simul_executor_set_max_threads(3), 0);
+    assert_int_equal(simul_executor_max_threads(), 3);
+    assert_int_equal(simul_executor_set_max_threads(0), 0);
+    assert_int_equal(simul_executor_max_threads(), def);
+}
+
+#define MANY 1000
+static int vals[MANY], outs[MANY];
+
+static int one_call(void *arg)
+{
+    int i = (int)(intptr_t)arg;
+    vals[i] = i % 50; /* up to 49 us of sleep */
+    return simul_to_thread(double_it, &vals[i], &outs[i]);
+}
+
+SIMUL_TASK_TEST(many_calls_within_pool_size)
+{
+    (void)arg;
+    reset_counters();
+    assert_int_equal(simul_executor_set_max_threads(4), 0);
+    static simul_task *ts[MANY];
+    for (int i = 0; i < MANY; i++)
+        assert_int_equal(simul_task_spawn(&ts[i], one_call, (void *)(intptr_t)i, NULL), 0);
+    static int results[MANY];
+    assert_int_equal(simul_gather(ts, MANY, results), 0);
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(results[i], 0);
+        assert_int_equal(outs[i], 2 * (i % 50));
+    }
+    assert_int_equal(atomic_load(&calls), MANY);
+    assert_true(atomic_load(&max_running) <= 4);
+    assert_true(pool_threads() <= 4);
+    assert_int_equal(pool_inflight(), 0);
+    assert_int_equal(simul_executor_set_max_threads(0), 0);
+    return 0;
+}
+
+static int gate_call(void *arg)
+{
+    int r = 0;
+    int rc = simul_to_thread(wait_gate, NULL, &r);
+    (void)arg;
+    return rc < 0 ? rc : r;
+}
+
+SIMUL_TASK_TEST(cancel_while_queued_never_runs)
+{
+    (void)arg;
+    reset_counters();
+    assert_int_equal(simul_executor_set_max_threads(1), 0);
+    simul_task *busy;
+    assert_int_equal(simul_task_spawn(&busy, gate_call, NULL, NULL), 0);
+    while (atomic_load(&running) == 0) /* the only worker is taken */
+        assert_int_equal(simul_sleep(0.001), 0);
+
+    /* A second call waits in the queue; cancel its task there. */
+    owned *o = calloc(1, sizeof *o);
+    assert_non_null(o);
+    simul_scope s;
+    assert_int_equal(simul_scope_timeout(&s, 0.05), 0);
+    int r = 99;
+    assert_int_equal(simul_to_thread_ex(make_text_after_gate, o, discard_owned, &r), -ETIMEDOUT);
+    assert_int_equal(simul_scope_end(&s), 1);
+    assert_int_equal(r, 99);
+    /* Never started: discarded before the call returned, with -ECANCELED. */
+    assert_int_equal(atomic_load(&discards), 1);
+    assert_int_equal(atomic_load(&discard_result), -ECANCELED);
+    assert_int_equal(atomic_load(&calls), 1);
+
+    gate_set(true);
+    int br = 0;
+    assert_int_equal(simul_task_join(busy, &br), 0);
+    assert_int_equal(br, 7);
+    assert_int_equal(atomic_load(&calls), 1); /* still: the cancelled one never ran */
+    assert_int_equal(pool_inflight(), 0);
+    assert_int_equal(simul_executor_set_max_threads(0), 0);
+    return 0;
+}
+
+static int owned_call(void *arg)
+{
+    owned *o = calloc(1, sizeof *o);
+    if (!o)
+        return -ENOMEM;
+    int r = 0;
+    int rc = simul_to_thread_ex(make_text_after_gate, o, discard_owned, &r);
+    if (rc == 0) { /* ours again */
+        free(o->text);
+        free(o);
+    }
+    (void)arg;
+    return rc;
+}
+
+SIMUL_TASK_TEST(cancel_while_running_discards_once)
+{
+    (void)arg;
+    reset_counters();
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, owned_call, NULL, NULL), 0);
+    while (atomic_load(&running) == 0)
+        assert_int_equal(simul_sleep(0.001), 0);
+    double t0 = test_clock();
+    assert_int_equal(simul_task_cancel(t), 0);
+    int r = 0;
+    assert_int_equal(simul_task_join(t, &r), 0);
+    assert_int_equal(r, -ECANCELED);
+    assert_true(test_clock() - t0 < 0.5); /* at once, not when fn returns */
+    assert_int_equal(atomic_load(&discards), 0); /* fn still runs */
+    assert_int_equal(pool_inflight(), 1);
+
+    gate_set(true);
+    assert_true(pool_drained());
+    assert_int_equal(atomic_load(&discards), 1);
+    assert_int_equal(atomic_load(&discard_result), 1); /* fn's result; its text freed by discard */
+    return 0;
+}
+
+/* The worker has finished (and posted) when the cancel lands: completion wins. */
+static atomic_bool fast_done;
+static int fast_fn(void *arg)
+{
+    (void)arg;
+    atomic_store(&fast_done, true);
+    return 5;
+}
+
+static int fast_call(void *arg)
+{
+    int *out = arg;
+    return simul_to_thread_ex(fast_fn, NULL, discard_owned, out);
+}
+
+SIMUL_TASK_TEST(cancel_after_result_posted_completion_wins)
+{
+    (void)arg;
+    reset_counters();
+    atomic_store(&fast_done, false);
+    int out = 0;
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, fast_call, &out, NULL), 0);
+    assert_int_equal(simul_yield(), 0); /* t submits and parks */
+    /* Hold the loop until the worker has posted its result, then cancel before it is read. */
+    while (pool_inflight() == 1 && !atomic_load(&fast_done)) {
+    }
+    test_busy_wait(0.05);
+    assert_int_equal(simul_task_cancel(t), 0);
+    int r = -1;
+    assert_int_equal(simul_task_join(t, &r), 0);
+    assert_int_equal(r, 0);
+    assert_int_equal(out, 5);
+    assert_int_equal(atomic_load(&discards), 0);
+    assert_int_equal(pool_inflight(), 0);
+    return 0;
+}
+
+static int quick_call(void *arg)
+{
+    int v = (int)(intptr_t)arg, r = 0;
+    int rc = simul_to_thread(double_it, &v, &r);
+    return rc < 0 ? rc : r;
+}
+
+SIMUL_TASK_TEST(blocked_forever_is_timed_out_and_others_go_on)
+{
+    (void)arg;
+    reset_counters();
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    static int rfd; /* outlives the call: the worker reads it after we gave up */
+    rfd = p[0];
+    simul_scope s;
+    assert_int_equal(simul_scope_timeout(&s, 0.1), 0);
+    double t0 = test_clock();
+    assert_int_equal(simul_to_thread(read_pipe, &rfd, NULL), -ETIMEDOUT);
+    assert_int_equal(simul_scope_end(&s), 1);
+    assert_true(test_clock() - t0 < 1.0);
+    /* The task goes on, and other calls still complete on other workers. */
+    for (int i = 1; i <= 20; i++) {
+        simul_task *t;
+        assert_int_equal(simul_task_spawn(&t, quick_call, (void *)(intptr_t)i, NULL), 0);
+        int r = 0;
+        assert_int_equal(simul_task_join(t, &r), 0);
+        assert_int_equal(r, 2 * i);
+    }
+    assert_int_equal(pool_inflight(), 1);
+    close(p[1]); /* the blocked read returns 0 */
+    assert_true(pool_drained());
+    close(p[0]);
+    return 0;
+}
+
+SIMUL_TASK_TEST(idle_workers_exit)
+{
+    (void)arg;
+    reset_counters();
+    simul__executor_test_set_idle(50 * 1000000LL);
+    int v = 1, r = 0;
+    assert_int_equal(simul_to_thread(double_it, &v, &r), 0);
+    double end = test_clock() + 5;
+    while (pool_threads() > 0 && test_clock() < end)
+        assert_int_equal(simul_sleep(0.01), 0);
+    assert_int_equal(pool_threads(), 0);
+    /* and new ones start on demand */
+    assert_int_equal(simul_to_thread(double_it, &v, &r), 0);
+    assert_int_equal(r, 2);
+    simul__executor_test_set_idle(0);
+    return 0;
+}
+
+static int abandon_main(void *arg)
+{
+    (void)arg;
+    owned *o = calloc(1, sizeof *o);
+    assert_non_null(o);
+    simul_scope s;
+    simul_scope_timeout(&s, 0.05);
+    int rc = simul_to_thread_ex(make_text_after_gate, o, discard_owned, NULL);
+    simul_scope_end(&s);
+    return rc == -ETIMEDOUT ? 0 : -1;
+}
+
+static void thread_loop_closed_while_call_runs(void **state)
+{
+    (void)state;
+    reset_counters();
+    /* The loop is closed (and freed) with the function still blocked on its worker. */
+    assert_int_equal(simul_test_run(abandon_main, NULL), 0);
+    assert_int_equal(pool_inflight(), 1);
+    assert_int_equal(atomic_load(&running), 1);
+    /* Now it returns: the worker discards without touching the dead loop. */
+    gate_set(true);
+    assert_true(pool_drained());
+    assert_int_equal(atomic_load(&discards), 1);
+    /* And a new loop uses the pool as before. */
+    gate_set(false);
+    assert_int_equal(simul_test_run(abandon_main, NULL), 0);
+    gate_set(true);
+    assert_true(pool_drained());
+    assert_int_equal(atomic_load(&discards), 2);
+}
+
+static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(results_come_back),
+    cmocka_unit_test(outside_a_task),
+    cmocka_unit_test(max_threads_setting),
+    cmocka_unit_test(many_calls_within_pool_size),
+    cmocka_unit_test(cancel_while_queued_never_runs),
+    cmocka_unit_test(cancel_while_running_discards_once),
+    cmocka_unit_test(cancel_after_result_posted_completion_wins),
+    cmocka_unit_test(blocked_forever_is_timed_out_and_others_go_on),
+    cmocka_unit_test(idle_workers_exit),
+    cmocka_unit_test(thread_loop_closed_while_call_runs),
+};
+
+SIMUL_TEST_MAIN("test_executor_thread", tests)
