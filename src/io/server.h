@@ -21,6 +21,11 @@ typedef struct simul__server_opts {
     const char *unix_path; /* instead of host/port: a Unix stream socket */
     int backlog;           /* 0 = default (511, as nginx) */
     unsigned flags;        /* SIMUL_LISTEN_REUSEPORT */
+    /* Added (backward compatible: zero means none): called with `owner` once, when the server's
+     * memory goes (after simul_server_free and the end of its last connection), so the owner's
+     * own state can live exactly as long as the callbacks that receive it. Never called if
+     * simul__server_new fails. */
+    void (*owner_free)(void *owner);
 } simul__server_opts;
 
 /* Suspends (name resolution). Listens and starts accepting at once (asyncio's start_serving=True).

@@ -1,0 +1,197 @@
+/* echo_protocol.c — the seed's callback echo server (asyncio.Protocol + loop.create_server): no
+ * task per connection; the loop calls data_received, which writes the bytes straight back.
+ *
+ *   echo_protocol [--host H] [--port P]     (defaults: 127.0.0.1, port 8888; port 0 picks one)
+ *
+ * Prints "listening on H:P" once connections are accepted (the port the kernel chose, for 0), and
+ * runs until SIGINT or SIGTERM, then closes the server and its connections and exits 0.
+ */
+#include <simul.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+static const char *host = "127.0.0.1";
+static const char *port = "8888";
+
+static int sig_pipe[2] = {-1, -1};
+
+/* One per connection, on a list so that shutdown can end them all. */
+typedef struct conn {
+    simul_transport *t;
+    struct conn *prev, *next;
+} conn;
+
+static conn *conns;
+
+static void usage(FILE *to, const char *argv0)
+{
+    fprintf(to,
+            "usage: %s [--host H] [--port P]\n"
+            "  An echo server on asyncio-style protocols: the loop calls data_received for\n"
+            "  each connection, which writes the data straight back (no task per connection).\n"
+            "  --host H   address to listen on (default 127.0.0.1; \"\" = every interface)\n"
+            "  --port P   port (default 8888; 0 picks a free one, printed on startup)\n"
+            "  Prints \"listening on H:P\" when ready; stops on SIGINT or SIGTERM.\n",
+            argv0);
+}
+
+static void echo_made(simul_transport *t, void *ctx)
+{
+    ((conn *)ctx)->t = t;
+}
+
+/* The whole echo: the write goes to the socket at once when nothing is queued. */
+static void echo_data(void *ctx, const void *data, size_t len)
+{
+    simul_transport_write(((conn *)ctx)->t, data, len);
+}
+
+/* A client that sends without reading fills our write buffer: stop reading it until the buffer
+ * drains, so its data waits in the kernel instead of our memory. */
+static void echo_pause(void *ctx)
+{
+    simul_transport_pause_reading(((conn *)ctx)->t);
+}
+
+static void echo_resume(void *ctx)
+{
+    simul_transport_resume_reading(((conn *)ctx)->t);
+}
+
+static void echo_lost(void *ctx, int err)
+{
+    (void)err; /* a reset client is business as usual for an echo server */
+    conn *c = ctx;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    free(c);
+}
+
+/* eof_received is left NULL: the peer's EOF closes the connection once the echo is flushed. */
+static const simul_protocol echo_protocol = {
+    .connection_made = echo_made,
+    .data_received = echo_data,
+    .connection_lost = echo_lost,
+    .pause_writing = echo_pause,
+    .resume_writing = echo_resume,
+};
+
+static int echo_factory(void *arg, const simul_protocol **proto, void **ctx)
+{
+    (void)arg;
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM; /* this connection is refused; the server goes on */
+    c->next = conns;
+    if (conns)
+        conns->prev = c;
+    conns = c;
+    *proto = &echo_protocol;
+    *ctx = c;
+    return 0;
+}
+
+/* A signal only writes a byte; a task turns it into a server close (proper signal support in the
+ * loop comes later). */
+static void on_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    ssize_t w = write(sig_pipe[1], "x", 1);
+    (void)w;
+    errno = saved;
+}
+
+static int watch_signals(void *arg)
+{
+    simul_server *srv = arg;
+    int rc = simul_wait_readable(sig_pipe[0]);
+    if (rc == 0)
+        simul_server_close(srv); /* serve_forever returns */
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int run(void *arg)
+{
+    (void)arg;
+    simul_server *srv;
+    int rc = simul_create_server(host, port, echo_factory, NULL, &srv);
+    if (rc < 0) {
+        fprintf(stderr, "echo_protocol: cannot listen on %s:%s: %s\n", host, port,
+                simul_strerror(rc));
+        return 1;
+    }
+    simul_task *watcher;
+    if ((rc = simul_task_spawn(&watcher, watch_signals, srv, NULL)) < 0) {
+        fprintf(stderr, "echo_protocol: %s\n", simul_strerror(rc));
+        simul_server_free(srv);
+        return 1;
+    }
+    printf("listening on %s:%d\n", host, simul_server_port(srv));
+    fflush(stdout);
+    rc = simul_server_serve_forever(srv);
+    simul_task_cancel(watcher);
+    simul_task_join(watcher, NULL);
+    /* The server no longer accepts; end the connections it still has, then wait for their
+     * connection_lost (wait_closed counts them). */
+    for (conn *c = conns; c; c = c->next)
+        simul_transport_abort(c->t);
+    int wrc = simul_server_wait_closed(srv);
+    simul_server_free(srv);
+    return rc < 0 || wrc < 0 ? 1 : 0;
+}
+
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(stdout, argv[0]);
+            return 0;
+        } else if (strcmp(argv[i], "--host") == 0 && i + 1 < argc) {
+            host = argv[++i];
+        } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
+            port = argv[++i];
+        } else {
+            fprintf(stderr, "echo_protocol: bad argument '%s'\n", argv[i]);
+            usage(stderr, argv[0]);
+            return 2;
+        }
+    }
+    raise_nofile();
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        perror("echo_protocol: pipe2");
+        return 1;
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = simul_run(run, NULL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    close(sig_pipe[0]);
+    close(sig_pipe[1]);
+    return rc;
+}

@@ -1,0 +1,761 @@
+/* transport.c — stream transports and protocols (asyncio.Protocol over a socket), driven by the
+ * fd layer's edges from the loop's dispatch: no task per connection. A READ edge costs one recv
+ * into the thread's read buffer, data_received, and a write that goes straight to the socket
+ * when nothing is queued. Whatever must not run inside its caller (connection_lost, reading on
+ * after a budget or a resume) is deferred to a loop callback, so a transport is only ever freed
+ * from the loop, with none of its callbacks on the stack. */
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "server.h"
+#include "transport.h"
+
+/* Reads per edge (or per deferred pass) before the rest waits for the next pass: 1 MiB of a
+ * fast sender, so one connection cannot hold the loop. */
+#define READ_BUDGET 16
+/* A write buffer up to this size is kept when it empties; a bigger one is freed. */
+#define WBUF_KEEP 16384
+#define DEFAULT_HIGH 65536
+#define DEFAULT_LOW 16384
+
+enum {
+    F_CLOSING = 1u << 0,     /* close/abort/failure: no more reading; lost once flushed */
+    F_LOST = 1u << 1,        /* connection_lost is scheduled: the transport is inert */
+    F_READ_PAUSED = 1u << 2, /* pause_reading */
+    F_READ_EOF = 1u << 3,    /* the peer's EOF was delivered */
+    F_EOF_WANTED = 1u << 4,  /* write_eof: SHUT_WR once the buffer is empty */
+    F_EOF_SENT = 1u << 5,
+    F_WRITE_PAUSED = 1u << 6, /* pause_writing delivered, resume_writing not yet */
+};
+#define NOT_READING (F_CLOSING | F_LOST | F_READ_PAUSED | F_READ_EOF)
+
+enum { D_READ = 1u, D_LOST = 2u };
+
+struct simul_transport {
+    simul__deferred def; /* first: the deferred record is the transport */
+    simul__fd *f;
+    const simul_protocol *proto;
+    void *ctx;
+    char *rbuf; /* the thread's read buffer (a reference held) */
+    char *wbuf; /* queued bytes are wbuf[whead, wtail) */
+    size_t whead, wtail, wcap;
+    size_t high, low;
+    simul_server *server; /* counts this connection as live, if any */
+    int err;              /* for connection_lost */
+    unsigned flags;
+};
+
+/* ---- deferred work and the read buffer (shared with udp.c) -------------------------------- */
+
+static __thread char *rbuf;
+static __thread size_t rbuf_refs;
+/* Records whose scheduling ran out of memory, retried by the next deferral or edge; only
+ * meaningful on the loop that was current then. */
+static __thread simul__deferred *oom_head;
+static __thread simul_loop *oom_loop;
+
+/* Every transport (stream or datagram) holds one reference from creation to its last callback,
+ * which is also what makes simul_loop_close refuse while a transport is open. */
+char *simul__tp_buf_acquire(void)
+{
+    if (!rbuf && !(rbuf = malloc(SIMUL__TP_BUF_SIZE)))
+        return NULL;
+    rbuf_refs++;
+    simul__loop()->handles++;
+    return rbuf;
+}
+
+void simul__tp_buf_release(void)
+{
+    SIMUL__ASSERT(rbuf_refs > 0);
+    simul__loop()->handles--;
+    if (--rbuf_refs == 0) {
+        free(rbuf);
+        rbuf = NULL;
+    }
+}
+
+static void run_deferred(void *arg)
+{
+    simul__deferred *d = arg;
+    unsigned bits = d->bits;
+    d->bits = 0;
+    d->queued = 0;
+    d->run(d, bits); /* may free d, or defer it again */
+}
+
+static bool schedule(simul__deferred *d)
+{
+    simul_loop *loop = simul__loop();
+    if (!loop)
+        return false;
+    /* A timer due now fires after the pass polls I/O: work that used up its budget waits for
+     * everyone else's events instead of running again in the same pass. */
+    if (d->after_poll)
+        return simul_call_later(0, run_deferred, d, NULL) == 0;
+    return simul__call_soon(loop, run_deferred, d, NULL) == 0;
+}
+
+void simul__defer_retry(void)
+{
+    if (SIMUL__LIKELY(!oom_head))
+        return;
+    if (oom_loop != simul__loop()) { /* that loop is gone, and its transports with it */
+        oom_head = NULL;
+        return;
+    }
+    while (oom_head && schedule(oom_head))
+        oom_head = oom_head->next;
+}
+
+void simul__defer(simul__deferred *d, unsigned bits, bool after_poll)
+{
+    d->bits |= (uint8_t)bits;
+    if (d->queued) /* one pending callback per record carries all its work */
+        return;
+    d->queued = 1;
+    d->after_poll = after_poll;
+    simul__defer_retry();
+    if (!schedule(d)) {
+        oom_loop = simul__loop();
+        d->next = oom_head;
+        oom_head = d;
+    }
+}
+
+/* ---- failing, closing, finishing ---------------------------------------------------------- */
+
+static void drop_wbuf(simul_transport *t)
+{
+    free(t->wbuf);
+    t->wbuf = NULL;
+    t->whead = t->wtail = t->wcap = 0;
+}
+
+/* connection_lost(err) is scheduled; from now on the transport ignores events and refuses work. */
+static void lose(simul_transport *t, int err)
+{
+    if (t->flags & F_LOST)
+        return;
+    t->err = err;
+    t->flags |= F_CLOSING | F_LOST;
+    simul__defer(&t->def, D_LOST, false);
+}
+
+static void fail(simul_transport *t, int err)
+{
+    if (t->flags & F_LOST)
+        return;
+    drop_wbuf(t);
+    lose(t, err);
+}
+
+/* Deferred: the last callback, then the socket and the memory. */
+static void finish(simul_transport *t)
+{
+    if (t->proto && t->proto->connection_lost)
+        t->proto->connection_lost(t->ctx, t->err);
+    SIMUL__ASSERT(!t->def.queued); /* every deferral checks F_LOST first */
+    simul__fd_set_handler(t->f, NULL, NULL);
+    simul_close(t->f->fd);
+    if (t->server)
+        simul__server_conn_end(t->server);
+    drop_wbuf(t);
+    simul__tp_buf_release();
+    free(t);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+static inline size_t queued(const simul_transport *t)
+{
+    return t->wtail - t->whead;
+}
+
+static void maybe_pause(simul_transport *t)
+{
+    if (!(t->flags & F_WRITE_PAUSED) && queued(t) > t->high) {
+        t->flags |= F_WRITE_PAUSED;
+        if (t->proto->pause_writing)
+            t->proto->pause_writing(t->ctx);
+    }
+}
+
+/* Room for `len` more bytes at the tail: slide the queue to the front or grow. */
+static int reserve(simul_transport *t, size_t len)
+{
+    size_t used = queued(t);
+    if (t->wcap - t->wtail >= len)
+        return 0;
+    if (len > SIZE_MAX / 2 - used)
+        return -ENOMEM;
+    if (t->wcap - used >= len && t->whead >= used) { /* non-overlapping: memcpy */
+        memcpy(t->wbuf, t->wbuf + t->whead, used);
+    } else if (t->wcap - used >= len) {
+        memmove(t->wbuf, t->wbuf + t->whead, used);
+    } else {
+        size_t cap = t->wcap ? t->wcap * 2 : 4096;
+        while (cap < used + len)
+            cap *= 2;
+        char *b = malloc(cap);
+        if (!b)
+            return -ENOMEM;
+        if (used)
+            memcpy(b, t->wbuf + t->whead, used);
+        free(t->wbuf);
+        t->wbuf = b;
+        t->wcap = cap;
+    }
+    t->whead = 0;
+    t->wtail = used;
+    return 0;
+}
+
+static int refused(const simul_transport *t)
+{
+    return t->err ? t->err : -EPIPE;
+}
+
+static int do_shutdown(simul_transport *t)
+{
+    t->flags |= F_EOF_SENT;
+    return shutdown(t->f->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+/* The queue just emptied: finish a close or a write_eof that waited for it. */
+static void drained(simul_transport *t)
+{
+    if (t->wcap > WBUF_KEEP) /* a burst's buffer is not kept for an idle connection */
+        drop_wbuf(t);
+    t->whead = t->wtail = 0;
+    if (t->flags & F_CLOSING) {
+        lose(t, 0);
+    } else if ((t->flags & (F_EOF_WANTED | F_EOF_SENT)) == F_EOF_WANTED) {
+        int rc = do_shutdown(t);
+        if (rc < 0)
+            fail(t, rc);
+    }
+}
+
+/* On a WRITE edge with bytes queued: send until the kernel stops taking them (a short write
+ * clears the bit: the next edge says when there is room again). */
+static void flush(simul_transport *t)
+{
+    while (t->whead < t->wtail) {
+        long n = simul__fd_try_write(t->f, t->wbuf + t->whead, t->wtail - t->whead);
+        if (n == -EAGAIN)
+            break;
+        if (n < 0) {
+            fail(t, (int)n);
+            return;
+        }
+        t->whead += (size_t)n;
+        if (!simul__fd_ready(t->f, SIMUL__DIR_WRITE))
+            break;
+    }
+    if (t->whead == t->wtail)
+        t->whead = t->wtail = 0;
+    if ((t->flags & F_WRITE_PAUSED) && queued(t) <= t->low) {
+        t->flags &= ~(unsigned)F_WRITE_PAUSED;
+        if (t->proto->resume_writing)
+            t->proto->resume_writing(t->ctx); /* may write, close, abort */
+        if (t->flags & F_LOST)
+            return;
+    }
+    /* Invariant from here: bytes still queued means the WRITE bit is clear and an edge will
+     * come (resume_writing's own writes went straight out or kept that invariant). */
+    if (t->whead == t->wtail)
+        drained(t);
+}
+
+int simul_transport_write(simul_transport *t, const void *data, size_t len)
+{
+    if (SIMUL__UNLIKELY(t->flags & (F_CLOSING | F_EOF_WANTED)))
+        return refused(t);
+    if (SIMUL__UNLIKELY(len == 0))
+        return 0;
+    if (SIMUL__LIKELY(t->whead == t->wtail)) {
+        /* Nothing queued: try the socket now (a write finished here costs no loop pass). */
+        long n = simul__fd_try_write(t->f, data, len);
+        if (SIMUL__LIKELY(n == (long)len))
+            return 0;
+        if (n < 0 && n != -EAGAIN) {
+            fail(t, (int)n);
+            return (int)n;
+        }
+        if (n > 0) {
+            data = (const char *)data + n;
+            len -= (size_t)n;
+        }
+    }
+    int rc = reserve(t, len);
+    if (rc < 0) {
+        fail(t, rc);
+        return rc;
+    }
+    memcpy(t->wbuf + t->wtail, data, len);
+    t->wtail += len;
+    maybe_pause(t);
+    return 0;
+}
+
+int simul_transport_writev(simul_transport *t, const struct iovec *iov, int iovcnt)
+{
+    if (iovcnt < 0 || (iovcnt > 0 && !iov))
+        return -EINVAL;
+    if (t->flags & (F_CLOSING | F_EOF_WANTED))
+        return refused(t);
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > SIZE_MAX / 2 - total)
+            return -EINVAL;
+        total += iov[i].iov_len;
+    }
+    if (total == 0)
+        return 0;
+    size_t skip = 0; /* bytes the kernel took */
+    if (t->whead == t->wtail) {
+        long n = simul__fd_try_writev(t->f, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+        if (n < 0 && n != -EAGAIN) {
+            fail(t, (int)n);
+            return (int)n;
+        }
+        if (n > 0)
+            skip = (size_t)n;
+        if (skip == total)
+            return 0;
+    }
+    int rc = reserve(t, total - skip);
+    if (rc < 0) {
+        fail(t, rc);
+        return rc;
+    }
+    for (int i = 0; i < iovcnt; i++) {
+        size_t l = iov[i].iov_len;
+        if (skip >= l) {
+            skip -= l;
+            continue;
+        }
+        memcpy(t->wbuf + t->wtail, (const char *)iov[i].iov_base + skip, l - skip);
+        t->wtail += l - skip;
+        skip = 0;
+    }
+    maybe_pause(t);
+    return 0;
+}
+
+int simul_transport_write_eof(simul_transport *t)
+{
+    if (t->flags & F_CLOSING)
+        return refused(t);
+    if (t->flags & F_EOF_WANTED)
+        return 0;
+    t->flags |= F_EOF_WANTED;
+    return t->whead == t->wtail ? do_shutdown(t) : 0;
+}
+
+void simul_transport_close(simul_transport *t)
+{
+    if (t->flags & F_CLOSING)
+        return;
+    t->flags |= F_CLOSING;
+    if (t->whead == t->wtail)
+        lose(t, 0);
+}
+
+void simul_transport_abort(simul_transport *t)
+{
+    if (t->flags & F_LOST)
+        return;
+    drop_wbuf(t);
+    lose(t, 0);
+}
+
+bool simul_transport_is_closing(const simul_transport *t)
+{
+    return t->flags & F_CLOSING;
+}
+
+int simul_transport_set_write_buffer_limits(simul_transport *t, size_t high, size_t low)
+{
+    if (low > high)
+        return -EINVAL;
+    t->high = high;
+    t->low = low;
+    if (!(t->flags & F_LOST))
+        maybe_pause(t);
+    return 0;
+}
+
+void simul_transport_get_write_buffer_limits(const simul_transport *t, size_t *low, size_t *high)
+{
+    if (low)
+        *low = t->low;
+    if (high)
+        *high = t->high;
+}
+
+size_t simul_transport_get_write_buffer_size(const simul_transport *t)
+{
+    return queued(t);
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+static void on_eof(simul_transport *t)
+{
+    t->flags |= F_READ_EOF;
+    bool keep_open = t->proto->eof_received ? t->proto->eof_received(t->ctx) : false;
+    if (!keep_open)
+        simul_transport_close(t);
+}
+
+/* Reads while the fd may have data, up to the budget; the rest waits until the loop has polled
+ * I/O once more (the fd's READ bit stays set: no new edge would come for bytes already there). */
+static void read_some(simul_transport *t)
+{
+    for (int i = 0; i < READ_BUDGET; i++) {
+        if ((t->flags & NOT_READING) || !simul__fd_ready(t->f, SIMUL__DIR_READ))
+            return;
+        const simul_protocol *p = t->proto;
+        long n;
+        if (p->get_buffer) {
+            void *buf = NULL;
+            size_t len = 0;
+            int rc = p->get_buffer(t->ctx, SIMUL__TP_BUF_SIZE, &buf, &len);
+            if (t->flags & NOT_READING) /* get_buffer closed or paused */
+                return;
+            if (rc < 0 || !buf || !len) {
+                fail(t, rc < 0 ? rc : -ENOBUFS);
+                return;
+            }
+            n = simul__fd_try_recv(t->f, buf, len, 0);
+            if (n > 0)
+                p->buffer_updated(t->ctx, (size_t)n);
+        } else {
+            n = simul__fd_try_recv(t->f, t->rbuf, SIMUL__TP_BUF_SIZE, 0);
+            if (SIMUL__LIKELY(n > 0))
+                p->data_received(t->ctx, t->rbuf, (size_t)n);
+        }
+        if (SIMUL__LIKELY(n > 0))
+            continue; /* after a short read the fd layer knows it is drained: no extra recv */
+        if (n == -EAGAIN)
+            return;
+        if (n == 0)
+            on_eof(t);
+        else
+            fail(t, (int)n);
+        return;
+    }
+    if (!(t->flags & NOT_READING) && simul__fd_ready(t->f, SIMUL__DIR_READ))
+        simul__defer(&t->def, D_READ, true);
+}
+
+static void kick_reading(simul_transport *t)
+{
+    if (!(t->flags & NOT_READING) && simul__fd_ready(t->f, SIMUL__DIR_READ))
+        simul__defer(&t->def, D_READ, false);
+}
+
+void simul_transport_pause_reading(simul_transport *t)
+{
+    if (!(t->flags & F_CLOSING))
+        t->flags |= F_READ_PAUSED;
+}
+
+void simul_transport_resume_reading(simul_transport *t)
+{
+    if (!(t->flags & F_READ_PAUSED) || (t->flags & F_CLOSING))
+        return;
+    t->flags &= ~(unsigned)F_READ_PAUSED;
+    /* Edge-triggered: bytes that arrived while paused raised their edge already (the bit is
+     * still set). Read them from the loop, not inside this call. */
+    kick_reading(t);
+}
+
+bool simul_transport_is_reading(const simul_transport *t)
+{
+    return !(t->flags & NOT_READING);
+}
+
+/* ---- events ------------------------------------------------------------------------------- */
+
+static void on_edge(void *owner, uint32_t events)
+{
+    simul_transport *t = owner;
+    simul__defer_retry();
+    if (SIMUL__UNLIKELY(t->flags & F_LOST))
+        return;
+    if ((events & SIMUL__EV_WRITE) && t->whead != t->wtail) {
+        flush(t);
+        if (t->flags & F_LOST)
+            return;
+    }
+    if (events & SIMUL__EV_READ)
+        read_some(t);
+    if (SIMUL__UNLIKELY(events & SIMUL__EV_ERROR) && !(t->flags & F_LOST)) {
+        /* An error neither a read nor a write has reported (reading paused, nothing queued). */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(t->f->fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err)
+            fail(t, -err);
+    }
+}
+
+static void on_deferred(simul__deferred *d, unsigned bits)
+{
+    simul_transport *t = (simul_transport *)d;
+    if (bits & D_LOST)
+        finish(t);
+    else if (bits & D_READ)
+        read_some(t);
+}
+
+/* ---- making transports -------------------------------------------------------------------- */
+
+static bool protocol_ok(const simul_protocol *p)
+{
+    return p && (p->data_received || (p->get_buffer && p->buffer_updated));
+}
+
+/* A transport for fd, its edges routed to it; no protocol yet. */
+static int transport_new(int fd, simul_transport **out)
+{
+    int rc;
+    simul_loop *loop = simul__loop();
+    if (!loop)
+        return -ENXIO;
+    simul__fd *f = simul__fd_get(loop, fd, &rc);
+    if (!f)
+        return rc;
+    simul_transport *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    if (!(t->rbuf = simul__tp_buf_acquire())) {
+        free(t);
+        return -ENOMEM;
+    }
+    t->def.run = on_deferred;
+    t->f = f;
+    t->high = DEFAULT_HIGH;
+    t->low = DEFAULT_LOW;
+    rc = simul__fd_set_handler(f, on_edge, t);
+    if (rc < 0) {
+        simul__tp_buf_release();
+        free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+/* Undoes transport_new (the fd stays open). */
+static void transport_discard(simul_transport *t)
+{
+    simul__fd_set_handler(t->f, NULL, NULL);
+    simul__tp_buf_release();
+    free(t);
+}
+
+/* Hands the connection to its protocol: connection_made, then reading (from the loop). */
+static void transport_start(simul_transport *t, const simul_protocol *p, void *ctx)
+{
+    t->proto = p;
+    t->ctx = ctx;
+    if (p->connection_made)
+        p->connection_made(t, ctx);
+    kick_reading(t); /* bytes may be there already, and their edge gone by */
+}
+
+static void set_nodelay(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        (ss.ss_family == AF_INET || ss.ss_family == AF_INET6)) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+}
+
+int simul_connect_accepted_socket(int fd, const simul_protocol *proto, void *ctx,
+                                  simul_transport **out)
+{
+    if (!out || !protocol_ok(proto))
+        return -EINVAL;
+    *out = NULL;
+    int type = 0;
+    socklen_t tlen = sizeof type;
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0)
+        return -errno;
+    if (type != SOCK_STREAM)
+        return -EPROTOTYPE;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || (!(fl & O_NONBLOCK) && fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0))
+        return -errno;
+    simul_transport *t;
+    int rc = transport_new(fd, &t);
+    if (rc < 0)
+        return rc;
+    set_nodelay(fd);
+    *out = t;
+    transport_start(t, proto, ctx);
+    return 0;
+}
+
+static int connect_with(int fd, const simul_protocol *proto, void *ctx, simul_transport **out)
+{
+    if (fd < 0)
+        return fd;
+    simul_transport *t;
+    int rc = transport_new(fd, &t);
+    if (rc < 0) {
+        simul_close(fd);
+        return rc;
+    }
+    *out = t;
+    transport_start(t, proto, ctx);
+    return 0;
+}
+
+int simul_create_connection(const char *host, const char *port, const simul_protocol *proto,
+                            void *ctx, simul_transport **out)
+{
+    if (!out || !protocol_ok(proto))
+        return -EINVAL;
+    *out = NULL;
+    return connect_with(simul_tcp_connect(host, port), proto, ctx, out);
+}
+
+int simul_create_unix_connection(const char *path, const simul_protocol *proto, void *ctx,
+                                 simul_transport **out)
+{
+    if (!out || !protocol_ok(proto) || !path)
+        return -EINVAL;
+    *out = NULL;
+    return connect_with(simul_unix_connect(path), proto, ctx, out);
+}
+
+/* ---- servers ------------------------------------------------------------------------------ */
+
+typedef struct tp_server {
+    simul_protocol_factory factory;
+    void *arg;
+} tp_server;
+
+static void on_accept(simul_server *srv, void *owner, int fd, const struct sockaddr *peer,
+                      socklen_t peerlen)
+{
+    (void)peer;
+    (void)peerlen;
+    tp_server *s = owner;
+    simul_transport *t;
+    if (transport_new(fd, &t) < 0) {
+        simul_close(fd);
+        return;
+    }
+    /* After everything that can fail: a protocol the factory made always sees its callbacks. */
+    const simul_protocol *p = NULL;
+    void *ctx = NULL;
+    if (s->factory(s->arg, &p, &ctx) < 0 || !protocol_ok(p)) {
+        transport_discard(t);
+        simul_close(fd);
+        return;
+    }
+    t->server = srv;
+    simul__server_conn_begin(srv);
+    transport_start(t, p, ctx);
+}
+
+static void release_owner(void *owner)
+{
+    free(owner);
+}
+
+static int create_server(const simul__server_opts *o, simul_protocol_factory factory, void *arg,
+                         simul_server **out)
+{
+    if (!out || !factory)
+        return -EINVAL;
+    *out = NULL;
+    tp_server *s = malloc(sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->factory = factory;
+    s->arg = arg;
+    simul__server_opts opts = *o;
+    opts.owner_free = release_owner;
+    int rc = simul__server_new(&opts, on_accept, s, out);
+    if (rc < 0)
+        free(s);
+    return rc;
+}
+
+int simul_create_server(const char *host, const char *port, simul_protocol_factory factory,
+                        void *arg, simul_server **out)
+{
+    simul__server_opts o = {.host = host, .port = port};
+    return create_server(&o, factory, arg, out);
+}
+
+int simul_create_unix_server(const char *path, simul_protocol_factory factory, void *arg,
+                             simul_server **out)
+{
+    if (!path)
+        return -EINVAL;
+    simul__server_opts o = {.unix_path = path};
+    return create_server(&o, factory, arg, out);
+}
+
+int simul_create_server_opts(const simul_protocol_server_opts *opts, simul_protocol_factory factory,
+                             void *arg, simul_server **out)
+{
+    if (!opts)
+        return -EINVAL;
+    simul__server_opts o = {.host = opts->host,
+                            .port = opts->port,
+                            .unix_path = opts->unix_path,
+                            .backlog = opts->backlog,
+                            .flags = opts->flags};
+    return create_server(&o, factory, arg, out);
+}
+
+/* ---- the rest of the surface -------------------------------------------------------------- */
+
+int simul_transport_get_peername(const simul_transport *t, struct sockaddr *addr,
+                                 simul_socklen_t *len)
+{
+    return getpeername(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
+}
+
+int simul_transport_get_sockname(const simul_transport *t, struct sockaddr *addr,
+                                 simul_socklen_t *len)
+{
+    return getsockname(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
+}
+
+int simul_transport_fd(const simul_transport *t)
+{
+    return t->f->fd;
+}
+
+void simul_transport_set_protocol(simul_transport *t, const simul_protocol *proto, void *ctx)
+{
+    if (!protocol_ok(proto))
+        return;
+    t->proto = proto;
+    t->ctx = ctx;
+}
+
+const simul_protocol *simul_transport_get_protocol(const simul_transport *t, void **ctx)
+{
+    if (ctx)
+        *ctx = t->ctx;
+    return t->proto;
+}
