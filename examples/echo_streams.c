@@ -9,13 +9,11 @@
 #include <simul.h>
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 /* Reads of this size go straight from the kernel into the buffer (no copy in the stream); it
  * lives on the handler task's stack (64 KiB by default). */
@@ -23,8 +21,6 @@
 
 static const char *host = "127.0.0.1";
 static const char *port = "8888";
-
-static int sig_pipe[2] = {-1, -1};
 
 static void usage(FILE *to, const char *argv0)
 {
@@ -53,24 +49,17 @@ static int echo(simul_stream *s, void *arg)
     return 0; /* the stream is closed when the handler returns */
 }
 
-/* A signal only writes a byte; a task turns it into a server close (proper signal support in the
- * loop comes later). */
-static void on_signal(int sig)
-{
-    (void)sig;
-    int saved = errno;
-    ssize_t w = write(sig_pipe[1], "x", 1);
-    (void)w;
-    errno = saved;
-}
-
+/* Stops the server on SIGINT or SIGTERM. Waiting for the signals catches them even when the shell
+ * that started us in the background made SIGINT ignored (simul_run only takes Ctrl-C over when
+ * SIGINT has its default action). */
 static int watch_signals(void *arg)
 {
     simul_server *srv = arg;
-    int rc = simul_wait_readable(sig_pipe[0]);
-    if (rc == 0)
+    static const int sigs[] = {SIGINT, SIGTERM};
+    int sig = simul_wait_signal(sigs, 2);
+    if (sig > 0)
         simul_server_close(srv); /* serve_forever returns */
-    return rc == -ECANCELED ? 0 : rc;
+    return sig == -ECANCELED || sig > 0 ? 0 : sig;
 }
 
 static int run(void *arg)
@@ -91,12 +80,17 @@ static int run(void *arg)
     }
     printf("listening on %s:%d\n", host, simul_server_port(srv));
     fflush(stdout);
+    /* 0 once a signal closed the server; -ECANCELED if simul_run's own Ctrl-C handling cancelled
+     * us (serve_forever closes the server then). */
     rc = simul_server_serve_forever(srv);
+    simul_scope shield;
+    simul_scope_shield(&shield);
     simul_task_cancel(watcher);
     simul_task_join(watcher, NULL);
+    simul_scope_end(&shield);
     /* Connections still open end when simul_run cancels their tasks. */
     simul_server_free(srv);
-    return rc < 0 ? 1 : 0;
+    return rc == 0 || rc == -ECANCELED ? 0 : 1;
 }
 
 static void raise_nofile(void)
@@ -125,20 +119,6 @@ int main(int argc, char **argv)
         }
     }
     raise_nofile();
-    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-        perror("echo_streams: pipe2");
-        return 1;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
     int rc = simul_run(run, NULL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    close(sig_pipe[0]);
-    close(sig_pipe[1]);
     return rc;
 }

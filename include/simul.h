@@ -835,12 +835,13 @@ void simul_server_free(simul_server *s);
  * at the same time gets -EBUSY; several tasks may drain at once.
  *
  * Reading: data is read from the kernel when a read asks for it (no background reading), so an
- * idle stream holds no read buffer beyond the first few KiB it needed. read(n) with an empty
- * buffer reads straight into the caller's memory; readexactly() does so for all but what was
- * already buffered. Every read is a cancellation point and honours deadline scopes, and a read
- * cut short by either takes nothing: the bytes already received stay in the stream for the next
- * read. Errors from the kernel (-ECONNRESET, ...) are sticky: once every buffered byte was read,
- * each read returns the error again.
+ * idle stream holds no read buffer beyond the first few KiB it needed. A read of 4 KiB or more
+ * with an empty buffer goes straight into the caller's memory (one read(2), no copy); so does a
+ * readexactly() of 4 KiB or more, for all but what was already buffered. Smaller reads fill the
+ * stream's buffer, so one read(2) serves several of them. Every read is a cancellation point
+ * and honours deadline scopes, and a read cut short by either takes nothing: the bytes already
+ * received stay in the stream for the next read. Errors from the kernel (-ECONNRESET, ...) are
+ * sticky: once every buffered byte was read, each read returns the error again.
  *
  * Writing: write() never suspends. It hands the data to the kernel at once when nothing is queued
  * (one send(2), no copy, no loop pass) and queues what the kernel did not take; the queue is
@@ -1002,8 +1003,8 @@ typedef struct simul_stream_server_opts {
  * each connection. May suspend to resolve a host name (a numeric host or NULL never does).
  * Returns 0 and *out (close and free it with simul_server_close / simul_server_free), or a
  * negative errno / SIMUL_EAI code. */
-int simul_start_server(const char *host, const char *port, simul_stream_handler handler,
-                       void *arg, simul_server **out);
+int simul_start_server(const char *host, const char *port, simul_stream_handler handler, void *arg,
+                       simul_server **out);
 
 /* asyncio.start_unix_server: the same on a Unix stream socket at path (a stale socket file is
  * replaced; the file is removed when the server closes). */

@@ -239,7 +239,12 @@ int simul__fd_set_handler(simul__fd *f, simul__fd_handler h, void *owner)
         return -EBUSY;
     f->handler = h;
     f->owner = owner;
-    return h ? simul__fd_register(f) : 0;
+    int rc = h ? simul__fd_register(f) : 0;
+    if (rc < 0) { /* e.g. -EPERM for a regular file: leave nothing installed */
+        f->handler = NULL;
+        f->owner = NULL;
+    }
+    return rc;
 }
 
 /* ---- transfers ---------------------------------------------------------------------------- */

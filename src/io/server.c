@@ -10,10 +10,10 @@
 
 #include "server.h"
 
-#define MAX_LISTENERS 16     /* every address of one host name; more is unusual */
-#define ACCEPT_BATCH 64      /* accepts per listener per loop pass */
-#define BACKOFF_FIRST_NS 10000000LL   /* 10 ms */
-#define BACKOFF_MAX_NS 1000000000LL   /* 1 s */
+#define MAX_LISTENERS 16            /* every address of one host name; more is unusual */
+#define ACCEPT_BATCH 64             /* accepts per listener per loop pass */
+#define BACKOFF_FIRST_NS 10000000LL /* 10 ms */
+#define BACKOFF_MAX_NS 1000000000LL /* 1 s */
 
 typedef struct listener {
     simul_server *srv;
@@ -29,8 +29,8 @@ struct simul_server {
     simul__accept_cb cb;
     void *owner;
     void (*owner_free)(void *owner);
-    size_t conns;     /* live connections (conn_begin - conn_end) */
-    unsigned refs;    /* tasks waiting in it, and the accept batch in progress */
+    size_t conns;  /* live connections (conn_begin - conn_end) */
+    unsigned refs; /* tasks waiting in it, and the accept batch in progress */
     bool closed, freed;
     bool soon_pending; /* a continuation of the accept batches is scheduled */
     bool backing_off;  /* accepting stopped until the back-off timer fires */
@@ -51,6 +51,7 @@ static void maybe_free(simul_server *s)
         return;
     if (s->owner_free)
         s->owner_free(s->owner);
+    s->loop->handles--;
     free(s->unix_path);
     free(s);
 }
@@ -127,11 +128,16 @@ static int accept_batch(listener *l)
             case EINTR:
             case ECONNABORTED: /* died in the queue */
             case EPROTO:
-            case EPERM:        /* refused by a firewall rule */
-            case ENETDOWN: case ENOPROTOOPT: case EHOSTDOWN: case ENONET:
-            case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH:
-                continue;      /* accept(2): errors of the connection, not of the listener */
-            default:           /* EMFILE, ENFILE, ENOBUFS, ENOMEM, and anything unexpected */
+            case EPERM: /* refused by a firewall rule */
+            case ENETDOWN:
+            case ENOPROTOOPT:
+            case EHOSTDOWN:
+            case ENONET:
+            case EHOSTUNREACH:
+            case EOPNOTSUPP:
+            case ENETUNREACH:
+                continue; /* accept(2): errors of the connection, not of the listener */
+            default:      /* EMFILE, ENFILE, ENOBUFS, ENOMEM, and anything unexpected */
                 back_off(s);
                 return STOP;
             }
@@ -227,8 +233,8 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
             n = 1;
         }
     } else {
-        n = simul_tcp_listen(o->host, o->port && *o->port ? o->port : "0", backlog, o->flags,
-                             fds, MAX_LISTENERS);
+        n = simul_tcp_listen(o->host, o->port && *o->port ? o->port : "0", backlog, o->flags, fds,
+                             MAX_LISTENERS);
     }
     if (n < 0) {
         free(s->unix_path);
@@ -278,6 +284,7 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
         }
     }
     s->owner_free = o->owner_free;
+    loop->handles++; /* until its memory goes: simul_loop_close refuses while a server is open */
     *out = s;
     return 0;
 }

@@ -348,6 +348,7 @@ static void finish(simul_stream *s)
     if (s->loop == simul__loop()) {
         simul__fd_set_handler(s->f, NULL, NULL);
         simul_close(s->fd);
+        s->loop->handles--;
         wake_all(&s->closedq, 0);
     } else {
         close(s->fd); /* the loop is gone: so is every record and every waiter */
@@ -398,8 +399,7 @@ int simul_stream_close(simul_stream *s)
         } else {
             flush(s);
             simul_task_opts o = {.name = "stream-close", .stack_size = 0};
-            if (s->wpos < s->wend && !s->werr &&
-                simul_task_spawn(NULL, close_in_task, s, &o) == 0)
+            if (s->wpos < s->wend && !s->werr && simul_task_spawn(NULL, close_in_task, s, &o) == 0)
                 return 0; /* that task finishes the close */
             if (s->wpos < s->wend && !s->werr)
                 rc = -ENOMEM;
@@ -486,6 +486,7 @@ static int stream_new(int fd, bool sock, simul_stream **out)
     s->low = SIMUL_STREAM_LOW_WATER;
     /* Stream sockets and pipes alike: a short read means the kernel had no more. */
     f->stream = 1;
+    f->sock = sock;
     f->typed = 1;
     if ((rc = simul__fd_set_handler(f, on_edge, s)) < 0) {
         if (f->handler == on_edge)
@@ -493,6 +494,7 @@ static int stream_new(int fd, bool sock, simul_stream **out)
         free(s);
         return rc;
     }
+    loop->handles++; /* until the fd is closed: simul_loop_close refuses while a stream is open */
     *out = s;
     return 0;
 }
@@ -602,6 +604,7 @@ static void on_accept(simul_server *srv, void *owner, int fd, const struct socka
         /* No memory for a task: drop the connection (the peer sees it closed). */
         simul__fd_set_handler(s->f, NULL, NULL);
         simul_close(fd);
+        s->loop->handles--;
         destroy(s);
         simul__server_conn_end(srv);
     }
@@ -612,7 +615,7 @@ int simul_start_server_opts(const simul_stream_server_opts *o, simul_stream_hand
 {
     if (out)
         *out = NULL;
-    if (!o || !handler || !out || (o->unix_path && (o->host || o->port)))
+    if (!o || !handler || !out || (o->unix_path && (o->host || o->port)) || o->limit > LONG_MAX / 2)
         return -EINVAL;
     stream_server *ss = malloc(sizeof *ss);
     if (!ss)
@@ -635,8 +638,8 @@ int simul_start_server_opts(const simul_stream_server_opts *o, simul_stream_hand
     return rc;
 }
 
-int simul_start_server(const char *host, const char *port, simul_stream_handler handler,
-                       void *arg, simul_server **out)
+int simul_start_server(const char *host, const char *port, simul_stream_handler handler, void *arg,
+                       simul_server **out)
 {
     simul_stream_server_opts o = {.host = host, .port = port};
     return simul_start_server_opts(&o, handler, arg, out);

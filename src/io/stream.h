@@ -10,17 +10,17 @@ struct simul_stream {
     simul_loop *loop;
     simul__fd *f;
     int fd;
-    uint8_t sock;        /* a socket: send(MSG_NOSIGNAL); else write() with SIGPIPE held back */
-    uint8_t eof;         /* read returned 0 */
-    uint8_t skip_line;   /* readline: drop up to the next '\n' (the rest of an over-long line) */
-    uint8_t paused;      /* above the high-water mark, until at or below the low one */
-    uint8_t eof_wanted;  /* write_eof: shut down the sending side once the queue is empty */
+    uint8_t sock;       /* a socket: send(MSG_NOSIGNAL); else write() with SIGPIPE held back */
+    uint8_t eof;        /* read returned 0 */
+    uint8_t skip_line;  /* readline: drop up to the next '\n' (the rest of an over-long line) */
+    uint8_t paused;     /* above the high-water mark, until at or below the low one */
+    uint8_t eof_wanted; /* write_eof: shut down the sending side once the queue is empty */
     uint8_t eof_sent;
-    uint8_t closing;     /* close has begun: new calls get -EBADF */
-    uint8_t fd_closed;   /* the fd is closed: the record is freed once `users` is 0 */
-    simul_task *reader;  /* the task inside a read call */
-    unsigned users;      /* calls in progress (and the server's handler task) */
-    int rerr, werr;      /* sticky errors of the kernel */
+    uint8_t closing;    /* close has begun: new calls get -EBADF */
+    uint8_t fd_closed;  /* the fd is closed: the record is freed once `users` is 0 */
+    simul_task *reader; /* the task inside a read call */
+    unsigned users;     /* calls in progress (and the server's handler task) */
+    int rerr, werr;     /* sticky errors of the kernel */
     size_t limit;
     /* received, not yet read: rbuf[rpos, rend) */
     char *rbuf;

@@ -7,10 +7,10 @@
 
 #include "stream.h"
 
-#define RBUF_FIRST 4096          /* the buffer's first size */
-#define RBUF_ROOM 1024           /* free space below which it is compacted or grown */
-#define RBUF_KEEP (64 * 1024)    /* a bigger one is given back once it is empty */
-#define DIRECT_MIN 4096          /* reads at least this large skip the buffer when it is empty */
+#define RBUF_FIRST 4096       /* the buffer's first size */
+#define RBUF_ROOM 1024        /* free space below which it is compacted or grown */
+#define RBUF_KEEP (64 * 1024) /* a bigger one is given back once it is empty */
+#define DIRECT_MIN 4096       /* reads at least this large skip the buffer when it is empty */
 
 static int enter_read(simul_stream *s, simul_task **t, const char *call)
 {

@@ -185,7 +185,6 @@ SIMUL_TASK_TEST(free_with_live_connections)
     return 0;
 }
 
-
 SIMUL_TASK_TEST(accepts_in_bounded_batches)
 {
     (void)arg;
@@ -278,7 +277,8 @@ SIMUL_TASK_TEST(listen_errors_and_reuseport)
     assert_null(b);
     simul_server_free(a);
     /* SO_REUSEPORT: two servers on one port. */
-    simul_stream_server_opts o = {.host = "127.0.0.1", .port = "0", .flags = SIMUL_LISTEN_REUSEPORT};
+    simul_stream_server_opts o = {
+        .host = "127.0.0.1", .port = "0", .flags = SIMUL_LISTEN_REUSEPORT};
     assert_int_equal(simul_start_server_opts(&o, echo_handler, NULL, &a), 0);
     snprintf(p, sizeof p, "%d", simul_server_port(a));
     o.port = p;
@@ -291,6 +291,29 @@ SIMUL_TASK_TEST(listen_errors_and_reuseport)
     return 0;
 }
 
+/* Servers and streams are open I/O handles: the loop refuses to close while one is open. */
+static void loop_close_refuses_open_handles(void **state)
+{
+    (void)state;
+    simul_loop *loop;
+    assert_int_equal(simul_loop_new(&loop), 0);
+    simul_server *srv;
+    /* A numeric host needs no task: nothing suspends. */
+    assert_int_equal(simul_start_server("127.0.0.1", "0", echo_handler, NULL, &srv), 0);
+    assert_int_equal(simul_loop_close(loop), -EBUSY);
+    simul_server_close(srv);
+    assert_int_equal(simul_loop_close(loop), -EBUSY); /* closed, not yet freed */
+    simul_server_free(srv);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    assert_int_equal(simul_loop_close(loop), -EBUSY);
+    assert_int_equal(simul_stream_close(s), 0);
+    close(sv[1]);
+    assert_int_equal(simul_loop_close(loop), 0);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(server_basics),
     cmocka_unit_test(serve_forever_ends_at_close),
@@ -300,6 +323,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(accepts_in_bounded_batches),
     cmocka_unit_test(unix_socket_file_lifecycle),
     cmocka_unit_test(listen_errors_and_reuseport),
+    cmocka_unit_test(loop_close_refuses_open_handles),
 };
 
 SIMUL_TEST_MAIN("test_server", tests)

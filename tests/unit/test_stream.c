@@ -486,7 +486,8 @@ SIMUL_TASK_TEST(cancelled_reads_keep_their_bytes)
     return 0;
 }
 
-/* ---- concurrency on one stream ---------------------------------------------------------------- */
+/* ---- concurrency on one stream ----------------------------------------------------------------
+ */
 
 static int read_one(void *arg)
 {
@@ -544,7 +545,8 @@ SIMUL_TASK_TEST(full_duplex_and_two_readers)
     return 0;
 }
 
-/* ---- writing ---------------------------------------------------------------------------------- */
+/* ---- writing ----------------------------------------------------------------------------------
+ */
 
 typedef struct drainer {
     int fd;
@@ -681,7 +683,8 @@ SIMUL_TASK_TEST(write_eof_half_close)
     return 0;
 }
 
-/* ---- pipes ------------------------------------------------------------------------------------ */
+/* ---- pipes ------------------------------------------------------------------------------------
+ */
 
 SIMUL_TASK_TEST(pipe_streams_and_no_sigpipe)
 {

@@ -324,8 +324,8 @@ SIMUL_TASK_TEST(thousands_of_connections)
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
     rlim_t need = 2 * MANY + 64;
     if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need) {
-        fprintf(stderr, "skipped: RLIMIT_NOFILE hard limit %lu < %lu\n",
-                (unsigned long)rl.rlim_max, (unsigned long)need);
+        fprintf(stderr, "skipped: RLIMIT_NOFILE hard limit %lu < %lu\n", (unsigned long)rl.rlim_max,
+                (unsigned long)need);
         skip();
     }
     rl.rlim_cur = rl.rlim_max;
@@ -484,8 +484,8 @@ SIMUL_TASK_TEST(refused_and_unresolvable_are_clear_errors)
     assert_null(c);
     assert_int_equal(simul_open_unix_connection("/nonexistent/simul.sock", &c), -ENOENT);
     simul_server *bad = (simul_server *)1;
-    assert_true(simul_is_eai(simul_start_server("no-such-host.invalid", "0", echo_handler, NULL,
-                                                &bad)));
+    assert_true(
+        simul_is_eai(simul_start_server("no-such-host.invalid", "0", echo_handler, NULL, &bad)));
     assert_null(bad);
     return 0;
 }

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# End-to-end test of examples/echo_streams: started on a free loopback port, it must echo byte
+# for byte (small messages, one over 1 MB, many messages on one connection kept open, several
+# connections at once), survive clients that vanish, and exit 0 on SIGTERM and on SIGINT.
+# Usage: echo_streams_test.sh <build-dir>
+# Prints one PASS/FAIL line per check; exits 1 if any check failed, 2 on bad usage.
+set -u -o pipefail
+
+if [[ $# -ne 1 || ! -d $1 ]]; then
+    echo "usage: $0 <build-dir>" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+SERVER=$BUILD/examples/echo_streams
+CLIENT=$BUILD/examples/echo_client
+PY=$(command -v python3 || true)
+if [[ ! -x $SERVER ]]; then
+    echo "FAIL: $SERVER not built"
+    exit 1
+fi
+if [[ -z $PY ]]; then
+    echo "FAIL: python3 not found (the test's client)"
+    exit 1
+fi
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/echo_streams_test.XXXXXX") || exit 1
+SERVER_PID=
+cleanup() {
+    if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null
+        wait "$SERVER_PID" 2>/dev/null
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+FAILURES=0
+
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+# start_server: runs the server on 127.0.0.1, port 0, and sets PORT from its "listening on" line
+# (bounded wait). Returns 1 if it never said so.
+start_server() {
+    "$SERVER" --host 127.0.0.1 --port 0 >"$WORK/out" 2>"$WORK/err" &
+    SERVER_PID=$!
+    PORT=
+    for _ in $(seq 1 100); do
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$WORK/out")
+        [[ -n $PORT ]] && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+# stop_server SIGNAL: sends it and waits (bounded) for the exit; sets RC (124 on a hang).
+stop_server() {
+    kill "-$1" "$SERVER_PID"
+    for _ in $(seq 1 100); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID"
+            RC=$?
+            SERVER_PID=
+            return
+        fi
+        sleep 0.05
+    done
+    RC=124
+}
+
+cat >"$WORK/client.py" <<'EOF'
+import os, socket, sys, threading
+
+port = int(sys.argv[1])
+errors = []
+
+def exchange(sock, payload):
+    sock.sendall(payload)
+    got = bytearray()
+    while len(got) < len(payload):
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise RuntimeError("EOF after %d of %d bytes" % (len(got), len(payload)))
+        got += chunk
+    if bytes(got) != payload:
+        raise RuntimeError("echo differs (%d bytes)" % len(payload))
+
+def check(name, fn):
+    try:
+        fn()
+        print("ok", name)
+    except Exception as e:
+        errors.append("%s: %s" % (name, e))
+        print("error", name, e)
+
+def connect():
+    s = socket.create_connection(("127.0.0.1", port), timeout=20)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+def small():
+    with connect() as s:
+        exchange(s, b"hello, simul\n")
+
+def many_on_one():
+    with connect() as s:
+        for i in range(500):
+            exchange(s, ("message %d %s\n" % (i, "x" * (i % 97))).encode())
+
+def large():
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    with connect() as s:
+        # Send and receive at once (the server drains while the client reads).
+        t = threading.Thread(target=s.sendall, args=(payload,))
+        t.start()
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += chunk
+        t.join()
+        if bytes(got) != payload:
+            raise RuntimeError("large echo differs: %d of %d bytes" % (len(got), len(payload)))
+
+def concurrent():
+    results = []
+    def one(k):
+        try:
+            with connect() as s:
+                for i in range(50):
+                    exchange(s, ("conn %d msg %d\n" % (k, i)).encode() * (1 + k % 5))
+            results.append(True)
+        except Exception as e:
+            results.append(e)
+    ts = [threading.Thread(target=one, args=(k,)) for k in range(20)]
+    for t in ts: t.start()
+    for t in ts: t.join()
+    bad = [r for r in results if r is not True]
+    if bad or len(results) != 20:
+        raise RuntimeError("%d of 20 connections failed: %s" % (len(bad), bad[:3]))
+
+def vanishing():
+    # A client that sends and resets without reading, then a normal one.
+    s = connect()
+    s.sendall(b"y" * 200000)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    s.close()
+    small()
+
+def binary():
+    with connect() as s:
+        exchange(s, bytes(range(256)) * 64)
+
+for name, fn in [("small", small), ("many_on_one", many_on_one), ("large", large),
+                 ("concurrent", concurrent), ("vanishing", vanishing), ("binary", binary)]:
+    check(name, fn)
+sys.exit(1 if errors else 0)
+EOF
+
+# --- 1. --help and bad arguments -------------------------------------------------------------
+timeout 10 "$SERVER" --help >"$WORK/help" 2>&1
+rc=$?
+check "--help exits 0 (got $rc)" test "$rc" -eq 0
+check "--help prints usage" grep -q "usage:" "$WORK/help"
+timeout 10 "$SERVER" --bogus >"$WORK/bad" 2>&1
+rc=$?
+check "a bad argument exits 2 (got $rc)" test "$rc" -eq 2
+
+# --- 2. echoes, byte for byte ----------------------------------------------------------------
+if start_server; then
+    pass "server says 'listening on 127.0.0.1:$PORT'"
+    timeout 120 "$PY" "$WORK/client.py" "$PORT" >"$WORK/client.out" 2>&1
+    rc=$?
+    for name in small many_on_one large concurrent vanishing binary; do
+        check "echo: $name" grep -q -x "ok $name" "$WORK/client.out"
+    done
+    check "python client exit status 0 (got $rc)" test "$rc" -eq 0
+    [[ $rc -eq 0 ]] || sed 's/^/    /' "$WORK/client.out" | head -20
+    if [[ -x $CLIENT ]]; then
+        timeout 60 "$CLIENT" --host 127.0.0.1 --port "$PORT" --connections 20 --seconds 1 \
+            --size 64 >"$WORK/ec.out" 2>&1
+        rc=$?
+        check "echo_client: exit status 0 (got $rc)" test "$rc" -eq 0
+        check "echo_client: errors=0" grep -q -x "errors=0" "$WORK/ec.out"
+        check "echo_client: messages went through" \
+            grep -q -E "^msgs=[1-9][0-9]*$" "$WORK/ec.out"
+    else
+        echo "SKIP: echo_client not built"
+    fi
+    # Connections still open when the signal comes must not stop the exit.
+    "$PY" -c "
+import socket, sys, time
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'hold\n'); s.recv(5); time.sleep(30)" "$PORT" &
+holder=$!
+sleep 0.3
+stop_server TERM
+check "SIGTERM with a connection open: exit status 0 (got $RC)" test "$RC" -eq 0
+kill "$holder" 2>/dev/null
+wait "$holder" 2>/dev/null
+check "stderr is empty" test ! -s "$WORK/err"
+[[ -s $WORK/err ]] && head -5 "$WORK/err"
+else
+    fail "server did not start (stderr: $(head -c 300 "$WORK/err"))"
+fi
+
+# --- 3. SIGINT stops it too ----------------------------------------------------------------
+if start_server; then
+    stop_server INT
+    check "SIGINT: exit status 0 (got $RC)" test "$RC" -eq 0
+else
+    fail "server did not start the second time"
+fi
+
+echo
+if [[ $FAILURES -eq 0 ]]; then
+    echo "PASS: echo_streams_test.sh: all checks passed"
+    exit 0
+fi
+echo "FAIL: echo_streams_test.sh: $FAILURES check(s) failed"
+exit 1
