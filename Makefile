@@ -49,7 +49,7 @@ test-tsan: deps
 	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS) -L thread
 
 demo: build
-	./$(BUILD)/examples/hello --tasks 3 --seconds 1
+	bash examples/demo.sh $(BUILD)
 
 bench: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
