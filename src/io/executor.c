@@ -105,9 +105,5 @@ void simul__executor_test_counts(int *threads, int *idle, int *inflight)
 void simul__executor_test_set_idle(int64_t ns);
 void simul__executor_test_set_idle(int64_t ns)
 {
-    int t, i, f;
-    simul__pool_counts(&pool, &t, &i, &f); /* makes sure the pool is initialised */
-    pthread_mutex_lock(&pool.mu);
-    pool.idle_ns = ns > 0 ? ns : IDLE_NS;
-    pthread_mutex_unlock(&pool.mu);
+    simul__pool_set_idle(&pool, ns, IDLE_NS);
 }

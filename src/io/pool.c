@@ -5,7 +5,7 @@
 
 #include "pool.h"
 
-enum { GONE = SIMUL__JOB_DROPPED, LATE = 3 }; /* what an abandoning unlink leaves in w->aux */
+enum { GONE = SIMUL__JOB_DROPPED, LATE = SIMUL__JOB_LATE }; /* an abandoning unlink's w->aux */
 
 static pthread_mutex_t all_mu = PTHREAD_MUTEX_INITIALIZER;
 static simul__pool *all_pools;
@@ -75,6 +75,7 @@ static void complete_locked(simul__pool *p, simul__job *j)
         int rc = simul_loop_call_soon_threadsafe(j->loop, deliver, j);
         if (rc == 0) {
             j->finished = true;
+            p->nposted++;
             return;
         }
         SIMUL__ASSERT(rc == -ENOMEM);
@@ -310,6 +311,8 @@ int simul__pool_run(simul__pool *p, simul__job *j, int *fate)
             SIMUL__ASSERT(j->delivered);
         }
         give_back(p);
+        *fate = SIMUL__JOB_LATE;
+        j->late_rc = rc;
         return j->err; /* the work was done: completion wins */
     }
     *fate = w.aux; /* DROPPED: j may already be freed by its worker */
@@ -337,6 +340,21 @@ int simul__pool_get_max(simul__pool *p)
     int n = p->max_threads;
     pthread_mutex_unlock(&p->mu);
     return n;
+}
+
+unsigned long simul__pool_posted(simul__pool *p)
+{
+    lock_ready(p);
+    unsigned long n = p->nposted;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
+void simul__pool_set_idle(simul__pool *p, int64_t ns, int64_t dflt)
+{
+    lock_ready(p);
+    p->idle_ns = ns > 0 ? ns : dflt;
+    pthread_mutex_unlock(&p->mu);
 }
 
 void simul__pool_counts(simul__pool *p, int *threads, int *idle, int *inflight)

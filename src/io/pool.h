@@ -1,6 +1,6 @@
 /* pool.h — a private pool of detached worker threads that run jobs for suspended tasks (the
- * executor's; dns.c's resolver predates it and keeps its own copy of the same protocol). A job
- * changes hands under the pool's one mutex, so exactly one side owns it at any moment. */
+ * executor's and the resolver's, each with its own pool). A job changes hands under the pool's
+ * one mutex, so exactly one side owns it at any moment. */
 #ifndef SIMUL_IO_POOL_H
 #define SIMUL_IO_POOL_H
 
@@ -18,6 +18,7 @@ struct simul__job {
     simul_loop *loop;
     simul__wait *w;
     int err; /* < 0: no worker could be started, `work` never ran */
+    int late_rc; /* SIMUL__JOB_LATE: the interruption the finished work won over */
     bool queued, abandoned, finished, delivered;
 };
 
@@ -29,6 +30,7 @@ struct simul__pool {
     simul__job *head, *tail;
     int qlen, nthreads, nidle, max_threads;
     int inflight;         /* jobs submitted and not yet given back or dropped */
+    unsigned long nposted; /* results posted to a loop (tests) */
     int64_t idle_ns;      /* an idle worker exits after this */
     simul__pool *all_next; /* every pool, for fork */
 };
@@ -41,6 +43,9 @@ enum {
     SIMUL__JOB_NOT_RUN = 1, /* taken off the queue: `work` never runs; the job is the caller's */
     SIMUL__JOB_DROPPED = 2, /* `work` is running: the worker calls `drop` when it returns */
 };
+/* Left in *fate with a 0 return: the work had finished when the interruption came (completion
+ * wins; j->late_rc holds the interruption for callers that prefer to report it). */
+enum { SIMUL__JOB_LATE = 3 };
 
 /* Suspends (the caller has checked for a task and for cancellation). Queues j and parks until a
  * worker ran j->work. Returns 0 (the job is the caller's again), j->err (no worker could be
@@ -55,5 +60,9 @@ int simul__pool_get_max(simul__pool *p);
 
 /* Counters read together under the pool's lock (tests). */
 void simul__pool_counts(simul__pool *p, int *threads, int *idle, int *inflight);
+unsigned long simul__pool_posted(simul__pool *p);
+
+/* Sets the idle time after which a worker exits (<= 0: `dflt`). Tests. */
+void simul__pool_set_idle(simul__pool *p, int64_t ns, int64_t dflt);
 
 #endif
