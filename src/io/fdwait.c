@@ -4,6 +4,7 @@
  * transfer): no epoll_ctl per wait. User reader/writer callbacks switch the fd to level mode. */
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -93,7 +94,7 @@ static void learn_type(simul__fd *f)
     f->typed = 1;
 }
 
-static void wake_all(simul__fd *f, int dir, int result)
+void simul__fd_wake_all(simul__fd *f, int dir, int result)
 {
     simul__wait *w;
     while ((w = simul__waitq_pop(&f->waiters[dir])))
@@ -109,8 +110,8 @@ static void reset(simul_loop *loop, simul__fd *f, bool del)
         f->registered = 0;
         loop->io_count--;
     }
-    wake_all(f, SIMUL__DIR_READ, -EBADF);
-    wake_all(f, SIMUL__DIR_WRITE, -EBADF);
+    simul__fd_wake_all(f, SIMUL__DIR_READ, -EBADF);
+    simul__fd_wake_all(f, SIMUL__DIR_WRITE, -EBADF);
     f->cb[0] = f->cb[1] = NULL;
     f->handler = NULL;
     f->owner = NULL;
@@ -205,9 +206,9 @@ void simul__io_event(simul_loop *loop, void *data, uint32_t events)
     if (events & SIMUL__EV_HUP)
         f->hup = 1;
     if (events & SIMUL__EV_READ)
-        wake_all(f, SIMUL__DIR_READ, 0);
+        simul__fd_wake_all(f, SIMUL__DIR_READ, 0);
     if (events & SIMUL__EV_WRITE)
-        wake_all(f, SIMUL__DIR_WRITE, 0);
+        simul__fd_wake_all(f, SIMUL__DIR_WRITE, 0);
     if (f->handler)
         f->handler(f->owner, events);
     /* Callbacks may remove themselves or forget the fd: re-check before each. */
@@ -248,6 +249,28 @@ int simul__fd_set_handler(simul__fd *f, simul__fd_handler h, void *owner)
 }
 
 /* ---- transfers ---------------------------------------------------------------------------- */
+
+/* writev(2) on a pipe, tty, ...: no MSG_NOSIGNAL there, so SIGPIPE is held back for the call and
+ * one it raised is taken off the thread again (unless one was pending before). Not the hot path:
+ * sockets use send. */
+static ssize_t nosigpipe_writev(int fd, const struct iovec *iov, int cnt)
+{
+    sigset_t pipe, old, pending;
+    sigemptyset(&pipe);
+    sigaddset(&pipe, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe, &old);
+    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    ssize_t n = writev(fd, iov, cnt);
+    int e = errno;
+    if (n < 0 && e == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = e;
+    return n;
+}
 
 static long after_read(simul__fd *f, ssize_t n, size_t len)
 {
@@ -313,7 +336,8 @@ long simul__fd_try_write(simul__fd *f, const void *buf, size_t len)
         learn_type(f);
     ssize_t n;
     do
-        n = f->sock ? send(f->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT) : write(f->fd, buf, len);
+        n = f->sock ? send(f->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT)
+                    : nosigpipe_writev(f->fd, &(struct iovec){(void *)buf, len}, 1);
     while (n < 0 && errno == EINTR);
     return after_write(f, n, len);
 }
@@ -330,7 +354,7 @@ long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt)
     struct msghdr msg = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)iovcnt};
     ssize_t n;
     do
-        n = f->sock ? sendmsg(f->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : writev(f->fd, iov, iovcnt);
+        n = f->sock ? sendmsg(f->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : nosigpipe_writev(f->fd, iov, iovcnt);
     while (n < 0 && errno == EINTR);
     return after_write(f, n, len);
 }

@@ -57,6 +57,9 @@ static inline void simul__fd_clear(simul__fd *f, int dir)
  * simul__task_check first where the call is a cancellation point even without waiting. */
 int simul__fd_wait(simul__fd *f, int dir);
 
+/* Ends every task's wait on f's `dir` with `result` (an owner closing the fd under them). */
+void simul__fd_wake_all(simul__fd *f, int dir, int result);
+
 /* Installs (or, with NULL, removes) the internal edge handler of a transport. */
 int simul__fd_set_handler(simul__fd *f, simul__fd_handler h, void *owner);
 

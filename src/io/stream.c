@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -66,55 +65,12 @@ static int park_on(simul_task *t, simul__waitq *q)
 
 /* ---- sending ------------------------------------------------------------------------------ */
 
-/* writev(2) on a pipe, tty, ...: no MSG_NOSIGNAL there, so SIGPIPE is held back for the call and
- * one it raised is taken off the thread again (unless one was pending before). Not the hot path:
- * sockets use send. */
-static ssize_t pipe_writev(int fd, const struct iovec *iov, int cnt)
+/* One non-blocking send of iov with the may-be-ready bookkeeping: the count, or -EAGAIN (the
+ * WRITE bit is clear: an edge will come), or the error. Never raises SIGPIPE (the fd layer's). */
+static long try_send(simul_stream *s, const struct iovec *iov, int cnt)
 {
-    sigset_t pipe, old, pending;
-    sigemptyset(&pipe);
-    sigaddset(&pipe, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe, &old);
-    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
-    ssize_t n = writev(fd, iov, cnt);
-    int e = errno;
-    if (n < 0 && e == EPIPE && !was_pending) {
-        struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe, NULL, &zero) < 0 && errno == EINTR) {
-        }
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = e;
-    return n;
-}
-
-/* One non-blocking send of iov (total bytes) with the may-be-ready bookkeeping: the count, or
- * -EAGAIN (the WRITE bit is clear: an edge will come), or the error. */
-static long try_send(simul_stream *s, const struct iovec *iov, int cnt, size_t total)
-{
-    if (!simul__fd_ready(s->f, SIMUL__DIR_WRITE))
-        return -EAGAIN;
-    ssize_t n;
-    do {
-        if (!s->sock) {
-            n = pipe_writev(s->fd, iov, cnt);
-        } else if (cnt == 1) {
-            n = send(s->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        } else {
-            struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
-            n = sendmsg(s->fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
-        }
-    } while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-        if ((size_t)n < total)
-            simul__fd_clear(s->f, SIMUL__DIR_WRITE); /* the kernel's buffer is full */
-        return n;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        simul__fd_clear(s->f, SIMUL__DIR_WRITE);
-        return -EAGAIN;
-    }
-    return -errno;
+    return cnt == 1 ? simul__fd_try_write(s->f, iov[0].iov_base, iov[0].iov_len)
+                    : simul__fd_try_writev(s->f, iov, cnt);
 }
 
 /* The connection failed: the queue can never go, so it is dropped (memory back at once) and
@@ -142,7 +98,7 @@ static void flush(simul_stream *s)
 {
     while (s->wpos < s->wend) {
         struct iovec v = {s->wbuf + s->wpos, s->wend - s->wpos};
-        long n = try_send(s, &v, 1, v.iov_len);
+        long n = try_send(s, &v, 1);
         if (n > 0) {
             s->wpos += (size_t)n;
         } else if (n == -EAGAIN || n == 0) {
@@ -223,14 +179,12 @@ static int write_iov(simul_stream *s, const struct iovec *iov, int cnt)
         return s->werr;
     if (s->eof_wanted)
         return -ESHUTDOWN;
-    size_t total = 0, first = 0;
+    size_t total = 0;
     int nfirst = cnt < IOV_MAX ? cnt : IOV_MAX;
     for (int i = 0; i < cnt; i++) {
         if (iov[i].iov_len > SIZE_MAX / 2 - total || (iov[i].iov_len && !iov[i].iov_base))
             return -EINVAL;
         total += iov[i].iov_len;
-        if (i < nfirst)
-            first = total;
     }
     if (total == 0)
         return 0;
@@ -238,7 +192,7 @@ static int write_iov(simul_stream *s, const struct iovec *iov, int cnt)
     if (s->wpos == s->wend) {
         /* Nothing queued, so order allows the kernel to have it now: the common case costs
          * exactly one send and the data is never copied. */
-        long n = try_send(s, iov, nfirst, first);
+        long n = try_send(s, iov, nfirst);
         if (n >= 0 && (size_t)n == total)
             return 0;
         if (n >= 0) {
@@ -387,8 +341,8 @@ int simul_stream_close(simul_stream *s)
     if (here) {
         /* Calls in progress in other tasks end with -ECANCELED: a reader parked on the fd, and
          * drainers (they see `closing` when they resume). */
-        wake_all(&s->f->waiters[SIMUL__DIR_READ], -ECANCELED);
-        wake_all(&s->f->waiters[SIMUL__DIR_WRITE], -ECANCELED);
+        simul__fd_wake_all(s->f, SIMUL__DIR_READ, -ECANCELED);
+        simul__fd_wake_all(s->f, SIMUL__DIR_WRITE, -ECANCELED);
         wake_all(&s->drainq, 0);
     }
     int rc = 0;
