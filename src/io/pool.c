@@ -1,5 +1,5 @@
 /* pool.c — detached worker threads for jobs whose tasks wait on them (see pool.h). The hand-over
- * is dns.c's: the pool mutex orders queueing, running, abandoning and posting the result, and a
+ * protocol: the pool mutex orders queueing, running, abandoning and posting the result, and a
  * worker touches a loop only while the job's task is parked on it, so it keeps the loop alive. */
 #include <signal.h>
 
