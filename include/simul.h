@@ -1315,6 +1315,26 @@ int simul_remove_signal_handler(int sig);
  * outside a task. */
 int simul_wait_signal(const int *sigs, int n);
 
+/* ---------------------------------------------------------------------------------------------
+ * Subprocesses (asyncio.create_subprocess_exec / create_subprocess_shell)
+ * ------------------------------------------------------------------------------------------- */
+/* @@SUBPROCESS@@ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Process pool: CPU-bound functions in worker processes (concurrent.futures.ProcessPoolExecutor)
+ * ------------------------------------------------------------------------------------------- */
+/* @@PROCPOOL@@ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Files: blocking file calls off the loop, sendfile
+ * ------------------------------------------------------------------------------------------- */
+/* @@FILES@@ */
+
+/* ---------------------------------------------------------------------------------------------
+ * Many cores: one loop per thread, a server on N threads (SO_REUSEPORT)
+ * ------------------------------------------------------------------------------------------- */
+/* @@THREADS_SERVER@@ */
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif
