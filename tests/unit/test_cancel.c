@@ -12,20 +12,6 @@ typedef struct probe {
     int checks;              /* target-specific checks that passed */
 } probe;
 
-/* A grandchild that sleeps "forever" and records how it ended. */
-typedef struct gc_probe {
-    int started, rc, cleanup;
-} gc_probe;
-
-static int gc_sleeper(void *arg)
-{
-    gc_probe *g = arg;
-    g->started = 1;
-    g->rc = simul_sleep(10.0);
-    g->cleanup = 1;
-    return g->rc;
-}
-
 static int return_arg(void *arg)
 {
     return (int)(intptr_t)arg;

@@ -3,19 +3,6 @@
  */
 #include "test_main_helpers.h"
 
-typedef struct gc_probe {
-    int started, rc, cleanup;
-} gc_probe;
-
-static int gc_sleeper(void *arg)
-{
-    gc_probe *g = arg;
-    g->started = 1;
-    g->rc = simul_sleep(10.0);
-    g->cleanup = 1;
-    return g->rc;
-}
-
 static int sleep_then_return(void *arg)
 {
     int rc = simul_sleep(0.01);

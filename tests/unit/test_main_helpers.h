@@ -206,6 +206,20 @@ static inline int simul_test_main(int argc, char **argv, const struct CMUnitTest
     return 2;
 }
 
+/* A grandchild that sleeps "forever" and records how it ended (cancellation tests). */
+typedef struct gc_probe {
+    int started, rc, cleanup;
+} gc_probe;
+
+static inline int gc_sleeper(void *arg)
+{
+    gc_probe *g = arg;
+    g->started = 1;
+    g->rc = simul_sleep(10.0);
+    g->cleanup = 1;
+    return g->rc;
+}
+
 #define SIMUL_TEST_MAIN(group, tests)                                                              \
     int main(int argc, char **argv)                                                                \
     {                                                                                              \

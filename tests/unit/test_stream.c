@@ -11,25 +11,9 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 
-#include "test_main_helpers.h"
+#include "test_net_helpers.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
-
-static int echo_handler(simul_stream *s, void *arg)
-{
-    (void)arg;
-    char buf[8192];
-    for (;;) {
-        long n = simul_stream_read(s, buf, sizeof buf);
-        if (n <= 0)
-            return n < 0 && n != -ECANCELED ? (int)n : 0;
-        int rc = simul_stream_write(s, buf, (size_t)n);
-        if (rc == 0)
-            rc = simul_stream_drain(s);
-        if (rc < 0)
-            return 0;
-    }
-}
 
 static simul_server *start_echo(const char *host, int *port)
 {

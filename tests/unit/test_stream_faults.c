@@ -13,30 +13,7 @@
 #include <sys/time.h>
 #include <sys/wait.h>
 
-#include "test_main_helpers.h"
-
-static int echo_handler(simul_stream *s, void *arg)
-{
-    (void)arg;
-    char buf[8192];
-    long n;
-    while ((n = simul_stream_read(s, buf, sizeof buf)) > 0) {
-        if (simul_stream_write(s, buf, (size_t)n) < 0 || simul_stream_drain(s) < 0)
-            break;
-    }
-    return 0;
-}
-
-static simul_stream *connect_port(int port)
-{
-    char p[16];
-    snprintf(p, sizeof p, "%d", port);
-    simul_stream *s = NULL;
-    int rc = simul_open_connection("127.0.0.1", p, &s);
-    if (rc < 0)
-        fail_msg("open_connection: %s", simul_errname(rc));
-    return s;
-}
+#include "test_net_helpers.h"
 
 static void stop(simul_server *srv)
 {
