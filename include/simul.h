@@ -1265,11 +1265,12 @@ typedef void (*simul_thread_discard_cb)(void *arg, int result);
 int simul_to_thread(simul_thread_fn fn, void *arg, int *result);
 
 /* Suspends. simul_to_thread with ownership of `arg` for callers that give up: when the call
- * returns -ECANCELED or -ETIMEDOUT, `arg` is no longer the caller's and discard(arg, result) is
- * called exactly once — before the call returns (result -ECANCELED) if fn never ran, else on the
- * worker thread right after fn returns (result = fn's). discard must therefore be thread-safe in
- * the way fn is; it may free arg and whatever fn left in it. On every other return `arg` stays
- * the caller's and discard is not called. discard may be NULL. */
+ * returns -ECANCELED, -ETIMEDOUT or -ENOMEM (however early: also a task already cancelled when
+ * it calls), `arg` is no longer the caller's and discard(arg, result) is called exactly once —
+ * before the call returns (result -ECANCELED) if fn never ran, else on the worker thread right
+ * after fn returns (result = fn's). discard must therefore be thread-safe in the way fn is; it
+ * may free arg and whatever fn left in it. On every other return (0, -EINVAL, -EPERM, -EAGAIN)
+ * `arg` stays the caller's and discard is not called. discard may be NULL. */
 int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
                        int *result);
 

@@ -56,11 +56,17 @@ int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb di
     if (!self)
         return -EPERM;
     int rc = simul__task_check(self);
-    if (rc < 0)
+    if (rc < 0) {
+        if (discard) /* an interrupted call hands arg over, however early it was interrupted */
+            discard(arg, -ECANCELED);
         return rc;
+    }
     xjob *x = calloc(1, sizeof *x);
-    if (!x)
+    if (!x) {
+        if (discard) /* -ENOMEM hands arg over too, so the caller never has to guess */
+            discard(arg, -ECANCELED);
         return -ENOMEM;
+    }
     x->base.work = xwork;
     x->base.drop = xdrop;
     x->fn = fn;
@@ -70,7 +76,8 @@ int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb di
     rc = simul__pool_run(&pool, &x->base, &fate);
     if (rc < 0 && fate == SIMUL__JOB_DROPPED)
         return rc; /* the worker owns x now and discards when fn returns */
-    if (rc < 0 && fate == SIMUL__JOB_NOT_RUN && discard)
+    bool interrupted = rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM;
+    if (interrupted && fate == SIMUL__JOB_NOT_RUN && discard)
         discard(arg, -ECANCELED); /* never started: arg goes back through the same door */
     if (rc == 0 && result)
         *result = x->result;

@@ -242,6 +242,24 @@ SIMUL_TASK_TEST(cancel_while_queued_never_runs)
     return 0;
 }
 
+/* A task already cancelled when it calls: the call is interrupted before it queues anything,
+ * and arg still goes to discard, exactly once (the caller must not free it itself). */
+SIMUL_TASK_TEST(cancelled_before_the_call_still_discards)
+{
+    (void)arg;
+    reset_counters();
+    owned *o = calloc(1, sizeof *o);
+    assert_non_null(o);
+    assert_int_equal(simul_task_cancel(simul_task_current()), 0);
+    int r = 99;
+    assert_int_equal(simul_to_thread_ex(make_text_after_gate, o, discard_owned, &r), -ECANCELED);
+    assert_int_equal(r, 99);
+    assert_int_equal(atomic_load(&discards), 1);
+    assert_int_equal(atomic_load(&discard_result), -ECANCELED);
+    assert_int_equal(atomic_load(&calls), 0);
+    return 0;
+}
+
 static int owned_call(void *arg)
 {
     owned *o = calloc(1, sizeof *o);
@@ -412,6 +430,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(many_calls_within_pool_size),
     cmocka_unit_test(cancel_while_queued_never_runs),
     cmocka_unit_test(cancel_while_running_discards_once),
+    cmocka_unit_test(cancelled_before_the_call_still_discards),
     cmocka_unit_test(cancel_after_result_posted_completion_wins),
     cmocka_unit_test(blocked_forever_is_timed_out_and_others_go_on),
     cmocka_unit_test(idle_workers_exit),
