@@ -1,10 +1,17 @@
 /* echo_streams.c — the seed's stream echo server (asyncio.start_server): one task per connection
  * that reads, writes the bytes back and drains, until the peer closes.
  *
- *   echo_streams [--host H] [--port P]     (defaults: 127.0.0.1, port 8888; port 0 picks one)
+ *   echo_streams [--host H] [--port P] [--threads N]
+ *                                      (defaults: 127.0.0.1, port 8888; port 0 picks one)
  *
  * Prints "listening on H:P" once connections are accepted (the port the kernel chose, for 0), and
  * runs until SIGINT or SIGTERM, then closes the server and exits 0.
+ *
+ * --threads N serves the same echo from N threads, each with its own loop and its own listening
+ * socket on H:P (SO_REUSEPORT: the kernel spreads the connections); 0 = one per CPU. The main
+ * thread only owns the signals: it waits for SIGINT/SIGTERM, stops the threads, and prints how many
+ * connections each one took ("thread I: C connections") before exiting. Without the flag, one loop
+ * on the main thread serves everything.
  */
 #include <simul.h>
 
@@ -21,15 +28,19 @@
 
 static const char *host = "127.0.0.1";
 static const char *port = "8888";
+static int threads = -1; /* --threads N; -1: no worker threads, the main thread's loop serves */
 
 static void usage(FILE *to, const char *argv0)
 {
     fprintf(to,
-            "usage: %s [--host H] [--port P]\n"
+            "usage: %s [--host H] [--port P] [--threads N]\n"
             "  An echo server on asyncio-style streams: every connection gets a task that\n"
             "  reads, writes the data back and drains, until the peer closes.\n"
             "  --host H   address to listen on (default 127.0.0.1; \"\" = every interface)\n"
             "  --port P   port (default 8888; 0 picks a free one, printed on startup)\n"
+            "  --threads N  serve from N threads, a loop each, all listening on H:P\n"
+            "             (SO_REUSEPORT); 0 = one per CPU. Prints each thread's connection\n"
+            "             count at exit. Default: one loop on the main thread.\n"
             "  Prints \"listening on H:P\" when ready; stops on SIGINT or SIGTERM.\n",
             argv0);
 }
@@ -93,6 +104,39 @@ static int run(void *arg)
     return rc == 0 || rc == -ECANCELED ? 0 : 1;
 }
 
+/* --threads N: the main thread's loop only waits for the signals; the worker loops serve. */
+static int run_threads(void *arg)
+{
+    (void)arg;
+    simul_threaded_server_opts o = {.host = host, .port = port, .threads = threads, .handler = echo};
+    simul_threaded_server *ts;
+    int rc = simul_serve_threads(&o, &ts);
+    if (rc < 0) {
+        fprintf(stderr, "echo_streams: cannot listen on %s:%s with %d thread(s): %s\n", host, port,
+                threads, simul_strerror(rc));
+        return 1;
+    }
+    printf("listening on %s:%d\n", host, simul_threaded_server_port(ts));
+    fflush(stdout);
+    static const int sigs[] = {SIGINT, SIGTERM};
+    /* A signal, or -ECANCELED when simul_run's own Ctrl-C handling (SIGINT at its default
+     * action) cancelled this task first: stop either way. */
+    int sig = simul_wait_signal(sigs, 2);
+    simul_threaded_server_stop(ts);
+    /* Shielded: a cancelled task's wait would return at once, and free would then block this
+     * loop instead; the handlers were cancelled by stop, so this ends. */
+    simul_scope shield;
+    simul_scope_shield(&shield);
+    rc = simul_threaded_server_wait(ts);
+    simul_scope_end(&shield);
+    int n = simul_threaded_server_threads(ts);
+    for (int i = 0; i < n; i++)
+        printf("thread %d: %lld connections\n", i, (long long)simul_threaded_server_accepted(ts, i));
+    fflush(stdout);
+    simul_threaded_server_free(ts);
+    return rc == 0 && (sig > 0 || sig == -ECANCELED) ? 0 : 1;
+}
+
 static void raise_nofile(void)
 {
     struct rlimit rl;
@@ -112,6 +156,16 @@ int main(int argc, char **argv)
             host = argv[++i];
         } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            long n = strtol(argv[++i], &end, 10);
+            if (errno || end == argv[i] || *end || n < 0 || n > SIMUL_THREADED_SERVER_MAX_THREADS) {
+                fprintf(stderr, "echo_streams: --threads wants 0 .. %d, not '%s'\n",
+                        SIMUL_THREADED_SERVER_MAX_THREADS, argv[i]);
+                return 2;
+            }
+            threads = (int)n;
         } else {
             fprintf(stderr, "echo_streams: bad argument '%s'\n", argv[i]);
             usage(stderr, argv[0]);
@@ -119,6 +173,6 @@ int main(int argc, char **argv)
         }
     }
     raise_nofile();
-    int rc = simul_run(run, NULL);
+    int rc = simul_run(threads < 0 ? run : run_threads, NULL);
     return rc;
 }

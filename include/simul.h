@@ -926,8 +926,9 @@ size_t simul_stream_read_buffer_size(const simul_stream *s);
 /* Writes len bytes: tries the kernel at once when nothing is queued, queues (copies) the rest.
  * Never suspends; call simul_stream_drain for flow control. Returns 0 (the data is sent or
  * queued); -EPIPE / -ECONNRESET / ... once the connection has failed (nothing is queued);
- * -ESHUTDOWN after write_eof; -EBADF while the stream closes; -ENOMEM (the stream is broken
- * then: it may have sent part of the data). Also works outside a task. */
+ * -ESHUTDOWN after write_eof; -EBUSY while simul_stream_sendfile sends; -EBADF while the stream
+ * closes; -ENOMEM (the stream is broken then: it may have sent part of the data). Also works
+ * outside a task. */
 int simul_stream_write(simul_stream *s, const void *buf, size_t len);
 
 /* simul_stream_write for several buffers, in order (one sendmsg when nothing is queued). */
@@ -1329,12 +1330,237 @@ int simul_wait_signal(const int *sigs, int n);
 /* ---------------------------------------------------------------------------------------------
  * Files: blocking file calls off the loop, sendfile
  * ------------------------------------------------------------------------------------------- */
-/* @@FILES@@ */
+/* Blocking file calls run off the loop while the calling task waits (as aiofiles does for
+ * asyncio). Today they run on a worker pool of their own (sized as the executor's, threads
+ * started on demand and gone after 10 s idle; its own so that a FIFO open or a hung network
+ * mount holding workers never starves simul_to_thread, nor the reverse); nothing here promises
+ * threads, so an io_uring backend can take them over unchanged.
+ *
+ * Every function in this part suspends: call it from a task (-EPERM elsewhere). Thread-safety:
+ * tasks of different loops, on different threads, may call any of them at the same time (they
+ * share only the pool, which is locked); none may be called from a plain thread or a callback.
+ * Calls on one fd from several tasks run concurrently, as the same syscalls from several threads
+ * would: in no set order, and read/write share the fd's file offset (use pread/pwrite).
+ *
+ * Cancellation and deadlines: every call returns -ECANCELED / -ETIMEDOUT promptly, even while
+ * its syscall is stuck in the kernel (opening a FIFO nobody writes, a dead NFS server). From
+ * that moment the call never touches the caller's memory again: reads land in a buffer the
+ * library owns and are copied out only on success, writes copy the data before they start, and
+ * paths are copied. The syscall itself: if it had not started, it never runs; if it was running,
+ * it runs to its end and what it made is released (an fd opened for a caller that gave up is
+ * closed, data read is freed); if it had already finished, completion wins and the call returns
+ * its result (the cancel shows at the next suspending call). So an interrupted write may have
+ * written nothing, all of its data or, where write(2) would have stopped short (disk full), a
+ * prefix; for simul_file_write the fd's offset moved by that much. After an interrupted write,
+ * treat the content (and, for write, the offset) as unknown until rewritten.
+ *
+ * Errors are those of the syscall as negative errno (-ENOENT, -EACCES, -EISDIR, -EBADF, ...);
+ * a negative fd is -EBADF and a NULL path or buffer -EINVAL without reaching the kernel. */
+struct stat;
+
+/* The most one read / write / pread / pwrite moves per call (a short count beyond it, as read(2)
+ * may give): the library's buffer for it is allocated per call. The *_all helpers loop. */
+#define SIMUL_FILE_IO_MAX (4u << 20)
+
+/* Suspends. open(2) with O_CLOEXEC added. Returns the fd (a plain blocking fd: use it with
+ * these calls, not with the loop's readiness calls) or a negative errno. If interrupted, an open
+ * that completes later is closed on the worker: no fd leaks. Thread-safety: any task, any loop. */
+int simul_file_open(const char *path, int flags, unsigned mode);
+
+/* Suspends. Closes fd (forgetting any loop registration of its number first). The fd is closed
+ * whatever the result, also on -ECANCELED / -ETIMEDOUT (on the worker, or here if no worker had
+ * taken it yet): never close it again. Returns 0 or close(2)'s error (-EIO: data written earlier
+ * was lost); -EBADF (fd < 0) and -EPERM are the only cases where nothing is closed.
+ * Thread-safety: any task, any loop; no task may still use fd (its number is reused at once). */
+int simul_file_close(int fd);
+
+/* Suspends. read(2) of at most min(len, SIMUL_FILE_IO_MAX) bytes at the fd's offset. Returns the
+ * count (0 at end of file) or a negative errno. On -ECANCELED / -ETIMEDOUT buf is untouched (a
+ * late read goes to the library's buffer and is dropped, but it still moved the fd's offset).
+ * Thread-safety: any task, any loop; tasks reading one fd share its offset (use pread). */
+long simul_file_read(int fd, void *buf, size_t len);
+
+/* Suspends. pread(2): as simul_file_read at `offset` (>= 0, else -EINVAL), the fd's offset
+ * untouched. Thread-safety: any task, any loop; safe for several tasks sharing an fd. */
+long simul_file_pread(int fd, void *buf, size_t len, int64_t offset);
+
+/* Suspends. write(2) of at most min(len, SIMUL_FILE_IO_MAX) bytes, copied before the call starts
+ * (buf is free again on return, whatever it returns). Returns the count written or a negative
+ * errno. What an interrupted write may have done: see above. Thread-safety: any task, any loop;
+ * concurrent writes to one fd land in no set order (with O_APPEND each lands whole at the end). */
+long simul_file_write(int fd, const void *buf, size_t len);
+
+/* Suspends. pwrite(2) at `offset` (>= 0), as simul_file_write. (On an fd opened with O_APPEND,
+ * Linux appends, as pwrite(2) does.) Thread-safety: any task, any loop; concurrent pwrites to
+ * overlapping ranges land in no set order. */
+long simul_file_pwrite(int fd, const void *buf, size_t len, int64_t offset);
+
+/* Suspends until all len bytes are written (SIMUL_FILE_IO_MAX per syscall). Returns len or a
+ * negative errno; *written (may be NULL) always gets the bytes known written, also on error,
+ * cancellation or timeout (a chunk interrupted in flight may add to them: see above).
+ * Thread-safety: any task, any loop; not atomic: the chunks of two concurrent calls on one fd
+ * may interleave. */
+long simul_file_write_all(int fd, const void *buf, size_t len, size_t *written);
+/* The same with pwrite from `offset` on. */
+long simul_file_pwrite_all(int fd, const void *buf, size_t len, int64_t offset, size_t *written);
+
+/* Suspends. fsync(2) / fdatasync(2). Returns 0 or a negative errno (-EIO: written data was
+ * lost). An interrupted sync may still complete. Thread-safety: any task, any loop; it covers
+ * what any thread wrote to the file before it began. */
+int simul_file_fsync(int fd);
+int simul_file_fdatasync(int fd);
+
+/* Suspends. ftruncate(2) to `length` (>= 0). Returns 0 or a negative errno. Thread-safety: any
+ * task, any loop. */
+int simul_file_truncate(int fd, int64_t length);
+
+/* Suspends. stat(2) / fstat(2) into *st (written only on success). Returns 0 or a negative
+ * errno. Thread-safety: any task, any loop. */
+int simul_file_stat(const char *path, struct stat *st);
+int simul_file_fstat(int fd, struct stat *st);
+
+/* Suspends. unlink(2) / rename(2). Return 0 or a negative errno; an interrupted one may still
+ * take effect. Thread-safety: any task, any loop. */
+int simul_file_unlink(const char *path);
+int simul_file_rename(const char *from, const char *to);
+
+/* Suspends. Reads the whole file at `path` (pathlib's read_bytes) in one trip to the pool: open,
+ * read to end of file, close. Returns 0 with *data (malloc'd, the caller frees it with free();
+ * a NUL byte follows the data, not counted, so text can be used as a string) and *len (may be
+ * NULL); or -EMSGSIZE if the file holds more than `limit` bytes, or a negative errno (-ENOENT,
+ * -EISDIR, ...), with *data NULL. Works for files whose size stat cannot tell (procfs).
+ * Thread-safety: any task, any loop; a file another writer changes meanwhile may be read in a
+ * state between its versions. */
+int simul_file_read_bytes(const char *path, size_t limit, char **data, size_t *len);
+
+/* Suspends. Writes data as the whole content of `path` (pathlib's write_bytes): created with
+ * `mode` (umask applies, e.g. 0644) or truncated, written, closed, in one trip to the pool; the
+ * data is copied first. Returns 0 or a negative errno (close's included). Not atomic: an error or
+ * an interruption can leave the file truncated or partly written (write elsewhere and
+ * simul_file_rename over it for an atomic replacement). Thread-safety: any task, any loop; two
+ * concurrent calls on one path leave one's content or a mix. */
+int simul_file_write_bytes(const char *path, const void *data, size_t len, unsigned mode);
+
+/* Zero-copy sendfile(2) (asyncio's loop.sock_sendfile / loop.sendfile): the kernel moves the
+ * bytes from a file to a socket or pipe without them passing through user memory.
+ * - file_fd: a regular file (or block device) open for reading; anything else is -EINVAL
+ *   (sendfile(2) cannot read pipes or sockets: copy with simul_file_read + simul_sendall, or
+ *   read a stream). The file's own offset is neither used nor moved: bytes come from `offset`.
+ * - count 0 means up to the end of the file. If the file ends before `count` bytes, the call
+ *   returns the shorter count sent (0 for an offset at or past the end): not an error.
+ * - The kernel reads the file's pages inside sendfile(2), on the loop's thread: pages not in
+ *   the page cache are read from disk with the loop waiting (as nginx without its aio threads).
+ * - Never raises SIGPIPE: a peer that is gone is -EPIPE or -ECONNRESET.
+ * - A long transfer to a fast reader lets other tasks run every few MiB.
+ * - *sent (may be NULL) always gets the bytes the kernel took, also on error, cancellation or
+ *   timeout (as simul_sendall): the peer got exactly file[offset, offset + *sent). */
+
+/* Suspends until count bytes of file_fd from `offset` (>= 0) went to `sock`: a non-blocking
+ * stream socket (or pipe write end) as the simul_socket / simul_accept / simul_tcp_connect fds
+ * are. Returns the count sent; -EINVAL (a blocking destination, a datagram socket, a regular
+ * file as destination, a source that is not a regular file, a negative offset); -EBADF (an fd
+ * not open, or the file not open for reading); the connection's error; -ECANCELED /
+ * -ETIMEDOUT. Thread-safety: a task of the loop the socket is used with; one sending task per
+ * socket at a time (bytes would interleave); the file fd may be shared by any number of
+ * transfers at once (its offset is not used). */
+long simul_sock_sendfile(int sock, int file_fd, int64_t offset, size_t count, size_t *sent);
+
+/* Suspends. As simul_sock_sendfile on a stream's socket (or pipe): first waits until the
+ * stream's queued writes are flushed, so the file follows them in order, then sends the file.
+ * Writes that follow the call go after the file. Meanwhile the sending side is the call's:
+ * another task's simul_stream_write / writev / write_eof / sendfile on the stream gets -EBUSY
+ * (its bytes would land in the middle of the file's). Returns the count sent; the stream's
+ * write error if it already failed (-EPIPE, ...), which a failed transfer also makes sticky for
+ * later writes; -ESHUTDOWN after write_eof; -EBUSY (another sendfile is in progress); -EBADF
+ * while the stream closes; -ECANCELED if it is closed meanwhile; -ECANCELED / -ETIMEDOUT. After an interruption the peer has a partial file
+ * (*sent bytes) in the byte stream: a framed protocol must usually close the stream then.
+ * Thread-safety: a task of the stream's loop; readers of the stream may run meanwhile. */
+long simul_stream_sendfile(simul_stream *s, int file_fd, int64_t offset, size_t count,
+                           size_t *sent);
 
 /* ---------------------------------------------------------------------------------------------
  * Many cores: one loop per thread, a server on N threads (SO_REUSEPORT)
  * ------------------------------------------------------------------------------------------- */
-/* @@THREADS_SERVER@@ */
+/* A stream server on N threads: each thread runs its own loop (a loop belongs to the thread that
+ * made it) with its own listening socket on the same host:port, bound with SO_REUSEPORT, so the
+ * kernel spreads incoming connections over the threads by a hash of their addresses (not by
+ * load: a thread may get more than its share). Each connection is served by `handler` as a task
+ * on the loop of the thread that accepted it, exactly as simul_start_server would; connections
+ * never move between threads. The threads share nothing but what the handler shares (`arg`):
+ * anything it touches on other threads' behalf must be thread-safe (atomics, channels, mutexes).
+ * The worker threads start with the asynchronous signals blocked, so SIGINT, SIGTERM, ... go to
+ * the application's own threads; install no signal handlers on the worker loops. */
+typedef struct simul_threaded_server simul_threaded_server;
+
+#define SIMUL_THREADED_SERVER_MAX_THREADS 1024
+
+typedef struct simul_threaded_server_opts {
+    const char *host; /* NULL or "" = every interface (dual-stack), as simul_start_server */
+    const char *port; /* NULL or "0" = a free port: thread 0 picks it, the others bind it too */
+    int threads;      /* 1 .. SIMUL_THREADED_SERVER_MAX_THREADS; 0 = the CPUs the process may
+                         run on (sched_getaffinity) */
+    simul_stream_handler handler; /* required; runs on the accepting thread's loop */
+    void *arg;                    /* given to handler and the hooks, from every thread */
+    int backlog;                  /* each thread's listen backlog; 0 = 511 */
+    size_t limit;                 /* each stream's readline/readuntil limit; 0 = the default */
+    size_t stack_size;            /* the handler tasks' stack; 0 = the loop's default */
+    /* Optional. Run on each worker thread, in its loop's first task (they may suspend):
+     * thread_init before that thread listens (a negative return fails the start with that
+     * error); thread_fini after its server closed and its connections ended (only if
+     * thread_init succeeded or was NULL). `index` is 0 .. threads-1. */
+    int (*thread_init)(int index, void *arg);
+    void (*thread_fini)(int index, void *arg);
+} simul_threaded_server_opts;
+
+/* Starts opts->threads worker threads, each with its own loop listening on host:port, and blocks
+ * the calling thread until every one listens or one failed (milliseconds for a numeric host; a
+ * host name is resolved on the worker threads, and thread_init runs before listening, so those
+ * can take longer). Called from a task it stalls that task's loop for that time. opts is read
+ * during the call (host is copied). With port 0, thread 0 gets a free port and the others bind
+ * the same one. Returns 0 and *out; -EINVAL (no handler, threads or backlog out of range); or
+ * the error of the first thread that failed (-EADDRINUSE when the port is held by a socket
+ * without SO_REUSEPORT, a SIMUL_EAI code, thread_init's error, -EAGAIN from pthread_create, ...):
+ * then the threads already listening were stopped and joined, and nothing is left running.
+ * Thread-safe: it needs no loop, so plain main() code may call it too. */
+int simul_serve_threads(const simul_threaded_server_opts *opts, simul_threaded_server **out);
+
+/* Thread-safe. The TCP port every thread listens on (the one picked for port 0); -EINVAL. */
+int simul_threaded_server_port(const simul_threaded_server *ts);
+/* Thread-safe. The number of worker threads; -EINVAL. */
+int simul_threaded_server_threads(const simul_threaded_server *ts);
+/* Thread-safe. How many connections thread `index` has handed to the handler so far (a relaxed
+ * counter: exact once the threads have ended); -EINVAL for a bad index. */
+int64_t simul_threaded_server_accepted(simul_threaded_server *ts, int index);
+/* Thread-safe. The index of the calling worker thread (in a handler or a hook), or -1 on a
+ * thread that is not a threaded server's worker. */
+int simul_threaded_server_index(void);
+
+/* Thread-safe (any thread, a task on any loop, a handler of the server itself; never blocks).
+ * Asks every thread to stop: each closes its listening socket, cancels its connections' handler
+ * tasks (their suspending calls return -ECANCELED; the streams are closed when the handlers
+ * return, so clients see EOF or a reset), waits until they have ended, runs thread_fini, closes
+ * its loop and ends. Handlers must return once cancelled, or their thread never ends. Returns 0
+ * (also when already stopped) or -EINVAL. */
+int simul_threaded_server_stop(simul_threaded_server *ts);
+
+/* Blocks the calling thread until every worker thread has ended (after a stop from elsewhere:
+ * a signal-watching thread, a handler) and joins them. For plain main() code without a loop.
+ * Returns 0; -EDEADLK on one of the server's own threads or on a thread whose loop is running
+ * (it would stall that loop: use simul_threaded_server_wait); -EINVAL. Several threads may
+ * join at once. */
+int simul_threaded_server_join(simul_threaded_server *ts);
+
+/* Suspends until every worker thread has ended. Thread-safe: from a task on any loop but the
+ * server's own (there it is -EDEADLK: the thread cannot end while one of its tasks waits);
+ * the caller's loop keeps running meanwhile. Many tasks may wait at once. Returns 0;
+ * -ECANCELED / -ETIMEDOUT; -EPERM outside a task; -EINVAL. It does not stop the server. */
+int simul_threaded_server_wait(simul_threaded_server *ts);
+
+/* Stops the server if it is running, blocks until its threads have ended (at once after
+ * simul_threaded_server_wait or _join returned), joins them and frees it. Any thread but the
+ * server's own may call it (there it is -EDEADLK and nothing is done), but no other call on ts may
+ * be in progress or follow. NULL is fine. Returns 0 or -EDEADLK. */
+int simul_threaded_server_free(simul_threaded_server *ts);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -179,6 +179,8 @@ static int write_iov(simul_stream *s, const struct iovec *iov, int cnt)
         return s->werr;
     if (s->eof_wanted)
         return -ESHUTDOWN;
+    if (s->sending_file)
+        return -EBUSY;
     size_t total = 0;
     int nfirst = cnt < IOV_MAX ? cnt : IOV_MAX;
     for (int i = 0; i < cnt; i++) {
@@ -286,6 +288,8 @@ int simul_stream_write_eof(simul_stream *s)
         return s->werr;
     if (s->eof_wanted)
         return 0;
+    if (s->sending_file)
+        return -EBUSY;
     s->eof_wanted = 1;
     if (s->wpos == s->wend)
         shut_wr(s);

@@ -16,6 +16,7 @@ struct simul_stream {
     uint8_t paused;     /* above the high-water mark, until at or below the low one */
     uint8_t eof_wanted; /* write_eof: shut down the sending side once the queue is empty */
     uint8_t eof_sent;
+    uint8_t sending_file; /* simul_stream_sendfile owns the sending side: other writes -EBUSY */
     uint8_t closing;    /* close has begun: new calls get -EBADF */
     uint8_t fd_closed;  /* the fd is closed: the record is freed once `users` is 0 */
     simul_task *reader; /* the task inside a read call */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of examples/echo_streams: started on a free loopback port, it must echo byte
 # for byte (small messages, one over 1 MB, many messages on one connection kept open, several
-# connections at once), survive clients that vanish, and exit 0 on SIGTERM and on SIGINT.
+# connections at once), survive clients that vanish, and exit 0 on SIGTERM and on SIGINT; the same
+# with --threads 2 (two loops on two threads, SO_REUSEPORT), which must also spread connections
+# over both threads and report each thread's count at exit.
 # Usage: echo_streams_test.sh <build-dir>
 # Prints one PASS/FAIL line per check; exits 1 if any check failed, 2 on bad usage.
 set -u -o pipefail
@@ -42,10 +44,13 @@ check() {
     if "$@"; then pass "$name"; else fail "$name"; fi
 }
 
-# start_server: runs the server on 127.0.0.1, port 0, and sets PORT from its "listening on" line
-# (bounded wait). Returns 1 if it never said so.
+# start_server [ARGS...]: runs the server on 127.0.0.1, port 0 (plus ARGS), and sets PORT from its
+# "listening on" line (bounded wait). Returns 1 if it never said so.
 start_server() {
-    "$SERVER" --host 127.0.0.1 --port 0 >"$WORK/out" 2>"$WORK/err" &
+    # Emptied here, not only by the redirection below: that one runs in the forked child, maybe
+    # after the first sed, which would then read the previous server's port.
+    : >"$WORK/out"
+    "$SERVER" --host 127.0.0.1 --port 0 "$@" >"$WORK/out" 2>"$WORK/err" &
     SERVER_PID=$!
     PORT=
     for _ in $(seq 1 100); do
@@ -170,6 +175,11 @@ check "--help prints usage" grep -q "usage:" "$WORK/help"
 timeout 10 "$SERVER" --bogus >"$WORK/bad" 2>&1
 rc=$?
 check "a bad argument exits 2 (got $rc)" test "$rc" -eq 2
+for bad in -1 x 2x 99999; do
+    timeout 10 "$SERVER" --threads "$bad" >"$WORK/bad" 2>&1
+    rc=$?
+    check "--threads $bad exits 2 (got $rc)" test "$rc" -eq 2
+done
 
 # --- 2. echoes, byte for byte ----------------------------------------------------------------
 if start_server; then
@@ -215,6 +225,63 @@ if start_server; then
     check "SIGINT: exit status 0 (got $RC)" test "$RC" -eq 0
 else
     fail "server did not start the second time"
+fi
+
+# --- 4. --threads 2: the same echo from two loops on two threads ------------------------------
+if start_server --threads 2; then
+    pass "--threads 2: server says 'listening on 127.0.0.1:$PORT'"
+    timeout 120 "$PY" "$WORK/client.py" "$PORT" >"$WORK/client.out" 2>&1
+    rc=$?
+    for name in small many_on_one large concurrent vanishing binary; do
+        check "--threads 2: echo: $name" grep -q -x "ok $name" "$WORK/client.out"
+    done
+    check "--threads 2: python client exit status 0 (got $rc)" test "$rc" -eq 0
+    [[ $rc -eq 0 ]] || sed 's/^/    /' "$WORK/client.out" | head -20
+    if [[ -x $CLIENT ]]; then
+        # 64 connections: all on one of two threads by SO_REUSEPORT's hash has probability 2^-63.
+        timeout 60 "$CLIENT" --host 127.0.0.1 --port "$PORT" --connections 64 --seconds 1 \
+            --size 64 >"$WORK/ec.out" 2>&1
+        rc=$?
+        check "--threads 2: echo_client: exit status 0 (got $rc)" test "$rc" -eq 0
+        check "--threads 2: echo_client: errors=0" grep -q -x "errors=0" "$WORK/ec.out"
+        check "--threads 2: echo_client: messages went through" \
+            grep -q -E "^msgs=[1-9][0-9]*$" "$WORK/ec.out"
+    else
+        echo "SKIP: echo_client not built"
+    fi
+    "$PY" -c "
+import socket, sys, time
+s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
+s.sendall(b'hold\n'); s.recv(5); time.sleep(30)" "$PORT" &
+    holder=$!
+    sleep 0.3
+    stop_server TERM
+    check "--threads 2: SIGTERM with a connection open: exit status 0 (got $RC)" test "$RC" -eq 0
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+    check "--threads 2: stderr is empty" test ! -s "$WORK/err"
+    [[ -s $WORK/err ]] && head -5 "$WORK/err"
+    check "--threads 2: reports two threads at exit" \
+        test "$(grep -c -E '^thread [01]: [0-9]+ connections$' "$WORK/out")" -eq 2
+    check "--threads 2: both threads took connections" \
+        test "$(grep -c -E '^thread [01]: [1-9][0-9]* connections$' "$WORK/out")" -eq 2
+    sed -n 's/^\(thread .*\)/    \1/p' "$WORK/out"
+else
+    fail "--threads 2: server did not start (stderr: $(head -c 300 "$WORK/err"))"
+fi
+if start_server --threads 2; then
+    timeout 20 "$PY" -c "
+import socket, sys
+for i in range(8):
+    with socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=10) as s:
+        s.sendall(b'ping'); assert s.recv(4) == b'ping'" "$PORT"
+    check "--threads 2: echoes before SIGINT" test $? -eq 0
+    stop_server INT
+    check "--threads 2: SIGINT: exit status 0 (got $RC)" test "$RC" -eq 0
+    check "--threads 2: SIGINT: per-thread counts printed" \
+        test "$(grep -c -E '^thread [01]: [0-9]+ connections$' "$WORK/out")" -eq 2
+else
+    fail "--threads 2: server did not start the second time"
 fi
 
 echo
