@@ -187,6 +187,9 @@ struct simul_loop {
     simul__runnable *ready_head, *ready_tail;
     size_t nready;
     int budget;       /* task runs left before the loop must poll I/O and timers */
+    int budget_max;   /* this pass's budget: shrinks while runs are long (see loop.c) */
+    int64_t pass_start; /* coarse clock at the pass's start */
+    bool pass_cut;      /* the last pass ended on its time slice */
     simul__heap timers;
     simul__backend *backend;
     int wake_fd;

@@ -2,7 +2,11 @@
  * cross-thread wake-ups. A pass runs ready work FIFO; after at most BUDGET task runs (or when
  * nothing is ready) it polls the backend and fires due timers, as Go and tokio do, so a task
  * that yields in a loop can starve neither other tasks nor I/O. Tasks hand the CPU straight to
- * the next ready task; they come back to the loop's own context only when the pass is over. */
+ * the next ready task; they come back to the loop's own context only when the pass is over.
+ * A budget counted in runs alone lets a task that does milliseconds of work between yields hold
+ * timers back for 64 of them, so the pass also has a time slice: a coarse clock is read every
+ * BUDGET_CHECK runs and a pass past PASS_SLICE_NS ends; it also shrinks the next passes' budget
+ * (down to one run), and passes that keep to the slice grow it back. */
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -10,6 +14,8 @@
 #include "internal.h"
 
 #define BUDGET 64
+#define BUDGET_CHECK 16              /* runs between clock reads within a pass (a power of 2) */
+#define PASS_SLICE_NS (1000 * 1000) /* a pass that ran this long polls I/O and timers */
 
 __thread simul_loop *simul__loop_tls __attribute__((tls_model("initial-exec")));
 
@@ -55,6 +61,35 @@ static inline simul__runnable *ready_pop(simul_loop *loop)
     return r;
 }
 
+/* The pass's clock: the coarse clock is a plain read of the vDSO page (a few ns, where the
+ * precise one costs ~20), and its tick (1-4 ms) is fine enough to notice a pass gone long. */
+static inline int64_t pass_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Takes one run from the pass's budget; false once it is spent or the pass ran past its slice
+ * (then the next passes get fewer runs, sized so that one pass fits in the slice). */
+static inline bool spend_budget(simul_loop *loop)
+{
+    if (loop->budget <= 0)
+        return false;
+    if (SIMUL__UNLIKELY((--loop->budget & (BUDGET_CHECK - 1)) == 0)) {
+        int64_t took = pass_clock() - loop->pass_start;
+        if (took > PASS_SLICE_NS) {
+            int64_t runs = loop->budget_max - loop->budget - 1; /* this one is not run */
+            int64_t fit = runs * PASS_SLICE_NS / took;
+            loop->budget_max = fit < 1 ? 1 : (int)fit;
+            loop->budget = 0;
+            loop->pass_cut = true;
+            return false;
+        }
+    }
+    return true;
+}
+
 static inline void debug_switch_out(simul_loop *loop, simul_task *cur)
 {
     if (SIMUL__UNLIKELY(loop->debug)) {
@@ -81,8 +116,7 @@ simul__coro *simul__next_context(simul_loop *loop, simul_task *cur)
 {
     debug_switch_out(loop, cur);
     simul__runnable *r = loop->ready_head;
-    if (r && r->kind == SIMUL__RUN_TASK && loop->budget > 0 && !loop->stopping) {
-        loop->budget--;
+    if (r && r->kind == SIMUL__RUN_TASK && spend_budget(loop) && !loop->stopping) {
         ready_pop(loop);
         make_current(loop, (simul_task *)r);
         return &((simul_task *)r)->coro;
@@ -368,12 +402,16 @@ static void fire_timers(simul_loop *loop)
 
 static void run_ready(simul_loop *loop)
 {
-    loop->budget = BUDGET;
-    while (loop->budget > 0 && !loop->stopping) {
+    if (!loop->ready_head)
+        return;
+    /* A pass that kept to its slice lets the next one run more, back up to BUDGET. */
+    if (!loop->pass_cut && loop->budget_max < BUDGET)
+        loop->budget_max = loop->budget_max * 2 < BUDGET ? loop->budget_max * 2 : BUDGET;
+    loop->pass_cut = false;
+    loop->pass_start = pass_clock();
+    loop->budget = loop->budget_max;
+    while (!loop->stopping && loop->ready_head && spend_budget(loop)) {
         simul__runnable *r = ready_pop(loop);
-        if (!r)
-            break;
-        loop->budget--;
         if (r->kind == SIMUL__RUN_TASK) {
             simul_task *t = (simul_task *)r;
             make_current(loop, t);
@@ -520,6 +558,7 @@ int simul_loop_new(simul_loop **out)
     loop->thread = pthread_self();
     loop->stack_size = SIMUL__STACK_DEFAULT;
     loop->slow_ns = 100 * 1000000;
+    loop->budget_max = BUDGET;
     loop->debug = simul__debug_env();
     loop->next_id = 1;
     simul__loop_tls = loop;

@@ -386,6 +386,61 @@ SIMUL_TASK_TEST(yield_round_robin)
     return 0;
 }
 
+/* A task that does 2 ms of work between yields (the seed's "await asyncio.sleep(0)
+ * periodically") must not hold timers back for a whole run budget: counted in runs alone, 64
+ * yields of 2 ms kept a 10 ms ticker 128 ms late. The pass's time slice bounds it to a few runs
+ * (the first pass), then about one run. */
+typedef struct ticker_state {
+    volatile bool stop;
+    double worst;
+    int ticks;
+} ticker_state;
+
+static int ticker(void *arg)
+{
+    ticker_state *st = arg;
+    while (!st->stop) {
+        double due = test_clock() + 0.01;
+        if (simul_sleep(0.01) < 0)
+            return -1;
+        double late = test_clock() - due;
+        if (late > st->worst)
+            st->worst = late;
+        st->ticks++;
+    }
+    return 0;
+}
+
+static int busy_yielder(void *arg)
+{
+    ticker_state *st = arg;
+    double end = test_clock() + 0.6;
+    while (test_clock() < end) {
+        double slice = test_clock() + 0.002;
+        while (test_clock() < slice) {
+        }
+        assert_int_equal(simul_yield(), 0);
+    }
+    st->stop = true;
+    return 0;
+}
+
+SIMUL_TASK_TEST(yielding_cpu_work_does_not_hold_timers_back)
+{
+    (void)arg;
+    ticker_state st = {0};
+    simul_task *t[2];
+    assert_int_equal(simul_task_spawn(&t[0], ticker, &st, NULL), 0);
+    assert_int_equal(simul_sleep(0.02), 0); /* the ticker is in its first sleep */
+    assert_int_equal(simul_task_spawn(&t[1], busy_yielder, &st, NULL), 0);
+    assert_int_equal(simul_gather(t, 2, NULL), 0);
+    /* Generous for a loaded 2-core machine; without the slice it is about 128 ms. */
+    if (st.worst > 0.064)
+        fail_msg("timer worst lateness %.1f ms with a task yielding every 2 ms", st.worst * 1e3);
+    assert_true(st.ticks >= 20); /* it really ticked all along (0.6 s / 10 ms = 60 at best) */
+    return 0;
+}
+
 /* ---- stacks and registers survive switches -------------------------------------------------- */
 
 enum { STACK_TASKS = 200, STACK_BYTES = 16 * 1024 };
@@ -682,6 +737,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(foreach_without_loop_enxio),
     cmocka_unit_test(hundred_thousand_sleeping_tasks),
     cmocka_unit_test(yield_round_robin),
+    cmocka_unit_test(yielding_cpu_work_does_not_hold_timers_back),
     cmocka_unit_test(tasks_have_separate_stacks),
     cmocka_unit_test(fp_rounding_mode_kept_across_switches),
     cmocka_unit_test(suspending_outside_task_eperm),
