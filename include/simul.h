@@ -1321,6 +1321,139 @@ int simul_wait_signal(const int *sigs, int n);
  * Subprocesses (asyncio.create_subprocess_exec / create_subprocess_shell)
  * ------------------------------------------------------------------------------------------- */
 /* @@SUBPROCESS@@ */
+/* Child processes. Spawning is posix_spawn (a vfork-style clone: no page-table copy, and an exec
+ * failure comes back as the call's error). The child starts with every signal at its default
+ * action and an empty signal mask (whatever handlers and masks this process has), and inherits
+ * no fd of the library (they are all close-on-exec) and, unless SIMUL_PROCESS_KEEP_FDS, no fd
+ * above 2 at all (as Python's close_fds=True).
+ *
+ * Exit watching: a pidfd (Linux >= 5.3) registered with the loop, reaped with
+ * waitid(P_PIDFD, WNOHANG). Where pidfd_open is unavailable (ENOSYS, or EPERM in some sandboxes),
+ * or when the environment variable SIMUL_NO_PIDFD=1 is set (read once per process), the loop
+ * catches SIGCHLD (as simul_add_signal_handler does, while it has such children) and on each one
+ * polls each of its own children with waitpid(pid, WNOHANG) -- never waitpid(-1), which would
+ * steal other code's children -- plus a slow timer poll as a safety net (every 20 ms when another
+ * loop owns SIGCHLD). In that mode do not install your own SIGCHLD handler on the same loop.
+ *
+ * No zombies: a child is reaped as soon as it exits, whether or not a task waits for it. A
+ * handle freed while its child still runs hands the child to a process-wide reaper thread
+ * (started on demand, gone when it has nothing left to reap) that reaps it when it exits: the
+ * child is not killed (as asyncio), and the loop may close meanwhile. If this process sets
+ * SIGCHLD to SIG_IGN the kernel reaps children itself and their status is reported as 255 (as
+ * asyncio's "unknown child"). An open process handle counts as live I/O: simul_loop_close
+ * returns -EBUSY until it is freed.
+ *
+ * Every function here is for the loop's thread only (simul_process_pid excepted). */
+typedef struct simul_process simul_process;
+
+/* What a child's stdin, stdout or stderr is connected to. */
+enum simul_stdio {
+    SIMUL_STDIO_INHERIT = 0, /* this process's own fd 0/1/2 (the default) */
+    SIMUL_STDIO_PIPE = 1,    /* a pipe whose other end is a simul_stream (simul_process_stdin...) */
+    SIMUL_STDIO_DEVNULL = 2, /* /dev/null */
+    SIMUL_STDIO_FD = 3,      /* the caller's fd in stdin_fd / stdout_fd / stderr_fd (duplicated
+                                into the child: it stays the caller's, open) */
+    SIMUL_STDIO_STDOUT = 4,  /* stderr only: wherever stdout goes (2>&1) */
+};
+
+#define SIMUL_PROCESS_NEW_SESSION 1u /* setsid() in the child (Python's start_new_session) */
+#define SIMUL_PROCESS_NEW_PGROUP 2u  /* a process group of its own (Python's process_group=0) */
+#define SIMUL_PROCESS_KEEP_FDS 4u    /* the child inherits every fd not marked close-on-exec */
+
+/* The default output limit of simul_process_communicate (per pipe). */
+#define SIMUL_PROCESS_OUTPUT_LIMIT (64u * 1024u * 1024u)
+
+typedef struct simul_process_opts {
+    const char *const *argv; /* exec: program and arguments, NULL-terminated; a program without
+                                '/' is looked up in PATH (env's PATH if env is given, else this
+                                process's). shell: must be NULL. */
+    const char *const *env;  /* "NAME=value" strings, NULL-terminated; NULL = this environment */
+    const char *cwd;         /* the child's working directory; NULL = this process's */
+    int stdin_mode, stdout_mode, stderr_mode; /* enum simul_stdio; 0 = inherit */
+    int stdin_fd, stdout_fd, stderr_fd;       /* read for SIMUL_STDIO_FD only */
+    unsigned flags;                           /* SIMUL_PROCESS_* */
+} simul_process_opts;
+
+/* asyncio.create_subprocess_exec: starts opts->argv[0] with opts->argv. Does not suspend (the
+ * spawn itself blocks the loop for the ~0.1-1 ms a vfork+exec takes). Returns 0 and *out (the
+ * caller frees it with simul_process_free); or, with nothing started and nothing left open: the
+ * exec's error (-ENOENT no such program or cwd, -EACCES not executable, -ENOEXEC, -ENOTDIR, ...),
+ * -EINVAL (no argv / argv[0], a bad mode or flag, argv given to the shell variant), -EBADF (a
+ * SIMUL_STDIO_FD whose fd is not open), -ENXIO (no loop), -EMFILE / -ENOMEM / -EAGAIN. */
+int simul_process_exec(const simul_process_opts *opts, simul_process **out);
+
+/* asyncio.create_subprocess_shell: runs `/bin/sh -c cmd` with opts (which may be NULL: all
+ * inherited). A command that does not exist is not an error here: the shell exits with 127. */
+int simul_process_shell(const char *cmd, const simul_process_opts *opts, simul_process **out);
+
+/* The parent's end of a SIMUL_STDIO_PIPE: a stream (write-only for stdin, read-only for stdout and
+ * stderr) owned by the process handle, or NULL if that stdio is not a pipe or the stream was
+ * closed. Use it with the simul_stream_* calls; close it with simul_stream_close when done (e.g.
+ * stdin, so the child reads EOF) -- the handle knows, and this returns NULL from then on. Streams
+ * still open when the handle is freed are closed by simul_process_free. */
+simul_stream *simul_process_stdin(const simul_process *p);
+simul_stream *simul_process_stdout(const simul_process *p);
+simul_stream *simul_process_stderr(const simul_process *p);
+
+/* The child's pid (valid until the handle is freed; after the child is reaped the number may
+ * belong to another process: use simul_process_send_signal, not kill(2)). Thread-safe. */
+int simul_process_pid(const simul_process *p);
+
+/* Suspends until the child has exited and stores its status in *status (may be NULL), as
+ * asyncio's returncode: the exit code 0..255, or -N if signal N killed it. At once if it has
+ * exited already. Returns 0; -ECANCELED / -ETIMEDOUT (the child keeps running and is still
+ * reaped when it exits: wait again, or free); -ECANCELED also when the handle is freed by
+ * another task meanwhile; -EINVAL; -EPERM outside a task. */
+int simul_process_wait(simul_process *p, int *status);
+
+/* Does not suspend: 0 and the status (as simul_process_wait) if the child has exited (it reaps it
+ * now if it has exited and was not reaped yet), -EAGAIN while it runs, -EINVAL. */
+int simul_process_returncode(simul_process *p, int *status);
+
+/* What simul_process_communicate collected: each buffer is malloc'd and NUL-terminated (the
+ * count excludes the NUL), NULL when that stdio is not a pipe. Free with
+ * simul_process_output_free. */
+typedef struct simul_process_output {
+    char *out;
+    size_t out_len;
+    char *err;
+    size_t err_len;
+} simul_process_output;
+
+/* Frees both buffers and zeroes *o (NULL is fine). */
+void simul_process_output_free(simul_process_output *o);
+
+/* Suspends. asyncio's communicate: writes input[0..input_len) to stdin, then closes stdin (a
+ * child that exits without reading it all is not an error: -EPIPE is ignored), while reading
+ * stdout and stderr to their ends at the same time (so neither pipe can fill up and deadlock the
+ * child), closes them, and waits for the exit. `limit` bounds what is collected per pipe (0:
+ * SIMUL_PROCESS_OUTPUT_LIMIT; SIZE_MAX: none). `out` may be NULL: the output is read and dropped.
+ * Returns 0 with *out and *status (may be NULL) filled; on every other return *out holds what was
+ * collected so far (free it in every case), and the call leaves:
+ *   -ECANCELED / -ETIMEDOUT, -EMSGSIZE (a pipe gave more than limit bytes; *out holds limit + 1 of
+ *       them): the child untouched and running (or exited and reaped: check returncode); stdin
+ *       closed if all of input was handed to the pipe, else still open (some of input may be
+ *       queued in it, still flowing); stdout / stderr open, positioned after what *out holds.
+ *       Typically: simul_process_kill, then simul_process_wait.
+ *   -EINVAL (input but stdin is not a pipe; p NULL or freed), -EBUSY (another communicate on p,
+ *       or another task reading one of the pipes), -EPERM outside a task, -ENOMEM: as above.
+ * Pipes already closed by the caller are treated as not pipes. */
+int simul_process_communicate(simul_process *p, const void *input, size_t input_len, size_t limit,
+                              simul_process_output *out, int *status);
+
+/* Sends signal `sig` (0 checks the child exists). Returns 0; -ESRCH once the child has been
+ * reaped (the pid is never signalled after that, so it cannot hit another process); -EINVAL. */
+int simul_process_send_signal(simul_process *p, int sig);
+/* simul_process_send_signal(p, SIGTERM) / (p, SIGKILL). */
+int simul_process_terminate(simul_process *p);
+int simul_process_kill(simul_process *p);
+
+/* Gives the handle back. Does not suspend. Pipe streams still open are closed: in a task, data
+ * still queued for stdin is discarded (drain or close stdin first to deliver it); in a callback
+ * it is flushed by a task of its own, as simul_stream_close does there. Tasks inside
+ * simul_process_wait / communicate on p get -ECANCELED. A child still running is not killed: it
+ * is handed to the reaper thread (see above). NULL is fine. */
+void simul_process_free(simul_process *p);
 
 /* ---------------------------------------------------------------------------------------------
  * Process pool: CPU-bound functions in worker processes (concurrent.futures.ProcessPoolExecutor)

@@ -5,6 +5,7 @@
 #include "stack.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -105,7 +106,7 @@ static bool guard_install_works(void)
         return false;
     bool works = false;
     int fds[2];
-    if (madvise(p, ps, MADV_GUARD_INSTALL) == 0 && pipe(fds) == 0) {
+    if (madvise(p, ps, MADV_GUARD_INSTALL) == 0 && pipe2(fds, O_CLOEXEC) == 0) {
         works = write(fds[1], p, 1) < 0 && errno == EFAULT;
         close(fds[0]);
         close(fds[1]);

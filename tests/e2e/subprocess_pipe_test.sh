@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# End-to-end test of examples/subprocess_pipe: a child's stdout comes out line by line with a
+# prefix, as the lines arrive (before the child exits), then how it ended; the example's own
+# exit status mirrors the child's; clear errors for a missing command and bad usage.
+# Usage: subprocess_pipe_test.sh <build-dir>   (runs <build-dir>/examples/subprocess_pipe)
+# Prints one PASS/FAIL line per check; exits 1 if any check failed, 2 on bad usage.
+# shellcheck disable=SC2317 # the predicates below are only called through check()
+set -u -o pipefail
+
+if [[ $# -ne 1 || ! -x $1/examples/subprocess_pipe ]]; then
+    echo "usage: $0 <build-dir> (with an executable <build-dir>/examples/subprocess_pipe)" >&2
+    exit 2
+fi
+PROG=$1/examples/subprocess_pipe
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/subprocess_pipe_test.XXXXXX") || exit 1
+BG=
+cleanup() {
+    if [[ -n $BG ]]; then kill "$BG" 2>/dev/null; wait "$BG" 2>/dev/null; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+FAILURES=0
+
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
+
+check() {
+    local name=$1
+    shift
+    if "$@"; then pass "$name"; else fail "$name"; fi
+}
+
+# run ARGS...: stdout to $WORK/out, stderr to $WORK/err, status to RC.
+run() {
+    timeout --kill-after=5 60 "$PROG" "$@" >"$WORK/out" 2>"$WORK/err"
+    RC=$?
+}
+
+out_is() { [[ $(cat "$WORK/out") == "$1" ]]; }
+err_has() { grep -q -- "$1" "$WORK/err"; }
+rc_is() { [[ $RC -eq $1 ]]; }
+
+# The example.
+run -- sh -c 'echo a; echo b; exit 3'
+check "prefixed lines and exit status" out_is $'[sh] a\n[sh] b\nexit_status=3'
+check "own exit status mirrors the child's (3)" rc_is 3
+
+run -- true
+check "exit 0" out_is 'exit_status=0'
+check "own exit status 0" rc_is 0
+
+run --prefix build -- sh -c 'printf "one\ntwo without newline"'
+check "--prefix, last line without newline" out_is $'[build] one\n[build] two without newline\nexit_status=0'
+
+run -- /bin/sh -c 'echo x'
+check "default prefix is the command's base name" out_is $'[sh] x\nexit_status=0'
+
+run -- sh -c 'echo to-stderr >&2; echo to-stdout'
+check "stderr passes through, unprefixed" err_has '^to-stderr$'
+check "stdout prefixed" out_is $'[sh] to-stdout\nexit_status=0'
+
+run -- sh -c 'echo dying; kill -TERM $$'
+check "killed by a signal is reported by name" out_is $'[sh] dying\nkilled_by_signal=SIGTERM'
+check "own exit status 128+15" rc_is 143
+
+run -- simul-no-such-command-xyz
+check "command not found: clear error" err_has "cannot run 'simul-no-such-command-xyz': No such file or directory"
+check "command not found: status 127" rc_is 127
+check "command not found: nothing on stdout" out_is ''
+
+run
+check "no arguments: usage error" err_has 'usage:'
+check "no arguments: status 2" rc_is 2
+run sh -c true
+check "command without --: usage error" err_has 'the command goes after --'
+check "command without --: status 2" rc_is 2
+run --
+check "-- without a command: usage error" err_has 'no command given'
+check "-- without a command: status 2" rc_is 2
+
+# Lines come out as they arrive: the first one is there while the child still sleeps.
+"$PROG" -- sh -c 'echo first; sleep 5; echo second' >"$WORK/live" 2>&1 &
+BG=$!
+streamed() {
+    local i
+    for ((i = 0; i < 400; i++)); do # up to 4 s: a loaded machine
+        if grep -q '^\[sh\] first$' "$WORK/live"; then
+            ! grep -q second "$WORK/live" && kill -0 "$BG" 2>/dev/null
+            return
+        fi
+        sleep 0.01
+    done
+    return 1
+}
+check "a line is printed as it arrives, not after exit" streamed
+wait "$BG"
+RC=$?
+BG=
+check "streamed run ends normally" rc_is 0
+check "streamed run prints everything" \
+    bash -c "[[ \$(cat '$WORK/live') == \$'[sh] first\n[sh] second\nexit_status=0' ]]"
+
+# SIGINT to the example (as Ctrl-C, but to it alone): it terminates the child and reports it.
+# Job control on: a background job of a script would start with SIGINT ignored otherwise.
+set -m
+"$PROG" -- sleep 30 >"$WORK/int" 2>&1 &
+BG=$!
+set +m
+sleep 0.5
+kill -INT "$BG"
+wait "$BG"
+RC=$?
+BG=
+check "SIGINT: the child is terminated and reported" bash -c "grep -q '^killed_by_signal=SIGTERM$' '$WORK/int'"
+check "SIGINT: status 143" rc_is 143
+
+if ((FAILURES > 0)); then
+    echo "subprocess_pipe_test: $FAILURES check(s) failed"
+    exit 1
+fi
+echo "subprocess_pipe_test: all checks passed"
