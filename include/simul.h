@@ -1458,7 +1458,84 @@ void simul_process_free(simul_process *p);
 /* ---------------------------------------------------------------------------------------------
  * Process pool: CPU-bound functions in worker processes (concurrent.futures.ProcessPoolExecutor)
  * ------------------------------------------------------------------------------------------- */
-/* @@PROCPOOL@@ */
+/* CPU-bound functions run in worker processes, so heavy work neither holds the loop nor is kept
+ * to one core. Workers are forked from the loop's thread (no exec): a function of the program is
+ * valid in them as it is, and arguments and results travel as bytes over pipes. A pool belongs to
+ * the loop that made it; every function here is for that loop's thread only (none is
+ * thread-safe), and the calls must come from its tasks.
+ *
+ * Workers start on demand, one per call while fewer than `workers` exist, and are reused; calls
+ * beyond that wait in FIFO order. A worker:
+ * - keeps stdin, stdout and stderr and closes every other fd it inherited (a socket the program
+ *   closes is really closed: no forked copy keeps the peer from seeing EOF);
+ * - runs with every signal unblocked, handlers reset to the default, SIGPIPE ignored (EPIPE
+ *   instead) and SIGINT ignored: Ctrl-C reaches the whole process group, and the program
+ *   (simul_run cancels main) decides what happens to the calls: closing the pool, or
+ *   cancelling them, kills their workers;
+ * - dies with the loop's thread (PR_SET_PDEATHSIG) and when its request pipe reaches EOF;
+ * - leaves by _exit: its stdio buffers are not flushed (fflush or write(2) what it prints);
+ *   buffered stdout of the program is flushed before each fork so it is not printed twice;
+ * - must not call simul functions (the loop is not there: they fail) nor rely on locks that
+ *   other threads of the program may have held at fork time (malloc and stdio are fork-safe).
+ * A worker runs on the loop thread's stack (the main thread's: 8 MiB by default), not a task's.
+ * The pool reaps every worker it started, each by its pid, never waitpid(-1). */
+typedef struct simul_procpool simul_procpool;
+
+/* Runs in a worker process on a copy of the caller's input (in, in_len; in is NULL when in_len
+ * is 0). It may malloc a reply into *out with its length in *out_len (both start NULL / 0); the
+ * library sends it back and frees it. Its return value is the call's result (>= 0 or a negative
+ * errno, by convention). */
+typedef int (*simul_proc_fn)(const void *in, size_t in_len, void **out, size_t *out_len);
+
+#define SIMUL_PROCPOOL_MAX_MESSAGE ((size_t)64 << 20) /* default request / reply limit: 64 MiB */
+
+/* Creates a pool of at most `workers` processes (0 = the CPUs this thread may run on) on the
+ * current loop. Starts no process yet. The pool counts as an open handle: simul_loop_close
+ * returns -EBUSY until simul_procpool_close. Returns 0 and *out; -EINVAL (workers < 0 or > 4096,
+ * out NULL); -ENXIO (no loop on this thread); -ENOMEM. */
+int simul_procpool_new(int workers, simul_procpool **out);
+
+/* Suspends. Runs fn(in, in_len, ...) in a worker (ProcessPoolExecutor.submit + await): starts
+ * one if none is idle and fewer than `workers` exist, else waits for one in FIFO order.
+ * Returns 0 with fn's return value in *result, and its reply in *out (malloc'd in the caller's
+ * process: free it; NULL when the reply is empty) and *out_len. result, out and out_len may be
+ * NULL (the reply is then dropped). `in` is only read during the call.
+ * Errors (*out is NULL and *out_len 0 on every one):
+ * -EOWNERDEAD  the worker died during the call (a signal, _exit, exit): *result gets -SIGNUM
+ *              for a signal (-SIGSEGV, -SIGABRT, ...), or the exit status (as asyncio's
+ *              returncode), or INT_MIN if someone else reaped it. The pool starts a fresh
+ *              worker for the next call; the other calls go on. (A worker killed while idle,
+ *              by the OOM killer say, fails the next call it is given the same way.)
+ * -ECANCELED / -ETIMEDOUT  the caller was cancelled or its deadline passed: if the call was
+ *              still waiting for a worker, fn never runs; if fn was running (or its request or
+ *              reply was on the way), its worker is killed (SIGKILL) and reaped before the call
+ *              returns, so a runaway fn cannot hold a core: a deadline scope bounds any call.
+ *              Once the whole reply is read, completion wins (0). -ECANCELED also when the pool
+ *              is closed meanwhile.
+ * -EMSGSIZE    in_len is above the pool's request limit (nothing ran), or fn's reply was above
+ *              the reply limit (fn ran: *result holds its return value; the reply was dropped).
+ * -EAGAIN      fork failed (process limit): nothing ran. -ENOMEM: nothing ran, or the reply
+ *              could not be stored (the worker is then replaced). -EPROTO: the worker wrote a
+ *              malformed reply (fn wrote over the worker's memory or its pipe): it is replaced.
+ * -EINVAL (pool or fn NULL, in NULL with in_len > 0, a pool of another loop), -EPERM outside a
+ * task. */
+int simul_procpool_call(simul_procpool *pool, simul_proc_fn fn, const void *in, size_t in_len,
+                        void **out, size_t *out_len, int *result);
+
+/* Sets the largest request (in_len) and reply (*out_len) in bytes; 0 restores
+ * SIMUL_PROCPOOL_MAX_MESSAGE. Applies to calls made afterwards. Returns 0 or -EINVAL. */
+int simul_procpool_set_limits(simul_procpool *pool, size_t max_request, size_t max_reply);
+
+/* The maximum number of workers, and how many worker processes exist now (idle or busy). */
+int simul_procpool_size(const simul_procpool *pool);
+int simul_procpool_workers(const simul_procpool *pool);
+
+/* Closes the pool (shutdown(cancel_futures=True) without waiting for running functions): calls
+ * waiting for a worker and calls whose fn is running return -ECANCELED; every worker is killed
+ * (SIGKILL) and reaped, and every pipe closed, before this returns. Does not suspend (works
+ * outside a task). The handle is invalid afterwards; the memory goes once the last call inside
+ * has returned. Returns 0, or -EINVAL for NULL. */
+int simul_procpool_close(simul_procpool *pool);
 
 /* ---------------------------------------------------------------------------------------------
  * Files: blocking file calls off the loop, sendfile

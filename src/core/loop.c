@@ -14,7 +14,7 @@
 #include "internal.h"
 
 #define BUDGET 64
-#define BUDGET_CHECK 16              /* runs between clock reads within a pass (a power of 2) */
+#define BUDGET_CHECK 4               /* runs between clock reads within a pass (a power of 2) */
 #define PASS_SLICE_NS (1000 * 1000) /* a pass that ran this long polls I/O and timers */
 
 __thread simul_loop *simul__loop_tls __attribute__((tls_model("initial-exec")));

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Offload benchmarks: simul_to_thread and the process pool beside asyncio.to_thread and
+# run_in_executor(ProcessPoolExecutor), one measure at a time, each in its own process.
+#
+#   bash bench/run_offload.sh <build-dir>        e.g. bash bench/run_offload.sh build
+#
+# Environment:
+#   BENCH_QUICK=1     every count / 20 (smoke run)
+#   BENCH_CPU=list    taskset CPU list to confine each bench to (default: none). Round trips
+#                     cross between the loop and a worker thread or process, so the default
+#                     leaves both cores to them; BENCH_CPU=1 measures them sharing one core.
+#   BENCH_TIMEOUT=s   per-process time limit in seconds (default 600); a hang fails the run
+#
+# Output: every key=value line the benches print, then the ratios (>1 always means simul is
+# faster). A bench that crashes, fails or times out makes the script exit non-zero.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 <build-dir>" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PY=/usr/bin/python3
+CPU=${BENCH_CPU:-}
+QUICK=${BENCH_QUICK:-0}
+TIMEOUT=${BENCH_TIMEOUT:-600}
+
+# Debug modes would measure something else.
+unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
+
+die() { echo "run_offload.sh: $*" >&2; exit 1; }
+
+if [ "$QUICK" = 1 ]; then div=20; else div=1; fi
+N_THREAD=$((20000 / div))   # to_thread round trips per run (best of 3), both sides
+N_PROCESS=$((5000 / div))   # process pool round trips per run (best of 3), both sides
+
+BENCH=$BUILD/bench/offload_bench
+
+[ -x "$PY" ] || die "$PY not found"
+PIN=()
+if [ -n "$CPU" ]; then
+    command -v taskset >/dev/null || die "taskset not found (util-linux)"
+    taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+    PIN=(taskset -c "$CPU")
+fi
+
+# Bring the bench up to date if this is a configured CMake build dir.
+if [ -f "$BUILD/CMakeCache.txt" ]; then
+    cmake --build "$BUILD" --target offload_bench >&2 || die "building offload_bench failed"
+fi
+[ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first"
+
+declare -A V=()
+
+# run <cmd...>: runs one bench, prints its output, records its key=value lines.
+run() {
+    local out rc=0
+    out=$(timeout "$TIMEOUT" "${PIN[@]}" "$@") || rc=$?
+    if [ -n "$out" ]; then printf '%s\n' "$out"; fi
+    if [ "$rc" -ne 0 ]; then
+        if [ "$rc" -eq 124 ]; then
+            die "'$*' timed out after ${TIMEOUT}s"
+        fi
+        die "'$*' failed with exit status $rc"
+    fi
+    local line
+    while IFS= read -r line; do
+        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then
+            V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
+        fi
+    done <<<"$out"
+}
+
+build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+echo "# run_offload.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
+echo "# cpus=${CPU:-all} of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# build_type=${build_type:-unknown} quick=$QUICK python=$($PY -V 2>&1)"
+
+run "$BENCH" thread "$N_THREAD"
+run "$PY" "$HERE/ref/asyncio_offload.py" thread "$N_THREAD"
+run "$BENCH" process "$N_PROCESS"
+run "$PY" "$HERE/ref/asyncio_offload.py" process "$N_PROCESS"
+
+echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ratio <name> <numerator key> <denominator key>: prints name=num/den (n/a if missing or 0).
+ratio() {
+    local a=${V[$2]:-} b=${V[$3]:-}
+    awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {
+        if (a == "" || b == "" || b + 0 == 0) { printf "%s=n/a\n", n; exit }
+        printf "%s=%.2f\n", n, a / b }'
+}
+
+echo "# ratios: >1 means simul is faster"
+ratio to_thread_vs_asyncio asyncio_to_thread_roundtrip_us to_thread_roundtrip_us
+ratio procpool_vs_asyncio asyncio_procpool_roundtrip_us procpool_roundtrip_us
+if [ "$QUICK" = 1 ]; then
+    echo "# quick run: counts / 20"
+fi
+exit 0
