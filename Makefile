@@ -1,4 +1,5 @@
 # A thin wrapper over CMake. `make demo` and `make test` work on a fresh Debian 12 as root.
+SHELL      := /bin/bash
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_TSAN ?= build-tsan
@@ -12,7 +13,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-plain test-asan test-tsan demo bench install clean
+.PHONY: all deps build test test-plain test-asan test-tsan demo bench fuzz install clean
 
 all: build
 
@@ -48,14 +49,37 @@ test-tsan: deps
 	cmake --build $(BUILD_TSAN) -j$(JOBS)
 	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS) -L thread
 
+# DEMO_ARGS go to the chess simul (e.g. DEMO_ARGS="--boards 10 --moves 5" for a short run).
+DEMO_ARGS ?=
 demo: build
-	bash examples/demo.sh $(BUILD)
+	bash examples/demo.sh $(BUILD) $(DEMO_ARGS)
 
 bench: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 	bash bench/run_core.sh $(BUILD)
 	bash bench/run_echo.sh $(BUILD)
+	bash bench/run_offload.sh $(BUILD)
+	bash bench/run_subprocess.sh $(BUILD)
+	bash bench/run_threads.sh $(BUILD)
+
+# libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
+# (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is
+# noise here (ASAN_OPTIONS=detect_leaks=0); the ASan suite replays the corpus with leak checks.
+BUILD_FUZZ   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIMUL_SANITIZE=address \
+	  -DSIMUL_BUILD_FUZZ=ON -DSIMUL_BUILD_BENCH=OFF -DSIMUL_BUILD_EXAMPLES=OFF
+	cmake --build $(BUILD_FUZZ) -j$(JOBS)
+	@for f in $(BUILD_FUZZ)/fuzz/fuzz_*; do \
+	  case $$f in *_replay) continue;; esac; \
+	  name=$${f##*/fuzz_}; mkdir -p fuzz/corpus/$$name; \
+	  echo "fuzz: $$name for $(FUZZ_SECONDS) s"; \
+	  ASAN_OPTIONS=detect_leaks=0 $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(BUILD_FUZZ)/ fuzz/corpus/$$name 2>&1 | grep -E '^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==ERROR|SUMMARY)' ; \
+	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
+	done
 
 install: build
 	cmake --install $(BUILD) --prefix $(PREFIX)

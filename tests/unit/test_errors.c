@@ -42,6 +42,45 @@ static void strerror_known_codes(void **state)
     }
 }
 
+/* Every errno the header promises somewhere ("-ENODATA", ...) has a name and a message: a user
+ * who prints simul_strerror(rc) must never see "Unknown error" for a documented return. The
+ * header is read from the source tree (__FILE__ is the test's own path there). */
+static void every_documented_code_is_known(void **state)
+{
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s", __FILE__);
+    char *slash = strstr(path, "tests/unit/test_errors.c");
+    if (!slash)
+        skip(); /* built from elsewhere: the header's path is unknown */
+    strcpy(slash, "include/simul.h");
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char text[1 << 20];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    int checked = 0;
+    for (char *p = text; (p = strstr(p, "-E")) != NULL; p += 2) {
+        char name[32];
+        size_t k = 0;
+        while (k + 1 < sizeof name && ((p[1 + k] >= 'A' && p[1 + k] <= 'Z') ||
+                                       (p[1 + k] >= '0' && p[1 + k] <= '9')))
+            name[k] = p[1 + k], k++;
+        name[k] = '\0';
+        if (k < 4) /* "-E" in prose */
+            continue;
+        bool found = false;
+        for (int code = 1; code < 200 && !found; code++)
+            found = strcmp(simul_errname(-code), name) == 0 &&
+                    strcmp(simul_strerror(-code), "Unknown error") != 0;
+        if (!found)
+            fail_msg("the header documents -%s but simul_errname does not know it", name);
+        checked++;
+    }
+    assert_true(checked > 100);
+}
+
 static void unknown_codes_never_null(void **state)
 {
     (void)state;
@@ -68,6 +107,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(errname_known_codes),
     cmocka_unit_test(strerror_known_codes),
     cmocka_unit_test(unknown_codes_never_null),
+    cmocka_unit_test(every_documented_code_is_known),
 };
 
 SIMUL_TEST_MAIN("test_errors", tests)
