@@ -68,31 +68,13 @@ fi
 (cd "$HERE/ref/go_core" && GOFLAGS= GO111MODULE=on go build -o "$GOBIN" .) >&2 \
     || die "building the Go reference failed"
 
-declare -A V=()
+PIN=(taskset -c "$CPU")
+source "$HERE/lib.sh"
 
-# run <cmd...>: runs one bench pinned, prints its output, records its key=value lines.
-run() {
-    local out rc=0
-    out=$(timeout "$TIMEOUT" taskset -c "$CPU" "$@") || rc=$?
-    if [ -n "$out" ]; then printf '%s\n' "$out"; fi
-    if [ "$rc" -ne 0 ]; then
-        if [ "$rc" -eq 124 ]; then
-            die "'$*' timed out after ${TIMEOUT}s"
-        fi
-        die "'$*' failed with exit status $rc"
-    fi
-    local line
-    while IFS= read -r line; do
-        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then
-            V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
-        fi
-    done <<<"$out"
-}
-
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+build_type=$(build_type_of "$BUILD")
 echo "# run_core.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
 echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# build_type=${build_type:-unknown} quick=$QUICK python=$($PY -V 2>&1) go=$(go version | cut -d' ' -f3)"
+echo "# build_type=$build_type quick=$QUICK python=$($PY -V 2>&1) go=$(go version | cut -d' ' -f3)"
 
 # One measure at a time, never in parallel; the three implementations back to back per measure.
 run "$CORE" switch "$N_SWITCH"
@@ -117,14 +99,6 @@ run "$SYNC" lock "$N_SYNC"
 run "$PY" "$HERE/ref/asyncio_sync.py" lock "$N_SYNC_PY"
 
 echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-
-# ratio <name> <numerator key> <denominator key>: prints name=num/den (n/a if missing or 0).
-ratio() {
-    local a=${V[$2]:-} b=${V[$3]:-}
-    awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {
-        if (a == "" || b == "" || b + 0 == 0) { printf "%s=n/a\n", n; exit }
-        printf "%s=%.2f\n", n, a / b }'
-}
 
 echo "# ratios: >1 means simul is better"
 ratio switch_vs_asyncio asyncio_switch_ns switch_ns

@@ -51,31 +51,12 @@ if [ -f "$BUILD/CMakeCache.txt" ]; then
 fi
 [ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first"
 
-declare -A V=()
+source "$HERE/lib.sh"
 
-# run <cmd...>: runs one bench, prints its output, records its key=value lines.
-run() {
-    local out rc=0
-    out=$(timeout "$TIMEOUT" "${PIN[@]}" "$@") || rc=$?
-    if [ -n "$out" ]; then printf '%s\n' "$out"; fi
-    if [ "$rc" -ne 0 ]; then
-        if [ "$rc" -eq 124 ]; then
-            die "'$*' timed out after ${TIMEOUT}s"
-        fi
-        die "'$*' failed with exit status $rc"
-    fi
-    local line
-    while IFS= read -r line; do
-        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then
-            V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
-        fi
-    done <<<"$out"
-}
-
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+build_type=$(build_type_of "$BUILD")
 echo "# run_offload.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
 echo "# cpus=${CPU:-all} of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# build_type=${build_type:-unknown} quick=$QUICK python=$($PY -V 2>&1)"
+echo "# build_type=$build_type quick=$QUICK python=$($PY -V 2>&1)"
 
 run "$BENCH" thread "$N_THREAD"
 run "$PY" "$HERE/ref/asyncio_offload.py" thread "$N_THREAD"
@@ -83,14 +64,6 @@ run "$BENCH" process "$N_PROCESS"
 run "$PY" "$HERE/ref/asyncio_offload.py" process "$N_PROCESS"
 
 echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-
-# ratio <name> <numerator key> <denominator key>: prints name=num/den (n/a if missing or 0).
-ratio() {
-    local a=${V[$2]:-} b=${V[$3]:-}
-    awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {
-        if (a == "" || b == "" || b + 0 == 0) { printf "%s=n/a\n", n; exit }
-        printf "%s=%.2f\n", n, a / b }'
-}
 
 echo "# ratios: >1 means simul is faster"
 ratio to_thread_vs_asyncio asyncio_to_thread_roundtrip_us to_thread_roundtrip_us

@@ -47,31 +47,13 @@ if [ -f "$BUILD/CMakeCache.txt" ]; then
 fi
 [ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first"
 
-declare -A V=()
+PIN=(taskset -c "$CPU")
+source "$HERE/lib.sh"
 
-# run <cmd...>: runs one bench pinned, prints its output, records its key=value lines.
-run() {
-    local out rc=0
-    out=$(timeout "$TIMEOUT" taskset -c "$CPU" "$@") || rc=$?
-    if [ -n "$out" ]; then printf '%s\n' "$out"; fi
-    if [ "$rc" -ne 0 ]; then
-        if [ "$rc" -eq 124 ]; then
-            die "'$*' timed out after ${TIMEOUT}s"
-        fi
-        die "'$*' failed with exit status $rc"
-    fi
-    local line
-    while IFS= read -r line; do
-        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then
-            V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}
-        fi
-    done <<<"$out"
-}
-
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+build_type=$(build_type_of "$BUILD")
 echo "# run_subprocess.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
 echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "# build_type=${build_type:-unknown} quick=$QUICK n=$N k=$K python=$($PY -V 2>&1)"
+echo "# build_type=$build_type quick=$QUICK n=$N k=$K python=$($PY -V 2>&1)"
 
 run "$BENCH" seq "$N"
 run "$PY" "$HERE/ref/asyncio_subprocess.py" seq "$N"
@@ -79,14 +61,6 @@ run "$BENCH" conc "$N" "$K"
 run "$PY" "$HERE/ref/asyncio_subprocess.py" conc "$N" "$K"
 
 echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-
-# ratio <name> <numerator key> <denominator key>: prints name=num/den (n/a if missing or 0).
-ratio() {
-    local a=${V[$2]:-} b=${V[$3]:-}
-    awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN {
-        if (a == "" || b == "" || b + 0 == 0) { printf "%s=n/a\n", n; exit }
-        printf "%s=%.2f\n", n, a / b }'
-}
 
 echo "# ratios: >1 means simul is faster"
 ratio subprocess_spawn_wait_vs_asyncio subprocess_spawn_wait_per_s \
