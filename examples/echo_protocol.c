@@ -20,8 +20,6 @@
 static const char *host = "127.0.0.1";
 static const char *port = "8888";
 
-static int sig_pipe[2] = {-1, -1};
-
 /* One per connection, on a list so that shutdown can end them all. */
 typedef struct conn {
     simul_transport *t;
@@ -102,24 +100,13 @@ static int echo_factory(void *arg, const simul_protocol **proto, void **ctx)
     return 0;
 }
 
-/* A signal only writes a byte; a task turns it into a server close (proper signal support in the
- * loop comes later). */
-static void on_signal(int sig)
+/* SIGINT / SIGTERM close the server: serve_forever returns and run() ends the connections. The
+ * handler stays until they are all gone, so a second signal during shutdown (a supervisor that
+ * signals the whole process group as well as us) is absorbed rather than killing us mid-way. */
+static void on_signal(int sig, void *arg)
 {
     (void)sig;
-    int saved = errno;
-    ssize_t w = write(sig_pipe[1], "x", 1);
-    (void)w;
-    errno = saved;
-}
-
-static int watch_signals(void *arg)
-{
-    simul_server *srv = arg;
-    int rc = simul_wait_readable(sig_pipe[0]);
-    if (rc == 0)
-        simul_server_close(srv); /* serve_forever returns */
-    return rc == -ECANCELED ? 0 : rc;
+    simul_server_close(arg);
 }
 
 static int run(void *arg)
@@ -132,23 +119,24 @@ static int run(void *arg)
                 simul_strerror(rc));
         return 1;
     }
-    simul_task *watcher;
-    if ((rc = simul_task_spawn(&watcher, watch_signals, srv, NULL)) < 0) {
-        fprintf(stderr, "echo_protocol: %s\n", simul_strerror(rc));
+    if ((rc = simul_add_signal_handler(SIGINT, on_signal, srv)) < 0 ||
+        (rc = simul_add_signal_handler(SIGTERM, on_signal, srv)) < 0) {
+        fprintf(stderr, "echo_protocol: cannot catch SIGINT/SIGTERM: %s\n", simul_strerror(rc));
+        simul_remove_signal_handler(SIGINT);
         simul_server_free(srv);
         return 1;
     }
     printf("listening on %s:%d\n", host, simul_server_port(srv));
     fflush(stdout);
     rc = simul_server_serve_forever(srv);
-    simul_task_cancel(watcher);
-    simul_task_join(watcher, NULL);
     /* The server no longer accepts; end the connections it still has, then wait for their
      * connection_lost (wait_closed counts them). */
     for (conn *c = conns; c; c = c->next)
         simul_transport_abort(c->t);
     int wrc = simul_server_wait_closed(srv);
     simul_server_free(srv);
+    simul_remove_signal_handler(SIGINT);
+    simul_remove_signal_handler(SIGTERM);
     return rc < 0 || wrc < 0 ? 1 : 0;
 }
 
@@ -178,20 +166,5 @@ int main(int argc, char **argv)
         }
     }
     raise_nofile();
-    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-        perror("echo_protocol: pipe2");
-        return 1;
-    }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    int rc = simul_run(run, NULL);
-    signal(SIGINT, SIG_DFL);
-    signal(SIGTERM, SIG_DFL);
-    close(sig_pipe[0]);
-    close(sig_pipe[1]);
-    return rc;
+    return simul_run(run, NULL);
 }

@@ -36,6 +36,7 @@ static pthread_mutex_t M = PTHREAD_MUTEX_INITIALIZER;
 static struct {
     sigloop *owner;
     int refs;
+    bool oneshot; /* installed with SA_RESETHAND: the kernel may have put SIG_DFL back since */
     struct sigaction old;
 } owners[NSIG];
 
@@ -70,24 +71,39 @@ static bool sig_ok(int sig)
 
 /* ---- taking and giving back a signal --------------------------------------------------------- */
 
+/* Under M: our C handler as sig's disposition; oneshot adds SA_RESETHAND (simul_run's Ctrl-C, so
+ * that a second one kills). */
+static int install(int sig, bool oneshot, struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART | (oneshot ? SA_RESETHAND : 0);
+    if (sigaction(sig, &sa, old) < 0)
+        return -errno;
+    owners[sig].oneshot = oneshot;
+    return 0;
+}
+
 static int acquire(sigloop *st, int sig, bool oneshot)
 {
     int rc = 0;
     pthread_mutex_lock(&M);
     if (owners[sig].owner == st) {
-        owners[sig].refs++;
+        /* A second user of a oneshot disposition: it must stay, and must be ours again if the
+         * one shot has already fired. */
+        if (owners[sig].oneshot)
+            rc = install(sig, false, NULL);
+        if (rc == 0)
+            owners[sig].refs++;
     } else if (owners[sig].owner) {
         rc = -EBUSY; /* another loop's: a signal has one owner in the process */
     } else {
         atomic_store(&sig_loop[sig], st->loop);
         atomic_store(&sig_wfd[sig], st->wfd + 1);
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal;
-        sigemptyset(&sa.sa_mask);
-        sa.sa_flags = SA_RESTART | (oneshot ? SA_RESETHAND : 0);
-        if (sigaction(sig, &sa, &owners[sig].old) < 0) {
-            rc = -errno;
+        rc = install(sig, oneshot, &owners[sig].old);
+        if (rc < 0) {
             atomic_store(&sig_wfd[sig], 0);
             atomic_store(&sig_loop[sig], NULL);
         } else {
@@ -95,6 +111,16 @@ static int acquire(sigloop *st, int sig, bool oneshot)
             owners[sig].refs = 1;
         }
     }
+    pthread_mutex_unlock(&M);
+    return rc;
+}
+
+/* This loop's handler of sig is replaced by one that wants `oneshot`: the disposition follows the
+ * new handler when it is the only user, and is put back if a one shot already fired. */
+static int retake(int sig, bool oneshot)
+{
+    pthread_mutex_lock(&M);
+    int rc = install(sig, oneshot && owners[sig].refs == 1, NULL);
     pthread_mutex_unlock(&M);
     return rc;
 }
@@ -235,6 +261,8 @@ int simul__signal_add(int sig, simul_signal_cb cb, void *arg, bool oneshot)
             return rc;
         }
         st->refs++;
+    } else if ((rc = retake(sig, oneshot)) < 0) {
+        return rc;
     }
     st->cb[sig] = cb;
     st->arg[sig] = arg;

@@ -55,7 +55,7 @@ free_port() {
 # port accepts connections. Returns 1 if it never does.
 start_server() {
     PORT=$(free_port)
-    timeout -k 2 60 "$@" --host 127.0.0.1 --port "$PORT" 2>"$WORK/server_err" &
+    timeout --foreground -k 2 60 "$@" --host 127.0.0.1 --port "$PORT" 2>"$WORK/server_err" &
     SPID=$!
     local i
     for ((i = 0; i < 200; i++)); do

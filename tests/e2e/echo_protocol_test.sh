@@ -52,10 +52,12 @@ free_port() {
 }
 
 # start_server: runs the server (bounded to 120 s) on a free port, waits up to 10 s for its
-# "listening on" line. Sets PORT and SPID; returns 1 if it never comes.
+# "listening on" line. Sets PORT and SPID; returns 1 if it never comes. --foreground: a signal
+# sent to timeout reaches the server once (without it timeout also signals its process group, so
+# the server gets two).
 start_server() {
     PORT=$(free_port)
-    timeout -k 2 120 "$SERVER" --host 127.0.0.1 --port "$PORT" >"$WORK/server_out" \
+    timeout --foreground -k 2 120 "$SERVER" --host 127.0.0.1 --port "$PORT" >"$WORK/server_out" \
         2>"$WORK/server_err" &
     SPID=$!
     local i

@@ -278,6 +278,74 @@ static void run_leaves_own_sigint_handler(void **state)
     assert_true(disposition_is(SIGINT, own_handler));
 }
 
+static void count_sigint(int sig, void *arg)
+{
+    (void)sig;
+    ++*(int *)arg;
+}
+
+static int main_replaces_ctrl_c(void *arg)
+{
+    int *hits = arg;
+    int rc = simul_add_signal_handler(SIGINT, count_sigint, hits);
+    if (rc < 0)
+        return rc;
+    /* Each raise is dispatched before the next one: the kernel must not have gone back to the
+     * default action (simul_run's Ctrl-C is one-shot) after the first. */
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        raise(SIGINT);
+        rc = simul_sleep(0.02);
+    }
+    simul_remove_signal_handler(SIGINT);
+    return rc;
+}
+
+static void run_handler_replacing_ctrl_c_sees_every_sigint(void **state)
+{
+    (void)state;
+    assert_true(disposition_is(SIGINT, SIG_DFL));
+    int hits = 0;
+    assert_int_equal(simul_run(main_replaces_ctrl_c, &hits), 0); /* main not cancelled */
+    assert_int_equal(hits, 3);
+    assert_true(disposition_is(SIGINT, SIG_DFL));
+}
+
+static void raise_sigint(void *arg)
+{
+    (void)arg;
+    raise(SIGINT);
+}
+
+static int main_waits_after_ctrl_c(void *arg)
+{
+    int *got = arg;
+    raise(SIGINT); /* simul_run's one-shot takes it (the kernel puts SIG_DFL back) and cancels us */
+    if (simul_sleep(1.0) != -ECANCELED)
+        return -EPROTO;
+    simul_scope sh;
+    simul_scope_shield(&sh);
+    /* A wait for SIGINT now must make the disposition ours again, or this raise kills the test. */
+    int rc = simul_call_later(0.01, raise_sigint, NULL, NULL);
+    if (rc == 0) {
+        static const int sigs[] = {SIGINT};
+        simul_scope dl;
+        simul_scope_timeout(&dl, 2.0);
+        *got = simul_wait_signal(sigs, 1);
+        simul_scope_end(&dl);
+    }
+    simul_scope_end(&sh);
+    return rc;
+}
+
+static void wait_signal_after_ctrl_c_fired(void **state)
+{
+    (void)state;
+    int got = 0;
+    assert_int_equal(simul_run(main_waits_after_ctrl_c, &got), 0);
+    assert_int_equal(got, SIGINT);
+    assert_true(disposition_is(SIGINT, SIG_DFL));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(handlers_run_on_loop_in_order),
     cmocka_unit_test(remove_restores_previous_handler),
@@ -289,6 +357,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(thread_signals_from_other_threads),
     cmocka_unit_test(run_sigint_cancels_main),
     cmocka_unit_test(run_leaves_own_sigint_handler),
+    cmocka_unit_test(run_handler_replacing_ctrl_c_sees_every_sigint),
+    cmocka_unit_test(wait_signal_after_ctrl_c_fired),
 };
 
 SIMUL_TEST_MAIN("test_signal", tests)
