@@ -26,6 +26,7 @@ typedef struct sigloop {
     bool dispatching; /* inside the reader: a handler that removes the last user must not free */
     simul_signal_cb cb[NSIG];
     void *arg[NSIG];
+    bool cb_oneshot[NSIG]; /* the handler wants SA_RESETHAND when it is sig's only user */
     sigwaiter *head, *tail;
 } sigloop;
 
@@ -128,11 +129,15 @@ static int retake(int sig, bool oneshot)
 static void release(int sig)
 {
     pthread_mutex_lock(&M);
+    sigloop *st = owners[sig].owner;
     if (--owners[sig].refs == 0) {
         sigaction(sig, &owners[sig].old, NULL); /* the previous disposition, whatever it was */
         owners[sig].owner = NULL;
         atomic_store(&sig_wfd[sig], 0);
         atomic_store(&sig_loop[sig], NULL);
+    } else if (owners[sig].refs == 1 && st->cb[sig] && st->cb_oneshot[sig] && !owners[sig].oneshot) {
+        /* A wait that shared simul_run's Ctrl-C is over: a second Ctrl-C kills again. */
+        install(sig, true, NULL);
     }
     pthread_mutex_unlock(&M);
 }
@@ -266,6 +271,7 @@ int simul__signal_add(int sig, simul_signal_cb cb, void *arg, bool oneshot)
     }
     st->cb[sig] = cb;
     st->arg[sig] = arg;
+    st->cb_oneshot[sig] = oneshot;
     return 0;
 }
 

@@ -346,6 +346,40 @@ static void wait_signal_after_ctrl_c_fired(void **state)
     assert_true(disposition_is(SIGINT, SIG_DFL));
 }
 
+static bool sigint_is_one_shot(void)
+{
+    struct sigaction cur;
+    return sigaction(SIGINT, NULL, &cur) == 0 && cur.sa_handler != SIG_DFL &&
+           (cur.sa_flags & SA_RESETHAND);
+}
+
+static int main_waits_sigint_then_checks(void *arg)
+{
+    bool *one_shot_again = arg;
+    if (!sigint_is_one_shot())
+        return -EPROTO; /* simul_run's Ctrl-C: a second one kills */
+    simul_scope sh;
+    simul_scope_shield(&sh); /* the SIGINT also cancels us: the checks still run */
+    int rc = simul_call_later(0.01, raise_sigint, NULL, NULL);
+    static const int sigs[] = {SIGINT};
+    simul_scope dl;
+    simul_scope_timeout(&dl, 2.0);
+    int got = rc == 0 ? simul_wait_signal(sigs, 1) : rc;
+    simul_scope_end(&dl);
+    *one_shot_again = sigint_is_one_shot();
+    simul_scope_end(&sh);
+    return got == SIGINT ? 0 : -EPROTO;
+}
+
+static void wait_signal_gives_ctrl_c_back_its_one_shot(void **state)
+{
+    (void)state;
+    bool one_shot_again = false;
+    assert_int_equal(simul_run(main_waits_sigint_then_checks, &one_shot_again), 0);
+    assert_true(one_shot_again);
+    assert_true(disposition_is(SIGINT, SIG_DFL));
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(handlers_run_on_loop_in_order),
     cmocka_unit_test(remove_restores_previous_handler),
@@ -359,6 +393,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(run_leaves_own_sigint_handler),
     cmocka_unit_test(run_handler_replacing_ctrl_c_sees_every_sigint),
     cmocka_unit_test(wait_signal_after_ctrl_c_fired),
+    cmocka_unit_test(wait_signal_gives_ctrl_c_back_its_one_shot),
 };
 
 SIMUL_TEST_MAIN("test_signal", tests)
