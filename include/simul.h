@@ -118,7 +118,11 @@ int simul_loop_set_slow_task_threshold(simul_loop *loop, double seconds);
  * outside shield scopes, so it can clean up) and simul_run returns main's result, typically
  * -ECANCELED; that first SIGINT also resets SIGINT to the default action, so a second one kills
  * the process at once (status: killed by SIGINT, 130 in a shell). A program that installed its
- * own SIGINT handler, or ignores SIGINT, keeps it untouched. Restored when simul_run returns. */
+ * own SIGINT handler, or ignores SIGINT, keeps it untouched. Restored when simul_run returns.
+ * Inside simul_run, simul_add_signal_handler(SIGINT, ...) replaces this behaviour with the
+ * program's handler for as long as it is installed (every SIGINT reaches it); a task waiting in
+ * simul_wait_signal for SIGINT receives each one too, and the one-shot rule is back once it is
+ * done waiting. */
 int simul_run(simul_task_fn main, void *arg);
 
 /* The loop's clock: monotonic seconds / nanoseconds (CLOCK_MONOTONIC). */
