@@ -11,6 +11,7 @@
 
 #include "model.h"
 #include "protocol.h"
+#include "rules.h"
 
 #define CHESS_MAX_ERRORS 8 /* bad lines a board may send before the master gives up on it */
 
@@ -48,7 +49,12 @@ typedef struct board {
     int64_t start_ns;       /* when the master began thinking about move 1 */
     int64_t end_ns;         /* when the game finished or was abandoned */
     bool counted;           /* the master has counted its end */
+    chess_pos pos;          /* the game as the master sees it */
+    char last_move[6];      /* the last move played on it (either side), for the view */
 } board;
+
+/* How the finished games ended (END's result). */
+enum { RESULT_WHITE, RESULT_BLACK, RESULT_DRAW, RESULT_NONE, RESULT_KINDS };
 
 typedef struct conn_link {
     simul_task *task;
@@ -67,6 +73,7 @@ typedef struct session {
     bool started, done, interrupted;
     int64_t t0_ns, t_end_ns;
     long finished, abandoned;
+    long results[RESULT_KINDS]; /* finished games by result: 1-0, 0-1, 1/2-1/2, * */
     long moves;             /* moves played on every board, both sides */
     long at_board;          /* where the master stands */
     unsigned long errs_sent;

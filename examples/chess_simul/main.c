@@ -41,7 +41,9 @@ static void usage(FILE *to, const char *argv0)
             "  --host H --port P   where the master listens (default 127.0.0.1, port 0: free)\n"
             "  --quiet             no live view, only the summary\n"
             "Output: a live grid on a terminal (a plain line a second otherwise), then a summary\n"
-            "with key=value lines (sync_/async_measured_s, _model_s, boards_finished, ...).\n"
+            "with key=value lines (sync_/async_measured_s, _model_s, _results, boards_finished,\n"
+            "...). The moves are real chess: a game ends early only by a forced mate or\n"
+            "stalemate (END 1-0, 0-1, 1/2-1/2), else END * after the configured moves.\n"
             "Exit status: 0; 1 on failure; 2 for bad options; 130 when interrupted (SIGINT).\n",
             argv0);
 }
@@ -274,6 +276,7 @@ typedef struct mode_result {
     bool ran, interrupted;
     double measured_s, games_sum_s;
     long finished, abandoned, moves, opponent_failures;
+    long results[RESULT_KINDS];
     unsigned long errors_sent;
     char abandoned_list[512];
 } mode_result;
@@ -392,6 +395,7 @@ static int run_mode(const chess_config *cfg, bool sync, mode_result *r)
     r->finished = s.finished;
     r->abandoned = s.abandoned;
     r->moves = s.moves;
+    memcpy(r->results, s.results, sizeof r->results);
     r->errors_sent = s.errs_sent;
     r->opponent_failures = opp.failed;
     snprintf(r->abandoned_list, sizeof r->abandoned_list, "%s", s.abandoned_list);
@@ -467,6 +471,9 @@ static void print_summary(const chess_config *cfg, const mode_result *sync, cons
                "%s_moves_played=%ld\n",
                names[i], r->finished, names[i], r->abandoned, names[i],
                p->boards - r->finished - r->abandoned, names[i], r->moves);
+        printf("%s_results=1-0:%ld,0-1:%ld,1/2-1/2:%ld,*:%ld\n", names[i],
+               r->results[RESULT_WHITE], r->results[RESULT_BLACK], r->results[RESULT_DRAW],
+               r->results[RESULT_NONE]);
         if (r->abandoned_list[0])
             printf("%s_abandoned=%s\n", names[i], r->abandoned_list);
         finished += r->finished;

@@ -38,8 +38,10 @@ int session_init(session *s, const chess_config *cfg, bool sync)
     s->boards = calloc((size_t)cfg->p.boards, sizeof *s->boards);
     if (!s->boards)
         return -ENOMEM;
-    for (long i = 0; i < cfg->p.boards; i++)
+    for (long i = 0; i < cfg->p.boards; i++) {
         s->boards[i].id = (unsigned)i;
+        chess_pos_start(&s->boards[i].pos);
+    }
     int rc = simul_event_new(&s->all_arrived);
     if (rc == 0)
         rc = simul_queue_new(&s->events, 0);
@@ -111,6 +113,19 @@ static void end_board(session *s, board *b, board_state how, const char *why)
     push(s, b); /* a board that said HELLO counts as arrived even if it left before the start */
 }
 
+/* END with the game's result, and the board is done. */
+static void finish_game(session *s, board *b, const char *result)
+{
+    chess_msg end = {.kind = CHESS_END, .a = b->master_moves};
+    snprintf(end.text, sizeof end.text, "%s", result);
+    send_msg(b, &end);
+    s->results[strcmp(result, "1-0") == 0   ? RESULT_WHITE
+               : strcmp(result, "0-1") == 0 ? RESULT_BLACK
+               : strcmp(result, "*") == 0   ? RESULT_NONE
+                                            : RESULT_DRAW]++;
+    end_board(s, b, BOARD_FINISHED, NULL);
+}
+
 /* The opponent's line, in the light of where its game is. Returns false to give up on it. */
 static bool on_line(session *s, board *b, const chess_msg *m)
 {
@@ -122,14 +137,18 @@ static bool on_line(session *s, board *b, const chess_msg *m)
             send_err(s, b->stream, "out-of-turn");
             return ++b->errors < CHESS_MAX_ERRORS;
         }
+        int rc = chess_play_uci(&b->pos, m->text, strlen(m->text));
+        if (rc < 0) {
+            send_err(s, b->stream, chess_rules_strerror(rc)); /* "illegal-move" */
+            return ++b->errors < CHESS_MAX_ERRORS; /* its turn stays open */
+        }
+        memcpy(b->last_move, m->text, sizeof b->last_move);
         b->replies = m->a;
         s->moves++;
         send_msg(b, &(chess_msg){.kind = CHESS_ACK, .a = m->a});
-        if (m->a == moves) {
-            chess_msg end = {.kind = CHESS_END, .a = moves};
-            strcpy(end.text, "*"); /* symbolic moves: nobody wins */
-            send_msg(b, &end);
-            end_board(s, b, BOARD_FINISHED, NULL);
+        const char *result = chess_result(&b->pos);
+        if (strcmp(result, "*") != 0 || m->a == moves) {
+            finish_game(s, b, result); /* mated or stalemated, or the moves are played */
         } else {
             b->ready_ns = simul_now_ns();
             push(s, b);
@@ -339,15 +358,29 @@ int master_task(void *arg)
         if (b->master_moves == 0)
             b->start_ns = start;
         int64_t deadline = start + cfg->master_ns;
+        /* He chooses before the sleep, so its microseconds are inside his thinking time. The
+         * reader refuses the opponent's moves until master_moves says his move is out. */
+        chess_msg m = {.kind = CHESS_MOVE, .a = b->master_moves + 1};
+        chess_move mv;
+        if (chess_pick_move(&b->pos, chess_move_seed(b->id, m.a, 0), &mv) == 0) {
+            /* No move: cannot happen, the reader ends a game that is over. Say so anyway. */
+            finish_game(s, b, chess_result(&b->pos));
+            continue;
+        }
+        chess_make_move(&b->pos, mv);
+        chess_move_uci(mv, m.text);
+        const char *result = chess_result(&b->pos);
         if ((rc = simul_sleep_until_ns(deadline)) < 0)
             return rc;
         free_at = deadline;
         if (b->state != BOARD_PLAYING)
             continue; /* the opponent left while he thought: its end is in the queue */
-        chess_msg m = {.kind = CHESS_MOVE, .a = ++b->master_moves};
-        chess_pseudo_move(b->id, m.a, 0, m.text);
+        b->master_moves = m.a;
+        memcpy(b->last_move, m.text, sizeof b->last_move);
         send_msg(b, &m);
         s->moves++;
+        if (strcmp(result, "*") != 0)
+            finish_game(s, b, result); /* his move mated or stalemated: no reply to wait for */
     }
     s->t_end_ns = simul_now_ns();
     s->done = true;

@@ -70,30 +70,63 @@ static int play(opponent *op, simul_stream *st)
                 m.kind == CHESS_ERR ? m.text : "unexpected reply");
         return -EPROTO;
     }
+    chess_pos pos;
+    chess_pos_start(&pos);
+    unsigned played = 0, errors = 0; /* the master's moves taken; his lines refused */
     for (;;) {
         if ((rc = read_msg(st, &m)) < 0)
             return rc;
         int64_t got_ns = simul_now_ns();
         switch (m.kind) {
-        case CHESS_MOVE:
+        case CHESS_MOVE: {
             if (vanishes && m.a == chess_vanish_move(cfg))
                 return 1; /* hang up without a word: the master must cope */
+            const char *refused = NULL;
+            if (m.a != played + 1 || played == moves)
+                refused = "out-of-turn";
+            else if ((rc = chess_play_uci(&pos, m.text, strlen(m.text))) < 0)
+                refused = chess_rules_strerror(rc); /* "illegal-move" */
+            if (refused) {
+                /* Like the master: say why, count it, and wait for a move we can take. */
+                chess_msg err = {.kind = CHESS_ERR};
+                snprintf(err.text, sizeof err.text, "%s", refused);
+                if ((rc = send_line(st, &err)) < 0)
+                    return rc;
+                if (++errors >= CHESS_MAX_ERRORS)
+                    return -EPROTO;
+                break;
+            }
+            played = m.a;
             if ((rc = send_line(st, &(chess_msg){.kind = CHESS_ACK, .a = m.a})) < 0)
                 return rc;
+            chess_move mv;
+            if (chess_pick_move(&pos, chess_move_seed((unsigned)op->id, m.a, 1), &mv) == 0)
+                break; /* his move mated or stalemated us: END follows */
+            chess_make_move(&pos, mv);
+            chess_msg reply = {.kind = CHESS_MOVE, .a = m.a};
+            chess_move_uci(mv, reply.text);
             /* Thinking: from when his move arrived, so our own lateness does not add up. */
             if ((rc = simul_sleep_until_ns(got_ns + cfg->opponent_ns)) < 0)
                 return rc;
-            {
-                chess_msg reply = {.kind = CHESS_MOVE, .a = m.a};
-                chess_pseudo_move((unsigned)op->id, m.a, 1, reply.text);
-                if ((rc = send_line(st, &reply)) < 0)
-                    return rc;
-            }
+            if ((rc = send_line(st, &reply)) < 0)
+                return rc;
             break;
+        }
         case CHESS_ACK:
             break;
-        case CHESS_END:
-            return m.a == moves ? 0 : -EPROTO;
+        case CHESS_END: {
+            /* The result must be the one on our board: the game's real end, or "*" after the
+             * configured moves. */
+            const char *result = chess_result(&pos);
+            bool over = strcmp(result, "*") != 0;
+            if (m.a != played || strcmp(m.text, result) != 0 || (!over && played != moves)) {
+                fprintf(stderr,
+                        "chess_simul: board %ld: END %u %s, but after %u moves here it is %s\n",
+                        op->id, m.a, m.text, played, result);
+                return -EPROTO;
+            }
+            return 0;
+        }
         case CHESS_ERR:
             fprintf(stderr, "chess_simul: board %ld: the master says ERR %s\n", op->id, m.text);
             return -EPROTO;

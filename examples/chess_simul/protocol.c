@@ -225,20 +225,3 @@ const char *chess_parse_strerror(int err)
         return "bad-message";
     }
 }
-
-void chess_pseudo_move(unsigned board, unsigned n, int black, char out[6])
-{
-    /* A small integer hash spreads the squares; from and to always differ. */
-    unsigned h = board * 2654435761u ^ (n * 2u + (unsigned)(black != 0)) * 40503u;
-    h ^= h >> 13;
-    h *= 0x5bd1e995u;
-    h ^= h >> 15;
-    unsigned from = h & 63u, to = (h >> 6) & 63u;
-    if (to == from)
-        to = (to + 9u) & 63u;
-    out[0] = (char)('a' + (from & 7u));
-    out[1] = (char)('1' + (from >> 3));
-    out[2] = (char)('a' + (to & 7u));
-    out[3] = (char)('1' + (to >> 3));
-    out[4] = '\0';
-}

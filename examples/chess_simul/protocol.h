@@ -7,7 +7,12 @@
  *   either way           MOVE <n> <uci>               move number n (1..moves), e.g. MOVE 12 e2e4
  *   either way           ACK <n>                      move n received and accepted
  *   either way           ERR <reason>                 the last line was refused (never answered)
- *   master -> opponent   END <n> <result>             the game is over after n moves each
+ *   master -> opponent   END <n> <result>             the game is over after the master's move n
+ *
+ * Moves are real chess (rules.h): each side keeps the position, and a move that is well formed
+ * but not legal there gets "ERR illegal-move" and counts as a bad line (the turn stays open).
+ * END's result is 1-0, 0-1 or 1/2-1/2 when a side is mated or stalemated, "*" when the configured
+ * number of moves was played first.
  *
  * Fields are separated by one space; numbers are decimal without sign or leading zeros; a "\r"
  * before the "\n" is tolerated (telnet, nc -C). The master moves first (white); the opponent
@@ -66,8 +71,5 @@ int chess_format(const chess_msg *msg, char *buf, size_t cap);
 /* The reason word sent in "ERR <reason>" for a parse error ("line-too-long", ...). */
 const char *chess_parse_strerror(int err);
 
-/* A deterministic, well-formed move text for board `board`, move `n`, `black` side (symbolic
- * moves: the simul is about time, not chess). Writes at most 6 bytes with the NUL. */
-void chess_pseudo_move(unsigned board, unsigned n, int black, char out[6]);
 
 #endif

@@ -1,14 +1,14 @@
 /* view.c — what the audience sees while the simul plays. On a terminal, a grid of the boards
- * with their move numbers, redrawn in place ten times a second (the cursor goes back up over
- * the previous drawing: ANSI "ESC[nA", then "ESC[J" clears below); anything else gets one plain
- * progress line a second. Notices (an opponent who left) scroll above the grid. */
+ * with their move numbers and last moves, redrawn in place ten times a second (the cursor goes
+ * back up over the previous drawing: ANSI "ESC[nA", then "ESC[J" clears below); anything else
+ * gets one plain progress line a second. Notices (an opponent who left) scroll above the grid. */
 #include "chess.h"
 
 #include <errno.h>
 #include <string.h>
 
 #define GRID_MAX_BOARDS 200 /* above this a grid does not fit a screen: a progress line only */
-#define GRID_COLS 10
+#define GRID_COLS 7 /* cells of 10 columns: the move number and the last move */
 
 static int drawn_lines; /* lines of the last tty drawing, to move back over */
 
@@ -60,13 +60,13 @@ static void draw_tty(session *s)
             const board *b = &s->boards[i];
             bool here = s->started && !s->done && i == s->at_board;
             if (b->state == BOARD_FINISHED)
-                printf("  \033[32m##\033[0m ");
+                printf(" \033[32m ## %-5s\033[0m", b->last_move);
             else if (b->state == BOARD_ABANDONED)
-                printf("  \033[31mxx\033[0m ");
+                printf(" \033[31m xx %-5s\033[0m", b->last_move);
             else if (here)
-                printf(" \033[7m%3u\033[0m ", b->master_moves);
+                printf(" \033[7m%3u %-5s\033[0m", b->master_moves, b->last_move);
             else
-                printf(" %3u ", b->master_moves);
+                printf(" %3u %-5s", b->master_moves, b->last_move);
             if ((i + 1) % GRID_COLS == 0 || i + 1 == cfg->p.boards) {
                 putchar('\n');
                 drawn_lines++;

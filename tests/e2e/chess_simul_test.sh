@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end test of examples/chess_simul (the chess simul: one master task, many boards over
-# TCP on loopback). Checks: a raw client's malformed and out-of-turn lines get ERR replies while
-# the master plays on; --compare matches the model (async within 25%, sync within 10% of the sum
-# of its games); an opponent that vanishes is reported and the others finish; --processes;
+# TCP on loopback). Checks: a raw client's malformed, out-of-turn and illegal (real chess) lines
+# get ERR replies while the master plays on, and an opponent refuses a raw master's illegal
+# moves; --compare matches the model (async within 25%, sync within 10% of the sum of its
+# games); an opponent that vanishes is reported and the others finish; --processes;
 # plain lines (no ANSI escapes) when stdout is not a terminal; bad options exit 2; 1000 boards;
 # SIGINT prints the summary so far; a too-low fd hard limit is named; examples/demo.sh runs.
 # Usage: chess_simul_test.sh <build-dir>. Prints PASS/FAIL lines; exits 1 if any check failed.
@@ -66,7 +67,10 @@ else
         [[ $rc -eq 0 ]] || show "$WORK/raw.out" 30
         for c in "unknown command: ERR" "out-of-turn move: ERR" "over-long line: ERR" \
                  "embedded NUL: ERR" "board 1: END after 4 moves" \
-                 "board 0 (after its errors): END after 4 moves"; do
+                 "board 0 (after its errors): END after 4 moves" \
+                 "board 1: illegal move e2e5: ERR" "board 1: illegal move e8g8: ERR" \
+                 "board 0 (after its errors): the master's moves were legal" \
+                 "board 1: the master's moves were legal"; do
             check "raw client: $c" grep -q -x -F "ok $c" "$WORK/raw.out"
         done
         for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
@@ -75,11 +79,76 @@ else
         PID=
         check "serve-only: the master exits 0 after both games (got $rc)" test "$rc" -eq 0
         check "serve-only: boards_finished=2" test "$(key "$WORK/serve.out" boards_finished)" = 2
-        check "serve-only: errors were sent" test "$(key "$WORK/serve.out" errors_sent)" -ge 6
+        check "serve-only: errors were sent" test "$(key "$WORK/serve.out" errors_sent)" -ge 8
         check "serve-only: stderr empty" test ! -s "$WORK/serve.err"
     else
         fail "serve-only: no 'listening on' line ($(head -c 300 "$WORK/serve.err"))"
     fi
+fi
+
+# --- 1a. longer games: the raw client mates the master when it sees a mate in one (board 0's
+# moves happen to allow one at move 24), and END must carry the real result -----------------
+if [[ -n $PY ]]; then
+    "$PROG" --serve-only --port 0 --boards 2 --moves 40 >"$WORK/serve40.out" 2>"$WORK/serve40.err" &
+    PID=$!
+    PORT=
+    for _ in $(seq 100); do
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$WORK/serve40.out")
+        [[ -n $PORT ]] && break
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -n $PORT ]]; then
+        timeout 60 "$PY" "$HERE/chess_raw_client.py" "$PORT" 40 >"$WORK/raw40.out" 2>&1
+        rc=$?
+        check "40 moves: raw client: every check passed (exit $rc)" test "$rc" -eq 0
+        [[ $rc -eq 0 ]] || show "$WORK/raw40.out" 30
+        check "40 moves: a game ended by mate, with END's real result" \
+            grep -q "^ok board .*: END 0-1 at move [0-9]* (the real result)$" "$WORK/raw40.out"
+        for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        wait "$PID"
+        rc=$?
+        PID=
+        check "40 moves: the master exits 0 (got $rc)" test "$rc" -eq 0
+        check "40 moves: the summary counts the results" \
+            grep -q -x "async_results=1-0:0,0-1:1,1/2-1/2:0,\*:1" "$WORK/serve40.out"
+        check "40 moves: stderr empty" test ! -s "$WORK/serve40.err"
+    else
+        fail "40 moves: no 'listening on' line ($(head -c 300 "$WORK/serve40.err"))"
+    fi
+fi
+
+# --- 1b. the opponents' side against a raw master: illegal moves get ERR, the game goes on ----
+if [[ -n $PY ]]; then
+    "$PY" "$HERE/chess_raw_client.py" --master >"$WORK/fake.out" 2>&1 &
+    FAKE=$!
+    FPORT=
+    for _ in $(seq 100); do
+        FPORT=$(sed -n 's/^listening on \([0-9][0-9]*\)$/\1/p' "$WORK/fake.out")
+        [[ -n $FPORT ]] && break
+        kill -0 "$FAKE" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -n $FPORT ]]; then
+        timeout 60 "$PROG" --opponents-only --port "$FPORT" --boards 1 --moves 2 --first 0 \
+            --count 1 >"$WORK/opp.out" 2>"$WORK/opp.err"
+        rc=$?
+        check "opponent vs raw master: exit 0 (got $rc)" test "$rc" -eq 0
+        check "opponent vs raw master: stderr empty" test ! -s "$WORK/opp.err"
+        [[ -s $WORK/opp.err ]] && show "$WORK/opp.err"
+    else
+        fail "raw master: no 'listening on' line"
+        kill "$FAKE" 2>/dev/null
+    fi
+    wait "$FAKE"
+    rc=$?
+    check "raw master: every check passed (exit $rc)" test "$rc" -eq 0
+    [[ $rc -eq 0 ]] || show "$WORK/fake.out" 30
+    for c in "MOVE 1 e2e5: ERR illegal-move" "MOVE 1 e7e5: ERR illegal-move" \
+             "MOVE 1 e1g1: ERR illegal-move" "MOVE 2 e2e4: ERR out-of-turn" "a legal reply 1" \
+             "a legal reply 2" "hangs up after END"; do
+        check "raw master: opponent: $c" grep -q -x -F "ok opponent: $c" "$WORK/fake.out"
+    done
 fi
 
 # --- 2. --compare at small settings matches the model -------------------------------------
