@@ -20,13 +20,11 @@
 static const char *host = "127.0.0.1";
 static const char *port = "8888";
 
-/* One per connection, on a list so that shutdown can end them all. */
+/* One per connection: the callbacks get only their context, and they need the transport.
+ * Shutdown needs no list of them: simul_server_abort_clients reaches every connection. */
 typedef struct conn {
     simul_transport *t;
-    struct conn *prev, *next;
 } conn;
-
-static conn *conns;
 
 static void usage(FILE *to, const char *argv0)
 {
@@ -66,14 +64,7 @@ static void echo_resume(void *ctx)
 static void echo_lost(void *ctx, int err)
 {
     (void)err; /* a reset client is business as usual for an echo server */
-    conn *c = ctx;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    free(c);
+    free(ctx);
 }
 
 /* eof_received is left NULL: the peer's EOF closes the connection once the echo is flushed. */
@@ -91,10 +82,6 @@ static int echo_factory(void *arg, const simul_protocol **proto, void **ctx)
     conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM; /* this connection is refused; the server goes on */
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
     *proto = &echo_protocol;
     *ctx = c;
     return 0;
@@ -131,8 +118,7 @@ static int run(void *arg)
     rc = simul_server_serve_forever(srv);
     /* The server no longer accepts; end the connections it still has, then wait for their
      * connection_lost (wait_closed counts them). */
-    for (conn *c = conns; c; c = c->next)
-        simul_transport_abort(c->t);
+    simul_server_abort_clients(srv);
     int wrc = simul_server_wait_closed(srv);
     simul_server_free(srv);
     simul_remove_signal_handler(SIGINT);

@@ -1,7 +1,10 @@
 /* server.c — the listening side shared by stream and protocol servers (asyncio.Server): each
  * listening fd's READ edge runs a bounded batch of accept4 calls, a busy listener continues on
  * the next loop pass instead of starving the others, and fd exhaustion stops accepting behind a
- * back-off timer (an edge-triggered listener cannot spin, but retrying at once would). */
+ * back-off timer (an edge-triggered listener cannot spin, but retrying at once would).
+ * close_clients / abort_clients find the live connections through their fd records: each accept
+ * notes (record, generation, owner), and a connection is live while its record still has that
+ * generation and owner, so ending a connection needs no call back into the server. */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -14,6 +17,14 @@
 #define ACCEPT_BATCH 64             /* accepts per listener per loop pass */
 #define BACKOFF_FIRST_NS 10000000LL /* 10 ms */
 #define BACKOFF_MAX_NS 1000000000LL /* 1 s */
+
+/* An accepted connection as its fd record saw it just after the accept callback. The record
+ * outlives the fd (records live until the loop closes); simul_close bumps its generation. */
+typedef struct conn_ref {
+    simul__fd *f;
+    void *owner;
+    uint32_t gen;
+} conn_ref;
 
 typedef struct listener {
     simul_server *srv;
@@ -43,6 +54,12 @@ struct simul_server {
     simul__waitq closedq; /* serve_forever: until closed */
     simul__waitq idleq;   /* wait_closed: until closed and no connection is live */
     simul_task *forever;  /* the task in serve_forever */
+    void (*conn_close)(void *conn);
+    void (*conn_abort)(void *conn);
+    /* Connections as accepted, dead ones swept out lazily when the array is full (amortised
+     * O(1) per accept); a slot is reserved before each accept4, so no live one goes untracked. */
+    conn_ref *tracked;
+    size_t ntracked, tracked_cap;
 };
 
 static void maybe_free(simul_server *s)
@@ -52,6 +69,7 @@ static void maybe_free(simul_server *s)
     if (s->owner_free)
         s->owner_free(s->owner);
     s->loop->handles--;
+    free(s->tracked);
     free(s->unix_path);
     free(s);
 }
@@ -72,6 +90,46 @@ static int park_on(simul_task *t, simul__waitq *q)
     simul__wait w = {.unlink = simul__waitq_unlink};
     simul__waitq_push(q, &w);
     return simul__park(&w, SIMUL__INF);
+}
+
+/* ---- tracking connections ----------------------------------------------------------------- */
+
+/* The connection's owner while it lives (its fd not yet closed), else NULL. */
+static void *live_owner(const conn_ref *c)
+{
+    const simul__fd *f = c->f;
+    return f->gen == c->gen && f->handler && f->owner == c->owner ? c->owner : NULL;
+}
+
+/* Makes room for one more connection: sweeps the dead ones out, and grows once more than half
+ * of the array is live, so each sweep pays for the accepts since the last one. */
+static bool track_reserve(simul_server *s)
+{
+    if (s->ntracked < s->tracked_cap)
+        return true;
+    size_t n = 0;
+    for (size_t i = 0; i < s->ntracked; i++)
+        if (live_owner(&s->tracked[i]))
+            s->tracked[n++] = s->tracked[i];
+    s->ntracked = n;
+    if (s->tracked_cap && n * 2 <= s->tracked_cap)
+        return true;
+    size_t cap = s->tracked_cap ? s->tracked_cap * 2 : 16;
+    conn_ref *v = cap <= SIZE_MAX / sizeof *v ? realloc(s->tracked, cap * sizeof *v) : NULL;
+    if (!v)
+        return n < s->tracked_cap;
+    s->tracked = v;
+    s->tracked_cap = cap;
+    return true;
+}
+
+/* After the accept callback: note the connection if it set itself up on the fd record. */
+static void track(simul_server *s, simul__fd *f, uint32_t gen)
+{
+    if (f->gen != gen || !f->handler || !f->owner)
+        return; /* refused or already gone */
+    SIMUL__ASSERT(s->ntracked < s->tracked_cap);
+    s->tracked[s->ntracked++] = (conn_ref){.f = f, .owner = f->owner, .gen = gen};
 }
 
 /* ---- accepting ---------------------------------------------------------------------------- */
@@ -114,6 +172,10 @@ static int accept_batch(listener *l)
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (s->closed)
             return STOP;
+        if (!track_reserve(s)) { /* out of memory: as ENOMEM from accept4 */
+            back_off(s);
+            return STOP;
+        }
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int c = accept4(l->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -148,11 +210,14 @@ static int accept_batch(listener *l)
             (void)setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
         int err;
-        if (!simul__fd_fresh(s->loop, c, true, &err)) {
+        simul__fd *f = simul__fd_fresh(s->loop, c, true, &err);
+        if (!f) {
             close(c);
             continue;
         }
+        uint32_t gen = f->gen;
         s->cb(s, s->owner, c, (const struct sockaddr *)&peer, plen);
+        track(s, f, gen);
     }
     return MORE;
 }
@@ -284,6 +349,8 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
         }
     }
     s->owner_free = o->owner_free;
+    s->conn_close = o->conn_close;
+    s->conn_abort = o->conn_abort;
     loop->handles++; /* until its memory goes: simul_loop_close refuses while a server is open */
     *out = s;
     return 0;
@@ -401,6 +468,54 @@ int simul_server_port(const simul_server *s)
 size_t simul_server_connections(const simul_server *s)
 {
     return s ? s->conns : 0;
+}
+
+/* Ends every connection noted before the call; accepts only run from the loop, never inside
+ * the calls made here, so the array does not move under the walk, and those calls only schedule
+ * the ends (a stream's close task, a transport's connection_lost), so nothing is freed here. */
+static int end_clients(simul_server *s, bool abort)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->loop != simul__loop())
+        return -ENXIO;
+    int count = 0;
+    s->refs++;
+    size_t n = s->ntracked;
+    for (size_t i = 0; i < n; i++) {
+        conn_ref c = s->tracked[i];
+        void *conn = live_owner(&c);
+        if (!conn)
+            continue;
+        count++;
+        if (!abort) {
+            if (s->conn_close)
+                s->conn_close(conn);
+            else
+                simul_transport_close(conn);
+        } else if (s->conn_abort) {
+            s->conn_abort(conn);
+        } else {
+            /* A transport's abort closes with a FIN; linger 0 makes that close a reset, so the
+             * peer learns the data it has not received yet is gone. */
+            struct linger lg = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(c.f->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+            simul_transport_abort(conn);
+        }
+    }
+    s->refs--;
+    maybe_free(s);
+    return count;
+}
+
+int simul_server_close_clients(simul_server *s)
+{
+    return end_clients(s, false);
+}
+
+int simul_server_abort_clients(simul_server *s)
+{
+    return end_clients(s, true);
 }
 
 void simul_server_free(simul_server *s)

@@ -11,7 +11,8 @@
 
 /* Called from the loop (not a task) for each accepted connection. `fd` is non-blocking,
  * close-on-exec, registered fresh with the loop, TCP_NODELAY set for TCP; the callee owns it.
- * It should call simul__server_conn_begin() for a connection that counts as live. */
+ * It should call simul__server_conn_begin() for a connection that counts as live, and install
+ * its handler on the fd record (the server reaches the connection through it, see conn_close). */
 typedef void (*simul__accept_cb)(simul_server *srv, void *owner, int fd,
                                  const struct sockaddr *peer, socklen_t peerlen);
 
@@ -26,6 +27,14 @@ typedef struct simul__server_opts {
      * own state can live exactly as long as the callbacks that receive it. Never called if
      * simul__server_new fails. */
     void (*owner_free)(void *owner);
+    /* How simul_server_close_clients / _abort_clients end one connection. `conn` is the owner
+     * the accept callback installed on the connection's fd record (simul__fd_set_handler): the
+     * server finds its live connections through those records. NULL: the owner is a
+     * simul_transport, ended with simul_transport_close / simul_transport_abort. Both are called
+     * from whatever context calls close/abort_clients and must not suspend or free anything
+     * synchronously that another live connection of the server needs. */
+    void (*conn_close)(void *conn);
+    void (*conn_abort)(void *conn);
 } simul__server_opts;
 
 /* Suspends (name resolution). Listens and starts accepting at once (asyncio's start_serving=True).

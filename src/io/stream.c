@@ -15,6 +15,15 @@
 #define WBUF_FIRST 4096
 #define WBUF_KEEP (64 * 1024) /* a bigger queue buffer is given back once it is empty */
 
+/* `closing` (stream.h) has two values here. Every other file reads it as a flag: no new calls,
+ * and the fd record is not to be touched. Abort closes the fd at once but leaves the handle to
+ * simul_stream_close, so an aborted stream is freed exactly once, by the call that frees every
+ * stream; an aborted stream has fd -1 while fd_closed is still 0. */
+enum {
+    CLOSING_CLOSE = 1, /* simul_stream_close began: the handle is given back */
+    CLOSING_ABORT = 2, /* aborted: the fd is gone, the handle waits for simul_stream_close */
+};
+
 static void destroy(simul_stream *s)
 {
     free(s->rbuf);
@@ -304,11 +313,13 @@ static void finish(simul_stream *s)
     s->wpos = s->wend = 0;
     s->paused = 0;
     if (s->loop == simul__loop()) {
-        simul__fd_set_handler(s->f, NULL, NULL);
-        simul_close(s->fd);
+        if (s->fd >= 0) { /* else abort closed it */
+            simul__fd_set_handler(s->f, NULL, NULL);
+            simul_close(s->fd);
+        }
         s->loop->handles--;
         wake_all(&s->closedq, 0);
-    } else {
+    } else if (s->fd >= 0) {
         close(s->fd); /* the loop is gone: so is every record and every waiter */
     }
     s->fd = -1;
@@ -333,13 +344,22 @@ static int close_in_task(void *arg)
     return 0;
 }
 
-int simul_stream_close(simul_stream *s)
+/* simul_stream_close; with may_suspend false a close in a task does not wait for the flush
+ * either: it goes on in a task of its own (as from a callback). */
+static int close_stream(simul_stream *s, bool may_suspend)
 {
     if (!s)
         return -EINVAL;
+    if (s->closing == CLOSING_ABORT) {
+        /* abort closed the fd, dropped the queue and woke everyone: only the handle is left */
+        s->closing = CLOSING_CLOSE;
+        s->users++;
+        finish(s);
+        return 0;
+    }
     if (s->closing)
         return -EBADF;
-    s->closing = 1;
+    s->closing = CLOSING_CLOSE;
     s->users++;
     bool here = s->loop == simul__loop();
     if (here) {
@@ -351,7 +371,7 @@ int simul_stream_close(simul_stream *s)
     }
     int rc = 0;
     if (here && s->wpos < s->wend && !s->werr) {
-        simul_task *t = simul__task_self();
+        simul_task *t = may_suspend ? simul__task_self() : NULL;
         if (t) {
             rc = wait_flushed(s, t);
         } else {
@@ -369,6 +389,50 @@ int simul_stream_close(simul_stream *s)
     return rc;
 }
 
+int simul_stream_close(simul_stream *s)
+{
+    return close_stream(s, true);
+}
+
+int simul_stream_abort(simul_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->fd < 0)
+        return s->fd_closed ? -EBADF : 0; /* closed (the handle is invalid), or aborted already */
+    if (!s->closing)
+        s->closing = CLOSING_ABORT;
+    /* A close waiting for the flush (in a task, or the stream-close task) resumes to find the
+     * queue gone and reports this as what lost its data. */
+    if (!s->werr)
+        s->werr = -ECONNABORTED;
+    free(s->wbuf);
+    s->wbuf = NULL;
+    s->wcap = s->wpos = s->wend = 0;
+    s->paused = 0;
+    if (s->sock) {
+        /* Without linger 0 the close would send a FIN after whatever the kernel still holds;
+         * with it the kernel drops that and resets the connection. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    if (s->loop == simul__loop()) {
+        /* Woken before the fd goes, with the answer close gives them: their calls see `closing`
+         * and return without touching the fd record, which a new fd may reuse from now on. */
+        simul__fd_wake_all(s->f, SIMUL__DIR_READ, -ECANCELED);
+        simul__fd_wake_all(s->f, SIMUL__DIR_WRITE, -ECANCELED);
+        wake_all(&s->drainq, 0);
+        wake_all(&s->flushq, 0);
+        simul__fd_set_handler(s->f, NULL, NULL);
+        simul_close(s->fd);
+        wake_all(&s->closedq, 0);
+    } else {
+        close(s->fd);
+    }
+    s->fd = -1;
+    return 0;
+}
+
 int simul_stream_wait_closed(simul_stream *s)
 {
     simul_task *t = simul__task_require(__func__);
@@ -378,7 +442,7 @@ int simul_stream_wait_closed(simul_stream *s)
         return -EINVAL;
     s->users++;
     int rc = 0;
-    while (rc == 0 && !s->fd_closed)
+    while (rc == 0 && s->fd >= 0) /* closed, or aborted */
         rc = park_on(t, &s->closedq);
     simul__stream_leave(s);
     return rc;
@@ -393,14 +457,14 @@ int simul_stream_fd(const simul_stream *s)
 {
     if (!s)
         return -EINVAL;
-    return s->fd_closed ? -EBADF : s->fd;
+    return s->fd < 0 ? -EBADF : s->fd;
 }
 
 static int name_of(const simul_stream *s, struct sockaddr_storage *addr, bool peer)
 {
     if (!s || !addr)
         return -EINVAL;
-    if (s->fd_closed)
+    if (s->fd < 0)
         return -EBADF;
     socklen_t len = sizeof *addr;
     int r = peer ? getpeername(s->fd, (struct sockaddr *)addr, &len)
@@ -519,6 +583,19 @@ int simul_stream_from_fd(int fd, simul_stream **out)
 
 /* ---- the stream server -------------------------------------------------------------------- */
 
+/* close_clients / abort_clients on one connection (server.h): never suspends, even when the
+ * caller is a task; the handler's calls in progress resume with -ECANCELED, later ones get
+ * -EBADF, and the handler's hold keeps the memory until it returns. */
+static void server_conn_close(void *conn)
+{
+    (void)close_stream(conn, false);
+}
+
+static void server_conn_abort(void *conn)
+{
+    (void)simul_stream_abort(conn);
+}
+
 typedef struct stream_server {
     simul_stream_handler handler;
     void *arg;
@@ -531,8 +608,16 @@ static int conn_main(void *arg)
     simul_stream *s = arg;
     simul_server *srv = s->srv;
     int rc = s->handler(s, s->harg);
-    if (!s->closing)
+    if (s->closing != CLOSING_CLOSE) { /* not given back yet (open, or aborted) */
         simul_stream_close(s);
+    } else {
+        /* Closed by another task or close_clients, maybe still flushing in a task of its own:
+         * the connection counts as live (wait_closed) until its fd is closed, as a transport
+         * does until connection_lost. A cancel ends the wait; the close goes on regardless. */
+        simul_task *t = simul__task_self();
+        while (s->fd >= 0 && park_on(t, &s->closedq) == 0) {
+        }
+    }
     simul__stream_leave(s); /* the handler's hold: frees the stream once it is closed */
     simul__server_conn_end(srv);
     return rc;
@@ -589,6 +674,8 @@ int simul_start_server_opts(const simul_stream_server_opts *o, simul_stream_hand
         .backlog = o->backlog,
         .flags = o->flags,
         .owner_free = free,
+        .conn_close = server_conn_close,
+        .conn_abort = server_conn_abort,
     };
     int rc = simul__server_new(&so, on_accept, ss, out);
     if (rc < 0)
