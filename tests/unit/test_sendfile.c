@@ -3,10 +3,17 @@
  * that goes away is an error with the partial count and no SIGPIPE, cancellation and deadlines
  * stop a transfer with the exact count the peer got, a stream's queued writes go out before the
  * file and later ones after it, a pipe works as destination, and bad fds are clear errors.
+ * The copy (sources sendfile(2) cannot read: pipes, sockets, ttys, /dev/zero, procfs files) moves
+ * the same bytes with the same guarantees, never blocks the loop nor changes the source's flags,
+ * leaves no registration or fd behind, and the no-fallback variants refuse it with -EOPNOTSUPP.
  */
+#include <dirent.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <termios.h>
 
 #include "test_main_helpers.h"
 
@@ -63,6 +70,7 @@ typedef struct reader {
     size_t got;
     size_t stop_after; /* close the socket after this many bytes (0: read to EOF) */
     int slow;          /* sleep a little every few reads (2: after every read) */
+    int zeros;         /* expect zero bytes, not the pattern */
     int bad;           /* first mismatch + 1 */
     int rc;
 } reader;
@@ -81,7 +89,7 @@ static int reader_task(void *p)
         if (n == 0)
             break;
         for (long i = 0; i < n; i++)
-            if (!r->bad && buf[i] != pattern(r->expect_from + r->got + (size_t)i))
+            if (!r->bad && buf[i] != (r->zeros ? 0 : pattern(r->expect_from + r->got + (size_t)i)))
                 r->bad = (int)(r->got + (size_t)i) + 1;
         r->got += (size_t)n;
         if (r->stop_after && r->got >= r->stop_after)
@@ -503,13 +511,19 @@ SIMUL_TASK_TEST(bad_fds_are_clear_errors)
     assert_int_equal(simul_sock_sendfile(sv[0], closed, 0, 0, NULL), -EBADF);
     assert_int_equal(simul_sock_sendfile(sv[0], file, -1, 0, NULL), -EINVAL);
     assert_int_equal(simul_sock_sendfile(sv[0], file, INT64_MAX, 10, NULL), -EINVAL);
-    /* sources sendfile(2) cannot read: a pipe, a socket, a directory */
+    /* sources sendfile(2) cannot read: a pipe, a socket (copied, so an offset makes no sense
+     * for them; without the fallback refused), a directory (nothing can read it), the write end
+     * of a pipe (not open for reading) */
     int p[2];
     assert_int_equal(pipe2(p, O_NONBLOCK | O_CLOEXEC), 0);
-    assert_int_equal(simul_sock_sendfile(sv[0], p[0], 0, 0, NULL), -EINVAL);
-    assert_int_equal(simul_sock_sendfile(sv[0], sv[1], 0, 0, NULL), -EINVAL);
+    assert_int_equal(simul_sock_sendfile_nofallback(sv[0], p[0], 0, 0, NULL), -EOPNOTSUPP);
+    assert_int_equal(simul_sock_sendfile_nofallback(sv[0], sv[1], 0, 0, NULL), -EOPNOTSUPP);
+    assert_int_equal(simul_sock_sendfile(sv[0], p[0], 1, 0, NULL), -ESPIPE);
+    assert_int_equal(simul_sock_sendfile(sv[0], sv[1], 4096, 0, NULL), -ESPIPE);
+    assert_int_equal(simul_sock_sendfile(sv[0], p[1], 0, 0, NULL), -EBADF);
     int d = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     assert_int_equal(simul_sock_sendfile(sv[0], d, 0, 0, NULL), -EINVAL);
+    assert_int_equal(simul_sock_sendfile_nofallback(sv[0], d, 0, 0, NULL), -EINVAL);
     close(d);
     /* a file open only for writing */
     char path[] = "/tmp/simul-sendfile-XXXXXX";
@@ -543,6 +557,730 @@ SIMUL_TASK_TEST(bad_fds_are_clear_errors)
     return 0;
 }
 
+/* ---- sources sendfile(2) cannot read: the copy (asyncio's fallback=True) -------------------- */
+
+#define COPY_BUF (256u * 1024) /* sendfile.c's copy buffer: the most a cut-short copy may lose */
+
+/* How many fds the process has open (to prove that the copy leaves none behind). */
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
+}
+
+/* Writes `total` pattern bytes into a non-blocking pipe or socket, then closes it (EOF for the
+ * reader) unless keep_open. */
+typedef struct feeder {
+    int fd;
+    size_t total;
+    double delay; /* sleep this long first: the copy finds the source empty */
+    bool keep_open;
+    size_t wrote;
+    int rc;
+} feeder;
+
+static int feeder_task(void *p)
+{
+    feeder *fe = p;
+    unsigned char *buf = malloc(65536);
+    assert_non_null(buf);
+    if (fe->delay > 0)
+        fe->rc = simul_sleep(fe->delay);
+    while (fe->rc == 0 && fe->wrote < fe->total) {
+        size_t n = fe->total - fe->wrote < 65536 ? fe->total - fe->wrote : 65536;
+        for (size_t i = 0; i < n; i++)
+            buf[i] = pattern(fe->wrote + i);
+        ssize_t w = send(fe->fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && errno == ENOTSOCK)
+            w = write(fe->fd, buf, n);
+        if (w > 0)
+            fe->wrote += (size_t)w;
+        else if (w < 0 && errno == EAGAIN)
+            fe->rc = simul_wait_writable(fe->fd);
+        else
+            fe->rc = -errno;
+    }
+    free(buf);
+    if (!fe->keep_open) {
+        simul_close(fe->fd);
+        fe->fd = -1;
+    }
+    return 0;
+}
+
+/* A pipe whose write end alone is non-blocking (as a child's stdout often is not on the reading
+ * side): the copy must read the blocking end without blocking the loop. */
+static void source_pipe(int p[2], bool read_end_nonblocking)
+{
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_int_equal(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+    if (read_end_nonblocking)
+        assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+}
+
+#define PIPE_TOTAL (6u * 1024 * 1024 + 123)
+
+/* MiBs from a pipe (count 0: until its writer closes) reach a TCP peer byte for byte; the
+ * source fd's flags are as they were, and it is left unregistered (a plain close() is fine). */
+static void pipe_to_socket(bool nonblocking)
+{
+    int fds = open_fds();
+    int p[2];
+    source_pipe(p, nonblocking);
+    int flags = fcntl(p[0], F_GETFL);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    feeder fe = {.fd = p[1], .total = PIPE_TOTAL};
+    reader r = {.fd = srv, .slow = 1};
+    simul_task *ft, *rt;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    size_t sent = 1;
+    assert_int_equal(simul_sock_sendfile(cli, p[0], 0, 0, &sent), PIPE_TOTAL);
+    assert_int_equal(sent, PIPE_TOTAL);
+    assert_int_equal(fcntl(p[0], F_GETFL), flags);
+    shutdown(cli, SHUT_WR);
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    assert_int_equal(fe.rc, 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, PIPE_TOTAL);
+    simul_close(cli);
+    simul_close(srv);
+    close(p[0]);
+    assert_int_equal(open_fds(), fds);
+}
+
+SIMUL_TASK_TEST(copy_blocking_pipe_to_socket)
+{
+    (void)arg;
+    pipe_to_socket(false);
+    return 0;
+}
+
+SIMUL_TASK_TEST(copy_nonblocking_pipe_to_socket)
+{
+    (void)arg;
+    pipe_to_socket(true);
+    return 0;
+}
+
+/* With a count the copy takes exactly that many bytes from the pipe, not a buffer more: the
+ * next reader of the pipe gets the byte after them. */
+SIMUL_TASK_TEST(copy_from_pipe_with_count_takes_no_more)
+{
+    (void)arg;
+    int p[2];
+    source_pipe(p, false);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    size_t count = 1024 * 1024 + 7;
+    feeder fe = {.fd = p[1], .total = count + 16};
+    reader r = {.fd = sv[1]};
+    simul_task *ft, *rt;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_sock_sendfile(sv[0], p[0], 0, count, &sent), (long)count);
+    assert_int_equal(sent, count);
+    simul_close(sv[0]);
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, count);
+    /* the feeder could write (and close) only because the copy left the last bytes alone */
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    assert_int_equal(fe.rc, 0);
+    unsigned char next[17];
+    assert_int_equal(read(p[0], next, sizeof next), 16);
+    for (size_t i = 0; i < 16; i++)
+        assert_int_equal(next[i], pattern(count + i));
+    simul_close(sv[1]);
+    close(p[0]);
+    return 0;
+}
+
+/* A socket source (blocking, as a caller may hand one over) is read with MSG_DONTWAIT until its
+ * peer shuts down. */
+SIMUL_TASK_TEST(copy_socketpair_source)
+{
+    (void)arg;
+    int fds = open_fds();
+    int src[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, src), 0);
+    assert_int_equal(fcntl(src[1], F_SETFL, O_NONBLOCK), 0);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    feeder fe = {.fd = src[1], .total = 3u * 1024 * 1024 + 1, .delay = 0.02};
+    reader r = {.fd = srv};
+    simul_task *ft, *rt;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_sock_sendfile(cli, src[0], 0, 0, &sent), (long)fe.total);
+    assert_int_equal(sent, fe.total);
+    assert_false(fcntl(src[0], F_GETFL) & O_NONBLOCK);
+    simul_close(cli);
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, fe.total);
+    simul_close(srv);
+    close(src[0]);
+    assert_int_equal(open_fds(), fds);
+    return 0;
+}
+
+/* A tty (a pty's slave in raw mode) refuses RWF_NOWAIT: a non-blocking one is read with plain
+ * read(2) and waits in the loop, a blocking one is read on the file pool. Either way the bytes
+ * arrive in order and the fd's flags stay as they were. */
+static void tty_source(bool nonblocking)
+{
+    int fds = open_fds();
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
+    assert_true(master >= 0);
+    assert_int_equal(grantpt(master), 0);
+    assert_int_equal(unlockpt(master), 0);
+    int flags = O_RDONLY | O_NOCTTY | O_CLOEXEC | (nonblocking ? O_NONBLOCK : 0);
+    int tty = open(ptsname(master), flags);
+    assert_true(tty >= 0);
+    struct termios tio;
+    assert_int_equal(tcgetattr(tty, &tio), 0);
+    cfmakeraw(&tio); /* bytes pass unchanged, no echo */
+    assert_int_equal(tcsetattr(tty, TCSANOW, &tio), 0);
+    int before = fcntl(tty, F_GETFL);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    size_t count = 300 * 1000 + 1;
+    feeder fe = {.fd = master, .total = count, .keep_open = true, .delay = 0.02};
+    reader r = {.fd = sv[1]};
+    simul_task *ft, *rt;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_sock_sendfile(sv[0], tty, 0, count, &sent), (long)count);
+    assert_int_equal(sent, count);
+    assert_int_equal(fcntl(tty, F_GETFL), before);
+    simul_close(sv[0]);
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    assert_int_equal(fe.rc, 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, count);
+    simul_close(sv[1]);
+    close(tty);
+    simul_close(master);
+    assert_int_equal(open_fds(), fds);
+}
+
+SIMUL_TASK_TEST(copy_nonblocking_tty_source)
+{
+    (void)arg;
+    tty_source(true);
+    return 0;
+}
+
+SIMUL_TASK_TEST(copy_blocking_tty_source_on_the_pool)
+{
+    (void)arg;
+    tty_source(false);
+    return 0;
+}
+
+/* /dev/zero never ends and cannot be polled: a count bounds it, an offset is refused. */
+SIMUL_TASK_TEST(copy_dev_zero_with_count)
+{
+    (void)arg;
+    int zero = open("/dev/zero", O_RDONLY | O_CLOEXEC);
+    assert_true(zero >= 0);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    size_t count = 3u * 1024 * 1024 + 5;
+    reader r = {.fd = sv[1], .zeros = 1};
+    simul_task *rt;
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_sock_sendfile(sv[0], zero, 0, count, &sent), (long)count);
+    assert_int_equal(sent, count);
+    assert_int_equal(simul_sock_sendfile(sv[0], zero, 10, count, &sent), -ESPIPE);
+    assert_int_equal(sent, 0);
+    assert_int_equal(simul_sock_sendfile_nofallback(sv[0], zero, 0, count, &sent), -EOPNOTSUPP);
+    simul_close(sv[0]);
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, count);
+    simul_close(sv[1]);
+    close(zero);
+    return 0;
+}
+
+/* Everything waiting in a non-blocking AF_UNIX socket, up to cap bytes. */
+static size_t drain(int fd, unsigned char *buf, size_t cap)
+{
+    size_t got = 0;
+    for (;;) {
+        ssize_t n = recv(fd, buf + got, cap - got, MSG_DONTWAIT);
+        if (n <= 0)
+            return got;
+        got += (size_t)n;
+    }
+}
+
+/* A regular file sendfile(2) refuses (procfs: EINVAL) is copied with pread at the same offsets:
+ * offset and count mean what they mean for any file. Without the fallback: -EOPNOTSUPP. */
+SIMUL_TASK_TEST(copy_file_sendfile_refuses)
+{
+    (void)arg;
+    const char *path = "/proc/self/auxv"; /* binary, fixed for the process' life */
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    static unsigned char want[65536], got[65536];
+    ssize_t len = pread(fd, want, sizeof want, 0);
+    assert_true(len > 16 && len < (ssize_t)sizeof want);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    off_t probe = 0;
+    bool refused = sendfile(sv[0], fd, &probe, 1) < 0 && errno == EINVAL;
+    drain(sv[1], got, sizeof got);
+    if (refused) {
+        size_t sent = 5;
+        assert_int_equal(simul_sock_sendfile_nofallback(sv[0], fd, 0, 0, &sent), -EOPNOTSUPP);
+        assert_int_equal(sent, 0);
+        assert_int_equal(drain(sv[1], got, sizeof got), 0);
+    } else {
+        print_message("note: this kernel splices %s, so the copy is not what runs\n", path);
+    }
+    struct {
+        int64_t offset;
+        size_t count;
+        long expect;
+    } cases[] = {{0, 0, len}, {7, 16, 16}, {len - 3, 50, 3}, {len, 0, 0}, {len + 10, 0, 0}};
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        size_t sent = 99;
+        assert_int_equal(simul_sock_sendfile(sv[0], fd, cases[i].offset, cases[i].count, &sent),
+                         cases[i].expect);
+        assert_int_equal(sent, (size_t)cases[i].expect);
+        assert_int_equal(drain(sv[1], got, sizeof got), (size_t)cases[i].expect);
+        assert_memory_equal(got, want + (cases[i].expect ? cases[i].offset : 0),
+                            (size_t)cases[i].expect);
+    }
+    assert_int_equal(lseek(fd, 0, SEEK_CUR), 0); /* the file's offset is not used */
+    simul_close(sv[0]);
+    simul_close(sv[1]);
+    close(fd);
+    return 0;
+}
+
+/* An offset on a source that has none is a clear error that consumes nothing. */
+SIMUL_TASK_TEST(copy_offset_on_non_seekable_source)
+{
+    (void)arg;
+    int p[2];
+    source_pipe(p, false);
+    assert_int_equal(write(p[1], "abc", 3), 3);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    size_t sent = 9;
+    assert_int_equal(simul_sock_sendfile(srv, p[0], 1, 0, &sent), -ESPIPE);
+    assert_int_equal(sent, 0);
+    assert_int_equal(simul_stream_sendfile(s, p[0], 3, 3, &sent), -ESPIPE);
+    assert_int_equal(sent, 0);
+    char buf[8];
+    assert_int_equal(read(p[0], buf, sizeof buf), 3);
+    assert_memory_equal(buf, "abc", 3);
+    assert_int_equal(simul_stream_write(s, "ok", 2), 0); /* the stream is not harmed */
+    assert_int_equal(simul_stream_close(s), 0);
+    assert_int_equal(simul_recv(srv, buf, sizeof buf, 0), 2);
+    simul_close(srv);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+/* Reads until `stop_after` bytes, then closes its end with nothing in between that could let
+ * the sender run: *sent must then be what it read plus what was still queued. */
+typedef struct vanisher {
+    int fd;
+    size_t stop_after;
+    size_t got, queued;
+    int bad;
+} vanisher;
+
+static int vanisher_task(void *p)
+{
+    vanisher *v = p;
+    static unsigned char buf[16384];
+    while (v->got < v->stop_after) {
+        ssize_t n = read(v->fd, buf, sizeof buf);
+        if (n < 0 && errno == EAGAIN) {
+            if (simul_wait_readable(v->fd) < 0)
+                return -1;
+            continue;
+        }
+        if (n <= 0)
+            return -1;
+        for (ssize_t i = 0; i < n; i++)
+            if (!v->bad && buf[i] != pattern(v->got + (size_t)i))
+                v->bad = (int)(v->got + (size_t)i) + 1;
+        v->got += (size_t)n;
+    }
+    int queued = 0;
+    assert_int_equal(ioctl(v->fd, FIONREAD, &queued), 0);
+    v->queued = (size_t)queued;
+    simul_close(v->fd);
+    return 0;
+}
+
+/* The peer goes away mid-copy: -EPIPE (or -ECONNRESET), no SIGPIPE (it would end the process),
+ * and *sent is exactly what the destination took. */
+static void peer_vanishes(bool pipe_dest)
+{
+    int p[2];
+    source_pipe(p, false);
+    int d[2];
+    if (pipe_dest)
+        assert_int_equal(pipe2(d, O_NONBLOCK | O_CLOEXEC), 0);
+    else
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, d), 0);
+    int out = pipe_dest ? d[1] : d[0], in = pipe_dest ? d[0] : d[1];
+    feeder fe = {.fd = p[1], .total = 64u * 1024 * 1024, .keep_open = true};
+    vanisher v = {.fd = in, .stop_after = 300 * 1024};
+    simul_task *ft, *vt;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&vt, vanisher_task, &v, NULL), 0);
+    size_t sent = 0;
+    long rc = simul_sock_sendfile(out, p[0], 0, 0, &sent);
+    assert_true(rc == -EPIPE || rc == -ECONNRESET);
+    int vrc = 1;
+    assert_int_equal(simul_task_join(vt, &vrc), 0);
+    assert_int_equal(vrc, 0);
+    assert_int_equal(v.bad, 0);
+    assert_int_equal(sent, v.got + v.queued);
+    assert_true(sent < fe.total);
+    assert_int_equal(simul_task_cancel(ft), 0);
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    simul_close(out);
+    simul_close(p[1]);
+    close(p[0]);
+}
+
+SIMUL_TASK_TEST(copy_peer_vanishes_socket)
+{
+    (void)arg;
+    peer_vanishes(false);
+    return 0;
+}
+
+SIMUL_TASK_TEST(copy_peer_vanishes_pipe)
+{
+    (void)arg;
+    peer_vanishes(true);
+    return 0;
+}
+
+/* Cancellation or a deadline while the destination is full: the exact count the peer gets, and
+ * what was read from the pipe but not sent is lost from it (at most one buffer): the pipe's next
+ * reader continues somewhere in [sent, sent + 256 KiB]. */
+static void interrupted_copy(bool by_deadline)
+{
+    int fds = open_fds();
+    int p[2];
+    source_pipe(p, false);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int small = 64 * 1024;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    feeder fe = {.fd = p[1], .total = 64u * 1024 * 1024, .keep_open = true};
+    sender s = {.sock = sv[0], .file = p[0], .timeout = by_deadline ? 0.2 : 0, .rc = 1};
+    simul_task *ft, *st;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&st, sender_task, &s, NULL), 0);
+    assert_int_equal(simul_sleep(0.1), 0);
+    double t0 = test_clock();
+    if (!by_deadline)
+        assert_int_equal(simul_task_cancel(st), 0);
+    assert_int_equal(simul_task_join(st, NULL), 0);
+    assert_true(test_clock() - t0 < 2.0);
+    assert_int_equal(s.rc, by_deadline ? -ETIMEDOUT : -ECANCELED);
+    assert_true(s.sent > 0 && s.sent < fe.total); /* nobody read: the socket buffers filled up */
+    assert_int_equal(simul_task_cancel(ft), 0);
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    simul_close(sv[0]);
+    reader r = {.fd = sv[1]};
+    assert_int_equal(reader_task(&r), 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, s.sent);
+    /* the feeder kept the pipe full: find where its next reader stands */
+    unsigned char next[32];
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0); /* a failure, not a hang */
+    assert_int_equal(read(p[0], next, sizeof next), (ssize_t)sizeof next);
+    size_t at = SIZE_MAX;
+    for (size_t q = s.sent; q <= s.sent + COPY_BUF && at == SIZE_MAX; q++) {
+        size_t i = 0;
+        while (i < sizeof next && next[i] == pattern(q + i))
+            i++;
+        if (i == sizeof next)
+            at = q;
+    }
+    assert_true(at != SIZE_MAX);
+    simul_close(sv[1]);
+    close(p[0]);
+    simul_close(p[1]);
+    assert_int_equal(open_fds(), fds);
+}
+
+SIMUL_TASK_TEST(copy_cancel_mid_transfer_exact_count)
+{
+    (void)arg;
+    interrupted_copy(false);
+    return 0;
+}
+
+SIMUL_TASK_TEST(copy_deadline_mid_transfer_exact_count)
+{
+    (void)arg;
+    interrupted_copy(true);
+    return 0;
+}
+
+/* Waiting for a source that stays empty is a wait like any other: cancel and deadlines end it
+ * promptly, nothing sent. */
+SIMUL_TASK_TEST(copy_waiting_on_empty_source_is_interruptible)
+{
+    (void)arg;
+    int p[2];
+    source_pipe(p, false);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    for (int by_deadline = 0; by_deadline < 2; by_deadline++) {
+        sender s = {.sock = sv[0], .file = p[0], .rc = 1, .sent = 7};
+        s.timeout = by_deadline ? 0.1 : 0;
+        simul_task *st;
+        assert_int_equal(simul_task_spawn(&st, sender_task, &s, NULL), 0);
+        assert_int_equal(simul_sleep(0.05), 0);
+        double t0 = test_clock();
+        if (!by_deadline)
+            assert_int_equal(simul_task_cancel(st), 0);
+        assert_int_equal(simul_task_join(st, NULL), 0);
+        assert_true(test_clock() - t0 < 2.0);
+        assert_int_equal(s.rc, by_deadline ? -ETIMEDOUT : -ECANCELED);
+        assert_int_equal(s.sent, 0);
+    }
+    simul_close(sv[0]);
+    simul_close(sv[1]);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+/* The copy had to wait on the pipe, so the loop registered it; it gives the registration back,
+ * so a plain close() and a new pipe with the same number work (a stale registration would make
+ * the second copy wait forever: the deadline turns that into a failure). */
+SIMUL_TASK_TEST(copy_leaves_source_unregistered)
+{
+    (void)arg;
+    int fds = open_fds();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int first = -1;
+    for (int round = 0; round < 2; round++) {
+        int p[2];
+        source_pipe(p, false);
+        if (round == 0)
+            first = p[0];
+        else
+            assert_int_equal(p[0], first); /* the number was reused */
+        feeder fe = {.fd = p[1], .total = 100000, .delay = 0.05};
+        simul_task *ft;
+        assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+        simul_scope sc;
+        assert_int_equal(simul_scope_timeout(&sc, 5.0), 0);
+        size_t sent = 0;
+        assert_int_equal(simul_sock_sendfile(sv[0], p[0], 0, 0, &sent), 100000);
+        simul_scope_end(&sc);
+        assert_int_equal(simul_task_join(ft, NULL), 0);
+        static unsigned char got[100001]; /* fits in the socket's buffers: no reader needed */
+        assert_int_equal(drain(sv[1], got, sizeof got), 100000);
+        for (size_t i = 0; i < 100000; i++)
+            assert_int_equal(got[i], pattern(i));
+        close(p[0]); /* plain close: the fd layer must not hold on to the number */
+    }
+    simul_close(sv[0]);
+    simul_close(sv[1]);
+    assert_int_equal(open_fds(), fds);
+    return 0;
+}
+
+/* simul_stream_sendfile from a pipe keeps the stream's sending side to itself: another task's
+ * write, write_eof and sendfile get -EBUSY, and the peer receives the pipe's bytes untouched. */
+SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
+{
+    (void)arg;
+    int fds = open_fds();
+    int file = make_file(10);
+    int p[2];
+    source_pipe(p, false);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    size_t total = 4u * 1024 * 1024;
+    feeder fe = {.fd = p[1], .total = total};
+    reader r = {.fd = srv, .slow = 2};
+    meddler m = {.s = s, .file = file, .write_rc = 1, .eof_rc = 1, .sendfile_rc = 1};
+    simul_task *ft, *rt, *mt;
+    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    assert_int_equal(simul_task_spawn(&mt, meddle_later, &m, NULL), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), (long)total);
+    assert_int_equal(sent, total);
+    assert_int_equal(simul_task_join(mt, NULL), 0);
+    assert_int_equal(m.write_rc, -EBUSY);
+    assert_int_equal(m.eof_rc, -EBUSY);
+    assert_int_equal(m.sendfile_rc, -EBUSY);
+    assert_int_equal(simul_task_join(ft, NULL), 0);
+    assert_int_equal(simul_stream_close(s), 0); /* the peer reads EOF after the bytes */
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, total);
+    simul_close(srv);
+    close(p[0]);
+    close(file);
+    assert_int_equal(open_fds(), fds);
+    return 0;
+}
+
+/* Another task closes the stream while the copy waits for an empty pipe: the close does not
+ * touch the pipe, yet the call ends promptly with -ECANCELED and the count sent before. */
+SIMUL_TASK_TEST(copy_stream_closed_while_source_is_empty)
+{
+    (void)arg;
+    int p[2];
+    source_pipe(p, false);
+    assert_int_equal(write(p[1], "abc", 3), 3);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    closer c = {s};
+    simul_task *ct;
+    assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
+    double t0 = test_clock();
+    size_t sent = 0;
+    assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), -ECANCELED);
+    assert_true(test_clock() - t0 < 2.0);
+    assert_int_equal(sent, 3);
+    int rc = 1;
+    assert_int_equal(simul_task_join(ct, &rc), 0);
+    assert_int_equal(rc, 0);
+    char buf[8];
+    assert_int_equal(simul_recv(srv, buf, sizeof buf, 0), 3);
+    assert_int_equal(simul_recv(srv, buf, sizeof buf, 0), 0);
+    simul_close(srv);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+/* A source socket's error ends the call but is not the stream's: the stream keeps working. */
+SIMUL_TASK_TEST(copy_source_error_is_not_the_streams)
+{
+    (void)arg;
+    int src[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, src), 0);
+    assert_int_equal(write(src[1], "hello", 5), 5);
+    assert_int_equal(write(src[0], "unread", 6), 6); /* left unread by src[1]: its close resets */
+    close(src[1]);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_stream_sendfile(s, src[0], 0, 0, &sent), -ECONNRESET);
+    assert_int_equal(sent, 5);
+    assert_int_equal(simul_stream_write(s, " ok", 3), 0);
+    assert_int_equal(simul_stream_close(s), 0);
+    char buf[16];
+    size_t got = 0;
+    long n;
+    while ((n = simul_recv(srv, buf + got, sizeof buf - got, 0)) > 0)
+        got += (size_t)n;
+    assert_int_equal(got, 8);
+    assert_memory_equal(buf, "hello ok", 8);
+    simul_close(srv);
+    simul_close(src[0]);
+    return 0;
+}
+
+/* The destination's error is the stream's, as for the zero-copy path: sticky for later writes. */
+SIMUL_TASK_TEST(copy_destination_error_is_the_streams)
+{
+    (void)arg;
+    int p[2];
+    source_pipe(p, false);
+    assert_int_equal(write(p[1], "abc", 3), 3);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    simul_close(sv[1]); /* the peer is gone before the call */
+    size_t sent = 9;
+    assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), -EPIPE);
+    assert_int_equal(sent, 0);
+    assert_int_equal(simul_stream_write(s, "x", 1), -EPIPE);
+    assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), -EPIPE);
+    assert_int_equal(simul_stream_close(s), -EPIPE);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
+/* asyncio's fallback=False: -EOPNOTSUPP for what only a copy could send, nothing sent, the stream
+ * untouched; a regular file still goes zero-copy. */
+SIMUL_TASK_TEST(nofallback_refuses_what_needs_a_copy)
+{
+    (void)arg;
+    int file = make_file(5000);
+    int p[2];
+    source_pipe(p, false);
+    assert_int_equal(write(p[1], "abc", 3), 3);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    size_t sent = 3;
+    assert_int_equal(simul_stream_sendfile_nofallback(s, p[0], 0, 0, &sent), -EOPNOTSUPP);
+    assert_int_equal(sent, 0);
+    assert_int_equal(simul_sock_sendfile_nofallback(srv, p[0], 0, 0, &sent), -EOPNOTSUPP);
+    assert_int_equal(simul_stream_sendfile_nofallback(s, file, 10, 100, &sent), 100);
+    assert_int_equal(sent, 100);
+    assert_int_equal(simul_stream_close(s), 0);
+    reader r = {.fd = srv, .expect_from = 10};
+    assert_int_equal(reader_task(&r), 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, 100);
+    char buf[8];
+    assert_int_equal(read(p[0], buf, sizeof buf), 3); /* the pipe's bytes are still there */
+    simul_close(srv);
+    close(p[0]);
+    close(p[1]);
+    close(file);
+    return 0;
+}
+
 static void outside_a_task(void **state)
 {
     (void)state;
@@ -564,6 +1302,26 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(pipe_destination),
     cmocka_unit_test(bad_fds_are_clear_errors),
     cmocka_unit_test(outside_a_task),
+    cmocka_unit_test(copy_blocking_pipe_to_socket),
+    cmocka_unit_test(copy_nonblocking_pipe_to_socket),
+    cmocka_unit_test(copy_from_pipe_with_count_takes_no_more),
+    cmocka_unit_test(copy_socketpair_source),
+    cmocka_unit_test(copy_nonblocking_tty_source),
+    cmocka_unit_test(copy_blocking_tty_source_on_the_pool),
+    cmocka_unit_test(copy_dev_zero_with_count),
+    cmocka_unit_test(copy_file_sendfile_refuses),
+    cmocka_unit_test(copy_offset_on_non_seekable_source),
+    cmocka_unit_test(copy_peer_vanishes_socket),
+    cmocka_unit_test(copy_peer_vanishes_pipe),
+    cmocka_unit_test(copy_cancel_mid_transfer_exact_count),
+    cmocka_unit_test(copy_deadline_mid_transfer_exact_count),
+    cmocka_unit_test(copy_waiting_on_empty_source_is_interruptible),
+    cmocka_unit_test(copy_leaves_source_unregistered),
+    cmocka_unit_test(copy_stream_from_pipe_writes_are_busy),
+    cmocka_unit_test(copy_stream_closed_while_source_is_empty),
+    cmocka_unit_test(copy_source_error_is_not_the_streams),
+    cmocka_unit_test(copy_destination_error_is_the_streams),
+    cmocka_unit_test(nofallback_refuses_what_needs_a_copy),
 };
 
 SIMUL_TEST_MAIN("sendfile", tests)
