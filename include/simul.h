@@ -805,6 +805,25 @@ int simul_unix_listen(const char *path, int backlog);
  * Returns 0, or -EINVAL. */
 int simul_server_close(simul_server *s);
 
+/* asyncio 3.13's Server.close_clients / abort_clients: end every connection the server accepted
+ * that is still open, stream and protocol servers alike. Neither stops listening (that is
+ * simul_server_close) and neither suspends; a connection accepted after the call, or still being
+ * set up by the factory / connection_made that calls it, is not touched. Connections that end or
+ * close themselves meanwhile are fine. simul_server_wait_closed then returns once they are gone.
+ * close_clients closes gracefully: a transport as simul_transport_close (queued data is sent,
+ * then connection_lost(ctx, 0)); a stream as simul_stream_close, the flush going on in a task of
+ * its own. A peer that does not read keeps such a connection (and wait_closed) waiting, as in
+ * asyncio: abort_clients ends it. (A connection closed with received data still unread is reset
+ * by the kernel, whichever call closes it.) abort_clients resets (SO_LINGER 0: the peer gets
+ * ECONNRESET, queued data is dropped): a transport as simul_transport_abort (connection_lost(ctx,
+ * 0)), a stream as simul_stream_abort. A stream handler's call in progress (a read, drain)
+ * resumes with -ECANCELED, and its later calls get -EBADF; the stream is released when the
+ * handler returns, as always (a handler may still call simul_stream_close: -EBADF, harmless).
+ * Returns how many open connections it reached (some may already have been closing), -EINVAL,
+ * -ENXIO if called off the server's loop. */
+int simul_server_close_clients(simul_server *s);
+int simul_server_abort_clients(simul_server *s);
+
 /* Suspends until the server is closed and every connection it accepted has ended (asyncio 3.12+
  * semantics). Returns 0, -ECANCELED / -ETIMEDOUT, -EINVAL. */
 int simul_server_wait_closed(simul_server *s);
@@ -857,7 +876,9 @@ void simul_server_free(simul_server *s);
  * later write and drain.
  *
  * Lifecycle: the stream owns its fd. simul_stream_close() flushes, closes the fd and frees the
- * stream; a task inside another call on the stream meanwhile gets -ECANCELED from it. */
+ * stream; a task inside another call on the stream meanwhile gets -ECANCELED from it.
+ * simul_stream_abort() closes the fd at once (a reset, the queue dropped) but not the handle:
+ * simul_stream_close() still frees it, so every stream is freed by exactly one close. */
 typedef struct simul_stream simul_stream;
 struct iovec;
 struct sockaddr_storage;
@@ -966,15 +987,29 @@ bool simul_stream_can_write_eof(const simul_stream *s);
  * Tasks inside other calls on the stream resume with -ECANCELED.
  * The handle is invalid once close returns, whatever it returns: 0 if everything written was
  * handed to the kernel, else the error that lost queued data (-EPIPE, -ECONNRESET, -ECANCELED,
- * -ETIMEDOUT, ...). -EBADF if the stream is already closing; -EINVAL for NULL. */
+ * -ETIMEDOUT, ...). -EBADF if the stream is already closing; -EINVAL for NULL. After
+ * simul_stream_abort it only frees the handle and returns 0. */
 int simul_stream_close(simul_stream *s);
 
-/* Suspends until another task (or a callback) has closed the stream. Meant for tasks that share a
- * stream with the one that closes it; the handle is invalid once this returns. Returns 0,
+/* asyncio's transport.abort() for a stream: drops the queued data, closes the fd with a reset
+ * (SO_LINGER 0 on a socket: the peer gets ECONNRESET, not EOF) and wakes every task inside a
+ * call on the stream (read, drain, close's flush, sendfile) with -ECANCELED, -ECONNABORTED for
+ * a close that was waiting to flush. Does not suspend; works outside a task. The handle stays
+ * valid, closing: later calls get -EBADF (simul_stream_fd too), is_closing is true, and
+ * simul_stream_close must still be called, which then only frees it and returns 0 (a stream
+ * server's handler need not: its stream is closed when it returns). Until then the stream counts
+ * as open (simul_loop_close gives -EBUSY). Returns 0 (also when already aborted), -EBADF if
+ * close has already closed the fd, -EINVAL for NULL. Not after simul_stream_close has
+ * returned: the handle is gone then. */
+int simul_stream_abort(simul_stream *s);
+
+/* Suspends until another task (or a callback) has closed or aborted the stream. Meant for tasks
+ * that share a stream with the one that closes it; the handle is invalid once this returns
+ * after a close (after an abort it stays valid until simul_stream_close). Returns 0,
  * -ECANCELED, -ETIMEDOUT, -EINVAL. */
 int simul_stream_wait_closed(simul_stream *s);
 
-/* Whether close has begun. */
+/* Whether close (or abort) has begun. */
 bool simul_stream_is_closing(const simul_stream *s);
 
 /* The stream's fd (still the stream's: do not close it), or -EBADF once it is closed. */
@@ -1324,12 +1359,11 @@ int simul_wait_signal(const int *sigs, int n);
 /* ---------------------------------------------------------------------------------------------
  * Subprocesses (asyncio.create_subprocess_exec / create_subprocess_shell)
  * ------------------------------------------------------------------------------------------- */
-/* @@SUBPROCESS@@ */
 /* Child processes. Spawning is posix_spawn (a vfork-style clone: no page-table copy, and an exec
  * failure comes back as the call's error). The child starts with every signal at its default
  * action and an empty signal mask (whatever handlers and masks this process has), and inherits
  * no fd of the library (they are all close-on-exec) and, unless SIMUL_PROCESS_KEEP_FDS, no fd
- * above 2 at all (as Python's close_fds=True).
+ * above 2 at all but the opts' pass_fds (as Python's close_fds=True).
  *
  * Exit watching: a pidfd (Linux >= 5.3) registered with the loop, reaped with
  * waitid(P_PIDFD, WNOHANG). Where pidfd_open is unavailable (ENOSYS, or EPERM in some sandboxes),
@@ -1360,9 +1394,14 @@ enum simul_stdio {
     SIMUL_STDIO_STDOUT = 4,  /* stderr only: wherever stdout goes (2>&1) */
 };
 
-#define SIMUL_PROCESS_NEW_SESSION 1u /* setsid() in the child (Python's start_new_session) */
+#define SIMUL_PROCESS_NEW_SESSION 1u /* setsid() in the child (Python's start_new_session): a
+                                        session and a process group of its own, no terminal */
 #define SIMUL_PROCESS_NEW_PGROUP 2u  /* a process group of its own (Python's process_group=0) */
 #define SIMUL_PROCESS_KEEP_FDS 4u    /* the child inherits every fd not marked close-on-exec */
+
+/* The value of simul_process_opts.umask that gives the child umask `mask` (0..0777). A plain
+ * number there is -EINVAL: 0 must keep meaning "inherit", and 022 alone would be ambiguous. */
+#define SIMUL_PROCESS_UMASK(mask) ((int)(0x10000 | (mask)))
 
 /* The default output limit of simul_process_communicate (per pipe). */
 #define SIMUL_PROCESS_OUTPUT_LIMIT (64u * 1024u * 1024u)
@@ -1376,14 +1415,35 @@ typedef struct simul_process_opts {
     int stdin_mode, stdout_mode, stderr_mode; /* enum simul_stdio; 0 = inherit */
     int stdin_fd, stdout_fd, stderr_fd;       /* read for SIMUL_STDIO_FD only */
     unsigned flags;                           /* SIMUL_PROCESS_* */
+    /* Python's pass_fds: fds (>= 3, open) that stay open in the child under the same numbers
+     * whether or not they are close-on-exec here (only the child's copy loses the flag; this
+     * process's fds are not touched). Every other fd above 2 is still closed (below the highest
+     * passed one: those open without close-on-exec when the call starts, so one that another
+     * thread opens that way meanwhile may reach the child, as with any fork+exec). Read during
+     * the call only. */
+    const int *pass_fds;
+    size_t n_pass_fds;
+    /* Python's umask=: 0 (the default) inherits this process's umask; SIMUL_PROCESS_UMASK(m)
+     * sets m in the child only. Setting one spawns from a short-lived thread of its own
+     * (unshare(CLONE_FS); some 50 us more), so no other thread of this process ever sees m. */
+    int umask;
+    /* Python's process_group=N with N > 0: the child joins the existing process group N (e.g.
+     * the group of a first child started with SIMUL_PROCESS_NEW_PGROUP, to signal a pipeline
+     * as one). 0: unset. */
+    int join_pgid;
 } simul_process_opts;
 
 /* asyncio.create_subprocess_exec: starts opts->argv[0] with opts->argv. Does not suspend (the
  * spawn itself blocks the loop for the ~0.1-1 ms a vfork+exec takes). Returns 0 and *out (the
  * caller frees it with simul_process_free); or, with nothing started and nothing left open: the
  * exec's error (-ENOENT no such program or cwd, -EACCES not executable, -ENOEXEC, -ENOTDIR, ...),
- * -EINVAL (no argv / argv[0], a bad mode or flag, argv given to the shell variant), -EBADF (a
- * SIMUL_STDIO_FD whose fd is not open), -ENXIO (no loop), -EMFILE / -ENOMEM / -EAGAIN. */
+ * -EINVAL (no argv / argv[0], a bad mode or flag, argv given to the shell variant, a pass_fds
+ * entry below 3 or n_pass_fds without pass_fds, a umask not made by SIMUL_PROCESS_UMASK,
+ * join_pgid < 0 or with NEW_PGROUP / NEW_SESSION), -EBADF (a SIMUL_STDIO_FD or pass_fds fd that
+ * is not open), -EPERM (no group join_pgid in this session, or a sandbox refuses the umask
+ * thread's unshare(CLONE_FS)), -ENOSYS (pass_fds with a libc older than glibc 2.29, which cannot
+ * clear a passed fd's close-on-exec in the child only), -ENXIO (no loop), -EMFILE / -ENOMEM /
+ * -EAGAIN. */
 int simul_process_exec(const simul_process_opts *opts, simul_process **out);
 
 /* asyncio.create_subprocess_shell: runs `/bin/sh -c cmd` with opts (which may be NULL: all
@@ -1451,6 +1511,17 @@ int simul_process_send_signal(simul_process *p, int sig);
 /* simul_process_send_signal(p, SIGTERM) / (p, SIGKILL). */
 int simul_process_terminate(simul_process *p);
 int simul_process_kill(simul_process *p);
+
+/* Sends `sig` to the child's whole process group: the child and everything it started that
+ * stayed in the group (a shell's pipelines and background jobs; sh -c 'a & b' killed whole).
+ * The child must have been started with SIMUL_PROCESS_NEW_PGROUP or _NEW_SESSION (its group is
+ * then its pid) or join_pgid (that group), else -EINVAL: its group would be this process's own.
+ * Once the child has been reaped, members it left behind are still reached if the child led the
+ * group and the kernel signals groups through pidfds (Linux >= 6.9: exactly that group, never a
+ * later one with the same number); otherwise, and when the group is empty, -ESRCH. Returns 0
+ * (some member got it); -ESRCH; -EPERM (no member may be signalled by this process); -EINVAL
+ * (a bad p or sig). */
+int simul_process_send_signal_group(simul_process *p, int sig);
 
 /* Gives the handle back. Does not suspend. Pipe streams still open are closed: in a task, data
  * still queued for stdin is discarded (drain or close stdin first to deliver it); in a callback
@@ -1655,42 +1726,73 @@ int simul_file_read_bytes(const char *path, size_t limit, char **data, size_t *l
  * concurrent calls on one path leave one's content or a mix. */
 int simul_file_write_bytes(const char *path, const void *data, size_t len, unsigned mode);
 
-/* Zero-copy sendfile(2) (asyncio's loop.sock_sendfile / loop.sendfile): the kernel moves the
- * bytes from a file to a socket or pipe without them passing through user memory.
- * - file_fd: a regular file (or block device) open for reading; anything else is -EINVAL
- *   (sendfile(2) cannot read pipes or sockets: copy with simul_file_read + simul_sendall, or
- *   read a stream). The file's own offset is neither used nor moved: bytes come from `offset`.
- * - count 0 means up to the end of the file. If the file ends before `count` bytes, the call
- *   returns the shorter count sent (0 for an offset at or past the end): not an error.
- * - The kernel reads the file's pages inside sendfile(2), on the loop's thread: pages not in
- *   the page cache are read from disk with the loop waiting (as nginx without its aio threads).
+/* sendfile (asyncio's loop.sock_sendfile / loop.sendfile, fallback=True by default): bytes from
+ * a source fd to a socket or pipe. Zero-copy sendfile(2) where the kernel can; otherwise, as
+ * asyncio's fallback, a copy that reads the source and sends what it read.
+ * - file_fd, open for reading (else -EBADF):
+ *   - a regular file (or block device): sendfile(2) from `offset`; the file's own offset is
+ *     neither used nor moved. A file sendfile(2) refuses at once (EINVAL, ENOSYS, EOPNOTSUPP
+ *     before any byte went: procfs, some FUSE file systems) is copied instead, read with
+ *     simul_file_pread at the same offsets on the file pool.
+ *   - a pipe, FIFO, socket or character device (/dev/zero, a tty): always copied, read as a byte
+ *     stream from where it stands, so `offset` must be 0 (else -ESPIPE). Reading never blocks
+ *     the loop and never changes the fd's flags: a socket is read with recv(MSG_DONTWAIT), a
+ *     pipe or device with preadv2(RWF_NOWAIT) (non-blocking per call even on a blocking fd),
+ *     parking on the fd's readability in between; where the kernel lacks that (a tty, older
+ *     kernels) a blocking fd is read on the file pool instead (a read cut short there still
+ *     takes what arrives next, and drops it, as simul_file_read says). An fd the copy waited on is
+ *     left unregistered from the loop afterwards, as it was found. Another reader of the same
+ *     source at the same time gets some of the bytes (neither sees all).
+ *   - a directory: -EINVAL.
+ * - count 0 means up to the end of the source (end of file, or a pipe / socket whose writers
+ *   are gone; /dev/zero has none: give a count). If the source ends before `count` bytes, the
+ *   call returns the shorter count sent (0 for an offset at or past the end): not an error.
+ * - sendfile(2) reads the file's pages on the loop's thread: pages not in the page cache are
+ *   read from disk with the loop waiting (as nginx without its aio threads).
  * - Never raises SIGPIPE: a peer that is gone is -EPIPE or -ECONNRESET.
  * - A long transfer to a fast reader lets other tasks run every few MiB.
- * - *sent (may be NULL) always gets the bytes the kernel took, also on error, cancellation or
- *   timeout (as simul_sendall): the peer got exactly file[offset, offset + *sent). */
+ * - *sent (may be NULL) always gets the bytes the destination took, also on error, cancellation
+ *   or timeout (as simul_sendall): the peer got exactly the first *sent bytes of the source
+ *   (file[offset, offset + *sent)). A copy holds up to 256 KiB read from the source but not yet
+ *   sent: when an error, cancellation or deadline stops it, those bytes are dropped. For a
+ *   file that changes nothing (read them again from offset + *sent); a pipe or socket source has
+ *   lost them: its next reader continues after them. A source read error (-EIO, a source
+ *   socket's -ECONNRESET) is returned as is, with *sent as above. */
 
-/* Suspends until count bytes of file_fd from `offset` (>= 0) went to `sock`: a non-blocking
+/* Suspends until count bytes of file_fd (from `offset`, >= 0) went to `sock`: a non-blocking
  * stream socket (or pipe write end) as the simul_socket / simul_accept / simul_tcp_connect fds
  * are. Returns the count sent; -EINVAL (a blocking destination, a datagram socket, a regular
- * file as destination, a source that is not a regular file, a negative offset); -EBADF (an fd
- * not open, or the file not open for reading); the connection's error; -ECANCELED /
+ * file as destination, a directory as source, a negative offset); -ESPIPE (offset != 0 with a
+ * pipe, socket or device source); -EBADF (an fd not open, or the source not open for reading);
+ * the connection's error; a source's read error; -ENOMEM (the copy's buffer); -ECANCELED /
  * -ETIMEDOUT. Thread-safety: a task of the loop the socket is used with; one sending task per
- * socket at a time (bytes would interleave); the file fd may be shared by any number of
+ * socket at a time (bytes would interleave); a regular file may be shared by any number of
  * transfers at once (its offset is not used). */
 long simul_sock_sendfile(int sock, int file_fd, int64_t offset, size_t count, size_t *sent);
 
 /* Suspends. As simul_sock_sendfile on a stream's socket (or pipe): first waits until the
- * stream's queued writes are flushed, so the file follows them in order, then sends the file.
- * Writes that follow the call go after the file. Meanwhile the sending side is the call's:
- * another task's simul_stream_write / writev / write_eof / sendfile on the stream gets -EBUSY
- * (its bytes would land in the middle of the file's). Returns the count sent; the stream's
- * write error if it already failed (-EPIPE, ...), which a failed transfer also makes sticky for
- * later writes; -ESHUTDOWN after write_eof; -EBUSY (another sendfile is in progress); -EBADF
- * while the stream closes; -ECANCELED if it is closed meanwhile; -ECANCELED / -ETIMEDOUT. After an interruption the peer has a partial file
- * (*sent bytes) in the byte stream: a framed protocol must usually close the stream then.
+ * stream's queued writes are flushed, so the file follows them in order, then sends the file
+ * (zero-copy or copied, as above). Writes that follow the call go after the file. Meanwhile the
+ * sending side is the call's: another task's simul_stream_write / writev / write_eof / sendfile
+ * on the stream gets -EBUSY (its bytes would land in the middle of the file's). Returns the
+ * count sent; the stream's write error if it already failed (-EPIPE, ...), which a transfer
+ * failing on the connection also makes sticky for later writes (a source's errors do not);
+ * -ESHUTDOWN after write_eof; -EBUSY (another sendfile is in progress); -EBADF while the stream
+ * closes; -ECANCELED if it is closed meanwhile; -ECANCELED / -ETIMEDOUT; the other errors of
+ * simul_sock_sendfile. After an interruption the peer has a partial file (*sent bytes) in the
+ * byte stream: a framed protocol must usually close the stream then.
  * Thread-safety: a task of the stream's loop; readers of the stream may run meanwhile. */
 long simul_stream_sendfile(simul_stream *s, int file_fd, int64_t offset, size_t count,
                            size_t *sent);
+
+/* Suspends. As simul_sock_sendfile / simul_stream_sendfile with asyncio's fallback=False:
+ * sendfile(2) only, never a copy. A source it cannot read (a pipe, socket or device, or a file
+ * sendfile(2) refuses before any byte went) is -EOPNOTSUPP (= ENOTSUP), with nothing
+ * sent. */
+long simul_sock_sendfile_nofallback(int sock, int file_fd, int64_t offset, size_t count,
+                                    size_t *sent);
+long simul_stream_sendfile_nofallback(simul_stream *s, int file_fd, int64_t offset,
+                                      size_t count, size_t *sent);
 
 /* ---------------------------------------------------------------------------------------------
  * Many cores: one loop per thread, a server on N threads (SO_REUSEPORT)

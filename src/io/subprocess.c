@@ -2,10 +2,14 @@
  * the child (glibc: clone(CLONE_VM|CLONE_VFORK), exec errors reported), its pipes become streams,
  * and its exit is a pidfd registered with the loop like any fd. Without pidfds the loop's SIGCHLD
  * makes it poll each of its own children with waitpid(pid, WNOHANG), never -1. A child whose
- * handle is freed while it runs goes to a process-wide reaper thread, so no zombie outlives it. */
+ * handle is freed while it runs goes to a process-wide reaper thread, so no zombie outlives it.
+ * A child group is signalled by number only while the child holds that number; after the reap,
+ * through the leader's pidfd or not at all. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -28,11 +32,17 @@ extern char **environ;
 #define FEED_CHUNK (256 * 1024)
 #define READ_CHUNK (64 * 1024)
 #define UNKNOWN_STATUS 255  /* reaped by someone else (or SIGCHLD ignored): asyncio says 255 */
+#define UMASK_SET SIMUL_PROCESS_UMASK(0) /* the tag that keeps 0 meaning "inherit" */
+#ifndef PIDFD_SIGNAL_PROCESS_GROUP
+#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2) /* Linux 6.9; older kernels say EINVAL */
+#endif
 
 struct simul_process {
     simul_loop *loop;
     pid_t pid;
     int pidfd;             /* -1: watched through SIGCHLD (the fallback) */
+    pid_t pgid;            /* the child's own process group; 0: it shares ours */
+    int group_pidfd;       /* a reaped group leader's pidfd: names its group exactly, -1 */
     int status;
     bool reaped;
     bool freed;            /* the caller gave the handle back; memory stays while users > 0 */
@@ -337,7 +347,13 @@ static void complete(simul_process *p, int status)
 {
     p->status = status;
     p->reaped = true;
-    if (p->pidfd >= 0) {
+    if (p->pidfd >= 0 && p->pgid == p->pid) {
+        /* Kept for simul_process_send_signal_group: the group may outlive its leader, and after
+         * the reap only the pidfd tells it from a later group with the same number. */
+        simul_fd_forget(p->pidfd);
+        p->group_pidfd = p->pidfd;
+        p->pidfd = -1;
+    } else if (p->pidfd >= 0) {
         simul_close(p->pidfd); /* drops the reader and the registration with it */
         p->pidfd = -1;
     } else {
@@ -503,17 +519,134 @@ static int search_path(const char *prog, const char *const *env, char *buf, size
     return err;
 }
 
-static int do_spawn(const simul_process_opts *o, const char *const *argv, spawn_fds *s,
-                    pid_t *pid)
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+#define HAVE_CLOSEFROM 1 /* posix_spawn_file_actions_addclosefrom_np */
+#endif
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 29))
+#define HAVE_DUP2_SELF 1 /* adddup2(fd, fd) clears FD_CLOEXEC in the child (POSIX 2024) */
+#endif
+
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+static bool sorted_has(const int *v, size_t n, int x)
+{
+    return bsearch(&x, v, n, sizeof *v, cmp_int) != NULL;
+}
+
+#ifdef HAVE_CLOSEFROM
+/* Closes in the child every fd above 2 but the sorted fds pass[0..n). Above the last one a
+ * closefrom; below it only the fds that would survive the exec (open here without
+ * close-on-exec) need a close action, found in /proc/self/fd or, without /proc, one by one. */
+static int close_all_but(posix_spawn_file_actions_t *fa, const int *pass, size_t n)
+{
+    int top = pass[n - 1], rc = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (d) {
+        struct dirent *e;
+        while (!rc && (e = readdir(d))) {
+            char *end;
+            long fd = strtol(e->d_name, &end, 10);
+            if (*end || end == e->d_name || fd < 3 || fd >= top || sorted_has(pass, n, (int)fd))
+                continue;
+            int fl = fcntl((int)fd, F_GETFD); /* the directory's own fd is close-on-exec */
+            if (fl >= 0 && !(fl & FD_CLOEXEC))
+                rc = posix_spawn_file_actions_addclose(fa, (int)fd);
+        }
+        closedir(d);
+    } else {
+        for (int fd = 3; !rc && fd < top; fd++) {
+            int fl = fcntl(fd, F_GETFD);
+            if (fl >= 0 && !(fl & FD_CLOEXEC) && !sorted_has(pass, n, fd))
+                rc = posix_spawn_file_actions_addclose(fa, fd);
+        }
+    }
+    /* A close action on an fd another thread closed meanwhile is no error (glibc). */
+    if (!rc && top < INT_MAX)
+        rc = posix_spawn_file_actions_addclosefrom_np(fa, top + 1);
+    return rc;
+}
+#endif
+
+/* What the spawn itself needs, so it can run on the umask thread. */
+typedef struct spawn_call {
+    const char *const *argv;
+    const char *const *env;
+    posix_spawn_file_actions_t *fa;
+    posix_spawnattr_t *at;
+    mode_t mask;
+    pid_t pid;
+    int rc; /* a positive errno, as posix_spawn's */
+} spawn_call;
+
+static int spawn_now(spawn_call *c)
+{
+    char *const *av = (char *const *)c->argv;
+    char *const *ev = c->env ? (char *const *)c->env : environ;
+    if (strchr(c->argv[0], '/'))
+        return posix_spawn(&c->pid, c->argv[0], c->fa, c->at, av, ev);
+    if (!c->env)
+        return posix_spawnp(&c->pid, c->argv[0], c->fa, c->at, av, ev);
+    char path[PATH_MAX];
+    int r = search_path(c->argv[0], c->env, path, sizeof path);
+    return r < 0 ? -r : posix_spawn(&c->pid, path, c->fa, c->at, av, ev);
+}
+
+/* posix_spawn has no umask attribute and umask(2) is process-wide: this thread takes a private
+ * copy of the cwd/root/umask record first, so the mask it sets reaches the child (which copies
+ * the record of the thread that spawns it) and nobody else. */
+static void *umask_thread(void *arg)
+{
+    spawn_call *c = arg;
+    if (unshare(CLONE_FS) < 0) {
+        c->rc = errno;
+        return NULL;
+    }
+    umask(c->mask);
+    c->rc = spawn_now(c);
+    return NULL;
+}
+
+static int spawn_with_umask(spawn_call *c)
+{
+    /* No signal handler of this process may run on it. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t th;
+    int rc = pthread_create(&th, NULL, umask_thread, c);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc)
+        return rc;
+    pthread_join(th, NULL);
+    return c->rc;
+}
+
+static int do_spawn(const simul_process_opts *o, const char *const *argv, spawn_fds *s, pid_t *pid)
 {
     posix_spawn_file_actions_t fa;
     posix_spawnattr_t at;
+    int *pass = NULL;
+    size_t npass = o->n_pass_fds;
+    if (npass) {
+        pass = malloc(npass * sizeof *pass);
+        if (!pass)
+            return -ENOMEM;
+        memcpy(pass, o->pass_fds, npass * sizeof *pass);
+        qsort(pass, npass, sizeof *pass, cmp_int);
+    }
     int rc = posix_spawn_file_actions_init(&fa);
-    if (rc)
+    if (rc) {
+        free(pass);
         return -rc;
+    }
     rc = posix_spawnattr_init(&at);
     if (rc) {
         posix_spawn_file_actions_destroy(&fa);
+        free(pass);
         return -rc;
     }
     const int mode[3] = {o->stdin_mode, o->stdout_mode, o->stderr_mode};
@@ -526,10 +659,16 @@ static int do_spawn(const simul_process_opts *o, const char *const *argv, spawn_
         else if (mode[i] == SIMUL_STDIO_STDOUT)
             rc = posix_spawn_file_actions_adddup2(&fa, 1, 2); /* after fd 1 is in place */
     }
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    /* The closes come after the stdio dup2s: a caller's stdout_fd may be one of the fds closed. */
+#ifdef HAVE_CLOSEFROM
     if (!rc && !(o->flags & SIMUL_PROCESS_KEEP_FDS))
-        rc = posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        rc = npass ? close_all_but(&fa, pass, npass)
+                   : posix_spawn_file_actions_addclosefrom_np(&fa, 3);
 #endif
+    for (size_t i = 0; i < npass && !rc; i++)
+        if (i == 0 || pass[i] != pass[i - 1])
+            rc = posix_spawn_file_actions_adddup2(&fa, pass[i], pass[i]);
+    free(pass);
     if (!rc && o->cwd)
         rc = posix_spawn_file_actions_addchdir_np(&fa, o->cwd);
     /* Whatever this process does with signals (simul_run's SIGINT, ignored SIGPIPE, blocked
@@ -542,32 +681,64 @@ static int do_spawn(const simul_process_opts *o, const char *const *argv, spawn_
     short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
     if (o->flags & SIMUL_PROCESS_NEW_SESSION)
         flags |= POSIX_SPAWN_SETSID;
-    if (o->flags & SIMUL_PROCESS_NEW_PGROUP)
+    if ((o->flags & SIMUL_PROCESS_NEW_PGROUP) || o->join_pgid > 0)
         flags |= POSIX_SPAWN_SETPGROUP;
     if (!rc)
         rc = posix_spawnattr_setsigmask(&at, &none);
     if (!rc)
         rc = posix_spawnattr_setsigdefault(&at, &all);
     if (!rc)
-        rc = posix_spawnattr_setpgroup(&at, 0);
+        rc = posix_spawnattr_setpgroup(&at, o->join_pgid); /* 0: a group of its own */
     if (!rc)
         rc = posix_spawnattr_setflags(&at, flags);
     if (!rc) {
-        char *const *av = (char *const *)argv;
-        char *const *ev = o->env ? (char *const *)o->env : environ;
-        if (strchr(argv[0], '/')) {
-            rc = posix_spawn(pid, argv[0], &fa, &at, av, ev);
-        } else if (!o->env) {
-            rc = posix_spawnp(pid, argv[0], &fa, &at, av, ev);
+        spawn_call c = {.argv = argv, .env = o->env, .fa = &fa, .at = &at, .pid = 0, .rc = 0};
+        if (o->umask) {
+            c.mask = (mode_t)(o->umask & 0777);
+            rc = spawn_with_umask(&c);
         } else {
-            char path[PATH_MAX];
-            int r = search_path(argv[0], o->env, path, sizeof path);
-            rc = r < 0 ? -r : posix_spawn(pid, path, &fa, &at, av, ev);
+            rc = spawn_now(&c);
         }
+        *pid = c.pid;
     }
     posix_spawnattr_destroy(&at);
     posix_spawn_file_actions_destroy(&fa);
     return -rc;
+}
+
+/* Everything about opts that can be refused before anything is made. */
+static int check_opts(const simul_process_opts *o)
+{
+    const int mode[3] = {o->stdin_mode, o->stdout_mode, o->stderr_mode};
+    const int fd[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if (!mode_ok(mode[i], i))
+            return -EINVAL;
+        if (mode[i] == SIMUL_STDIO_FD && fd[i] < 0)
+            return -EBADF;
+    }
+    if (o->flags & ~(SIMUL_PROCESS_NEW_SESSION | SIMUL_PROCESS_NEW_PGROUP | SIMUL_PROCESS_KEEP_FDS))
+        return -EINVAL;
+    if (o->umask && (o->umask & ~0777) != UMASK_SET)
+        return -EINVAL;
+    if (o->join_pgid < 0 ||
+        (o->join_pgid > 0 && (o->flags & (SIMUL_PROCESS_NEW_SESSION | SIMUL_PROCESS_NEW_PGROUP))))
+        return -EINVAL;
+    if (o->n_pass_fds && !o->pass_fds)
+        return -EINVAL;
+    if (o->n_pass_fds > (size_t)INT_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < o->n_pass_fds; i++)
+        if (o->pass_fds[i] >= 0 && o->pass_fds[i] < 3)
+            return -EINVAL; /* stdio is the modes' business */
+    for (size_t i = 0; i < o->n_pass_fds; i++)
+        if (o->pass_fds[i] < 0 || fcntl(o->pass_fds[i], F_GETFD) < 0)
+            return -EBADF;
+#ifndef HAVE_DUP2_SELF
+    if (o->n_pass_fds)
+        return -ENOSYS; /* an older libc would leave them close-on-exec */
+#endif
+    return 0;
 }
 
 static void release_pipe(simul_process *p, int i);
@@ -579,24 +750,18 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
         return -ENXIO;
     if (!argv || !argv[0])
         return -EINVAL;
-    const int mode[3] = {o->stdin_mode, o->stdout_mode, o->stderr_mode};
-    const int fd[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
-    for (int i = 0; i < 3; i++) {
-        if (!mode_ok(mode[i], i))
-            return -EINVAL;
-        if (mode[i] == SIMUL_STDIO_FD && fd[i] < 0)
-            return -EBADF;
-    }
-    if (o->flags & ~(SIMUL_PROCESS_NEW_SESSION | SIMUL_PROCESS_NEW_PGROUP | SIMUL_PROCESS_KEEP_FDS))
-        return -EINVAL;
+    int rc = check_opts(o);
+    if (rc < 0)
+        return rc;
     pthread_once(&env_once, read_env);
     simul_process *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
     p->loop = loop;
     p->pidfd = -1;
+    p->group_pidfd = -1;
     spawn_fds s;
-    int rc = prepare_fds(o, &s);
+    rc = prepare_fds(o, &s);
     /* The streams exist before the child does: once it runs, nothing can fail any more. */
     for (int i = 0; i < 3 && rc == 0; i++) {
         if (s.parent[i] < 0)
@@ -621,6 +786,10 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
         free(p);
         return rc;
     }
+    if (o->flags & (SIMUL_PROCESS_NEW_SESSION | SIMUL_PROCESS_NEW_PGROUP))
+        p->pgid = p->pid;
+    else
+        p->pgid = o->join_pgid;
     watch(p, cl);
     loop->handles++; /* until simul_process_free: the loop does not close under a handle */
     *out = p;
@@ -761,6 +930,24 @@ int simul_process_send_signal(simul_process *p, int sig)
     return kill(p->pid, sig) < 0 ? -errno : 0;
 }
 
+int simul_process_send_signal_group(simul_process *p, int sig)
+{
+    if (!p || p->freed || sig < 0 || sig >= NSIG || p->pgid <= 0)
+        return -EINVAL;
+    /* Unreaped, the child is in the group (or leads it as a zombie): the number is held. */
+    if (!p->reaped)
+        return kill(-p->pgid, sig) < 0 ? -errno : 0;
+    if (p->group_pidfd < 0)
+        return -ESRCH;
+#ifdef SYS_pidfd_send_signal
+    if (syscall(SYS_pidfd_send_signal, p->group_pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP) == 0)
+        return 0;
+    if (errno == EPERM)
+        return -EPERM;
+#endif
+    return -ESRCH; /* an empty group, or a kernel without group signals through pidfds */
+}
+
 int simul_process_terminate(simul_process *p)
 {
     return simul_process_send_signal(p, SIGTERM);
@@ -789,6 +976,10 @@ void simul_process_free(simul_process *p)
             children_remove(p);
         reaper_adopt(p->pid, p->pidfd);
         p->pidfd = -1;
+    }
+    if (p->group_pidfd >= 0) {
+        close(p->group_pidfd);
+        p->group_pidfd = -1;
     }
     p->loop->handles--;
     if (p->users == 0)

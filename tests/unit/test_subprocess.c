@@ -3,8 +3,11 @@
  * (-ENOENT, -EACCES, nothing left behind) and the shell's 127, every exit code and death by
  * signal, a clean signal state and no leaked fd in the child, broken pipes both ways, waits and
  * communicate interrupted by cancellation and deadlines, a thousand children in a row, a hundred
- * at once, freed handles reaped by the reaper thread after the loop closed. Every case checks
- * afterwards that no fd and no child (zombie or not) is left.
+ * at once, freed handles reaped by the reaper thread after the loop closed; pass_fds (same
+ * numbers, the parent's flags untouched, every other fd closed), sessions and process groups
+ * (a group kill reaches a shell's grandchild, also after the shell exited; a second child joins
+ * the first one's group) and a umask set in the child only. Every case checks afterwards that
+ * no fd and no child (zombie or not) is left.
  * test_subprocess_fallback.c runs the same cases with SIMUL_NO_PIDFD=1 (the SIGCHLD path).
  */
 #include <dirent.h>
@@ -1119,6 +1122,434 @@ SUB_TEST(new_session_flag)
     return 0;
 }
 
+/* ---- pass_fds, process groups, umask ---------------------------------------------------------- */
+
+/* Runs argv with opts' extras and stdout piped; its output into buf. Returns the status. */
+static int run_capture(simul_process_opts *o, const char *const *argv, char *buf, size_t cap)
+{
+    o->argv = argv;
+    o->stdout_mode = SIMUL_STDIO_PIPE;
+    simul_process *p = NULL;
+    int rc = simul_process_exec(o, &p);
+    if (rc < 0)
+        fail_msg("exec %s: %s", argv[0], simul_strerror(rc));
+    read_all(simul_process_stdout(p), buf, cap);
+    int st = wait_status(p);
+    simul_process_free(p);
+    return st;
+}
+
+static bool has_line(const char *buf, int n)
+{
+    char want[32];
+    snprintf(want, sizeof want, "\n%d\n", n);
+    size_t len = strlen(buf);
+    char *tmp = malloc(len + 2);
+    assert_non_null(tmp);
+    tmp[0] = '\n';
+    memcpy(tmp + 1, buf, len + 1);
+    bool found = strstr(tmp, want) != NULL;
+    free(tmp);
+    return found;
+}
+
+static int count_lines(const char *buf)
+{
+    int n = 0;
+    for (; *buf; buf++)
+        n += *buf == '\n';
+    return n;
+}
+
+static bool cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFD);
+    assert_true(fl >= 0);
+    return fl & FD_CLOEXEC;
+}
+
+SUB_TEST(pass_fds_child_writes_to_a_passed_pipe)
+{
+    (void)arg;
+    int pp[2];
+    assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+    /* The shell's >&N wants one digit: put the write end at a free number 5..9. */
+    int w = -1;
+    for (int n = 5; n <= 9 && w < 0; n++)
+        if (fcntl(n, F_GETFD) < 0 && errno == EBADF)
+            w = dup3(pp[1], n, O_CLOEXEC);
+    assert_true(w >= 5);
+    close(pp[1]);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "echo hi >&%d", w);
+    const char *argv[] = {"sh", "-c", cmd, NULL};
+    simul_process_opts o = {.argv = argv, .pass_fds = &w, .n_pass_fds = 1};
+    simul_process *p;
+    assert_int_equal(simul_process_exec(&o, &p), 0);
+    assert_int_equal(wait_status(p), 0);
+    simul_process_free(p);
+    assert_true(cloexec(w)); /* only the child's copy lost the flag */
+    close(w);
+    char buf[16];
+    assert_int_equal(read(pp[0], buf, sizeof buf), 3);
+    assert_memory_equal(buf, "hi\n", 3);
+    assert_int_equal(read(pp[0], buf, sizeof buf), 0); /* nobody else holds the write end */
+    close(pp[0]);
+
+    /* Without pass_fds the same command finds the fd closed. */
+    assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+    assert_int_equal(dup3(pp[1], w, O_CLOEXEC), w);
+    close(pp[1]);
+    simul_process_opts none = {.argv = argv, .stderr_mode = SIMUL_STDIO_DEVNULL};
+    assert_int_equal(simul_process_exec(&none, &p), 0);
+    assert_true(wait_status(p) != 0); /* "Bad file descriptor" */
+    simul_process_free(p);
+    close(w);
+    assert_int_equal(read(pp[0], buf, sizeof buf), 0);
+    close(pp[0]);
+    return 0;
+}
+
+SUB_TEST(pass_fds_keeps_only_those_fds)
+{
+    (void)arg;
+    /* In increasing order: inheritable fds below, between and above the passed ones (all must
+     * be closed in the child), one passed fd close-on-exec here and one not. */
+    int below = fcntl(0, F_DUPFD, 20);
+    int a = fcntl(0, F_DUPFD_CLOEXEC, below + 1);
+    int gap = fcntl(0, F_DUPFD, a + 1);
+    int b = fcntl(0, F_DUPFD, gap + 1);
+    int above = fcntl(0, F_DUPFD, b + 1);
+    assert_true(below > 2 && a > below && gap > a && b > gap && above > b);
+    const int pass[] = {b, a, b}; /* unsorted, repeated: fine */
+    const char *ls[] = {"ls", "-1", "/proc/self/fd", NULL};
+    char buf[512];
+    simul_process_opts o = {.pass_fds = pass, .n_pass_fds = 3};
+    assert_int_equal(run_capture(&o, ls, buf, sizeof buf), 0);
+    assert_true(has_line(buf, a));
+    assert_true(has_line(buf, b));
+    assert_false(has_line(buf, below));
+    assert_false(has_line(buf, gap));
+    assert_false(has_line(buf, above));
+    assert_int_equal(count_lines(buf), 3 + 2 + 1); /* stdio, a and b, ls's own directory */
+    /* The parent's flags are untouched. */
+    assert_true(cloexec(a));
+    assert_false(cloexec(b));
+    /* With KEEP_FDS too: everything inheritable, plus a despite its close-on-exec. */
+    simul_process_opts keep = {.pass_fds = &a, .n_pass_fds = 1, .flags = SIMUL_PROCESS_KEEP_FDS};
+    assert_int_equal(run_capture(&keep, ls, buf, sizeof buf), 0);
+    assert_true(has_line(buf, a));
+    assert_true(has_line(buf, gap));
+    assert_true(has_line(buf, above));
+    assert_true(cloexec(a));
+    close(below);
+    close(a);
+    close(gap);
+    close(b);
+    close(above);
+    return 0;
+}
+
+SUB_TEST(pass_fds_bad_input_starts_nothing)
+{
+    (void)arg;
+    const char *tr[] = {"true", NULL};
+    simul_process *p = NULL;
+    int open_fd = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    int closed = fcntl(0, F_DUPFD_CLOEXEC, 3);
+    assert_true(open_fd >= 3 && closed >= 3);
+    close(closed);
+    const int not_open[] = {open_fd, closed};
+    simul_process_opts o = {.argv = tr, .pass_fds = not_open, .n_pass_fds = 2};
+    assert_int_equal(simul_process_exec(&o, &p), -EBADF);
+    assert_null(p);
+    const int negative[] = {-1};
+    o.pass_fds = negative;
+    o.n_pass_fds = 1;
+    assert_int_equal(simul_process_exec(&o, &p), -EBADF);
+    const int stdio[] = {1};
+    o.pass_fds = stdio;
+    assert_int_equal(simul_process_exec(&o, &p), -EINVAL);
+    o.pass_fds = NULL;
+    assert_int_equal(simul_process_exec(&o, &p), -EINVAL);
+    /* Pipes asked for are not left behind either (check_clean counts the fds). */
+    o.pass_fds = not_open;
+    o.n_pass_fds = 2;
+    o.stdout_mode = SIMUL_STDIO_PIPE;
+    assert_int_equal(simul_process_exec(&o, &p), -EBADF);
+    simul_process_opts sh = {.pass_fds = not_open, .n_pass_fds = 2, .stdin_mode = SIMUL_STDIO_PIPE};
+    assert_int_equal(simul_process_shell("true", &sh, &p), -EBADF);
+    assert_null(p);
+    close(open_fd);
+    return 0;
+}
+
+/* Fields of a /proc/<pid>/stat line: state, process group, session and start time. */
+typedef struct pstat {
+    char state;
+    int pgrp, session;
+    unsigned long long start;
+} pstat;
+
+static bool parse_stat(const char *line, pstat *ps)
+{
+    const char *rp = strrchr(line, ')'); /* the command name may hold spaces and parentheses */
+    return rp && sscanf(rp + 1,
+                        " %c %*d %d %d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d"
+                        " %*d %llu",
+                        &ps->state, &ps->pgrp, &ps->session, &ps->start) == 4;
+}
+
+static bool read_stat(int pid, pstat *ps)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    return parse_stat(buf, ps);
+}
+
+/* Waits (generously) until the process pid that started at `start` is dead: gone, or its
+ * number taken by another process, or (unless `reaped`) a zombie. A grandchild is reaped by
+ * init (or a subreaper), so `reaped` may wait in vain where init reaps nothing. */
+static bool dies(int pid, unsigned long long start, bool reaped)
+{
+    double end = test_clock() + 20.0;
+    while (test_clock() < end) {
+        pstat ps;
+        if (!read_stat(pid, &ps) || ps.start != start ||
+            (!reaped && (ps.state == 'Z' || ps.state == 'X')))
+            return true;
+        nanosleep(&(struct timespec){0, 5000000}, NULL);
+    }
+    return false;
+}
+
+static bool kernel_signals_groups_by_pidfd(void)
+{
+#if defined(SYS_pidfd_open) && defined(SYS_pidfd_send_signal)
+    int fd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (fd < 0)
+        return false;
+    /* Our pid names no group (we lead none): ESRCH means the flag itself is known. */
+    long r = syscall(SYS_pidfd_send_signal, fd, 0, NULL, 1u << 2 /* PIDFD_SIGNAL_PROCESS_GROUP */);
+    int err = errno;
+    close(fd);
+    return r == 0 || err == ESRCH;
+#else
+    return false;
+#endif
+}
+
+SUB_TEST(new_session_child_leads_its_session_and_group)
+{
+    (void)arg;
+    const char *argv[] = {"sh", "-c", "cat /proc/$$/stat", NULL};
+    simul_process_opts o = {
+        .argv = argv, .stdout_mode = SIMUL_STDIO_PIPE, .flags = SIMUL_PROCESS_NEW_SESSION};
+    simul_process *p;
+    assert_int_equal(simul_process_exec(&o, &p), 0);
+    char buf[1024];
+    read_all(simul_process_stdout(p), buf, sizeof buf);
+    assert_int_equal(wait_status(p), 0);
+    pstat ps;
+    assert_true(parse_stat(buf, &ps));
+    assert_int_equal(ps.session, simul_process_pid(p));
+    assert_int_equal(ps.pgrp, simul_process_pid(p));
+    simul_process_free(p);
+    /* Without the flag: ours. */
+    simul_process_opts plain = {0};
+    assert_int_equal(run_capture(&plain, argv, buf, sizeof buf), 0);
+    assert_true(parse_stat(buf, &ps));
+    assert_int_equal(ps.session, getsid(0));
+    assert_int_equal(ps.pgrp, getpgrp());
+    return 0;
+}
+
+SUB_TEST(group_kill_reaches_the_grandchild)
+{
+    (void)arg;
+    const char *argv[] = {"sh", "-c", "sleep 100 & echo $!; wait", NULL};
+    simul_process_opts o = {
+        .argv = argv, .stdout_mode = SIMUL_STDIO_PIPE, .flags = SIMUL_PROCESS_NEW_PGROUP};
+    simul_process *p;
+    assert_int_equal(simul_process_exec(&o, &p), 0);
+    const char *line;
+    assert_true(simul_stream_readline(simul_process_stdout(p), &line) > 1);
+    int grandchild = atoi(line);
+    pstat ps;
+    assert_true(read_stat(grandchild, &ps));
+    assert_int_equal(ps.pgrp, simul_process_pid(p)); /* in the child's group, not ours */
+    assert_int_equal(simul_process_send_signal_group(p, 0), 0);
+    assert_int_equal(simul_process_send_signal_group(p, -1), -EINVAL);
+    assert_int_equal(simul_process_send_signal_group(p, SIGKILL), 0);
+    assert_int_equal(wait_status(p), -SIGKILL);
+    assert_true(dies(grandchild, ps.start, false));
+    /* Reaped, with nobody left in the group: no number is signalled any more. (A zombie
+     * grandchild still counts as a member: wait for init to reap it.) */
+    if (dies(grandchild, ps.start, true))
+        assert_int_equal(simul_process_send_signal_group(p, SIGKILL), -ESRCH);
+    assert_int_equal(simul_process_send_signal(p, SIGKILL), -ESRCH);
+    simul_process_free(p);
+
+    /* A child in our own group has no group to signal: that would be ours. */
+    const char *tr[] = {"true", NULL};
+    p = start(tr, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
+    assert_int_equal(simul_process_send_signal_group(p, SIGKILL), -EINVAL);
+    assert_int_equal(wait_status(p), 0);
+    simul_process_free(p);
+    assert_int_equal(simul_process_send_signal_group(NULL, SIGKILL), -EINVAL);
+    return 0;
+}
+
+SUB_TEST(group_signal_after_the_leader_exited)
+{
+    (void)arg;
+    /* The shell exits at once and leaves its background job in the group. */
+    const char *argv[] = {"sh", "-c", "sleep 100 & echo $!", NULL};
+    simul_process_opts o = {
+        .argv = argv, .stdout_mode = SIMUL_STDIO_PIPE, .flags = SIMUL_PROCESS_NEW_SESSION};
+    simul_process *p;
+    assert_int_equal(simul_process_exec(&o, &p), 0);
+    const char *line;
+    assert_true(simul_stream_readline(simul_process_stdout(p), &line) > 1);
+    int grandchild = atoi(line);
+    pstat ps;
+    assert_true(read_stat(grandchild, &ps));
+    assert_int_equal(wait_status(p), 0);
+    bool exact = !fallback_forced() && pidfd_works() && kernel_signals_groups_by_pidfd();
+    int rc = simul_process_send_signal_group(p, SIGKILL);
+    if (exact) {
+        assert_int_equal(rc, 0); /* through the leader's pidfd: that very group */
+    } else {
+        assert_int_equal(rc, -ESRCH); /* no safe way to name the group once it is reaped */
+        assert_int_equal(kill(grandchild, SIGKILL), 0);
+    }
+    assert_true(dies(grandchild, ps.start, false));
+    simul_process_free(p);
+    return 0;
+}
+
+SUB_TEST(join_pgid_puts_a_second_child_in_the_first_group)
+{
+    (void)arg;
+    const char *sl[] = {"sleep", "100", NULL};
+    simul_process_opts lead = {.argv = sl, .flags = SIMUL_PROCESS_NEW_PGROUP};
+    simul_process *first, *second;
+    assert_int_equal(simul_process_exec(&lead, &first), 0);
+    int pgid = simul_process_pid(first);
+    simul_process_opts join = {.argv = sl, .join_pgid = pgid};
+    assert_int_equal(simul_process_exec(&join, &second), 0);
+    pstat ps;
+    assert_true(read_stat(simul_process_pid(second), &ps));
+    assert_int_equal(ps.pgrp, pgid);
+    /* One signal through either handle reaches both. */
+    assert_int_equal(simul_process_send_signal_group(second, SIGKILL), 0);
+    assert_int_equal(wait_status(first), -SIGKILL);
+    assert_int_equal(wait_status(second), -SIGKILL);
+    simul_process_free(first);
+    simul_process_free(second);
+
+    simul_process *p = NULL;
+    join.flags = SIMUL_PROCESS_NEW_PGROUP;
+    assert_int_equal(simul_process_exec(&join, &p), -EINVAL);
+    join.flags = 0;
+    join.join_pgid = -2;
+    assert_int_equal(simul_process_exec(&join, &p), -EINVAL);
+    /* A group that does not exist (the number of a process that is gone). */
+    join.join_pgid = pgid;
+    assert_int_equal(simul_process_exec(&join, &p), -EPERM);
+    assert_null(p);
+    return 0;
+}
+
+/* This process's umask, from /proc (umask(2) can only read it by changing it). */
+static int own_umask(void)
+{
+    FILE *f = fopen("/proc/self/status", "re");
+    assert_non_null(f);
+    char line[256];
+    int m = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "Umask: %o", (unsigned *)&m) == 1)
+            break;
+    fclose(f);
+    assert_true(m >= 0);
+    return m;
+}
+
+SUB_TEST(umask_set_by_a_spawn_thread_in_the_child_only)
+{
+    (void)arg;
+    const char *argv[] = {"sh", "-c", "umask", NULL};
+    char buf[64], want[64];
+    int mine = own_umask();
+    simul_process_opts o = {.umask = SIMUL_PROCESS_UMASK(027)};
+    assert_int_equal(run_capture(&o, argv, buf, sizeof buf), 0);
+    assert_int_equal(strtol(buf, NULL, 8), 027);
+    assert_int_equal(own_umask(), mine);
+    o = (simul_process_opts){.umask = SIMUL_PROCESS_UMASK(0)};
+    assert_int_equal(run_capture(&o, argv, buf, sizeof buf), 0);
+    assert_int_equal(strtol(buf, NULL, 8), 0);
+    /* Unset: inherited. */
+    o = (simul_process_opts){0};
+    assert_int_equal(run_capture(&o, argv, buf, sizeof buf), 0);
+    assert_int_equal(strtol(buf, NULL, 8), mine);
+    /* With the other options that act in the child: cwd, env, a pipe. */
+    const char *env[] = {"PATH=/usr/bin:/bin", "X=1", NULL};
+    const char *pwd[] = {"sh", "-c", "umask; pwd; echo $X", NULL};
+    o = (simul_process_opts){.umask = SIMUL_PROCESS_UMASK(0777), .cwd = "/", .env = env};
+    assert_int_equal(run_capture(&o, pwd, buf, sizeof buf), 0);
+    snprintf(want, sizeof want, "0777\n/\n1\n");
+    assert_string_equal(buf, want);
+    /* A file the child makes gets it. */
+    char dir[] = "/tmp/simul-umask-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char cmd[128], path[64];
+    snprintf(path, sizeof path, "%s/f", dir);
+    snprintf(cmd, sizeof cmd, "touch %s", path);
+    const char *touch[] = {"sh", "-c", cmd, NULL};
+    o = (simul_process_opts){.umask = SIMUL_PROCESS_UMASK(077)};
+    assert_int_equal(run_capture(&o, touch, buf, sizeof buf), 0);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    unlink(path);
+    rmdir(dir);
+    return 0;
+}
+
+SUB_TEST(umask_spawn_thread_bad_values_and_exec_errors)
+{
+    (void)arg;
+    const char *tr[] = {"true", NULL};
+    simul_process *p = NULL;
+    simul_process_opts o = {.argv = tr, .umask = 022}; /* not made by SIMUL_PROCESS_UMASK */
+    assert_int_equal(simul_process_exec(&o, &p), -EINVAL);
+    o.umask = SIMUL_PROCESS_UMASK(01000);
+    assert_int_equal(simul_process_exec(&o, &p), -EINVAL);
+    o.umask = -1;
+    assert_int_equal(simul_process_exec(&o, &p), -EINVAL);
+    /* The spawn on the umask thread reports exec errors as usual, with nothing left behind. */
+    const char *missing[] = {"/nonexistent/simul-no-such-program", NULL};
+    o = (simul_process_opts){
+        .argv = missing, .umask = SIMUL_PROCESS_UMASK(022), .stdout_mode = SIMUL_STDIO_PIPE};
+    assert_int_equal(simul_process_exec(&o, &p), -ENOENT);
+    assert_null(p);
+    /* Many in a row: no thread or fd piles up (check_clean). */
+    o = (simul_process_opts){.argv = tr, .umask = SIMUL_PROCESS_UMASK(022)};
+    for (int i = 0; i < 50; i++) {
+        assert_int_equal(simul_process_exec(&o, &p), 0);
+        assert_int_equal(wait_status(p), 0);
+        simul_process_free(p);
+    }
+    return 0;
+}
+
 #ifndef SUBPROCESS_NO_MAIN
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(echo_through_stdout_pipe),
@@ -1152,6 +1583,15 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(free_of_exited_child_reaps_at_once),
     cmocka_unit_test(lines_arrive_while_the_child_runs),
     cmocka_unit_test(new_session_flag),
+    cmocka_unit_test(pass_fds_child_writes_to_a_passed_pipe),
+    cmocka_unit_test(pass_fds_keeps_only_those_fds),
+    cmocka_unit_test(pass_fds_bad_input_starts_nothing),
+    cmocka_unit_test(new_session_child_leads_its_session_and_group),
+    cmocka_unit_test(group_kill_reaches_the_grandchild),
+    cmocka_unit_test(group_signal_after_the_leader_exited),
+    cmocka_unit_test(join_pgid_puts_a_second_child_in_the_first_group),
+    cmocka_unit_test(umask_set_by_a_spawn_thread_in_the_child_only),
+    cmocka_unit_test(umask_spawn_thread_bad_values_and_exec_errors),
 };
 
 SIMUL_TEST_MAIN("subprocess", tests)
