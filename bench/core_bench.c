@@ -14,39 +14,16 @@
  * Every result is a `key=value` line on stdout; diagnostics go to stderr. Any library error
  * ends the process with a non-zero status.
  */
-#include "simul.h"
+#define BENCH_NAME "core_bench"
+#include "bench_util.h"
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ------------------------------------------------------------------------------------------ */
-
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...) {
-    va_list ap;
-    fflush(stdout);
-    fputs("core_bench: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check(int rc, const char *what) {
-    if (rc < 0)
-        die("%s failed: %d %s (%s)", what, rc, simul_errname(rc), simul_strerror(rc));
-}
 
 /* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1. */
 static long status_kb(const char *key) {
@@ -75,16 +52,6 @@ static uint64_t splitmix64(uint64_t *s) {
 
 /* Uniform in [0, 1). */
 static double rand01(uint64_t *s) { return (double)(splitmix64(s) >> 11) * 0x1.0p-53; }
-
-static long parse_count(const char *s, long dflt) {
-    if (!s)
-        return dflt;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != '\0' || v <= 0)
-        die("bad count '%s'", s);
-    return v;
-}
 
 static int run_main(simul_task_fn fn, void *arg, const char *what) {
     int rc = simul_run(fn, arg);
@@ -152,15 +119,8 @@ static int switch_main(void *arg) {
 static void bench_switch(long n) {
     struct switch_cfg c = {.n = n};
     run_main(switch_main, &c, "switch");
-    double best = c.run_ns[0];
-    for (int r = 1; r < SWITCH_RUNS; r++)
-        if (c.run_ns[r] < best)
-            best = c.run_ns[r];
     printf("switch_n=%ld\n", (n / 2) * 2);
-    printf("switch_ns_runs=");
-    for (int r = 0; r < SWITCH_RUNS; r++)
-        printf("%s%.2f", r ? "," : "", c.run_ns[r]);
-    printf("\nswitch_ns=%.2f\n", best);
+    report_runs("switch_ns", c.run_ns, SWITCH_RUNS, 2, true);
 }
 
 /* ------------------------------------------------------------------------------------------ *
@@ -206,15 +166,8 @@ static int spawn_main(void *arg) {
 static void bench_spawn(long n) {
     struct spawn_cfg c = {.n = n};
     run_main(spawn_main, &c, "spawn");
-    double best = c.per_s[0];
-    for (int r = 1; r < SPAWN_RUNS; r++)
-        if (c.per_s[r] > best)
-            best = c.per_s[r];
     printf("spawn_join_n=%ld\n", n);
-    printf("spawn_join_per_s_runs=");
-    for (int r = 0; r < SPAWN_RUNS; r++)
-        printf("%s%.0f", r ? "," : "", c.per_s[r]);
-    printf("\nspawn_join_per_s=%.0f\n", best);
+    double best = report_runs("spawn_join_per_s", c.per_s, SPAWN_RUNS, 0, false);
     printf("spawn_join_ns=%.1f\n", 1e9 / best);
 }
 

@@ -10,36 +10,16 @@
  * One measure per process. Every result is a `key=value` line on stdout; diagnostics go to
  * stderr. Any library error ends the process with a non-zero status.
  */
-#include "simul.h"
+#define BENCH_NAME "offload_bench"
+#include "bench_util.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define RUNS 3
 #define PAYLOAD 64
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-__attribute__((format(printf, 1, 2))) _Noreturn static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fflush(stdout);
-    fputs("offload_bench: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
 
 static int nothing(void *arg)
 {
@@ -110,14 +90,8 @@ static int bench_process(void *arg)
 
 static void report(const char *key)
 {
-    double best = run_us[0];
-    printf("%s_n=%ld\n%s_runs=", key, n_calls, key);
-    for (int r = 0; r < RUNS; r++) {
-        printf("%s%.2f", r ? "," : "", run_us[r]);
-        if (run_us[r] < best)
-            best = run_us[r];
-    }
-    printf("\n%s=%.2f\n", key, best);
+    printf("%s_n=%ld\n", key, n_calls);
+    report_runs(key, run_us, RUNS, 2, true);
 }
 
 int main(int argc, char **argv)
@@ -127,13 +101,7 @@ int main(int argc, char **argv)
         return 2;
     }
     bool thread = strcmp(argv[1], "thread") == 0;
-    n_calls = thread ? 20000 : 5000;
-    if (argc == 3) {
-        char *end;
-        n_calls = strtol(argv[2], &end, 10);
-        if (*end || n_calls < 1)
-            die("bad count '%s'", argv[2]);
-    }
+    n_calls = parse_count(argc == 3 ? argv[2] : NULL, thread ? 20000 : 5000);
     int rc = simul_run(thread ? bench_thread : bench_process, NULL);
     if (rc != 0)
         die("run: %s", simul_strerror(rc));

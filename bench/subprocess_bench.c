@@ -11,52 +11,15 @@
  * result is a `key=value` line on stdout; any library error or a child that does not exit 0
  * ends the process with a non-zero status.
  */
-#include "simul.h"
+#define BENCH_NAME "subprocess_bench"
+#include "bench_util.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define RUNS 3
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fflush(stdout);
-    fputs("subprocess_bench: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check(int rc, const char *what)
-{
-    if (rc < 0)
-        die("%s failed: %d %s (%s)", what, rc, simul_errname(rc), simul_strerror(rc));
-}
-
-static long parse_count(const char *s, long dflt)
-{
-    if (!s)
-        return dflt;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != '\0' || v <= 0)
-        die("bad count '%s'", s);
-    return v;
-}
 
 static const char *const true_argv[] = {"/bin/true", NULL};
 

@@ -11,63 +11,19 @@
  * Every result is a `key=value` line on stdout; diagnostics go to stderr. Any library error or
  * a shape that did not happen as described ends the process with a non-zero status.
  */
-#include "simul.h"
+#define BENCH_NAME "sync_bench"
+#include "bench_util.h"
 
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define RUNS 5
 
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    fflush(stdout);
-    fputs("sync_bench: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    exit(1);
-}
-
-static void check(int rc, const char *what)
-{
-    if (rc < 0)
-        die("%s failed: %d %s (%s)", what, rc, simul_errname(rc), simul_strerror(rc));
-}
-
-static long parse_count(const char *s, long dflt)
-{
-    if (!s)
-        return dflt;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (*end != '\0' || v <= 0)
-        die("bad count '%s'", s);
-    return v;
-}
-
 static void report(const char *key, long n, const double *runs)
 {
-    double best = runs[0];
-    for (int r = 1; r < RUNS; r++)
-        if (runs[r] < best)
-            best = runs[r];
-    printf("%s_n=%ld\n%s_runs=", key, n, key);
-    for (int r = 0; r < RUNS; r++)
-        printf("%s%.2f", r ? "," : "", runs[r]);
-    printf("\n%s=%.2f\n", key, best);
+    printf("%s_n=%ld\n", key, n);
+    report_runs(key, runs, RUNS, 2, true);
 }
 
 /* ------------------------------------------------------------------------------------------ *

@@ -2,6 +2,9 @@
 #include "coro.h"
 
 #include <string.h>
+#ifdef SIMUL_ASAN
+#include <pthread.h>
+#endif
 
 __thread simul__coro *simul__coro_running __attribute__((tls_model("initial-exec")));
 
@@ -24,9 +27,40 @@ static void coro_entry_uc(unsigned hi, unsigned lo)
 }
 #endif
 
+#ifdef SIMUL_ASAN
+/* The calling thread's stack, as pthread knows it; {NULL, 0} (ASan's "unknown") if it cannot be
+ * had. Cached per thread: for the main thread glibc reads /proc/self/maps, and every loop asks.
+ * A forked child keeps the cache, and rightly so: its one thread runs on the same addresses. */
+static __thread const void *thread_stack_lo;
+static __thread size_t thread_stack_size;
+static __thread int thread_stack_looked_up;
+
+static void thread_stack_bounds(const void **lo, size_t *size)
+{
+    if (!thread_stack_looked_up) {
+        thread_stack_looked_up = 1;
+        pthread_attr_t a;
+        if (pthread_getattr_np(pthread_self(), &a) == 0) {
+            void *addr;
+            size_t len;
+            if (pthread_attr_getstack(&a, &addr, &len) == 0) {
+                thread_stack_lo = addr;
+                thread_stack_size = len;
+            }
+            pthread_attr_destroy(&a);
+        }
+    }
+    *lo = thread_stack_lo;
+    *size = thread_stack_size;
+}
+#endif
+
 void simul__coro_init_thread(simul__coro *c)
 {
     memset(c, 0, sizeof *c);
+#ifdef SIMUL_ASAN
+    thread_stack_bounds(&c->asan_stack_lo, &c->asan_stack_size);
+#endif
 #ifdef SIMUL_TSAN
     c->tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -40,6 +74,8 @@ void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_f
     c->arg = arg;
 #ifdef SIMUL_ASAN
     c->asan_fake = NULL;
+    c->asan_stack_lo = stack_lo;
+    c->asan_stack_size = size;
     /* A pooled stack still carries the poisoned redzones of the frames of its last task that
      * never returned (the entry and the task's main): clear them before reuse. */
     __asan_unpoison_memory_region(stack_lo, size);

@@ -50,6 +50,11 @@ typedef struct simul__coro {
     void *arg;
 #ifdef SIMUL_ASAN
     void *asan_fake;
+    /* The stack ASan is told it runs on after a switch here: the coroutine's stack, or for a
+     * thread's own context the thread's real stack, so that ASan's view of the loop's stack
+     * is right and noreturn calls there (exit, longjmp) can clean it. */
+    const void *asan_stack_lo;
+    size_t asan_stack_size;
 #endif
 #ifdef SIMUL_TSAN
     void *tsan_fiber;
@@ -61,7 +66,8 @@ typedef struct simul__coro {
  * overflow handler, hence initial-exec TLS: no allocation inside a signal handler. */
 extern __thread simul__coro *simul__coro_running __attribute__((tls_model("initial-exec")));
 
-/* Makes `c` the record of the calling thread's own context (the loop's). */
+/* Makes `c` the record of the calling thread's own context (the loop's). Under ASan it also
+ * records the thread's stack bounds (looked up once per thread). */
 void simul__coro_init_thread(simul__coro *c);
 /* Prepares `c` to run fn(arg) on [stack_lo, stack_lo + size) at its first switch-in. */
 void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg);
@@ -82,7 +88,8 @@ __attribute__((always_inline)) static inline void simul__coro_before_(simul__cor
     (void)from;
     (void)dying;
 #ifdef SIMUL_ASAN
-    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->stack_lo, to->stack_size);
+    __sanitizer_start_switch_fiber(dying ? NULL : &from->asan_fake, to->asan_stack_lo,
+                                   to->asan_stack_size);
 #endif
 #ifdef SIMUL_TSAN
     __tsan_switch_to_fiber(to->tsan_fiber, 0);

@@ -206,6 +206,31 @@ static inline int simul_test_main(int argc, char **argv, const struct CMUnitTest
     return 2;
 }
 
+/* ---- small task helpers -------------------------------------------------------------------- */
+
+/* Spawns fn(arg) with default options; the test fails if it cannot. */
+static inline simul_task *test_spawn(simul_task_fn fn, void *arg)
+{
+    simul_task *t = NULL;
+    assert_int_equal(simul_task_spawn(&t, fn, arg, NULL), 0);
+    return t;
+}
+
+/* Joins t and asserts that it returned 0. */
+static inline void test_join_ok(simul_task *t)
+{
+    int r = -1;
+    assert_int_equal(simul_task_join(t, &r), 0);
+    assert_int_equal(r, 0);
+}
+
+/* Lets every ready task run a few times (five yields of the caller). */
+static inline void test_settle(void)
+{
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(simul_yield(), 0);
+}
+
 /* A grandchild that sleeps "forever" and records how it ended (cancellation tests). */
 typedef struct gc_probe {
     int started, rc, cleanup;

@@ -8,26 +8,6 @@
 #define ITEM(n) ((void *)(intptr_t)(n))
 #define NUM(p) ((int)(intptr_t)(p))
 
-static void settle(void)
-{
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(simul_yield(), 0);
-}
-
-static simul_task *spawn(simul_task_fn fn, void *arg)
-{
-    simul_task *t;
-    assert_int_equal(simul_task_spawn(&t, fn, arg, NULL), 0);
-    return t;
-}
-
-static void join_ok(simul_task *t)
-{
-    int r = -1;
-    assert_int_equal(simul_task_join(t, &r), 0);
-    assert_int_equal(r, 0);
-}
-
 /* Gets everything left without waiting, checking it against want[0..n). */
 static void drain_expect(simul_queue *q, const int *want, int n)
 {
@@ -239,14 +219,14 @@ SIMUL_TASK_TEST(priority_bounded_blocked_putter_joins_heap)
     assert_int_equal(simul_queue_put(q, ITEM(20)), 0);
     static op p;
     op_init(&p, q, 0, ITEM(10));
-    simul_task *t = spawn(putter, &p);
-    settle();
+    simul_task *t = test_spawn(putter, &p);
+    test_settle();
     assert_int_equal(p.rc, 1);
     void *it;
     assert_int_equal(simul_queue_get(q, &it), 0);
     assert_int_equal(NUM(it), 20);
     assert_int_equal(simul_queue_qsize(q), 2); /* the putter's item moved in */
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(p.rc, 0);
     int want[] = {10, 30};
     drain_expect(q, want, 2);
@@ -267,16 +247,16 @@ SIMUL_TASK_TEST(put_blocks_when_full_fifo_putters)
     simul_task *t[3];
     for (int i = 0; i < 3; i++) {
         op_init(&p[i], q, i, ITEM(3 + i));
-        t[i] = spawn(putter, &p[i]);
+        t[i] = test_spawn(putter, &p[i]);
     }
-    settle();
+    test_settle();
     for (int i = 0; i < 3; i++)
         assert_int_equal(p[i].rc, 1); /* backpressure: all three wait */
     assert_int_equal(simul_queue_qsize(q), 2);
     void *it;
     assert_int_equal(simul_queue_get(q, &it), 0);
     assert_int_equal(NUM(it), 1);
-    settle();
+    test_settle();
     assert_int_equal(p[0].rc, 0); /* only the first putter got in */
     assert_int_equal(p[1].rc, 1);
     assert_int_equal(p[2].rc, 1);
@@ -286,7 +266,7 @@ SIMUL_TASK_TEST(put_blocks_when_full_fifo_putters)
         assert_int_equal(NUM(it), i);
     }
     for (int i = 0; i < 3; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(p[i].rc, 0);
     }
     assert_true(simul_queue_empty(q));
@@ -307,16 +287,16 @@ SIMUL_TASK_TEST(put_hands_item_to_waiting_getters_in_order)
         op_init(&g[i], q, i, NULL);
         g[i].log = log;
         g[i].nlog = &nlog;
-        t[i] = spawn(getter, &g[i]);
+        t[i] = test_spawn(getter, &g[i]);
     }
-    settle();
+    test_settle();
     for (int i = 0; i < 4; i++) {
         /* maxsize 1, yet four puts go through at once: each item goes straight to a getter */
         assert_int_equal(simul_queue_put_nowait(q, ITEM(10 + i)), 0);
         assert_int_equal(simul_queue_qsize(q), 0);
     }
     for (int i = 0; i < 4; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(g[i].rc, 0);
         assert_int_equal(NUM(g[i].item), 10 + i); /* first getter, first item */
     }
@@ -352,7 +332,7 @@ SIMUL_TASK_TEST(backpressure_slows_producer)
     static pc c;
     assert_int_equal(simul_queue_new(&c.q, 2), 0);
     c.n = 30;
-    simul_task *t = spawn(slow_consumer, &c);
+    simul_task *t = test_spawn(slow_consumer, &c);
     double t0 = test_clock();
     for (int i = 0; i < c.n; i++)
         assert_int_equal(simul_queue_put(c.q, ITEM(i)), 0);
@@ -360,7 +340,7 @@ SIMUL_TASK_TEST(backpressure_slows_producer)
     /* 30 items at 2 ms each through 2 slots: the producer spent most of it blocked. */
     assert_true(put_time >= 0.04);
     assert_int_equal(simul_queue_join(c.q), 0);
-    join_ok(t);
+    test_join_ok(t);
     for (int i = 0; i < c.n; i++)
         assert_int_equal(c.got[i], i);
     simul_queue_free(c.q, NULL);
@@ -377,15 +357,15 @@ SIMUL_TASK_TEST(get_cancelled_while_waiting_loses_nothing)
     static op g[2];
     op_init(&g[0], q, 0, NULL);
     op_init(&g[1], q, 1, NULL);
-    simul_task *a = spawn(getter, &g[0]);
-    simul_task *b = spawn(getter, &g[1]);
-    settle();
+    simul_task *a = test_spawn(getter, &g[0]);
+    simul_task *b = test_spawn(getter, &g[1]);
+    test_settle();
     assert_int_equal(simul_task_cancel(a), 0);
-    join_ok(a);
+    test_join_ok(a);
     assert_int_equal(g[0].rc, -ECANCELED);
     assert_int_equal(simul_queue_put(q, ITEM(5)), 0); /* goes to b, not to the cancelled a */
     assert_int_equal(simul_queue_put(q, ITEM(6)), 0); /* stays in the queue */
-    join_ok(b);
+    test_join_ok(b);
     assert_int_equal(g[1].rc, 0);
     assert_int_equal(NUM(g[1].item), 5);
     int want[] = {6};
@@ -401,11 +381,11 @@ SIMUL_TASK_TEST(get_cancelled_after_handoff_keeps_item)
     assert_int_equal(simul_queue_new(&q, 0), 0);
     static op g;
     op_init(&g, q, 0, NULL);
-    simul_task *t = spawn(getter, &g);
-    settle();
+    simul_task *t = test_spawn(getter, &g);
+    test_settle();
     assert_int_equal(simul_queue_put(q, ITEM(7)), 0); /* handed over ... */
     assert_int_equal(simul_task_cancel(t), 0);        /* ... then the cancel lands */
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(g.rc, 0);
     assert_int_equal(NUM(g.item), 7);
     assert_int_equal(g.next_rc, -ECANCELED);
@@ -423,16 +403,16 @@ SIMUL_TASK_TEST(put_cancelled_while_blocked_not_enqueued)
     static op p[2];
     op_init(&p[0], q, 0, ITEM(2));
     op_init(&p[1], q, 1, ITEM(3));
-    simul_task *a = spawn(putter, &p[0]);
-    simul_task *b = spawn(putter, &p[1]);
-    settle();
+    simul_task *a = test_spawn(putter, &p[0]);
+    simul_task *b = test_spawn(putter, &p[1]);
+    test_settle();
     assert_int_equal(simul_task_cancel(a), 0);
-    join_ok(a);
+    test_join_ok(a);
     assert_int_equal(p[0].rc, -ECANCELED);
     void *it;
     assert_int_equal(simul_queue_get(q, &it), 0);
     assert_int_equal(NUM(it), 1);
-    join_ok(b);
+    test_join_ok(b);
     assert_int_equal(p[1].rc, 0);
     int want[] = {3}; /* item 2 never got in */
     drain_expect(q, want, 1);
@@ -448,12 +428,12 @@ SIMUL_TASK_TEST(put_cancelled_after_move_in_counts)
     assert_int_equal(simul_queue_put(q, ITEM(1)), 0);
     static op p;
     op_init(&p, q, 0, ITEM(2));
-    simul_task *t = spawn(putter, &p);
-    settle();
+    simul_task *t = test_spawn(putter, &p);
+    test_settle();
     void *it;
     assert_int_equal(simul_queue_get(q, &it), 0); /* moves item 2 in ... */
     assert_int_equal(simul_task_cancel(t), 0);    /* ... then the cancel lands */
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(p.rc, 0); /* it was enqueued, so the put succeeded */
     assert_int_equal(p.next_rc, -ECANCELED);
     int want[] = {2};
@@ -489,10 +469,10 @@ SIMUL_TASK_TEST(get_and_put_timeouts)
     static op g;
     op_init(&g, q, 0, NULL);
     g.timeout = 1.0;
-    simul_task *t = spawn(getter, &g);
-    settle();
+    simul_task *t = test_spawn(getter, &g);
+    test_settle();
     assert_int_equal(simul_queue_put(q, ITEM(3)), 0);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(g.rc, 0);
     assert_int_equal(NUM(g.item), 3);
     assert_int_equal(g.scope_end, 0);
@@ -548,21 +528,21 @@ SIMUL_TASK_TEST(task_done_and_join)
     simul_task *t[2];
     for (int i = 0; i < 2; i++) {
         j[i] = (joiner){.q = q, .rc = 1};
-        t[i] = spawn(join_fn, &j[i]);
+        t[i] = test_spawn(join_fn, &j[i]);
     }
-    settle();
+    test_settle();
     void *it;
     for (int i = 0; i < 3; i++)
         assert_int_equal(simul_queue_get(q, &it), 0);
-    settle();
+    test_settle();
     assert_int_equal(j[0].rc, 1); /* got, but not done */
     assert_int_equal(simul_queue_task_done(q), 0);
     assert_int_equal(simul_queue_task_done(q), 0);
-    settle();
+    test_settle();
     assert_int_equal(j[0].rc, 1);
     assert_int_equal(simul_queue_task_done(q), 0);
     for (int i = 0; i < 2; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(j[i].rc, 0);
     }
     assert_int_equal(simul_queue_task_done(q), -EOVERFLOW);
@@ -581,12 +561,12 @@ SIMUL_TASK_TEST(shutdown_graceful_drains_then_fails)
     assert_int_equal(simul_queue_put(q, ITEM(2)), 0);
     static op p;
     op_init(&p, q, 0, ITEM(3));
-    simul_task *tp = spawn(putter, &p);
-    settle();
+    simul_task *tp = test_spawn(putter, &p);
+    test_settle();
     assert_false(simul_queue_is_shutdown(q));
     assert_int_equal(simul_queue_shutdown(q, false, NULL), 0);
     assert_true(simul_queue_is_shutdown(q));
-    join_ok(tp);
+    test_join_ok(tp);
     assert_int_equal(p.rc, -ESHUTDOWN); /* the blocked putter's item never got in */
     assert_int_equal(simul_queue_put(q, ITEM(4)), -ESHUTDOWN);
     assert_int_equal(simul_queue_put_nowait(q, ITEM(4)), -ESHUTDOWN);
@@ -615,12 +595,12 @@ SIMUL_TASK_TEST(shutdown_wakes_blocked_getters)
     simul_task *t[3];
     for (int i = 0; i < 3; i++) {
         op_init(&g[i], q, i, NULL);
-        t[i] = spawn(getter, &g[i]);
+        t[i] = test_spawn(getter, &g[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_queue_shutdown(q, false, NULL), 0);
     for (int i = 0; i < 3; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(g[i].rc, -ESHUTDOWN);
     }
     simul_queue_free(q, NULL);
@@ -647,11 +627,11 @@ SIMUL_TASK_TEST(shutdown_immediate_discards_and_releases_join)
     assert_int_equal(simul_queue_put(q, ITEM(4)), 0);
     static op p;
     op_init(&p, q, 0, ITEM(5));
-    simul_task *tp = spawn(putter, &p);
+    simul_task *tp = test_spawn(putter, &p);
     static joiner j;
     j = (joiner){.q = q, .rc = 1};
-    simul_task *tj = spawn(join_fn, &j);
-    settle();
+    simul_task *tj = test_spawn(join_fn, &j);
+    test_settle();
     ndiscarded = 0;
     assert_int_equal(simul_queue_shutdown(q, true, discard), 0);
     assert_int_equal(ndiscarded, 3);
@@ -660,12 +640,12 @@ SIMUL_TASK_TEST(shutdown_immediate_discards_and_releases_join)
     assert_int_equal(discarded[2], 4);
     assert_true(simul_queue_empty(q));
     assert_int_equal(simul_queue_get_nowait(q, &it), -ESHUTDOWN);
-    join_ok(tp);
+    test_join_ok(tp);
     assert_int_equal(p.rc, -ESHUTDOWN);
-    settle();
+    test_settle();
     assert_int_equal(j.rc, 1); /* item 1 is still unfinished */
     assert_int_equal(simul_queue_task_done(q), 0);
-    join_ok(tj);
+    test_join_ok(tj);
     assert_int_equal(j.rc, 0);
     simul_queue_free(q, NULL);
     return 0;
@@ -680,15 +660,15 @@ SIMUL_TASK_TEST(shutdown_immediate_releases_join_at_once)
         assert_int_equal(simul_queue_put(q, ITEM(i)), 0);
     static joiner j;
     j = (joiner){.q = q, .rc = 1};
-    simul_task *tj = spawn(join_fn, &j);
+    simul_task *tj = test_spawn(join_fn, &j);
     static op g;
-    settle();
+    test_settle();
     assert_int_equal(simul_queue_shutdown(q, true, NULL), 0);
-    join_ok(tj);
+    test_join_ok(tj);
     assert_int_equal(j.rc, 0);
     op_init(&g, q, 0, NULL);
-    simul_task *tg = spawn(getter, &g);
-    join_ok(tg);
+    simul_task *tg = test_spawn(getter, &g);
+    test_join_ok(tg);
     assert_int_equal(g.rc, -ESHUTDOWN);
     simul_queue_free(q, NULL);
     return 0;
@@ -710,10 +690,10 @@ SIMUL_TASK_TEST(free_discards_items_and_wakes_waiters)
     assert_int_equal(simul_queue_new(&q, 0), 0);
     static op g;
     op_init(&g, q, 0, NULL);
-    simul_task *t = spawn(getter, &g);
-    settle();
+    simul_task *t = test_spawn(getter, &g);
+    test_settle();
     simul_queue_free(q, NULL);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(g.rc, -ESHUTDOWN);
     simul_queue_free(NULL, NULL);
     return 0;
@@ -762,7 +742,7 @@ SIMUL_TASK_TEST(errors_and_callbacks)
     assert_int_equal(simul_queue_get(s.q, NULL), -EINVAL);
     assert_int_equal(simul_queue_get_nowait(s.q, NULL), -EINVAL);
     assert_int_equal(simul_call_soon(queue_cb, &s, NULL), 0);
-    settle();
+    test_settle();
     assert_true(s.ran);
     assert_int_equal(s.rc[0], -EPERM);
     assert_int_equal(s.rc[1], -EPERM);

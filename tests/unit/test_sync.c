@@ -23,13 +23,6 @@ static void assert_order(const order *o, const int *want, int n)
         assert_int_equal(o->ids[i], want[i]);
 }
 
-/* Lets every ready task run a few times. */
-static void settle(void)
-{
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(simul_yield(), 0);
-}
-
 /* A generic waiter: runs one wait on its object, records the result, then reports what it holds
  * and what the next suspension says. */
 typedef struct waiter {
@@ -73,20 +66,6 @@ static int run_wait(waiter *w, wait_fn fn)
     if (w->o && w->rc >= 0)
         order_add(w->o, w->id);
     return 0;
-}
-
-static simul_task *spawn(simul_task_fn fn, void *arg)
-{
-    simul_task *t;
-    assert_int_equal(simul_task_spawn(&t, fn, arg, NULL), 0);
-    return t;
-}
-
-static void join_ok(simul_task *t)
-{
-    int r = -1;
-    assert_int_equal(simul_task_join(t, &r), 0);
-    assert_int_equal(r, 0);
 }
 
 /* ---- Lock ------------------------------------------------------------------------------------ */
@@ -148,14 +127,14 @@ SIMUL_TASK_TEST(lock_fifo_order)
     simul_task *t[6];
     for (int i = 0; i < 6; i++) {
         waiter_init(&w[i], i, &o, l);
-        t[i] = spawn(lock_waiter, &w[i]);
+        t[i] = test_spawn(lock_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     for (int i = 0; i < 6; i++)
         assert_int_equal(w[i].rc, 1); /* all parked */
     assert_int_equal(simul_lock_release(l), 0);
     for (int i = 0; i < 6; i++)
-        join_ok(t[i]);
+        test_join_ok(t[i]);
     int want[] = {0, 1, 2, 3, 4, 5};
     assert_order(&o, want, 6);
     for (int i = 0; i < 6; i++) {
@@ -176,8 +155,8 @@ SIMUL_TASK_TEST(lock_release_hands_off_no_barging)
     assert_int_equal(simul_lock_acquire(l), 0);
     static waiter w;
     waiter_init(&w, 1, NULL, l);
-    simul_task *t = spawn(lock_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(lock_waiter, &w);
+    test_settle();
     assert_int_equal(simul_lock_release(l), 0);
     /* The waiter owns the lock before it has even run: the releaser cannot take it back. */
     assert_true(simul_lock_locked(l));
@@ -188,7 +167,7 @@ SIMUL_TASK_TEST(lock_release_hands_off_no_barging)
     assert_int_equal(w.rc, 0);
     assert_int_equal(w.release_rc, 0);
     assert_int_equal(simul_lock_release(l), 0);
-    join_ok(t);
+    test_join_ok(t);
     simul_lock_free(l);
     return 0;
 }
@@ -210,13 +189,13 @@ SIMUL_TASK_TEST(lock_release_by_non_owner_eperm)
     simul_lock *l;
     assert_int_equal(simul_lock_new(&l), 0);
     assert_int_equal(simul_lock_acquire(l), 0);
-    simul_task *t = spawn(release_other, l);
+    simul_task *t = test_spawn(release_other, l);
     int r = 0;
     assert_int_equal(simul_task_join(t, &r), 0);
     assert_int_equal(r, -EPERM);
     cb_rc = 1;
     assert_int_equal(simul_call_soon(release_cb, l, NULL), 0);
-    settle();
+    test_settle();
     assert_int_equal(cb_rc, -EPERM); /* a callback owns nothing */
     assert_true(simul_lock_locked(l));
     assert_int_equal(simul_lock_release(l), 0);
@@ -233,18 +212,18 @@ SIMUL_TASK_TEST(lock_cancel_while_waiting)
     static waiter w[2];
     waiter_init(&w[0], 0, NULL, l);
     waiter_init(&w[1], 1, NULL, l);
-    simul_task *a = spawn(lock_waiter, &w[0]);
-    simul_task *b = spawn(lock_waiter, &w[1]);
-    settle();
+    simul_task *a = test_spawn(lock_waiter, &w[0]);
+    simul_task *b = test_spawn(lock_waiter, &w[1]);
+    test_settle();
     assert_int_equal(simul_task_cancel(a), 0);
-    settle();
+    test_settle();
     assert_int_equal(w[0].rc, -ECANCELED);
     assert_false(w[0].holds);
     assert_int_equal(w[0].release_rc, -EPERM);
     /* The cancelled waiter left the queue: the lock goes to the next one. */
     assert_int_equal(simul_lock_release(l), 0);
-    join_ok(a);
-    join_ok(b);
+    test_join_ok(a);
+    test_join_ok(b);
     assert_int_equal(w[1].rc, 0);
     assert_true(w[1].holds);
     assert_false(simul_lock_locked(l));
@@ -260,11 +239,11 @@ SIMUL_TASK_TEST(lock_cancel_after_handoff_keeps_lock)
     assert_int_equal(simul_lock_acquire(l), 0);
     static waiter w;
     waiter_init(&w, 0, NULL, l);
-    simul_task *t = spawn(lock_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(lock_waiter, &w);
+    test_settle();
     assert_int_equal(simul_lock_release(l), 0); /* handed over ... */
     assert_int_equal(simul_task_cancel(t), 0);  /* ... and then the cancel lands */
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, 0); /* the acquire succeeded: it owned the lock */
     assert_true(w.holds);
     assert_int_equal(w.next_rc, -ECANCELED); /* the cancel shows at the next suspension */
@@ -281,9 +260,9 @@ SIMUL_TASK_TEST(lock_cancelled_task_does_not_take_free_lock)
     assert_int_equal(simul_lock_new(&l), 0);
     static waiter w;
     waiter_init(&w, 0, NULL, l);
-    simul_task *t = spawn(lock_waiter, &w);
+    simul_task *t = test_spawn(lock_waiter, &w);
     assert_int_equal(simul_task_cancel(t), 0); /* before it ever ran */
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, -ECANCELED); /* a cancellation point even when free */
     assert_false(simul_lock_locked(l));
     simul_lock_free(l);
@@ -300,8 +279,8 @@ SIMUL_TASK_TEST(lock_timeout_scope)
     waiter_init(&w[0], 0, NULL, l);
     w[0].timeout = 0.03;
     waiter_init(&w[1], 1, NULL, l);
-    simul_task *a = spawn(lock_waiter, &w[0]);
-    simul_task *b = spawn(lock_waiter, &w[1]);
+    simul_task *a = test_spawn(lock_waiter, &w[0]);
+    simul_task *b = test_spawn(lock_waiter, &w[1]);
     assert_int_equal(simul_sleep(0.1), 0);
     assert_int_equal(w[0].rc, -ETIMEDOUT);
     assert_int_equal(w[0].scope_end, 1);
@@ -309,8 +288,8 @@ SIMUL_TASK_TEST(lock_timeout_scope)
     assert_false(w[0].holds);
     assert_int_equal(w[1].rc, 1);
     assert_int_equal(simul_lock_release(l), 0);
-    join_ok(a);
-    join_ok(b);
+    test_join_ok(a);
+    test_join_ok(b);
     assert_int_equal(w[1].rc, 0);
     assert_false(simul_lock_locked(l));
     simul_lock_free(l);
@@ -333,7 +312,7 @@ SIMUL_TASK_TEST(lock_owner_finishes_holding_debug_report)
     simul_task *t;
     simul_task_opts opts = {.name = "forgetful"};
     assert_int_equal(simul_task_spawn(&t, hold_and_return, l, &opts), 0);
-    join_ok(t);
+    test_join_ok(t);
     char *text = test_capture_end(&cap);
     assert_non_null(strstr(text, "'forgetful' finished while holding a lock"));
     free(text);
@@ -355,8 +334,8 @@ SIMUL_TASK_TEST(lock_free_with_waiter_cancels_it)
     static waiter w;
     waiter_init(&w, 0, NULL, NULL);
     w.obj = l;
-    simul_task *t = spawn(lock_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(lock_waiter, &w);
+    test_settle();
     w.obj = NULL; /* what the waiter does after the wake must not touch the freed lock */
     simul_lock_free(l);
     int r = 1;
@@ -403,7 +382,7 @@ SIMUL_TASK_TEST(suspending_calls_outside_task_eperm)
     assert_int_equal(simul_semaphore_new(&o.s, 1), 0);
     assert_int_equal(simul_barrier_new(&o.b, 1), 0);
     assert_int_equal(simul_call_soon(outside_cb, &o, NULL), 0);
-    settle();
+    test_settle();
     assert_true(o.ran);
     for (int i = 0; i < 7; i++)
         assert_int_equal(o.rc[i], -EPERM);
@@ -442,14 +421,14 @@ SIMUL_TASK_TEST(event_set_wakes_all_in_order)
     simul_task *t[5];
     for (int i = 0; i < 5; i++) {
         waiter_init(&w[i], i, &o, e);
-        t[i] = spawn(event_waiter, &w[i]);
+        t[i] = test_spawn(event_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(o.n, 0);
     assert_int_equal(simul_event_set(e), 0);
     assert_true(simul_event_is_set(e));
     for (int i = 0; i < 5; i++)
-        join_ok(t[i]);
+        test_join_ok(t[i]);
     int want[] = {0, 1, 2, 3, 4};
     assert_order(&o, want, 5);
     for (int i = 0; i < 5; i++)
@@ -494,13 +473,13 @@ SIMUL_TASK_TEST(event_set_then_clear_still_wakes)
     simul_task *t[3];
     for (int i = 0; i < 3; i++) {
         waiter_init(&w[i], i, NULL, e);
-        t[i] = spawn(event_waiter, &w[i]);
+        t[i] = test_spawn(event_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_event_set(e), 0);
     assert_int_equal(simul_event_clear(e), 0); /* before any waiter ran */
     for (int i = 0; i < 3; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(w[i].rc, 0);
     }
     simul_event_free(e);
@@ -515,14 +494,14 @@ SIMUL_TASK_TEST(event_cancel_waiter)
     static waiter w[2];
     waiter_init(&w[0], 0, NULL, e);
     waiter_init(&w[1], 1, NULL, e);
-    simul_task *a = spawn(event_waiter, &w[0]);
-    simul_task *b = spawn(event_waiter, &w[1]);
-    settle();
+    simul_task *a = test_spawn(event_waiter, &w[0]);
+    simul_task *b = test_spawn(event_waiter, &w[1]);
+    test_settle();
     assert_int_equal(simul_task_cancel(a), 0);
-    join_ok(a);
+    test_join_ok(a);
     assert_int_equal(w[0].rc, -ECANCELED);
     assert_int_equal(simul_event_set(e), 0);
-    join_ok(b);
+    test_join_ok(b);
     assert_int_equal(w[1].rc, 0);
     simul_event_free(e);
     return 0;
@@ -535,11 +514,11 @@ SIMUL_TASK_TEST(event_set_then_cancel_returns_zero)
     assert_int_equal(simul_event_new(&e), 0);
     static waiter w;
     waiter_init(&w, 0, NULL, e);
-    simul_task *t = spawn(event_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(event_waiter, &w);
+    test_settle();
     assert_int_equal(simul_event_set(e), 0);
     assert_int_equal(simul_task_cancel(t), 0);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, 0);
     assert_int_equal(w.next_rc, -ECANCELED);
     simul_event_free(e);
@@ -574,20 +553,20 @@ SIMUL_TASK_TEST(cond_notify_n_fifo)
     simul_task *t[5];
     for (int i = 0; i < 5; i++) {
         waiter_init(&w[i], i, &o, c);
-        t[i] = spawn(cond_waiter, &w[i]);
+        t[i] = test_spawn(cond_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_false(simul_condition_locked(c)); /* every waiter released it */
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_condition_notify(c, 1), 1);
     assert_int_equal(simul_condition_release(c), 0);
-    settle();
+    test_settle();
     int want1[] = {0};
     assert_order(&o, want1, 1);
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_condition_notify(c, 2), 2);
     assert_int_equal(simul_condition_release(c), 0);
-    settle();
+    test_settle();
     int want2[] = {0, 1, 2};
     assert_order(&o, want2, 3);
     assert_int_equal(simul_condition_acquire(c), 0);
@@ -595,7 +574,7 @@ SIMUL_TASK_TEST(cond_notify_n_fifo)
     assert_int_equal(simul_condition_notify_all(c), 0);
     assert_int_equal(simul_condition_release(c), 0);
     for (int i = 0; i < 5; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(w[i].rc, 0);
         assert_int_equal(w[i].release_rc, 0);
     }
@@ -616,18 +595,18 @@ SIMUL_TASK_TEST(cond_notify_all_waiters_wake_one_at_a_time)
     simul_task *t[4];
     for (int i = 0; i < 4; i++) {
         waiter_init(&w[i], i, &o, c);
-        t[i] = spawn(cond_waiter, &w[i]);
+        t[i] = test_spawn(cond_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_condition_notify_all(c), 4);
-    settle();
+    test_settle();
     assert_int_equal(o.n, 0); /* nobody runs while the notifier holds the lock */
     for (int i = 0; i < 4; i++)
         assert_int_equal(w[i].rc, 1);
     assert_int_equal(simul_condition_release(c), 0);
     for (int i = 0; i < 4; i++)
-        join_ok(t[i]);
+        test_join_ok(t[i]);
     int want[] = {0, 1, 2, 3};
     assert_order(&o, want, 4);
     simul_condition_free(c);
@@ -664,14 +643,14 @@ SIMUL_TASK_TEST(cond_cancel_waiter_reacquires_lock)
     assert_int_equal(simul_condition_new(&c, NULL), 0);
     static waiter w;
     waiter_init(&w, 0, NULL, c);
-    simul_task *t = spawn(cond_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(cond_waiter, &w);
+    test_settle();
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_task_cancel(t), 0);
-    settle();
+    test_settle();
     assert_int_equal(w.rc, 1); /* it cannot return without the lock, which we hold */
     assert_int_equal(simul_condition_release(c), 0);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, -ECANCELED);
     assert_int_equal(w.release_rc, 0); /* it held the lock when its wait returned */
     assert_int_equal(w.next_rc, -ECANCELED);
@@ -688,13 +667,13 @@ SIMUL_TASK_TEST(cond_timeout_reacquires_lock)
     static waiter w;
     waiter_init(&w, 0, NULL, c);
     w.timeout = 0.03;
-    simul_task *t = spawn(cond_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(cond_waiter, &w);
+    test_settle();
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_sleep(0.1), 0); /* the deadline passes while we hold the lock */
     assert_int_equal(w.rc, 1);
     assert_int_equal(simul_condition_release(c), 0);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, -ETIMEDOUT);
     assert_int_equal(w.scope_end, 1);
     assert_int_equal(w.release_rc, 0);
@@ -711,15 +690,15 @@ SIMUL_TASK_TEST(cond_notified_then_cancelled_returns_zero)
     static waiter w[2];
     waiter_init(&w[0], 0, NULL, c);
     waiter_init(&w[1], 1, NULL, c);
-    simul_task *a = spawn(cond_waiter, &w[0]);
-    simul_task *b = spawn(cond_waiter, &w[1]);
-    settle();
+    simul_task *a = test_spawn(cond_waiter, &w[0]);
+    simul_task *b = test_spawn(cond_waiter, &w[1]);
+    test_settle();
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_condition_notify(c, 1), 1); /* a is notified ... */
     assert_int_equal(simul_task_cancel(a), 0);         /* ... then cancelled */
-    settle();
+    test_settle();
     assert_int_equal(simul_condition_release(c), 0);
-    join_ok(a);
+    test_join_ok(a);
     assert_int_equal(w[0].rc, 0); /* the notification is not lost */
     assert_int_equal(w[0].release_rc, 0);
     assert_int_equal(w[0].next_rc, -ECANCELED);
@@ -728,7 +707,7 @@ SIMUL_TASK_TEST(cond_notified_then_cancelled_returns_zero)
     assert_int_equal(simul_condition_acquire(c), 0);
     assert_int_equal(simul_condition_notify(c, 1), 1);
     assert_int_equal(simul_condition_release(c), 0);
-    join_ok(b);
+    test_join_ok(b);
     assert_int_equal(w[1].rc, 0);
     simul_condition_free(c);
     return 0;
@@ -767,7 +746,7 @@ SIMUL_TASK_TEST(cond_wait_for_predicate_shared_lock)
     static counter k;
     assert_int_equal(simul_condition_new(&k.c, l), 0);
     k.target = 3;
-    simul_task *t = spawn(incrementer, &k);
+    simul_task *t = test_spawn(incrementer, &k);
     assert_int_equal(simul_lock_acquire(l), 0); /* the shared lock is the condition's */
     assert_true(simul_condition_locked(k.c));
     assert_int_equal(simul_condition_wait_for(k.c, reached, &k), 0);
@@ -776,7 +755,7 @@ SIMUL_TASK_TEST(cond_wait_for_predicate_shared_lock)
     assert_int_equal(simul_condition_wait_for(k.c, NULL, NULL), -EINVAL);
     assert_int_equal(simul_lock_release(l), 0);
     assert_int_equal(simul_condition_wait_for(k.c, reached, &k), -EPERM);
-    join_ok(t);
+    test_join_ok(t);
     simul_condition_free(k.c);
     assert_false(simul_lock_locked(l)); /* still a valid lock: the condition did not free it */
     assert_int_equal(simul_lock_acquire(l), 0);
@@ -800,11 +779,11 @@ SIMUL_TASK_TEST(cond_free_with_waiter_cancels_it)
     assert_int_equal(simul_condition_new(&c, NULL), 0);
     static waiter w;
     waiter_init(&w, 0, NULL, c);
-    simul_task *t = spawn(cond_raw_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(cond_raw_waiter, &w);
+    test_settle();
     /* Freed (with its own lock) under the waiter: it resumes without touching either. */
     simul_condition_free(c);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, -ECANCELED);
     return 0;
 }
@@ -880,27 +859,27 @@ SIMUL_TASK_TEST(sem_release_wakes_one_fifo)
     simul_task *t[4];
     for (int i = 0; i < 4; i++) {
         waiter_init(&w[i], i, &o, s);
-        t[i] = spawn(sem_waiter, &w[i]);
+        t[i] = test_spawn(sem_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(o.n, 0);
     assert_int_equal(simul_semaphore_release(s), 0);
     assert_int_equal(simul_semaphore_value(s), 0); /* handed over, not banked */
     assert_int_equal(simul_semaphore_try_acquire(s), -EAGAIN);
-    settle();
+    test_settle();
     int want1[] = {0};
     assert_order(&o, want1, 1);
     for (int i = 1; i < 4; i++)
         assert_int_equal(w[i].rc, 1);
     assert_int_equal(simul_semaphore_release(s), 0);
     assert_int_equal(simul_semaphore_release(s), 0);
-    settle();
+    test_settle();
     int want2[] = {0, 1, 2};
     assert_order(&o, want2, 3);
     assert_int_equal(simul_semaphore_release(s), 0);
     assert_int_equal(simul_semaphore_release(s), 0); /* nobody waits: banked */
     for (int i = 0; i < 4; i++)
-        join_ok(t[i]);
+        test_join_ok(t[i]);
     assert_int_equal(simul_semaphore_value(s), 1);
     simul_semaphore_free(s);
     return 0;
@@ -915,15 +894,15 @@ SIMUL_TASK_TEST(sem_cancel_while_waiting_and_after_handoff)
     static waiter w[2];
     waiter_init(&w[0], 0, NULL, s);
     waiter_init(&w[1], 1, NULL, s);
-    simul_task *a = spawn(sem_waiter, &w[0]);
-    simul_task *b = spawn(sem_waiter, &w[1]);
-    settle();
+    simul_task *a = test_spawn(sem_waiter, &w[0]);
+    simul_task *b = test_spawn(sem_waiter, &w[1]);
+    test_settle();
     assert_int_equal(simul_task_cancel(a), 0); /* still waiting: it leaves */
-    join_ok(a);
+    test_join_ok(a);
     assert_int_equal(w[0].rc, -ECANCELED);
     assert_int_equal(simul_semaphore_release(s), 0); /* goes to b ... */
     assert_int_equal(simul_task_cancel(b), 0);       /* ... and then b is cancelled */
-    join_ok(b);
+    test_join_ok(b);
     assert_int_equal(w[1].rc, 0); /* b holds the unit */
     assert_int_equal(w[1].next_rc, -ECANCELED);
     assert_int_equal(simul_semaphore_value(s), 0);
@@ -976,15 +955,15 @@ SIMUL_TASK_TEST(barrier_indices_and_rounds)
         simul_task *t[2];
         for (int i = 0; i < 2; i++) {
             waiter_init(&w[i], i, NULL, b);
-            t[i] = spawn(barrier_waiter, &w[i]);
+            t[i] = test_spawn(barrier_waiter, &w[i]);
         }
-        settle();
+        test_settle();
         assert_int_equal(simul_barrier_n_waiting(b), 2);
         assert_int_equal(w[0].rc, 1);
         assert_int_equal(simul_barrier_wait(b), 2); /* the last arrival */
         assert_int_equal(simul_barrier_n_waiting(b), 0);
         for (int i = 0; i < 2; i++) {
-            join_ok(t[i]);
+            test_join_ok(t[i]);
             assert_int_equal(w[i].rc, i);
         }
     }
@@ -1012,14 +991,14 @@ SIMUL_TASK_TEST(barrier_abort_breaks_until_reset)
     simul_task *t[2];
     for (int i = 0; i < 2; i++) {
         waiter_init(&w[i], i, NULL, b);
-        t[i] = spawn(barrier_waiter, &w[i]);
+        t[i] = test_spawn(barrier_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_barrier_abort(b), 0);
     assert_true(simul_barrier_broken(b));
     assert_int_equal(simul_barrier_n_waiting(b), 0);
     for (int i = 0; i < 2; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(w[i].rc, -EPIPE);
     }
     assert_int_equal(simul_barrier_wait(b), -EPIPE); /* broken: at once */
@@ -1027,12 +1006,12 @@ SIMUL_TASK_TEST(barrier_abort_breaks_until_reset)
     assert_false(simul_barrier_broken(b));
     for (int i = 0; i < 2; i++) {
         waiter_init(&w[i], i, NULL, b);
-        t[i] = spawn(barrier_waiter, &w[i]);
+        t[i] = test_spawn(barrier_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_barrier_wait(b), 2);
     for (int i = 0; i < 2; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(w[i].rc, i);
     }
     simul_barrier_free(b);
@@ -1048,13 +1027,13 @@ SIMUL_TASK_TEST(barrier_reset_ends_round)
     simul_task *t[2];
     for (int i = 0; i < 2; i++) {
         waiter_init(&w[i], i, NULL, b);
-        t[i] = spawn(barrier_waiter, &w[i]);
+        t[i] = test_spawn(barrier_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_barrier_reset(b), 0);
     assert_false(simul_barrier_broken(b));
     for (int i = 0; i < 2; i++) {
-        join_ok(t[i]);
+        test_join_ok(t[i]);
         assert_int_equal(w[i].rc, -EPIPE);
     }
     assert_int_equal(simul_barrier_n_waiting(b), 0);
@@ -1071,28 +1050,28 @@ SIMUL_TASK_TEST(barrier_cancelled_waiter_leaves_round)
     simul_task *t[3];
     for (int i = 0; i < 2; i++) {
         waiter_init(&w[i], i, NULL, b);
-        t[i] = spawn(barrier_waiter, &w[i]);
+        t[i] = test_spawn(barrier_waiter, &w[i]);
     }
-    settle();
+    test_settle();
     assert_int_equal(simul_task_cancel(t[0]), 0);
-    join_ok(t[0]);
+    test_join_ok(t[0]);
     assert_int_equal(w[0].rc, -ECANCELED);
     assert_int_equal(simul_barrier_n_waiting(b), 1);
     waiter_init(&w[2], 2, NULL, b);
     w[2].timeout = 0.02;
-    t[2] = spawn(barrier_waiter, &w[2]);
+    t[2] = test_spawn(barrier_waiter, &w[2]);
     assert_int_equal(simul_sleep(0.05), 0);
-    join_ok(t[2]);
+    test_join_ok(t[2]);
     assert_int_equal(w[2].rc, -ETIMEDOUT);
     assert_int_equal(simul_barrier_n_waiting(b), 1);
     /* The round still needs three: one more task and us. Indices stay unique. */
     waiter_init(&w[2], 2, NULL, b);
-    t[2] = spawn(barrier_waiter, &w[2]);
-    settle();
+    t[2] = test_spawn(barrier_waiter, &w[2]);
+    test_settle();
     assert_int_equal(simul_barrier_n_waiting(b), 2);
     assert_int_equal(simul_barrier_wait(b), 2);
-    join_ok(t[1]);
-    join_ok(t[2]);
+    test_join_ok(t[1]);
+    test_join_ok(t[2]);
     assert_int_equal(w[1].rc, 0);
     assert_int_equal(w[2].rc, 1);
     simul_barrier_free(b);
@@ -1106,11 +1085,11 @@ SIMUL_TASK_TEST(barrier_trip_then_cancel_keeps_index)
     assert_int_equal(simul_barrier_new(&b, 2), 0);
     static waiter w;
     waiter_init(&w, 0, NULL, b);
-    simul_task *t = spawn(barrier_waiter, &w);
-    settle();
+    simul_task *t = test_spawn(barrier_waiter, &w);
+    test_settle();
     assert_int_equal(simul_barrier_wait(b), 1);
     assert_int_equal(simul_task_cancel(t), 0);
-    join_ok(t);
+    test_join_ok(t);
     assert_int_equal(w.rc, 0);
     assert_int_equal(w.next_rc, -ECANCELED);
     simul_barrier_free(b);

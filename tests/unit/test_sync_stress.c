@@ -93,18 +93,15 @@ static void slots_start(slots *s, int n, simul_task_fn fn, void *arg)
     s->fn = fn;
     s->arg = arg;
     for (int i = 0; i < n; i++) {
-        assert_int_equal(simul_task_spawn(&s->t[i], fn, arg, NULL), 0);
+        s->t[i] = test_spawn(fn, arg);
         s->spawned++;
     }
 }
 
 static void slots_join(slots *s)
 {
-    for (int i = 0; i < s->n; i++) {
-        int r = -1;
-        assert_int_equal(simul_task_join(s->t[i], &r), 0);
-        assert_int_equal(r, 0);
-    }
+    for (int i = 0; i < s->n; i++)
+        test_join_ok(s->t[i]);
 }
 
 typedef struct chaos {
@@ -129,14 +126,29 @@ static int chaos_main(void *arg)
         slots *s = c->groups[below((unsigned)c->ngroups)];
         int i = (int)below((unsigned)s->n);
         assert_int_equal(simul_task_cancel(s->t[i]), 0);
-        int r = -1;
-        assert_int_equal(simul_task_join(s->t[i], &r), 0);
-        assert_int_equal(r, 0);
-        assert_int_equal(simul_task_spawn(&s->t[i], s->fn, s->arg, NULL), 0);
+        test_join_ok(s->t[i]);
+        s->t[i] = test_spawn(s->fn, s->arg);
         s->spawned++;
         c->cancels++;
     }
     return 0;
+}
+
+/* Starts the chaos task on one or two groups of workers (b may be NULL). */
+static simul_task *chaos_start(chaos *c, slots *a, slots *b)
+{
+    memset(c, 0, sizeof *c);
+    c->groups[c->ngroups++] = a;
+    if (b)
+        c->groups[c->ngroups++] = b;
+    return test_spawn(chaos_main, c);
+}
+
+/* Stops the chaos task and waits until it has: from then on no worker is replaced. */
+static void chaos_stop(chaos *c, simul_task *ct)
+{
+    c->stop = true;
+    test_join_ok(ct);
 }
 
 /* ---- queues: every item exactly once --------------------------------------------------------- */
@@ -238,18 +250,11 @@ static void queue_stress(int kind)
     slots_start(&prod, 2 + (int)below(10), q_producer, &s);
     slots_start(&cons, 2 + (int)below(10), q_consumer, &s);
     static chaos c;
-    memset(&c, 0, sizeof c);
-    c.groups[0] = &prod;
-    c.groups[1] = &cons;
-    c.ngroups = 2;
-    simul_task *ct;
-    assert_int_equal(simul_task_spawn(&ct, chaos_main, &c, NULL), 0);
+    simul_task *ct = chaos_start(&c, &prod, &cons);
     double end = test_clock() + budget();
     while (test_clock() < end && s.next_id < MAX_ITEMS)
         assert_int_equal(simul_sleep(0.01), 0);
-    c.stop = true;
-    int r = -1;
-    assert_int_equal(simul_task_join(ct, &r), 0);
+    chaos_stop(&c, ct);
     s.stop = true;
     slots_join(&prod);
     /* Graceful shutdown: the consumers drain what is queued, then get -ESHUTDOWN. */
@@ -373,15 +378,9 @@ SIMUL_TASK_TEST(lock_stress_exclusion_under_cancel)
     memset(&w, 0, sizeof w);
     slots_start(&w, 3 + (int)below(15), lock_worker, &s);
     static chaos c;
-    memset(&c, 0, sizeof c);
-    c.groups[0] = &w;
-    c.ngroups = 1;
-    simul_task *ct;
-    assert_int_equal(simul_task_spawn(&ct, chaos_main, &c, NULL), 0);
+    simul_task *ct = chaos_start(&c, &w, NULL);
     assert_int_equal(simul_sleep(budget()), 0);
-    c.stop = true;
-    int r;
-    assert_int_equal(simul_task_join(ct, &r), 0);
+    chaos_stop(&c, ct);
     s.stop = true;
     slots_join(&w);
     fprintf(stderr, "lock_stress: workers=%d entries=%d timeouts=%d cancels=%d (%d inside)\n", w.n,
@@ -432,15 +431,9 @@ SIMUL_TASK_TEST(semaphore_stress_bound_under_cancel)
     memset(&w, 0, sizeof w);
     slots_start(&w, 3 + (int)below(15), sem_worker, &s);
     static chaos c;
-    memset(&c, 0, sizeof c);
-    c.groups[0] = &w;
-    c.ngroups = 1;
-    simul_task *ct;
-    assert_int_equal(simul_task_spawn(&ct, chaos_main, &c, NULL), 0);
+    simul_task *ct = chaos_start(&c, &w, NULL);
     assert_int_equal(simul_sleep(budget()), 0);
-    c.stop = true;
-    int r;
-    assert_int_equal(simul_task_join(ct, &r), 0);
+    chaos_stop(&c, ct);
     s.stop = true;
     slots_join(&w);
     fprintf(stderr,
@@ -567,16 +560,9 @@ SIMUL_TASK_TEST(condition_stress_lock_held_on_return)
     slots_start(&prod, 2 + (int)below(8), c_producer, NULL);
     slots_start(&cons, 2 + (int)below(8), c_consumer, NULL);
     static chaos c;
-    memset(&c, 0, sizeof c);
-    c.groups[0] = &prod;
-    c.groups[1] = &cons;
-    c.ngroups = 2;
-    simul_task *ct;
-    assert_int_equal(simul_task_spawn(&ct, chaos_main, &c, NULL), 0);
+    simul_task *ct = chaos_start(&c, &prod, &cons);
     assert_int_equal(simul_sleep(budget()), 0);
-    c.stop = true;
-    int r;
-    assert_int_equal(simul_task_join(ct, &r), 0);
+    chaos_stop(&c, ct);
     /* Stop: wake everyone so they see it. */
     assert_int_equal(simul_condition_acquire(cs.c), 0);
     assert_null(cs.holder);

@@ -14,10 +14,8 @@ SIMUL_TASK_TEST(echo_and_callback_order)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {.echo = true};
-    simul_transport *t = NULL;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     assert_ptr_equal(r.t, t);
     assert_string_equal(r.log, "M"); /* connection_made ran before the call returned */
     assert_int_equal(simul_transport_fd(t), sv[0]);
@@ -51,10 +49,8 @@ SIMUL_TASK_TEST(write_goes_out_at_once)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     assert_int_equal(simul_transport_write(t, "hello", 5), 0);
     assert_int_equal(simul_transport_get_write_buffer_size(t), 0);
     char buf[5];
@@ -127,12 +123,10 @@ SIMUL_TASK_TEST(tcp_server_and_connection)
 {
     (void)arg;
     int server_lost = 0;
-    simul_server *srv;
-    assert_int_equal(simul_create_server("127.0.0.1", "0", echo_factory, &server_lost, &srv), 0);
+    char ps[16];
+    simul_server *srv = local_server(echo_factory, &server_lost, ps);
     int port = simul_server_port(srv);
     assert_true(port > 0);
-    char ps[16];
-    port_str(port, ps);
     rec c = {0};
     simul_transport *t;
     assert_int_equal(simul_create_connection("127.0.0.1", ps, &rec_proto, &c, &t), 0);
@@ -223,9 +217,7 @@ SIMUL_TASK_TEST(unix_server_and_connection)
     assert_memory_equal(c.data, "over unix", 9);
     simul_transport_close(t);
     WAIT_FOR(c.lost_count == 1 && server_lost == 1, 5);
-    assert_int_equal(simul_server_close(srv), 0);
-    assert_int_equal(simul_server_wait_closed(srv), 0);
-    simul_server_free(srv);
+    server_shutdown(srv);
     rec_free(&c);
     rmdir(unix_dir);
     return 0;
@@ -255,10 +247,8 @@ SIMUL_TASK_TEST(eof_received_keeps_half_open)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {.keep_open = true};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     assert_int_equal(simul_sendall(sv[1], "question", 8, NULL), 8);
     assert_int_equal(shutdown(sv[1], SHUT_WR), 0);
     WAIT_FOR(strchr(r.log, 'E') != NULL, 5);
@@ -286,10 +276,8 @@ SIMUL_TASK_TEST(write_eof_then_keep_reading)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     size_t big = 512 * 1024;
     char *data = malloc(big), *back = malloc(big);
     memset(data, 'z', big);
@@ -322,10 +310,8 @@ SIMUL_TASK_TEST(pause_reading_then_resume_without_new_edge)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     /* Drain the fd once so the READ bit is known clear and only a real edge can set it. */
     assert_int_equal(simul_sendall(sv[1], "1", 1, NULL), 1);
     WAIT_FOR(r.len == 1, 5);
@@ -415,11 +401,9 @@ SIMUL_TASK_TEST(buffered_protocol_reads_into_its_buffer)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     bufrec *b = calloc(1, sizeof *b);
     b->window = 7; /* small windows: many reads, each straight into the store */
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &buffered_proto, b, &t), 0);
+    simul_transport *t = transport_pair(sv, &buffered_proto, b);
     static unsigned char msg[50000];
     for (size_t i = 0; i < sizeof msg; i++)
         msg[i] = (unsigned char)(i % 251);
@@ -459,10 +443,8 @@ SIMUL_TASK_TEST(buffered_protocol_get_buffer_error)
         .connection_lost = rec_lost_only,
     };
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &p, &r, &t), 0);
+    transport_pair(sv, &p, &r);
     assert_int_equal(simul_sendall(sv[1], "x", 1, NULL), 1);
     WAIT_FOR(r.lost_count == 1, 5);
     assert_int_equal(r.lost_err, -ENOSPC);
@@ -478,10 +460,8 @@ SIMUL_TASK_TEST(close_inside_data_received)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {.echo = true, .close_on_data = true};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    transport_pair(sv, &rec_proto, &r);
     assert_int_equal(simul_sendall(sv[1], "bye", 3, NULL), 3);
     char buf[3];
     recv_exact(sv[1], buf, 3);
@@ -541,10 +521,8 @@ SIMUL_TASK_TEST(set_protocol_moves_later_callbacks)
     };
     memset(&switch_target, 0, sizeof switch_target);
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &first, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &first, &r);
     switch_target.t = t;
     assert_int_equal(simul_sendall(sv[1], "one", 3, NULL), 3);
     WAIT_FOR(r.len == 3, 5);

@@ -60,10 +60,8 @@ SIMUL_TASK_TEST(peer_closes_mid_write_unix)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     size_t big = 4 << 20;
     char *data = calloc(1, big);
     assert_int_equal(simul_transport_write(t, data, big), 0);
@@ -155,10 +153,8 @@ SIMUL_TASK_TEST(half_close_both_ways)
 {
     (void)arg;
     memset(&half, 0, sizeof half);
-    simul_server *srv;
-    assert_int_equal(simul_create_server("127.0.0.1", "0", half_factory, NULL, &srv), 0);
     char ps[16];
-    port_str(simul_server_port(srv), ps);
+    simul_server *srv = local_server(half_factory, NULL, ps);
     rec c = {0}; /* eof_received false: the client closes once the server's EOF comes */
     simul_transport *t;
     assert_int_equal(simul_create_connection("127.0.0.1", ps, &rec_proto, &c, &t), 0);
@@ -177,9 +173,7 @@ SIMUL_TASK_TEST(half_close_both_ways)
     assert_int_equal(simul_server_connections(srv), 1);
     simul_transport_close(half.t);
     WAIT_FOR(half.lost == 1, 5);
-    assert_int_equal(simul_server_close(srv), 0);
-    assert_int_equal(simul_server_wait_closed(srv), 0);
-    simul_server_free(srv);
+    server_shutdown(srv);
     rec_free(&c);
     return 0;
 }
@@ -291,10 +285,8 @@ SIMUL_TASK_TEST(non_reader_keeps_buffer_bounded)
     for (size_t i = 0; i < PUSH_CHUNK; i++)
         push_pattern[i] = (unsigned char)((i * 2654435761u) >> 13);
     int sv[2];
-    stream_pair(sv);
     pusher p = {.target = (size_t)256 << 20};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &push_proto, &p, &t), 0);
+    simul_transport *t = transport_pair(sv, &push_proto, &p);
     /* Nobody reads: the protocol paused after filling the kernel and the high-water mark. */
     assert_true(p.paused);
     settle(0.1);
@@ -330,10 +322,8 @@ SIMUL_TASK_TEST(trickle_one_byte_at_a_time)
 {
     (void)arg;
     int lost = 0;
-    simul_server *srv;
-    assert_int_equal(simul_create_server("127.0.0.1", "0", echo_factory, &lost, &srv), 0);
     char ps[16];
-    port_str(simul_server_port(srv), ps);
+    simul_server *srv = local_server(echo_factory, &lost, ps);
     int fd = simul_tcp_connect("127.0.0.1", ps);
     assert_true(fd >= 0);
     for (int i = 0; i < 300; i++) {
@@ -357,9 +347,7 @@ SIMUL_TASK_TEST(trickle_one_byte_at_a_time)
     simul_transport_close(t);
     assert_int_equal(simul_close(fd), 0);
     WAIT_FOR(lost == 2 && r.lost_count == 1, 5);
-    assert_int_equal(simul_server_close(srv), 0);
-    assert_int_equal(simul_server_wait_closed(srv), 0);
-    simul_server_free(srv);
+    server_shutdown(srv);
     rec_free(&r);
     return 0;
 }
@@ -372,10 +360,8 @@ static int many_connections_task(void *arg)
 {
     (void)arg;
     int server_lost = 0;
-    simul_server *srv;
-    assert_int_equal(simul_create_server("127.0.0.1", "0", echo_factory, &server_lost, &srv), 0);
     char ps[16];
-    port_str(simul_server_port(srv), ps);
+    simul_server *srv = local_server(echo_factory, &server_lost, ps);
     rec *c = calloc(MANY, sizeof *c);
     assert_non_null(c);
     for (int i = 0; i < MANY; i++) {
@@ -419,9 +405,7 @@ static int many_connections_task(void *arg)
         rec_free(&c[i]);
     }
     free(c);
-    assert_int_equal(simul_server_close(srv), 0);
-    assert_int_equal(simul_server_wait_closed(srv), 0);
-    simul_server_free(srv);
+    server_shutdown(srv);
     return 0;
 }
 
@@ -464,10 +448,8 @@ SIMUL_TASK_TEST(backlog_after_resume)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {.pause_on_made = true};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     size_t len = 4 << 20;
     unsigned char *data = malloc(len);
     for (size_t i = 0; i < len; i++)
@@ -498,10 +480,8 @@ SIMUL_TASK_TEST(abort_drops_queued_data)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    simul_transport *t = transport_pair(sv, &rec_proto, &r);
     size_t len = 2 << 20;
     unsigned char *data = malloc(len), *back = malloc(len);
     for (size_t i = 0; i < len; i++)
@@ -538,10 +518,8 @@ SIMUL_TASK_TEST(data_and_eof_in_one_edge)
 {
     (void)arg;
     int sv[2];
-    stream_pair(sv);
     rec r = {0};
-    simul_transport *t;
-    assert_int_equal(simul_connect_accepted_socket(sv[0], &rec_proto, &r, &t), 0);
+    transport_pair(sv, &rec_proto, &r);
     settle(0.01); /* the first read found nothing: the fd is known drained */
     assert_int_equal(send(sv[1], "last words", 10, MSG_NOSIGNAL), 10);
     assert_int_equal(shutdown(sv[1], SHUT_WR), 0);

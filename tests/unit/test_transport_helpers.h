@@ -196,4 +196,32 @@ static inline void port_str(int port, char out[16])
     snprintf(out, 16, "%d", port);
 }
 
+/* A transport over sv[0] of a fresh socketpair, with `proto` and `ctx`; the test is the peer on
+ * sv[1] and closes it. */
+static inline simul_transport *transport_pair(int sv[2], const simul_protocol *proto, void *ctx)
+{
+    stream_pair(sv);
+    simul_transport *t = NULL;
+    assert_int_equal(simul_connect_accepted_socket(sv[0], proto, ctx, &t), 0);
+    return t;
+}
+
+/* A TCP server on 127.0.0.1 at a kernel-chosen port; `port` receives the port as a string, as
+ * simul_create_connection and simul_tcp_connect take it. */
+static inline simul_server *local_server(simul_protocol_factory factory, void *arg, char port[16])
+{
+    simul_server *srv = NULL;
+    assert_int_equal(simul_create_server("127.0.0.1", "0", factory, arg, &srv), 0);
+    port_str(simul_server_port(srv), port);
+    return srv;
+}
+
+/* Closes `srv`, waits until its last connection is gone, and frees it. */
+static inline void server_shutdown(simul_server *srv)
+{
+    assert_int_equal(simul_server_close(srv), 0);
+    assert_int_equal(simul_server_wait_closed(srv), 0);
+    simul_server_free(srv);
+}
+
 #endif /* SIMUL_TEST_TRANSPORT_HELPERS_H */
