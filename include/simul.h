@@ -1537,7 +1537,8 @@ void simul_process_free(simul_process *p);
  * to one core. Workers are forked from the loop's thread (no exec): a function of the program is
  * valid in them as it is, and arguments and results travel as bytes over pipes. A pool belongs to
  * the loop that made it; every function here is for that loop's thread only (none is
- * thread-safe), and the calls must come from its tasks.
+ * thread-safe); simul_procpool_call must come from its tasks, simul_procpool_submit may also come
+ * from its callbacks.
  *
  * Workers start on demand, one per call while fewer than `workers` exist, and are reused; calls
  * beyond that wait in FIFO order. A worker:
@@ -1548,6 +1549,10 @@ void simul_process_free(simul_process *p);
  *   (simul_run cancels main) decides what happens to the calls: closing the pool, or
  *   cancelling them, kills their workers;
  * - dies with the loop's thread (PR_SET_PDEATHSIG) and when its request pipe reaches EOF;
+ * - is watched by the loop even while idle (its reply pipe and its pidfd): one that dies idle
+ *   (the OOM killer, a kill -9) is reaped at once and replaced on demand, so no call fails for
+ *   it and no zombie stays (without pidfd_open, or with SIMUL_NO_PIDFD=1, the pipe's EOF alone
+ *   tells, and reaping a killed worker blocks for the moment it takes to die);
  * - leaves by _exit: its stdio buffers are not flushed (fflush or write(2) what it prints);
  *   buffered stdout of the program is flushed before each fork so it is not printed twice;
  * - must not call simul functions (the loop is not there: they fail) nor rely on locks that
@@ -1579,8 +1584,12 @@ int simul_procpool_new(int workers, simul_procpool **out);
  * -EOWNERDEAD  the worker died during the call (a signal, _exit, exit): *result gets -SIGNUM
  *              for a signal (-SIGSEGV, -SIGABRT, ...), or the exit status (as asyncio's
  *              returncode), or INT_MIN if someone else reaped it. The pool starts a fresh
- *              worker for the next call; the other calls go on. (A worker killed while idle,
- *              by the OOM killer say, fails the next call it is given the same way.)
+ *              worker for the next call; the other calls go on. Only the call whose request
+ *              the worker had begun to read gets this: a worker found dead before it read any
+ *              byte of the request (every byte written still sits in the request pipe:
+ *              FIONREAD on the pool's end equals what was written, or the first write failed
+ *              with EPIPE) costs nothing, and the call is given once to another worker; a
+ *              second such death in a row fails it with -EOWNERDEAD.
  * -ECANCELED / -ETIMEDOUT  the caller was cancelled or its deadline passed: if the call was
  *              still waiting for a worker, fn never runs; if fn was running (or its request or
  *              reply was on the way), its worker is killed (SIGKILL) and reaped before the call
@@ -1597,16 +1606,60 @@ int simul_procpool_new(int workers, simul_procpool **out);
 int simul_procpool_call(simul_procpool *pool, simul_proc_fn fn, const void *in, size_t in_len,
                         void **out, size_t *out_len, int *result);
 
+/* A submitted call (concurrent.futures.Future of ProcessPoolExecutor.submit). It carries a
+ * simul_future rather than being one: freeing a bare future tells nobody, so dropping it could
+ * not cancel the call; freeing the job does. */
+typedef struct simul_procpool_job simul_procpool_job;
+
+/* Does not suspend; callable from a task or a callback of the pool's loop. Queues
+ * fn(in, in_len, ...) exactly as simul_procpool_call does (same FIFO, same workers; `in` is
+ * copied, so the caller's buffer is free at once) and returns 0 with *out, a job the caller
+ * owns and frees with simul_procpool_job_free. Its future (simul_procpool_job_future) completes
+ * with the status simul_procpool_call would return (0, -EOWNERDEAD, -EMSGSIZE, -ECANCELED when
+ * the pool is closed, ...) and the job as value; simul_procpool_job_result gives the rest.
+ * Cancelling the future (simul_future_cancel) cancels the call as a cancelled
+ * simul_procpool_call: still queued, fn never runs; running, its worker is killed (SIGKILL) and
+ * reaped by the pool. Returns -EINVAL (pool or fn or out NULL, in NULL with in_len > 0, a closed
+ * pool or one of another loop), -EMSGSIZE (in_len above the request limit), -ENOMEM. */
+int simul_procpool_submit(simul_procpool *pool, simul_proc_fn fn, const void *in, size_t in_len,
+                          simul_procpool_job **out);
+
+/* The job's future: await it, add done callbacks. Owned by the job (do not free it: it goes with
+ * simul_procpool_job_free). */
+simul_future *simul_procpool_job_future(simul_procpool_job *job);
+
+/* Non-suspending: the outcome of a finished job. Returns its status (as simul_procpool_call:
+ * 0 or a negative errno) with fn's return value (or the dead worker's status) in *result where
+ * simul_procpool_call would give one; on 0 the reply: *out (malloc'd: the caller frees it; NULL
+ * when empty) and *out_len. The reply moves to the first caller that asks for it (out non-NULL);
+ * later calls get *out NULL. -EINPROGRESS while the job is pending; -EINVAL for NULL. A job
+ * whose future was cancelled reports -ECANCELED, even if its reply arrived meanwhile. */
+int simul_procpool_job_result(simul_procpool_job *job, void **out, size_t *out_len, int *result);
+
+/* Frees a job at any time, with its future (tasks awaiting it get -ECANCELED), its input copy
+ * and a reply nobody took. A pending job is cancelled first: queued, fn never runs; running,
+ * its worker is killed (SIGKILL) and the pool reaps it (soon after, from the loop). Works after
+ * simul_procpool_close. NULL is fine. */
+void simul_procpool_job_free(simul_procpool_job *job);
+
 /* Sets the largest request (in_len) and reply (*out_len) in bytes; 0 restores
  * SIMUL_PROCPOOL_MAX_MESSAGE. Applies to calls made afterwards. Returns 0 or -EINVAL. */
 int simul_procpool_set_limits(simul_procpool *pool, size_t max_request, size_t max_reply);
+
+/* ProcessPoolExecutor's max_tasks_per_child: a worker exits by itself once it has sent the reply
+ * of this many calls (the pool reaps it) and a fresh one is started on demand; bounds what a
+ * leaking fn can hold. 0 (the default): unlimited. Counts the calls workers already served;
+ * applies from the next call each worker finishes. Returns 0, or -EINVAL (negative, pool NULL or
+ * closed). */
+int simul_procpool_set_max_calls(simul_procpool *pool, long max_calls_per_worker);
 
 /* The maximum number of workers, and how many worker processes exist now (idle or busy). */
 int simul_procpool_size(const simul_procpool *pool);
 int simul_procpool_workers(const simul_procpool *pool);
 
 /* Closes the pool (shutdown(cancel_futures=True) without waiting for running functions): calls
- * waiting for a worker and calls whose fn is running return -ECANCELED; every worker is killed
+ * waiting for a worker and calls whose fn is running return -ECANCELED (pending jobs complete
+ * with -ECANCELED, and stay the caller's to free); every worker is killed
  * (SIGKILL) and reaped, and every pipe closed, before this returns. Does not suspend (works
  * outside a task). The handle is invalid afterwards; the memory goes once the last call inside
  * has returned. Returns 0, or -EINVAL for NULL. */

@@ -2,7 +2,10 @@
  * processes, FIFO queueing, workers that crash (signal, abort, _exit) reported and replaced,
  * cancellation and deadlines while queued and while running (the worker is killed and reaped),
  * size limits, what a worker inherits (fds, signal dispositions), dying with its parent, and
- * closing with calls in flight. Every case ends with the fds it started with and no child left.
+ * closing with calls in flight; workers that die idle (noticed and reaped by the loop, or found
+ * dead with the request unread: the call goes to a fresh worker), max calls per worker, and the
+ * submit form (from a callback, many gathered, cancelled or freed queued and running). Every case
+ * ends with the fds it started with and no child left.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -712,9 +715,11 @@ SIMUL_TASK_TEST(close_while_a_worker_is_starting)
     assert_int_equal(r, -ECANCELED);
     assert_int_equal(atomic_load(&shm->ran), 0);
 
-    /* Once more, closing after the fork but before the calling task has resumed. */
+    /* Once more, closing right after the fork (the request goes out with it), with a function
+     * that cannot finish first. */
     assert_int_equal(simul_procpool_new(1, &p), 0);
     c.pool = p;
+    c.fn = fn_forever;
     assert_int_equal(simul_task_spawn(&t, call_task, &c, NULL), 0);
     assert_int_equal(simul_yield(), 0); /* the call asks for a fork */
     assert_int_equal(simul_yield(), 0); /* the loop forks; the call is ready, not yet run */
@@ -723,7 +728,6 @@ SIMUL_TASK_TEST(close_while_a_worker_is_starting)
     assert_true(no_children());
     assert_int_equal(simul_task_join(t, &r), 0);
     assert_int_equal(r, -ECANCELED);
-    assert_int_equal(atomic_load(&shm->ran), 0);
     LEAK_END();
     return 0;
 }
@@ -825,6 +829,464 @@ SIMUL_TASK_TEST(worker_signal_dispositions)
     return 0;
 }
 
+/* ---- workers that die idle ------------------------------------------------------------------- */
+
+static char proc_state(pid_t pid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' ? paren[2] : 0;
+}
+
+/* Waits without suspending (the loop must not see anything meanwhile) until pid's state is one
+ * of `states` ("Z", "T", ...), or it is gone when `states` is NULL. */
+static bool spin_until_state(pid_t pid, const char *states, double seconds)
+{
+    double end = test_clock() + seconds;
+    for (;;) {
+        char st = proc_state(pid);
+        if (states ? (st && strchr(states, st)) : st == 0)
+            return true;
+        if (test_clock() > end)
+            return false;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
+SIMUL_TASK_TEST(idle_worker_killed_is_reaped_and_replaced)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    int pid1 = 0, pid2 = 0;
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid1), 0);
+    assert_int_equal(simul_procpool_workers(p), 1);
+    assert_int_equal(kill(pid1, SIGKILL), 0); /* as the OOM killer would */
+    /* The loop notices by itself (no call is made) and reaps it: no zombie stays. */
+    double end = test_clock() + 10;
+    while (simul_procpool_workers(p) != 0 && test_clock() < end)
+        assert_int_equal(simul_sleep(0.01), 0);
+    assert_int_equal(simul_procpool_workers(p), 0);
+    assert_true(no_children());
+    assert_int_equal(proc_state(pid1), 0); /* /proc entry gone: reaped, not a zombie */
+    /* The next call starts a fresh worker and succeeds. */
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid2), 0);
+    assert_int_not_equal(pid2, pid1);
+    assert_int_equal(simul_procpool_workers(p), 1);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(worker_found_dead_at_hand_over_call_goes_to_a_fresh_one)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    int pid1 = 0, pid2 = 0;
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid1), 0);
+    /* Killed and already a zombie, but the loop has not run since: the call is handed to it,
+     * its first write fails with EPIPE, so the request was provably never read. */
+    assert_int_equal(kill(pid1, SIGKILL), 0);
+    assert_true(spin_until_state(pid1, "Z", 10));
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid2), 0);
+    assert_true(pid2 > 0);
+    assert_int_not_equal(pid2, pid1);
+    assert_int_equal(proc_state(pid1), 0);
+    assert_int_equal(simul_procpool_workers(p), 1);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(worker_dead_with_request_unread_call_goes_to_a_fresh_one)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    int pid1 = 0, r = 0;
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid1), 0);
+    /* Stopped, the worker cannot read: the request lands in its pipe, then it dies. Every byte
+     * is still in the pipe, so the call is retried on a fresh worker. */
+    assert_int_equal(kill(pid1, SIGSTOP), 0);
+    assert_true(spin_until_state(pid1, "Tt", 10));
+    simul_procpool_job *j;
+    assert_int_equal(simul_procpool_submit(p, fn_getpid, "xyz", 3, &j), 0);
+    assert_int_equal(kill(pid1, SIGKILL), 0);
+    int status = 1;
+    void *value = NULL;
+    assert_int_equal(simul_future_await(simul_procpool_job_future(j), &status, &value), 0);
+    assert_int_equal(status, 0);
+    assert_ptr_equal(value, j);
+    assert_int_equal(simul_procpool_job_result(j, NULL, NULL, &r), 0);
+    assert_true(r > 0);
+    assert_int_not_equal(r, pid1);
+    simul_procpool_job_free(j);
+    assert_int_equal(proc_state(pid1), 0);
+
+    /* Contrast: a worker killed after it read the request (fn running) fails that call. */
+    assert_int_equal(simul_procpool_submit(p, fn_forever, NULL, 0, &j), 0);
+    double end = test_clock() + 10;
+    while (atomic_load(&shm->pid) == 0 && test_clock() < end)
+        assert_int_equal(simul_sleep(0.01), 0);
+    pid_t pid = atomic_load(&shm->pid);
+    assert_true(pid > 0);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    assert_int_equal(simul_future_await(simul_procpool_job_future(j), &status, NULL), 0);
+    assert_int_equal(status, -EOWNERDEAD);
+    assert_int_equal(simul_procpool_job_result(j, NULL, NULL, &r), -EOWNERDEAD);
+    assert_int_equal(r, -SIGKILL);
+    assert_true(process_gone(pid));
+    assert_true(no_children()); /* reaped before the job completed */
+    simul_procpool_job_free(j);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+/* ---- max calls per worker -------------------------------------------------------------------- */
+
+SIMUL_TASK_TEST(max_calls_replaces_workers)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    assert_int_equal(simul_procpool_set_max_calls(p, -1), -EINVAL);
+    assert_int_equal(simul_procpool_set_max_calls(NULL, 1), -EINVAL);
+    assert_int_equal(simul_procpool_set_max_calls(p, 3), 0);
+    enum { N = 7 };
+    int pids[N];
+    for (int i = 0; i < N; i++) {
+        pids[i] = 0;
+        assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pids[i]), 0);
+        assert_true(pids[i] > 0);
+    }
+    /* three calls per worker, then a fresh one */
+    assert_int_equal(pids[0], pids[1]);
+    assert_int_equal(pids[1], pids[2]);
+    assert_int_not_equal(pids[3], pids[2]);
+    assert_int_equal(pids[3], pids[4]);
+    assert_int_equal(pids[4], pids[5]);
+    assert_int_not_equal(pids[6], pids[5]);
+    assert_int_not_equal(pids[6], pids[0]);
+    /* the retired ones were reaped, not left as zombies */
+    assert_int_equal(proc_state(pids[0]), 0);
+    double end = test_clock() + 10;
+    while (proc_state(pids[5]) != 0 && test_clock() < end)
+        assert_int_equal(simul_sleep(0.01), 0);
+    assert_int_equal(proc_state(pids[5]), 0);
+    assert_int_equal(simul_procpool_workers(p), 1);
+    /* back to unlimited: the worker stays */
+    assert_int_equal(simul_procpool_set_max_calls(p, 0), 0);
+    for (int i = 0; i < 5; i++) {
+        int pid = 0;
+        assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid), 0);
+        assert_int_equal(pid, pids[6]);
+    }
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+/* ---- submit ---------------------------------------------------------------------------------- */
+
+typedef struct from_cb {
+    simul_procpool *pool;
+    simul_procpool_job *job;
+    int submit_rc, status, result, done;
+    size_t len;
+    unsigned char reply[8];
+} from_cb;
+
+static void job_done_cb(simul_future *f, void *arg)
+{
+    from_cb *c = arg;
+    void *value = NULL;
+    assert_int_equal(simul_future_result(f, &c->status, &value), 0);
+    assert_ptr_equal(value, c->job);
+    void *out = NULL;
+    assert_int_equal(simul_procpool_job_result(c->job, &out, &c->len, &c->result), c->status);
+    if (out && c->len <= sizeof c->reply)
+        memcpy(c->reply, out, c->len);
+    free(out);
+    simul_procpool_job_free(c->job); /* from its own future's callback */
+    c->job = NULL;
+    c->done = 1;
+}
+
+static void submit_cb(void *arg)
+{
+    from_cb *c = arg;
+    c->submit_rc = simul_procpool_submit(c->pool, fn_xor, "abc", 3, &c->job);
+    if (c->submit_rc == 0)
+        simul_future_add_done_callback(simul_procpool_job_future(c->job), job_done_cb, c);
+}
+
+SIMUL_TASK_TEST(submit_from_a_callback)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    from_cb c = {.pool = p, .submit_rc = 1, .status = 1};
+    assert_int_equal(simul_call_soon(submit_cb, &c, NULL), 0);
+    double end = test_clock() + 10;
+    while (!c.done && test_clock() < end)
+        assert_int_equal(simul_sleep(0.005), 0);
+    assert_int_equal(c.submit_rc, 0);
+    assert_true(c.done);
+    assert_int_equal(c.status, 0);
+    assert_int_equal(c.result, 1);
+    assert_int_equal(c.len, 3);
+    assert_memory_equal(c.reply, "\x3b\x38\x39", 3);
+    assert_int_equal(simul_procpool_workers(p), 1);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(many_submits_gathered)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(2, &p), 0);
+    enum { N = 64 };
+    simul_procpool_job *jobs[N];
+    uint32_t buf[4];
+    for (int i = 0; i < N; i++) {
+        for (int k = 0; k < 4; k++)
+            buf[k] = (uint32_t)(i * 4 + k);
+        /* the input is copied: the buffer is reused at once */
+        assert_int_equal(simul_procpool_submit(p, fn_sum, buf, sizeof buf, &jobs[i]), 0);
+    }
+    assert_true(simul_procpool_workers(p) <= 2);
+    for (int i = 0; i < N; i++) {
+        int status = 1, r = 0;
+        assert_int_equal(simul_future_await(simul_procpool_job_future(jobs[i]), &status, NULL), 0);
+        assert_int_equal(status, 0);
+        void *out = NULL;
+        size_t len = 0;
+        assert_int_equal(simul_procpool_job_result(jobs[i], &out, &len, &r), 0);
+        assert_int_equal(r, 4);
+        assert_int_equal(len, sizeof(uint64_t));
+        assert_int_equal(*(uint64_t *)out, (uint64_t)(16 * i + 6));
+        free(out);
+        /* the reply moved out: asking again gives none */
+        out = (void *)1;
+        assert_int_equal(simul_procpool_job_result(jobs[i], &out, NULL, NULL), 0);
+        assert_null(out);
+        simul_procpool_job_free(jobs[i]);
+    }
+    assert_int_equal(simul_procpool_workers(p), 2);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(submit_copies_a_large_input)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    size_t n = 6u << 20; /* several pipe buffers: sent across many writable edges */
+    unsigned char *buf = malloc(n);
+    assert_non_null(buf);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = (unsigned char)(i * 13 + (i >> 11));
+    simul_procpool_job *j;
+    assert_int_equal(simul_procpool_submit(p, fn_xor, buf, n, &j), 0);
+    memset(buf, 0, n); /* the job has its own copy */
+    int status = 1, r = 0;
+    assert_int_equal(simul_future_await(simul_procpool_job_future(j), &status, NULL), 0);
+    assert_int_equal(status, 0);
+    void *out = NULL;
+    size_t len = 0;
+    assert_int_equal(simul_procpool_job_result(j, &out, &len, &r), 0);
+    assert_int_equal(r, 1);
+    assert_int_equal(len, n);
+    const unsigned char *o = out;
+    for (size_t i = 0; i < n; i++)
+        if (o[i] != ((unsigned char)(i * 13 + (i >> 11)) ^ 0x5a))
+            fail_msg("byte %zu differs", i);
+    free(out);
+    free(buf);
+    simul_procpool_job_free(j);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(cancel_or_free_a_queued_job_never_runs)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    double secs = 0.3;
+    simul_procpool_job *busy, *cancelled, *freed, *after;
+    assert_int_equal(simul_procpool_submit(p, fn_spin, &secs, sizeof secs, &busy), 0);
+    assert_int_equal(simul_procpool_submit(p, fn_mark, NULL, 0, &cancelled), 0);
+    assert_int_equal(simul_procpool_submit(p, fn_mark, NULL, 0, &freed), 0);
+    assert_int_equal(simul_procpool_submit(p, fn_getpid, NULL, 0, &after), 0);
+    assert_int_equal(simul_sleep(0.05), 0);
+    assert_int_equal(simul_procpool_job_result(cancelled, NULL, NULL, NULL), -EINPROGRESS);
+    assert_int_equal(simul_future_cancel(simul_procpool_job_future(cancelled)), 0);
+    simul_procpool_job_free(freed);
+    int status = 1, r = 0;
+    assert_int_equal(simul_future_await(simul_procpool_job_future(after), &status, NULL), 0);
+    assert_int_equal(status, 0);
+    assert_int_equal(simul_procpool_job_result(after, NULL, NULL, &r), 0);
+    /* the busy one ran on the same worker, undisturbed, and the queue went on behind it */
+    assert_int_equal(simul_procpool_job_result(busy, NULL, NULL, NULL), 0);
+    span *s = NULL;
+    assert_int_equal(simul_procpool_job_result(busy, (void **)&s, NULL, NULL), 0);
+    assert_non_null(s);
+    assert_int_equal(s->pid, r);
+    free(s);
+    assert_int_equal(atomic_load(&shm->ran), 0);
+    assert_int_equal(simul_procpool_job_result(cancelled, NULL, NULL, NULL), -ECANCELED);
+    simul_procpool_job_free(cancelled);
+    simul_procpool_job_free(busy);
+    simul_procpool_job_free(after);
+    assert_int_equal(simul_procpool_workers(p), 1);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+static pid_t wait_worker_entered(void)
+{
+    double end = test_clock() + 10;
+    while (atomic_load(&shm->pid) == 0 && test_clock() < end)
+        assert_int_equal(simul_sleep(0.01), 0);
+    pid_t pid = atomic_load(&shm->pid);
+    assert_true(pid > 0);
+    atomic_store(&shm->pid, 0);
+    return pid;
+}
+
+static void wait_reaped(simul_procpool *p, pid_t pid)
+{
+    double end = test_clock() + 10;
+    while ((simul_procpool_workers(p) != 0 || proc_state(pid) != 0) && test_clock() < end)
+        assert_int_equal(simul_sleep(0.01), 0);
+    assert_int_equal(simul_procpool_workers(p), 0);
+    assert_int_equal(proc_state(pid), 0);
+    assert_true(no_children());
+}
+
+SIMUL_TASK_TEST(cancel_or_free_a_running_job_kills_its_worker)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    /* cancel the future */
+    simul_procpool_job *j;
+    assert_int_equal(simul_procpool_submit(p, fn_forever, NULL, 0, &j), 0);
+    pid_t pid = wait_worker_entered();
+    assert_int_equal(simul_future_cancel(simul_procpool_job_future(j)), 0);
+    wait_reaped(p, pid);
+    int status = 1;
+    assert_int_equal(simul_future_result(simul_procpool_job_future(j), &status, NULL), 0);
+    assert_int_equal(status, -ECANCELED);
+    assert_int_equal(simul_procpool_job_result(j, NULL, NULL, NULL), -ECANCELED);
+    simul_procpool_job_free(j);
+
+    /* free the job */
+    assert_int_equal(simul_procpool_submit(p, fn_forever, NULL, 0, &j), 0);
+    pid = wait_worker_entered();
+    simul_procpool_job_free(j);
+    wait_reaped(p, pid);
+
+    /* the pool goes on with fresh workers */
+    int r = 0;
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &r), 0);
+    assert_int_not_equal(r, pid);
+    assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(close_completes_pending_jobs)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    simul_procpool_job *running, *queued, *done;
+    assert_int_equal(simul_procpool_submit(p, fn_xor, "a", 1, &done), 0);
+    int status = 1;
+    assert_int_equal(simul_future_await(simul_procpool_job_future(done), &status, NULL), 0);
+    assert_int_equal(status, 0);
+    assert_int_equal(simul_procpool_submit(p, fn_forever, NULL, 0, &running), 0);
+    assert_int_equal(simul_procpool_submit(p, fn_mark, NULL, 0, &queued), 0);
+    pid_t pid = wait_worker_entered();
+    assert_int_equal(simul_procpool_close(p), 0);
+    assert_true(process_gone(pid));
+    assert_true(no_children());
+    assert_true(simul_future_done(simul_procpool_job_future(running)));
+    assert_true(simul_future_done(simul_procpool_job_future(queued)));
+    assert_int_equal(simul_procpool_job_result(running, NULL, NULL, NULL), -ECANCELED);
+    assert_int_equal(simul_procpool_job_result(queued, NULL, NULL, NULL), -ECANCELED);
+    /* jobs outlive the pool; the reply not taken goes with its job */
+    simul_procpool_job_free(running);
+    simul_procpool_job_free(queued);
+    simul_procpool_job_free(done);
+    assert_int_equal(atomic_load(&shm->ran), 0);
+    LEAK_END();
+    return 0;
+}
+
+SIMUL_TASK_TEST(submit_bad_arguments)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    simul_procpool_job *j = (simul_procpool_job *)1;
+    assert_int_equal(simul_procpool_submit(NULL, fn_mark, NULL, 0, &j), -EINVAL);
+    assert_null(j);
+    assert_int_equal(simul_procpool_submit(p, NULL, NULL, 0, &j), -EINVAL);
+    assert_int_equal(simul_procpool_submit(p, fn_mark, NULL, 3, &j), -EINVAL);
+    assert_int_equal(simul_procpool_submit(p, fn_mark, NULL, 0, NULL), -EINVAL);
+    assert_int_equal(simul_procpool_set_limits(p, 16, 0), 0);
+    static char big[17];
+    assert_int_equal(simul_procpool_submit(p, fn_mark, big, sizeof big, &j), -EMSGSIZE);
+    assert_null(j);
+    assert_int_equal(simul_procpool_job_result(NULL, NULL, NULL, NULL), -EINVAL);
+    assert_null(simul_procpool_job_future(NULL));
+    simul_procpool_job_free(NULL);
+    assert_int_equal(simul_procpool_close(p), 0);
+    assert_int_equal(atomic_load(&shm->ran), 0);
+    LEAK_END();
+    return 0;
+}
+
 /* The body of a child process of the test: a loop, a pool, a call that never returns. */
 static int orphan_main(void *arg)
 {
@@ -906,6 +1368,17 @@ int main(int argc, char **argv)
         cmocka_unit_test(worker_signal_dispositions),
         cmocka_unit_test(worker_dies_with_its_parent),
         cmocka_unit_test(bad_arguments),
+        cmocka_unit_test(idle_worker_killed_is_reaped_and_replaced),
+        cmocka_unit_test(worker_found_dead_at_hand_over_call_goes_to_a_fresh_one),
+        cmocka_unit_test(worker_dead_with_request_unread_call_goes_to_a_fresh_one),
+        cmocka_unit_test(max_calls_replaces_workers),
+        cmocka_unit_test(submit_from_a_callback),
+        cmocka_unit_test(many_submits_gathered),
+        cmocka_unit_test(submit_copies_a_large_input),
+        cmocka_unit_test(cancel_or_free_a_queued_job_never_runs),
+        cmocka_unit_test(cancel_or_free_a_running_job_kills_its_worker),
+        cmocka_unit_test(close_completes_pending_jobs),
+        cmocka_unit_test(submit_bad_arguments),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_procpool");
 }
