@@ -37,17 +37,6 @@ void simul__dns_test_set(lookup_fn fn, int64_t idle_after_ns);
     }                                                                                              \
     static int name##_task(void *arg)
 
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* "dual6.test" is ::1 then 127.0.0.1, "dual4.test" the other way round; "fail.test" fails;
  * everything on the port given as the service. glibc frees an addrinfo list node by node, so two
  * lists chained are still one list for freeaddrinfo. */
@@ -214,11 +203,11 @@ static void ping(int fd)
 SIMUL_TASK_TEST(connect_refused)
 {
     (void)arg;
-    int before = open_fds();
+    int before = test_fd_count();
     char p[8];
     port_str(p, closed_port("127.0.0.1"));
     assert_int_equal(simul_tcp_connect("127.0.0.1", p), -ECONNREFUSED);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     assert_int_equal(simul_tcp_connect("127.0.0.1", NULL), -EINVAL);
     return 0;
 }
@@ -284,11 +273,11 @@ SIMUL_TASK_TEST(connect_name_error)
 {
     (void)arg;
     simul__dns_test_set(fake_lookup, 0);
-    int before = open_fds();
+    int before = test_fd_count();
     int rc = simul_tcp_connect("fail.test", "80");
     assert_int_equal(rc, SIMUL_EAI(EAI_NONAME));
     assert_true(simul_is_eai(rc));
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -322,9 +311,9 @@ CONNECT_TEST(happy_eyeballs_v6_refused_v4_answers)
     if (!have_ipv6())
         return SKIPPED;
     simul__dns_test_set(fake_lookup, 0);
-    int before = open_fds();
+    int before = test_fd_count();
     falls_through("dual6.test", "127.0.0.1", AF_INET);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     assert_int_equal(simul_task_count(), 1);
     return 0;
 }
@@ -335,9 +324,9 @@ CONNECT_TEST(happy_eyeballs_v4_refused_v6_answers)
     if (!have_ipv6())
         return SKIPPED;
     simul__dns_test_set(fake_lookup, 0);
-    int before = open_fds();
+    int before = test_fd_count();
     falls_through("dual4.test", "::1", AF_INET6);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -347,7 +336,7 @@ CONNECT_TEST(happy_eyeballs_all_refused)
     if (!have_ipv6())
         return SKIPPED;
     simul__dns_test_set(fake_lookup, 0);
-    int before = open_fds();
+    int before = test_fd_count();
     /* A port closed on ::1; 127.0.0.1 may have it too (then the v4 attempt is refused as well,
      * which is the point), else try another. */
     for (int tries = 0; tries < 20; tries++) {
@@ -359,7 +348,7 @@ CONNECT_TEST(happy_eyeballs_all_refused)
             continue;
         }
         assert_int_equal(rc, -ECONNREFUSED);
-        assert_int_equal(open_fds(), before);
+        assert_int_equal(test_fd_count(), before);
         assert_int_equal(simul_task_count(), 1); /* every attempt task is gone */
         return 0;
     }
@@ -373,7 +362,7 @@ CONNECT_TEST(happy_eyeballs_next_attempt_after_delay)
     if (!have_ipv6())
         return SKIPPED;
     simul__dns_test_set(fake_lookup, 0);
-    int before = open_fds();
+    int before = test_fd_count();
     /* ::1:P never answers (full backlog); 127.0.0.1:P listens. */
     int filler, silent = silent_listener("::1", 0, &filler);
     if (silent < 0)
@@ -399,7 +388,7 @@ CONNECT_TEST(happy_eyeballs_next_attempt_after_delay)
     simul_close(lfd);
     close(filler);
     simul_close(silent);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -442,7 +431,7 @@ CONNECT_TEST(happy_eyeballs_cancel_closes_every_attempt)
     if (!have_ipv6())
         return SKIPPED;
     simul__dns_test_set(fake_lookup, 0);
-    int before = open_fds();
+    int before = test_fd_count();
     int s6, s4, f6, f4;
     int port = both_silent(&s6, &s4, &f6, &f4);
     if (port < 0)
@@ -478,7 +467,7 @@ CONNECT_TEST(happy_eyeballs_cancel_closes_every_attempt)
     close(f4);
     simul_close(s6);
     simul_close(s4);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -523,10 +512,10 @@ static void dual_stack_any(const char *host)
 SIMUL_TASK_TEST(listen_any_port0_dual_stack)
 {
     (void)arg;
-    int before = open_fds();
+    int before = test_fd_count();
     dual_stack_any(NULL);
     dual_stack_any("");
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -631,13 +620,13 @@ static void unix_round_trip(const char *path)
 SIMUL_TASK_TEST(unix_connect_and_listen)
 {
     (void)arg;
-    int before = open_fds();
+    int before = test_fd_count();
     char path[256];
     temp_path(path, sizeof path, "rt");
     unix_round_trip(path);
     unlink(path);
     assert_int_equal(simul_unix_connect(path), -ENOENT);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -690,7 +679,7 @@ SIMUL_TASK_TEST(unix_live_server_or_foreign_file_is_kept)
 SIMUL_TASK_TEST(unix_path_checks)
 {
     (void)arg;
-    int before = open_fds();
+    int before = test_fd_count();
     struct sockaddr_un sa;
     char longp[sizeof sa.sun_path + 16];
     memset(longp, 'a', sizeof longp);
@@ -713,7 +702,7 @@ SIMUL_TASK_TEST(unix_path_checks)
     abs[sizeof sa.sun_path] = 'c';
     abs[sizeof sa.sun_path + 1] = 0;
     assert_int_equal(simul_unix_listen(abs, 0), -ENAMETOOLONG);
-    assert_int_equal(open_fds(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 

@@ -35,18 +35,6 @@ static bool pool_drained(void)
     return true;
 }
 
-/* Open fds of the process (the directory stream's own fd counts in every call alike). */
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* ---- a temporary directory per case ---------------------------------------------------------- */
 
 static char dir[64];
@@ -349,7 +337,7 @@ SIMUL_TASK_TEST(thread_fifo_open_deadline_late_fd_closed)
     tmpdir_make();
     assert_int_equal(mkfifo(at("fifo"), 0600), 0);
     assert_true(pool_drained());
-    int before = fd_count();
+    int before = test_fd_count();
     simul_scope sc;
     assert_int_equal(simul_scope_timeout(&sc, 0.2), 0);
     double t0 = test_clock();
@@ -358,14 +346,14 @@ SIMUL_TASK_TEST(thread_fifo_open_deadline_late_fd_closed)
     assert_int_equal(simul_scope_end(&sc), 1);
     assert_true(took >= 0.15 && took < 3.0);
     assert_int_equal(pool_inflight(), 1); /* the worker is still inside open(2) */
-    assert_int_equal(fd_count(), before);
+    assert_int_equal(test_fd_count(), before);
     /* A writer appears (O_RDWR on a FIFO never blocks): the late open returns and is closed. */
     int w = open(at("fifo"), O_RDWR | O_CLOEXEC);
     assert_true(w >= 0);
     assert_true(pool_drained());
-    assert_int_equal(fd_count(), before + 1);
+    assert_int_equal(test_fd_count(), before + 1);
     close(w);
-    assert_int_equal(fd_count(), before);
+    assert_int_equal(test_fd_count(), before);
     tmpdir_remove();
     return 0;
 }
@@ -550,13 +538,13 @@ SIMUL_TASK_TEST(thread_cancelled_while_queued_never_runs)
 SIMUL_TASK_TEST(thread_close_closes_even_when_cancelled)
 {
     (void)arg;
-    int before = fd_count();
+    int before = test_fd_count();
     int fd = simul_file_open("/dev/null", O_RDONLY, 0);
     assert_true(fd >= 0);
     assert_int_equal(simul_task_cancel(simul_task_current()), 0);
     assert_int_equal(simul_file_close(fd), -ECANCELED);
     assert_int_equal(fcntl(fd, F_GETFD), -1);
-    assert_int_equal(fd_count(), before);
+    assert_int_equal(test_fd_count(), before);
     /* every other call refuses at once, starting nothing */
     assert_int_equal(simul_file_open("/dev/null", O_RDONLY, 0), -ECANCELED);
     char *data = (char *)1;
@@ -566,7 +554,7 @@ SIMUL_TASK_TEST(thread_close_closes_even_when_cancelled)
     assert_int_equal(simul_scope_shield(&sh), 0);
     assert_true(pool_drained());
     simul_scope_end(&sh);
-    assert_int_equal(fd_count(), before);
+    assert_int_equal(test_fd_count(), before);
     return 0;
 }
 
@@ -578,7 +566,7 @@ SIMUL_TASK_TEST(thread_deadlines_leak_nothing)
     tmpdir_make();
     assert_int_equal(simul_file_write_bytes(at("d"), "0123456789", 10, 0644), 0);
     assert_true(pool_drained());
-    int before = fd_count();
+    int before = test_fd_count();
     int interrupted = 0, completed = 0;
     for (int i = 0; i < 300; i++) {
         simul_scope sc;
@@ -602,7 +590,7 @@ SIMUL_TASK_TEST(thread_deadlines_leak_nothing)
     }
     print_message("opens completed %d, interrupted %d\n", completed, interrupted);
     assert_true(pool_drained());
-    assert_int_equal(fd_count(), before);
+    assert_int_equal(test_fd_count(), before);
     tmpdir_remove();
     return 0;
 }
@@ -656,7 +644,7 @@ SIMUL_TASK_TEST(thread_many_tasks_at_once)
     (void)arg;
     tmpdir_make();
     assert_true(pool_drained());
-    int before = fd_count();
+    int before = test_fd_count();
     simul_task *ts[NTASKS];
     for (unsigned i = 0; i < NTASKS; i++)
         assert_int_equal(simul_task_spawn(&ts[i], file_worker, (void *)(uintptr_t)i, NULL), 0);
@@ -664,7 +652,7 @@ SIMUL_TASK_TEST(thread_many_tasks_at_once)
     assert_int_equal(simul_gather(ts, NTASKS, results), 0);
     for (int i = 0; i < NTASKS; i++)
         assert_int_equal(results[i], 0);
-    assert_int_equal(fd_count(), before);
+    assert_int_equal(test_fd_count(), before);
     int th, idle, inflight;
     simul__file_test_counts(&th, &idle, &inflight);
     assert_int_equal(inflight, 0);

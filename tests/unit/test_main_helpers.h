@@ -5,6 +5,7 @@
 #ifndef SIMUL_TEST_MAIN_HELPERS_H
 #define SIMUL_TEST_MAIN_HELPERS_H
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -207,6 +208,20 @@ static inline int simul_test_main(int argc, char **argv, const struct CMUnitTest
 }
 
 /* ---- small task helpers -------------------------------------------------------------------- */
+
+/* How many fds the process has open (the directory's own fd not counted): a test takes it
+ * before and after to prove it leaks none. */
+static inline int test_fd_count(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1;
+}
 
 /* Spawns fn(arg) with default options; the test fails if it cannot. */
 static inline simul_task *test_spawn(simul_task_fn fn, void *arg)

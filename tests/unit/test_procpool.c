@@ -19,18 +19,6 @@
 
 /* ---- checks shared by every case ------------------------------------------------------------- */
 
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* the directory's own fd */
-}
-
 static bool no_children(void)
 {
     errno = 0;
@@ -275,10 +263,10 @@ static int call_task(void *arg)
 }
 
 /* Every case: the fds it began with, no child process left. */
-#define LEAK_BEGIN() int fds_at_start_ = fd_count()
+#define LEAK_BEGIN() int fds_at_start_ = test_fd_count()
 #define LEAK_END()                                                                                 \
     do {                                                                                           \
-        assert_int_equal(fd_count(), fds_at_start_);                                               \
+        assert_int_equal(test_fd_count(), fds_at_start_);                                               \
         assert_true(no_children());                                                                \
     } while (0)
 

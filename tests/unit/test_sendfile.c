@@ -561,18 +561,6 @@ SIMUL_TASK_TEST(bad_fds_are_clear_errors)
 
 #define COPY_BUF (256u * 1024) /* sendfile.c's copy buffer: the most a cut-short copy may lose */
 
-/* How many fds the process has open (to prove that the copy leaves none behind). */
-static int open_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 /* Writes `total` pattern bytes into a non-blocking pipe or socket, then closes it (EOF for the
  * reader) unless keep_open. */
 typedef struct feeder {
@@ -629,7 +617,7 @@ static void source_pipe(int p[2], bool read_end_nonblocking)
  * source fd's flags are as they were, and it is left unregistered (a plain close() is fine). */
 static void pipe_to_socket(bool nonblocking)
 {
-    int fds = open_fds();
+    int fds = test_fd_count();
     int p[2];
     source_pipe(p, nonblocking);
     int flags = fcntl(p[0], F_GETFL);
@@ -654,7 +642,7 @@ static void pipe_to_socket(bool nonblocking)
     simul_close(cli);
     simul_close(srv);
     close(p[0]);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_fd_count(), fds);
 }
 
 SIMUL_TASK_TEST(copy_blocking_pipe_to_socket)
@@ -710,7 +698,7 @@ SIMUL_TASK_TEST(copy_from_pipe_with_count_takes_no_more)
 SIMUL_TASK_TEST(copy_socketpair_source)
 {
     (void)arg;
-    int fds = open_fds();
+    int fds = test_fd_count();
     int src[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, src), 0);
     assert_int_equal(fcntl(src[1], F_SETFL, O_NONBLOCK), 0);
@@ -733,7 +721,7 @@ SIMUL_TASK_TEST(copy_socketpair_source)
     assert_int_equal(r.got, fe.total);
     simul_close(srv);
     close(src[0]);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_fd_count(), fds);
     return 0;
 }
 
@@ -742,7 +730,7 @@ SIMUL_TASK_TEST(copy_socketpair_source)
  * arrive in order and the fd's flags stay as they were. */
 static void tty_source(bool nonblocking)
 {
-    int fds = open_fds();
+    int fds = test_fd_count();
     int master = posix_openpt(O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
     assert_true(master >= 0);
     assert_int_equal(grantpt(master), 0);
@@ -777,7 +765,7 @@ static void tty_source(bool nonblocking)
     simul_close(sv[1]);
     close(tty);
     simul_close(master);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_fd_count(), fds);
 }
 
 SIMUL_TASK_TEST(copy_nonblocking_tty_source)
@@ -993,7 +981,7 @@ SIMUL_TASK_TEST(copy_peer_vanishes_pipe)
  * reader continues somewhere in [sent, sent + 256 KiB]. */
 static void interrupted_copy(bool by_deadline)
 {
-    int fds = open_fds();
+    int fds = test_fd_count();
     int p[2];
     source_pipe(p, false);
     int sv[2];
@@ -1037,7 +1025,7 @@ static void interrupted_copy(bool by_deadline)
     simul_close(sv[1]);
     close(p[0]);
     simul_close(p[1]);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_fd_count(), fds);
 }
 
 SIMUL_TASK_TEST(copy_cancel_mid_transfer_exact_count)
@@ -1090,7 +1078,7 @@ SIMUL_TASK_TEST(copy_waiting_on_empty_source_is_interruptible)
 SIMUL_TASK_TEST(copy_leaves_source_unregistered)
 {
     (void)arg;
-    int fds = open_fds();
+    int fds = test_fd_count();
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     int first = -1;
@@ -1118,7 +1106,7 @@ SIMUL_TASK_TEST(copy_leaves_source_unregistered)
     }
     simul_close(sv[0]);
     simul_close(sv[1]);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_fd_count(), fds);
     return 0;
 }
 
@@ -1127,7 +1115,7 @@ SIMUL_TASK_TEST(copy_leaves_source_unregistered)
 SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
 {
     (void)arg;
-    int fds = open_fds();
+    int fds = test_fd_count();
     int file = make_file(10);
     int p[2];
     source_pipe(p, false);
@@ -1159,7 +1147,7 @@ SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
     simul_close(srv);
     close(p[0]);
     close(file);
-    assert_int_equal(open_fds(), fds);
+    assert_int_equal(test_fd_count(), fds);
     return 0;
 }
 

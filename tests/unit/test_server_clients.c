@@ -15,17 +15,6 @@
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 static char *pattern; /* what servers write: byte i is pattern_at(i) */
 
 static unsigned char pattern_at(size_t i)
@@ -178,7 +167,7 @@ static void end_server(simul_server *srv)
 SIMUL_TASK_TEST(stream_close_clients_flushes_then_eof)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     pattern_make();
     enum { N = 4 };
     hstate h = {.payload = 1u << 20, .small = true};
@@ -205,14 +194,14 @@ SIMUL_TASK_TEST(stream_close_clients_flushes_then_eof)
     }
     end_server(srv);
     free(pattern);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
 SIMUL_TASK_TEST(stream_abort_clients_resets)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     pattern_make();
     enum { N = 3 };
     hstate h = {.payload = BIG, .small = true};
@@ -245,7 +234,7 @@ SIMUL_TASK_TEST(stream_abort_clients_resets)
     assert_int_equal(simul_server_close_clients(srv), 0);
     end_server(srv);
     free(pattern);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -256,7 +245,7 @@ SIMUL_TASK_TEST(stream_abort_clients_resets)
 SIMUL_TASK_TEST(handler_ends_own_stream_meanwhile)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     const char cmds[] = {'c', 'k', 'a'};
     for (int both = 0; both < 2; both++) {
         for (size_t k = 0; k < sizeof cmds; k++) {
@@ -308,14 +297,14 @@ SIMUL_TASK_TEST(handler_ends_own_stream_meanwhile)
             end_server(srv);
         }
     }
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
 SIMUL_TASK_TEST(connection_after_close_clients_is_served)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     hstate h = {0};
     simul_server *srv = start_blocked(&h);
     simul_stream *a = connect_to(srv, false);
@@ -336,7 +325,7 @@ SIMUL_TASK_TEST(connection_after_close_clients_is_served)
     assert_int_equal(h.read_rc[1], 0); /* b's handler saw b's EOF, not a close */
     assert_int_equal(simul_stream_close(a), 0);
     end_server(srv);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -345,7 +334,7 @@ SIMUL_TASK_TEST(connection_after_close_clients_is_served)
 SIMUL_TASK_TEST(close_clients_after_churn)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     enum { GONE = 40, LIVE = 5 };
     hstate h = {0};
     simul_server *srv = start_blocked(&h);
@@ -371,7 +360,7 @@ SIMUL_TASK_TEST(close_clients_after_churn)
     }
     end_server(srv);
     assert_int_equal(h.done, GONE + LIVE);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -451,7 +440,7 @@ static simul_server *start_protocol(pstate *s)
 
 static void protocol_case(bool abort)
 {
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     pattern_make();
     enum { N = 4 };
     pstate s = {.payload = abort ? BIG : 1u << 20, .small = true};
@@ -482,7 +471,7 @@ static void protocol_case(bool abort)
         assert_int_equal(s.c[i].lost_err, 0);
     }
     free(pattern);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
 }
 
 SIMUL_TASK_TEST(protocol_close_clients_flushes_then_eof)
@@ -503,7 +492,7 @@ SIMUL_TASK_TEST(protocol_abort_clients_resets)
 SIMUL_TASK_TEST(protocol_callback_ends_own_meanwhile)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     const char cmds[] = {'k', 'a'};
     for (size_t k = 0; k < sizeof cmds; k++) {
         enum { N = 3 };
@@ -528,7 +517,7 @@ SIMUL_TASK_TEST(protocol_callback_ends_own_meanwhile)
             assert_int_equal(s.c[i].lost_err, 0);
         }
     }
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -585,7 +574,7 @@ static int join_rc(simul_task *t)
 SIMUL_TASK_TEST(stream_abort_resets_and_drops_queue)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     pattern_make();
     /* A client stream aborting towards a server's handler, and the other way round. */
     simul_stream *a, *b;
@@ -628,14 +617,14 @@ SIMUL_TASK_TEST(stream_abort_resets_and_drops_queue)
     simul_server_free(srv);
     assert_int_equal(simul_stream_abort(NULL), -EINVAL);
     free(pattern);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
 SIMUL_TASK_TEST(stream_abort_wakes_reader_drainer_closer)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     pattern_make();
     int sv[2];
     /* Reader and drainer on one stream; a closer waiting for its flush on another. */
@@ -691,7 +680,7 @@ SIMUL_TASK_TEST(stream_abort_wakes_reader_drainer_closer)
     assert_int_equal(simul_stream_close(w), 0);
     assert_int_equal(simul_stream_close(rd), 0);
     free(pattern);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -709,7 +698,7 @@ static int aborting_handler(simul_stream *s, void *arg)
 SIMUL_TASK_TEST(handler_abort_then_return)
 {
     (void)arg;
-    int fds0 = fd_count();
+    int fds0 = test_fd_count();
     simul_server *srv;
     assert_int_equal(simul_start_server("127.0.0.1", "0", aborting_handler, NULL, &srv), 0);
     for (int i = 0; i < 3; i++) {
@@ -724,7 +713,7 @@ SIMUL_TASK_TEST(handler_abort_then_return)
         assert_int_equal(simul_stream_close(c), 0);
     }
     end_server(srv);
-    assert_int_equal(fd_count(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 

@@ -28,19 +28,6 @@ size_t simul__process_test_orphans(void);
 
 /* ---- leak checks ------------------------------------------------------------------------------ */
 
-static int fd_count(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
-    return n - 1; /* the directory's own fd */
-}
-
 /* This process's children (any thread's), and how many of them are zombies. Reads /proc, so it
  * reaps nothing (waitpid(-1) would steal the reaper's children). */
 static int children(int *zombies)
@@ -84,7 +71,7 @@ static void check_clean(int fds_before)
     int kids, zombies, fds;
     for (;;) {
         kids = children(&zombies);
-        fds = fd_count();
+        fds = test_fd_count();
         if (kids == 0 && fds == fds_before)
             break;
         if (test_clock() > end)
@@ -103,7 +90,7 @@ static void check_clean(int fds_before)
     static void name(void **state)                                                                 \
     {                                                                                              \
         (void)state;                                                                               \
-        int fds = fd_count();                                                                      \
+        int fds = test_fd_count();                                                                      \
         assert_int_equal(simul_test_run(name##_task, NULL), 0);                                    \
         check_clean(fds);                                                                          \
     }                                                                                              \
@@ -462,7 +449,7 @@ SUB_TEST(env_and_cwd)
 SUB_TEST(exec_errors_leave_nothing_behind)
 {
     (void)arg;
-    int fds = fd_count();
+    int fds = test_fd_count();
     simul_process *p = (simul_process *)0x1;
     const char *nf[] = {"simul-no-such-program-xyz", NULL};
     simul_process_opts o = {.argv = nf,
@@ -507,7 +494,7 @@ SUB_TEST(exec_errors_leave_nothing_behind)
     assert_int_equal(simul_process_exec(&o, &p), -ENOENT);
     assert_int_equal(unlink(file), 0);
     assert_int_equal(rmdir(dir), 0);
-    assert_int_equal(fd_count(), fds);
+    assert_int_equal(test_fd_count(), fds);
     assert_int_equal(children(NULL), 0);
 
     /* The shell finds nothing: that is the shell's 127, not an error of the call. */
@@ -569,7 +556,7 @@ SUB_TEST(bad_arguments)
 static void no_loop_and_no_task(void **state)
 {
     (void)state;
-    int fds = fd_count();
+    int fds = test_fd_count();
     const char *tr[] = {"true", NULL};
     simul_process_opts o = {.argv = tr};
     simul_process *p = NULL;
@@ -975,14 +962,14 @@ static void run_true(int n)
 SUB_TEST(a_thousand_children_in_a_row)
 {
     (void)arg;
-    int fds = fd_count();
+    int fds = test_fd_count();
     run_true(100); /* warm up: allocator pools, the signal pipe in the fallback, ... */
     long rss0 = rss_kb();
     struct mallinfo2 m0 = mallinfo2();
     run_true(1000);
     long rss1 = rss_kb();
     struct mallinfo2 m1 = mallinfo2();
-    assert_int_equal(fd_count(), fds);
+    assert_int_equal(test_fd_count(), fds);
     int zombies;
     assert_int_equal(children(&zombies), 0);
     if (!SIMUL_TEST_ASAN && !SIMUL_TEST_TSAN) {
