@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { EXIT_USAGE = 2 };
+#include "example_cli.h"
 
 #define DEFAULT_WORK 3500000ULL /* ~350 ms of trial division on the project's VM, idle */
 #define MAX_WORK 1000000000ULL
@@ -57,19 +57,6 @@ static void print_usage(FILE *out)
             "timer ticks, and prints the timer's worst lateness for each way.\n",
             progname, MAX_WORK, DEFAULT_WORK);
 }
-
-__attribute__((format(printf, 1, 2))) _Noreturn static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    print_usage(stderr);
-    exit(EXIT_USAGE);
-}
-
 static uint64_t parse_work(const char *s)
 {
     if (*s < '0' || *s > '9')
@@ -84,10 +71,8 @@ static uint64_t parse_work(const char *s)
 
 static double parse_ms(const char *name, const char *s, double lo, double hi)
 {
-    errno = 0;
-    char *end;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
+    double v;
+    if (!parse_number(s, lo, hi, &v))
         usage_error("%s: expected %g..%g ms, got '%s'", name, lo, hi, s);
     return v;
 }

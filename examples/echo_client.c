@@ -24,7 +24,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
-enum { EXIT_USAGE = 2 };
+#include "example_cli.h"
 
 /* Connects in flight at once: thousands at once could overflow a small accept backlog and cost
  * a one-second SYN retransmit; a few dozen keep loopback busy anyway. */
@@ -320,19 +320,6 @@ static void print_usage(FILE *out)
             "  --seconds T       how long to send once all are connected (default 5)\n",
             progname, MAX_SIZE);
 }
-
-__attribute__((format(printf, 1, 2))) _Noreturn static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    print_usage(stderr);
-    exit(EXIT_USAGE);
-}
-
 static long parse_long(const char *name, const char *s, long lo, long hi)
 {
     char *end;

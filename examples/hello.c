@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { EXIT_USAGE = 2 };
+#include "example_cli.h"
 
 /* Tasks spawned between two yields of the main task: small enough that spawning never holds
  * the loop for long, big enough that the yields cost nothing. */
@@ -62,60 +62,6 @@ static void print_usage(FILE *out)
             progname, MAX_SECONDS);
 }
 
-/* Prints the problem and the usage to stderr, then exits with the usage status. */
-__attribute__((format(printf, 1, 2))) _Noreturn static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    print_usage(stderr);
-    exit(EXIT_USAGE);
-}
-
-/* strtoull alone would accept " 7", "+7" and even "-7" (it negates), so demand digits only. */
-static bool parse_count(const char *s, size_t *out)
-{
-    if (*s < '0' || *s > '9')
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v > SIZE_MAX)
-        return false;
-    *out = (size_t)v;
-    return true;
-}
-
-/* strtod accepts "nan", "inf" and hex floats; only a finite, non-negative number is a duration. */
-static bool parse_seconds(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0 || v > MAX_SECONDS)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* Takes the value of "--name value" or "--name=value"; NULL if `arg` is not that option. */
-static const char *option_value(const char *arg, const char *name, int *i, int argc, char **argv)
-{
-    size_t len = strlen(name);
-    if (strncmp(arg, name, len) != 0)
-        return NULL;
-    if (arg[len] == '=')
-        return arg + len + 1;
-    if (arg[len] != '\0')
-        return NULL;
-    if (*i + 1 >= argc)
-        usage_error("%s needs a value", name);
-    return argv[++*i];
-}
-
 static struct options parse_options(int argc, char **argv)
 {
     struct options opt = {.tasks = 3, .seconds = 1.0, .sync = false};
@@ -131,7 +77,7 @@ static struct options parse_options(int argc, char **argv)
             if (!parse_count(val, &opt.tasks) || opt.tasks == 0)
                 usage_error("--tasks wants a whole number of at least 1, not '%s'", val);
         } else if ((val = option_value(arg, "--seconds", &i, argc, argv)) != NULL) {
-            if (!parse_seconds(val, &opt.seconds))
+            if (!parse_number(val, 0, MAX_SECONDS, &opt.seconds))
                 usage_error("--seconds wants a number from 0 to %g, not '%s'", MAX_SECONDS, val);
         } else {
             usage_error("unknown argument '%s'", arg);

@@ -27,7 +27,7 @@
 #include <string.h>
 #include <time.h>
 
-enum { EXIT_USAGE = 2 };
+#include "example_cli.h"
 
 #define MAX_TASKS 10000
 #define MAX_ITEMS_TOTAL 100000000ULL /* one byte each for the exactly-once check */
@@ -61,58 +61,6 @@ static void print_usage(FILE *out)
             progname, MAX_TASKS, MAX_TASKS);
 }
 
-__attribute__((format(printf, 1, 2))) _Noreturn static void usage_error(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "%s: ", progname);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    print_usage(stderr);
-    exit(EXIT_USAGE);
-}
-
-/* Digits only: strtoull alone would accept " 7", "+7" and "-7". */
-static bool parse_count(const char *s, size_t *out)
-{
-    if (*s < '0' || *s > '9')
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno != 0 || *end != '\0' || v > SIZE_MAX)
-        return false;
-    *out = (size_t)v;
-    return true;
-}
-
-static bool parse_ms(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end != '\0' || errno != 0 || !isfinite(v) || v < 0 || v > MAX_MS)
-        return false;
-    *out = v;
-    return true;
-}
-
-/* The value of "--name value" or "--name=value"; NULL if `arg` is not that option. */
-static const char *option_value(const char *arg, const char *name, int *i, int argc, char **argv)
-{
-    size_t len = strlen(name);
-    if (strncmp(arg, name, len) != 0)
-        return NULL;
-    if (arg[len] == '=')
-        return arg + len + 1;
-    if (arg[len] != '\0')
-        return NULL;
-    if (*i + 1 >= argc)
-        usage_error("%s needs a value", name);
-    return argv[++*i];
-}
-
 static void want_count(const char *name, const char *val, size_t *out, size_t lo, size_t hi)
 {
     if (!parse_count(val, out) || *out < lo || *out > hi)
@@ -121,7 +69,7 @@ static void want_count(const char *name, const char *val, size_t *out, size_t lo
 
 static void want_ms(const char *name, const char *val, double *out, double lo)
 {
-    if (!parse_ms(val, out) || *out < lo)
+    if (!parse_number(val, lo, MAX_MS, out))
         usage_error("%s wants milliseconds from %g to %g, not '%s'", name, lo, MAX_MS, val);
 }
 

@@ -181,40 +181,47 @@ for bad in -1 x 2x 99999; do
     check "--threads $bad exits 2 (got $rc)" test "$rc" -eq 2
 done
 
-# --- 2. echoes, byte for byte ----------------------------------------------------------------
-if start_server; then
-    pass "server says 'listening on 127.0.0.1:$PORT'"
+# echo_round LABEL CONNECTIONS: with the server up, the python client's echo checks, echo_client
+# with CONNECTIONS connections, then SIGTERM while a connection is held open (it must not stop
+# the exit: status 0, nothing on stderr).
+echo_round() {
+    local label=$1 conns=$2 rc name holder
     timeout 120 "$PY" "$WORK/client.py" "$PORT" >"$WORK/client.out" 2>&1
     rc=$?
     for name in small many_on_one large concurrent vanishing binary; do
-        check "echo: $name" grep -q -x "ok $name" "$WORK/client.out"
+        check "${label}echo: $name" grep -q -x "ok $name" "$WORK/client.out"
     done
-    check "python client exit status 0 (got $rc)" test "$rc" -eq 0
+    check "${label}python client exit status 0 (got $rc)" test "$rc" -eq 0
     [[ $rc -eq 0 ]] || sed 's/^/    /' "$WORK/client.out" | head -20
     if [[ -x $CLIENT ]]; then
-        timeout 60 "$CLIENT" --host 127.0.0.1 --port "$PORT" --connections 20 --seconds 1 \
+        timeout 60 "$CLIENT" --host 127.0.0.1 --port "$PORT" --connections "$conns" --seconds 1 \
             --size 64 >"$WORK/ec.out" 2>&1
         rc=$?
-        check "echo_client: exit status 0 (got $rc)" test "$rc" -eq 0
-        check "echo_client: errors=0" grep -q -x "errors=0" "$WORK/ec.out"
-        check "echo_client: messages went through" \
+        check "${label}echo_client: exit status 0 (got $rc)" test "$rc" -eq 0
+        check "${label}echo_client: errors=0" grep -q -x "errors=0" "$WORK/ec.out"
+        check "${label}echo_client: messages went through" \
             grep -q -E "^msgs=[1-9][0-9]*$" "$WORK/ec.out"
     else
         echo "SKIP: echo_client not built"
     fi
-    # Connections still open when the signal comes must not stop the exit.
     "$PY" -c "
 import socket, sys, time
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 s.sendall(b'hold\n'); s.recv(5); time.sleep(30)" "$PORT" &
-holder=$!
-sleep 0.3
-stop_server TERM
-check "SIGTERM with a connection open: exit status 0 (got $RC)" test "$RC" -eq 0
-kill "$holder" 2>/dev/null
-wait "$holder" 2>/dev/null
-check "stderr is empty" test ! -s "$WORK/err"
-[[ -s $WORK/err ]] && head -5 "$WORK/err"
+    holder=$!
+    sleep 0.3
+    stop_server TERM
+    check "${label}SIGTERM with a connection open: exit status 0 (got $RC)" test "$RC" -eq 0
+    kill "$holder" 2>/dev/null
+    wait "$holder" 2>/dev/null
+    check "${label}stderr is empty" test ! -s "$WORK/err"
+    [[ -s $WORK/err ]] && head -5 "$WORK/err"
+}
+
+# --- 2. echoes, byte for byte ----------------------------------------------------------------
+if start_server; then
+    pass "server says 'listening on 127.0.0.1:$PORT'"
+    echo_round "" 20
 else
     fail "server did not start (stderr: $(head -c 300 "$WORK/err"))"
 fi
@@ -230,37 +237,8 @@ fi
 # --- 4. --threads 2: the same echo from two loops on two threads ------------------------------
 if start_server --threads 2; then
     pass "--threads 2: server says 'listening on 127.0.0.1:$PORT'"
-    timeout 120 "$PY" "$WORK/client.py" "$PORT" >"$WORK/client.out" 2>&1
-    rc=$?
-    for name in small many_on_one large concurrent vanishing binary; do
-        check "--threads 2: echo: $name" grep -q -x "ok $name" "$WORK/client.out"
-    done
-    check "--threads 2: python client exit status 0 (got $rc)" test "$rc" -eq 0
-    [[ $rc -eq 0 ]] || sed 's/^/    /' "$WORK/client.out" | head -20
-    if [[ -x $CLIENT ]]; then
-        # 64 connections: all on one of two threads by SO_REUSEPORT's hash has probability 2^-63.
-        timeout 60 "$CLIENT" --host 127.0.0.1 --port "$PORT" --connections 64 --seconds 1 \
-            --size 64 >"$WORK/ec.out" 2>&1
-        rc=$?
-        check "--threads 2: echo_client: exit status 0 (got $rc)" test "$rc" -eq 0
-        check "--threads 2: echo_client: errors=0" grep -q -x "errors=0" "$WORK/ec.out"
-        check "--threads 2: echo_client: messages went through" \
-            grep -q -E "^msgs=[1-9][0-9]*$" "$WORK/ec.out"
-    else
-        echo "SKIP: echo_client not built"
-    fi
-    "$PY" -c "
-import socket, sys, time
-s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
-s.sendall(b'hold\n'); s.recv(5); time.sleep(30)" "$PORT" &
-    holder=$!
-    sleep 0.3
-    stop_server TERM
-    check "--threads 2: SIGTERM with a connection open: exit status 0 (got $RC)" test "$RC" -eq 0
-    kill "$holder" 2>/dev/null
-    wait "$holder" 2>/dev/null
-    check "--threads 2: stderr is empty" test ! -s "$WORK/err"
-    [[ -s $WORK/err ]] && head -5 "$WORK/err"
+    # 64 connections: all on one of two threads by SO_REUSEPORT's hash has probability 2^-63.
+    echo_round "--threads 2: " 64
     check "--threads 2: reports two threads at exit" \
         test "$(grep -c -E '^thread [01]: [0-9]+ connections$' "$WORK/out")" -eq 2
     check "--threads 2: both threads took connections" \
