@@ -183,7 +183,7 @@ int simul__fd_register(simul__fd *f)
     return f->registered ? 0 : apply(f, false);
 }
 
-int simul__fd_wait(simul__fd *f, int dir)
+int simul__fd_wait_hooked(simul__fd *f, int dir, simul__wait **hook)
 {
     if (simul__fd_ready(f, dir))
         return 0;
@@ -192,7 +192,27 @@ int simul__fd_wait(simul__fd *f, int dir)
         return rc;
     simul__wait w = {.unlink = simul__waitq_unlink};
     simul__waitq_push(&f->waiters[dir], &w);
-    return simul__park(&w, SIMUL__INF);
+    if (hook)
+        *hook = &w;
+    rc = simul__park(&w, SIMUL__INF);
+    if (hook && *hook == &w)
+        *hook = NULL;
+    return rc;
+}
+
+int simul__fd_wait(simul__fd *f, int dir)
+{
+    return simul__fd_wait_hooked(f, dir, NULL);
+}
+
+void simul__fd_wait_end(simul__wait **hook, int result)
+{
+    simul__wait *w = *hook;
+    if (!w)
+        return;
+    *hook = NULL;
+    simul__waitq_remove(w);
+    simul__wake(w, result);
 }
 
 void simul__io_event(simul_loop *loop, void *data, uint32_t events)

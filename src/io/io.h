@@ -57,6 +57,13 @@ static inline void simul__fd_clear(simul__fd *f, int dir)
  * simul__task_check first where the call is a cancellation point even without waiting. */
 int simul__fd_wait(simul__fd *f, int dir);
 
+/* simul__fd_wait, with *hook pointing at the wait while the task is parked: whoever owns the
+ * hook can end the wait early with simul__fd_wait_end (a stream ends a copy parked on its
+ * source, which is not the stream's fd, when the stream closes). */
+int simul__fd_wait_hooked(simul__fd *f, int dir, simul__wait **hook);
+/* Ends the wait *hook points at, if any, with `result`. */
+void simul__fd_wait_end(simul__wait **hook, int result);
+
 /* Ends every task's wait on f's `dir` with `result` (an owner closing the fd under them). */
 void simul__fd_wake_all(simul__fd *f, int dir, int result);
 

@@ -198,21 +198,11 @@ typedef struct source {
     bool registered_by_us; /* give the registration back when done */
 } source;
 
-#define CLOSE_RECHECK_NS (100 * 1000000LL)
-
-/* Parks until the source may be readable. A stream's close wakes the tasks parked on the
- * stream's own fd, not on the source, so with a stream the wait also ends every so often to
- * look at it (the caller retries the read, then parks again). */
+/* Parks until the source may be readable. The source is not the stream's fd, so the wait is
+ * hooked on the stream: its close ends it. */
 static int wait_source(const xfer *x, simul__fd *f)
 {
-    if (!x->s || f->level || simul__fd_ready(f, SIMUL__DIR_READ))
-        return simul__fd_wait(f, SIMUL__DIR_READ);
-    int rc = simul__fd_register(f);
-    if (rc < 0)
-        return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(&f->waiters[SIMUL__DIR_READ], &w);
-    return simul__park(&w, simul__clock_ns() + CLOSE_RECHECK_NS);
+    return simul__fd_wait_hooked(f, SIMUL__DIR_READ, x->s ? &x->s->source_wait : NULL);
 }
 
 /* One read of at most len bytes, suspending until some are there. Returns the count, 0 at the
@@ -411,8 +401,6 @@ long simul_sock_sendfile_nofallback(int sock, int file_fd, int64_t offset, size_
 
 /* ---- streams --------------------------------------------------------------------------------- */
 
-#define FLUSH_RECHECK_NS (100 * 1000000LL)
-
 /* Waits until the stream's write queue is empty (its edge handler flushes it), the connection
  * failed, or the stream is closing. */
 static int wait_flushed(simul_stream *s, simul_task *t)
@@ -421,11 +409,10 @@ static int wait_flushed(simul_stream *s, simul_task *t)
         int rc = simul__task_check(t);
         if (rc < 0)
             return rc;
-        /* flushq is woken when the queue empties or fails; a close whose own flush was cut short
-         * frees the queue without waking it, hence a periodic look as well. */
+        /* flushq is woken when the queue empties or fails, and when the stream begins closing. */
         simul__wait w = {.unlink = simul__waitq_unlink};
         simul__waitq_push(&s->flushq, &w);
-        rc = simul__park(&w, simul__clock_ns() + FLUSH_RECHECK_NS);
+        rc = simul__park(&w, SIMUL__INF);
         if (rc < 0)
             return rc;
     }

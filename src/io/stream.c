@@ -368,6 +368,10 @@ static int close_stream(simul_stream *s, bool may_suspend)
         simul__fd_wake_all(s->f, SIMUL__DIR_READ, -ECANCELED);
         simul__fd_wake_all(s->f, SIMUL__DIR_WRITE, -ECANCELED);
         wake_all(&s->drainq, 0);
+        /* A stream_sendfile waiting for the queue or for its source (close has not parked on
+         * flushq yet, so only it is there). */
+        wake_all(&s->flushq, 0);
+        simul__fd_wait_end(&s->source_wait, -ECANCELED);
     }
     int rc = 0;
     if (here && s->wpos < s->wend && !s->werr) {
@@ -423,6 +427,7 @@ int simul_stream_abort(simul_stream *s)
         simul__fd_wake_all(s->f, SIMUL__DIR_WRITE, -ECANCELED);
         wake_all(&s->drainq, 0);
         wake_all(&s->flushq, 0);
+        simul__fd_wait_end(&s->source_wait, -ECANCELED);
         simul__fd_set_handler(s->f, NULL, NULL);
         simul_close(s->fd);
         wake_all(&s->closedq, 0);

@@ -33,6 +33,7 @@ struct simul_stream {
     simul__waitq drainq;  /* drain: until not paused */
     simul__waitq flushq;  /* close: until the queue is empty */
     simul__waitq closedq; /* wait_closed */
+    simul__wait *source_wait; /* a stream_sendfile copy parked on its source: close ends it */
     /* a server's connection */
     simul_server *srv;
     simul_stream_handler handler;

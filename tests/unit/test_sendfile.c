@@ -1151,6 +1151,50 @@ SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
     return 0;
 }
 
+typedef struct parked_copy {
+    simul_stream *s;
+    int src;
+    long rc;
+    bool done;
+} parked_copy;
+
+static int copy_until_closed(void *p)
+{
+    parked_copy *c = p;
+    size_t sent = 0;
+    c->rc = simul_stream_sendfile(c->s, c->src, 0, 0, &sent);
+    c->done = true;
+    return 0;
+}
+
+/* The close wakes a copy parked on its source at once (not at some later look): after the
+ * close, the copy has returned within a couple of loop passes. */
+SIMUL_TASK_TEST(copy_parked_on_source_ends_in_the_close_pass)
+{
+    (void)arg;
+    int p[2];
+    source_pipe(p, false);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    parked_copy c = {.src = p[0], .rc = 1};
+    assert_int_equal(simul_stream_from_fd(cli, &c.s), 0);
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, copy_until_closed, &c, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(simul_yield(), 0); /* the copy reads EAGAIN and parks on the pipe */
+    assert_false(c.done);
+    assert_int_equal(simul_stream_close(c.s), 0);
+    for (int i = 0; i < 2 && !c.done; i++)
+        assert_int_equal(simul_yield(), 0);
+    assert_true(c.done);
+    assert_int_equal(c.rc, -ECANCELED);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    simul_close(srv);
+    close(p[0]);
+    close(p[1]);
+    return 0;
+}
+
 /* Another task closes the stream while the copy waits for an empty pipe: the close does not
  * touch the pipe, yet the call ends promptly with -ECANCELED and the count sent before. */
 SIMUL_TASK_TEST(copy_stream_closed_while_source_is_empty)
@@ -1307,6 +1351,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(copy_leaves_source_unregistered),
     cmocka_unit_test(copy_stream_from_pipe_writes_are_busy),
     cmocka_unit_test(copy_stream_closed_while_source_is_empty),
+    cmocka_unit_test(copy_parked_on_source_ends_in_the_close_pass),
     cmocka_unit_test(copy_source_error_is_not_the_streams),
     cmocka_unit_test(copy_destination_error_is_the_streams),
     cmocka_unit_test(nofallback_refuses_what_needs_a_copy),
