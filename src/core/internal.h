@@ -13,7 +13,7 @@
 
 #include "../coro/coro.h"
 #include "../coro/stack.h"
-#include "../io/backend.h"
+#include "../backend/backend.h"
 #include "simul.h"
 
 #define SIMUL__INF INT64_MAX
@@ -99,6 +99,12 @@ void simul__waitq_remove(simul__wait *w);
 simul__wait *simul__waitq_pop(simul__waitq *q);
 /* The unlink function for waits parked on a waitq. */
 void simul__waitq_unlink(simul__wait *w);
+/* Parks the running task `t` on q until a waker pops it (simul__waitq_wake_all, or
+ * simul__waitq_pop + simul__wake). A cancellation point: -ECANCELED / -ETIMEDOUT without
+ * parking when the task may not suspend; otherwise the wake-up's result. */
+int simul__waitq_park(simul_task *t, simul__waitq *q);
+/* Ends every wait parked on q, in FIFO order, with `result`. */
+void simul__waitq_wake_all(simul__waitq *q, int result);
 
 /* Something that wants to know when a task finishes (join, gather, wait, groups, ...). */
 typedef struct simul__watch simul__watch;

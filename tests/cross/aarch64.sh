@@ -9,8 +9,9 @@ CC=aarch64-linux-gnu-gcc
 SYSROOT=/usr/aarch64-linux-gnu
 flags=(-std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$src/include")
 objs=()
-for f in "$src"/src/core/*.c "$src"/src/coro/coro.c "$src"/src/coro/stack.c \
-         "$src"/src/io/*.c "$src"/src/coro/switch_aarch64.S; do
+# Every layer's C sources (src/*/ minus the integrations, which are libraries of their own).
+for f in "$src"/src/coro/coro.c "$src"/src/coro/stack.c "$src"/src/coro/switch_aarch64.S \
+         "$src"/src/{backend,core,sync,io,offload,net,stream,process}/*.c; do
   o="$out/$(basename "$f").o"
   $CC "${flags[@]}" -c "$f" -o "$o"
   objs+=("$o")

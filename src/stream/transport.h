@@ -5,7 +5,7 @@
 #ifndef SIMUL_IO_TRANSPORT_H
 #define SIMUL_IO_TRANSPORT_H
 
-#include "io.h"
+#include "../io/io.h"
 
 /* Reads go into one buffer per thread: a callback that gets the data must not suspend, and
  * reads only happen from the loop's dispatch or deferred work, so two reads never overlap. */

@@ -5,8 +5,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "../io/signal.h"
-#include "internal.h"
+#include "signal.h"
+#include "../core/internal.h"
 
 static void on_sigint(int sig, void *arg)
 {

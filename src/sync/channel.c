@@ -5,7 +5,7 @@
  * call while such a callback is still on its way. */
 #include <math.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 
 enum { W_WAITING, W_DONE, W_CLOSED };
 

@@ -7,7 +7,7 @@
 
 #include <sys/socket.h>
 
-#include "io.h"
+#include "../io/io.h"
 
 /* Called from the loop (not a task) for each accepted connection. `fd` is non-blocking,
  * close-on-exec, registered fresh with the loop, TCP_NODELAY set for TCP; the callee owns it.

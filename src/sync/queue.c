@@ -2,7 +2,7 @@
  * with 3.13's shutdown). Items never wait behind a waiter: a put finding a getter hands the item
  * to it, and a get from a full queue moves the first blocked putter's item in, both before the
  * wake, so a cancel landing afterwards can neither lose an item nor enqueue one twice. */
-#include "internal.h"
+#include "../core/internal.h"
 
 enum { KIND_FIFO, KIND_LIFO, KIND_PRIO };
 

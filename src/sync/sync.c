@@ -4,7 +4,7 @@
  * cancel that lands after the hand-over cannot lose it (the wake is exactly once). */
 #include <limits.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 
 /* w->aux of a waiter woken because its primitive was freed (Condition must not touch it then). */
 #define WAIT_FREED (-1)

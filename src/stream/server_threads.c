@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "../io/io.h"
 
 enum { W_STARTING, W_LISTENING, W_FAILED };
 

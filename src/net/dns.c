@@ -7,7 +7,7 @@
 #include <sys/socket.h>
 
 #include "dns.h"
-#include "pool.h"
+#include "../offload/pool.h"
 
 #define IDLE_NS (5 * 1000000000LL) /* an idle worker exits after this */
 

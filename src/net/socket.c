@@ -5,7 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "../io/io.h"
 
 _Static_assert(sizeof(simul_socklen_t) == sizeof(socklen_t), "simul_socklen_t is socklen_t");
 

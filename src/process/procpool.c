@@ -18,7 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "../io/io.h"
 
 #define REQ_MAGIC 0x53505251u /* "SPRQ" */
 #define REP_MAGIC 0x53505250u /* "SPRP" */

@@ -19,9 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "io.h"
-#include "signal.h"
-#include "stream.h"
+#include "../io/io.h"
+#include "../io/signal.h"
+#include "../stream/stream.h"
 
 extern char **environ;
 
