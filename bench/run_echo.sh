@@ -16,6 +16,9 @@
 #   BENCH_ECHO_SERVERS=".." servers to run (default all: streams protocol epoll libuv
 #                          asyncio_streams asyncio_protocol uvloop_streams uvloop_protocol)
 #   BENCH_NO_BUILD=1       use the binaries in <build-dir> as they are (no cmake --build)
+#   BENCH_ECHO_OLD=dir     another build dir (an older commit): servers old_streams and
+#                          old_protocol run its examples, for old-vs-new comparisons
+#                          (bench/run_compare.sh)
 #
 # Each measure starts its server on a fresh loopback port, waits (bounded) until the port accepts,
 # runs the client, and kills the server. Server CPU time is the sum over its threads of
@@ -99,6 +102,9 @@ server_cmd() {
     case $1 in
     streams | protocol)
         CMD=("$BUILD/examples/echo_$1") ;;
+    old_streams | old_protocol)
+        [ -n "${BENCH_ECHO_OLD:-}" ] || die "server $1 needs BENCH_ECHO_OLD=<build dir>"
+        CMD=("$BENCH_ECHO_OLD/examples/echo_${1#old_}") ;;
     epoll | libuv)
         CMD=("$BUILD/bench/echo_$1") ;;
     asyncio_streams | asyncio_protocol)
