@@ -17,11 +17,12 @@ esac
 
 prefix=$(mktemp -d "$build/tests/install.XXXXXX")
 trap 'rm -rf "$prefix"' EXIT
-cmake --install "$build" --prefix "$prefix" > "$prefix.log" 2>&1 || { cat "$prefix.log"; fail "install"; }
-rm -f "$prefix.log"
-libdir=$(ls -d "$prefix"/lib*)
+cmake --install "$build" --prefix "$prefix" > "$prefix/install.log" 2>&1 ||
+  { cat "$prefix/install.log"; fail "install"; }
+pc=$(find "$prefix" -name simul.pc -path '*/pkgconfig/*')
+[ -n "$pc" ] || fail "simul.pc not installed"
+libdir=$(dirname "$(dirname "$pc")")
 [ -f "$prefix/include/simul.h" ] || fail "simul.h not installed"
-[ -f "$libdir/pkgconfig/simul.pc" ] || fail "simul.pc not installed"
 [ -f "$libdir/cmake/simul/simulConfig.cmake" ] || fail "simulConfig.cmake not installed"
 # A plain install leaves the test-only sample out.
 [ ! -e "$prefix/include/simul/sample.h" ] || fail "a plain install installed the sample header"
@@ -44,6 +45,8 @@ readelf -d "$libdir/libsimul-sample.so" | grep -q 'SONAME.*\[libsimul-sample.so.
   fail "libsimul-sample.so has no soname libsimul-sample.so.0"
 
 # libsimul's CMake package links the static library with nothing but Threads.
+grep -q '^set_target_properties(simul::simul_static ' "$libdir/cmake/simul/simulTargets.cmake" ||
+  fail "simulTargets.cmake does not define simul::simul_static"
 links=$(sed -n '/^set_target_properties(simul::simul_static /,/^)/s/.*INTERFACE_LINK_LIBRARIES "\([^"]*\)".*/\1/p' \
         "$libdir/cmake/simul/simulTargets.cmake")
 for l in ${links//;/ }; do

@@ -26,8 +26,10 @@ done
 # Every symbol libsimul.a leaves undefined (and does not define itself) comes from libc or the
 # loader. Sanitizer builds reference their runtimes' symbols: checked plain only.
 if [ -z "$sanitize" ]; then
-  libc=$("$cc" -print-file-name=libc.so.6)
-  [ -f "$libc" ] || fail "libc.so.6 not found by $cc"
+  # The libc the library is loaded with (the compiler's own search path may not name it).
+  libc=$(ldd "$so" | awk '$1 == "libc.so.6" {print $3}')
+  [ -f "$libc" ] || libc=$("$cc" -print-file-name=libc.so.6)
+  [ -f "$libc" ] || fail "libc.so.6 not found (ldd $so, $cc -print-file-name)"
   ldso=$(readelf -l "$libc" | sed -n 's/.*interpreter: \(.*\)\]/\1/p')
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
