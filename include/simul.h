@@ -25,7 +25,8 @@
  *   Server.close: the server still answers is_serving / wait_closed, its connections go on) and
  *   simul_server_free then gives the handle back (simul_threaded_server_stop / _free alike);
  *   simul_channel_close stops puts (a channel is an object: simul_channel_free frees it).
- *   _start/_stop for restartable activity, _shutdown half-closes or shuts a queue down.
+ *   _start/_stop for an activity, _shutdown for a queue (asyncio's Queue.shutdown); a stream or
+ *   transport half-closes with write_eof (asyncio's name).
  * - Getters are simul_<noun>_<property> (simul_stream_fd, simul_stream_peername,
  *   simul_server_port, simul_queue_qsize), setters simul_<noun>_set_<property>; a getter has
  *   get_ only where asyncio's method has it (simul_task_get_name, simul_loop_get_debug,
