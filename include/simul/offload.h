@@ -26,7 +26,7 @@ extern "C" {
  * loop objects, except through thread-safe calls (simul_loop_call_soon_threadsafe, channels). */
 typedef int (*simul_thread_fn)(void *arg);
 
-/* Takes back `arg` of a call whose caller gave up (see simul_to_thread_ex). `result` is fn's
+/* Takes back `arg` of a call whose caller gave up (see simul_to_thread_discard). `result` is fn's
  * return value, or -ECANCELED if fn never ran. */
 typedef void (*simul_thread_discard_cb)(void *arg, int result);
 
@@ -40,7 +40,7 @@ typedef void (*simul_thread_discard_cb)(void *arg, int result);
  * - fn already finished: completion wins, the call returns 0 with the result.
  * So `arg` must stay valid until fn returns, which may be after an interrupted call returned:
  * with this function use memory that outlives the call (not the caller's stack), or wrap the
- * call in a shield scope (then cancellation waits for fn), or use simul_to_thread_ex.
+ * call in a shield scope (then cancellation waits for fn), or use simul_to_thread_discard.
  * Other returns: -EINVAL (fn NULL), -EPERM outside a task, -ENOMEM, or the pthread_create error
  * (-EAGAIN) when no worker exists and none can be started (nothing ran). */
 int simul_to_thread(simul_thread_fn fn, void *arg, int *result);
@@ -52,8 +52,8 @@ int simul_to_thread(simul_thread_fn fn, void *arg, int *result);
  * after fn returns (result = fn's). discard must therefore be thread-safe in the way fn is; it
  * may free arg and whatever fn left in it. On every other return (0, -EINVAL, -EPERM, -EAGAIN)
  * `arg` stays the caller's and discard is not called. discard may be NULL. */
-int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
-                       int *result);
+int simul_to_thread_discard(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
+                            int *result);
 
 /* Thread-safe. Sets the maximum number of worker threads (n >= 1; 0 restores the default). A
  * larger pool starts workers at once for queued calls; a smaller one shrinks as workers finish

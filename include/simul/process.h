@@ -31,12 +31,12 @@ extern "C" {
  * loop owns SIGCHLD). In that mode do not install your own SIGCHLD handler on the same loop.
  *
  * No zombies: a child is reaped as soon as it exits, whether or not a task waits for it. A
- * handle freed while its child still runs hands the child to a process-wide reaper thread
+ * handle closed while its child still runs hands the child to a process-wide reaper thread
  * (started on demand, gone when it has nothing left to reap) that reaps it when it exits: the
  * child is not killed (as asyncio), and the loop may close meanwhile. If this process sets
  * SIGCHLD to SIG_IGN the kernel reaps children itself and their status is reported as 255 (as
  * asyncio's "unknown child"). An open process handle counts as live I/O: simul_loop_close
- * returns -EBUSY until it is freed.
+ * returns -EBUSY until it is closed.
  *
  * Every function here is for the loop's thread only (simul_process_pid excepted). */
 typedef struct simul_process simul_process;
@@ -92,7 +92,7 @@ typedef struct simul_process_opts {
 
 /* asyncio.create_subprocess_exec: starts opts->argv[0] with opts->argv. Does not suspend (the
  * spawn itself blocks the loop for the ~0.1-1 ms a vfork+exec takes). Returns 0 and *out (the
- * caller frees it with simul_process_free); or, with nothing started and nothing left open: the
+ * caller closes it with simul_process_close); or, with nothing started and nothing left open: the
  * exec's error (-ENOENT no such program or cwd, -EACCES not executable, -ENOEXEC, -ENOTDIR, ...),
  * -EINVAL (no argv / argv[0], a bad mode or flag, argv given to the shell variant, a pass_fds
  * entry below 3 or n_pass_fds without pass_fds, a umask not made by SIMUL_PROCESS_UMASK,
@@ -111,19 +111,19 @@ int simul_process_shell(const char *cmd, const simul_process_opts *opts, simul_p
  * stderr) owned by the process handle, or NULL if that stdio is not a pipe or the stream was
  * closed. Use it with the simul_stream_* calls; close it with simul_stream_close when done (e.g.
  * stdin, so the child reads EOF) -- the handle knows, and this returns NULL from then on. Streams
- * still open when the handle is freed are closed by simul_process_free. */
+ * still open when the handle is closed are closed by simul_process_close. */
 simul_stream *simul_process_stdin(const simul_process *p);
 simul_stream *simul_process_stdout(const simul_process *p);
 simul_stream *simul_process_stderr(const simul_process *p);
 
-/* The child's pid (valid until the handle is freed; after the child is reaped the number may
+/* The child's pid (valid until the handle is closed; after the child is reaped the number may
  * belong to another process: use simul_process_send_signal, not kill(2)). Thread-safe. */
 int simul_process_pid(const simul_process *p);
 
 /* Suspends until the child has exited and stores its status in *status (may be NULL), as
  * asyncio's returncode: the exit code 0..255, or -N if signal N killed it. At once if it has
  * exited already. Returns 0; -ECANCELED / -ETIMEDOUT (the child keeps running and is still
- * reaped when it exits: wait again, or free); -ECANCELED also when the handle is freed by
+ * reaped when it exits: wait again, or close); -ECANCELED also when the handle is closed by
  * another task meanwhile; -EINVAL; -EPERM outside a task. */
 int simul_process_wait(simul_process *p, int *status);
 
@@ -156,7 +156,7 @@ void simul_process_output_free(simul_process_output *o);
  *       closed if all of input was handed to the pipe, else still open (some of input may be
  *       queued in it, still flowing); stdout / stderr open, positioned after what *out holds.
  *       Typically: simul_process_kill, then simul_process_wait.
- *   -EINVAL (input but stdin is not a pipe; p NULL or freed), -EBUSY (another communicate on p,
+ *   -EINVAL (input but stdin is not a pipe; p NULL or closed), -EBUSY (another communicate on p,
  *       or another task reading one of the pipes), -EPERM outside a task, -ENOMEM: as above.
  * Pipes already closed by the caller are treated as not pipes. */
 int simul_process_communicate(simul_process *p, const void *input, size_t input_len, size_t limit,
@@ -180,12 +180,14 @@ int simul_process_kill(simul_process *p);
  * (a bad p or sig). */
 int simul_process_send_signal_group(simul_process *p, int sig);
 
-/* Gives the handle back. Does not suspend. Pipe streams still open are closed: in a task, data
- * still queued for stdin is discarded (drain or close stdin first to deliver it); in a callback
- * it is flushed by a task of its own, as simul_stream_close does there. Tasks inside
- * simul_process_wait / communicate on p get -ECANCELED. A child still running is not killed: it
- * is handed to the reaper thread (see above). NULL is fine. */
-void simul_process_free(simul_process *p);
+/* Closes the handle (an I/O handle: its pipes and its exit watch; invalid afterwards). Does not
+ * suspend. Pipe streams still open are closed: in a task, data still queued for stdin is
+ * discarded (drain or close stdin first to deliver it); in a callback it is flushed by a task of
+ * its own, as simul_stream_close does there. Tasks inside simul_process_wait / communicate on p
+ * get -ECANCELED. A child still running is not killed (unlike simul_procpool_close's workers): it
+ * is handed to the reaper thread (see above). NULL is fine. (Its old name simul_process_free
+ * works until 1.0: simul/compat.h.) */
+void simul_process_close(simul_process *p);
 
 /* ---------------------------------------------------------------------------------------------
  * Process pool: CPU-bound functions in worker processes (concurrent.futures.ProcessPoolExecutor)

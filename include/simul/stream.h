@@ -412,10 +412,8 @@ void simul_transport_get_write_buffer_limits(const simul_transport *t, size_t *l
 size_t simul_transport_get_write_buffer_size(const simul_transport *t);
 
 /* getpeername / getsockname of the socket. Return 0 or a negative errno. */
-int simul_transport_get_peername(const simul_transport *t, struct sockaddr *addr,
-                                 simul_socklen_t *len);
-int simul_transport_get_sockname(const simul_transport *t, struct sockaddr *addr,
-                                 simul_socklen_t *len);
+int simul_transport_peername(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len);
+int simul_transport_sockname(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len);
 /* The socket (owned by the transport: do not close it, read it or wait on it). */
 int simul_transport_fd(const simul_transport *t);
 
@@ -487,11 +485,11 @@ bool simul_datagram_transport_is_closing(const simul_datagram_transport *t);
 int simul_datagram_transport_set_write_buffer_limits(simul_datagram_transport *t, size_t high,
                                                      size_t low);
 size_t simul_datagram_transport_get_write_buffer_size(const simul_datagram_transport *t);
-int simul_datagram_transport_get_sockname(const simul_datagram_transport *t, struct sockaddr *addr,
-                                          simul_socklen_t *len);
+int simul_datagram_transport_sockname(const simul_datagram_transport *t, struct sockaddr *addr,
+                                      simul_socklen_t *len);
 /* -ENOTCONN for an endpoint that is not connected. */
-int simul_datagram_transport_get_peername(const simul_datagram_transport *t, struct sockaddr *addr,
-                                          simul_socklen_t *len);
+int simul_datagram_transport_peername(const simul_datagram_transport *t, struct sockaddr *addr,
+                                      simul_socklen_t *len);
 int simul_datagram_transport_fd(const simul_datagram_transport *t);
 
 /* sendfile (asyncio's loop.sock_sendfile / loop.sendfile, fallback=True by default): bytes from

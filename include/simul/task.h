@@ -55,7 +55,7 @@ bool simul_task_done(const simul_task *t);
 /* Whether cancellation was requested for `t` (asyncio's Task.cancelling() > 0). */
 bool simul_task_cancel_requested(const simul_task *t);
 /* The task's name; valid while the handle is. */
-const char *simul_task_name(const simul_task *t);
+const char *simul_task_get_name(const simul_task *t);
 /* Renames a task (copies at most 31 bytes). Returns 0 or -EINVAL. */
 int simul_task_set_name(simul_task *t, const char *name);
 /* A small integer unique among the loop's tasks for its lifetime. */

@@ -455,7 +455,7 @@ bool simul_task_cancel_requested(const simul_task *t)
     return t && t->magic == SIMUL__TASK_MAGIC && t->cancel_requested;
 }
 
-const char *simul_task_name(const simul_task *t)
+const char *simul_task_get_name(const simul_task *t)
 {
     return t && t->magic == SIMUL__TASK_MAGIC ? t->name : "(invalid task)";
 }

@@ -47,8 +47,8 @@ static void xdrop(simul__job *j)
     free(x);
 }
 
-int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
-                       int *result)
+int simul_to_thread_discard(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
+                            int *result)
 {
     simul_task *self = simul__task_require(__func__);
     if (!fn)
@@ -87,7 +87,7 @@ int simul_to_thread_ex(simul_thread_fn fn, void *arg, simul_thread_discard_cb di
 
 int simul_to_thread(simul_thread_fn fn, void *arg, int *result)
 {
-    return simul_to_thread_ex(fn, arg, NULL, result);
+    return simul_to_thread_discard(fn, arg, NULL, result);
 }
 
 int simul_executor_set_max_threads(int n)

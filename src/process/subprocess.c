@@ -791,7 +791,7 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
     else
         p->pgid = o->join_pgid;
     watch(p, cl);
-    loop->handles++; /* until simul_process_free: the loop does not close under a handle */
+    loop->handles++; /* until simul_process_close: the loop does not close under a handle */
     *out = p;
     return 0;
 }
@@ -958,7 +958,7 @@ int simul_process_kill(simul_process *p)
     return simul_process_send_signal(p, SIGKILL);
 }
 
-void simul_process_free(simul_process *p)
+void simul_process_close(simul_process *p)
 {
     if (!p || p->freed)
         return;

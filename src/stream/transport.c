@@ -728,14 +728,12 @@ int simul_create_server_opts(const simul_protocol_server_opts *opts, simul_proto
 
 /* ---- the rest of the surface -------------------------------------------------------------- */
 
-int simul_transport_get_peername(const simul_transport *t, struct sockaddr *addr,
-                                 simul_socklen_t *len)
+int simul_transport_peername(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len)
 {
     return getpeername(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
 }
 
-int simul_transport_get_sockname(const simul_transport *t, struct sockaddr *addr,
-                                 simul_socklen_t *len)
+int simul_transport_sockname(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len)
 {
     return getsockname(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
 }

@@ -479,14 +479,14 @@ int simul_create_datagram_endpoint_sock(int fd, const simul_datagram_protocol *p
     return rc;
 }
 
-int simul_datagram_transport_get_sockname(const simul_datagram_transport *t, struct sockaddr *addr,
-                                          simul_socklen_t *len)
+int simul_datagram_transport_sockname(const simul_datagram_transport *t, struct sockaddr *addr,
+                                      simul_socklen_t *len)
 {
     return getsockname(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
 }
 
-int simul_datagram_transport_get_peername(const simul_datagram_transport *t, struct sockaddr *addr,
-                                          simul_socklen_t *len)
+int simul_datagram_transport_peername(const simul_datagram_transport *t, struct sockaddr *addr,
+                                      simul_socklen_t *len)
 {
     if (!(t->flags & F_CONNECTED))
         return -ENOTCONN;
