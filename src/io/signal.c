@@ -183,7 +183,7 @@ static sigloop *state_get(int *err)
         *err = rc;
         return NULL;
     }
-    /* Like the loop's own wake-up fd, the pipe is not user I/O: counting it would cost every
+    /* Like the backend's own wake-up, the pipe is not user I/O: counting it would cost every
      * pass a poll (simul_run installs SIGINT for every program) and hide the debug deadlock
      * hint. on_signal makes the loop poll when a signal comes. */
     simul__loop_io_count(loop, -1);
