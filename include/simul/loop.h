@@ -16,8 +16,11 @@ extern "C" {
  * The loop
  * ------------------------------------------------------------------------------------------- */
 
-/* Creates a loop and makes it the calling thread's current loop.
- * Returns 0, -EBUSY if the thread already has a loop, -ENOMEM, or an error from epoll/eventfd.
+/* Creates a loop and makes it the calling thread's current loop. The environment variable
+ * SIMUL_BACKEND chooses the I/O backend: unset, empty or "epoll" (the only one today) picks epoll;
+ * any other value is -EINVAL (debug mode, SIMUL_DEBUG=1, says which value was refused).
+ * Returns 0, -EBUSY if the thread already has a loop, -EINVAL for an unknown SIMUL_BACKEND,
+ * -ENOMEM, or an error from epoll/eventfd.
  * The caller owns the loop and ends it with simul_loop_close(). */
 int simul_loop_new(simul_loop **out);
 

@@ -1,9 +1,11 @@
-/* backend_epoll.c — the epoll backend. Edge-triggered registration for the fd's lifetime, so
- * waiting on an fd costs no epoll_ctl; epoll_pwait2 gives nanosecond timeouts where present. */
+/* backend_epoll.c — the epoll backend, and the choice of backend. Edge-triggered registration for
+ * the fd's lifetime, so waiting on an fd costs no epoll_ctl; epoll_pwait2 gives nanosecond
+ * timeouts where present; an eventfd registered under its own address is the wake-up. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 typedef struct epoll_backend {
     simul__backend base;
     int epfd;
+    int wake_fd;     /* eventfd: wake() writes, poll drains it without reporting */
     int have_pwait2; /* -1 unknown, 0 no, 1 yes */
     struct epoll_event events[MAX_EVENTS];
 } epoll_backend;
@@ -32,6 +35,16 @@ static int ep_open(simul__backend **out)
     }
     b->base.ops = &simul__backend_epoll;
     b->have_pwait2 = -1;
+    b->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.ptr = &b->wake_fd};
+    if (b->wake_fd < 0 || epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->wake_fd, &ev) < 0) {
+        int e = errno;
+        if (b->wake_fd >= 0)
+            close(b->wake_fd);
+        close(b->epfd);
+        free(b);
+        return -e;
+    }
     *out = &b->base;
     return 0;
 }
@@ -39,8 +52,17 @@ static int ep_open(simul__backend **out)
 static void ep_close(simul__backend *base)
 {
     epoll_backend *b = (epoll_backend *)base;
+    close(b->wake_fd);
     close(b->epfd);
     free(b);
+}
+
+static void ep_wake(simul__backend *base)
+{
+    epoll_backend *b = (epoll_backend *)base;
+    uint64_t one = 1;
+    ssize_t w = write(b->wake_fd, &one, sizeof one);
+    (void)w; /* EAGAIN means the counter is already non-zero: the poll will return */
 }
 
 static uint32_t to_epoll(uint32_t ev)
@@ -111,6 +133,12 @@ static int ep_poll(simul__backend *base, int64_t timeout_ns, simul__backend_cb c
     if (n < 0)
         return errno == EINTR ? 0 : -errno;
     for (int i = 0; i < n; i++) {
+        if (b->events[i].data.ptr == &b->wake_fd) {
+            uint64_t v;
+            ssize_t r = read(b->wake_fd, &v, sizeof v);
+            (void)r;
+            continue;
+        }
         uint32_t e = b->events[i].events, ev = 0;
         if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP))
             ev |= SIMUL__EV_READ;
@@ -133,9 +161,24 @@ const simul__backend_ops simul__backend_epoll = {
     .mod = ep_mod,
     .del = ep_del,
     .poll = ep_poll,
+    .wake = ep_wake,
 };
 
-const simul__backend_ops *simul__backend_default(void)
+int simul__backend_choose(const simul__backend_ops **out, const char **name)
 {
-    return &simul__backend_epoll; /* SIMUL_BACKEND chooses once there is a second one */
+    /* The switch an io_uring backend will add its name to. */
+    static const simul__backend_ops *const all[] = {&simul__backend_epoll};
+    const char *v = getenv("SIMUL_BACKEND");
+    *name = v;
+    if (!v || !*v) {
+        *out = all[0];
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (strcmp(v, all[i]->name) == 0) {
+            *out = all[i];
+            return 0;
+        }
+    }
+    return -EINVAL;
 }

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "loop.h"
 
 bool simul__debug_env(void)
 {
@@ -45,7 +45,7 @@ void simul__debug_survivors(simul_loop *loop)
 void simul__assert_fail(const char *what, const char *file, int line)
 {
     simul_loop *loop = simul__loop();
-    const char *task = loop && loop->current ? loop->current->name : "(no task)";
+    const char *task = loop && loop->head.current ? loop->head.current->name : "(no task)";
     fprintf(stderr, "simul: internal assertion failed: %s at %s:%d in task '%s'\n", what, file,
             line, task);
     abort();

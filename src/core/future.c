@@ -1,6 +1,6 @@
 /* future.c — one-shot results. Awaiting tasks park on the future's wait queue; done callbacks
  * run from the loop (never inside set_result), all of them in one scheduled pass. */
-#include "internal.h"
+#include "loop.h"
 
 typedef struct fut_cb {
     struct fut_cb *next;
@@ -95,9 +95,7 @@ void simul_future_free(simul_future *f)
 {
     if (!f)
         return;
-    simul__wait *w;
-    while ((w = simul__waitq_pop(&f->waiters)))
-        simul__wake(w, -ECANCELED);
+    simul__waitq_wake_all(&f->waiters, -ECANCELED);
     if (f->in_callbacks) {
         f->free_pending = true;
         return;

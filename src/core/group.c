@@ -1,7 +1,7 @@
 /* group.c — task groups (structured concurrency): the owner waits for every child, the first
  * child failure cancels its siblings, and a group never outlives its owner's function — an
  * owner that returns without joining has its groups cancelled and reaped on the way out. */
-#include "internal.h"
+#include "loop.h"
 
 struct simul_group {
     simul_task *owner;

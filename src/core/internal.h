@@ -179,57 +179,80 @@ enum { SIMUL__CB_FREE = 0, SIMUL__CB_READY, SIMUL__CB_TIMED, SIMUL__CB_CANCELLED
 
 #define SIMUL__CB_CHUNK 4096u
 
-typedef struct simul__ts_item {
-    struct simul__ts_item *next;
-    simul_callback fn;
-    void *arg;
-} simul__ts_item;
+/* ---- the loop: what the layers above may see ---------------------------------------------- */
 
-/* ---- the loop ------------------------------------------------------------------------------- */
-
-struct simul_loop {
-    simul__coro coro; /* the loop's own context: the thread's stack */
-    simul_task *current;
-    simul__runnable *ready_head, *ready_tail;
-    size_t nready;
-    int budget;       /* task runs left before the loop must poll I/O and timers */
-    int budget_max;   /* this pass's budget: shrinks while runs are long (see loop.c) */
-    int64_t pass_start; /* coarse clock at the pass's start */
-    bool pass_cut;      /* the last pass ended on its time slice */
-    simul__heap timers;
-    simul__backend *backend;
-    int wake_fd;
-    int io_count;     /* fds registered by users of the backend (not the wake-up eventfd) */
-    struct simul__fdtab *fds; /* the I/O layer's per-fd records (src/io/fdwait.c) */
-    int thread_waits; /* tasks parked on work another thread will finish (resolver, executor) */
-    size_t handles;   /* open I/O handles (transports, servers, streams): close refuses while any */
-    /* cross-thread callbacks */
-    pthread_mutex_t ts_lock;
-    simul__ts_item *ts_head, *ts_tail;
-    atomic_bool ts_pending;
-    atomic_bool closing;
-    /* tasks */
-    simul__stack_cache *stacks;
-    size_t stack_size;
-    simul_task *all;  /* every task record handed out (live, or done with a held handle) */
-    simul_task *free_head, *free_tail;
-    size_t nfree;
-    size_t live;
-    uint64_t next_id;
-    /* callbacks */
-    simul__cb **cb_chunks;
-    uint32_t cb_nchunks, cb_used;
-    simul__cb *cb_free;
-    /* state */
-    pthread_t thread;
-    bool running, stopping;
-    bool stop_when_no_tasks;
+/* struct simul_loop is private to src/core (loop.h). Its first member is this head: the few
+ * fields that layers above read on hot paths, through the inline accessors below. Only core
+ * writes them (the io layer sets `io` through simul__loop_set_io). */
+typedef struct simul__loop_head {
+    simul_task *current;     /* the running task; NULL in the loop's own context */
+    simul__backend *backend; /* what the io layer registers fds with */
+    void *io;                /* the io layer's state (its fd table), NULL until it makes one */
     bool debug;
-    bool stuck_warned; /* debug: the deadlock hint is given once */
-    int64_t slow_ns;
-    simul__coro dead;  /* where finished tasks leave their last context */
-    void *altstack;
-};
+} simul__loop_head;
+
+static inline simul__loop_head *simul__loop_head_of(simul_loop *loop)
+{
+    return (simul__loop_head *)(void *)loop;
+}
+static inline simul__backend *simul__loop_backend(simul_loop *loop)
+{
+    return simul__loop_head_of(loop)->backend;
+}
+static inline void *simul__loop_io(simul_loop *loop)
+{
+    return simul__loop_head_of(loop)->io;
+}
+static inline bool simul__loop_debug(simul_loop *loop)
+{
+    return simul__loop_head_of(loop)->debug;
+}
+
+/* ---- the loop's hooks: how the layers above plug in without core calling them by name ----- */
+
+/* I/O dispatch: every backend event (the backend keeps its wake-ups) goes to `fn`, with the
+ * event's registration data. `io` is the dispatcher's state, read back with simul__loop_io. NULL
+ * fn: events are dropped. */
+typedef void (*simul__io_dispatch)(simul_loop *loop, void *data, uint32_t events);
+void simul__loop_set_io(simul_loop *loop, simul__io_dispatch fn, void *io);
+/* Fds registered with the backend for the layers above: while any are, every pass polls (a pass
+ * with ready work and none skips the syscall), and the debug deadlock hint stays quiet. */
+void simul__loop_io_count(simul_loop *loop, int delta);
+
+/* Close hooks: simul_loop_close, once it has decided to close (no task, no handle), runs them
+ * newest first, so a layer's state goes before the state it was built on. The record lives in
+ * the registrant's memory (no allocation, no failure); a hook is taken off the list before it
+ * runs, so it may free its record. */
+typedef struct simul__close_hook {
+    struct simul__close_hook *next;
+    void (*fn)(simul_loop *loop, void *arg);
+    void *arg;
+} simul__close_hook;
+void simul__loop_close_hook_add(simul_loop *loop, simul__close_hook *h);
+/* Takes h off the list; nothing if it is not there (already run, or never added). */
+void simul__loop_close_hook_remove(simul_loop *loop, simul__close_hook *h);
+
+/* Handles (servers, streams, transports, processes, pools): simul_loop_close is -EBUSY while any
+ * is held. */
+void simul__loop_handle_ref(simul_loop *loop);
+void simul__loop_handle_unref(simul_loop *loop);
+
+/* A task parks on work another thread (or a signal) will finish: between begin and end the loop
+ * is not stuck even with no I/O and no timer (the debug deadlock hint stays quiet). */
+void simul__loop_thread_wait_begin(simul_loop *loop);
+void simul__loop_thread_wait_end(simul_loop *loop);
+
+/* Makes the loop poll soon: wakes a blocked poll, and a busy loop's next pass polls instead of
+ * skipping the syscall. Any thread; async-signal-safe (the signal layer calls it from its C
+ * handler). */
+void simul__loop_wake(simul_loop *loop);
+
+/* For simul_run: whether the loop is inside simul_loop_run*, how many tasks are alive, run until
+ * none is, and forget the handles nobody closed (debug mode names them). */
+bool simul__loop_running(simul_loop *loop);
+size_t simul__loop_live_tasks(simul_loop *loop);
+void simul__loop_run_until_no_tasks(simul_loop *loop);
+void simul__loop_drop_handles(simul_loop *loop);
 
 extern __thread simul_loop *simul__loop_tls __attribute__((tls_model("initial-exec")));
 
@@ -254,13 +277,6 @@ void simul__switch_out(simul_loop *loop, simul_task *cur);
 int simul__call_soon(simul_loop *loop, simul_callback cb, void *arg, simul_handle *out);
 void simul__cb_fire(simul_loop *loop, simul__cb *cb);
 
-/* src/io/fdwait.c: the loop hands it every backend event but its own wake-up, and frees the
- * fd records at close. */
-void simul__io_event(simul_loop *loop, void *data, uint32_t events);
-void simul__io_free(simul_loop *loop);
-/* src/io/signal.c: removes the handlers a closing loop still has (restoring dispositions). */
-void simul__signal_loop_close(simul_loop *loop);
-
 /* task.c */
 int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, void *arg,
                          const simul_task_opts *opts);
@@ -272,7 +288,7 @@ void simul__task_timer_fire(simul_loop *loop, simul_task *t);
 static inline simul_task *simul__task_self(void)
 {
     simul_loop *loop = simul__loop();
-    return loop ? loop->current : NULL;
+    return loop ? simul__loop_head_of(loop)->current : NULL;
 }
 /* The running task for a call that needs one; NULL (and, in debug mode, a message naming
  * `call`) outside a task. */

@@ -8,10 +8,8 @@
  * BUDGET_CHECK runs and a pass past PASS_SLICE_NS ends; it also shrinks the next passes' budget
  * (down to one run), and passes that keep to the slice grow it back. */
 #include <string.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
-#include "internal.h"
+#include "loop.h"
 
 #define BUDGET 64
 #define BUDGET_CHECK 4               /* runs between clock reads within a pass (a power of 2) */
@@ -92,7 +90,7 @@ static inline bool spend_budget(simul_loop *loop)
 
 static inline void debug_switch_out(simul_loop *loop, simul_task *cur)
 {
-    if (SIMUL__UNLIKELY(loop->debug)) {
+    if (SIMUL__UNLIKELY(loop->head.debug)) {
         int64_t ran = simul__clock_ns() - cur->run_start;
         if (ran > loop->slow_ns)
             simul__debug_slow(loop, cur, ran);
@@ -101,14 +99,14 @@ static inline void debug_switch_out(simul_loop *loop, simul_task *cur)
 
 static inline void debug_switch_in(simul_loop *loop, simul_task *t)
 {
-    if (SIMUL__UNLIKELY(loop->debug))
+    if (SIMUL__UNLIKELY(loop->head.debug))
         t->run_start = simul__clock_ns();
 }
 
 static inline void make_current(simul_loop *loop, simul_task *t)
 {
     t->state = SIMUL__TASK_RUNNING;
-    loop->current = t;
+    loop->head.current = t;
     debug_switch_in(loop, t);
 }
 
@@ -121,7 +119,7 @@ simul__coro *simul__next_context(simul_loop *loop, simul_task *cur)
         make_current(loop, (simul_task *)r);
         return &((simul_task *)r)->coro;
     }
-    loop->current = NULL;
+    loop->head.current = NULL;
     return &loop->coro;
 }
 
@@ -331,13 +329,15 @@ int simul_loop_call_soon_threadsafe(simul_loop *loop, simul_callback cb, void *a
         loop->ts_head = it;
     loop->ts_tail = it;
     pthread_mutex_unlock(&loop->ts_lock);
-    /* Only the first poster after a drain pays for the eventfd write. */
-    if (!atomic_exchange_explicit(&loop->ts_pending, true, memory_order_acq_rel)) {
-        uint64_t one = 1;
-        ssize_t w = write(loop->wake_fd, &one, sizeof one);
-        (void)w; /* EAGAIN means the counter is already non-zero: the loop will wake */
-    }
+    simul__loop_wake(loop);
     return 0;
+}
+
+void simul__loop_wake(simul_loop *loop)
+{
+    /* Only the first waker after a drain pays for the backend's wake-up (an eventfd write). */
+    if (!atomic_exchange_explicit(&loop->ts_pending, true, memory_order_acq_rel))
+        loop->head.backend->ops->wake(loop->head.backend);
 }
 
 static void ts_drain(simul_loop *loop)
@@ -374,13 +374,8 @@ static void ts_drain(simul_loop *loop)
 static void on_event(void *data, uint32_t events, void *ctx)
 {
     simul_loop *loop = ctx;
-    if (data == &loop->wake_fd) {
-        uint64_t v;
-        ssize_t r = read(loop->wake_fd, &v, sizeof v);
-        (void)r;
-        return;
-    }
-    simul__io_event(loop, data, events);
+    if (loop->io_dispatch)
+        loop->io_dispatch(loop, data, events);
 }
 
 static void fire_timers(simul_loop *loop)
@@ -416,7 +411,7 @@ static void run_ready(simul_loop *loop)
             simul_task *t = (simul_task *)r;
             make_current(loop, t);
             simul__coro_switch(&loop->coro, &t->coro);
-            loop->current = NULL;
+            loop->head.current = NULL;
         } else {
             run_cb(loop, (simul__cb *)r);
         }
@@ -432,7 +427,7 @@ static void poll_io(simul_loop *loop)
         int64_t next = simul__heap_next(&loop->timers);
         if (next == SIMUL__INF) {
             timeout = -1;
-            if (loop->debug && loop->live && !loop->io_count && !loop->thread_waits &&
+            if (loop->head.debug && loop->live && !loop->io_count && !loop->thread_waits &&
                 !loop->stuck_warned) {
                 loop->stuck_warned = true;
                 simul__debug_stuck(loop);
@@ -447,7 +442,97 @@ static void poll_io(simul_loop *loop)
     if (timeout == 0 && loop->io_count == 0 &&
         !atomic_load_explicit(&loop->ts_pending, memory_order_relaxed))
         return;
-    loop->backend->ops->poll(loop->backend, timeout, on_event, loop);
+    loop->head.backend->ops->poll(loop->head.backend, timeout, on_event, loop);
+}
+
+/* ---- hooks for the layers above -------------------------------------------------------------- */
+
+void simul__loop_set_io(simul_loop *loop, simul__io_dispatch fn, void *io)
+{
+    loop->io_dispatch = fn;
+    loop->head.io = io;
+}
+
+void simul__loop_io_count(simul_loop *loop, int delta)
+{
+    loop->io_count += delta;
+}
+
+void simul__loop_close_hook_add(simul_loop *loop, simul__close_hook *h)
+{
+    h->next = loop->close_hooks;
+    loop->close_hooks = h;
+}
+
+void simul__loop_close_hook_remove(simul_loop *loop, simul__close_hook *h)
+{
+    for (simul__close_hook **p = &loop->close_hooks; *p; p = &(*p)->next) {
+        if (*p == h) {
+            *p = h->next;
+            h->next = NULL;
+            return;
+        }
+    }
+}
+
+static void run_close_hooks(simul_loop *loop)
+{
+    simul__close_hook *h;
+    while ((h = loop->close_hooks)) {
+        loop->close_hooks = h->next; /* off the list first: the hook may free its record */
+        h->next = NULL;
+        h->fn(loop, h->arg);
+    }
+}
+
+void simul__loop_handle_ref(simul_loop *loop)
+{
+    loop->handles++;
+}
+
+void simul__loop_handle_unref(simul_loop *loop)
+{
+    SIMUL__ASSERT(loop->handles > 0);
+    loop->handles--;
+}
+
+void simul__loop_thread_wait_begin(simul_loop *loop)
+{
+    loop->thread_waits++;
+}
+
+void simul__loop_thread_wait_end(simul_loop *loop)
+{
+    SIMUL__ASSERT(loop->thread_waits > 0);
+    loop->thread_waits--;
+}
+
+bool simul__loop_running(simul_loop *loop)
+{
+    return loop->running;
+}
+
+size_t simul__loop_live_tasks(simul_loop *loop)
+{
+    return loop->live;
+}
+
+void simul__loop_run_until_no_tasks(simul_loop *loop)
+{
+    if (!loop->live)
+        return;
+    loop->stop_when_no_tasks = true;
+    simul_loop_run(loop);
+    loop->stop_when_no_tasks = false;
+}
+
+void simul__loop_drop_handles(simul_loop *loop)
+{
+    if (!loop->handles)
+        return;
+    if (loop->head.debug)
+        simul__debug_survivors(loop);
+    loop->handles = 0;
 }
 
 static void loop_pass(simul_loop *loop)
@@ -535,18 +620,20 @@ int simul_loop_new(simul_loop **out)
     simul_loop *loop = calloc(1, sizeof *loop);
     if (!loop)
         return -ENOMEM;
-    int rc = simul__stack_cache_new(&loop->stacks);
-    if (rc < 0)
-        goto fail;
-    rc = simul__backend_default()->open(&loop->backend);
-    if (rc < 0)
-        goto fail;
-    loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (loop->wake_fd < 0) {
-        rc = -errno;
+    loop->head.debug = simul__debug_env();
+    const simul__backend_ops *backend;
+    const char *backend_name;
+    int rc = simul__backend_choose(&backend, &backend_name);
+    if (rc < 0) {
+        if (loop->head.debug)
+            fprintf(stderr, "simul: SIMUL_BACKEND=%s names no backend (this build has: %s)\n",
+                    backend_name, simul__backend_epoll.name);
         goto fail;
     }
-    rc = loop->backend->ops->add(loop->backend, loop->wake_fd, SIMUL__EV_READ, &loop->wake_fd);
+    rc = simul__stack_cache_new(&loop->stacks);
+    if (rc < 0)
+        goto fail;
+    rc = backend->open(&loop->head.backend);
     if (rc < 0)
         goto fail;
     rc = simul__stack_overflow_guard_thread(&loop->altstack);
@@ -559,16 +646,13 @@ int simul_loop_new(simul_loop **out)
     loop->stack_size = SIMUL__STACK_DEFAULT;
     loop->slow_ns = 100 * 1000000;
     loop->budget_max = BUDGET;
-    loop->debug = simul__debug_env();
     loop->next_id = 1;
     simul__loop_tls = loop;
     *out = loop;
     return 0;
 fail:
-    if (loop->wake_fd > 0)
-        close(loop->wake_fd);
-    if (loop->backend)
-        loop->backend->ops->close(loop->backend);
+    if (loop->head.backend)
+        loop->head.backend->ops->close(loop->head.backend);
     simul__stack_cache_free(loop->stacks);
     free(loop);
     return rc;
@@ -581,11 +665,11 @@ int simul_loop_close(simul_loop *loop)
     if (!pthread_equal(loop->thread, pthread_self()))
         return -EPERM;
     if (loop->running || loop->live > 0 || loop->handles > 0) {
-        if (loop->debug)
+        if (loop->head.debug)
             simul__debug_survivors(loop);
         return -EBUSY;
     }
-    simul__signal_loop_close(loop);
+    run_close_hooks(loop); /* the layers above let go of their state (signals, fd records) */
     atomic_store(&loop->closing, true);
     simul__task_free_all(loop);
     for (uint32_t i = 0; i < loop->cb_nchunks; i++)
@@ -602,9 +686,7 @@ int simul_loop_close(simul_loop *loop)
         it = n;
     }
     pthread_mutex_destroy(&loop->ts_lock);
-    simul__io_free(loop);
-    loop->backend->ops->close(loop->backend);
-    close(loop->wake_fd);
+    loop->head.backend->ops->close(loop->head.backend);
     simul__stack_cache_free(loop->stacks);
     simul__stack_overflow_guard_thread_end(loop->altstack);
     simul__coro_destroy(&loop->dead);
@@ -634,13 +716,13 @@ int simul_loop_set_debug(simul_loop *loop, bool on)
 {
     if (!loop)
         return -EINVAL;
-    loop->debug = on;
+    loop->head.debug = on;
     return 0;
 }
 
 bool simul_loop_get_debug(const simul_loop *loop)
 {
-    return loop && loop->debug;
+    return loop && loop->head.debug;
 }
 
 int simul_loop_set_slow_task_threshold(simul_loop *loop, double seconds)

@@ -7,7 +7,7 @@
 #include <malloc.h>
 #endif
 
-#include "internal.h"
+#include "loop.h"
 
 #define QUARANTINE 16            /* freed records wait this long before reuse */
 #define QUARANTINE_DEBUG 65536   /* in debug mode: stale handles are caught far longer */
@@ -19,7 +19,7 @@ static void task_main(void *arg);
 
 static simul_task *record_alloc(simul_loop *loop)
 {
-    size_t q = loop->debug ? QUARANTINE_DEBUG : QUARANTINE;
+    size_t q = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE;
     simul_task *t;
     if (loop->nfree > q) {
         t = loop->free_head;
@@ -99,7 +99,7 @@ void simul__task_trim(simul_loop *loop)
     if (loop->nfree <= TRIM_ABOVE || loop->nfree <= 2 * loop->live)
         return;
     simul__heap_compact(&loop->timers);
-    size_t keep = loop->debug ? QUARANTINE_DEBUG : QUARANTINE * 64;
+    size_t keep = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE * 64;
     size_t freed = loop->nfree - keep;
     while (loop->nfree > keep) {
         simul_task *t = loop->free_head;
@@ -217,7 +217,7 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
     }
     if (t->group)
         simul__group_child_done(t);
-    else if (!t->handle_held && t->result < 0 && t->result != -ECANCELED && loop->debug)
+    else if (!t->handle_held && t->result < 0 && t->result != -ECANCELED && loop->head.debug)
         simul__debug_failed_unjoined(t, "failed while detached");
     if (loop->stop_when_no_tasks && loop->live == 0)
         loop->stopping = true;
@@ -239,9 +239,9 @@ static void task_main(void *arg)
 simul_task *simul__task_require(const char *call)
 {
     simul_loop *loop = simul__loop();
-    if (SIMUL__LIKELY(loop && loop->current))
-        return loop->current;
-    if (loop && loop->debug)
+    if (SIMUL__LIKELY(loop && loop->head.current))
+        return loop->head.current;
+    if (loop && loop->head.debug)
         simul__debug_outside_task(loop, call);
     return NULL;
 }
@@ -291,7 +291,7 @@ int simul__task_check(simul_task *t)
 int simul__park(simul__wait *w, int64_t wake_at)
 {
     simul_loop *loop = simul__loop();
-    simul_task *t = loop->current;
+    simul_task *t = loop->head.current;
     w->task = t;
     t->wait = w;
     t->wake_at = wake_at;
@@ -437,7 +437,7 @@ int simul_task_detach(simul_task *t)
     if (!simul__task_handle_ok(t))
         return -EINVAL;
     if (t->state == SIMUL__TASK_DONE && t->result < 0 && t->result != -ECANCELED &&
-        t->loop->debug)
+        t->loop->head.debug)
         simul__debug_failed_unjoined(t, "failed and was detached");
     simul__task_release_handle(t);
     return 0;

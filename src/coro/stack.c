@@ -152,19 +152,6 @@ static int guard_slot(char *slot)
     return 0;
 }
 
-const char *simul__stack_guard_kind(void)
-{
-    pthread_once(&guard_once, guard_setup);
-    switch (atomic_load(&guard_mode)) {
-    case GUARD_INSTALL:
-        return "guard-install";
-    case GUARD_MPROTECT:
-        return atomic_load(&mprotect_budget) > 0 ? "mprotect" : "none";
-    default:
-        return "unknown";
-    }
-}
-
 static int pool_new_slab(pool *p)
 {
     size_t n = SLAB_BYTES / p->slot;

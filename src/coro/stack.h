@@ -34,7 +34,4 @@ void simul__stack_cache_trim(simul__stack_cache *c);
 int simul__stack_overflow_guard_thread(void **altstack_out);
 void simul__stack_overflow_guard_thread_end(void *altstack);
 
-/* How stacks are guarded: "guard-install" (MADV_GUARD_INSTALL), "mprotect", or "none". */
-const char *simul__stack_guard_kind(void);
-
 #endif

@@ -11,16 +11,19 @@
 
 #include "io.h"
 
+/* The loop's io state (simul__loop_io): made on first use, when it also takes the loop's I/O
+ * dispatch and a close hook, so the core never names this layer. */
 struct simul__fdtab {
     simul__fd **v; /* indexed by fd; records live until the loop closes */
     int cap;
+    simul__close_hook on_close;
 };
 
 #define RW (SIMUL__EV_READ | SIMUL__EV_WRITE)
 
 /* Event keys carry the record's generation, so an event queued for an fd that was forgotten
  * (and maybe reopened with the same number) in the same batch is recognised as stale. Bit 63
- * keeps keys apart from pointers (the loop's own wake-up registration uses a pointer). */
+ * keeps keys apart from pointers (a backend may register its own wake-up under a pointer). */
 static void *key_of(const simul__fd *f)
 {
     return (void *)(uintptr_t)((1ull << 63) | ((uint64_t)f->gen << 32) | (uint32_t)f->fd);
@@ -28,9 +31,12 @@ static void *key_of(const simul__fd *f)
 
 static simul__fd *lookup(simul_loop *loop, int fd)
 {
-    struct simul__fdtab *t = loop->fds;
+    struct simul__fdtab *t = simul__loop_io(loop);
     return (t && fd >= 0 && fd < t->cap) ? t->v[fd] : NULL;
 }
+
+static void io_event(simul_loop *loop, void *data, uint32_t events);
+static void fdtab_close(simul_loop *loop, void *arg);
 
 simul__fd *simul__fd_get(simul_loop *loop, int fd, int *err)
 {
@@ -45,14 +51,16 @@ simul__fd *simul__fd_get(simul_loop *loop, int fd, int *err)
         *err = -EBADF;
         return NULL;
     }
-    struct simul__fdtab *t = loop->fds;
+    struct simul__fdtab *t = simul__loop_io(loop);
     if (!t) {
         t = calloc(1, sizeof *t);
         if (!t) {
             *err = -ENOMEM;
             return NULL;
         }
-        loop->fds = t;
+        simul__loop_set_io(loop, io_event, t);
+        t->on_close = (simul__close_hook){.fn = fdtab_close, .arg = t};
+        simul__loop_close_hook_add(loop, &t->on_close);
     }
     if (fd >= t->cap) {
         int cap = t->cap ? t->cap : 64;
@@ -96,19 +104,19 @@ static void learn_type(simul__fd *f)
 
 void simul__fd_wake_all(simul__fd *f, int dir, int result)
 {
-    simul__wait *w;
-    while ((w = simul__waitq_pop(&f->waiters[dir])))
-        simul__wake(w, result);
+    simul__waitq_wake_all(&f->waiters[dir], result);
 }
 
 /* Drops the registration and everything attached to it; the record stays for reuse. */
 static void reset(simul_loop *loop, simul__fd *f, bool del)
 {
     if (f->registered) {
-        if (del)
-            loop->backend->ops->del(loop->backend, f->fd);
+        if (del) {
+            simul__backend *b = simul__loop_backend(loop);
+            b->ops->del(b, f->fd);
+        }
         f->registered = 0;
-        loop->io_count--;
+        simul__loop_io_count(loop, -1);
     }
     simul__fd_wake_all(f, SIMUL__DIR_READ, -EBADF);
     simul__fd_wake_all(f, SIMUL__DIR_WRITE, -EBADF);
@@ -157,18 +165,19 @@ static int apply(simul__fd *f, bool rearm)
     if (f->registered && !rearm && level == f->level && mask == f->mask)
         return 0;
     uint32_t ev = mask | (level ? SIMUL__EV_LEVEL : 0);
+    simul__backend *b = simul__loop_backend(loop);
     int rc;
     if (f->registered) {
-        rc = loop->backend->ops->mod(loop->backend, f->fd, ev, key_of(f));
+        rc = b->ops->mod(b, f->fd, ev, key_of(f));
         if (rc == -ENOENT) /* closed and reopened behind our back: register the new file */
-            rc = loop->backend->ops->add(loop->backend, f->fd, ev, key_of(f));
+            rc = b->ops->add(b, f->fd, ev, key_of(f));
     } else {
-        rc = loop->backend->ops->add(loop->backend, f->fd, ev, key_of(f));
+        rc = b->ops->add(b, f->fd, ev, key_of(f));
         if (rc == -EEXIST)
-            rc = loop->backend->ops->mod(loop->backend, f->fd, ev, key_of(f));
+            rc = b->ops->mod(b, f->fd, ev, key_of(f));
         if (rc == 0) {
             f->registered = 1;
-            loop->io_count++;
+            simul__loop_io_count(loop, 1);
         }
     }
     if (rc == 0) {
@@ -215,7 +224,8 @@ void simul__fd_wait_end(simul__wait **hook, int result)
     simul__wake(w, result);
 }
 
-void simul__io_event(simul_loop *loop, void *data, uint32_t events)
+/* The loop's I/O dispatch: an edge (or a level report) for one registration. */
+static void io_event(simul_loop *loop, void *data, uint32_t events)
 {
     uint64_t key = (uint64_t)(uintptr_t)data;
     simul__fd *f = lookup(loop, (int)(uint32_t)key);
@@ -241,17 +251,16 @@ void simul__io_event(simul_loop *loop, void *data, uint32_t events)
         apply(f, false);
 }
 
-void simul__io_free(simul_loop *loop)
+/* The close hook: the records go with the loop (the backend, closed after, drops the
+ * registrations). */
+static void fdtab_close(simul_loop *loop, void *arg)
 {
-    struct simul__fdtab *t = loop->fds;
-    if (!t)
-        return;
+    struct simul__fdtab *t = arg;
     for (int i = 0; i < t->cap; i++)
         free(t->v[i]);
     free(t->v);
     free(t);
-    loop->fds = NULL;
-    loop->io_count = 0;
+    simul__loop_set_io(loop, NULL, NULL);
 }
 
 int simul__fd_set_handler(simul__fd *f, simul__fd_handler h, void *owner)
@@ -377,30 +386,6 @@ long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt)
         n = f->sock ? sendmsg(f->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : nosigpipe_writev(f->fd, iov, iovcnt);
     while (n < 0 && errno == EINTR);
     return after_write(f, n, len);
-}
-
-long simul__fd_read(simul__fd *f, void *buf, size_t len)
-{
-    for (;;) {
-        long n = simul__fd_try_read(f, buf, len);
-        if (n != -EAGAIN)
-            return n;
-        int rc = simul__fd_wait(f, SIMUL__DIR_READ);
-        if (rc < 0)
-            return rc;
-    }
-}
-
-long simul__fd_write(simul__fd *f, const void *buf, size_t len)
-{
-    for (;;) {
-        long n = simul__fd_try_write(f, buf, len);
-        if (n != -EAGAIN)
-            return n;
-        int rc = simul__fd_wait(f, SIMUL__DIR_WRITE);
-        if (rc < 0)
-            return rc;
-    }
 }
 
 /* ---- public: waits, callbacks, forgetting ------------------------------------------------- */

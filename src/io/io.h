@@ -1,6 +1,6 @@
 /* io.h — the I/O layer's private interface: one record per fd, and the readiness bits that let
  * a task skip a syscall it knows would return EAGAIN. Built on the core's park/wake; the core
- * only forwards backend events here (simul__io_event). */
+ * forwards backend events through the I/O dispatch hook this layer sets (fdwait.c). */
 #ifndef SIMUL_IO_IO_H
 #define SIMUL_IO_IO_H
 
@@ -77,9 +77,5 @@ long simul__fd_try_recv(simul__fd *f, void *buf, size_t len, int flags);
 long simul__fd_try_write(simul__fd *f, const void *buf, size_t len);
 struct iovec;
 long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt);
-
-/* Suspending versions: loop on try + wait. Each is a cancellation point. */
-long simul__fd_read(simul__fd *f, void *buf, size_t len);
-long simul__fd_write(simul__fd *f, const void *buf, size_t len);
 
 #endif

@@ -56,21 +56,15 @@ int simul_run(simul_task_fn main_fn, void *arg)
     sigint_target = NULL; /* joined: the handle is gone */
     if (rc == 0)
         rc = result;
-    if (loop->live) {
+    if (simul__loop_live_tasks(loop)) {
         simul_task_foreach(cancel_one, NULL);
-        loop->stop_when_no_tasks = true;
-        simul_loop_run(loop);
-        loop->stop_when_no_tasks = false;
+        simul__loop_run_until_no_tasks(loop);
     }
     if (sigint)
         simul_remove_signal_handler(SIGINT); /* back to SIG_DFL, which it was */
-    if (loop->handles) {
-        /* Handles the program never closed (asyncio.run drops them too): their memory is lost,
-         * the loop is not. Debug mode names them. */
-        if (loop->debug)
-            simul__debug_survivors(loop);
-        loop->handles = 0;
-    }
+    /* Handles the program never closed (asyncio.run drops them too): their memory is lost, the
+     * loop is not. Debug mode names them. */
+    simul__loop_drop_handles(loop);
     int crc = simul_loop_close(loop);
     SIMUL__ASSERT(crc == 0);
     return rc;

@@ -28,6 +28,7 @@ typedef struct sigloop {
     void *arg[NSIG];
     bool cb_oneshot[NSIG]; /* the handler wants SA_RESETHAND when it is sig's only user */
     sigwaiter *head, *tail;
+    simul__close_hook on_close; /* removes the handlers a closing loop still has */
 } sigloop;
 
 static __thread sigloop *tls;
@@ -59,7 +60,7 @@ static void on_signal(int sig)
         /* The loop skips its poll while tasks are ready and it has no counted I/O (the pipe is
          * not counted, see state_get): this makes a busy loop poll and see the pipe. */
         if (loop)
-            atomic_store(&loop->ts_pending, true);
+            simul__loop_wake(loop);
     }
     atomic_fetch_sub(&in_handler, 1);
     errno = saved;
@@ -145,6 +146,7 @@ static void release(int sig)
 /* ---- the loop's state ------------------------------------------------------------------------ */
 
 static void on_readable(int fd, void *arg);
+static void on_loop_close(simul_loop *loop, void *arg);
 
 static sigloop *state_get(int *err)
 {
@@ -181,10 +183,12 @@ static sigloop *state_get(int *err)
         *err = rc;
         return NULL;
     }
-    /* Like the loop's own wake-up fd, the pipe is not user I/O: counting it would cost every
+    /* Like the backend's own wake-up, the pipe is not user I/O: counting it would cost every
      * pass a poll (simul_run installs SIGINT for every program) and hide the debug deadlock
      * hint. on_signal makes the loop poll when a signal comes. */
-    loop->io_count--;
+    simul__loop_io_count(loop, -1);
+    st->on_close = (simul__close_hook){.fn = on_loop_close, .arg = st};
+    simul__loop_close_hook_add(loop, &st->on_close);
     tls = st;
     return st;
 }
@@ -196,7 +200,8 @@ static void state_maybe_free(sigloop *st)
     /* Our signals are released: wait out a handler that read the fd just before. */
     while (atomic_load(&in_handler) > 0)
         sched_yield();
-    st->loop->io_count++; /* simul_close's forget gives back the count we took */
+    simul__loop_close_hook_remove(st->loop, &st->on_close);
+    simul__loop_io_count(st->loop, 1); /* simul_close's forget gives back the count we took */
     simul_close(st->rfd);
     close(st->wfd);
     tls = NULL;
@@ -297,10 +302,11 @@ int simul_remove_signal_handler(int sig)
     return 1;
 }
 
-void simul__signal_loop_close(simul_loop *loop)
+/* The loop's close hook (added with the state, so it runs before the fd table's). */
+static void on_loop_close(simul_loop *loop, void *arg)
 {
-    sigloop *st = tls;
-    if (!st || st->loop != loop)
+    sigloop *st = arg;
+    if (tls != st || st->loop != loop)
         return;
     /* No task waits here (the loop only closes without tasks), so handlers are the only users. */
     for (int sig = 1; sig < NSIG && tls; sig++)
@@ -357,9 +363,9 @@ int simul_wait_signal(const int *sigs, int n)
         else
             st->head = &x;
         st->tail = &x;
-        st->loop->thread_waits++; /* a signal will wake it: the loop is not stuck */
+        simul__loop_thread_wait_begin(st->loop); /* a signal will wake it: the loop is not stuck */
         rc = simul__park(&x.w, SIMUL__INF);
-        st->loop->thread_waits--;
+        simul__loop_thread_wait_end(st->loop);
         if (rc == 0)
             rc = x.got;
     }

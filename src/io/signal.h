@@ -1,4 +1,4 @@
-/* signal.h — what simul_run (src/core/run.c) uses of signal.c: a handler the kernel resets to the
+/* signal.h — what simul_run (run.c) uses of signal.c: a handler the kernel resets to the
  * default action once it has fired (SA_RESETHAND), so a second SIGINT kills at once. */
 #ifndef SIMUL_IO_SIGNAL_H
 #define SIMUL_IO_SIGNAL_H

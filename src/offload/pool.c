@@ -290,9 +290,9 @@ int simul__pool_run(simul__pool *p, simul__job *j, int *fate)
     pthread_mutex_unlock(&p->mu);
     start_threads(p, n);
 
-    loop->thread_waits++; /* a worker will wake it: the loop is not stuck */
+    simul__loop_thread_wait_begin(loop); /* a worker will wake it: the loop is not stuck */
     int rc = simul__park(&w, SIMUL__INF);
-    loop->thread_waits--;
+    simul__loop_thread_wait_end(loop);
     if (rc == 0) {
         SIMUL__ASSERT(j->delivered);
         give_back(p);

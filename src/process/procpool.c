@@ -885,7 +885,7 @@ int simul_procpool_new(int workers, simul_procpool **out)
     p->size = n;
     p->refs = 1;
     p->max_request = p->max_reply = SIMUL_PROCPOOL_MAX_MESSAGE;
-    loop->handles++; /* until close: simul_loop_close refuses while the pool is open */
+    simul__loop_handle_ref(loop); /* until close: simul_loop_close refuses while the pool is open */
     *out = p;
     return 0;
 }
@@ -1086,7 +1086,7 @@ int simul_procpool_close(simul_procpool *p)
     if (!p || p->closed)
         return -EINVAL;
     p->closed = true;
-    p->loop->handles--;
+    simul__loop_handle_unref(p->loop);
     if (p->pump_scheduled && simul_handle_cancel(p->pump_handle) == 0) {
         p->pump_scheduled = false; /* its reference goes: a loop closed next never runs it */
         p->refs--;

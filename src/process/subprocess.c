@@ -791,7 +791,7 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
     else
         p->pgid = o->join_pgid;
     watch(p, cl);
-    loop->handles++; /* until simul_process_close: the loop does not close under a handle */
+    simul__loop_handle_ref(loop); /* until simul_process_close: the loop does not close under a handle */
     *out = p;
     return 0;
 }
@@ -893,10 +893,10 @@ int simul_process_wait(simul_process *p, int *status)
         /* A SIGCHLD is coming, not an fd event the loop counts: not stuck (debug's hint). */
         bool blind = p->pidfd < 0;
         if (blind)
-            p->loop->thread_waits++;
+            simul__loop_thread_wait_begin(p->loop);
         rc = simul__park(&w, SIMUL__INF);
         if (blind)
-            p->loop->thread_waits--;
+            simul__loop_thread_wait_end(p->loop);
     }
     if (rc == 0 && !p->reaped)
         rc = -ECANCELED; /* freed under us */
@@ -981,7 +981,7 @@ void simul_process_close(simul_process *p)
         close(p->group_pidfd);
         p->group_pidfd = -1;
     }
-    p->loop->handles--;
+    simul__loop_handle_unref(p->loop);
     if (p->users == 0)
         free(p);
 }

@@ -68,7 +68,7 @@ static void maybe_free(simul_server *s)
         return;
     if (s->owner_free)
         s->owner_free(s->owner);
-    s->loop->handles--;
+    simul__loop_handle_unref(s->loop);
     free(s->tracked);
     free(s->unix_path);
     free(s);
@@ -351,7 +351,7 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
     s->owner_free = o->owner_free;
     s->conn_close = o->conn_close;
     s->conn_abort = o->conn_abort;
-    loop->handles++; /* until its memory goes: simul_loop_close refuses while a server is open */
+    simul__loop_handle_ref(loop); /* until its memory goes: simul_loop_close refuses while a server is open */
     *out = s;
     return 0;
 }

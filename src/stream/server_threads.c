@@ -361,7 +361,7 @@ int simul_threaded_server_join(simul_threaded_server *ts)
     if (!ts)
         return -EINVAL;
     simul_loop *loop = simul__loop();
-    if (on_own_thread(ts) || (loop && loop->running))
+    if (on_own_thread(ts) || (loop && simul__loop_running(loop)))
         return -EDEADLK;
     join_all(ts);
     return 0;

@@ -317,7 +317,7 @@ static void finish(simul_stream *s)
             simul__fd_set_handler(s->f, NULL, NULL);
             simul_close(s->fd);
         }
-        s->loop->handles--;
+        simul__loop_handle_unref(s->loop);
         wake_all(&s->closedq, 0);
     } else if (s->fd >= 0) {
         close(s->fd); /* the loop is gone: so is every record and every waiter */
@@ -521,7 +521,7 @@ static int stream_new(int fd, bool sock, simul_stream **out)
         free(s);
         return rc;
     }
-    loop->handles++; /* until the fd is closed: simul_loop_close refuses while a stream is open */
+    simul__loop_handle_ref(loop); /* until the fd is closed: simul_loop_close refuses while a stream is open */
     *out = s;
     return 0;
 }
@@ -652,7 +652,7 @@ static void on_accept(simul_server *srv, void *owner, int fd, const struct socka
         /* No memory for a task: drop the connection (the peer sees it closed). */
         simul__fd_set_handler(s->f, NULL, NULL);
         simul_close(fd);
-        s->loop->handles--;
+        simul__loop_handle_unref(s->loop);
         destroy(s);
         simul__server_conn_end(srv);
     }

@@ -67,14 +67,14 @@ char *simul__tp_buf_acquire(void)
     if (!rbuf && !(rbuf = malloc(SIMUL__TP_BUF_SIZE)))
         return NULL;
     rbuf_refs++;
-    simul__loop()->handles++;
+    simul__loop_handle_ref(simul__loop());
     return rbuf;
 }
 
 void simul__tp_buf_release(void)
 {
     SIMUL__ASSERT(rbuf_refs > 0);
-    simul__loop()->handles--;
+    simul__loop_handle_unref(simul__loop());
     if (--rbuf_refs == 0) {
         free(rbuf);
         rbuf = NULL;

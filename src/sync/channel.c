@@ -356,7 +356,7 @@ int simul_channel_get(simul_channel *ch, void **item)
 static bool on_running_loop(void)
 {
     simul_loop *loop = simul__loop();
-    return loop && loop->running;
+    return loop && simul__loop_running(loop);
 }
 
 /* Pushes the thread's waiter (mutex held) and blocks until it is off the list or `timeout`

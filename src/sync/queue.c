@@ -164,14 +164,6 @@ int simul_priority_queue_new(simul_queue **out, size_t maxsize, simul_queue_cmp_
     return queue_new(out, maxsize, KIND_PRIO, cmp);
 }
 
-/* Wakes every waiter of `q` with `result`. */
-static void wake_all(simul__waitq *q, int result)
-{
-    simul__wait *w;
-    while ((w = simul__waitq_pop(q)))
-        simul__wake(w, result);
-}
-
 /* Empties the storage, passing each item to `discard` (may be NULL); returns how many. */
 static size_t drain(simul_queue *q, simul_queue_discard_cb discard)
 {
@@ -190,9 +182,9 @@ void simul_queue_free(simul_queue *q, simul_queue_discard_cb discard)
     if (!q)
         return;
     /* Waiters still parked here resume with -ESHUTDOWN and never touch the queue again. */
-    wake_all(&q->getters, -ESHUTDOWN);
-    wake_all(&q->putters, -ESHUTDOWN);
-    wake_all(&q->joiners, -ESHUTDOWN);
+    simul__waitq_wake_all(&q->getters, -ESHUTDOWN);
+    simul__waitq_wake_all(&q->putters, -ESHUTDOWN);
+    simul__waitq_wake_all(&q->joiners, -ESHUTDOWN);
     drain(q, discard);
     free(q->ring);
     free(q->heap);
@@ -311,7 +303,7 @@ int simul_queue_task_done(simul_queue *q)
     if (q->unfinished == 0)
         return -EOVERFLOW;
     if (--q->unfinished == 0)
-        wake_all(&q->joiners, 0);
+        simul__waitq_wake_all(&q->joiners, 0);
     return 0;
 }
 
@@ -325,9 +317,7 @@ int simul_queue_join(simul_queue *q)
     int rc = simul__task_check(self);
     if (rc < 0 || q->unfinished == 0)
         return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(&q->joiners, &w);
-    return simul__park(&w, SIMUL__INF);
+    return simul__waitq_park(self, &q->joiners);
 }
 
 int simul_queue_shutdown(simul_queue *q, bool immediate, simul_queue_discard_cb discard)
@@ -340,11 +330,11 @@ int simul_queue_shutdown(simul_queue *q, bool immediate, simul_queue_discard_cb 
         size_t n = drain(q, discard);
         q->unfinished = n < q->unfinished ? q->unfinished - n : 0;
         if (q->unfinished == 0)
-            wake_all(&q->joiners, 0);
+            simul__waitq_wake_all(&q->joiners, 0);
     }
     /* Getters wait only on an empty queue, so all of them fail now; putters never get in. */
-    wake_all(&q->getters, -ESHUTDOWN);
-    wake_all(&q->putters, -ESHUTDOWN);
+    simul__waitq_wake_all(&q->getters, -ESHUTDOWN);
+    simul__waitq_wake_all(&q->putters, -ESHUTDOWN);
     return 0;
 }
 

@@ -9,14 +9,6 @@
 /* w->aux of a waiter woken because its primitive was freed (Condition must not touch it then). */
 #define WAIT_FREED (-1)
 
-/* Wakes every waiter of `q` with `result`. */
-static void wake_all(simul__waitq *q, int result)
-{
-    simul__wait *w;
-    while ((w = simul__waitq_pop(q)))
-        simul__wake(w, result);
-}
-
 /* Freeing a primitive that tasks still wait on is a bug of the caller; they resume with
  * -ECANCELED rather than sleep on freed memory. */
 static void free_waiters(simul__waitq *q, const char *what)
@@ -24,7 +16,7 @@ static void free_waiters(simul__waitq *q, const char *what)
     if (!q->head)
         return;
     simul_loop *loop = simul__loop();
-    if (loop && loop->debug)
+    if (loop && simul__loop_debug(loop))
         fprintf(stderr, "simul: %s freed while tasks wait on it; they resume with ECANCELED\n",
                 what);
     simul__wait *w;
@@ -43,15 +35,6 @@ static int enter(const char *call, const void *obj, simul_task **self)
     if (!*self)
         return -EPERM;
     return simul__task_check(*self);
-}
-
-/* Parks the running task at the tail of `q`. Returns what the waker handed over (0 or an error)
- * or -ECANCELED / -ETIMEDOUT, in which case the wait has left `q`. */
-static int park_on(simul__waitq *q, simul__wait *w)
-{
-    w->unlink = simul__waitq_unlink;
-    simul__waitq_push(q, w);
-    return simul__park(w, SIMUL__INF);
 }
 
 /* ---- Lock ------------------------------------------------------------------------------------ */
@@ -77,7 +60,7 @@ static void set_owner(simul_lock *l, simul_task *t)
     simul__watch_remove(&l->watch);
     l->owner = t;
     l->owner_id = t ? t->id : 0;
-    if (t && SIMUL__UNLIKELY(t->loop->debug))
+    if (t && SIMUL__UNLIKELY(simul__loop_debug(t->loop)))
         simul__watch_add(t, &l->watch, owner_finished, l);
 }
 
@@ -106,8 +89,7 @@ static int lock_take_shielded(simul_lock *l, simul_task *self)
     }
     simul_scope sh;
     simul_scope_shield(&sh); /* no deadline and no cancel inside: the park cannot be cut short */
-    simul__wait w = {0};
-    int rc = park_on(&l->waiters, &w);
+    int rc = simul__waitq_park(self, &l->waiters);
     simul_scope_end(&sh);
     return rc;
 }
@@ -144,8 +126,7 @@ int simul_lock_acquire(simul_lock *l)
     }
     if (owned_by(l, self))
         return -EDEADLK;
-    simul__wait w = {0};
-    return park_on(&l->waiters, &w); /* 0: the releaser made us the owner */
+    return simul__waitq_park(self, &l->waiters); /* 0: the releaser made us the owner */
 }
 
 int simul_lock_try_acquire(simul_lock *l)
@@ -208,7 +189,7 @@ int simul_event_set(simul_event *e)
     if (!e)
         return -EINVAL;
     e->set = true;
-    wake_all(&e->waiters, 0); /* every waiter can proceed: wake them all */
+    simul__waitq_wake_all(&e->waiters, 0); /* every waiter can proceed: wake them all */
     return 0;
 }
 
@@ -231,8 +212,7 @@ int simul_event_wait(simul_event *e)
     int rc = enter(__func__, e, &self);
     if (rc < 0 || e->set)
         return rc;
-    simul__wait w = {0};
-    return park_on(&e->waiters, &w);
+    return simul__waitq_park(self, &e->waiters);
 }
 
 /* ---- Condition ------------------------------------------------------------------------------- */
@@ -404,8 +384,7 @@ int simul_semaphore_acquire(simul_semaphore *s)
         s->value--;
         return 0;
     }
-    simul__wait w = {0};
-    return park_on(&s->waiters, &w); /* 0: a release handed us its unit */
+    return simul__waitq_park(self, &s->waiters); /* 0: a release handed us its unit */
 }
 
 int simul_semaphore_try_acquire(simul_semaphore *s)
@@ -510,7 +489,7 @@ int simul_barrier_wait(simul_barrier *b)
 static void barrier_break_round(simul_barrier *b)
 {
     b->count = 0;
-    wake_all(&b->waiters, -EPIPE);
+    simul__waitq_wake_all(&b->waiters, -EPIPE);
 }
 
 int simul_barrier_reset(simul_barrier *b)

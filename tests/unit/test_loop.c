@@ -618,6 +618,40 @@ static void debug_env_var_turns_debug_on(void **state)
     unsetenv("SIMUL_DEBUG");
 }
 
+/* SIMUL_BACKEND: unset, empty or "epoll" picks epoll; any other name fails simul_loop_new with
+ * -EINVAL (no loop is left current), and debug mode says why. */
+static void backend_env_var_is_honoured(void **state)
+{
+    (void)state;
+    const char *ok[] = {"epoll", ""};
+    simul_loop *loop;
+    for (size_t i = 0; i < ARRAY_LEN(ok); i++) {
+        setenv("SIMUL_BACKEND", ok[i], 1);
+        new_loop(&loop);
+        close_loop(loop);
+    }
+    unsetenv("SIMUL_BACKEND");
+    new_loop(&loop);
+    close_loop(loop);
+
+    setenv("SIMUL_BACKEND", "io_uring-no-such", 1);
+    loop = NULL;
+    assert_int_equal(simul_loop_new(&loop), -EINVAL);
+    assert_null(loop);
+    assert_null(simul_loop_current());
+    setenv("SIMUL_DEBUG", "1", 1);
+    test_capture cap;
+    test_capture_begin(&cap);
+    assert_int_equal(simul_loop_new(&loop), -EINVAL);
+    char *text = test_capture_end(&cap);
+    assert_non_null(strstr(text, "SIMUL_BACKEND=io_uring-no-such"));
+    free(text);
+    unsetenv("SIMUL_DEBUG");
+    unsetenv("SIMUL_BACKEND");
+    new_loop(&loop); /* nothing was left behind */
+    close_loop(loop);
+}
+
 /* A task uses 160 KiB of stack on a loop whose default was raised to 256 KiB. */
 static int deep_stack_user(void *arg)
 {
@@ -671,6 +705,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(no_loop_enxio),
     cmocka_unit_test(debug_flag_round_trip),
     cmocka_unit_test(debug_env_var_turns_debug_on),
+    cmocka_unit_test(backend_env_var_is_honoured),
     cmocka_unit_test(set_stack_size_applies),
 };
 
