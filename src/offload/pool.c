@@ -126,22 +126,28 @@ out:
     return NULL;
 }
 
+int simul__thread_start(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    /* The new thread inherits the creator's mask: block everything around the create. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(th, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
 static int start_thread(simul__pool *p)
 {
     pthread_attr_t a;
     pthread_t th;
-    sigset_t all, old;
     if (pthread_attr_init(&a))
         return -ENOMEM;
     /* Detached: a worker stuck in user code at exit is simply dropped with the process. */
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    /* Workers start with every signal blocked: process signals go to the application's threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&th, &a, worker, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = simul__thread_start(&th, &a, worker, p);
     pthread_attr_destroy(&a);
-    return -rc;
+    return rc;
 }
 
 /* Starts n workers already counted in nthreads. Called without the mutex. */

@@ -58,6 +58,11 @@ int simul__pool_run(simul__pool *p, simul__job *j, int *fate);
 int simul__pool_set_max(simul__pool *p, int n);
 int simul__pool_get_max(simul__pool *p);
 
+/* Starts a thread with every signal blocked, so no handler of the application ever runs on a
+ * library thread and process signals go to the application's own threads. attr may be NULL.
+ * Returns 0 or a negative errno (nothing started). */
+int simul__thread_start(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+
 /* Counters read together under the pool's lock (tests). */
 void simul__pool_counts(simul__pool *p, int *threads, int *idle, int *inflight);
 unsigned long simul__pool_posted(simul__pool *p);
