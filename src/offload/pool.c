@@ -1,7 +1,10 @@
 /* pool.c — detached worker threads for jobs whose tasks wait on them (see pool.h). The hand-over
  * protocol: the pool mutex orders queueing, running, abandoning and posting the result, and a
  * worker touches a loop only while the job's task is parked on it, so it keeps the loop alive. */
+#include <limits.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "pool.h"
 
@@ -124,6 +127,23 @@ out:
     p->nthreads--;
     pthread_mutex_unlock(&p->mu);
     return NULL;
+}
+
+int simul__cpu_count(void)
+{
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < INT_MAX ? (int)n : 1;
+}
+
+int simul__pool_default_max(void)
+{
+    int n = simul__cpu_count();
+    return n + 4 < 32 ? n + 4 : 32;
 }
 
 int simul__thread_start(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)

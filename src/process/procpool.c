@@ -7,7 +7,6 @@
  * malformed reply) is killed; the job it held ends only once it is reaped. Workers are forked on
  * the loop's own context (a callback or an fd event), never on the small stack of a task. */
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -16,6 +15,7 @@
 #include <unistd.h>
 
 #include "../io/io.h"
+#include "../offload/pool.h"
 #include "child.h"
 
 #define REQ_MAGIC 0x53505251u /* "SPRQ" */
@@ -417,34 +417,12 @@ static int send_more(job *j)
     return 1;
 }
 
-/* Reads what has arrived of the reply. 1 once complete, 0 to wait, or a negative errno (DIED:
- * EOF before the whole reply; -EPROTO: not a reply this pool sent for; -ENOMEM). */
-static int recv_more(job *j)
+/* Reads the reply on until j->got reaches `end`, into dst, which holds the reply's bytes from
+ * offset `from` on. 1 once there, 0 to wait, DIED on EOF, or a negative errno. */
+static int read_until(job *j, void *dst, size_t from, size_t end)
 {
-    worker *wk = j->wk;
-    size_t hdr = sizeof j->rh;
-    while (j->got < hdr) {
-        long n = simul__fd_try_read(wk->frp, (char *)&j->rh + j->got, hdr - j->got);
-        if (n == -EAGAIN)
-            return 0;
-        if (n == 0)
-            return DIED;
-        if (n < 0)
-            return (int)n;
-        j->got += (size_t)n;
-        if (j->got < hdr)
-            continue;
-        rep_hdr *rh = &j->rh;
-        if (rh->magic != REP_MAGIC || rh->status < REP_OK || rh->status > REP_NOMEM ||
-            (rh->status == REP_OK && rh->out_len > j->h.max_reply) ||
-            (rh->status != REP_OK && rh->out_len != 0))
-            return -EPROTO;
-        if (rh->out_len > 0 && !(j->out = malloc((size_t)rh->out_len)))
-            return -ENOMEM;
-    }
-    size_t total = hdr + (size_t)j->rh.out_len;
-    while (j->got < total) {
-        long n = simul__fd_try_read(wk->frp, (char *)j->out + (j->got - hdr), total - j->got);
+    while (j->got < end) {
+        long n = simul__fd_try_read(j->wk->frp, (char *)dst + (j->got - from), end - j->got);
         if (n == -EAGAIN)
             return 0;
         if (n == 0)
@@ -454,6 +432,26 @@ static int recv_more(job *j)
         j->got += (size_t)n;
     }
     return 1;
+}
+
+/* Reads what has arrived of the reply. 1 once complete, 0 to wait, or a negative errno (DIED:
+ * EOF before the whole reply; -EPROTO: not a reply this pool sent for; -ENOMEM). */
+static int recv_more(job *j)
+{
+    size_t hdr = sizeof j->rh;
+    if (j->got < hdr) {
+        int rc = read_until(j, &j->rh, 0, hdr);
+        if (rc <= 0)
+            return rc;
+        rep_hdr *rh = &j->rh;
+        if (rh->magic != REP_MAGIC || rh->status < REP_OK || rh->status > REP_NOMEM ||
+            (rh->status == REP_OK && rh->out_len > j->h.max_reply) ||
+            (rh->status != REP_OK && rh->out_len != 0))
+            return -EPROTO;
+        if (rh->out_len > 0 && !(j->out = malloc((size_t)rh->out_len)))
+            return -ENOMEM;
+    }
+    return read_until(j, j->out, hdr, hdr + (size_t)j->rh.out_len);
 }
 
 /* The whole reply is in: the job ends with it. */
@@ -796,13 +794,8 @@ static void cancel(job *j, int status)
 
 static int cpu_count(void)
 {
-    cpu_set_t set;
-    long n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n <= 0)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (n < MAX_WORKERS ? (int)n : MAX_WORKERS) : 1;
+    int n = simul__cpu_count();
+    return n < MAX_WORKERS ? n : MAX_WORKERS;
 }
 
 int simul_procpool_new(int workers, simul_procpool **out)
