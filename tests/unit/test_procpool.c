@@ -5,7 +5,8 @@
  * closing with calls in flight; workers that die idle (noticed and reaped by the loop, or found
  * dead with the request unread: the call goes to a fresh worker), max calls per worker, and the
  * submit form (from a callback, many gathered, cancelled or freed queued and running). Every case
- * ends with the fds it started with and no child left.
+ * ends with the fds it started with and no child left. test_procpool_fallback.c runs every case
+ * again with SIMUL_NO_PIDFD=1.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -1387,6 +1388,7 @@ static void bad_arguments(void **state)
     assert_int_equal(simul_loop_close(loop), 0);
 }
 
+#ifndef PROCPOOL_NO_MAIN
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1422,3 +1424,4 @@ int main(int argc, char **argv)
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_procpool");
 }
+#endif
