@@ -242,7 +242,7 @@ int simul_procpool_new(int workers, simul_procpool **out);
  * Errors (*out is NULL and *out_len 0 on every one):
  * -EOWNERDEAD  the worker died during the call (a signal, _exit, exit): *result gets -SIGNUM
  *              for a signal (-SIGSEGV, -SIGABRT, ...), or the exit status (as asyncio's
- *              returncode), or INT_MIN if someone else reaped it. The pool starts a fresh
+ *              returncode), or 255 if someone else reaped it. The pool starts a fresh
  *              worker for the next call; the other calls go on. Only the call whose request
  *              the worker had begun to read gets this: a worker found dead before it read any
  *              byte of the request (every byte written still sits in the request pipe:

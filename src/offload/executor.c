@@ -1,9 +1,6 @@
 /* executor.c — asyncio.to_thread: blocking functions run on one process-wide pool of worker
  * threads (pool.c) while the calling task waits. A caller that gives up returns at once; the
  * function runs on, and its argument goes to the discard callback when it returns. */
-#include <sched.h>
-#include <unistd.h>
-
 #include "pool.h"
 
 #define IDLE_NS (10 * 1000000000LL) /* an idle worker exits after this */
@@ -16,22 +13,7 @@ typedef struct xjob {
     int result;
 } xjob;
 
-/* asyncio's default: min(32, cpus + 4). The +4 keeps a few threads for I/O-bound functions on
- * small machines; the cap keeps a big machine from starting hundreds. */
-static int default_max(void)
-{
-    cpu_set_t set;
-    long n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n <= 0)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0)
-        n = 1;
-    return n + 4 < 32 ? (int)n + 4 : 32;
-}
-
-static simul__pool pool = SIMUL__POOL_INIT(default_max, IDLE_NS);
+static simul__pool pool = SIMUL__POOL_INIT(simul__pool_default_max, IDLE_NS);
 
 static void xwork(simul__job *j)
 {

@@ -4,7 +4,6 @@
  * syscall leaves behind (an fd, a buffer) is released by the worker when the syscall returns. */
 #include <fcntl.h>
 #include <limits.h>
-#include <sched.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,20 +15,7 @@
 
 /* Files have their own pool (pool.c), sized as the executor's: a FIFO open or a hung NFS mount
  * that holds workers must not starve to_thread users, and the reverse. */
-static int default_max(void)
-{
-    cpu_set_t set;
-    long n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n <= 0)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    if (n <= 0)
-        n = 1;
-    return n + 4 < 32 ? (int)n + 4 : 32;
-}
-
-static simul__pool pool = SIMUL__POOL_INIT(default_max, IDLE_NS);
+static simul__pool pool = SIMUL__POOL_INIT(simul__pool_default_max, IDLE_NS);
 
 enum op {
     OP_OPEN,
@@ -71,15 +57,23 @@ static long count_or_errno(ssize_t n)
     return n < 0 ? -errno : (long)n;
 }
 
+/* rc = the call's count (0 for calls that return 0) or -errno, the call made again while a
+ * signal interrupts it (workers block signals, but a stop and continue still can). */
+#define RESTARTED(rc, call)                                                                        \
+    do {                                                                                           \
+        do                                                                                         \
+            (rc) = (call);                                                                         \
+        while ((rc) < 0 && errno == EINTR);                                                        \
+        (rc) = count_or_errno(rc);                                                                 \
+    } while (0)
+
 /* open + read to EOF with a limit, all on the worker: one round trip for a whole file. */
 static long read_whole(fjob *j)
 {
     int fd;
-    do
-        fd = open(j->path, O_RDONLY | O_CLOEXEC);
-    while (fd < 0 && errno == EINTR);
+    RESTARTED(fd, open(j->path, O_RDONLY | O_CLOEXEC));
     if (fd < 0)
-        return -errno;
+        return fd;
     struct stat st;
     long rc = 0;
     size_t cap = j->len < READ_FIRST ? j->len + 1 : READ_FIRST;
@@ -146,11 +140,9 @@ out:
 static long write_whole(fjob *j)
 {
     int fd;
-    do
-        fd = open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, j->mode);
-    while (fd < 0 && errno == EINTR);
+    RESTARTED(fd, open(j->path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, j->mode));
     if (fd < 0)
-        return -errno;
+        return fd;
     long rc = 0;
     size_t done = 0;
     while (done < j->len) {
@@ -175,38 +167,23 @@ static void file_work(simul__job *base)
     long rc;
     switch (j->op) {
     case OP_OPEN:
-        do
-            rc = open(j->path, j->flags | O_CLOEXEC, j->mode);
-        while (rc < 0 && errno == EINTR);
-        rc = count_or_errno(rc);
+        RESTARTED(rc, open(j->path, j->flags | O_CLOEXEC, j->mode));
         break;
     case OP_CLOSE:
         /* Linux closes the fd even when close() reports EINTR: never retry. */
         rc = close(j->fd) < 0 && errno != EINTR ? -errno : 0;
         break;
     case OP_READ:
-        do
-            rc = read(j->fd, j->buf, j->len);
-        while (rc < 0 && errno == EINTR);
-        rc = count_or_errno(rc);
+        RESTARTED(rc, read(j->fd, j->buf, j->len));
         break;
     case OP_PREAD:
-        do
-            rc = pread(j->fd, j->buf, j->len, (off_t)j->offset);
-        while (rc < 0 && errno == EINTR);
-        rc = count_or_errno(rc);
+        RESTARTED(rc, pread(j->fd, j->buf, j->len, (off_t)j->offset));
         break;
     case OP_WRITE:
-        do
-            rc = write(j->fd, j->buf, j->len);
-        while (rc < 0 && errno == EINTR);
-        rc = count_or_errno(rc);
+        RESTARTED(rc, write(j->fd, j->buf, j->len));
         break;
     case OP_PWRITE:
-        do
-            rc = pwrite(j->fd, j->buf, j->len, (off_t)j->offset);
-        while (rc < 0 && errno == EINTR);
-        rc = count_or_errno(rc);
+        RESTARTED(rc, pwrite(j->fd, j->buf, j->len, (off_t)j->offset));
         break;
     case OP_FSYNC:
         rc = fsync(j->fd) < 0 ? -errno : 0;
@@ -215,10 +192,7 @@ static void file_work(simul__job *base)
         rc = fdatasync(j->fd) < 0 ? -errno : 0;
         break;
     case OP_TRUNCATE:
-        do
-            rc = ftruncate(j->fd, (off_t)j->offset);
-        while (rc < 0 && errno == EINTR);
-        rc = rc < 0 ? -errno : 0;
+        RESTARTED(rc, ftruncate(j->fd, (off_t)j->offset));
         break;
     case OP_STAT:
         rc = stat(j->path, &j->st) < 0 ? -errno : 0;
@@ -375,24 +349,36 @@ int simul_file_close(int fd)
     return rc < 0 ? rc : crc;
 }
 
-/* One read or pread of at most SIMUL_FILE_IO_MAX bytes through a bounce buffer. */
-static long read_common(enum op op, const char *call, int fd, void *buf, size_t len, int64_t offset)
+/* What every read and write checks and makes: a job for at most SIMUL_FILE_IO_MAX bytes, with a
+ * bounce buffer of that size. NULL with *rc set when the call is refused (nothing started). */
+static fjob *io_job(enum op op, const char *call, int fd, const void *buf, size_t len,
+                    int64_t offset, int *rc)
 {
-    int rc = enter(call);
-    if (rc < 0)
-        return rc;
-    if (fd < 0)
-        return -EBADF;
-    if ((!buf && len) || offset < 0)
-        return -EINVAL;
+    if ((*rc = enter(call)) < 0)
+        return NULL;
+    *rc = fd < 0 ? -EBADF : (!buf && len) || offset < 0 ? -EINVAL : 0;
+    if (*rc < 0)
+        return NULL;
     if (len > SIMUL_FILE_IO_MAX)
         len = SIMUL_FILE_IO_MAX;
     fjob *j = job_new(op, len, NULL, NULL);
-    if (!j)
-        return -ENOMEM;
+    if (!j) {
+        *rc = -ENOMEM;
+        return NULL;
+    }
     j->fd = fd;
     j->len = len;
     j->offset = offset;
+    return j;
+}
+
+/* One read or pread through the bounce buffer. */
+static long read_common(enum op op, const char *call, int fd, void *buf, size_t len, int64_t offset)
+{
+    int rc;
+    fjob *j = io_job(op, call, fd, buf, len, offset, &rc);
+    if (!j)
+        return rc;
     bool never_ran;
     if ((rc = run(j, &never_ran)) < 0)
         return rc; /* the caller's buffer is untouched, now and later */
@@ -413,27 +399,16 @@ long simul_file_pread(int fd, void *buf, size_t len, int64_t offset)
     return read_common(OP_PREAD, __func__, fd, buf, len, offset);
 }
 
-/* One write or pwrite of at most SIMUL_FILE_IO_MAX bytes, copied in before it starts. */
+/* One write or pwrite, copied into the bounce buffer before it starts. */
 static long write_common(enum op op, const char *call, int fd, const void *buf, size_t len,
                          int64_t offset)
 {
-    int rc = enter(call);
-    if (rc < 0)
-        return rc;
-    if (fd < 0)
-        return -EBADF;
-    if ((!buf && len) || offset < 0)
-        return -EINVAL;
-    if (len > SIMUL_FILE_IO_MAX)
-        len = SIMUL_FILE_IO_MAX;
-    fjob *j = job_new(op, len, NULL, NULL);
+    int rc;
+    fjob *j = io_job(op, call, fd, buf, len, offset, &rc);
     if (!j)
-        return -ENOMEM;
-    if (len)
-        memcpy(j->buf, buf, len);
-    j->fd = fd;
-    j->len = len;
-    j->offset = offset;
+        return rc;
+    if (j->len)
+        memcpy(j->buf, buf, j->len);
     return run_simple(j);
 }
 

@@ -1,7 +1,10 @@
 /* pool.c — detached worker threads for jobs whose tasks wait on them (see pool.h). The hand-over
  * protocol: the pool mutex orders queueing, running, abandoning and posting the result, and a
  * worker touches a loop only while the job's task is parked on it, so it keeps the loop alive. */
+#include <limits.h>
+#include <sched.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "pool.h"
 
@@ -126,22 +129,45 @@ out:
     return NULL;
 }
 
+int simul__cpu_count(void)
+{
+    cpu_set_t set;
+    long n = 0;
+    if (sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n <= 0)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 && n < INT_MAX ? (int)n : 1;
+}
+
+int simul__pool_default_max(void)
+{
+    int n = simul__cpu_count();
+    return n + 4 < 32 ? n + 4 : 32;
+}
+
+int simul__thread_start(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    /* The new thread inherits the creator's mask: block everything around the create. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(th, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return -rc;
+}
+
 static int start_thread(simul__pool *p)
 {
     pthread_attr_t a;
     pthread_t th;
-    sigset_t all, old;
     if (pthread_attr_init(&a))
         return -ENOMEM;
     /* Detached: a worker stuck in user code at exit is simply dropped with the process. */
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    /* Workers start with every signal blocked: process signals go to the application's threads. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&th, &a, worker, p);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = simul__thread_start(&th, &a, worker, p);
     pthread_attr_destroy(&a);
-    return -rc;
+    return rc;
 }
 
 /* Starts n workers already counted in nthreads. Called without the mutex. */

@@ -58,6 +58,19 @@ int simul__pool_run(simul__pool *p, simul__job *j, int *fate);
 int simul__pool_set_max(simul__pool *p, int n);
 int simul__pool_get_max(simul__pool *p);
 
+/* The CPUs this thread may run on (its affinity mask; else the CPUs online), at least 1. */
+int simul__cpu_count(void);
+
+/* asyncio's default pool size: min(32, cpus + 4). The +4 keeps a few threads for I/O-bound
+ * functions on small machines; the cap keeps a big machine from starting hundreds. The
+ * executor's pool and the file pool use it. */
+int simul__pool_default_max(void);
+
+/* Starts a thread with every signal blocked, so no handler of the application ever runs on a
+ * library thread and process signals go to the application's own threads. attr may be NULL.
+ * Returns 0 or a negative errno (nothing started). */
+int simul__thread_start(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
+
 /* Counters read together under the pool's lock (tests). */
 void simul__pool_counts(simul__pool *p, int *threads, int *idle, int *inflight);
 unsigned long simul__pool_posted(simul__pool *p);

@@ -7,18 +7,16 @@
  * malformed reply) is killed; the job it held ends only once it is reaped. Workers are forked on
  * the loop's own context (a callback or an fd event), never on the small stack of a task. */
 #include <fcntl.h>
-#include <limits.h>
-#include <sched.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/uio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../io/io.h"
+#include "../offload/pool.h"
+#include "child.h"
 
 #define REQ_MAGIC 0x53505251u /* "SPRQ" */
 #define REP_MAGIC 0x53505250u /* "SPRP" */
@@ -253,69 +251,11 @@ __attribute__((noreturn)) static void worker_main(int rq, int rp, pid_t parent)
 
 /* ---- processes: signal, reap ----------------------------------------------------------------- */
 
-/* SIMUL_NO_PIDFD=1 (as for subprocesses) forces the fallback: idle deaths are then seen by EOF
- * on the reply pipe only, and reaping blocks briefly after the kill. */
-static int open_pidfd(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    const char *e = getenv("SIMUL_NO_PIDFD");
-    if (e && strcmp(e, "1") == 0)
-        return -1;
-    return (int)syscall(SYS_pidfd_open, pid, 0); /* close-on-exec by definition */
-#else
-    (void)pid;
-    return -1;
-#endif
-}
-
+/* Through the pidfd the signal cannot hit a recycled pid (if someone else reaped ours). */
 static void kill_worker(worker *wk)
 {
-    if (wk->pid <= 0)
-        return;
-#ifdef SYS_pidfd_send_signal
-    /* Through the pidfd the signal cannot hit a recycled pid (if someone else reaped ours). */
-    if (wk->pidfd >= 0 && syscall(SYS_pidfd_send_signal, wk->pidfd, SIGKILL, NULL, 0) == 0)
-        return;
-#endif
-    kill(wk->pid, SIGKILL);
-}
-
-/* A wait status as the call reports it: -SIGNUM or the exit status; INT_MIN if unknown. */
-static int decode_status(int st)
-{
-    if (WIFSIGNALED(st))
-        return -WTERMSIG(st);
-    if (WIFEXITED(st))
-        return WEXITSTATUS(st);
-    return INT_MIN;
-}
-
-/* Reaps without waiting: 1 and *status once reaped (or lost to someone else's wait), 0 while the
- * process is still exiting. */
-static int try_reap(worker *wk, int *status)
-{
-    int st;
-    pid_t r;
-    do
-        r = waitpid(wk->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
-    if (r == 0)
-        return 0;
-    *status = r == wk->pid ? decode_status(st) : INT_MIN; /* ECHILD: reaped elsewhere */
-    return 1;
-}
-
-/* Blocking reap of a worker that was killed or is exiting: for close, and where no pidfd is
- * available. The wait is short: SIGKILL cannot be caught, and EOF on its request pipe makes a
- * worker _exit at once. */
-static int reap_blocking(worker *wk)
-{
-    int st;
-    pid_t r;
-    do
-        r = waitpid(wk->pid, &st, 0);
-    while (r < 0 && errno == EINTR);
-    return r == wk->pid ? decode_status(st) : INT_MIN;
+    if (wk->pid > 0)
+        (void)simul__child_signal(wk->pid, wk->pidfd, SIGKILL);
 }
 
 static void close_pipes(worker *wk)
@@ -445,10 +385,10 @@ static void end_worker(worker *wk, job *j, int status, bool kill_it)
         j->wk = wk;
     }
     int st;
-    if (try_reap(wk, &st))
+    if (simul__child_try_reap(wk->pid, wk->pidfd, &st))
         reaped(wk, st);
-    else if (wk->pidfd < 0)
-        reaped(wk, reap_blocking(wk));
+    else if (wk->pidfd < 0) /* nothing will say when: wait, briefly (SIGKILL or EOF ends it) */
+        reaped(wk, simul__child_reap(wk->pid, wk->pidfd));
 }
 
 /* ---- one exchange, driven by fd events ------------------------------------------------------- */
@@ -477,34 +417,12 @@ static int send_more(job *j)
     return 1;
 }
 
-/* Reads what has arrived of the reply. 1 once complete, 0 to wait, or a negative errno (DIED:
- * EOF before the whole reply; -EPROTO: not a reply this pool sent for; -ENOMEM). */
-static int recv_more(job *j)
+/* Reads the reply on until j->got reaches `end`, into dst, which holds the reply's bytes from
+ * offset `from` on. 1 once there, 0 to wait, DIED on EOF, or a negative errno. */
+static int read_until(job *j, void *dst, size_t from, size_t end)
 {
-    worker *wk = j->wk;
-    size_t hdr = sizeof j->rh;
-    while (j->got < hdr) {
-        long n = simul__fd_try_read(wk->frp, (char *)&j->rh + j->got, hdr - j->got);
-        if (n == -EAGAIN)
-            return 0;
-        if (n == 0)
-            return DIED;
-        if (n < 0)
-            return (int)n;
-        j->got += (size_t)n;
-        if (j->got < hdr)
-            continue;
-        rep_hdr *rh = &j->rh;
-        if (rh->magic != REP_MAGIC || rh->status < REP_OK || rh->status > REP_NOMEM ||
-            (rh->status == REP_OK && rh->out_len > j->h.max_reply) ||
-            (rh->status != REP_OK && rh->out_len != 0))
-            return -EPROTO;
-        if (rh->out_len > 0 && !(j->out = malloc((size_t)rh->out_len)))
-            return -ENOMEM;
-    }
-    size_t total = hdr + (size_t)j->rh.out_len;
-    while (j->got < total) {
-        long n = simul__fd_try_read(wk->frp, (char *)j->out + (j->got - hdr), total - j->got);
+    while (j->got < end) {
+        long n = simul__fd_try_read(j->wk->frp, (char *)dst + (j->got - from), end - j->got);
         if (n == -EAGAIN)
             return 0;
         if (n == 0)
@@ -514,6 +432,26 @@ static int recv_more(job *j)
         j->got += (size_t)n;
     }
     return 1;
+}
+
+/* Reads what has arrived of the reply. 1 once complete, 0 to wait, or a negative errno (DIED:
+ * EOF before the whole reply; -EPROTO: not a reply this pool sent for; -ENOMEM). */
+static int recv_more(job *j)
+{
+    size_t hdr = sizeof j->rh;
+    if (j->got < hdr) {
+        int rc = read_until(j, &j->rh, 0, hdr);
+        if (rc <= 0)
+            return rc;
+        rep_hdr *rh = &j->rh;
+        if (rh->magic != REP_MAGIC || rh->status < REP_OK || rh->status > REP_NOMEM ||
+            (rh->status == REP_OK && rh->out_len > j->h.max_reply) ||
+            (rh->status != REP_OK && rh->out_len != 0))
+            return -EPROTO;
+        if (rh->out_len > 0 && !(j->out = malloc((size_t)rh->out_len)))
+            return -ENOMEM;
+    }
+    return read_until(j, j->out, hdr, hdr + (size_t)j->rh.out_len);
 }
 
 /* The whole reply is in: the job ends with it. */
@@ -666,7 +604,7 @@ static void on_pidfd(void *owner, uint32_t events)
     worker *wk = owner;
     int st;
     if (wk->state == W_DYING) {
-        if (try_reap(wk, &st))
+        if (simul__child_try_reap(wk->pid, wk->pidfd, &st))
             reaped(wk, st);
     } else if (wk->state == W_IDLE || wk->state == W_BUSY) {
         worker_lost(wk);
@@ -739,7 +677,9 @@ static int spawn(simul_procpool *p, worker *wk)
         return err;
     }
     wk->pid = pid;
-    wk->pidfd = open_pidfd(pid);
+    /* SIMUL_NO_PIDFD=1 (as for subprocesses) forces the fallback: idle deaths are then seen by
+     * EOF on the reply pipe only, and reaping blocks briefly after the kill. */
+    wk->pidfd = simul__child_pidfd_open(pid);
     wk->calls = 0;
     wk->job = NULL;
     wk->state = W_IDLE;
@@ -754,7 +694,7 @@ static int spawn(simul_procpool *p, worker *wk)
     if (err < 0) {
         kill_worker(wk);
         close_pipes(wk);
-        (void)reap_blocking(wk);
+        (void)simul__child_reap(wk->pid, wk->pidfd);
         if (wk->pidfd >= 0)
             simul_close(wk->pidfd);
         wk->pidfd = -1;
@@ -854,13 +794,8 @@ static void cancel(job *j, int status)
 
 static int cpu_count(void)
 {
-    cpu_set_t set;
-    long n = 0;
-    if (sched_getaffinity(0, sizeof set, &set) == 0)
-        n = CPU_COUNT(&set);
-    if (n <= 0)
-        n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (n < MAX_WORKERS ? (int)n : MAX_WORKERS) : 1;
+    int n = simul__cpu_count();
+    return n < MAX_WORKERS ? n : MAX_WORKERS;
 }
 
 int simul_procpool_new(int workers, simul_procpool **out)
@@ -1102,7 +1037,7 @@ int simul_procpool_close(simul_procpool *p)
     for (int i = 0; i < p->size; i++) {
         worker *wk = &p->w[i];
         if (wk->pid > 0) {
-            reap_blocking(wk);
+            simul__child_reap(wk->pid, wk->pidfd);
             p->nworkers--;
         }
         close_pipes(wk);

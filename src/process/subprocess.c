@@ -15,13 +15,14 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "../io/io.h"
 #include "../io/signal.h"
+#include "../offload/pool.h"
 #include "../stream/stream.h"
+#include "child.h"
 
 extern char **environ;
 
@@ -31,11 +32,7 @@ extern char **environ;
 #define REAPER_BLIND_MS 50  /* ms: the reaper's poll period for children without a pidfd */
 #define FEED_CHUNK (256 * 1024)
 #define READ_CHUNK (64 * 1024)
-#define UNKNOWN_STATUS 255  /* reaped by someone else (or SIGCHLD ignored): asyncio says 255 */
 #define UMASK_SET SIMUL_PROCESS_UMASK(0) /* the tag that keeps 0 meaning "inherit" */
-#ifndef PIDFD_SIGNAL_PROCESS_GROUP
-#define PIDFD_SIGNAL_PROCESS_GROUP (1u << 2) /* Linux 6.9; older kernels say EINVAL */
-#endif
 
 struct simul_process {
     simul_loop *loop;
@@ -52,53 +49,6 @@ struct simul_process {
     simul__waitq waiters;
     simul_process *next, *prev; /* the loop's fallback children */
 };
-
-/* ---- pidfd availability ---------------------------------------------------------------------- */
-
-static atomic_bool no_pidfd;
-static pthread_once_t env_once = PTHREAD_ONCE_INIT;
-
-static void read_env(void)
-{
-    const char *e = getenv("SIMUL_NO_PIDFD");
-    if (e && strcmp(e, "1") == 0)
-        atomic_store(&no_pidfd, true);
-}
-
-static int sys_pidfd_open(pid_t pid)
-{
-#ifdef SYS_pidfd_open
-    return (int)syscall(SYS_pidfd_open, pid, 0);
-#else
-    (void)pid;
-    errno = ENOSYS;
-    return -1;
-#endif
-}
-
-/* Collects the child's exit if it has exited. 1 (reaped, *status set), 0 (still running). An
- * error means nobody can reap it any more (ECHILD: reaped elsewhere, SIGCHLD ignored): reported
- * as reaped with UNKNOWN_STATUS, so callers never retry forever. Async-safe enough for the reaper
- * thread: no loop state. */
-static int try_reap(pid_t pid, int pidfd, int *status)
-{
-    siginfo_t si;
-    int r;
-    do {
-        memset(&si, 0, sizeof si);
-        r = pidfd >= 0 ? waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED | WNOHANG) : -1;
-        if (pidfd < 0 || (r < 0 && errno == EINVAL)) /* no P_PIDFD before Linux 5.4 */
-            r = waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0) {
-        *status = UNKNOWN_STATUS;
-        return 1;
-    }
-    if (si.si_pid == 0)
-        return 0;
-    *status = si.si_code == CLD_EXITED ? si.si_status : -si.si_status;
-    return 1;
-}
 
 /* ---- the reaper thread: children whose handle was freed while they ran ---------------------- */
 
@@ -118,7 +68,7 @@ static void reap_orphans(void)
 {
     for (size_t i = 0; i < norphans;) {
         int st;
-        if (try_reap(orphans[i].pid, orphans[i].pidfd, &st)) {
+        if (simul__child_try_reap(orphans[i].pid, orphans[i].pidfd, &st)) {
             if (orphans[i].pidfd >= 0)
                 close(orphans[i].pidfd);
             orphans[i] = orphans[--norphans];
@@ -209,18 +159,13 @@ static void reaper_adopt(pid_t pid, int pidfd)
         (void)r; /* EAGAIN: already signalled */
     } else if (norphans > 0) {
         reaper_wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); /* -1: the thread polls blind */
-        /* Workers take no signals: a handler of this process must not run on it. */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
         pthread_attr_t at;
         pthread_t th;
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&at, 64 * 1024);
-        int rc = pthread_create(&th, &at, reaper_main, NULL);
+        int rc = simul__thread_start(&th, &at, reaper_main, NULL);
         pthread_attr_destroy(&at);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (rc == 0) {
             reaper_running = true;
         } else if (reaper_wake >= 0) {
@@ -252,7 +197,7 @@ static void poll_children(childloop *cl)
     for (simul_process *p = cl->head, *next; p; p = next) {
         next = p->next;
         int st;
-        if (try_reap(p->pid, -1, &st))
+        if (simul__child_try_reap(p->pid, -1, &st))
             complete(p, st);
     }
 }
@@ -335,13 +280,6 @@ static void children_remove(simul_process *p)
 
 /* ---- watching and reaping -------------------------------------------------------------------- */
 
-static void wake_waiters(simul_process *p, int result)
-{
-    simul__wait *w;
-    while ((w = simul__waitq_pop(&p->waiters)))
-        simul__wake(w, result);
-}
-
 /* The child is gone: record its status, stop watching, wake the waiters. */
 static void complete(simul_process *p, int status)
 {
@@ -359,7 +297,7 @@ static void complete(simul_process *p, int status)
     } else {
         children_remove(p);
     }
-    wake_waiters(p, 0);
+    simul__waitq_wake_all(&p->waiters, 0);
 }
 
 /* Level-triggered: a pidfd is readable once the child has exited (so it is reapable now). */
@@ -368,7 +306,7 @@ static void on_pidfd(int fd, void *arg)
     (void)fd;
     simul_process *p = arg;
     int st;
-    if (try_reap(p->pid, p->pidfd, &st))
+    if (simul__child_try_reap(p->pid, p->pidfd, &st))
         complete(p, st);
 }
 
@@ -377,18 +315,14 @@ static void on_pidfd(int fd, void *arg)
  * fallback was planned) or a record made now provides. */
 static void watch(simul_process *p, childloop *cl)
 {
-    if (!atomic_load(&no_pidfd)) {
-        int fd = sys_pidfd_open(p->pid);
-        if (fd < 0 && (errno == ENOSYS || errno == EPERM))
-            atomic_store(&no_pidfd, true); /* the kernel or a sandbox says no: stop asking */
-        if (fd >= 0) {
-            simul_fd_forget(fd); /* a stale record of an fd closed behind the loop's back */
-            if (simul_add_reader(fd, on_pidfd, p) == 0) {
-                p->pidfd = fd;
-                return;
-            }
-            close(fd);
+    int fd = simul__child_pidfd_open(p->pid);
+    if (fd >= 0) {
+        simul_fd_forget(fd); /* a stale record of an fd closed behind the loop's back */
+        if (simul_add_reader(fd, on_pidfd, p) == 0) {
+            p->pidfd = fd;
+            return;
         }
+        close(fd);
     }
     int err = 0;
     if (!cl)
@@ -397,13 +331,13 @@ static void watch(simul_process *p, childloop *cl)
         /* No memory even for the fallback record: the reaper thread watches it instead. */
         reaper_adopt(p->pid, -1);
         p->reaped = true; /* from the handle's point of view: it will never know the status */
-        p->status = UNKNOWN_STATUS;
+        p->status = SIMUL__CHILD_UNKNOWN;
         return;
     }
     children_add(cl, p);
     /* SIGCHLD may have come between the spawn and the listing (with cl made just now: before). */
     int st;
-    if (try_reap(p->pid, -1, &st))
+    if (simul__child_try_reap(p->pid, -1, &st))
         complete(p, st);
 }
 
@@ -612,15 +546,10 @@ static void *umask_thread(void *arg)
 
 static int spawn_with_umask(spawn_call *c)
 {
-    /* No signal handler of this process may run on it. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     pthread_t th;
-    int rc = pthread_create(&th, NULL, umask_thread, c);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc)
-        return rc;
+    int rc = simul__thread_start(&th, NULL, umask_thread, c);
+    if (rc < 0)
+        return -rc;
     pthread_join(th, NULL);
     return c->rc;
 }
@@ -753,7 +682,6 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
     int rc = check_opts(o);
     if (rc < 0)
         return rc;
-    pthread_once(&env_once, read_env);
     simul_process *p = calloc(1, sizeof *p);
     if (!p)
         return -ENOMEM;
@@ -773,7 +701,7 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
         }
     }
     childloop *cl = NULL;
-    if (rc == 0 && atomic_load(&no_pidfd))
+    if (rc == 0 && simul__child_no_pidfd())
         cl = children_get(loop, &rc); /* SIGCHLD caught before the child can exit */
     if (rc == 0)
         rc = do_spawn(o, argv, &s, &p->pid);
@@ -888,13 +816,11 @@ int simul_process_wait(simul_process *p, int *status)
         return rc;
     p->users++;
     while (rc == 0 && !p->reaped && !p->freed) {
-        simul__wait w = {.unlink = simul__waitq_unlink};
-        simul__waitq_push(&p->waiters, &w);
         /* A SIGCHLD is coming, not an fd event the loop counts: not stuck (debug's hint). */
         bool blind = p->pidfd < 0;
         if (blind)
             simul__loop_thread_wait_begin(p->loop);
-        rc = simul__park(&w, SIMUL__INF);
+        rc = simul__waitq_park(t, &p->waiters);
         if (blind)
             simul__loop_thread_wait_end(p->loop);
     }
@@ -911,7 +837,7 @@ int simul_process_returncode(simul_process *p, int *status)
     if (!p || p->freed)
         return -EINVAL;
     int st;
-    if (!p->reaped && try_reap(p->pid, p->pidfd, &st))
+    if (!p->reaped && simul__child_try_reap(p->pid, p->pidfd, &st))
         complete(p, st);
     if (!p->reaped)
         return -EAGAIN;
@@ -926,26 +852,14 @@ int simul_process_send_signal(simul_process *p, int sig)
         return -EINVAL;
     if (p->reaped)
         return -ESRCH;
-    /* Unreaped, the pid cannot have been reused: kill(2) is as exact as pidfd_send_signal. */
-    return kill(p->pid, sig) < 0 ? -errno : 0;
+    return simul__child_signal(p->pid, p->pidfd, sig);
 }
 
 int simul_process_send_signal_group(simul_process *p, int sig)
 {
     if (!p || p->freed || sig < 0 || sig >= NSIG || p->pgid <= 0)
         return -EINVAL;
-    /* Unreaped, the child is in the group (or leads it as a zombie): the number is held. */
-    if (!p->reaped)
-        return kill(-p->pgid, sig) < 0 ? -errno : 0;
-    if (p->group_pidfd < 0)
-        return -ESRCH;
-#ifdef SYS_pidfd_send_signal
-    if (syscall(SYS_pidfd_send_signal, p->group_pidfd, sig, NULL, PIDFD_SIGNAL_PROCESS_GROUP) == 0)
-        return 0;
-    if (errno == EPERM)
-        return -EPERM;
-#endif
-    return -ESRCH; /* an empty group, or a kernel without group signals through pidfds */
+    return simul__child_signal_group(p->pgid, !p->reaped, p->group_pidfd, sig);
 }
 
 int simul_process_terminate(simul_process *p)
@@ -965,9 +879,9 @@ void simul_process_close(simul_process *p)
     p->freed = true;
     for (int i = 0; i < 3; i++)
         release_pipe(p, i);
-    wake_waiters(p, -ECANCELED);
+    simul__waitq_wake_all(&p->waiters, -ECANCELED);
     int st;
-    if (!p->reaped && try_reap(p->pid, p->pidfd, &st)) {
+    if (!p->reaped && simul__child_try_reap(p->pid, p->pidfd, &st)) {
         complete(p, st);
     } else if (!p->reaped) {
         if (p->pidfd >= 0)

@@ -5,7 +5,8 @@
  * closing with calls in flight; workers that die idle (noticed and reaped by the loop, or found
  * dead with the request unread: the call goes to a fresh worker), max calls per worker, and the
  * submit form (from a callback, many gathered, cancelled or freed queued and running). Every case
- * ends with the fds it started with and no child left.
+ * ends with the fds it started with and no child left. test_procpool_fallback.c runs every case
+ * again with SIMUL_NO_PIDFD=1.
  */
 #include <dirent.h>
 #include <signal.h>
@@ -59,6 +60,8 @@ typedef struct shared {
     atomic_int order[16]; /* fn_order: the sequence in which calls ran */
     atomic_int norder;
     atomic_int pid; /* the pid of the last worker that entered a long function */
+    atomic_int held;    /* fn_hold calls that have started */
+    atomic_int release; /* set by the test: fn_hold calls return */
 } shared;
 static shared *shm;
 
@@ -161,6 +164,24 @@ static int fn_spin(const void *in, size_t len, void **out, size_t *out_len)
     double secs;
     memcpy(&secs, in, sizeof secs);
     test_busy_wait(secs);
+    s->end = test_clock();
+    *out = s;
+    *out_len = sizeof *s;
+    return 0;
+}
+
+/* Holds its worker until the test sets shm->release. Replies its pid and when it ran. */
+static int fn_hold(const void *in, size_t len, void **out, size_t *out_len)
+{
+    (void)in, (void)len;
+    span *s = malloc(sizeof *s);
+    if (!s)
+        return -ENOMEM;
+    s->pid = getpid();
+    s->start = test_clock();
+    atomic_fetch_add(&shm->held, 1);
+    while (!atomic_load(&shm->release))
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
     s->end = test_clock();
     *out = s;
     *out_len = sizeof *s;
@@ -364,14 +385,22 @@ SIMUL_TASK_TEST(large_payloads_both_ways)
 }
 
 static atomic_int ticks;
-static int ticker(void *arg)
+/* Once both fn_hold calls are in, ticks three times on the loop, then lets them return: the
+ * loop provably stays free while both workers run (state, not timing: a loaded machine only
+ * makes it slower). */
+static int hold_ticker(void *arg)
 {
     (void)arg;
-    for (;;) {
+    while (atomic_load(&shm->held) < 2)
+        if (simul_sleep(0.005) < 0)
+            return 0;
+    while (atomic_load(&ticks) < 3) {
         if (simul_sleep(0.01) < 0)
             return 0;
         atomic_fetch_add(&ticks, 1);
     }
+    atomic_store(&shm->release, 1);
+    return 0;
 }
 
 SIMUL_TASK_TEST(parallel_calls_run_in_separate_processes)
@@ -381,20 +410,18 @@ SIMUL_TASK_TEST(parallel_calls_run_in_separate_processes)
     LEAK_BEGIN();
     simul_procpool *p;
     assert_int_equal(simul_procpool_new(2, &p), 0);
-    double secs = 0.2;
     call_args c[2];
     simul_task *t[2], *tick;
     atomic_store(&ticks, 0);
-    assert_int_equal(simul_task_spawn(&tick, ticker, NULL, NULL), 0);
+    assert_int_equal(simul_task_spawn(&tick, hold_ticker, NULL, NULL), 0);
     double t0 = test_clock();
     for (int i = 0; i < 2; i++) {
-        c[i] = (call_args){.pool = p, .fn = fn_spin, .in = &secs, .in_len = sizeof secs};
+        c[i] = (call_args){.pool = p, .fn = fn_hold};
         assert_int_equal(simul_task_spawn(&t[i], call_task, &c[i], NULL), 0);
     }
     int res[2];
     assert_int_equal(simul_gather(t, 2, res), 0);
     double wall = test_clock() - t0;
-    simul_task_cancel(tick);
     assert_int_equal(simul_task_join(tick, NULL), 0);
     span *a = c[0].out, *b = c[1].out;
     assert_non_null(a);
@@ -404,7 +431,7 @@ SIMUL_TASK_TEST(parallel_calls_run_in_separate_processes)
     assert_true(a->start < b->end && b->start < a->end);
     /* The loop stayed free meanwhile. */
     assert_true(atomic_load(&ticks) >= 3);
-    print_message("two 200 ms functions took %.0f ms wall; %d ticks of 10 ms meanwhile\n",
+    print_message("two held functions took %.0f ms wall; %d ticks of 10 ms meanwhile\n",
                   wall * 1e3, atomic_load(&ticks));
     free(a);
     free(b);
@@ -482,6 +509,31 @@ SIMUL_TASK_TEST(crashed_worker_is_reported_and_replaced)
     }
     assert_string_equal(simul_errname(-EOWNERDEAD), "EOWNERDEAD");
     assert_int_equal(simul_procpool_close(p), 0);
+    LEAK_END();
+    return 0;
+}
+
+/* A worker the kernel reaps itself (SIGCHLD ignored) leaves no status to learn: the call fails
+ * with -EOWNERDEAD and the result is the process layer's one "unknown" value, 255 (asyncio's
+ * returncode for an unknown child; subprocesses report the same). The pool goes on. */
+SIMUL_TASK_TEST(worker_reaped_elsewhere_reports_unknown_status)
+{
+    (void)arg;
+    shm_setup();
+    LEAK_BEGIN();
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigemptyset(&ign.sa_mask);
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    simul_procpool *p;
+    assert_int_equal(simul_procpool_new(1, &p), 0);
+    int r = 0;
+    assert_int_equal(simul_procpool_call(p, fn_exit3, "x", 1, NULL, NULL, &r), -EOWNERDEAD);
+    assert_int_equal(r, 255);
+    int pid = 0;
+    assert_int_equal(simul_procpool_call(p, fn_getpid, NULL, 0, NULL, NULL, &pid), 0);
+    assert_true(pid > 0);
+    assert_int_equal(simul_procpool_close(p), 0);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
     LEAK_END();
     return 0;
 }
@@ -1336,6 +1388,7 @@ static void bad_arguments(void **state)
     assert_int_equal(simul_loop_close(loop), 0);
 }
 
+#ifndef PROCPOOL_NO_MAIN
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1344,6 +1397,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(parallel_calls_run_in_separate_processes),
         cmocka_unit_test(calls_beyond_workers_queue_fifo),
         cmocka_unit_test(crashed_worker_is_reported_and_replaced),
+        cmocka_unit_test(worker_reaped_elsewhere_reports_unknown_status),
         cmocka_unit_test(crash_leaves_other_calls_running),
         cmocka_unit_test(cancel_while_queued_never_runs),
         cmocka_unit_test(cancel_while_running_kills_the_worker),
@@ -1370,3 +1424,4 @@ int main(int argc, char **argv)
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_procpool");
 }
+#endif

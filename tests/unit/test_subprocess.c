@@ -589,6 +589,28 @@ SUB_TEST(every_exit_code)
     return 0;
 }
 
+#ifndef SUBPROCESS_NO_MAIN
+/* With SIGCHLD ignored the kernel reaps the child itself: its status is the process layer's one
+ * "unknown" value, 255 (asyncio's). Through a pidfd only: the SIGCHLD fallback installs its own
+ * handler, so the child is then reaped by the loop as usual. */
+SUB_TEST(child_reaped_by_the_kernel_reports_255)
+{
+    (void)arg;
+    if (fallback_forced() || !pidfd_works())
+        return 0;
+    struct sigaction ign = {.sa_handler = SIG_IGN}, old;
+    sigemptyset(&ign.sa_mask);
+    assert_int_equal(sigaction(SIGCHLD, &ign, &old), 0);
+    simul_process *p =
+        start_shell("exit 3", SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
+    assert_int_equal(wait_status(p), 255);
+    assert_int_equal(simul_process_kill(p), -ESRCH);
+    simul_process_free(p);
+    assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
+    return 0;
+}
+#endif
+
 SUB_TEST(killed_by_signal_and_terminate)
 {
     (void)arg;
@@ -1554,6 +1576,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(no_loop_and_no_task),
     cmocka_unit_test(every_exit_code),
     cmocka_unit_test(killed_by_signal_and_terminate),
+    cmocka_unit_test(child_reaped_by_the_kernel_reports_255),
     cmocka_unit_test(child_starts_with_default_signals_and_empty_mask),
     cmocka_unit_test(child_inherits_no_library_fd),
     cmocka_unit_test(writing_to_a_child_that_exited_is_epipe),
