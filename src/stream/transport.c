@@ -15,12 +15,11 @@
 
 #include "server.h"
 #include "transport.h"
+#include "wbuf.h"
 
 /* Reads per edge (or per deferred pass) before the rest waits for the next pass: 1 MiB of a
  * fast sender, so one connection cannot hold the loop. */
 #define READ_BUDGET 16
-/* A write buffer up to this size is kept when it empties; a bigger one is freed. */
-#define WBUF_KEEP 16384
 #define DEFAULT_HIGH 65536
 #define DEFAULT_LOW 16384
 
@@ -31,7 +30,6 @@ enum {
     F_READ_EOF = 1u << 3,    /* the peer's EOF was delivered */
     F_EOF_WANTED = 1u << 4,  /* write_eof: SHUT_WR once the buffer is empty */
     F_EOF_SENT = 1u << 5,
-    F_WRITE_PAUSED = 1u << 6, /* pause_writing delivered, resume_writing not yet */
 };
 #define NOT_READING (F_CLOSING | F_LOST | F_READ_PAUSED | F_READ_EOF)
 
@@ -42,10 +40,8 @@ struct simul_transport {
     simul__fd *f;
     const simul_protocol *proto;
     void *ctx;
-    char *rbuf; /* the thread's read buffer (a reference held) */
-    char *wbuf; /* queued bytes are wbuf[whead, wtail) */
-    size_t whead, wtail, wcap;
-    size_t high, low;
+    char *rbuf;     /* the thread's read buffer (a reference held) */
+    simul__wbuf wq; /* queued bytes; paused: pause_writing delivered, resume_writing not yet */
     simul_server *server; /* counts this connection as live, if any */
     int err;              /* for connection_lost */
     unsigned flags;
@@ -131,13 +127,6 @@ void simul__defer(simul__deferred *d, unsigned bits, bool after_poll)
 
 /* ---- failing, closing, finishing ---------------------------------------------------------- */
 
-static void drop_wbuf(simul_transport *t)
-{
-    free(t->wbuf);
-    t->wbuf = NULL;
-    t->whead = t->wtail = t->wcap = 0;
-}
-
 /* connection_lost(err) is scheduled; from now on the transport ignores events and refuses work. */
 static void lose(simul_transport *t, int err)
 {
@@ -152,7 +141,7 @@ static void fail(simul_transport *t, int err)
 {
     if (t->flags & F_LOST)
         return;
-    drop_wbuf(t);
+    simul__wbuf_drop(&t->wq);
     lose(t, err);
 }
 
@@ -166,7 +155,7 @@ static void finish(simul_transport *t)
     simul_close(t->f->fd);
     if (t->server)
         simul__server_conn_end(t->server);
-    drop_wbuf(t);
+    simul__wbuf_drop(&t->wq);
     simul__tp_buf_release();
     free(t);
 }
@@ -175,46 +164,13 @@ static void finish(simul_transport *t)
 
 static inline size_t queued(const simul_transport *t)
 {
-    return t->wtail - t->whead;
+    return simul__wbuf_len(&t->wq);
 }
 
 static void maybe_pause(simul_transport *t)
 {
-    if (!(t->flags & F_WRITE_PAUSED) && queued(t) > t->high) {
-        t->flags |= F_WRITE_PAUSED;
-        if (t->proto->pause_writing)
-            t->proto->pause_writing(t->ctx);
-    }
-}
-
-/* Room for `len` more bytes at the tail: slide the queue to the front or grow. */
-static int reserve(simul_transport *t, size_t len)
-{
-    size_t used = queued(t);
-    if (t->wcap - t->wtail >= len)
-        return 0;
-    if (len > SIZE_MAX / 2 - used)
-        return -ENOMEM;
-    if (t->wcap - used >= len && t->whead >= used) { /* non-overlapping: memcpy */
-        memcpy(t->wbuf, t->wbuf + t->whead, used);
-    } else if (t->wcap - used >= len) {
-        memmove(t->wbuf, t->wbuf + t->whead, used);
-    } else {
-        size_t cap = t->wcap ? t->wcap * 2 : 4096;
-        while (cap < used + len)
-            cap *= 2;
-        char *b = malloc(cap);
-        if (!b)
-            return -ENOMEM;
-        if (used)
-            memcpy(b, t->wbuf + t->whead, used);
-        free(t->wbuf);
-        t->wbuf = b;
-        t->wcap = cap;
-    }
-    t->whead = 0;
-    t->wtail = used;
-    return 0;
+    if (simul__wbuf_pause_check(&t->wq) && t->proto->pause_writing)
+        t->proto->pause_writing(t->ctx);
 }
 
 static int refused(const simul_transport *t)
@@ -231,9 +187,6 @@ static int do_shutdown(simul_transport *t)
 /* The queue just emptied: finish a close or a write_eof that waited for it. */
 static void drained(simul_transport *t)
 {
-    if (t->wcap > WBUF_KEEP) /* a burst's buffer is not kept for an idle connection */
-        drop_wbuf(t);
-    t->whead = t->wtail = 0;
     if (t->flags & F_CLOSING) {
         lose(t, 0);
     } else if ((t->flags & (F_EOF_WANTED | F_EOF_SENT)) == F_EOF_WANTED) {
@@ -247,22 +200,19 @@ static void drained(simul_transport *t)
  * clears the bit: the next edge says when there is room again). */
 static void flush(simul_transport *t)
 {
-    while (t->whead < t->wtail) {
-        long n = simul__fd_try_write(t->f, t->wbuf + t->whead, t->wtail - t->whead);
+    while (!simul__wbuf_empty(&t->wq)) {
+        long n = simul__fd_try_write(t->f, simul__wbuf_data(&t->wq), queued(t));
         if (n == -EAGAIN)
             break;
         if (n < 0) {
             fail(t, (int)n);
             return;
         }
-        t->whead += (size_t)n;
+        simul__wbuf_consume(&t->wq, (size_t)n); /* empty: memory back (wbuf.h) */
         if (!simul__fd_ready(t->f, SIMUL__DIR_WRITE))
             break;
     }
-    if (t->whead == t->wtail)
-        t->whead = t->wtail = 0;
-    if ((t->flags & F_WRITE_PAUSED) && queued(t) <= t->low) {
-        t->flags &= ~(unsigned)F_WRITE_PAUSED;
+    if (simul__wbuf_resume_check(&t->wq)) {
         if (t->proto->resume_writing)
             t->proto->resume_writing(t->ctx); /* may write, close, abort */
         if (t->flags & F_LOST)
@@ -270,7 +220,7 @@ static void flush(simul_transport *t)
     }
     /* Invariant from here: bytes still queued means the WRITE bit is clear and an edge will
      * come (resume_writing's own writes went straight out or kept that invariant). */
-    if (t->whead == t->wtail)
+    if (simul__wbuf_empty(&t->wq))
         drained(t);
 }
 
@@ -280,7 +230,7 @@ int simul_transport_write(simul_transport *t, const void *data, size_t len)
         return refused(t);
     if (SIMUL__UNLIKELY(len == 0))
         return 0;
-    if (SIMUL__LIKELY(t->whead == t->wtail)) {
+    if (SIMUL__LIKELY(simul__wbuf_empty(&t->wq))) {
         /* Nothing queued: try the socket now (a write finished here costs no loop pass). */
         long n = simul__fd_try_write(t->f, data, len);
         if (SIMUL__LIKELY(n == (long)len))
@@ -294,13 +244,11 @@ int simul_transport_write(simul_transport *t, const void *data, size_t len)
             len -= (size_t)n;
         }
     }
-    int rc = reserve(t, len);
+    int rc = simul__wbuf_append(&t->wq, data, len);
     if (rc < 0) {
         fail(t, rc);
         return rc;
     }
-    memcpy(t->wbuf + t->wtail, data, len);
-    t->wtail += len;
     maybe_pause(t);
     return 0;
 }
@@ -320,7 +268,7 @@ int simul_transport_writev(simul_transport *t, const struct iovec *iov, int iovc
     if (total == 0)
         return 0;
     size_t skip = 0; /* bytes the kernel took */
-    if (t->whead == t->wtail) {
+    if (simul__wbuf_empty(&t->wq)) {
         long n = simul__fd_try_writev(t->f, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
         if (n < 0 && n != -EAGAIN) {
             fail(t, (int)n);
@@ -331,20 +279,10 @@ int simul_transport_writev(simul_transport *t, const struct iovec *iov, int iovc
         if (skip == total)
             return 0;
     }
-    int rc = reserve(t, total - skip);
+    int rc = simul__wbuf_append_iov(&t->wq, iov, iovcnt, skip, total);
     if (rc < 0) {
         fail(t, rc);
         return rc;
-    }
-    for (int i = 0; i < iovcnt; i++) {
-        size_t l = iov[i].iov_len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        memcpy(t->wbuf + t->wtail, (const char *)iov[i].iov_base + skip, l - skip);
-        t->wtail += l - skip;
-        skip = 0;
     }
     maybe_pause(t);
     return 0;
@@ -357,7 +295,7 @@ int simul_transport_write_eof(simul_transport *t)
     if (t->flags & F_EOF_WANTED)
         return 0;
     t->flags |= F_EOF_WANTED;
-    return t->whead == t->wtail ? do_shutdown(t) : 0;
+    return simul__wbuf_empty(&t->wq) ? do_shutdown(t) : 0;
 }
 
 void simul_transport_close(simul_transport *t)
@@ -365,7 +303,7 @@ void simul_transport_close(simul_transport *t)
     if (t->flags & F_CLOSING)
         return;
     t->flags |= F_CLOSING;
-    if (t->whead == t->wtail)
+    if (simul__wbuf_empty(&t->wq))
         lose(t, 0);
 }
 
@@ -373,7 +311,7 @@ void simul_transport_abort(simul_transport *t)
 {
     if (t->flags & F_LOST)
         return;
-    drop_wbuf(t);
+    simul__wbuf_drop(&t->wq);
     lose(t, 0);
 }
 
@@ -386,8 +324,8 @@ int simul_transport_set_write_buffer_limits(simul_transport *t, size_t high, siz
 {
     if (low > high)
         return -EINVAL;
-    t->high = high;
-    t->low = low;
+    t->wq.high = high;
+    t->wq.low = low;
     if (!(t->flags & F_LOST))
         maybe_pause(t);
     return 0;
@@ -396,9 +334,9 @@ int simul_transport_set_write_buffer_limits(simul_transport *t, size_t high, siz
 void simul_transport_get_write_buffer_limits(const simul_transport *t, size_t *low, size_t *high)
 {
     if (low)
-        *low = t->low;
+        *low = t->wq.low;
     if (high)
-        *high = t->high;
+        *high = t->wq.high;
 }
 
 size_t simul_transport_get_write_buffer_size(const simul_transport *t)
@@ -492,7 +430,7 @@ static void on_edge(void *owner, uint32_t events)
     simul__defer_retry();
     if (SIMUL__UNLIKELY(t->flags & F_LOST))
         return;
-    if ((events & SIMUL__EV_WRITE) && t->whead != t->wtail) {
+    if ((events & SIMUL__EV_WRITE) && !simul__wbuf_empty(&t->wq)) {
         flush(t);
         if (t->flags & F_LOST)
             return;
@@ -543,8 +481,8 @@ static int transport_new(int fd, simul_transport **out)
     }
     t->def.run = on_deferred;
     t->f = f;
-    t->high = DEFAULT_HIGH;
-    t->low = DEFAULT_LOW;
+    t->wq.high = DEFAULT_HIGH;
+    t->wq.low = DEFAULT_LOW;
     rc = simul__fd_set_handler(f, on_edge, t);
     if (rc < 0) {
         simul__tp_buf_release();
