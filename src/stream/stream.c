@@ -59,20 +59,10 @@ int simul__stream_bwait(simul_stream *s, simul_task *t, int dir)
     int rc = simul__task_check(t);
     if (rc < 0)
         return rc;
-    if (SIMUL__LIKELY(s->plain)) {
-        /* The fd layer's wait is ended by simul__fd_wait's record like any other. */
-        simul__bwaiter me = {.t = t, .next = s->bwaiters};
-        s->bwaiters = &me;
-        rc = simul__fd_wait(s->f, dir);
-        simul__bwaiter **pp = &s->bwaiters;
-        while (*pp != &me)
-            pp = &(*pp)->next;
-        *pp = me.next;
-        return rc;
-    }
+    /* Listed while inside, so that close and abort can end the wait (end_bottom_waits). */
     simul__bwaiter me = {.t = t, .next = s->bwaiters};
     s->bwaiters = &me;
-    rc = s->bops->wait(s->bctx, dir);
+    rc = s->plain ? simul__fd_wait(s->f, dir) : s->bops->wait(s->bctx, dir);
     simul__bwaiter **pp = &s->bwaiters;
     while (*pp != &me)
         pp = &(*pp)->next;
@@ -410,6 +400,9 @@ static void finish(simul_stream *s)
 {
     simul__wbuf_drop(&s->wq);
     if (s->loop == simul__loop()) {
+        /* A flusher still parked (a close cut short by a deadline) must be out of the bottom
+         * before it goes: it resumes, finds the stream gone and leaves. */
+        end_bottom_waits(s, true);
         close_bottom(s, false); /* unless abort closed it */
         s->loop->handles--;
         simul__waitq_wake_all(&s->closedq, 0);
