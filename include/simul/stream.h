@@ -513,6 +513,23 @@ int simul_transport_fd(const simul_transport *t);
 void simul_transport_set_protocol(simul_transport *t, const simul_protocol *proto, void *ctx);
 const simul_protocol *simul_transport_get_protocol(const simul_transport *t, void **ctx);
 
+/* A transport's bottom (see "Bottoms" above): the built-in fd bottom of its socket, or one that
+ * wraps it (TLS: asyncio's loop.start_tls(transport, ...), or a TLS protocol server whose
+ * connection_made slides TLS under the transport and then set_protocol's the user's). A
+ * transport has no task: it stays driven by its socket's readiness edges, and under a wrapping
+ * bottom every edge (either direction) retries both its queued writes and its reading, until the
+ * bottom says -EAGAIN; the bottom's wait is never called by the transport. So the new bottom must
+ * sit on the transport's own fd bottom (directly or through other wrappers). Does not suspend;
+ * may be called from the protocol's callbacks (data_received included: the next read goes
+ * through the new bottom). Returns 0; -EBUSY while bytes are queued (they belong to the old byte
+ * stream: wait for resume_writing, or write nothing between the last plaintext and the call);
+ * -EPIPE (or the connection's error) once closing or after write_eof; -EINVAL. The transport
+ * owns the new bottom from then on and closes it (with abort after simul_transport_abort) when
+ * connection_lost has returned. */
+int simul_transport_replace_bottom(simul_transport *t, const simul_stream_ops *ops, void *ctx);
+/* The transport's current bottom and its ctx (NULL once connection_lost is scheduled). */
+const simul_stream_ops *simul_transport_bottom(const simul_transport *t, void **ctx);
+
 /* ---------------------------------------------------------------------------------------------
  * UDP: datagram endpoints
  * ------------------------------------------------------------------------------------------- */

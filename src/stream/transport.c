@@ -38,6 +38,12 @@ enum { D_READ = 1u, D_LOST = 2u };
 struct simul_transport {
     simul__deferred def; /* first: the deferred record is the transport */
     simul__fd *f;
+    /* The bottom: `plain` while it is the built-in fd bottom (the fd layer is called directly);
+     * a wrapping bottom (TLS) sits on that one, and the fd's edges still drive everything. */
+    const simul_stream_ops *bops;
+    void *bctx;
+    bool plain;
+    bool aborted; /* the bottom is closed with abort */
     const simul_protocol *proto;
     void *ctx;
     char *rbuf;     /* the thread's read buffer (a reference held) */
@@ -145,14 +151,13 @@ static void fail(simul_transport *t, int err)
     lose(t, err);
 }
 
-/* Deferred: the last callback, then the socket and the memory. */
+/* Deferred: the last callback, then the bottom (the socket) and the memory. */
 static void finish(simul_transport *t)
 {
     if (t->proto && t->proto->connection_lost)
         t->proto->connection_lost(t->ctx, t->err);
     SIMUL__ASSERT(!t->def.queued); /* every deferral checks F_LOST first */
-    simul__fd_set_handler(t->f, NULL, NULL);
-    simul_close(t->f->fd);
+    t->bops->close(t->bctx, t->aborted);
     if (t->server)
         simul__server_conn_end(t->server);
     simul__wbuf_drop(&t->wq);
@@ -181,7 +186,35 @@ static int refused(const simul_transport *t)
 static int do_shutdown(simul_transport *t)
 {
     t->flags |= F_EOF_SENT;
-    return shutdown(t->f->fd, SHUT_WR) < 0 ? -errno : 0;
+    return t->bops->shutdown ? t->bops->shutdown(t->bctx) : -EOPNOTSUPP;
+}
+
+/* The bottom's non-blocking transfers (stream.h's rule: the fd bottom without an indirect call). */
+static inline long b_write(simul_transport *t, const void *buf, size_t len)
+{
+    if (SIMUL__LIKELY(t->plain))
+        return simul__fd_try_write(t->f, buf, len);
+    struct iovec v = {(void *)buf, len};
+    return t->bops->writev(t->bctx, &v, 1);
+}
+
+static inline long b_read(simul_transport *t, void *buf, size_t len)
+{
+    if (SIMUL__LIKELY(t->plain))
+        return simul__fd_try_recv(t->f, buf, len, 0);
+    return t->bops->read(t->bctx, buf, len);
+}
+
+/* Whether reading (writing) may make progress: the fd's bit for the fd bottom; a wrapping bottom
+ * may hold bytes of its own (a TLS record read whole), so only its -EAGAIN says no. */
+static inline bool may_read(const simul_transport *t)
+{
+    return !t->plain || simul__fd_ready(t->f, SIMUL__DIR_READ);
+}
+
+static inline bool may_write(const simul_transport *t)
+{
+    return !t->plain || simul__fd_ready(t->f, SIMUL__DIR_WRITE);
 }
 
 /* The queue just emptied: finish a close or a write_eof that waited for it. */
@@ -201,7 +234,7 @@ static void drained(simul_transport *t)
 static void flush(simul_transport *t)
 {
     while (!simul__wbuf_empty(&t->wq)) {
-        long n = simul__fd_try_write(t->f, simul__wbuf_data(&t->wq), queued(t));
+        long n = b_write(t, simul__wbuf_data(&t->wq), queued(t));
         if (n == -EAGAIN)
             break;
         if (n < 0) {
@@ -209,7 +242,7 @@ static void flush(simul_transport *t)
             return;
         }
         simul__wbuf_consume(&t->wq, (size_t)n); /* empty: memory back (wbuf.h) */
-        if (!simul__fd_ready(t->f, SIMUL__DIR_WRITE))
+        if (!may_write(t))
             break;
     }
     if (simul__wbuf_resume_check(&t->wq)) {
@@ -219,7 +252,8 @@ static void flush(simul_transport *t)
             return;
     }
     /* Invariant from here: bytes still queued means the WRITE bit is clear and an edge will
-     * come (resume_writing's own writes went straight out or kept that invariant). */
+     * come (resume_writing's own writes went straight out or kept that invariant); under a
+     * wrapping bottom, that the bottom said -EAGAIN, and every edge of the fd retries. */
     if (simul__wbuf_empty(&t->wq))
         drained(t);
 }
@@ -232,7 +266,7 @@ int simul_transport_write(simul_transport *t, const void *data, size_t len)
         return 0;
     if (SIMUL__LIKELY(simul__wbuf_empty(&t->wq))) {
         /* Nothing queued: try the socket now (a write finished here costs no loop pass). */
-        long n = simul__fd_try_write(t->f, data, len);
+        long n = b_write(t, data, len);
         if (SIMUL__LIKELY(n == (long)len))
             return 0;
         if (n < 0 && n != -EAGAIN) {
@@ -269,7 +303,8 @@ int simul_transport_writev(simul_transport *t, const struct iovec *iov, int iovc
         return 0;
     size_t skip = 0; /* bytes the kernel took */
     if (simul__wbuf_empty(&t->wq)) {
-        long n = simul__fd_try_writev(t->f, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+        int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+        long n = t->plain ? simul__fd_try_writev(t->f, iov, cnt) : t->bops->writev(t->bctx, iov, cnt);
         if (n < 0 && n != -EAGAIN) {
             fail(t, (int)n);
             return (int)n;
@@ -312,6 +347,7 @@ void simul_transport_abort(simul_transport *t)
     if (t->flags & F_LOST)
         return;
     simul__wbuf_drop(&t->wq);
+    t->aborted = true;
     lose(t, 0);
 }
 
@@ -359,7 +395,7 @@ static void on_eof(simul_transport *t)
 static void read_some(simul_transport *t)
 {
     for (int i = 0; i < READ_BUDGET; i++) {
-        if ((t->flags & NOT_READING) || !simul__fd_ready(t->f, SIMUL__DIR_READ))
+        if ((t->flags & NOT_READING) || !may_read(t))
             return;
         const simul_protocol *p = t->proto;
         long n;
@@ -373,11 +409,11 @@ static void read_some(simul_transport *t)
                 fail(t, rc < 0 ? rc : -ENOBUFS);
                 return;
             }
-            n = simul__fd_try_recv(t->f, buf, len, 0);
+            n = b_read(t, buf, len);
             if (n > 0)
                 p->buffer_updated(t->ctx, (size_t)n);
         } else {
-            n = simul__fd_try_recv(t->f, t->rbuf, SIMUL__TP_BUF_SIZE, 0);
+            n = b_read(t, t->rbuf, SIMUL__TP_BUF_SIZE);
             if (SIMUL__LIKELY(n > 0))
                 p->data_received(t->ctx, t->rbuf, (size_t)n);
         }
@@ -391,13 +427,13 @@ static void read_some(simul_transport *t)
             fail(t, (int)n);
         return;
     }
-    if (!(t->flags & NOT_READING) && simul__fd_ready(t->f, SIMUL__DIR_READ))
+    if (!(t->flags & NOT_READING) && may_read(t))
         simul__defer(&t->def, D_READ, true);
 }
 
 static void kick_reading(simul_transport *t)
 {
-    if (!(t->flags & NOT_READING) && simul__fd_ready(t->f, SIMUL__DIR_READ))
+    if (!(t->flags & NOT_READING) && may_read(t))
         simul__defer(&t->def, D_READ, false);
 }
 
@@ -430,12 +466,15 @@ static void on_edge(void *owner, uint32_t events)
     simul__defer_retry();
     if (SIMUL__UNLIKELY(t->flags & F_LOST))
         return;
-    if ((events & SIMUL__EV_WRITE) && !simul__wbuf_empty(&t->wq)) {
+    /* Under a wrapping bottom either direction's edge may unblock either side (a TLS write may
+     * wait for the peer's bytes, a TLS read for room to send): retry both. */
+    uint32_t w = t->plain ? SIMUL__EV_WRITE : SIMUL__EV_READ | SIMUL__EV_WRITE;
+    if ((events & w) && !simul__wbuf_empty(&t->wq)) {
         flush(t);
         if (t->flags & F_LOST)
             return;
     }
-    if (events & SIMUL__EV_READ)
+    if (events & (t->plain ? SIMUL__EV_READ : SIMUL__EV_READ | SIMUL__EV_WRITE))
         read_some(t);
     if (SIMUL__UNLIKELY(events & SIMUL__EV_ERROR) && !(t->flags & F_LOST)) {
         /* An error neither a read nor a write has reported (reading paused, nothing queued). */
@@ -453,6 +492,84 @@ static void on_deferred(simul__deferred *d, unsigned bits)
         finish(t);
     else if (bits & D_READ)
         read_some(t);
+}
+
+/* ---- the fd bottom and replacing it -------------------------------------------------------- */
+
+/* The built-in fd bottom of a transport, its ctx the transport: a plain transport never calls
+ * these (the fd layer is called directly); a wrapping bottom calls them through the table. */
+static long tfd_read(void *ctx, void *buf, size_t len)
+{
+    return simul__fd_try_recv(((simul_transport *)ctx)->f, buf, len, 0);
+}
+
+static long tfd_writev(void *ctx, const struct iovec *iov, int cnt)
+{
+    simul_transport *t = ctx;
+    return cnt == 1 ? simul__fd_try_write(t->f, iov[0].iov_base, iov[0].iov_len)
+                    : simul__fd_try_writev(t->f, iov, cnt);
+}
+
+/* For a wrapping bottom driven from a task (a handshake run by hand): a transport itself never
+ * waits, its edges call it. */
+static int tfd_wait(void *ctx, int dir)
+{
+    simul_task *t = simul__task_self();
+    int rc = t ? simul__task_check(t) : -EPERM;
+    return rc < 0 ? rc : simul__fd_wait(((simul_transport *)ctx)->f, dir);
+}
+
+static int tfd_shutdown(void *ctx)
+{
+    return shutdown(((simul_transport *)ctx)->f->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+/* abort keeps asyncio's transport.abort(): a plain close (server abort_clients adds linger 0). */
+static void tfd_close(void *ctx, bool abort)
+{
+    (void)abort;
+    simul_transport *t = ctx;
+    simul__fd_set_handler(t->f, NULL, NULL);
+    simul_close(t->f->fd);
+}
+
+static int tfd_fd(void *ctx)
+{
+    return ((simul_transport *)ctx)->f->fd;
+}
+
+static const simul_stream_ops tfd_ops = {
+    .read = tfd_read,
+    .writev = tfd_writev,
+    .wait = tfd_wait,
+    .shutdown = tfd_shutdown,
+    .close = tfd_close,
+    .fd = tfd_fd,
+    .flags = SIMUL_STREAM_BOTTOM_ZEROCOPY,
+};
+
+int simul_transport_replace_bottom(simul_transport *t, const simul_stream_ops *ops, void *ctx)
+{
+    if (!t || !ops || !ops->read || !ops->writev || !ops->wait || !ops->close)
+        return -EINVAL;
+    if (t->flags & (F_CLOSING | F_EOF_WANTED))
+        return refused(t);
+    if (!simul__wbuf_empty(&t->wq))
+        return -EBUSY; /* queued bytes belong to the old bottom's byte stream */
+    t->bops = ops;
+    t->bctx = ctx;
+    t->plain = false;
+    /* The new bottom may hold bytes already (a TLS record read during a handshake). */
+    kick_reading(t);
+    return 0;
+}
+
+const simul_stream_ops *simul_transport_bottom(const simul_transport *t, void **ctx)
+{
+    const simul_stream_ops *ops = t && !(t->flags & F_LOST) ? t->bops : NULL;
+    if (ctx)
+        *ctx = ops ? t->bctx : NULL;
+    return ops;
 }
 
 /* ---- making transports -------------------------------------------------------------------- */
@@ -481,6 +598,9 @@ static int transport_new(int fd, simul_transport **out)
     }
     t->def.run = on_deferred;
     t->f = f;
+    t->bops = &tfd_ops;
+    t->bctx = t;
+    t->plain = true;
     t->wq.high = DEFAULT_HIGH;
     t->wq.low = DEFAULT_LOW;
     rc = simul__fd_set_handler(f, on_edge, t);
