@@ -387,6 +387,12 @@ static void p_made(simul_transport *t, void *ctx)
 {
     pconn *c = ctx;
     c->t = t;
+    if (test_mode == TEST_WRAP) { /* as a TLS protocol server: a wrapper under it first */
+        wrap_ctx *w = calloc(1, sizeof *w);
+        assert_non_null(w);
+        w->lower = simul_transport_bottom(t, &w->lctx);
+        assert_int_equal(simul_transport_replace_bottom(t, &wrap_ops, w), 0);
+    }
     if (ps->payload) {
         if (ps->small)
             small_buffers(simul_transport_fd(t), SO_SNDBUF);
@@ -475,14 +481,14 @@ static void protocol_case(bool abort)
     assert_int_equal(test_fd_count(), fds0);
 }
 
-SIMUL_TASK_TEST(protocol_close_clients_flushes_then_eof)
+SIMUL_STREAM_TEST_WRAP(protocol_close_clients_flushes_then_eof)
 {
     (void)arg;
     protocol_case(false);
     return 0;
 }
 
-SIMUL_TASK_TEST(protocol_abort_clients_resets)
+SIMUL_STREAM_TEST_WRAP(protocol_abort_clients_resets)
 {
     (void)arg;
     protocol_case(true);
@@ -490,7 +496,7 @@ SIMUL_TASK_TEST(protocol_abort_clients_resets)
 }
 
 /* A protocol callback closes its own transport, then ends everyone's, inside data_received. */
-SIMUL_TASK_TEST(protocol_callback_ends_own_meanwhile)
+SIMUL_STREAM_TEST_WRAP(protocol_callback_ends_own_meanwhile)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -750,8 +756,11 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(close_clients_after_churn),
     cmocka_unit_test(close_clients_after_churn_wrap),
     cmocka_unit_test(protocol_close_clients_flushes_then_eof),
+    cmocka_unit_test(protocol_close_clients_flushes_then_eof_wrap),
     cmocka_unit_test(protocol_abort_clients_resets),
+    cmocka_unit_test(protocol_abort_clients_resets_wrap),
     cmocka_unit_test(protocol_callback_ends_own_meanwhile),
+    cmocka_unit_test(protocol_callback_ends_own_meanwhile_wrap),
     cmocka_unit_test(stream_abort_resets_and_drops_queue),
     cmocka_unit_test(stream_abort_resets_and_drops_queue_wrap),
     cmocka_unit_test(stream_abort_wakes_reader_drainer_closer),
