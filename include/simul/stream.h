@@ -77,8 +77,10 @@ size_t simul_server_connections(const simul_server *s);
 void simul_server_free(simul_server *s);
 
 /* A stream (asyncio's StreamReader and StreamWriter in one handle) over a connected stream
- * socket or a pipe. One task may read while another writes (full duplex); a second task reading
- * at the same time gets -EBUSY; several tasks may drain at once.
+ * socket or a pipe, or over any other bottom (see "Bottoms" below: TLS, an in-memory pair); what
+ * this says of the kernel and the fd holds for the bottom. One task may read while another
+ * writes (full duplex); a second task reading at the same time gets -EBUSY; several tasks may
+ * drain at once.
  *
  * Reading: data is read from the kernel when a read asks for it (no background reading), so an
  * idle stream holds no read buffer beyond the first few KiB it needed. A read of 4 KiB or more
@@ -207,6 +209,8 @@ bool simul_stream_can_write_eof(const simul_stream *s);
  * flushes, or in a deadline scope to bound it): what is still queued is then discarded.
  * Outside a task (a callback, or with no loop running) it does not suspend: the flush finishes in
  * a task of its own ("stream-close") if one is needed, which keeps the loop alive until it ends.
+ * On a bottom without fd edges, a flush cut short by a deadline leaves the stream's flusher task
+ * to end on the next loop pass.
  * Tasks inside other calls on the stream resume with -ECANCELED.
  * The handle is invalid once close returns, whatever it returns: 0 if everything written was
  * handed to the kernel, else the error that lost queued data (-EPIPE, -ECONNRESET, -ECANCELED,
