@@ -5,7 +5,6 @@
  * drains even when no task waits, and drain() is only flow control. */
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -14,12 +13,12 @@
 #include "stream.h"
 
 /* `closing` (stream.h) has two values here. Every other file reads it as a flag: no new calls,
- * and the fd record is not to be touched. Abort closes the fd at once but leaves the handle to
+ * and the bottom is not to be touched. Abort closes the bottom at once but leaves the handle to
  * simul_stream_close, so an aborted stream is freed exactly once, by the call that frees every
- * stream; an aborted stream has fd -1 while fd_closed is still 0. */
+ * stream; an aborted stream is `gone` while fd_closed is still 0. */
 enum {
     CLOSING_CLOSE = 1, /* simul_stream_close began: the handle is given back */
-    CLOSING_ABORT = 2, /* aborted: the fd is gone, the handle waits for simul_stream_close */
+    CLOSING_ABORT = 2, /* aborted: the bottom is gone, the handle waits for simul_stream_close */
 };
 
 static void destroy(simul_stream *s)
