@@ -198,8 +198,8 @@ static void flush(simul_stream *s)
 {
     if (s->gone)
         return;
-    while (!simul__wbuf_empty(&s->wq)) {
-        struct iovec v = {(void *)simul__wbuf_data(&s->wq), simul__wbuf_len(&s->wq)};
+    struct iovec v;
+    while (simul__wbuf_iov(&s->wq, &v)) {
         long n = simul__stream_bwritev(s, &v, 1);
         if (n > 0) {
             simul__wbuf_consume(&s->wq, (size_t)n); /* empty: memory back (wbuf.h) */

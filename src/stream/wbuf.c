@@ -68,6 +68,13 @@ int simul__wbuf_append(simul__wbuf *b, const void *data, size_t len)
     return 0;
 }
 
+int simul__wbuf_iov(const simul__wbuf *b, struct iovec *v)
+{
+    v->iov_base = b->buf + b->head;
+    v->iov_len = b->tail - b->head;
+    return v->iov_len ? 1 : 0;
+}
+
 void simul__wbuf_consume(simul__wbuf *b, size_t n)
 {
     b->head += n;

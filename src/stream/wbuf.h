@@ -39,6 +39,10 @@ static inline const char *simul__wbuf_data(const simul__wbuf *b)
     return b->buf + b->head;
 }
 
+/* The queued bytes as an iovec for a writev (one region: the queue is kept contiguous, so a
+ * flush is one write of all of it). Returns the count of iovecs filled: 0 if empty, else 1. */
+int simul__wbuf_iov(const simul__wbuf *b, struct iovec *v);
+
 /* Copies iov minus its first `skip` bytes (what a write already took) to the tail; `total` is
  * the iov's byte count. 0 or -ENOMEM (nothing added then). */
 int simul__wbuf_append_iov(simul__wbuf *b, const struct iovec *iov, int cnt, size_t skip,
