@@ -267,7 +267,11 @@ int simul_stream_sockname(const simul_stream *s, struct sockaddr_storage *addr);
  * ("stream-flush"), started when something is queued and ended when the queue is empty: a bottom
  * needs no readiness callback, only its wait. A wrapping bottom (TLS) calls the bottom it wraps
  * through that bottom's own ops (simul_stream_bottom before the replace), and may do so from
- * any of its own ops: a TLS write that needs to read first waits in the lower bottom's READ. */
+ * any of its own ops: a TLS write that needs to read first waits in the lower bottom's READ.
+ * Work a bottom does between stream calls (an explicit TLS handshake) waits with
+ * simul_stream_wait_bottom, so that deadlines, cancellation and a close from another task end it
+ * as they end the stream's own calls; or it happens inside the first read / writev, which return
+ * -EAGAIN until it is done. */
 enum { SIMUL_STREAM_READ = 0, SIMUL_STREAM_WRITE = 1 };
 
 /* Bottom flags. ZEROCOPY: bytes written to the bottom's fd reach the peer unchanged, so
@@ -329,6 +333,16 @@ int simul_stream_from_bottom(const simul_stream_ops *ops, void *ctx, simul_strea
  * -EBADF (closing); the stream's error if reading or writing already failed, or -ESHUTDOWN after
  * write_eof or EOF read; -EINVAL (a required op missing). On an error the old bottom stays. */
 int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, void *ctx);
+
+/* Suspends in the stream's current bottom's wait for `dir` (SIMUL_STREAM_READ / _WRITE), as the
+ * stream's own calls do after -EAGAIN: for an integration that drives its bottom by hand between
+ * stream calls (a TLS handshake: read and write the bottom it wraps, and wait through this).
+ * The wait counts as a call on the stream: a cancellation point, bounded by deadline scopes, and
+ * a close or abort from another task (a server's close_clients) ends it with -ECANCELED. After
+ * -ECANCELED or -EBADF the stream may have closed its bottom: touch the bottom again only if
+ * simul_stream_bottom still returns it. Returns 0 (the direction may be ready: try again),
+ * -ECANCELED, -ETIMEDOUT, -EBADF (closing), -EPERM (not a task), -EINVAL, or the bottom's error. */
+int simul_stream_wait_bottom(simul_stream *s, int dir);
 
 /* The stream's current bottom: its ops, and its ctx in *ctx (may be NULL). NULL once the stream
  * is closed or aborted (or s is NULL). The built-in fd bottom has a table too, so a wrapping

@@ -678,6 +678,22 @@ int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, vo
     return 0;
 }
 
+int simul_stream_wait_bottom(simul_stream *s, int dir)
+{
+    simul_task *t;
+    int rc = simul__stream_enter(s, &t, __func__);
+    if (rc < 0)
+        return rc;
+    if (dir != SIMUL_STREAM_READ && dir != SIMUL_STREAM_WRITE)
+        rc = -EINVAL;
+    else
+        rc = simul__stream_bwait(s, t, dir);
+    if (s->closing)
+        rc = -ECANCELED; /* the bottom may be closed already: the caller must not touch it */
+    simul__stream_leave(s);
+    return rc;
+}
+
 const simul_stream_ops *simul_stream_bottom(const simul_stream *s, void **ctx)
 {
     const simul_stream_ops *ops = s && !s->gone ? s->bops : NULL;

@@ -1011,6 +1011,52 @@ SIMUL_TASK_TEST(bottom_replace_refusals)
     return 0;
 }
 
+static int closes_stream_task(void *arg)
+{
+    return simul_stream_close(arg);
+}
+
+static int wait_bottom_task(void *arg)
+{
+    return simul_stream_wait_bottom(arg, SIMUL_STREAM_READ);
+}
+
+/* A handshake driven by hand waits through the stream: data ends the wait, a deadline bounds it,
+ * and a close from another task ends it with -ECANCELED, as for the stream's own calls. */
+SIMUL_TASK_TEST(bottom_wait_by_hand)
+{
+    (void)arg;
+    simul_stream *a, *b;
+    mem_pair(&a, &b);
+    assert_int_equal(simul_stream_wait_bottom(a, 7), -EINVAL);
+    assert_int_equal(simul_stream_wait_bottom(a, SIMUL_STREAM_WRITE), 0); /* room: at once */
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 0.01), 0);
+    assert_int_equal(simul_stream_wait_bottom(a, SIMUL_STREAM_READ), -ETIMEDOUT);
+    assert_int_equal(simul_scope_end(&sc), 1);
+    simul_task *w;
+    assert_int_equal(simul_task_spawn(&w, wait_bottom_task, a, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    assert_int_equal(simul_stream_write(b, "x", 1), 0);
+    int res = -1;
+    assert_int_equal(simul_task_join(w, &res), 0);
+    assert_int_equal(res, 0);
+    /* What the bottom holds is still there for the stream. */
+    char c;
+    assert_int_equal(simul_stream_read(a, &c, 1), 1);
+    assert_int_equal(simul_task_spawn(&w, wait_bottom_task, a, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    assert_false(simul_task_done(w));
+    simul_task *cl;
+    assert_int_equal(simul_task_spawn(&cl, closes_stream_task, a, NULL), 0);
+    assert_int_equal(simul_task_join(w, &res), 0);
+    assert_int_equal(res, -ECANCELED);
+    assert_int_equal(simul_task_join(cl, &res), 0);
+    assert_int_equal(res, 0);
+    assert_int_equal(simul_stream_close(b), 0);
+    return 0;
+}
+
 static int read_then_report(void *arg)
 {
     char buf[16];
@@ -1118,6 +1164,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(bottom_from_and_bottom_rules),
     cmocka_unit_test(bottom_replace_refusals),
     cmocka_unit_test(bottom_abort_wakes_everyone),
+    cmocka_unit_test(bottom_wait_by_hand),
 };
 
 SIMUL_TEST_MAIN("test_stream", tests)
