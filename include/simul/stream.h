@@ -311,6 +311,14 @@ typedef struct simul_stream_ops {
      * the one it wraps. NULL: none. */
     int (*fd)(void *ctx);
     unsigned flags; /* SIMUL_STREAM_BOTTOM_* */
+    /* Does not suspend. Only for simul_stream_replace_bottom: the stream hands the new bottom
+     * the bytes it had already read from the old one but not delivered yet (a PROXY protocol
+     * header's reader may have taken the TLS ClientHello behind it in the same read); they come
+     * first in what the new bottom reads, before anything it reads below (TLS: into its incoming
+     * buffer, as asyncio's start_tls does since gh-142352). Called at most once, inside
+     * replace_bottom. Returns 0 or a negative errno (the replace then fails with it). NULL: such
+     * a replace is refused with -EBUSY. */
+    int (*unread)(void *ctx, const void *buf, size_t len);
 } simul_stream_ops;
 
 /* A stream over a bottom: ops (kept by the caller, unchanged, until the bottom is closed:
@@ -323,15 +331,16 @@ int simul_stream_from_bottom(const simul_stream_ops *ops, void *ctx, simul_strea
 /* Slides a new bottom under an open stream (start_tls): the new bottom wraps the current one,
  * which the caller got from simul_stream_bottom and which the new bottom now owns (its close
  * closes it). Does not suspend. Bytes already written go through the old bottom only: the call
- * is refused while any are queued, and bytes already read from the old bottom stay what they
- * are: the call is refused while any are buffered unread (a peer that sent its TLS hello
- * before the STARTTLS reply is a protocol error; the caller reads or closes). So call it after
- * the last plaintext read, and after the last plaintext write is flushed (e.g.
+ * is refused while any are queued, so call it after the last plaintext write is flushed (e.g.
  * simul_stream_set_write_buffer_limits(s, 0, 0) then simul_stream_drain(s), then restore the
- * limits). Later reads and writes, write_eof, close and abort go to the new bottom.
- * Returns 0; -EBUSY (bytes queued or buffered, a read or sendfile in progress in another task);
- * -EBADF (closing); the stream's error if reading or writing already failed, or -ESHUTDOWN after
- * write_eof or EOF read; -EINVAL (a required op missing). On an error the old bottom stays. */
+ * limits). Bytes already read from the old bottom but not yet read from the stream belong to
+ * the new byte stream (the peer sent them after what was read): they go to the new bottom
+ * through ops->unread, and the stream's read buffer is empty afterwards (without ops->unread the
+ * call is -EBUSY while any are buffered). Later reads and writes, write_eof, close and abort go
+ * to the new bottom. Returns 0; -EBUSY (bytes queued, or buffered without ops->unread, a read or
+ * sendfile in progress in another task); -EBADF (closing); the stream's error if reading or
+ * writing already failed, or -ESHUTDOWN after write_eof or EOF read; -EINVAL (a required op
+ * missing); ops->unread's error. On an error the old bottom stays and nothing was handed over. */
 int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, void *ctx);
 
 /* Suspends in the stream's current bottom's wait for `dir` (SIMUL_STREAM_READ / _WRITE), as the

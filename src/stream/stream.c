@@ -667,11 +667,21 @@ int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, vo
         return s->werr ? s->werr : s->rerr;
     if (s->eof_wanted || s->eof)
         return -ESHUTDOWN;
-    /* Bytes on either side belong to the old bottom's byte stream; a task inside a read or a
-     * sendfile is using the old bottom right now. */
-    if (!simul__wbuf_empty(&s->wq) || s->rend > s->rpos || s->reader || s->sending_file ||
-        s->flusher)
+    /* Queued bytes belong to the old bottom's byte stream; a task inside a read or a sendfile is
+     * using the old bottom right now. */
+    if (!simul__wbuf_empty(&s->wq) || s->reader || s->sending_file || s->flusher)
         return -EBUSY;
+    /* Bytes read ahead from the old bottom came after the switch point: the new one reads them
+     * first (the PROXY header + ClientHello case that asyncio's start_tls once lost). */
+    if (s->rend > s->rpos) {
+        if (!ops->unread)
+            return -EBUSY;
+        int rc = ops->unread(ctx, s->rbuf + s->rpos, s->rend - s->rpos);
+        if (rc < 0)
+            return rc;
+        s->rpos = s->rend = 0;
+    }
+    s->skip_line = 0;
     s->bops = ops;
     s->bctx = ctx;
     s->plain = 0; /* the fd's edges no longer flush: the new bottom may need to read first */

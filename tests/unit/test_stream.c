@@ -971,12 +971,16 @@ SIMUL_TASK_TEST(bottom_replace_refusals)
     bad.read = NULL;
     assert_int_equal(simul_stream_replace_bottom(s, &bad, w), -EINVAL);
     assert_int_equal(simul_stream_replace_bottom(NULL, &wrap_ops, w), -EINVAL);
-    /* Unread bytes belong to the old byte stream: refused until they are read. */
+    /* Bytes read ahead belong to the new byte stream: without an unread op the bottom cannot
+     * take them over, so the call is refused (and nothing is lost). */
     assert_int_equal(simul_sendall(sv[1], "plain\nrest", 10, NULL), 10);
     const char *line;
     assert_int_equal(simul_stream_readline(s, &line), 6);
     assert_int_equal(simul_stream_read_buffer_size(s), 4);
-    assert_int_equal(simul_stream_replace_bottom(s, &wrap_ops, w), -EBUSY);
+    simul_stream_ops no_unread = wrap_ops;
+    no_unread.unread = NULL;
+    assert_int_equal(simul_stream_replace_bottom(s, &no_unread, w), -EBUSY);
+    assert_int_equal(simul_stream_read_buffer_size(s), 4);
     char buf[8];
     assert_int_equal(simul_stream_read(s, buf, sizeof buf), 4);
     /* Queued bytes too: refused until flushed (limits 0 + drain, as a start_tls does). */
@@ -1054,6 +1058,28 @@ SIMUL_TASK_TEST(bottom_wait_by_hand)
     assert_int_equal(simul_task_join(cl, &res), 0);
     assert_int_equal(res, 0);
     assert_int_equal(simul_stream_close(b), 0);
+    return 0;
+}
+
+/* A PROXY-protocol header and the first bytes of the next protocol in one read: the header is
+ * read as plaintext, the rest goes to the new bottom, which gives it back first (asyncio's
+ * start_tls lost it until gh-142352). */
+SIMUL_STREAM_TEST_MEM(bottom_replace_hands_over_read_ahead)
+{
+    (void)arg;
+    int peer;
+    simul_stream *s = stream_pair(&peer);
+    send_all(peer, "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nHELLO", 37);
+    const char *line;
+    assert_int_equal(simul_stream_readuntil(s, "\r\n", 2, &line), 32);
+    assert_int_equal(simul_stream_read_buffer_size(s), 5);
+    wrap_stream(s);
+    assert_int_equal(simul_stream_read_buffer_size(s), 0); /* handed over */
+    send_all(peer, " AFTER\n", 7);
+    assert_int_equal(simul_stream_readline(s, &line), 12);
+    assert_memory_equal(line, "HELLO AFTER\n", 12);
+    assert_int_equal(simul_stream_close(s), 0);
+    assert_int_equal(peer_close(peer), 0);
     return 0;
 }
 
@@ -1165,6 +1191,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(bottom_replace_refusals),
     cmocka_unit_test(bottom_abort_wakes_everyone),
     cmocka_unit_test(bottom_wait_by_hand),
+    cmocka_unit_test(bottom_replace_hands_over_read_ahead),
+    cmocka_unit_test(bottom_replace_hands_over_read_ahead_mem),
 };
 
 SIMUL_TEST_MAIN("test_stream", tests)

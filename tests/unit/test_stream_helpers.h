@@ -220,12 +220,37 @@ static inline void mem_pair(simul_stream **a, simul_stream **b)
 typedef struct wrap_ctx {
     const simul_stream_ops *lower;
     void *lctx;
+    char *pre; /* bytes handed over by replace_bottom (unread), read first */
+    size_t prelen, prepos;
 } wrap_ctx;
 
 static inline long wrap_read(void *ctx, void *buf, size_t len)
 {
     wrap_ctx *w = ctx;
-    return w->lower->read(w->lctx, buf, len < WRAP_RECORD ? len : WRAP_RECORD);
+    if (len > WRAP_RECORD)
+        len = WRAP_RECORD;
+    if (w->prepos < w->prelen) {
+        size_t n = w->prelen - w->prepos < len ? w->prelen - w->prepos : len;
+        memcpy(buf, w->pre + w->prepos, n);
+        w->prepos += n;
+        return (long)n;
+    }
+    return w->lower->read(w->lctx, buf, len);
+}
+
+static inline int wrap_unread(void *ctx, const void *buf, size_t len)
+{
+    wrap_ctx *w = ctx;
+    if (w->prepos < w->prelen)
+        return -EBUSY; /* once only, in this test bottom */
+    char *p = realloc(w->pre, len);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p, buf, len);
+    w->pre = p;
+    w->prelen = len;
+    w->prepos = 0;
+    return 0;
 }
 
 static inline long wrap_writev(void *ctx, const struct iovec *iov, int cnt)
@@ -248,6 +273,8 @@ static inline long wrap_writev(void *ctx, const struct iovec *iov, int cnt)
 static inline int wrap_wait(void *ctx, int dir)
 {
     wrap_ctx *w = ctx;
+    if (dir == SIMUL_STREAM_READ && w->prepos < w->prelen)
+        return 0;
     return w->lower->wait(w->lctx, dir);
 }
 
@@ -261,6 +288,7 @@ static inline void wrap_close(void *ctx, bool abort)
 {
     wrap_ctx *w = ctx;
     w->lower->close(w->lctx, abort);
+    free(w->pre);
     free(w);
 }
 
@@ -277,6 +305,7 @@ static const simul_stream_ops wrap_ops = {
     .shutdown = wrap_shutdown,
     .close = wrap_close,
     .fd = wrap_fd, /* no ZEROCOPY: sendfile copies through the wrapper */
+    .unread = wrap_unread,
 };
 
 /* Slides a wrapping bottom under s (start_tls's move). */
