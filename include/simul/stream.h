@@ -77,8 +77,10 @@ size_t simul_server_connections(const simul_server *s);
 void simul_server_free(simul_server *s);
 
 /* A stream (asyncio's StreamReader and StreamWriter in one handle) over a connected stream
- * socket or a pipe. One task may read while another writes (full duplex); a second task reading
- * at the same time gets -EBUSY; several tasks may drain at once.
+ * socket or a pipe, or over any other bottom (see "Bottoms" below: TLS, an in-memory pair); what
+ * this says of the kernel and the fd holds for the bottom. One task may read while another
+ * writes (full duplex); a second task reading at the same time gets -EBUSY; several tasks may
+ * drain at once.
  *
  * Reading: data is read from the kernel when a read asks for it (no background reading), so an
  * idle stream holds no read buffer beyond the first few KiB it needed. A read of 4 KiB or more
@@ -207,6 +209,8 @@ bool simul_stream_can_write_eof(const simul_stream *s);
  * flushes, or in a deadline scope to bound it): what is still queued is then discarded.
  * Outside a task (a callback, or with no loop running) it does not suspend: the flush finishes in
  * a task of its own ("stream-close") if one is needed, which keeps the loop alive until it ends.
+ * On a bottom without fd edges, a flush cut short by a deadline leaves the stream's flusher task
+ * to end on the next loop pass.
  * Tasks inside other calls on the stream resume with -ECANCELED.
  * The handle is invalid once close returns, whatever it returns: 0 if everything written was
  * handed to the kernel, else the error that lost queued data (-EPIPE, -ECONNRESET, -ECANCELED,
@@ -235,13 +239,125 @@ int simul_stream_wait_closed(simul_stream *s);
 /* Whether close (or abort) has begun. */
 bool simul_stream_is_closing(const simul_stream *s);
 
-/* The stream's fd (still the stream's: do not close it), or -EBADF once it is closed. */
+/* The stream's fd (still the stream's: do not close it): its bottom's fd (under a wrapping
+ * bottom, the fd below it), -EBADF once it is closed, -EOPNOTSUPP for a bottom without one. */
 int simul_stream_fd(const simul_stream *s);
 
 /* The peer's / the local address (getpeername / getsockname) into *addr. Returns the address
- * length, or a negative errno (-ENOTSOCK for a pipe, -ENOTCONN, ...). */
+ * length, or a negative errno (-ENOTSOCK for a pipe or a bottom without an fd, -ENOTCONN, ...). */
 int simul_stream_peername(const simul_stream *s, struct sockaddr_storage *addr);
 int simul_stream_sockname(const simul_stream *s, struct sockaddr_storage *addr);
+
+/* ---------------------------------------------------------------------------------------------
+ * Bottoms: what a stream reads from and writes to
+ * ------------------------------------------------------------------------------------------- */
+/* Under every stream is a bottom: a non-blocking byte stream given by an ops table and its
+ * context. simul_open_connection, simul_stream_from_fd and the stream servers put a stream on
+ * the built-in fd bottom (a socket or pipe, driven by the loop's edges, called without an
+ * indirect call); simul_stream_from_bottom puts one on any other (an in-memory pair, a
+ * protocol's framing); simul_stream_replace_bottom slides a bottom that wraps the current one
+ * under an open stream (TLS: start_tls). Everything a stream does works the same over any
+ * bottom: the readers and their limits, write / drain and the watermarks, write_eof, close,
+ * abort, wait_closed, deadlines and cancellation, server close_clients / abort_clients;
+ * sendfile copies through the bottom unless it is zero-copy (SIMUL_STREAM_BOTTOM_ZEROCOPY).
+ * The stream keeps the buffers (read buffer, write queue, flow control); a bottom only moves
+ * bytes and waits.
+ *
+ * Writes to a bottom without fd edges are flushed in the background by a task of the stream's
+ * ("stream-flush"), started when something is queued and ended when the queue is empty: a bottom
+ * needs no readiness callback, only its wait. A wrapping bottom (TLS) calls the bottom it wraps
+ * through that bottom's own ops (simul_stream_bottom before the replace), and may do so from
+ * any of its own ops: a TLS write that needs to read first waits in the lower bottom's READ.
+ * Work a bottom does between stream calls (an explicit TLS handshake) waits with
+ * simul_stream_wait_bottom, so that deadlines, cancellation and a close from another task end it
+ * as they end the stream's own calls; or it happens inside the first read / writev, which return
+ * -EAGAIN until it is done. */
+enum { SIMUL_STREAM_READ = 0, SIMUL_STREAM_WRITE = 1 };
+
+/* Bottom flags. ZEROCOPY: bytes written to the bottom's fd reach the peer unchanged, so
+ * simul_stream_sendfile may sendfile(2) into that fd (the fd bottom has it; TLS must not). */
+#define SIMUL_STREAM_BOTTOM_ZEROCOPY 1u
+
+typedef struct simul_stream_ops {
+    /* Does not suspend. Reads up to len (> 0) bytes into buf. Returns the count (> 0), 0 at EOF,
+     * -EAGAIN when nothing is there yet (the stream then calls wait(READ)), or a negative errno
+     * (sticky for the stream: -ECONNRESET, -EPROTO, ...). Required. */
+    long (*read)(void *ctx, void *buf, size_t len);
+    /* Does not suspend. Writes from iov (1 <= iovcnt <= IOV_MAX, at least one byte). Returns the
+     * count taken (a short count is fine: the rest is tried again), -EAGAIN when nothing can be
+     * taken now (the stream then calls wait(WRITE)), or a negative errno (-EPIPE, -ECONNRESET:
+     * sticky). Must not raise SIGPIPE. Required. */
+    long (*writev)(void *ctx, const struct iovec *iov, int iovcnt);
+    /* Suspends until `dir` (SIMUL_STREAM_READ / _WRITE) may be ready: read or writev may make
+     * progress now (returning 0 early is allowed: the stream tries again). Honours cancellation
+     * and deadlines like every suspension (-ECANCELED / -ETIMEDOUT; a cancelled task gets
+     * -ECANCELED at once), and may return another negative errno for a broken bottom. A wrapping
+     * bottom maps the direction to what it needs below (TLS: a write that must read first waits
+     * for READ on the bottom it wraps). The stream ends a wait early when it is closed or aborted
+     * by another task, the way a cancellation does (whatever the wait parks on returns
+     * -ECANCELED): wait must then return. Only ever called from a task. Required. */
+    int (*wait)(void *ctx, int dir);
+    /* Does not suspend. Half-closes: the peer reads EOF after what was written; reading goes on.
+     * Called once, after the stream's queue is flushed. Returns 0 or a negative errno. NULL: the
+     * bottom cannot (simul_stream_write_eof is -EOPNOTSUPP, can_write_eof false). */
+    int (*shutdown)(void *ctx);
+    /* Does not suspend. Releases the bottom: exactly once, after the stream's queue was flushed
+     * (or dropped), with no stream call inside read / writev / wait. A wrapping bottom closes the
+     * one it wraps, with the same `abort`. abort: drop what is pending and reset where the
+     * transport can (the fd bottom sets SO_LINGER 0). Required. */
+    void (*close)(void *ctx, bool abort);
+    /* The fd under the bottom (for simul_stream_fd, peername and sockname, and zero-copy
+     * sendfile with SIMUL_STREAM_BOTTOM_ZEROCOPY), or -1. A wrapping bottom may report the fd of
+     * the one it wraps. NULL: none. */
+    int (*fd)(void *ctx);
+    unsigned flags; /* SIMUL_STREAM_BOTTOM_* */
+    /* Does not suspend. Only for simul_stream_replace_bottom: the stream hands the new bottom
+     * the bytes it had already read from the old one but not delivered yet (a PROXY protocol
+     * header's reader may have taken the TLS ClientHello behind it in the same read); they come
+     * first in what the new bottom reads, before anything it reads below (TLS: into its incoming
+     * buffer, as asyncio's start_tls does since gh-142352). Called at most once, inside
+     * replace_bottom. Returns 0 or a negative errno (the replace then fails with it). NULL: such
+     * a replace is refused with -EBUSY. */
+    int (*unread)(void *ctx, const void *buf, size_t len);
+} simul_stream_ops;
+
+/* A stream over a bottom: ops (kept by the caller, unchanged, until the bottom is closed:
+ * typically a static const table) and ctx. Does not suspend. From then on the stream owns the
+ * bottom and calls ops->close once (simul_stream_close or _abort); if the call fails, the bottom
+ * stays the caller's. The stream counts as open (simul_loop_close gives -EBUSY) until closed.
+ * Returns 0 and *out; -EINVAL (a required op missing); -ENXIO (no loop); -ENOMEM. */
+int simul_stream_from_bottom(const simul_stream_ops *ops, void *ctx, simul_stream **out);
+
+/* Slides a new bottom under an open stream (start_tls): the new bottom wraps the current one,
+ * which the caller got from simul_stream_bottom and which the new bottom now owns (its close
+ * closes it). Does not suspend. Bytes already written go through the old bottom only: the call
+ * is refused while any are queued, so call it after the last plaintext write is flushed (e.g.
+ * simul_stream_set_write_buffer_limits(s, 0, 0) then simul_stream_drain(s), then restore the
+ * limits). Bytes already read from the old bottom but not yet read from the stream belong to
+ * the new byte stream (the peer sent them after what was read): they go to the new bottom
+ * through ops->unread, and the stream's read buffer is empty afterwards (without ops->unread the
+ * call is -EBUSY while any are buffered). Later reads and writes, write_eof, close and abort go
+ * to the new bottom. Returns 0; -EBUSY (bytes queued, or buffered without ops->unread, a read or
+ * sendfile in progress in another task); -EBADF (closing); the stream's error if reading or
+ * writing already failed, or -ESHUTDOWN after write_eof or EOF read; -EINVAL (a required op
+ * missing); ops->unread's error. On an error the old bottom stays and nothing was handed over. */
+int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, void *ctx);
+
+/* Suspends in the stream's current bottom's wait for `dir` (SIMUL_STREAM_READ / _WRITE), as the
+ * stream's own calls do after -EAGAIN: for an integration that drives its bottom by hand between
+ * stream calls (a TLS handshake: read and write the bottom it wraps, and wait through this).
+ * The wait counts as a call on the stream: a cancellation point, bounded by deadline scopes, and
+ * a close or abort from another task (a server's close_clients) ends it with -ECANCELED. After
+ * -ECANCELED or -EBADF the stream may have closed its bottom: touch the bottom again only if
+ * simul_stream_bottom still returns it. Returns 0 (the direction may be ready: try again),
+ * -ECANCELED, -ETIMEDOUT, -EBADF (closing), -EPERM (not a task), -EINVAL, or the bottom's error. */
+int simul_stream_wait_bottom(simul_stream *s, int dir);
+
+/* The stream's current bottom: its ops, and its ctx in *ctx (may be NULL). NULL once the stream
+ * is closed or aborted (or s is NULL). The built-in fd bottom has a table too, so a wrapping
+ * bottom calls it like any other. Still the stream's: do not close it except through a bottom
+ * given to simul_stream_replace_bottom. */
+const simul_stream_ops *simul_stream_bottom(const simul_stream *s, void **ctx);
 
 /* A connection handler for simul_start_server: it runs as a task of its own for each accepted
  * connection (asyncio's client_connected_cb), and the stream is closed when it returns (as by
@@ -421,6 +537,23 @@ int simul_transport_fd(const simul_transport *t);
  * it; the old one gets none, not even connection_lost. */
 void simul_transport_set_protocol(simul_transport *t, const simul_protocol *proto, void *ctx);
 const simul_protocol *simul_transport_get_protocol(const simul_transport *t, void **ctx);
+
+/* A transport's bottom (see "Bottoms" above): the built-in fd bottom of its socket, or one that
+ * wraps it (TLS: asyncio's loop.start_tls(transport, ...), or a TLS protocol server whose
+ * connection_made slides TLS under the transport and then set_protocol's the user's). A
+ * transport has no task: it stays driven by its socket's readiness edges, and under a wrapping
+ * bottom every edge (either direction) retries both its queued writes and its reading, until the
+ * bottom says -EAGAIN; the bottom's wait is never called by the transport. So the new bottom must
+ * sit on the transport's own fd bottom (directly or through other wrappers). Does not suspend;
+ * may be called from the protocol's callbacks (data_received included: the next read goes
+ * through the new bottom). Returns 0; -EBUSY while bytes are queued (they belong to the old byte
+ * stream: wait for resume_writing, or write nothing between the last plaintext and the call);
+ * -EPIPE (or the connection's error) once closing or after write_eof; -EINVAL. The transport
+ * owns the new bottom from then on and closes it (with abort after simul_transport_abort) when
+ * connection_lost has returned. */
+int simul_transport_replace_bottom(simul_transport *t, const simul_stream_ops *ops, void *ctx);
+/* The transport's current bottom and its ctx (NULL once connection_lost is scheduled). */
+const simul_stream_ops *simul_transport_bottom(const simul_transport *t, void **ctx);
 
 /* ---------------------------------------------------------------------------------------------
  * UDP: datagram endpoints

@@ -301,6 +301,10 @@ int simul__park(simul__wait *w, int64_t wake_at);
 /* Ends a wait: the task becomes ready and its park returns `result`. The caller has already
  * removed `w` from whatever list it was on. */
 void simul__wake(simul__wait *w, int result);
+/* Ends the wait `t` is parked in, whatever it is parked on, as a cancellation or a deadline
+ * does: the wait is unlinked and t's park returns `result`. False if t is not parked. (A stream
+ * closing under a task parked inside a bottom it does not own uses this.) */
+bool simul__task_interrupt(simul_task *t, int result);
 bool simul__task_handle_ok(const simul_task *t);
 void simul__task_release_handle(simul_task *t);
 void simul__task_free_all(simul_loop *loop);

@@ -328,6 +328,14 @@ static void interrupt(simul_task *t, int result)
     simul__wake(w, result);
 }
 
+bool simul__task_interrupt(simul_task *t, int result)
+{
+    if (!t || t->state != SIMUL__TASK_PARKED || !t->wait)
+        return false;
+    interrupt(t, result);
+    return true;
+}
+
 void simul__task_timer_fire(simul_loop *loop, simul_task *t)
 {
     (void)loop;

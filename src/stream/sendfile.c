@@ -1,6 +1,6 @@
 /* sendfile.c — file-to-socket transfers (loop.sock_sendfile, loop.sendfile): sendfile(2) on the
- * non-blocking destination, parking on its writability through the fd layer whenever the kernel
- * says EAGAIN. Sources sendfile(2) cannot read (pipes, sockets, devices, files of file systems
+ * non-blocking destination, parking on its writability (the fd layer's, or a stream bottom's)
+ * whenever the kernel says EAGAIN. A stream whose bottom is not a plain fd is copied into. Sources sendfile(2) cannot read (pipes, sockets, devices, files of file systems
  * without splice support) are copied through a buffer instead, as asyncio's fallback=True does:
  * the source is read without blocking the loop and the destination written with the same waits.
  * The stream variant first lets the stream's queue drain, so order holds.
@@ -22,10 +22,13 @@
 #define COPY_CHUNK (256 * 1024)
 
 /* One transfer in progress. `s` is the stream the destination belongs to, or NULL: once it is
- * closing, its fd may be gone, so every resumption checks it before touching the fd. */
+ * closing, its bottom may be gone, so every resumption checks it before touching it. A stream's
+ * destination is written and waited on through its bottom; `out` is the fd record where the
+ * destination is a plain fd (NULL for a zero-copy custom bottom: no readiness bits then). */
 typedef struct xfer {
     simul_task *t;
     simul__fd *out;
+    int outfd; /* for sendfile(2) */
     simul_stream *s;
     int in;
     int64_t offset;
@@ -121,6 +124,22 @@ static long resumed(const xfer *x, long rc)
     return rc;
 }
 
+/* Suspends until the destination may take more: through the stream's bottom (close and abort
+ * end that wait), or on the socket's fd. */
+static long dest_wait(xfer *x)
+{
+    long rc;
+    if (x->s) {
+        rc = simul__stream_bwait(x->s, x->t, SIMUL_STREAM_WRITE);
+    } else {
+        rc = simul__task_check(x->t);
+        if (rc == 0)
+            rc = simul__fd_wait(x->out, SIMUL__DIR_WRITE);
+    }
+    x->since_wait = 0;
+    return resumed(x, rc);
+}
+
 /* Counts bytes the destination took; a fast pair of ends must not starve the loop. */
 static long moved(xfer *x, size_t n)
 {
@@ -147,18 +166,20 @@ static long zero_copy(xfer *x)
         if (want > (size_t)CHUNK_MAX)
             want = CHUNK_MAX;
         long rc;
-        if (simul__fd_ready(x->out, SIMUL__DIR_WRITE)) {
+        if (!x->out || simul__fd_ready(x->out, SIMUL__DIR_WRITE)) {
             off_t off = (off_t)(x->offset + (int64_t)x->done);
-            ssize_t n = sendfile_nosigpipe(x->out->fd, x->in, &off, want);
+            ssize_t n = sendfile_nosigpipe(x->outfd, x->in, &off, want);
             if (n > 0) {
                 /* A short count may mean a full socket buffer or the end of the file: the next
                  * call tells (EAGAIN or 0), so the ready bit is not guessed at. */
                 rc = moved(x, (size_t)n);
             } else if (n == 0) {
                 break; /* end of file */
-            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            } else if ((errno == EAGAIN || errno == EWOULDBLOCK) && x->out) {
                 simul__fd_clear(x->out, SIMUL__DIR_WRITE);
                 continue;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                rc = dest_wait(x);
             } else if (x->done == 0 &&
                        (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
                 return -EOPNOTSUPP;
@@ -166,11 +187,7 @@ static long zero_copy(xfer *x)
                 return -errno;
             }
         } else {
-            rc = simul__task_check(x->t);
-            if (rc == 0)
-                rc = simul__fd_wait(x->out, SIMUL__DIR_WRITE);
-            x->since_wait = 0;
-            rc = resumed(x, rc);
+            rc = dest_wait(x);
         }
         if (rc < 0)
             return rc;
@@ -272,17 +289,15 @@ static long dest_write(xfer *x, const char *buf, size_t len)
 {
     size_t off = 0;
     while (off < len) {
-        long n = simul__fd_try_write(x->out, buf + off, len - off);
+        struct iovec v = {(char *)buf + off, len - off};
+        long n = x->s ? simul__stream_bwritev(x->s, &v, 1)
+                      : simul__fd_try_write(x->out, v.iov_base, v.iov_len);
         long rc;
         if (n > 0) {
             off += (size_t)n;
             rc = moved(x, (size_t)n);
         } else if (n == -EAGAIN) {
-            rc = simul__task_check(x->t);
-            if (rc == 0)
-                rc = simul__fd_wait(x->out, SIMUL__DIR_WRITE);
-            x->since_wait = 0;
-            rc = resumed(x, rc);
+            rc = dest_wait(x);
         } else {
             x->out_failed = n < 0;
             return n < 0 ? n : -EIO; /* 0 from a write of len > 0 does not happen on Linux */
@@ -384,7 +399,8 @@ static long sock_sendfile(int sock, int file_fd, int64_t offset, size_t count, s
     simul__fd *f = simul__fd_get(t->loop, sock, &rc);
     if (!f)
         return rc;
-    xfer x = {.t = t, .out = f, .in = file_fd, .offset = offset, .count = count, .sent = sent};
+    xfer x = {.t = t, .out = f, .outfd = sock, .in = file_fd, .offset = offset, .count = count,
+              .sent = sent};
     return run_transfer(&x, zc, fallback);
 }
 
@@ -405,14 +421,9 @@ long simul_sock_sendfile_nofallback(int sock, int file_fd, int64_t offset, size_
  * failed, or the stream is closing. */
 static int wait_flushed(simul_stream *s, simul_task *t)
 {
-    while (s->wpos < s->wend && !s->werr && !s->closing) {
-        int rc = simul__task_check(t);
-        if (rc < 0)
-            return rc;
+    while (!simul__wbuf_empty(&s->wq) && !s->werr && !s->closing) {
         /* flushq is woken when the queue empties or fails, and when the stream begins closing. */
-        simul__wait w = {.unlink = simul__waitq_unlink};
-        simul__waitq_push(&s->flushq, &w);
-        rc = simul__park(&w, SIMUL__INF);
+        int rc = simul__waitq_park(t, &s->flushq);
         if (rc < 0)
             return rc;
     }
@@ -444,14 +455,7 @@ static void stream_failed(simul_stream *s, int err)
 {
     if (s->werr || s->closing)
         return;
-    s->werr = err;
-    s->wpos = s->wend = 0;
-    s->paused = 0;
-    simul__wait *w;
-    while ((w = simul__waitq_pop(&s->drainq)))
-        simul__wake(w, 0);
-    while ((w = simul__waitq_pop(&s->flushq)))
-        simul__wake(w, 0);
+    simul__stream_fail_write(s, err);
 }
 
 static long stream_sendfile(simul_stream *s, int file_fd, int64_t offset, size_t count,
@@ -465,20 +469,30 @@ static long stream_sendfile(simul_stream *s, int file_fd, int64_t offset, size_t
         return rc;
     long r;
     bool zc = false;
+    /* The fd bottom (or a custom one that says bytes written to its fd go out unchanged) can
+     * take sendfile(2); any other is written through, so a file is copied as a file sendfile(2)
+     * refused is. */
+    int outfd = s->plain ? s->fd : (s->bops->fd ? s->bops->fd(s->bctx) : -1);
+    bool zc_bottom = outfd >= 0 && (s->bops->flags & SIMUL_STREAM_BOTTOM_ZEROCOPY);
     if (s->werr)
         r = s->werr;
     else if (s->eof_wanted)
         r = -ESHUTDOWN;
     else if (s->sending_file)
         r = -EBUSY;
-    else if ((r = check_all(s->fd, file_fd, offset, count, fallback, &zc)) == 0) {
+    else if (zc_bottom)
+        r = check_all(outfd, file_fd, offset, count, fallback, &zc);
+    else if ((r = check_args(file_fd, offset, count)) == 0 &&
+             (r = check_source(file_fd, offset, fallback, &zc)) == 0 && zc && !fallback)
+        r = -EOPNOTSUPP; /* a file, but no zero-copy into this bottom */
+    if (r == 0) {
         s->sending_file = 1; /* from the flush on: a write in between would land inside the file */
         if ((r = wait_flushed(s, t)) == 0) {
-            xfer x = {.t = t, .out = s->f, .s = s, .in = file_fd};
+            xfer x = {.t = t, .out = s->plain ? s->f : NULL, .outfd = outfd, .s = s, .in = file_fd};
             x.offset = offset;
             x.count = count;
             x.sent = sent;
-            r = run_transfer(&x, zc, fallback);
+            r = zc && !zc_bottom ? copy(&x, true) : run_transfer(&x, zc, fallback);
             /* A copy knows which end failed (a source socket's reset is not the stream's);
              * sendfile(2) does not say, but a file's errors are never connection ones. */
             if (connection_error(r) && (!x.copying || x.out_failed))

@@ -74,24 +74,6 @@ static void maybe_free(simul_server *s)
     free(s);
 }
 
-static void wake_all(simul__waitq *q)
-{
-    simul__wait *w;
-    while ((w = simul__waitq_pop(q)))
-        simul__wake(w, 0);
-}
-
-/* Parks the running task on q. A cancellation point. */
-static int park_on(simul_task *t, simul__waitq *q)
-{
-    int rc = simul__task_check(t);
-    if (rc < 0)
-        return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(q, &w);
-    return simul__park(&w, SIMUL__INF);
-}
-
 /* ---- tracking connections ----------------------------------------------------------------- */
 
 /* The connection's owner while it lives (its fd not yet closed), else NULL. */
@@ -365,7 +347,7 @@ void simul__server_conn_end(simul_server *s)
 {
     SIMUL__ASSERT(s->conns > 0);
     if (--s->conns == 0 && s->closed)
-        wake_all(&s->idleq);
+        simul__waitq_wake_all(&s->idleq, 0);
     /* Backing off for lack of fds, and one of ours just gave its fd back: retry now (on the next
      * pass, not inside the caller's close) rather than at the end of a back-off of up to 1 s. */
     if (s->backing_off && !s->closed && !s->soon_pending &&
@@ -398,9 +380,9 @@ int simul_server_close(simul_server *s)
         if (stat(s->unix_path, &st) == 0 && st.st_dev == s->unix_dev && st.st_ino == s->unix_ino)
             unlink(s->unix_path);
     }
-    wake_all(&s->closedq);
+    simul__waitq_wake_all(&s->closedq, 0);
     if (s->conns == 0)
-        wake_all(&s->idleq);
+        simul__waitq_wake_all(&s->idleq, 0);
     return 0;
 }
 
@@ -414,7 +396,7 @@ int simul_server_wait_closed(simul_server *s)
     int rc = simul__task_check(t);
     s->refs++;
     while (rc == 0 && !(s->closed && s->conns == 0))
-        rc = park_on(t, &s->idleq);
+        rc = simul__waitq_park(t, &s->idleq);
     s->refs--;
     maybe_free(s);
     return rc;
@@ -433,7 +415,7 @@ int simul_server_serve_forever(simul_server *s)
     s->refs++;
     s->forever = t;
     while (rc == 0 && !s->closed)
-        rc = park_on(t, &s->closedq);
+        rc = simul__waitq_park(t, &s->closedq);
     s->forever = NULL;
     if (rc < 0)
         simul_server_close(s); /* asyncio: a cancelled serve_forever closes the server */

@@ -1,10 +1,10 @@
-/* stream.c — streams (asyncio.open_connection / start_server): making them, the writing half,
- * closing, and the stream server. A write goes to the kernel at once when nothing is queued (the
- * echo path: one send, no copy, no loop pass); the rest is queued and flushed by the fd's edge
- * handler, so it drains even when no task waits, and drain() is only flow control. */
+/* stream.c — streams (asyncio.open_connection / start_server): making them over a bottom, the
+ * writing half, closing, and the stream server. A write goes to the bottom at once when nothing
+ * is queued (the echo path: one send, no copy, no loop pass); the rest is queued and flushed in
+ * the background (by the fd's edge handler for the fd bottom, else by a flusher task), so it
+ * drains even when no task waits, and drain() is only flow control. */
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -12,22 +12,19 @@
 
 #include "stream.h"
 
-#define WBUF_FIRST 4096
-#define WBUF_KEEP (64 * 1024) /* a bigger queue buffer is given back once it is empty */
-
 /* `closing` (stream.h) has two values here. Every other file reads it as a flag: no new calls,
- * and the fd record is not to be touched. Abort closes the fd at once but leaves the handle to
+ * and the bottom is not to be touched. Abort closes the bottom at once but leaves the handle to
  * simul_stream_close, so an aborted stream is freed exactly once, by the call that frees every
- * stream; an aborted stream has fd -1 while fd_closed is still 0. */
+ * stream; an aborted stream is `gone` while fd_closed is still 0. */
 enum {
     CLOSING_CLOSE = 1, /* simul_stream_close began: the handle is given back */
-    CLOSING_ABORT = 2, /* aborted: the fd is gone, the handle waits for simul_stream_close */
+    CLOSING_ABORT = 2, /* aborted: the bottom is gone, the handle waits for simul_stream_close */
 };
 
 static void destroy(simul_stream *s)
 {
     free(s->rbuf);
-    free(s->wbuf);
+    simul__wbuf_drop(&s->wq);
     free(s);
 }
 
@@ -54,127 +51,218 @@ void simul__stream_leave(simul_stream *s)
         destroy(s);
 }
 
-static void wake_all(simul__waitq *q, int result)
-{
-    simul__wait *w;
-    while ((w = simul__waitq_pop(q)))
-        simul__wake(w, result);
-}
+/* ---- the bottom ---------------------------------------------------------------------------- */
 
-/* Parks the running task on q. A cancellation point. */
-static int park_on(simul_task *t, simul__waitq *q)
+int simul__stream_bwait(simul_stream *s, simul_task *t, int dir)
 {
     int rc = simul__task_check(t);
     if (rc < 0)
         return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(q, &w);
-    return simul__park(&w, SIMUL__INF);
+    /* Listed while inside, so that close and abort can end the wait (end_bottom_waits). */
+    simul__bwaiter me = {.t = t, .next = s->bwaiters};
+    s->bwaiters = &me;
+    rc = s->plain ? simul__fd_wait(s->f, dir) : s->bops->wait(s->bctx, dir);
+    simul__bwaiter **pp = &s->bwaiters;
+    while (*pp != &me)
+        pp = &(*pp)->next;
+    *pp = me.next;
+    return rc;
 }
 
-/* ---- sending ------------------------------------------------------------------------------ */
-
-/* One non-blocking send of iov with the may-be-ready bookkeeping: the count, or -EAGAIN (the
- * WRITE bit is clear: an edge will come), or the error. Never raises SIGPIPE (the fd layer's). */
-static long try_send(simul_stream *s, const struct iovec *iov, int cnt)
+/* Ends the bottom waits of the stream's calls (not the flusher's unless `flusher`), as a
+ * cancellation ends a wait: through the wait record the task is parked in, whatever the bottom
+ * parked it on. Each resumes with -ECANCELED, finds the stream closing and does not touch the
+ * bottom again. */
+static void end_bottom_waits(simul_stream *s, bool flusher)
 {
+    for (simul__bwaiter *b = s->bwaiters; b; b = b->next) {
+        if (!flusher && b->t == s->flusher)
+            continue;
+        simul__task_interrupt(b->t, -ECANCELED);
+    }
+}
+
+/* The built-in fd bottom. Its ctx is the stream itself (the fd record and number live there),
+ * and a plain stream never calls these: stream.h's inline paths call the fd layer directly.
+ * A wrapping bottom calls them through the table. */
+static long fd_read(void *ctx, void *buf, size_t len)
+{
+    return simul__fd_try_read(((simul_stream *)ctx)->f, buf, len);
+}
+
+static long fd_writev(void *ctx, const struct iovec *iov, int cnt)
+{
+    simul_stream *s = ctx;
     return cnt == 1 ? simul__fd_try_write(s->f, iov[0].iov_base, iov[0].iov_len)
                     : simul__fd_try_writev(s->f, iov, cnt);
 }
 
+static int fd_wait(void *ctx, int dir)
+{
+    simul_stream *s = ctx;
+    if (s->fd < 0)
+        return -EBADF;
+    simul_task *t = simul__task_self();
+    int rc = t ? simul__task_check(t) : -EPERM;
+    return rc < 0 ? rc : simul__fd_wait(s->f, dir);
+}
+
+static int fd_shutdown(void *ctx)
+{
+    simul_stream *s = ctx;
+    return shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN ? -errno : 0;
+}
+
+static void fd_close(void *ctx, bool abort)
+{
+    simul_stream *s = ctx;
+    if (s->fd < 0)
+        return;
+    if (abort && s->sock) {
+        /* Without linger 0 the close would send a FIN after whatever the kernel still holds;
+         * with it the kernel drops that and resets the connection. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
+    if (s->loop == simul__loop()) {
+        simul__fd_set_handler(s->f, NULL, NULL);
+        simul_close(s->fd);
+    } else {
+        close(s->fd); /* the loop is gone: so is every record and every waiter */
+    }
+    s->fd = -1;
+}
+
+static int fd_fd(void *ctx)
+{
+    return ((simul_stream *)ctx)->fd;
+}
+
+static const simul_stream_ops fd_sock_ops = {
+    .read = fd_read,
+    .writev = fd_writev,
+    .wait = fd_wait,
+    .shutdown = fd_shutdown,
+    .close = fd_close,
+    .fd = fd_fd,
+    .flags = SIMUL_STREAM_BOTTOM_ZEROCOPY,
+};
+
+/* Pipes, ttys: no half-close. */
+static const simul_stream_ops fd_pipe_ops = {
+    .read = fd_read,
+    .writev = fd_writev,
+    .wait = fd_wait,
+    .close = fd_close,
+    .fd = fd_fd,
+    .flags = SIMUL_STREAM_BOTTOM_ZEROCOPY,
+};
+
+/* The bottom goes (once). */
+static void close_bottom(simul_stream *s, bool abort)
+{
+    if (s->gone)
+        return;
+    s->gone = 1;
+    s->bops->close(s->bctx, abort);
+}
+
+/* ---- sending ------------------------------------------------------------------------------ */
+
 /* The connection failed: the queue can never go, so it is dropped (memory back at once) and
  * everyone waiting for it hears. */
-static void fail_write(simul_stream *s, int err)
+void simul__stream_fail_write(simul_stream *s, int err)
 {
     if (!s->werr)
         s->werr = err;
-    s->wpos = s->wend = 0;
-    s->paused = 0;
-    wake_all(&s->drainq, 0);
-    wake_all(&s->flushq, 0);
+    simul__wbuf_drop(&s->wq);
+    simul__waitq_wake_all(&s->drainq, 0);
+    simul__waitq_wake_all(&s->flushq, 0);
 }
 
 static void shut_wr(simul_stream *s)
 {
     s->eof_sent = 1;
-    if (shutdown(s->fd, SHUT_WR) < 0 && errno != ENOTCONN)
-        fail_write(s, -errno);
+    int rc = s->bops->shutdown(s->bctx);
+    if (rc < 0)
+        simul__stream_fail_write(s, rc);
 }
 
-/* Sends what is queued until the kernel refuses; wakes drainers below the low-water mark. Runs
- * from the loop's dispatch on every WRITE edge while something is queued. */
+/* Sends what is queued until the bottom refuses; wakes drainers below the low-water mark. Runs
+ * from the loop's dispatch on every WRITE edge while something is queued (the fd bottom), or
+ * from the flusher task. */
 static void flush(simul_stream *s)
 {
-    while (s->wpos < s->wend) {
-        struct iovec v = {s->wbuf + s->wpos, s->wend - s->wpos};
-        long n = try_send(s, &v, 1);
+    if (s->gone)
+        return;
+    struct iovec v;
+    while (simul__wbuf_iov(&s->wq, &v)) {
+        long n = simul__stream_bwritev(s, &v, 1);
         if (n > 0) {
-            s->wpos += (size_t)n;
+            simul__wbuf_consume(&s->wq, (size_t)n); /* empty: memory back (wbuf.h) */
         } else if (n == -EAGAIN || n == 0) {
             break;
         } else {
-            fail_write(s, (int)n);
+            simul__stream_fail_write(s, (int)n);
             return;
         }
     }
-    if (s->wpos == s->wend) {
-        s->wpos = s->wend = 0;
-        if (s->wcap > WBUF_KEEP) {
-            free(s->wbuf);
-            s->wbuf = NULL;
-            s->wcap = 0;
-        }
+    if (simul__wbuf_empty(&s->wq)) {
         if (s->eof_wanted && !s->eof_sent)
             shut_wr(s);
-        wake_all(&s->flushq, 0);
+        simul__waitq_wake_all(&s->flushq, 0);
     }
-    if (s->paused && s->wend - s->wpos <= s->low) {
-        s->paused = 0;
-        wake_all(&s->drainq, 0);
-    }
+    if (simul__wbuf_resume_check(&s->wq))
+        simul__waitq_wake_all(&s->drainq, 0);
 }
 
 static void on_edge(void *owner, uint32_t events)
 {
     simul_stream *s = owner;
-    if ((events & SIMUL__EV_WRITE) && s->wpos < s->wend)
+    /* Under a wrapping bottom the flusher task sends: the wrapper may need to read first. */
+    if ((events & SIMUL__EV_WRITE) && s->plain && !simul__wbuf_empty(&s->wq))
         flush(s);
 }
 
-/* Copies iov minus its first `skip` bytes to the end of the queue. 0 or -ENOMEM. */
-static int enqueue(simul_stream *s, const struct iovec *iov, int cnt, size_t skip, size_t total)
+/* A bottom without fd edges: a task flushes the queue, parked in the bottom's WRITE wait while
+ * it cannot go. It ends when the queue is empty or failed, or the stream is aborted (which ends
+ * its wait); a close waits for it through flushq as for the edge-driven flush. */
+static int flusher_main(void *arg)
 {
-    size_t add = total - skip;
-    if (s->wcap - s->wend < add) {
-        if (s->wpos > 0) {
-            memmove(s->wbuf, s->wbuf + s->wpos, s->wend - s->wpos);
-            s->wend -= s->wpos;
-            s->wpos = 0;
-        }
-        if (s->wcap - s->wend < add) {
-            if (add > SIZE_MAX / 2 - s->wend)
-                return -ENOMEM;
-            size_t cap = s->wcap ? s->wcap * 2 : WBUF_FIRST;
-            while (cap < s->wend + add)
-                cap *= 2;
-            char *p = realloc(s->wbuf, cap);
-            if (!p)
-                return -ENOMEM;
-            s->wbuf = p;
-            s->wcap = cap;
+    simul_stream *s = arg;
+    simul_task *t = simul__task_self();
+    for (;;) {
+        flush(s);
+        if (simul__wbuf_empty(&s->wq) || s->werr || s->gone || s->plain)
+            break;
+        int rc = simul__stream_bwait(s, t, SIMUL_STREAM_WRITE);
+        if (s->gone || s->werr)
+            break;
+        if (rc < 0) {
+            /* The bottom broke, or this task was cancelled (a loop shutting down): the queue
+             * cannot go, and a close waiting for it must hear. */
+            simul__stream_fail_write(s, rc);
+            break;
         }
     }
-    for (int i = 0; i < cnt; i++) {
-        size_t len = iov[i].iov_len;
-        const char *base = iov[i].iov_base;
-        if (skip >= len) {
-            skip -= len;
-            continue;
-        }
-        memcpy(s->wbuf + s->wend, base + skip, len - skip);
-        s->wend += len - skip;
-        skip = 0;
-    }
+    s->flusher = NULL;
+    simul__stream_leave(s);
+    return 0;
+}
+
+/* Something is queued on a bottom without fd edges: make sure a flusher runs. 0 or -ENOMEM. */
+static int start_flusher(simul_stream *s)
+{
+    if (s->plain || s->flusher)
+        return 0;
+    simul_task_opts o = {.name = "stream-flush", .stack_size = 0};
+    simul_task *h;
+    int rc = simul_task_spawn(&h, flusher_main, s, &o);
+    if (rc < 0)
+        return rc;
+    s->users++; /* its hold: the record outlives a close until the task has left */
+    s->flusher = h; /* valid until the task ends (it clears this first) */
+    simul_task_detach(h);
     return 0;
 }
 
@@ -200,27 +288,28 @@ static int write_iov(simul_stream *s, const struct iovec *iov, int cnt)
     if (total == 0)
         return 0;
     size_t sent = 0;
-    if (s->wpos == s->wend) {
-        /* Nothing queued, so order allows the kernel to have it now: the common case costs
+    if (simul__wbuf_empty(&s->wq)) {
+        /* Nothing queued, so order allows the bottom to have it now: the common case costs
          * exactly one send and the data is never copied. */
-        long n = try_send(s, iov, nfirst);
+        long n = simul__stream_bwritev(s, iov, nfirst);
         if (n >= 0 && (size_t)n == total)
             return 0;
         if (n >= 0) {
             sent = (size_t)n;
         } else if (n != -EAGAIN) {
-            fail_write(s, (int)n);
+            simul__stream_fail_write(s, (int)n);
             return (int)n;
         }
     }
-    int rc = enqueue(s, iov, cnt, sent, total);
+    int rc = simul__wbuf_append_iov(&s->wq, iov, cnt, sent, total);
+    if (rc == 0)
+        rc = start_flusher(s);
     if (rc < 0) {
-        if (sent)
-            fail_write(s, rc); /* part of it went: the byte stream has a hole now */
+        if (sent || !simul__wbuf_empty(&s->wq))
+            simul__stream_fail_write(s, rc); /* part of it went: the byte stream has a hole */
         return rc;
     }
-    if (s->wend - s->wpos > s->high)
-        s->paused = 1;
+    simul__wbuf_pause_check(&s->wq);
     return 0;
 }
 
@@ -250,9 +339,9 @@ int simul_stream_drain(simul_stream *s)
             rc = s->werr ? s->werr : s->rerr;
             break;
         }
-        if (!s->paused)
+        if (!s->wq.paused)
             break;
-        if ((rc = park_on(t, &s->drainq)) < 0)
+        if ((rc = simul__waitq_park(t, &s->drainq)) < 0)
             break;
     }
     simul__stream_leave(s);
@@ -263,26 +352,21 @@ int simul_stream_set_write_buffer_limits(simul_stream *s, size_t high, size_t lo
 {
     if (!s || low > high)
         return -EINVAL;
-    s->high = high;
-    s->low = low;
-    size_t q = s->wend - s->wpos;
-    if (q > high) {
-        s->paused = 1;
-    } else if (s->paused && q <= low) {
-        s->paused = 0;
-        wake_all(&s->drainq, 0);
-    }
+    s->wq.high = high;
+    s->wq.low = low;
+    if (!simul__wbuf_pause_check(&s->wq) && simul__wbuf_resume_check(&s->wq))
+        simul__waitq_wake_all(&s->drainq, 0);
     return 0;
 }
 
 size_t simul_stream_write_buffer_size(const simul_stream *s)
 {
-    return s ? s->wend - s->wpos : 0;
+    return s ? simul__wbuf_len(&s->wq) : 0;
 }
 
 bool simul_stream_can_write_eof(const simul_stream *s)
 {
-    return s && s->sock;
+    return s && s->bops->shutdown;
 }
 
 int simul_stream_write_eof(simul_stream *s)
@@ -291,7 +375,7 @@ int simul_stream_write_eof(simul_stream *s)
         return -EINVAL;
     if (s->closing)
         return -EBADF;
-    if (!s->sock)
+    if (!s->bops->shutdown)
         return -EOPNOTSUPP;
     if (s->werr)
         return s->werr;
@@ -300,29 +384,27 @@ int simul_stream_write_eof(simul_stream *s)
     if (s->sending_file)
         return -EBUSY;
     s->eof_wanted = 1;
-    if (s->wpos == s->wend)
+    if (simul__wbuf_empty(&s->wq))
         shut_wr(s);
     return s->werr;
 }
 
 /* ---- closing ------------------------------------------------------------------------------ */
 
-/* The fd goes; the record goes once the last task inside a call has left. */
+/* The bottom goes; the record goes once the last task inside a call has left. */
 static void finish(simul_stream *s)
 {
-    s->wpos = s->wend = 0;
-    s->paused = 0;
+    simul__wbuf_drop(&s->wq);
     if (s->loop == simul__loop()) {
-        if (s->fd >= 0) { /* else abort closed it */
-            simul__fd_set_handler(s->f, NULL, NULL);
-            simul_close(s->fd);
-        }
+        /* A flusher still parked (a close cut short by a deadline) must be out of the bottom
+         * before it goes: it resumes, finds the stream gone and leaves. */
+        end_bottom_waits(s, true);
+        close_bottom(s, false); /* unless abort closed it */
         simul__loop_handle_unref(s->loop);
-        wake_all(&s->closedq, 0);
-    } else if (s->fd >= 0) {
-        close(s->fd); /* the loop is gone: so is every record and every waiter */
+        simul__waitq_wake_all(&s->closedq, 0);
+    } else {
+        close_bottom(s, false); /* the loop is gone: so is every waiter */
     }
-    s->fd = -1;
     s->fd_closed = 1;
     simul__stream_leave(s); /* close's own count */
 }
@@ -331,8 +413,8 @@ static void finish(simul_stream *s)
 static int wait_flushed(simul_stream *s, simul_task *t)
 {
     int rc = 0;
-    while (rc == 0 && s->wpos < s->wend && !s->werr)
-        rc = park_on(t, &s->flushq);
+    while (rc == 0 && !simul__wbuf_empty(&s->wq) && !s->werr)
+        rc = simul__waitq_park(t, &s->flushq);
     return rc;
 }
 
@@ -363,27 +445,28 @@ static int close_stream(simul_stream *s, bool may_suspend)
     s->users++;
     bool here = s->loop == simul__loop();
     if (here) {
-        /* Calls in progress in other tasks end with -ECANCELED: a reader parked on the fd, and
-         * drainers (they see `closing` when they resume). */
-        simul__fd_wake_all(s->f, SIMUL__DIR_READ, -ECANCELED);
-        simul__fd_wake_all(s->f, SIMUL__DIR_WRITE, -ECANCELED);
-        wake_all(&s->drainq, 0);
+        /* Calls in progress in other tasks end with -ECANCELED: a reader or a sendfile parked
+         * in the bottom, and drainers (they see `closing` when they resume). The flusher goes
+         * on: the close waits for it. */
+        end_bottom_waits(s, false);
+        simul__waitq_wake_all(&s->drainq, 0);
         /* A stream_sendfile waiting for the queue or for its source (close has not parked on
          * flushq yet, so only it is there). */
-        wake_all(&s->flushq, 0);
+        simul__waitq_wake_all(&s->flushq, 0);
         simul__fd_wait_end(&s->source_wait, -ECANCELED);
     }
     int rc = 0;
-    if (here && s->wpos < s->wend && !s->werr) {
+    if (here && !simul__wbuf_empty(&s->wq) && !s->werr) {
         simul_task *t = may_suspend ? simul__task_self() : NULL;
         if (t) {
             rc = wait_flushed(s, t);
         } else {
             flush(s);
             simul_task_opts o = {.name = "stream-close", .stack_size = 0};
-            if (s->wpos < s->wend && !s->werr && simul_task_spawn(NULL, close_in_task, s, &o) == 0)
+            bool left = !simul__wbuf_empty(&s->wq) && !s->werr;
+            if (left && simul_task_spawn(NULL, close_in_task, s, &o) == 0)
                 return 0; /* that task finishes the close */
-            if (s->wpos < s->wend && !s->werr)
+            if (left)
                 rc = -ENOMEM;
         }
     }
@@ -402,7 +485,7 @@ int simul_stream_abort(simul_stream *s)
 {
     if (!s)
         return -EINVAL;
-    if (s->fd < 0)
+    if (s->gone)
         return s->fd_closed ? -EBADF : 0; /* closed (the handle is invalid), or aborted already */
     if (!s->closing)
         s->closing = CLOSING_ABORT;
@@ -410,31 +493,20 @@ int simul_stream_abort(simul_stream *s)
      * queue gone and reports this as what lost its data. */
     if (!s->werr)
         s->werr = -ECONNABORTED;
-    free(s->wbuf);
-    s->wbuf = NULL;
-    s->wcap = s->wpos = s->wend = 0;
-    s->paused = 0;
-    if (s->sock) {
-        /* Without linger 0 the close would send a FIN after whatever the kernel still holds;
-         * with it the kernel drops that and resets the connection. */
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-    }
+    simul__wbuf_drop(&s->wq);
     if (s->loop == simul__loop()) {
-        /* Woken before the fd goes, with the answer close gives them: their calls see `closing`
-         * and return without touching the fd record, which a new fd may reuse from now on. */
-        simul__fd_wake_all(s->f, SIMUL__DIR_READ, -ECANCELED);
-        simul__fd_wake_all(s->f, SIMUL__DIR_WRITE, -ECANCELED);
-        wake_all(&s->drainq, 0);
-        wake_all(&s->flushq, 0);
+        /* Woken before the bottom goes, with the answer close gives them: their calls see
+         * `closing` and return without touching the bottom (or the fd record, which a new fd
+         * may reuse from now on). */
+        end_bottom_waits(s, true);
+        simul__waitq_wake_all(&s->drainq, 0);
+        simul__waitq_wake_all(&s->flushq, 0);
         simul__fd_wait_end(&s->source_wait, -ECANCELED);
-        simul__fd_set_handler(s->f, NULL, NULL);
-        simul_close(s->fd);
-        wake_all(&s->closedq, 0);
+        close_bottom(s, true);
+        simul__waitq_wake_all(&s->closedq, 0);
     } else {
-        close(s->fd);
+        close_bottom(s, true);
     }
-    s->fd = -1;
     return 0;
 }
 
@@ -447,8 +519,8 @@ int simul_stream_wait_closed(simul_stream *s)
         return -EINVAL;
     s->users++;
     int rc = 0;
-    while (rc == 0 && s->fd >= 0) /* closed, or aborted */
-        rc = park_on(t, &s->closedq);
+    while (rc == 0 && !s->gone) /* closed, or aborted */
+        rc = simul__waitq_park(t, &s->closedq);
     simul__stream_leave(s);
     return rc;
 }
@@ -458,22 +530,36 @@ bool simul_stream_is_closing(const simul_stream *s)
     return s && s->closing;
 }
 
+/* The fd under the bottom, -1 for none. */
+static int bottom_fd(const simul_stream *s)
+{
+    if (s->plain)
+        return s->fd;
+    return s->bops->fd ? s->bops->fd(s->bctx) : -1;
+}
+
 int simul_stream_fd(const simul_stream *s)
 {
     if (!s)
         return -EINVAL;
-    return s->fd < 0 ? -EBADF : s->fd;
+    if (s->gone)
+        return -EBADF;
+    int fd = bottom_fd(s);
+    return fd < 0 ? -EOPNOTSUPP : fd;
 }
 
 static int name_of(const simul_stream *s, struct sockaddr_storage *addr, bool peer)
 {
     if (!s || !addr)
         return -EINVAL;
-    if (s->fd < 0)
+    if (s->gone)
         return -EBADF;
+    int fd = bottom_fd(s);
+    if (fd < 0)
+        return -ENOTSOCK;
     socklen_t len = sizeof *addr;
-    int r = peer ? getpeername(s->fd, (struct sockaddr *)addr, &len)
-                 : getsockname(s->fd, (struct sockaddr *)addr, &len);
+    int r = peer ? getpeername(fd, (struct sockaddr *)addr, &len)
+                 : getsockname(fd, (struct sockaddr *)addr, &len);
     return r < 0 ? -errno : (int)len;
 }
 
@@ -489,6 +575,27 @@ int simul_stream_sockname(const simul_stream *s, struct sockaddr_storage *addr)
 
 /* ---- making streams ----------------------------------------------------------------------- */
 
+/* A stream record with the defaults, on no bottom yet. */
+static simul_stream *stream_alloc(simul_loop *loop)
+{
+    simul_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->loop = loop;
+    s->fd = -1;
+    s->limit = SIMUL_STREAM_LIMIT;
+    s->wq.high = SIMUL_STREAM_HIGH_WATER;
+    s->wq.low = SIMUL_STREAM_LOW_WATER;
+    return s;
+}
+
+/* The stream is made: it counts as an open handle from now on. */
+static void stream_opened(simul_loop *loop, simul_stream *s, simul_stream **out)
+{
+    simul__loop_handle_ref(loop); /* until the bottom is closed: simul_loop_close refuses while a stream is open */
+    *out = s;
+}
+
 /* A stream on fd (the caller keeps the fd if this fails). */
 static int stream_new(int fd, bool sock, simul_stream **out)
 {
@@ -501,16 +608,15 @@ static int stream_new(int fd, bool sock, simul_stream **out)
         return rc;
     if (f->handler)
         return -EBUSY; /* another stream or transport owns this fd */
-    simul_stream *s = calloc(1, sizeof *s);
+    simul_stream *s = stream_alloc(loop);
     if (!s)
         return -ENOMEM;
-    s->loop = loop;
     s->f = f;
     s->fd = fd;
     s->sock = sock;
-    s->limit = SIMUL_STREAM_LIMIT;
-    s->high = SIMUL_STREAM_HIGH_WATER;
-    s->low = SIMUL_STREAM_LOW_WATER;
+    s->plain = 1;
+    s->bops = sock ? &fd_sock_ops : &fd_pipe_ops;
+    s->bctx = s;
     /* Stream sockets and pipes alike: a short read means the kernel had no more. */
     f->stream = 1;
     f->sock = sock;
@@ -521,9 +627,86 @@ static int stream_new(int fd, bool sock, simul_stream **out)
         free(s);
         return rc;
     }
-    simul__loop_handle_ref(loop); /* until the fd is closed: simul_loop_close refuses while a stream is open */
-    *out = s;
+    stream_opened(loop, s, out);
     return 0;
+}
+
+static bool ops_ok(const simul_stream_ops *ops)
+{
+    return ops && ops->read && ops->writev && ops->wait && ops->close;
+}
+
+int simul_stream_from_bottom(const simul_stream_ops *ops, void *ctx, simul_stream **out)
+{
+    if (out)
+        *out = NULL;
+    if (!out || !ops_ok(ops))
+        return -EINVAL;
+    simul_loop *loop = simul__loop();
+    if (!loop)
+        return -ENXIO;
+    simul_stream *s = stream_alloc(loop);
+    if (!s)
+        return -ENOMEM;
+    s->bops = ops;
+    s->bctx = ctx;
+    stream_opened(loop, s, out);
+    return 0;
+}
+
+int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, void *ctx)
+{
+    if (!s || !ops_ok(ops))
+        return -EINVAL;
+    if (s->closing || s->gone)
+        return -EBADF;
+    if (s->werr || s->rerr)
+        return s->werr ? s->werr : s->rerr;
+    if (s->eof_wanted || s->eof)
+        return -ESHUTDOWN;
+    /* Queued bytes belong to the old bottom's byte stream; a task inside a read or a sendfile is
+     * using the old bottom right now. */
+    if (!simul__wbuf_empty(&s->wq) || s->reader || s->sending_file || s->flusher)
+        return -EBUSY;
+    /* Bytes read ahead from the old bottom came after the switch point: the new one reads them
+     * first (the PROXY header + ClientHello case that asyncio's start_tls once lost). */
+    if (s->rend > s->rpos) {
+        if (!ops->unread)
+            return -EBUSY;
+        int rc = ops->unread(ctx, s->rbuf + s->rpos, s->rend - s->rpos);
+        if (rc < 0)
+            return rc;
+        s->rpos = s->rend = 0;
+    }
+    s->skip_line = 0;
+    s->bops = ops;
+    s->bctx = ctx;
+    s->plain = 0; /* the fd's edges no longer flush: the new bottom may need to read first */
+    return 0;
+}
+
+int simul_stream_wait_bottom(simul_stream *s, int dir)
+{
+    simul_task *t;
+    int rc = simul__stream_enter(s, &t, __func__);
+    if (rc < 0)
+        return rc;
+    if (dir != SIMUL_STREAM_READ && dir != SIMUL_STREAM_WRITE)
+        rc = -EINVAL;
+    else
+        rc = simul__stream_bwait(s, t, dir);
+    if (s->closing)
+        rc = -ECANCELED; /* the bottom may be closed already: the caller must not touch it */
+    simul__stream_leave(s);
+    return rc;
+}
+
+const simul_stream_ops *simul_stream_bottom(const simul_stream *s, void **ctx)
+{
+    const simul_stream_ops *ops = s && !s->gone ? s->bops : NULL;
+    if (ctx)
+        *ctx = ops ? s->bctx : NULL;
+    return ops;
 }
 
 int simul_open_connection(const char *host, const char *port, simul_stream **out)
@@ -620,7 +803,7 @@ static int conn_main(void *arg)
          * the connection counts as live (wait_closed) until its fd is closed, as a transport
          * does until connection_lost. A cancel ends the wait; the close goes on regardless. */
         simul_task *t = simul__task_self();
-        while (s->fd >= 0 && park_on(t, &s->closedq) == 0) {
+        while (!s->gone && simul__waitq_park(t, &s->closedq) == 0) {
         }
     }
     simul__stream_leave(s); /* the handler's hold: frees the stream once it is closed */

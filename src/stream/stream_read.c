@@ -31,18 +31,15 @@ static void leave_read(simul_stream *s)
     simul__stream_leave(s);
 }
 
-/* Waits for the next READ edge. A cancellation point; -ECANCELED once the stream is being
- * closed by another task (the fd record must not be touched then). */
+/* Waits in the bottom until it may have data. A cancellation point; -ECANCELED once the stream
+ * is being closed by another task (the bottom must not be touched then). */
 static int wait_readable(simul_stream *s, simul_task *t)
 {
-    int rc = simul__task_check(t);
-    if (rc < 0)
-        return rc;
-    rc = simul__fd_wait(s->f, SIMUL__DIR_READ);
+    int rc = simul__stream_bwait(s, t, SIMUL_STREAM_READ);
     return s->closing ? -ECANCELED : rc;
 }
 
-/* One read(2) into the buffer's free space. Returns the count, 0 at EOF, -EAGAIN, -ENOMEM, or
+/* One read of the bottom (read(2) for the fd bottom) into the buffer's free space. Returns the count, 0 at EOF, -EAGAIN, -ENOMEM, or
  * the read error (made sticky). Moves the buffer: pointers into it die here. */
 static long fill(simul_stream *s)
 {
@@ -69,7 +66,7 @@ static long fill(simul_stream *s)
             s->rcap = cap;
         }
     }
-    long n = simul__fd_try_read(s->f, s->rbuf + s->rend, s->rcap - s->rend);
+    long n = simul__stream_bread(s, s->rbuf + s->rend, s->rcap - s->rend);
     if (n > 0)
         s->rend += (size_t)n;
     else if (n == 0)
@@ -131,8 +128,8 @@ static long read_some(simul_stream *s, simul_task *t, void *buf, size_t n)
             return 0;
         long r;
         if (n >= DIRECT_MIN) {
-            /* The fast path: one read(2) into the caller's memory, no copy. */
-            r = simul__fd_try_read(s->f, buf, n);
+            /* The fast path: one read(2) (or bottom read) into the caller's memory, no copy. */
+            r = simul__stream_bread(s, buf, n);
             if (r >= 0) {
                 s->eof = r == 0;
                 return r;
@@ -200,7 +197,7 @@ static long exactly_large(simul_stream *s, simul_task *t, char *buf, size_t n, s
             return s->rerr;
         if (s->eof)
             return -ENODATA;
-        long r = simul__fd_try_read(s->f, buf + *done, n - *done);
+        long r = simul__stream_bread(s, buf + *done, n - *done);
         if (r > 0) {
             *done += (size_t)r;
         } else if (r == 0) {

@@ -15,12 +15,11 @@
 
 #include "server.h"
 #include "transport.h"
+#include "wbuf.h"
 
 /* Reads per edge (or per deferred pass) before the rest waits for the next pass: 1 MiB of a
  * fast sender, so one connection cannot hold the loop. */
 #define READ_BUDGET 16
-/* A write buffer up to this size is kept when it empties; a bigger one is freed. */
-#define WBUF_KEEP 16384
 #define DEFAULT_HIGH 65536
 #define DEFAULT_LOW 16384
 
@@ -31,7 +30,6 @@ enum {
     F_READ_EOF = 1u << 3,    /* the peer's EOF was delivered */
     F_EOF_WANTED = 1u << 4,  /* write_eof: SHUT_WR once the buffer is empty */
     F_EOF_SENT = 1u << 5,
-    F_WRITE_PAUSED = 1u << 6, /* pause_writing delivered, resume_writing not yet */
 };
 #define NOT_READING (F_CLOSING | F_LOST | F_READ_PAUSED | F_READ_EOF)
 
@@ -40,12 +38,16 @@ enum { D_READ = 1u, D_LOST = 2u };
 struct simul_transport {
     simul__deferred def; /* first: the deferred record is the transport */
     simul__fd *f;
+    /* The bottom: `plain` while it is the built-in fd bottom (the fd layer is called directly);
+     * a wrapping bottom (TLS) sits on that one, and the fd's edges still drive everything. */
+    const simul_stream_ops *bops;
+    void *bctx;
+    bool plain;
+    bool aborted; /* the bottom is closed with abort */
     const simul_protocol *proto;
     void *ctx;
-    char *rbuf; /* the thread's read buffer (a reference held) */
-    char *wbuf; /* queued bytes are wbuf[whead, wtail) */
-    size_t whead, wtail, wcap;
-    size_t high, low;
+    char *rbuf;     /* the thread's read buffer (a reference held) */
+    simul__wbuf wq; /* queued bytes; paused: pause_writing delivered, resume_writing not yet */
     simul_server *server; /* counts this connection as live, if any */
     int err;              /* for connection_lost */
     unsigned flags;
@@ -131,13 +133,6 @@ void simul__defer(simul__deferred *d, unsigned bits, bool after_poll)
 
 /* ---- failing, closing, finishing ---------------------------------------------------------- */
 
-static void drop_wbuf(simul_transport *t)
-{
-    free(t->wbuf);
-    t->wbuf = NULL;
-    t->whead = t->wtail = t->wcap = 0;
-}
-
 /* connection_lost(err) is scheduled; from now on the transport ignores events and refuses work. */
 static void lose(simul_transport *t, int err)
 {
@@ -152,21 +147,20 @@ static void fail(simul_transport *t, int err)
 {
     if (t->flags & F_LOST)
         return;
-    drop_wbuf(t);
+    simul__wbuf_drop(&t->wq);
     lose(t, err);
 }
 
-/* Deferred: the last callback, then the socket and the memory. */
+/* Deferred: the last callback, then the bottom (the socket) and the memory. */
 static void finish(simul_transport *t)
 {
     if (t->proto && t->proto->connection_lost)
         t->proto->connection_lost(t->ctx, t->err);
     SIMUL__ASSERT(!t->def.queued); /* every deferral checks F_LOST first */
-    simul__fd_set_handler(t->f, NULL, NULL);
-    simul_close(t->f->fd);
+    t->bops->close(t->bctx, t->aborted);
     if (t->server)
         simul__server_conn_end(t->server);
-    drop_wbuf(t);
+    simul__wbuf_drop(&t->wq);
     simul__tp_buf_release();
     free(t);
 }
@@ -175,46 +169,13 @@ static void finish(simul_transport *t)
 
 static inline size_t queued(const simul_transport *t)
 {
-    return t->wtail - t->whead;
+    return simul__wbuf_len(&t->wq);
 }
 
 static void maybe_pause(simul_transport *t)
 {
-    if (!(t->flags & F_WRITE_PAUSED) && queued(t) > t->high) {
-        t->flags |= F_WRITE_PAUSED;
-        if (t->proto->pause_writing)
-            t->proto->pause_writing(t->ctx);
-    }
-}
-
-/* Room for `len` more bytes at the tail: slide the queue to the front or grow. */
-static int reserve(simul_transport *t, size_t len)
-{
-    size_t used = queued(t);
-    if (t->wcap - t->wtail >= len)
-        return 0;
-    if (len > SIZE_MAX / 2 - used)
-        return -ENOMEM;
-    if (t->wcap - used >= len && t->whead >= used) { /* non-overlapping: memcpy */
-        memcpy(t->wbuf, t->wbuf + t->whead, used);
-    } else if (t->wcap - used >= len) {
-        memmove(t->wbuf, t->wbuf + t->whead, used);
-    } else {
-        size_t cap = t->wcap ? t->wcap * 2 : 4096;
-        while (cap < used + len)
-            cap *= 2;
-        char *b = malloc(cap);
-        if (!b)
-            return -ENOMEM;
-        if (used)
-            memcpy(b, t->wbuf + t->whead, used);
-        free(t->wbuf);
-        t->wbuf = b;
-        t->wcap = cap;
-    }
-    t->whead = 0;
-    t->wtail = used;
-    return 0;
+    if (simul__wbuf_pause_check(&t->wq) && t->proto->pause_writing)
+        t->proto->pause_writing(t->ctx);
 }
 
 static int refused(const simul_transport *t)
@@ -225,15 +186,40 @@ static int refused(const simul_transport *t)
 static int do_shutdown(simul_transport *t)
 {
     t->flags |= F_EOF_SENT;
-    return shutdown(t->f->fd, SHUT_WR) < 0 ? -errno : 0;
+    return t->bops->shutdown ? t->bops->shutdown(t->bctx) : -EOPNOTSUPP;
+}
+
+/* The bottom's non-blocking transfers (stream.h's rule: the fd bottom without an indirect call). */
+static inline long b_write(simul_transport *t, const void *buf, size_t len)
+{
+    if (SIMUL__LIKELY(t->plain))
+        return simul__fd_try_write(t->f, buf, len);
+    struct iovec v = {(void *)buf, len};
+    return t->bops->writev(t->bctx, &v, 1);
+}
+
+static inline long b_read(simul_transport *t, void *buf, size_t len)
+{
+    if (SIMUL__LIKELY(t->plain))
+        return simul__fd_try_recv(t->f, buf, len, 0);
+    return t->bops->read(t->bctx, buf, len);
+}
+
+/* Whether reading (writing) may make progress: the fd's bit for the fd bottom; a wrapping bottom
+ * may hold bytes of its own (a TLS record read whole), so only its -EAGAIN says no. */
+static inline bool may_read(const simul_transport *t)
+{
+    return !t->plain || simul__fd_ready(t->f, SIMUL__DIR_READ);
+}
+
+static inline bool may_write(const simul_transport *t)
+{
+    return !t->plain || simul__fd_ready(t->f, SIMUL__DIR_WRITE);
 }
 
 /* The queue just emptied: finish a close or a write_eof that waited for it. */
 static void drained(simul_transport *t)
 {
-    if (t->wcap > WBUF_KEEP) /* a burst's buffer is not kept for an idle connection */
-        drop_wbuf(t);
-    t->whead = t->wtail = 0;
     if (t->flags & F_CLOSING) {
         lose(t, 0);
     } else if ((t->flags & (F_EOF_WANTED | F_EOF_SENT)) == F_EOF_WANTED) {
@@ -247,30 +233,28 @@ static void drained(simul_transport *t)
  * clears the bit: the next edge says when there is room again). */
 static void flush(simul_transport *t)
 {
-    while (t->whead < t->wtail) {
-        long n = simul__fd_try_write(t->f, t->wbuf + t->whead, t->wtail - t->whead);
+    while (!simul__wbuf_empty(&t->wq)) {
+        long n = b_write(t, simul__wbuf_data(&t->wq), queued(t));
         if (n == -EAGAIN)
             break;
         if (n < 0) {
             fail(t, (int)n);
             return;
         }
-        t->whead += (size_t)n;
-        if (!simul__fd_ready(t->f, SIMUL__DIR_WRITE))
+        simul__wbuf_consume(&t->wq, (size_t)n); /* empty: memory back (wbuf.h) */
+        if (!may_write(t))
             break;
     }
-    if (t->whead == t->wtail)
-        t->whead = t->wtail = 0;
-    if ((t->flags & F_WRITE_PAUSED) && queued(t) <= t->low) {
-        t->flags &= ~(unsigned)F_WRITE_PAUSED;
+    if (simul__wbuf_resume_check(&t->wq)) {
         if (t->proto->resume_writing)
             t->proto->resume_writing(t->ctx); /* may write, close, abort */
         if (t->flags & F_LOST)
             return;
     }
     /* Invariant from here: bytes still queued means the WRITE bit is clear and an edge will
-     * come (resume_writing's own writes went straight out or kept that invariant). */
-    if (t->whead == t->wtail)
+     * come (resume_writing's own writes went straight out or kept that invariant); under a
+     * wrapping bottom, that the bottom said -EAGAIN, and every edge of the fd retries. */
+    if (simul__wbuf_empty(&t->wq))
         drained(t);
 }
 
@@ -280,9 +264,9 @@ int simul_transport_write(simul_transport *t, const void *data, size_t len)
         return refused(t);
     if (SIMUL__UNLIKELY(len == 0))
         return 0;
-    if (SIMUL__LIKELY(t->whead == t->wtail)) {
+    if (SIMUL__LIKELY(simul__wbuf_empty(&t->wq))) {
         /* Nothing queued: try the socket now (a write finished here costs no loop pass). */
-        long n = simul__fd_try_write(t->f, data, len);
+        long n = b_write(t, data, len);
         if (SIMUL__LIKELY(n == (long)len))
             return 0;
         if (n < 0 && n != -EAGAIN) {
@@ -294,13 +278,11 @@ int simul_transport_write(simul_transport *t, const void *data, size_t len)
             len -= (size_t)n;
         }
     }
-    int rc = reserve(t, len);
+    int rc = simul__wbuf_append(&t->wq, data, len);
     if (rc < 0) {
         fail(t, rc);
         return rc;
     }
-    memcpy(t->wbuf + t->wtail, data, len);
-    t->wtail += len;
     maybe_pause(t);
     return 0;
 }
@@ -320,8 +302,9 @@ int simul_transport_writev(simul_transport *t, const struct iovec *iov, int iovc
     if (total == 0)
         return 0;
     size_t skip = 0; /* bytes the kernel took */
-    if (t->whead == t->wtail) {
-        long n = simul__fd_try_writev(t->f, iov, iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+    if (simul__wbuf_empty(&t->wq)) {
+        int cnt = iovcnt < IOV_MAX ? iovcnt : IOV_MAX;
+        long n = t->plain ? simul__fd_try_writev(t->f, iov, cnt) : t->bops->writev(t->bctx, iov, cnt);
         if (n < 0 && n != -EAGAIN) {
             fail(t, (int)n);
             return (int)n;
@@ -331,20 +314,10 @@ int simul_transport_writev(simul_transport *t, const struct iovec *iov, int iovc
         if (skip == total)
             return 0;
     }
-    int rc = reserve(t, total - skip);
+    int rc = simul__wbuf_append_iov(&t->wq, iov, iovcnt, skip, total);
     if (rc < 0) {
         fail(t, rc);
         return rc;
-    }
-    for (int i = 0; i < iovcnt; i++) {
-        size_t l = iov[i].iov_len;
-        if (skip >= l) {
-            skip -= l;
-            continue;
-        }
-        memcpy(t->wbuf + t->wtail, (const char *)iov[i].iov_base + skip, l - skip);
-        t->wtail += l - skip;
-        skip = 0;
     }
     maybe_pause(t);
     return 0;
@@ -357,7 +330,7 @@ int simul_transport_write_eof(simul_transport *t)
     if (t->flags & F_EOF_WANTED)
         return 0;
     t->flags |= F_EOF_WANTED;
-    return t->whead == t->wtail ? do_shutdown(t) : 0;
+    return simul__wbuf_empty(&t->wq) ? do_shutdown(t) : 0;
 }
 
 void simul_transport_close(simul_transport *t)
@@ -365,7 +338,7 @@ void simul_transport_close(simul_transport *t)
     if (t->flags & F_CLOSING)
         return;
     t->flags |= F_CLOSING;
-    if (t->whead == t->wtail)
+    if (simul__wbuf_empty(&t->wq))
         lose(t, 0);
 }
 
@@ -373,7 +346,8 @@ void simul_transport_abort(simul_transport *t)
 {
     if (t->flags & F_LOST)
         return;
-    drop_wbuf(t);
+    simul__wbuf_drop(&t->wq);
+    t->aborted = true;
     lose(t, 0);
 }
 
@@ -386,8 +360,8 @@ int simul_transport_set_write_buffer_limits(simul_transport *t, size_t high, siz
 {
     if (low > high)
         return -EINVAL;
-    t->high = high;
-    t->low = low;
+    t->wq.high = high;
+    t->wq.low = low;
     if (!(t->flags & F_LOST))
         maybe_pause(t);
     return 0;
@@ -396,9 +370,9 @@ int simul_transport_set_write_buffer_limits(simul_transport *t, size_t high, siz
 void simul_transport_get_write_buffer_limits(const simul_transport *t, size_t *low, size_t *high)
 {
     if (low)
-        *low = t->low;
+        *low = t->wq.low;
     if (high)
-        *high = t->high;
+        *high = t->wq.high;
 }
 
 size_t simul_transport_get_write_buffer_size(const simul_transport *t)
@@ -421,7 +395,7 @@ static void on_eof(simul_transport *t)
 static void read_some(simul_transport *t)
 {
     for (int i = 0; i < READ_BUDGET; i++) {
-        if ((t->flags & NOT_READING) || !simul__fd_ready(t->f, SIMUL__DIR_READ))
+        if ((t->flags & NOT_READING) || !may_read(t))
             return;
         const simul_protocol *p = t->proto;
         long n;
@@ -435,11 +409,11 @@ static void read_some(simul_transport *t)
                 fail(t, rc < 0 ? rc : -ENOBUFS);
                 return;
             }
-            n = simul__fd_try_recv(t->f, buf, len, 0);
+            n = b_read(t, buf, len);
             if (n > 0)
                 p->buffer_updated(t->ctx, (size_t)n);
         } else {
-            n = simul__fd_try_recv(t->f, t->rbuf, SIMUL__TP_BUF_SIZE, 0);
+            n = b_read(t, t->rbuf, SIMUL__TP_BUF_SIZE);
             if (SIMUL__LIKELY(n > 0))
                 p->data_received(t->ctx, t->rbuf, (size_t)n);
         }
@@ -453,13 +427,13 @@ static void read_some(simul_transport *t)
             fail(t, (int)n);
         return;
     }
-    if (!(t->flags & NOT_READING) && simul__fd_ready(t->f, SIMUL__DIR_READ))
+    if (!(t->flags & NOT_READING) && may_read(t))
         simul__defer(&t->def, D_READ, true);
 }
 
 static void kick_reading(simul_transport *t)
 {
-    if (!(t->flags & NOT_READING) && simul__fd_ready(t->f, SIMUL__DIR_READ))
+    if (!(t->flags & NOT_READING) && may_read(t))
         simul__defer(&t->def, D_READ, false);
 }
 
@@ -492,12 +466,15 @@ static void on_edge(void *owner, uint32_t events)
     simul__defer_retry();
     if (SIMUL__UNLIKELY(t->flags & F_LOST))
         return;
-    if ((events & SIMUL__EV_WRITE) && t->whead != t->wtail) {
+    /* Under a wrapping bottom either direction's edge may unblock either side (a TLS write may
+     * wait for the peer's bytes, a TLS read for room to send): retry both. */
+    uint32_t w = t->plain ? SIMUL__EV_WRITE : SIMUL__EV_READ | SIMUL__EV_WRITE;
+    if ((events & w) && !simul__wbuf_empty(&t->wq)) {
         flush(t);
         if (t->flags & F_LOST)
             return;
     }
-    if (events & SIMUL__EV_READ)
+    if (events & (t->plain ? SIMUL__EV_READ : SIMUL__EV_READ | SIMUL__EV_WRITE))
         read_some(t);
     if (SIMUL__UNLIKELY(events & SIMUL__EV_ERROR) && !(t->flags & F_LOST)) {
         /* An error neither a read nor a write has reported (reading paused, nothing queued). */
@@ -515,6 +492,84 @@ static void on_deferred(simul__deferred *d, unsigned bits)
         finish(t);
     else if (bits & D_READ)
         read_some(t);
+}
+
+/* ---- the fd bottom and replacing it -------------------------------------------------------- */
+
+/* The built-in fd bottom of a transport, its ctx the transport: a plain transport never calls
+ * these (the fd layer is called directly); a wrapping bottom calls them through the table. */
+static long tfd_read(void *ctx, void *buf, size_t len)
+{
+    return simul__fd_try_recv(((simul_transport *)ctx)->f, buf, len, 0);
+}
+
+static long tfd_writev(void *ctx, const struct iovec *iov, int cnt)
+{
+    simul_transport *t = ctx;
+    return cnt == 1 ? simul__fd_try_write(t->f, iov[0].iov_base, iov[0].iov_len)
+                    : simul__fd_try_writev(t->f, iov, cnt);
+}
+
+/* For a wrapping bottom driven from a task (a handshake run by hand): a transport itself never
+ * waits, its edges call it. */
+static int tfd_wait(void *ctx, int dir)
+{
+    simul_task *t = simul__task_self();
+    int rc = t ? simul__task_check(t) : -EPERM;
+    return rc < 0 ? rc : simul__fd_wait(((simul_transport *)ctx)->f, dir);
+}
+
+static int tfd_shutdown(void *ctx)
+{
+    return shutdown(((simul_transport *)ctx)->f->fd, SHUT_WR) < 0 ? -errno : 0;
+}
+
+/* abort keeps asyncio's transport.abort(): a plain close (server abort_clients adds linger 0). */
+static void tfd_close(void *ctx, bool abort)
+{
+    (void)abort;
+    simul_transport *t = ctx;
+    simul__fd_set_handler(t->f, NULL, NULL);
+    simul_close(t->f->fd);
+}
+
+static int tfd_fd(void *ctx)
+{
+    return ((simul_transport *)ctx)->f->fd;
+}
+
+static const simul_stream_ops tfd_ops = {
+    .read = tfd_read,
+    .writev = tfd_writev,
+    .wait = tfd_wait,
+    .shutdown = tfd_shutdown,
+    .close = tfd_close,
+    .fd = tfd_fd,
+    .flags = SIMUL_STREAM_BOTTOM_ZEROCOPY,
+};
+
+int simul_transport_replace_bottom(simul_transport *t, const simul_stream_ops *ops, void *ctx)
+{
+    if (!t || !ops || !ops->read || !ops->writev || !ops->wait || !ops->close)
+        return -EINVAL;
+    if (t->flags & (F_CLOSING | F_EOF_WANTED))
+        return refused(t);
+    if (!simul__wbuf_empty(&t->wq))
+        return -EBUSY; /* queued bytes belong to the old bottom's byte stream */
+    t->bops = ops;
+    t->bctx = ctx;
+    t->plain = false;
+    /* The new bottom may hold bytes already (a TLS record read during a handshake). */
+    kick_reading(t);
+    return 0;
+}
+
+const simul_stream_ops *simul_transport_bottom(const simul_transport *t, void **ctx)
+{
+    const simul_stream_ops *ops = t && !(t->flags & F_LOST) ? t->bops : NULL;
+    if (ctx)
+        *ctx = ops ? t->bctx : NULL;
+    return ops;
 }
 
 /* ---- making transports -------------------------------------------------------------------- */
@@ -543,8 +598,11 @@ static int transport_new(int fd, simul_transport **out)
     }
     t->def.run = on_deferred;
     t->f = f;
-    t->high = DEFAULT_HIGH;
-    t->low = DEFAULT_LOW;
+    t->bops = &tfd_ops;
+    t->bctx = t;
+    t->plain = true;
+    t->wq.high = DEFAULT_HIGH;
+    t->wq.low = DEFAULT_LOW;
     rc = simul__fd_set_handler(f, on_edge, t);
     if (rc < 0) {
         simul__tp_buf_release();

@@ -1,11 +1,12 @@
 /* test_net_helpers.h — stream helpers shared by the stream and server tests: an echo handler
- * for servers and a client connection to a loopback port. */
+ * for servers and a client connection to a loopback port (on a wrapping bottom in wrap mode:
+ * test_stream_helpers.h). */
 #ifndef SIMUL_TEST_NET_HELPERS_H
 #define SIMUL_TEST_NET_HELPERS_H
 
 #include <stdio.h>
 
-#include "test_main_helpers.h"
+#include "test_stream_helpers.h"
 
 /* Echoes until EOF or an error; a cancel (server close) is a clean end. */
 static inline int echo_handler(simul_stream *s, void *arg)
@@ -33,7 +34,7 @@ static inline simul_stream *connect_port(int port)
     int rc = simul_open_connection("127.0.0.1", p, &s);
     if (rc < 0)
         fail_msg("open_connection: %s", simul_errname(rc));
-    return s;
+    return test_wrap(s);
 }
 
 #endif /* SIMUL_TEST_NET_HELPERS_H */

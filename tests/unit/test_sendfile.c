@@ -6,6 +6,8 @@
  * The copy (sources sendfile(2) cannot read: pipes, sockets, ttys, /dev/zero, procfs files) moves
  * the same bytes with the same guarantees, never blocks the loop nor changes the source's flags,
  * leaves no registration or fd behind, and the no-fallback variants refuse it with -EOPNOTSUPP.
+ * A stream whose bottom is not a plain fd gets the copy (`_wrap` cases: every stream on a
+ * wrapping bottom; the in-memory pair of test_stream_helpers.h).
  */
 #include <dirent.h>
 #include <netinet/in.h>
@@ -15,7 +17,7 @@
 #include <sys/stat.h>
 #include <termios.h>
 
-#include "test_main_helpers.h"
+#include "test_stream_helpers.h"
 
 /* Byte i of the test file: no short period, so a misplaced chunk shows. */
 static unsigned char pattern(size_t i)
@@ -289,7 +291,7 @@ static int stream_reader_task(void *p)
     }
 }
 
-SIMUL_TASK_TEST(stream_queued_writes_go_first)
+SIMUL_STREAM_TEST_WRAP(stream_queued_writes_go_first)
 {
     (void)arg;
     int file = make_file(FILE_SIZE);
@@ -300,6 +302,7 @@ SIMUL_TASK_TEST(stream_queued_writes_go_first)
     assert_int_equal(setsockopt(srv, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     char *head = malloc(HEAD);
     memset(head, 'h', HEAD);
     assert_int_equal(simul_stream_write(s, head, HEAD), 0);
@@ -323,7 +326,7 @@ SIMUL_TASK_TEST(stream_queued_writes_go_first)
     return 0;
 }
 
-SIMUL_TASK_TEST(stream_errors)
+SIMUL_STREAM_TEST_WRAP(stream_errors)
 {
     (void)arg;
     int file = make_file(BIG);
@@ -331,6 +334,7 @@ SIMUL_TASK_TEST(stream_errors)
     tcp_pair(&cli, &srv);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     assert_int_equal(simul_stream_sendfile(NULL, file, 0, 0, NULL), -EINVAL);
     assert_int_equal(simul_stream_sendfile(s, -1, 0, 0, NULL), -EBADF);
     assert_int_equal(simul_stream_sendfile(s, file, -5, 0, NULL), -EINVAL);
@@ -351,6 +355,7 @@ SIMUL_TASK_TEST(stream_errors)
     /* after write_eof */
     tcp_pair(&cli, &srv);
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     assert_int_equal(simul_stream_write_eof(s), 0);
     assert_int_equal(simul_stream_sendfile(s, file, 0, 10, NULL), -ESHUTDOWN);
     assert_int_equal(simul_stream_close(s), 0);
@@ -371,7 +376,7 @@ static int close_later(void *p)
 }
 
 /* Another task closes the stream while the file is on its way: -ECANCELED, the partial count. */
-SIMUL_TASK_TEST(stream_closed_mid_transfer)
+SIMUL_STREAM_TEST_WRAP(stream_closed_mid_transfer)
 {
     (void)arg;
     int file = make_file(BIG);
@@ -379,6 +384,7 @@ SIMUL_TASK_TEST(stream_closed_mid_transfer)
     tcp_pair(&cli, &srv);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     closer c = {s};
     simul_task *ct;
     assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
@@ -416,7 +422,7 @@ static int meddle_later(void *p)
 
 /* While the file is on its way the sending side is the call's: another task's write, write_eof
  * and sendfile get -EBUSY, and the peer receives the file untouched. */
-SIMUL_TASK_TEST(stream_writes_during_sendfile_are_busy)
+SIMUL_STREAM_TEST_WRAP(stream_writes_during_sendfile_are_busy)
 {
     (void)arg;
     int file = make_file(BIG);
@@ -424,6 +430,7 @@ SIMUL_TASK_TEST(stream_writes_during_sendfile_are_busy)
     tcp_pair(&cli, &srv);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     /* a slow reader keeps the transfer going while the meddler tries */
     reader r = {.fd = srv, .slow = 2};
     simul_task *rt, *mt;
@@ -868,7 +875,7 @@ SIMUL_TASK_TEST(copy_file_sendfile_refuses)
 }
 
 /* An offset on a source that has none is a clear error that consumes nothing. */
-SIMUL_TASK_TEST(copy_offset_on_non_seekable_source)
+SIMUL_STREAM_TEST_WRAP(copy_offset_on_non_seekable_source)
 {
     (void)arg;
     int p[2];
@@ -878,6 +885,7 @@ SIMUL_TASK_TEST(copy_offset_on_non_seekable_source)
     tcp_pair(&cli, &srv);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     size_t sent = 9;
     assert_int_equal(simul_sock_sendfile(srv, p[0], 1, 0, &sent), -ESPIPE);
     assert_int_equal(sent, 0);
@@ -1169,7 +1177,7 @@ static int copy_until_closed(void *p)
 
 /* The close wakes a copy parked on its source at once (not at some later look): after the
  * close, the copy has returned within a couple of loop passes. */
-SIMUL_TASK_TEST(copy_parked_on_source_ends_in_the_close_pass)
+SIMUL_STREAM_TEST_WRAP(copy_parked_on_source_ends_in_the_close_pass)
 {
     (void)arg;
     int p[2];
@@ -1178,6 +1186,7 @@ SIMUL_TASK_TEST(copy_parked_on_source_ends_in_the_close_pass)
     tcp_pair(&cli, &srv);
     parked_copy c = {.src = p[0], .rc = 1};
     assert_int_equal(simul_stream_from_fd(cli, &c.s), 0);
+    test_wrap(c.s);
     simul_task *t;
     assert_int_equal(simul_task_spawn(&t, copy_until_closed, &c, NULL), 0);
     for (int i = 0; i < 3; i++)
@@ -1197,7 +1206,7 @@ SIMUL_TASK_TEST(copy_parked_on_source_ends_in_the_close_pass)
 
 /* Another task closes the stream while the copy waits for an empty pipe: the close does not
  * touch the pipe, yet the call ends promptly with -ECANCELED and the count sent before. */
-SIMUL_TASK_TEST(copy_stream_closed_while_source_is_empty)
+SIMUL_STREAM_TEST_WRAP(copy_stream_closed_while_source_is_empty)
 {
     (void)arg;
     int p[2];
@@ -1207,6 +1216,7 @@ SIMUL_TASK_TEST(copy_stream_closed_while_source_is_empty)
     tcp_pair(&cli, &srv);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     closer c = {s};
     simul_task *ct;
     assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
@@ -1228,7 +1238,7 @@ SIMUL_TASK_TEST(copy_stream_closed_while_source_is_empty)
 }
 
 /* A source socket's error ends the call but is not the stream's: the stream keeps working. */
-SIMUL_TASK_TEST(copy_source_error_is_not_the_streams)
+SIMUL_STREAM_TEST_WRAP(copy_source_error_is_not_the_streams)
 {
     (void)arg;
     int src[2];
@@ -1240,6 +1250,7 @@ SIMUL_TASK_TEST(copy_source_error_is_not_the_streams)
     tcp_pair(&cli, &srv);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    test_wrap(s);
     size_t sent = 0;
     assert_int_equal(simul_stream_sendfile(s, src[0], 0, 0, &sent), -ECONNRESET);
     assert_int_equal(sent, 5);
@@ -1258,7 +1269,7 @@ SIMUL_TASK_TEST(copy_source_error_is_not_the_streams)
 }
 
 /* The destination's error is the stream's, as for the zero-copy path: sticky for later writes. */
-SIMUL_TASK_TEST(copy_destination_error_is_the_streams)
+SIMUL_STREAM_TEST_WRAP(copy_destination_error_is_the_streams)
 {
     (void)arg;
     int p[2];
@@ -1268,6 +1279,7 @@ SIMUL_TASK_TEST(copy_destination_error_is_the_streams)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    test_wrap(s);
     simul_close(sv[1]); /* the peer is gone before the call */
     size_t sent = 9;
     assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), -EPIPE);
@@ -1321,16 +1333,111 @@ static void outside_a_task(void **state)
     assert_int_equal(sent, 0);
 }
 
+/* ---- streams on other bottoms ---------------------------------------------------------------- */
+
+/* Not a plain fd under the stream: a file is copied through the bottom (the fallback), and the
+ * no-fallback variant refuses it with nothing sent. */
+SIMUL_TASK_TEST(wrapped_stream_copies_a_file)
+{
+    (void)arg;
+    int file = make_file(BIG);
+    int cli, srv;
+    tcp_pair(&cli, &srv);
+    simul_stream *s;
+    assert_int_equal(simul_stream_from_fd(cli, &s), 0);
+    wrap_stream(s);
+    size_t sent = 3;
+    assert_int_equal(simul_stream_sendfile_nofallback(s, file, 0, 100, &sent), -EOPNOTSUPP);
+    assert_int_equal(sent, 0);
+    reader r = {.fd = srv, .expect_from = 10};
+    simul_task *rt;
+    assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
+    assert_int_equal(simul_stream_sendfile(s, file, 10, BIG - 10, &sent), (long)BIG - 10);
+    assert_int_equal(sent, BIG - 10);
+    assert_int_equal(simul_stream_close(s), 0);
+    assert_int_equal(simul_task_join(rt, NULL), 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, BIG - 10);
+    simul_close(srv);
+    close(file);
+    return 0;
+}
+
+typedef struct mem_reader {
+    simul_stream *s;
+    size_t got;
+    int bad;
+} mem_reader;
+
+static int mem_reader_task(void *p)
+{
+    mem_reader *r = p;
+    static unsigned char buf[16384];
+    long n;
+    while ((n = simul_stream_read(r->s, buf, sizeof buf)) > 0) {
+        for (long i = 0; i < n; i++)
+            if (!r->bad && buf[i] != pattern(r->got + (size_t)i))
+                r->bad = (int)(r->got + (size_t)i) + 1;
+        r->got += (size_t)n;
+    }
+    return (int)n;
+}
+
+/* Over the in-memory pair (4 KiB of room): the copy waits in the bottom, a close of the stream
+ * ends it at once with the partial count, and the peer has exactly those bytes. */
+SIMUL_TASK_TEST(mem_stream_copies_a_file)
+{
+    (void)arg;
+    int file = make_file(FILE_SIZE);
+    simul_stream *a, *b;
+    mem_pair(&a, &b);
+    mem_reader r = {.s = b};
+    simul_task *rt;
+    assert_int_equal(simul_task_spawn(&rt, mem_reader_task, &r, NULL), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_stream_sendfile(a, file, 0, 0, &sent), FILE_SIZE);
+    assert_int_equal(sent, FILE_SIZE);
+    assert_int_equal(simul_stream_close(a), 0);
+    int rc = -1;
+    assert_int_equal(simul_task_join(rt, &rc), 0);
+    assert_int_equal(rc, 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, FILE_SIZE);
+    assert_int_equal(simul_stream_close(b), 0);
+    /* Nobody reads: the copy parks in the bottom until another task closes the stream. */
+    mem_pair(&a, &b);
+    closer c = {a};
+    simul_task *ct;
+    assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
+    assert_int_equal(simul_stream_sendfile(a, file, 0, 0, &sent), -ECANCELED);
+    assert_int_equal(sent, MEM_CAP);
+    assert_int_equal(simul_task_join(ct, &rc), 0);
+    assert_int_equal(rc, 0);
+    r = (mem_reader){.s = b};
+    assert_int_equal(mem_reader_task(&r), 0);
+    assert_int_equal(r.bad, 0);
+    assert_int_equal(r.got, MEM_CAP);
+    assert_int_equal(simul_stream_close(b), 0);
+    close(file);
+    return 0;
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(wrapped_stream_copies_a_file),
+    cmocka_unit_test(mem_stream_copies_a_file),
     cmocka_unit_test(big_file_to_slow_reader_byte_for_byte),
     cmocka_unit_test(offsets_and_counts),
     cmocka_unit_test(peer_closes_mid_transfer),
     cmocka_unit_test(cancel_mid_transfer_reports_partial),
     cmocka_unit_test(deadline_mid_transfer_reports_partial),
     cmocka_unit_test(stream_queued_writes_go_first),
+    cmocka_unit_test(stream_queued_writes_go_first_wrap),
     cmocka_unit_test(stream_errors),
+    cmocka_unit_test(stream_errors_wrap),
     cmocka_unit_test(stream_closed_mid_transfer),
+    cmocka_unit_test(stream_closed_mid_transfer_wrap),
     cmocka_unit_test(stream_writes_during_sendfile_are_busy),
+    cmocka_unit_test(stream_writes_during_sendfile_are_busy_wrap),
     cmocka_unit_test(pipe_destination),
     cmocka_unit_test(bad_fds_are_clear_errors),
     cmocka_unit_test(outside_a_task),
@@ -1343,6 +1450,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(copy_dev_zero_with_count),
     cmocka_unit_test(copy_file_sendfile_refuses),
     cmocka_unit_test(copy_offset_on_non_seekable_source),
+    cmocka_unit_test(copy_offset_on_non_seekable_source_wrap),
     cmocka_unit_test(copy_peer_vanishes_socket),
     cmocka_unit_test(copy_peer_vanishes_pipe),
     cmocka_unit_test(copy_cancel_mid_transfer_exact_count),
@@ -1351,9 +1459,13 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(copy_leaves_source_unregistered),
     cmocka_unit_test(copy_stream_from_pipe_writes_are_busy),
     cmocka_unit_test(copy_stream_closed_while_source_is_empty),
+    cmocka_unit_test(copy_stream_closed_while_source_is_empty_wrap),
     cmocka_unit_test(copy_parked_on_source_ends_in_the_close_pass),
+    cmocka_unit_test(copy_parked_on_source_ends_in_the_close_pass_wrap),
     cmocka_unit_test(copy_source_error_is_not_the_streams),
+    cmocka_unit_test(copy_source_error_is_not_the_streams_wrap),
     cmocka_unit_test(copy_destination_error_is_the_streams),
+    cmocka_unit_test(copy_destination_error_is_the_streams_wrap),
     cmocka_unit_test(nofallback_refuses_what_needs_a_copy),
 };
 

@@ -2,13 +2,14 @@
  * abort_clients) for stream and protocol servers, and aborting one stream (transport.abort):
  * peers get every byte written before a close and then EOF, or a reset after an abort; handlers
  * blocked in reads wake at once; connection_lost runs once; wait_closed returns; connections
- * accepted afterwards are served; no fd is left behind.
+ * accepted afterwards are served; no fd is left behind. The stream cases run again with every
+ * stream on a wrapping bottom (`_wrap`, test_stream_helpers.h), as TLS streams will be.
  */
 #include <dirent.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include "test_main_helpers.h"
+#include "test_stream_helpers.h"
 
 #define MAXC 16
 #define BIG (4u << 20) /* more than the kernel holds for a small-buffered connection */
@@ -67,7 +68,7 @@ static simul_stream *connect_to(simul_server *srv, bool small_rcvbuf)
         fail_msg("open_connection: %s", simul_errname(rc));
     if (small_rcvbuf)
         small_buffers(simul_stream_fd(c), SO_RCVBUF);
-    return c;
+    return test_wrap(c);
 }
 
 /* Reads until EOF or an error (bounded by a 10 s deadline), checking every byte against the
@@ -143,7 +144,7 @@ static int blocked_handler(simul_stream *s, void *arg)
 static simul_server *start_blocked(hstate *h)
 {
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", blocked_handler, h, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", blocked_handler, h, &srv), 0);
     h->srv = srv;
     return srv;
 }
@@ -164,7 +165,7 @@ static void end_server(simul_server *srv)
     simul_server_free(srv);
 }
 
-SIMUL_TASK_TEST(stream_close_clients_flushes_then_eof)
+SIMUL_STREAM_TEST_WRAP(stream_close_clients_flushes_then_eof)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -198,7 +199,7 @@ SIMUL_TASK_TEST(stream_close_clients_flushes_then_eof)
     return 0;
 }
 
-SIMUL_TASK_TEST(stream_abort_clients_resets)
+SIMUL_STREAM_TEST_WRAP(stream_abort_clients_resets)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -242,7 +243,7 @@ SIMUL_TASK_TEST(stream_abort_clients_resets)
  * close_clients ('c'), close_clients then close own ('k'), abort_clients then close own ('a');
  * first one handler alone (exact counts), then two at once (whichever runs first ends the other's
  * stream too, so only the outcome is fixed: everyone ends, once). */
-SIMUL_TASK_TEST(handler_ends_own_stream_meanwhile)
+SIMUL_STREAM_TEST_WRAP(handler_ends_own_stream_meanwhile)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -301,7 +302,7 @@ SIMUL_TASK_TEST(handler_ends_own_stream_meanwhile)
     return 0;
 }
 
-SIMUL_TASK_TEST(connection_after_close_clients_is_served)
+SIMUL_STREAM_TEST_WRAP(connection_after_close_clients_is_served)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -331,7 +332,7 @@ SIMUL_TASK_TEST(connection_after_close_clients_is_served)
 
 /* Connections that come and go: the server's notes of them are swept and reused, and only the
  * live ones are reached. */
-SIMUL_TASK_TEST(close_clients_after_churn)
+SIMUL_STREAM_TEST_WRAP(close_clients_after_churn)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -386,6 +387,12 @@ static void p_made(simul_transport *t, void *ctx)
 {
     pconn *c = ctx;
     c->t = t;
+    if (test_mode == TEST_WRAP) { /* as a TLS protocol server: a wrapper under it first */
+        wrap_ctx *w = calloc(1, sizeof *w);
+        assert_non_null(w);
+        w->lower = simul_transport_bottom(t, &w->lctx);
+        assert_int_equal(simul_transport_replace_bottom(t, &wrap_ops, w), 0);
+    }
     if (ps->payload) {
         if (ps->small)
             small_buffers(simul_transport_fd(t), SO_SNDBUF);
@@ -474,14 +481,14 @@ static void protocol_case(bool abort)
     assert_int_equal(test_fd_count(), fds0);
 }
 
-SIMUL_TASK_TEST(protocol_close_clients_flushes_then_eof)
+SIMUL_STREAM_TEST_WRAP(protocol_close_clients_flushes_then_eof)
 {
     (void)arg;
     protocol_case(false);
     return 0;
 }
 
-SIMUL_TASK_TEST(protocol_abort_clients_resets)
+SIMUL_STREAM_TEST_WRAP(protocol_abort_clients_resets)
 {
     (void)arg;
     protocol_case(true);
@@ -489,7 +496,7 @@ SIMUL_TASK_TEST(protocol_abort_clients_resets)
 }
 
 /* A protocol callback closes its own transport, then ends everyone's, inside data_received. */
-SIMUL_TASK_TEST(protocol_callback_ends_own_meanwhile)
+SIMUL_STREAM_TEST_WRAP(protocol_callback_ends_own_meanwhile)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -571,7 +578,7 @@ static int join_rc(simul_task *t)
     return res;
 }
 
-SIMUL_TASK_TEST(stream_abort_resets_and_drops_queue)
+SIMUL_STREAM_TEST_WRAP(stream_abort_resets_and_drops_queue)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -580,7 +587,7 @@ SIMUL_TASK_TEST(stream_abort_resets_and_drops_queue)
     simul_stream *a, *b;
     simul_server *srv;
     pair p = {0};
-    assert_int_equal(simul_start_server("127.0.0.1", "0", hand_over, &p, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", hand_over, &p, &srv), 0);
     a = connect_to(srv, true);
     wait_count(&p.ready, 1);
     b = p.srv_side;
@@ -621,7 +628,7 @@ SIMUL_TASK_TEST(stream_abort_resets_and_drops_queue)
     return 0;
 }
 
-SIMUL_TASK_TEST(stream_abort_wakes_reader_drainer_closer)
+SIMUL_STREAM_TEST_WRAP(stream_abort_wakes_reader_drainer_closer)
 {
     (void)arg;
     int fds0 = test_fd_count();
@@ -631,7 +638,9 @@ SIMUL_TASK_TEST(stream_abort_wakes_reader_drainer_closer)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     simul_stream *s, *peer;
     assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    test_wrap(s);
     assert_int_equal(simul_stream_from_fd(sv[1], &peer), 0);
+    test_wrap(peer);
     assert_int_equal(simul_stream_write(s, pattern, BIG), 0); /* above the high-water mark */
     simul_task *r, *d;
     assert_int_equal(simul_task_spawn(&r, reader_task, s, NULL), 0);
@@ -649,7 +658,9 @@ SIMUL_TASK_TEST(stream_abort_wakes_reader_drainer_closer)
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    test_wrap(s);
     assert_int_equal(simul_stream_from_fd(sv[1], &peer), 0);
+    test_wrap(peer);
     assert_int_equal(simul_stream_write(s, pattern, BIG), 0);
     simul_task *c;
     assert_int_equal(simul_task_spawn(&c, closer_task, s, NULL), 0);
@@ -670,7 +681,9 @@ SIMUL_TASK_TEST(stream_abort_wakes_reader_drainer_closer)
     assert_int_equal(pipe2(pp, O_NONBLOCK | O_CLOEXEC), 0);
     simul_stream *w, *rd;
     assert_int_equal(simul_stream_from_fd(pp[1], &w), 0);
+    test_wrap(w);
     assert_int_equal(simul_stream_from_fd(pp[0], &rd), 0);
+    test_wrap(rd);
     assert_int_equal(simul_stream_write(w, "abc", 3), 0);
     assert_int_equal(simul_call_soon(abort_cb, w, NULL), 0);
     char b[8];
@@ -695,12 +708,12 @@ static int aborting_handler(simul_stream *s, void *arg)
     return 0;
 }
 
-SIMUL_TASK_TEST(handler_abort_then_return)
+SIMUL_STREAM_TEST_WRAP(handler_abort_then_return)
 {
     (void)arg;
     int fds0 = test_fd_count();
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", aborting_handler, NULL, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", aborting_handler, NULL, &srv), 0);
     for (int i = 0; i < 3; i++) {
         simul_stream *c = connect_to(srv, false);
         assert_int_equal(simul_stream_write(c, "go", 2), 0);
@@ -733,16 +746,27 @@ SIMUL_TASK_TEST(bad_arguments)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(stream_close_clients_flushes_then_eof),
+    cmocka_unit_test(stream_close_clients_flushes_then_eof_wrap),
     cmocka_unit_test(stream_abort_clients_resets),
+    cmocka_unit_test(stream_abort_clients_resets_wrap),
     cmocka_unit_test(handler_ends_own_stream_meanwhile),
+    cmocka_unit_test(handler_ends_own_stream_meanwhile_wrap),
     cmocka_unit_test(connection_after_close_clients_is_served),
+    cmocka_unit_test(connection_after_close_clients_is_served_wrap),
     cmocka_unit_test(close_clients_after_churn),
+    cmocka_unit_test(close_clients_after_churn_wrap),
     cmocka_unit_test(protocol_close_clients_flushes_then_eof),
+    cmocka_unit_test(protocol_close_clients_flushes_then_eof_wrap),
     cmocka_unit_test(protocol_abort_clients_resets),
+    cmocka_unit_test(protocol_abort_clients_resets_wrap),
     cmocka_unit_test(protocol_callback_ends_own_meanwhile),
+    cmocka_unit_test(protocol_callback_ends_own_meanwhile_wrap),
     cmocka_unit_test(stream_abort_resets_and_drops_queue),
+    cmocka_unit_test(stream_abort_resets_and_drops_queue_wrap),
     cmocka_unit_test(stream_abort_wakes_reader_drainer_closer),
+    cmocka_unit_test(stream_abort_wakes_reader_drainer_closer_wrap),
     cmocka_unit_test(handler_abort_then_return),
+    cmocka_unit_test(handler_abort_then_return_wrap),
     cmocka_unit_test(bad_arguments),
 };
 

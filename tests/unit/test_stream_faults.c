@@ -3,7 +3,8 @@
  * writer's memory stays bounded by drain), bytes trickling in one at a time, reading EOF while
  * still writing, 2,000 connections at once, running out of fds on accept (the loop backs off
  * instead of spinning and resumes once fds are free), refused connections and names that do not
- * resolve.
+ * resolve. The cases with one server run again with every stream on a wrapping bottom (`_wrap`,
+ * test_stream_helpers.h), as TLS streams will be.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -94,13 +95,13 @@ static void wait_stalled(pusher *p, double quiet)
     assert_int_equal(simul_scope_end(&sc), 0);
 }
 
-SIMUL_TASK_TEST(peer_resets_mid_write)
+SIMUL_STREAM_TEST_WRAP(peer_resets_mid_write)
 {
     (void)arg;
     assert_true(signal(SIGPIPE, SIG_DFL) != SIG_ERR); /* a SIGPIPE would kill the test */
     pusher p = {.goal = (size_t)1 << 32};
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", push_handler, &p, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", push_handler, &p, &srv), 0);
     simul_stream *c = connect_port(simul_server_port(srv));
     char buf[16384];
     size_t got = 0;
@@ -121,12 +122,12 @@ SIMUL_TASK_TEST(peer_resets_mid_write)
     return 0;
 }
 
-SIMUL_TASK_TEST(peer_never_reads_memory_stays_bounded)
+SIMUL_STREAM_TEST_WRAP(peer_never_reads_memory_stays_bounded)
 {
     (void)arg;
     pusher p = {.goal = (size_t)256 << 20};
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", push_handler, &p, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", push_handler, &p, &srv), 0);
     long rss0 = resident_bytes();
     simul_stream *c = connect_port(simul_server_port(srv)); /* and never reads */
     wait_stalled(&p, 0.3);
@@ -161,11 +162,11 @@ static int line_echo(simul_stream *s, void *arg)
     return 0;
 }
 
-SIMUL_TASK_TEST(trickle_one_byte_at_a_time)
+SIMUL_STREAM_TEST_WRAP(trickle_one_byte_at_a_time)
 {
     (void)arg;
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", line_echo, NULL, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", line_echo, NULL, &srv), 0);
     simul_stream *c = connect_port(simul_server_port(srv));
     char text[1024];
     size_t len = 0;
@@ -214,11 +215,11 @@ static int big_reply(simul_stream *s, void *arg)
     return (int)req;
 }
 
-SIMUL_TASK_TEST(half_close_reading_eof_while_writing)
+SIMUL_STREAM_TEST_WRAP(half_close_reading_eof_while_writing)
 {
     (void)arg;
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", big_reply, NULL, &srv), 0);
+    assert_int_equal(test_start_server("127.0.0.1", "0", big_reply, NULL, &srv), 0);
     simul_stream *c = connect_port(simul_server_port(srv));
     assert_int_equal(simul_stream_write(c, "request body", 12), 0);
     assert_int_equal(simul_stream_write_eof(c), 0);
@@ -469,9 +470,13 @@ SIMUL_TASK_TEST(refused_and_unresolvable_are_clear_errors)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(peer_resets_mid_write),
+    cmocka_unit_test(peer_resets_mid_write_wrap),
     cmocka_unit_test(peer_never_reads_memory_stays_bounded),
+    cmocka_unit_test(peer_never_reads_memory_stays_bounded_wrap),
     cmocka_unit_test(trickle_one_byte_at_a_time),
+    cmocka_unit_test(trickle_one_byte_at_a_time_wrap),
     cmocka_unit_test(half_close_reading_eof_while_writing),
+    cmocka_unit_test(half_close_reading_eof_while_writing_wrap),
     cmocka_unit_test(thousands_of_connections),
     cmocka_unit_test(emfile_on_accept_backs_off),
     cmocka_unit_test(refused_and_unresolvable_are_clear_errors),

@@ -1,7 +1,8 @@
 /* test_transport.c — stream transports and protocols: callback order, echo over socketpairs and
  * TCP (create_server / create_connection), writes that go out at once, writev, half-close both
  * ways, pause/resume of reading, the buffered protocol, set_protocol, Unix servers, names and
- * limits, and re-entrant close/abort from inside callbacks.
+ * limits, and re-entrant close/abort from inside callbacks. Cases with the recording protocol run
+ * again with every transport on a wrapping bottom (`_wrap`), slid under it in connection_made.
  */
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -10,7 +11,7 @@
 
 /* Echo over a socketpair; the peer's EOF closes the transport (eof_received returns false):
  * made, data..., eof, lost(0), in that order, lost once. */
-SIMUL_TASK_TEST(echo_and_callback_order)
+SIMUL_STREAM_TEST_WRAP(echo_and_callback_order)
 {
     (void)arg;
     int sv[2];
@@ -45,7 +46,7 @@ SIMUL_TASK_TEST(echo_and_callback_order)
 }
 
 /* A write with nothing queued goes to the socket inside the call. */
-SIMUL_TASK_TEST(write_goes_out_at_once)
+SIMUL_STREAM_TEST_WRAP(write_goes_out_at_once)
 {
     (void)arg;
     int sv[2];
@@ -73,7 +74,7 @@ SIMUL_TASK_TEST(write_goes_out_at_once)
 }
 
 /* writev with more queued data than the socket takes: order kept across queue and iovecs. */
-SIMUL_TASK_TEST(writev_queues_in_order)
+SIMUL_STREAM_TEST_WRAP(writev_queues_in_order)
 {
     (void)arg;
     int sv[2];
@@ -119,7 +120,7 @@ SIMUL_TASK_TEST(writev_queues_in_order)
 
 /* TCP: create_server with a factory, create_connection, many messages both ways, clean close,
  * wait_closed returns once the server's connection is gone. */
-SIMUL_TASK_TEST(tcp_server_and_connection)
+SIMUL_STREAM_TEST_WRAP(tcp_server_and_connection)
 {
     (void)arg;
     int server_lost = 0;
@@ -199,7 +200,7 @@ SIMUL_TASK_TEST(server_opts_reuseport)
 
 static char unix_dir[64];
 
-SIMUL_TASK_TEST(unix_server_and_connection)
+SIMUL_STREAM_TEST_WRAP(unix_server_and_connection)
 {
     (void)arg;
     strcpy(unix_dir, "/tmp/simul_tp_XXXXXX");
@@ -243,7 +244,7 @@ SIMUL_TASK_TEST(create_connection_refused)
 
 /* eof_received returning true keeps the transport half-open: it still writes, and closes when
  * told. */
-SIMUL_TASK_TEST(eof_received_keeps_half_open)
+SIMUL_STREAM_TEST_WRAP(eof_received_keeps_half_open)
 {
     (void)arg;
     int sv[2];
@@ -272,7 +273,7 @@ SIMUL_TASK_TEST(eof_received_keeps_half_open)
 }
 
 /* write_eof sends queued data, then the FIN; reading goes on. */
-SIMUL_TASK_TEST(write_eof_then_keep_reading)
+SIMUL_STREAM_TEST_WRAP(write_eof_then_keep_reading)
 {
     (void)arg;
     int sv[2];
@@ -306,7 +307,7 @@ SIMUL_TASK_TEST(write_eof_then_keep_reading)
 
 /* pause_reading stops data_received; resume delivers what arrived meanwhile even though no new
  * edge comes after the resume (the edge came, and was ignored, while paused). */
-SIMUL_TASK_TEST(pause_reading_then_resume_without_new_edge)
+SIMUL_STREAM_TEST_WRAP(pause_reading_then_resume_without_new_edge)
 {
     (void)arg;
     int sv[2];
@@ -456,7 +457,7 @@ SIMUL_TASK_TEST(buffered_protocol_get_buffer_error)
 
 /* close() inside data_received: the echo written just before still goes out, then EOF; lost
  * comes later, not inside data_received. */
-SIMUL_TASK_TEST(close_inside_data_received)
+SIMUL_STREAM_TEST_WRAP(close_inside_data_received)
 {
     (void)arg;
     int sv[2];
@@ -479,7 +480,7 @@ SIMUL_TASK_TEST(close_inside_data_received)
 
 /* abort() inside connection_made: no data is delivered; lost(0) follows from the loop; the
  * transport stays valid until then. */
-SIMUL_TASK_TEST(abort_inside_connection_made)
+SIMUL_STREAM_TEST_WRAP(abort_inside_connection_made)
 {
     (void)arg;
     int sv[2];
@@ -511,7 +512,7 @@ static void switching_data(void *ctx, const void *data, size_t len)
     simul_transport_set_protocol(r->t, &rec_proto, &switch_target);
 }
 
-SIMUL_TASK_TEST(set_protocol_moves_later_callbacks)
+SIMUL_STREAM_TEST_WRAP(set_protocol_moves_later_callbacks)
 {
     (void)arg;
     static const simul_protocol first = {
@@ -600,20 +601,31 @@ static void calls_outside_loop(void **state)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(echo_and_callback_order),
+    cmocka_unit_test(echo_and_callback_order_wrap),
     cmocka_unit_test(write_goes_out_at_once),
+    cmocka_unit_test(write_goes_out_at_once_wrap),
     cmocka_unit_test(writev_queues_in_order),
+    cmocka_unit_test(writev_queues_in_order_wrap),
     cmocka_unit_test(tcp_server_and_connection),
+    cmocka_unit_test(tcp_server_and_connection_wrap),
     cmocka_unit_test(server_opts_reuseport),
     cmocka_unit_test(unix_server_and_connection),
+    cmocka_unit_test(unix_server_and_connection_wrap),
     cmocka_unit_test(create_connection_refused),
     cmocka_unit_test(eof_received_keeps_half_open),
+    cmocka_unit_test(eof_received_keeps_half_open_wrap),
     cmocka_unit_test(write_eof_then_keep_reading),
+    cmocka_unit_test(write_eof_then_keep_reading_wrap),
     cmocka_unit_test(pause_reading_then_resume_without_new_edge),
+    cmocka_unit_test(pause_reading_then_resume_without_new_edge_wrap),
     cmocka_unit_test(buffered_protocol_reads_into_its_buffer),
     cmocka_unit_test(buffered_protocol_get_buffer_error),
     cmocka_unit_test(close_inside_data_received),
+    cmocka_unit_test(close_inside_data_received_wrap),
     cmocka_unit_test(abort_inside_connection_made),
+    cmocka_unit_test(abort_inside_connection_made_wrap),
     cmocka_unit_test(set_protocol_moves_later_callbacks),
+    cmocka_unit_test(set_protocol_moves_later_callbacks_wrap),
     cmocka_unit_test(limits_and_bad_arguments),
     cmocka_unit_test(calls_outside_loop),
 };

@@ -36,7 +36,7 @@ static void reset_close(int fd)
 
 /* The peer resets while megabytes wait in the transport: connection_lost gets the error (the
  * default SIGPIPE disposition is left alone: a SIGPIPE would kill the test). */
-SIMUL_TASK_TEST(peer_resets_mid_write)
+SIMUL_STREAM_TEST_WRAP(peer_resets_mid_write)
 {
     (void)arg;
     rec r = {0};
@@ -56,7 +56,7 @@ SIMUL_TASK_TEST(peer_resets_mid_write)
 }
 
 /* A Unix-socket peer that closes: the next send is EPIPE, never a signal. */
-SIMUL_TASK_TEST(peer_closes_mid_write_unix)
+SIMUL_STREAM_TEST_WRAP(peer_closes_mid_write_unix)
 {
     (void)arg;
     int sv[2];
@@ -318,7 +318,7 @@ SIMUL_TASK_TEST(non_reader_keeps_buffer_bounded)
 
 /* ---- trickle ----------------------------------------------------------------------------- */
 
-SIMUL_TASK_TEST(trickle_one_byte_at_a_time)
+SIMUL_STREAM_TEST_WRAP(trickle_one_byte_at_a_time)
 {
     (void)arg;
     int lost = 0;
@@ -444,7 +444,7 @@ static int send_all(void *arg)
 
 /* Megabytes arrive while reading is paused (the sender blocks on full buffers); after resume
  * all of it comes through, more than one read budget, with no edge after the resume. */
-SIMUL_TASK_TEST(backlog_after_resume)
+SIMUL_STREAM_TEST_WRAP(backlog_after_resume)
 {
     (void)arg;
     int sv[2];
@@ -476,7 +476,7 @@ SIMUL_TASK_TEST(backlog_after_resume)
 
 /* ---- abort with queued data ------------------------------------------------------------------ */
 
-SIMUL_TASK_TEST(abort_drops_queued_data)
+SIMUL_STREAM_TEST_WRAP(abort_drops_queued_data)
 {
     (void)arg;
     int sv[2];
@@ -514,7 +514,7 @@ SIMUL_TASK_TEST(abort_drops_queued_data)
 
 /* The peer writes and shuts down before the loop looks: one edge carries both. The short read
  * of the data must not make the transport miss the EOF behind it. */
-SIMUL_TASK_TEST(data_and_eof_in_one_edge)
+SIMUL_STREAM_TEST_WRAP(data_and_eof_in_one_edge)
 {
     (void)arg;
     int sv[2];
@@ -533,11 +533,22 @@ SIMUL_TASK_TEST(data_and_eof_in_one_edge)
 
 /* clang-format off: one case per line */
 static const struct CMUnitTest tests[] = {
-    cmocka_unit_test(peer_resets_mid_write),           cmocka_unit_test(peer_closes_mid_write_unix),
-    cmocka_unit_test(reset_while_reading_paused),      cmocka_unit_test(half_close_both_ways),
-    cmocka_unit_test(non_reader_keeps_buffer_bounded), cmocka_unit_test(trickle_one_byte_at_a_time),
-    cmocka_unit_test(thousands_of_connections),        cmocka_unit_test(backlog_after_resume),
-    cmocka_unit_test(abort_drops_queued_data),         cmocka_unit_test(data_and_eof_in_one_edge),
+    cmocka_unit_test(peer_resets_mid_write),
+    cmocka_unit_test(peer_resets_mid_write_wrap),
+    cmocka_unit_test(peer_closes_mid_write_unix),
+    cmocka_unit_test(peer_closes_mid_write_unix_wrap),
+    cmocka_unit_test(reset_while_reading_paused),
+    cmocka_unit_test(half_close_both_ways),
+    cmocka_unit_test(non_reader_keeps_buffer_bounded),
+    cmocka_unit_test(trickle_one_byte_at_a_time),
+    cmocka_unit_test(trickle_one_byte_at_a_time_wrap),
+    cmocka_unit_test(thousands_of_connections),
+    cmocka_unit_test(backlog_after_resume),
+    cmocka_unit_test(backlog_after_resume_wrap),
+    cmocka_unit_test(abort_drops_queued_data),
+    cmocka_unit_test(abort_drops_queued_data_wrap),
+    cmocka_unit_test(data_and_eof_in_one_edge),
+    cmocka_unit_test(data_and_eof_in_one_edge_wrap),
 };
 /* clang-format on */
 

@@ -1,7 +1,9 @@
 /* test_transport_helpers.h — a recording protocol and small socket helpers shared by the stream
  * transport tests (test_transport.c, test_transport_faults.c). The recorder logs every callback
  * as one letter (M made, D data, E eof, L lost, P pause_writing, R resume_writing), keeps the
- * bytes it got, and can echo, close, pause or keep a half-open connection on demand. */
+ * bytes it got, and can echo, close, pause or keep a half-open connection on demand. In wrap mode
+ * (test_stream_helpers.h) connection_made first slides a wrapping bottom under the transport, as
+ * a TLS protocol server does, so the same cases run with every transport on a wrapper. */
 #ifndef SIMUL_TEST_TRANSPORT_HELPERS_H
 #define SIMUL_TEST_TRANSPORT_HELPERS_H
 
@@ -12,7 +14,7 @@
 #include <sys/uio.h>
 #include <sys/un.h>
 
-#include "test_main_helpers.h"
+#include "test_stream_helpers.h"
 
 typedef struct rec {
     simul_transport *t;
@@ -56,9 +58,23 @@ static inline void rec_append(rec *r, const void *data, size_t len)
     r->len += len;
 }
 
+/* Slides the wrapping bottom of test_stream_helpers.h under t. */
+static inline void transport_wrap(simul_transport *t)
+{
+    wrap_ctx *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->lower = simul_transport_bottom(t, &w->lctx);
+    assert_non_null(w->lower);
+    assert_int_equal(simul_transport_replace_bottom(t, &wrap_ops, w), 0);
+    void *ctx;
+    assert_true(simul_transport_bottom(t, &ctx) == &wrap_ops && ctx == w);
+}
+
 static inline void rec_made(simul_transport *t, void *ctx)
 {
     rec *r = ctx;
+    if (test_mode == TEST_WRAP)
+        transport_wrap(t);
     r->t = t;
     rec_log(r, 'M');
     if (r->abort_on_made)
