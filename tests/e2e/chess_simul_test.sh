@@ -193,8 +193,20 @@ check "processes: exit 0 (got $rc)" test "$rc" -eq 0
 check "processes: boards_finished=11" test "$(key "$WORK/proc.out" boards_finished)" = 11
 check "processes: boards_abandoned=1" test "$(key "$WORK/proc.out" boards_abandoned)" = 1
 check "processes: opponent_failures=0" test "$(key "$WORK/proc.out" opponent_failures)" = 0
-check "processes: no child left behind" \
-    test -z "$(pgrep -f -- '--opponents-only .*--boards 12 ' || true)"
+# Only this build's children: a pgrep over the whole machine also saw another suite's (the ASan
+# build's, or another checkout's) run of this same step when two ran at once.
+own_opponents() {
+    local p exe
+    for p in /proc/[0-9]*; do
+        exe=$(readlink "$p/exe" 2>/dev/null) || continue
+        [[ $exe == "$PROG_EXE" ]] || continue
+        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- '--opponents-only .*--boards 12 ' &&
+            echo "${p#/proc/}"
+    done
+    return 0
+}
+PROG_EXE=$(readlink -f "$PROG")
+check "processes: no child left behind" test -z "$(own_opponents)"
 check "processes: stderr empty" test ! -s "$WORK/proc.err"
 [[ -s $WORK/proc.err ]] && show "$WORK/proc.err"
 
