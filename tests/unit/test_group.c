@@ -297,7 +297,8 @@ SIMUL_TASK_TEST(group_child_failure_cancels_siblings)
     /* c[3] would fail too, later: at 5 s, not 30 ms, which a loaded machine that stalled the
      * process for 20 ms fired in the same pass as c[1]'s 10 ms (the sleep then completed, as a
      * completion handed over before the cancel wins, and c[3] was not cancelled). */
-    child c[4] = {{.ms = 10000}, {.ms = 10, .ret = -EIO}, {.ms = 10000}, {.ms = 5000, .ret = -EPIPE}};
+    child c[4] = {
+        {.ms = 10000}, {.ms = 10, .ret = -EIO}, {.ms = 10000}, {.ms = 5000, .ret = -EPIPE}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(simul_group_spawn(g, child_fn, &c[i], NULL), 0);
     }

@@ -1165,8 +1165,9 @@ SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
     assert_int_equal(simul_event_new(&release), 0);
     held_feeder hf = {.fe = {.fd = p[1]}, .total = total, .release = release};
     reader r = {.fd = srv, .slow = 2};
-    releasing_meddler rm = {.m = {.s = s, .file = file, .write_rc = 1, .eof_rc = 1, .sendfile_rc = 1},
-                            .release = release};
+    releasing_meddler rm = {
+        .m = {.s = s, .file = file, .write_rc = 1, .eof_rc = 1, .sendfile_rc = 1},
+        .release = release};
     meddler *m = &rm.m;
     simul_task *ft, *rt, *mt;
     assert_int_equal(simul_task_spawn(&ft, held_feeder_task, &hf, NULL), 0);

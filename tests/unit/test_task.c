@@ -451,8 +451,7 @@ SIMUL_TASK_TEST(yielding_cpu_work_does_not_hold_timers_back)
     assert_int_equal(simul_sleep(0.02), 0); /* the ticker is in its first sleep */
     assert_int_equal(simul_task_spawn(&t[1], busy_yielder, &st, NULL), 0);
     assert_int_equal(simul_gather(t, 2, NULL), 0);
-    print_message("timer worst lateness %.1f ms, %d runs of 2 ms\n", st.worst * 1e3,
-                  st.worst_runs);
+    print_message("timer worst lateness %.1f ms, %d runs of 2 ms\n", st.worst * 1e3, st.worst_runs);
     /* About 5 with the slice (a coarse clock lets a pass run a few); 60 without it. */
     if (st.worst_runs > 16)
         fail_msg("a due timer waited for %d runs of a task yielding every 2 ms", st.worst_runs);
