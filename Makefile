@@ -13,7 +13,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-plain test-asan test-tsan demo bench fuzz install clean
+.PHONY: all deps build test test-plain test-asan test-tsan test-repeat demo bench fuzz install clean
 
 all: build
 
@@ -48,6 +48,20 @@ test-tsan: deps
 	CC=clang cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DSIMUL_SANITIZE=thread -DSIMUL_BUILD_BENCH=OFF
 	cmake --build $(BUILD_TSAN) -j$(JOBS)
 	cd $(BUILD_TSAN) && TSAN_OPTIONS=halt_on_error=1 ctest --output-on-failure -j$(JOBS) -L thread
+
+# Every suite (plain, ASan+UBSan, TSan: built as above, once each) run REPEAT times in a row,
+# going on past failures: prints each failed test with its run number and a line per suite
+# ("plain: 10 runs, 0 failures"), keeps failed runs' logs in <build dir>/repeat-logs/, exits 1 if
+# any run failed. Flaky tests show here (`make test-repeat REPEAT=10`).
+REPEAT ?= 10
+test-repeat: build
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSIMUL_SANITIZE=address -DSIMUL_BUILD_BENCH=OFF
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+	CC=clang cmake -S . -B $(BUILD_TSAN) -DCMAKE_BUILD_TYPE=Debug -DSIMUL_SANITIZE=thread -DSIMUL_BUILD_BENCH=OFF
+	cmake --build $(BUILD_TSAN) -j$(JOBS)
+	REPEAT_ENV_asan="ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1" \
+	REPEAT_ENV_tsan="TSAN_OPTIONS=halt_on_error=1" \
+	  bash tests/repeat_suites.sh $(REPEAT) $(JOBS) plain=$(BUILD) asan=$(BUILD_ASAN) "tsan=$(BUILD_TSAN)=-L thread"
 
 # DEMO_ARGS go to the chess simul (e.g. DEMO_ARGS="--boards 10 --moves 5" for a short run).
 DEMO_ARGS ?=

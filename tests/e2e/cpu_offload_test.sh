@@ -59,7 +59,11 @@ show_output_on_failure() {
 # The lateness checks compare scheduling on a shared 2-core machine: other work there can only
 # make the loop later, never earlier, so a run whose lateness checks fail is retried (at most 3
 # runs) and the checks are reported for the last one. Everything else must hold on every run.
-LATE_BOUND_MS=150
+# What says "the timer did not wait for the job" is "< a third of inline's" (which grows with the
+# job on a slow machine); the absolute bound only caps it. It was 150 ms, and a loaded 2-core
+# machine under ASan left even the thread and process ways (the loop idle) 150-226 ms late in
+# three runs in a row, while the job took 2-3.5 s.
+LATE_BOUND_MS=500
 
 # timing_ok: the lateness shape of the last run (inline late by about the job, the others not).
 timing_ok() {

@@ -294,7 +294,11 @@ SIMUL_TASK_TEST(group_child_failure_cancels_siblings)
     (void)arg;
     simul_group *g;
     assert_int_equal(simul_group_new(&g), 0);
-    child c[4] = {{.ms = 10000}, {.ms = 10, .ret = -EIO}, {.ms = 10000}, {.ms = 30, .ret = -EPIPE}};
+    /* c[3] would fail too, later: at 5 s, not 30 ms, which a loaded machine that stalled the
+     * process for 20 ms fired in the same pass as c[1]'s 10 ms (the sleep then completed, as a
+     * completion handed over before the cancel wins, and c[3] was not cancelled). */
+    child c[4] = {
+        {.ms = 10000}, {.ms = 10, .ret = -EIO}, {.ms = 10000}, {.ms = 5000, .ret = -EPIPE}};
     for (int i = 0; i < 4; i++) {
         assert_int_equal(simul_group_spawn(g, child_fn, &c[i], NULL), 0);
     }
@@ -327,6 +331,10 @@ SIMUL_TASK_TEST(group_failure_cancels_siblings_before_join)
         assert_int_equal(simul_group_spawn(g, child_fn, &c[i], NULL), 0);
     }
     assert_int_equal(simul_sleep(0.05), 0); /* the owner is not cancelled by the failure */
+    /* A stalled process fires c[1]'s timer and ours in one pass: the siblings that c[1]'s
+     * failure cancels are then queued behind us. Let them run; no join has happened yet. */
+    assert_int_equal(c[1].finished, 1);
+    test_settle();
     assert_int_equal(c[0].sleep_rc, -ECANCELED);
     assert_int_equal(c[0].finished, 1);
     assert_int_equal(c[2].sleep_rc, -ECANCELED);

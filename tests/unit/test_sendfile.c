@@ -1118,8 +1118,45 @@ SIMUL_TASK_TEST(copy_leaves_source_unregistered)
     return 0;
 }
 
+/* A feeder that holds back the source's last byte until `release` is set: the copy cannot finish
+ * before then, whatever the machine's speed. */
+typedef struct held_feeder {
+    feeder fe;
+    size_t total;
+    simul_event *release;
+} held_feeder;
+
+static int held_feeder_task(void *p)
+{
+    held_feeder *h = p;
+    h->fe.total = h->total - 1;
+    h->fe.keep_open = true;
+    feeder_task(&h->fe);
+    if (h->fe.rc == 0)
+        h->fe.rc = simul_event_wait(h->release);
+    /* feeder_task goes on from fe.wrote: it writes the last byte and closes the pipe */
+    h->fe.total = h->total;
+    h->fe.keep_open = false;
+    return feeder_task(&h->fe);
+}
+
+typedef struct releasing_meddler {
+    meddler m;
+    simul_event *release;
+} releasing_meddler;
+
+static int meddle_then_release(void *p)
+{
+    releasing_meddler *rm = p;
+    meddle_later(&rm->m);
+    return simul_event_set(rm->release);
+}
+
 /* simul_stream_sendfile from a pipe keeps the stream's sending side to itself: another task's
- * write, write_eof and sendfile get -EBUSY, and the peer receives the pipe's bytes untouched. */
+ * write, write_eof and sendfile get -EBUSY, and the peer receives the pipe's bytes untouched.
+ * The meddler acts while the copy provably runs: the call marks the stream busy before it first
+ * suspends (so before any other task runs), and the pipe's last byte comes only after the
+ * meddler's three tries. */
 SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
 {
     (void)arg;
@@ -1132,21 +1169,29 @@ SIMUL_TASK_TEST(copy_stream_from_pipe_writes_are_busy)
     simul_stream *s;
     assert_int_equal(simul_stream_from_fd(cli, &s), 0);
     size_t total = 4u * 1024 * 1024;
-    feeder fe = {.fd = p[1], .total = total};
+    simul_event *release;
+    assert_int_equal(simul_event_new(&release), 0);
+    held_feeder hf = {.fe = {.fd = p[1]}, .total = total, .release = release};
     reader r = {.fd = srv, .slow = 2};
-    meddler m = {.s = s, .file = file, .write_rc = 1, .eof_rc = 1, .sendfile_rc = 1};
+    releasing_meddler rm = {
+        .m = {.s = s, .file = file, .write_rc = 1, .eof_rc = 1, .sendfile_rc = 1},
+        .release = release};
+    meddler *m = &rm.m;
     simul_task *ft, *rt, *mt;
-    assert_int_equal(simul_task_spawn(&ft, feeder_task, &fe, NULL), 0);
+    assert_int_equal(simul_task_spawn(&ft, held_feeder_task, &hf, NULL), 0);
     assert_int_equal(simul_task_spawn(&rt, reader_task, &r, NULL), 0);
-    assert_int_equal(simul_task_spawn(&mt, meddle_later, &m, NULL), 0);
+    assert_int_equal(simul_task_spawn(&mt, meddle_then_release, &rm, NULL), 0);
     size_t sent = 0;
     assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), (long)total);
     assert_int_equal(sent, total);
     assert_int_equal(simul_task_join(mt, NULL), 0);
-    assert_int_equal(m.write_rc, -EBUSY);
-    assert_int_equal(m.eof_rc, -EBUSY);
-    assert_int_equal(m.sendfile_rc, -EBUSY);
+    assert_int_equal(m->write_rc, -EBUSY);
+    assert_int_equal(m->eof_rc, -EBUSY);
+    assert_int_equal(m->sendfile_rc, -EBUSY);
     assert_int_equal(simul_task_join(ft, NULL), 0);
+    assert_int_equal(hf.fe.rc, 0);
+    assert_int_equal(hf.fe.wrote, total);
+    simul_event_free(release);
     assert_int_equal(simul_stream_close(s), 0); /* the peer reads EOF after the bytes */
     assert_int_equal(simul_task_join(rt, NULL), 0);
     assert_int_equal(r.rc, 0);
