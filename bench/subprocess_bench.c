@@ -36,7 +36,7 @@ static int worker(void *arg)
         check(simul_process_wait(p, &st), "simul_process_wait");
         if (st != 0)
             die("/bin/true exited with status %d", st);
-        simul_process_free(p);
+        simul_process_close(p);
     }
     return 0;
 }

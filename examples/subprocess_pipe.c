@@ -82,7 +82,7 @@ static int run(void *arg)
     } else {
         rc = simul_process_wait(p, &status);
     }
-    simul_process_free(p);
+    simul_process_close(p);
     if (rc < 0) {
         fprintf(stderr, "subprocess_pipe: wait: %s\n", simul_strerror(rc));
         j->exit_code = 1;

@@ -263,7 +263,7 @@ static int opponents_wait(children *ch)
             exited[i] = simul_process_wait(ch->procs[i], &status[i]) == 0;
         }
         failed += !exited[i] || status[i] != 0;
-        simul_process_free(ch->procs[i]);
+        simul_process_close(ch->procs[i]);
     }
     simul_scope_end(&shield);
     free(ch);

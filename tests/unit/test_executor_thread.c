@@ -140,7 +140,7 @@ SIMUL_TASK_TEST(results_come_back)
     v = 0;
     assert_int_equal(simul_to_thread(double_it, &v, NULL), 0);
     /* fn's own failure is its result, not the call's */
-    assert_int_equal(simul_to_thread_ex(double_it, &(int){-5}, NULL, &r), 0);
+    assert_int_equal(simul_to_thread_discard(double_it, &(int){-5}, NULL, &r), 0);
     assert_int_equal(r, -10);
     assert_int_equal(simul_to_thread(NULL, NULL, &r), -EINVAL);
     assert_true(pool_threads() >= 1);
@@ -224,7 +224,7 @@ SIMUL_TASK_TEST(cancel_while_queued_never_runs)
     simul_scope s;
     assert_int_equal(simul_scope_timeout(&s, 0.05), 0);
     int r = 99;
-    assert_int_equal(simul_to_thread_ex(make_text_after_gate, o, discard_owned, &r), -ETIMEDOUT);
+    assert_int_equal(simul_to_thread_discard(make_text_after_gate, o, discard_owned, &r), -ETIMEDOUT);
     assert_int_equal(simul_scope_end(&s), 1);
     assert_int_equal(r, 99);
     /* Never started: discarded before the call returned, with -ECANCELED. */
@@ -252,7 +252,7 @@ SIMUL_TASK_TEST(cancelled_before_the_call_still_discards)
     assert_non_null(o);
     assert_int_equal(simul_task_cancel(simul_task_current()), 0);
     int r = 99;
-    assert_int_equal(simul_to_thread_ex(make_text_after_gate, o, discard_owned, &r), -ECANCELED);
+    assert_int_equal(simul_to_thread_discard(make_text_after_gate, o, discard_owned, &r), -ECANCELED);
     assert_int_equal(r, 99);
     assert_int_equal(atomic_load(&discards), 1);
     assert_int_equal(atomic_load(&discard_result), -ECANCELED);
@@ -266,7 +266,7 @@ static int owned_call(void *arg)
     if (!o)
         return -ENOMEM;
     int r = 0;
-    int rc = simul_to_thread_ex(make_text_after_gate, o, discard_owned, &r);
+    int rc = simul_to_thread_discard(make_text_after_gate, o, discard_owned, &r);
     if (rc == 0) { /* ours again */
         free(o->text);
         free(o);
@@ -311,7 +311,7 @@ static int fast_fn(void *arg)
 static int fast_call(void *arg)
 {
     int *out = arg;
-    return simul_to_thread_ex(fast_fn, NULL, discard_owned, out);
+    return simul_to_thread_discard(fast_fn, NULL, discard_owned, out);
 }
 
 SIMUL_TASK_TEST(cancel_after_result_posted_completion_wins)
@@ -398,7 +398,7 @@ static int abandon_main(void *arg)
     assert_non_null(o);
     simul_scope s;
     simul_scope_timeout(&s, 0.05);
-    int rc = simul_to_thread_ex(make_text_after_gate, o, discard_owned, NULL);
+    int rc = simul_to_thread_discard(make_text_after_gate, o, discard_owned, NULL);
     simul_scope_end(&s);
     return rc == -ETIMEDOUT ? 0 : -1;
 }

@@ -185,7 +185,7 @@ SUB_TEST(echo_through_stdout_pipe)
     assert_int_equal(simul_process_returncode(p, &st), 0);
     assert_int_equal(st, 0);
     /* Its watch is the one asked for: a pidfd unless the fallback is forced (or impossible). */
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -199,7 +199,7 @@ SUB_TEST(watch_uses_pidfd_or_forced_fallback)
     assert_int_equal(simul_process_kill(p), 0);
     assert_int_equal(wait_status(p), -SIGKILL);
     assert_int_equal(simul__process_test_watch(p), -1);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -225,7 +225,7 @@ SUB_TEST(cat_round_trip_stdin_to_stdout)
     const char *line;
     assert_int_equal(simul_stream_readline(out, &line), 0);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -262,7 +262,7 @@ SUB_TEST(communicate_several_mb_through_cat)
     assert_null(simul_process_stderr(p));
     simul_process_output_free(&out);
     free(data);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -280,7 +280,7 @@ SUB_TEST(communicate_large_output_both_pipes_no_deadlock)
     assert_int_equal(out.out_len, 4u << 20);
     assert_int_equal(out.err_len, 4u << 20);
     simul_process_output_free(&out);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -292,7 +292,7 @@ SUB_TEST(communicate_discards_output_when_out_is_null)
     int st = INT_MIN;
     assert_int_equal(simul_process_communicate(p, NULL, 0, 0, NULL, &st), 0);
     assert_int_equal(st, 4);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -308,7 +308,7 @@ SUB_TEST(stderr_separate_and_merged)
     assert_string_equal(out.out, "out\n");
     assert_string_equal(out.err, "err\n");
     simul_process_output_free(&out);
-    simul_process_free(p);
+    simul_process_close(p);
 
     p = start_shell(cmd, SIMUL_STDIO_INHERIT, SIMUL_STDIO_PIPE, SIMUL_STDIO_STDOUT);
     assert_null(simul_process_stderr(p));
@@ -317,7 +317,7 @@ SUB_TEST(stderr_separate_and_merged)
     assert_string_equal(out.out, "out\nerr\n");
     assert_null(out.err);
     simul_process_output_free(&out);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -332,7 +332,7 @@ SUB_TEST(devnull_stdin_and_stdout)
     assert_int_equal(st, 0);
     assert_int_equal(out.out_len, 0); /* EOF at once */
     simul_process_output_free(&out);
-    simul_process_free(p);
+    simul_process_close(p);
 
     p = start_shell("echo dropped; echo kept >&2", SIMUL_STDIO_DEVNULL, SIMUL_STDIO_DEVNULL,
                     SIMUL_STDIO_PIPE);
@@ -341,7 +341,7 @@ SUB_TEST(devnull_stdin_and_stdout)
     assert_null(out.out);
     assert_string_equal(out.err, "kept\n");
     simul_process_output_free(&out);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -365,7 +365,7 @@ SUB_TEST(inherited_stdin_and_caller_fd_stdout)
     assert_int_equal(read_all(simul_process_stdout(p), buf, sizeof buf), 10);
     assert_string_equal(buf, "inherited\n");
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
 
     /* A caller's fd: a temp file as stdout; it stays the caller's, open. */
     FILE *tmp = tmpfile();
@@ -373,7 +373,7 @@ SUB_TEST(inherited_stdin_and_caller_fd_stdout)
     simul_process_opts o = {.stdout_mode = SIMUL_STDIO_FD, .stdout_fd = fileno(tmp)};
     assert_int_equal(simul_process_shell("echo to-file", &o, &p), 0);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_true(fcntl(fileno(tmp), F_GETFD) >= 0);
     assert_int_equal(pread(fileno(tmp), buf, sizeof buf, 0), 8);
     assert_memory_equal(buf, "to-file\n", 8);
@@ -392,7 +392,7 @@ SUB_TEST(inherited_stdin_and_caller_fd_stdout)
     assert_int_equal(simul_stream_write(simul_process_stdin(p), "via-fd0\n", 8), 0);
     assert_int_equal(simul_stream_close(simul_process_stdin(p)), 0);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_int_equal(dup2(saved, 0), 0);
     close(saved);
     assert_int_equal(pread(fileno(t2), buf, sizeof buf, 0), 8);
@@ -420,7 +420,7 @@ SUB_TEST(env_and_cwd)
     snprintf(want, sizeof want, "bar baz\nunset\n%s\n", real);
     assert_string_equal(buf, want);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
 
     /* An env without PATH: the default path still finds sh. */
     const char *bare[] = {"X=1", NULL};
@@ -430,7 +430,7 @@ SUB_TEST(env_and_cwd)
     read_all(simul_process_stdout(p), buf, sizeof buf);
     assert_string_equal(buf, "1\n");
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
 
     /* An empty env and the shell variant. */
     const char *none[] = {NULL};
@@ -439,7 +439,7 @@ SUB_TEST(env_and_cwd)
     read_all(simul_process_stdout(p), buf, sizeof buf);
     assert_string_equal(buf, "[]\n");
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_int_equal(rmdir(dir), 0);
     return 0;
 }
@@ -501,7 +501,7 @@ SUB_TEST(exec_errors_leave_nothing_behind)
     simul_process *sh = start_shell("simul-no-such-program-xyz 2>/dev/null", SIMUL_STDIO_INHERIT,
                                     SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
     assert_int_equal(wait_status(sh), 127);
-    simul_process_free(sh);
+    simul_process_close(sh);
     return 0;
 }
 
@@ -540,7 +540,7 @@ SUB_TEST(bad_arguments)
     assert_int_equal(simul_process_send_signal(NULL, SIGTERM), -EINVAL);
     assert_int_equal(simul_process_communicate(NULL, NULL, 0, 0, NULL, NULL), -EINVAL);
     assert_null(simul_process_stdout(NULL));
-    simul_process_free(NULL);
+    simul_process_close(NULL);
     simul_process_output_free(NULL);
 
     /* input without a stdin pipe, a bad signal number */
@@ -549,7 +549,7 @@ SUB_TEST(bad_arguments)
     assert_int_equal(simul_process_send_signal(p, -1), -EINVAL);
     assert_int_equal(simul_process_send_signal(p, 100000), -EINVAL);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -568,7 +568,7 @@ static void no_loop_and_no_task(void **state)
     assert_int_equal(simul_process_communicate(p, NULL, 0, 0, NULL, NULL), -EPERM);
     /* An open handle keeps the loop from closing. */
     assert_int_equal(simul_loop_close(loop), -EBUSY);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_int_equal(simul_loop_close(loop), 0);
     check_clean(fds);
 }
@@ -584,7 +584,7 @@ SUB_TEST(every_exit_code)
         simul_process *p =
             start_shell(cmd, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
         assert_int_equal(wait_status(p), code);
-        simul_process_free(p);
+        simul_process_close(p);
     }
     return 0;
 }
@@ -605,7 +605,7 @@ SUB_TEST(child_reaped_by_the_kernel_reports_255)
         start_shell("exit 3", SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
     assert_int_equal(wait_status(p), 255);
     assert_int_equal(simul_process_kill(p), -ESRCH);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_int_equal(sigaction(SIGCHLD, &old, NULL), 0);
     return 0;
 }
@@ -622,17 +622,17 @@ SUB_TEST(killed_by_signal_and_terminate)
     assert_int_equal(wait_status(p), -SIGKILL);
     assert_int_equal(simul_process_kill(p), -ESRCH); /* reaped: never signalled again */
     assert_int_equal(wait_status(p), -SIGKILL);      /* waiting again is fine */
-    simul_process_free(p);
+    simul_process_close(p);
 
     p = start(argv, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
     assert_int_equal(simul_process_terminate(p), 0);
     assert_int_equal(wait_status(p), -SIGTERM);
-    simul_process_free(p);
+    simul_process_close(p);
 
     p = start_shell("kill -USR1 $$", SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT,
                     SIMUL_STDIO_INHERIT);
     assert_int_equal(wait_status(p), -SIGUSR1);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -660,7 +660,7 @@ SUB_TEST(child_starts_with_default_signals_and_empty_mask)
     char buf[512];
     read_all(simul_process_stdout(p), buf, sizeof buf);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_non_null(strstr(buf, "SigBlk:\t0000000000000000\n"));
     assert_non_null(strstr(buf, "SigIgn:\t0000000000000000\n"));
     return 0;
@@ -692,7 +692,7 @@ static void list_child_fds(unsigned flags, char *buf, size_t cap)
     assert_int_equal(simul_process_exec(&o, &p), 0);
     read_all(simul_process_stdout(p), buf, cap);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
 }
 
 SUB_TEST(child_inherits_no_library_fd)
@@ -734,7 +734,7 @@ SUB_TEST(child_inherits_no_library_fd)
     close(plain);
     assert_int_equal(simul_stream_close(simul_process_stdin(other)), 0);
     assert_int_equal(wait_status(other), 0);
-    simul_process_free(other);
+    simul_process_close(other);
     simul_close(a);
     simul_close(c);
     simul_close(lfd[0]);
@@ -760,7 +760,7 @@ SUB_TEST(writing_to_a_child_that_exited_is_epipe)
         rc = simul_stream_drain(in);
     assert_int_equal(rc, -EPIPE);
     free(big);
-    simul_process_free(p);
+    simul_process_close(p);
 
     /* The child exits while we are still writing (it read a little first). */
     const char *hd[] = {"head", "-c", "10", NULL};
@@ -776,7 +776,7 @@ SUB_TEST(writing_to_a_child_that_exited_is_epipe)
     }
     assert_int_equal(rc, -EPIPE);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
 
     /* communicate ignores it, as asyncio does. */
     p = start(hd, SIMUL_STDIO_PIPE, SIMUL_STDIO_PIPE, SIMUL_STDIO_INHERIT);
@@ -790,7 +790,7 @@ SUB_TEST(writing_to_a_child_that_exited_is_epipe)
     assert_string_equal(out.out, "yyyyyyyyyy");
     simul_process_output_free(&out);
     free(data);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -804,7 +804,7 @@ SUB_TEST(closing_stdout_early_gives_the_child_sigpipe)
     assert_int_equal(simul_stream_close(simul_process_stdout(p)), 0);
     assert_null(simul_process_stdout(p));
     assert_int_equal(wait_status(p), -SIGPIPE);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -846,7 +846,7 @@ SUB_TEST(wait_cancelled_and_timed_out_child_still_reaped)
     int st;
     assert_int_equal(simul_process_returncode(p, &st), 0);
     assert_int_equal(st, 0);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -875,7 +875,7 @@ SUB_TEST(communicate_with_deadline_then_kill)
     assert_int_equal(simul_process_kill(p), 0);
     assert_int_equal(wait_status(p), -SIGKILL);
     free(data);
-    simul_process_free(p); /* discards what stdin still had queued */
+    simul_process_close(p); /* discards what stdin still had queued */
     return 0;
 }
 
@@ -909,7 +909,7 @@ SUB_TEST(communicate_cancelled_keeps_partial_output)
     simul_process_output_free(&out);
     assert_int_equal(simul_process_kill(p), 0);
     assert_int_equal(wait_status(p), -SIGKILL);
-    simul_process_free(p);
+    simul_process_close(p);
 
     p = start_shell("printf 'partial'; exec sleep 100", SIMUL_STDIO_INHERIT, SIMUL_STDIO_PIPE,
                     SIMUL_STDIO_INHERIT);
@@ -920,7 +920,7 @@ SUB_TEST(communicate_cancelled_keeps_partial_output)
     simul_process_output_free(&out);
     simul_process_kill(p);
     assert_int_equal(wait_status(p), -SIGKILL);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -937,7 +937,7 @@ SUB_TEST(communicate_output_limit)
     assert_int_equal(simul_process_returncode(p, NULL), -EAGAIN);
     simul_process_kill(p);
     assert_int_equal(wait_status(p), -SIGKILL);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -955,7 +955,7 @@ SUB_TEST(communicate_twice_at_once_is_ebusy)
     assert_int_equal(simul_task_join(t, &r), 0);
     assert_int_equal(r, 0); /* its pipe reached EOF and the wait saw the kill */
     assert_int_equal(wait_status(p), -SIGKILL);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -977,7 +977,7 @@ static void run_true(int n)
     for (int i = 0; i < n; i++) {
         simul_process *p = start(tr, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
         assert_int_equal(wait_status(p), 0);
-        simul_process_free(p);
+        simul_process_close(p);
     }
 }
 
@@ -1022,7 +1022,7 @@ static int spawn_and_wait(void *arg)
     char buf[16];
     long n = simul_stream_read(simul_process_stdout(p), buf, sizeof buf); /* EOF at exit */
     rc = simul_process_wait(p, &c->status);
-    simul_process_free(p);
+    simul_process_close(p);
     return n == 0 ? rc : -EPROTO;
 }
 
@@ -1061,7 +1061,7 @@ SUB_TEST(free_wakes_waiter_and_tolerates_closed_pipes)
     assert_int_equal(simul_task_spawn(&t, wait_task, p, NULL), 0);
     assert_int_equal(simul_sleep(0.01), 0);
     simul_process_kill(p); /* so the reaper has little to wait for */
-    simul_process_free(p);
+    simul_process_close(p);
     int r;
     assert_int_equal(simul_task_join(t, &r), 0);
     assert_int_equal(r, -ECANCELED);
@@ -1077,7 +1077,7 @@ SUB_TEST(reaper_thread_reaps_children_freed_while_running)
         const char *argv[] = {"sleep", "0.3", NULL};
         simul_process *p =
             start(argv, SIMUL_STDIO_INHERIT, SIMUL_STDIO_PIPE, SIMUL_STDIO_INHERIT);
-        simul_process_free(p);
+        simul_process_close(p);
     }
     assert_int_equal(simul__process_test_orphans(), 3);
     return 0;
@@ -1093,7 +1093,7 @@ SUB_TEST(free_of_exited_child_reaps_at_once)
     int zombies = 0;
     while (children(&zombies) == 1 && zombies == 0 && test_clock() < end)
         nanosleep(&(struct timespec){0, 1000000}, NULL);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_int_equal(simul__process_test_orphans(), 0);
     assert_int_equal(children(NULL), 0);
     return 0;
@@ -1110,7 +1110,7 @@ SUB_TEST(lines_arrive_while_the_child_runs)
     assert_int_equal(simul_process_returncode(p, NULL), -EAGAIN);
     simul_process_terminate(p);
     assert_int_equal(wait_status(p), -SIGTERM);
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -1127,7 +1127,7 @@ SUB_TEST(new_session_flag)
     read_all(simul_process_stdout(p), buf, sizeof buf);
     assert_int_equal(wait_status(p), 0);
     assert_int_equal(atoi(buf), simul_process_pid(p)); /* session leader */
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -1144,7 +1144,7 @@ static int run_capture(simul_process_opts *o, const char *const *argv, char *buf
         fail_msg("exec %s: %s", argv[0], simul_strerror(rc));
     read_all(simul_process_stdout(p), buf, cap);
     int st = wait_status(p);
-    simul_process_free(p);
+    simul_process_close(p);
     return st;
 }
 
@@ -1196,7 +1196,7 @@ SUB_TEST(pass_fds_child_writes_to_a_passed_pipe)
     simul_process *p;
     assert_int_equal(simul_process_exec(&o, &p), 0);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_true(cloexec(w)); /* only the child's copy lost the flag */
     close(w);
     char buf[16];
@@ -1212,7 +1212,7 @@ SUB_TEST(pass_fds_child_writes_to_a_passed_pipe)
     simul_process_opts none = {.argv = argv, .stderr_mode = SIMUL_STDIO_DEVNULL};
     assert_int_equal(simul_process_exec(&none, &p), 0);
     assert_true(wait_status(p) != 0); /* "Bad file descriptor" */
-    simul_process_free(p);
+    simul_process_close(p);
     close(w);
     assert_int_equal(read(pp[0], buf, sizeof buf), 0);
     close(pp[0]);
@@ -1369,7 +1369,7 @@ SUB_TEST(new_session_child_leads_its_session_and_group)
     assert_true(parse_stat(buf, &ps));
     assert_int_equal(ps.session, simul_process_pid(p));
     assert_int_equal(ps.pgrp, simul_process_pid(p));
-    simul_process_free(p);
+    simul_process_close(p);
     /* Without the flag: ours. */
     simul_process_opts plain = {0};
     assert_int_equal(run_capture(&plain, argv, buf, sizeof buf), 0);
@@ -1403,14 +1403,14 @@ SUB_TEST(group_kill_reaches_the_grandchild)
     if (dies(grandchild, ps.start, true))
         assert_int_equal(simul_process_send_signal_group(p, SIGKILL), -ESRCH);
     assert_int_equal(simul_process_send_signal(p, SIGKILL), -ESRCH);
-    simul_process_free(p);
+    simul_process_close(p);
 
     /* A child in our own group has no group to signal: that would be ours. */
     const char *tr[] = {"true", NULL};
     p = start(tr, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
     assert_int_equal(simul_process_send_signal_group(p, SIGKILL), -EINVAL);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     assert_int_equal(simul_process_send_signal_group(NULL, SIGKILL), -EINVAL);
     return 0;
 }
@@ -1439,7 +1439,7 @@ SUB_TEST(group_signal_after_the_leader_exited)
         assert_int_equal(kill(grandchild, SIGKILL), 0);
     }
     assert_true(dies(grandchild, ps.start, false));
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -1460,8 +1460,8 @@ SUB_TEST(join_pgid_puts_a_second_child_in_the_first_group)
     assert_int_equal(simul_process_send_signal_group(second, SIGKILL), 0);
     assert_int_equal(wait_status(first), -SIGKILL);
     assert_int_equal(wait_status(second), -SIGKILL);
-    simul_process_free(first);
-    simul_process_free(second);
+    simul_process_close(first);
+    simul_process_close(second);
 
     simul_process *p = NULL;
     join.flags = SIMUL_PROCESS_NEW_PGROUP;
@@ -1554,7 +1554,7 @@ SUB_TEST(umask_spawn_thread_bad_values_and_exec_errors)
     for (int i = 0; i < 50; i++) {
         assert_int_equal(simul_process_exec(&o, &p), 0);
         assert_int_equal(wait_status(p), 0);
-        simul_process_free(p);
+        simul_process_close(p);
     }
     return 0;
 }

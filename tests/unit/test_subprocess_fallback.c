@@ -26,7 +26,7 @@ SUB_TEST(fallback_sigchld_restored_after_last_child)
     assert_false(sigchld_is_default()); /* caught while the loop has a child to watch */
     assert_int_equal(wait_status(p), 0);
     assert_true(sigchld_is_default());
-    simul_process_free(p);
+    simul_process_close(p);
     return 0;
 }
 
@@ -41,7 +41,7 @@ SUB_TEST(fallback_never_reaps_other_code_children)
     const char *argv[] = {"sleep", "0.2", NULL};
     simul_process *p = start(argv, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
     assert_int_equal(wait_status(p), 0);
-    simul_process_free(p);
+    simul_process_close(p);
     int st;
     assert_int_equal(waitpid(other, &st, 0), other); /* still ours to reap */
     assert_true(WIFEXITED(st));
@@ -92,7 +92,7 @@ SUB_TEST(fallback_thread_sigchld_owned_by_another_loop)
         simul_process *p =
             start(argv, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
         assert_int_equal(wait_status(p), 0);
-        simul_process_free(p);
+        simul_process_close(p);
     }
     pthread_mutex_lock(&hold_mu);
     hold_state = 2;

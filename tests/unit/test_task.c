@@ -148,22 +148,22 @@ SIMUL_TASK_TEST(spawn_null_fn_einval)
 SIMUL_TASK_TEST(task_names)
 {
     (void)arg;
-    assert_string_equal(simul_task_name(simul_task_current()), "test-main");
+    assert_string_equal(simul_task_get_name(simul_task_current()), "test-main");
     simul_task *t;
     /* Default: "task-<id>". */
     assert_int_equal(simul_task_spawn(&t, return_arg, NULL, NULL), 0);
     char expect[64];
     snprintf(expect, sizeof expect, "task-%llu", (unsigned long long)simul_task_id(t));
-    assert_string_equal(simul_task_name(t), expect);
+    assert_string_equal(simul_task_get_name(t), expect);
     assert_int_equal(simul_task_set_name(t, "renamed"), 0);
-    assert_string_equal(simul_task_name(t), "renamed");
+    assert_string_equal(simul_task_get_name(t), "renamed");
     assert_int_equal(simul_task_set_name(t, NULL), -EINVAL);
-    assert_string_equal(simul_task_name(t), "renamed");
+    assert_string_equal(simul_task_get_name(t), "renamed");
     /* Truncated to 31 bytes. */
     const char *long_name = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF"; /* 42 bytes */
     assert_int_equal(simul_task_set_name(t, long_name), 0);
-    assert_int_equal(strlen(simul_task_name(t)), 31);
-    assert_memory_equal(simul_task_name(t), long_name, 31);
+    assert_int_equal(strlen(simul_task_get_name(t)), 31);
+    assert_memory_equal(simul_task_get_name(t), long_name, 31);
     assert_int_equal(simul_task_join(t, NULL), 0);
 
     /* From the options: copied, and truncated too. */
@@ -172,12 +172,12 @@ SIMUL_TASK_TEST(task_names)
     simul_task_opts opts = {.name = buf, .stack_size = 0};
     assert_int_equal(simul_task_spawn(&t, return_arg, NULL, &opts), 0);
     buf[0] = 'X';
-    assert_string_equal(simul_task_name(t), "worker");
+    assert_string_equal(simul_task_get_name(t), "worker");
     assert_int_equal(simul_task_join(t, NULL), 0);
     opts.name = long_name;
     assert_int_equal(simul_task_spawn(&t, return_arg, NULL, &opts), 0);
-    assert_int_equal(strlen(simul_task_name(t)), 31);
-    assert_memory_equal(simul_task_name(t), long_name, 31);
+    assert_int_equal(strlen(simul_task_get_name(t)), 31);
+    assert_memory_equal(simul_task_get_name(t), long_name, 31);
     assert_int_equal(simul_task_join(t, NULL), 0);
     return 0;
 }
@@ -262,7 +262,7 @@ static int visit_fn(simul_task *t, void *arg)
 {
     visit *v = arg;
     if (v->n < 8) {
-        snprintf(v->names[v->n], sizeof v->names[0], "%s", simul_task_name(t));
+        snprintf(v->names[v->n], sizeof v->names[0], "%s", simul_task_get_name(t));
     }
     v->n++;
     return v->stop_at && v->n == v->stop_at;
@@ -669,7 +669,7 @@ SIMUL_TASK_TEST(sleep_accuracy)
 
 static int main_returns(void *arg)
 {
-    assert_string_equal(simul_task_name(simul_task_current()), "main");
+    assert_string_equal(simul_task_get_name(simul_task_current()), "main");
     assert_non_null(simul_loop_current());
     assert_int_equal(simul_sleep(0.001), 0);
     return (int)(intptr_t)arg;

@@ -134,10 +134,10 @@ SIMUL_STREAM_TEST_WRAP(tcp_server_and_connection)
     assert_string_equal(c.log, "M");
     struct sockaddr_in peer, me;
     simul_socklen_t len = sizeof peer;
-    assert_int_equal(simul_transport_get_peername(t, (struct sockaddr *)&peer, &len), 0);
+    assert_int_equal(simul_transport_peername(t, (struct sockaddr *)&peer, &len), 0);
     assert_int_equal(ntohs(peer.sin_port), port);
     len = sizeof me;
-    assert_int_equal(simul_transport_get_sockname(t, (struct sockaddr *)&me, &len), 0);
+    assert_int_equal(simul_transport_sockname(t, (struct sockaddr *)&me, &len), 0);
     assert_int_equal(me.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
     size_t total = 0;
     char msg[5000];

@@ -117,7 +117,7 @@ static int local_port(simul_datagram_transport *t)
 {
     struct sockaddr_in a;
     simul_socklen_t len = sizeof a;
-    assert_int_equal(simul_datagram_transport_get_sockname(t, (struct sockaddr *)&a, &len), 0);
+    assert_int_equal(simul_datagram_transport_sockname(t, (struct sockaddr *)&a, &len), 0);
     return ntohs(a.sin_port);
 }
 
@@ -137,10 +137,10 @@ SIMUL_TASK_TEST(udp_echo_keeps_boundaries)
         simul_create_datagram_endpoint(NULL, NULL, "127.0.0.1", ps, 0, &dproto, &c, &ct), 0);
     struct sockaddr_in peer;
     simul_socklen_t plen = sizeof peer;
-    assert_int_equal(simul_datagram_transport_get_peername(ct, (struct sockaddr *)&peer, &plen), 0);
+    assert_int_equal(simul_datagram_transport_peername(ct, (struct sockaddr *)&peer, &plen), 0);
     assert_int_equal(ntohs(peer.sin_port), port);
     plen = sizeof peer;
-    assert_int_equal(simul_datagram_transport_get_peername(st, (struct sockaddr *)&peer, &plen),
+    assert_int_equal(simul_datagram_transport_peername(st, (struct sockaddr *)&peer, &plen),
                      -ENOTCONN);
     for (int i = 0; i < 200; i++) {
         char msg[1500];
