@@ -202,6 +202,31 @@ static bool ows(char c)
     return c == ' ' || c == '\t';
 }
 
+/* Eight bytes at a time over the long runs (values, targets), the table for the byte that stops
+ * them: a word "has a byte below n" (n <= 128) and "has a zero byte" are exact tests. */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static inline uint64_t load8(const unsigned char *p)
+{
+    uint64_t x;
+    memcpy(&x, p, 8);
+    return x;
+}
+static inline uint64_t below(uint64_t x, unsigned n)
+{
+    return (x - ONES * n) & ~x & HIGHS;
+}
+/* Field-value bytes but HTAB: 0x20-0x7E and obs-text (HTAB leaves the fast loop, no more). */
+static inline bool value8(uint64_t x)
+{
+    return !(below(x, 0x20) | below(x ^ (ONES * 0x7f), 1));
+}
+/* Request-target bytes: 0x21-0x7E. */
+static inline bool target8(uint64_t x)
+{
+    return !(below(x, 0x21) | below(x ^ (ONES * 0x7f), 1) | (x & HIGHS));
+}
+
 /* The request line buf[s..e), buf[e] being its CR: method SP target SP HTTP/1.x, exactly. */
 static simul_http_error request_line(simul_http_parser *p, const char *buf, size_t s, size_t e)
 {
@@ -217,6 +242,8 @@ static simul_http_error request_line(simul_http_parser *p, const char *buf, size
         return SIMUL_HTTP_E_REQUEST_LINE; /* leading space */
     p->head.method = (simul_http_span){(uint32_t)s, (uint32_t)(i - s)};
     size_t t = ++i;
+    while (i + 8 <= e && target8(load8(u + i)))
+        i += 8;
     while (cls[u[i]] & C_TARGET)
         i++;
     if (i == e)
@@ -269,6 +296,8 @@ static simul_http_error field_line(const char *buf, size_t s, size_t e, simul_ht
     while (ows(buf[i]))
         i++;
     size_t v = i;
+    while (i + 8 <= e && value8(load8(u + i)))
+        i += 8;
     while (cls[u[i]] & C_VALUE)
         i++;
     if (i != e)
