@@ -146,7 +146,7 @@ typedef struct simul_http_head {
                                  this message the bytes may belong to another protocol; the parser
                                  consumes none of them (a server that refuses the upgrade just
                                  goes on feeding) */
-    bool expect_continue;     /* "Expect: 100-continue" */
+    bool expect_continue;     /* "Expect: 100-continue" (HTTP/1.1 only) */
     /* At SIMUL_HTTP_END of a chunked message: its trailer fields, parsed with the header rules,
      * in the caller's array after the head's fields; spans from trailer_base (the buffer given
      * to the call that returned END). */

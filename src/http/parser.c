@@ -395,8 +395,9 @@ static simul_http_error known_field(simul_http_parser *p, const char *buf, const
         }
         break;
     case 6:
+        /* (ignored in HTTP/1.0: RFC 9110 10.1.1) */
         if (TOKEN_IS(n, 6, "expect") && TOKEN_IS(v, vn, "100-continue"))
-            p->head.expect_continue = true;
+            p->head.expect_continue = p->head.version_minor == 1;
         break;
     case 7:
         if (TOKEN_IS(n, 7, "upgrade") && vn > 0)

@@ -300,6 +300,8 @@ static void keep_alive_rules(void **state)
        "HEAD GET / 1.0 none 0 close\nConnection: [keep-alive, close]\nEND\n");
     OK("GET / HTTP/1.1\r\n" H "Expect: 100-Continue\r\n\r\n",
        "HEAD GET / 1.1 none 0 keep-alive continue\nHost: [a]\nExpect: [100-Continue]\nEND\n");
+    OK("POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+       "HEAD POST / 1.0 length 1 close\nExpect: [100-continue]\nContent-Length: [1]\nBODY x\nEND\n");
 }
 
 static void upgrade_reported(void **state)
