@@ -180,7 +180,8 @@ static long find_lf(const char *buf, size_t len, size_t start, uint32_t *searche
     }
     if (len >= end)
         return -2;
-    *searched = (uint32_t)(len - start);
+    *searched = len > start ? (uint32_t)(len - start) : 0; /* (fewer bytes than last time: a
+                                                              caller's bug, still memory-safe) */
     return -1;
 }
 
