@@ -9,6 +9,7 @@ PREFIX     ?= /usr/local
 # Every Debian package the project needs, to build, test and benchmark.
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
                libcmocka-dev librabbitmq-dev libssl-dev valgrind python3 python3-uvloop golang-go libuv1-dev \
+               node-llhttp \
                procps util-linux gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -76,6 +77,7 @@ bench: deps
 	bash bench/run_offload.sh $(BUILD)
 	bash bench/run_subprocess.sh $(BUILD)
 	bash bench/run_threads.sh $(BUILD)
+	bash bench/run_http_parser.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

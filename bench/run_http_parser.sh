@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# HTTP request parser benchmark: libsimul-http's parser beside llhttp (Debian's node-llhttp,
+# built into the bench only) on the same pipelined requests in the same process, pinned to one
+# core. The two alternate shape by shape (get, post, chunked, mix); each figure is the best of 5.
+#
+#   bash bench/run_http_parser.sh <build-dir>        e.g. bash bench/run_http_parser.sh build
+#
+# Environment:
+#   BENCH_QUICK=1     rounds / 20 (smoke run, a second or two)
+#   BENCH_CPU=n       core to pin to (default 1)
+#   BENCH_TIMEOUT=s   per-process time limit in seconds (default 600); a hang fails the run
+#
+# Output: every key=value line the bench prints, the ratios (>1 means ours parses more requests
+# per second), then `target ...: PASS|MISS (measured X)`. A miss is reported and the script still
+# exits 0; a bench that crashes, fails or times out makes it exit non-zero.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 <build-dir>" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CPU=${BENCH_CPU:-1}
+QUICK=${BENCH_QUICK:-0}
+TIMEOUT=${BENCH_TIMEOUT:-600}
+
+die() { echo "run_http_parser.sh: $*" >&2; exit 1; }
+
+ROUNDS=20000 # passes over 64 pipelined requests, per run
+if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
+
+BENCH=$BUILD/bench/http_parser_bench
+
+command -v taskset >/dev/null || die "taskset not found (util-linux)"
+taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+
+if [ -f "$BUILD/CMakeCache.txt" ]; then
+    cmake --build "$BUILD" --target http_parser_bench >&2 || die "building the bench failed"
+fi
+[ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first (libsimul-http)"
+
+PIN=(taskset -c "$CPU")
+source "$HERE/lib.sh"
+
+build_type=$(build_type_of "$BUILD")
+echo "# run_http_parser.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
+echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS"
+
+run "$BENCH" "$ROUNDS"
+
+echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -z "${V[llhttp_version]:-}" ]; then
+    echo "# llhttp not built in (package node-llhttp missing at configure time): no comparison"
+fi
+
+echo "# ratios: >1 means our parser is faster"
+for s in get post chunked mix; do
+    ratio http_parser_${s}_vs_llhttp http_parser_${s}_req_per_s llhttp_${s}_req_per_s
+done
+
+line=$(ratio http_parser_mix_vs_llhttp http_parser_mix_req_per_s llhttp_mix_req_per_s)
+v=${line#*=}
+if [ "$QUICK" = 1 ]; then
+    echo "# quick run: rounds / 20, the target checked on the reduced run"
+fi
+if [ "$v" = n/a ]; then
+    echo "target http_parser_mix_vs_llhttp>=1: MISS (not measured)"
+elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
+    echo "target http_parser_mix_vs_llhttp>=1: PASS (measured $v)"
+else
+    echo "target http_parser_mix_vs_llhttp>=1: MISS (measured $v)"
+fi
+exit 0
