@@ -7,7 +7,7 @@
 #include <sys/syscall.h>
 
 #include "test_main_helpers.h"
-#include "../../src/core/internal.h"
+#include "../../../src/core/internal.h"
 
 static void handle_ref_holds_the_loop_open(void **state)
 {

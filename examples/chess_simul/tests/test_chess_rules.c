@@ -4,8 +4,8 @@
  * tests link only the library. */
 #include "test_main_helpers.h"
 
-#include "../../examples/chess_simul/protocol.c"
-#include "../../examples/chess_simul/rules.c"
+#include "../protocol.c"
+#include "../rules.c"
 
 #define START_FEN "rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1"
 #define KIWIPETE "r3k2r/p1ppqpb1/bn2pnp1/3PN3/1p2P3/2N2Q1p/PPPBBPPP/R3K2R w KQkq -"

@@ -3,8 +3,8 @@
  * because unit tests link only the library. */
 #include "test_main_helpers.h"
 
-#include "../../examples/chess_simul/model.c"
-#include "../../examples/chess_simul/protocol.c"
+#include "../model.c"
+#include "../protocol.c"
 
 static int parse(const char *s, chess_msg *m)
 {
