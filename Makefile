@@ -8,8 +8,10 @@ PREFIX     ?= /usr/local
 
 # Every Debian package the project needs, to build, test and benchmark.
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
-               libcmocka-dev librabbitmq-dev libssl-dev redis-server libhiredis-dev valgrind python3 python3-uvloop golang-go libuv1-dev \
+               libcmocka-dev librabbitmq-dev libssl-dev valgrind python3 python3-uvloop golang-go libuv1-dev \
                procps util-linux gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+# libsimul-redis: a real server for its tests, hiredis' reader as its parser's benchmark reference.
+DEB_PACKAGES += redis-server libhiredis-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
