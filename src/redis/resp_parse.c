@@ -50,10 +50,12 @@ struct simul_redis_parser {
     char *line;
     size_t line_len, line_cap;
     bool line_cr;
-    /* ST_BULK: the string being filled */
+    /* ST_BULK: the string being filled: in the arena when the whole body was at hand, else in a
+     * block of its own that grows as bytes arrive (so a header that declares 512 MiB and sends
+     * nothing costs nothing) and joins the arena when the string is whole */
     simul_redis_reply *bulk;
-    char *bulk_dst;
-    size_t bulk_left;
+    block *grow;
+    size_t bulk_off, bulk_left;
     unsigned crlf_left;
     frame stack[]; /* lim.max_depth frames */
 };
@@ -144,6 +146,7 @@ void simul_redis_parser_free(simul_redis_parser *p)
     if (!p)
         return;
     arena_free(p->first);
+    free(p->grow);
     free(p->line);
     free(p);
 }
@@ -158,6 +161,8 @@ static int fail(simul_redis_parser *p, int err, const char *why)
     p->err = err;
     p->why = why;
     arena_free(p->first); /* the partial reply is of no use: the stream is out of sync */
+    free(p->grow);
+    p->grow = NULL;
     p->first = p->cur = NULL;
     p->pending_attr = NULL;
     p->depth = 0;
@@ -398,15 +403,19 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
             return fail(p, -ENOMEM, "out of memory");
         r->type = t == '$' ? SIMUL_REDIS_STRING : t == '!' ? SIMUL_REDIS_ERROR
                                                            : SIMUL_REDIS_VERBATIM;
-        char *d = arena_alloc(p, (size_t)v + 1);
-        if (!d)
-            return fail(p, -ENOMEM, "out of memory");
-        d[v] = '\0';
-        r->str = d;
+        if ((size_t)v + 2 <= avail) {
+            if (!(r->str = arena_alloc(p, (size_t)v + 1)))
+                return fail(p, -ENOMEM, "out of memory");
+        } else {
+            size_t cap = avail * 2 > 16384 ? avail * 2 : 16384;
+            if (!(p->grow = block_new(cap < (size_t)v + 1 ? cap : (size_t)v + 1)))
+                return fail(p, -ENOMEM, "out of memory");
+            r->str = (char *)p->grow->data;
+        }
         r->len = (size_t)v;
         p->reply_bytes += (size_t)v + 2;
         p->bulk = r;
-        p->bulk_dst = d;
+        p->bulk_off = 0;
         p->bulk_left = (size_t)v;
         p->crlf_left = 2;
         p->state = ST_BULK;
@@ -478,6 +487,12 @@ static int bulk_done(simul_redis_parser *p)
 {
     simul_redis_reply *r = p->bulk;
     p->state = ST_START;
+    ((char *)r->str)[r->len] = '\0';
+    if (p->grow) { /* the string's own block joins the arena */
+        p->grow->next = p->first->next;
+        p->first->next = p->grow;
+        p->grow = NULL;
+    }
     if (r->type == SIMUL_REDIS_VERBATIM) {
         if (r->str[3] != ':')
             return fail(p, -EPROTO, "verbatim string without its format");
@@ -587,8 +602,21 @@ ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
         }
         case ST_BULK: {
             size_t take = len - pos < p->bulk_left ? len - pos : p->bulk_left;
-            memcpy(p->bulk_dst, d + pos, take);
-            p->bulk_dst += take;
+            block *g = p->grow;
+            if (g && p->bulk_off + take + 1 > g->cap) { /* doubling: copies amortised */
+                size_t want = p->bulk->len + 1, cap = g->cap * 2;
+                if (cap < p->bulk_off + take + 1)
+                    cap = p->bulk_off + take + 1;
+                if (cap > want)
+                    cap = want;
+                if (!(g = realloc(g, sizeof(block) + cap)))
+                    return fail(p, -ENOMEM, "out of memory");
+                g->cap = cap;
+                p->grow = g;
+                p->bulk->str = (char *)g->data;
+            }
+            memcpy((char *)p->bulk->str + p->bulk_off, d + pos, take);
+            p->bulk_off += take;
             p->bulk_left -= take;
             pos += take;
             while (p->bulk_left == 0 && p->crlf_left && pos < len) {
