@@ -64,6 +64,7 @@ bench: deps
 	bash bench/run_offload.sh $(BUILD)
 	bash bench/run_subprocess.sh $(BUILD)
 	bash bench/run_threads.sh $(BUILD)
+	bash bench/run_resp.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

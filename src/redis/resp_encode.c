@@ -242,7 +242,7 @@ ssize_t simul_redis_vencodef(simul_redis_buf *b, const char *fmt, va_list ap)
     va_copy(o.ap, ap);
     while (next_arg(&m, NULL, &len) == 1) {
         d += put_header(d, '$', len);
-        size_t again;
+        size_t again = 0;
         next_arg(&o, d, &again);
         d += again;
         d[0] = '\r';
