@@ -135,8 +135,11 @@ void simul_redis_parser_free(simul_redis_parser *p);
  * tree.
  * Errors (*reply NULL): -EPROTO (malformed; simul_redis_parser_error() says why), -EMSGSIZE (over
  * a limit), -ENOMEM. An error is sticky: the stream is out of sync, every later call returns it
- * again, and the connection must be closed. Streamed RESP3 strings and aggregates ($?, *?, ...),
- * which Redis does not send, are refused with -EPROTO. */
+ * again, and the connection must be closed.
+ * Streamed RESP3 values (which Redis 7 does not send) are read too and give the same tree as their
+ * sized form: a streamed string ($? then ;<n> chunks up to ;0) is one STRING, max_bulk bounding
+ * its total; a streamed array, map, set or push (*? %? ~? >? up to '.') is one aggregate whose
+ * elements max_elements bounds as they come. Other streamed forms (=? !? |?) are -EPROTO. */
 ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
                           simul_redis_reply **reply);
 /* Why the parser failed (static text), or NULL while it has not. */

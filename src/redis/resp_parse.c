@@ -29,10 +29,12 @@ typedef struct block {
 
 typedef struct frame {
     simul_redis_reply *node; /* the open aggregate */
-    size_t want;             /* nodes it declared (two per pair for a map) */
+    size_t want;             /* nodes it declared (two per pair for a map); STREAMED: until '.' */
     size_t idx;              /* nodes completed so far */
     size_t cap;              /* nodes allocated in node->elem */
 } frame;
+
+#define STREAMED SIZE_MAX
 
 enum { ST_START, ST_LINE, ST_BULK };
 
@@ -57,6 +59,7 @@ struct simul_redis_parser {
     block *grow;
     size_t bulk_off, bulk_left;
     unsigned crlf_left;
+    bool chunked; /* inside a streamed string ($?): ';' chunks until ";0" */
     frame stack[]; /* lim.max_depth frames */
 };
 
@@ -166,6 +169,7 @@ static int fail(simul_redis_parser *p, int err, const char *why)
     p->first = p->cur = NULL;
     p->pending_attr = NULL;
     p->depth = 0;
+    p->chunked = false;
     return err;
 }
 
@@ -316,6 +320,8 @@ static bool is_type_byte(unsigned char t)
     }
 }
 
+static int bulk_done(simul_redis_parser *p);
+
 /* A whole header line: type byte t, content s[0..n) (CRLF excluded). `avail` is how many bytes
  * follow it in the caller's chunk (they size an aggregate's first allocation). Returns 1 when the
  * reply is whole, 0 to go on, or an error. */
@@ -380,11 +386,41 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
         return complete(p);
     case '$':
     case '!':
-    case '=': {
-        if (n == 1 && s[0] == '?')
-            return fail(p, -EPROTO, "streamed strings are not supported");
+    case '=':
+    case ';': {
+        if (n == 1 && s[0] == '?') {
+            if (t != '$')
+                return fail(p, -EPROTO, "only bulk strings may be streamed");
+            if (!(r = next_slot(p)))
+                return fail(p, -ENOMEM, "out of memory");
+            r->type = SIMUL_REDIS_STRING;
+            if (!(p->grow = block_new(64)))
+                return fail(p, -ENOMEM, "out of memory");
+            r->str = (char *)p->grow->data;
+            p->bulk = r;
+            p->bulk_off = 0;
+            p->chunked = true;
+            return 0;
+        }
         if (!parse_ll(s, n, &v))
             return fail(p, -EPROTO, "bad string length");
+        if (t == ';') { /* a chunk of a streamed string: appended to its growing block */
+            if (v < 0)
+                return fail(p, -EPROTO, "negative chunk length");
+            if ((unsigned long long)v > p->lim.max_bulk - p->bulk_off)
+                return fail(p, -EMSGSIZE, "string longer than the limit");
+            if ((size_t)v + 2 > p->lim.max_reply - p->reply_bytes)
+                return fail(p, -EMSGSIZE, "reply longer than the limit");
+            if (v == 0) {
+                p->chunked = false;
+                return bulk_done(p);
+            }
+            p->reply_bytes += (size_t)v + 2;
+            p->bulk_left = (size_t)v;
+            p->crlf_left = 2;
+            p->state = ST_BULK;
+            return 0;
+        }
         if (v == -1 && t == '$') {
             if (!(r = next_slot(p)))
                 return fail(p, -ENOMEM, "out of memory");
@@ -426,9 +462,12 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
     case '~':
     case '>':
     case '|': {
-        if (n == 1 && s[0] == '?')
-            return fail(p, -EPROTO, "streamed aggregates are not supported");
-        if (!parse_ll(s, n, &v))
+        bool streamed = n == 1 && s[0] == '?';
+        if (streamed && t == '|')
+            return fail(p, -EPROTO, "streamed attributes are not supported");
+        if (streamed)
+            v = 0; /* (checked below as an empty one; the elements are counted as they come) */
+        else if (!parse_ll(s, n, &v))
             return fail(p, -EPROTO, "bad aggregate length");
         if (v == -1 && t == '*') {
             if (!(r = next_slot(p)))
@@ -459,6 +498,12 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
                 : t == '~' ? SIMUL_REDIS_SET : t == '>' ? SIMUL_REDIS_PUSH
                            : SIMUL_REDIS_ATTRIBUTE;
         r->len = want;
+        if (streamed) {
+            if (!(r->elem = arena_alloc(p, 16 * NODE_SIZE)))
+                return fail(p, -ENOMEM, "out of memory");
+            p->stack[p->depth++] = (frame){.node = r, .want = STREAMED, .idx = 0, .cap = 16};
+            return 0;
+        }
         if (want == 0) {
             if (t == '|') {
                 p->pending_attr = r;
@@ -476,6 +521,18 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
             return fail(p, -ENOMEM, "out of memory");
         p->stack[p->depth++] = (frame){.node = r, .want = want, .idx = 0, .cap = cap};
         return 0;
+    }
+    case '.': { /* the end of a streamed aggregate (ST_START let it through only there) */
+        frame *f = &p->stack[p->depth - 1];
+        if (n != 0)
+            return fail(p, -EPROTO, "bad end of a streamed aggregate");
+        if (p->pending_attr)
+            return fail(p, -EPROTO, "an attribute before the end of an aggregate");
+        if (f->node->type == SIMUL_REDIS_MAP && f->idx % 2)
+            return fail(p, -EPROTO, "a streamed map ended between a key and its value");
+        f->node->len = f->idx;
+        p->depth--;
+        return complete(p);
     }
     default:
         return fail(p, -EPROTO, "unknown type byte");
@@ -545,8 +602,21 @@ ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
         switch (p->state) {
         case ST_START: {
             unsigned char t = (unsigned char)d[pos];
-            if (!is_type_byte(t))
+            if (p->chunked) {
+                if (t != ';')
+                    return fail(p, -EPROTO, "a streamed string without its next chunk");
+            } else if (p->depth && p->stack[p->depth - 1].want == STREAMED && t != '|') {
+                frame *f = &p->stack[p->depth - 1];
+                size_t most = p->lim.max_elements;
+                if (f->node->type == SIMUL_REDIS_MAP)
+                    most = most > SIZE_MAX / 2 ? SIZE_MAX : most * 2;
+                if (t != '.' && !is_type_byte(t))
+                    return fail(p, -EPROTO, "unknown type byte");
+                if (t != '.' && f->idx >= most)
+                    return fail(p, -EMSGSIZE, "aggregate larger than the limit");
+            } else if (!is_type_byte(t)) {
                 return fail(p, -EPROTO, "unknown type byte");
+            }
             if (!p->first) { /* a new reply: its arena, the root's slot at the head */
                 if (!(p->first = p->cur = block_new(FIRST_BLOCK)))
                     return fail(p, -ENOMEM, "out of memory");
@@ -604,7 +674,7 @@ ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
             size_t take = len - pos < p->bulk_left ? len - pos : p->bulk_left;
             block *g = p->grow;
             if (g && p->bulk_off + take + 1 > g->cap) { /* doubling: copies amortised */
-                size_t want = p->bulk->len + 1, cap = g->cap * 2;
+                size_t want = p->bulk_off + p->bulk_left + 1, cap = g->cap * 2;
                 if (cap < p->bulk_off + take + 1)
                     cap = p->bulk_off + take + 1;
                 if (cap > want)
@@ -625,8 +695,14 @@ ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
                 pos++;
                 p->crlf_left--;
             }
-            if (p->bulk_left == 0 && p->crlf_left == 0)
-                rc = bulk_done(p);
+            if (p->bulk_left == 0 && p->crlf_left == 0) {
+                if (p->chunked) { /* a chunk done: the next ';' line follows */
+                    p->bulk->len = p->bulk_off;
+                    p->state = ST_START;
+                } else {
+                    rc = bulk_done(p);
+                }
+            }
             break;
         }
         }

@@ -375,6 +375,57 @@ static void attributes(void **state)
     assert_int_equal(verdict_s("|0\r\n|0\r\n+c\r\n", NULL), -EPROTO);
 }
 
+/* Parses s whole, byte by byte and split everywhere (verdict()) and checks the replies' dump. */
+static void expect_dump(const char *s, const char *want, const simul_redis_limits *lim)
+{
+    assert_int_equal(verdict_s(s, lim), 0);
+    char *got = feed(s, strlen(s), 0, lim);
+    assert_string_equal(got, want);
+    free(got);
+}
+
+static void streamed(void **state)
+{
+    (void)state;
+    expect_dump("$?\r\n;4\r\nHell\r\n;5\r\no wor\r\n;2\r\nld\r\n;0\r\n",
+                "$11\r\nHello world\r\n", NULL);
+    expect_dump("$?\r\n;0\r\n", "$0\r\n\r\n", NULL);
+    expect_dump("*?\r\n:1\r\n:2\r\n:3\r\n.\r\n", "*3\r\n:1\r\n:2\r\n:3\r\n", NULL);
+    expect_dump("%?\r\n+a\r\n:1\r\n+b\r\n:2\r\n.\r\n", "%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n", NULL);
+    expect_dump("~?\r\n.\r\n>?\r\n+x\r\n.\r\n", "~0\r\n>1\r\n+x\r\n", NULL);
+    expect_dump("*?\r\n*?\r\n$?\r\n;2\r\nab\r\n;0\r\n.\r\n*2\r\n:1\r\n:2\r\n.\r\n",
+                "*2\r\n*1\r\n$2\r\nab\r\n*2\r\n:1\r\n:2\r\n", NULL);
+    expect_dump("*?\r\n|1\r\n+k\r\n+v\r\n:1\r\n.\r\n", "*1\r\n|1\r\n+k\r\n+v\r\n:1\r\n", NULL);
+    /* Many elements: the array grows as they come. */
+    resp_dump in = {0}, want = {0};
+    dump_put(&in, "*?\r\n", 4);
+    dump_head(&want, '*', 3000);
+    for (int i = 0; i < 3000; i++) {
+        dump_head(&in, ':', i);
+        dump_head(&want, ':', i);
+    }
+    dump_put(&in, ".\r\n", 3);
+    char *got = feed(in.s, in.len, 5, NULL);
+    assert_string_equal(got, want.s);
+    free(got);
+    free(in.s);
+    free(want.s);
+    /* Limits: the string's total, the elements as they come, the depth. */
+    simul_redis_limits lim = {.max_bulk = 5, .max_elements = 2, .max_depth = 2};
+    assert_int_equal(verdict_s("$?\r\n;3\r\nabc\r\n;2\r\nde\r\n;0\r\n", &lim), 0);
+    assert_int_equal(verdict_s("$?\r\n;3\r\nabc\r\n;3\r\ndef\r\n;0\r\n", &lim), -EMSGSIZE);
+    assert_int_equal(verdict_s("*?\r\n:1\r\n:2\r\n.\r\n", &lim), 0);
+    assert_int_equal(verdict_s("*?\r\n:1\r\n:2\r\n:3\r\n.\r\n", &lim), -EMSGSIZE);
+    assert_int_equal(verdict_s("%?\r\n:1\r\n:1\r\n:2\r\n:2\r\n.\r\n", &lim), 0);
+    assert_int_equal(verdict_s("%?\r\n:1\r\n:1\r\n:2\r\n:2\r\n:3\r\n:3\r\n.\r\n", &lim),
+                     -EMSGSIZE);
+    assert_int_equal(verdict_s("*?\r\n*?\r\n.\r\n.\r\n", &lim), 0);
+    assert_int_equal(verdict_s("*?\r\n*?\r\n*?\r\n", &lim), -EMSGSIZE);
+    simul_redis_limits rl = {.max_reply = 12};
+    assert_int_equal(verdict_s("$?\r\n;1\r\na\r\n", &rl), 0); /* 4 + 4 + 3, partial */
+    assert_int_equal(verdict_s("$?\r\n;1\r\na\r\n;0\r\n", &rl), -EMSGSIZE);
+}
+
 /* ---- incremental ----------------------------------------------------------------------------- */
 
 static const char corpus[] =
@@ -566,7 +617,7 @@ static void malformed(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "x\r\n", "?\r\n", "\r\n", " +OK\r\n", ";3\r\nabc\r\n", ".\r\n", /* bad type byte */
+        "x\r\n", "?\r\n", "\r\n", " +OK\r\n", ".\r\n", /* bad type byte */
         "$x\r\n", "$\r\n", "$-2\r\n", "$-0x\r\n", "$1 \r\n", "$+1\r\n", "=-1\r\n", "!-1\r\n",
         "*-2\r\n", "%-1\r\n", "~-1\r\n", ">-1\r\n", "|-1\r\n", "*x\r\n", "*\r\n", /* lengths */
         "$3\r\nabcd\r\n", "$3\r\nab\r\n", "$3\r\nabc\n\r", "$3\r\nabcXY",     /* missing CRLF */
@@ -577,7 +628,9 @@ static void malformed(void **state)
         "_x\r\n", "#\r\n", "#x\r\n", "#tt\r\n", ",\r\n", ",1.5x\r\n", ",1e\r\n", ",-\r\n",
         ",0x10\r\n", ", 1\r\n", ",infx\r\n", "(\r\n", "(1.5\r\n", "(-\r\n", "(12a\r\n",
         "=3\r\ntxt\r\n", "=5\r\ntxt!a\r\n",                                 /* verbatim format */
-        "$?\r\n;3\r\nabc\r\n;0\r\n", "*?\r\n:1\r\n.\r\n", "%?\r\n", "~?\r\n", /* streamed */
+        "%?\r\n+a\r\n.\r\n", "*?\r\n|0\r\n.\r\n", "|?\r\n", "=?\r\n", "!?\r\n", /* streamed */
+        "$?\r\n+x\r\n", "$?\r\n;-1\r\n", "$?\r\n;x\r\n", "$?\r\n;?\r\n", ";3\r\nabc\r\n",
+        "*1\r\n.\r\n", "*?\r\n.x\r\n", "*?\r\nx\r\n", "$?\r\n;2\r\nabc\r\n", "$?\r\n.\r\n",
         "*2\r\n:1\r\nz\r\n", "%1\r\n+k\r\n:x\r\n",                           /* nested */
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
@@ -1011,6 +1064,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(resp3_types),
         cmocka_unit_test(aggregates),
         cmocka_unit_test(attributes),
+        cmocka_unit_test(streamed),
         cmocka_unit_test(split_anywhere),
         cmocka_unit_test(pipeline_and_large_bulk),
         cmocka_unit_test(limit_bulk),
