@@ -98,7 +98,7 @@ static void count_hiredis(const redisReply *r, tally *t)
         t->bytes += r->len;
 }
 
-static double run_simul(const stream *s, tally *t)
+__attribute__((noinline)) static double run_simul(const stream *s, tally *t)
 {
     simul_redis_parser *p = NULL;
     if (simul_redis_parser_new(&p, NULL) != 0)
@@ -126,7 +126,7 @@ static double run_simul(const stream *s, tally *t)
     return dt;
 }
 
-static double run_hiredis(const stream *s, tally *t)
+__attribute__((noinline)) static double run_hiredis(const stream *s, tally *t)
 {
     redisReader *rd = redisReaderCreate();
     double t0 = now();

@@ -642,6 +642,16 @@ ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
             pos += n + 3;
             p->reply_bytes += n + 3;
             rc = process_line(p, t, s, n, len - pos);
+            if (rc == 0 && p->state == ST_BULK && !p->grow && !p->chunked) {
+                /* The body and its CRLF are at hand (process_line put it in the arena only
+                 * then): the common case, done without another turn of the loop. */
+                size_t b = p->bulk_left;
+                memcpy((char *)p->bulk->str, d + pos, b);
+                if (d[pos + b] != '\r' || d[pos + b + 1] != '\n')
+                    return fail(p, -EPROTO, "string not followed by CRLF");
+                pos += b + 2;
+                rc = bulk_done(p);
+            }
             break;
         }
         case ST_LINE: {
