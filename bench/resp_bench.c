@@ -70,8 +70,10 @@ static void reply_of(stream *s, const char *c, size_t i)
     } else { /* nested: XRANGE of 10 entries, each [id, [field, value, field, value]] */
         put(s, "*10\r\n");
         for (int k = 0; k < 10; k++)
-            put(s, "*2\r\n$15\r\n1700000000000-%d\r\n*4\r\n$5\r\nfield\r\n$5\r\nv%04d\r\n"
-                   "$3\r\nseq\r\n:%d\r\n", k, k, k);
+            put(s,
+                "*2\r\n$15\r\n1700000000000-%d\r\n*4\r\n$5\r\nfield\r\n$5\r\nv%04d\r\n"
+                "$3\r\nseq\r\n:%d\r\n",
+                k, k, k);
     }
     s->replies++;
 }

@@ -29,12 +29,16 @@ static void check_tree(const simul_redis_reply *r, unsigned depth)
         check_tree(r->attrs, depth + 1);
     }
     switch (r->type) {
-    case SIMUL_REDIS_STATUS: case SIMUL_REDIS_ERROR: case SIMUL_REDIS_STRING:
-    case SIMUL_REDIS_DOUBLE: case SIMUL_REDIS_BIGNUM: case SIMUL_REDIS_VERBATIM:
+    case SIMUL_REDIS_STATUS:
+    case SIMUL_REDIS_ERROR:
+    case SIMUL_REDIS_STRING:
+    case SIMUL_REDIS_DOUBLE:
+    case SIMUL_REDIS_BIGNUM:
+    case SIMUL_REDIS_VERBATIM:
         if (!r->str || r->str[r->len] != '\0')
             abort();
-        if (r->type == SIMUL_REDIS_STATUS && (memchr(r->str, '\r', r->len) ||
-                                              memchr(r->str, '\n', r->len)))
+        if (r->type == SIMUL_REDIS_STATUS &&
+            (memchr(r->str, '\r', r->len) || memchr(r->str, '\n', r->len)))
             abort();
         break;
     case SIMUL_REDIS_MAP:
@@ -42,7 +46,9 @@ static void check_tree(const simul_redis_reply *r, unsigned depth)
         if (r->len % 2)
             abort();
         /* fall through */
-    case SIMUL_REDIS_ARRAY: case SIMUL_REDIS_SET: case SIMUL_REDIS_PUSH:
+    case SIMUL_REDIS_ARRAY:
+    case SIMUL_REDIS_SET:
+    case SIMUL_REDIS_PUSH:
         for (size_t i = 0; i < r->len; i++)
             check_tree(&r->elem[i], depth + 1);
         break;
@@ -50,7 +56,8 @@ static void check_tree(const simul_redis_reply *r, unsigned depth)
         if (r->integer != 0 && r->integer != 1)
             abort();
         break;
-    case SIMUL_REDIS_INTEGER: case SIMUL_REDIS_NIL:
+    case SIMUL_REDIS_INTEGER:
+    case SIMUL_REDIS_NIL:
         break;
     default:
         abort();
@@ -83,7 +90,7 @@ static void check_round_trip(const simul_redis_reply *r, const simul_redis_limit
 /* Feeds data cut at the points in cuts[] (ascending, the last one its size); returns the dump of
  * every reply then the verdict. */
 static resp_dump run(const uint8_t *data, const size_t *cuts, size_t ncuts,
-                 const simul_redis_limits *lim, bool checks)
+                     const simul_redis_limits *lim, bool checks)
 {
     simul_redis_parser *p = NULL;
     if (simul_redis_parser_new(&p, lim) != 0)

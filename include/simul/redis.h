@@ -58,10 +58,10 @@ typedef enum simul_redis_type {
  * aggregate. Two attributes in a row (with no value between) are refused with -EPROTO. */
 typedef struct simul_redis_reply simul_redis_reply;
 struct simul_redis_reply {
-    uint8_t type;     /* simul_redis_type */
-    uint8_t flags;    /* internal */
-    char vtype[4];    /* VERBATIM: the 3-letter format ("txt", "mkd"), NUL-terminated */
-    size_t len;       /* strings: bytes; aggregates: nodes in elem */
+    uint8_t type;  /* simul_redis_type */
+    uint8_t flags; /* internal */
+    char vtype[4]; /* VERBATIM: the 3-letter format ("txt", "mkd"), NUL-terminated */
+    size_t len;    /* strings: bytes; aggregates: nodes in elem */
     union {
         long long integer; /* INTEGER; BOOL (0 or 1) */
         double dval;       /* DOUBLE */

@@ -23,8 +23,8 @@ typedef struct block {
 
 #define FLAG_ROOT 1u
 #define NODE_SIZE sizeof(simul_redis_reply)
-#define FIRST_BLOCK 512u                /* a small reply (+OK, :1, a short bulk) fits: one malloc */
-#define BLOCK_MAX ((size_t)1 << 20)     /* blocks double up to this */
+#define FIRST_BLOCK 512u            /* a small reply (+OK, :1, a short bulk) fits: one malloc */
+#define BLOCK_MAX ((size_t)1 << 20) /* blocks double up to this */
 #define ALIGN_UP(n) (((n) + 7u) & ~(size_t)7u)
 
 typedef struct frame {
@@ -59,7 +59,7 @@ struct simul_redis_parser {
     block *grow;
     size_t bulk_off, bulk_left;
     unsigned crlf_left;
-    bool chunked; /* inside a streamed string ($?): ';' chunks until ";0" */
+    bool chunked;  /* inside a streamed string ($?): ';' chunks until ";0" */
     frame stack[]; /* lim.max_depth frames */
 };
 
@@ -311,13 +311,7 @@ static int set_text(simul_redis_parser *p, simul_redis_reply *r, const char *s, 
 
 static bool is_type_byte(unsigned char t)
 {
-    switch (t) {
-    case '+': case '-': case ':': case '$': case '*': case '_': case ',': case '#': case '(':
-    case '!': case '=': case '%': case '~': case '>': case '|':
-        return true;
-    default:
-        return false;
-    }
+    return t != 0 && strchr("+-:$*_,#(!=%~>|", t) != NULL;
 }
 
 static int bulk_done(simul_redis_parser *p);
@@ -437,8 +431,9 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
             return fail(p, -EPROTO, "verbatim string without its format");
         if (!(r = next_slot(p)))
             return fail(p, -ENOMEM, "out of memory");
-        r->type = t == '$' ? SIMUL_REDIS_STRING : t == '!' ? SIMUL_REDIS_ERROR
-                                                           : SIMUL_REDIS_VERBATIM;
+        r->type = t == '$'   ? SIMUL_REDIS_STRING
+                  : t == '!' ? SIMUL_REDIS_ERROR
+                             : SIMUL_REDIS_VERBATIM;
         if ((size_t)v + 2 <= avail) {
             if (!(r->str = arena_alloc(p, (size_t)v + 1)))
                 return fail(p, -ENOMEM, "out of memory");
@@ -494,9 +489,11 @@ static int process_line(simul_redis_parser *p, unsigned char t, const char *s, s
         } else if (!(r = next_slot(p))) {
             return fail(p, -ENOMEM, "out of memory");
         }
-        r->type = t == '*' ? SIMUL_REDIS_ARRAY : t == '%' ? SIMUL_REDIS_MAP
-                : t == '~' ? SIMUL_REDIS_SET : t == '>' ? SIMUL_REDIS_PUSH
-                           : SIMUL_REDIS_ATTRIBUTE;
+        r->type = t == '*'   ? SIMUL_REDIS_ARRAY
+                  : t == '%' ? SIMUL_REDIS_MAP
+                  : t == '~' ? SIMUL_REDIS_SET
+                  : t == '>' ? SIMUL_REDIS_PUSH
+                             : SIMUL_REDIS_ATTRIBUTE;
         r->len = want;
         if (streamed) {
             if (!(r->elem = arena_alloc(p, 16 * NODE_SIZE)))
@@ -676,8 +673,8 @@ ssize_t simul_redis_parse(simul_redis_parser *p, const void *data, size_t len,
             pos++;
             p->state = ST_START;
             p->reply_bytes += p->line_len + 2;
-            rc = process_line(p, (unsigned char)p->line[0], p->line + 1, p->line_len - 1,
-                              len - pos);
+            rc =
+                process_line(p, (unsigned char)p->line[0], p->line + 1, p->line_len - 1, len - pos);
             break;
         }
         case ST_BULK: {
@@ -768,8 +765,12 @@ double simul_redis_reply_double(const simul_redis_reply *r)
 static bool has_str(const simul_redis_reply *r)
 {
     switch (r ? r->type : 0) {
-    case SIMUL_REDIS_STATUS: case SIMUL_REDIS_ERROR: case SIMUL_REDIS_STRING:
-    case SIMUL_REDIS_DOUBLE: case SIMUL_REDIS_BIGNUM: case SIMUL_REDIS_VERBATIM:
+    case SIMUL_REDIS_STATUS:
+    case SIMUL_REDIS_ERROR:
+    case SIMUL_REDIS_STRING:
+    case SIMUL_REDIS_DOUBLE:
+    case SIMUL_REDIS_BIGNUM:
+    case SIMUL_REDIS_VERBATIM:
         return true;
     default:
         return false;
@@ -779,7 +780,10 @@ static bool has_str(const simul_redis_reply *r)
 static bool is_aggregate(const simul_redis_reply *r)
 {
     switch (r ? r->type : 0) {
-    case SIMUL_REDIS_ARRAY: case SIMUL_REDIS_MAP: case SIMUL_REDIS_SET: case SIMUL_REDIS_PUSH:
+    case SIMUL_REDIS_ARRAY:
+    case SIMUL_REDIS_MAP:
+    case SIMUL_REDIS_SET:
+    case SIMUL_REDIS_PUSH:
     case SIMUL_REDIS_ATTRIBUTE:
         return true;
     default:

@@ -81,8 +81,10 @@ static inline void resp_dump_reply(resp_dump *d, const simul_redis_reply *r)
     case SIMUL_REDIS_PUSH:
     case SIMUL_REDIS_MAP:
     case SIMUL_REDIS_ATTRIBUTE: {
-        static const char bytes[] = {[SIMUL_REDIS_ARRAY] = '*', [SIMUL_REDIS_SET] = '~',
-                                     [SIMUL_REDIS_PUSH] = '>', [SIMUL_REDIS_MAP] = '%',
+        static const char bytes[] = {[SIMUL_REDIS_ARRAY] = '*',
+                                     [SIMUL_REDIS_SET] = '~',
+                                     [SIMUL_REDIS_PUSH] = '>',
+                                     [SIMUL_REDIS_MAP] = '%',
                                      [SIMUL_REDIS_ATTRIBUTE] = '|'};
         int pairs = r->type == SIMUL_REDIS_MAP || r->type == SIMUL_REDIS_ATTRIBUTE;
         dump_head(d, bytes[r->type], (long long)(pairs ? r->len / 2 : r->len));

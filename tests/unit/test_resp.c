@@ -222,7 +222,7 @@ static void resp3_types(void **state)
     struct {
         const char *in;
         double v;
-    } dbl[] = {{",1.5\r\n", 1.5},     {",-0.25\r\n", -0.25}, {",10\r\n", 10.0},
+    } dbl[] = {{",1.5\r\n", 1.5},      {",-0.25\r\n", -0.25},  {",10\r\n", 10.0},
                {",1e+300\r\n", 1e300}, {",3.5E-2\r\n", 0.035}, {",.5\r\n", 0.5}};
     for (size_t i = 0; i < ARRAY_LEN(dbl); i++) {
         r = one(dbl[i].in);
@@ -387,8 +387,8 @@ static void expect_dump(const char *s, const char *want, const simul_redis_limit
 static void streamed(void **state)
 {
     (void)state;
-    expect_dump("$?\r\n;4\r\nHell\r\n;5\r\no wor\r\n;2\r\nld\r\n;0\r\n",
-                "$11\r\nHello world\r\n", NULL);
+    expect_dump("$?\r\n;4\r\nHell\r\n;5\r\no wor\r\n;2\r\nld\r\n;0\r\n", "$11\r\nHello world\r\n",
+                NULL);
     expect_dump("$?\r\n;0\r\n", "$0\r\n\r\n", NULL);
     expect_dump("*?\r\n:1\r\n:2\r\n:3\r\n.\r\n", "*3\r\n:1\r\n:2\r\n:3\r\n", NULL);
     expect_dump("%?\r\n+a\r\n:1\r\n+b\r\n:2\r\n.\r\n", "%2\r\n+a\r\n:1\r\n+b\r\n:2\r\n", NULL);
@@ -417,8 +417,7 @@ static void streamed(void **state)
     assert_int_equal(verdict_s("*?\r\n:1\r\n:2\r\n.\r\n", &lim), 0);
     assert_int_equal(verdict_s("*?\r\n:1\r\n:2\r\n:3\r\n.\r\n", &lim), -EMSGSIZE);
     assert_int_equal(verdict_s("%?\r\n:1\r\n:1\r\n:2\r\n:2\r\n.\r\n", &lim), 0);
-    assert_int_equal(verdict_s("%?\r\n:1\r\n:1\r\n:2\r\n:2\r\n:3\r\n:3\r\n.\r\n", &lim),
-                     -EMSGSIZE);
+    assert_int_equal(verdict_s("%?\r\n:1\r\n:1\r\n:2\r\n:2\r\n:3\r\n:3\r\n.\r\n", &lim), -EMSGSIZE);
     assert_int_equal(verdict_s("*?\r\n*?\r\n.\r\n.\r\n", &lim), 0);
     assert_int_equal(verdict_s("*?\r\n*?\r\n*?\r\n", &lim), -EMSGSIZE);
     simul_redis_limits rl = {.max_reply = 12};
@@ -508,7 +507,8 @@ static void pipeline_and_large_bulk(void **state)
     assert_int_equal(simul_redis_parse(p, liar, strlen(liar), &r), strlen(liar));
     assert_null(r);
     struct mallinfo2 after = mallinfo2();
-    assert_true(after.uordblks + after.hblkhd < before.uordblks + before.hblkhd + ((size_t)1 << 20));
+    assert_true(after.uordblks + after.hblkhd <
+                before.uordblks + before.hblkhd + ((size_t)1 << 20));
     simul_redis_parser_free(p);
 }
 
@@ -617,21 +617,80 @@ static void malformed(void **state)
 {
     (void)state;
     static const char *const bad[] = {
-        "x\r\n", "?\r\n", "\r\n", " +OK\r\n", ".\r\n", /* bad type byte */
-        "$x\r\n", "$\r\n", "$-2\r\n", "$-0x\r\n", "$1 \r\n", "$+1\r\n", "=-1\r\n", "!-1\r\n",
-        "*-2\r\n", "%-1\r\n", "~-1\r\n", ">-1\r\n", "|-1\r\n", "*x\r\n", "*\r\n", /* lengths */
-        "$3\r\nabcd\r\n", "$3\r\nab\r\n", "$3\r\nabc\n\r", "$3\r\nabcXY",     /* missing CRLF */
-        "+OK\n\r\n", "+O\nK\r\n", "-\n\r\n", "*1\n:1\r\n", "+OK\rX\r\n", ":1\r:2\r\n", /* bare LF, CR */
-        ":\r\n", ":-\r\n", ":1a\r\n", ": 1\r\n", ":+1\r\n", ":1.0\r\n",          /* integers */
-        ":9223372036854775808\r\n", ":-9223372036854775809\r\n",             /* overflow */
-        "$99999999999999999999\r\n", "*99999999999999999999\r\n",
-        "_x\r\n", "#\r\n", "#x\r\n", "#tt\r\n", ",\r\n", ",1.5x\r\n", ",1e\r\n", ",-\r\n",
-        ",0x10\r\n", ", 1\r\n", ",infx\r\n", "(\r\n", "(1.5\r\n", "(-\r\n", "(12a\r\n",
-        "=3\r\ntxt\r\n", "=5\r\ntxt!a\r\n",                                 /* verbatim format */
-        "%?\r\n+a\r\n.\r\n", "*?\r\n|0\r\n.\r\n", "|?\r\n", "=?\r\n", "!?\r\n", /* streamed */
-        "$?\r\n+x\r\n", "$?\r\n;-1\r\n", "$?\r\n;x\r\n", "$?\r\n;?\r\n", ";3\r\nabc\r\n",
-        "*1\r\n.\r\n", "*?\r\n.x\r\n", "*?\r\nx\r\n", "$?\r\n;2\r\nabc\r\n", "$?\r\n.\r\n",
-        "*2\r\n:1\r\nz\r\n", "%1\r\n+k\r\n:x\r\n",                           /* nested */
+        "x\r\n",
+        "?\r\n",
+        "\r\n",
+        " +OK\r\n",
+        ".\r\n", /* bad type byte */
+        "$x\r\n",
+        "$\r\n",
+        "$-2\r\n",
+        "$-0x\r\n",
+        "$1 \r\n",
+        "$+1\r\n",
+        "=-1\r\n",
+        "!-1\r\n",
+        "*-2\r\n",
+        "%-1\r\n",
+        "~-1\r\n",
+        ">-1\r\n",
+        "|-1\r\n",
+        "*x\r\n",
+        "*\r\n", /* lengths */
+        "$3\r\nabcd\r\n",
+        "$3\r\nab\r\n",
+        "$3\r\nabc\n\r",
+        "$3\r\nabcXY", /* missing CRLF */
+        "+OK\n\r\n",
+        "+O\nK\r\n",
+        "-\n\r\n",
+        "*1\n:1\r\n",
+        "+OK\rX\r\n",
+        ":1\r:2\r\n", /* bare LF, CR */
+        ":\r\n",
+        ":-\r\n",
+        ":1a\r\n",
+        ": 1\r\n",
+        ":+1\r\n",
+        ":1.0\r\n", /* integers */
+        ":9223372036854775808\r\n",
+        ":-9223372036854775809\r\n", /* overflow */
+        "$99999999999999999999\r\n",
+        "*99999999999999999999\r\n",
+        "_x\r\n",
+        "#\r\n",
+        "#x\r\n",
+        "#tt\r\n",
+        ",\r\n",
+        ",1.5x\r\n",
+        ",1e\r\n",
+        ",-\r\n",
+        ",0x10\r\n",
+        ", 1\r\n",
+        ",infx\r\n",
+        "(\r\n",
+        "(1.5\r\n",
+        "(-\r\n",
+        "(12a\r\n",
+        "=3\r\ntxt\r\n",
+        "=5\r\ntxt!a\r\n", /* verbatim format */
+        "%?\r\n+a\r\n.\r\n",
+        "*?\r\n|0\r\n.\r\n",
+        "|?\r\n",
+        "=?\r\n",
+        "!?\r\n", /* streamed */
+        "$?\r\n+x\r\n",
+        "$?\r\n;-1\r\n",
+        "$?\r\n;x\r\n",
+        "$?\r\n;?\r\n",
+        ";3\r\nabc\r\n",
+        "*1\r\n.\r\n",
+        "*?\r\n.x\r\n",
+        "*?\r\nx\r\n",
+        "$?\r\n;2\r\nabc\r\n",
+        "$?\r\n.\r\n",
+        "*2\r\n:1\r\nz\r\n",
+        "%1\r\n+k\r\n:x\r\n", /* nested */
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         int rc = verdict_s(bad[i], NULL);
@@ -810,7 +869,8 @@ static int free_port(void)
 static int try_connect(int port)
 {
     int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(s, (struct sockaddr *)&a, sizeof a) == 0)
         return s;
@@ -829,8 +889,8 @@ static pid_t start_redis(const char *dir, rconn *c)
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-            execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--dir", dir, "--logfile", log,
+            execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1", "--save",
+                   "", "--appendonly", "no", "--dir", dir, "--logfile", log,
                    "--enable-debug-command", "yes", (char *)NULL);
             _exit(127);
         }
