@@ -11,6 +11,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
                libcmocka-dev librabbitmq-dev libssl-dev valgrind python3 python3-uvloop golang-go libuv1-dev \
                node-llhttp \
                procps util-linux gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+# libsimul-redis: a real server for its tests, hiredis' reader as its parser's benchmark reference.
+DEB_PACKAGES += redis-server libhiredis-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -78,6 +80,7 @@ bench: deps
 	bash bench/run_subprocess.sh $(BUILD)
 	bash bench/run_threads.sh $(BUILD)
 	bash bench/run_http_parser.sh $(BUILD)
+	bash bench/run_resp.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is
