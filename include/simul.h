@@ -30,7 +30,9 @@
  * - Getters are simul_<noun>_<property> (simul_stream_fd, simul_stream_peername,
  *   simul_server_port, simul_queue_qsize), setters simul_<noun>_set_<property>; a getter has
  *   get_ only where asyncio's method has it (simul_task_get_name, simul_loop_get_debug,
- *   simul_transport_get_write_buffer_size, simul_transport_get_protocol).
+ *   simul_transport_get_write_buffer_size, simul_transport_get_protocol). An address getter
+ *   (stream, transport, datagram transport: _peername, _sockname) fills a struct
+ *   sockaddr_storage and returns the address length.
  * - A variant is its base name plus a suffix saying what differs: _ns (int64 nanoseconds of the
  *   monotonic clock instead of double seconds), _opts (every option, in a struct), _nowait (never
  *   suspends), _blocking (blocks the calling thread, for threads without a loop), _threadsafe

@@ -527,9 +527,10 @@ void simul_transport_get_write_buffer_limits(const simul_transport *t, size_t *l
 /* Bytes queued in the transport (not yet taken by the kernel). */
 size_t simul_transport_get_write_buffer_size(const simul_transport *t);
 
-/* getpeername / getsockname of the socket. Return 0 or a negative errno. */
-int simul_transport_peername(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len);
-int simul_transport_sockname(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len);
+/* The peer's / the local address of the socket (getpeername / getsockname) into *addr, as
+ * simul_stream_peername does. Returns the address length, or a negative errno. */
+int simul_transport_peername(const simul_transport *t, struct sockaddr_storage *addr);
+int simul_transport_sockname(const simul_transport *t, struct sockaddr_storage *addr);
 /* The socket (owned by the transport: do not close it, read it or wait on it). */
 int simul_transport_fd(const simul_transport *t);
 
@@ -618,11 +619,13 @@ bool simul_datagram_transport_is_closing(const simul_datagram_transport *t);
 int simul_datagram_transport_set_write_buffer_limits(simul_datagram_transport *t, size_t high,
                                                      size_t low);
 size_t simul_datagram_transport_get_write_buffer_size(const simul_datagram_transport *t);
-int simul_datagram_transport_sockname(const simul_datagram_transport *t, struct sockaddr *addr,
-                                      simul_socklen_t *len);
-/* -ENOTCONN for an endpoint that is not connected. */
-int simul_datagram_transport_peername(const simul_datagram_transport *t, struct sockaddr *addr,
-                                      simul_socklen_t *len);
+/* The local address / the connected peer's address into *addr, as simul_stream_sockname does.
+ * Return the address length, or a negative errno: -ENOTCONN from peername for an endpoint that
+ * is not connected. */
+int simul_datagram_transport_sockname(const simul_datagram_transport *t,
+                                      struct sockaddr_storage *addr);
+int simul_datagram_transport_peername(const simul_datagram_transport *t,
+                                      struct sockaddr_storage *addr);
 int simul_datagram_transport_fd(const simul_datagram_transport *t);
 
 /* sendfile (asyncio's loop.sock_sendfile / loop.sendfile, fallback=True by default): bytes from

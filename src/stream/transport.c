@@ -786,14 +786,20 @@ int simul_create_server_opts(const simul_protocol_server_opts *opts, simul_proto
 
 /* ---- the rest of the surface -------------------------------------------------------------- */
 
-int simul_transport_peername(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len)
+int simul_transport_peername(const simul_transport *t, struct sockaddr_storage *addr)
 {
-    return getpeername(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
+    if (!t || !addr)
+        return -EINVAL;
+    socklen_t len = sizeof *addr;
+    return getpeername(t->f->fd, (struct sockaddr *)addr, &len) < 0 ? -errno : (int)len;
 }
 
-int simul_transport_sockname(const simul_transport *t, struct sockaddr *addr, simul_socklen_t *len)
+int simul_transport_sockname(const simul_transport *t, struct sockaddr_storage *addr)
 {
-    return getsockname(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
+    if (!t || !addr)
+        return -EINVAL;
+    socklen_t len = sizeof *addr;
+    return getsockname(t->f->fd, (struct sockaddr *)addr, &len) < 0 ? -errno : (int)len;
 }
 
 int simul_transport_fd(const simul_transport *t)

@@ -479,21 +479,24 @@ int simul_create_datagram_endpoint_sock(int fd, const simul_datagram_protocol *p
     return rc;
 }
 
-int simul_datagram_transport_sockname(const simul_datagram_transport *t, struct sockaddr *addr,
-                                      simul_socklen_t *len)
+int simul_datagram_transport_sockname(const simul_datagram_transport *t,
+                                      struct sockaddr_storage *addr)
 {
-    return getsockname(t->f->fd, addr, (socklen_t *)len) < 0 ? -errno : 0;
+    if (!t || !addr)
+        return -EINVAL;
+    socklen_t len = sizeof *addr;
+    return getsockname(t->f->fd, (struct sockaddr *)addr, &len) < 0 ? -errno : (int)len;
 }
 
-int simul_datagram_transport_peername(const simul_datagram_transport *t, struct sockaddr *addr,
-                                      simul_socklen_t *len)
+int simul_datagram_transport_peername(const simul_datagram_transport *t,
+                                      struct sockaddr_storage *addr)
 {
+    if (!t || !addr)
+        return -EINVAL;
     if (!(t->flags & F_CONNECTED))
         return -ENOTCONN;
-    socklen_t n = *len < t->peerlen ? *len : t->peerlen;
-    memcpy(addr, &t->peer, n);
-    *len = t->peerlen;
-    return 0;
+    memcpy(addr, &t->peer, t->peerlen);
+    return (int)t->peerlen;
 }
 
 int simul_datagram_transport_fd(const simul_datagram_transport *t)

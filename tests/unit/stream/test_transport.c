@@ -132,13 +132,13 @@ SIMUL_STREAM_TEST_WRAP(tcp_server_and_connection)
     simul_transport *t;
     assert_int_equal(simul_create_connection("127.0.0.1", ps, &rec_proto, &c, &t), 0);
     assert_string_equal(c.log, "M");
-    struct sockaddr_in peer, me;
-    simul_socklen_t len = sizeof peer;
-    assert_int_equal(simul_transport_peername(t, (struct sockaddr *)&peer, &len), 0);
-    assert_int_equal(ntohs(peer.sin_port), port);
-    len = sizeof me;
-    assert_int_equal(simul_transport_sockname(t, (struct sockaddr *)&me, &len), 0);
-    assert_int_equal(me.sin_addr.s_addr, htonl(INADDR_LOOPBACK));
+    struct sockaddr_storage ps_, ms_;
+    assert_int_equal(simul_transport_peername(t, &ps_), (int)sizeof(struct sockaddr_in));
+    const struct sockaddr_in *peer = (const struct sockaddr_in *)&ps_;
+    assert_int_equal(ntohs(peer->sin_port), port);
+    assert_int_equal(simul_transport_sockname(t, &ms_), (int)sizeof(struct sockaddr_in));
+    const struct sockaddr_in *me = (const struct sockaddr_in *)&ms_;
+    assert_int_equal(me->sin_addr.s_addr, htonl(INADDR_LOOPBACK));
     size_t total = 0;
     char msg[5000];
     for (int i = 0; i < 500; i++) {
