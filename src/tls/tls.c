@@ -58,9 +58,11 @@ typedef struct tls_conn {
     char *pre; /* bytes handed over by replace_bottom (read ahead as plaintext), read first */
     size_t prelen, prepos;
     int lower_err;   /* the wrapped bottom's error, seen by the BIO */
+    bool lower_eof;  /* the wrapped bottom read EOF (OpenSSL asks through BIO_CTRL_EOF) */
     int err;         /* sticky TLS error (negative) */
     int want[2];     /* per op direction: what the lower bottom must become ready for */
     bool shut_sent;  /* close_notify sent */
+    bool hs_done;    /* the handshake finished (OpenSSL's own flag drops on a fatal error) */
     char *skey;      /* client session cache key */
     char alpn[256];  /* negotiated ALPN, NUL-terminated */
     char why[256];   /* the last error in words */
@@ -136,13 +138,20 @@ static int bio_read(BIO *b, char *buf, int len)
         c->lower_err = (int)n;
         return -1;
     }
-    return (int)n; /* 0: EOF below TLS */
+    if (n == 0)
+        c->lower_eof = true; /* OpenSSL tells truncation from a retry by BIO_eof */
+    return (int)n;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
-    (void)b, (void)num, (void)ptr;
-    return cmd == BIO_CTRL_FLUSH ? 1 : 0;
+    (void)num, (void)ptr;
+    tls_conn *c = BIO_get_data(b);
+    if (cmd == BIO_CTRL_FLUSH)
+        return 1;
+    if (cmd == BIO_CTRL_EOF)
+        return c && c->lower_eof;
+    return 0;
 }
 
 static int bio_create(BIO *b)
@@ -200,7 +209,7 @@ static int map_error(tls_conn *c, int rc, int *dir)
     unsigned long ee = ERR_peek_error();
     if (ERR_GET_LIB(ee) == ERR_LIB_SSL && ERR_GET_REASON(ee) == SSL_R_UNEXPECTED_EOF_WHILE_READING) {
         ERR_clear_error();
-        if (!SSL_is_init_finished(c->ssl)) {
+        if (!c->hs_done) {
             snprintf(c->why, sizeof c->why, "connection closed during the handshake");
             return -ECONNRESET;
         }
@@ -209,9 +218,8 @@ static int map_error(tls_conn *c, int rc, int *dir)
     }
     if (!ee) { /* SSL_ERROR_SYSCALL with an empty queue: EOF below */
         snprintf(c->why, sizeof c->why, "connection closed %s",
-                 SSL_is_init_finished(c->ssl) ? "without close_notify (truncated)"
-                                              : "during the handshake");
-        return SSL_is_init_finished(c->ssl) ? -SIMUL_TLS_ETRUNCATED : -ECONNRESET;
+                 c->hs_done ? "without close_notify (truncated)" : "during the handshake");
+        return c->hs_done ? -SIMUL_TLS_ETRUNCATED : -ECONNRESET;
     }
     ssl_reason(c->why, sizeof c->why, "TLS error");
     return -EPROTO;
@@ -229,8 +237,10 @@ static long tls_read(void *ctx, void *buf, size_t len)
     size_t got = 0;
     ERR_clear_error();
     int rc = SSL_read_ex(c->ssl, buf, len, &got);
-    if (rc == 1)
+    if (rc == 1) {
+        c->hs_done = true; /* (a lazy handshake ends inside the first read or write) */
         return (long)got;
+    }
     int dir = SIMUL_STREAM_READ;
     int r = map_error(c, rc, &dir);
     if (r == -EAGAIN) {
@@ -250,13 +260,14 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
     /* One record's worth per call: the first buffer, topped up from the next ones when it is
      * small so that small writev pieces do not each become a record. A retry after WANT_* gets
      * the same leading bytes again (the stream's queue head), as OpenSSL requires. */
+    enum { RECORD = 16384 };
     const void *p = iov[0].iov_base;
     size_t n = iov[0].iov_len;
-    char tmp[16384];
-    if (iovcnt > 1 && n < sizeof tmp) {
+    char *tmp = NULL; /* on the heap: task stacks are small */
+    if (iovcnt > 1 && n < RECORD / 4 && (tmp = malloc(RECORD)) != NULL) {
         size_t k = 0;
-        for (int i = 0; i < iovcnt && k < sizeof tmp; i++) {
-            size_t m = iov[i].iov_len < sizeof tmp - k ? iov[i].iov_len : sizeof tmp - k;
+        for (int i = 0; i < iovcnt && k < RECORD; i++) {
+            size_t m = iov[i].iov_len < RECORD - k ? iov[i].iov_len : RECORD - k;
             memcpy(tmp + k, iov[i].iov_base, m);
             k += m;
         }
@@ -268,8 +279,11 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
     size_t done = 0;
     ERR_clear_error();
     int rc = SSL_write_ex(c->ssl, p, n, &done);
-    if (rc == 1)
+    free(tmp);
+    if (rc == 1) {
+        c->hs_done = true;
         return (long)done;
+    }
     int dir = SIMUL_STREAM_WRITE;
     int r = map_error(c, rc, &dir);
     if (r == -EAGAIN) {
@@ -287,7 +301,9 @@ static int tls_wait(void *ctx, int dir)
     tls_conn *c = ctx;
     if (c->err)
         return 0; /* the next call reports it */
-    if (dir == SIMUL_STREAM_READ && (c->prepos < c->prelen || SSL_has_pending(c->ssl)))
+    /* (not SSL_has_pending: a partial record counts there, and waiting "ready" on it would spin;
+     * after -EAGAIN from SSL_read nothing decrypted is pending) */
+    if (dir == SIMUL_STREAM_READ && c->prepos < c->prelen)
         return 0;
     return c->lower->wait(c->lctx, c->want[dir]);
 }
@@ -297,7 +313,7 @@ static int tls_wait(void *ctx, int dir)
  * sees a truncation) rather than blocking. */
 static void send_close_notify(tls_conn *c)
 {
-    if (c->shut_sent || c->err || !SSL_is_init_finished(c->ssl))
+    if (c->shut_sent || c->err || !c->hs_done)
         return;
     c->shut_sent = true;
     ERR_clear_error();
@@ -849,8 +865,10 @@ static int handshake(simul_stream *s, tls_conn *c)
     for (;;) {
         ERR_clear_error();
         int rc = SSL_do_handshake(c->ssl);
-        if (rc == 1)
+        if (rc == 1) {
+            c->hs_done = true;
             return 0;
+        }
         int dir = SIMUL_STREAM_READ;
         int r = map_error(c, rc, &dir);
         if (r != -EAGAIN) {
@@ -950,13 +968,13 @@ const char *simul_tls_last_error(const simul_stream *s)
 const char *simul_tls_version(const simul_stream *s)
 {
     tls_conn *c = conn_of(s);
-    return c && SSL_is_init_finished(c->ssl) ? SSL_get_version(c->ssl) : NULL;
+    return c && c->hs_done ? SSL_get_version(c->ssl) : NULL;
 }
 
 const char *simul_tls_cipher(const simul_stream *s)
 {
     tls_conn *c = conn_of(s);
-    return c && SSL_is_init_finished(c->ssl) ? SSL_get_cipher_name(c->ssl) : NULL;
+    return c && c->hs_done ? SSL_get_cipher_name(c->ssl) : NULL;
 }
 
 const char *simul_tls_alpn(const simul_stream *s)

@@ -51,7 +51,7 @@ CNF
 
 ca ca "simul test CA"
 leaf server ca localhost "DNS:localhost,IP:127.0.0.1,IP:::1" serverAuth
-leaf server2 ca localhost "DNS:localhost,IP:127.0.0.1,IP:::1" serverAuth # for reload
+leaf server2 ca "localhost reloaded" "DNS:localhost,IP:127.0.0.1,IP:::1" serverAuth # for reload
 leaf other ca other.test "DNS:other.test" serverAuth                         # for SNI
 leaf expired ca localhost "DNS:localhost,IP:127.0.0.1" serverAuth 20200101000000Z 20200201000000Z
 leaf wronghost ca wrong.example "DNS:wrong.example" serverAuth
