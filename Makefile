@@ -10,6 +10,7 @@ PREFIX     ?= /usr/local
 DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
                libcmocka-dev librabbitmq-dev libssl-dev valgrind python3 python3-uvloop golang-go libuv1-dev \
                procps util-linux gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
+DEB_PACKAGES += openssl curl # the TLS suite: make_certs.sh, interop (tests/e2e/tls_interop_test.sh)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -45,9 +45,6 @@ __attribute__((noinline)) static int tls_handshake(simul_stream *s)
     simul_scope_timeout(&deadline, 10);
     int rc = simul_tls_accept(s, tls);
     simul_scope_end(&deadline);
-#ifdef SIMUL_EXAMPLE_TLS
-    simul_tls_config_free(tls);
-#endif
     return rc;
 }
 #endif
