@@ -124,6 +124,26 @@ int simul_tls_start_tls(simul_stream *s, simul_tls_config *cfg, const char *serv
  * out. Returns as simul_tls_start_tls. */
 int simul_tls_accept(simul_stream *s, simul_tls_config *cfg);
 
+/* Does not suspend. TLS for a protocol (callback) connection, as asyncio's
+ * loop.start_tls(transport, ...) and create_server(ssl=...): slides TLS under the transport
+ * (typically from the factory's connection_made, before anything is written), then the
+ * handshake runs inside the transport's own reads and writes as the socket's edges come; the
+ * protocol's data_received sees plaintext only, and writes made meanwhile are queued and
+ * encrypted once it is done. A failed handshake ends the connection: connection_lost(ctx, err)
+ * with the error codes above. The protocol server pattern:
+ *     static void made(simul_transport *t, void *ctx) { simul_tls_transport_accept(t, cfg); ... }
+ * A stalled handshake is not timed out here (a transport has no task): arm a timer
+ * (simul_call_later) that aborts the transport unless data arrived.
+ * Returns 0; -EALREADY (already TLS); -EBUSY (bytes queued); -EPIPE (closing); -EINVAL;
+ * -ENOMEM. */
+int simul_tls_transport_start_tls(simul_transport *t, simul_tls_config *cfg,
+                                  const char *server_name);
+int simul_tls_transport_accept(simul_transport *t, simul_tls_config *cfg);
+/* The reason of the transport's last TLS error ("" if none), and the negotiated version (NULL
+ * before the handshake ends); NULL if t is not on TLS. */
+const char *simul_tls_transport_last_error(const simul_transport *t);
+const char *simul_tls_transport_version(const simul_transport *t);
+
 /* Whether s is on TLS (its current bottom is this library's). */
 bool simul_tls_is_tls(const simul_stream *s);
 

@@ -775,13 +775,14 @@ static bool is_ip(const char *host)
 }
 
 /* A TLS bottom over s's current one, not yet installed. */
-static int conn_new(simul_stream *s, simul_tls_config *cfg, const char *name, const char *port,
-                    tls_conn **out)
+static int conn_new(const simul_stream_ops *lower, void *lctx, simul_tls_config *cfg,
+                    const char *name, const char *port, tls_conn **out)
 {
     tls_conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    c->lower = simul_stream_bottom(s, &c->lctx);
+    c->lower = lower;
+    c->lctx = lctx;
     if (!c->lower) {
         free(c);
         return -EBADF;
@@ -901,7 +902,9 @@ static int start(simul_stream *s, simul_tls_config *cfg, const char *name, const
     if (rc < 0)
         return rc;
     tls_conn *c;
-    rc = conn_new(s, cfg, name, port, &c);
+    void *lctx = NULL;
+    const simul_stream_ops *lower = simul_stream_bottom(s, &lctx);
+    rc = conn_new(lower, lctx, cfg, name, port, &c);
     if (rc < 0)
         return rc;
     rc = simul_stream_replace_bottom(s, &tls_ops, c);
@@ -950,6 +953,77 @@ int simul_tls_open_connection(const char *host, const char *port, simul_tls_conf
     }
     *out = s;
     return 0;
+}
+
+/* ---- transports (protocols): the handshake runs inside the transport's reads and writes ---- */
+
+static int transport_start(simul_transport *t, simul_tls_config *cfg, const char *name)
+{
+    if (!t || !cfg)
+        return -EINVAL;
+    void *lctx = NULL;
+    const simul_stream_ops *lower = simul_transport_bottom(t, &lctx);
+    if (!lower)
+        return -EPIPE;
+    if (lower == &tls_ops)
+        return -EALREADY;
+    tls_conn *c;
+    int rc = conn_new(lower, lctx, cfg, name, NULL, &c);
+    if (rc < 0)
+        return rc;
+    rc = simul_transport_replace_bottom(t, &tls_ops, c);
+    if (rc < 0) {
+        conn_free(c);
+        return rc;
+    }
+    /* A transport moves only on its socket's edges: start the handshake now (a client's
+     * ClientHello goes out) so that the peer's answer makes the next edge. Errors stay in c and
+     * end the connection at the transport's next read (connection_lost(err)). */
+    ERR_clear_error();
+    int hs = SSL_do_handshake(c->ssl);
+    if (hs == 1) {
+        c->hs_done = true;
+    } else {
+        int dir;
+        int r = map_error(c, hs, &dir);
+        if (r < 0 && r != -EAGAIN)
+            c->err = r;
+    }
+    return 0;
+}
+
+int simul_tls_transport_start_tls(simul_transport *t, simul_tls_config *cfg,
+                                  const char *server_name)
+{
+    if (cfg && cfg->server)
+        return -EINVAL;
+    return transport_start(t, cfg, server_name);
+}
+
+int simul_tls_transport_accept(simul_transport *t, simul_tls_config *cfg)
+{
+    if (cfg && !cfg->server)
+        return -EINVAL;
+    return transport_start(t, cfg, NULL);
+}
+
+static tls_conn *conn_of_transport(const simul_transport *t)
+{
+    void *ctx = NULL;
+    const simul_stream_ops *ops = t ? simul_transport_bottom(t, &ctx) : NULL;
+    return ops == &tls_ops ? ctx : NULL;
+}
+
+const char *simul_tls_transport_last_error(const simul_transport *t)
+{
+    tls_conn *c = conn_of_transport(t);
+    return c ? c->why : NULL;
+}
+
+const char *simul_tls_transport_version(const simul_transport *t)
+{
+    tls_conn *c = conn_of_transport(t);
+    return c && c->hs_done ? SSL_get_version(c->ssl) : NULL;
 }
 
 /* ---- accessors ----------------------------------------------------------------------------- */

@@ -988,6 +988,156 @@ SIMUL_TASK_TEST(cert_reload)
     return 0;
 }
 
+/* ---- protocol servers and the threaded server ---------------------------------------------- */
+
+typedef struct psrv {
+    simul_tls_config *cfg;
+    int made, lost, lost_err[4];
+    char why[4][256];
+    simul_transport *t[4];
+    simul_event *done;
+} psrv;
+
+typedef struct pconn {
+    psrv *p;
+    int i;
+    simul_transport *t;
+} pconn;
+
+static void p_made(simul_transport *t, void *ctx)
+{
+    pconn *c = ctx;
+    c->t = t;
+    assert_int_equal(simul_tls_transport_accept(t, c->p->cfg), 0);
+    assert_int_equal(simul_tls_transport_accept(t, c->p->cfg), -EALREADY);
+    assert_null(simul_tls_transport_version(t)); /* not yet */
+}
+
+static void p_data(void *ctx, const void *data, size_t len)
+{
+    pconn *c = ctx;
+    const char *v = simul_tls_transport_version(c->t); /* plaintext, after the handshake */
+    assert_non_null(v);
+    simul_transport_write(c->t, data, len);
+}
+
+static void p_lost(void *ctx, int err)
+{
+    pconn *c = ctx;
+    c->p->lost_err[c->i] = err;
+    c->p->lost++;
+    simul_event_set(c->p->done);
+    free(c);
+}
+
+static const simul_protocol p_proto = {
+    .connection_made = p_made, .data_received = p_data, .connection_lost = p_lost};
+
+static int p_factory(void *arg, const simul_protocol **proto, void **ctx)
+{
+    psrv *p = arg;
+    pconn *c = calloc(1, sizeof *c);
+    assert_non_null(c);
+    c->p = p;
+    c->i = p->made++ % 4;
+    *proto = &p_proto;
+    *ctx = c;
+    return 0;
+}
+
+SIMUL_TASK_TEST(protocol_server)
+{
+    (void)arg;
+    psrv p = {0};
+    p.cfg = server_cfg(CERT("server.crt"), CERT("server.key"));
+    assert_int_equal(simul_event_new(&p.done), 0);
+    simul_server *server;
+    assert_int_equal(simul_create_server("127.0.0.1", "0", p_factory, &p, &server), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", simul_server_port(server));
+    simul_tls_config *cc = client_cfg();
+    simul_stream *s;
+    char why[256];
+    int rc = simul_tls_open_connection("localhost", port, cc, &s, why, sizeof why);
+    if (rc < 0)
+        fail_msg("%s: %s", simul_errname(rc), why);
+    echo_line(s, "through a protocol\n");
+    /* 1 MiB each way: the transport's flow control under TLS */
+    pump pm = {s, 1u << 20};
+    simul_task *w;
+    assert_int_equal(simul_task_spawn(&w, pump_task, &pm, NULL), 0);
+    unsigned char *buf = malloc(65536);
+    for (size_t off = 0; off < pm.total;) {
+        long n = simul_stream_read(s, buf, 65536);
+        assert_true(n > 0);
+        for (long i = 0; i < n; i++)
+            if (buf[i] != pat(off + (size_t)i))
+                fail_msg("byte %zu differs", off + (size_t)i);
+        off += (size_t)n;
+    }
+    free(buf);
+    int wr;
+    assert_int_equal(simul_task_join(w, &wr), 0);
+    assert_int_equal(wr, 0);
+    finish(s); /* close_notify: eof_received, the transport closes, close_notify back */
+    /* a client with the wrong CA: the transport's handshake fails, connection_lost(err) */
+    simul_tls_config *sys;
+    assert_int_equal(simul_tls_config_new_client(&sys), 0);
+    assert_int_equal(simul_tls_open_connection("localhost", port, sys, &s, why, sizeof why),
+                     -SIMUL_TLS_EVERIFY);
+    while (p.lost < 2) {
+        simul_event_clear(p.done);
+        assert_int_equal(simul_event_wait(p.done), 0);
+    }
+    assert_int_equal(p.lost_err[0], 0);
+    print_message("protocol server, bad client: %s\n", simul_errname(p.lost_err[1]));
+    assert_int_equal(p.lost_err[1], -EPROTO);
+    simul_server_close(server);
+    assert_int_equal(simul_server_wait_closed(server), 0);
+    simul_server_free(server);
+    simul_event_free(p.done);
+    simul_tls_config_free(sys);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(p.cfg);
+    return 0;
+}
+
+static simul_tls_config *thread_cfg;
+static int thread_handler(simul_stream *s, void *arg)
+{
+    (void)arg;
+    if (simul_tls_accept(s, thread_cfg) < 0)
+        return 0;
+    return echo_handler(s, NULL);
+}
+
+SIMUL_TASK_TEST(threaded_server_thread)
+{
+    (void)arg;
+    thread_cfg = server_cfg(CERT("server.crt"), CERT("server.key"));
+    simul_threaded_server_opts o = {.host = "127.0.0.1", .threads = 2, .handler = thread_handler};
+    simul_threaded_server *ts;
+    assert_int_equal(simul_serve_threads(&o, &ts), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", simul_threaded_server_port(ts));
+    simul_tls_config *cc = client_cfg();
+    for (int i = 0; i < 20; i++) {
+        simul_stream *s;
+        char why[256];
+        int rc = simul_tls_open_connection("127.0.0.1", port, cc, &s, why, sizeof why);
+        if (rc < 0)
+            fail_msg("%s: %s", simul_errname(rc), why);
+        echo_line(s, "threads\n");
+        finish(s);
+    }
+    assert_int_equal(simul_threaded_server_stop(ts), 0);
+    assert_int_equal(simul_threaded_server_wait(ts), 0);
+    assert_int_equal(simul_threaded_server_free(ts), 0);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(thread_cfg);
+    return 0;
+}
+
 static int count_fds(void)
 {
     int n = 0;
@@ -1045,6 +1195,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(stalled_handshake_deadline),
     cmocka_unit_test(cancel_mid_handshake),
     cmocka_unit_test(cert_reload),
+    cmocka_unit_test(protocol_server),
+    cmocka_unit_test(threaded_server_thread),
     cmocka_unit_test(many_handshakes),
 };
 
