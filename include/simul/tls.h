@@ -78,6 +78,8 @@ int simul_tls_config_allow_truncation(simul_tls_config *cfg, bool allow);
 /* Lowest protocol version: 0x0303 (TLS 1.2, the default) or 0x0304 (TLS 1.3). Returns 0 or
  * -EINVAL. */
 int simul_tls_config_set_min_version(simul_tls_config *cfg, int version);
+/* Highest protocol version: 0x0303, 0x0304, or 0 (the default: the highest OpenSSL has). */
+int simul_tls_config_set_max_version(simul_tls_config *cfg, int version);
 
 /* ALPN: the protocols a client offers, or the ones a server accepts, in order of preference
  * (the server picks its first that the client offers; a client that offers none of them is
@@ -109,8 +111,9 @@ int simul_tls_open_connection(const char *host, const char *port, simul_tls_conf
 
 /* Suspends. asyncio's start_tls (client side): slides TLS under an open stream and handshakes as
  * a client of cfg, checking server_name (a host name or an IP address; NULL only with
- * simul_tls_config_insecure_skip_verify). Plaintext written before must be flushed first (the
- * call flushes it: it sets the write limits to 0, drains, and puts them back); bytes already read
+ * simul_tls_config_insecure_skip_verify). Plaintext written before goes out first: if any is
+ * still queued the call flushes it (write limits 0, drain; the limits are then back at the
+ * defaults, SIMUL_STREAM_HIGH_WATER / _LOW_WATER); bytes already read
  * ahead but not consumed are taken as the start of the TLS stream. Returns 0; a TLS error (the
  * reason from simul_tls_last_error); -ECANCELED / -ETIMEDOUT (a deadline ends a stalled
  * handshake); the stream's error. On a handshake error the stream stays on TLS, broken: close

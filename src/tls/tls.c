@@ -39,7 +39,7 @@ struct simul_tls_config {
     /* settings, from which a context is built */
     char *cert, *key, *ca_file, *ca_dir;
     bool insecure, allow_trunc;
-    int min_version;
+    int min_version, max_version; /* max 0: the highest OpenSSL has */
     int client_cert_mode;
     unsigned char *alpn; /* wire format */
     size_t alpn_len;
@@ -499,6 +499,7 @@ static SSL_CTX *build_ctx(simul_tls_config *cfg, char *why, size_t whylen, int *
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, cfg->min_version);
+    SSL_CTX_set_max_proto_version(ctx, cfg->max_version);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  (cfg->allow_trunc ? SSL_OP_IGNORE_UNEXPECTED_EOF : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
@@ -532,6 +533,9 @@ static SSL_CTX *build_ctx(simul_tls_config *cfg, char *why, size_t whylen, int *
         goto fail;
     }
     if (cfg->server) {
+        /* Resumption by tickets only (stateless, TLS 1.2 and 1.3): no server-side session
+         * cache, so 10,000 clients leave nothing behind */
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         static const unsigned char sid[] = "simul-tls";
         SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
         SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, cfg);
@@ -712,6 +716,13 @@ int simul_tls_config_set_min_version(simul_tls_config *cfg, int version)
     if (!cfg || (version != TLS1_2_VERSION && version != TLS1_3_VERSION))
         return -EINVAL;
     SET_AND_REBUILD(cfg, cfg->min_version = version);
+}
+
+int simul_tls_config_set_max_version(simul_tls_config *cfg, int version)
+{
+    if (!cfg || (version != 0 && version != TLS1_2_VERSION && version != TLS1_3_VERSION))
+        return -EINVAL;
+    SET_AND_REBUILD(cfg, cfg->max_version = version);
 }
 
 int simul_tls_config_set_alpn(simul_tls_config *cfg, const char *const *protos, int n)
