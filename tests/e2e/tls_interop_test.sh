@@ -4,7 +4,7 @@
 #   openssl s_server  <- examples/tls_client (verification on; a wrong CA fails with its reason)
 #   openssl s_client -verify_return_error -> examples/echo_streams --tls-cert (echo, close_notify)
 #   curl --cacert      -> tests/tls/https_hello (HTTPS/1.0, ALPN http/1.1)
-#   /usr/bin/python3 ssl (verifying, TLS 1.2 and 1.3) -> echo_streams --tls-cert
+#   /usr/bin/python3 ssl (verifying, TLS 1.2 and 1.3) -> echo_streams and echo_protocol --tls-cert
 #   plaintext to the TLS port (server unharmed), s_client with the wrong CA (refused)
 # Usage: tls_interop_test.sh <build-dir>. Prints PASS/FAIL lines; exits 1 if any check failed,
 # 0 with a SKIP line when libsimul-tls or the openssl command is not there.
@@ -168,6 +168,33 @@ PYEOF
         fi
     else
         fail "/usr/bin/python3 not found"
+    fi
+fi
+
+# --- 3b. python3's ssl module -> echo_protocol --tls-cert (TLS under a transport) -------------
+PROTO=$BUILD/examples/echo_protocol
+if [[ -x $PY && -x $PROTO ]] &&
+    start proto "$PROTO" --port 0 --tls-cert "$CERTS/server.crt" --tls-key "$CERTS/server.key"; then
+    if $PY - "$PORT" "$CERTS/ca.crt" >"$WORK/pyp.out" 2>&1 <<'PYEOF'
+import socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+for ver in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.minimum_version = ctx.maximum_version = ver
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost") as s:
+        data = bytes(range(256)) * 2000
+        s.sendall(data)
+        got = b""
+        while len(got) < len(data):
+            got += s.recv(65536)
+        assert got == data, "echo differs"
+        print(s.version(), "ok")
+PYEOF
+    then
+        pass "python3 ssl -> echo_protocol --tls-cert (TLS 1.3 and 1.2, 512 kB echoed): $(tr '\n' ';' <"$WORK/pyp.out")"
+    else
+        fail "python3 ssl -> echo_protocol"
+        show "$WORK/pyp.out"
     fi
 fi
 

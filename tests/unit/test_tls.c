@@ -261,6 +261,62 @@ SIMUL_TASK_TEST(stream_features)
     return 0;
 }
 
+typedef struct reader {
+    simul_stream *s;
+    unsigned char *buf;
+    size_t len;
+} reader;
+
+static int reader_task(void *arg)
+{
+    reader *r = arg;
+    long n = simul_stream_readexactly(r->s, r->buf, r->len, NULL);
+    return n == (long)r->len ? 0 : (int)n;
+}
+
+SIMUL_TASK_TEST(sendfile_through_tls)
+{
+    (void)arg;
+    srv v = {0};
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    simul_stream *s = tls_connect(&v, cc, "localhost");
+    /* a file of 300 kB after 4 written bytes: sendfile must copy it through TLS (the bottom has
+     * no ZEROCOPY flag), not splice plaintext into the socket */
+    char path[] = "/tmp/test_tls_sendfile.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    const size_t total = 300000;
+    unsigned char *data = malloc(total + 4), *back = malloc(total + 4);
+    assert_non_null(data);
+    assert_non_null(back);
+    memcpy(data, "head", 4);
+    for (size_t i = 0; i < total; i++)
+        data[4 + i] = pat(i);
+    assert_int_equal(write(fd, data + 4, total), (ssize_t)total);
+    reader r = {s, back, total + 4};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, reader_task, &r, NULL), 0);
+    assert_int_equal(simul_stream_write(s, "head", 4), 0);
+    size_t sent = 0;
+    assert_int_equal(simul_stream_sendfile(s, fd, 0, 0, &sent), (long)total);
+    assert_int_equal(sent, total);
+    int rc = -1;
+    assert_int_equal(simul_task_join(t, &rc), 0);
+    assert_int_equal(rc, 0);
+    assert_memory_equal(back, data, total + 4);
+    free(data);
+    free(back);
+    close(fd);
+    finish(s);
+    srv_wait(&v, 1);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 /* The server sends a line, then ends the TCP connection with a FIN but no close_notify. */
 static int truncate_after(simul_stream *s, srv *v)
 {
@@ -1189,6 +1245,7 @@ SIMUL_TASK_TEST(many_handshakes)
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(roundtrip),
     cmocka_unit_test(stream_features),
+    cmocka_unit_test(sendfile_through_tls),
     cmocka_unit_test(truncation_reported),
     cmocka_unit_test(abort_resets_peer),
     cmocka_unit_test(verify_unknown_ca),
