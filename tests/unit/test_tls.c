@@ -799,6 +799,104 @@ SIMUL_TASK_TEST(over_memory_bottom)
 
 /* ---- bad input ----------------------------------------------------------------------------- */
 
+/* After the handshake and one good line, raw bytes go below TLS: `v->got` picks which. */
+static int raw_after(simul_stream *s, srv *v)
+{
+    assert_int_equal(simul_stream_write(s, "good\n", 5), 0);
+    assert_int_equal(simul_stream_drain(s), 0);
+    int fd = simul_stream_fd(s);
+    /* an application-data record header announcing 256 bytes */
+    static const unsigned char hdr[] = {0x17, 0x03, 0x03, 0x01, 0x00};
+    unsigned char junk[64];
+    memset(junk, 0xA5, sizeof junk);
+    assert_int_equal(write(fd, hdr, sizeof hdr), (ssize_t)sizeof hdr);
+    if (v->got == 0) /* garbage: the whole record, bytes that decrypt to nothing */
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    else /* the peer vanishes mid-record */
+        assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+    shutdown(fd, SHUT_WR);
+    char b[64];
+    while (simul_stream_read(s, b, sizeof b) > 0) {
+    }
+    simul_stream_abort(s);
+    return 0;
+}
+
+SIMUL_TASK_TEST(garbage_and_cut_records)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = raw_after;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    for (int mode = 0; mode < 2; mode++) {
+        v.got = mode;
+        simul_stream *s = tls_connect(&v, cc, "localhost");
+        const char *line;
+        assert_int_equal(simul_stream_readline(s, &line), 5);
+        char b[64];
+        long n = simul_stream_read(s, b, sizeof b);
+        print_message("%s: %s: %s\n", mode ? "cut record" : "garbage record",
+                      simul_errname((int)n), simul_tls_last_error(s));
+        assert_int_equal(n, mode ? -SIMUL_TLS_ETRUNCATED : -EPROTO);
+        assert_true(simul_tls_last_error(s)[0] != 0);
+        simul_stream_close(s);
+        srv_wait(&v, mode + 1);
+    }
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
+/* An idle connection holds no OpenSSL record buffers (SSL_MODE_RELEASE_BUFFERS). */
+static int idle_after(simul_stream *s, srv *v)
+{
+    char b[16];
+    echo_line(s, "idle\n"); /* the client echoes it back */
+    v->got++;
+    simul_event_set(v->progress);
+    long n = simul_stream_read(s, b, sizeof b); /* then waits, idle, until the client ends */
+    return n == 0 ? 0 : (int)n;
+}
+
+SIMUL_TASK_TEST(idle_connections_memory)
+{
+    (void)arg;
+    enum { N = 100 };
+    srv v = {0};
+    v.after = idle_after;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    static simul_stream *conns[N];
+    size_t before = mallinfo2().uordblks;
+    for (int i = 0; i < N; i++) {
+        conns[i] = tls_connect(&v, cc, "localhost");
+        const char *line;
+        assert_int_equal(simul_stream_readline(conns[i], &line), 5);
+        assert_int_equal(simul_stream_write(conns[i], line, 5), 0);
+    }
+    while (v.got < N) { /* every server handler has its echo back and is idle in a read */
+        simul_event_clear(v.progress);
+        assert_int_equal(simul_event_wait(v.progress), 0);
+    }
+    size_t after = mallinfo2().uordblks;
+    if (!SIMUL_TEST_ASAN) {
+        size_t per = (after - before) / N;
+        print_message("heap per idle TLS connection, client and server side together: %zu B\n",
+                      per);
+        assert_true(per < 48 * 1024); /* two 16 KiB+ record buffers per side without release */
+    }
+    for (int i = 0; i < N; i++)
+        finish(conns[i]);
+    srv_wait(&v, N);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 SIMUL_TASK_TEST(plaintext_to_tls_port)
 {
     (void)arg;
@@ -1261,6 +1359,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(client_cert_optional),
     cmocka_unit_test(start_tls_with_read_ahead),
     cmocka_unit_test(over_memory_bottom),
+    cmocka_unit_test(garbage_and_cut_records),
+    cmocka_unit_test(idle_connections_memory),
     cmocka_unit_test(plaintext_to_tls_port),
     cmocka_unit_test(tls_to_plaintext_port),
     cmocka_unit_test(handshake_cut),
