@@ -504,6 +504,9 @@ static SSL_CTX *build_ctx(simul_tls_config *cfg, char *why, size_t whylen, int *
                                  (cfg->allow_trunc ? SSL_OP_IGNORE_UNEXPECTED_EOF : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
+    /* One read(2) per record instead of two (header, then body); safe with our wait: SSL_read
+     * says WANT_READ only when what it holds is not a whole record */
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_app_data(ctx, cfg);
     SSL_CTX_set_verify(ctx, verify_mode(cfg), NULL);
     if (cfg->cert) {
