@@ -3,6 +3,7 @@
 # (tests/tls/make_certs.sh, made at configure time into <build-dir>/tests/tls-certs):
 #   openssl s_server  <- examples/tls_client (verification on; a wrong CA fails with its reason)
 #   openssl s_client -verify_return_error -> examples/echo_streams --tls-cert (echo, close_notify)
+#   examples/echo_client --tls --ca -> echo_streams --tls-cert
 #   curl --cacert      -> tests/tls/https_hello (HTTPS/1.0, ALPN http/1.1)
 #   /usr/bin/python3 ssl (verifying, TLS 1.2 and 1.3) -> echo_streams and echo_protocol --tls-cert
 #   plaintext to the TLS port (server unharmed), s_client with the wrong CA (refused)
@@ -126,6 +127,16 @@ if start echo "$ECHO" --port 0 --tls-cert "$CERTS/server.crt" --tls-key "$CERTS/
     else
         fail "openssl s_client with the wrong CA"
         show "$WORK/sc2.err"
+    fi
+
+    # echo_client --tls (ours, verifying the IP address) -> echo_streams --tls-cert
+    if "$BUILD/examples/echo_client" --host 127.0.0.1 --port "$EPORT" --connections 8 --size 300 \
+        --seconds 0.5 --tls --ca "$CERTS/ca.crt" >"$WORK/ec.out" 2>"$WORK/ec.err" &&
+        grep -q '^errors=0$' "$WORK/ec.out"; then
+        pass "echo_client --tls --ca -> echo_streams ($(grep '^msgs=' "$WORK/ec.out"))"
+    else
+        fail "echo_client --tls -> echo_streams"
+        show "$WORK/ec.err"
     fi
 
     # --- 3. python3's ssl module -> echo_streams, TLS 1.3 and 1.2; plaintext to the TLS port --
