@@ -81,6 +81,13 @@ int simul_tls_config_set_min_version(simul_tls_config *cfg, int version);
 /* Highest protocol version: 0x0303, 0x0304, or 0 (the default: the highest OpenSSL has). */
 int simul_tls_config_set_max_version(simul_tls_config *cfg, int version);
 
+/* How long a handshake may take (default 60 s, asyncio's ssl_handshake_timeout; 0: no limit).
+ * simul_tls_start_tls / simul_tls_accept / simul_tls_open_connection return -ETIMEDOUT
+ * ("handshake timed out") past it, whatever deadline scope the caller is in (an earlier one of
+ * the caller's still comes first); a transport's connection is aborted (connection_lost(ctx, 0),
+ * as after simul_transport_abort). Returns 0 or -EINVAL. */
+int simul_tls_config_set_handshake_timeout(simul_tls_config *cfg, double seconds);
+
 /* ALPN: the protocols a client offers, or the ones a server accepts, in order of preference
  * (the server picks its first that the client offers; a client that offers none of them is
  * refused with "no application protocol"). protos: `n` NUL-terminated names ("h2",
@@ -135,8 +142,7 @@ int simul_tls_accept(simul_stream *s, simul_tls_config *cfg);
  * encrypted once it is done. A failed handshake ends the connection: connection_lost(ctx, err)
  * with the error codes above. The protocol server pattern:
  *     static void made(simul_transport *t, void *ctx) { simul_tls_transport_accept(t, cfg); ... }
- * A stalled handshake is not timed out here (a transport has no task): arm a timer
- * (simul_call_later) that aborts the transport unless data arrived.
+ * A handshake that does not end within the config's handshake timeout aborts the connection.
  * Returns 0; -EALREADY (already TLS); -EBUSY (bytes queued); -EPIPE (closing); -EINVAL;
  * -ENOMEM. */
 int simul_tls_transport_start_tls(simul_transport *t, simul_tls_config *cfg,

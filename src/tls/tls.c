@@ -40,6 +40,7 @@ struct simul_tls_config {
     char *cert, *key, *ca_file, *ca_dir;
     bool insecure, allow_trunc;
     int min_version, max_version; /* max 0: the highest OpenSSL has */
+    double hs_timeout;            /* seconds; 0: none */
     int client_cert_mode;
     unsigned char *alpn; /* wire format */
     size_t alpn_len;
@@ -64,6 +65,8 @@ typedef struct tls_conn {
     bool shut_sent;  /* close_notify sent */
     bool hs_done;    /* the handshake finished (OpenSSL's own flag drops on a fatal error) */
     char *skey;      /* client session cache key */
+    simul_transport *transport; /* under a transport: its handshake timer aborts it */
+    simul_handle timer;
     char alpn[256];  /* negotiated ALPN, NUL-terminated */
     char why[256];   /* the last error in words */
 } tls_conn;
@@ -227,6 +230,15 @@ static int map_error(tls_conn *c, int rc, int *dir)
 
 /* ---- the bottom's ops ---------------------------------------------------------------------- */
 
+static void handshake_done(tls_conn *c)
+{
+    c->hs_done = true;
+    if (c->timer.id) {
+        simul_handle_cancel(c->timer);
+        c->timer.id = 0;
+    }
+}
+
 static long tls_read(void *ctx, void *buf, size_t len)
 {
     tls_conn *c = ctx;
@@ -237,10 +249,12 @@ static long tls_read(void *ctx, void *buf, size_t len)
     size_t got = 0;
     ERR_clear_error();
     int rc = SSL_read_ex(c->ssl, buf, len, &got);
-    if (rc == 1) {
-        c->hs_done = true; /* (a lazy handshake ends inside the first read or write) */
+    /* a lazy handshake (transports) ends inside a read or write, maybe one that then says
+     * WANT_READ for want of application data */
+    if (!c->hs_done && SSL_is_init_finished(c->ssl))
+        handshake_done(c);
+    if (rc == 1)
         return (long)got;
-    }
     int dir = SIMUL_STREAM_READ;
     int r = map_error(c, rc, &dir);
     if (r == -EAGAIN) {
@@ -280,10 +294,10 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
     ERR_clear_error();
     int rc = SSL_write_ex(c->ssl, p, n, &done);
     free(tmp);
-    if (rc == 1) {
-        c->hs_done = true;
+    if (!c->hs_done && SSL_is_init_finished(c->ssl))
+        handshake_done(c);
+    if (rc == 1)
         return (long)done;
-    }
     int dir = SIMUL_STREAM_WRITE;
     int r = map_error(c, rc, &dir);
     if (r == -EAGAIN) {
@@ -332,6 +346,8 @@ static int tls_shutdown(void *ctx)
 
 static void conn_free(tls_conn *c)
 {
+    if (c->timer.id)
+        simul_handle_cancel(c->timer);
     if (c->ssl)
         SSL_free(c->ssl); /* frees the BIO too */
     simul_tls_config_free(c->cfg);
@@ -597,6 +613,7 @@ static int config_new(bool server, simul_tls_config **out)
     atomic_init(&cfg->refs, 1);
     cfg->server = server;
     cfg->min_version = TLS1_2_VERSION;
+    cfg->hs_timeout = 60; /* asyncio's ssl_handshake_timeout */
     pthread_mutex_init(&cfg->mu, NULL);
     int rc = rebuild(cfg, NULL, 0);
     if (rc < 0) {
@@ -726,6 +743,16 @@ int simul_tls_config_set_max_version(simul_tls_config *cfg, int version)
     if (!cfg || (version != 0 && version != TLS1_2_VERSION && version != TLS1_3_VERSION))
         return -EINVAL;
     SET_AND_REBUILD(cfg, cfg->max_version = version);
+}
+
+int simul_tls_config_set_handshake_timeout(simul_tls_config *cfg, double seconds)
+{
+    if (!cfg || !(seconds >= 0) || seconds > 1e9)
+        return -EINVAL;
+    pthread_mutex_lock(&cfg->mu);
+    cfg->hs_timeout = seconds;
+    pthread_mutex_unlock(&cfg->mu);
+    return 0;
 }
 
 int simul_tls_config_set_alpn(simul_tls_config *cfg, const char *const *protos, int n)
@@ -875,13 +902,30 @@ static int flush_plain(simul_stream *s)
 
 /* Runs the handshake by hand, waiting through the stream so that deadlines, cancellation and a
  * close from elsewhere end it. */
+static int handshake_loop(simul_stream *s, tls_conn *c);
+
 static int handshake(simul_stream *s, tls_conn *c)
+{
+    double t = c->cfg->hs_timeout;
+    if (t <= 0)
+        return handshake_loop(s, c);
+    simul_scope sc; /* nested: a caller's earlier deadline still comes first */
+    int rc = simul_scope_timeout(&sc, t);
+    if (rc < 0)
+        return rc;
+    rc = handshake_loop(s, c);
+    if (simul_scope_end(&sc) == 1 && rc == -ETIMEDOUT && conn_of(s) == c)
+        snprintf(c->why, sizeof c->why, "handshake timed out");
+    return rc;
+}
+
+static int handshake_loop(simul_stream *s, tls_conn *c)
 {
     for (;;) {
         ERR_clear_error();
         int rc = SSL_do_handshake(c->ssl);
         if (rc == 1) {
-            c->hs_done = true;
+            handshake_done(c);
             return 0;
         }
         int dir = SIMUL_STREAM_READ;
@@ -971,6 +1015,19 @@ int simul_tls_open_connection(const char *host, const char *port, simul_tls_conf
 
 /* ---- transports (protocols): the handshake runs inside the transport's reads and writes ---- */
 
+/* A transport's handshake that did not end in time: abort the connection (the timer is
+ * cancelled when the handshake ends or the bottom is closed, so c is alive here). */
+static void handshake_expired(void *arg)
+{
+    tls_conn *c = arg;
+    c->timer.id = 0;
+    if (c->hs_done)
+        return;
+    c->err = -ETIMEDOUT;
+    snprintf(c->why, sizeof c->why, "handshake timed out");
+    simul_transport_abort(c->transport);
+}
+
 static int transport_start(simul_transport *t, simul_tls_config *cfg, const char *name)
 {
     if (!t || !cfg)
@@ -993,15 +1050,18 @@ static int transport_start(simul_transport *t, simul_tls_config *cfg, const char
     /* A transport moves only on its socket's edges: start the handshake now (a client's
      * ClientHello goes out) so that the peer's answer makes the next edge. Errors stay in c and
      * end the connection at the transport's next read (connection_lost(err)). */
+    c->transport = t;
     ERR_clear_error();
     int hs = SSL_do_handshake(c->ssl);
     if (hs == 1) {
-        c->hs_done = true;
+        handshake_done(c);
     } else {
         int dir;
         int r = map_error(c, hs, &dir);
         if (r < 0 && r != -EAGAIN)
             c->err = r;
+        else if (cfg->hs_timeout > 0)
+            simul_call_later(cfg->hs_timeout, handshake_expired, c, &c->timer);
     }
     return 0;
 }

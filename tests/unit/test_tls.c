@@ -1262,6 +1262,66 @@ SIMUL_TASK_TEST(protocol_server)
     return 0;
 }
 
+SIMUL_TASK_TEST(protocol_server_handshake_timeout)
+{
+    (void)arg;
+    psrv p = {0};
+    p.cfg = server_cfg(CERT("server.crt"), CERT("server.key"));
+    assert_int_equal(simul_tls_config_set_handshake_timeout(p.cfg, 0.2), 0);
+    assert_int_equal(simul_tls_config_set_handshake_timeout(p.cfg, -1), -EINVAL);
+    assert_int_equal(simul_event_new(&p.done), 0);
+    simul_server *server;
+    assert_int_equal(simul_create_server("127.0.0.1", "0", p_factory, &p, &server), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", simul_server_port(server));
+    /* a good client, idle for longer than the timeout after its handshake: not aborted */
+    simul_tls_config *cc = client_cfg();
+    simul_stream *good = NULL;
+    assert_int_equal(simul_tls_open_connection("localhost", port, cc, &good, NULL, 0), 0);
+    echo_line(good, "handshake done\n");
+    /* a client that connects and says nothing: aborted by the server's timer */
+    simul_stream *s;
+    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
+    char b[16];
+    long n = simul_stream_read(s, b, sizeof b);
+    assert_true(n == 0 || n == -ECONNRESET);
+    assert_int_equal(p.lost, 1);
+    echo_line(good, "still here\n"); /* idle past the timeout, untouched */
+    finish(good);
+    while (p.lost < 2) {
+        simul_event_clear(p.done);
+        assert_int_equal(simul_event_wait(p.done), 0);
+    }
+    simul_stream_close(s);
+    simul_server_close(server);
+    assert_int_equal(simul_server_wait_closed(server), 0);
+    simul_server_free(server);
+    simul_event_free(p.done);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(p.cfg);
+    return 0;
+}
+
+SIMUL_TASK_TEST(stream_handshake_timeout)
+{
+    (void)arg;
+    srv q = {0};
+    q.plain = true;
+    q.after = count_after; /* reads, never answers */
+    srv_start(&q, NULL);
+    simul_tls_config *cc = client_cfg();
+    assert_int_equal(simul_tls_config_set_handshake_timeout(cc, 0.2), 0);
+    simul_stream *s;
+    char why[256];
+    assert_int_equal(simul_tls_open_connection("localhost", q.port, cc, &s, why, sizeof why),
+                     -ETIMEDOUT);
+    assert_string_equal(why, "handshake timed out");
+    srv_wait(&q, 1);
+    simul_tls_config_free(cc);
+    srv_stop(&q);
+    return 0;
+}
+
 static simul_tls_config *thread_cfg;
 static int thread_handler(simul_stream *s, void *arg)
 {
@@ -1368,6 +1428,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(cancel_mid_handshake),
     cmocka_unit_test(cert_reload),
     cmocka_unit_test(protocol_server),
+    cmocka_unit_test(protocol_server_handshake_timeout),
+    cmocka_unit_test(stream_handshake_timeout),
     cmocka_unit_test(threaded_server_thread),
     cmocka_unit_test(many_handshakes),
 };
