@@ -854,8 +854,10 @@ static int conn_new(const simul_stream_ops *lower, void *lctx, simul_tls_config 
             if (is_ip(name)) {
                 if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), name) != 1)
                     rc = -EINVAL;
-            } else if (SSL_set1_host(c->ssl, name) != 1) {
-                rc = -EINVAL;
+            } else {
+                SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+                if (SSL_set1_host(c->ssl, name) != 1)
+                    rc = -EINVAL;
             }
         } else if (!name && !cfg->insecure) {
             rc = -EINVAL; /* verification needs a name to check */
