@@ -484,6 +484,19 @@ SIMUL_TASK_TEST(insecure_skip_verify)
                               why, sizeof why), 0);
     assert_int_equal(try_cert(CERT("expired.crt"), CERT("expired.key"), cc, "127.0.0.1", why,
                               sizeof why), 0);
+    /* errors after an unverified handshake are what they are, not "verify failed" */
+    srv v = {0};
+    v.after = truncate_after;
+    srv_start(&v, server_cfg(CERT("selfsigned.crt"), CERT("selfsigned.key")));
+    simul_stream *s = tls_connect(&v, cc, "localhost");
+    const char *line;
+    assert_int_equal(simul_stream_readline(s, &line), 8);
+    char b[8];
+    assert_int_equal(simul_stream_read(s, b, sizeof b), -SIMUL_TLS_ETRUNCATED);
+    simul_stream_close(s);
+    srv_wait(&v, 1);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
     /* a server config cannot be made insecure: it has nothing to skip */
     simul_tls_config *sc;
     assert_int_equal(simul_tls_config_new_server(&sc), 0);
