@@ -1335,6 +1335,77 @@ SIMUL_TASK_TEST(stream_handshake_timeout)
     return 0;
 }
 
+/* A client transport: connection_made slides TLS under it and writes at once (queued until the
+ * handshake ends); data_received collects the echo. */
+typedef struct ptc {
+    simul_tls_config *cfg;
+    simul_transport *t;
+    char got[64];
+    size_t len;
+    int lost_err;
+    bool lost;
+    simul_event *ev;
+} ptc;
+
+static void c_made(simul_transport *t, void *ctx)
+{
+    ptc *c = ctx;
+    c->t = t;
+    assert_int_equal(simul_tls_transport_start_tls(t, c->cfg, "localhost"), 0);
+    assert_int_equal(simul_transport_write(t, "from a transport\n", 17), 0);
+}
+
+static void c_data(void *ctx, const void *data, size_t len)
+{
+    ptc *c = ctx;
+    assert_true(c->len + len <= sizeof c->got);
+    memcpy(c->got + c->len, data, len);
+    c->len += len;
+    simul_event_set(c->ev);
+}
+
+static void c_lost(void *ctx, int err)
+{
+    ptc *c = ctx;
+    c->lost = true;
+    c->lost_err = err;
+    simul_event_set(c->ev);
+}
+
+static const simul_protocol c_proto = {
+    .connection_made = c_made, .data_received = c_data, .connection_lost = c_lost};
+
+SIMUL_TASK_TEST(client_transport_start_tls)
+{
+    (void)arg;
+    srv v = {0};
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    ptc c = {.cfg = client_cfg()};
+    assert_int_equal(simul_event_new(&c.ev), 0);
+    simul_transport *t;
+    assert_int_equal(simul_create_connection("127.0.0.1", v.port, &c_proto, &c, &t), 0);
+    while (c.len < 17) {
+        simul_event_clear(c.ev);
+        assert_int_equal(simul_event_wait(c.ev), 0);
+    }
+    assert_memory_equal(c.got, "from a transport\n", 17);
+    assert_string_equal(simul_tls_transport_version(t), "TLSv1.3");
+    assert_string_equal(simul_tls_transport_last_error(t), "");
+    simul_transport_close(t); /* close_notify: the echo ends cleanly */
+    while (!c.lost) {
+        simul_event_clear(c.ev);
+        assert_int_equal(simul_event_wait(c.ev), 0);
+    }
+    assert_int_equal(c.lost_err, 0);
+    srv_wait(&v, 1);
+    assert_int_equal(v.after_rc[0], 0);
+    simul_event_free(c.ev);
+    simul_tls_config_free(c.cfg);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 static simul_tls_config *thread_cfg;
 static int thread_handler(simul_stream *s, void *arg)
 {
@@ -1442,6 +1513,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(cert_reload),
     cmocka_unit_test(protocol_server),
     cmocka_unit_test(protocol_server_handshake_timeout),
+    cmocka_unit_test(client_transport_start_tls),
     cmocka_unit_test(stream_handshake_timeout),
     cmocka_unit_test(threaded_server_thread),
     cmocka_unit_test(many_handshakes),
