@@ -3,6 +3,7 @@
  * carry a per-connection counter pattern, so a lost, reordered or corrupted echo is a mismatch.
  *
  *   echo_client --host H --port P [--connections C] [--size S] [--seconds T]
+ *               [--tls [--ca FILE | --insecure]]   (TLS: with libsimul-tls; verification on)
  *
  * Prints msgs_per_s, p50_us, p99_us, msgs, errors, connections (key=value lines) and exits 1 on
  * any mismatch or connection error. Latencies go into a log-linear histogram, not a sample list.
@@ -25,6 +26,13 @@
 #include <sys/time.h>
 
 #include "example_cli.h"
+
+#ifdef SIMUL_EXAMPLE_TLS
+#include <simul/tls.h>
+static bool use_tls, tls_insecure; /* --tls, --insecure */
+static const char *tls_ca;         /* --ca FILE */
+static simul_tls_config *tls;
+#endif
 
 /* Connects in flight at once: thousands at once could overflow a small accept backlog and cost
  * a one-second SYN retransmit; a few dozen keep loopback busy anyway. */
@@ -54,6 +62,7 @@ struct conn {
     unsigned id;
     unsigned char *msg; /* what was sent */
     unsigned char *buf; /* what came back */
+    simul_stream *st;   /* --tls: the stream over TLS (it owns the fd); else NULL */
 };
 
 static const char *progname = "echo_client";
@@ -162,6 +171,17 @@ static int connect_one(struct conn *c)
             int one = 1;
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
             c->fd = fd;
+#ifdef SIMUL_EXAMPLE_TLS
+            if (tls) { /* the host is numeric: the certificate must name that IP address */
+                if ((err = simul_stream_from_fd(fd, &c->st)) < 0)
+                    return err;
+                c->fd = -1;
+                if ((err = simul_tls_start_tls(c->st, tls, opt.host)) < 0) {
+                    report("connection %u: TLS: %s", c->id, simul_tls_last_error(c->st));
+                    return err;
+                }
+            }
+#endif
             return 0;
         }
         simul_close(fd);
@@ -199,7 +219,8 @@ static int worker(void *arg)
     for (int64_t now = simul_now_ns(); now < end_ns; seq++) {
         fill(c->msg, opt.size, c->id, seq);
         int64_t sent_at = simul_now_ns();
-        long n = simul_sendall(c->fd, c->msg, opt.size, NULL);
+        long n = c->st ? simul_stream_write(c->st, c->msg, opt.size)
+                       : simul_sendall(c->fd, c->msg, opt.size, NULL);
         if (n < 0) {
             report("connection %u: send: %s", c->id, simul_strerror((int)n));
             rc = (int)n;
@@ -207,7 +228,8 @@ static int worker(void *arg)
         }
         size_t got = 0;
         while (got < opt.size) {
-            n = simul_recv(c->fd, c->buf + got, opt.size - got, 0);
+            n = c->st ? simul_stream_read(c->st, c->buf + got, opt.size - got)
+                      : simul_recv(c->fd, c->buf + got, opt.size - got, 0);
             if (n <= 0)
                 break;
             got += (size_t)n;
@@ -299,9 +321,12 @@ static int main_task(void *arg)
     printf("errors=%llu\n", (unsigned long long)errors);
     printf("connections=%ld\n", opt.connections);
     printf("size=%zu\n", opt.size);
-    for (long i = 0; i < opt.connections; i++)
+    for (long i = 0; i < opt.connections; i++) {
         if (conns[i].fd >= 0)
             simul_close(conns[i].fd);
+        if (conns[i].st)
+            simul_stream_close(conns[i].st);
+    }
     return rc == 0 && errors == 0 ? 0 : 1;
 }
 
@@ -317,7 +342,10 @@ static void print_usage(FILE *out)
             "  --port P          its port\n"
             "  --connections C   connections, each with one message in flight (default 1)\n"
             "  --size S          bytes per message (1..%u, default 64)\n"
-            "  --seconds T       how long to send once all are connected (default 5)\n",
+            "  --seconds T       how long to send once all are connected (default 5)\n"
+            "  --tls             speak TLS (verifying the server's certificate for H)\n"
+            "  --ca FILE         with --tls: trust the CAs in FILE instead of the system store\n"
+            "  --insecure        with --tls: DANGER, do not verify the certificate at all\n",
             progname, MAX_SIZE);
 }
 static long parse_long(const char *name, const char *s, long lo, long hi)
@@ -339,6 +367,12 @@ static void parse_args(int argc, char **argv)
             print_usage(stdout);
             exit(0);
         }
+#ifdef SIMUL_EXAMPLE_TLS
+        if (!strcmp(a, "--tls") || !strcmp(a, "--insecure")) {
+            *(a[2] == 't' ? &use_tls : &tls_insecure) = true;
+            continue;
+        }
+#endif
         if (i + 1 >= argc)
             usage_error("unknown argument or missing value: %s", a);
         const char *v = argv[++i];
@@ -351,6 +385,10 @@ static void parse_args(int argc, char **argv)
             opt.connections = parse_long(a, v, 1, MAX_CONNECTIONS);
         } else if (!strcmp(a, "--size")) {
             opt.size = (size_t)parse_long(a, v, 1, MAX_SIZE);
+#ifdef SIMUL_EXAMPLE_TLS
+        } else if (!strcmp(a, "--ca")) {
+            tls_ca = v;
+#endif
         } else if (!strcmp(a, "--seconds")) {
             char *end;
             opt.seconds = strtod(v, &end);
@@ -417,7 +455,19 @@ int main(int argc, char **argv)
         conns[i].buf = conns[i].msg + opt.size;
     }
 
+#ifdef SIMUL_EXAMPLE_TLS
+    char why[256] = "no memory";
+    if (use_tls && (simul_tls_config_new_client(&tls) < 0 ||
+                    (tls_ca && simul_tls_config_set_ca(tls, tls_ca, NULL, why, sizeof why) < 0) ||
+                    (tls_insecure && simul_tls_config_insecure_skip_verify(tls) < 0))) {
+        fprintf(stderr, "%s: TLS setup: %s\n", progname, why);
+        return 1;
+    }
+#endif
     int rc = simul_run(main_task, NULL);
+#ifdef SIMUL_EXAMPLE_TLS
+    simul_tls_config_free(tls);
+#endif
     fflush(stdout);
     if (rc < 0) {
         fprintf(stderr, "%s: simul_run: %s\n", progname, simul_strerror(rc));

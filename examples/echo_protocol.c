@@ -2,6 +2,8 @@
  * task per connection; the loop calls data_received, which writes the bytes straight back.
  *
  *   echo_protocol [--host H] [--port P]     (defaults: 127.0.0.1, port 8888; port 0 picks one)
+ *                 [--tls-cert FILE --tls-key FILE]   (TLS, with libsimul-tls: the handshake
+ *                                                     runs inside the transport's reads)
  *
  * Prints "listening on H:P" once connections are accepted (the port the kernel chose, for 0), and
  * runs until SIGINT or SIGTERM, then closes the server and its connections and exits 0.
@@ -19,6 +21,11 @@
 
 static const char *host = "127.0.0.1";
 static const char *port = "8888";
+#ifdef SIMUL_EXAMPLE_TLS
+#include <simul/tls.h>
+static const char *tls_cert, *tls_key;
+static simul_tls_config *tls;
+#endif
 
 /* One per connection: the callbacks get only their context, and they need the transport.
  * Shutdown needs no list of them: simul_server_abort_clients reaches every connection. */
@@ -34,6 +41,7 @@ static void usage(FILE *to, const char *argv0)
             "  each connection, which writes the data straight back (no task per connection).\n"
             "  --host H   address to listen on (default 127.0.0.1; \"\" = every interface)\n"
             "  --port P   port (default 8888; 0 picks a free one, printed on startup)\n"
+            "  --tls-cert FILE --tls-key FILE  serve TLS (when built with libsimul-tls)\n"
             "  Prints \"listening on H:P\" when ready; stops on SIGINT or SIGTERM.\n",
             argv0);
 }
@@ -41,6 +49,10 @@ static void usage(FILE *to, const char *argv0)
 static void echo_made(simul_transport *t, void *ctx)
 {
     ((conn *)ctx)->t = t;
+#ifdef SIMUL_EXAMPLE_TLS
+    if (tls && simul_tls_transport_accept(t, tls) < 0)
+        simul_transport_abort(t);
+#endif
 }
 
 /* The whole echo: the write goes to the socket at once when nothing is queued. */
@@ -145,6 +157,12 @@ int main(int argc, char **argv)
             host = argv[++i];
         } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
+#ifdef SIMUL_EXAMPLE_TLS
+        } else if (strcmp(argv[i], "--tls-cert") == 0 && i + 1 < argc) {
+            tls_cert = argv[++i];
+        } else if (strcmp(argv[i], "--tls-key") == 0 && i + 1 < argc) {
+            tls_key = argv[++i];
+#endif
         } else {
             fprintf(stderr, "echo_protocol: bad argument '%s'\n", argv[i]);
             usage(stderr, argv[0]);
@@ -152,5 +170,17 @@ int main(int argc, char **argv)
         }
     }
     raise_nofile();
+#ifdef SIMUL_EXAMPLE_TLS
+    char why[256] = "no memory";
+    if (tls_cert && (simul_tls_config_new_server(&tls) < 0 ||
+                     simul_tls_config_set_cert(tls, tls_cert, tls_key, why, sizeof why) < 0)) {
+        fprintf(stderr, "echo_protocol: --tls-cert %s: %s\n", tls_cert, why);
+        return 1;
+    }
+    int rc = simul_run(run, NULL);
+    simul_tls_config_free(tls);
+    return rc;
+#else
     return simul_run(run, NULL);
+#endif
 }

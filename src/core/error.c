@@ -22,6 +22,7 @@ static const struct {
     E(EOWNERDEAD), /* a process pool's worker died during a call */
     E(ENODATA), E(EISDIR), E(ENOTDIR), E(ENOEXEC), E(EPROTOTYPE), E(ETXTBSY), E(EROFS),
     E(EXDEV), E(EFBIG), E(ESPIPE), E(EMLINK), E(ENOTTY), E(EDQUOT), E(ESTALE),
+    E(EKEYREJECTED), E(ENOLINK), /* TLS (simul/tls.h): verification failed, truncation */
 };
 #undef E
 

@@ -70,7 +70,8 @@ int simul__wbuf_append(simul__wbuf *b, const void *data, size_t len)
 
 int simul__wbuf_iov(const simul__wbuf *b, struct iovec *v)
 {
-    v->iov_base = b->buf + b->head;
+    /* An empty queue may have no buffer at all: NULL + 0 is undefined (clang's UBSan says so). */
+    v->iov_base = b->buf ? b->buf + b->head : NULL;
     v->iov_len = b->tail - b->head;
     return v->iov_len ? 1 : 0;
 }
