@@ -13,6 +13,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
                procps util-linux gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 # libsimul-redis: a real server for its tests, hiredis' reader as its parser's benchmark reference.
 DEB_PACKAGES += redis-server libhiredis-dev
+# libsimul-http: jansson for JSON bodies; curl for its end-to-end test.
+DEB_PACKAGES += libjansson-dev curl
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
