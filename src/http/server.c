@@ -760,6 +760,9 @@ bool simul_http_response_started(const simul_http_response *res)
 static int build_head(simul_http_response *res, simul_http_request *req, long long length)
 {
     conn *c = res->c;
+    if (c->srv->draining) {
+        res->close = true; /* a shutdown began: this is the connection's last answer */
+    }
     c->out_len = 0;
     int rc = out_printf(c, "HTTP/1.%d %d %s\r\nDate: %s\r\n", req->minor ? 1 : 0, res->status,
                         reason(res->status), http_date());
