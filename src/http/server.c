@@ -76,6 +76,7 @@ struct conn {
     bool peer_gone; /* the watcher saw EOF or an error */
     bool in_request;
     simul_task *watcher;
+    bool watcher_running; /* it began: it uses c, so stopping it means joining it */
 };
 
 struct simul_http_server {
@@ -472,8 +473,11 @@ long simul_http_request_body(simul_http_request *req, const char **data)
         return -EBUSY;
     }
     conn *c = req->c;
-    size_t cap = c->p.head.framing == SIMUL_HTTP_BODY_LENGTH ? (size_t)c->p.head.content_length
-                                                             : 1024;
+    /* Content-Length is the client's word: start at most at 64 KiB and grow with what comes. */
+    size_t cap = 1024;
+    if (c->p.head.framing == SIMUL_HTTP_BODY_LENGTH) {
+        cap = c->p.head.content_length < 65536 ? (size_t)c->p.head.content_length : 65536;
+    }
     char *body = arena_alloc(&c->arena, cap + 1);
     size_t len = 0;
     if (!body) {
@@ -528,7 +532,11 @@ int simul_http_request_json(simul_http_request *req, json_t **out)
 
 static int watcher_main(void *arg)
 {
+    if (simul_checkpoint() < 0) {
+        return 0; /* cancelled before it ran (the handler never suspended): c may be gone */
+    }
     conn *c = arg;
+    c->watcher_running = true;
     for (;;) {
         if (c->end == c->cap) {
             /* The client pipelined a full buffer: stop reading (backpressure) until the handler
@@ -571,11 +579,18 @@ static void watcher_stop(conn *c)
         return;
     }
     simul_task_cancel(c->watcher);
-    simul_scope sh;
-    simul_scope_shield(&sh);
-    simul_task_join(c->watcher, NULL);
-    simul_scope_end(&sh);
+    if (!c->watcher_running) {
+        /* It has not run yet (the handler did not suspend): it will end at its first line
+         * without touching c, so no need to switch to it now. */
+        simul_task_detach(c->watcher);
+    } else {
+        simul_scope sh;
+        simul_scope_shield(&sh);
+        simul_task_join(c->watcher, NULL);
+        simul_scope_end(&sh);
+    }
     c->watcher = NULL;
+    c->watcher_running = false;
 }
 
 /* ---- the response ------------------------------------------------------------------------ */
