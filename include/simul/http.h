@@ -215,7 +215,9 @@ static inline const char *simul_http_ptr(const char *base, simul_http_span s)
  * body, stream, sleep, wait on anything) and honours deadlines and cancellation like any task.
  * A client that disconnects while its handler runs cancels that task: the handler's next
  * suspending call (a response write, a sleep, a wait) returns -ECANCELED (or -EPIPE), and it
- * cleans up and returns. Everything a request allocates (simul_http_alloc, the decoded query,
+ * cleans up and returns (the watch begins once the request's body is read; an EOF from the client
+ * counts as leaving, as in Go's net/http, so a client that half-closes after its request gets no
+ * answer from a handler that suspends). Everything a request allocates (simul_http_alloc, the decoded query,
  * the whole body) lives in a per-request arena, freed when the request ends.
  *
  *   static int hello(simul_http_request *req, simul_http_response *res, void *arg)

@@ -206,6 +206,18 @@ static int h_slow(simul_http_request *req, simul_http_response *res, void *arg)
     return simul_http_response_text(res, 200, "finished");
 }
 
+/* A request is a task context: a deadline scope bounds the handler's own waits. */
+static int h_deadline(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req;
+    (void)arg;
+    simul_scope sc;
+    simul_scope_timeout(&sc, 0.01);
+    int rc = simul_sleep(INFINITY);
+    simul_scope_end(&sc);
+    return rc == -ETIMEDOUT ? simul_http_response_text(res, 504, "too slow") : -EIO;
+}
+
 static simul_http_app *make_app(void)
 {
     simul_http_app *app;
@@ -228,6 +240,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_route(app, "GET", "/forever-write", h_forever, "w"), 0);
     assert_int_equal(simul_http_route(app, "GET", "/forever-wait", h_forever, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/slow", h_slow, NULL), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/deadline", h_deadline, NULL), 0);
     assert_int_equal(simul_http_group_new(app, NULL, "/api", &api), 0);
     assert_int_equal(simul_http_group_new(app, api, "/v1/", &v1), 0);
     assert_int_equal(simul_http_group_route(api, "GET", "/", h_text, "api root"), 0);
@@ -425,6 +438,8 @@ static int c_request(void *arg)
     EXPECT("POST /json HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\n{x:", 400, "not json");
     /* a handler that fails before answering: 500 */
     EXPECT(GET("/fail"), 500, NULL);
+    /* a handler's own deadline: its wait returns -ETIMEDOUT, it answers 504 */
+    EXPECT(GET("/deadline"), 504, "too slow");
     return 0;
 }
 
