@@ -1,10 +1,13 @@
 /* http_hello.c — the benchmark app of libsimul-http: GET / answers "Hello, World!", GET /json a
  * small JSON object. One loop; SIGINT/SIGTERM shut it down gracefully (in-flight requests get
- * up to 5 s). Usage: http_hello [--host H] [--port P]   (port 0 picks one; "listening on" shows). */
+ * up to 5 s). Usage: http_hello [--host H] [--port P] [--threads N]   (port 0 picks one;
+ * "listening on" shows it). --threads N: N loops on N threads (0: one per CPU), stopped on the
+ * signal (their handlers cancelled). */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <simul.h>
@@ -12,6 +15,7 @@
 
 static const char *host = "127.0.0.1";
 static const char *port = "8080";
+static int threads = -1; /* -1: one loop, the main thread's */
 
 static int hello(simul_http_request *req, simul_http_response *res, void *arg)
 {
@@ -46,6 +50,27 @@ static int serve(void *arg)
         rc = simul_http_route(app, "GET", "/json", json, NULL);
     }
     simul_http_server_opts opts = {.health = true};
+    const int sigs[] = {SIGINT, SIGTERM};
+    if (rc == 0 && threads >= 0) {
+        simul_threaded_server *ts;
+        rc = simul_http_serve_threads(app, host, port, threads, &opts, &ts);
+        if (rc < 0) {
+            fprintf(stderr, "http_hello: %s:%s: %s\n", host, port, simul_strerror(rc));
+            simul_http_app_free(app);
+            return 1;
+        }
+        printf("listening on %s:%d\n", host, simul_threaded_server_port(ts));
+        fflush(stdout);
+        simul_wait_signal(sigs, 2);
+        simul_scope shield;
+        simul_scope_shield(&shield);
+        simul_threaded_server_stop(ts);
+        simul_threaded_server_wait(ts);
+        simul_scope_end(&shield);
+        simul_threaded_server_free(ts);
+        simul_http_app_free(app);
+        return 0;
+    }
     if (rc == 0) {
         rc = simul_http_serve(app, host, port, &opts, &srv);
     }
@@ -56,7 +81,6 @@ static int serve(void *arg)
     }
     printf("listening on %s:%d\n", host, simul_http_server_port(srv));
     fflush(stdout);
-    const int sigs[] = {SIGINT, SIGTERM};
     simul_wait_signal(sigs, 2); /* a signal, or -ECANCELED from simul_run's Ctrl-C handling */
     simul_scope shield;
     simul_scope_shield(&shield);
@@ -74,8 +98,10 @@ int main(int argc, char **argv)
             host = argv[++i];
         } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
+        } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
+            threads = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--host H] [--port P]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--threads N]\n", argv[0]);
             return 2;
         }
     }

@@ -388,6 +388,17 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout);
 /* Frees a server after simul_http_server_shutdown. NULL is fine. */
 void simul_http_server_free(simul_http_server *srv);
 
+/* Serves app on `threads` loops, each on its own thread, all listening on host:port
+ * (simul_serve_threads: SO_REUSEPORT, the kernel spreads the connections; threads 0 = one per
+ * CPU). Each thread has its own connections and state; opts apply to each. Blocks until every
+ * thread listens (see simul_serve_threads). Stop and free it with the simul_threaded_server_*
+ * calls: the stop cancels the connections' handlers (not yet a graceful drain). The app must
+ * outlive it. Returns 0 and *out, or simul_serve_threads' error; -EINVAL; -ENOMEM. */
+struct simul_threaded_server;
+int simul_http_serve_threads(simul_http_app *app, const char *host, const char *port,
+                             int threads, const simul_http_server_opts *opts,
+                             struct simul_threaded_server **out);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

@@ -28,9 +28,18 @@ struct simul_http_group {
     char *prefix; /* without trailing '/' ("" for the root) */
 };
 
+/* What the threads of a simul_http_serve_threads share (read-only): kept by the app, which
+ * outlives its servers, and freed with it. */
+typedef struct http_shared {
+    struct http_shared *next;
+    simul_http_app *app;
+    simul_http_server_opts opts; /* normalised */
+} http_shared;
+
 struct simul_http_app {
     http_route *routes, **tail;
     simul_http_group *groups;
+    http_shared *shared;
 };
 
 /* A per-request bump allocator: a first block kept across requests, more blocks freed at the

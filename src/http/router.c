@@ -190,6 +190,11 @@ void simul_http_app_free(simul_http_app *app)
         app->routes = r->next;
         route_free(r);
     }
+    while (app->shared) {
+        http_shared *sh = app->shared;
+        app->shared = sh->next;
+        free(sh);
+    }
     while (app->groups) {
         simul_http_group *g = app->groups;
         app->groups = g->next;

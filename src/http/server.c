@@ -1323,6 +1323,31 @@ done:
 
 /* ---- serving ----------------------------------------------------------------------------- */
 
+/* Fills srv's options from opts (NULL: defaults), the 0 fields with their defaults. */
+static int opts_normalise(simul_http_server_opts *o, const simul_http_server_opts *opts)
+{
+    memset(o, 0, sizeof *o);
+    if (opts) {
+        *o = *opts;
+    }
+    simul_http_limits *l = &o->limits;
+    if (!l->max_request_line) l->max_request_line = SIMUL_HTTP_DEFAULT_MAX_REQUEST_LINE;
+    if (!l->max_header_bytes) l->max_header_bytes = SIMUL_HTTP_DEFAULT_MAX_HEADER_BYTES;
+    if (!l->max_headers) l->max_headers = SIMUL_HTTP_DEFAULT_MAX_HEADERS;
+    if (!l->max_chunk_line) l->max_chunk_line = SIMUL_HTTP_DEFAULT_MAX_CHUNK_LINE;
+    if (!l->max_body) l->max_body = SIMUL_HTTP_DEFAULT_MAX_BODY;
+    if (l->max_request_line > (1u << 30) || l->max_header_bytes > (1u << 30) ||
+        l->max_headers > 100000 || !(o->header_timeout >= 0) || !(o->body_timeout >= 0) ||
+        !(o->keepalive_timeout >= 0)) {
+        return -EINVAL;
+    }
+    if (o->header_timeout == 0) o->header_timeout = 10;
+    if (o->body_timeout == 0) o->body_timeout = 30;
+    if (o->keepalive_timeout == 0) o->keepalive_timeout = 75;
+    if (o->max_requests == 0) o->max_requests = 1000;
+    return 0;
+}
+
 int simul_http_serve(simul_http_app *app, const char *host, const char *port,
                      const simul_http_server_opts *opts, simul_http_server **out)
 {
@@ -1333,35 +1358,79 @@ int simul_http_serve(simul_http_app *app, const char *host, const char *port,
     if (!srv) {
         return -ENOMEM;
     }
-    if (opts) {
-        srv->opts = *opts;
-    }
-    simul_http_limits *l = &srv->opts.limits;
-    if (!l->max_request_line) l->max_request_line = SIMUL_HTTP_DEFAULT_MAX_REQUEST_LINE;
-    if (!l->max_header_bytes) l->max_header_bytes = SIMUL_HTTP_DEFAULT_MAX_HEADER_BYTES;
-    if (!l->max_headers) l->max_headers = SIMUL_HTTP_DEFAULT_MAX_HEADERS;
-    if (!l->max_chunk_line) l->max_chunk_line = SIMUL_HTTP_DEFAULT_MAX_CHUNK_LINE;
-    if (!l->max_body) l->max_body = SIMUL_HTTP_DEFAULT_MAX_BODY;
-    if (l->max_request_line > (1u << 30) || l->max_header_bytes > (1u << 30) ||
-        l->max_headers > 100000 || srv->opts.header_timeout < 0 ||
-        srv->opts.body_timeout < 0 || srv->opts.keepalive_timeout < 0) {
+    int rc = opts_normalise(&srv->opts, opts);
+    if (rc < 0) {
         free(srv);
-        return -EINVAL;
+        return rc;
     }
-    if (srv->opts.header_timeout == 0) srv->opts.header_timeout = 10;
-    if (srv->opts.body_timeout == 0) srv->opts.body_timeout = 30;
-    if (srv->opts.keepalive_timeout == 0) srv->opts.keepalive_timeout = 75;
-    if (srv->opts.max_requests == 0) srv->opts.max_requests = 1000;
     srv->app = app;
     simul_stream_server_opts so = {.host = host, .port = port,
                                    .stack_size = srv->opts.stack_size};
-    int rc = simul_start_server_opts(&so, conn_main, srv, &srv->server);
+    rc = simul_start_server_opts(&so, conn_main, srv, &srv->server);
     if (rc < 0) {
         free(srv);
         return rc;
     }
     *out = srv;
     return 0;
+}
+
+/* ---- on many threads: a server state per thread, made by its thread_init ----------------- */
+
+static _Thread_local simul_http_server *thread_srv;
+
+static int thread_init(int index, void *arg)
+{
+    (void)index;
+    http_shared *sh = arg;
+    simul_http_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        return -ENOMEM;
+    }
+    srv->app = sh->app;
+    srv->opts = sh->opts;
+    thread_srv = srv;
+    return 0;
+}
+
+static void thread_fini(int index, void *arg)
+{
+    (void)index;
+    (void)arg;
+    free(thread_srv); /* its connections have ended */
+    thread_srv = NULL;
+}
+
+static int conn_main_threaded(simul_stream *s, void *arg)
+{
+    (void)arg;
+    return conn_main(s, thread_srv);
+}
+
+int simul_http_serve_threads(simul_http_app *app, const char *host, const char *port,
+                             int threads, const simul_http_server_opts *opts,
+                             simul_threaded_server **out)
+{
+    if (!app || !out) {
+        return -EINVAL;
+    }
+    http_shared *sh = calloc(1, sizeof *sh);
+    if (!sh) {
+        return -ENOMEM;
+    }
+    int rc = opts_normalise(&sh->opts, opts);
+    if (rc < 0) {
+        free(sh);
+        return rc;
+    }
+    sh->app = app;
+    sh->next = app->shared;
+    app->shared = sh; /* freed with the app, which outlives the threads */
+    simul_threaded_server_opts to = {.host = host, .port = port, .threads = threads,
+                                     .handler = conn_main_threaded, .arg = sh,
+                                     .stack_size = sh->opts.stack_size,
+                                     .thread_init = thread_init, .thread_fini = thread_fini};
+    return simul_serve_threads(&to, out);
 }
 
 int simul_http_server_port(const simul_http_server *srv)

@@ -140,6 +140,26 @@ wait "$SERVER_PID"
 RC=$?
 SERVER_PID=
 check "SIGTERM: graceful shutdown, exit 0" test "$RC" -eq 0
+# --threads 2: the same app on two loops.
+"$SERVER" --port 0 --threads 2 >"$WORK/out2" 2>>"$WORK/err" &
+SERVER_PID=$!
+PORT=
+for _ in $(seq 1 200); do
+    PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/out2")
+    [[ -n $PORT ]] && break
+    kill -0 "$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+done
+URL=http://127.0.0.1:$PORT
+check "--threads 2: GET / and /json" \
+    bash -c "[[ \$(${C[*]} $URL/ $URL/json) == 'Hello, World!{\"message\":\"Hello, World!\"}' ]]"
+check "--threads 2: http.client keep-alive" "$PY" "$WORK/keepalive.py" "$PORT"
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID"
+RC=$?
+SERVER_PID=
+check "--threads 2: SIGTERM, exit 0" test "$RC" -eq 0
+
 if [[ -s $WORK/err ]]; then
     fail "stderr is not empty:"; cat "$WORK/err"
 fi

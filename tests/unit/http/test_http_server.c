@@ -997,6 +997,48 @@ SIMUL_TASK_TEST(ten_thousand_keepalive)
     return 0;
 }
 
+/* ---- on two threads ---------------------------------------------------------------------- */
+
+static int c_threads(void *arg)
+{
+    fixture *f = arg;
+    for (int i = 0; i < 8; i++) {
+        client *c = malloc(sizeof *c);
+        response r;
+        CHECK(cl_connect(c, f->port) == 0);
+        CHECK(cl_send(c, GET("/boards/3") GET("/api/v1/items/4") GET("/nowhere")) == 0);
+        CHECK(cl_response(c, &r, false) == 0 && strcmp(r.body, "board 3") == 0);
+        resp_free(&r);
+        CHECK(cl_response(c, &r, false) == 0 && strcmp(r.body, "board 4") == 0);
+        resp_free(&r);
+        CHECK(cl_response(c, &r, false) == 0 && r.status == 404);
+        resp_free(&r);
+        close(c->fd);
+        free(c);
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(serve_threads)
+{
+    (void)arg;
+    fixture f;
+    memset(&g, 0, sizeof g);
+    f.app = make_app();
+    simul_threaded_server *ts;
+    assert_int_equal(simul_http_serve_threads(f.app, "127.0.0.1", "0", 2, NULL, &ts), 0);
+    f.port = simul_threaded_server_port(ts);
+    assert_true(f.port > 0);
+    assert_int_equal(client_run(c_threads, &f), 0);
+    assert_int_equal(simul_threaded_server_stop(ts), 0);
+    assert_int_equal(simul_threaded_server_wait(ts), 0);
+    assert_int_equal(simul_threaded_server_accepted(ts, 0) + simul_threaded_server_accepted(ts, 1),
+                     8);
+    assert_int_equal(simul_threaded_server_free(ts), 0);
+    simul_http_app_free(f.app);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1014,6 +1056,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(graceful_shutdown),
         cmocka_unit_test(shutdown_cancels_stragglers),
         cmocka_unit_test(ten_thousand_keepalive),
+        cmocka_unit_test(serve_threads),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_http_server");
 }
