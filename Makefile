@@ -15,6 +15,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
 DEB_PACKAGES += redis-server libhiredis-dev
 # libsimul-tls: openssl makes the test certificates; curl is an interop client.
 DEB_PACKAGES += openssl curl
+# libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
+DEB_PACKAGES += libjansson-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

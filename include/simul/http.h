@@ -1,12 +1,15 @@
 /* simul/http.h — libsimul-http (pkg-config simul-http): an HTTP/1.1 framework on simul streams.
- * This part: the message parser, a pure function over bytes (no sockets, no loop) that the server
- * drives; the server's API will come as further sections of this header. */
+ * Two parts: the message parser, a pure function over bytes (no sockets, no loop), and the server
+ * that drives it (an app of routes; a handler per request, running in its connection's task). */
 #ifndef SIMUL_HTTP_H
 #define SIMUL_HTTP_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+struct sockaddr_storage;
 
 #ifdef __cplusplus
 extern "C" {
@@ -204,6 +207,197 @@ static inline const char *simul_http_ptr(const char *base, simul_http_span s)
 {
     return base + s.off;
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The server: an app of routes, served on a loop
+ *
+ * A handler is a plain function that runs in its connection's task: it may suspend (read the
+ * body, stream, sleep, wait on anything) and honours deadlines and cancellation like any task.
+ * A client that disconnects while its handler runs cancels that task: the handler's next
+ * suspending call (a response write, a sleep, a wait) returns -ECANCELED (or -EPIPE), and it
+ * cleans up and returns (the watch begins once the request's body is read; an EOF from the client
+ * counts as leaving, as in Go's net/http, so a client that half-closes after its request gets no
+ * answer from a handler that suspends). Everything a request allocates (simul_http_alloc, the decoded query,
+ * the whole body) lives in a per-request arena, freed when the request ends.
+ *
+ *   static int hello(simul_http_request *req, simul_http_response *res, void *arg)
+ *   {
+ *       return simul_http_response_text(res, 200, "Hello, World!");
+ *   }
+ *   simul_http_app_new(&app);
+ *   simul_http_route(app, "GET", "/", hello, NULL);
+ *   simul_http_serve(app, NULL, "8080", NULL, &srv);   (in a task; serves until shut down)
+ * ------------------------------------------------------------------------------------------- */
+typedef struct simul_http_app simul_http_app;
+typedef struct simul_http_group simul_http_group;
+typedef struct simul_http_request simul_http_request;
+typedef struct simul_http_response simul_http_response;
+typedef struct simul_http_server simul_http_server;
+struct json_t; /* jansson's */
+
+/* A handler: answer through res (a status and body, or a stream), return 0. A negative return
+ * before anything was sent answers 500; after the head was sent it ends the connection (the
+ * client sees a truncated body). Its task is the connection's: it may suspend. */
+typedef int (*simul_http_handler)(simul_http_request *req, simul_http_response *res, void *arg);
+
+/* An app: routes and their handlers; shared by every connection that serves it (read-only once
+ * served: add routes before simul_http_serve). Returns 0 and *out, or -ENOMEM. */
+int simul_http_app_new(simul_http_app **out);
+/* Frees the app and its groups (after every server on it was freed). NULL is fine. */
+void simul_http_app_free(simul_http_app *app);
+
+/* Adds a route. methods: one method or several separated by commas ("GET", "GET,POST"); GET
+ * also answers HEAD (the body is not sent), and OPTIONS is answered for every path with the
+ * methods its routes allow (Allow). pattern: a path of literal segments and parameters:
+ * "<name>" (one segment, any text but "/"), "<int:name>" (optional "-" and digits, fitting
+ * int64), "<path:name>" (the rest of the path, slashes included: last). Parameters are
+ * percent-decoded. Routes are tried in the order added; a path that matches a route but not its
+ * method gets 405 with Allow, a path that matches none 404. Returns 0; -EINVAL (a bad pattern,
+ * an empty method list, NULL handler); -ENOMEM. */
+int simul_http_route(simul_http_app *app, const char *methods, const char *pattern,
+                     simul_http_handler handler, void *arg);
+
+/* A group of routes under a prefix (Flask's blueprint): simul_http_group_route(g, "GET", "/x")
+ * is the route prefix + "/x". Groups nest (parent may be NULL for the app's root). The app owns
+ * the group. Returns 0 and *out; -EINVAL (prefix not starting with "/"); -ENOMEM. */
+int simul_http_group_new(simul_http_app *app, simul_http_group *parent, const char *prefix,
+                         simul_http_group **out);
+int simul_http_group_route(simul_http_group *g, const char *methods, const char *pattern,
+                           simul_http_handler handler, void *arg);
+
+/* ---- the request (valid during the handler; strings NUL-terminated, in the request) -------- */
+const char *simul_http_request_method(const simul_http_request *req); /* "GET" */
+const char *simul_http_request_target(const simul_http_request *req); /* as sent: "/a%20b?x=1" */
+const char *simul_http_request_path(const simul_http_request *req);   /* without query, raw */
+const char *simul_http_request_query_string(const simul_http_request *req); /* after '?' or "" */
+int simul_http_request_version_minor(const simul_http_request *req);  /* 0 or 1 */
+/* A route parameter by name (decoded), or NULL. */
+const char *simul_http_request_param(const simul_http_request *req, const char *name);
+/* An <int:...> parameter; -ENOENT if there is no such parameter, -EINVAL if not an integer. */
+int simul_http_request_param_int(const simul_http_request *req, const char *name, int64_t *out);
+/* The first value of the query parameter `name` (percent-decoded, '+' as space), or NULL. The
+ * query is decoded at the first call; a bad escape (a '%' not followed by two hex digits)
+ * answered the request with 400 before the handler ran. */
+const char *simul_http_request_query(simul_http_request *req, const char *name);
+/* Every value of `name`, in order: up to max into vals; returns how many there are. */
+size_t simul_http_request_query_all(simul_http_request *req, const char *name, const char **vals,
+                                    size_t max);
+/* The first header field named `name` (case-insensitive), or NULL. */
+const char *simul_http_request_header(const simul_http_request *req, const char *name);
+/* The header fields as sent, by index: 0 .. simul_http_request_header_count() - 1. */
+size_t simul_http_request_header_count(const simul_http_request *req);
+int simul_http_request_header_at(const simul_http_request *req, size_t i, const char **name,
+                                 const char **value);
+/* A cookie from the Cookie fields, or NULL. */
+const char *simul_http_request_cookie(simul_http_request *req, const char *name);
+/* Suspends. The whole body (up to the server's limits.max_body: a longer one answered 413 before
+ * the handler ran, or, chunked, gets -EMSGSIZE here and the request ends with 413): *data points
+ * at it (NUL-terminated, in the request's arena). Sends "100 Continue" first if the client asked.
+ * Returns its length; -EBUSY if the body was already read as a stream; -ECANCELED, -ETIMEDOUT
+ * (the body idle timeout), -EPROTO (a broken body; the connection closes), -ECONNRESET. */
+long simul_http_request_body(simul_http_request *req, const char **data);
+/* Suspends. Reads the next piece of the body as a stream (at most n bytes); 0 at its end. The
+ * same errors as simul_http_request_body. */
+long simul_http_request_read(simul_http_request *req, void *buf, size_t n);
+/* Suspends. The body parsed as JSON (jansson): a new reference in *out (json_decref it).
+ * -EBADMSG if it is not JSON (answer 400), else as simul_http_request_body. */
+int simul_http_request_json(simul_http_request *req, struct json_t **out);
+/* Memory that lives until the request ends (8-byte aligned). NULL if out of memory. */
+void *simul_http_alloc(simul_http_request *req, size_t size);
+/* The connection's peer address (getpeername), as simul_stream_peername. */
+int simul_http_request_peername(const simul_http_request *req, struct sockaddr_storage *addr);
+
+/* ---- the response ------------------------------------------------------------------------ */
+/* The status (default 200). Returns 0; -EINVAL (not 100..999); -EALREADY once the head was sent. */
+int simul_http_response_status(simul_http_response *res, int status);
+/* Adds a header field (copied). Content-Length, Transfer-Encoding and Connection are the
+ * server's: -EINVAL. -EALREADY once the head was sent; -EINVAL for CR, LF or NUL in either. */
+int simul_http_response_header(simul_http_response *res, const char *name, const char *value);
+/* The whole body (copied; replaces an earlier one). -EALREADY once streaming. */
+int simul_http_response_body(simul_http_response *res, const void *data, size_t len);
+/* status, Content-Type: text/plain; charset=utf-8 and the text as the body. */
+int simul_http_response_text(simul_http_response *res, int status, const char *text);
+/* status, Content-Type: application/json and v encoded compactly (v is not consumed). */
+int simul_http_response_json(simul_http_response *res, int status, const struct json_t *v);
+/* A redirect: status (301, 302, 303, 307, 308) with Location. */
+int simul_http_response_redirect(simul_http_response *res, int status, const char *location);
+
+typedef struct simul_http_cookie_opts {
+    const char *path, *domain; /* NULL: left out */
+    int64_t max_age;           /* seconds; < 0 left out (a session cookie); 0 deletes */
+    bool http_only, secure;
+    const char *same_site;     /* "Lax", "Strict", "None" or NULL */
+} simul_http_cookie_opts;
+/* Adds a Set-Cookie field. opts may be NULL (a session cookie, Path=/ HttpOnly). -EINVAL for a
+ * name that is not a token or a value with bytes a cookie may not hold. */
+int simul_http_response_set_cookie(simul_http_response *res, const char *name, const char *value,
+                                   const simul_http_cookie_opts *opts);
+
+/* Suspends. Streams the body: the first call sends the head (chunked for HTTP/1.1; for HTTP/1.0
+ * the body ends with the connection), then each call sends data as one chunk and waits while
+ * the connection's write buffer is above its high-water mark (backpressure: a slow client slows
+ * the handler, memory stays bounded). len 0 only sends the head. For HEAD nothing of the body
+ * is sent. The end comes when the handler returns (or simul_http_response_end). Returns 0;
+ * -ECANCELED (the client left, or the server's shutdown cancelled the handler), -EPIPE,
+ * -ECONNRESET, -ETIMEDOUT (a deadline scope of the handler's). */
+int simul_http_response_write(simul_http_response *res, const void *data, size_t len);
+/* Suspends. Ends a streamed body (the last chunk); later writes are -EALREADY. */
+int simul_http_response_end(simul_http_response *res);
+/* Whether the head was sent. */
+bool simul_http_response_started(const simul_http_response *res);
+
+/* Server-Sent Events: starts a text/event-stream response (Cache-Control: no-cache,
+ * X-Accel-Buffering: no) with the head sent at once. Suspends (as a write). */
+int simul_http_sse_start(simul_http_response *res);
+/* Suspends. One event: event and id may be NULL, retry_ms < 0 left out; data is split into one
+ * "data:" line per line. -EINVAL for CR/LF in event or id. Errors as simul_http_response_write. */
+int simul_http_sse_send(simul_http_response *res, const char *event, const char *id,
+                        long retry_ms, const char *data);
+/* Suspends. A comment line (": text"): a heartbeat that keeps proxies from timing out. */
+int simul_http_sse_comment(simul_http_response *res, const char *text);
+
+/* ---- serving ------------------------------------------------------------------------------ */
+typedef struct simul_http_server_opts {
+    simul_http_limits limits;  /* the parser's limits (414, 431, 413); 0 fields take defaults */
+    double header_timeout;     /* seconds from a request's first byte to its complete head: a
+                                  slowloris gets 408 and the close (default 10) */
+    double body_timeout;       /* seconds a body read may wait for bytes (default 30) -> 408 */
+    double keepalive_timeout;  /* seconds an idle connection waits for its next request
+                                  (default 75, above the usual proxies' 60) */
+    uint32_t max_requests;     /* per connection, then Connection: close (default 1000) */
+    bool health;               /* answer GET /healthz (200) and /readyz (200; 503 from the
+                                  start of a shutdown) before the routes */
+    size_t stack_size;         /* the connection tasks' stack; 0 = the loop's default */
+} simul_http_server_opts;
+
+/* Listens on host:port (as simul_start_server: host NULL for every interface, port "0" for a
+ * free one) and serves app, one task per connection, on the current loop. opts may be NULL.
+ * Returns 0 and *out; or simul_start_server's error; -EINVAL; -ENOMEM. */
+int simul_http_serve(simul_http_app *app, const char *host, const char *port,
+                     const simul_http_server_opts *opts, simul_http_server **out);
+/* The TCP port it listens on. */
+int simul_http_server_port(const simul_http_server *srv);
+/* Connections open now. */
+size_t simul_http_server_connections(const simul_http_server *srv);
+/* Suspends. Graceful shutdown: stops accepting, fails /readyz, closes idle keep-alive
+ * connections, lets requests in progress finish (each answered with Connection: close) for up
+ * to `timeout` seconds, then cancels the handlers still running, and returns once every
+ * connection has ended. Returns 0 (all finished in time), 1 (some were cancelled), -EINVAL;
+ * -ECANCELED if the caller was cancelled (the connections are cancelled too, and waited for). */
+int simul_http_server_shutdown(simul_http_server *srv, double timeout);
+/* Frees a server after simul_http_server_shutdown. NULL is fine. */
+void simul_http_server_free(simul_http_server *srv);
+
+/* Serves app on `threads` loops, each on its own thread, all listening on host:port
+ * (simul_serve_threads: SO_REUSEPORT, the kernel spreads the connections; threads 0 = one per
+ * CPU). Each thread has its own connections and state; opts apply to each. Blocks until every
+ * thread listens (see simul_serve_threads). Stop and free it with the simul_threaded_server_*
+ * calls: the stop cancels the connections' handlers (not yet a graceful drain). The app must
+ * outlive it. Returns 0 and *out, or simul_serve_threads' error; -EINVAL; -ENOMEM. */
+struct simul_threaded_server;
+int simul_http_serve_threads(simul_http_app *app, const char *host, const char *port,
+                             int threads, const simul_http_server_opts *opts,
+                             struct simul_threaded_server **out);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop
