@@ -182,7 +182,7 @@ static void call_expect(simul_redis_conn *c, const char *want, const char *fmt, 
     expect_status(rc, r, want);
 }
 
-__attribute__((unused)) static long long call_int(simul_redis_conn *c, const char *fmt, const char *a)
+static long long call_int(simul_redis_conn *c, const char *fmt, const char *a)
 {
     simul_redis_reply *r = NULL;
     assert_int_equal(simul_redis_command(c, &r, fmt, a), 0);
@@ -779,6 +779,306 @@ SIMUL_TASK_TEST(hello_refused_falls_back_to_resp2)
     return 0;
 }
 
+
+/* ---- reconnection -------------------------------------------------------------------------- */
+
+typedef struct incr {
+    simul_redis_conn *c;
+    unsigned flags;
+    int rc;
+    simul_redis_reply *r;
+} incr;
+
+static int incr_main(void *arg)
+{
+    incr *k = arg;
+    const char *argv[] = {"INCR", "counter"};
+    k->rc = simul_redis_command_argv(k->c, k->flags, &k->r, 2, argv, NULL);
+    return 0;
+}
+
+static int retry_safe_main(void *arg)
+{
+    incr *k = arg;
+    const char *argv[] = {"SET", "retried", "yes"};
+    k->rc = simul_redis_command_argv(k->c, k->flags, &k->r, 3, argv, NULL);
+    return 0;
+}
+
+static int bounded_get_main(void *arg)
+{
+    incr *k = arg;
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 0.05), 0);
+    k->rc = simul_redis_command(k->c, &k->r, "GET %s", "counter");
+    simul_scope_end(&sc);
+    return 0;
+}
+
+static int get_counter_main(void *arg)
+{
+    incr *k = arg;
+    k->rc = simul_redis_command(k->c, &k->r, "GET %s", "counter");
+    return 0;
+}
+
+SIMUL_TASK_TEST(server_killed_mid_traffic_then_reconnect)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .db = 3, .client_name = "rc",
+                          .reconnect_min = 0.002, .reconnect_max = 0.02};
+    simul_redis_conn *c = NULL, *probe = connect_tcp(&sv, 2);
+    assert_int_equal(simul_redis_connect(&o, &c), 0);
+
+    /* In flight when the server dies: a BLPOP the server holds, INCRs queued behind it (the
+     * server reads no more from a blocked client), and a retry-safe SET. */
+    blocker b = {.c = c, .key = "q"};
+    simul_task *bt;
+    assert_int_equal(simul_task_spawn(&bt, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    simul_redis_stats st0, st;
+    simul_redis_get_stats(c, &st0);
+    enum { K = 5 };
+    incr in[K + 1];
+    simul_task *t[K + 1];
+    for (int i = 0; i <= K; i++) {
+        in[i] = (incr){.c = c, .flags = i == K ? SIMUL_REDIS_RETRY_SAFE : 0};
+        assert_int_equal(simul_task_spawn(&t[i], i == K ? retry_safe_main : incr_main, &in[i], NULL),
+                         0);
+    }
+    do { /* until their write went out */
+        assert_int_equal(simul_yield(), 0);
+        simul_redis_get_stats(c, &st);
+    } while (st.writes == st0.writes);
+    simul_redis_close(probe);
+    kill_server(&sv, SIGKILL);
+
+    assert_int_equal(simul_task_join(bt, NULL), 0);
+    assert_int_equal(b.rc, -ECONNRESET);
+    assert_null(b.r);
+    for (int i = 0; i < K; i++) {
+        assert_int_equal(simul_task_join(t[i], NULL), 0);
+        assert_int_equal(in[i].rc, -ECONNRESET);
+        assert_null(in[i].r);
+    }
+    assert_false(simul_redis_connected(c));
+
+    /* While down, a command waits for the connection, bounded by its deadline. */
+    incr bounded = {.c = c};
+    simul_task *gt;
+    assert_int_equal(simul_task_spawn(&gt, bounded_get_main, &bounded, NULL), 0);
+    assert_int_equal(simul_task_join(gt, NULL), 0);
+    assert_int_equal(bounded.rc, -ETIMEDOUT);
+    incr waiter = {.c = c};
+    assert_int_equal(simul_task_spawn(&gt, get_counter_main, &waiter, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+
+    /* The same port again: the client comes back by itself. */
+    assert_true(run_server(&sv, NULL));
+    assert_int_equal(simul_task_join(gt, NULL), 0);
+    assert_int_equal(waiter.rc, 0);
+    /* The failed INCRs were not resent: the new server never saw the counter. */
+    assert_int_equal(waiter.r->type, SIMUL_REDIS_NIL);
+    simul_redis_reply_free(waiter.r);
+    /* The retry-safe SET was, once. */
+    assert_int_equal(simul_task_join(t[K], NULL), 0);
+    expect_status(in[K].rc, in[K].r, "OK");
+    call_expect(c, "yes", "GET %s%s", "retried", "");
+    /* The handshake was replayed: name and db. */
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "CLIENT INFO"), 0);
+    assert_non_null(strstr(simul_redis_reply_str(r, NULL), "name=rc "));
+    assert_non_null(strstr(simul_redis_reply_str(r, NULL), " db=3 "));
+    simul_redis_reply_free(r);
+    assert_int_equal(call_int(c, "INCR %s", "counter"), 1);
+    simul_redis_get_stats(c, &st);
+    assert_int_equal(st.connects, 2);
+    assert_int_equal(st.failures, 1);
+    simul_redis_close(c);
+    stop_server(&sv);
+    return 0;
+}
+
+/* ---- pub/sub ------------------------------------------------------------------------------- */
+
+static void expect_msg(simul_redis_subscription *s, const char *channel, const char *payload)
+{
+    simul_redis_reply *m = NULL;
+    assert_int_equal(simul_redis_subscription_next(s, &m), 0);
+    assert_true(m->type == SIMUL_REDIS_PUSH || m->type == SIMUL_REDIS_ARRAY);
+    size_t n = simul_redis_reply_len(m);
+    assert_true(n == 3 || n == 4);
+    assert_string_equal(simul_redis_reply_elem(m, n - 2)->str, channel);
+    assert_string_equal(simul_redis_reply_elem(m, n - 1)->str, payload);
+    simul_redis_reply_free(m);
+}
+
+SIMUL_TASK_TEST(pubsub_resp3_shared_connection)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 3), *pub = connect_tcp(&sv, 2);
+    simul_redis_subscription *news = NULL, *logs = NULL, *dup = NULL;
+    const char *chans[] = {"news", "sports"};
+    assert_int_equal(simul_redis_subscribe(c, 0, chans, 2, 0, &news), 0);
+    const char *pat[] = {"log.*"};
+    assert_int_equal(simul_redis_subscribe(c, SIMUL_REDIS_SUB_PATTERN, pat, 1, 4, &logs), 0);
+    assert_int_equal(simul_redis_subscribe(c, 0, chans + 1, 1, 0, &dup), -EEXIST);
+
+    assert_int_equal(call_int(pub, "PUBLISH news %s", "hello"), 1);
+    assert_int_equal(call_int(pub, "PUBLISH sports %s", "goal"), 1);
+    /* Ordinary commands share the connection meanwhile. */
+    call_expect(c, "OK", "SET %s %s", "k", "v");
+    call_expect(c, "v", "GET %s%s", "k", "");
+    expect_msg(news, "news", "hello");
+    expect_msg(news, "sports", "goal");
+
+    /* A slow reader: the bound is 4, ten messages arrive; the oldest six are dropped. */
+    simul_redis_stats st0, st;
+    simul_redis_get_stats(c, &st0);
+    for (int i = 0; i < 10; i++) {
+        char ch[16], payload[16];
+        snprintf(ch, sizeof ch, "log.%d", i);
+        snprintf(payload, sizeof payload, "m%d", i);
+        simul_redis_reply *r = NULL;
+        assert_int_equal(simul_redis_command(pub, &r, "PUBLISH %s %s", ch, payload), 0);
+        assert_int_equal(r->integer, 1);
+        simul_redis_reply_free(r);
+    }
+    do { /* until all ten were received */
+        assert_int_equal(simul_yield(), 0);
+        simul_redis_get_stats(c, &st);
+    } while (st.pushes < st0.pushes + 10);
+    assert_int_equal(simul_redis_subscription_dropped(logs), 6);
+    for (int i = 6; i < 10; i++) {
+        char ch[16], payload[16];
+        snprintf(ch, sizeof ch, "log.%d", i);
+        snprintf(payload, sizeof payload, "m%d", i);
+        expect_msg(logs, ch, payload);
+    }
+
+    /* Unsubscribed: nobody receives news any more; the pattern goes on. */
+    assert_int_equal(simul_redis_subscription_close(news), 0);
+    assert_int_equal(call_int(pub, "PUBLISH news %s", "late"), 0);
+    assert_int_equal(call_int(pub, "PUBLISH log.x %s", "log.x"), 1);
+    expect_msg(logs, "log.x", "log.x");
+    assert_int_equal(simul_redis_subscription_close(logs), 0);
+    assert_int_equal(call_int(pub, "PUBLISH log.y %s", "y"), 0);
+    call_expect(c, "v", "GET %s%s", "k", "");
+    simul_redis_close(pub);
+    simul_redis_close(c);
+    stop_server(&sv);
+    return 0;
+}
+
+SIMUL_TASK_TEST(pubsub_resubscribes_after_reconnect)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .reconnect_min = 0.002,
+                          .reconnect_max = 0.02};
+    simul_redis_conn *c = NULL, *pub = connect_tcp(&sv, 2);
+    assert_int_equal(simul_redis_connect(&o, &c), 0);
+    simul_redis_subscription *s = NULL, *p = NULL;
+    const char *chans[] = {"ch"}, *pats[] = {"pa*"};
+    assert_int_equal(simul_redis_subscribe(c, 0, chans, 1, 0, &s), 0);
+    assert_int_equal(simul_redis_subscribe(c, SIMUL_REDIS_SUB_PATTERN, pats, 1, 0, &p), 0);
+    long long id = call_int(c, "CLIENT %s", "ID");
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", id);
+    assert_int_equal(call_int(pub, "CLIENT KILL ID %s", ids), 1);
+    /* Until the reconnected client has subscribed again (PUBLISH counts the receivers). */
+    while (call_int(pub, "PUBLISH ch %s", "after") != 1)
+        assert_int_equal(simul_yield(), 0);
+    while (call_int(pub, "PUBLISH pat %s", "after-p") != 1)
+        assert_int_equal(simul_yield(), 0);
+    expect_msg(s, "ch", "after");
+    expect_msg(p, "pat", "after-p");
+    simul_redis_stats st;
+    simul_redis_get_stats(c, &st);
+    assert_int_equal(st.connects, 2);
+    assert_int_equal(st.failures, 1);
+    assert_int_equal(simul_redis_subscription_close(s), 0);
+    assert_int_equal(simul_redis_subscription_close(p), 0);
+    simul_redis_close(pub);
+    simul_redis_close(c);
+    stop_server(&sv);
+    return 0;
+}
+
+SIMUL_TASK_TEST(pubsub_resp2_dedicated_connection)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 2), *pub = connect_tcp(&sv, 2);
+    simul_redis_subscription *s = NULL;
+    const char *chans[] = {"a", "b"};
+    assert_int_equal(simul_redis_subscribe(c, 0, chans, 2, 0, &s), 0);
+    assert_int_equal(call_int(pub, "PUBLISH b %s", "over resp2"), 1);
+    expect_msg(s, "b", "over resp2");
+    /* In RESP2 subscribe mode the server refuses ordinary commands: a server error, in step. */
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "GET %s", "x"), -EREMOTEIO);
+    simul_redis_reply_free(r);
+    assert_int_equal(call_int(pub, "PUBLISH a %s", "again"), 1);
+    expect_msg(s, "a", "again");
+    assert_int_equal(simul_redis_subscription_close(s), 0);
+    /* Out of subscribe mode: ordinary commands again. */
+    call_expect(c, "OK", "SET %s %s", "x", "1");
+    simul_redis_close(pub);
+    simul_redis_close(c);
+    stop_server(&sv);
+    return 0;
+}
+
+typedef struct sub_reader {
+    simul_redis_subscription *s;
+    int rc;
+} sub_reader;
+
+static int sub_reader_main(void *arg)
+{
+    sub_reader *k = arg;
+    simul_redis_reply *m = NULL;
+    k->rc = simul_redis_subscription_next(k->s, &m);
+    simul_redis_reply_free(m);
+    return 0;
+}
+
+SIMUL_TASK_TEST(close_fails_waiters)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 3), *probe = connect_tcp(&sv, 2);
+    simul_redis_subscription *s = NULL;
+    const char *chans[] = {"z"};
+    assert_int_equal(simul_redis_subscribe(c, 0, chans, 1, 0, &s), 0);
+    sub_reader sr = {.s = s, .rc = 1};
+    blocker b = {.c = c, .key = "never"};
+    simul_task *t[2];
+    assert_int_equal(simul_task_spawn(&t[0], sub_reader_main, &sr, NULL), 0);
+    assert_int_equal(simul_task_spawn(&t[1], blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    assert_int_equal(simul_redis_close(c), 0); /* frees the subscription too */
+    assert_int_equal(simul_gather(t, 2, NULL), 0);
+    assert_int_equal(sr.rc, -ESHUTDOWN);
+    assert_int_equal(b.rc, -ECANCELED);
+    simul_redis_close(probe);
+    stop_server(&sv);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -794,6 +1094,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(malformed_reply_fails_all_in_flight),
         cmocka_unit_test(peer_gone_mid_reply_fails_all_in_flight),
         cmocka_unit_test(hello_refused_falls_back_to_resp2),
+        cmocka_unit_test(server_killed_mid_traffic_then_reconnect),
+        cmocka_unit_test(pubsub_resp3_shared_connection),
+        cmocka_unit_test(pubsub_resubscribes_after_reconnect),
+        cmocka_unit_test(pubsub_resp2_dedicated_connection),
+        cmocka_unit_test(close_fails_waiters),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_client");
 }
