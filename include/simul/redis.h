@@ -286,6 +286,8 @@ typedef struct simul_redis_stats {
     uint64_t pushes;          /* out-of-band messages (pub/sub) received */
     uint64_t connects;        /* successful connections, the first included */
     uint64_t failures;        /* connections lost */
+    uint64_t flow_waits;      /* commands that waited for the write queue to drain below its
+                                 high-water mark (SIMUL_STREAM_HIGH_WATER) before going out */
 } simul_redis_stats;
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
 

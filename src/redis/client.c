@@ -708,22 +708,36 @@ static ssize_t encode(simul_redis_buf *b, const enc *e)
     return n;
 }
 
-/* Suspends until the connection is up (or the caller's cancel / deadline). */
+/* Suspends until the connection is up and its stream's write queue is at or below the
+ * high-water mark (or the caller's cancel / deadline): a flood of commands waits here, before
+ * anything of it is queued, instead of growing the queue without bound. */
 static int wait_ready(simul_redis_conn *c)
 {
-    int rc = simul_checkpoint();
-    if (rc < 0)
-        return rc;
-    while (!c->connected) {
-        if (c->closing)
-            return -ESHUTDOWN;
-        if (c->dead)
-            return -ENOTCONN;
-        rc = simul_event_wait(c->ready);
+    for (;;) {
+        int rc = simul_checkpoint();
         if (rc < 0)
             return rc;
+        if (c->closing)
+            return -ESHUTDOWN;
+        if (!c->connected) {
+            if (c->dead)
+                return -ENOTCONN;
+            rc = simul_event_wait(c->ready);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        if (simul_stream_write_buffer_size(c->s) <= SIMUL_STREAM_HIGH_WATER)
+            return 0;
+        c->st.flow_waits++;
+        rc = simul_stream_drain(c->s);
+        if (rc < 0 && c->connected && !c->closing) {
+            /* This task's own cancel or deadline, or the connection's error (the reader is
+             * about to see it too): either way nothing of this command was sent. */
+            int cp = simul_checkpoint();
+            return cp < 0 ? cp : rc;
+        }
     }
-    return c->closing ? -ESHUTDOWN : 0;
 }
 
 static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,

@@ -1079,6 +1079,109 @@ SIMUL_TASK_TEST(close_fails_waiters)
     return 0;
 }
 
+
+/* ---- volume: many pipelined commands, flow control, a 64 MB value --------------------------- */
+
+typedef struct setter {
+    simul_redis_conn *c;
+    int id;
+    int bad;
+} setter;
+
+static int setter_main(void *arg)
+{
+    setter *w = arg;
+    static char val[1024];
+    for (int i = 0; i < 100; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "s:%d:%d", w->id, i);
+        memset(val, 'a' + (w->id + i) % 26, sizeof val);
+        simul_redis_reply *r = NULL;
+        int rc = simul_redis_command(w->c, &r, "SET %s %b", key, val, sizeof val);
+        if (rc < 0)
+            return rc;
+        w->bad += r->type != SIMUL_REDIS_STATUS;
+        simul_redis_reply_free(r);
+        rc = simul_redis_command(w->c, &r, "GET %s", key);
+        if (rc < 0)
+            return rc;
+        w->bad += r->len != sizeof val || r->str[0] != 'a' + (w->id + i) % 26;
+        simul_redis_reply_free(r);
+    }
+    return 0;
+}
+
+typedef struct big_set {
+    simul_redis_conn *c;
+    const char *v;
+    size_t n;
+    int rc;
+} big_set;
+
+static int big_set_main(void *arg)
+{
+    big_set *b = arg;
+    simul_redis_reply *r = NULL;
+    b->rc = simul_redis_command(b->c, &r, "SET big %b", b->v, b->n);
+    simul_redis_reply_free(r);
+    return 0;
+}
+
+SIMUL_TASK_TEST(pipelined_volume_and_large_value)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 0);
+    /* 100 tasks x 100 x (SET 1 KiB + GET): 20,000 commands, the write queue over its mark. */
+    enum { T = 100 };
+    static setter w[T];
+    simul_task *t[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (setter){.c = c, .id = i};
+        assert_int_equal(simul_task_spawn(&t[i], setter_main, &w[i], NULL), 0);
+    }
+    int results[T];
+    assert_int_equal(simul_gather(t, T, results), 0);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(w[i].bad, 0);
+    simul_redis_stats st;
+    simul_redis_get_stats(c, &st);
+    assert_true(st.writes < st.commands / 10);
+
+    /* A 64 MB value both ways. */
+    size_t big = 64u << 20;
+    char *v = malloc(big);
+    assert_non_null(v);
+    for (size_t i = 0; i < big; i++)
+        v[i] = (char)(i * 131 + (i >> 20));
+    big_set bs = {.c = c, .v = v, .n = big};
+    simul_task *bt;
+    assert_int_equal(simul_task_spawn(&bt, big_set_main, &bs, NULL), 0);
+    /* Until its write went out: the stream then holds most of it, over the high-water mark, and
+     * the next command waits for the queue to drain before it is queued. */
+    simul_redis_stats st0 = st;
+    do {
+        assert_int_equal(simul_yield(), 0);
+        simul_redis_get_stats(c, &st);
+    } while (st.writes == st0.writes);
+    call_expect(c, "PONG", "PING", NULL, NULL);
+    simul_redis_get_stats(c, &st);
+    assert_true(st.flow_waits > st0.flow_waits);
+    assert_int_equal(simul_task_join(bt, NULL), 0);
+    assert_int_equal(bs.rc, 0);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "GET big"), 0);
+    assert_int_equal(r->len, big);
+    assert_memory_equal(r->str, v, big);
+    simul_redis_reply_free(r);
+    free(v);
+    simul_redis_close(c);
+    stop_server(&sv);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1099,6 +1202,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(pubsub_resubscribes_after_reconnect),
         cmocka_unit_test(pubsub_resp2_dedicated_connection),
         cmocka_unit_test(close_fails_waiters),
+        cmocka_unit_test(pipelined_volume_and_large_value),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_client");
 }
