@@ -712,13 +712,13 @@ static int caller_main(void *arg)
 }
 
 /* Three commands in flight, then the fake misbehaves: all three fail with `want`, none hangs. */
-static void fake_failure(const char *const *script, int want)
+static void fake_failure(const char *const *script, int want, const simul_redis_limits *lim)
 {
     fake f = {.hold = 3};
     for (int i = 0; script[i]; i++)
         f.script[i] = script[i];
     simul_redis_opts o = {.connect_cb = fake_connect, .connect_arg = &f, .protocol = 2,
-                          .no_reconnect = true};
+                          .no_reconnect = true, .limits = lim};
     simul_redis_conn *c = NULL;
     assert_int_equal(simul_redis_connect(&o, &c), 0);
     caller k[3];
@@ -742,7 +742,7 @@ SIMUL_TASK_TEST(malformed_reply_fails_all_in_flight)
 {
     (void)arg;
     const char *script[] = {"?what\r\n", NULL};
-    fake_failure(script, -EPROTO);
+    fake_failure(script, -EPROTO, NULL);
     return 0;
 }
 
@@ -751,7 +751,28 @@ SIMUL_TASK_TEST(peer_gone_mid_reply_fails_all_in_flight)
     (void)arg;
     /* One whole reply, half of the next, then the peer closes. */
     const char *script[] = {"$10\r\nabc", NULL};
-    fake_failure(script, -ECONNRESET);
+    fake_failure(script, -ECONNRESET, NULL);
+    return 0;
+}
+
+SIMUL_TASK_TEST(reply_over_limit_fails_all_in_flight)
+{
+    (void)arg;
+    simul_redis_limits lim = {.max_bulk = 16};
+    const char *script[] = {"$17\r\n", NULL};
+    fake_failure(script, -EMSGSIZE, &lim);
+    return 0;
+}
+
+SIMUL_TASK_TEST(connect_timeout_when_handshake_hangs)
+{
+    (void)arg;
+    fake f = {.hold = 1000}; /* reads HELLO and never answers */
+    simul_redis_opts o = {.connect_cb = fake_connect, .connect_arg = &f, .connect_timeout = 0.05};
+    simul_redis_conn *c = NULL;
+    assert_int_equal(simul_redis_connect(&o, &c), -ETIMEDOUT);
+    assert_null(c);
+    assert_int_equal(simul_task_join(f.task, NULL), 0); /* it saw the connection closed */
     return 0;
 }
 
@@ -1196,6 +1217,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(random_cancels_never_cross_replies),
         cmocka_unit_test(malformed_reply_fails_all_in_flight),
         cmocka_unit_test(peer_gone_mid_reply_fails_all_in_flight),
+        cmocka_unit_test(reply_over_limit_fails_all_in_flight),
+        cmocka_unit_test(connect_timeout_when_handshake_hangs),
         cmocka_unit_test(hello_refused_falls_back_to_resp2),
         cmocka_unit_test(server_killed_mid_traffic_then_reconnect),
         cmocka_unit_test(pubsub_resp3_shared_connection),
