@@ -115,8 +115,8 @@ static int main_task(void *arg)
     }
     unsigned long long commands = (unsigned long long)(after.commands - before.commands);
     long long expected = (long long)(cfg->tasks * cfg->incr);
-    printf("total=%lld\nexpected=%lld\ncommands=%llu\nwrites=%llu\ncommands_per_sec=%.0f\n",
-           total, expected, commands, (unsigned long long)(after.writes - before.writes),
+    printf("total=%lld\nexpected=%lld\ncommands=%llu\nwrites=%llu\ncommands_per_sec=%.0f\n", total,
+           expected, commands, (unsigned long long)(after.writes - before.writes),
            elapsed > 0 ? (double)commands / elapsed : 0.0);
     return total == expected ? 0 : 1;
 }

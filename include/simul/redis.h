@@ -247,10 +247,10 @@ int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out);
  * Returns 0. */
 int simul_redis_close(simul_redis_conn *c);
 
-/* Flags of one command. */
-#define SIMUL_REDIS_RETRY_SAFE 1u /* if the connection fails while the command is in flight,
-                                     resend it after the reconnection instead of failing
-                                     (idempotent commands only: it may run twice) */
+/* Flags of one command. SIMUL_REDIS_RETRY_SAFE: if the connection fails while the command is in
+ * flight, resend it after the reconnection (up to 3 times) instead of failing; for idempotent
+ * commands only, as it may run twice. */
+#define SIMUL_REDIS_RETRY_SAFE 1u
 
 /* Suspends until the reply of one command, argv[0..argc) (argvlen NULL: C strings).
  * Returns 0 and *reply (the caller frees it with simul_redis_reply_free), or:

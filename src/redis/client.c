@@ -15,8 +15,8 @@
 #include <simul/task.h>
 
 #define RBUF_SIZE (16u * 1024u)
-#define OUT_KEEP (1u << 20)  /* an output buffer grown past this is freed after its write */
-#define RETRY_ATTEMPTS 3     /* resends of a SIMUL_REDIS_RETRY_SAFE command */
+#define OUT_KEEP (1u << 20) /* an output buffer grown past this is freed after its write */
+#define RETRY_ATTEMPTS 3    /* resends of a SIMUL_REDIS_RETRY_SAFE command */
 #define SUB_BOUND_DEFAULT 1024
 
 enum { CMD_NORMAL, CMD_SUB, CMD_UNSUB };
@@ -803,7 +803,7 @@ static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
 
 static bool is_sub_command(const char *name, size_t n)
 {
-    static const char *const names[] = {"SUBSCRIBE",  "PSUBSCRIBE",  "SSUBSCRIBE",
+    static const char *const names[] = {"SUBSCRIBE",   "PSUBSCRIBE",   "SSUBSCRIBE",
                                         "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (n == strlen(names[i]) && strncasecmp(name, names[i], n) == 0)

@@ -69,11 +69,25 @@ static bool run_server(server *sv, const char *const *extra)
     char log[128];
     snprintf(sv->portstr, sizeof sv->portstr, "%d", sv->port);
     snprintf(log, sizeof log, "%s/redis.log", sv->dir);
-    const char *argv[32] = {"redis-server",  "--port",   sv->portstr, "--bind",
-                            "127.0.0.1",     "--save",   "",          "--appendonly",
-                            "no",            "--dir",    sv->dir,     "--logfile",
-                            log,             "--unixsocket", sv->sock, "--unixsocketperm",
-                            "700",           "--enable-debug-command", "yes"};
+    const char *argv[32] = {"redis-server",
+                            "--port",
+                            sv->portstr,
+                            "--bind",
+                            "127.0.0.1",
+                            "--save",
+                            "",
+                            "--appendonly",
+                            "no",
+                            "--dir",
+                            sv->dir,
+                            "--logfile",
+                            log,
+                            "--unixsocket",
+                            sv->sock,
+                            "--unixsocketperm",
+                            "700",
+                            "--enable-debug-command",
+                            "yes"};
     int argc = 19;
     for (int i = 0; extra && extra[i]; i++)
         argv[argc++] = extra[i];
@@ -224,8 +238,8 @@ SIMUL_TASK_TEST(connect_resp3_handshake)
     NEED_REDIS();
     server sv;
     start_server(&sv, NULL);
-    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .db = 2,
-                          .client_name = "simul-test"};
+    simul_redis_opts o = {
+        .host = "127.0.0.1", .port = sv.portstr, .db = 2, .client_name = "simul-test"};
     simul_redis_conn *c = NULL;
     assert_int_equal(simul_redis_connect(&o, &c), 0);
     assert_true(simul_redis_connected(c));
@@ -398,7 +412,8 @@ static int getter_main(void *arg)
     int rc = simul_redis_command(g->c, &r, "GET %s", key);
     if (rc < 0)
         return rc;
-    g->ok = r->type == SIMUL_REDIS_STRING && r->len == strlen(want) && !memcmp(r->str, want, r->len);
+    g->ok =
+        r->type == SIMUL_REDIS_STRING && r->len == strlen(want) && !memcmp(r->str, want, r->len);
     simul_redis_reply_free(r);
     return 0;
 }
@@ -614,7 +629,7 @@ SIMUL_TASK_TEST(random_cancels_never_cross_replies)
     simul_redis_stats st;
     simul_redis_get_stats(c, &st);
     assert_int_equal(st.failures, 0);
-    assert_true(st.dropped_replies > 0);                  /* some cancels did land mid-flight */
+    assert_true(st.dropped_replies > 0);                 /* some cancels did land mid-flight */
     assert_true(st.replies - st.dropped_replies > 5000); /* and most commands were answered */
     print_message("cancels=%d commands=%llu dropped_replies=%llu writes=%llu\n", cancels,
                   (unsigned long long)st.commands, (unsigned long long)st.dropped_replies,
@@ -717,8 +732,11 @@ static void fake_failure(const char *const *script, int want, const simul_redis_
     fake f = {.hold = 3};
     for (int i = 0; script[i]; i++)
         f.script[i] = script[i];
-    simul_redis_opts o = {.connect_cb = fake_connect, .connect_arg = &f, .protocol = 2,
-                          .no_reconnect = true, .limits = lim};
+    simul_redis_opts o = {.connect_cb = fake_connect,
+                          .connect_arg = &f,
+                          .protocol = 2,
+                          .no_reconnect = true,
+                          .limits = lim};
     simul_redis_conn *c = NULL;
     assert_int_equal(simul_redis_connect(&o, &c), 0);
     caller k[3];
@@ -800,7 +818,6 @@ SIMUL_TASK_TEST(hello_refused_falls_back_to_resp2)
     return 0;
 }
 
-
 /* ---- reconnection -------------------------------------------------------------------------- */
 
 typedef struct incr {
@@ -849,8 +866,12 @@ SIMUL_TASK_TEST(server_killed_mid_traffic_then_reconnect)
     NEED_REDIS();
     server sv;
     start_server(&sv, NULL);
-    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .db = 3, .client_name = "rc",
-                          .reconnect_min = 0.002, .reconnect_max = 0.02};
+    simul_redis_opts o = {.host = "127.0.0.1",
+                          .port = sv.portstr,
+                          .db = 3,
+                          .client_name = "rc",
+                          .reconnect_min = 0.002,
+                          .reconnect_max = 0.02};
     simul_redis_conn *c = NULL, *probe = connect_tcp(&sv, 2);
     assert_int_equal(simul_redis_connect(&o, &c), 0);
 
@@ -867,8 +888,8 @@ SIMUL_TASK_TEST(server_killed_mid_traffic_then_reconnect)
     simul_task *t[K + 1];
     for (int i = 0; i <= K; i++) {
         in[i] = (incr){.c = c, .flags = i == K ? SIMUL_REDIS_RETRY_SAFE : 0};
-        assert_int_equal(simul_task_spawn(&t[i], i == K ? retry_safe_main : incr_main, &in[i], NULL),
-                         0);
+        assert_int_equal(
+            simul_task_spawn(&t[i], i == K ? retry_safe_main : incr_main, &in[i], NULL), 0);
     }
     do { /* until their write went out */
         assert_int_equal(simul_yield(), 0);
@@ -1003,8 +1024,8 @@ SIMUL_TASK_TEST(pubsub_resubscribes_after_reconnect)
     NEED_REDIS();
     server sv;
     start_server(&sv, NULL);
-    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .reconnect_min = 0.002,
-                          .reconnect_max = 0.02};
+    simul_redis_opts o = {
+        .host = "127.0.0.1", .port = sv.portstr, .reconnect_min = 0.002, .reconnect_max = 0.02};
     simul_redis_conn *c = NULL, *pub = connect_tcp(&sv, 2);
     assert_int_equal(simul_redis_connect(&o, &c), 0);
     simul_redis_subscription *s = NULL, *p = NULL;
@@ -1099,7 +1120,6 @@ SIMUL_TASK_TEST(close_fails_waiters)
     stop_server(&sv);
     return 0;
 }
-
 
 /* ---- volume: many pipelined commands, flow control, a 64 MB value --------------------------- */
 
