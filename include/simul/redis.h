@@ -237,7 +237,8 @@ typedef struct simul_redis_opts {
  * connection's reader task. opts and its strings are copied. Returns 0 and *out; the connect
  * error (-ECONNREFUSED, -ENOENT, a SIMUL_EAI code, ...); -ETIMEDOUT; -EACCES (the server refused
  * the credentials: WRONGPASS, NOAUTH, NOPERM); -EPROTONOSUPPORT (protocol 3 refused); -EREMOTEIO
- * (another handshake command failed, e.g. SELECT out of range); -ECANCELED; -ENOMEM. */
+ * (another handshake command failed, e.g. SELECT out of range); -ECANCELED; -ENOMEM; -EINVAL;
+ * -EPERM outside a task. */
 int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out);
 
 /* Suspends. Stops the reader, fails every pending command with -ECANCELED, wakes the readers of
