@@ -274,6 +274,32 @@ int simul_redis_command(simul_redis_conn *c, simul_redis_reply **reply, const ch
 int simul_redis_vcommand(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply,
                          const char *fmt, va_list ap);
 
+/* An explicit pipeline: commands added to it (encoded at once, nothing sent) go out together
+ * by simul_redis_pipeline_exec, contiguous in the connection's stream (no other task's command
+ * between them) and in one write with whatever else that loop pass sends. A pipeline belongs to
+ * one task and may be executed once. (Automatic pipelining already batches independent calls;
+ * this is for a batch one task wants back as a whole.) */
+typedef struct simul_redis_pipeline simul_redis_pipeline;
+
+/* Makes an empty pipeline on c. Does not suspend. 0 and *out, -EINVAL, -ENOMEM. */
+int simul_redis_pipeline_new(simul_redis_conn *c, simul_redis_pipeline **out);
+/* Adds one command (as simul_redis_command / _command_argv). Does not suspend. Returns 0;
+ * -EINVAL (a bad format, argc < 1, a SUBSCRIBE-family command, or after exec), -ENOMEM. */
+int simul_redis_pipeline_add(simul_redis_pipeline *p, const char *fmt, ...);
+int simul_redis_pipeline_add_argv(simul_redis_pipeline *p, int argc, const char *const *argv,
+                                  const size_t *argvlen);
+/* How many commands were added. */
+size_t simul_redis_pipeline_len(const simul_redis_pipeline *p);
+/* Suspends until every reply is in. replies[i] (the caller frees each, NULL on failure) and
+ * results[i] (0, -EREMOTEIO with its error reply, or the connection's error) for command i; either
+ * array may be NULL (then the replies are freed). Returns 0 once every command has its outcome
+ * (check results[i]); -ECANCELED / -ETIMEDOUT (every reply not yet handed over is dropped, as for
+ * one command; replies[] and results[] are then left NULL / the error); -ENOTCONN, -ESHUTDOWN,
+ * -EINVAL (executed twice, empty). Nothing is resent after a connection failure. */
+int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **replies, int *results);
+/* Frees the pipeline (NULL is ignored). Not while its exec is in progress. */
+void simul_redis_pipeline_free(simul_redis_pipeline *p);
+
 /* Whether the connection is up and its handshake done (not reconnecting). */
 bool simul_redis_connected(const simul_redis_conn *c);
 /* 2 or 3: the protocol of the current (or last) connection. */

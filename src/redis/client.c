@@ -851,6 +851,154 @@ int simul_redis_command(simul_redis_conn *c, simul_redis_reply **reply, const ch
     return rc;
 }
 
+/* ---- public: explicit pipelines ----------------------------------------------------------- */
+
+struct simul_redis_pipeline {
+    simul_redis_conn *conn;
+    simul_redis_buf buf; /* the commands, encoded */
+    size_t n;
+    bool executed;
+};
+
+int simul_redis_pipeline_new(simul_redis_conn *c, simul_redis_pipeline **out)
+{
+    if (!c || !out)
+        return -EINVAL;
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return -ENOMEM;
+    (*out)->conn = c;
+    return 0;
+}
+
+int simul_redis_pipeline_add_argv(simul_redis_pipeline *p, int argc, const char *const *argv,
+                                  const size_t *argvlen)
+{
+    if (!p || p->executed || argc < 1 || !argv || !argv[0] ||
+        is_sub_command(argv[0], argvlen ? argvlen[0] : strlen(argv[0])))
+        return -EINVAL;
+    ssize_t n = simul_redis_encode(&p->buf, argc, argv, argvlen);
+    if (n < 0)
+        return (int)n;
+    p->n++;
+    return 0;
+}
+
+int simul_redis_pipeline_add(simul_redis_pipeline *p, const char *fmt, ...)
+{
+    if (!p || p->executed || !fmt)
+        return -EINVAL;
+    const char *w = fmt + strspn(fmt, " ");
+    if (is_sub_command(w, strcspn(w, " ")))
+        return -EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    ssize_t n = simul_redis_vencodef(&p->buf, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return (int)n;
+    p->n++;
+    return 0;
+}
+
+size_t simul_redis_pipeline_len(const simul_redis_pipeline *p)
+{
+    return p ? p->n : 0;
+}
+
+int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **replies, int *results)
+{
+    if (!p || p->executed || p->n == 0)
+        return -EINVAL;
+    simul_redis_conn *c = p->conn;
+    for (size_t i = 0; i < p->n; i++) {
+        if (replies)
+            replies[i] = NULL;
+        if (results)
+            results[i] = -ECANCELED;
+    }
+    if (c->closing)
+        return -ESHUTDOWN;
+    enter(c);
+    cmd **k = calloc(p->n, sizeof *k);
+    int rc = k ? wait_ready(c) : -ENOMEM;
+    size_t got = 0;
+    for (; rc == 0 && got < p->n; got++)
+        if (!(k[got] = cmd_get(c)))
+            rc = -ENOMEM;
+    if (rc == 0)
+        rc = simul_redis_buf_reserve(&c->out, p->buf.len);
+    if (rc == 0)
+        rc = schedule_flush(c);
+    if (rc < 0) {
+        for (size_t i = 0; i < got; i++)
+            if (k[i])
+                cmd_put(c, k[i]);
+        free(k);
+        leave(c);
+        return rc;
+    }
+    /* All at once, without suspending: contiguous in the stream and in the FIFO. */
+    p->executed = true;
+    memcpy(c->out.data + c->out.len, p->buf.data, p->buf.len);
+    c->out.len += p->buf.len;
+    for (size_t i = 0; i < p->n; i++) {
+        if (c->tail)
+            c->tail->next = k[i];
+        else
+            c->head = k[i];
+        c->tail = k[i];
+    }
+    c->st.commands += p->n;
+    size_t i = 0;
+    for (; i < p->n; i++) {
+        int w = simul_event_wait(k[i]->done_ev);
+        if (!k[i]->done) {
+            rc = w;
+            break;
+        }
+        if (results)
+            results[i] = k[i]->result;
+        if (replies)
+            replies[i] = k[i]->reply;
+        else
+            simul_redis_reply_free(k[i]->reply);
+        cmd_put(c, k[i]);
+    }
+    if (rc < 0) {
+        /* Cancelled or timed out: what is done is dropped here, the rest when it comes. */
+        for (size_t j = 0; j < i; j++) {
+            if (replies) {
+                simul_redis_reply_free(replies[j]);
+                replies[j] = NULL;
+            }
+            if (results)
+                results[j] = rc;
+        }
+        for (; i < p->n; i++) {
+            if (results)
+                results[i] = rc;
+            if (k[i]->done) {
+                simul_redis_reply_free(k[i]->reply);
+                cmd_put(c, k[i]);
+            } else {
+                k[i]->abandoned = true;
+            }
+        }
+    }
+    free(k);
+    leave(c);
+    return rc;
+}
+
+void simul_redis_pipeline_free(simul_redis_pipeline *p)
+{
+    if (!p)
+        return;
+    simul_redis_buf_free(&p->buf);
+    free(p);
+}
+
 bool simul_redis_connected(const simul_redis_conn *c)
 {
     return c && c->connected;

@@ -1223,6 +1223,146 @@ SIMUL_TASK_TEST(pipelined_volume_and_large_value)
     return 0;
 }
 
+/* ---- explicit pipelines -------------------------------------------------------------------- */
+
+typedef struct piper {
+    simul_redis_conn *c;
+    int id;
+    int bad;
+    int rc;
+} piper;
+
+/* MULTI ... EXEC as one pipeline: contiguous in the stream, so no other task's command lands
+ * inside the transaction (it would be answered QUEUED). */
+static int tx_main(void *arg)
+{
+    piper *w = arg;
+    for (int round = 0; round < 20; round++) {
+        simul_redis_pipeline *p = NULL;
+        assert_int_equal(simul_redis_pipeline_new(w->c, &p), 0);
+        char key[32];
+        snprintf(key, sizeof key, "tx:%d", w->id);
+        assert_int_equal(simul_redis_pipeline_add(p, "MULTI"), 0);
+        assert_int_equal(simul_redis_pipeline_add(p, "INCR %s", key), 0);
+        assert_int_equal(simul_redis_pipeline_add(p, "INCR %s", key), 0);
+        assert_int_equal(simul_redis_pipeline_add(p, "EXEC"), 0);
+        simul_redis_reply *r[4];
+        int res[4];
+        w->rc = simul_redis_pipeline_exec(p, r, res);
+        simul_redis_pipeline_free(p);
+        if (w->rc < 0)
+            return w->rc;
+        w->bad += res[0] != 0 || res[1] != 0 || res[2] != 0 || res[3] != 0;
+        w->bad += r[3]->type != SIMUL_REDIS_ARRAY || r[3]->len != 2 ||
+                  r[3]->elem[1].integer != r[3]->elem[0].integer + 1 ||
+                  r[3]->elem[1].integer != 2 * (round + 1);
+        for (int i = 0; i < 4; i++)
+            simul_redis_reply_free(r[i]);
+    }
+    return 0;
+}
+
+static int plain_main(void *arg)
+{
+    piper *w = arg;
+    for (int i = 0; i < 40; i++) {
+        simul_redis_reply *r = NULL;
+        w->rc = simul_redis_command(w->c, &r, "PING");
+        if (w->rc < 0)
+            return w->rc;
+        w->bad += r->type != SIMUL_REDIS_STATUS || strcmp(r->str, "PONG") != 0;
+        simul_redis_reply_free(r);
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(explicit_pipeline)
+{
+    (void)arg;
+    NEED_REDIS();
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
+
+    /* 1,000 commands with a server error in the middle: each has its own outcome. */
+    simul_redis_pipeline *p = NULL;
+    assert_int_equal(simul_redis_pipeline_new(c, &p), 0);
+    call_expect(c, "OK", "SET %s %s", "str", "abc");
+    enum { N = 1000 };
+    for (int i = 0; i < N; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "p:%d", i);
+        if (i == 500)
+            assert_int_equal(simul_redis_pipeline_add(p, "INCR str"), 0);
+        else
+            assert_int_equal(simul_redis_pipeline_add(p, "INCRBY %s %d", k, i), 0);
+    }
+    assert_int_equal(simul_redis_pipeline_add(p, "SUBSCRIBE x"), -EINVAL);
+    assert_int_equal(simul_redis_pipeline_len(p), N);
+    static simul_redis_reply *r[N];
+    static int res[N];
+    simul_redis_stats st0, st;
+    simul_redis_get_stats(c, &st0);
+    assert_int_equal(simul_redis_pipeline_exec(p, r, res), 0);
+    simul_redis_get_stats(c, &st);
+    assert_int_equal(st.writes - st0.writes, 1);
+    for (int i = 0; i < N; i++) {
+        if (i == 500) {
+            assert_int_equal(res[i], -EREMOTEIO);
+            assert_int_equal(r[i]->type, SIMUL_REDIS_ERROR);
+        } else {
+            assert_int_equal(res[i], 0);
+            assert_int_equal(r[i]->integer, i);
+        }
+        simul_redis_reply_free(r[i]);
+    }
+    assert_int_equal(simul_redis_pipeline_exec(p, r, res), -EINVAL); /* once only */
+    simul_redis_pipeline_free(p);
+
+    /* Transactions as pipelines beside plain commands from other tasks. */
+    enum { T = 8 };
+    piper w[2 * T];
+    simul_task *t[2 * T];
+    for (int i = 0; i < 2 * T; i++) {
+        w[i] = (piper){.c = c, .id = i};
+        assert_int_equal(simul_task_spawn(&t[i], i < T ? tx_main : plain_main, &w[i], NULL), 0);
+    }
+    assert_int_equal(simul_gather(t, 2 * T, NULL), 0);
+    for (int i = 0; i < 2 * T; i++) {
+        assert_int_equal(w[i].rc, 0);
+        assert_int_equal(w[i].bad, 0);
+    }
+
+    /* Cancelled mid-flight: its replies are dropped, the next caller gets its own. */
+    assert_int_equal(simul_redis_pipeline_new(c, &p), 0);
+    assert_int_equal(simul_redis_pipeline_add(p, "SET %s %s", "pk", "pv"), 0);
+    assert_int_equal(simul_redis_pipeline_add(p, "BLPOP %s 0", "pq"), 0);
+    assert_int_equal(simul_redis_pipeline_add(p, "GET %s", "pk"), 0);
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 0.05), 0);
+    assert_int_equal(simul_redis_pipeline_exec(p, r, res), -ETIMEDOUT);
+    assert_int_equal(simul_scope_end(&sc), 1);
+    simul_redis_pipeline_free(p);
+    for (int i = 0; i < 3; i++) {
+        assert_null(r[i]);
+        assert_int_equal(res[i], -ETIMEDOUT);
+    }
+    getter g = {.c = c, .i = 7};
+    call_expect(probe, "OK", "SET %s %s", "key:7", "val:7"); /* c is held by the BLPOP */
+    simul_task *gt;
+    assert_int_equal(simul_task_spawn(&gt, getter_main, &g, NULL), 0);
+    wait_blocked(probe, 1);
+    simul_redis_reply *x = NULL;
+    assert_int_equal(simul_redis_command(probe, &x, "RPUSH pq %s", "v"), 0);
+    simul_redis_reply_free(x);
+    assert_int_equal(simul_task_join(gt, NULL), 0);
+    assert_true(g.ok);
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    stop_server(&sv);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1246,6 +1386,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(pubsub_resp2_dedicated_connection),
         cmocka_unit_test(close_fails_waiters),
         cmocka_unit_test(pipelined_volume_and_large_value),
+        cmocka_unit_test(explicit_pipeline),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_client");
 }
