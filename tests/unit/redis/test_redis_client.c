@@ -10,6 +10,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <simul/redis.h>
@@ -20,7 +21,7 @@ typedef struct server {
     pid_t pid;
     int port;
     char dir[64];
-    char sock[128];
+    char sock[100]; /* fits sun_path */
     char portstr[16];
 } server;
 
@@ -48,6 +49,17 @@ static int free_port(void)
     assert_int_equal(getsockname(s, (struct sockaddr *)&a, &l), 0);
     close(s);
     return ntohs(a.sin_port);
+}
+
+/* Whether the server's Unix socket accepts (it is opened after the TCP port). */
+static bool unix_accepts(const char *path)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+    bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
+    close(s);
+    return ok;
 }
 
 static bool accepts(int port)
@@ -103,7 +115,7 @@ static bool run_server(server *sv, const char *const *extra)
         int status;
         if (waitpid(pid, &status, WNOHANG) == pid)
             return false;
-        if (accepts(sv->port)) {
+        if (accepts(sv->port) && unix_accepts(sv->sock)) {
             sv->pid = pid;
             return true;
         }
