@@ -20,6 +20,7 @@ static const struct {
     E(EISCONN), E(ENOTCONN), E(ESHUTDOWN), E(ETIMEDOUT), E(ECONNREFUSED), E(EHOSTUNREACH),
     E(EALREADY), E(EINPROGRESS), E(ECANCELED), E(ENOTSOCK), E(EDESTADDRREQ), E(ENOTSUP),
     E(EOWNERDEAD), /* a process pool's worker died during a call */
+    E(EREMOTEIO), /* a server answered with an error reply (libsimul-redis) */
     E(ENODATA), E(EISDIR), E(ENOTDIR), E(ENOEXEC), E(EPROTOTYPE), E(ETXTBSY), E(EROFS),
     E(EXDEV), E(EFBIG), E(ESPIPE), E(EMLINK), E(ENOTTY), E(EDQUOT), E(ESTALE),
     E(EKEYREJECTED), E(ENOLINK), /* TLS (simul/tls.h): verification failed, truncation */
