@@ -15,6 +15,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
 DEB_PACKAGES += redis-server libhiredis-dev
 # libsimul-tls: openssl makes the test certificates; curl is an interop client.
 DEB_PACKAGES += openssl curl
+# The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
+DEB_PACKAGES += nginx-light
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -78,6 +80,7 @@ bench: deps
 	cmake --build $(BUILD) -j$(JOBS)
 	bash bench/run_core.sh $(BUILD)
 	bash bench/run_echo.sh $(BUILD)
+	bash bench/run_tls.sh $(BUILD)
 	bash bench/run_offload.sh $(BUILD)
 	bash bench/run_subprocess.sh $(BUILD)
 	bash bench/run_threads.sh $(BUILD)
