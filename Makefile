@@ -17,6 +17,8 @@ DEB_PACKAGES += redis-server libhiredis-dev
 DEB_PACKAGES += openssl curl
 # libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
 DEB_PACKAGES += libjansson-dev
+# The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
+DEB_PACKAGES += nginx-light
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -80,6 +82,7 @@ bench: deps
 	cmake --build $(BUILD) -j$(JOBS)
 	bash bench/run_core.sh $(BUILD)
 	bash bench/run_echo.sh $(BUILD)
+	bash bench/run_tls.sh $(BUILD)
 	bash bench/run_offload.sh $(BUILD)
 	bash bench/run_subprocess.sh $(BUILD)
 	bash bench/run_threads.sh $(BUILD)

@@ -37,3 +37,85 @@ build_type_of() {
     t=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$1/CMakeCache.txt" 2>/dev/null || true)
     echo "${t:-unknown}"
 }
+
+# --- A server under measure, pinned to one core (run_echo.sh, run_tls.sh) ---
+# These need HOST, CPU, CLIENT_CPU, TIMEOUT, PORT_WAIT (seconds a server may take to accept
+# connections), PY (a python3) and fail() (reports a failed measure and goes on).
+TICK=$(getconf CLK_TCK)
+
+# Server CPU time in ns: schedstat's on-CPU ns (exact) summed over the threads, or stat's
+# utime+stime in clock ticks (10 ms granularity at CLK_TCK=100).
+if [ -r /proc/self/schedstat ]; then
+    CPU_SOURCE="schedstat (ns on CPU, summed over the server's threads)"
+    cpu_ns() {
+        cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+    }
+else
+    CPU_SOURCE="stat utime+stime (ticks of $((1000 / TICK)) ms)"
+    cpu_ns() {
+        awk -v t="$TICK" '{ sub(/.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / t }' \
+            /proc/"$1"/stat
+    }
+fi
+
+# cpu_ns of a process and its children (nginx: the master and its worker).
+tree_cpu_ns() {
+    local p s=0
+    for p in "$1" $(pgrep -P "$1" || true); do s=$((s + $(cpu_ns "$p"))); done
+    echo "$s"
+}
+
+# Busy clock ticks (user, nice, system, irq, softirq, steal) of the server's and the client's
+# cores: what is left after the two processes is other load that may have skewed the measure.
+cores_busy_ticks() {
+    awk -v a="cpu$CPU" -v b="cpu$CLIENT_CPU" '$1 == a || $1 == b { s += $2 + $3 + $4 + $7 + $8 + $9 }
+        END { printf "%.0f\n", s }' /proc/stat
+}
+
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+SPID= # the server process (after taskset's exec), TPID its timeout wrapper
+TPID=
+stop_server() {
+    if [ -n "$TPID" ]; then
+        kill -TERM "$SPID" 2>/dev/null || true
+        # Bounded: timeout's own KILL after 5 s if the server ignores TERM.
+        kill -TERM "$TPID" 2>/dev/null || true
+        wait "$TPID" 2>/dev/null || true
+    fi
+    SPID=
+    TPID=
+}
+
+# A server accepts connections: bash's /dev/tcp makes one and closes it.
+port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
+
+# start_server <key> <port> <cmd...>: starts cmd pinned to $CPU in the background (SPID, TPID)
+# and waits, bounded, until <port> accepts. On failure reports it with fail() and returns 1.
+start_server() {
+    local key=$1 port=$2 i rc=0
+    shift 2
+    # Its stdout (a "listening on" line, say) would mix with the results; stderr stays visible.
+    timeout -k 5 "$TIMEOUT" taskset -c "$CPU" "$@" >/dev/null &
+    TPID=$!
+    # taskset execs the server, so timeout's child is the server itself.
+    SPID=
+    for ((i = 0; i < PORT_WAIT * 20; i++)); do
+        [ -n "$SPID" ] || SPID=$(pgrep -P "$TPID" | head -n 1 || true)
+        if ! kill -0 "$TPID" 2>/dev/null; then
+            wait "$TPID" && rc=0 || rc=$?
+            TPID=
+            fail "$key: server exited with status $rc before accepting connections"
+            return 1
+        fi
+        if [ -n "$SPID" ] && port_open "$port"; then break; fi
+        sleep 0.05
+    done
+    if [ -z "$SPID" ] || ! port_open "$port"; then
+        stop_server
+        fail "$key: server did not accept connections on port $port within ${PORT_WAIT}s"
+        return 1
+    fi
+}

@@ -76,7 +76,6 @@ taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU 
 
 CLIENT=$BUILD/examples/echo_client
 BROKEN= # servers whose build failed: their binaries may be stale
-TICK=$(getconf CLK_TCK)
 
 # Bring the binaries up to date if this is a configured CMake build dir. Reconfigure first: the
 # examples are only defined once their sources exist, which may be newer than the configure.
@@ -129,49 +128,9 @@ server_cmd() {
     fi
 }
 
-# Server CPU time in ns: schedstat's on-CPU ns (exact) summed over the threads, or stat's
-# utime+stime in clock ticks (10 ms granularity at CLK_TCK=100).
-if [ -r /proc/self/schedstat ]; then
-    CPU_SOURCE="schedstat (ns on CPU, summed over the server's threads)"
-    cpu_ns() {
-        cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
-    }
-else
-    CPU_SOURCE="stat utime+stime (ticks of $((1000 / TICK)) ms)"
-    cpu_ns() {
-        awk -v t="$TICK" '{ sub(/.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / t }' \
-            /proc/"$1"/stat
-    }
-fi
-
-# Busy clock ticks (user, nice, system, irq, softirq, steal) of the server's and the client's
-# cores: what is left after the two processes is other load that may have skewed the measure.
-cores_busy_ticks() {
-    awk -v a="cpu$CPU" -v b="cpu$CLIENT_CPU" '$1 == a || $1 == b { s += $2 + $3 + $4 + $7 + $8 + $9 }
-        END { printf "%.0f\n", s }' /proc/stat
-}
-
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-SPID= # the server process (after taskset's exec), TPID its timeout wrapper
-TPID=
-stop_server() {
-    if [ -n "$TPID" ]; then
-        kill -TERM "$SPID" 2>/dev/null || true
-        # Bounded: timeout's own KILL after 5 s if the server ignores TERM.
-        kill -TERM "$TPID" 2>/dev/null || true
-        wait "$TPID" 2>/dev/null || true
-    fi
-    SPID=
-    TPID=
-}
+source "$HERE/lib.sh" # cpu_ns, cores_busy_ticks, free_port, start_server, stop_server
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
-
-# A server accepts connections: bash's /dev/tcp makes one and closes it.
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 declare -A V=()
 
@@ -181,27 +140,7 @@ measure() {
     server_cmd "$name"
     [ ${#CMD[@]} -gt 0 ] || return 0
     port=$(free_port)
-    # Its stdout (a "listening on" line, say) would mix with the results; stderr stays visible.
-    timeout -k 5 "$TIMEOUT" taskset -c "$CPU" "${CMD[@]}" --host "$HOST" --port "$port" >/dev/null &
-    TPID=$!
-    # taskset execs the server, so timeout's child is the server itself.
-    SPID=
-    for ((i = 0; i < PORT_WAIT * 20; i++)); do
-        [ -n "$SPID" ] || SPID=$(pgrep -P "$TPID" | head -n 1 || true)
-        if ! kill -0 "$TPID" 2>/dev/null; then
-            wait "$TPID" && rc=0 || rc=$?
-            TPID=
-            fail "$key: server exited with status $rc before accepting connections"
-            return 0
-        fi
-        if [ -n "$SPID" ] && port_open "$port"; then break; fi
-        sleep 0.05
-    done
-    if [ -z "$SPID" ] || ! port_open "$port"; then
-        stop_server
-        fail "$key: server did not accept connections on port $port within ${PORT_WAIT}s"
-        return 0
-    fi
+    start_server "$key" "$port" "${CMD[@]}" --host "$HOST" --port "$port" || return 0
 
     local cpu0 cpu1 t0 t1 busy0 busy1
     busy0=$(cores_busy_ticks)

@@ -1456,7 +1456,11 @@ static int count_fds(void)
 SIMUL_TASK_TEST(many_handshakes)
 {
     (void)arg;
-    const int rounds = SIMUL_TEST_ASAN ? 300 : 2000;
+    /* The issue asks for 10,000 handshakes in a row: 13 s in the plain build on a busy 2-core
+     * machine, 20 s beside the rest of the suite at ctest -j2 (the case limit is 60 s). Under the
+     * sanitizers each handshake costs ~20x more and ASan's quarantine keeps freed memory alive,
+     * so 300 there: enough to show an fd leak; a memory leak shows in the leak check at exit. */
+    const int rounds = SIMUL_TEST_ASAN ? 300 : 10000;
     srv v = {0};
     srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
     simul_tls_config *cc = client_cfg();

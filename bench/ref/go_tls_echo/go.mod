@@ -1,0 +1,3 @@
+module simulbench/go_tls_echo
+
+go 1.19
