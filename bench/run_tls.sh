@@ -242,7 +242,7 @@ measure() {
         keep_best "${key}_cpu_us_per_handshake" "$per" '<'
         # What one core of the server would sustain: the wall rate is the client's when the
         # client's core is full (its half of a handshake costs as much as the server's).
-        keep_best "${key}_capacity_per_s" "$(awk -v p="$per" 'BEGIN { printf "%.0f", p > 0 ? 1e6 / p : 0 }')" '>'
+        keep_best "${key}_capacity_per_s" "$(awk -v p="$per" 'BEGIN { printf "%.0f", (p > 0 ? 1e6 / p : 0) }')" '>'
         if [ "${R[client_cpu_pct]:-0}" -ge 95 ]; then
             echo "# note: $key: the client's core was full (client_cpu_pct=${R[client_cpu_pct]}): handshakes_per_s is the client's limit; compare capacity_per_s (1 s / server CPU per handshake)"
         fi
