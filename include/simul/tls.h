@@ -47,7 +47,8 @@ typedef struct simul_tls_config simul_tls_config;
 int simul_tls_config_new_client(simul_tls_config **out);
 
 /* A new server configuration: a certificate must be set (simul_tls_config_set_cert) before it
- * is used; session tickets on; client certificates not asked for. Returns as above. */
+ * is used; session tickets on (TLS 1.3: one ticket per handshake, not OpenSSL's two); client
+ * certificates not asked for. Returns as above. */
 int simul_tls_config_new_server(simul_tls_config **out);
 
 /* Drops the caller's reference. NULL is fine. */

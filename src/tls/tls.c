@@ -569,6 +569,9 @@ static SSL_CTX *build_ctx(simul_tls_config *cfg, char *why, size_t whylen, int *
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         static const unsigned char sid[] = "simul-tls";
         SSL_CTX_set_session_id_context(ctx, sid, sizeof sid - 1);
+        /* One TLS 1.3 ticket, not OpenSSL's two: a client keeps one session anyway, and each
+         * ticket is a record (and a send) of its own after the handshake */
+        SSL_CTX_set_num_tickets(ctx, 1);
         SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, cfg);
         SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
         SSL_CTX_set_tlsext_servername_arg(ctx, cfg);
