@@ -373,6 +373,8 @@ long simul__fd_try_write(simul__fd *f, const void *buf, size_t len)
 
 long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt)
 {
+    if (iovcnt == 1) /* the common case: send/write, no msghdr */
+        return simul__fd_try_write(f, iov[0].iov_base, iov[0].iov_len);
     if (!simul__fd_ready(f, SIMUL__DIR_WRITE))
         return -EAGAIN;
     if (!f->typed)
@@ -386,6 +388,13 @@ long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt)
         n = f->sock ? sendmsg(f->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) : nosigpipe_writev(f->fd, iov, iovcnt);
     while (n < 0 && errno == EINTR);
     return after_write(f, n, len);
+}
+
+int simul__fd_task_wait(simul__fd *f, int dir)
+{
+    simul_task *t = simul__task_self();
+    int rc = t ? simul__task_check(t) : -EPERM;
+    return rc < 0 ? rc : simul__fd_wait(f, dir);
 }
 
 /* ---- public: waits, callbacks, forgetting ------------------------------------------------- */

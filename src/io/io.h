@@ -76,6 +76,10 @@ long simul__fd_try_read(simul__fd *f, void *buf, size_t len);
 long simul__fd_try_recv(simul__fd *f, void *buf, size_t len, int flags);
 long simul__fd_try_write(simul__fd *f, const void *buf, size_t len);
 struct iovec;
+/* One iovec goes through simul__fd_try_write (send/write, no msghdr). */
 long simul__fd_try_writev(simul__fd *f, const struct iovec *iov, int iovcnt);
+/* simul__fd_wait for the running task, a cancellation point even when the fd is ready: -EPERM
+ * outside a task (what an fd bottom's wait op needs). */
+int simul__fd_task_wait(simul__fd *f, int dir);
 
 #endif

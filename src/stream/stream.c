@@ -92,19 +92,13 @@ static long fd_read(void *ctx, void *buf, size_t len)
 
 static long fd_writev(void *ctx, const struct iovec *iov, int cnt)
 {
-    simul_stream *s = ctx;
-    return cnt == 1 ? simul__fd_try_write(s->f, iov[0].iov_base, iov[0].iov_len)
-                    : simul__fd_try_writev(s->f, iov, cnt);
+    return simul__fd_try_writev(((simul_stream *)ctx)->f, iov, cnt);
 }
 
 static int fd_wait(void *ctx, int dir)
 {
     simul_stream *s = ctx;
-    if (s->fd < 0)
-        return -EBADF;
-    simul_task *t = simul__task_self();
-    int rc = t ? simul__task_check(t) : -EPERM;
-    return rc < 0 ? rc : simul__fd_wait(s->f, dir);
+    return s->fd < 0 ? -EBADF : simul__fd_task_wait(s->f, dir);
 }
 
 static int fd_shutdown(void *ctx)

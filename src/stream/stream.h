@@ -68,7 +68,7 @@ static inline long simul__stream_bread(simul_stream *s, void *buf, size_t len)
 
 static inline long simul__stream_bwritev(simul_stream *s, const struct iovec *iov, int cnt)
 {
-    if (SIMUL__LIKELY(s->plain))
+    if (SIMUL__LIKELY(s->plain)) /* simul__fd_try_writev does this too; inline here saves a hop */
         return cnt == 1 ? simul__fd_try_write(s->f, iov[0].iov_base, iov[0].iov_len)
                         : simul__fd_try_writev(s->f, iov, cnt);
     return s->bops->writev(s->bctx, iov, cnt);

@@ -505,18 +505,14 @@ static long tfd_read(void *ctx, void *buf, size_t len)
 
 static long tfd_writev(void *ctx, const struct iovec *iov, int cnt)
 {
-    simul_transport *t = ctx;
-    return cnt == 1 ? simul__fd_try_write(t->f, iov[0].iov_base, iov[0].iov_len)
-                    : simul__fd_try_writev(t->f, iov, cnt);
+    return simul__fd_try_writev(((simul_transport *)ctx)->f, iov, cnt);
 }
 
 /* For a wrapping bottom driven from a task (a handshake run by hand): a transport itself never
  * waits, its edges call it. */
 static int tfd_wait(void *ctx, int dir)
 {
-    simul_task *t = simul__task_self();
-    int rc = t ? simul__task_check(t) : -EPERM;
-    return rc < 0 ? rc : simul__fd_wait(((simul_transport *)ctx)->f, dir);
+    return simul__fd_task_wait(((simul_transport *)ctx)->f, dir);
 }
 
 static int tfd_shutdown(void *ctx)
