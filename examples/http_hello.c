@@ -1,11 +1,12 @@
 /* http_hello.c — the benchmark app of libsimul-http: GET / answers "Hello, World!", GET /json a
  * small JSON object. One loop; SIGINT/SIGTERM shut it down gracefully (in-flight requests get
  * up to 5 s). Usage: http_hello [--host H] [--port P] [--threads N]   (port 0 picks one;
- * "listening on" shows it). --threads N: N loops on N threads (0: one per CPU), stopped on the
- * signal (their handlers cancelled). */
+ * "listening on" shows it). --threads N: N loops on N threads (0: one per CPU), drained on the
+ * signal as the single loop is. --access-log: the combined-format log on stderr. */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,7 @@
 static const char *host = "127.0.0.1";
 static const char *port = "8080";
 static int threads = -1; /* -1: one loop, the main thread's */
+static bool access_log;
 
 static int hello(simul_http_request *req, simul_http_response *res, void *arg)
 {
@@ -37,6 +39,11 @@ static int json(simul_http_request *req, simul_http_response *res, void *arg)
     return rc;
 }
 
+static int drain_threads(void *arg)
+{
+    return simul_http_threads_shutdown(arg, 5);
+}
+
 static int serve(void *arg)
 {
     (void)arg;
@@ -50,24 +57,27 @@ static int serve(void *arg)
         rc = simul_http_route(app, "GET", "/json", json, NULL);
     }
     simul_http_server_opts opts = {.health = true};
+    if (access_log) {
+        opts.access_log = simul_http_access_log_file;
+    }
     const int sigs[] = {SIGINT, SIGTERM};
     if (rc == 0 && threads >= 0) {
-        simul_threaded_server *ts;
+        simul_http_threads *ts;
         rc = simul_http_serve_threads(app, host, port, threads, &opts, &ts);
         if (rc < 0) {
             fprintf(stderr, "http_hello: %s:%s: %s\n", host, port, simul_strerror(rc));
             simul_http_app_free(app);
             return 1;
         }
-        printf("listening on %s:%d\n", host, simul_threaded_server_port(ts));
+        printf("listening on %s:%d\n", host, simul_http_threads_port(ts));
         fflush(stdout);
         simul_wait_signal(sigs, 2);
         simul_scope shield;
         simul_scope_shield(&shield);
-        simul_threaded_server_stop(ts);
-        simul_threaded_server_wait(ts);
+        int drained = 0;
+        simul_to_thread(drain_threads, ts, &drained); /* it blocks: off the loop */
         simul_scope_end(&shield);
-        simul_threaded_server_free(ts);
+        simul_http_threads_free(ts);
         simul_http_app_free(app);
         return 0;
     }
@@ -98,10 +108,12 @@ int main(int argc, char **argv)
             host = argv[++i];
         } else if (strcmp(argv[i], "--port") == 0 && i + 1 < argc) {
             port = argv[++i];
+        } else if (strcmp(argv[i], "--access-log") == 0) {
+            access_log = true;
         } else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
             threads = atoi(argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--host H] [--port P] [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--host H] [--port P] [--threads N] [--access-log]\n", argv[0]);
             return 2;
         }
     }

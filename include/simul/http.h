@@ -7,9 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
-
-struct sockaddr_storage;
 
 #ifdef __cplusplus
 extern "C" {
@@ -233,7 +232,9 @@ typedef struct simul_http_group simul_http_group;
 typedef struct simul_http_request simul_http_request;
 typedef struct simul_http_response simul_http_response;
 typedef struct simul_http_server simul_http_server;
-struct json_t; /* jansson's */
+struct json_t;             /* jansson's */
+struct simul_stream;       /* simul/stream.h's */
+struct simul_tls_config;   /* simul/tls.h's */
 
 /* A handler: answer through res (a status and body, or a stream), return 0. A negative return
  * before anything was sent answers 500; after the head was sent it ends the connection (the
@@ -264,6 +265,38 @@ int simul_http_group_new(simul_http_app *app, simul_http_group *parent, const ch
                          simul_http_group **out);
 int simul_http_group_route(simul_http_group *g, const char *methods, const char *pattern,
                            simul_http_handler handler, void *arg);
+
+/* Hooks (Flask's before_request / after_request / teardown_request): plain functions called
+ * around the handler in the connection's task, never wrappers around the body, so streaming is
+ * untouched. Each kind runs in the order added, the app's first, then those of the route's
+ * groups from the outermost in.
+ * - before(req, res, arg) runs before routing's answer (the app's for every request, 404 and 405
+ *   included; a group's for its routes): return 0 to go on, 1 when it answered itself (the
+ *   handler is skipped, e.g. a 401), < 0 to fail the request (500, through its error handler).
+ * - after(req, res, arg) runs once, just before the response's head is sent: at the handler's
+ *   return for a whole body, at the first write of a streamed one (so it may still set the
+ *   status and headers, never touches the body). It runs for error answers too.
+ * - teardown(req, status, error, arg) runs when the request is over, whatever happened: status
+ *   sent (0 if none), error the handler's negative return or the connection's (-ECANCELED when
+ *   the client left), else 0. For logs and metrics; it must not suspend. */
+typedef int (*simul_http_before_fn)(simul_http_request *req, simul_http_response *res, void *arg);
+typedef void (*simul_http_after_fn)(simul_http_request *req, simul_http_response *res, void *arg);
+typedef void (*simul_http_teardown_fn)(simul_http_request *req, int status, int error, void *arg);
+/* Each returns 0; -EINVAL (NULL); -ENOMEM. Add them before serving. */
+int simul_http_before_request(simul_http_app *app, simul_http_before_fn fn, void *arg);
+int simul_http_after_request(simul_http_app *app, simul_http_after_fn fn, void *arg);
+int simul_http_teardown_request(simul_http_app *app, simul_http_teardown_fn fn, void *arg);
+int simul_http_group_before_request(simul_http_group *g, simul_http_before_fn fn, void *arg);
+int simul_http_group_after_request(simul_http_group *g, simul_http_after_fn fn, void *arg);
+
+/* An error handler (Flask's errorhandler): fn answers in place of the server's short text for
+ * `status` (400..599), or for every status >= 400 without its own when status is 0. It runs for
+ * the answers the server makes for a request it read (404, 405, 400 for a bad escape, 413 / 408
+ * / 400 for a bad body, 500 for a failed handler or hook) and for simul_http_response_error; res
+ * comes with the status set (and Allow for 405). If it fails, the server's text is sent. Errors
+ * found before a request exists (a malformed head: 400, 414, 431, 408) are answered by the server
+ * alone. A later call for the same status replaces the handler. Returns 0; -EINVAL; -ENOMEM. */
+int simul_http_error_handler(simul_http_app *app, int status, simul_http_handler fn, void *arg);
 
 /* ---- the request (valid during the handler; strings NUL-terminated, in the request) -------- */
 const char *simul_http_request_method(const simul_http_request *req); /* "GET" */
@@ -306,6 +339,12 @@ int simul_http_request_json(simul_http_request *req, struct json_t **out);
 void *simul_http_alloc(simul_http_request *req, size_t size);
 /* The connection's peer address (getpeername), as simul_stream_peername. */
 int simul_http_request_peername(const simul_http_request *req, struct sockaddr_storage *addr);
+/* The client's address as text ("192.0.2.1", "2001:db8::1", "unix" for a Unix socket): the
+ * peer's, or, when the peer is a trusted proxy (simul_http_server_opts.trusted_proxies), the one
+ * it forwarded (see there); never from a header of an untrusted peer. */
+const char *simul_http_request_remote_addr(simul_http_request *req);
+/* "https" or "http": the connection's, or the one a trusted proxy forwarded. */
+const char *simul_http_request_scheme(simul_http_request *req);
 
 /* ---- the response ------------------------------------------------------------------------ */
 /* The status (default 200). Returns 0; -EINVAL (not 100..999); -EALREADY once the head was sent. */
@@ -319,6 +358,10 @@ int simul_http_response_body(simul_http_response *res, const void *data, size_t 
 int simul_http_response_text(simul_http_response *res, int status, const char *text);
 /* status, Content-Type: application/json and v encoded compactly (v is not consumed). */
 int simul_http_response_json(simul_http_response *res, int status, const struct json_t *v);
+/* Flask's abort: answers status (400..599) through the app's error handler for it (or the
+ * server's short text) once the handler returns; the handler returns what this returns. -EINVAL;
+ * -EALREADY once the head was sent. */
+int simul_http_response_error(simul_http_response *res, int status);
 /* A redirect: status (301, 302, 303, 307, 308) with Location. */
 int simul_http_response_redirect(simul_http_response *res, int status, const char *location);
 
@@ -356,7 +399,31 @@ int simul_http_sse_send(simul_http_response *res, const char *event, const char 
 /* Suspends. A comment line (": text"): a heartbeat that keeps proxies from timing out. */
 int simul_http_sse_comment(simul_http_response *res, const char *text);
 
+/* ---- the PROXY protocol (haproxy's v1 text and v2 binary header) --------------------------- */
+/* A pure parser over bytes, as the request parser: what a load balancer sends before the first
+ * byte of the client's own, to tell the client's address. */
+#define SIMUL_HTTP_PROXY_V1_MAX 107u  /* the spec's longest v1 line, CRLF included */
+#define SIMUL_HTTP_PROXY_V2_MAX 1024u /* a v2 header with its TLVs (the spec allows 64 KiB; more
+                                         than this is refused with -EMSGSIZE) */
+typedef struct simul_http_proxy_info {
+    int version;                   /* 1 or 2 */
+    bool local;                    /* v1 UNKNOWN, v2 LOCAL or an address family not carried:
+                                      keep the connection's own addresses */
+    struct sockaddr_storage src, dst; /* the client's and the proxy's listener's (unless local) */
+    unsigned src_len, dst_len;
+    uint32_t header_len;           /* bytes of the header */
+} simul_http_proxy_info;
+/* Parses a PROXY header at the start of buf[0..len). Returns its length (> 0) when whole, 0 when
+ * more bytes are needed (a prefix of a valid header), -EPROTO (not a PROXY header, or malformed:
+ * one space between fields, CRLF, valid addresses and ports, v2's signature, version 2, command
+ * LOCAL or PROXY), -EMSGSIZE (over SIMUL_HTTP_PROXY_V1_MAX / _V2_MAX), -EINVAL. Allocation-free. */
+long simul_http_proxy_parse(const void *buf, size_t len, simul_http_proxy_info *out);
+
 /* ---- serving ------------------------------------------------------------------------------ */
+typedef void (*simul_http_log_fn)(const char *line, void *arg);
+/* Writes line and a newline to arg (a FILE *; NULL: stderr), flushed. */
+void simul_http_access_log_file(const char *line, void *arg);
+
 typedef struct simul_http_server_opts {
     simul_http_limits limits;  /* the parser's limits (414, 431, 413); 0 fields take defaults */
     double header_timeout;     /* seconds from a request's first byte to its complete head: a
@@ -368,7 +435,37 @@ typedef struct simul_http_server_opts {
     bool health;               /* answer GET /healthz (200) and /readyz (200; 503 from the
                                   start of a shutdown) before the routes */
     size_t stack_size;         /* the connection tasks' stack; 0 = the loop's default */
+    /* An access log, optional: called after each request with its line in the combined format
+     * (`addr - - [time] "request" status bytes "referer" "user-agent"`, no newline; bytes a
+     * client sent that are not printable ASCII, '"' and '\\' as \xHH). It must not suspend.
+     * simul_http_access_log_file writes the line to the FILE * in access_log_arg. */
+    simul_http_log_fn access_log;
+    void *access_log_arg;
+    /* Peers whose forwarding headers are believed: a list of addresses and CIDR blocks
+     * ("127.0.0.1, 10.0.0.0/8, fd00::/8"); NULL: none, the headers are ignored. From a trusted
+     * peer the client's address is found walking Forwarded's for= (RFC 7239; if present) or else
+     * X-Forwarded-For from the right, past the entries that are trusted proxies themselves: the
+     * first untrusted one is the client (nginx's real_ip_recursive); the scheme from the
+     * Forwarded element's proto= or the last X-Forwarded-Proto ("http" / "https" only). A
+     * malformed entry ends the walk at the last good address. */
+    const char *trusted_proxies;
+    /* The listener expects a PROXY protocol header (v1 or v2) first on every connection (from
+     * a load balancer): its source becomes the peer (a trusted proxy check then applies to it).
+     * A connection without one, or with a broken one, is closed. Read within header_timeout. */
+    bool proxy_protocol;
+    /* Connections served at once; at the cap the accept loop waits (the kernel's backlog holds
+     * the newcomers) until one ends. 0: 10000. */
+    uint32_t max_connections;
+    /* HTTPS: tls_accept(stream, tls) runs on each accepted connection first (after a PROXY
+     * header). Set both with SIMUL_HTTP_TLS(cfg) from simul/tls.h's simul_tls_accept, so
+     * libsimul-http needs no link to libsimul-tls: `.tls = cfg, .tls_accept = simul_tls_accept`.
+     * The handshake is bounded by the TLS config's handshake timeout. */
+    struct simul_tls_config *tls;
+    int (*tls_accept)(struct simul_stream *s, struct simul_tls_config *cfg);
 } simul_http_server_opts;
+
+/* HTTPS for simul_http_server_opts (include simul/tls.h and link simul-tls). */
+#define SIMUL_HTTP_TLS(cfg) .tls = (cfg), .tls_accept = simul_tls_accept
 
 /* Listens on host:port (as simul_start_server: host NULL for every interface, port "0" for a
  * free one) and serves app, one task per connection, on the current loop. opts may be NULL.
@@ -388,16 +485,28 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout);
 /* Frees a server after simul_http_server_shutdown. NULL is fine. */
 void simul_http_server_free(simul_http_server *srv);
 
-/* Serves app on `threads` loops, each on its own thread, all listening on host:port
- * (simul_serve_threads: SO_REUSEPORT, the kernel spreads the connections; threads 0 = one per
- * CPU). Each thread has its own connections and state; opts apply to each. Blocks until every
- * thread listens (see simul_serve_threads). Stop and free it with the simul_threaded_server_*
- * calls: the stop cancels the connections' handlers (not yet a graceful drain). The app must
- * outlive it. Returns 0 and *out, or simul_serve_threads' error; -EINVAL; -ENOMEM. */
-struct simul_threaded_server;
+/* Serves app on `threads` loops, each on its own thread (its signals blocked), each with its own
+ * server (simul_http_serve: connection cap, TLS, PROXY protocol, its own connections) listening
+ * on host:port with SO_REUSEPORT, so the kernel spreads the connections (threads 0 = one per
+ * CPU; with port "0" the first thread picks the port and the others bind it). Blocks until every
+ * thread listens. The app must outlive it. Thread-safe calls; never from one of its own handlers.
+ * Returns 0 and *out; -EINVAL; a listen error (then nothing is left running); -ENOMEM. */
+typedef struct simul_http_threads simul_http_threads;
 int simul_http_serve_threads(simul_http_app *app, const char *host, const char *port,
                              int threads, const simul_http_server_opts *opts,
-                             struct simul_threaded_server **out);
+                             simul_http_threads **out);
+/* The TCP port every thread listens on. */
+int simul_http_threads_port(const simul_http_threads *t);
+/* Blocks the calling thread (from a task: through simul_to_thread). The graceful shutdown of
+ * simul_http_server_shutdown on every thread at once (stop accepting, /readyz fails, idle
+ * connections close, in-flight requests get `timeout` seconds, then are cancelled), then the
+ * threads end. Returns 0 (all finished in time), 1 (some were cancelled), -EINVAL. A second
+ * call returns at once. */
+int simul_http_threads_shutdown(simul_http_threads *t, double timeout);
+/* The connections thread `index` accepted (known once shut down); -EINVAL. */
+int64_t simul_http_threads_accepted(const simul_http_threads *t, int index);
+/* Shuts down (timeout 0) if still running, and frees. NULL is fine. */
+void simul_http_threads_free(simul_http_threads *t);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -6,6 +6,8 @@
 #include <simul.h>
 #include <simul/http.h>
 
+#include <sys/socket.h>
+
 enum { SEG_LIT, SEG_STR, SEG_INT, SEG_PATH };
 
 typedef struct http_seg {
@@ -13,8 +15,30 @@ typedef struct http_seg {
     char *text; /* the literal, or the parameter's name */
 } http_seg;
 
+/* A hook (before / after / teardown), in the order added. */
+enum { HOOK_BEFORE, HOOK_AFTER, HOOK_TEARDOWN };
+typedef struct http_hook {
+    struct http_hook *next;
+    int kind;
+    union {
+        simul_http_before_fn before;
+        simul_http_after_fn after;
+        simul_http_teardown_fn teardown;
+    } fn;
+    void *arg;
+} http_hook;
+
+/* An error handler for one status (0: every status >= 400 without its own). */
+typedef struct http_errh {
+    struct http_errh *next;
+    int status;
+    simul_http_handler fn;
+    void *arg;
+} http_errh;
+
 typedef struct http_route {
     struct http_route *next;
+    const struct simul_http_group *group; /* NULL for the app's own routes */
     char *methods; /* "GET,POST" (normalised: no spaces) */
     http_seg *segs;
     size_t nsegs;
@@ -25,7 +49,9 @@ typedef struct http_route {
 struct simul_http_group {
     struct simul_http_group *next;
     simul_http_app *app;
+    struct simul_http_group *parent;
     char *prefix; /* without trailing '/' ("" for the root) */
+    http_hook *hooks, **hooks_tail;
 };
 
 /* What the threads of a simul_http_serve_threads share (read-only): kept by the app, which
@@ -40,7 +66,14 @@ struct simul_http_app {
     http_route *routes, **tail;
     simul_http_group *groups;
     http_shared *shared;
+    http_hook *hooks, **hooks_tail;
+    http_errh *errh;
 };
+
+/* Adds a hook to a list (router.c). */
+int http_hook_add(http_hook ***tail, int kind, void *fn, void *arg);
+/* The error handler for status, or NULL. */
+const http_errh *http_errh_find(const simul_http_app *app, int status);
 
 /* A per-request bump allocator: a first block kept across requests, more blocks freed at the
  * request's end. */
@@ -84,5 +117,18 @@ char *http_pct_decode(http_arena *a, const char *s, size_t n, bool plus, bool *b
 
 /* Parses a query string into pairs in the arena; returns -EPROTO on a bad escape. */
 int http_query_parse(http_arena *a, const char *q, http_kv **out, size_t *n);
+
+/* ---- proxies (proxy.c) ---- */
+typedef struct http_cidr {
+    unsigned char addr[16]; /* IPv4 as IPv4-mapped IPv6 */
+    int bits;
+} http_cidr;
+struct sockaddr_storage;
+/* "10.0.0.0/8, ::1" -> an array (malloc'd; NULL for an empty list); -EINVAL; -ENOMEM. */
+int http_trust_parse(const char *list, http_cidr **out, size_t *n);
+bool http_trusted(const http_cidr *v, size_t n, const struct sockaddr_storage *sa);
+bool http_trusted_text(const http_cidr *v, size_t n, const char *addr);
+void http_addr_text(const struct sockaddr_storage *sa, socklen_t len, char *out, size_t cap);
+bool http_forwarded_addr(const char *s, size_t n, char *out, size_t cap);
 
 #endif /* SIMUL_HTTP_INTERNAL_H */

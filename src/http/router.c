@@ -166,6 +166,7 @@ int simul_http_app_new(simul_http_app **out)
         return -ENOMEM;
     }
     app->tail = &app->routes;
+    app->hooks_tail = &app->hooks;
     *out = app;
     return 0;
 }
@@ -178,6 +179,15 @@ static void route_free(http_route *r)
     free(r->segs);
     free(r->methods);
     free(r);
+}
+
+static void hooks_free(http_hook *h)
+{
+    while (h) {
+        http_hook *n = h->next;
+        free(h);
+        h = n;
+    }
 }
 
 void simul_http_app_free(simul_http_app *app)
@@ -198,8 +208,15 @@ void simul_http_app_free(simul_http_app *app)
     while (app->groups) {
         simul_http_group *g = app->groups;
         app->groups = g->next;
+        hooks_free(g->hooks);
         free(g->prefix);
         free(g);
+    }
+    hooks_free(app->hooks);
+    while (app->errh) {
+        http_errh *e = app->errh;
+        app->errh = e->next;
+        free(e);
     }
     free(app);
 }
@@ -244,8 +261,9 @@ static char *norm_methods(const char *m)
     return out;
 }
 
-static int add_route(simul_http_app *app, const char *methods, const char *prefix,
-                     const char *pattern, simul_http_handler handler, void *arg)
+static int add_route(simul_http_app *app, const simul_http_group *group, const char *methods,
+                     const char *prefix, const char *pattern, simul_http_handler handler,
+                     void *arg)
 {
     if (!app || !methods || !pattern || !handler || pattern[0] != '/') {
         return -EINVAL;
@@ -256,6 +274,7 @@ static int add_route(simul_http_app *app, const char *methods, const char *prefi
     }
     r->handler = handler;
     r->arg = arg;
+    r->group = group;
     r->methods = norm_methods(methods);
     size_t plen = strlen(prefix), tlen = strlen(pattern);
     char *full = malloc(plen + tlen + 1);
@@ -348,7 +367,7 @@ fail:
 int simul_http_route(simul_http_app *app, const char *methods, const char *pattern,
                      simul_http_handler handler, void *arg)
 {
-    return add_route(app, methods, "", pattern, handler, arg);
+    return add_route(app, NULL, methods, "", pattern, handler, arg);
 }
 
 int simul_http_group_new(simul_http_app *app, simul_http_group *parent, const char *prefix,
@@ -374,6 +393,8 @@ int simul_http_group_new(simul_http_app *app, simul_http_group *parent, const ch
     s[a + b] = '\0';
     g->prefix = s;
     g->app = app;
+    g->parent = parent;
+    g->hooks_tail = &g->hooks;
     g->next = app->groups;
     app->groups = g;
     *out = g;
@@ -386,7 +407,92 @@ int simul_http_group_route(simul_http_group *g, const char *methods, const char 
     if (!g) {
         return -EINVAL;
     }
-    return add_route(g->app, methods, g->prefix, pattern, handler, arg);
+    return add_route(g->app, g, methods, g->prefix, pattern, handler, arg);
+}
+
+/* ---- hooks and error handlers ------------------------------------------------------------ */
+
+int http_hook_add(http_hook ***tail, int kind, void *fn, void *arg)
+{
+    http_hook *h = calloc(1, sizeof *h);
+    if (!h) {
+        return -ENOMEM;
+    }
+    h->kind = kind;
+    if (kind == HOOK_BEFORE) {
+        h->fn.before = (simul_http_before_fn)fn;
+    } else if (kind == HOOK_AFTER) {
+        h->fn.after = (simul_http_after_fn)fn;
+    } else {
+        h->fn.teardown = (simul_http_teardown_fn)fn;
+    }
+    h->arg = arg;
+    **tail = h;
+    *tail = &h->next;
+    return 0;
+}
+
+int simul_http_before_request(simul_http_app *app, simul_http_before_fn fn, void *arg)
+{
+    return app && fn ? http_hook_add(&app->hooks_tail, HOOK_BEFORE, (void *)fn, arg) : -EINVAL;
+}
+
+int simul_http_after_request(simul_http_app *app, simul_http_after_fn fn, void *arg)
+{
+    return app && fn ? http_hook_add(&app->hooks_tail, HOOK_AFTER, (void *)fn, arg) : -EINVAL;
+}
+
+int simul_http_teardown_request(simul_http_app *app, simul_http_teardown_fn fn, void *arg)
+{
+    return app && fn ? http_hook_add(&app->hooks_tail, HOOK_TEARDOWN, (void *)fn, arg) : -EINVAL;
+}
+
+int simul_http_group_before_request(simul_http_group *g, simul_http_before_fn fn, void *arg)
+{
+    return g && fn ? http_hook_add(&g->hooks_tail, HOOK_BEFORE, (void *)fn, arg) : -EINVAL;
+}
+
+int simul_http_group_after_request(simul_http_group *g, simul_http_after_fn fn, void *arg)
+{
+    return g && fn ? http_hook_add(&g->hooks_tail, HOOK_AFTER, (void *)fn, arg) : -EINVAL;
+}
+
+int simul_http_error_handler(simul_http_app *app, int status, simul_http_handler fn, void *arg)
+{
+    if (!app || !fn || (status != 0 && (status < 400 || status > 599))) {
+        return -EINVAL;
+    }
+    for (http_errh *e = app->errh; e; e = e->next) {
+        if (e->status == status) { /* replaces, as Flask's errorhandler does */
+            e->fn = fn;
+            e->arg = arg;
+            return 0;
+        }
+    }
+    http_errh *e = calloc(1, sizeof *e);
+    if (!e) {
+        return -ENOMEM;
+    }
+    e->status = status;
+    e->fn = fn;
+    e->arg = arg;
+    e->next = app->errh;
+    app->errh = e;
+    return 0;
+}
+
+const http_errh *http_errh_find(const simul_http_app *app, int status)
+{
+    const http_errh *any = NULL;
+    for (const http_errh *e = app->errh; e; e = e->next) {
+        if (e->status == status) {
+            return e;
+        }
+        if (e->status == 0) {
+            any = e;
+        }
+    }
+    return status >= 400 ? any : NULL;
 }
 
 /* ---- matching ---------------------------------------------------------------------------- */

@@ -14,9 +14,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <unistd.h>
 
 typedef struct conn conn;
 
@@ -49,6 +56,8 @@ struct simul_http_request {
     char *body;          /* the whole body, once read */
     size_t body_len;
     size_t piece_off, piece_len; /* body bytes handed out by the parser, not yet read */
+    const http_route *route; /* the route matched, or NULL */
+    const char *remote, *scheme; /* the client's address and scheme, once asked */
 };
 
 struct simul_http_response {
@@ -58,6 +67,11 @@ struct simul_http_response {
     char *body;
     size_t body_len;
     bool started, ended, chunked, head_only, close, sse;
+    bool in_app;      /* the app's hooks apply (not a /healthz answer) */
+    bool after_done;  /* the after hooks ran */
+    bool in_errh;     /* an error handler runs: no second one */
+    int error_status; /* simul_http_response_error's status, answered at the handler's return */
+    uint64_t sent;    /* body bytes sent (the access log) */
 };
 
 struct conn {
@@ -77,15 +91,38 @@ struct conn {
     bool in_request;
     simul_task *watcher;
     bool watcher_running; /* it began: it uses c, so stopping it means joining it */
+    struct sockaddr_storage peer; /* the peer (or the PROXY header's source) */
+    socklen_t peer_len;
+    char remote[INET6_ADDRSTRLEN + 8]; /* peer as text */
+    bool tls;
+    simul_http_request *cur_req; /* the request being served, or NULL */
+    simul_http_response *cur_res;
 };
+
+typedef struct http_listener {
+    simul_http_server *srv;
+    int fd;
+    simul_task *task;
+} http_listener;
+
+#define HTTP_MAX_LISTENERS 8
 
 struct simul_http_server {
     simul_http_app *app;
     simul_http_server_opts opts;
-    simul_server *server;
+    http_listener ls[HTTP_MAX_LISTENERS];
+    int nls;
+    int port;
+    simul_event *room;  /* set when a connection ends: the accept loops at the cap wait on it */
+    simul_event *empty; /* set when the last connection ends */
     conn *conns;
     size_t nconns;
+    size_t pending;     /* accepted, task not started yet (counted against the cap) */
+    int64_t accepted;
     bool draining;
+    http_cidr *trust; /* trusted proxies (the shared one's on threads) */
+    size_t ntrust;
+    bool own_trust;   /* trust is this server's to free */
 };
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -358,6 +395,172 @@ const char *simul_http_request_cookie(simul_http_request *req, const char *name)
 int simul_http_request_peername(const simul_http_request *req, struct sockaddr_storage *addr)
 {
     return simul_stream_peername(req->c->s, addr);
+}
+
+/* Fills req->remote and req->scheme: the peer's, or what a trusted peer forwarded (see
+ * simul_http_server_opts.trusted_proxies). */
+static void http_forwarded(simul_http_request *req)
+{
+    conn *c = req->c;
+    simul_http_server *srv = c->srv;
+    req->remote = c->remote;
+    req->scheme = c->tls ? "https" : "http";
+    if (!http_trusted(srv->trust, srv->ntrust, &c->peer)) {
+        return;
+    }
+    /* Forwarded (RFC 7239) wins over the X- fields when present: elements separated by ',',
+     * pairs by ';'. The walk goes from the last element (the nearest proxy's) to the first. */
+    char addr[INET6_ADDRSTRLEN + 8], *best = NULL;
+    const char *proto = NULL;
+    size_t proto_len = 0;
+    bool any_fwd = false;
+    for (int pass = 0; pass < 2; pass++) {
+        const char *field = pass == 0 ? "forwarded" : "x-forwarded-for";
+        /* collect the field's lines, in order, into one list */
+        size_t total = 0;
+        for (uint32_t i = 0; i < req->nhdr; i++) {
+            if (strcasecmp(req->head + req->hdr[i].name.off, field) == 0) {
+                total += req->hdr[i].value.len + 1;
+            }
+        }
+        if (total == 0) {
+            continue;
+        }
+        char *list = arena_alloc(&c->arena, total + 1);
+        if (!list) {
+            return;
+        }
+        size_t n = 0;
+        for (uint32_t i = 0; i < req->nhdr; i++) {
+            if (strcasecmp(req->head + req->hdr[i].name.off, field) == 0) {
+                if (n) {
+                    list[n++] = ',';
+                }
+                memcpy(list + n, req->head + req->hdr[i].value.off, req->hdr[i].value.len);
+                n += req->hdr[i].value.len;
+            }
+        }
+        list[n] = '\0';
+        any_fwd = true;
+        /* from the right */
+        size_t end = n;
+        while (end > 0) {
+            size_t start = end;
+            bool quoted = false;
+            while (start > 0 && (list[start - 1] != ',' || quoted)) {
+                if (list[start - 1] == '"') {
+                    quoted = !quoted;
+                }
+                start--;
+            }
+            const char *el = list + start;
+            size_t el_len = end - start;
+            const char *a = el;
+            size_t a_len = el_len;
+            const char *el_proto = NULL;
+            size_t el_proto_len = 0;
+            if (pass == 0) {
+                a = NULL;
+                /* pairs: for=..;proto=..;by=.. */
+                const char *p = el, *e = el + el_len;
+                while (p < e) {
+                    const char *semi = p;
+                    bool q = false;
+                    while (semi < e && (*semi != ';' || q)) {
+                        if (*semi == '"') {
+                            q = !q;
+                        }
+                        semi++;
+                    }
+                    while (p < semi && (*p == ' ' || *p == '\t')) {
+                        p++;
+                    }
+                    if (semi - p > 4 && strncasecmp(p, "for=", 4) == 0) {
+                        a = p + 4;
+                        a_len = (size_t)(semi - a);
+                    } else if (semi - p > 6 && strncasecmp(p, "proto=", 6) == 0) {
+                        el_proto = p + 6;
+                        el_proto_len = (size_t)(semi - el_proto);
+                    }
+                    p = semi + 1;
+                }
+            }
+            if (!a || !http_forwarded_addr(a, a_len, addr, sizeof addr)) {
+                break; /* malformed or obfuscated ("unknown"): the walk ends here */
+            }
+            best = arena_strndup(&c->arena, addr, strlen(addr));
+            if (el_proto) {
+                proto = el_proto;
+                proto_len = el_proto_len;
+            }
+            if (!http_trusted_text(srv->trust, srv->ntrust, addr)) {
+                break; /* the first untrusted hop: the client */
+            }
+            end = start ? start - 1 : 0;
+        }
+        break; /* Forwarded present: the X- fields are not read */
+    }
+    if (best) {
+        req->remote = best;
+    }
+    if (!proto && any_fwd) {
+        /* X-Forwarded-Proto: the last value */
+        const char *xp = NULL;
+        for (uint32_t i = 0; i < req->nhdr; i++) {
+            if (strcasecmp(req->head + req->hdr[i].name.off, "x-forwarded-proto") == 0) {
+                xp = req->head + req->hdr[i].value.off;
+            }
+        }
+        if (xp) {
+            const char *comma = strrchr(xp, ',');
+            proto = comma ? comma + 1 : xp;
+            proto_len = strlen(proto);
+        }
+    } else if (!proto) {
+        for (uint32_t i = 0; i < req->nhdr; i++) {
+            if (strcasecmp(req->head + req->hdr[i].name.off, "x-forwarded-proto") == 0) {
+                const char *xp = req->head + req->hdr[i].value.off;
+                const char *comma = strrchr(xp, ',');
+                proto = comma ? comma + 1 : xp;
+                proto_len = strlen(proto);
+            }
+        }
+    }
+    while (proto && proto_len && (*proto == ' ' || *proto == '"')) {
+        proto++, proto_len--;
+    }
+    while (proto && proto_len && (proto[proto_len - 1] == ' ' || proto[proto_len - 1] == '"')) {
+        proto_len--;
+    }
+    if (proto && proto_len == 5 && strncasecmp(proto, "https", 5) == 0) {
+        req->scheme = "https";
+    } else if (proto && proto_len == 4 && strncasecmp(proto, "http", 4) == 0) {
+        req->scheme = "http";
+    }
+}
+
+/* The connection's peer as text, once. */
+static void conn_remote(conn *c)
+{
+    int len = simul_stream_peername(c->s, &c->peer);
+    c->peer_len = len > 0 ? (socklen_t)len : 0;
+    http_addr_text(&c->peer, c->peer_len, c->remote, sizeof c->remote);
+}
+
+const char *simul_http_request_remote_addr(simul_http_request *req)
+{
+    if (!req->remote) {
+        http_forwarded(req);
+    }
+    return req->remote;
+}
+
+const char *simul_http_request_scheme(simul_http_request *req)
+{
+    if (!req->scheme) {
+        http_forwarded(req);
+    }
+    return req->scheme;
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */
@@ -771,10 +974,13 @@ bool simul_http_response_started(const simul_http_response *res)
     return res && res->started;
 }
 
+static void run_after(simul_http_request *req, simul_http_response *res);
+
 /* Builds the head into c->out. length: the Content-Length, or -1 for a streamed body. */
 static int build_head(simul_http_response *res, simul_http_request *req, long long length)
 {
     conn *c = res->c;
+    run_after(req, res);
     if (c->srv->draining) {
         res->close = true; /* a shutdown began: this is the connection's last answer */
     }
@@ -842,6 +1048,7 @@ int simul_http_response_write(simul_http_response *res, const void *data, size_t
         rc = simul_stream_write(c->s, c->out, c->out_len);
     }
     if (rc == 0 && len > 0 && !res->head_only) {
+        res->sent += len;
         if (res->chunked) {
             char size[24];
             int k = snprintf(size, sizeof size, "%zx\r\n", len);
@@ -1016,6 +1223,7 @@ static int send_whole(simul_http_response *res, simul_http_request *req)
     if (no_body || res->body_len == 0) {
         return simul_stream_write(res->c->s, res->c->out, res->c->out_len);
     }
+    res->sent = res->body_len;
     struct iovec iov[2] = {{res->c->out, res->c->out_len}, {res->body, res->body_len}};
     return simul_stream_writev(res->c->s, iov, 2);
 }
@@ -1100,6 +1308,184 @@ static int body_skip(simul_http_request *req)
     return 0;
 }
 
+/* ---- the access log ---------------------------------------------------------------------- */
+
+/* Appends s to line as the combined format's quoted fields want it: '"', '\' and bytes outside
+ * printable ASCII as \xHH (nginx's escaping), so a log line is one line whatever the client sent. */
+static size_t log_escape(char *line, size_t n, size_t cap, const char *s)
+{
+    for (; s && *s && n + 5 < cap; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch < 0x20 || ch > 0x7e || ch == '"' || ch == '\\') {
+            n += (size_t)snprintf(line + n, cap - n, "\\x%02X", ch);
+        } else {
+            line[n++] = (char)ch;
+        }
+    }
+    line[n] = '\0';
+    return n;
+}
+
+void simul_http_access_log_file(const char *line, void *arg)
+{
+    FILE *f = arg ? arg : stderr;
+    fprintf(f, "%s\n", line); /* one call: stdio locks the stream, threads do not interleave */
+    fflush(f);
+}
+
+/* One line in the combined format (Apache's and nginx's default):
+ * addr - user [time] "request line" status bytes "referer" "user-agent" */
+static void access_log(conn *c, simul_http_request *req, simul_http_response *res)
+{
+    const simul_http_server_opts *o = &c->srv->opts;
+    if (!o->access_log) {
+        return;
+    }
+    char line[2048], when[40];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    size_t n = 0, cap = sizeof line;
+    n = log_escape(line, n, cap, simul_http_request_remote_addr(req));
+    n += (size_t)snprintf(line + n, cap - n, " - - [%s] \"", when);
+    n = log_escape(line, n, cap, req->method);
+    if (n + 2 < cap) {
+        line[n++] = ' ';
+    }
+    n = log_escape(line, n, cap, req->target);
+    if (n + 64 < cap) {
+        n += (size_t)snprintf(line + n, cap - n, " HTTP/1.%d\" %d ", req->minor,
+                              res->started ? res->status : 0);
+        n += (size_t)(res->sent ? snprintf(line + n, cap - n, "%llu \"",
+                                           (unsigned long long)res->sent)
+                                : snprintf(line + n, cap - n, "- \""));
+    }
+    const char *ref = simul_http_request_header(req, "Referer");
+    n = log_escape(line, n, cap, ref ? ref : "-");
+    if (n + 4 < cap) {
+        memcpy(line + n, "\" \"", 4);
+        n += 3;
+    }
+    const char *ua = simul_http_request_header(req, "User-Agent");
+    n = log_escape(line, n, cap, ua ? ua : "-");
+    if (n + 2 < cap) {
+        line[n++] = '"';
+        line[n] = '\0';
+    }
+    o->access_log(line, o->access_log_arg);
+}
+
+/* ---- hooks and error answers ------------------------------------------------------------- */
+
+/* Runs a group's hooks of `kind`, its parents' first. For HOOK_BEFORE returns the first non-0. */
+static int group_hooks(const simul_http_group *g, int kind, simul_http_request *req,
+                       simul_http_response *res)
+{
+    if (!g) {
+        return 0;
+    }
+    int rc = group_hooks(g->parent, kind, req, res);
+    for (const http_hook *h = g->hooks; h && rc == 0; h = h->next) {
+        if (h->kind == HOOK_BEFORE && kind == HOOK_BEFORE) {
+            rc = h->fn.before(req, res, h->arg);
+        } else if (h->kind == HOOK_AFTER && kind == HOOK_AFTER) {
+            h->fn.after(req, res, h->arg);
+        }
+    }
+    return rc;
+}
+
+/* The app's before hooks, then the route's groups'. 0 to go on, 1 answered, < 0 failed. */
+static int run_before(simul_http_request *req, simul_http_response *res, const http_route *route)
+{
+    int rc = 0;
+    for (const http_hook *h = res->c->srv->app->hooks; h && rc == 0; h = h->next) {
+        if (h->kind == HOOK_BEFORE) {
+            rc = h->fn.before(req, res, h->arg);
+        }
+    }
+    if (rc == 0 && route) {
+        rc = group_hooks(route->group, HOOK_BEFORE, req, res);
+    }
+    return rc;
+}
+
+/* The after hooks, once, just before the head goes out. */
+static void run_after(simul_http_request *req, simul_http_response *res)
+{
+    if (res->after_done || !res->in_app) {
+        return;
+    }
+    res->after_done = true;
+    for (const http_hook *h = res->c->srv->app->hooks; h; h = h->next) {
+        if (h->kind == HOOK_AFTER) {
+            h->fn.after(req, res, h->arg);
+        }
+    }
+    if (req->route) {
+        group_hooks(req->route->group, HOOK_AFTER, req, res);
+    }
+}
+
+static void run_teardown(simul_http_request *req, simul_http_response *res, int error)
+{
+    for (const http_hook *h = res->c->srv->app->hooks; h; h = h->next) {
+        if (h->kind == HOOK_TEARDOWN) {
+            h->fn.teardown(req, res->started ? res->status : 0, error, h->arg);
+        }
+    }
+}
+
+static void res_reset(simul_http_response *res)
+{
+    res->headers = NULL;
+    res->tail = &res->headers;
+    res->body = NULL;
+    res->body_len = 0;
+    res->error_status = 0;
+}
+
+/* Answers status through the app's error handler for it, or the server's short text (the
+ * response is not started). allow: the Allow field of a 405. Suspends if the handler does. */
+static void answer_error(simul_http_request *req, simul_http_response *res, int status,
+                         const char *allow)
+{
+    const http_errh *e = res->in_errh ? NULL : http_errh_find(res->c->srv->app, status);
+    res_reset(res);
+    res->status = status;
+    if (allow) {
+        simul_http_response_header(res, "Allow", allow);
+    }
+    if (e) {
+        res->in_errh = true;
+        int rc = e->fn(req, res, e->arg);
+        if (res->started || (rc == 0 && !res->error_status)) {
+            return;
+        }
+        res_reset(res); /* it failed: the server's own text */
+        res->status = status;
+        if (allow) {
+            simul_http_response_header(res, "Allow", allow);
+        }
+    }
+    char text[64];
+    snprintf(text, sizeof text, "%s\n", reason(status));
+    simul_http_response_text(res, status, text);
+}
+
+int simul_http_response_error(simul_http_response *res, int status)
+{
+    if (!res || status < 400 || status > 599) {
+        return -EINVAL;
+    }
+    if (res->started) {
+        return -EALREADY;
+    }
+    res->error_status = status;
+    return 0;
+}
+
 /* Serves one request whose head was just parsed. Returns true to go on with the connection. */
 static bool serve_request(conn *c, unsigned nreq)
 {
@@ -1122,67 +1508,76 @@ static bool serve_request(conn *c, unsigned nreq)
     }
     res->head_only = strcmp(req->method, "HEAD") == 0;
     c->in_request = true;
+    c->cur_req = req;
+    c->cur_res = res;
 
     int hrc = 0;
-    bool handled = false;
     if (srv->opts.health && (strcmp(req->path, "/healthz") == 0 ||
                              strcmp(req->path, "/readyz") == 0) &&
         (strcmp(req->method, "GET") == 0 || res->head_only)) {
         bool ready = req->path[1] == 'h' || !srv->draining;
         simul_http_response_text(res, ready ? 200 : 503, ready ? "ok\n" : "draining\n");
-        handled = true;
-    }
-    http_match m;
-    if (!handled) {
+    } else {
+        res->in_app = true;
+        http_match m;
         http_route_find(srv->app, req->method, req->path, &c->arena, &m);
-        if (m.bad_escape) {
-            send_error(c, req->minor, 400, NULL);
-            c->in_request = false;
-            return false;
-        }
+        req->route = m.route;
         if (m.route) {
             req->params = m.params;
             req->nparams = m.nparams;
-            if (req->body_done) {
-                watcher_start(c);
-            }
+        }
+        if (m.route && req->body_done) {
+            watcher_start(c);
+        }
+        int brc = m.bad_escape ? 0 : run_before(req, res, m.route);
+        if (m.bad_escape) {
+            res->close = true;
+            answer_error(req, res, 400, NULL);
+        } else if (brc < 0) {
+            hrc = brc;
+        } else if (brc > 0) {
+            /* a hook answered */
+        } else if (m.route) {
             hrc = m.route->handler(req, res, m.route->arg);
-            handled = true;
         } else if (strcmp(req->method, "OPTIONS") == 0 &&
                    (m.path_matched || strcmp(req->path, "*") == 0)) {
             simul_http_response_status(res, 204);
             simul_http_response_header(res, "Allow", m.path_matched ? m.allow : "GET, HEAD, OPTIONS");
-            handled = true;
         } else if (m.path_matched) {
-            simul_http_response_text(res, 405, "Method Not Allowed\n");
-            simul_http_response_header(res, "Allow", m.allow);
-            handled = true;
+            answer_error(req, res, 405, m.allow);
         } else {
-            simul_http_response_text(res, 404, "Not Found\n");
-            handled = true;
+            answer_error(req, res, 404, NULL);
+        }
+        if (hrc == 0 && !res->started && res->error_status) {
+            answer_error(req, res, res->error_status, NULL);
         }
     }
     watcher_stop(c);
     c->in_request = false;
+    bool go_on = false;
+    int error = hrc < 0 ? hrc : 0;
     if (c->peer_gone || simul_task_cancel_requested(c->task)) {
-        return false; /* the client left, or the shutdown cancelled us */
+        error = -ECANCELED; /* the client left, or the shutdown cancelled us */
+        goto out;
     }
-    if (req->body_error) {
-        /* A broken or oversized body: the handler saw the error; answer for it if we can. */
+    if (req->body_error || hrc < 0) {
+        /* A broken or oversized body (the handler saw the error), or a failed handler: answer
+         * for it if we can, and close. */
         if (!res->started) {
-            send_error(c, req->minor, req->body_status ? req->body_status : 400, NULL);
+            res->close = true;
+            int status = req->body_error ? (req->body_status ? req->body_status : 400) : 500;
+            answer_error(req, res, status, NULL);
+            if (!res->started) {
+                send_whole(res, req);
+            } else if (!res->ended) {
+                simul_http_response_end(res);
+            }
         }
-        return false;
-    }
-    if (hrc < 0) {
-        if (!res->started) {
-            send_error(c, req->minor, 500, NULL);
-        }
-        return false;
+        goto out;
     }
     if (!res->ended && res->started) {
         if (simul_http_response_end(res) < 0) {
-            return false;
+            goto out;
         }
     } else if (!res->started) {
         /* The body has to be skipped before the next request: if that fails, say close. */
@@ -1190,16 +1585,60 @@ static bool serve_request(conn *c, unsigned nreq)
             res->close = true;
         }
         if (send_whole(res, req) < 0) {
-            return false;
+            goto out;
         }
     }
     if (res->close) {
-        return false;
+        goto out;
     }
     if (body_skip(req) < 0) {
-        return false;
+        goto out;
     }
-    return conn_drain(c) == 0;
+    go_on = conn_drain(c) == 0;
+out:
+    if (res->in_app) {
+        run_teardown(req, res, error);
+    }
+    access_log(c, req, res);
+    c->cur_req = NULL;
+    c->cur_res = NULL;
+    return go_on;
+}
+
+/* Suspends. Reads a PROXY protocol header (v1 or v2) off the stream, exactly its bytes (what
+ * follows may be a TLS handshake), and takes its source as the peer. */
+static int read_proxy_header(conn *c)
+{
+    unsigned char h[SIMUL_HTTP_PROXY_V2_MAX];
+    size_t n = 0, want = 8;
+    simul_http_proxy_info info;
+    for (;;) {
+        long rc = simul_stream_readexactly(c->s, h + n, want - n, NULL);
+        if (rc < 0) {
+            return (int)rc;
+        }
+        n = want;
+        long k = simul_http_proxy_parse(h, n, &info);
+        if (k < 0) {
+            return (int)k;
+        }
+        if (k > 0) {
+            break;
+        }
+        if (h[0] == 'P') {
+            want = n + 1; /* v1: up to its LF, a byte at a time (from the stream's buffer) */
+        } else if (n < 16) {
+            want = 16;
+        } else {
+            want = 16 + ((size_t)h[14] << 8 | h[15]); /* the parser checked the bound */
+        }
+    }
+    if (!info.local) {
+        c->peer = info.src;
+        c->peer_len = info.src_len;
+        http_addr_text(&c->peer, c->peer_len, c->remote, sizeof c->remote);
+    }
+    return 0;
 }
 
 static int conn_main(simul_stream *s, void *arg)
@@ -1231,6 +1670,26 @@ static int conn_main(simul_stream *s, void *arg)
     srv->nconns++;
 
     unsigned nreq = 0;
+    conn_remote(c);
+    c->idle = true; /* a shutdown may end it until its first request */
+    if (srv->opts.proxy_protocol) {
+        simul_scope sc;
+        simul_scope_timeout(&sc, srv->opts.header_timeout);
+        int rc = read_proxy_header(c);
+        simul_scope_end(&sc);
+        if (rc < 0) {
+            c->peer_gone = true; /* no answer: the peer does not speak HTTP to us yet */
+            goto done;
+        }
+    }
+    if (srv->opts.tls && srv->opts.tls_accept) {
+        if (srv->opts.tls_accept(s, srv->opts.tls) < 0) {
+            c->peer_gone = true;
+            goto done;
+        }
+        c->tls = true;
+    }
+    c->idle = false;
     for (;;) {
         /* Read a head: the keep-alive (or first request's header) timeout while nothing came,
          * the header timeout from the first byte. */
@@ -1313,6 +1772,12 @@ done:
         c->next->prev = c->prev;
     }
     srv->nconns--;
+    if (srv->room) {
+        simul_event_set(srv->room); /* an accept loop at the cap may go on */
+    }
+    if (srv->nconns == 0 && srv->pending == 0 && srv->empty) {
+        simul_event_set(srv->empty);
+    }
     arena_free(&c->arena);
     free(c->out);
     free(c->buf);
@@ -1321,7 +1786,84 @@ done:
     return 0;
 }
 
-/* ---- serving ----------------------------------------------------------------------------- */
+
+/* ---- serving: our own accept loop, so the connection cap holds accept() back ------------- */
+
+typedef struct conn_start {
+    simul_http_server *srv;
+    simul_stream *s;
+} conn_start;
+
+static int conn_task(void *arg)
+{
+    conn_start st = *(conn_start *)arg;
+    free(arg);
+    st.srv->pending--;
+    int rc = conn_main(st.s, st.srv);
+    if (rc < 0) { /* it could not start: count it out here */
+        simul_event_set(st.srv->room);
+        if (st.srv->nconns == 0 && st.srv->pending == 0) {
+            simul_event_set(st.srv->empty);
+        }
+    }
+    simul_scope sh; /* the close's flush must not be skipped by a cancel (the shutdown's) */
+    simul_scope_shield(&sh);
+    simul_scope dl;
+    simul_scope_timeout(&dl, 5);
+    simul_stream_close(st.s);
+    simul_scope_end(&dl);
+    simul_scope_end(&sh);
+    return 0;
+}
+
+static int accept_main(void *arg)
+{
+    http_listener *l = arg;
+    simul_http_server *srv = l->srv;
+    double backoff = 0.01;
+    for (;;) {
+        /* At the cap: wait for a connection to end. The newcomers wait in the kernel's backlog. */
+        while (srv->nconns + srv->pending >= srv->opts.max_connections) {
+            simul_event_clear(srv->room);
+            if (simul_event_wait(srv->room) < 0) {
+                return 0;
+            }
+        }
+        int fd = simul_accept(l->fd, NULL, NULL);
+        if (fd < 0) {
+            if (fd == -ECANCELED || simul_task_cancel_requested(simul_task_current())) {
+                return 0;
+            }
+            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM || fd == -ENOBUFS) {
+                /* out of fds or memory: back off (up to 1 s) instead of spinning */
+                if (simul_sleep(backoff) < 0) {
+                    return 0;
+                }
+                backoff = backoff * 2 < 1 ? backoff * 2 : 1;
+            }
+            continue; /* ECONNABORTED and friends: the next one */
+        }
+        backoff = 0.01;
+        srv->accepted++;
+        simul_stream *s;
+        conn_start *st = malloc(sizeof *st);
+        if (!st || simul_stream_from_fd(fd, &s) < 0) {
+            free(st);
+            close(fd);
+            continue;
+        }
+        st->srv = srv;
+        st->s = s;
+        simul_task_opts o = {.name = "http-conn", .stack_size = srv->opts.stack_size};
+        srv->pending++;
+        if (simul_task_spawn(NULL, conn_task, st, &o) < 0) {
+            srv->pending--;
+            free(st);
+            simul_stream_abort(s);
+            simul_stream_close(s);
+        }
+    }
+}
 
 /* Fills srv's options from opts (NULL: defaults), the 0 fields with their defaults. */
 static int opts_normalise(simul_http_server_opts *o, const simul_http_server_opts *opts)
@@ -1338,13 +1880,80 @@ static int opts_normalise(simul_http_server_opts *o, const simul_http_server_opt
     if (!l->max_body) l->max_body = SIMUL_HTTP_DEFAULT_MAX_BODY;
     if (l->max_request_line > (1u << 30) || l->max_header_bytes > (1u << 30) ||
         l->max_headers > 100000 || !(o->header_timeout >= 0) || !(o->body_timeout >= 0) ||
-        !(o->keepalive_timeout >= 0)) {
+        !(o->keepalive_timeout >= 0) || (o->tls && !o->tls_accept)) {
         return -EINVAL;
     }
     if (o->header_timeout == 0) o->header_timeout = 10;
     if (o->body_timeout == 0) o->body_timeout = 30;
     if (o->keepalive_timeout == 0) o->keepalive_timeout = 75;
     if (o->max_requests == 0) o->max_requests = 1000;
+    if (o->max_connections == 0) o->max_connections = 10000;
+    return 0;
+}
+
+static void server_release(simul_http_server *srv)
+{
+    for (int i = 0; i < srv->nls; i++) {
+        if (srv->ls[i].fd >= 0) {
+            close(srv->ls[i].fd);
+        }
+    }
+    simul_event_free(srv->room);
+    simul_event_free(srv->empty);
+    if (srv->own_trust) {
+        free(srv->trust);
+    }
+    free(srv);
+}
+
+/* Listens (flags: SIMUL_LISTEN_REUSEPORT on threads) and starts the accept loops. */
+static int server_start(simul_http_app *app, const char *host, const char *port, unsigned flags,
+                        const simul_http_server_opts *o, http_cidr *trust, size_t ntrust,
+                        simul_http_server **out)
+{
+    simul_http_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        return -ENOMEM;
+    }
+    srv->app = app;
+    srv->opts = *o;
+    srv->trust = trust;
+    srv->ntrust = ntrust;
+    int fds[HTTP_MAX_LISTENERS];
+    int rc = simul_event_new(&srv->room);
+    rc = rc ? rc : simul_event_new(&srv->empty);
+    if (rc == 0) {
+        rc = simul_tcp_listen(host && *host ? host : NULL, port ? port : "0", 0, flags, fds,
+                              HTTP_MAX_LISTENERS);
+    }
+    if (rc < 0) {
+        server_release(srv);
+        return rc;
+    }
+    srv->nls = rc;
+    for (int i = 0; i < srv->nls; i++) {
+        srv->ls[i].fd = fds[i];
+        srv->ls[i].srv = srv;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    if (getsockname(fds[0], (struct sockaddr *)&ss, &sl) == 0) {
+        srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    }
+    for (int i = 0; i < srv->nls; i++) {
+        simul_task_opts to = {.name = "http-accept", .stack_size = 32768};
+        rc = simul_task_spawn(&srv->ls[i].task, accept_main, &srv->ls[i], &to);
+        if (rc < 0) {
+            for (int j = 0; j < i; j++) {
+                simul_task_cancel(srv->ls[j].task);
+                simul_task_join(srv->ls[j].task, NULL);
+            }
+            server_release(srv);
+            return rc;
+        }
+    }
+    *out = srv;
     return 0;
 }
 
@@ -1354,93 +1963,65 @@ int simul_http_serve(simul_http_app *app, const char *host, const char *port,
     if (!app || !out) {
         return -EINVAL;
     }
-    simul_http_server *srv = calloc(1, sizeof *srv);
-    if (!srv) {
-        return -ENOMEM;
-    }
-    int rc = opts_normalise(&srv->opts, opts);
+    simul_http_server_opts o;
+    int rc = opts_normalise(&o, opts);
     if (rc < 0) {
-        free(srv);
         return rc;
     }
-    srv->app = app;
-    simul_stream_server_opts so = {.host = host, .port = port,
-                                   .stack_size = srv->opts.stack_size};
-    rc = simul_start_server_opts(&so, conn_main, srv, &srv->server);
+    http_cidr *trust;
+    size_t ntrust;
+    rc = http_trust_parse(o.trusted_proxies, &trust, &ntrust);
     if (rc < 0) {
-        free(srv);
         return rc;
     }
-    *out = srv;
+    rc = server_start(app, host, port, 0, &o, trust, ntrust, out);
+    if (rc < 0) {
+        free(trust);
+        return rc;
+    }
+    (*out)->own_trust = true;
     return 0;
-}
-
-/* ---- on many threads: a server state per thread, made by its thread_init ----------------- */
-
-static _Thread_local simul_http_server *thread_srv;
-
-static int thread_init(int index, void *arg)
-{
-    (void)index;
-    http_shared *sh = arg;
-    simul_http_server *srv = calloc(1, sizeof *srv);
-    if (!srv) {
-        return -ENOMEM;
-    }
-    srv->app = sh->app;
-    srv->opts = sh->opts;
-    thread_srv = srv;
-    return 0;
-}
-
-static void thread_fini(int index, void *arg)
-{
-    (void)index;
-    (void)arg;
-    free(thread_srv); /* its connections have ended */
-    thread_srv = NULL;
-}
-
-static int conn_main_threaded(simul_stream *s, void *arg)
-{
-    (void)arg;
-    return conn_main(s, thread_srv);
-}
-
-int simul_http_serve_threads(simul_http_app *app, const char *host, const char *port,
-                             int threads, const simul_http_server_opts *opts,
-                             simul_threaded_server **out)
-{
-    if (!app || !out) {
-        return -EINVAL;
-    }
-    http_shared *sh = calloc(1, sizeof *sh);
-    if (!sh) {
-        return -ENOMEM;
-    }
-    int rc = opts_normalise(&sh->opts, opts);
-    if (rc < 0) {
-        free(sh);
-        return rc;
-    }
-    sh->app = app;
-    sh->next = app->shared;
-    app->shared = sh; /* freed with the app, which outlives the threads */
-    simul_threaded_server_opts to = {.host = host, .port = port, .threads = threads,
-                                     .handler = conn_main_threaded, .arg = sh,
-                                     .stack_size = sh->opts.stack_size,
-                                     .thread_init = thread_init, .thread_fini = thread_fini};
-    return simul_serve_threads(&to, out);
 }
 
 int simul_http_server_port(const simul_http_server *srv)
 {
-    return srv ? simul_server_port(srv->server) : -EINVAL;
+    return srv ? srv->port : -EINVAL;
 }
 
 size_t simul_http_server_connections(const simul_http_server *srv)
 {
     return srv ? srv->nconns : 0;
+}
+
+/* Stops accepting: the accept loops end, the listening sockets close. */
+static void stop_listening(simul_http_server *srv)
+{
+    simul_scope sh;
+    simul_scope_shield(&sh);
+    for (int i = 0; i < srv->nls; i++) {
+        if (srv->ls[i].task) {
+            simul_task_cancel(srv->ls[i].task);
+            simul_task_join(srv->ls[i].task, NULL);
+            srv->ls[i].task = NULL;
+        }
+        if (srv->ls[i].fd >= 0) {
+            close(srv->ls[i].fd);
+            srv->ls[i].fd = -1;
+        }
+    }
+    simul_scope_end(&sh);
+}
+
+static int wait_empty(simul_http_server *srv)
+{
+    while (srv->nconns || srv->pending) {
+        simul_event_clear(srv->empty);
+        int rc = simul_event_wait(srv->empty);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
 }
 
 int simul_http_server_shutdown(simul_http_server *srv, double timeout)
@@ -1449,7 +2030,7 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
         return -EINVAL;
     }
     srv->draining = true;
-    simul_server_close(srv->server);
+    stop_listening(srv);
     for (conn *c = srv->conns; c; c = c->next) {
         if (c->idle) {
             simul_task_cancel(c->task); /* idle keep-alive: nothing to finish */
@@ -1457,7 +2038,7 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
     }
     simul_scope dl;
     simul_scope_timeout(&dl, timeout);
-    int rc = simul_server_wait_closed(srv->server);
+    int rc = wait_empty(srv);
     simul_scope_end(&dl);
     if (rc == 0) {
         return 0;
@@ -1467,7 +2048,7 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
     }
     simul_scope sh;
     simul_scope_shield(&sh);
-    simul_server_wait_closed(srv->server);
+    wait_empty(srv);
     simul_scope_end(&sh);
     return rc == -ETIMEDOUT ? 1 : rc;
 }
@@ -1477,6 +2058,210 @@ void simul_http_server_free(simul_http_server *srv)
     if (!srv) {
         return;
     }
-    simul_server_free(srv->server);
-    free(srv);
+    server_release(srv);
+}
+
+/* ---- on many threads: a loop per thread, each with its own server on a SO_REUSEPORT port --- */
+
+typedef struct http_worker {
+    struct simul_http_threads *t;
+    int index;
+    pthread_t thread;
+    simul_loop *loop;
+    simul_event *stop; /* set from any thread through the loop */
+    simul_http_server *srv;
+    int start_rc, result;
+    int64_t accepted;
+} http_worker;
+
+struct simul_http_threads {
+    simul_http_app *app;
+    simul_http_server_opts opts;
+    http_cidr *trust;
+    size_t ntrust;
+    char *host;
+    char port[16];
+    int n;
+    double drain_timeout;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started; /* workers that listen or failed */
+    bool stopped, joined;
+    http_worker w[];
+};
+
+static void worker_stop_cb(void *arg)
+{
+    http_worker *w = arg;
+    simul_event_set(w->stop);
+}
+
+static int worker_main(void *arg)
+{
+    http_worker *w = arg;
+    simul_http_threads *t = w->t;
+    int rc = simul_event_new(&w->stop);
+    if (rc == 0) {
+        rc = server_start(t->app, t->host, t->port, SIMUL_LISTEN_REUSEPORT, &t->opts, t->trust,
+                          t->ntrust, &w->srv);
+    }
+    pthread_mutex_lock(&t->mu);
+    w->start_rc = rc;
+    w->loop = rc == 0 ? simul_loop_current() : NULL;
+    if (rc == 0 && w->index == 0 && strcmp(t->port, "0") == 0) {
+        snprintf(t->port, sizeof t->port, "%d", w->srv->port); /* the others bind it too */
+    }
+    t->started++;
+    pthread_cond_broadcast(&t->cv);
+    pthread_mutex_unlock(&t->mu);
+    if (rc < 0) {
+        simul_event_free(w->stop);
+        return rc;
+    }
+    simul_event_wait(w->stop);
+    w->result = simul_http_server_shutdown(w->srv, t->drain_timeout);
+    w->accepted = w->srv->accepted;
+    simul_http_server_free(w->srv);
+    w->srv = NULL;
+    pthread_mutex_lock(&t->mu);
+    w->loop = NULL; /* no more posts: the loop is about to close */
+    pthread_mutex_unlock(&t->mu);
+    simul_event_free(w->stop);
+    return 0;
+}
+
+static void *worker_thread(void *arg)
+{
+    http_worker *w = arg;
+    int rc = simul_run(worker_main, w);
+    if (rc < 0 && w->start_rc == 0) {
+        w->start_rc = rc;
+    }
+    return NULL;
+}
+
+int simul_http_serve_threads(simul_http_app *app, const char *host, const char *port,
+                             int threads, const simul_http_server_opts *opts,
+                             simul_http_threads **out)
+{
+    if (!app || !out || threads < 0 || threads > 1024) {
+        return -EINVAL;
+    }
+    if (threads == 0) {
+        cpu_set_t set;
+        threads = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    }
+    simul_http_threads *t = calloc(1, sizeof *t + (size_t)threads * sizeof(http_worker));
+    if (!t) {
+        return -ENOMEM;
+    }
+    int rc = opts_normalise(&t->opts, opts);
+    if (rc == 0) {
+        rc = http_trust_parse(t->opts.trusted_proxies, &t->trust, &t->ntrust);
+    }
+    if (rc == 0 && host && !(t->host = strdup(host))) {
+        rc = -ENOMEM;
+    }
+    if (rc < 0) {
+        free(t);
+        return rc;
+    }
+    t->app = app;
+    snprintf(t->port, sizeof t->port, "%s", port ? port : "0");
+    t->n = threads;
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->cv, NULL);
+    /* The workers start with the asynchronous signals blocked: they belong to the app's threads. */
+    sigset_t all, old;
+    sigfillset(&all);
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int made = 0;
+    for (int i = 0; i < threads && rc == 0; i++) {
+        http_worker *w = &t->w[i];
+        w->t = t;
+        w->index = i;
+        rc = -pthread_create(&w->thread, NULL, worker_thread, w);
+        if (rc == 0) {
+            made++;
+            /* thread 0 first: with port 0 it picks the port the others bind */
+            pthread_mutex_lock(&t->mu);
+            while (t->started < made) {
+                pthread_cond_wait(&t->cv, &t->mu);
+            }
+            if (w->start_rc < 0) {
+                rc = w->start_rc;
+            }
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    t->n = made;
+    if (rc < 0) {
+        simul_http_threads_shutdown(t, 0);
+        simul_http_threads_free(t);
+        return rc;
+    }
+    *out = t;
+    return 0;
+}
+
+int simul_http_threads_port(const simul_http_threads *t)
+{
+    return t ? atoi(t->port) : -EINVAL;
+}
+
+int64_t simul_http_threads_accepted(const simul_http_threads *t, int index)
+{
+    return t && index >= 0 && index < t->n ? t->w[index].accepted : -EINVAL;
+}
+
+int simul_http_threads_shutdown(simul_http_threads *t, double timeout)
+{
+    if (!t || !(timeout >= 0)) {
+        return -EINVAL;
+    }
+    pthread_mutex_lock(&t->mu);
+    if (!t->stopped) {
+        t->stopped = true;
+        t->drain_timeout = timeout;
+        for (int i = 0; i < t->n; i++) {
+            if (t->w[i].loop) {
+                simul_loop_call_soon_threadsafe(t->w[i].loop, worker_stop_cb, &t->w[i]);
+            }
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    int result = 0;
+    pthread_mutex_lock(&t->mu);
+    bool join = !t->joined;
+    t->joined = true;
+    pthread_mutex_unlock(&t->mu);
+    if (join) {
+        for (int i = 0; i < t->n; i++) {
+            pthread_join(t->w[i].thread, NULL);
+        }
+    }
+    for (int i = 0; i < t->n; i++) {
+        if (t->w[i].result > result) {
+            result = t->w[i].result;
+        }
+    }
+    return result;
+}
+
+void simul_http_threads_free(simul_http_threads *t)
+{
+    if (!t) {
+        return;
+    }
+    simul_http_threads_shutdown(t, 0);
+    pthread_mutex_destroy(&t->mu);
+    pthread_cond_destroy(&t->cv);
+    free(t->trust);
+    free(t->host);
+    free(t);
 }
