@@ -335,6 +335,48 @@ long simul_http_request_read(simul_http_request *req, void *buf, size_t n);
 /* Suspends. The body parsed as JSON (jansson): a new reference in *out (json_decref it).
  * -EBADMSG if it is not JSON (answer 400), else as simul_http_request_body. */
 int simul_http_request_json(simul_http_request *req, struct json_t **out);
+/* Forms. application/x-www-form-urlencoded: the body read whole (the server's body limit) and
+ * decoded. multipart/form-data (RFC 7578): read as a stream in a 64 KiB window; a plain field's
+ * value is kept (within max_field_bytes, all of them within max_fields_total), a file part (one
+ * with a filename) goes to the sink as it arrives and is never held whole in memory: by default
+ * an anonymous temp file (O_TMPFILE in $TMPDIR or /tmp; the fd, rewound, is the request's and
+ * closed when it ends). */
+typedef struct simul_http_form_file {
+    const char *name, *filename, *content_type; /* content_type "text/plain" if not given */
+    int fd;        /* the default sink's temp file, at offset 0; -1 with a handler's sink */
+    uint64_t size; /* bytes */
+} simul_http_form_file;
+/* Where file parts go. open(part, &ctx) when a file part begins (part->name, filename and
+ * content_type are set); write(ctx, data, len) for each piece (it may suspend: backpressure
+ * reaches the client); close(ctx, error) when the part ended (error 0) or the form failed. Any
+ * negative return fails the form with it. */
+typedef struct simul_http_part_sink {
+    int (*open)(const simul_http_form_file *part, void **ctx, void *arg);
+    int (*write)(void *ctx, const void *data, size_t len, void *arg);
+    int (*close)(void *ctx, int error, void *arg);
+} simul_http_part_sink;
+typedef struct simul_http_form_opts {
+    size_t max_parts;        /* parts, fields and files (default 128) */
+    size_t max_field_bytes;  /* a plain field's value (default 64 KiB) */
+    size_t max_fields_total; /* all plain fields, or an urlencoded body (default 1 MiB) */
+    size_t max_part_header;  /* a part's header block (default 8 KiB) */
+    uint64_t max_file_bytes; /* each file (0: only the server's body limit) */
+    const simul_http_part_sink *sink; /* NULL: temp files */
+    void *sink_arg;
+} simul_http_form_opts;
+/* Suspends. Reads and parses the form once (later calls return the first result); the form
+ * getters below call it with opts NULL. Returns 0; -EMEDIUMTYPE (not a form: answer 415);
+ * -EBADMSG (malformed: 400); -EMSGSIZE (over a limit: 413); the body's errors; a sink's error.
+ * simul_http_form_status(rc) maps these to the status to answer. */
+int simul_http_request_form_parse(simul_http_request *req, const simul_http_form_opts *opts);
+int simul_http_form_status(int error);
+/* A field's first value, or NULL (no such field, or the form failed). */
+const char *simul_http_request_form(simul_http_request *req, const char *name);
+size_t simul_http_request_form_all(simul_http_request *req, const char *name, const char **vals,
+                                   size_t max);
+/* A file part by field name, or NULL. */
+const simul_http_form_file *simul_http_request_form_file(simul_http_request *req,
+                                                         const char *name);
 /* Memory that lives until the request ends (8-byte aligned). NULL if out of memory. */
 void *simul_http_alloc(simul_http_request *req, size_t size);
 /* The connection's peer address (getpeername), as simul_stream_peername. */
@@ -384,6 +426,11 @@ int simul_http_response_set_cookie(simul_http_response *res, const char *name, c
  * -ECANCELED (the client left, or the server's shutdown cancelled the handler), -EPIPE,
  * -ECONNRESET, -ETIMEDOUT (a deadline scope of the handler's). */
 int simul_http_response_write(simul_http_response *res, const void *data, size_t len);
+/* Suspends. Sends the head (Content-Length: len) and then len bytes of fd from offset with
+ * sendfile(2) (copied through the stream over TLS); the fd stays the caller's. For HEAD and
+ * 304 only the head. Returns 0; -EALREADY once started; -EIO if the file ended early (the
+ * connection closes: the client sees a short body); errors as simul_http_response_write. */
+int simul_http_response_sendfile(simul_http_response *res, int fd, int64_t offset, uint64_t len);
 /* Suspends. Ends a streamed body (the last chunk); later writes are -EALREADY. */
 int simul_http_response_end(simul_http_response *res);
 /* Whether the head was sent. */
@@ -398,6 +445,35 @@ int simul_http_sse_send(simul_http_response *res, const char *event, const char 
                         long retry_ms, const char *data);
 /* Suspends. A comment line (": text"): a heartbeat that keeps proxies from timing out. */
 int simul_http_sse_comment(simul_http_response *res, const char *text);
+
+/* ---- static files -------------------------------------------------------------------------- */
+typedef struct simul_http_static_opts {
+    const char *index; /* the file a directory answers with (default "index.html"; "" none) */
+    int64_t max_age;   /* Cache-Control: public, max-age=N; < 0 (or opts NULL) leaves it out.
+                          Zero-initialised opts send max-age=0 */
+} simul_http_static_opts;
+/* Serves the files under the directory `root` at URL prefix (GET and HEAD): "/static" answers
+ * "/static/a/b.css" with root/a/b.css, and "/static/" with root/index.html ("/static" redirects
+ * there). Each answer: sendfile, Content-Type by extension, ETag and Last-Modified with 304 for
+ * If-None-Match / If-Modified-Since, Accept-Ranges and a single byte range (206 with
+ * Content-Range; 416 when unsatisfiable; several ranges get the whole file), honouring If-Range.
+ * No escape: the decoded path may not hold "..", ".", empty segments or NUL (404), and the file
+ * is opened with openat2(RESOLVE_BENEATH) under root's directory fd (opened now, so a root
+ * renamed later keeps being served), so a symlink that resolves outside root is 404 (one inside
+ * is followed; before Linux 5.6 no symlink is followed). Not a regular file: 404; unreadable:
+ * 403; these go through the app's error handlers. Files are opened on the loop's thread.
+ * Returns 0; -EINVAL; root's open error (-ENOENT, -ENOTDIR, ...); -ENOMEM. */
+int simul_http_static(simul_http_app *app, const char *prefix, const char *root,
+                      const simul_http_static_opts *opts);
+/* Answers with the file rel under dirfd, as a static mount does (the checks, conditionals,
+ * Range). For handlers that pick the file themselves. */
+int simul_http_response_file_at(simul_http_request *req, simul_http_response *res, int dirfd,
+                                const char *rel);
+/* Answers with an open regular file (conditionals and Range as above); fd stays the caller's. */
+int simul_http_response_fd(simul_http_request *req, simul_http_response *res, int fd,
+                           const char *content_type);
+/* The content type for a file name's extension ("application/octet-stream" if unknown). */
+const char *simul_http_content_type(const char *path);
 
 /* ---- the PROXY protocol (haproxy's v1 text and v2 binary header) --------------------------- */
 /* A pure parser over bytes, as the request parser: what a load balancer sends before the first

@@ -68,7 +68,20 @@ struct simul_http_app {
     http_shared *shared;
     http_hook *hooks, **hooks_tail;
     http_errh *errh;
+    struct http_owned *owned;
 };
+
+/* Something the app frees with itself (a static mount's directory). */
+typedef struct http_owned {
+    struct http_owned *next;
+    void (*free)(void *p);
+    void *p;
+} http_owned;
+int http_app_own(simul_http_app *app, void (*fn)(void *), void *p);
+
+/* A clean-up that runs when the request ends (server.c): temp files of a form. */
+int http_request_on_end(simul_http_request *req, void (*fn)(void *), void *p);
+
 
 /* Adds a hook to a list (router.c). */
 int http_hook_add(http_hook ***tail, int kind, void *fn, void *arg);
@@ -92,6 +105,10 @@ void *arena_alloc(http_arena *a, size_t size);
 char *arena_strndup(http_arena *a, const char *s, size_t n);
 void arena_reset(http_arena *a);
 void arena_free(http_arena *a);
+/* Where forms.c keeps a request's parsed form (server.c). */
+struct http_form **http_request_form_slot(simul_http_request *req);
+/* The request's arena (server.c). */
+http_arena *http_request_arena(simul_http_request *req);
 
 typedef struct http_kv {
     const char *name, *value;
@@ -111,7 +128,7 @@ typedef struct http_match {
 void http_route_find(const simul_http_app *app, const char *method, const char *path,
                      http_arena *a, http_match *m);
 
-/* Percent-decodes s[0..n) into the arena ('+' as space when plus); NULL on a bad escape
+/* Percent-decodes s[0..n) into the arena ('+' as space when plus); NULL on a bad escape or %00
  * (*bad set) or no memory. */
 char *http_pct_decode(http_arena *a, const char *s, size_t n, bool plus, bool *bad);
 

@@ -104,6 +104,11 @@ char *http_pct_decode(http_arena *a, const char *s, size_t n, bool plus, bool *b
                 return NULL;
             }
             out[o++] = (char)(hexval((unsigned char)s[i + 1]) * 16 + hexval((unsigned char)s[i + 2]));
+            if (out[o - 1] == '\0') {
+                /* %00: the value is a C string, a NUL would cut it ("a.txt%00.png" -> "a.txt") */
+                *bad = true;
+                return NULL;
+            }
             i += 2;
         } else if (c == '+' && plus) {
             out[o++] = ' ';
@@ -213,6 +218,12 @@ void simul_http_app_free(simul_http_app *app)
         free(g);
     }
     hooks_free(app->hooks);
+    while (app->owned) {
+        http_owned *o = app->owned;
+        app->owned = o->next;
+        o->free(o->p);
+        free(o);
+    }
     while (app->errh) {
         http_errh *e = app->errh;
         app->errh = e->next;
@@ -408,6 +419,19 @@ int simul_http_group_route(simul_http_group *g, const char *methods, const char 
         return -EINVAL;
     }
     return add_route(g->app, g, methods, g->prefix, pattern, handler, arg);
+}
+
+int http_app_own(simul_http_app *app, void (*fn)(void *), void *p)
+{
+    http_owned *o = calloc(1, sizeof *o);
+    if (!o) {
+        return -ENOMEM;
+    }
+    o->free = fn;
+    o->p = p;
+    o->next = app->owned;
+    app->owned = o;
+    return 0;
 }
 
 /* ---- hooks and error handlers ------------------------------------------------------------ */

@@ -58,7 +58,16 @@ struct simul_http_request {
     size_t piece_off, piece_len; /* body bytes handed out by the parser, not yet read */
     const http_route *route; /* the route matched, or NULL */
     const char *remote, *scheme; /* the client's address and scheme, once asked */
+    struct req_cleanup *cleanups;
+    struct http_form *form; /* forms.c's */
 };
+
+typedef struct req_cleanup {
+    struct req_cleanup *next;
+    void (*fn)(void *);
+    void *p;
+} req_cleanup;
+
 
 struct simul_http_response {
     conn *c;
@@ -125,6 +134,29 @@ struct simul_http_server {
     bool own_trust;   /* trust is this server's to free */
 };
 
+int http_request_on_end(simul_http_request *req, void (*fn)(void *), void *p)
+{
+    req_cleanup *c = arena_alloc(&req->c->arena, sizeof *c);
+    if (!c) {
+        return -ENOMEM;
+    }
+    c->fn = fn;
+    c->p = p;
+    c->next = req->cleanups;
+    req->cleanups = c;
+    return 0;
+}
+
+struct http_form **http_request_form_slot(simul_http_request *req)
+{
+    return &req->form;
+}
+
+http_arena *http_request_arena(simul_http_request *req)
+{
+    return &req->c->arena;
+}
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 static const char *reason(int status)
@@ -152,6 +184,7 @@ static const char *reason(int status)
     case 413: return "Content Too Large";
     case 414: return "URI Too Long";
     case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
     case 422: return "Unprocessable Content";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
@@ -1089,6 +1122,46 @@ int simul_http_response_end(simul_http_response *res)
     return rc ? rc : conn_drain(res->c);
 }
 
+int simul_http_response_sendfile(simul_http_response *res, int fd, int64_t offset, uint64_t len)
+{
+    if (!res || fd < 0 || offset < 0) {
+        return -EINVAL;
+    }
+    if (res->started) {
+        return -EALREADY;
+    }
+    conn *c = res->c;
+    if (c->peer_gone) {
+        return -ECANCELED;
+    }
+    simul_http_request *req = req_of(res);
+    int rc = build_head(res, req, (long long)len);
+    if (rc < 0) {
+        return rc;
+    }
+    res->started = res->ended = true;
+    rc = simul_stream_write(c->s, c->out, c->out_len);
+    bool no_body = res->head_only || res->status < 200 || res->status == 204 ||
+                   res->status == 304;
+    if (rc == 0 && !no_body && len > 0) {
+        size_t sent = 0;
+        long n = simul_stream_sendfile(c->s, fd, offset, (size_t)len, &sent);
+        res->sent = sent;
+        if (n >= 0 && (uint64_t)n < len) {
+            rc = -EIO; /* the file shrank under us: the client sees a short body, and the close */
+        } else if (n < 0) {
+            rc = (int)n;
+        }
+    }
+    if (rc == 0) {
+        rc = conn_drain(c);
+    }
+    if (rc < 0) {
+        res->close = true;
+    }
+    return rc;
+}
+
 int simul_http_sse_start(simul_http_response *res)
 {
     if (!res) {
@@ -1600,6 +1673,9 @@ out:
         run_teardown(req, res, error);
     }
     access_log(c, req, res);
+    for (req_cleanup *k = req->cleanups; k; k = k->next) {
+        k->fn(k->p);
+    }
     c->cur_req = NULL;
     c->cur_res = NULL;
     return go_on;
