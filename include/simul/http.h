@@ -561,6 +561,14 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout);
 /* Frees a server after simul_http_server_shutdown. NULL is fine. */
 void simul_http_server_free(simul_http_server *srv);
 
+/* Suspends. Serves one connection on a stream the caller made (a socketpair, a pipe pair, an
+ * in-memory bottom, a stream already past a handshake of the caller's) until it ends, in a task
+ * of its own (a client that leaves cancels that task, not the caller). No listener: no cap.
+ * The stream stays the caller's (close it after). Returns 0; -EINVAL; -ENOMEM; -ECANCELED if
+ * the caller was cancelled (the connection was cancelled and waited for). */
+int simul_http_serve_stream(simul_http_app *app, struct simul_stream *s,
+                            const simul_http_server_opts *opts);
+
 /* Serves app on `threads` loops, each on its own thread (its signals blocked), each with its own
  * server (simul_http_serve: connection cap, TLS, PROXY protocol, its own connections) listening
  * on host:port with SO_REUSEPORT, so the kernel spreads the connections (threads 0 = one per

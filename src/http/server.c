@@ -2341,3 +2341,56 @@ void simul_http_threads_free(simul_http_threads *t)
     free(t->host);
     free(t);
 }
+
+/* ---- one connection on a stream the caller has ------------------------------------------- */
+
+typedef struct one_conn {
+    simul_http_server *srv;
+    simul_stream *s;
+} one_conn;
+
+static int one_conn_main(void *arg)
+{
+    one_conn *o = arg;
+    return conn_main(o->s, o->srv);
+}
+
+int simul_http_serve_stream(simul_http_app *app, simul_stream *s, const simul_http_server_opts *opts)
+{
+    if (!app || !s) {
+        return -EINVAL;
+    }
+    simul_http_server *srv = calloc(1, sizeof *srv);
+    if (!srv) {
+        return -ENOMEM;
+    }
+    int rc = opts_normalise(&srv->opts, opts);
+    if (rc == 0) {
+        rc = http_trust_parse(srv->opts.trusted_proxies, &srv->trust, &srv->ntrust);
+    }
+    if (rc < 0) {
+        free(srv);
+        return rc;
+    }
+    srv->own_trust = true;
+    srv->app = app;
+    srv->nls = 0;
+    /* Its own task: a client that leaves cancels the connection's task, never the caller. */
+    one_conn o = {srv, s};
+    simul_task *t;
+    simul_task_opts to = {.name = "http-conn", .stack_size = srv->opts.stack_size};
+    rc = simul_task_spawn(&t, one_conn_main, &o, &to);
+    if (rc == 0) {
+        int jr = simul_task_join(t, &rc);
+        if (jr < 0) { /* the caller was cancelled: so is the connection, then it is waited for */
+            simul_task_cancel(t);
+            simul_scope sh;
+            simul_scope_shield(&sh);
+            simul_task_join(t, NULL);
+            simul_scope_end(&sh);
+            rc = jr;
+        }
+    }
+    server_release(srv);
+    return rc;
+}
