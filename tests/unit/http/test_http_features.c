@@ -8,6 +8,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <jansson.h>
 #include <simul/http.h>
 #include <sys/stat.h>
@@ -927,6 +928,111 @@ SIMUL_TASK_TEST(connection_cap_and_access_log)
     return 0;
 }
 
+/* ---- on threads: a graceful drain --------------------------------------------------------- */
+
+static atomic_int t_started, t_release;
+
+static int h_slow_t(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req, (void)arg;
+    atomic_store(&t_started, 1);
+    for (int i = 0; i < 200000 && !atomic_load(&t_release); i++) {
+        int rc = simul_sleep(0.001); /* polls a flag set by another thread: a bounded wait */
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return simul_http_response_text(res, 200, "finished");
+}
+
+typedef struct tdrain {
+    simul_http_threads *ts;
+    int port, result, client;
+} tdrain;
+
+static int td_client(void *arg)
+{
+    tdrain *d = arg;
+    response r;
+    bool closed = false;
+    int rc = cl_once(d->port, GET("/slow-t"), &r, false, &closed);
+    char v[64];
+    bool ok = rc == 0 && r.status == 200 && strcmp(r.body, "finished") == 0 &&
+              hdr_get(r.head, "Connection", v, sizeof v) && strcmp(v, "close") == 0 && closed;
+    resp_free(&r);
+    return ok ? 0 : __LINE__;
+}
+
+static int td_client_task(void *arg)
+{
+    tdrain *d = arg;
+    return simul_to_thread(td_client, d, &d->client);
+}
+
+static int td_shutdown(void *arg)
+{
+    tdrain *d = arg;
+    d->result = simul_http_threads_shutdown(d->ts, 30);
+    return 0;
+}
+
+static int td_shutdown_task(void *arg)
+{
+    int r;
+    return simul_to_thread(td_shutdown, arg, &r);
+}
+
+/* connect() refused: every thread stopped listening */
+static int td_refused(void *arg)
+{
+    tdrain *d = arg;
+    for (int i = 0; i < 20000; i++) {
+        client c;
+        int rc = cl_connect(&c, d->port);
+        if (rc == -ECONNREFUSED) {
+            return 0;
+        }
+        if (rc == 0) {
+            close(c.fd);
+        }
+        usleep(1000);
+    }
+    return __LINE__;
+}
+
+SIMUL_TASK_TEST(threads_drain)
+{
+    (void)arg;
+    simul_http_app *app;
+    assert_int_equal(simul_http_app_new(&app), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/slow-t", h_slow_t, NULL), 0);
+    atomic_store(&t_started, 0);
+    atomic_store(&t_release, 0);
+    tdrain *d = calloc(1, sizeof *d);
+    assert_int_equal(simul_http_serve_threads(app, "127.0.0.1", "0", 2, NULL, &d->ts), 0);
+    d->port = simul_http_threads_port(d->ts);
+    d->client = -1;
+    simul_task *ct, *st;
+    assert_int_equal(simul_task_spawn(&ct, td_client_task, d, NULL), 0);
+    for (int i = 0; i < 20000 && !atomic_load(&t_started); i++) {
+        assert_int_equal(simul_sleep(0.001), 0);
+    }
+    assert_true(atomic_load(&t_started));
+    assert_int_equal(simul_task_spawn(&st, td_shutdown_task, d, NULL), 0);
+    int refused = -1;
+    assert_int_equal(simul_to_thread(td_refused, d, &refused), 0);
+    assert_int_equal(refused, 0); /* draining: no longer accepting, the request still running */
+    atomic_store(&t_release, 1);
+    assert_int_equal(simul_task_join(st, NULL), 0);
+    assert_int_equal(simul_task_join(ct, NULL), 0);
+    assert_int_equal(d->result, 0); /* it finished within the deadline */
+    assert_int_equal(d->client, 0); /* answered in full, with Connection: close */
+    simul_http_threads_free(d->ts);
+    free(d);
+    simul_http_app_free(app);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -937,6 +1043,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(proxy_protocol_listener),
         cmocka_unit_test(trusted_proxies),
         cmocka_unit_test(connection_cap_and_access_log),
+        cmocka_unit_test(threads_drain),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_http_features");
 }
