@@ -391,6 +391,8 @@ const char *simul_http_request_scheme(simul_http_request *req);
 /* ---- the response ------------------------------------------------------------------------ */
 /* The status (default 200). Returns 0; -EINVAL (not 100..999); -EALREADY once the head was sent. */
 int simul_http_response_status(simul_http_response *res, int status);
+/* The status set so far (200 unless changed; an error handler gets the error's). */
+int simul_http_response_code(const simul_http_response *res);
 /* Adds a header field (copied). Content-Length, Transfer-Encoding and Connection are the
  * server's: -EINVAL. -EALREADY once the head was sent; -EINVAL for CR, LF or NUL in either. */
 int simul_http_response_header(simul_http_response *res, const char *name, const char *value);

@@ -843,6 +843,11 @@ int simul_http_response_status(simul_http_response *res, int status)
     return 0;
 }
 
+int simul_http_response_code(const simul_http_response *res)
+{
+    return res ? res->status : -EINVAL;
+}
+
 int simul_http_response_header(simul_http_response *res, const char *name, const char *value)
 {
     if (!res || !name || !value || !*name || has_ctl(name) || has_ctl(value)) {
