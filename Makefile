@@ -19,6 +19,9 @@ DEB_PACKAGES += openssl curl
 DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
+# The HTTP server benchmark (bench/run_http.sh): wrk drives nginx, aiohttp on uvloop and Flask
+# under gunicorn beside libsimul-http.
+DEB_PACKAGES += wrk python3-aiohttp python3-flask gunicorn
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -87,6 +90,7 @@ bench: deps
 	bash bench/run_subprocess.sh $(BUILD)
 	bash bench/run_threads.sh $(BUILD)
 	bash bench/run_http_parser.sh $(BUILD)
+	bash bench/run_http.sh $(BUILD)
 	bash bench/run_resp.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
