@@ -2139,6 +2139,13 @@ void simul_http_server_free(simul_http_server *srv)
     if (!srv) {
         return;
     }
+    /* Freed without a shutdown: at least the accept loops must end (they use srv). */
+    for (int i = 0; i < srv->nls; i++) {
+        if (srv->ls[i].task) {
+            stop_listening(srv);
+            break;
+        }
+    }
     server_release(srv);
 }
 

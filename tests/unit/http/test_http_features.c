@@ -7,6 +7,7 @@
 #include "test_main_helpers.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <jansson.h>
@@ -928,6 +929,72 @@ SIMUL_TASK_TEST(connection_cap_and_access_log)
     return 0;
 }
 
+/* ---- peers that vanish: mid-upload and mid-sendfile, nothing left open ------------------- */
+
+static int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        return -1;
+    }
+    while (readdir(d)) {
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int c_vanish(void *arg)
+{
+    fixture *f = arg;
+    for (int i = 0; i < 20; i++) {
+        /* half a multipart upload (its temp file open), then gone */
+        client *c = malloc(sizeof *c);
+        CHECK(cl_connect(c, f->port) == 0);
+        CHECK(cl_send(c, "POST /form HTTP/1.1\r\nHost: t\r\nContent-Type: multipart/form-data; "
+                         "boundary=B\r\nContent-Length: 100000\r\n\r\n--B\r\n"
+                         "Content-Disposition: form-data; name=\"up\"; filename=\"x\"\r\n\r\n"
+                         "some of the file") == 0);
+        if (i % 2) {
+            struct linger lg = {1, 0}; /* a reset rather than an EOF */
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(c->fd);
+        /* a 1 MiB file asked for, a few bytes read, then gone (small buffers: sendfile waits) */
+        CHECK(cl_connect(c, f->port) == 0);
+        int small = 4096;
+        setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+        CHECK(cl_send(c, GET("/static/big.bin")) == 0);
+        CHECK(cl_more(c) > 0);
+        if (i % 2) {
+            struct linger lg = {1, 0};
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
+        close(c->fd);
+        free(c);
+    }
+    /* the server is unharmed */
+    X(GET("/static/a.txt"), 200, "hello static\n");
+    return 0;
+}
+
+SIMUL_TASK_TEST(peer_vanishes_mid_upload_and_mid_sendfile)
+{
+    (void)arg;
+    fixture f;
+    up(&f, NULL, true);
+    int before = count_fds();
+    assert_int_equal(client_run(c_vanish, &f), 0);
+    for (int i = 0; i < 20000 && simul_http_server_connections(f.srv) != 0; i++) {
+        assert_int_equal(simul_sleep(0.001), 0); /* a bounded wait on state */
+    }
+    assert_int_equal(simul_http_server_connections(f.srv), 0);
+    assert_int_equal(count_fds(), before); /* temp files and static files all closed */
+    down(&f);
+    return 0;
+}
+
 /* ---- on threads: a graceful drain --------------------------------------------------------- */
 
 static atomic_int t_started, t_release;
@@ -1044,6 +1111,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(trusted_proxies),
         cmocka_unit_test(connection_cap_and_access_log),
         cmocka_unit_test(threads_drain),
+        cmocka_unit_test(peer_vanishes_mid_upload_and_mid_sendfile),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_http_features");
 }
