@@ -365,7 +365,7 @@ typedef struct simul_http_form_opts {
     void *sink_arg;
 } simul_http_form_opts;
 /* Suspends. Reads and parses the form once (later calls return the first result); the form
- * getters below call it with opts NULL. Returns 0; -EMEDIUMTYPE (not a form: answer 415);
+ * getters below call it with opts NULL. Returns 0; -EOPNOTSUPP (not a form: answer 415);
  * -EBADMSG (malformed: 400); -EMSGSIZE (over a limit: 413); the body's errors; a sink's error.
  * simul_http_form_status(rc) maps these to the status to answer. */
 int simul_http_request_form_parse(simul_http_request *req, const simul_http_form_opts *opts);
@@ -531,8 +531,9 @@ typedef struct simul_http_server_opts {
      * a load balancer): its source becomes the peer (a trusted proxy check then applies to it).
      * A connection without one, or with a broken one, is closed. Read within header_timeout. */
     bool proxy_protocol;
-    /* Connections served at once; at the cap the accept loop waits (the kernel's backlog holds
-     * the newcomers) until one ends. 0: 10000. */
+    /* Connections served at once (per thread with simul_http_serve_threads); at the cap the
+     * accept loop stops calling accept() (the kernel's backlog holds the newcomers, nothing is
+     * refused) until one ends. 0: 10000. */
     uint32_t max_connections;
     /* HTTPS: tls_accept(stream, tls) runs on each accepted connection first (after a PROXY
      * header). Set both with SIMUL_HTTP_TLS(cfg) from simul/tls.h's simul_tls_accept, so

@@ -522,7 +522,7 @@ int simul_http_request_form_parse(simul_http_request *req, const simul_http_form
     if (ct && type_is(ct, "multipart/form-data")) {
         return f->rc = multipart(req, f, ct, &o);
     }
-    return f->rc = -EMEDIUMTYPE; /* not a form: 415 */
+    return f->rc = -EOPNOTSUPP; /* not a form: 415 */
 }
 
 const char *simul_http_request_form(simul_http_request *req, const char *name)
@@ -578,7 +578,7 @@ int simul_http_form_status(int error)
     switch (error) {
     case 0: return 200;
     case -EMSGSIZE: return 413;
-    case -EMEDIUMTYPE: return 415;
+    case -EOPNOTSUPP: return 415;
     case -ETIMEDOUT: return 408;
     case -EBADMSG:
     case -EPROTO: return 400;
