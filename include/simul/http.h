@@ -556,7 +556,8 @@ int simul_http_server_port(const simul_http_server *srv);
 /* Connections open now. */
 size_t simul_http_server_connections(const simul_http_server *srv);
 /* Suspends. Graceful shutdown: stops accepting, fails /readyz, closes idle keep-alive
- * connections, lets requests in progress finish (each answered with Connection: close) for up
+ * connections, ends Server-Sent Events streams at once (the handler's next send or wait gets
+ * -ECANCELED; the client sees the last chunk and the close), lets requests in progress finish (each answered with Connection: close) for up
  * to `timeout` seconds, then cancels the handlers still running, and returns once every
  * connection has ended. Returns 0 (all finished in time), 1 (some were cancelled), -EINVAL;
  * -ECANCELED if the caller was cancelled (the connections are cancelled too, and waited for). */

@@ -100,6 +100,7 @@ struct conn {
     bool in_request;
     simul_task *watcher;
     bool watcher_running; /* it began: it uses c, so stopping it means joining it */
+    bool sse_closing; /* the shutdown cancelled its event stream: end it gracefully */
     struct sockaddr_storage peer; /* the peer (or the PROXY header's source) */
     socklen_t peer_len;
     char remote[INET6_ADDRSTRLEN + 8]; /* peer as text */
@@ -1634,6 +1635,22 @@ static bool serve_request(conn *c, unsigned nreq)
     c->in_request = false;
     bool go_on = false;
     int error = hrc < 0 ? hrc : 0;
+    if (c->sse_closing && !c->peer_gone && res->started && !res->ended) {
+        /* The shutdown ended this event stream: close it properly (the last chunk, then the
+         * lingering close), so the client sees a finished response, not a reset. */
+        simul_scope sh, dl;
+        simul_scope_shield(&sh);
+        simul_scope_timeout(&dl, 2);
+        res->ended = true;
+        if (res->chunked && !res->head_only) {
+            simul_stream_write(c->s, "0\r\n\r\n", 5);
+        }
+        simul_stream_drain(c->s);
+        simul_scope_end(&dl);
+        simul_scope_end(&sh);
+        error = -ECANCELED;
+        goto out;
+    }
     if (c->peer_gone || simul_task_cancel_requested(c->task)) {
         error = -ECANCELED; /* the client left, or the shutdown cancelled us */
         goto out;
@@ -1828,9 +1845,11 @@ static int conn_main(simul_stream *s, void *arg)
         }
     }
 done:
-    if (c->peer_gone || simul_task_cancel_requested(c->task)) {
+    if (c->peer_gone || (simul_task_cancel_requested(c->task) && !c->sse_closing)) {
         simul_stream_abort(s);
     } else {
+        simul_scope sh; /* an SSE stream ended by the shutdown: its task is cancelled */
+        simul_scope_shield(&sh);
         /* Let the peer read the last answer before the close (a reset would drop it). */
         /* A lingering close, as nginx's: half-close, then read and drop until the peer's EOF
          * (bounded), since closing with unread bytes would reset the connection and could
@@ -1843,6 +1862,7 @@ done:
             }
         }
         simul_scope_end(&dl);
+        simul_scope_end(&sh);
     }
     if (c->prev) {
         c->prev->next = c->next;
@@ -2115,6 +2135,11 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
     for (conn *c = srv->conns; c; c = c->next) {
         if (c->idle) {
             simul_task_cancel(c->task); /* idle keep-alive: nothing to finish */
+        } else if (c->cur_res && c->cur_res->sse && c->cur_res->started) {
+            /* an event stream never finishes by itself: close it now, cleanly (the handler's
+             * next send or wait returns -ECANCELED; EventSource clients reconnect elsewhere) */
+            c->sse_closing = true;
+            simul_task_cancel(c->task);
         }
     }
     simul_scope dl;

@@ -235,6 +235,23 @@ static int h_form_sink(simul_http_request *req, simul_http_response *res, void *
     return simul_http_response_text(res, 200, out);
 }
 
+static int sse_cleanups, sse_error;
+static simul_event *sse_started;
+
+/* An event stream that never ends by itself. */
+static int h_sse_forever(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req, (void)arg;
+    int rc = simul_http_sse_send(res, "hello", "1", -1, "first");
+    simul_event_set(sse_started);
+    while (rc == 0) {
+        rc = simul_sleep(INFINITY);
+    }
+    sse_error = rc;
+    sse_cleanups++;
+    return rc;
+}
+
 static simul_http_app *make_app(fixture *f, bool statics)
 {
     simul_http_app *app;
@@ -248,6 +265,7 @@ static simul_http_app *make_app(fixture *f, bool statics)
     assert_int_equal(simul_http_route(app, "POST", "/form", h_form, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST", "/form-sink", h_form_sink, NULL), 0);
     assert_int_equal(simul_http_route(app, "PUT", "/only-put", h_text, "put"), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/sse-forever", h_sse_forever, NULL), 0);
     assert_int_equal(simul_http_group_new(app, NULL, "/private", &priv), 0);
     assert_int_equal(simul_http_group_route(priv, "GET", "/data", h_text, "the data"), 0);
     assert_int_equal(simul_http_group_route(priv, "GET", "/stream", h_chunks, NULL), 0);
@@ -995,6 +1013,63 @@ SIMUL_TASK_TEST(peer_vanishes_mid_upload_and_mid_sendfile)
     return 0;
 }
 
+/* ---- the shutdown ends event streams cleanly ---------------------------------------------- */
+
+typedef struct sse_run {
+    fixture *f;
+    int result;
+} sse_run;
+
+static int c_sse_client(void *arg)
+{
+    sse_run *r = arg;
+    response resp;
+    bool closed = false;
+    int rc = cl_once(r->f->port, GET("/sse-forever"), &resp, false, &closed);
+    /* the whole chunked body came, its last chunk included, then the close */
+    bool ok = rc == 0 && resp.status == 200 && closed &&
+              strcmp(resp.body, "event: hello\nid: 1\ndata: first\n\n") == 0;
+    if (!ok) {
+        fprintf(stderr, "sse: rc %d status %d closed %d body [%s]\n", rc, resp.status, closed,
+                resp.body ? resp.body : "");
+    }
+    resp_free(&resp);
+    return ok ? 0 : __LINE__;
+}
+
+static int sse_client_task(void *arg)
+{
+    sse_run *r = arg;
+    return simul_to_thread(c_sse_client, r, &r->result);
+}
+
+SIMUL_TASK_TEST(shutdown_closes_event_streams)
+{
+    (void)arg;
+    fixture f;
+    sse_cleanups = 0;
+    sse_error = 0;
+    assert_int_equal(simul_event_new(&sse_started), 0);
+    up(&f, NULL, false);
+    sse_run r = {.f = &f, .result = -1};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sse_client_task, &r, NULL), 0);
+    assert_int_equal(simul_event_wait(sse_started), 0);
+    /* a long deadline: the stream must not wait for it */
+    int64_t t0 = simul_now_ns();
+    assert_int_equal(simul_http_server_shutdown(f.srv, 60), 0);
+    assert_true(simul_now_ns() - t0 < (int64_t)30e9); /* a bound, never a measure */
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(r.result, 0);
+    assert_int_equal(sse_cleanups, 1);
+    assert_int_equal(sse_error, -ECANCELED);
+    simul_http_server_free(f.srv);
+    simul_http_app_free(f.app);
+    run_cmd("rm -rf %s", f.dir);
+    simul_event_free(sse_started);
+    return 0;
+}
+
 /* ---- on threads: a graceful drain --------------------------------------------------------- */
 
 static atomic_int t_started, t_release;
@@ -1111,6 +1186,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(trusted_proxies),
         cmocka_unit_test(connection_cap_and_access_log),
         cmocka_unit_test(threads_drain),
+        cmocka_unit_test(shutdown_closes_event_streams),
         cmocka_unit_test(peer_vanishes_mid_upload_and_mid_sendfile),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_http_features");
