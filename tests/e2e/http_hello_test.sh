@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # End-to-end test of examples/http_hello (libsimul-http's benchmark app) with real clients:
 # curl (GET /, /json, HEAD, 404, 405 with Allow, two URLs on one reused connection), python3's
-# http.client (keep-alive reuse over many requests), and a raw socket (pipelining in order; a
+# http.client (keep-alive reuse over many requests), wrk (many keep-alive connections at once,
+# every answer a 2xx), and a raw socket (pipelining in order; a
 # malformed request gets 400 and the close); SIGTERM shuts it down gracefully with exit 0.
 # Usage: http_hello_test.sh <build-dir>. Skips (exit 0) when libsimul-http is not built.
 # Prints one PASS/FAIL line per check; exits 1 if any check failed, 2 on bad usage.
@@ -134,6 +135,17 @@ else:
 PYEOF
 check "pipelined requests answered in order" "$PY" "$WORK/raw.py" "$PORT" pipeline
 check "a malformed request gets 400 and the close" "$PY" "$WORK/raw.py" "$PORT" malformed
+# wrk: 50 keep-alive connections for a second on each path; every answer a 2xx, no socket error
+# (a count of requests, never a rate: the figures are the benchmark's, bench/run_http.sh).
+if command -v wrk >/dev/null; then
+    for path in / /json; do
+        wrk -t1 -c50 -d1s "$URL$path" >"$WORK/wrk" 2>&1
+        check "wrk -c50 on $path: requests served, no errors" \
+            bash -c "grep -qE '^ *[1-9][0-9]* requests in' '$WORK/wrk' && ! grep -qE 'Non-2xx|Socket errors' '$WORK/wrk'"
+    done
+else
+    echo "SKIP: wrk not installed (make deps)"
+fi
 
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID"
