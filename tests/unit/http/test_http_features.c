@@ -689,7 +689,9 @@ static size_t v2(unsigned char *b, int cmd, int fam, const void *addrs, size_t a
     size_t body = alen + tlv;
     b[14] = (unsigned char)(body >> 8);
     b[15] = (unsigned char)body;
-    memcpy(b + 16, addrs, alen);
+    if (alen) {
+        memcpy(b + 16, addrs, alen);
+    }
     memset(b + 16 + alen, 0x04, tlv); /* a NOOP TLV's bytes: skipped */
     return 16 + body;
 }
