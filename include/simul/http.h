@@ -515,7 +515,9 @@ typedef struct simul_http_server_opts {
     size_t stack_size;         /* the connection tasks' stack; 0 = the loop's default */
     /* An access log, optional: called after each request with its line in the combined format
      * (`addr - - [time] "request" status bytes "referer" "user-agent"`, no newline; bytes a
-     * client sent that are not printable ASCII, '"' and '\\' as \xHH). It must not suspend.
+     * client sent that are not printable ASCII, '"' and '\\' as \xHH; a request the parser
+     * refused, or a slowloris, logs "-" as its request with the status sent). It must not
+     * suspend.
      * simul_http_access_log_file writes the line to the FILE * in access_log_arg. */
     simul_http_log_fn access_log;
     void *access_log_arg;

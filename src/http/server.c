@@ -1455,6 +1455,24 @@ static void access_log(conn *c, simul_http_request *req, simul_http_response *re
     o->access_log(line, o->access_log_arg);
 }
 
+/* A request the parser refused (or a slowloris): no request line to show, as nginx logs them. */
+static void access_log_raw(conn *c, int status)
+{
+    const simul_http_server_opts *o = &c->srv->opts;
+    if (!o->access_log) {
+        return;
+    }
+    char line[256], when[40], addr[160];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
+    log_escape(addr, 0, sizeof addr, c->remote);
+    snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %zu \"-\" \"-\"", addr, when, status,
+             strlen(reason(status)) + 1);
+    o->access_log(line, o->access_log_arg);
+}
+
 /* ---- hooks and error answers ------------------------------------------------------------- */
 
 /* Runs a group's hooks of `kind`, its parents' first. For HOOK_BEFORE returns the first non-0. */
@@ -1821,6 +1839,7 @@ static int conn_main(simul_stream *s, void *arg)
             c->idle = false;
             if (n == -ETIMEDOUT && !empty && simul_checkpoint() == 0) {
                 send_error(c, 1, 408, NULL); /* a slowloris */
+                access_log_raw(c, 408);
                 goto done;
             }
             if (n <= 0) {
@@ -1832,6 +1851,7 @@ static int conn_main(simul_stream *s, void *arg)
         }
         if (ev < 0) {
             send_error(c, 1, simul_http_error_status(c->p.error), NULL);
+            access_log_raw(c, simul_http_error_status(c->p.error));
             goto done;
         }
         if (ev != SIMUL_HTTP_HEAD) {

@@ -902,6 +902,7 @@ static int c_log_escape(void *arg)
     fixture *f = arg;
     X("GET /nowhere?q=%22 HTTP/1.1\r\nHost: t\r\nReferer: a\"b\\c\r\nUser-Agent: ua\xc3\xa9\r\n\r\n",
       404, NULL);
+    X("GET /  HTTP/1.1\r\nHost: t\r\n\r\n", 400, NULL); /* refused by the parser */
     return 0;
 }
 
@@ -945,6 +946,7 @@ SIMUL_TASK_TEST(connection_cap_and_access_log)
     assert_int_equal(client_run(c_log_escape, &f), 0);
     assert_non_null(strstr(f.log, "\"GET /nowhere?q=%22 HTTP/1.1\" 404 "));
     assert_non_null(strstr(f.log, "\"a\\x22b\\x5Cc\" \"ua\\xC3\\xA9\"\n"));
+    assert_non_null(strstr(f.log, "\"-\" 400 12 \"-\" \"-\"\n"));
     down(&f);
     return 0;
 }
