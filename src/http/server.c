@@ -1955,14 +1955,16 @@ static int accept_main(void *arg)
             if (fd == -ECANCELED || simul_task_cancel_requested(simul_task_current())) {
                 return 0;
             }
-            if (fd == -EMFILE || fd == -ENFILE || fd == -ENOMEM || fd == -ENOBUFS) {
-                /* out of fds or memory: back off (up to 1 s) instead of spinning */
-                if (simul_sleep(backoff) < 0) {
-                    return 0;
-                }
-                backoff = backoff * 2 < 1 ? backoff * 2 : 1;
+            if (fd == -ECONNABORTED || fd == -EINTR || fd == -EAGAIN || fd == -EPROTO) {
+                continue; /* that one connection failed: the next */
             }
-            continue; /* ECONNABORTED and friends: the next one */
+            /* out of fds or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS), or anything unexpected:
+             * back off (up to 1 s) instead of spinning */
+            if (simul_sleep(backoff) < 0) {
+                return 0;
+            }
+            backoff = backoff * 2 < 1 ? backoff * 2 : 1;
+            continue;
         }
         backoff = 0.01;
         srv->accepted++;
