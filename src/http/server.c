@@ -100,6 +100,8 @@ struct conn {
     bool in_request;
     simul_task *watcher;
     bool watcher_running; /* it began: it uses c, so stopping it means joining it */
+    bool watch_pending;   /* watcher_spawn is queued (watch_handle) */
+    simul_handle watch_handle;
     bool sse_closing; /* the shutdown cancelled its event stream: end it gracefully */
     struct sockaddr_storage peer; /* the peer (or the PROXY header's source) */
     socklen_t peer_len;
@@ -796,13 +798,15 @@ static int watcher_main(void *arg)
 }
 
 /* Starts the watcher once the request's body is all read (it shares the buffer's tail). */
-static void watcher_start(conn *c)
+/* Spawns the watcher: run from the loop, so only once the handler has suspended (a handler that
+ * answers without suspending, the common case, never pays for a task: ~600 instructions a
+ * request, 7% of a hello-world's, measured with callgrind). */
+static void watcher_spawn(void *arg)
 {
+    conn *c = arg;
+    c->watch_pending = false;
     if (c->watcher || !c->in_request || c->peer_gone) {
         return;
-    }
-    if (c->start == c->end) {
-        c->start = c->end = 0; /* room for what comes (a pending piece lies before start) */
     }
     simul_task_opts o = {.name = "http-watch", .stack_size = 16384};
     if (simul_task_spawn(&c->watcher, watcher_main, c, &o) < 0) {
@@ -810,15 +814,32 @@ static void watcher_start(conn *c)
     }
 }
 
+static void watcher_start(conn *c)
+{
+    if (c->watcher || c->watch_pending || !c->in_request || c->peer_gone) {
+        return;
+    }
+    if (c->start == c->end) {
+        c->start = c->end = 0; /* room for what comes (a pending piece lies before start) */
+    }
+    if (simul_call_soon(watcher_spawn, c, &c->watch_handle) == 0) {
+        c->watch_pending = true;
+    }
+}
+
 static void watcher_stop(conn *c)
 {
+    if (c->watch_pending) {
+        simul_handle_cancel(c->watch_handle); /* the handler never suspended */
+        c->watch_pending = false;
+    }
     if (!c->watcher) {
         return;
     }
     simul_task_cancel(c->watcher);
     if (!c->watcher_running) {
-        /* It has not run yet (the handler did not suspend): it will end at its first line
-         * without touching c, so no need to switch to it now. */
+        /* It has not run yet: it will end at its first line without touching c, so no need
+         * to switch to it now. */
         simul_task_detach(c->watcher);
     } else {
         simul_scope sh;
