@@ -548,9 +548,11 @@ typedef struct simul_http_server_opts {
 /* HTTPS for simul_http_server_opts (include simul/tls.h and link simul-tls). */
 #define SIMUL_HTTP_TLS(cfg) .tls = (cfg), .tls_accept = simul_tls_accept
 
-/* Listens on host:port (as simul_start_server: host NULL for every interface, port "0" for a
- * free one) and serves app, one task per connection, on the current loop. opts may be NULL.
- * Returns 0 and *out; or simul_start_server's error; -EINVAL; -ENOMEM. */
+/* Listens on host:port (simul_tcp_listen: host NULL for every interface, port "0" for a free
+ * one; up to 8 addresses) and serves app on the current loop: an accept loop per listening
+ * socket (it waits at max_connections, backs off when out of fds), one task per connection.
+ * opts may be NULL. Returns 0 and *out; simul_tcp_listen's error (-EADDRINUSE, a SIMUL_EAI
+ * code, ...); -EINVAL (a bad option or trusted_proxies list); -ENOMEM. */
 int simul_http_serve(simul_http_app *app, const char *host, const char *port,
                      const simul_http_server_opts *opts, simul_http_server **out);
 /* The TCP port it listens on. */
