@@ -14,7 +14,9 @@
 #   BENCH_HTTP_SECONDS=t   seconds per measure; BENCH_HTTP_ROUNDS=n rounds (the best is kept)
 #   BENCH_NO_BUILD=1       use the binaries in <build-dir> as they are
 #
-# Same ground: keep-alive everywhere (wrk's default), no access logs, one process serving on one
+# Same ground (and where it is not): /json is built and encoded per request by simul (jansson),
+# aiohttp and Flask (their JSON helpers), while nginx returns a constant string.
+# Keep-alive everywhere (wrk's default), no access logs, one process serving on one
 # core (nginx: worker_processes 1, its master idle; gunicorn: one gthread worker with 16 threads,
 # since its sync worker has no keep-alive). Server CPU from /proc schedstat over the server's
 # process tree (bench/lib.sh), so CPU per request = server CPU / requests wrk counted. Answers
@@ -226,8 +228,12 @@ for p in $PATHS; do
         why="simul spends more server CPU per request than nginx"
     fi
     target "$p: requests/s >= nginx's (ratio >= 1.00)" "$rr" "$why"
-    target "$p: CPU per request <= nginx's (ratio >= 1.00)" "$cr" \
-        "simul's server CPU per request is above nginx's (see http_*_cpu_ns_per_req)"
+    if [ "$p" = json ]; then
+        cwhy="simul builds and encodes a jansson object per request (~5,000 user-space instructions by callgrind: allocations, hashing, encoding) where nginx returns a constant string"
+    else
+        cwhy="simul's server CPU per request is above nginx's (see http_*_cpu_ns_per_req)"
+    fi
+    target "$p: CPU per request <= nginx's (ratio >= 1.00)" "$cr" "$cwhy"
 done
 if [ "$FAILED" -gt 0 ]; then
     echo "run_http.sh: $FAILED measure(s) failed" >&2
