@@ -85,4 +85,23 @@ char *http_pct_decode(http_arena *a, const char *s, size_t n, bool plus, bool *b
 /* Parses a query string into pairs in the arena; returns -EPROTO on a bad escape. */
 int http_query_parse(http_arena *a, const char *q, http_kv **out, size_t *n);
 
+/* For a protocol that takes the connection over after an upgrade (WebSocket, ws_conn.c): what
+ * the connection calls back. drain: a graceful shutdown began (runs in the shutdown's task, must
+ * not suspend). release: the handler returned with the protocol still on (end it). */
+typedef struct http_upgrade_hooks {
+    void (*drain)(void *arg);
+    void (*release)(void *arg);
+    void *arg;
+} http_upgrade_hooks;
+
+/* server.c. In a handler: stops the client watcher, writes head (the 101 answer), marks the
+ * response sent (the connection closes once the handler returns) and hands over the stream and
+ * the bytes read past the request (*rest, valid during the handler). Returns 0; -EALREADY (a
+ * response was started); -ECONNRESET (the client already left); the write's error. */
+int http_takeover(simul_http_request *req, simul_http_response *res, const void *head,
+                  size_t len, const http_upgrade_hooks *hooks, simul_stream **s,
+                  const char **rest, size_t *rest_len);
+/* The protocol has ended: the hooks are not called any more. */
+void http_takeover_done(simul_http_request *req);
+
 #endif /* SIMUL_HTTP_INTERNAL_H */

@@ -77,6 +77,7 @@ struct conn {
     bool in_request;
     simul_task *watcher;
     bool watcher_running; /* it began: it uses c, so stopping it means joining it */
+    http_upgrade_hooks up; /* set while a protocol has taken the connection over */
 };
 
 struct simul_http_server {
@@ -976,6 +977,38 @@ int simul_http_sse_comment(simul_http_response *res, const char *text)
     return simul_http_response_write(res, line, len + 4);
 }
 
+/* ---- upgrades: another protocol takes the connection over (WebSocket) --------------------- */
+
+int http_takeover(simul_http_request *req, simul_http_response *res, const void *head,
+                  size_t len, const http_upgrade_hooks *hooks, simul_stream **s,
+                  const char **rest, size_t *rest_len)
+{
+    conn *c = req->c;
+    if (res->started) {
+        return -EALREADY;
+    }
+    watcher_stop(c); /* the new protocol reads the stream itself; what it read is in c->buf */
+    if (c->peer_gone) {
+        return -ECONNRESET;
+    }
+    int rc = simul_stream_write(c->s, head, len);
+    if (rc < 0) {
+        return rc;
+    }
+    res->started = res->ended = res->close = true;
+    c->up = *hooks;
+    *s = c->s;
+    *rest = c->buf + c->start;
+    *rest_len = c->end - c->start;
+    c->start = c->end = 0;
+    return 0;
+}
+
+void http_takeover_done(simul_http_request *req)
+{
+    memset(&req->c->up, 0, sizeof req->c->up);
+}
+
 /* ---- one connection ---------------------------------------------------------------------- */
 
 typedef struct exchange {
@@ -1147,6 +1180,10 @@ static bool serve_request(conn *c, unsigned nreq)
                 watcher_start(c);
             }
             hrc = m.route->handler(req, res, m.route->arg);
+            if (c->up.release) {
+                c->up.release(c->up.arg); /* an upgraded protocol the handler left open */
+                http_takeover_done(req);
+            }
             handled = true;
         } else if (strcmp(req->method, "OPTIONS") == 0 &&
                    (m.path_matched || strcmp(req->path, "*") == 0)) {
@@ -1453,6 +1490,8 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
     for (conn *c = srv->conns; c; c = c->next) {
         if (c->idle) {
             simul_task_cancel(c->task); /* idle keep-alive: nothing to finish */
+        } else if (c->up.drain) {
+            c->up.drain(c->up.arg); /* an upgraded connection (WebSocket: close 1001) */
         }
     }
     simul_scope dl;
