@@ -19,6 +19,8 @@ DEB_PACKAGES += openssl curl
 DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
+# libsimul-http's WebSocket tests: python3-websockets as client and server (for /usr/bin/python3).
+DEB_PACKAGES += python3-websockets
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -787,10 +787,13 @@ int simul_ws_close(simul_ws *ws, int code, const char *reason)
      * peer's close. */
     simul_queue_shutdown(ws->q, true, msg_free);
     /* Wait for the peer's close (or the end of the connection). */
-    simul_scope dl;
-    simul_scope_timeout(&dl, ws->opts.close_timeout);
-    int wrc = simul_event_wait(ws->ended);
-    simul_scope_end(&dl);
+    int wrc = 0;
+    if (!ws->reader_done) {
+        simul_scope dl;
+        simul_scope_timeout(&dl, ws->opts.close_timeout);
+        wrc = simul_event_wait(ws->ended);
+        simul_scope_end(&dl);
+    }
     if (rc == 0) {
         if (wrc < 0) {
             rc = wrc;
