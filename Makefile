@@ -21,6 +21,9 @@ DEB_PACKAGES += libjansson-dev
 DEB_PACKAGES += nginx-light
 # libsimul-http's WebSocket tests: python3-websockets as client and server (for /usr/bin/python3).
 DEB_PACKAGES += python3-websockets
+# Tests only: the chess simul's page is checked in headless Chromium (e2e.chess_web, over the
+# DevTools protocol); the demo itself needs no browser.
+DEB_PACKAGES += chromium
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
