@@ -607,7 +607,9 @@ int simul_ws_ping(simul_ws *ws, const void *data, size_t len);
 
 /* Suspends. The close handshake: sends a close with code (1000 if 0; a code a peer may send)
  * and reason (up to 123 bytes of UTF-8; NULL for none) unless one was sent, waits up to
- * close_timeout for the peer's close, ends the reader and frees the session. The handle is
+ * close_timeout for the peer's close, ends the reader and frees the session. Another task
+ * waiting in simul_ws_recv meanwhile returns (as recv does once closed) before the session is
+ * freed; no task may be inside a send (it would touch the freed session). The handle is
  * invalid once it returns, whatever it returns: 0 (both sides closed), -ETIMEDOUT (no answer in
  * time), -ECONNRESET (the connection had failed), -ECANCELED, -EINVAL (a bad code or reason:
  * the session is freed and the connection failed with 1011). */

@@ -784,8 +784,16 @@ int simul_ws_close(simul_ws *ws, int code, const char *reason)
         write_close(ws, code, reason);
     }
     /* Messages nobody will take: dropped, so a reader held by a full queue goes on to the
-     * peer's close. */
+     * peer's close; a task waiting in recv wakes (it returns what recv returns once closed). */
     simul_queue_shutdown(ws->q, true, msg_free);
+    if (ws->receiving) {
+        simul_scope sh;
+        simul_scope_shield(&sh);
+        while (ws->receiving) {
+            simul_yield(); /* let it leave recv before the session is freed */
+        }
+        simul_scope_end(&sh);
+    }
     /* Wait for the peer's close (or the end of the connection). */
     int wrc = 0;
     if (!ws->reader_done) {

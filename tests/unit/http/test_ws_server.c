@@ -106,6 +106,19 @@ static int h_hold(simul_http_request *req, simul_http_response *res, void *arg)
     return 0;
 }
 
+/* /forget: upgrades, says hi and returns without closing: the server closes with 1011. */
+static int h_forget(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)arg;
+    simul_ws *ws;
+    int rc = simul_ws_upgrade(req, res, NULL, &ws);
+    if (rc == 0) {
+        rc = simul_ws_send_text(ws, "hi");
+    }
+    g.handlers_done++;
+    return rc == -EPROTO ? 0 : rc;
+}
+
 static simul_ws_opts small = {.max_message = 1024};
 static simul_ws_opts keepalive = {.ping_interval = 0.02, .ping_timeout = 0.02};
 
@@ -116,6 +129,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_route(app, "GET", "/echo", h_echo, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/small", h_echo, &small), 0);
     assert_int_equal(simul_http_route(app, "GET", "/parts", h_parts, NULL), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/forget", h_forget, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/hold", h_hold, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/keepalive", h_hold, &keepalive), 0);
     return app;
@@ -663,6 +677,36 @@ SIMUL_TASK_TEST(keepalive_pings_and_gives_up)
     return 0;
 }
 
+/* A handler that returns with its session open: the server closes it (1011) and the
+ * connection. */
+static int c_forgotten(void *arg)
+{
+    fixture *f = arg;
+    client *c = malloc(sizeof *c);
+    CHECK(cl_upgrade(c, f->port, "/forget", NULL, 0) == 0);
+    int op;
+    char pl[128];
+    size_t len;
+    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "hi") == 0);
+    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_CLOSE);
+    CHECK(len >= 2 && ((uint8_t)pl[0] << 8 | (uint8_t)pl[1]) == 1011);
+    CHECK(cl_closed(c));
+    close(c->fd);
+    free(c);
+    return 0;
+}
+
+SIMUL_TASK_TEST(handler_returning_open_session_is_closed)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    assert_int_equal(client_run(c_forgotten, &f), 0);
+    assert_int_equal(g.handlers_done, 1);
+    down(&f);
+    return 0;
+}
+
 /* ---- simul's client -------------------------------------------------------------------------- */
 
 SIMUL_TASK_TEST(client_against_own_server)
@@ -738,6 +782,50 @@ SIMUL_TASK_TEST(client_against_own_server)
     assert_int_equal(simul_stream_close(s), 0);
     assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     assert_int_equal(simul_ws_client_open(s, "x", "bad path", NULL, &status, &ws), -EINVAL);
+    assert_int_equal(simul_stream_close(s), 0);
+    down(&f);
+    return 0;
+}
+
+/* A task waiting in recv when another closes the session returns before the session is freed. */
+typedef struct receiver {
+    simul_ws *ws;
+    int rc;
+    bool entered;
+} receiver;
+
+static int receiver_main(void *arg)
+{
+    receiver *r = arg;
+    const char *d;
+    size_t n;
+    r->entered = true;
+    r->rc = simul_ws_recv(r->ws, &d, &n);
+    return 0;
+}
+
+SIMUL_TASK_TEST(client_close_wakes_receiver)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    char port[16];
+    snprintf(port, sizeof port, "%d", f.port);
+    simul_stream *s;
+    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
+    receiver r = {.rc = 99};
+    assert_int_equal(simul_ws_client_open(s, "127.0.0.1", "/echo", NULL, NULL, &r.ws), 0);
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, receiver_main, &r, NULL), 0);
+    while (!r.entered) {
+        assert_int_equal(simul_yield(), 0); /* it runs up to its wait in recv */
+    }
+    const char *d;
+    size_t n;
+    assert_int_equal(simul_ws_recv(r.ws, &d, &n), -EBUSY); /* one receiver at a time */
+    assert_int_equal(simul_ws_close(r.ws, 0, NULL), 0);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(r.rc, 0);
     assert_int_equal(simul_stream_close(s), 0);
     down(&f);
     return 0;
@@ -942,7 +1030,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(frames_behind_the_handshake),
         cmocka_unit_test(vanished_client_cancels_handler),
         cmocka_unit_test(keepalive_pings_and_gives_up),
+        cmocka_unit_test(handler_returning_open_session_is_closed),
         cmocka_unit_test(client_against_own_server),
+        cmocka_unit_test(client_close_wakes_receiver),
         cmocka_unit_test(client_rejects_bad_servers),
         cmocka_unit_test(client_against_python_server),
     };
