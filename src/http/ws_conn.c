@@ -95,7 +95,9 @@ static int write_close(simul_ws *ws, int code, const char *reason)
         if (r > 123) {
             r = 123;
         }
-        memcpy(pl + 2, reason, r);
+        if (r) {
+            memcpy(pl + 2, reason, r);
+        }
         n += r;
     }
     ws->close_sent = true;

@@ -420,7 +420,9 @@ static int cl_upgrade(client *c, int port, const char *path, const void *after, 
                      "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n\r\n", path);
     CHECK(alen + (size_t)n < sizeof req);
-    memcpy(req + n, after, alen);
+    if (alen) {
+        memcpy(req + n, after, alen);
+    }
     CHECK(cl_sendn(c, req, (size_t)n + alen) == 0);
     char *end;
     while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
