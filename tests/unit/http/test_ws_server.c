@@ -119,6 +119,32 @@ static int h_forget(simul_http_request *req, simul_http_response *res, void *arg
     return rc == -EPROTO ? 0 : rc;
 }
 
+/* /flood: sends 64 KiB messages under a 0.1 s deadline to a client that stops reading: the send
+ * that cannot go out returns -ETIMEDOUT (backpressure, then the deadline). */
+static int h_flood(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)arg;
+    simul_ws_opts o = {.close_timeout = 0.1};
+    simul_ws *ws;
+    int rc = simul_ws_upgrade(req, res, &o, &ws);
+    if (rc < 0) {
+        return rc == -EPROTO ? 0 : rc;
+    }
+    static char chunk[65536];
+    simul_scope sc;
+    simul_scope_timeout(&sc, 0.1);
+    long sent = 0;
+    while ((rc = simul_ws_send(ws, SIMUL_WS_BINARY, chunk, sizeof chunk)) == 0) {
+        sent++;
+    }
+    simul_scope_end(&sc);
+    g.recv_rc = rc;
+    g.close_code = (int)sent;
+    simul_ws_close(ws, SIMUL_WS_CLOSE_POLICY, "too slow");
+    g.handlers_done++;
+    return 0;
+}
+
 static simul_ws_opts small = {.max_message = 1024};
 static simul_ws_opts keepalive = {.ping_interval = 0.02, .ping_timeout = 0.02};
 
@@ -130,6 +156,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_route(app, "GET", "/small", h_echo, &small), 0);
     assert_int_equal(simul_http_route(app, "GET", "/parts", h_parts, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/forget", h_forget, NULL), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/flood", h_flood, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/hold", h_hold, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/keepalive", h_hold, &keepalive), 0);
     return app;
@@ -833,6 +860,39 @@ SIMUL_TASK_TEST(client_close_wakes_receiver)
     return 0;
 }
 
+SIMUL_TASK_TEST(send_deadline_under_backpressure)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    char port[16];
+    snprintf(port, sizeof port, "%d", f.port);
+    simul_stream *s;
+    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
+    simul_ws_opts o = {.queue_max = 1}; /* its reader stops after one message */
+    simul_ws *ws;
+    assert_int_equal(simul_ws_client_open(s, "127.0.0.1", "/flood", &o, NULL, &ws), 0);
+    for (int i = 0; i < 20000 && g.handlers_done < 1; i++) {
+        assert_int_equal(simul_sleep(0.001), 0);
+    }
+    assert_int_equal(g.handlers_done, 1);
+    assert_int_equal(g.recv_rc, -ETIMEDOUT);
+    assert_true(g.close_code >= 1); /* messages that went out before the buffers filled */
+    /* The client takes what was sent, then the close. */
+    const char *d;
+    size_t n;
+    int got = 0, rc;
+    while ((rc = simul_ws_recv(ws, &d, &n)) == SIMUL_WS_BINARY) {
+        assert_int_equal(n, 65536);
+        got++;
+    }
+    assert_true(got >= 1);
+    simul_ws_close(ws, 0, NULL);
+    assert_int_equal(simul_stream_close(s), 0);
+    down(&f);
+    return 0;
+}
+
 /* Misbehaving servers made here: a wrong accept key, no Upgrade field, a 200, an unoffered
  * subprotocol, an extension, and a server that masks its frames. */
 typedef struct liar {
@@ -1035,6 +1095,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(handler_returning_open_session_is_closed),
         cmocka_unit_test(client_against_own_server),
         cmocka_unit_test(client_close_wakes_receiver),
+        cmocka_unit_test(send_deadline_under_backpressure),
         cmocka_unit_test(client_rejects_bad_servers),
         cmocka_unit_test(client_against_python_server),
     };
