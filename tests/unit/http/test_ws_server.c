@@ -8,6 +8,9 @@
 
 #include <simul/http.h>
 #include <sys/wait.h>
+#ifdef SIMUL_TLS_CERTS
+#include <simul/tls.h> /* wss: linked in when libsimul-tls is built (tests/CMakeLists.txt) */
+#endif
 
 #include "test_http_server_helpers.h"
 
@@ -1081,6 +1084,91 @@ SIMUL_TASK_TEST(client_against_python_server)
     return 0;
 }
 
+/* wss: simul's client over a TLS stream (libsimul-tls) against a python3-websockets server
+ * with the test PKI's server certificate. */
+static const char py_wss_server[] =
+    "import asyncio, ssl, sys\n"
+    "from websockets.server import serve\n"
+    "async def handler(ws):\n"
+    "    async for msg in ws:\n"
+    "        await ws.send(msg)\n"
+    "    done.set_result(None)\n"
+    "async def main(certs):\n"
+    "    global done\n"
+    "    done = asyncio.get_running_loop().create_future()\n"
+    "    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n"
+    "    ctx.load_cert_chain(certs + '/server.crt', certs + '/server.key')\n"
+    "    async with serve(handler, '127.0.0.1', 0, ssl=ctx) as srv:\n"
+    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
+    "        await asyncio.wait_for(done, 60)\n"
+    "asyncio.run(main(sys.argv[1]))\n";
+
+#ifdef SIMUL_TLS_CERTS
+static int pywss_start(void *arg)
+{
+    pysrv *ps = arg;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s/wss.py' '%s'", g.tmp,
+             SIMUL_TLS_CERTS);
+    ps->p = popen(cmd, "r");
+    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
+        return __LINE__;
+    }
+    return 0;
+}
+#endif
+
+SIMUL_TASK_TEST(client_over_tls_against_python_server)
+{
+    (void)arg;
+#ifndef SIMUL_TLS_CERTS
+    skip(); /* libsimul-tls is not built */
+#else
+    if (!have_websockets()) {
+        skip();
+    }
+    fixture f;
+    up(&f);
+    script(&f, "wss.py", py_wss_server);
+    pysrv ps = {0};
+    int result = -1;
+    assert_int_equal(simul_to_thread(pywss_start, &ps, &result), 0);
+    assert_int_equal(result, 0);
+    char port[16], why[256] = "";
+    snprintf(port, sizeof port, "%d", ps.port);
+    simul_tls_config *cfg;
+    assert_int_equal(simul_tls_config_new_client(&cfg), 0);
+    assert_int_equal(simul_tls_config_set_ca(cfg, SIMUL_TLS_CERTS "/ca.crt", NULL, why, sizeof why),
+                     0);
+    simul_stream *s;
+    int rc = simul_tls_open_connection("127.0.0.1", port, cfg, &s, why, sizeof why);
+    if (rc < 0) {
+        fail_msg("TLS connect: %s (%s)", simul_strerror(rc), why);
+    }
+    simul_ws *ws;
+    assert_int_equal(simul_ws_client_open(s, "127.0.0.1", "/", NULL, NULL, &ws), 0);
+    const char *d;
+    size_t n;
+    char *b = malloc(100000);
+    memset(b, 'w', 100000);
+    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, 100000), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
+    assert_int_equal(n, 100000);
+    assert_memory_equal(d, b, n);
+    free(b);
+    assert_int_equal(simul_ws_send_text(ws, "over TLS"), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
+    assert_string_equal(d, "over TLS");
+    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
+    simul_stream_close(s);
+    simul_tls_config_free(cfg);
+    assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
+    assert_int_equal(result, 0);
+    down(&f);
+#endif
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1098,6 +1186,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(send_deadline_under_backpressure),
         cmocka_unit_test(client_rejects_bad_servers),
         cmocka_unit_test(client_against_python_server),
+        cmocka_unit_test(client_over_tls_against_python_server),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_ws_server");
 }
