@@ -558,13 +558,20 @@ typedef struct simul_ws_opts {
     /* Server only: when the client vanishes (the connection ends without a close frame), the
      * handler's task is cancelled (default true: its next wait returns -ECANCELED). */
     bool no_cancel_on_disconnect;
+    /* Server only: the Origin values a browser may upgrade from (exact, case-insensitive;
+     * "*" for any). NULL: same origin only (the Origin's host[:port] must be the Host field),
+     * against cross-site WebSocket hijacking. A request without Origin (not a browser) is
+     * always let through; a refused one gets 403. */
+    const char *const *origins;
+    size_t norigins;
 } simul_ws_opts;
 
 /* Suspends. Upgrades the request to a WebSocket inside its handler: checks the handshake (GET,
  * HTTP/1.1, "Upgrade: websocket", "Connection: upgrade", Sec-WebSocket-Version 13, a
- * Sec-WebSocket-Key of 16 bytes in base64), picks a subprotocol, sends "101 Switching
- * Protocols" and takes the connection over. On a bad handshake it answers 400 (426 with
- * Sec-WebSocket-Version: 13 for another version) and returns -EPROTO: the handler just returns.
+ * Sec-WebSocket-Key of 16 bytes in base64, an allowed Origin), picks a subprotocol, sends "101
+ * Switching Protocols" and takes the connection over. On a bad handshake it answers 400 (426
+ * with Sec-WebSocket-Version: 13 for another version, 403 for an origin not allowed) and
+ * returns -EPROTO: the handler just returns.
  * The session lives until simul_ws_close (call it before the handler returns); the connection
  * closes after it. A graceful server shutdown sends every session a close 1001: its recv then
  * returns 0 with that code. opts may be NULL. Returns 0 and *out; -EPROTO; -EALREADY (a

@@ -399,6 +399,26 @@ static bool request_lists(const simul_http_request *req, const char *name, const
     return false;
 }
 
+/* Origin against the allowed list, or the same origin as Host (see simul_ws_opts.origins). */
+static bool origin_ok(const simul_http_request *req, const simul_ws_opts *opts)
+{
+    const char *origin = simul_http_request_header(req, "Origin");
+    if (!origin) {
+        return true; /* not a browser: nothing a page could forge */
+    }
+    if (opts && opts->origins) {
+        for (size_t i = 0; i < opts->norigins; i++) {
+            if (strcmp(opts->origins[i], "*") == 0 || strcasecmp(opts->origins[i], origin) == 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+    const char *host = simul_http_request_header(req, "Host");
+    const char *sep = strstr(origin, "://");
+    return host && sep && strcasecmp(sep + 3, host) == 0;
+}
+
 static int refuse(simul_http_response *res, int status, const char *why)
 {
     simul_http_response_text(res, status, why);
@@ -435,6 +455,9 @@ int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const si
     const char *key = simul_http_request_header(req, "Sec-WebSocket-Key");
     if (!key_ok(key)) {
         return refuse(res, 400, "WebSocket: bad Sec-WebSocket-Key\n");
+    }
+    if (!origin_ok(req, opts)) {
+        return refuse(res, 403, "WebSocket: origin not allowed\n");
     }
     /* The subprotocol: the server's first preference the client offers. */
     const char *proto = NULL;

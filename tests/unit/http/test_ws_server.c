@@ -149,6 +149,8 @@ static int h_flood(simul_http_request *req, simul_http_response *res, void *arg)
 }
 
 static simul_ws_opts small = {.max_message = 1024};
+static const char *good_origins[] = {"https://good.example", "HTTP://Other.Example:8080"};
+static simul_ws_opts listed = {.origins = good_origins, .norigins = 2};
 static simul_ws_opts keepalive = {.ping_interval = 0.02, .ping_timeout = 0.02};
 
 static simul_http_app *make_app(void)
@@ -157,6 +159,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_app_new(&app), 0);
     assert_int_equal(simul_http_route(app, "GET", "/echo", h_echo, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/small", h_echo, &small), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/listed", h_echo, &listed), 0);
     assert_int_equal(simul_http_route(app, "GET", "/parts", h_parts, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/forget", h_forget, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/flood", h_flood, NULL), 0);
@@ -406,6 +409,22 @@ static const hs_case bad_handshakes[] = {
      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n\r\n", 426},    /* Upgrade */
     {"GET /echo HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
      "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n\r\n", 400},    /* HTTP/1.0 */
+    /* Origins: a foreign page (cross-site WebSocket hijacking), a lookalike, a listed route. */
+    {UPGRADE("/echo", "Sec-WebSocket-Key: " KEY "\r\nOrigin: http://evil.example\r\n"), 403},
+    {UPGRADE("/echo", "Sec-WebSocket-Key: " KEY "\r\nOrigin: http://x.evil\r\n"), 403},
+    {UPGRADE("/echo", "Sec-WebSocket-Key: " KEY "\r\nOrigin: null\r\n"), 403},
+    {UPGRADE("/listed", "Sec-WebSocket-Key: " KEY "\r\nOrigin: http://x\r\n"), 403},
+    {UPGRADE("/listed", "Sec-WebSocket-Key: " KEY "\r\nOrigin: https://good.example.evil\r\n"),
+     403},
+};
+
+/* Upgrades that are fine: the same origin (the Host), a listed one (case-insensitive), none. */
+static const char *const good_handshakes[] = {
+    UPGRADE("/echo", "Sec-WebSocket-Key: " KEY "\r\nOrigin: http://x\r\n"),
+    UPGRADE("/echo", "Sec-WebSocket-Key: " KEY "\r\nOrigin: https://X\r\n"),
+    UPGRADE("/listed", "Sec-WebSocket-Key: " KEY "\r\nOrigin: https://GOOD.example\r\n"),
+    UPGRADE("/listed", "Sec-WebSocket-Key: " KEY "\r\nOrigin: http://other.example:8080\r\n"),
+    UPGRADE("/listed", "Sec-WebSocket-Key: " KEY "\r\n"),
 };
 
 static int c_bad_handshakes(void *arg)
@@ -424,6 +443,20 @@ static int c_bad_handshakes(void *arg)
             CHECK(hdr_get(r.head, "Sec-WebSocket-Version", v, sizeof v) && strcmp(v, "13") == 0);
         }
         resp_free(&r);
+    }
+    for (size_t i = 0; i < sizeof good_handshakes / sizeof *good_handshakes; i++) {
+        client *c = malloc(sizeof *c);
+        CHECK(cl_connect(c, f->port) == 0);
+        CHECK(cl_send(c, good_handshakes[i]) == 0);
+        while (!memmem(c->buf, c->len, "\r\n\r\n", 4)) {
+            CHECK(cl_more(c) > 0);
+        }
+        if (memcmp(c->buf, "HTTP/1.1 101 ", 13) != 0) {
+            fprintf(stderr, "good case %zu: %.*s\n", i, (int)c->len, c->buf);
+            return __LINE__;
+        }
+        close(c->fd);
+        free(c);
     }
     return 0;
 }
