@@ -224,7 +224,11 @@ static int reader_main(void *arg)
             ws->rend -= ws->rstart;
             ws->rstart = 0;
         }
-        double wait = ws->ping_out ? ws->opts.ping_timeout : ws->opts.ping_interval;
+        /* After our close only its answer is awaited, for close_timeout (a shutdown's 1001 to a
+         * client that never answers ends here, and so does its handler); else keepalive. */
+        double wait = ws->close_sent ? ws->opts.close_timeout
+                      : ws->ping_out ? ws->opts.ping_timeout
+                                     : ws->opts.ping_interval;
         simul_scope sc;
         simul_scope_timeout(&sc, wait < 0 ? INFINITY : wait);
         long n = simul_stream_read(ws->s, ws->rbuf + ws->rend, ws->rcap - ws->rend);
@@ -243,7 +247,7 @@ static int reader_main(void *arg)
             if (!ws->close_sent) {
                 write_close(ws, SIMUL_WS_CLOSE_INTERNAL, "keepalive ping timeout");
             }
-            n = -ETIMEDOUT;
+            n = -ETIMEDOUT; /* no answer to the ping, or to our close */
         } else if (n == -ECANCELED && simul_task_cancel_requested(simul_task_current())) {
             reader_end(ws, -ECANCELED, SIMUL_WS_CLOSE_ABNORMAL); /* the session is closing */
             return 0;
