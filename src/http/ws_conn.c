@@ -165,7 +165,10 @@ static int on_event(simul_ws *ws, int ev, simul_ws_frame *f)
     }
     switch (f->opcode) {
     case SIMUL_WS_PING:
-        if (!ws->close_sent) {
+        /* A peer that pings without reading would grow our write queue without bound: past
+         * the high-water mark pongs are skipped (RFC 6455 5.5.3 lets us answer only the
+         * latest ping; one not reading gets no answer it would read anyway). */
+        if (!ws->close_sent && simul_stream_write_buffer_size(ws->s) <= SIMUL_STREAM_HIGH_WATER) {
             write_frame(ws, SIMUL_WS_PONG, true, f->data, f->len);
         }
         return 1;

@@ -672,6 +672,56 @@ SIMUL_TASK_TEST(frames_behind_the_handshake)
     return 0;
 }
 
+/* A client that pings without reading: the pongs queued for it stay bounded (they are skipped
+ * past the write buffer's high-water mark), so it gets far fewer than it asked for. */
+static int c_ping_flood(void *arg)
+{
+    fixture *f = arg;
+    client *c = malloc(sizeof *c);
+    CHECK(cl_upgrade(c, f->port, "/echo", NULL, 0) == 0);
+    /* Unbounded, the server would queue PINGS pongs (38 MB); bounded, what the kernel's
+     * buffers hold (tcp_wmem + tcp_rmem maxima here: ~10 MB, ~80,000 pongs) and 64 KiB more. */
+    enum { PINGS = 300000 };
+    char pl[125];
+    memset(pl, 'p', sizeof pl);
+    uint8_t frame[256];
+    size_t n = mk(frame, 0x89, pl, sizeof pl);
+    uint8_t *all = malloc(n * 1000);
+    for (int i = 0; i < 1000; i++) {
+        memcpy(all + i * n, frame, n);
+    }
+    for (int k = 0; k < PINGS / 1000; k++) {
+        CHECK(cl_sendn(c, (const char *)all, n * 1000) == 0);
+    }
+    free(all);
+    n = mk(frame, 0x88, "\x03\xe8", 2);
+    CHECK(cl_sendn(c, (const char *)frame, n) == 0);
+    long pongs = 0;
+    int op;
+    char got[256];
+    size_t len;
+    do {
+        CHECK(cl_frame(c, &op, got, sizeof got, &len) == 0);
+        pongs += op == SIMUL_WS_PONG;
+    } while (op != SIMUL_WS_CLOSE);
+    fprintf(stderr, "pongs received for %d pings: %ld\n", PINGS, pongs);
+    CHECK(pongs > 0 && pongs < PINGS / 2);
+    CHECK(cl_closed(c));
+    close(c->fd);
+    free(c);
+    return 0;
+}
+
+SIMUL_TASK_TEST(ping_flood_stays_bounded)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    assert_int_equal(client_run(c_ping_flood, &f), 0);
+    down(&f);
+    return 0;
+}
+
 /* A client that vanishes (no close frame) cancels a handler that is not even reading. */
 static int c_vanish(void *arg)
 {
@@ -1211,6 +1261,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(bad_handshakes_refused),
         cmocka_unit_test(bad_frames_fail_the_connection),
         cmocka_unit_test(frames_behind_the_handshake),
+        cmocka_unit_test(ping_flood_stays_bounded),
         cmocka_unit_test(vanished_client_cancels_handler),
         cmocka_unit_test(keepalive_pings_and_gives_up),
         cmocka_unit_test(handler_returning_open_session_is_closed),
