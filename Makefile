@@ -22,6 +22,13 @@ DEB_PACKAGES += nginx-light
 # The HTTP server benchmark (bench/run_http.sh): wrk drives nginx, aiohttp on uvloop and Flask
 # under gunicorn beside libsimul-http.
 DEB_PACKAGES += wrk python3-aiohttp python3-flask gunicorn
+# libsimul-http's WebSocket tests: python3-websockets as client and server (for /usr/bin/python3).
+DEB_PACKAGES += python3-websockets
+# The WebSocket frame parser's benchmark reference (bench/run_ws_frame.sh), linked into the bench only.
+DEB_PACKAGES += libwslay-dev
+# Tests only: the chess simul's page is checked in headless Chromium (e2e.chess_web, over the
+# DevTools protocol); the demo itself needs no browser.
+DEB_PACKAGES += chromium
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -92,6 +99,7 @@ bench: deps
 	bash bench/run_http_parser.sh $(BUILD)
 	bash bench/run_http.sh $(BUILD)
 	bash bench/run_resp.sh $(BUILD)
+	bash bench/run_ws_frame.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

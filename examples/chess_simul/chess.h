@@ -25,6 +25,10 @@ typedef struct chess_config {
     long vanish;    /* opponents that leave mid-game */
     bool sync, compare, serve_only, quiet;
     bool tty; /* stdout is a terminal: live grid with ANSI escapes */
+    /* the page (web.c): skipped with --no-web or without libsimul-http */
+    bool no_web;
+    const char *web_host, *web_port;
+    double web_wait_s, web_linger_s;
     /* internal: a child process running opponents for boards [first, first + count) */
     bool opponents_only;
     long first, count;

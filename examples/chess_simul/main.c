@@ -4,6 +4,9 @@
  * the model's prediction (model.h). See usage() for the options and the README's section
  * "The chess simul" for the arithmetic. */
 #include "chess.h"
+#ifdef CHESS_WEB
+#include "web.h"
+#endif
 
 #include <errno.h>
 #include <math.h>
@@ -40,6 +43,12 @@ static void usage(FILE *to, const char *argv0)
             "  --processes N       run the opponents in N child processes\n"
             "  --host H --port P   where the master listens (default 127.0.0.1, port 0: free)\n"
             "  --quiet             no live view, only the summary\n"
+            "The page (the boards live in a browser, over WebSocket or SSE; its URL is printed\n"
+            "first):\n"
+            "  --no-web            do not serve it\n"
+            "  --web-host H --web-port P   where (default 127.0.0.1, port 0: free)\n"
+            "  --web-wait S        wait up to S seconds for a page to open before playing\n"
+            "  --web-linger S      keep serving S seconds after the simul (Ctrl-C ends it)\n"
             "Output: a live grid on a terminal (a plain line a second otherwise), then a summary\n"
             "with key=value lines (sync_/async_measured_s, _model_s, _results, boards_finished,\n"
             "...). The moves are real chess: a game ends early only by a forced mate or\n"
@@ -80,6 +89,8 @@ static int parse_args(int argc, char **argv, chess_config *c)
         .scale_ms = 1,
         .host = "127.0.0.1",
         .port = "0",
+        .web_host = "127.0.0.1",
+        .web_port = "0",
     };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -96,6 +107,8 @@ static int parse_args(int argc, char **argv, chess_config *c)
             c->serve_only = true, takes = false;
         } else if (strcmp(a, "--quiet") == 0) {
             c->quiet = true, takes = false;
+        } else if (strcmp(a, "--no-web") == 0) {
+            c->no_web = true, takes = false;
         } else if (strcmp(a, "--opponents-only") == 0) {
             c->opponents_only = true, takes = false;
         } else if (!v) {
@@ -122,6 +135,16 @@ static int parse_args(int argc, char **argv, chess_config *c)
             long p;
             ok = parse_long(v, 0, 65535, &p);
             c->port = v;
+        } else if (strcmp(a, "--web-host") == 0) {
+            c->web_host = v;
+        } else if (strcmp(a, "--web-port") == 0) {
+            long p;
+            ok = parse_long(v, 0, 65535, &p);
+            c->web_port = v;
+        } else if (strcmp(a, "--web-wait") == 0) {
+            ok = parse_minutes(v, &c->web_wait_s);
+        } else if (strcmp(a, "--web-linger") == 0) {
+            ok = parse_minutes(v, &c->web_linger_s);
         } else if (strcmp(a, "--first") == 0) {
             ok = parse_long(v, 0, CHESS_MAX_BOARDS - 1, &c->first);
         } else if (strcmp(a, "--count") == 0) {
@@ -298,6 +321,9 @@ static int run_mode(const chess_config *cfg, bool sync, mode_result *r)
         session_free(&s);
         return -1;
     }
+#ifdef CHESS_WEB
+    web_attach(&s);
+#endif
     int port = simul_server_port(s.srv);
     char sport[16];
     snprintf(sport, sizeof sport, "%d", port);
@@ -399,6 +425,9 @@ static int run_mode(const chess_config *cfg, bool sync, mode_result *r)
     r->errors_sent = s.errs_sent;
     r->opponent_failures = opp.failed;
     snprintf(r->abandoned_list, sizeof r->abandoned_list, "%s", s.abandoned_list);
+#ifdef CHESS_WEB
+    web_detach(&s);
+#endif
     session_free(&s);
     if (master_rc < 0 && master_rc != -ECANCELED)
         fprintf(stderr, "chess_simul: the master stopped: %s\n", simul_strerror(master_rc));
@@ -525,6 +554,14 @@ static int run(void *arg)
         int rc = opponents_task(&opp);
         ra->status = rc == -ECANCELED ? 130 : (rc < 0 || opp.failed) ? 1 : 0;
     } else {
+#ifdef CHESS_WEB
+        if (!cfg->no_web) {
+            web_opts wo = {.host = cfg->web_host, .port = cfg->web_port,
+                           .wait_s = cfg->web_wait_s, .linger_s = cfg->web_linger_s};
+            if (web_start(cfg, &wo) == 0)
+                web_wait_page();
+        }
+#endif
         mode_result rs = {0}, ra_async = {0};
         bool do_sync = cfg->sync || cfg->compare, do_async = !cfg->sync;
         int rc = 0;
@@ -542,6 +579,9 @@ static int run(void *arg)
             (ra_async.abandoned != expected || ra_async.opponent_failures))
             ok = false;
         ra->status = rs.interrupted || ra_async.interrupted ? 130 : ok ? 0 : 1;
+#ifdef CHESS_WEB
+        web_stop(); /* after the lingering, if asked for: a SIGINT then ends only that */
+#endif
     }
     if (watcher) {
         simul_scope shield;

@@ -600,6 +600,236 @@ int64_t simul_http_threads_accepted(const simul_http_threads *t, int index);
 /* Shuts down (timeout 0) if still running, and frees. NULL is fine. */
 void simul_http_threads_free(simul_http_threads *t);
 
+
+/* ---------------------------------------------------------------------------------------------
+ * WebSocket (RFC 6455)
+ *
+ * Two parts, as for HTTP: a codec that is a pure function over bytes (the frame parser, the
+ * frame header encoder, masking, UTF-8 checking: no sockets, fuzzed), and sessions on a
+ * simul_stream that read and write whole messages, server side (simul_ws_upgrade from a route's
+ * handler) or client side (simul_ws_client_open over an already connected stream).
+ *
+ * The parser's contract is the HTTP parser's: simul_ws_parser_feed(p, buf, len, &consumed, &f)
+ * reads buf[0..len) and reports one event; the caller drops buf[0..consumed) and calls again
+ * with what was not consumed followed by what arrived since. A frame header, and a control frame
+ * whole (at most 2 + 8 + 4 + 125 bytes), are consumed only once complete; data payload is
+ * handed out in place as it comes, unmasked in the caller's buffer (hence not const). The
+ * result does not depend on how the bytes were split: UTF-8 is checked across pieces and
+ * fragments, so an invalid text message fails at its first bad byte.
+ * ------------------------------------------------------------------------------------------- */
+
+/* Opcodes (RFC 6455 5.2), and the message types of the session calls. */
+enum {
+    SIMUL_WS_CONT = 0x0,
+    SIMUL_WS_TEXT = 0x1,
+    SIMUL_WS_BINARY = 0x2,
+    SIMUL_WS_CLOSE = 0x8,
+    SIMUL_WS_PING = 0x9,
+    SIMUL_WS_PONG = 0xA,
+};
+
+/* Close codes (RFC 6455 7.4.1) the library sends or reports. */
+enum {
+    SIMUL_WS_CLOSE_NORMAL = 1000,
+    SIMUL_WS_CLOSE_GOING_AWAY = 1001,    /* the server shuts down */
+    SIMUL_WS_CLOSE_PROTOCOL = 1002,      /* a broken frame */
+    SIMUL_WS_CLOSE_UNSUPPORTED = 1003,
+    SIMUL_WS_CLOSE_NO_STATUS = 1005,     /* reported only: a close frame without a code */
+    SIMUL_WS_CLOSE_ABNORMAL = 1006,      /* reported only: the connection ended without a close */
+    SIMUL_WS_CLOSE_INVALID_DATA = 1007,  /* text that is not UTF-8 */
+    SIMUL_WS_CLOSE_POLICY = 1008,
+    SIMUL_WS_CLOSE_TOO_BIG = 1009,       /* a message over max_message */
+    SIMUL_WS_CLOSE_INTERNAL = 1011,      /* also: no pong within ping_timeout */
+};
+
+/* Parser events (>= 0; errors are negative). */
+enum {
+    SIMUL_WS_NEED_MORE = 0, /* read more */
+    SIMUL_WS_DATA = 1,      /* a piece of a text or binary message: f.opcode, f.data, f.len
+                               (may be 0 for an empty message), f.fin when it ends the message */
+    SIMUL_WS_CONTROL = 2,   /* a whole ping, pong or close frame: f.opcode, f.data, f.len; for a
+                               close also f.close_code (1005 if none) and the reason in f.data +
+                               2 (f.len - 2 bytes, checked UTF-8) */
+};
+
+/* Every rejection, each with its reason and the close code to answer with. */
+typedef enum simul_ws_error {
+    SIMUL_WS_OK = 0,
+    SIMUL_WS_E_RESERVED_BITS,   /* 1002 RSV1-3 set without a negotiated extension */
+    SIMUL_WS_E_OPCODE,          /* 1002 reserved opcode (3-7, 0xB-0xF) */
+    SIMUL_WS_E_MASK,            /* 1002 a client frame unmasked, or a server frame masked */
+    SIMUL_WS_E_CONTROL_FRAGMENTED, /* 1002 a control frame without FIN */
+    SIMUL_WS_E_CONTROL_TOO_LONG, /* 1002 a control payload over 125 bytes */
+    SIMUL_WS_E_LENGTH_NOT_MINIMAL, /* 1002 a 16- or 64-bit length that fits the shorter form */
+    SIMUL_WS_E_LENGTH_TOP_BIT,  /* 1002 a 64-bit length with its top bit set */
+    SIMUL_WS_E_UNEXPECTED_CONT, /* 1002 a continuation frame with no message begun */
+    SIMUL_WS_E_EXPECTED_CONT,   /* 1002 a new text/binary frame inside a fragmented message */
+    SIMUL_WS_E_CLOSE_LENGTH,    /* 1002 a close payload of 1 byte */
+    SIMUL_WS_E_CLOSE_CODE,      /* 1002 a close code that may not be sent */
+    SIMUL_WS_E_AFTER_CLOSE,     /* 1002 a frame after the close frame */
+    SIMUL_WS_E_UTF8,            /* 1007 text (or a close reason) that is not UTF-8 */
+    SIMUL_WS_E_TOO_BIG,         /* 1009 a message over max_message */
+    SIMUL_WS_E_COUNT_
+} simul_ws_error;
+
+/* One event's frame. data points into the buffer given to the call that returned it. */
+typedef struct simul_ws_frame {
+    uint8_t opcode; /* SIMUL_WS_TEXT/BINARY (the message's, also for its continuations) or a
+                       control opcode */
+    bool fin;       /* DATA: this piece ends the message */
+    uint8_t *data;
+    size_t len;
+    int close_code; /* CONTROL close only */
+} simul_ws_frame;
+
+#define SIMUL_WS_DEFAULT_MAX_MESSAGE (1024u * 1024u)
+
+/* The parser: caller-allocated. Read `error` after a negative return; the rest is private. */
+typedef struct simul_ws_parser {
+    simul_ws_error error;
+    struct {
+        uint64_t max_message;
+        uint64_t remaining; /* payload bytes left in the current data frame */
+        uint64_t msg_len;   /* bytes of the current message so far */
+        uint32_t utf8;      /* the UTF-8 checker's state across pieces */
+        uint32_t phase;     /* the mask's position: payload bytes already unmasked, mod 4 */
+        uint8_t key[4];
+        uint8_t msg_op;     /* the message in progress (0: none) */
+        bool server, masked, fin, in_frame, closed;
+    } priv_;
+} simul_ws_parser;
+
+/* Prepares p. server: true to parse a client's frames (which must be masked), false for a
+ * server's (which must not be). max_message: the largest message (all its fragments) accepted,
+ * 0 for SIMUL_WS_DEFAULT_MAX_MESSAGE, UINT64_MAX for none. Does not suspend, allocates nothing. */
+void simul_ws_parser_init(simul_ws_parser *p, bool server, uint64_t max_message);
+
+/* Parses buf[0..len) (see the contract above): returns the next event with *consumed the bytes
+ * the caller drops, or -EPROTO (a broken frame, invalid UTF-8) / -EMSGSIZE (over max_message)
+ * with the reason in p->error; an error sticks. After a close frame every later byte is
+ * SIMUL_WS_E_AFTER_CLOSE. */
+int simul_ws_parser_feed(simul_ws_parser *p, uint8_t *buf, size_t len, size_t *consumed,
+                         simul_ws_frame *f);
+
+/* The close code to fail the connection with for an error (1002, 1007, 1009). */
+int simul_ws_error_close_code(simul_ws_error e);
+/* A short reason ("reserved bits set"); static storage, never NULL. */
+const char *simul_ws_error_reason(simul_ws_error e);
+/* Whether a peer may send this close code (1000-1003, 1007-1014, 3000-4999). */
+bool simul_ws_close_code_valid(int code);
+
+/* Writes a frame header into out (at most 14 bytes) and returns its length: fin, opcode, the
+ * payload length in its minimal form, and the masking key if mask is not NULL (a client's). */
+size_t simul_ws_frame_header(uint8_t out[14], int opcode, bool fin, uint64_t len,
+                             const uint8_t *mask);
+/* XORs data[0..len) with the key, starting at key position `phase` (payload offset mod 4). */
+void simul_ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t phase);
+
+/* Checks UTF-8 incrementally: *state starts at 0; returns false at the first invalid byte
+ * (overlong forms, surrogates, over U+10FFFF included). A message is whole and valid when the
+ * last call returned true and *state is back at 0. */
+bool simul_ws_utf8_check(uint32_t *state, const uint8_t *s, size_t len);
+
+/* The Sec-WebSocket-Accept value for a key (28 characters and a NUL into out). */
+void simul_ws_accept_key(const char *key, size_t key_len, char out[29]);
+
+/* ---- sessions -------------------------------------------------------------------------------
+ * A session reads and writes whole messages over a stream. A reader task of its own reads the
+ * stream all along: it answers pings at once, queues messages for simul_ws_recv (up to
+ * queue_max; then it stops reading, so a slow reader slows the peer), sends pings every
+ * ping_interval while the line is quiet and fails the connection (1011) if nothing comes back
+ * within ping_timeout, and answers a close. Sends are written whole (a frame is one stream
+ * write, so the reader's pongs never split a message's frame) and wait while the stream's write
+ * buffer is above its high-water mark. Every wait honours cancellation and deadline scopes.
+ * One task receives and one task sends at a time (another gets -EBUSY); they may be two tasks.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct simul_ws simul_ws;
+typedef struct simul_stream simul_stream; /* simul/stream.h */
+
+typedef struct simul_ws_opts {
+    uint64_t max_message;  /* largest message received (default 1 MiB) -> close 1009 */
+    size_t queue_max;      /* messages received and not yet taken by recv (default 16) */
+    double ping_interval;  /* seconds of quiet before a ping (default 20; < 0: never) */
+    double ping_timeout;   /* seconds to wait for anything after that ping (default 20) */
+    double close_timeout;  /* seconds to wait for the peer's close answer (default 5) */
+    /* Server: the subprotocols spoken, in order of preference; the first the client offers
+     * wins (none offered or none in common: no subprotocol). Client: those offered. */
+    const char *const *subprotocols;
+    size_t nsubprotocols;
+    /* Server only: when the client vanishes (the connection ends without a close frame), the
+     * handler's task is cancelled (default true: its next wait returns -ECANCELED). */
+    bool no_cancel_on_disconnect;
+    /* Server only: the Origin values a browser may upgrade from (exact, case-insensitive;
+     * "*" for any). NULL: same origin only (the Origin's host[:port] must be the Host field),
+     * against cross-site WebSocket hijacking. A request without Origin (not a browser) is
+     * always let through; a refused one gets 403. */
+    const char *const *origins;
+    size_t norigins;
+} simul_ws_opts;
+
+/* Suspends. Upgrades the request to a WebSocket inside its handler: checks the handshake (GET,
+ * HTTP/1.1, "Upgrade: websocket", "Connection: upgrade", Sec-WebSocket-Version 13, a
+ * Sec-WebSocket-Key of 16 bytes in base64, an allowed Origin), picks a subprotocol, sends "101
+ * Switching Protocols" and takes the connection over. On a bad handshake it answers 400 (426
+ * with Sec-WebSocket-Version: 13 for another version, 403 for an origin not allowed) and
+ * returns -EPROTO: the handler just returns.
+ * The session lives until simul_ws_close (call it before the handler returns); the connection
+ * closes after it. A graceful server shutdown sends every session a close 1001: its recv then
+ * returns 0 with that code. opts may be NULL. Returns 0 and *out; -EPROTO; -EALREADY (a
+ * response was already started); -ECANCELED; -ENOMEM. */
+int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const simul_ws_opts *opts,
+                     simul_ws **out);
+
+/* Suspends. Client side: the opening handshake over an already connected stream (TCP, Unix,
+ * TLS): sends a GET for `path` with Host `host` and a fresh key, reads the response head
+ * (at most 16 KiB) and checks it minimally: status 101, "Upgrade: websocket", "Connection:
+ * upgrade", the right Sec-WebSocket-Accept, and a subprotocol among those offered. The stream
+ * stays the caller's: close it after simul_ws_close. opts may be NULL (no cancel on disconnect
+ * on this side: recv returns -ECONNRESET). Returns 0 and *out; -EPROTO (the server refused or
+ * answered wrong; the status it sent is in *status if status is not NULL); -EMSGSIZE (an
+ * oversized head); the stream's errors. */
+int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
+                         const simul_ws_opts *opts, int *status, simul_ws **out);
+
+/* Suspends until a message arrives: its type (SIMUL_WS_TEXT or SIMUL_WS_BINARY) is returned,
+ * *data points at it (NUL-terminated after len bytes, valid until the next recv or the close)
+ * and *len is its length. Returns 0 once the peer has closed (simul_ws_close_code says how;
+ * 1006 when the connection ended without a close); -EPROTO / -EMSGSIZE when the peer broke the
+ * protocol (the connection was failed with 1002, 1007 or 1009); -ECONNRESET; -ECANCELED;
+ * -ETIMEDOUT (a deadline scope); -EBUSY (another task is in recv). */
+int simul_ws_recv(simul_ws *ws, const char **data, size_t *len);
+
+/* Suspends (while the write buffer is full). Sends a whole message as one frame. type:
+ * SIMUL_WS_TEXT (data must be UTF-8: -EINVAL otherwise) or SIMUL_WS_BINARY. Returns 0;
+ * -EPIPE once a close was sent or the connection failed; -ECANCELED; -ETIMEDOUT; -EBUSY. */
+int simul_ws_send(simul_ws *ws, int type, const void *data, size_t len);
+/* simul_ws_send of a NUL-terminated text. */
+int simul_ws_send_text(simul_ws *ws, const char *text);
+/* Suspends. Sends a message in pieces, as a stream: the first call gives the type, later ones
+ * SIMUL_WS_CONT; `last` ends the message. Text pieces may split a character. Control frames
+ * (pongs, pings) may come between the pieces; other messages may not (-EBUSY for
+ * simul_ws_send meanwhile). Errors as simul_ws_send. */
+int simul_ws_send_part(simul_ws *ws, int type, const void *data, size_t len, bool last);
+/* Sends a ping (payload up to 125 bytes; -EINVAL beyond). Does not suspend. */
+int simul_ws_ping(simul_ws *ws, const void *data, size_t len);
+
+/* Suspends. The close handshake: sends a close with code (1000 if 0; a code a peer may send)
+ * and reason (up to 123 bytes of UTF-8; NULL for none) unless one was sent, waits up to
+ * close_timeout for the peer's close, ends the reader and frees the session. Another task
+ * waiting in simul_ws_recv meanwhile returns (as recv does once closed) before the session is
+ * freed; no task may be inside a send (it would touch the freed session). The handle is
+ * invalid once it returns, whatever it returns: 0 (both sides closed), -ETIMEDOUT (no answer in
+ * time), -ECONNRESET (the connection had failed), -ECANCELED, -EINVAL (a bad code or reason:
+ * the session is freed and the connection failed with 1011). */
+int simul_ws_close(simul_ws *ws, int code, const char *reason);
+
+/* The close code the peer sent (1005 if its close had none; 1006 if the connection ended
+ * without a close; 0 while open), and its reason (NUL-terminated, "" if none). */
+int simul_ws_close_code(const simul_ws *ws);
+const char *simul_ws_close_reason(const simul_ws *ws);
+/* The subprotocol chosen, or NULL. */
+const char *simul_ws_subprotocol(const simul_ws *ws);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

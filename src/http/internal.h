@@ -147,5 +147,23 @@ bool http_trusted(const http_cidr *v, size_t n, const struct sockaddr_storage *s
 bool http_trusted_text(const http_cidr *v, size_t n, const char *addr);
 void http_addr_text(const struct sockaddr_storage *sa, socklen_t len, char *out, size_t cap);
 bool http_forwarded_addr(const char *s, size_t n, char *out, size_t cap);
+/* For a protocol that takes the connection over after an upgrade (WebSocket, ws_conn.c): what
+ * the connection calls back. drain: a graceful shutdown began (runs in the shutdown's task, must
+ * not suspend). release: the handler returned with the protocol still on (end it). */
+typedef struct http_upgrade_hooks {
+    void (*drain)(void *arg);
+    void (*release)(void *arg);
+    void *arg;
+} http_upgrade_hooks;
+
+/* server.c. In a handler: stops the client watcher, writes head (the 101 answer), marks the
+ * response sent (the connection closes once the handler returns) and hands over the stream and
+ * the bytes read past the request (*rest, valid during the handler). Returns 0; -EALREADY (a
+ * response was started); -ECONNRESET (the client already left); the write's error. */
+int http_takeover(simul_http_request *req, simul_http_response *res, const void *head,
+                  size_t len, const http_upgrade_hooks *hooks, simul_stream **s,
+                  const char **rest, size_t *rest_len);
+/* The protocol has ended: the hooks are not called any more. */
+void http_takeover_done(simul_http_request *req);
 
 #endif /* SIMUL_HTTP_INTERNAL_H */

@@ -109,6 +109,8 @@ struct conn {
     bool tls;
     simul_http_request *cur_req; /* the request being served, or NULL */
     simul_http_response *cur_res;
+    http_upgrade_hooks up; /* set while a protocol has taken the connection over */
+    bool upgraded; /* it did: that protocol ended with its own close (a reset would drop it) */
 };
 
 typedef struct http_listener {
@@ -1300,6 +1302,39 @@ int simul_http_sse_comment(simul_http_response *res, const char *text)
     return simul_http_response_write(res, line, len + 4);
 }
 
+/* ---- upgrades: another protocol takes the connection over (WebSocket) --------------------- */
+
+int http_takeover(simul_http_request *req, simul_http_response *res, const void *head,
+                  size_t len, const http_upgrade_hooks *hooks, simul_stream **s,
+                  const char **rest, size_t *rest_len)
+{
+    conn *c = req->c;
+    if (res->started) {
+        return -EALREADY;
+    }
+    watcher_stop(c); /* the new protocol reads the stream itself; what it read is in c->buf */
+    if (c->peer_gone) {
+        return -ECONNRESET;
+    }
+    int rc = simul_stream_write(c->s, head, len);
+    if (rc < 0) {
+        return rc;
+    }
+    res->started = res->ended = res->close = true;
+    c->up = *hooks;
+    c->upgraded = true;
+    *s = c->s;
+    *rest = c->buf + c->start;
+    *rest_len = c->end - c->start;
+    c->start = c->end = 0;
+    return 0;
+}
+
+void http_takeover_done(simul_http_request *req)
+{
+    memset(&req->c->up, 0, sizeof req->c->up);
+}
+
 /* ---- one connection ---------------------------------------------------------------------- */
 
 typedef struct exchange {
@@ -1674,6 +1709,10 @@ static bool serve_request(conn *c, unsigned nreq)
             /* a hook answered */
         } else if (m.route) {
             hrc = m.route->handler(req, res, m.route->arg);
+            if (c->up.release) {
+                c->up.release(c->up.arg); /* an upgraded protocol the handler left open */
+                http_takeover_done(req);
+            }
         } else if (strcmp(req->method, "OPTIONS") == 0 &&
                    (m.path_matched || strcmp(req->path, "*") == 0)) {
             simul_http_response_status(res, 204);
@@ -1903,7 +1942,8 @@ static int conn_main(simul_stream *s, void *arg)
         }
     }
 done:
-    if (c->peer_gone || (simul_task_cancel_requested(c->task) && !c->sse_closing)) {
+    if (c->peer_gone ||
+        (simul_task_cancel_requested(c->task) && !c->sse_closing && !c->upgraded)) {
         simul_stream_abort(s);
     } else {
         simul_scope sh; /* an SSE stream ended by the shutdown: its task is cancelled */
@@ -2200,6 +2240,8 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
              * next send or wait returns -ECANCELED; EventSource clients reconnect elsewhere) */
             c->sse_closing = true;
             simul_task_cancel(c->task);
+        } else if (c->up.drain) {
+            c->up.drain(c->up.arg); /* an upgraded connection (WebSocket: close 1001) */
         }
     }
     simul_scope dl;

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# WebSocket frame parser benchmark: libsimul-http's parser beside wslay's frame layer (Debian's
+# libwslay-dev, built into the bench only) on the same masked client frames in the same process,
+# pinned to one core. The two alternate shape by shape (32-byte text, 4 KiB and 64 KiB binary);
+# each figure is the best of 5.
+#
+#   bash bench/run_ws_frame.sh <build-dir>        e.g. bash bench/run_ws_frame.sh build
+#
+# Environment:
+#   BENCH_QUICK=1     rounds / 20 (smoke run, a second or two)
+#   BENCH_CPU=n       core to pin to (default 1)
+#   BENCH_TIMEOUT=s   per-process time limit in seconds (default 600); a hang fails the run
+#
+# Output: every key=value line the bench prints, the ratios (>1 means ours parses more frames
+# per second), then `target ...: PASS|MISS (measured X)` for each shape (ours checks UTF-8 on the
+# text frames, wslay's frame layer does not). A miss is reported and the script still exits 0; a
+# bench that crashes, fails or times out makes it exit non-zero.
+set -euo pipefail
+
+if [ $# -ne 1 ]; then
+    echo "usage: $0 <build-dir>" >&2
+    exit 2
+fi
+BUILD=$(cd "$1" && pwd)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CPU=${BENCH_CPU:-1}
+QUICK=${BENCH_QUICK:-0}
+TIMEOUT=${BENCH_TIMEOUT:-600}
+
+die() { echo "run_ws_frame.sh: $*" >&2; exit 1; }
+
+ROUNDS=400
+if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
+
+BENCH=$BUILD/bench/ws_frame_bench
+
+command -v taskset >/dev/null || die "taskset not found (util-linux)"
+taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+
+if [ -f "$BUILD/CMakeCache.txt" ]; then
+    cmake --build "$BUILD" --target ws_frame_bench >&2 || die "building the bench failed"
+fi
+[ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first (libsimul-http)"
+
+PIN=(taskset -c "$CPU")
+source "$HERE/lib.sh"
+
+build_type=$(build_type_of "$BUILD")
+echo "# run_ws_frame.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
+echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS"
+
+run "$BENCH" "$ROUNDS"
+
+echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -z "${V[wslay]:-}" ]; then
+    echo "# wslay not built in (package libwslay-dev missing at configure time): no comparison"
+fi
+if [ "$QUICK" = 1 ]; then
+    echo "# quick run: rounds / 20, the targets checked on the reduced run"
+fi
+echo "# ratios: >1 means our parser is faster"
+for s in text32 bin4k bin64k; do
+    line=$(ratio ws_${s}_vs_wslay ws_${s}_frames_per_s wslay_${s}_frames_per_s)
+    echo "$line"
+    v=${line#*=}
+    if [ "$v" = n/a ]; then
+        echo "target ws_${s}_vs_wslay>=1: MISS (not measured)"
+    elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
+        echo "target ws_${s}_vs_wslay>=1: PASS (measured $v)"
+    else
+        echo "target ws_${s}_vs_wslay>=1: MISS (measured $v)"
+    fi
+done
+exit 0

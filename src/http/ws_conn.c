@@ -1,0 +1,861 @@
+/* ws_conn.c — WebSocket sessions over a simul_stream: the server's upgrade from a route, the
+ * client's opening handshake, and the message calls both share. The idea: a reader task of the
+ * session's own reads the stream all along (so pings are answered, keepalive runs and a vanished
+ * peer is seen even while the handler only sends) and hands whole messages over through a
+ * bounded queue; every frame is written with one non-suspending stream write, so the reader's
+ * pongs and closes never land inside another frame. */
+#include "internal.h"
+#include "ws_internal.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/uio.h>
+
+typedef struct ws_msg {
+    int type;
+    size_t len, cap;
+    char data[]; /* len bytes and a NUL */
+} ws_msg;
+
+struct simul_ws {
+    simul_stream *s;
+    bool server;
+    simul_ws_opts opts;
+    simul_ws_parser p;
+    uint8_t *rbuf;
+    size_t rcap, rstart, rend;
+    ws_msg *building; /* the message being reassembled */
+    ws_msg *cur;      /* the message recv returned last (freed at the next recv) */
+    simul_queue *q;
+    simul_task *reader, *owner;
+    simul_event *ended; /* the peer's close came, or the reader ended */
+    simul_http_request *req; /* server: the request that was upgraded */
+    int err;            /* what recv returns once the queue is empty */
+    int close_code;
+    char close_reason[124];
+    char *subprotocol;
+    bool close_sent, reader_done, receiving, sending, in_part, ping_out;
+    uint32_t out_utf8; /* the UTF-8 state of a text message sent in parts */
+    uint64_t rng;      /* the masking keys' generator (client) */
+};
+
+#define WS_RBUF (64u * 1024u)
+
+/* ---- writing frames ------------------------------------------------------------------------- */
+
+static uint32_t next_key(simul_ws *ws)
+{
+    /* splitmix64, seeded from getrandom: keys unpredictable to the peer without a syscall per
+     * frame (RFC 6455 10.3 asks for keys a script on the page cannot guess). */
+    uint64_t z = (ws->rng += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return (uint32_t)(z ^ (z >> 31));
+}
+
+/* Writes one frame with non-suspending stream writes (never split by another task's frame).
+ * Returns 0 or the stream's error. */
+static int write_frame(simul_ws *ws, int op, bool fin, const void *data, size_t len)
+{
+    uint8_t h[14];
+    if (ws->server) {
+        size_t hl = simul_ws_frame_header(h, op, fin, len, NULL);
+        struct iovec iov[2] = {{h, hl}, {(void *)data, len}};
+        return simul_stream_writev(ws->s, iov, len ? 2 : 1);
+    }
+    uint32_t k = next_key(ws);
+    uint8_t key[4];
+    memcpy(key, &k, 4);
+    size_t hl = simul_ws_frame_header(h, op, fin, len, key);
+    int rc = simul_stream_write(ws->s, h, hl);
+    uint8_t chunk[4096];
+    for (size_t off = 0; rc == 0 && off < len; off += sizeof chunk) {
+        size_t n = len - off < sizeof chunk ? len - off : sizeof chunk;
+        memcpy(chunk, (const uint8_t *)data + off, n);
+        simul_ws_mask(chunk, n, key, off);
+        rc = simul_stream_write(ws->s, chunk, n);
+    }
+    return rc;
+}
+
+static int write_close(simul_ws *ws, int code, const char *reason)
+{
+    uint8_t pl[125];
+    size_t n = 0;
+    if (code) {
+        pl[0] = (uint8_t)(code >> 8);
+        pl[1] = (uint8_t)code;
+        n = 2;
+        size_t r = reason ? strlen(reason) : 0;
+        if (r > 123) {
+            r = 123;
+        }
+        if (r) {
+            memcpy(pl + 2, reason, r);
+        }
+        n += r;
+    }
+    ws->close_sent = true;
+    return write_frame(ws, SIMUL_WS_CLOSE, true, pl, n);
+}
+
+/* ---- the reader ----------------------------------------------------------------------------- */
+
+static void msg_free(void *m)
+{
+    free(m);
+}
+
+/* The reader is done: recv returns what is queued, then err. */
+static void reader_end(simul_ws *ws, int err, int code)
+{
+    ws->err = err;
+    if (!ws->close_code) {
+        ws->close_code = code;
+    }
+    ws->reader_done = true;
+    simul_queue_shutdown(ws->q, false, NULL);
+    simul_event_set(ws->ended);
+}
+
+/* Handles one parsed event. Returns 1 to go on, 0 when the reader is done. */
+static int on_event(simul_ws *ws, int ev, simul_ws_frame *f)
+{
+    if (ev == SIMUL_WS_DATA) {
+        ws_msg *m = ws->building;
+        if (!m || m->len + f->len + 1 > m->cap) {
+            size_t need = (m ? m->len : 0) + f->len + 1;
+            size_t cap = m ? m->cap * 2 : 256;
+            cap = cap < need ? need : cap;
+            ws_msg *nm = realloc(m, sizeof *nm + cap);
+            if (!nm) {
+                write_close(ws, SIMUL_WS_CLOSE_INTERNAL, "out of memory");
+                reader_end(ws, -ENOMEM, SIMUL_WS_CLOSE_ABNORMAL);
+                return 0;
+            }
+            if (!m) {
+                nm->len = 0;
+                nm->type = f->opcode;
+            }
+            nm->cap = cap;
+            ws->building = m = nm;
+        }
+        memcpy(m->data + m->len, f->data, f->len);
+        m->len += f->len;
+        if (!f->fin) {
+            return 1;
+        }
+        m->data[m->len] = '\0';
+        ws->building = NULL;
+        if (ws->close_sent) {
+            free(m); /* after our close, data is dropped (RFC 6455 1.4): only its close counts */
+            return 1;
+        }
+        int rc = simul_queue_put(ws->q, m); /* backpressure: a full queue stops the reading */
+        if (rc < 0) {
+            free(m);
+            return rc == -ECANCELED ? 0 : 1;
+        }
+        return 1;
+    }
+    switch (f->opcode) {
+    case SIMUL_WS_PING:
+        /* A peer that pings without reading would grow our write queue without bound: past
+         * the high-water mark pongs are skipped (RFC 6455 5.5.3 lets us answer only the
+         * latest ping; one not reading gets no answer it would read anyway). */
+        if (!ws->close_sent && simul_stream_write_buffer_size(ws->s) <= SIMUL_STREAM_HIGH_WATER) {
+            write_frame(ws, SIMUL_WS_PONG, true, f->data, f->len);
+        }
+        return 1;
+    case SIMUL_WS_PONG:
+        ws->ping_out = false;
+        return 1;
+    default: /* close */
+        ws->close_code = f->close_code;
+        if (f->len > 2) {
+            memcpy(ws->close_reason, f->data + 2, f->len - 2);
+            ws->close_reason[f->len - 2] = '\0';
+        }
+        if (!ws->close_sent) {
+            /* Echo the code (RFC 6455 5.5.1); a close without one is answered without one. */
+            write_close(ws, f->close_code == SIMUL_WS_CLOSE_NO_STATUS ? 0 : f->close_code, NULL);
+        }
+        reader_end(ws, 0, 0);
+        return 0;
+    }
+}
+
+static int reader_main(void *arg)
+{
+    simul_ws *ws = arg;
+    for (;;) {
+        for (;;) {
+            size_t used = 0;
+            simul_ws_frame f;
+            int ev = simul_ws_parser_feed(&ws->p, ws->rbuf + ws->rstart, ws->rend - ws->rstart,
+                                          &used, &f);
+            if (ev < 0) {
+                /* Fail the connection (RFC 6455 7.1.7): the close says why. */
+                if (!ws->close_sent) {
+                    write_close(ws, simul_ws_error_close_code(ws->p.error),
+                                simul_ws_error_reason(ws->p.error));
+                }
+                reader_end(ws, ev, SIMUL_WS_CLOSE_ABNORMAL);
+                return 0;
+            }
+            ws->rstart += used;
+            if (ev == SIMUL_WS_NEED_MORE) {
+                break;
+            }
+            int go = on_event(ws, ev, &f);
+            if (go <= 0) {
+                if (!ws->reader_done) {
+                    reader_end(ws, -ECANCELED, SIMUL_WS_CLOSE_ABNORMAL);
+                }
+                return 0;
+            }
+        }
+        if (ws->rstart == ws->rend) {
+            ws->rstart = ws->rend = 0;
+        } else if (ws->rstart > 0) {
+            memmove(ws->rbuf, ws->rbuf + ws->rstart, ws->rend - ws->rstart);
+            ws->rend -= ws->rstart;
+            ws->rstart = 0;
+        }
+        /* After our close only its answer is awaited, for close_timeout (a shutdown's 1001 to a
+         * client that never answers ends here, and so does its handler); else keepalive. */
+        double wait = ws->close_sent ? ws->opts.close_timeout
+                      : ws->ping_out ? ws->opts.ping_timeout
+                                     : ws->opts.ping_interval;
+        simul_scope sc;
+        simul_scope_timeout(&sc, wait < 0 ? INFINITY : wait);
+        long n = simul_stream_read(ws->s, ws->rbuf + ws->rend, ws->rcap - ws->rend);
+        int expired = simul_scope_end(&sc);
+        if (n > 0) {
+            ws->rend += (size_t)n;
+            ws->ping_out = false; /* anything from the peer shows it is alive */
+            continue;
+        }
+        if (n == -ETIMEDOUT && expired == 1) {
+            if (!ws->ping_out && !ws->close_sent) {
+                ws->ping_out = true;
+                write_frame(ws, SIMUL_WS_PING, true, "keepalive", 9);
+                continue;
+            }
+            if (!ws->close_sent) {
+                write_close(ws, SIMUL_WS_CLOSE_INTERNAL, "keepalive ping timeout");
+            }
+            n = -ETIMEDOUT; /* no answer to the ping, or to our close */
+        } else if (n == -ECANCELED && simul_task_cancel_requested(simul_task_current())) {
+            reader_end(ws, -ECANCELED, SIMUL_WS_CLOSE_ABNORMAL); /* the session is closing */
+            return 0;
+        }
+        /* The peer vanished (EOF or an error without a close frame), or stopped answering. */
+        reader_end(ws, n == 0 ? -ECONNRESET : n == -ETIMEDOUT ? -ECONNRESET : (int)n,
+                   SIMUL_WS_CLOSE_ABNORMAL);
+        if (ws->owner) {
+            simul_task_cancel(ws->owner); /* a disconnect cancels the handler */
+        }
+        return 0;
+    }
+}
+
+/* ---- the session's life --------------------------------------------------------------------- */
+
+static int session_new(simul_stream *s, bool server, const simul_ws_opts *opts, simul_ws **out)
+{
+    simul_ws *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        return -ENOMEM;
+    }
+    if (opts) {
+        ws->opts = *opts;
+    }
+    simul_ws_opts *o = &ws->opts;
+    if (!o->max_message) o->max_message = SIMUL_WS_DEFAULT_MAX_MESSAGE;
+    if (!o->queue_max) o->queue_max = 16;
+    if (o->ping_interval == 0) o->ping_interval = 20;
+    if (!(o->ping_timeout > 0)) o->ping_timeout = 20;
+    if (!(o->close_timeout > 0)) o->close_timeout = 5;
+    ws->s = s;
+    ws->server = server;
+    ws->rcap = WS_RBUF;
+    ws->rbuf = malloc(ws->rcap);
+    if (getrandom(&ws->rng, sizeof ws->rng, 0) != (ssize_t)sizeof ws->rng) {
+        ws->rng ^= (uint64_t)simul_now_ns(); /* no entropy yet: still a per-session key */
+    }
+    simul_ws_parser_init(&ws->p, server, o->max_message);
+    if (!ws->rbuf || simul_queue_new(&ws->q, o->queue_max) < 0 ||
+        simul_event_new(&ws->ended) < 0) {
+        free(ws->rbuf);
+        if (ws->q) {
+            simul_queue_free(ws->q, NULL);
+        }
+        free(ws);
+        return -ENOMEM;
+    }
+    *out = ws;
+    return 0;
+}
+
+static int session_start(simul_ws *ws)
+{
+    simul_task_opts to = {.name = "ws-reader"};
+    return simul_task_spawn(&ws->reader, reader_main, ws, &to);
+}
+
+/* Stops the reader (if it runs) and frees everything. */
+static void session_free(simul_ws *ws)
+{
+    if (ws->reader) {
+        simul_scope sh;
+        simul_scope_shield(&sh);
+        simul_task_cancel(ws->reader);
+        simul_task_join(ws->reader, NULL);
+        simul_scope_end(&sh);
+    }
+    if (ws->req) {
+        http_takeover_done(ws->req);
+    }
+    simul_queue_free(ws->q, msg_free);
+    simul_event_free(ws->ended);
+    free(ws->building);
+    free(ws->cur);
+    free(ws->rbuf);
+    free(ws->subprotocol);
+    free(ws);
+}
+
+/* The server's hooks: a shutdown says 1001; a handler that forgot the close gets it. */
+static void on_drain(void *arg)
+{
+    simul_ws *ws = arg;
+    if (!ws->close_sent && !ws->reader_done) {
+        write_close(ws, SIMUL_WS_CLOSE_GOING_AWAY, "server shutting down");
+    }
+}
+
+static void on_release(void *arg)
+{
+    simul_ws *ws = arg;
+    if (!ws->close_sent && !ws->reader_done) {
+        write_close(ws, SIMUL_WS_CLOSE_INTERNAL, "handler ended");
+    }
+    session_free(ws);
+}
+
+/* ---- the server's upgrade ------------------------------------------------------------------- */
+
+/* Whether a comma-separated header list holds `token` (case-insensitive). */
+static bool list_has(const char *v, const char *token)
+{
+    size_t tl = strlen(token);
+    while (v && *v) {
+        while (*v == ' ' || *v == '\t' || *v == ',') {
+            v++;
+        }
+        const char *e = v;
+        while (*e && *e != ',') {
+            e++;
+        }
+        const char *t = e;
+        while (t > v && (t[-1] == ' ' || t[-1] == '\t')) {
+            t--;
+        }
+        if ((size_t)(t - v) == tl && strncasecmp(v, token, tl) == 0) {
+            return true;
+        }
+        v = e;
+    }
+    return false;
+}
+
+/* A Sec-WebSocket-Key: base64 of 16 bytes (22 characters and "=="). */
+static bool key_ok(const char *k)
+{
+    if (!k || strlen(k) != 24 || k[22] != '=' || k[23] != '=') {
+        return false;
+    }
+    for (int i = 0; i < 22; i++) {
+        char c = k[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '/')) {
+            return false;
+        }
+    }
+    /* The last character before the padding carries 2 bits: its low 4 bits must be 0. */
+    return strchr("AQgw", k[21]) != NULL;
+}
+
+/* Whether any header field `name` lists `token`. */
+static bool request_lists(const simul_http_request *req, const char *name, const char *token)
+{
+    size_t n = simul_http_request_header_count(req);
+    for (size_t i = 0; i < n; i++) {
+        const char *hn, *hv;
+        if (simul_http_request_header_at(req, i, &hn, &hv) == 0 && strcasecmp(hn, name) == 0 &&
+            list_has(hv, token)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Origin against the allowed list, or the same origin as Host (see simul_ws_opts.origins). */
+static bool origin_ok(const simul_http_request *req, const simul_ws_opts *opts)
+{
+    const char *origin = simul_http_request_header(req, "Origin");
+    if (!origin) {
+        return true; /* not a browser: nothing a page could forge */
+    }
+    if (opts && opts->origins) {
+        for (size_t i = 0; i < opts->norigins; i++) {
+            if (strcmp(opts->origins[i], "*") == 0 || strcasecmp(opts->origins[i], origin) == 0) {
+                return true;
+            }
+        }
+        return false;
+    }
+    const char *host = simul_http_request_header(req, "Host");
+    const char *sep = strstr(origin, "://");
+    return host && sep && strcasecmp(sep + 3, host) == 0;
+}
+
+static int refuse(simul_http_response *res, int status, const char *why)
+{
+    simul_http_response_text(res, status, why);
+    if (status == 426) {
+        simul_http_response_header(res, "Sec-WebSocket-Version", "13");
+        simul_http_response_header(res, "Upgrade", "websocket");
+    }
+    return -EPROTO;
+}
+
+int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const simul_ws_opts *opts,
+                     simul_ws **out)
+{
+    if (!req || !res || !out) {
+        return -EINVAL;
+    }
+    if (simul_http_response_started(res)) {
+        return -EALREADY;
+    }
+    if (strcmp(simul_http_request_method(req), "GET") != 0 ||
+        simul_http_request_version_minor(req) < 1) {
+        return refuse(res, 400, "WebSocket: a GET over HTTP/1.1 is needed\n");
+    }
+    if (!request_lists(req, "Upgrade", "websocket")) {
+        return refuse(res, 426, "WebSocket: Upgrade: websocket is needed\n");
+    }
+    if (!request_lists(req, "Connection", "upgrade")) {
+        return refuse(res, 400, "WebSocket: Connection: upgrade is needed\n");
+    }
+    const char *ver = simul_http_request_header(req, "Sec-WebSocket-Version");
+    if (!ver || strcmp(ver, "13") != 0) {
+        return refuse(res, 426, "WebSocket: only version 13 is spoken\n");
+    }
+    const char *key = simul_http_request_header(req, "Sec-WebSocket-Key");
+    if (!key_ok(key)) {
+        return refuse(res, 400, "WebSocket: bad Sec-WebSocket-Key\n");
+    }
+    if (!origin_ok(req, opts)) {
+        return refuse(res, 403, "WebSocket: origin not allowed\n");
+    }
+    /* The subprotocol: the server's first preference the client offers. */
+    const char *proto = NULL;
+    for (size_t i = 0; opts && i < opts->nsubprotocols && !proto; i++) {
+        if (request_lists(req, "Sec-WebSocket-Protocol", opts->subprotocols[i])) {
+            proto = opts->subprotocols[i];
+        }
+    }
+    simul_ws *ws;
+    int rc = session_new(NULL, true, opts, &ws);
+    if (rc < 0) {
+        return rc;
+    }
+    if (proto && !(ws->subprotocol = strdup(proto))) {
+        session_free(ws);
+        return -ENOMEM;
+    }
+    char accept[29], head[512];
+    simul_ws_accept_key(key, strlen(key), accept);
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                     accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
+                     proto ? "\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof head) {
+        session_free(ws);
+        return refuse(res, 400, "WebSocket: subprotocol name too long\n");
+    }
+    http_upgrade_hooks hooks = {on_drain, on_release, ws};
+    const char *rest;
+    size_t rest_len;
+    rc = http_takeover(req, res, head, (size_t)n, &hooks, &ws->s, &rest, &rest_len);
+    if (rc < 0) {
+        session_free(ws);
+        return rc;
+    }
+    ws->req = req;
+    if (rest_len > ws->rcap) {
+        rest_len = ws->rcap; /* cannot happen: the connection's buffer is smaller */
+    }
+    memcpy(ws->rbuf, rest, rest_len); /* frames the client sent right behind its request */
+    ws->rend = rest_len;
+    if (!ws->opts.no_cancel_on_disconnect) {
+        ws->owner = simul_task_current();
+    }
+    rc = session_start(ws);
+    if (rc < 0) {
+        session_free(ws); /* unhooks itself: the connection just closes */
+        return rc;
+    }
+    *out = ws;
+    return 0;
+}
+
+/* ---- the client's opening handshake --------------------------------------------------------- */
+
+/* The value of header `name` in a response head (lines after the status line), or NULL;
+ * *len its length. Minimal on purpose: the HTTP client will bring the full response parser. */
+static const char *head_field(const char *head, size_t hlen, const char *name, size_t *len)
+{
+    size_t nl = strlen(name);
+    const char *p = memchr(head, '\n', hlen), *end = head + hlen;
+    while (p && p + 1 < end) {
+        const char *line = p + 1;
+        const char *eol = memchr(line, '\n', (size_t)(end - line));
+        if (!eol) {
+            break;
+        }
+        if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+            const char *v = line + nl + 1, *e = eol;
+            while (v < e && (*v == ' ' || *v == '\t')) {
+                v++;
+            }
+            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) {
+                e--;
+            }
+            *len = (size_t)(e - v);
+            return v;
+        }
+        p = eol;
+    }
+    return NULL;
+}
+
+static bool field_lists(const char *head, size_t hlen, const char *name, const char *token)
+{
+    size_t len;
+    const char *v = head_field(head, hlen, name, &len);
+    if (!v) {
+        return false;
+    }
+    char tmp[256];
+    if (len >= sizeof tmp) {
+        return false;
+    }
+    memcpy(tmp, v, len);
+    tmp[len] = '\0';
+    return list_has(tmp, token);
+}
+
+static bool has_ctl(const char *s)
+{
+    for (; *s; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
+                         const simul_ws_opts *opts, int *status, simul_ws **out)
+{
+    if (status) {
+        *status = 0;
+    }
+    if (!s || !host || !path || !out || path[0] != '/' || has_ctl(host) || has_ctl(path) ||
+        strchr(path, ' ')) {
+        return -EINVAL;
+    }
+    simul_ws *ws;
+    int rc = session_new(s, false, opts, &ws);
+    if (rc < 0) {
+        return rc;
+    }
+    uint8_t raw[16];
+    for (int i = 0; i < 16; i += 4) {
+        uint32_t k = next_key(ws);
+        memcpy(raw + i, &k, 4);
+    }
+    char key[25], accept[29];
+    http_ws_base64_16(raw, key);
+    simul_ws_accept_key(key, 24, accept);
+    /* The request: offered subprotocols joined by ", ". */
+    size_t cap = 512 + strlen(host) + strlen(path);
+    for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
+        cap += strlen(ws->opts.subprotocols[i]) + 2;
+    }
+    char *req = malloc(cap);
+    if (!req) {
+        session_free(ws);
+        return -ENOMEM;
+    }
+    int n = snprintf(req, cap,
+                     "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
+                     path, host, key);
+    for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
+        n += snprintf(req + n, cap - (size_t)n, "%s%s", i ? ", " : "Sec-WebSocket-Protocol: ",
+                      ws->opts.subprotocols[i]);
+    }
+    if (ws->opts.nsubprotocols) {
+        n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    }
+    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    rc = simul_stream_write(s, req, (size_t)n);
+    free(req);
+    const char *head = NULL;
+    long hlen = rc;
+    if (rc == 0) {
+        hlen = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+    }
+    if (hlen == -ENODATA) {
+        hlen = -ECONNRESET; /* the server closed before its answer's end */
+    }
+    if (hlen >= 0 && hlen > 16384) {
+        hlen = -EMSGSIZE;
+    }
+    if (hlen < 0) {
+        session_free(ws);
+        return (int)hlen;
+    }
+    /* Status line: "HTTP/1.1 101 ...". */
+    int st = 0;
+    if (hlen >= 12 && memcmp(head, "HTTP/1.1 ", 9) == 0 && head[9] >= '1' && head[9] <= '9' &&
+        head[10] >= '0' && head[10] <= '9' && head[11] >= '0' && head[11] <= '9') {
+        st = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
+    }
+    if (status) {
+        *status = st;
+    }
+    size_t alen = 0, plen = 0, elen = 0;
+    const char *acc = head_field(head, (size_t)hlen, "Sec-WebSocket-Accept", &alen);
+    const char *proto = head_field(head, (size_t)hlen, "Sec-WebSocket-Protocol", &plen);
+    bool ok = st == 101 && field_lists(head, (size_t)hlen, "Upgrade", "websocket") &&
+              field_lists(head, (size_t)hlen, "Connection", "upgrade") && acc && alen == 28 &&
+              memcmp(acc, accept, 28) == 0 &&
+              !head_field(head, (size_t)hlen, "Sec-WebSocket-Extensions", &elen);
+    if (ok && proto) {
+        ok = false; /* it must be one of those offered */
+        for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
+            if (strlen(ws->opts.subprotocols[i]) == plen &&
+                memcmp(ws->opts.subprotocols[i], proto, plen) == 0) {
+                ok = (ws->subprotocol = strndup(proto, plen)) != NULL;
+            }
+        }
+    }
+    if (!ok) {
+        session_free(ws);
+        return -EPROTO;
+    }
+    rc = session_start(ws);
+    if (rc < 0) {
+        session_free(ws);
+        return rc;
+    }
+    *out = ws;
+    return 0;
+}
+
+/* ---- messages ------------------------------------------------------------------------------- */
+
+int simul_ws_recv(simul_ws *ws, const char **data, size_t *len)
+{
+    if (!ws || !data || !len) {
+        return -EINVAL;
+    }
+    if (ws->receiving) {
+        return -EBUSY;
+    }
+    free(ws->cur);
+    ws->cur = NULL;
+    ws->receiving = true;
+    void *item;
+    int rc = simul_queue_get(ws->q, &item);
+    ws->receiving = false;
+    if (rc == -ESHUTDOWN) {
+        return ws->err;
+    }
+    if (rc < 0) {
+        return rc;
+    }
+    ws->cur = item;
+    *data = ws->cur->data;
+    *len = ws->cur->len;
+    return ws->cur->type;
+}
+
+/* After a frame: wait while the write buffer is full (backpressure). */
+static int send_done(simul_ws *ws, int rc)
+{
+    if (rc == 0) {
+        rc = simul_stream_drain(ws->s);
+    }
+    if (rc == -EPIPE || rc == -ECONNRESET || rc == -EBADF || rc == -ESHUTDOWN) {
+        rc = -EPIPE;
+    }
+    return rc;
+}
+
+static int send_check(simul_ws *ws)
+{
+    if (ws->sending) {
+        return -EBUSY;
+    }
+    if (ws->close_sent || (ws->reader_done && ws->err != 0)) {
+        return -EPIPE;
+    }
+    return 0;
+}
+
+int simul_ws_send(simul_ws *ws, int type, const void *data, size_t len)
+{
+    if (!ws || (!data && len) || (type != SIMUL_WS_TEXT && type != SIMUL_WS_BINARY)) {
+        return -EINVAL;
+    }
+    int rc = send_check(ws);
+    if (rc < 0) {
+        return rc;
+    }
+    if (ws->in_part) {
+        return -EBUSY; /* a message sent in parts is not finished */
+    }
+    uint32_t st = 0;
+    if (type == SIMUL_WS_TEXT && (!simul_ws_utf8_check(&st, data, len) || st != 0)) {
+        return -EINVAL;
+    }
+    ws->sending = true;
+    rc = send_done(ws, write_frame(ws, type, true, data, len));
+    ws->sending = false;
+    return rc;
+}
+
+int simul_ws_send_text(simul_ws *ws, const char *text)
+{
+    return text ? simul_ws_send(ws, SIMUL_WS_TEXT, text, strlen(text)) : -EINVAL;
+}
+
+int simul_ws_send_part(simul_ws *ws, int type, const void *data, size_t len, bool last)
+{
+    if (!ws || (!data && len)) {
+        return -EINVAL;
+    }
+    int rc = send_check(ws);
+    if (rc < 0) {
+        return rc;
+    }
+    if (ws->in_part ? type != SIMUL_WS_CONT
+                    : (type != SIMUL_WS_TEXT && type != SIMUL_WS_BINARY)) {
+        return -EINVAL;
+    }
+    if (!ws->in_part) {
+        ws->out_utf8 = type == SIMUL_WS_TEXT ? 0 : UINT32_MAX; /* MAX: binary, unchecked */
+    }
+    if (ws->out_utf8 != UINT32_MAX) {
+        uint32_t st = ws->out_utf8;
+        if (!simul_ws_utf8_check(&st, data, len) || (last && st != 0)) {
+            return -EINVAL;
+        }
+        ws->out_utf8 = st;
+    }
+    ws->sending = true;
+    rc = write_frame(ws, ws->in_part ? SIMUL_WS_CONT : type, last, data, len);
+    ws->in_part = !last;
+    rc = send_done(ws, rc);
+    ws->sending = false;
+    return rc;
+}
+
+int simul_ws_ping(simul_ws *ws, const void *data, size_t len)
+{
+    if (!ws || len > 125 || (!data && len)) {
+        return -EINVAL;
+    }
+    if (ws->close_sent || ws->reader_done) {
+        return -EPIPE;
+    }
+    return write_frame(ws, SIMUL_WS_PING, true, data, len) < 0 ? -EPIPE : 0;
+}
+
+int simul_ws_close(simul_ws *ws, int code, const char *reason)
+{
+    if (!ws) {
+        return -EINVAL;
+    }
+    int rc = 0;
+    if (code == 0) {
+        code = SIMUL_WS_CLOSE_NORMAL;
+    }
+    uint32_t st = 0;
+    size_t rl = reason ? strlen(reason) : 0;
+    if (!simul_ws_close_code_valid(code) || rl > 123 ||
+        (reason && (!simul_ws_utf8_check(&st, (const uint8_t *)reason, rl) || st != 0))) {
+        code = SIMUL_WS_CLOSE_INTERNAL;
+        reason = NULL;
+        rc = -EINVAL;
+    }
+    if (!ws->close_sent && !ws->reader_done) {
+        write_close(ws, code, reason);
+    }
+    /* Messages nobody will take: dropped, so a reader held by a full queue goes on to the
+     * peer's close; a task waiting in recv wakes (it returns what recv returns once closed). */
+    simul_queue_shutdown(ws->q, true, msg_free);
+    if (ws->receiving) {
+        simul_scope sh;
+        simul_scope_shield(&sh);
+        while (ws->receiving) {
+            simul_yield(); /* let it leave recv before the session is freed */
+        }
+        simul_scope_end(&sh);
+    }
+    /* Wait for the peer's close (or the end of the connection). */
+    int wrc = 0;
+    if (!ws->reader_done) {
+        simul_scope dl;
+        simul_scope_timeout(&dl, ws->opts.close_timeout);
+        wrc = simul_event_wait(ws->ended);
+        simul_scope_end(&dl);
+    }
+    if (rc == 0) {
+        if (wrc < 0) {
+            rc = wrc;
+        } else if (ws->err != 0 && ws->err != -ECANCELED) {
+            rc = -ECONNRESET;
+        }
+    }
+    session_free(ws);
+    return rc;
+}
+
+int simul_ws_close_code(const simul_ws *ws)
+{
+    return ws ? ws->close_code : 0;
+}
+
+const char *simul_ws_close_reason(const simul_ws *ws)
+{
+    return ws ? ws->close_reason : "";
+}
+
+const char *simul_ws_subprotocol(const simul_ws *ws)
+{
+    return ws ? ws->subprotocol : NULL;
+}
