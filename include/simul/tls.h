@@ -166,9 +166,11 @@ int simul_tls_transport_start_tls(simul_transport *t, simul_tls_config *cfg,
                                   const char *server_name);
 int simul_tls_transport_accept(simul_transport *t, simul_tls_config *cfg);
 /* The reason of the transport's last TLS error ("" if none), and the negotiated version (NULL
- * before the handshake ends); NULL if t is not on TLS. Both work inside connection_lost after a
- * failure (a handshake error, SIMUL_TLS_ETRUNCATED "connection closed without close_notify",
- * "handshake timed out", the bottom's error), so the protocol can log why. */
+ * before the handshake ends); NULL if t is not on TLS. Both work inside connection_lost when the
+ * connection ended on the TLS side: a failure (a handshake error, SIMUL_TLS_ETRUNCATED
+ * "connection closed without close_notify", "handshake timed out", the bottom's error: the
+ * reason) or the peer's close_notify (""), so the protocol can log why; after a close the
+ * program made itself they are NULL there. */
 const char *simul_tls_transport_last_error(const simul_transport *t);
 const char *simul_tls_transport_version(const simul_transport *t);
 

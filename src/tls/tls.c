@@ -362,20 +362,25 @@ static void handshake_done(tls_conn *c)
     touch(c);
 }
 
-/* The thread's transport connections that failed and are not yet freed: a transport hides its
- * bottom once connection_lost is scheduled, so simul_tls_transport_last_error finds the reason
- * here inside connection_lost (the bottom is closed only after it returns). Short: only the
- * failed ones, each until its transport finishes. */
+/* The thread's transport connections that failed or read the peer's end, and are not yet
+ * freed: a transport hides its bottom once connection_lost is scheduled, so
+ * simul_tls_transport_last_error finds the reason here inside connection_lost (the bottom is
+ * closed only after it returns). Short: only those, each until its transport finishes. */
 static _Thread_local tls_conn *lost_list;
 
-static void set_err(tls_conn *c, int r)
+static void lost_list_add(tls_conn *c)
 {
-    c->err = r;
     if (c->transport && !c->lost_listed) {
         c->lost_listed = true;
         c->lost_next = lost_list;
         lost_list = c;
     }
+}
+
+static void set_err(tls_conn *c, int r)
+{
+    c->err = r;
+    lost_list_add(c);
 }
 
 static void lost_unlist(tls_conn *c)
@@ -417,6 +422,8 @@ static long tls_read(void *ctx, void *buf, size_t len)
     }
     if (r < 0)
         set_err(c, r);
+    else if (r == 0)
+        lost_list_add(c); /* the peer's close_notify: the transport ends too */
     return r;
 }
 

@@ -1301,6 +1301,216 @@ SIMUL_TASK_TEST(cert_reload)
     return 0;
 }
 
+/* ---- what goes below: records batched into one write, close_notify that waits for room ---- */
+
+/* A pass-through bottom between TLS and the socket: counts the writes that reach the socket,
+ * can cap what each takes (partial writes) or refuse all (a full bottom). */
+typedef struct cbot {
+    const simul_stream_ops *ops;
+    void *ctx;
+    int writes;
+    size_t bytes, cap;
+    bool full;
+} cbot;
+
+static long cb_read(void *x, void *buf, size_t len)
+{
+    cbot *b = x;
+    return b->ops->read(b->ctx, buf, len);
+}
+
+static long cb_writev(void *x, const struct iovec *iov, int n)
+{
+    cbot *b = x;
+    if (b->full)
+        return -EAGAIN;
+    struct iovec one = iov[0];
+    if (b->cap && one.iov_len > b->cap) { /* a partial write */
+        one.iov_len = b->cap;
+        iov = &one;
+        n = 1;
+    }
+    long r = b->ops->writev(b->ctx, iov, n);
+    if (r > 0) {
+        b->writes++;
+        b->bytes += (size_t)r;
+    }
+    return r;
+}
+
+static int cb_wait(void *x, int dir)
+{
+    cbot *b = x;
+    return b->ops->wait(b->ctx, dir);
+}
+
+static int cb_shutdown(void *x)
+{
+    cbot *b = x;
+    return b->ops->shutdown(b->ctx);
+}
+
+static void cb_close(void *x, bool abort)
+{
+    cbot *b = x;
+    b->ops->close(b->ctx, abort);
+}
+
+static int cb_fd(void *x)
+{
+    cbot *b = x;
+    return b->ops->fd(b->ctx);
+}
+
+static const simul_stream_ops cb_ops = {.read = cb_read, .writev = cb_writev, .wait = cb_wait,
+                                        .shutdown = cb_shutdown, .close = cb_close, .fd = cb_fd};
+
+/* A TLS client stream to v over a counting bottom b. */
+static simul_stream *tls_connect_counted(srv *v, simul_tls_config *cc, cbot *b)
+{
+    simul_stream *s;
+    assert_int_equal(simul_open_connection("127.0.0.1", v->port, &s), 0);
+    b->ops = simul_stream_bottom(s, &b->ctx);
+    assert_int_equal(simul_stream_replace_bottom(s, &cb_ops, b), 0);
+    int rc = simul_tls_start_tls(s, cc, "localhost");
+    if (rc < 0)
+        fail_msg("start_tls: %s: %s", simul_errname(rc), simul_tls_last_error(s));
+    return s;
+}
+
+/* Reads the pattern until EOF, checking every byte; the read's end in after_rc. */
+static int pattern_sink(simul_stream *s, srv *v)
+{
+    unsigned char *buf = malloc(65536);
+    assert_non_null(buf);
+    long n;
+    size_t off = 0;
+    while ((n = simul_stream_read(s, buf, 65536)) > 0) {
+        for (long i = 0; i < n; i++)
+            if (buf[i] != pat(off + (size_t)i))
+                fail_msg("byte %zu differs", off + (size_t)i);
+        off += (size_t)n;
+    }
+    free(buf);
+    v->got = (long)off;
+    return (int)n;
+}
+
+/* The plaintext of one big write goes below as records batched into one write each (up to
+ * 64 KiB of plaintext), not one write per 16 KiB record; a bottom that takes part of a batch
+ * gets the rest first, and every byte arrives in order. */
+SIMUL_TASK_TEST(records_batched_into_one_write)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = pattern_sink;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    const size_t caps[2] = {0, 777};
+    for (int round = 0; round < 2; round++) {
+        cbot b = {.cap = caps[round]};
+        simul_stream *s = tls_connect_counted(&v, cc, &b);
+        b.writes = 0;
+        b.bytes = 0;
+        pump pm = {s, 1u << 20};
+        assert_int_equal(pump_task(&pm), 0);
+        int writes = b.writes;
+        size_t bytes = b.bytes;
+        assert_int_equal(simul_stream_write_eof(s), 0);
+        char c;
+        assert_int_equal(simul_stream_read(s, &c, 1), 0);
+        assert_int_equal(simul_stream_close(s), 0);
+        srv_wait(&v, round + 1);
+        assert_int_equal(v.after_rc[round], 0);
+        assert_int_equal(v.got, 1 << 20);
+        print_message("1 MiB over TLS, each write below taking %s: %d writes, %zu B each\n",
+                      round ? "777 B at most" : "all it can", writes, bytes / (size_t)writes);
+        if (round == 0) /* one record per write would be 16 KiB each */
+            assert_true(bytes / (size_t)writes > 24 * 1024);
+        else
+            assert_true(bytes / (size_t)writes <= 777);
+    }
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
+static int count_fds(void);
+
+/* Echoes a line, then reads to the end; the end (0: close_notify, -ENOLINK: truncated, ...) in
+ * after_rc. (The client reads the echo, and with it the session ticket: a socket closed with
+ * bytes unread would be reset.) */
+static int read_to_end(simul_stream *s, srv *v)
+{
+    (void)v;
+    const char *line;
+    long n = simul_stream_readline(s, &line);
+    if (n > 0 && (simul_stream_write(s, line, (size_t)n) < 0 || simul_stream_drain(s) < 0))
+        return -1;
+    char b[256];
+    while ((n = simul_stream_read(s, b, sizeof b)) > 0) {
+    }
+    return (int)n;
+}
+
+/* Waits (for state, bounded) until this process has at most n fds open. */
+static bool wait_fds_at_most(int n)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (count_fds() <= n)
+            return true;
+        simul_sleep(0.01);
+    }
+    return false;
+}
+
+/* A close whose close_notify finds the bottom full does not block and does not drop it: it
+ * goes out when the socket has room; with a close timeout of 0 it is dropped (the peer sees a
+ * truncation); a socket that stays full is let go at the close timeout. */
+SIMUL_TASK_TEST(close_notify_waits_for_room)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = read_to_end;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    assert_int_equal(simul_tls_config_set_close_timeout(cc, -1), -EINVAL);
+    const double timeouts[2] = {5, 0};
+    for (int round = 0; round < 2; round++) {
+        assert_int_equal(simul_tls_config_set_close_timeout(cc, timeouts[round]), 0);
+        cbot b = {0};
+        simul_stream *s = tls_connect_counted(&v, cc, &b);
+        echo_line(s, "data\n");
+        b.full = true; /* the close_notify finds no room below */
+        assert_int_equal(simul_stream_close(s), 0);
+        srv_wait(&v, round + 1);
+        print_message("close timeout %g: the peer's read ends with %s\n", timeouts[round],
+                      simul_errname(v.after_rc[round]));
+        assert_int_equal(v.after_rc[round], round == 0 ? 0 : -SIMUL_TLS_ETRUNCATED);
+    }
+    /* the socket itself full (the peer does not read): the linger ends at the timeout */
+    assert_int_equal(simul_tls_config_set_close_timeout(cc, 0.1), 0);
+    simul_event *go;
+    assert_int_equal(simul_event_new(&go), 0);
+    cbot b = {0};
+    simul_stream *s = tls_connect_counted(&v, cc, &b);
+    echo_line(s, "then stuck\n");
+    char junk[4096] = {0};
+    int fd = simul_stream_fd(s);
+    while (send(fd, junk, sizeof junk, MSG_DONTWAIT) > 0) { /* (garbage to the server's TLS) */
+    }
+    int fds = count_fds();
+    assert_int_equal(simul_stream_close(s), 0); /* at once: nothing queued, the alert lingers */
+    assert_true(wait_fds_at_most(fds - 1)); /* the socket and the linger's dup both gone */
+    srv_wait(&v, 3);
+    simul_event_free(go);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 /* ---- protocol servers and the threaded server ---------------------------------------------- */
 
 typedef struct psrv {
@@ -1338,6 +1548,9 @@ static void p_lost(void *ctx, int err)
 {
     pconn *c = ctx;
     c->p->lost_err[c->i] = err;
+    /* the reason is readable here (the bottom closes after connection_lost returns) */
+    const char *w = simul_tls_transport_last_error(c->t);
+    snprintf(c->p->why[c->i], sizeof c->p->why[c->i], "%s", w ? w : "(null)");
     c->p->lost++;
     simul_event_set(c->p->done);
     free(c);
@@ -1403,8 +1616,25 @@ SIMUL_TASK_TEST(protocol_server)
         assert_int_equal(simul_event_wait(p.done), 0);
     }
     assert_int_equal(p.lost_err[0], 0);
-    print_message("protocol server, bad client: %s\n", simul_errname(p.lost_err[1]));
+    assert_string_equal(p.why[0], "");
+    print_message("protocol server, bad client: %s (%s)\n", simul_errname(p.lost_err[1]),
+                  p.why[1]);
     assert_int_equal(p.lost_err[1], -EPROTO);
+    assert_non_null(strstr(p.why[1], "unknown ca")); /* the client's alert */
+    /* a client that ends its socket without close_notify: truncation, with its reason */
+    assert_int_equal(simul_tls_open_connection("localhost", port, cc, &s, why, sizeof why), 0);
+    echo_line(s, "then gone\n");
+    assert_int_equal(shutdown(simul_stream_fd(s), SHUT_WR), 0);
+    while (p.lost < 3) {
+        simul_event_clear(p.done);
+        assert_int_equal(simul_event_wait(p.done), 0);
+    }
+    print_message("protocol server, truncating client: %s (%s)\n", simul_errname(p.lost_err[2]),
+                  p.why[2]);
+    assert_int_equal(p.lost_err[2], -SIMUL_TLS_ETRUNCATED);
+    assert_non_null(strstr(p.why[2], "without close_notify"));
+    simul_stream_abort(s);
+    simul_stream_close(s);
     simul_server_close(server);
     assert_int_equal(simul_server_wait_closed(server), 0);
     simul_server_free(server);
@@ -1439,6 +1669,7 @@ SIMUL_TASK_TEST(protocol_server_handshake_timeout)
     long n = simul_stream_read(s, b, sizeof b);
     assert_true(n == 0 || n == -ECONNRESET);
     assert_int_equal(p.lost, 1);
+    assert_string_equal(p.why[1], "handshake timed out"); /* read in connection_lost */
     echo_line(good, "still here\n"); /* idle past the timeout, untouched */
     finish(good);
     while (p.lost < 2) {
@@ -1650,6 +1881,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(garbage_and_cut_records),
     cmocka_unit_test(idle_connections_memory),
     cmocka_unit_test(data_path_allocates_nothing),
+    cmocka_unit_test(records_batched_into_one_write),
+    cmocka_unit_test(close_notify_waits_for_room),
     cmocka_unit_test(plaintext_to_tls_port),
     cmocka_unit_test(tls_to_plaintext_port),
     cmocka_unit_test(handshake_cut),
