@@ -6,6 +6,7 @@
 #   examples/echo_client --tls --ca -> echo_streams --tls-cert
 #   curl --cacert      -> tests/tls/https_hello (HTTPS/1.0, ALPN http/1.1)
 #   /usr/bin/python3 ssl (verifying, TLS 1.2 and 1.3) -> echo_streams and echo_protocol --tls-cert
+#   examples/tls_client -> /usr/bin/python3 ssl HTTPS server (TLS 1.3 and 1.2, ALPN)
 #   plaintext to the TLS port (server unharmed), s_client with the wrong CA (refused)
 # Usage: tls_interop_test.sh <build-dir>. Prints PASS/FAIL lines; exits 1 if any check failed,
 # 0 with a SKIP line when libsimul-tls or the openssl command is not there.
@@ -236,6 +237,51 @@ if command -v curl >/dev/null; then
     fi
 else
     fail "curl not found (apt-get install curl)"
+fi
+
+# --- 6. tls_client -> /usr/bin/python3 ssl server (HTTPS, TLS 1.3 and 1.2, ALPN, close_notify) --
+cat >"$WORK/pyserver.py" <<'PYEOF'
+import http.server, ssl, sys
+certs, maxv = sys.argv[1], sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("python %s %s\n" % (self.connection.version(), self.path)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(certs + "/server.crt", certs + "/server.key")
+ctx.set_alpn_protocols(["http/1.1"])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2 if maxv == "1.2" else ssl.TLSVersion.TLSv1_3
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+PYEOF
+for v in 1.3 1.2; do
+    if start "pyserver$v" "$PY" "$WORK/pyserver.py" "$CERTS" "$v"; then
+        if "$CLIENT" --ca "$CERTS/ca.crt" --alpn h2,http/1.1 --body "https://localhost:$PORT/p$v" \
+            >"$WORK/pyc$v.out" 2>"$WORK/pyc$v.err" && grep -q '^status: HTTP/1.0 200' "$WORK/pyc$v.out" &&
+            grep -q "^version: TLSv$v" "$WORK/pyc$v.out" && grep -q '^alpn: http/1.1' "$WORK/pyc$v.out" &&
+            grep -q "python TLSv$v /p$v" "$WORK/pyc$v.out"; then
+            pass "tls_client -> python3 ssl HTTPS server (verified, TLSv$v, ALPN http/1.1)"
+        else
+            fail "tls_client -> python3 ssl server TLSv$v"
+            show "$WORK/pyc$v.out"
+            show "$WORK/pyc$v.err"
+            show "$WORK/pyserver$v.err"
+        fi
+    fi
+done
+if [[ -n ${PORT:-} ]] && ! "$CLIENT" "https://localhost:$PORT/" >"$WORK/pyc3.out" 2>"$WORK/pyc3.err" &&
+    grep -q 'certificate verify failed' "$WORK/pyc3.err"; then
+    pass "tls_client without the CA refuses the python3 server's certificate"
+else
+    fail "tls_client without the CA should refuse the python3 server"
+    show "$WORK/pyc3.err"
 fi
 
 if ((FAILURES)); then

@@ -1511,6 +1511,47 @@ SIMUL_TASK_TEST(close_notify_waits_for_room)
     return 0;
 }
 
+/* Server side: a client that vanishes mid-record after the handshake, with a FIN (truncation)
+ * or a reset; the server's read says which, and it serves the next client. */
+SIMUL_TASK_TEST(client_vanishes_mid_record)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = read_to_end;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    for (int mode = 0; mode < 2; mode++) {
+        simul_stream *s = tls_connect(&v, cc, "localhost");
+        echo_line(s, "then half a record\n");
+        int fd = simul_stream_fd(s);
+        static const unsigned char hdr[] = {0x17, 0x03, 0x03, 0x01, 0x00}; /* 256 bytes coming */
+        unsigned char junk[40];
+        memset(junk, 0x5A, sizeof junk);
+        assert_int_equal(write(fd, hdr, sizeof hdr), (ssize_t)sizeof hdr);
+        assert_int_equal(write(fd, junk, sizeof junk), (ssize_t)sizeof junk);
+        if (mode == 0)
+            assert_int_equal(shutdown(fd, SHUT_WR), 0); /* FIN mid-record */
+        else
+            simul_stream_abort(s); /* RST mid-record */
+        srv_wait(&v, mode + 1);
+        print_message("server, client gone mid-record (%s): %s: %s\n", mode ? "reset" : "FIN",
+                      simul_errname(v.after_rc[mode]), v.why[mode]);
+        assert_int_equal(v.after_rc[mode], mode ? -ECONNRESET : -SIMUL_TLS_ETRUNCATED);
+        if (mode == 0)
+            simul_stream_abort(s);
+        simul_stream_close(s);
+    }
+    simul_stream *s = tls_connect(&v, cc, "localhost"); /* unharmed */
+    echo_line(s, "next\n");
+    finish(s);
+    srv_wait(&v, 3);
+    assert_int_equal(v.after_rc[2], 0);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 /* ---- protocol servers and the threaded server ---------------------------------------------- */
 
 typedef struct psrv {
@@ -1883,6 +1924,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(data_path_allocates_nothing),
     cmocka_unit_test(records_batched_into_one_write),
     cmocka_unit_test(close_notify_waits_for_room),
+    cmocka_unit_test(client_vanishes_mid_record),
     cmocka_unit_test(plaintext_to_tls_port),
     cmocka_unit_test(tls_to_plaintext_port),
     cmocka_unit_test(handshake_cut),
