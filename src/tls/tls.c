@@ -83,6 +83,7 @@ typedef struct tls_conn {
     char *ob;            /* records made but not yet below, sent in one write */
     size_t oblen, obpos, obcap;
     size_t owed;         /* plaintext SSL_write took whose records are still in ob */
+    bool wblocked;       /* the last write was refused (-EAGAIN): plaintext still waits above */
     struct tls_conn *lost_next;
     char alpn[256];  /* negotiated ALPN, NUL-terminated */
     char why[256];   /* the last error in words */
@@ -443,6 +444,7 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
         int f = ob_flush(c);
         if (f == -EAGAIN) {
             c->want[SIMUL_STREAM_WRITE] = SIMUL_STREAM_WRITE;
+            c->wblocked = true;
             return -EAGAIN;
         }
         if (f < 0) {
@@ -454,6 +456,7 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
     if (c->owed) {
         size_t o = c->owed;
         c->owed = 0;
+        c->wblocked = false;
         return (long)o;
     }
     /* One record's worth per call: the first buffer, topped up from the next ones when it is
@@ -509,6 +512,7 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
         if (f == -EAGAIN) {
             c->owed = rc == 1 ? done : 0;
             c->want[SIMUL_STREAM_WRITE] = SIMUL_STREAM_WRITE;
+            c->wblocked = true;
             return -EAGAIN;
         }
         if (f < 0) {
@@ -517,6 +521,7 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
             return f;
         }
     }
+    c->wblocked = rc != 1;
     if (rc == 1)
         return (long)done;
     int dir = SIMUL_STREAM_WRITE;
@@ -668,7 +673,10 @@ static void conn_free(tls_conn *c)
 static void tls_close(void *ctx, bool abort)
 {
     tls_conn *c = ctx;
-    if (!abort) {
+    /* A close that dropped plaintext still queued above (a close cut short by a deadline: the
+     * last write was refused) sends no close_notify: the peer sees a truncation, not a clean
+     * end of data that is not all there. */
+    if (!abort && !c->wblocked) {
         send_close_notify(c);
         if (ob_pending(c) && !c->err)
             (void)(ob_flush(c) == -EAGAIN && linger_start(c));

@@ -1552,6 +1552,53 @@ SIMUL_TASK_TEST(client_vanishes_mid_record)
     return 0;
 }
 
+/* Echoes a line (with it the client reads its session ticket: a socket closed with bytes
+ * unread would be reset), waits for the test's go (v->progress), reads the pattern to the end. */
+static int sink_after_go(simul_stream *s, srv *v)
+{
+    const char *line;
+    long n = simul_stream_readline(s, &line);
+    if (n <= 0 || simul_stream_write(s, line, (size_t)n) < 0 || simul_stream_drain(s) < 0)
+        return -1;
+    simul_event_wait(v->progress);
+    return pattern_sink(s, v);
+}
+
+/* A close cut short by a deadline drops the plaintext still queued: no close_notify then, so
+ * the peer reads what arrived and a truncation (-ENOLINK), never a clean end of cut data. */
+SIMUL_TASK_TEST(close_cut_short_is_no_clean_end)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = sink_after_go;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    simul_stream *s = tls_connect(&v, cc, "localhost");
+    echo_line(s, "hello\n");
+    enum { TOTAL = 32 << 20 }; /* more than loopback's socket buffers hold */
+    unsigned char *buf = malloc(TOTAL);
+    assert_non_null(buf);
+    for (size_t i = 0; i < TOTAL; i++)
+        buf[i] = pat(i);
+    assert_int_equal(simul_stream_write(s, buf, TOTAL), 0); /* queued; the server does not read */
+    free(buf);
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 0.2), 0);
+    int rc = simul_stream_close(s); /* the flush cannot end: cut at the deadline */
+    assert_int_equal(simul_scope_end(&sc), 1);
+    assert_int_equal(rc, -ETIMEDOUT);
+    simul_event_set(v.progress);
+    srv_wait(&v, 1);
+    print_message("the peer read %ld of %d bytes, then %s\n", v.got, TOTAL,
+                  simul_errname(v.after_rc[0]));
+    assert_true(v.got < TOTAL);
+    assert_int_equal(v.after_rc[0], -SIMUL_TLS_ETRUNCATED);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 /* ---- protocol servers and the threaded server ---------------------------------------------- */
 
 typedef struct psrv {
@@ -1925,6 +1972,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(records_batched_into_one_write),
     cmocka_unit_test(close_notify_waits_for_room),
     cmocka_unit_test(client_vanishes_mid_record),
+    cmocka_unit_test(close_cut_short_is_no_clean_end),
     cmocka_unit_test(plaintext_to_tls_port),
     cmocka_unit_test(tls_to_plaintext_port),
     cmocka_unit_test(handshake_cut),
