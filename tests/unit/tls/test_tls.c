@@ -472,6 +472,45 @@ static void expect_verify(const char *cert, const char *key, simul_tls_config *c
     assert_non_null(strstr(why, reason));
 }
 
+/* A server certificate issued by an intermediate CA: the server sends the chain (leaf, then the
+ * intermediate) and a client trusting only the root verifies it; without the intermediate in
+ * the chain it cannot. */
+SIMUL_TASK_TEST(chain_with_intermediate)
+{
+    (void)arg;
+    simul_tls_config *cc = client_cfg();
+    char why[256];
+    int rc = try_cert(CERT("chained-chain.crt"), CERT("chained.key"), cc, "localhost", why,
+                      sizeof why);
+    if (rc < 0)
+        fail_msg("through the intermediate: %s: %s", simul_errname(rc), why);
+    expect_verify(CERT("chained.crt"), CERT("chained.key"), cc, "localhost",
+                  "unable to get local issuer certificate");
+    simul_tls_config_free(cc);
+    return 0;
+}
+
+/* Trusted CAs from a directory hashed by `openssl rehash`; a directory without the CA (no
+ * hash links) verifies nothing. */
+SIMUL_TASK_TEST(ca_directory)
+{
+    (void)arg;
+    simul_tls_config *cc;
+    assert_int_equal(simul_tls_config_new_client(&cc), 0);
+    char why[256];
+    assert_int_equal(simul_tls_config_set_ca(cc, NULL, CERT("cadir"), why, sizeof why), 0);
+    int rc = try_cert(CERT("server.crt"), CERT("server.key"), cc, "localhost", why, sizeof why);
+    if (rc < 0)
+        fail_msg("CA directory: %s: %s", simul_errname(rc), why);
+    simul_tls_config_free(cc);
+    assert_int_equal(simul_tls_config_new_client(&cc), 0);
+    assert_int_equal(simul_tls_config_set_ca(cc, NULL, CERT("ca-db"), why, sizeof why), 0);
+    expect_verify(CERT("server.crt"), CERT("server.key"), cc, "localhost",
+                  "unable to get local issuer certificate");
+    simul_tls_config_free(cc);
+    return 0;
+}
+
 SIMUL_TASK_TEST(verify_unknown_ca)
 {
     (void)arg;
@@ -1957,6 +1996,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(verify_expired),
     cmocka_unit_test(verify_wrong_host),
     cmocka_unit_test(verify_self_signed),
+    cmocka_unit_test(chain_with_intermediate),
+    cmocka_unit_test(ca_directory),
     cmocka_unit_test(insecure_skip_verify),
     cmocka_unit_test(sni_picks_cert),
     cmocka_unit_test(alpn_negotiated),
