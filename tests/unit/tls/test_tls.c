@@ -1638,6 +1638,67 @@ SIMUL_TASK_TEST(close_cut_short_is_no_clean_end)
     return 0;
 }
 
+/* A peer that stops reading: drain blocks at the high-water mark as on a plain socket, and
+ * what the writer holds stays bounded (the stream's queue, one batch of records, OpenSSL's
+ * buffers); once the peer reads again every byte arrives. */
+SIMUL_TASK_TEST(peer_stops_reading_memory_bounded)
+{
+    (void)arg;
+    assert_int_equal(ossl_counting, 1);
+    srv v = {0};
+    v.after = sink_after_go;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    simul_stream *s = tls_connect(&v, cc, "localhost");
+    echo_line(s, "hello\n");
+    long ossl0 = atomic_load(&ossl_live);
+    size_t heap0 = mallinfo2().uordblks;
+    enum { CHUNK = 16384 };
+    unsigned char *buf = malloc(CHUNK);
+    assert_non_null(buf);
+    size_t off = 0, most_queued = 0;
+    for (;;) { /* write and drain until drain cannot end: the peer holds back */
+        for (size_t i = 0; i < CHUNK; i++)
+            buf[i] = pat(off + i);
+        assert_int_equal(simul_stream_write(s, buf, CHUNK), 0);
+        off += CHUNK;
+        simul_scope sc;
+        assert_int_equal(simul_scope_timeout(&sc, 0.3), 0);
+        int rc = simul_stream_drain(s);
+        simul_scope_end(&sc);
+        size_t q = simul_stream_write_buffer_size(s);
+        if (q > most_queued)
+            most_queued = q;
+        if (rc == -ETIMEDOUT)
+            break;
+        assert_int_equal(rc, 0);
+        assert_true(off < (256u << 20)); /* the kernel's buffers are far smaller */
+    }
+    long ossl_grew = atomic_load(&ossl_live) - ossl0;
+    long heap_grew = (long)mallinfo2().uordblks - (long)heap0;
+    print_message("peer not reading: %zu B written, %zu B queued at most; OpenSSL grew %ld B, "
+                  "the heap %ld B\n", off, most_queued, ossl_grew, heap_grew);
+    assert_true(most_queued <= SIMUL_STREAM_HIGH_WATER + CHUNK);
+    assert_true(ossl_grew < 128 * 1024); /* its record buffers, nothing per byte written */
+    if (!SIMUL_TEST_ASAN)
+        assert_true(heap_grew < 512 * 1024); /* queue + one batch + buffers */
+    /* the peer reads again: everything arrives, then a clean end */
+    simul_event_set(v.progress);
+    assert_int_equal(simul_stream_drain(s), 0);
+    assert_int_equal(simul_stream_write_eof(s), 0);
+    char c;
+    assert_int_equal(simul_stream_read(s, &c, 1), 0);
+    assert_int_equal(simul_stream_close(s), 0);
+    srv_wait(&v, 1);
+    assert_int_equal(v.after_rc[0], 0);
+    assert_int_equal(v.got, (long)off);
+    free(buf);
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 /* ---- protocol servers and the threaded server ---------------------------------------------- */
 
 typedef struct psrv {
@@ -2014,6 +2075,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(close_notify_waits_for_room),
     cmocka_unit_test(client_vanishes_mid_record),
     cmocka_unit_test(close_cut_short_is_no_clean_end),
+    cmocka_unit_test(peer_stops_reading_memory_bounded),
     cmocka_unit_test(plaintext_to_tls_port),
     cmocka_unit_test(tls_to_plaintext_port),
     cmocka_unit_test(handshake_cut),
