@@ -94,7 +94,9 @@ int simul_tls_config_set_handshake_timeout(simul_tls_config *cfg, double seconds
  * back once it has been quiet (no read or write call) for `seconds` (default 1; released
  * between one and two periods after the last use; a partial record held keeps them). 0 releases
  * them whenever nothing is held, after every record (SSL_MODE_RELEASE_BUFFERS: a malloc and a
- * free of ~17 KiB per record). Applies to connections started afterwards. Returns 0 or -EINVAL. */
+ * free of ~17 KiB per record), which is also what an OpenSSL older than 3.0.14 (3.1.6, 3.2.2,
+ * 3.3.1) gets whatever the setting (its SSL_free_buffers is unsafe: CVE-2024-4741). Applies to
+ * connections started afterwards. Returns 0 or -EINVAL. */
 int simul_tls_config_set_idle_release(simul_tls_config *cfg, double seconds);
 
 /* How long a close_notify may wait for room below once the stream (or transport) is closed

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -88,6 +89,36 @@ typedef struct tls_conn {
     char alpn[256];  /* negotiated ALPN, NUL-terminated */
     char why[256];   /* the last error in words */
 } tls_conn;
+
+/* SSL_free_buffers is safe from OpenSSL 3.0.14 / 3.1.6 / 3.2.2 / 3.3.1 on (CVE-2024-4741: before,
+ * it could free a buffer a partly processed record still pointed into). With an older library
+ * the idle release falls back to SSL_MODE_RELEASE_BUFFERS (OpenSSL frees them after each
+ * record itself, which that CVE does not touch). */
+static bool free_buffers_safe(void)
+{
+    unsigned long v = OpenSSL_version_num(); /* 0xMNN00PP0 */
+    unsigned long major = v >> 28, minor = (v >> 20) & 0xff, patch = (v >> 4) & 0xff;
+    if (major != 3)
+        return major > 3;
+    switch (minor) {
+    case 0:
+        return patch >= 14;
+    case 1:
+        return patch >= 6;
+    case 2:
+        return patch >= 2;
+    case 3:
+        return patch >= 1;
+    default:
+        return true;
+    }
+}
+
+/* The idle period connections of cfg use: 0 means OpenSSL releases after every record. */
+static double idle_period_of(const simul_tls_config *cfg)
+{
+    return cfg->idle_release > 0 && free_buffers_safe() ? cfg->idle_release : 0;
+}
 
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
@@ -841,7 +872,7 @@ static SSL_CTX *build_ctx(simul_tls_config *cfg, char *why, size_t whylen, int *
     /* (no SSL_MODE_RELEASE_BUFFERS unless asked for with an idle release of 0: the idle check
      * releases them, see idle_check) */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              (cfg->idle_release > 0 ? 0 : SSL_MODE_RELEASE_BUFFERS));
+                              (idle_period_of(cfg) > 0 ? 0 : SSL_MODE_RELEASE_BUFFERS));
     /* One read(2) per record instead of two (header, then body); safe with our wait: SSL_read
      * says WANT_READ only when what it holds is not a whole record */
     SSL_CTX_set_read_ahead(ctx, 1);
@@ -1190,7 +1221,7 @@ static int conn_new(const simul_stream_ops *lower, void *lctx, simul_tls_config 
     SSL_set_ex_data(c->ssl, conn_idx, c);
     c->cfg = config_ref(cfg);
     pthread_mutex_lock(&cfg->mu);
-    c->idle_period = cfg->idle_release;
+    c->idle_period = idle_period_of(cfg);
     pthread_mutex_unlock(&cfg->mu);
     int rc = 0;
     if (cfg->server) {
