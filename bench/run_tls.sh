@@ -14,6 +14,8 @@
 #   BENCH_TLS_ROUNDS=n     rounds over every measure; the best round of each figure is reported
 #   BENCH_TLS_HS_CONNS=k   handshakes in flight in the handshake client (default 8)
 #   BENCH_NO_BUILD=1       use the binaries in <build-dir> as they are (no cmake/go build)
+#   BENCH_TLS_INSTRUCTIONS=1  only the instructions per echoed message of simul's server
+#                          (callgrind; not a timed figure, so fine on a busy machine)
 #
 # Same ground for everyone: one EC P-256 certificate made here with openssl (<build>/bench/tls/),
 # and one cipher: an OPENSSL_CONF given to every process limits TLS 1.3 to TLS_AES_128_GCM_SHA256,
@@ -113,6 +115,34 @@ system_default = system_default
 Ciphersuites = TLS_AES_128_GCM_SHA256
 EOF
 export OPENSSL_CONF=$TLSDIR/openssl.cnf
+
+# BENCH_TLS_INSTRUCTIONS=1: instead of the timed figures, the user-space instructions per echoed
+# message of simul's TLS echo server (valgrind callgrind; stable on a busy machine, unlike CPU
+# time): two runs of different lengths, (instructions2 - instructions1) / (messages2 -
+# messages1), so the start-up and the 10 handshakes cancel out.
+if [ "${BENCH_TLS_INSTRUCTIONS:-0}" = 1 ]; then
+    command -v valgrind >/dev/null || die "valgrind not found (package valgrind)"
+    ir_run() { # seconds -> "instructions messages"
+        local secs=$1 out port pid i
+        out=$(mktemp -d "${TMPDIR:-/tmp}/run_tls_ir.XXXXXX")
+        port=$(free_port)
+        valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$SIMUL_SERVER" --host "$HOST" \
+            --port "$port" --tls-cert "$CERT" --tls-key "$KEY" >"$out/srv" 2>"$out/vg" &
+        pid=$!
+        for i in $(seq 300); do grep -q listening "$out/srv" && break; sleep 0.1; done
+        timeout "$TIMEOUT" "$ECHO_CLIENT" --host "$HOST" --port "$port" --connections 10 --size "$SIZE" \
+            --seconds "$secs" --tls --ca "$CERT" >"$out/cli" 2>&1 || { kill -INT $pid; die "echo_client failed"; }
+        kill -INT $pid
+        wait $pid || true
+        echo "$(sed -n 's/^summary: //p' "$out/cg") $(sed -n 's/^msgs=//p' "$out/cli")"
+        rm -rf "$out"
+    }
+    read -r i1 m1 < <(ir_run 2)
+    read -r i2 m2 < <(ir_run 6)
+    [ -n "${m2:-}" ] && [ "$m2" -gt "${m1:-0}" ] || die "callgrind runs gave no messages"
+    echo "tls_echo_simul_instructions_per_msg=$(((i2 - i1) / (m2 - m1)))"
+    exit 0
+fi
 
 # The command line of a server listening on port $2, or nothing (SKIP_WHY says why).
 server_cmd() {

@@ -89,6 +89,24 @@ int simul_tls_config_set_max_version(simul_tls_config *cfg, int version);
  * as after simul_transport_abort). Returns 0 or -EINVAL. */
 int simul_tls_config_set_handshake_timeout(simul_tls_config *cfg, double seconds);
 
+/* Bounded memory while idle: a connection keeps OpenSSL's record buffers (~34 KiB: one read
+ * and one write buffer) while it moves, so reads and writes allocate nothing, and hands them
+ * back once it has been quiet (no read or write call) for `seconds` (default 1; released
+ * between one and two periods after the last use; a partial record held keeps them). 0 releases
+ * them whenever nothing is held, after every record (SSL_MODE_RELEASE_BUFFERS: a malloc and a
+ * free of ~17 KiB per record), which is also what an OpenSSL older than 3.0.14 (3.1.6, 3.2.2,
+ * 3.3.1) gets whatever the setting (its SSL_free_buffers is unsafe: CVE-2024-4741). Applies to
+ * connections started afterwards. Returns 0 or -EINVAL. */
+int simul_tls_config_set_idle_release(simul_tls_config *cfg, double seconds);
+
+/* How long a close_notify may wait for room below once the stream (or transport) is closed
+ * (default 5 s). A close never suspends for it: if the socket is full (the peer does not read)
+ * the alert waits in the loop on a duplicate of the socket's fd, which is closed when the alert
+ * is out or at this deadline (the peer then sees a truncation: SIMUL_TLS_ETRUNCATED). 0: drop it
+ * at once. The data written before it is not affected (close flushes it first). Returns 0 or
+ * -EINVAL. */
+int simul_tls_config_set_close_timeout(simul_tls_config *cfg, double seconds);
+
 /* ALPN: the protocols a client offers, or the ones a server accepts, in order of preference
  * (the server picks its first that the client offers; a client that offers none of them is
  * refused with "no application protocol"). protos: `n` NUL-terminated names ("h2",
@@ -150,7 +168,11 @@ int simul_tls_transport_start_tls(simul_transport *t, simul_tls_config *cfg,
                                   const char *server_name);
 int simul_tls_transport_accept(simul_transport *t, simul_tls_config *cfg);
 /* The reason of the transport's last TLS error ("" if none), and the negotiated version (NULL
- * before the handshake ends); NULL if t is not on TLS. */
+ * before the handshake ends); NULL if t is not on TLS. Both work inside connection_lost when the
+ * connection ended on the TLS side: a failure (a handshake error, SIMUL_TLS_ETRUNCATED
+ * "connection closed without close_notify", "handshake timed out", the bottom's error: the
+ * reason) or the peer's close_notify (""), so the protocol can log why; after a close the
+ * program made itself they are NULL there. */
 const char *simul_tls_transport_last_error(const simul_transport *t);
 const char *simul_tls_transport_version(const simul_transport *t);
 

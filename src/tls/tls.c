@@ -2,7 +2,10 @@
  * The idea: OpenSSL talks to a custom BIO whose read/write call the wrapped bottom's own ops
  * (non-blocking; -EAGAIN becomes a BIO retry), so the SSL object never sees an fd and TLS works
  * over any bottom; a want-read or want-write from OpenSSL picks the direction our wait() waits in
- * below. Configurations build an SSL_CTX from their settings and swap it under a refcount. */
+ * below. Configurations build an SSL_CTX from their settings and swap it under a refcount.
+ * Memory: OpenSSL keeps its record buffers while a connection is busy (no malloc per record) and
+ * an idle check, a timer re-armed at most once per period while the connection moves, hands
+ * them back once it has been quiet for a whole period. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -11,9 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <openssl/bio.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -41,6 +48,8 @@ struct simul_tls_config {
     bool insecure, allow_trunc;
     int min_version, max_version; /* max 0: the highest OpenSSL has */
     double hs_timeout;            /* seconds; 0: none */
+    double idle_release;          /* seconds quiet before the buffers go; 0: at once */
+    double close_timeout;         /* seconds a close_notify may wait for room below */
     int client_cert_mode;
     unsigned char *alpn; /* wire format */
     size_t alpn_len;
@@ -67,9 +76,49 @@ typedef struct tls_conn {
     char *skey;      /* client session cache key */
     simul_transport *transport; /* under a transport: its handshake timer aborts it */
     simul_handle timer;
+    simul_handle idle;   /* the idle check: pending while the buffers are held */
+    double idle_period;  /* the config's idle_release when the connection started */
+    bool used;           /* a read or write since the idle check was armed */
+    bool collect;        /* bio_write appends to ob instead of writing below */
+    bool lost_listed;    /* on the thread's list of failed transport connections */
+    char *ob;            /* records made but not yet below, sent in one write */
+    size_t oblen, obpos, obcap;
+    size_t owed;         /* plaintext SSL_write took whose records are still in ob */
+    bool wblocked;       /* the last write was refused (-EAGAIN): plaintext still waits above */
+    struct tls_conn *lost_next;
     char alpn[256];  /* negotiated ALPN, NUL-terminated */
     char why[256];   /* the last error in words */
 } tls_conn;
+
+/* SSL_free_buffers is safe from OpenSSL 3.0.14 / 3.1.6 / 3.2.2 / 3.3.1 on (CVE-2024-4741: before,
+ * it could free a buffer a partly processed record still pointed into). With an older library
+ * the idle release falls back to SSL_MODE_RELEASE_BUFFERS (OpenSSL frees them after each
+ * record itself, which that CVE does not touch). */
+static bool free_buffers_safe(void)
+{
+    unsigned long v = OpenSSL_version_num(); /* 0xMNN00PP0 */
+    unsigned long major = v >> 28, minor = (v >> 20) & 0xff, patch = (v >> 4) & 0xff;
+    if (major != 3)
+        return major > 3;
+    switch (minor) {
+    case 0:
+        return patch >= 14;
+    case 1:
+        return patch >= 6;
+    case 2:
+        return patch >= 2;
+    case 3:
+        return patch >= 1;
+    default:
+        return true;
+    }
+}
+
+/* The idle period connections of cfg use: 0 means OpenSSL releases after every record. */
+static double idle_period_of(const simul_tls_config *cfg)
+{
+    return cfg->idle_release > 0 && free_buffers_safe() ? cfg->idle_release : 0;
+}
 
 static BIO_METHOD *bio_method;
 static pthread_once_t bio_once = PTHREAD_ONCE_INIT;
@@ -108,10 +157,62 @@ static char *dup_or_null(const char *s)
 
 /* ---- the BIO: OpenSSL's byte pipe onto the wrapped bottom ---------------------------------- */
 
+/* Appends to the connection's outgoing records (grown as needed: one batch at most, see
+ * tls_writev). Returns 0 or -ENOMEM. */
+static int ob_append(tls_conn *c, const char *data, size_t len)
+{
+    if (c->oblen + len > c->obcap) {
+        size_t cap = c->obcap ? c->obcap : 4096;
+        while (cap < c->oblen + len)
+            cap *= 2;
+        char *p = realloc(c->ob, cap);
+        if (!p)
+            return -ENOMEM;
+        c->ob = p;
+        c->obcap = cap;
+    }
+    memcpy(c->ob + c->oblen, data, len);
+    c->oblen += len;
+    return 0;
+}
+
+static inline bool ob_pending(const tls_conn *c)
+{
+    return c->obpos < c->oblen;
+}
+
+/* Sends the held records below in one write (more only if the bottom takes part). Returns 0
+ * (all sent), -EAGAIN (some left: wait for WRITE below), or the bottom's error. */
+static int ob_flush(tls_conn *c)
+{
+    while (c->obpos < c->oblen) {
+        struct iovec v = {.iov_base = c->ob + c->obpos, .iov_len = c->oblen - c->obpos};
+        long n = c->lower->writev(c->lctx, &v, 1);
+        if (n == -EAGAIN || n == 0)
+            return -EAGAIN;
+        if (n < 0) {
+            c->lower_err = (int)n;
+            return (int)n;
+        }
+        c->obpos += (size_t)n;
+    }
+    c->obpos = c->oblen = 0;
+    return 0;
+}
+
 static int bio_write(BIO *b, const char *data, int len)
 {
     tls_conn *c = BIO_get_data(b);
     BIO_clear_retry_flags(b);
+    /* Collecting (a batch of records, a close_notify), or records are still held: append, so
+     * the bytes below keep OpenSSL's order; whoever made ob pending flushes it. */
+    if (c->collect || ob_pending(c)) {
+        if (ob_append(c, data, (size_t)len) < 0) {
+            c->lower_err = -ENOMEM;
+            return -1;
+        }
+        return len;
+    }
     struct iovec v = {.iov_base = (void *)data, .iov_len = (size_t)len};
     long n = c->lower->writev(c->lctx, &v, 1);
     if (n == -EAGAIN) {
@@ -191,18 +292,17 @@ static void make_bio_method(void)
  * WANT_READ / WANT_WRITE are -EAGAIN with the lower direction in *dir. */
 static int map_error(tls_conn *c, int rc, int *dir)
 {
+    /* (SSL_get_error answers WANT_* and ZERO_RETURN only when the thread's error queue is
+     * empty: nothing to clear then, which saves a ~280-instruction peek per echoed message) */
     int e = SSL_get_error(c->ssl, rc);
     switch (e) {
     case SSL_ERROR_WANT_READ:
-        clear_errors();
         *dir = SIMUL_STREAM_READ;
         return -EAGAIN;
     case SSL_ERROR_WANT_WRITE:
-        clear_errors();
         *dir = SIMUL_STREAM_WRITE;
         return -EAGAIN;
     case SSL_ERROR_ZERO_RETURN:
-        clear_errors();
         return 0;
     default:
         break;
@@ -242,6 +342,47 @@ static int map_error(tls_conn *c, int rc, int *dir)
 
 /* ---- the bottom's ops ---------------------------------------------------------------------- */
 
+/* The idle check. A busy connection keeps OpenSSL's record buffers (SSL_MODE_RELEASE_BUFFERS
+ * would free and malloc ~17 KiB per record: ~2k instructions per echoed message); instead each
+ * read and write only marks the connection used (a store), and a timer armed once per period
+ * looks: used since -> re-arm; quiet for a whole period -> SSL_free_buffers, which refuses while
+ * a partial record or unsent bytes are held. The next read or write allocates them again and
+ * re-arms. So an idle connection holds no record buffers after one to two periods. */
+static void idle_check(void *arg);
+
+static void idle_arm(tls_conn *c)
+{
+    if (simul_call_later(c->idle_period, idle_check, c, &c->idle) < 0)
+        c->idle.id = 0; /* no loop here: tried again at the next read or write */
+}
+
+static void idle_check(void *arg)
+{
+    tls_conn *c = arg;
+    c->idle.id = 0;
+    if (c->err)
+        return;
+    if (c->used) {
+        c->used = false;
+        idle_arm(c);
+        return;
+    }
+    if (ob_pending(c))
+        return;
+    free(c->ob);
+    c->ob = NULL;
+    c->obcap = 0;
+    (void)SSL_free_buffers(c->ssl); /* 0 (kept) if a record is part read or part written */
+}
+
+/* Every read and write: cheap unless the idle check has fired since the last one. */
+static inline void touch(tls_conn *c)
+{
+    c->used = true;
+    if (!c->idle.id && c->hs_done && c->idle_period > 0)
+        idle_arm(c);
+}
+
 static void handshake_done(tls_conn *c)
 {
     c->hs_done = true;
@@ -249,6 +390,40 @@ static void handshake_done(tls_conn *c)
         simul_handle_cancel(c->timer);
         c->timer.id = 0;
     }
+    touch(c);
+}
+
+/* The thread's transport connections that failed or read the peer's end, and are not yet
+ * freed: a transport hides its bottom once connection_lost is scheduled, so
+ * simul_tls_transport_last_error finds the reason here inside connection_lost (the bottom is
+ * closed only after it returns). Short: only those, each until its transport finishes. */
+static _Thread_local tls_conn *lost_list;
+
+static void lost_list_add(tls_conn *c)
+{
+    if (c->transport && !c->lost_listed) {
+        c->lost_listed = true;
+        c->lost_next = lost_list;
+        lost_list = c;
+    }
+}
+
+static void set_err(tls_conn *c, int r)
+{
+    c->err = r;
+    lost_list_add(c);
+}
+
+static void lost_unlist(tls_conn *c)
+{
+    if (!c->lost_listed)
+        return;
+    for (tls_conn **pp = &lost_list; *pp; pp = &(*pp)->lost_next)
+        if (*pp == c) {
+            *pp = c->lost_next;
+            break;
+        }
+    c->lost_listed = false;
 }
 
 static long tls_read(void *ctx, void *buf, size_t len)
@@ -259,6 +434,9 @@ static long tls_read(void *ctx, void *buf, size_t len)
     if (len > INT_MAX)
         len = INT_MAX;
     size_t got = 0;
+    touch(c);
+    if (ob_pending(c) && !c->owed)
+        (void)ob_flush(c); /* a close_notify held by write_eof (errors show at the next write) */
     clear_errors();
     int rc = SSL_read_ex(c->ssl, buf, len, &got);
     /* a lazy handshake (transports) ends inside a read or write, maybe one that then says
@@ -274,20 +452,48 @@ static long tls_read(void *ctx, void *buf, size_t len)
         return r;
     }
     if (r < 0)
-        c->err = r;
+        set_err(c, r);
+    else if (r == 0)
+        lost_list_add(c); /* the peer's close_notify: the transport ends too */
     return r;
 }
+
+/* One writev below carries at most this much plaintext's records (the stream's high-water
+ * mark): bounded memory for a peer that does not read, and 4 records per syscall for bulk. */
+#define BATCH (64u * 1024u)
 
 static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
 {
     tls_conn *c = ctx;
     if (c->err)
         return c->err;
+    touch(c);
+    /* Records of an earlier call still held: they go first; the plaintext they carry is
+     * reported written only once they are below (the stream retries with the same head). */
+    if (ob_pending(c)) {
+        int f = ob_flush(c);
+        if (f == -EAGAIN) {
+            c->want[SIMUL_STREAM_WRITE] = SIMUL_STREAM_WRITE;
+            c->wblocked = true;
+            return -EAGAIN;
+        }
+        if (f < 0) {
+            snprintf(c->why, sizeof c->why, "%s", simul_strerror(f));
+            set_err(c, f);
+            return f;
+        }
+    }
+    if (c->owed) {
+        size_t o = c->owed;
+        c->owed = 0;
+        c->wblocked = false;
+        return (long)o;
+    }
     /* One record's worth per call: the first buffer, topped up from the next ones when it is
      * small so that small writev pieces do not each become a record. A retry after WANT_* gets
      * the same leading bytes again (the stream's queue head), as OpenSSL requires. */
     enum { RECORD = 16384 };
-    const void *p = iov[0].iov_base;
+    const char *p = iov[0].iov_base;
     size_t n = iov[0].iov_len;
     char *tmp = NULL; /* on the heap: task stacks are small */
     if (iovcnt > 1 && n < RECORD / 4 && (tmp = malloc(RECORD)) != NULL) {
@@ -300,14 +506,52 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
         p = tmp;
         n = k;
     }
-    if (n > INT_MAX)
-        n = INT_MAX;
     size_t done = 0;
-    clear_errors();
-    int rc = SSL_write_ex(c->ssl, p, n, &done);
+    int rc = 0;
+    if (n <= RECORD) {
+        /* One record (the common case): straight below, no copy; a full bottom is OpenSSL's
+         * retry (it keeps the record) */
+        clear_errors();
+        rc = SSL_write_ex(c->ssl, p, n, &done);
+    } else {
+        /* Several records (OpenSSL writes one per SSL_write with partial writes on): made into
+         * ob and sent in one write. What the bottom does not take now stays in ob and the
+         * plaintext is owed to the retry, so the stream's accounting stays exact. */
+        if (n > BATCH)
+            n = BATCH;
+        c->collect = true;
+        clear_errors();
+        size_t d = 0;
+        while (done < n && (rc = SSL_write_ex(c->ssl, p + done, n - done, &d)) == 1)
+            done += d;
+        c->collect = false;
+        if (done) { /* an error after some records: the next call meets it again */
+            clear_errors();
+            rc = 1;
+        }
+        if (c->lower_err == -ENOMEM) {
+            rc = 0;
+            done = 0;
+        }
+    }
     free(tmp);
     if (!c->hs_done && SSL_is_init_finished(c->ssl))
         handshake_done(c);
+    if (ob_pending(c)) { /* records collected (or a lazy handshake's): below in one write */
+        int f = ob_flush(c);
+        if (f == -EAGAIN) {
+            c->owed = rc == 1 ? done : 0;
+            c->want[SIMUL_STREAM_WRITE] = SIMUL_STREAM_WRITE;
+            c->wblocked = true;
+            return -EAGAIN;
+        }
+        if (f < 0) {
+            snprintf(c->why, sizeof c->why, "%s", simul_strerror(f));
+            set_err(c, f);
+            return f;
+        }
+    }
+    c->wblocked = rc != 1;
     if (rc == 1)
         return (long)done;
     int dir = SIMUL_STREAM_WRITE;
@@ -318,7 +562,7 @@ static long tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
     }
     if (r == 0) /* close_notify received while writing: the peer is gone */
         r = -EPIPE;
-    c->err = r;
+    set_err(c, r);
     return r;
 }
 
@@ -334,23 +578,107 @@ static int tls_wait(void *ctx, int dir)
     return c->lower->wait(c->lctx, c->want[dir]);
 }
 
-/* Sends close_notify, best effort: the stream calls this after its queue is flushed, so the
- * alert normally fits below at once; if the bottom cannot take it now it is lost (the peer then
- * sees a truncation) rather than blocking. */
+/* A close_notify (and anything else held) that did not fit below when the stream closed: a
+ * duplicate of the socket's fd keeps the connection open after the stream let its fd go, and
+ * the loop writes the bytes when the socket has room, then closes, or drops them at the
+ * config's close timeout (the peer then sees a truncation, as it would have without us). The
+ * kernel's own linger works the same way for the bytes it already holds. */
+typedef struct notify_linger {
+    int fd;
+    char *buf;
+    size_t len, pos;
+    simul_handle timer;
+} notify_linger;
+
+static void linger_end(notify_linger *l)
+{
+    if (l->timer.id)
+        simul_handle_cancel(l->timer);
+    simul_remove_writer(l->fd);
+    simul_close(l->fd);
+    free(l->buf);
+    free(l);
+}
+
+static void linger_writable(int fd, void *arg)
+{
+    notify_linger *l = arg;
+    while (l->pos < l->len) {
+        ssize_t n = send(fd, l->buf + l->pos, l->len - l->pos, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == ENOTSOCK)
+            n = write(fd, l->buf + l->pos, l->len - l->pos);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return; /* the next edge */
+        if (n <= 0)
+            break; /* the peer is gone: nothing more to deliver */
+        l->pos += (size_t)n;
+    }
+    linger_end(l);
+}
+
+static void linger_expired(void *arg)
+{
+    notify_linger *l = arg;
+    l->timer.id = 0;
+    if (simul_loop_current() && simul_loop_get_debug(simul_loop_current()))
+        fprintf(stderr, "simul-tls: close_notify not delivered in time (the peer does not read): "
+                        "%zu bytes dropped\n", l->len - l->pos);
+    linger_end(l);
+}
+
+/* Hands what ob holds to a linger on a duplicate of the fd below; false if that cannot be (no
+ * fd, no loop, no memory: the bytes are dropped as before). */
+static bool linger_start(tls_conn *c)
+{
+    int fd = c->lower->fd ? c->lower->fd(c->lctx) : -1;
+    double t = c->cfg->close_timeout;
+    if (fd < 0 || t <= 0 || !simul_loop_current())
+        return false;
+    notify_linger *l = calloc(1, sizeof *l);
+    if (!l)
+        return false;
+    l->len = c->oblen - c->obpos;
+    l->buf = malloc(l->len);
+    l->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (!l->buf || l->fd < 0) {
+        if (l->fd >= 0)
+            close(l->fd);
+        free(l->buf);
+        free(l);
+        return false;
+    }
+    memcpy(l->buf, c->ob + c->obpos, l->len);
+    if (simul_add_writer(l->fd, linger_writable, l) < 0 ||
+        simul_call_later(t, linger_expired, l, &l->timer) < 0) {
+        linger_end(l);
+        return false;
+    }
+    c->obpos = c->oblen = 0;
+    return true;
+}
+
+/* Sends close_notify: made into ob and written below at once when there is room (the stream
+ * calls this after its queue is flushed, so there normally is). What does not fit stays in ob:
+ * tls_close hands it to a linger, a read after write_eof tries again. */
 static void send_close_notify(tls_conn *c)
 {
     if (c->shut_sent || c->err || !c->hs_done)
         return;
     c->shut_sent = true;
+    c->collect = true;
     clear_errors();
     (void)SSL_shutdown(c->ssl);
     clear_errors();
+    c->collect = false;
+    (void)ob_flush(c);
 }
 
 static int tls_shutdown(void *ctx)
 {
     tls_conn *c = ctx;
     send_close_notify(c);
+    if (ob_pending(c))
+        return 0; /* the half-close below waits for the close_notify: at close, or a read */
     if (c->lower->shutdown)
         return c->lower->shutdown(c->lctx);
     return 0;
@@ -360,19 +688,29 @@ static void conn_free(tls_conn *c)
 {
     if (c->timer.id)
         simul_handle_cancel(c->timer);
+    if (c->idle.id)
+        simul_handle_cancel(c->idle);
+    lost_unlist(c);
     if (c->ssl)
         SSL_free(c->ssl); /* frees the BIO too */
     simul_tls_config_free(c->cfg);
     free(c->pre);
     free(c->skey);
+    free(c->ob);
     free(c);
 }
 
 static void tls_close(void *ctx, bool abort)
 {
     tls_conn *c = ctx;
-    if (!abort)
+    /* A close that dropped plaintext still queued above (a close cut short by a deadline: the
+     * last write was refused) sends no close_notify: the peer sees a truncation, not a clean
+     * end of data that is not all there. */
+    if (!abort && !c->wblocked) {
         send_close_notify(c);
+        if (ob_pending(c) && !c->err)
+            (void)(ob_flush(c) == -EAGAIN && linger_start(c));
+    }
     c->lower->close(c->lctx, abort);
     conn_free(c);
 }
@@ -530,8 +868,10 @@ static SSL_CTX *build_ctx(simul_tls_config *cfg, char *why, size_t whylen, int *
     SSL_CTX_set_max_proto_version(ctx, cfg->max_version);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  (cfg->allow_trunc ? SSL_OP_IGNORE_UNEXPECTED_EOF : 0));
+    /* (no SSL_MODE_RELEASE_BUFFERS unless asked for with an idle release of 0: the idle check
+     * releases them, see idle_check) */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-                              SSL_MODE_RELEASE_BUFFERS);
+                              (idle_period_of(cfg) > 0 ? 0 : SSL_MODE_RELEASE_BUFFERS));
     /* One read(2) per record instead of two (header, then body); safe with our wait: SSL_read
      * says WANT_READ only when what it holds is not a whole record */
     SSL_CTX_set_read_ahead(ctx, 1);
@@ -629,6 +969,8 @@ static int config_new(bool server, simul_tls_config **out)
     cfg->server = server;
     cfg->min_version = TLS1_2_VERSION;
     cfg->hs_timeout = 60; /* asyncio's ssl_handshake_timeout */
+    cfg->idle_release = 1;
+    cfg->close_timeout = 5;
     pthread_mutex_init(&cfg->mu, NULL);
     int rc = rebuild(cfg, NULL, 0);
     if (rc < 0) {
@@ -770,6 +1112,23 @@ int simul_tls_config_set_handshake_timeout(simul_tls_config *cfg, double seconds
     return 0;
 }
 
+int simul_tls_config_set_idle_release(simul_tls_config *cfg, double seconds)
+{
+    if (!cfg || !(seconds >= 0) || seconds > 1e9)
+        return -EINVAL;
+    SET_AND_REBUILD(cfg, cfg->idle_release = seconds);
+}
+
+int simul_tls_config_set_close_timeout(simul_tls_config *cfg, double seconds)
+{
+    if (!cfg || !(seconds >= 0) || seconds > 1e9)
+        return -EINVAL;
+    pthread_mutex_lock(&cfg->mu);
+    cfg->close_timeout = seconds;
+    pthread_mutex_unlock(&cfg->mu);
+    return 0;
+}
+
 int simul_tls_config_set_alpn(simul_tls_config *cfg, const char *const *protos, int n)
 {
     if (!cfg || n < 0 || (n > 0 && !protos))
@@ -860,6 +1219,9 @@ static int conn_new(const simul_stream_ops *lower, void *lctx, simul_tls_config 
     SSL_set_bio(c->ssl, bio, bio);
     SSL_set_ex_data(c->ssl, conn_idx, c);
     c->cfg = config_ref(cfg);
+    pthread_mutex_lock(&cfg->mu);
+    c->idle_period = idle_period_of(cfg);
+    pthread_mutex_unlock(&cfg->mu);
     int rc = 0;
     if (cfg->server) {
         SSL_set_accept_state(c->ssl);
@@ -952,7 +1314,7 @@ static int handshake_loop(simul_stream *s, tls_conn *c)
                 r = -ECONNRESET;
                 snprintf(c->why, sizeof c->why, "connection closed during the handshake");
             }
-            c->err = r;
+            set_err(c, r);
             return r;
         }
         c->want[SIMUL_STREAM_READ] = dir;
@@ -961,7 +1323,7 @@ static int handshake_loop(simul_stream *s, tls_conn *c)
             /* the stream may have closed its bottom (close_clients): touch c only if it is
              * still there */
             if (conn_of(s) == c && r != -ECANCELED && r != -ETIMEDOUT)
-                c->err = r;
+                set_err(c, r);
             return r;
         }
     }
@@ -1040,7 +1402,7 @@ static void handshake_expired(void *arg)
     c->timer.id = 0;
     if (c->hs_done)
         return;
-    c->err = -ETIMEDOUT;
+    set_err(c, -ETIMEDOUT);
     snprintf(c->why, sizeof c->why, "handshake timed out");
     simul_transport_abort(c->transport);
 }
@@ -1076,7 +1438,7 @@ static int transport_start(simul_transport *t, simul_tls_config *cfg, const char
         int dir;
         int r = map_error(c, hs, &dir);
         if (r < 0 && r != -EAGAIN)
-            c->err = r;
+            set_err(c, r);
         else if (cfg->hs_timeout > 0)
             simul_call_later(cfg->hs_timeout, handshake_expired, c, &c->timer);
     }
@@ -1102,7 +1464,13 @@ static tls_conn *conn_of_transport(const simul_transport *t)
 {
     void *ctx = NULL;
     const simul_stream_ops *ops = t ? simul_transport_bottom(t, &ctx) : NULL;
-    return ops == &tls_ops ? ctx : NULL;
+    if (ops == &tls_ops)
+        return ctx;
+    if (!ops && t) /* connection_lost: the bottom is hidden but still there */
+        for (tls_conn *c = lost_list; c; c = c->lost_next)
+            if (c->transport == t)
+                return c;
+    return NULL;
 }
 
 const char *simul_tls_transport_last_error(const simul_transport *t)

@@ -6,7 +6,9 @@
 #   examples/echo_client --tls --ca -> echo_streams --tls-cert
 #   curl --cacert      -> tests/tls/https_hello (HTTPS/1.0, ALPN http/1.1)
 #   /usr/bin/python3 ssl (verifying, TLS 1.2 and 1.3) -> echo_streams and echo_protocol --tls-cert
-#   plaintext to the TLS port (server unharmed), s_client with the wrong CA (refused)
+#   examples/tls_client -> /usr/bin/python3 ssl HTTPS server (TLS 1.3 and 1.2, ALPN)
+#   plaintext to the TLS port (server unharmed), s_client with the wrong CA (refused), s_client
+#   TLS 1.2 asking to renegotiate (refused)
 # Usage: tls_interop_test.sh <build-dir>. Prints PASS/FAIL lines; exits 1 if any check failed,
 # 0 with a SKIP line when libsimul-tls or the openssl command is not there.
 set -u -o pipefail
@@ -129,6 +131,31 @@ if start echo "$ECHO" --port 0 --tls-cert "$CERTS/server.crt" --tls-key "$CERTS/
         show "$WORK/sc2.err"
     fi
 
+    # renegotiation is off: a TLS 1.2 s_client's "R" (after its echo came back) is refused
+    mkfifo "$WORK/rn.in"
+    timeout 20 openssl s_client -connect "127.0.0.1:$EPORT" -servername localhost -tls1_2 \
+        -CAfile "$CERTS/ca.crt" <"$WORK/rn.in" >"$WORK/rn.out" 2>&1 &
+    RN=$!
+    exec 5>"$WORK/rn.in"
+    printf 'before renegotiation\n' >&5
+    for _ in $(seq 100); do
+        grep -q '^before renegotiation$' "$WORK/rn.out" && break
+        sleep 0.1
+    done
+    printf 'R\n' >&5
+    for _ in $(seq 100); do
+        grep -q 'no renegotiation' "$WORK/rn.out" && break
+        sleep 0.1
+    done
+    exec 5>&-
+    wait "$RN"
+    if grep -q '^RENEGOTIATING' "$WORK/rn.out" && grep -q 'no renegotiation' "$WORK/rn.out"; then
+        pass "openssl s_client -tls1_2 asks to renegotiate: refused (no renegotiation alert)"
+    else
+        fail "renegotiation should be refused"
+        show "$WORK/rn.out" 40
+    fi
+
     # echo_client --tls (ours, verifying the IP address) -> echo_streams --tls-cert
     if "$BUILD/examples/echo_client" --host 127.0.0.1 --port "$EPORT" --connections 8 --size 300 \
         --seconds 0.5 --tls --ca "$CERTS/ca.crt" >"$WORK/ec.out" 2>"$WORK/ec.err" &&
@@ -236,6 +263,62 @@ if command -v curl >/dev/null; then
     fi
 else
     fail "curl not found (apt-get install curl)"
+fi
+
+# --- 6. tls_client -> /usr/bin/python3 ssl server (HTTPS, TLS 1.3 and 1.2, ALPN, close_notify) --
+cat >"$WORK/pyserver.py" <<'PYEOF'
+import http.server, ssl, sys
+certs, maxv = sys.argv[1], sys.argv[2]
+chain, key = (sys.argv[3], sys.argv[4]) if len(sys.argv) > 4 else ("server.crt", "server.key")
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("python %s %s\n" % (self.connection.version(), self.path)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(certs + "/" + chain, certs + "/" + key)
+ctx.set_alpn_protocols(["http/1.1"])
+ctx.maximum_version = ssl.TLSVersion.TLSv1_2 if maxv == "1.2" else ssl.TLSVersion.TLSv1_3
+srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print("listening on 127.0.0.1:%d" % srv.server_address[1], flush=True)
+srv.serve_forever()
+PYEOF
+for v in 1.3 1.2; do
+    if start "pyserver$v" "$PY" "$WORK/pyserver.py" "$CERTS" "$v"; then
+        if "$CLIENT" --ca "$CERTS/ca.crt" --alpn h2,http/1.1 --body "https://localhost:$PORT/p$v" \
+            >"$WORK/pyc$v.out" 2>"$WORK/pyc$v.err" && grep -q '^status: HTTP/1.0 200' "$WORK/pyc$v.out" &&
+            grep -q "^version: TLSv$v" "$WORK/pyc$v.out" && grep -q '^alpn: http/1.1' "$WORK/pyc$v.out" &&
+            grep -q "python TLSv$v /p$v" "$WORK/pyc$v.out"; then
+            pass "tls_client -> python3 ssl HTTPS server (verified, TLSv$v, ALPN http/1.1)"
+        else
+            fail "tls_client -> python3 ssl server TLSv$v"
+            show "$WORK/pyc$v.out"
+            show "$WORK/pyc$v.err"
+            show "$WORK/pyserver$v.err"
+        fi
+    fi
+done
+# a certificate chain: leaf, then an intermediate CA; the client trusts only the root
+if start pyserverchain "$PY" "$WORK/pyserver.py" "$CERTS" 1.3 chained-chain.crt chained.key; then
+    if "$CLIENT" --ca "$CERTS/ca.crt" "https://localhost:$PORT/chain" >"$WORK/pycc.out" \
+        2>"$WORK/pycc.err" && grep -q '^status: HTTP/1.0 200' "$WORK/pycc.out"; then
+        pass "tls_client -> python3 ssl server sending leaf + intermediate (verified to the root)"
+    else
+        fail "tls_client through an intermediate CA"
+        show "$WORK/pycc.err"
+    fi
+fi
+if [[ -n ${PORT:-} ]] && ! "$CLIENT" "https://localhost:$PORT/" >"$WORK/pyc3.out" 2>"$WORK/pyc3.err" &&
+    grep -q 'certificate verify failed' "$WORK/pyc3.err"; then
+    pass "tls_client without the CA refuses the python3 server's certificate"
+else
+    fail "tls_client without the CA should refuse the python3 server"
+    show "$WORK/pyc3.err"
 fi
 
 if ((FAILURES)); then
