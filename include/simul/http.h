@@ -368,6 +368,11 @@ typedef struct simul_http_server_opts {
     bool health;               /* answer GET /healthz (200) and /readyz (200; 503 from the
                                   start of a shutdown) before the routes */
     size_t stack_size;         /* the connection tasks' stack; 0 = the loop's default */
+    /* Listening sockets to serve instead of host:port (pass host and port NULL): those a
+     * supervisor or systemd handed down (simul_worker_sockets). simul_http_serve only; owned as
+     * simul_stream_server_opts.socks says. */
+    const int *socks;
+    int n_socks;
 } simul_http_server_opts;
 
 /* Listens on host:port (as simul_start_server: host NULL for every interface, port "0" for a

@@ -1365,7 +1365,8 @@ int simul_http_serve(simul_http_app *app, const char *host, const char *port,
     }
     srv->app = app;
     simul_stream_server_opts so = {.host = host, .port = port,
-                                   .stack_size = srv->opts.stack_size};
+                                   .stack_size = srv->opts.stack_size,
+                                   .socks = srv->opts.socks, .n_socks = srv->opts.n_socks};
     rc = simul_start_server_opts(&so, conn_main, srv, &srv->server);
     if (rc < 0) {
         free(srv);
