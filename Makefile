@@ -19,6 +19,8 @@ DEB_PACKAGES += openssl curl
 DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
+# The stack's end-to-end tests (tests/e2e/stack_*): HAProxy in front of supervised workers.
+DEB_PACKAGES += haproxy
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
