@@ -72,7 +72,7 @@ struct conn {
     http_arena arena;
     char *out; /* the response head being built */
     size_t out_cap, out_len;
-    bool idle;      /* waiting for a request's first byte: shutdown may end it */
+    bool idle;      /* keep-alive, between requests: shutdown may end it */
     bool peer_gone; /* the watcher saw EOF or an error */
     bool in_request;
     simul_task *watcher;
@@ -1244,13 +1244,16 @@ static int conn_main(simul_stream *s, void *arg)
                 break;
             }
             bool empty = c->start == c->end;
-            if (empty && (srv->draining || simul_task_cancel_requested(c->task))) {
+            /* A drain ends keep-alive connections between requests, not a fresh one: its
+             * first request may already sit unread in the socket (accepted just before the
+             * listener closed), and dropping it would reset the client. */
+            if (empty && ((srv->draining && nreq) || simul_task_cancel_requested(c->task))) {
                 goto done;
             }
             double wait;
             if (empty) {
                 wait = nreq ? srv->opts.keepalive_timeout : srv->opts.header_timeout;
-                c->idle = true;
+                c->idle = nreq > 0;
             } else {
                 if (!deadline) {
                     deadline = simul_now_ns() + (int64_t)(srv->opts.header_timeout * 1e9);
