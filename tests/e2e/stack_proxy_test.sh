@@ -321,5 +321,9 @@ else
     fail "processes left behind"
 fi
 
+# Every worker that was asked to go exited 0 (a drain that completed; under ASan, no leak report)
+bad=$(cat "$WORK"/a.err "$WORK"/b.err | grep -E "exited with status [1-9]|Sanitizer|runtime error" | head -5)
+[[ -z $bad ]] && pass "every drained worker exited 0, no sanitizer report" || fail "workers: $bad"
+
 echo "stack_proxy: $FAILURES failure(s)"
 ((FAILURES == 0))
