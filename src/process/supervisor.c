@@ -381,12 +381,8 @@ static int watch_main(void *arg)
         int e = spawn_worker(s, w->slot, w->gen, NULL);
         if (e == 0)
             break;
-        simul_supervisor_event ev = {.type = SIMUL_SUPERVISOR_SPAWN_FAILED, .slot = w->slot,
-                                     .generation = w->gen, .status = e};
-        if (s->o.on_event)
-            s->o.on_event(&ev, s->o.event_arg);
-        else
-            emit(s, SIMUL_SUPERVISOR_SPAWN_FAILED, w, e, 0);
+        w->pid = 0; /* the event is about the start that failed, not the dead process */
+        emit(s, SIMUL_SUPERVISOR_SPAWN_FAILED, w, e, 0);
         w->ready_ns = 0;
     }
     w->done = true;

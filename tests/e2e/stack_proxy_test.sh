@@ -9,6 +9,7 @@
 #            SIGTERM instance a: HAProxy's /readyz checks mark it DOWN while it still runs (its
 #            workers fail /readyz for --drain-delay before they stop accepting), zero failed;
 #            a stops within its deadline and leaves no process; SIGTERM b likewise.
+#   reuseport SIGHUP reload of a --reuseport instance: zero failed requests.
 # Every wait is for a state (a log line, HAProxy's `show servers state`, a request count, a
 # process gone), polled with an upper bound; never a sleep standing for an event.
 # Usage: stack_proxy_test.sh <build-dir>. Prints PASS/FAIL per check and the counts.
@@ -158,6 +159,30 @@ if (($(load_field failed) == 0)); then
     pass "direct reload: zero failed requests (retried on closed idle keep-alive: $(load_field retried))"
 else
     fail "direct reload: $(load_field failed) failed requests"
+fi
+
+# SIGHUP reload of a --reuseport instance under load: each slot's socket stays in the master, so
+# nothing queued on an old worker's socket is lost
+"$SERVER" --host 127.0.0.1 --workers 2 --reuseport --port 0 --stop-timeout 10 \
+    >"$WORK/r.out" 2>"$WORK/r.err" &
+MASTER[r]=$!
+if wait_until "r ready" 30 at_least r "gen=1 ready" 2; then
+    PR=$(sed -n 's/.*workers on port \([0-9]*\) (reuseport).*/\1/p' "$WORK/r.err" | head -1)
+    load_start 127.0.0.1 "$PR" || fail "load did not start"
+    old=$(workers_of r)
+    kill -HUP "${MASTER[r]}"
+    wait_until "reload of r" 60 at_least r "reloaded: generation 2" 1 || fail "reuseport reload"
+    wait_until "old workers of r exit" 60 all_gone $old || fail "reuseport: old workers left"
+    load_more 300
+    load_stop >/dev/null
+    report "reuseport reload"
+    (($(load_field failed) == 0)) && pass "reuseport reload: zero failed requests" ||
+        fail "reuseport reload: $(load_field failed) failed"
+    kill -TERM "${MASTER[r]}"
+    wait "${MASTER[r]}" && pass "reuseport instance stopped (exit 0)" || fail "r: exit $?"
+    unset 'MASTER[r]'
+else
+    fail "reuseport instance did not start"; cat "$WORK/r.err"
 fi
 
 # =========================== proxied: load -> nginx -> HAProxy -> a, b ===========================
@@ -322,7 +347,7 @@ else
 fi
 
 # Every worker that was asked to go exited 0 (a drain that completed; under ASan, no leak report)
-bad=$(cat "$WORK"/a.err "$WORK"/b.err | grep -E "exited with status [1-9]|Sanitizer|runtime error" | head -5)
+bad=$(cat "$WORK"/a.err "$WORK"/b.err "$WORK"/r.err | grep -E "exited with status [1-9]|Sanitizer|runtime error" | head -5)
 [[ -z $bad ]] && pass "every drained worker exited 0, no sanitizer report" || fail "workers: $bad"
 
 echo "stack_proxy: $FAILURES failure(s)"
