@@ -19,8 +19,9 @@ DEB_PACKAGES += openssl curl
 DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
-# The stack's end-to-end tests (tests/e2e/stack_*): HAProxy in front of supervised workers.
-DEB_PACKAGES += haproxy
+# The stack (tests/e2e/stack_*, examples/chess_club/club.sh): HAProxy in front of supervised
+# workers, RabbitMQ beside Redis.
+DEB_PACKAGES += haproxy rabbitmq-server
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
