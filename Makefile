@@ -20,8 +20,8 @@ DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
 # The stack (tests/e2e/stack_*, examples/chess_club/club.sh): HAProxy in front of supervised
-# workers, RabbitMQ beside Redis.
-DEB_PACKAGES += haproxy rabbitmq-server
+# workers, RabbitMQ beside Redis; wrk loads them in bench/run_stack.sh.
+DEB_PACKAGES += haproxy rabbitmq-server wrk
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -91,6 +91,7 @@ bench: deps
 	bash bench/run_threads.sh $(BUILD)
 	bash bench/run_http_parser.sh $(BUILD)
 	bash bench/run_resp.sh $(BUILD)
+	bash bench/run_stack.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is
