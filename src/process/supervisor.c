@@ -65,6 +65,7 @@ struct simul_supervisor {
     worker *workers;
     simul_event *changed; /* set whenever a worker becomes ready or exits */
     simul_event *wake;    /* serve_forever: a signal came */
+    simul_event *reload_done; /* clear while a reload runs */
     bool want_reload, want_stop, want_fast;
 };
 
@@ -359,6 +360,13 @@ static int watch_main(void *arg)
     simul_close(w->nfd);
     w->nfd = -1;
     emit(s, SIMUL_SUPERVISOR_EXITED, w, status, 0);
+    if (!w->retiring && s->reloading && w->gen != s->gen) {
+        /* An old worker died while its replacement starts: whether its slot needs it again
+         * depends on how the reload ends (a failed one keeps the old generation). */
+        simul_event_set(s->changed);
+        while (s->reloading && !s->stopping && simul_event_wait(s->reload_done) == 0) {
+        }
+    }
     bool restart = !w->retiring && !w->no_restart && !s->stopping && w->gen == s->gen &&
                    !(s->reloading && w->gen == s->gen && !w->ready_ns);
     if (!w->retiring)
@@ -641,6 +649,8 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
     if (rc == 0)
         rc = simul_event_new(&s->wake);
     if (rc == 0)
+        rc = simul_event_new(&s->reload_done);
+    if (rc == 0)
         rc = open_socks(s, opts);
     for (int i = 0; rc == 0 && i < o->workers; i++)
         rc = spawn_worker(s, i, s->gen, NULL);
@@ -711,6 +721,7 @@ int simul_supervisor_reload(simul_supervisor *s)
     unsigned old = s->gen, gen = s->gen + 1;
     s->reloading = true;
     s->reload_failed = false;
+    simul_event_clear(s->reload_done);
     s->gen = gen;
     emit(s, SIMUL_SUPERVISOR_RELOADING, NULL, 0, 0);
     int rc = 0;
@@ -732,6 +743,7 @@ int simul_supervisor_reload(simul_supervisor *s)
                 retire(w, s->o.retire_signal, s->o.stop_timeout);
             }
         s->reloading = false;
+        simul_event_set(s->reload_done);
         return rc == -ECHILD || rc == -ESHUTDOWN || rc == -ECANCELED || rc == -ETIMEDOUT
                    ? rc : -ECHILD;
     }
@@ -741,6 +753,7 @@ int simul_supervisor_reload(simul_supervisor *s)
     for (int i = 0; i < s->o.workers; i++)
         s->fails[i] = 0;
     s->reloading = false;
+    simul_event_set(s->reload_done);
     emit(s, SIMUL_SUPERVISOR_RELOADED, NULL, 0, 0);
     return 0;
 }
@@ -763,6 +776,7 @@ int simul_supervisor_stop(simul_supervisor *s, double timeout)
         retire(w, timeout == 0 ? SIGKILL : s->o.stop_signal, -1);
     }
     simul_event_set(s->changed); /* a reload waiting for its generation gives up */
+    simul_event_set(s->reload_done); /* and so do old workers' watchers waiting for it */
     int killed = 0;
     simul_scope dl;
     simul_scope_timeout(&dl, timeout);
@@ -915,6 +929,7 @@ void simul_supervisor_free(simul_supervisor *s)
     free(s->fails);
     simul_event_free(s->changed);
     simul_event_free(s->wake);
+    simul_event_free(s->reload_done);
     free(s);
 }
 

@@ -348,6 +348,51 @@ SIMUL_TASK_TEST(test_reload_fails_old_stay)
     return 0;
 }
 
+static int reload_task(void *arg)
+{
+    return simul_supervisor_reload(arg);
+}
+
+/* An old worker that dies while a reload runs is started again if the reload fails. */
+SIMUL_TASK_TEST(test_old_death_during_failed_reload)
+{
+    (void)arg;
+    setenv("TEST_SUP_MODE", "serve", 1);
+    rec r;
+    simul_supervisor_opts o = base_opts(&r, 2);
+    o.ready_timeout = 0.5;
+    simul_supervisor *s;
+    assert_int_equal(simul_supervisor_start(&o, &s), 0);
+    assert_int_equal(simul_supervisor_wait_ready(s), 0);
+    simul_supervisor_worker ws[8];
+    assert_int_equal(simul_supervisor_workers(s, ws, 8), 2);
+    int pids[8] = {ws[0].pid, ws[1].pid};
+    int np = 2;
+    setenv("TEST_SUP_MODE", "never_ready", 1);
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, reload_task, s, NULL), 0);
+    wait_events(&r, SIMUL_SUPERVISOR_SPAWNED, 4); /* the new generation is started */
+    setenv("TEST_SUP_MODE", "serve", 1);
+    assert_int_equal(kill(pids[0], SIGKILL), 0);
+    int rc = 0;
+    assert_int_equal(simul_task_join(t, &rc), 0);
+    assert_int_equal(rc, -ECHILD);
+    wait_events(&r, SIMUL_SUPERVISOR_READY, 3); /* the dead slot is back, generation 1 */
+    wait_events(&r, SIMUL_SUPERVISOR_EXITED, 3); /* the victim and both new workers */
+    assert_int_equal(simul_supervisor_workers(s, ws, 8), 2);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ws[i].generation, 1);
+        assert_true(ws[i].pid != pids[0]);
+    }
+    for (int i = 0; i < r.n && np < 8; i++)
+        if (r.ev[i].type == SIMUL_SUPERVISOR_SPAWNED && r.ev[i].pid != pids[0] &&
+            r.ev[i].pid != pids[1])
+            pids[np++] = r.ev[i].pid;
+    assert_int_equal(simul_supervisor_stop(s, -1), 0);
+    finish(s, &r, pids, np);
+    return 0;
+}
+
 SIMUL_TASK_TEST(test_stop_deadline_kills)
 {
     (void)arg;
@@ -600,6 +645,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_backoff_doubles),
         cmocka_unit_test(test_reload_new_ready_before_old_exit),
         cmocka_unit_test(test_reload_fails_old_stay),
+        cmocka_unit_test(test_old_death_during_failed_reload),
         cmocka_unit_test(test_stop_deadline_kills),
         cmocka_unit_test(test_reuseport_slots),
         cmocka_unit_test(test_listen_fds_inherited),
