@@ -632,6 +632,7 @@ static void test_start_outside_task(void **state)
     assert_string_equal(line, "worker 1 pid=42 gen=2 exited with status 3 unexpectedly");
 }
 
+#ifndef SUPERVISOR_NO_MAIN
 int main(int argc, char **argv)
 {
     if (simul_worker_is_supervised()) {
@@ -656,3 +657,4 @@ int main(int argc, char **argv)
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_supervisor");
 }
+#endif
