@@ -74,6 +74,7 @@ struct conn {
     size_t out_cap, out_len;
     bool idle;      /* keep-alive, between requests: shutdown may end it */
     bool peer_gone; /* the watcher saw EOF or an error */
+    bool drained;   /* ended idle by a shutdown: a plain close (FIN), not a reset */
     bool in_request;
     simul_task *watcher;
     bool watcher_running; /* it began: it uses c, so stopping it means joining it */
@@ -1291,7 +1292,7 @@ static int conn_main(simul_stream *s, void *arg)
         }
     }
 done:
-    if (c->peer_gone || simul_task_cancel_requested(c->task)) {
+    if (c->peer_gone || (simul_task_cancel_requested(c->task) && !c->drained)) {
         simul_stream_abort(s);
     } else {
         /* Let the peer read the last answer before the close (a reset would drop it). */
@@ -1456,6 +1457,7 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
     simul_server_close(srv->server);
     for (conn *c = srv->conns; c; c = c->next) {
         if (c->idle) {
+            c->drained = true;
             simul_task_cancel(c->task); /* idle keep-alive: nothing to finish */
         }
     }

@@ -76,7 +76,7 @@ wait_until() {
     done
 }
 free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-lines() { grep -c -- "$2" "$WORK/$1.err" 2>/dev/null || true; }
+lines() { local n; n=$(grep -c -- "$2" "$WORK/$1.err" 2>/dev/null); echo "${n:-0}"; }
 at_least() { (($(lines "$1" "$2") >= $3)); }
 gone() { ! kill -0 "$1" 2>/dev/null || [[ $(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) == Z ]]; }
 all_gone() { local p; for p in "$@"; do gone "$p" || return 1; done; }
