@@ -122,8 +122,11 @@ typedef struct simul_supervisor_opts {
  * only). */
 int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor **out);
 
-/* Suspends until every worker of the current generation is ready. Returns 0; -ECANCELED /
- * -ETIMEDOUT; -ESHUTDOWN once a stop began. */
+/* Suspends until every worker of the current generation is ready. Returns 0; -ECHILD at start:
+ * a worker of the first generation exited before it was ever ready (it is being restarted with
+ * back-off, but a program that cannot boot rarely recovers: the ready-made main stops and exits
+ * 1, as gunicorn's "Worker failed to boot"); -ECANCELED / -ETIMEDOUT; -ESHUTDOWN once a stop
+ * began. */
 int simul_supervisor_wait_ready(simul_supervisor *s);
 
 /* Suspends. The graceful reload described above. Returns 0 (the new generation serves, the old

@@ -60,6 +60,8 @@ struct simul_supervisor {
     unsigned gen;
     bool reloading, stopping, stopped, fast;
     bool reload_failed;   /* a worker of the reload's generation died or was not ready */
+    bool booted;          /* generation 1 was all ready once */
+    unsigned boot_failures; /* before that: workers that exited without ever being ready */
     unsigned long deaths;
     int *fails;           /* per slot: deaths in a row (the back-off exponent) */
     worker *workers;
@@ -371,6 +373,8 @@ static int watch_main(void *arg)
                    !(s->reloading && w->gen == s->gen && !w->ready_ns);
     if (!w->retiring)
         s->deaths++;
+    if (!w->retiring && !s->booted && !w->ready_ns)
+        s->boot_failures++; /* gunicorn's "Worker failed to boot" */
     if (s->reloading && w->gen == s->gen && !w->retiring) {
         w->no_restart = true; /* a new worker died during its reload: the reload fails */
         s->reload_failed = true;
@@ -681,7 +685,10 @@ static bool gen_ready(simul_supervisor *s, void *arg)
     for (worker *w = s->workers; w; w = w->next)
         if (w->gen == gen && w->alive && w->ready_ns && !w->retiring)
             ready++;
-    return ready >= s->o.workers || s->stopping;
+    if (ready >= s->o.workers && gen == 1)
+        s->booted = true;
+    return ready >= s->o.workers || s->stopping || s->want_stop ||
+           (!s->booted && s->boot_failures > 0);
 }
 
 int simul_supervisor_wait_ready(simul_supervisor *s)
@@ -690,7 +697,11 @@ int simul_supervisor_wait_ready(simul_supervisor *s)
         return -EINVAL;
     unsigned gen = s->gen;
     int rc = wait_until(s, gen_ready, &gen);
-    return rc < 0 ? rc : s->stopping ? -ESHUTDOWN : 0;
+    if (rc < 0)
+        return rc;
+    if (s->stopping)
+        return -ESHUTDOWN;
+    return s->booted || gen != 1 || s->boot_failures == 0 ? 0 : -ECHILD;
 }
 
 /* A reload's progress: every new worker ready (1), one of them gone (-1), or not yet (0). */
@@ -961,7 +972,25 @@ static int master_main(void *arg)
             (void)r;
         }
     }
+    /* A worker that cannot even start would restart for ever: give up, as gunicorn's arbiter
+     * does ("Worker failed to boot"), so a service manager sees the failure. A signal during
+     * the boot is handled by serve_forever right after. */
+    size_t nsig = sizeof master_sigs / sizeof master_sigs[0];
+    for (size_t i = 0; i < nsig; i++)
+        simul_add_signal_handler(master_sigs[i], on_sig, s); /* serve_forever's, from now */
+    rc = simul_supervisor_wait_ready(s);
+    if (rc == -ECHILD && !s->want_stop) {
+        fprintf(stderr, "supervisor[%d]: a worker failed to boot: stopping\n", (int)getpid());
+        simul_supervisor_stop(s, -1);
+        for (size_t i = 0; i < nsig; i++)
+            simul_remove_signal_handler(master_sigs[i]);
+        simul_supervisor_free(s);
+        m->result = 1;
+        return rc;
+    }
     rc = simul_supervisor_serve_forever(s);
+    for (size_t i = 0; i < nsig; i++)
+        simul_remove_signal_handler(master_sigs[i]);
     simul_supervisor_free(s);
     m->result = rc == 0 ? 0 : 1;
     return rc;

@@ -47,6 +47,8 @@ static int test_worker(void *arg)
     }
     if (strcmp(mode, "ignore_term") == 0)
         signal(SIGTERM, SIG_IGN);
+    if (strcmp(mode, "boot_fail") == 0)
+        return 5; /* a bad configuration: exits before it is ever ready */
     int fds[16];
     int n = simul_worker_sockets(fds, 16);
     if (n <= 0)
@@ -393,6 +395,35 @@ SIMUL_TASK_TEST(test_old_death_during_failed_reload)
     return 0;
 }
 
+/* A worker that exits before it was ever ready at start: wait_ready says so (-ECHILD). */
+SIMUL_TASK_TEST(test_boot_failure)
+{
+    (void)arg;
+    setenv("TEST_SUP_MODE", "boot_fail", 1);
+    rec r;
+    simul_supervisor_opts o = base_opts(&r, 2);
+    o.backoff_min = 0.05;
+    simul_supervisor *s;
+    assert_int_equal(simul_supervisor_start(&o, &s), 0);
+    assert_int_equal(simul_supervisor_wait_ready(s), -ECHILD);
+    setenv("TEST_SUP_MODE", "serve", 1);
+    bool seen = false;
+    for (int i = 0; i < r.n; i++)
+        if (r.ev[i].type == SIMUL_SUPERVISOR_EXITED) {
+            assert_int_equal(r.ev[i].status, 5);
+            assert_false(r.ev[i].expected);
+            seen = true;
+        }
+    assert_true(seen);
+    assert_true(simul_supervisor_stop(s, -1) >= 0);
+    int pids[MAXEV], np = 0;
+    for (int i = 0; i < r.n; i++)
+        if (r.ev[i].type == SIMUL_SUPERVISOR_SPAWNED)
+            pids[np++] = r.ev[i].pid;
+    finish(s, &r, pids, np);
+    return 0;
+}
+
 SIMUL_TASK_TEST(test_stop_deadline_kills)
 {
     (void)arg;
@@ -647,6 +678,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reload_new_ready_before_old_exit),
         cmocka_unit_test(test_reload_fails_old_stay),
         cmocka_unit_test(test_old_death_during_failed_reload),
+        cmocka_unit_test(test_boot_failure),
         cmocka_unit_test(test_stop_deadline_kills),
         cmocka_unit_test(test_reuseport_slots),
         cmocka_unit_test(test_listen_fds_inherited),
