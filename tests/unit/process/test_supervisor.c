@@ -650,6 +650,56 @@ SIMUL_TASK_TEST(test_bad_options)
     return 0;
 }
 
+/* The servers' side of it: start_server(sock=...) adopts given listening sockets. */
+static int echo_one(simul_stream *s, void *arg)
+{
+    (void)arg;
+    simul_stream_write(s, "hi\n", 3);
+    return simul_stream_drain(s);
+}
+
+SIMUL_TASK_TEST(test_start_server_socks)
+{
+    (void)arg;
+    int fds[1];
+    assert_int_equal(simul_tcp_listen("127.0.0.1", "0", 16, 0, fds, 1), 1);
+    struct sockaddr_in sa;
+    socklen_t len = sizeof sa;
+    assert_int_equal(getsockname(fds[0], (struct sockaddr *)&sa, &len), 0);
+    simul_server *srv = NULL;
+    /* Refused, and the socket stays the caller's: with host/port, too many, not listening. */
+    simul_stream_server_opts o = {.socks = fds, .n_socks = 1, .port = "0"};
+    assert_int_equal(simul_start_server_opts(&o, echo_one, NULL, &srv), -EINVAL);
+    o = (simul_stream_server_opts){.socks = fds, .n_socks = 17};
+    assert_int_equal(simul_start_server_opts(&o, echo_one, NULL, &srv), -EINVAL);
+    int udp = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    o = (simul_stream_server_opts){.socks = &udp, .n_socks = 1};
+    assert_int_equal(simul_start_server_opts(&o, echo_one, NULL, &srv), -EINVAL);
+    assert_true(fcntl(udp, F_GETFD) >= 0);
+    close(udp);
+    int closed = 1000;
+    o = (simul_stream_server_opts){.socks = &closed, .n_socks = 1};
+    assert_int_equal(simul_start_server_opts(&o, echo_one, NULL, &srv), -EBADF);
+    assert_true(fcntl(fds[0], F_GETFD) >= 0);
+    /* Served: the port is the socket's, a client gets its answer, close closes the socket. */
+    o = (simul_stream_server_opts){.socks = fds, .n_socks = 1};
+    assert_int_equal(simul_start_server_opts(&o, echo_one, NULL, &srv), 0);
+    assert_int_equal(simul_server_port(srv), ntohs(sa.sin_port));
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(sa.sin_port));
+    int c = simul_tcp_connect("127.0.0.1", port);
+    assert_true(c >= 0);
+    char buf[8] = {0};
+    assert_int_equal(simul_recv(c, buf, 3, 0), 3);
+    assert_string_equal(buf, "hi\n");
+    simul_close(c);
+    simul_server_close(srv);
+    assert_int_equal(simul_server_wait_closed(srv), 0);
+    simul_server_free(srv);
+    assert_true(fcntl(fds[0], F_GETFD) < 0); /* the server owned it */
+    return 0;
+}
+
 static void test_start_outside_task(void **state)
 {
     (void)state;
@@ -685,6 +735,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_notify_socket),
         cmocka_unit_test(test_foreign_worker),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_start_server_socks),
         cmocka_unit_test(test_start_outside_task),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_supervisor");

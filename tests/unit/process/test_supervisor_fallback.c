@@ -33,6 +33,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_notify_socket),
         cmocka_unit_test(test_foreign_worker),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_start_server_socks),
         cmocka_unit_test(test_start_outside_task),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_supervisor_fallback");
