@@ -8,7 +8,8 @@
  * used when present); SIGHUP reloads them, SIGTERM stops them. A worker drains on the signal:
  * a stop fails /readyz at once and keeps serving --drain-delay seconds (so a balancer's health
  * check sees it first), then stops accepting, closes idle keep-alive connections and lets
- * requests in flight finish; a retire (reload) stops accepting at once. GET /slow?ms=N answers
+ * requests in flight finish; a retire (reload) stops accepting at once. --watchdog S: a worker
+ * whose loop is stuck for S seconds is killed and restarted. GET /slow?ms=N answers
  * after N ms and GET /pid with the worker's pid (for the tests). */
 #include <errno.h>
 #include <jansson.h>
@@ -29,6 +30,7 @@ static bool reuseport;
 static double drain_delay = 0;   /* s: /readyz fails while still serving, on a stop */
 static double keepalive = 75;    /* s: above HAProxy's and nginx's idle timeouts to the backend */
 static double stop_timeout = 25; /* s: in-flight requests' time at a drain; the master's is more */
+static double watchdog = 0;      /* s: a worker whose loop is stuck this long is killed; 0 off */
 
 static int hello(simul_http_request *req, simul_http_response *res, void *arg)
 {
@@ -136,6 +138,7 @@ static int worker_serve(void *arg)
     if (rc == 0) rc = simul_http_route(app, "GET", "/slow", slow, NULL);
     simul_http_server_opts opts = {.keepalive_timeout = keepalive, .socks = fds, .n_socks = n};
     if (rc == 0) rc = simul_http_serve(app, NULL, NULL, &opts, &srv);
+    if (rc == 0) rc = simul_worker_watchdog_start() < 0 ? -ENOMEM : 0;
     if (rc == 0) rc = simul_worker_notify_ready() < 0 ? -EPIPE : 0;
     if (rc < 0) {
         fprintf(stderr, "http_hello: worker %d: %s\n", (int)getpid(), simul_strerror(rc));
@@ -242,10 +245,12 @@ int main(int argc, char **argv)
             keepalive = atof(argv[++i]);
         } else if (strcmp(argv[i], "--stop-timeout") == 0 && i + 1 < argc) {
             stop_timeout = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--watchdog") == 0 && i + 1 < argc) {
+            watchdog = atof(argv[++i]);
         } else {
             fprintf(stderr,
                     "usage: %s [--host H] [--port P] [--threads N | --workers N [--reuseport]\n"
-                    "       [--drain-delay S] [--stop-timeout S]] [--keepalive S]\n",
+                    "       [--drain-delay S] [--stop-timeout S] [--watchdog S]] [--keepalive S]\n",
                     argv[0]);
             return 2;
         }
@@ -255,7 +260,7 @@ int main(int argc, char **argv)
         simul_supervisor_opts so = {.workers = workers, .host = host, .port = port,
                                     .flags = reuseport ? SIMUL_SUPERVISOR_REUSEPORT : 0,
                                     .stop_timeout = drain_delay + stop_timeout + 5,
-                                    .retire_signal = SIGUSR2};
+                                    .retire_signal = SIGUSR2, .watchdog_timeout = watchdog};
         return simul_supervisor_main(argc, argv, &so, worker_serve, NULL);
     }
     return simul_run(serve, NULL) == 0 ? 0 : 1;

@@ -65,6 +65,7 @@ typedef enum simul_supervisor_event_type {
     SIMUL_SUPERVISOR_STOPPING,    /* a stop began */
     SIMUL_SUPERVISOR_STOPPED,     /* every worker is reaped */
     SIMUL_SUPERVISOR_SPAWN_FAILED, /* starting a worker failed (status: the negative errno) */
+    SIMUL_SUPERVISOR_WATCHDOG,    /* no WATCHDOG=1 within watchdog_timeout: killed (SIGKILL) */
 } simul_supervisor_event_type;
 
 typedef struct simul_supervisor_event {
@@ -109,6 +110,10 @@ typedef struct simul_supervisor_opts {
     double backoff_reset; /* up and ready this long clears the back-off; 0 = 10 s */
     int stop_signal;      /* 0 = SIGTERM */
     int retire_signal;    /* sent to old workers on reload; 0 = stop_signal */
+    /* gunicorn's worker timeout, systemd's WatchdogSec: a ready worker that sends no WATCHDOG=1
+     * for this many seconds (its loop is stuck: a busy loop, a blocking call) is killed and
+     * started again. The worker pings with simul_worker_watchdog_start. 0: off. */
+    double watchdog_timeout;
     simul_supervisor_event_cb on_event; /* NULL: each event is logged to stderr (unless quiet) */
     void *event_arg;
     bool quiet;
@@ -203,6 +208,12 @@ int simul_worker_sockets(int *fds, int max);
  * systemd's NOTIFY_SOCKET (sd_notify, for a Type=notify service). Returns 1 if told, 0 if there
  * is nobody to tell, or a negative errno. Does not suspend. */
 int simul_worker_notify_ready(void);
+
+/* Starts a task on the current loop that sends WATCHDOG=1 to the supervisor three times per its
+ * watchdog_timeout, for as long as the loop runs tasks (a stuck loop stops the pings: that is
+ * the point). Returns 1 if started, 0 if the supervisor has no watchdog (or there is none),
+ * -ENXIO (no loop) / -ENOMEM. The task ends when cancelled (simul_run cancels it at the end). */
+int simul_worker_watchdog_start(void);
 
 /* What simul_worker_wait_drain returns. */
 #define SIMUL_WORKER_STOP 1   /* the service stops: fail readiness, drain, exit */

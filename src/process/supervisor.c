@@ -30,6 +30,7 @@ extern char **environ;
 #define ENV_GEN "SIMUL_SUPERVISOR_GENERATION"
 #define ENV_PPID "SIMUL_SUPERVISOR_PPID"
 #define ENV_RETIRE "SIMUL_SUPERVISOR_RETIRE_SIGNAL"
+#define ENV_WATCHDOG "SIMUL_SUPERVISOR_WATCHDOG_USEC"
 
 typedef struct worker {
     struct simul_supervisor *s;
@@ -119,6 +120,9 @@ int simul_supervisor_event_format(const simul_supervisor_event *ev, char *buf, s
         break;
     case SIMUL_SUPERVISOR_NOT_READY: snprintf(what, sizeof what, "not ready in time: killed"); break;
     case SIMUL_SUPERVISOR_KILLED: snprintf(what, sizeof what, "still draining: killed"); break;
+    case SIMUL_SUPERVISOR_WATCHDOG:
+        snprintf(what, sizeof what, "missed its watchdog (stuck): killed");
+        break;
     case SIMUL_SUPERVISOR_SPAWN_FAILED:
         snprintf(what, sizeof what, "start failed: %s", simul_strerror(ev->status));
         break;
@@ -211,7 +215,7 @@ static int spawn_worker(simul_supervisor *s, int slot, unsigned gen, worker **ou
     while (environ && environ[nenv])
         nenv++;
     char **env = calloc(nenv + 8, sizeof *env);
-    char vars[6][96];
+    char vars[7][96];
     int rc = env ? 0 : -ENOMEM;
     if (rc == 0) {
         size_t k = 0;
@@ -223,7 +227,9 @@ static int spawn_worker(simul_supervisor *s, int slot, unsigned gen, worker **ou
         snprintf(vars[2], sizeof vars[2], ENV_GEN "=%u", gen);
         snprintf(vars[3], sizeof vars[3], ENV_PPID "=%d", (int)getpid());
         snprintf(vars[4], sizeof vars[4], ENV_RETIRE "=%d", s->o.retire_signal);
-        for (int i = 0; i < 5; i++)
+        snprintf(vars[5], sizeof vars[5], ENV_WATCHDOG "=%lld",
+                 (long long)(s->o.watchdog_timeout * 1e6));
+        for (int i = 0; i < 6; i++)
             env[k++] = vars[i];
         char *fdvar = malloc(strlen(ENV_FDS) + strlen(fdlist) + 2);
         if (!fdvar) {
@@ -346,6 +352,30 @@ static int watch_main(void *arg)
     if (rc == -ETIMEDOUT && w->alive && !w->retiring) {
         emit(s, SIMUL_SUPERVISOR_NOT_READY, w, 0, 0);
         simul_process_kill(w->proc);
+    }
+
+    /* 1b. The watchdog: every message (WATCHDOG=1 or any other) proves the worker's loop runs;
+     * silence for watchdog_timeout kills it. Ends at the pipe's EOF (the worker's exit). */
+    while (w->ready_ns && !eof && s->o.watchdog_timeout > 0) {
+        simul_scope wd;
+        simul_scope_timeout(&wd, s->o.watchdog_timeout);
+        rc = simul_wait_readable(w->nfd);
+        simul_scope_end(&wd);
+        if (rc == -ETIMEDOUT) {
+            if (w->alive) {
+                emit(s, SIMUL_SUPERVISOR_WATCHDOG, w, 0, 0);
+                simul_process_kill(w->proc);
+            }
+            break;
+        }
+        if (rc < 0)
+            break;
+        char sink[256];
+        ssize_t n;
+        while ((n = read(w->nfd, sink, sizeof sink)) > 0) {
+        }
+        if (n == 0 || (errno != EAGAIN && errno != EINTR))
+            eof = true;
     }
 
     /* 2. The exit. Shielded: a worker is always reaped by its watcher, whatever happens. */
@@ -620,7 +650,8 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
     if (!opts || !out || opts->workers < 0 || opts->workers > MAX_WORKERS || opts->n_socks < 0 ||
         (opts->n_socks > 0 && !opts->socks) || !(opts->ready_timeout >= 0) ||
         !(opts->stop_timeout >= 0) || !(opts->backoff_min >= 0) || !(opts->backoff_max >= 0) ||
-        !(opts->backoff_reset >= 0) || opts->stop_signal < 0 || opts->stop_signal >= NSIG ||
+        !(opts->backoff_reset >= 0) || !(opts->watchdog_timeout >= 0) || opts->stop_signal < 0 ||
+        opts->stop_signal >= NSIG ||
         opts->retire_signal < 0 || opts->retire_signal >= NSIG || (opts->argv && !opts->argv[0]))
         return -EINVAL;
     if (!simul_loop_current())
@@ -1073,6 +1104,7 @@ int simul_worker_notify_ready(void)
     const char *msg = "READY=1\n";
     long fd = env_long(ENV_NOTIFY, -1);
     if (getenv(ENV_FDS) && fd >= 0) {
+        fcntl((int)fd, F_SETFD, FD_CLOEXEC); /* not for the programs this worker runs */
         ssize_t r;
         do
             r = write((int)fd, msg, strlen(msg));
@@ -1097,6 +1129,49 @@ int simul_worker_notify_ready(void)
     int e = r < 0 ? -errno : 1;
     close(s);
     return e;
+}
+
+typedef struct watchdog {
+    int fd;
+    double period;
+} watchdog;
+
+static int watchdog_main(void *arg)
+{
+    watchdog wd = *(watchdog *)arg;
+    free(arg);
+    static const char msg[] = "WATCHDOG=1\n";
+    while (simul_sleep(wd.period) == 0) {
+        ssize_t r = write(wd.fd, msg, sizeof msg - 1);
+        (void)r; /* a full pipe holds pings enough; EPIPE: the master is gone */
+    }
+    return 0;
+}
+
+int simul_worker_watchdog_start(void)
+{
+    long usec = env_long(ENV_WATCHDOG, 0);
+    long fd = env_long(ENV_NOTIFY, -1);
+    if (!getenv(ENV_FDS) || usec <= 0 || fd < 0)
+        return 0;
+    if (!simul_loop_current())
+        return -ENXIO;
+    /* Ours alone (the master closed its copy): never block the loop on a full pipe, and keep
+     * it out of programs this worker runs, or they would hold the master's EOF back. */
+    fcntl((int)fd, F_SETFL, fcntl((int)fd, F_GETFL) | O_NONBLOCK);
+    fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    watchdog *wd = malloc(sizeof *wd);
+    if (!wd)
+        return -ENOMEM;
+    wd->fd = (int)fd;
+    wd->period = (double)usec / 3e6;
+    simul_task_opts to = {.name = "watchdog"};
+    int rc = simul_task_spawn(NULL, watchdog_main, wd, &to);
+    if (rc < 0) {
+        free(wd);
+        return rc;
+    }
+    return 1;
 }
 
 int simul_worker_wait_drain(void)

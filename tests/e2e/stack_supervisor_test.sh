@@ -7,6 +7,7 @@
 #   systemd  socket activation: a launcher puts a listening socket at fd 3 with LISTEN_FDS=1 and
 #            LISTEN_PID = the master's pid (exec keeps it): the workers serve that socket, a
 #            reload keeps serving it;
+#   watchdog --watchdog 1: a worker stopped with SIGSTOP (a stuck loop) is killed and replaced;
 #   master   kill -9 of the master: its workers get SIGTERM from the kernel (PR_SET_PDEATHSIG),
 #            drain and exit; SIGQUIT: every worker killed at once, nothing left.
 # Usage: stack_supervisor_test.sh <build-dir>.
@@ -147,6 +148,24 @@ rc=$?
 MPID=
 all_gone $workers && grep -q "killed by signal 9" "$WORK/q.err" &&
     pass "SIGQUIT: workers killed at once, master exit $rc, nothing left" || fail "SIGQUIT"
+
+# ---- watchdog: a stopped (stuck) worker is killed and replaced -------------------------------
+"$SERVER" --host 127.0.0.1 --port 0 --workers 2 --watchdog 1 >"$WORK/w.out" 2>"$WORK/w.err" &
+MPID=$!
+wait_until "ready" 30 at_least w "gen=1 ready" 2 || fail "w did not start"
+stuck=$(pgrep -P "$MPID" | head -1)
+kill -STOP "$stuck"
+if wait_until "watchdog" 30 at_least w "pid=$stuck gen=1 missed its watchdog" 1 &&
+    wait_until "replacement" 30 at_least w "gen=1 ready" 3 && [[ $(get "$(port_of w)" /) == 200 ]]; then
+    pass "watchdog: the stuck worker $stuck was killed and replaced"
+else
+    fail "watchdog: $(cat "$WORK/w.err")"
+fi
+kill -TERM "$MPID"
+wait "$MPID"
+rc=$?
+MPID=
+((rc == 0)) && gone "$stuck" && pass "watchdog: stopped, exit 0" || fail "watchdog: exit $rc"
 
 echo "stack_supervisor: $FAILURES failure(s)"
 ((FAILURES == 0))

@@ -62,8 +62,16 @@ static int test_worker(void *arg)
     simul_server *srv;
     if (simul_start_server_opts(&so, w_conn, NULL, &srv) < 0)
         return 22;
+    if (simul_worker_watchdog_start() < 0)
+        return 24;
     if (simul_worker_notify_ready() != 1)
         return 23;
+    const char *hang = getenv("TEST_SUP_HANG_SLOT");
+    if (hang && atoi(hang) == simul_worker_slot()) {
+        simul_sleep(0.05);
+        for (;;)
+            pause(); /* the loop is stuck: no more pings */
+    }
     int rc = 0;
     if (strcmp(mode, "crash") == 0) {
         rc = 3;
@@ -424,6 +432,41 @@ SIMUL_TASK_TEST(test_boot_failure)
     return 0;
 }
 
+/* A worker whose loop is stuck stops pinging its watchdog: killed and started again; the
+ * healthy one beside it is left alone. */
+SIMUL_TASK_TEST(test_watchdog_kills_stuck_worker)
+{
+    (void)arg;
+    setenv("TEST_SUP_MODE", "serve", 1);
+    setenv("TEST_SUP_HANG_SLOT", "1", 1);
+    rec r;
+    simul_supervisor_opts o = base_opts(&r, 2);
+    o.watchdog_timeout = 2; /* pings every 0.67 s: a loaded machine does not miss 3 in a row */
+    simul_supervisor *s;
+    assert_int_equal(simul_supervisor_start(&o, &s), 0);
+    wait_events(&r, SIMUL_SUPERVISOR_WATCHDOG, 1);
+    unsetenv("TEST_SUP_HANG_SLOT"); /* the replacement serves */
+    wait_events(&r, SIMUL_SUPERVISOR_READY, 3);
+    int pids[MAXEV], np = 0;
+    for (int i = 0; i < r.n; i++) {
+        if (r.ev[i].type == SIMUL_SUPERVISOR_WATCHDOG)
+            assert_int_equal(r.ev[i].slot, 1);
+        if (r.ev[i].type == SIMUL_SUPERVISOR_EXITED && r.ev[i].slot == 1)
+            assert_int_equal(r.ev[i].status, -SIGKILL);
+        if (r.ev[i].type == SIMUL_SUPERVISOR_SPAWNED)
+            pids[np++] = r.ev[i].pid;
+    }
+    assert_true(count(&r, SIMUL_SUPERVISOR_RESTART) >= 1);
+    char line[192];
+    simul_supervisor_event ev = {.type = SIMUL_SUPERVISOR_WATCHDOG, .slot = 1, .pid = 7,
+                                 .generation = 1};
+    simul_supervisor_event_format(&ev, line, sizeof line);
+    assert_string_equal(line, "worker 1 pid=7 gen=1 missed its watchdog (stuck): killed");
+    assert_true(simul_supervisor_stop(s, -1) >= 0);
+    finish(s, &r, pids, np);
+    return 0;
+}
+
 SIMUL_TASK_TEST(test_stop_deadline_kills)
 {
     (void)arg;
@@ -729,6 +772,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reload_fails_old_stay),
         cmocka_unit_test(test_old_death_during_failed_reload),
         cmocka_unit_test(test_boot_failure),
+        cmocka_unit_test(test_watchdog_kills_stuck_worker),
         cmocka_unit_test(test_stop_deadline_kills),
         cmocka_unit_test(test_reuseport_slots),
         cmocka_unit_test(test_listen_fds_inherited),

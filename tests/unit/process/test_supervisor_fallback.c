@@ -27,6 +27,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_reload_fails_old_stay),
         cmocka_unit_test(test_old_death_during_failed_reload),
         cmocka_unit_test(test_boot_failure),
+        cmocka_unit_test(test_watchdog_kills_stuck_worker),
         cmocka_unit_test(test_stop_deadline_kills),
         cmocka_unit_test(test_reuseport_slots),
         cmocka_unit_test(test_listen_fds_inherited),
