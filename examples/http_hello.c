@@ -9,7 +9,8 @@
  * a stop fails /readyz at once and keeps serving --drain-delay seconds (so a balancer's health
  * check sees it first), then stops accepting, closes idle keep-alive connections and lets
  * requests in flight finish; a retire (reload) stops accepting at once. --watchdog S: a worker
- * whose loop is stuck for S seconds is killed and restarted. GET /slow?ms=N answers
+ * whose loop is stuck for S seconds is killed and restarted; --reload-batch N: SIGHUP replaces N
+ * workers at a time. GET /slow?ms=N answers
  * after N ms and GET /pid with the worker's pid (for the tests). */
 #include <errno.h>
 #include <jansson.h>
@@ -31,6 +32,7 @@ static double drain_delay = 0;   /* s: /readyz fails while still serving, on a s
 static double keepalive = 75;    /* s: above HAProxy's and nginx's idle timeouts to the backend */
 static double stop_timeout = 25; /* s: in-flight requests' time at a drain; the master's is more */
 static double watchdog = 0;      /* s: a worker whose loop is stuck this long is killed; 0 off */
+static int reload_batch = 0;     /* workers replaced at a time on SIGHUP; 0: all at once */
 
 static int hello(simul_http_request *req, simul_http_response *res, void *arg)
 {
@@ -247,10 +249,13 @@ int main(int argc, char **argv)
             stop_timeout = atof(argv[++i]);
         } else if (strcmp(argv[i], "--watchdog") == 0 && i + 1 < argc) {
             watchdog = atof(argv[++i]);
+        } else if (strcmp(argv[i], "--reload-batch") == 0 && i + 1 < argc) {
+            reload_batch = atoi(argv[++i]);
         } else {
             fprintf(stderr,
                     "usage: %s [--host H] [--port P] [--threads N | --workers N [--reuseport]\n"
-                    "       [--drain-delay S] [--stop-timeout S] [--watchdog S]] [--keepalive S]\n",
+                    "       [--drain-delay S] [--stop-timeout S] [--watchdog S] [--reload-batch N]]\n"
+                    "       [--keepalive S]\n",
                     argv[0]);
             return 2;
         }
@@ -260,7 +265,8 @@ int main(int argc, char **argv)
         simul_supervisor_opts so = {.workers = workers, .host = host, .port = port,
                                     .flags = reuseport ? SIMUL_SUPERVISOR_REUSEPORT : 0,
                                     .stop_timeout = drain_delay + stop_timeout + 5,
-                                    .retire_signal = SIGUSR2, .watchdog_timeout = watchdog};
+                                    .retire_signal = SIGUSR2, .watchdog_timeout = watchdog,
+                                    .reload_batch = reload_batch};
         return simul_supervisor_main(argc, argv, &so, worker_serve, NULL);
     }
     return simul_run(serve, NULL) == 0 ? 0 : 1;

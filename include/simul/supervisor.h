@@ -114,6 +114,11 @@ typedef struct simul_supervisor_opts {
      * for this many seconds (its loop is stuck: a busy loop, a blocking call) is killed and
      * started again. The worker pings with simul_worker_watchdog_start. 0: off. */
     double watchdog_timeout;
+    /* Reload this many slots at a time (gunicorn users' one-by-one reload: a peak of
+     * workers + reload_batch processes instead of twice the workers): each batch's new workers
+     * are ready before that batch's old ones retire, and those have exited before the next
+     * batch starts (a reload takes that much longer). 0 = every slot at once. */
+    int reload_batch;
     simul_supervisor_event_cb on_event; /* NULL: each event is logged to stderr (unless quiet) */
     void *event_arg;
     bool quiet;
@@ -134,8 +139,10 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
  * began. */
 int simul_supervisor_wait_ready(simul_supervisor *s);
 
-/* Suspends. The graceful reload described above. Returns 0 (the new generation serves, the old
- * one is retiring), -ECHILD (a new worker died or was not ready: the old generation stays),
+/* Suspends. The graceful reload described above, reload_batch slots at a time. Returns 0 (the
+ * new generation serves, the old one is retiring), -ECHILD (a new worker died or was not ready:
+ * the slots not yet switched keep the old generation; with batches, those already switched stay
+ * on the new one, and simul_supervisor_generation still names the old),
  * -EBUSY (a reload is in progress), -ESHUTDOWN (stopping), -ECANCELED / -ETIMEDOUT (the new
  * workers are retired and the old ones stay). */
 int simul_supervisor_reload(simul_supervisor *s);
@@ -155,7 +162,7 @@ int simul_supervisor_serve_forever(simul_supervisor *s);
 
 /* The TCP port of the first listening socket (after a start on port "0"). */
 int simul_supervisor_port(const simul_supervisor *s);
-/* The generation now serving (1 at start, +1 per successful reload). */
+/* The generation now serving every slot (1 at start; a successful reload's after it). */
 unsigned simul_supervisor_generation(const simul_supervisor *s);
 /* Unexpected worker deaths so far. */
 unsigned long simul_supervisor_deaths(const simul_supervisor *s);

@@ -58,7 +58,10 @@ struct simul_supervisor {
     int nsocks;
     int per_slot;         /* reuseport: fds per slot; 0: every worker gets all */
     int port;
-    unsigned gen;
+    unsigned gen;         /* the generation every slot serves (the last complete reload's) */
+    unsigned top_gen;     /* the newest generation ever started (a failed reload's too) */
+    unsigned reload_gen;  /* the one a reload in progress starts; 0 outside a reload */
+    unsigned *slot_gen;   /* per slot: the generation that serves it (restarted if it dies) */
     bool reloading, stopping, stopped, fast;
     bool reload_failed;   /* a worker of the reload's generation died or was not ready */
     bool booted;          /* generation 1 was all ready once */
@@ -68,7 +71,6 @@ struct simul_supervisor {
     worker *workers;
     simul_event *changed; /* set whenever a worker becomes ready or exits */
     simul_event *wake;    /* serve_forever: a signal came */
-    simul_event *reload_done; /* clear while a reload runs */
     bool want_reload, want_stop, want_fast;
 };
 
@@ -145,7 +147,8 @@ static void emit(simul_supervisor *s, simul_supervisor_event_type type, const wo
                  int status, double delay)
 {
     simul_supervisor_event ev = {.type = type, .slot = w ? w->slot : -1,
-                                 .generation = w ? w->gen : s->gen, .pid = w ? w->pid : 0,
+                                 .generation = w ? w->gen : s->reload_gen ? s->reload_gen : s->gen,
+                                 .pid = w ? w->pid : 0,
                                  .status = status, .expected = w && w->retiring, .delay = delay};
     if (s->o.on_event) {
         s->o.on_event(&ev, s->o.event_arg);
@@ -392,33 +395,28 @@ static int watch_main(void *arg)
     simul_close(w->nfd);
     w->nfd = -1;
     emit(s, SIMUL_SUPERVISOR_EXITED, w, status, 0);
-    if (!w->retiring && s->reloading && w->gen != s->gen) {
-        /* An old worker died while its replacement starts: whether its slot needs it again
-         * depends on how the reload ends (a failed one keeps the old generation). */
-        simul_event_set(s->changed);
-        while (s->reloading && !s->stopping && simul_event_wait(s->reload_done) == 0) {
-        }
-    }
-    bool restart = !w->retiring && !w->no_restart && !s->stopping && w->gen == s->gen &&
-                   !(s->reloading && w->gen == s->gen && !w->ready_ns);
+    /* Started again only if its generation still serves its slot: an old worker whose slot a
+     * reload has not switched yet is, a reload's new worker is not (the reload fails). */
+    bool restart = !w->retiring && !w->no_restart && !s->stopping &&
+                   w->gen == s->slot_gen[w->slot];
     if (!w->retiring)
         s->deaths++;
     if (!w->retiring && !s->booted && !w->ready_ns)
         s->boot_failures++; /* gunicorn's "Worker failed to boot" */
-    if (s->reloading && w->gen == s->gen && !w->retiring) {
+    if (s->reloading && w->gen == s->reload_gen && !w->retiring) {
         w->no_restart = true; /* a new worker died during its reload: the reload fails */
         s->reload_failed = true;
     }
     simul_event_set(s->changed);
 
     /* 3. Start it again, after the back-off; a failed start is retried the same way. */
-    while (restart && !s->stopping && w->gen == s->gen) {
+    while (restart && !s->stopping && w->gen == s->slot_gen[w->slot]) {
         double d = backoff(s, w);
         emit(s, SIMUL_SUPERVISOR_RESTART, w, 0, d);
         w->in_backoff = true;
         int r = d > 0 ? simul_sleep(d) : simul_yield();
         w->in_backoff = false;
-        if (r < 0 || s->stopping || w->gen != s->gen)
+        if (r < 0 || s->stopping || w->gen != s->slot_gen[w->slot])
             break;
         int e = spawn_worker(s, w->slot, w->gen, NULL);
         if (e == 0)
@@ -650,7 +648,8 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
     if (!opts || !out || opts->workers < 0 || opts->workers > MAX_WORKERS || opts->n_socks < 0 ||
         (opts->n_socks > 0 && !opts->socks) || !(opts->ready_timeout >= 0) ||
         !(opts->stop_timeout >= 0) || !(opts->backoff_min >= 0) || !(opts->backoff_max >= 0) ||
-        !(opts->backoff_reset >= 0) || !(opts->watchdog_timeout >= 0) || opts->stop_signal < 0 ||
+        !(opts->backoff_reset >= 0) || !(opts->watchdog_timeout >= 0) || opts->reload_batch < 0 ||
+        opts->stop_signal < 0 ||
         opts->stop_signal >= NSIG ||
         opts->retire_signal < 0 || opts->retire_signal >= NSIG || (opts->argv && !opts->argv[0]))
         return -EINVAL;
@@ -675,16 +674,18 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
     o->host = o->port = NULL; /* read during the call only */
     o->socks = NULL;
     o->argv = o->self_argv = NULL;
-    s->gen = 1;
+    s->gen = s->top_gen = 1;
     int rc = copy_argv(s, opts);
     if (rc == 0 && !(s->fails = calloc((size_t)o->workers, sizeof *s->fails)))
         rc = -ENOMEM;
+    if (rc == 0 && !(s->slot_gen = calloc((size_t)o->workers, sizeof *s->slot_gen)))
+        rc = -ENOMEM;
+    for (int i = 0; rc == 0 && i < o->workers; i++)
+        s->slot_gen[i] = 1;
     if (rc == 0)
         rc = simul_event_new(&s->changed);
     if (rc == 0)
         rc = simul_event_new(&s->wake);
-    if (rc == 0)
-        rc = simul_event_new(&s->reload_done);
     if (rc == 0)
         rc = open_socks(s, opts);
     for (int i = 0; rc == 0 && i < o->workers; i++)
@@ -709,14 +710,15 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
 
 /* ---- ready, reload, stop ---------------------------------------------------------------- */
 
+/* Every slot has a ready worker of the generation that serves it. */
 static bool gen_ready(simul_supervisor *s, void *arg)
 {
-    unsigned gen = *(unsigned *)arg;
+    (void)arg;
     int ready = 0;
     for (worker *w = s->workers; w; w = w->next)
-        if (w->gen == gen && w->alive && w->ready_ns && !w->retiring)
+        if (w->gen == s->slot_gen[w->slot] && w->alive && w->ready_ns && !w->retiring)
             ready++;
-    if (ready >= s->o.workers && gen == 1)
+    if (ready >= s->o.workers)
         s->booted = true;
     return ready >= s->o.workers || s->stopping || s->want_stop ||
            (!s->booted && s->boot_failures > 0);
@@ -726,30 +728,48 @@ int simul_supervisor_wait_ready(simul_supervisor *s)
 {
     if (!s)
         return -EINVAL;
-    unsigned gen = s->gen;
-    int rc = wait_until(s, gen_ready, &gen);
+    int rc = wait_until(s, gen_ready, NULL);
     if (rc < 0)
         return rc;
     if (s->stopping)
         return -ESHUTDOWN;
-    return s->booted || gen != 1 || s->boot_failures == 0 ? 0 : -ECHILD;
+    return s->booted || s->boot_failures == 0 ? 0 : -ECHILD;
 }
 
-/* A reload's progress: every new worker ready (1), one of them gone (-1), or not yet (0). */
-static int reload_state(simul_supervisor *s, unsigned gen)
+/* A reload batch: slots [first, last) of generation gen. */
+typedef struct batch {
+    unsigned gen;
+    int first, last;
+} batch;
+
+/* A batch's progress: each of its new workers ready (1), one of them gone (-1), not yet (0). */
+static int batch_state(simul_supervisor *s, const batch *b)
 {
     if (s->reload_failed)
         return -1;
     int ready = 0;
     for (worker *w = s->workers; w; w = w->next)
-        if (w->gen == gen && w->alive && w->ready_ns)
+        if (w->gen == b->gen && w->slot >= b->first && w->slot < b->last && w->alive &&
+            w->ready_ns)
             ready++;
-    return ready >= s->o.workers ? 1 : 0;
+    return ready >= b->last - b->first ? 1 : 0;
 }
 
-static bool reload_settled(simul_supervisor *s, void *arg)
+static bool batch_settled(simul_supervisor *s, void *arg)
 {
-    return s->stopping || s->want_stop || reload_state(s, *(unsigned *)arg) != 0;
+    return s->stopping || s->want_stop || batch_state(s, arg) != 0;
+}
+
+/* The batch's old workers have exited (or a stop began). */
+static bool batch_old_gone(simul_supervisor *s, void *arg)
+{
+    const batch *b = arg;
+    if (s->stopping || s->want_stop)
+        return true;
+    for (worker *w = s->workers; w; w = w->next)
+        if (w->slot >= b->first && w->slot < b->last && w->gen != b->gen && w->alive)
+            return false;
+    return true;
 }
 
 int simul_supervisor_reload(simul_supervisor *s)
@@ -760,43 +780,58 @@ int simul_supervisor_reload(simul_supervisor *s)
         return -ESHUTDOWN;
     if (s->reloading)
         return -EBUSY;
-    unsigned old = s->gen, gen = s->gen + 1;
+    unsigned gen = ++s->top_gen;
     s->reloading = true;
     s->reload_failed = false;
-    simul_event_clear(s->reload_done);
-    s->gen = gen;
+    s->reload_gen = gen;
     emit(s, SIMUL_SUPERVISOR_RELOADING, NULL, 0, 0);
+    int n = s->o.workers;
+    int size = s->o.reload_batch > 0 && s->o.reload_batch < n ? s->o.reload_batch : n;
     int rc = 0;
-    for (int i = 0; rc == 0 && i < s->o.workers; i++)
-        rc = spawn_worker(s, i, gen, NULL);
-    if (rc == 0)
-        rc = wait_until(s, reload_settled, &gen);
-    if (rc == 0 && (s->stopping || s->want_stop))
-        rc = -ESHUTDOWN;
-    if (rc == 0 && reload_state(s, gen) < 0)
-        rc = -ECHILD;
-    if (rc < 0) {
-        /* The old generation stays: retire whatever of the new one started. */
-        emit(s, SIMUL_SUPERVISOR_RELOAD_FAILED, NULL, 0, 0);
-        s->gen = old;
+    batch b = {.gen = gen};
+    for (b.first = 0; rc == 0 && b.first < n; b.first = b.last) {
+        b.last = b.first + size < n ? b.first + size : n;
+        for (int i = b.first; rc == 0 && i < b.last; i++)
+            rc = spawn_worker(s, i, gen, NULL);
+        if (rc == 0)
+            rc = wait_until(s, batch_settled, &b);
+        if (rc == 0 && (s->stopping || s->want_stop))
+            rc = -ESHUTDOWN;
+        if (rc == 0 && batch_state(s, &b) < 0)
+            rc = -ECHILD;
+        if (rc < 0)
+            break;
+        /* The batch is ready: its slots switch, and their old workers retire. */
+        for (int i = b.first; i < b.last; i++)
+            s->slot_gen[i] = gen;
         for (worker *w = s->workers; w; w = w->next)
-            if (w->gen == gen) {
+            if (w->slot >= b.first && w->slot < b.last && w->gen != gen)
+                retire(w, s->o.retire_signal, s->o.stop_timeout);
+        /* In batches, the old ones leave before the next batch starts: that bounds the peak
+         * (the point of batches); at most stop_timeout each, then they are killed. */
+        if (size < n && b.last < n)
+            rc = wait_until(s, batch_old_gone, &b);
+    }
+    if (rc < 0) {
+        /* Slots not switched keep their generation: retire the new workers they started
+         * (slots of earlier batches stay on the new generation). */
+        emit(s, SIMUL_SUPERVISOR_RELOAD_FAILED, NULL, 0, 0);
+        for (worker *w = s->workers; w; w = w->next)
+            if (w->gen == gen && s->slot_gen[w->slot] != gen) {
                 w->no_restart = true;
                 retire(w, s->o.retire_signal, s->o.stop_timeout);
             }
         s->reloading = false;
-        simul_event_set(s->reload_done);
+        s->reload_gen = 0;
         return rc == -ECHILD || rc == -ESHUTDOWN || rc == -ECANCELED || rc == -ETIMEDOUT
                    ? rc : -ECHILD;
     }
-    for (worker *w = s->workers; w; w = w->next)
-        if (w->gen != gen)
-            retire(w, s->o.retire_signal, s->o.stop_timeout);
-    for (int i = 0; i < s->o.workers; i++)
+    s->gen = gen;
+    for (int i = 0; i < n; i++)
         s->fails[i] = 0;
     s->reloading = false;
-    simul_event_set(s->reload_done);
     emit(s, SIMUL_SUPERVISOR_RELOADED, NULL, 0, 0);
+    s->reload_gen = 0;
     return 0;
 }
 
@@ -818,7 +853,6 @@ int simul_supervisor_stop(simul_supervisor *s, double timeout)
         retire(w, timeout == 0 ? SIGKILL : s->o.stop_signal, -1);
     }
     simul_event_set(s->changed); /* a reload waiting for its generation gives up */
-    simul_event_set(s->reload_done); /* and so do old workers' watchers waiting for it */
     int killed = 0;
     simul_scope dl;
     simul_scope_timeout(&dl, timeout);
@@ -971,7 +1005,7 @@ void simul_supervisor_free(simul_supervisor *s)
     free(s->fails);
     simul_event_free(s->changed);
     simul_event_free(s->wake);
-    simul_event_free(s->reload_done);
+    free(s->slot_gen);
     free(s);
 }
 

@@ -9,7 +9,7 @@
 #            SIGTERM instance a: HAProxy's /readyz checks mark it DOWN while it still runs (its
 #            workers fail /readyz for --drain-delay before they stop accepting), zero failed;
 #            a stops within its deadline and leaves no process; SIGTERM b likewise.
-#   reuseport SIGHUP reload of a --reuseport instance: zero failed requests.
+#   reuseport SIGHUP reload of a --reuseport instance one worker at a time: zero failed requests.
 # Every wait is for a state (a log line, HAProxy's `show servers state`, a request count, a
 # process gone), polled with an upper bound; never a sleep standing for an event.
 # Usage: stack_proxy_test.sh <build-dir>. Prints PASS/FAIL per check and the counts.
@@ -161,9 +161,9 @@ else
     fail "direct reload: $(load_field failed) failed requests"
 fi
 
-# SIGHUP reload of a --reuseport instance under load: each slot's socket stays in the master, so
-# nothing queued on an old worker's socket is lost
-"$SERVER" --host 127.0.0.1 --workers 2 --reuseport --port 0 --stop-timeout 10 \
+# SIGHUP reload of a --reuseport instance under load, one worker at a time: each slot's socket
+# stays in the master, so nothing queued on an old worker's socket is lost
+"$SERVER" --host 127.0.0.1 --workers 2 --reuseport --reload-batch 1 --port 0 --stop-timeout 10 \
     >"$WORK/r.out" 2>"$WORK/r.err" &
 MASTER[r]=$!
 if wait_until "r ready" 30 at_least r "gen=1 ready" 2; then

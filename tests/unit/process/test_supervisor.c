@@ -323,6 +323,51 @@ SIMUL_TASK_TEST(test_reload_new_ready_before_old_exit)
     return 0;
 }
 
+/* reload_batch 1: one slot at a time, each new worker ready before its slot's old one retires,
+ * never more than workers + 1 processes. */
+SIMUL_TASK_TEST(test_reload_one_by_one)
+{
+    (void)arg;
+    setenv("TEST_SUP_MODE", "serve", 1);
+    rec r;
+    simul_supervisor_opts o = base_opts(&r, 3);
+    o.reload_batch = 1;
+    simul_supervisor *s;
+    assert_int_equal(simul_supervisor_start(&o, &s), 0);
+    assert_int_equal(simul_supervisor_wait_ready(s), 0);
+    int first = r.n;
+    assert_int_equal(simul_supervisor_reload(s), 0);
+    assert_int_equal(simul_supervisor_generation(s), 2);
+    wait_events(&r, SIMUL_SUPERVISOR_EXITED, 3);
+    int alive = 3, peak = 3;
+    bool ready2[3] = {false, false, false};
+    int pids[MAXEV], np = 0;
+    for (int i = 0; i < r.n; i++) {
+        const simul_supervisor_event *e = &r.ev[i];
+        if (e->type == SIMUL_SUPERVISOR_SPAWNED)
+            pids[np++] = e->pid;
+        if (i < first)
+            continue;
+        if (e->type == SIMUL_SUPERVISOR_SPAWNED && ++alive > peak)
+            peak = alive;
+        if (e->type == SIMUL_SUPERVISOR_EXITED) {
+            alive--;
+            assert_int_equal(e->generation, 1);
+            assert_true(ready2[e->slot]); /* its replacement was ready first */
+        }
+        if (e->type == SIMUL_SUPERVISOR_READY && e->generation == 2)
+            ready2[e->slot] = true;
+    }
+    assert_true(peak <= 4);
+    simul_supervisor_worker ws[8];
+    assert_int_equal(simul_supervisor_workers(s, ws, 8), 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ws[i].generation, 2);
+    assert_int_equal(simul_supervisor_stop(s, -1), 0);
+    finish(s, &r, pids, np);
+    return 0;
+}
+
 SIMUL_TASK_TEST(test_reload_fails_old_stay)
 {
     (void)arg;
@@ -659,6 +704,9 @@ SIMUL_TASK_TEST(test_bad_options)
     o.stop_timeout = -1;
     assert_int_equal(simul_supervisor_start(&o, &s), -EINVAL);
     o.stop_timeout = 0;
+    o.reload_batch = -1;
+    assert_int_equal(simul_supervisor_start(&o, &s), -EINVAL);
+    o.reload_batch = 0;
     o.retire_signal = 100000;
     assert_int_equal(simul_supervisor_start(&o, &s), -EINVAL);
     o.retire_signal = 0;
@@ -769,6 +817,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_restart_after_kill),
         cmocka_unit_test(test_backoff_doubles),
         cmocka_unit_test(test_reload_new_ready_before_old_exit),
+        cmocka_unit_test(test_reload_one_by_one),
         cmocka_unit_test(test_reload_fails_old_stay),
         cmocka_unit_test(test_old_death_during_failed_reload),
         cmocka_unit_test(test_boot_failure),

@@ -24,6 +24,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_restart_after_kill),
         cmocka_unit_test(test_backoff_doubles),
         cmocka_unit_test(test_reload_new_ready_before_old_exit),
+        cmocka_unit_test(test_reload_one_by_one),
         cmocka_unit_test(test_reload_fails_old_stay),
         cmocka_unit_test(test_old_death_during_failed_reload),
         cmocka_unit_test(test_boot_failure),
