@@ -53,19 +53,19 @@ typedef struct simul_supervisor simul_supervisor;
 
 /* What happened, for logs and metrics (simul_supervisor_opts.on_event). */
 typedef enum simul_supervisor_event_type {
-    SIMUL_SUPERVISOR_SPAWNED = 1, /* a worker was started (pid, slot, generation) */
-    SIMUL_SUPERVISOR_READY,       /* it said READY=1 */
-    SIMUL_SUPERVISOR_EXITED,      /* it exited: status (0..255, or -SIGNUM), expected or not */
-    SIMUL_SUPERVISOR_RESTART,     /* an unexpected exit: started again after `delay` seconds */
-    SIMUL_SUPERVISOR_NOT_READY,   /* not ready within ready_timeout: killed */
-    SIMUL_SUPERVISOR_KILLED,      /* still draining after stop_timeout: SIGKILL sent */
-    SIMUL_SUPERVISOR_RELOADING,   /* a reload began (generation: the new one) */
-    SIMUL_SUPERVISOR_RELOADED,    /* every new worker is ready; the old ones are retiring */
+    SIMUL_SUPERVISOR_SPAWNED = 1,   /* a worker was started (pid, slot, generation) */
+    SIMUL_SUPERVISOR_READY,         /* it said READY=1 */
+    SIMUL_SUPERVISOR_EXITED,        /* it exited: status (0..255, or -SIGNUM), expected or not */
+    SIMUL_SUPERVISOR_RESTART,       /* an unexpected exit: started again after `delay` seconds */
+    SIMUL_SUPERVISOR_NOT_READY,     /* not ready within ready_timeout: killed */
+    SIMUL_SUPERVISOR_KILLED,        /* still draining after stop_timeout: SIGKILL sent */
+    SIMUL_SUPERVISOR_RELOADING,     /* a reload began (generation: the new one) */
+    SIMUL_SUPERVISOR_RELOADED,      /* every new worker is ready; the old ones are retiring */
     SIMUL_SUPERVISOR_RELOAD_FAILED, /* a new worker died or was not ready: the old ones stay */
-    SIMUL_SUPERVISOR_STOPPING,    /* a stop began */
-    SIMUL_SUPERVISOR_STOPPED,     /* every worker is reaped */
-    SIMUL_SUPERVISOR_SPAWN_FAILED, /* starting a worker failed (status: the negative errno) */
-    SIMUL_SUPERVISOR_WATCHDOG,    /* no WATCHDOG=1 within watchdog_timeout: killed (SIGKILL) */
+    SIMUL_SUPERVISOR_STOPPING,      /* a stop began */
+    SIMUL_SUPERVISOR_STOPPED,       /* every worker is reaped */
+    SIMUL_SUPERVISOR_SPAWN_FAILED,  /* starting a worker failed (status: the negative errno) */
+    SIMUL_SUPERVISOR_WATCHDOG,      /* no WATCHDOG=1 within watchdog_timeout: killed (SIGKILL) */
 } simul_supervisor_event_type;
 
 typedef struct simul_supervisor_event {
@@ -90,11 +90,11 @@ int simul_supervisor_event_format(const simul_supervisor_event *ev, char *buf, s
 #define SIMUL_SUPERVISOR_NO_LISTEN_FDS 2u /* ignore systemd's LISTEN_FDS even if meant for us */
 
 typedef struct simul_supervisor_opts {
-    int workers;          /* worker processes; 0 = the CPUs this process may run on; <= 1024 */
-    const char *host;     /* where to listen (simul_tcp_listen: NULL = every interface) */
-    const char *port;     /* "0" or NULL = a free port (simul_supervisor_port tells it) */
-    int backlog;          /* listen backlog; 0 = 511 */
-    unsigned flags;       /* SIMUL_SUPERVISOR_* */
+    int workers;      /* worker processes; 0 = the CPUs this process may run on; <= 1024 */
+    const char *host; /* where to listen (simul_tcp_listen: NULL = every interface) */
+    const char *port; /* "0" or NULL = a free port (simul_supervisor_port tells it) */
+    int backlog;      /* listen backlog; 0 = 511 */
+    unsigned flags;   /* SIMUL_SUPERVISOR_* */
     /* Listening sockets to share instead of listening (the caller's; the supervisor dups them).
      * systemd's LISTEN_FDS, when set for this process, take precedence over host/port. */
     const int *socks;
@@ -103,7 +103,7 @@ typedef struct simul_supervisor_opts {
      * (/proc/self/exe) with self_argv. */
     const char *const *argv;
     const char *const *self_argv; /* the arguments for that re-exec (main's argv) */
-    double ready_timeout; /* seconds a new worker has to say READY=1; 0 = 30 */
+    double ready_timeout;         /* seconds a new worker has to say READY=1; 0 = 30 */
     double stop_timeout;  /* seconds a retiring or stopping worker has before SIGKILL; 0 = 30 */
     double backoff_min;   /* the second restart in a row waits this; 0 = 0.1 s */
     double backoff_max;   /* the back-off stops doubling here; 0 = 10 s */

@@ -7,9 +7,9 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <stddef.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,34 +40,34 @@ typedef struct worker {
     int slot;
     unsigned gen;
     int pid;
-    int nfd;              /* read end of the readiness pipe; -1 once closed */
-    int64_t ready_ns;     /* when it said READY=1; 0 before */
-    bool alive;           /* not reaped yet */
-    bool retiring;        /* the master asked it to go: its exit is expected */
-    bool no_restart;      /* a failed reload's worker: never started again */
-    bool in_backoff;      /* its watcher sleeps before a restart: stop may cancel it */
-    bool done;            /* its watcher returned: join and free */
+    int nfd;          /* read end of the readiness pipe; -1 once closed */
+    int64_t ready_ns; /* when it said READY=1; 0 before */
+    bool alive;       /* not reaped yet */
+    bool retiring;    /* the master asked it to go: its exit is expected */
+    bool no_restart;  /* a failed reload's worker: never started again */
+    bool in_backoff;  /* its watcher sleeps before a restart: stop may cancel it */
+    bool done;        /* its watcher returned: join and free */
     bool kill_armed;
     simul_handle kill_timer; /* SIGKILL at the end of stop_timeout */
 } worker;
 
 struct simul_supervisor {
     simul_supervisor_opts o;
-    char **argv;          /* the worker command (owned copy) */
-    int *socks;           /* every listening fd: n_slots_fds per slot if reuseport, else shared */
+    char **argv; /* the worker command (owned copy) */
+    int *socks;  /* every listening fd: n_slots_fds per slot if reuseport, else shared */
     int nsocks;
-    int per_slot;         /* reuseport: fds per slot; 0: every worker gets all */
+    int per_slot; /* reuseport: fds per slot; 0: every worker gets all */
     int port;
-    unsigned gen;         /* the generation every slot serves (the last complete reload's) */
-    unsigned top_gen;     /* the newest generation ever started (a failed reload's too) */
-    unsigned reload_gen;  /* the one a reload in progress starts; 0 outside a reload */
-    unsigned *slot_gen;   /* per slot: the generation that serves it (restarted if it dies) */
+    unsigned gen;        /* the generation every slot serves (the last complete reload's) */
+    unsigned top_gen;    /* the newest generation ever started (a failed reload's too) */
+    unsigned reload_gen; /* the one a reload in progress starts; 0 outside a reload */
+    unsigned *slot_gen;  /* per slot: the generation that serves it (restarted if it dies) */
     bool reloading, stopping, stopped, fast;
-    bool reload_failed;   /* a worker of the reload's generation died or was not ready */
-    bool booted;          /* generation 1 was all ready once */
+    bool reload_failed;     /* a worker of the reload's generation died or was not ready */
+    bool booted;            /* generation 1 was all ready once */
     unsigned boot_failures; /* before that: workers that exited without ever being ready */
     unsigned long deaths;
-    int *fails;           /* per slot: deaths in a row (the back-off exponent) */
+    int *fails; /* per slot: deaths in a row (the back-off exponent) */
     worker *workers;
     simul_event *changed; /* set whenever a worker becomes ready or exits */
     simul_event *wake;    /* serve_forever: a signal came */
@@ -79,21 +79,36 @@ struct simul_supervisor {
 static const char *sig_name(int sig)
 {
     switch (sig) {
-    case SIGHUP: return "SIGHUP";
-    case SIGINT: return "SIGINT";
-    case SIGQUIT: return "SIGQUIT";
-    case SIGILL: return "SIGILL";
-    case SIGABRT: return "SIGABRT";
-    case SIGBUS: return "SIGBUS";
-    case SIGFPE: return "SIGFPE";
-    case SIGKILL: return "SIGKILL";
-    case SIGUSR1: return "SIGUSR1";
-    case SIGSEGV: return "SIGSEGV";
-    case SIGUSR2: return "SIGUSR2";
-    case SIGPIPE: return "SIGPIPE";
-    case SIGALRM: return "SIGALRM";
-    case SIGTERM: return "SIGTERM";
-    default: return "signal";
+    case SIGHUP:
+        return "SIGHUP";
+    case SIGINT:
+        return "SIGINT";
+    case SIGQUIT:
+        return "SIGQUIT";
+    case SIGILL:
+        return "SIGILL";
+    case SIGABRT:
+        return "SIGABRT";
+    case SIGBUS:
+        return "SIGBUS";
+    case SIGFPE:
+        return "SIGFPE";
+    case SIGKILL:
+        return "SIGKILL";
+    case SIGUSR1:
+        return "SIGUSR1";
+    case SIGSEGV:
+        return "SIGSEGV";
+    case SIGUSR2:
+        return "SIGUSR2";
+    case SIGPIPE:
+        return "SIGPIPE";
+    case SIGALRM:
+        return "SIGALRM";
+    case SIGTERM:
+        return "SIGTERM";
+    default:
+        return "signal";
     }
 }
 
@@ -110,8 +125,12 @@ int simul_supervisor_event_format(const simul_supervisor_event *ev, char *buf, s
         return -EINVAL;
     char what[96];
     switch (ev->type) {
-    case SIMUL_SUPERVISOR_SPAWNED: snprintf(what, sizeof what, "started"); break;
-    case SIMUL_SUPERVISOR_READY: snprintf(what, sizeof what, "ready"); break;
+    case SIMUL_SUPERVISOR_SPAWNED:
+        snprintf(what, sizeof what, "started");
+        break;
+    case SIMUL_SUPERVISOR_READY:
+        snprintf(what, sizeof what, "ready");
+        break;
     case SIMUL_SUPERVISOR_EXITED:
         format_exit(ev->status, what, sizeof what);
         if (!ev->expected)
@@ -120,8 +139,12 @@ int simul_supervisor_event_format(const simul_supervisor_event *ev, char *buf, s
     case SIMUL_SUPERVISOR_RESTART:
         snprintf(what, sizeof what, "restarting in %.1f s", ev->delay);
         break;
-    case SIMUL_SUPERVISOR_NOT_READY: snprintf(what, sizeof what, "not ready in time: killed"); break;
-    case SIMUL_SUPERVISOR_KILLED: snprintf(what, sizeof what, "still draining: killed"); break;
+    case SIMUL_SUPERVISOR_NOT_READY:
+        snprintf(what, sizeof what, "not ready in time: killed");
+        break;
+    case SIMUL_SUPERVISOR_KILLED:
+        snprintf(what, sizeof what, "still draining: killed");
+        break;
     case SIMUL_SUPERVISOR_WATCHDOG:
         snprintf(what, sizeof what, "missed its watchdog (stuck): killed");
         break;
@@ -136,20 +159,29 @@ int simul_supervisor_event_format(const simul_supervisor_event *ev, char *buf, s
     case SIMUL_SUPERVISOR_RELOAD_FAILED:
         return snprintf(buf, n, "reload failed: generation %u not ready, the old one stays",
                         ev->generation);
-    case SIMUL_SUPERVISOR_STOPPING: return snprintf(buf, n, "stopping");
-    case SIMUL_SUPERVISOR_STOPPED: return snprintf(buf, n, "stopped: every worker reaped");
-    default: snprintf(what, sizeof what, "event %d", (int)ev->type); break;
+    case SIMUL_SUPERVISOR_STOPPING:
+        return snprintf(buf, n, "stopping");
+    case SIMUL_SUPERVISOR_STOPPED:
+        return snprintf(buf, n, "stopped: every worker reaped");
+    default:
+        snprintf(what, sizeof what, "event %d", (int)ev->type);
+        break;
     }
     return snprintf(buf, n, "worker %d pid=%d gen=%u %s", ev->slot, ev->pid, ev->generation, what);
 }
 
-static void emit(simul_supervisor *s, simul_supervisor_event_type type, const worker *w,
-                 int status, double delay)
+static void emit(simul_supervisor *s, simul_supervisor_event_type type, const worker *w, int status,
+                 double delay)
 {
-    simul_supervisor_event ev = {.type = type, .slot = w ? w->slot : -1,
-                                 .generation = w ? w->gen : s->reload_gen ? s->reload_gen : s->gen,
+    simul_supervisor_event ev = {.type = type,
+                                 .slot = w ? w->slot : -1,
+                                 .generation = w               ? w->gen
+                                               : s->reload_gen ? s->reload_gen
+                                                               : s->gen,
                                  .pid = w ? w->pid : 0,
-                                 .status = status, .expected = w && w->retiring, .delay = delay};
+                                 .status = status,
+                                 .expected = w && w->retiring,
+                                 .delay = delay};
     if (s->o.on_event) {
         s->o.on_event(&ev, s->o.event_arg);
     } else if (!s->o.quiet) {
@@ -169,8 +201,8 @@ static void emit(simul_supervisor *s, simul_supervisor_event_type type, const wo
 
 static bool env_ours(const char *e)
 {
-    static const char *const drop[] = {"SIMUL_SUPERVISOR_", "LISTEN_FDS=", "LISTEN_PID=",
-                                       "LISTEN_FDNAMES=", "NOTIFY_SOCKET="};
+    static const char *const drop[] = {
+        "SIMUL_SUPERVISOR_", "LISTEN_FDS=", "LISTEN_PID=", "LISTEN_FDNAMES=", "NOTIFY_SOCKET="};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         if (strncmp(e, drop[i], strlen(drop[i])) == 0)
             return true;
@@ -244,7 +276,8 @@ static int spawn_worker(simul_supervisor *s, int slot, unsigned gen, worker **ou
             simul_process_opts po = {.argv = (const char *const *)s->argv,
                                      .env = (const char *const *)env,
                                      .flags = SIMUL_PROCESS_NEW_PGROUP,
-                                     .pass_fds = pass, .n_pass_fds = (size_t)npass};
+                                     .pass_fds = pass,
+                                     .n_pass_fds = (size_t)npass};
             rc = simul_process_exec(&po, &w->proc);
             free(fdvar);
         }
@@ -397,8 +430,7 @@ static int watch_main(void *arg)
     emit(s, SIMUL_SUPERVISOR_EXITED, w, status, 0);
     /* Started again only if its generation still serves its slot: an old worker whose slot a
      * reload has not switched yet is, a reload's new worker is not (the reload fails). */
-    bool restart = !w->retiring && !w->no_restart && !s->stopping &&
-                   w->gen == s->slot_gen[w->slot];
+    bool restart = !w->retiring && !w->no_restart && !s->stopping && w->gen == s->slot_gen[w->slot];
     if (!w->retiring)
         s->deaths++;
     if (!w->retiring && !s->booted && !w->ready_ns)
@@ -572,8 +604,8 @@ static int open_socks(simul_supervisor *s, const simul_supervisor_opts *o)
     snprintf(port, sizeof port, "%s", o->port && *o->port ? o->port : "0");
     for (int i = 0; i < slots; i++) {
         int fds[MAX_FDS_PER_SLOT];
-        int k = simul_tcp_listen(o->host, port, o->backlog,
-                                 slots > 1 ? SIMUL_LISTEN_REUSEPORT : 0, fds, MAX_FDS_PER_SLOT);
+        int k = simul_tcp_listen(o->host, port, o->backlog, slots > 1 ? SIMUL_LISTEN_REUSEPORT : 0,
+                                 fds, MAX_FDS_PER_SLOT);
         if (k < 0 || (i > 0 && k != s->per_slot)) {
             for (int j = 0; j < k; j++)
                 close(fds[j]);
@@ -649,9 +681,8 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
         (opts->n_socks > 0 && !opts->socks) || !(opts->ready_timeout >= 0) ||
         !(opts->stop_timeout >= 0) || !(opts->backoff_min >= 0) || !(opts->backoff_max >= 0) ||
         !(opts->backoff_reset >= 0) || !(opts->watchdog_timeout >= 0) || opts->reload_batch < 0 ||
-        opts->stop_signal < 0 ||
-        opts->stop_signal >= NSIG ||
-        opts->retire_signal < 0 || opts->retire_signal >= NSIG || (opts->argv && !opts->argv[0]))
+        opts->stop_signal < 0 || opts->stop_signal >= NSIG || opts->retire_signal < 0 ||
+        opts->retire_signal >= NSIG || (opts->argv && !opts->argv[0]))
         return -EINVAL;
     if (!simul_loop_current())
         return -ENXIO;
@@ -662,15 +693,24 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
         return -ENOMEM;
     s->o = *opts;
     simul_supervisor_opts *o = &s->o;
-    if (!o->workers) o->workers = cpu_count();
-    if (o->workers > MAX_WORKERS) o->workers = MAX_WORKERS;
-    if (o->ready_timeout == 0) o->ready_timeout = 30;
-    if (o->stop_timeout == 0) o->stop_timeout = 30;
-    if (o->backoff_min == 0) o->backoff_min = 0.1;
-    if (o->backoff_max == 0) o->backoff_max = 10;
-    if (o->backoff_reset == 0) o->backoff_reset = 10;
-    if (!o->stop_signal) o->stop_signal = SIGTERM;
-    if (!o->retire_signal) o->retire_signal = o->stop_signal;
+    if (!o->workers)
+        o->workers = cpu_count();
+    if (o->workers > MAX_WORKERS)
+        o->workers = MAX_WORKERS;
+    if (o->ready_timeout == 0)
+        o->ready_timeout = 30;
+    if (o->stop_timeout == 0)
+        o->stop_timeout = 30;
+    if (o->backoff_min == 0)
+        o->backoff_min = 0.1;
+    if (o->backoff_max == 0)
+        o->backoff_max = 10;
+    if (o->backoff_reset == 0)
+        o->backoff_reset = 10;
+    if (!o->stop_signal)
+        o->stop_signal = SIGTERM;
+    if (!o->retire_signal)
+        o->retire_signal = o->stop_signal;
     o->host = o->port = NULL; /* read during the call only */
     o->socks = NULL;
     o->argv = o->self_argv = NULL;
@@ -749,8 +789,7 @@ static int batch_state(simul_supervisor *s, const batch *b)
         return -1;
     int ready = 0;
     for (worker *w = s->workers; w; w = w->next)
-        if (w->gen == b->gen && w->slot >= b->first && w->slot < b->last && w->alive &&
-            w->ready_ns)
+        if (w->gen == b->gen && w->slot >= b->first && w->slot < b->last && w->alive && w->ready_ns)
             ready++;
     return ready >= b->last - b->first ? 1 : 0;
 }
@@ -823,8 +862,8 @@ int simul_supervisor_reload(simul_supervisor *s)
             }
         s->reloading = false;
         s->reload_gen = 0;
-        return rc == -ECHILD || rc == -ESHUTDOWN || rc == -ECANCELED || rc == -ETIMEDOUT
-                   ? rc : -ECHILD;
+        return rc == -ECHILD || rc == -ESHUTDOWN || rc == -ECANCELED || rc == -ETIMEDOUT ? rc
+                                                                                         : -ECHILD;
     }
     s->gen = gen;
     for (int i = 0; i < n; i++)
@@ -967,8 +1006,10 @@ int simul_supervisor_workers(const simul_supervisor *s, simul_supervisor_worker 
         if (!w->alive)
             continue;
         if (n < max)
-            out[n] = (simul_supervisor_worker){.slot = w->slot, .generation = w->gen,
-                                               .pid = w->pid, .ready = w->ready_ns != 0,
+            out[n] = (simul_supervisor_worker){.slot = w->slot,
+                                               .generation = w->gen,
+                                               .pid = w->pid,
+                                               .ready = w->ready_ns != 0,
                                                .retiring = w->retiring};
         n++;
     }
@@ -1028,10 +1069,10 @@ static int master_main(void *arg)
     }
     if (!m->o.quiet && !m->o.on_event) {
         char line[128];
-        int len = snprintf(line, sizeof line, "supervisor[%d]: %d workers on port %d%s\n",
-                           (int)getpid(), m->o.workers ? m->o.workers : cpu_count(),
-                           simul_supervisor_port(s),
-                           (m->o.flags & SIMUL_SUPERVISOR_REUSEPORT) ? " (reuseport)" : "");
+        int len =
+            snprintf(line, sizeof line, "supervisor[%d]: %d workers on port %d%s\n", (int)getpid(),
+                     m->o.workers ? m->o.workers : cpu_count(), simul_supervisor_port(s),
+                     (m->o.flags & SIMUL_SUPERVISOR_REUSEPORT) ? " (reuseport)" : "");
         if (len > 0) {
             ssize_t r = write(2, line, (size_t)len);
             (void)r;
@@ -1213,8 +1254,8 @@ int simul_worker_wait_drain(void)
     int retire = (int)env_long(ENV_RETIRE, 0);
     int sigs[3] = {SIGTERM, SIGINT, 0};
     int n = 2;
-    if (retire > 0 && retire < NSIG && retire != SIGTERM && retire != SIGINT &&
-        retire != SIGKILL && retire != SIGSTOP)
+    if (retire > 0 && retire < NSIG && retire != SIGTERM && retire != SIGINT && retire != SIGKILL &&
+        retire != SIGSTOP)
         sigs[n++] = retire;
     int sig = simul_wait_signal(sigs, n);
     if (sig < 0)

@@ -130,9 +130,14 @@ static simul_supervisor_opts base_opts(rec *r, int workers)
 {
     memset(r, 0, sizeof *r);
     assert_int_equal(simul_event_new(&r->changed), 0);
-    return (simul_supervisor_opts){.workers = workers, .host = "127.0.0.1", .port = "0",
-                                   .self_argv = self_argv, .on_event = on_ev, .event_arg = r,
-                                   .retire_signal = SIGUSR2, .ready_timeout = 20,
+    return (simul_supervisor_opts){.workers = workers,
+                                   .host = "127.0.0.1",
+                                   .port = "0",
+                                   .self_argv = self_argv,
+                                   .on_event = on_ev,
+                                   .event_arg = r,
+                                   .retire_signal = SIGUSR2,
+                                   .ready_timeout = 20,
                                    .stop_timeout = 20};
 }
 
@@ -432,7 +437,7 @@ SIMUL_TASK_TEST(test_old_death_during_failed_reload)
     int rc = 0;
     assert_int_equal(simul_task_join(t, &rc), 0);
     assert_int_equal(rc, -ECHILD);
-    wait_events(&r, SIMUL_SUPERVISOR_READY, 3); /* the dead slot is back, generation 1 */
+    wait_events(&r, SIMUL_SUPERVISOR_READY, 3);  /* the dead slot is back, generation 1 */
     wait_events(&r, SIMUL_SUPERVISOR_EXITED, 3); /* the victim and both new workers */
     assert_int_equal(simul_supervisor_workers(s, ws, 8), 2);
     for (int i = 0; i < 2; i++) {
@@ -503,8 +508,8 @@ SIMUL_TASK_TEST(test_watchdog_kills_stuck_worker)
     }
     assert_true(count(&r, SIMUL_SUPERVISOR_RESTART) >= 1);
     char line[192];
-    simul_supervisor_event ev = {.type = SIMUL_SUPERVISOR_WATCHDOG, .slot = 1, .pid = 7,
-                                 .generation = 1};
+    simul_supervisor_event ev = {
+        .type = SIMUL_SUPERVISOR_WATCHDOG, .slot = 1, .pid = 7, .generation = 1};
     simul_supervisor_event_format(&ev, line, sizeof line);
     assert_string_equal(line, "worker 1 pid=7 gen=1 missed its watchdog (stuck): killed");
     assert_true(simul_supervisor_stop(s, -1) >= 0);
@@ -643,7 +648,8 @@ SIMUL_TASK_TEST(test_notify_socket)
     memcpy(sa.sun_path, path, strlen(path));
     sa.sun_path[0] = 0;
     assert_int_equal(bind(fd, (struct sockaddr *)&sa,
-                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path))), 0);
+                          (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path))),
+                     0);
     assert_int_equal(simul_worker_notify_ready(), 0); /* nobody to tell */
     setenv("NOTIFY_SOCKET", path, 1);
     assert_int_equal(simul_worker_notify_ready(), 1);
@@ -674,7 +680,8 @@ SIMUL_TASK_TEST(test_foreign_worker)
 {
     (void)arg;
     const char *argv[] = {"/bin/sh", "-c",
-                          "echo READY=1 >/proc/self/fd/$SIMUL_SUPERVISOR_NOTIFY_FD; exec sleep 600", NULL};
+                          "echo READY=1 >/proc/self/fd/$SIMUL_SUPERVISOR_NOTIFY_FD; exec sleep 600",
+                          NULL};
     rec r;
     simul_supervisor_opts o = base_opts(&r, 2);
     o.argv = argv;
@@ -798,8 +805,8 @@ static void test_start_outside_task(void **state)
     simul_supervisor *s;
     assert_int_equal(simul_supervisor_start(&o, &s), -ENXIO);
     char line[64];
-    simul_supervisor_event ev = {.type = SIMUL_SUPERVISOR_EXITED, .slot = 1, .generation = 2,
-                                 .pid = 42, .status = 3};
+    simul_supervisor_event ev = {
+        .type = SIMUL_SUPERVISOR_EXITED, .slot = 1, .generation = 2, .pid = 42, .status = 3};
     simul_supervisor_event_format(&ev, line, sizeof line);
     assert_string_equal(line, "worker 1 pid=42 gen=2 exited with status 3 unexpectedly");
 }
