@@ -43,6 +43,12 @@ extern "C" {
  * - Stop (SIGTERM or SIGINT, or simul_supervisor_stop): every worker is sent stop_signal; those
  *   still alive after stop_timeout get SIGKILL; every worker is reaped before the stop returns.
  *   A second SIGTERM/SIGINT during the stop, or SIGQUIT, kills the workers at once.
+ * - With reload_batch N, a reload goes N slots at a time (each batch ready, its old workers
+ *   retired and gone, then the next).
+ * - With watchdog_timeout, a ready worker must send WATCHDOG=1 (simul_worker_watchdog_start) at
+ *   least that often, or it is killed (its loop is stuck) and started again.
+ * - A worker of the first generation that exits before it was ever ready makes
+ *   simul_supervisor_wait_ready fail (-ECHILD): the ready-made main then stops (exit 1).
  * - Workers die with the master (PR_SET_PDEATHSIG: SIGTERM) when it is killed itself.
  *
  * The worker side tells a retire from a stop by the signal: a behind-a-balancer server retires
