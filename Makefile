@@ -29,6 +29,9 @@ DEB_PACKAGES += libwslay-dev
 # Tests only: the chess simul's page is checked in headless Chromium (e2e.chess_web, over the
 # DevTools protocol); the demo itself needs no browser.
 DEB_PACKAGES += chromium
+# The stack (tests/e2e/stack_*, examples/chess_club/club.sh): HAProxy in front of supervised
+# workers, RabbitMQ beside Redis; wrk loads them in bench/run_stack.sh.
+DEB_PACKAGES += haproxy rabbitmq-server
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -100,6 +103,7 @@ bench: deps
 	bash bench/run_http.sh $(BUILD)
 	bash bench/run_resp.sh $(BUILD)
 	bash bench/run_ws_frame.sh $(BUILD)
+	bash bench/run_stack.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

@@ -52,6 +52,7 @@
 #include "simul/net.h"
 #include "simul/stream.h"
 #include "simul/process.h"
+#include "simul/supervisor.h"
 #include "simul/compat.h"
 
 #endif /* SIMUL_H */

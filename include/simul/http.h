@@ -543,6 +543,11 @@ typedef struct simul_http_server_opts {
      * The handshake is bounded by the TLS config's handshake timeout. */
     struct simul_tls_config *tls;
     int (*tls_accept)(struct simul_stream *s, struct simul_tls_config *cfg);
+    /* Listening sockets to serve instead of host:port (pass host and port NULL): those a
+     * supervisor or systemd handed down (simul_worker_sockets). simul_http_serve only; owned as
+     * simul_stream_server_opts.socks says. */
+    const int *socks;
+    int n_socks;
 } simul_http_server_opts;
 
 /* HTTPS for simul_http_server_opts (include simul/tls.h and link simul-tls). */

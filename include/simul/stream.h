@@ -375,6 +375,13 @@ typedef struct simul_stream_server_opts {
     unsigned flags;        /* SIMUL_LISTEN_REUSEPORT */
     size_t limit;          /* each stream's readline/readuntil limit; 0 = SIMUL_STREAM_LIMIT */
     size_t stack_size;     /* the handler tasks' stack; 0 = the loop's default */
+    /* asyncio's start_server(sock=...): listening sockets made elsewhere (inherited from a
+     * supervisor or systemd's LISTEN_FDS) served instead of host/port/unix_path (which must be
+     * unset). The server owns them from a successful call on (made non-blocking and
+     * close-on-exec, closed by simul_server_close); on an error they stay the caller's (-EINVAL
+     * also for a socket that is not listening). */
+    const int *socks;
+    int n_socks; /* 0: none; at most 16 */
 } simul_stream_server_opts;
 
 /* asyncio.start_server: listens on host:port (simul_tcp_listen: every address of host; NULL or

@@ -7,6 +7,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -95,8 +96,9 @@ struct conn {
     http_arena arena;
     char *out; /* the response head being built */
     size_t out_cap, out_len;
-    bool idle;      /* waiting for a request's first byte: shutdown may end it */
+    bool idle;      /* keep-alive, between requests: shutdown may end it */
     bool peer_gone; /* the watcher saw EOF or an error */
+    bool drained;   /* ended idle by a shutdown: a plain close (FIN), not a reset */
     bool in_request;
     simul_task *watcher;
     bool watcher_running; /* it began: it uses c, so stopping it means joining it */
@@ -1896,13 +1898,16 @@ static int conn_main(simul_stream *s, void *arg)
                 break;
             }
             bool empty = c->start == c->end;
-            if (empty && (srv->draining || simul_task_cancel_requested(c->task))) {
+            /* A drain ends keep-alive connections between requests, not a fresh one: its
+             * first request may already sit unread in the socket (accepted just before the
+             * listener closed), and dropping it would reset the client. */
+            if (empty && ((srv->draining && nreq) || simul_task_cancel_requested(c->task))) {
                 goto done;
             }
             double wait;
             if (empty) {
                 wait = nreq ? srv->opts.keepalive_timeout : srv->opts.header_timeout;
-                c->idle = true;
+                c->idle = nreq > 0;
             } else {
                 if (!deadline) {
                     deadline = simul_now_ns() + (int64_t)(srv->opts.header_timeout * 1e9);
@@ -1942,8 +1947,8 @@ static int conn_main(simul_stream *s, void *arg)
         }
     }
 done:
-    if (c->peer_gone ||
-        (simul_task_cancel_requested(c->task) && !c->sse_closing && !c->upgraded)) {
+    if (c->peer_gone || (simul_task_cancel_requested(c->task) && !c->sse_closing &&
+                         !c->upgraded && !c->drained)) {
         simul_stream_abort(s);
     } else {
         simul_scope sh; /* an SSE stream ended by the shutdown: its task is cancelled */
@@ -2107,6 +2112,31 @@ static void server_release(simul_http_server *srv)
     free(srv);
 }
 
+/* opts.socks (a supervisor's or systemd's listening sockets, asyncio's sock=): checked to be
+ * listening, made non-blocking and close-on-exec, copied to fds. Returns their count; -EINVAL
+ * (host or port given too, too many, not listening); -EBADF. */
+static int adopt_socks(const char *host, const char *port, const simul_http_server_opts *o,
+                       int *fds)
+{
+    if (o->n_socks > HTTP_MAX_LISTENERS || !o->socks || (host && *host) || port) {
+        return -EINVAL;
+    }
+    for (int i = 0; i < o->n_socks; i++) {
+        int acc = 0;
+        socklen_t alen = sizeof acc;
+        if (getsockopt(o->socks[i], SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc) {
+            return errno == EBADF ? -EBADF : -EINVAL;
+        }
+        int fl = fcntl(o->socks[i], F_GETFL);
+        if (fl < 0 || fcntl(o->socks[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
+            fcntl(o->socks[i], F_SETFD, FD_CLOEXEC) < 0) {
+            return -EBADF;
+        }
+        fds[i] = o->socks[i];
+    }
+    return o->n_socks;
+}
+
 /* Listens (flags: SIMUL_LISTEN_REUSEPORT on threads) and starts the accept loops. */
 static int server_start(simul_http_app *app, const char *host, const char *port, unsigned flags,
                         const simul_http_server_opts *o, http_cidr *trust, size_t ntrust,
@@ -2123,7 +2153,10 @@ static int server_start(simul_http_app *app, const char *host, const char *port,
     int fds[HTTP_MAX_LISTENERS];
     int rc = simul_event_new(&srv->room);
     rc = rc ? rc : simul_event_new(&srv->empty);
-    if (rc == 0) {
+    bool adopted = o->n_socks > 0;
+    if (rc == 0 && adopted) {
+        rc = adopt_socks(host, port, o, fds);
+    } else if (rc == 0) {
         rc = simul_tcp_listen(host && *host ? host : NULL, port ? port : "0", 0, flags, fds,
                               HTTP_MAX_LISTENERS);
     }
@@ -2149,6 +2182,9 @@ static int server_start(simul_http_app *app, const char *host, const char *port,
             for (int j = 0; j < i; j++) {
                 simul_task_cancel(srv->ls[j].task);
                 simul_task_join(srv->ls[j].task, NULL);
+            }
+            for (int j = 0; adopted && j < srv->nls; j++) {
+                srv->ls[j].fd = -1; /* adopted sockets stay the caller's on an error */
             }
             server_release(srv);
             return rc;
@@ -2234,6 +2270,7 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
     stop_listening(srv);
     for (conn *c = srv->conns; c; c = c->next) {
         if (c->idle) {
+            c->drained = true;
             simul_task_cancel(c->task); /* idle keep-alive: nothing to finish */
         } else if (c->cur_res && c->cur_res->sse && c->cur_res->started) {
             /* an event stream never finishes by itself: close it now, cleanly (the handler's

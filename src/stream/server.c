@@ -5,6 +5,7 @@
  * close_clients / abort_clients find the live connections through their fd records: each accept
  * notes (record, generation, owner), and a connection is live while its record still has that
  * generation and owner, so ending a connection needs no call back into the server. */
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -269,7 +270,27 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
     int backlog = o->backlog > 0 ? o->backlog : 511;
     int fds[MAX_LISTENERS];
     int n, rc = 0;
-    if (o->unix_path) {
+    if (o->n_socks > 0) {
+        if (o->n_socks > MAX_LISTENERS || !o->socks || o->unix_path || o->host || o->port) {
+            free(s);
+            return -EINVAL;
+        }
+        for (n = 0; n < o->n_socks; n++) {
+            int acc = 0;
+            socklen_t alen = sizeof acc;
+            if (getsockopt(o->socks[n], SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc) {
+                free(s);
+                return errno == EBADF ? -EBADF : -EINVAL; /* not a listening socket */
+            }
+            int fl = fcntl(o->socks[n], F_GETFL);
+            if (fl < 0 || fcntl(o->socks[n], F_SETFL, fl | O_NONBLOCK) < 0 ||
+                fcntl(o->socks[n], F_SETFD, FD_CLOEXEC) < 0) {
+                free(s);
+                return -EBADF;
+            }
+            fds[n] = o->socks[n];
+        }
+    } else if (o->unix_path) {
         if (o->unix_path[0] != '@' && !(s->unix_path = strdup(o->unix_path))) {
             free(s);
             return -ENOMEM;
@@ -311,6 +332,16 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
             simul__fd_set_handler(l->f, NULL, NULL);
             break;
         }
+    }
+    if (rc < 0 && o->n_socks > 0) {
+        /* Adopted sockets stay the caller's on an error: unregister, never close. */
+        for (int i = 0; i < s->n; i++) {
+            if (s->ls[i].f)
+                simul__fd_set_handler(s->ls[i].f, NULL, NULL);
+            simul_fd_forget(s->ls[i].fd);
+        }
+        free(s);
+        return rc;
     }
     if (rc < 0) {
         for (int i = n - 1; i >= s->n; i--)

@@ -35,6 +35,10 @@ typedef struct simul__server_opts {
      * synchronously that another live connection of the server needs. */
     void (*conn_close)(void *conn);
     void (*conn_abort)(void *conn);
+    /* Listening sockets to adopt instead of listening (start_server(sock=...)); the server owns
+     * them once simul__server_new succeeds. */
+    const int *socks;
+    int n_socks;
 } simul__server_opts;
 
 /* Suspends (name resolution). Listens and starts accepting at once (asyncio's start_serving=True).

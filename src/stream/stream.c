@@ -858,6 +858,8 @@ int simul_start_server_opts(const simul_stream_server_opts *o, simul_stream_hand
         .owner_free = free,
         .conn_close = server_conn_close,
         .conn_abort = server_conn_abort,
+        .socks = o->socks,
+        .n_socks = o->n_socks,
     };
     int rc = simul__server_new(&so, on_accept, ss, out);
     if (rc < 0)

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# club.sh — starts, shows and stops the chess club's whole stack on this machine, each "host" on
+# its own loopback address, from Debian packages, configurations written into a state directory,
+# nothing installed or left running:
+#   nginx     127.0.0.2  TLS (a certificate made for the run), upstream keep-alive to HAProxy
+#   haproxy   127.0.0.3  leastconn over the web instances, health checks on /readyz
+#   web       127.0.0.4, 127.0.0.5, ...  each a supervisor (simul/supervisor.h) with N workers
+#   redis     127.0.0.20
+#   rabbitmq  127.0.0.21 (AMQP; its own epmd and distribution port on 127.0.0.1)
+# The web processes run examples/http_hello until the chess club's own web app exists; the
+# master (AMQP consumer) role comes with it. Every process is started with setsid and recorded
+# (role, address, pid) in $CLUB_STATE/procs; stop ends them by pid, children included, and
+# waits until each is gone.
+# Usage: club.sh start|status|stop
+# Environment: CLUB_STATE (default ${TMPDIR:-/tmp}/simul-chess-club-$UID), CLUB_BUILD (the build
+# dir with examples/http_hello; default <repo>/build), CLUB_WEB (instances, 2), CLUB_WORKERS
+# (workers per instance, 2), CLUB_RABBITMQ=0 (leave RabbitMQ out: a start in 1 s instead of 6).
+set -u -o pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+STATE=${CLUB_STATE:-${TMPDIR:-/tmp}/simul-chess-club-$(id -u)}
+BUILD=${CLUB_BUILD:-$ROOT/build}
+NWEB=${CLUB_WEB:-2}
+NWORKERS=${CLUB_WORKERS:-2}
+WITH_RABBIT=${CLUB_RABBITMQ:-1}
+PY=/usr/bin/python3
+PROCS=$STATE/procs
+
+die() { echo "club: $*" >&2; exit 1; }
+
+# ---- process bookkeeping ------------------------------------------------------------------
+alive() { # PID: running (a zombie has ended: PID 1 reaps orphans a moment later)
+    local st
+    st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z ]]
+}
+descendants() { # PID: its children, recursively
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+record() { echo "$1 $2 $3" >>"$PROCS"; } # ROLE ADDRESS PID
+free_port() { # ADDRESS
+    "$PY" -c 'import socket,sys; s=socket.socket(); s.bind((sys.argv[1],0)); print(s.getsockname()[1])' "$1"
+}
+# wait_for WHAT SECONDS COMMAND...: polls COMMAND until it succeeds; the bound turns a hang into
+# an error.
+wait_for() {
+    local what=$1 bound=$2
+    shift 2
+    local end=$((SECONDS + bound))
+    until "$@"; do
+        ((SECONDS < end)) || { echo "club: gave up waiting for $what" >&2; return 1; }
+        sleep 0.05
+    done
+}
+tcp_open() { "$PY" -c 'import socket,sys; socket.create_connection((sys.argv[1],int(sys.argv[2])),1)' "$1" "$2" 2>/dev/null; }
+amqp_ready() { # ADDRESS PORT: the broker answers the protocol header with Connection.Start
+    "$PY" - "$1" "$2" <<'EOF' 2>/dev/null
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), 1)
+s.settimeout(2)
+s.sendall(b"AMQP\x00\x00\x09\x01")
+frame = s.recv(7)
+sys.exit(0 if len(frame) == 7 and frame[0] == 1 else 1)
+EOF
+}
+ha_up() { # NAME: HAProxy's `show servers state` says it runs
+    [[ $("$PY" "$ROOT/tests/stack/haproxy_state.py" "$STATE/haproxy/haproxy.sock" web "$1") == 2 ]]
+}
+club_running() {
+    [[ -f $PROCS ]] || return 1
+    local role addr pid
+    while read -r role addr pid; do alive "$pid" && return 0; done <"$PROCS"
+    return 1
+}
+
+# ---- start --------------------------------------------------------------------------------
+start() {
+    club_running && die "a club already runs from $STATE (club.sh stop first)"
+    local http_hello=$BUILD/examples/http_hello
+    [[ -x $http_hello ]] || die "$http_hello not built (cmake --build $BUILD --target example_http_hello)"
+    local tool
+    for tool in nginx haproxy redis-server openssl "$PY"; do
+        command -v "$tool" >/dev/null || [[ -x /usr/sbin/$tool ]] ||
+            die "$tool missing (make deps installs nginx-light, haproxy, redis-server, rabbitmq-server)"
+    done
+    if [[ $WITH_RABBIT == 1 && ! -x /usr/lib/rabbitmq/bin/rabbitmq-server ]]; then
+        die "rabbitmq-server missing (make deps), or CLUB_RABBITMQ=0"
+    fi
+    rm -rf "$STATE"
+    mkdir -p "$STATE" || die "cannot make $STATE"
+    : >"$PROCS"
+    trap 'echo "club: start failed; stopping what started (logs in $STATE)" >&2; stop >/dev/null 2>&1; exit 1' ERR
+
+    # redis
+    local raddr=127.0.0.20 rport
+    rport=$(free_port $raddr)
+    mkdir -p "$STATE/redis"
+    setsid redis-server --port "$rport" --bind $raddr --save '' --appendonly no \
+        --dir "$STATE/redis" --logfile "$STATE/redis/redis.log" </dev/null >/dev/null 2>&1 &
+    record redis "$raddr:$rport" $!
+
+    # rabbitmq, as tests/../SERVERS.md says: its own epmd, no daemons, everything under STATE
+    local qaddr=127.0.0.21 qport=
+    if [[ $WITH_RABBIT == 1 ]]; then
+        qport=$(free_port $qaddr)
+        local d=$STATE/rabbitmq dist epmdp
+        dist=$(free_port 127.0.0.1)
+        epmdp=$(free_port 127.0.0.1)
+        mkdir -p "$d"
+        : >"$d/env.conf"
+        echo '[].' >"$d/enabled_plugins"
+        printf 'listeners.tcp.default = %s:%s\n' $qaddr "$qport" >"$d/rabbitmq.conf"
+        (
+            export HOME=$d RABBITMQ_NODENAME=club$qport@localhost RABBITMQ_NODE_IP_ADDRESS=$qaddr \
+                RABBITMQ_NODE_PORT=$qport RABBITMQ_DIST_PORT=$dist ERL_EPMD_PORT=$epmdp \
+                ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_CONF_ENV_FILE=$d/env.conf \
+                RABBITMQ_CONFIG_FILE=$d/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config \
+                RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_MNESIA_BASE=$d/mnesia \
+                RABBITMQ_LOG_BASE=$d/log RABBITMQ_PID_FILE=$d/rabbit.pid \
+                RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+            setsid epmd -port "$epmdp" -address 127.0.0.1 </dev/null >"$d/epmd.log" 2>&1 &
+            echo $! >"$d/epmd.pid"
+            wait_for epmd 10 tcp_open 127.0.0.1 "$epmdp"
+            setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$d/server.log" 2>&1 &
+            echo $! >"$d/server.pid"
+        )
+        record epmd "127.0.0.1:$epmdp" "$(cat "$d/epmd.pid")"
+        record rabbitmq "$qaddr:$qport" "$(cat "$d/server.pid")"
+    fi
+
+    # web instances: a supervisor each
+    local i waddr wport servers=""
+    for ((i = 0; i < NWEB; i++)); do
+        waddr=127.0.0.$((4 + i))
+        wport=$(free_port "$waddr")
+        mkdir -p "$STATE/web$i"
+        setsid "$http_hello" --host "$waddr" --port "$wport" --workers "$NWORKERS" \
+            --drain-delay 1 --stop-timeout 10 </dev/null >"$STATE/web$i/out.log" 2>"$STATE/web$i/err.log" &
+        record web "$waddr:$wport" $!
+        servers+="    server web$i $waddr:$wport check"$'\n'
+    done
+
+    # haproxy
+    local haddr=127.0.0.3 hport
+    hport=$(free_port $haddr)
+    mkdir -p "$STATE/haproxy"
+    cat >"$STATE/haproxy/haproxy.cfg" <<EOF
+global
+    stats socket $STATE/haproxy/haproxy.sock level admin
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 1h
+    timeout http-keep-alive 60s
+    retries 3
+    option redispatch
+    retry-on conn-failure empty-response response-timeout
+    default-server inter 200ms fall 2 rise 1
+frontend fe
+    bind $haddr:$hport
+    default_backend web
+backend web
+    balance leastconn
+    option httpchk GET /readyz
+    http-check expect status 200
+$servers
+EOF
+    haproxy -c -f "$STATE/haproxy/haproxy.cfg" >"$STATE/haproxy/check.log" 2>&1 ||
+        { cat "$STATE/haproxy/check.log" >&2; false; }
+    setsid haproxy -f "$STATE/haproxy/haproxy.cfg" -db </dev/null >"$STATE/haproxy/haproxy.log" 2>&1 &
+    record haproxy "$haddr:$hport" $!
+
+    # nginx, TLS with a certificate made for this run
+    local naddr=127.0.0.2 nport
+    nport=$(free_port $naddr)
+    local n=$STATE/nginx
+    mkdir -p "$n/tmp" "$n/static"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:$naddr" \
+        -keyout "$n/key.pem" -out "$n/cert.pem" >/dev/null 2>&1
+    echo "the chess club" >"$n/static/index.txt"
+    cat >"$n/nginx.conf" <<EOF
+user root;
+worker_processes 2;
+pid $n/nginx.pid;
+error_log $n/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $n/tmp/body;
+    proxy_temp_path $n/tmp/proxy;
+    fastcgi_temp_path $n/tmp/fastcgi;
+    uwsgi_temp_path $n/tmp/uwsgi;
+    scgi_temp_path $n/tmp/scgi;
+    upstream haproxy {
+        server $haddr:$hport;
+        keepalive 32;
+        keepalive_timeout 30s;
+    }
+    server {
+        listen $naddr:$nport ssl;
+        ssl_certificate $n/cert.pem;
+        ssl_certificate_key $n/key.pem;
+        location /static/ { alias $n/static/; }
+        location / {
+            proxy_pass http://haproxy;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 1h;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        }
+    }
+}
+EOF
+    setsid nginx -p "$n/" -c "$n/nginx.conf" -e stderr -g 'daemon off;' </dev/null >"$n/nginx.log" 2>&1 &
+    record nginx "$naddr:$nport" $!
+
+    # ready: every piece answers
+    wait_for redis 10 tcp_open $raddr "$rport"
+    for ((i = 0; i < NWEB; i++)); do
+        wait_for "web$i" 30 grep -q "gen=1 ready" "$STATE/web$i/err.log"
+        wait_for "haproxy sees web$i" 30 ha_up "web$i"
+    done
+    wait_for nginx 10 tcp_open $naddr "$nport"
+    [[ $WITH_RABBIT == 1 ]] && wait_for rabbitmq 60 amqp_ready $qaddr "$qport"
+    trap - ERR
+    echo "https://$naddr:$nport/   (CA: $n/cert.pem; state: $STATE)"
+}
+
+# ---- status ---------------------------------------------------------------------------------
+status() {
+    [[ -f $PROCS ]] || { echo "club: not started ($STATE)"; return 3; }
+    local role addr pid up=0 total=0 c
+    while read -r role addr pid; do
+        total=$((total + 1))
+        if alive "$pid"; then
+            up=$((up + 1))
+            printf '%-9s %-22s pid=%s\n' "$role" "$addr" "$pid"
+            # the processes behind it: web workers, nginx workers, the broker's beam
+            for c in $(descendants "$pid"); do
+                case $role in
+                web) printf '%-9s %-22s pid=%s worker of %s\n' web "$addr" "$c" "$pid" ;;
+                nginx) printf '%-9s %-22s pid=%s worker of %s\n' nginx "$addr" "$c" "$pid" ;;
+                rabbitmq) [[ $(cat "/proc/$c/comm" 2>/dev/null) == beam.smp ]] &&
+                    printf '%-9s %-22s pid=%s beam of %s\n' rabbitmq "$addr" "$c" "$pid" ;;
+                esac
+            done
+        else
+            printf '%-9s %-22s pid=%s DOWN\n' "$role" "$addr" "$pid"
+        fi
+    done <"$PROCS"
+    ((up == total))
+}
+
+# ---- stop -------------------------------------------------------------------------------------
+stop() {
+    [[ -f $PROCS ]] || { echo "club: nothing to stop ($STATE)"; return 0; }
+    # In front first, so nothing new reaches what stops next; each with its own graceful signal.
+    local order="nginx haproxy web rabbitmq epmd redis" role r addr pid sig all=()
+    for r in $order; do
+        local pids=()
+        while read -r role addr pid; do
+            [[ $role == "$r" ]] && alive "$pid" && pids+=("$pid" $(descendants "$pid"))
+        done <"$PROCS"
+        ((${#pids[@]})) || continue
+        all+=("${pids[@]}")
+        case $r in
+        nginx) sig=QUIT ;;
+        haproxy) sig=USR1 ;;
+        *) sig=TERM ;;
+        esac
+        while read -r role addr pid; do
+            [[ $role == "$r" ]] && alive "$pid" && kill -"$sig" "$pid" 2>/dev/null
+        done <"$PROCS"
+        # web: the supervisor's own deadline (drain 1 + stop 10 + 5 s); the others stop in ~1 s
+        if ! wait_for "$r to stop" 20 all_gone "${pids[@]}"; then
+            kill -KILL "${pids[@]}" 2>/dev/null
+            wait_for "$r killed" 5 all_gone "${pids[@]}"
+        fi
+    done
+    all_gone "${all[@]}" || { echo "club: processes left: ${all[*]}" >&2; return 1; }
+    rm -f "$PROCS"
+    echo "stopped (${#all[@]} processes)"
+}
+all_gone() { local p; for p in "$@"; do alive "$p" && return 1; done; return 0; }
+
+case ${1:-} in
+start) start ;;
+status) status ;;
+stop) stop ;;
+*) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
+esac
