@@ -231,6 +231,10 @@ typedef struct simul_redis_opts {
     double reconnect_max;
     bool no_reconnect;
     const simul_redis_limits *limits; /* the reply parser's limits; NULL: defaults */
+    /* Dedicated connections (blocking commands, transactions): at most this many at once, each
+     * made on demand with the options above (and no reconnection), kept for reuse while idle.
+     * 0: 8. A caller finding all of them busy waits for one, bounded by its deadline. */
+    unsigned pool_size;
 } simul_redis_opts;
 
 /* Suspends. Connects and runs the handshake (inside opts->connect_timeout), then starts the
@@ -252,6 +256,17 @@ int simul_redis_close(simul_redis_conn *c);
  * flight, resend it after the reconnection (up to 3 times) instead of failing; for idempotent
  * commands only, as it may run twice. */
 #define SIMUL_REDIS_RETRY_SAFE 1u
+/* SIMUL_REDIS_SHARED: run a blocking command on the shared connection anyway (every command
+ * behind it waits until it returns). */
+#define SIMUL_REDIS_SHARED 2u
+
+/* Blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, WAIT,
+ * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
+ * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
+ * connection is never held up. Such a command is cancellable and honours the caller's deadline
+ * like any other: a cancelled or timed-out blocking command's connection is closed (the server
+ * drops the blocked client), never reused with its reply pending; one that completes returns its
+ * connection to the pool. Explicit pipelines always run on the shared connection. */
 
 /* Suspends until the reply of one command, argv[0..argc) (argvlen NULL: C strings).
  * Returns 0 and *reply (the caller frees it with simul_redis_reply_free), or:
@@ -315,6 +330,10 @@ typedef struct simul_redis_stats {
     uint64_t failures;        /* connections lost */
     uint64_t flow_waits;      /* commands that waited for the write queue to drain below its
                                  high-water mark (SIMUL_STREAM_HIGH_WATER) before going out */
+    uint64_t dedicated_opened; /* dedicated connections made (blocking commands, transactions) */
+    uint64_t dedicated_closed; /* of those, closed: cancelled / timed out with a reply pending,
+                                  failed, or closed with the connection */
+    uint64_t pool_waits;       /* callers that found every dedicated connection busy */
 } simul_redis_stats;
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
 

@@ -14,67 +14,7 @@
 #include <simul/sync.h>
 #include <simul/task.h>
 
-#define RBUF_SIZE (16u * 1024u)
-#define OUT_KEEP (1u << 20) /* an output buffer grown past this is freed after its write */
-#define RETRY_ATTEMPTS 3    /* resends of a SIMUL_REDIS_RETRY_SAFE command */
-#define SUB_BOUND_DEFAULT 1024
-
-enum { CMD_NORMAL, CMD_SUB, CMD_UNSUB };
-
-typedef struct cmd {
-    struct cmd *next; /* FIFO of pending commands, or the free list */
-    simul_event *done_ev;
-    simul_redis_reply *reply;
-    int result;
-    int kind;
-    size_t confirms; /* CMD_SUB / CMD_UNSUB: confirmations (one per name) still expected */
-    bool done;       /* result and reply are set */
-    bool conn_err;   /* failed because the connection did (a retry-safe command may resend) */
-    bool abandoned;  /* the caller left: the reader drops the reply and recycles the record */
-} cmd;
-
-struct simul_redis_subscription {
-    simul_redis_conn *conn;
-    simul_redis_subscription *next;
-    bool pattern;
-    bool reading;
-    size_t n;
-    char **names;
-    simul_queue *q;
-    size_t bound;
-    uint64_t dropped;
-};
-
-struct simul_redis_conn {
-    simul_redis_opts o; /* strings point into the copies below */
-    char *host, *port, *unix_path, *username, *password, *client_name;
-    simul_redis_limits limits;
-    bool has_limits;
-
-    simul_stream *s; /* NULL while down */
-    simul_redis_parser *p;
-    char *rbuf;
-    size_t roff, rlen;
-
-    simul_redis_buf out; /* commands queued this pass, written by flush_cb */
-    bool flush_scheduled;
-    simul_handle flush_h;
-    int write_err;
-
-    cmd *head, *tail, *free_cmds;
-    size_t sub_cmds; /* CMD_SUB / CMD_UNSUB records in the FIFO (RESP2 push detection) */
-
-    simul_event *ready; /* set while connected (and when closing or dead, to wake waiters) */
-    simul_event *idle;  /* set when the last user leaves a closing connection */
-    simul_task *reader;
-    unsigned users; /* tasks inside a call on the connection */
-    int proto;
-    bool connected, closing, dead;
-
-    simul_redis_subscription *subs;
-    simul_redis_stats st;
-    uint64_t rng;
-};
+#include "conn.h"
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -115,12 +55,12 @@ static void free_reply_item(void *item)
     simul_redis_reply_free(item);
 }
 
-static void enter(simul_redis_conn *c)
+void redis__enter(simul_redis_conn *c)
 {
     c->users++;
 }
 
-static void leave(simul_redis_conn *c)
+void redis__leave(simul_redis_conn *c)
 {
     if (--c->users == 0 && c->closing)
         simul_event_set(c->idle);
@@ -677,10 +617,12 @@ int simul_redis_close(simul_redis_conn *c)
         c->reader = NULL;
     }
     conn_drop(c, -ECANCELED);
+    redis__pool_interrupt(c);
     for (simul_redis_subscription *s = c->subs; s; s = s->next)
         simul_queue_shutdown(s->q, true, free_reply_item);
     while (c->users > 0)
         simul_event_wait(c->idle);
+    redis__pool_free(c);
     if (shielded)
         simul_scope_end(&shield);
     conn_free(c);
@@ -689,15 +631,7 @@ int simul_redis_close(simul_redis_conn *c)
 
 /* ---- public: commands ---------------------------------------------------------------------- */
 
-typedef struct enc {
-    int argc;
-    const char *const *argv;
-    const size_t *argvlen;
-    const char *fmt;
-    va_list *ap;
-} enc;
-
-static ssize_t encode(simul_redis_buf *b, const enc *e)
+ssize_t redis__encode(simul_redis_buf *b, const enc *e)
 {
     if (!e->fmt)
         return simul_redis_encode(b, e->argc, e->argv, e->argvlen);
@@ -740,12 +674,12 @@ static int wait_ready(simul_redis_conn *c)
     }
 }
 
-static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,
+int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,
                    simul_redis_reply **reply)
 {
     if (c->closing)
         return -ESHUTDOWN;
-    enter(c);
+    redis__enter(c);
     int rc;
     for (int attempt = 0;; attempt++) {
         rc = wait_ready(c);
@@ -757,7 +691,7 @@ static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
             break;
         }
         size_t mark = c->out.len;
-        ssize_t n = encode(&c->out, e);
+        ssize_t n = redis__encode(&c->out, e);
         if (n >= 0)
             n = schedule_flush(c);
         if (n < 0) {
@@ -797,7 +731,7 @@ static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
             simul_redis_reply_free(r);
         break;
     }
-    leave(c);
+    redis__leave(c);
     return rc;
 }
 
@@ -821,7 +755,9 @@ int simul_redis_command_argv(simul_redis_conn *c, unsigned flags, simul_redis_re
     if (is_sub_command(argv[0], argvlen ? argvlen[0] : strlen(argv[0])))
         return -EINVAL;
     enc e = {.argc = argc, .argv = argv, .argvlen = argvlen};
-    return execute(c, flags, CMD_NORMAL, 0, &e, reply);
+    if (!(flags & SIMUL_REDIS_SHARED) && redis__is_blocking(argc, argv, argvlen))
+        return redis__run_dedicated(c, flags, &e, reply);
+    return redis__execute(c, flags, CMD_NORMAL, 0, &e, reply);
 }
 
 int simul_redis_vcommand(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply,
@@ -834,10 +770,22 @@ int simul_redis_vcommand(simul_redis_conn *c, unsigned flags, simul_redis_reply 
     const char *p = fmt + strspn(fmt, " ");
     if (is_sub_command(p, strcspn(p, " ")))
         return -EINVAL;
+    if (!(flags & SIMUL_REDIS_SHARED) && redis__maybe_blocking(p, strcspn(p, " "))) {
+        /* Encoded once to see every argument (XREAD's BLOCK may come from a %s), then run
+         * from that argv. */
+        simul_redis_buf b = {0};
+        va_list copy;
+        va_copy(copy, ap);
+        ssize_t n = simul_redis_vencodef(&b, fmt, copy);
+        va_end(copy);
+        int rc = n < 0 ? (int)n : redis__argv_from_encoded(&b, flags, c, reply);
+        simul_redis_buf_free(&b);
+        return rc;
+    }
     va_list copy;
     va_copy(copy, ap);
     enc e = {.fmt = fmt, .ap = &copy};
-    int rc = execute(c, flags, CMD_NORMAL, 0, &e, reply);
+    int rc = redis__execute(c, flags, CMD_NORMAL, 0, &e, reply);
     va_end(copy);
     return rc;
 }
@@ -919,7 +867,7 @@ int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **repli
     }
     if (c->closing)
         return -ESHUTDOWN;
-    enter(c);
+    redis__enter(c);
     cmd **k = calloc(p->n, sizeof *k);
     int rc = k ? wait_ready(c) : -ENOMEM;
     size_t got = 0;
@@ -935,7 +883,7 @@ int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **repli
             if (k[i])
                 cmd_put(c, k[i]);
         free(k);
-        leave(c);
+        redis__leave(c);
         return rc;
     }
     /* All at once, without suspending: contiguous in the stream and in the FIFO. */
@@ -987,7 +935,7 @@ int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **repli
         }
     }
     free(k);
-    leave(c);
+    redis__leave(c);
     return rc;
 }
 
@@ -1051,7 +999,7 @@ static int sub_command(simul_redis_subscription *s, int kind)
         argv[i + 1] = s->names[i];
     enc e = {.argc = (int)s->n + 1, .argv = argv};
     simul_redis_reply *r = NULL;
-    int rc = execute(s->conn, 0, kind, s->n, &e, &r);
+    int rc = redis__execute(s->conn, 0, kind, s->n, &e, &r);
     simul_redis_reply_free(r);
     free(argv);
     return rc;
@@ -1111,14 +1059,14 @@ int simul_redis_subscription_next(simul_redis_subscription *s, simul_redis_reply
     if (s->reading)
         return -EBUSY;
     simul_redis_conn *c = s->conn;
-    enter(c);
+    redis__enter(c);
     s->reading = true;
     void *item = NULL;
     int rc = simul_queue_get(s->q, &item);
     s->reading = false;
     if (rc == 0)
         *msg = item;
-    leave(c);
+    redis__leave(c);
     return rc;
 }
 

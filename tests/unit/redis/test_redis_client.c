@@ -230,6 +230,16 @@ SIMUL_TASK_TEST(auto_pipelining)
 
 /* ---- cancel safety ------------------------------------------------------------------------- */
 
+static int command_flags(simul_redis_conn *c, unsigned flags, simul_redis_reply **r,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = simul_redis_vcommand(c, flags, r, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 typedef struct blocker {
     simul_redis_conn *c;
     const char *key;
@@ -244,7 +254,9 @@ static int blocker_main(void *arg)
     simul_scope sc;
     if (b->timeout > 0)
         assert_int_equal(simul_scope_timeout(&sc, b->timeout), 0);
-    b->rc = simul_redis_command(b->c, &b->r, "BLPOP %s 0", b->key);
+    /* On the shared connection on purpose: these cases are about what a command pending there
+     * does to the others (a blocking command otherwise goes to a dedicated connection). */
+    b->rc = command_flags(b->c, SIMUL_REDIS_SHARED, &b->r, "BLPOP %s 0", b->key);
     if (b->timeout > 0)
         simul_scope_end(&sc);
     return 0;
