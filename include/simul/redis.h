@@ -334,8 +334,75 @@ typedef struct simul_redis_stats {
     uint64_t dedicated_closed; /* of those, closed: cancelled / timed out with a reply pending,
                                   failed, or closed with the connection */
     uint64_t pool_waits;       /* callers that found every dedicated connection busy */
+    uint64_t txn_conflicts;    /* simul_redis_transaction attempts whose EXEC found a watched
+                                  key changed (and were retried) */
+    uint64_t script_fallbacks; /* simul_redis_script_call's NOSCRIPT answers (then EVAL) */
 } simul_redis_stats;
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Client: transactions (MULTI/EXEC with WATCH) and scripts
+ * ------------------------------------------------------------------------------------------- */
+/* A transaction holds a dedicated connection of the pool from begin to close (WATCH belongs to a
+ * server connection): read the watched keys with simul_redis_txn_command, queue the writes with
+ * simul_redis_txn_queue, then simul_redis_txn_exec sends MULTI, the queue and EXEC in one write.
+ * A transaction belongs to one task. Close every transaction before closing its connection. */
+typedef struct simul_redis_txn simul_redis_txn;
+
+/* Suspends. Takes a dedicated connection (waiting for one, bounded by the caller's deadline) and
+ * WATCHes watch[0..nwatch) (none when nwatch is 0). 0 and *out; the pool's and WATCH's errors. */
+int simul_redis_txn_begin(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                          simul_redis_txn **out);
+/* Suspends. One command now, on the transaction's connection (before EXEC: reads of watched
+ * keys). As simul_redis_command; -ENOTCONN once an earlier command of it failed or was
+ * cancelled (the transaction cannot go on; close it), -EINVAL after exec. */
+int simul_redis_txn_command(simul_redis_txn *t, simul_redis_reply **reply, const char *fmt, ...);
+int simul_redis_txn_command_argv(simul_redis_txn *t, simul_redis_reply **reply, int argc,
+                                 const char *const *argv, const size_t *argvlen);
+/* Queues one command for MULTI ... EXEC (encoded now, sent by exec). Does not suspend. 0,
+ * -EINVAL (a bad format, after exec), -ENOMEM. */
+int simul_redis_txn_queue(simul_redis_txn *t, const char *fmt, ...);
+int simul_redis_txn_queue_argv(simul_redis_txn *t, int argc, const char *const *argv,
+                               const size_t *argvlen);
+/* Suspends. Sends MULTI, the queued commands and EXEC; once per transaction. Returns:
+ *   0         EXEC ran them: *reply is its array, one reply per queued command (an error among
+ *             them is an element of type SIMUL_REDIS_ERROR: Redis does not roll back);
+ *   -EAGAIN   a watched key changed since WATCH: nothing ran (EXEC's nil), *reply NULL: read
+ *             and try again (simul_redis_transaction does);
+ *   -EREMOTEIO  the server refused a queued command (EXECABORT) or MULTI: nothing ran; *reply
+ *             holds the error;
+ *   -ECANCELED / -ETIMEDOUT, a connection error, -ENOTCONN (an earlier failure), -EINVAL. */
+int simul_redis_txn_exec(simul_redis_txn *t, simul_redis_reply **reply);
+/* Suspends (when the connection must be closed). Ends the transaction and frees it: the
+ * connection goes back to the pool when it is clean (executed, or never watched, and no command
+ * was cut short), else it is closed, which drops any WATCH. Returns 0. NULL is ignored. */
+int simul_redis_txn_close(simul_redis_txn *t);
+
+/* The optimistic-locking loop (redis-py's Redis.transaction): begin watching watch[0..nwatch),
+ * run fn (which reads with simul_redis_txn_command and queues with simul_redis_txn_queue; a
+ * negative return abandons the transaction and is returned), exec; on -EAGAIN start again, up to
+ * max_attempts times (0: until it succeeds or the caller's deadline / cancel ends it). Returns
+ * exec's result and *reply; -EAGAIN when every attempt conflicted. */
+typedef int (*simul_redis_txn_fn)(simul_redis_txn *t, void *arg);
+int simul_redis_transaction(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                            simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
+                            simul_redis_reply **reply);
+
+/* A Lua script known by its SHA-1 (redis-py's register_script): the SHA-1 is computed here once;
+ * each call sends EVALSHA, and on NOSCRIPT (the server never saw it, restarted, SCRIPT FLUSH)
+ * EVAL with the source, which caches it on the server again. A script object holds no
+ * connection and may be used on any. */
+typedef struct simul_redis_script simul_redis_script;
+/* Copies source (a C string). 0 and *out, -EINVAL, -ENOMEM. */
+int simul_redis_script_new(const char *source, simul_redis_script **out);
+void simul_redis_script_free(simul_redis_script *s);
+/* Its SHA-1, 40 lowercase hex digits (as SCRIPT LOAD returns). */
+const char *simul_redis_script_sha1(const simul_redis_script *s);
+/* Suspends. Runs the script with keys[0..nkeys) and args[0..nargs) (lengths NULL: C strings).
+ * As simul_redis_command_argv: 0 and *reply, -EREMOTEIO with the script's error, ... */
+int simul_redis_script_call(simul_redis_conn *c, simul_redis_script *s, simul_redis_reply **reply,
+                            int nkeys, const char *const *keys, const size_t *keylens, int nargs,
+                            const char *const *args, const size_t *arglens);
 
 /* ---------------------------------------------------------------------------------------------
  * Client: pub/sub

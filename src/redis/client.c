@@ -801,13 +801,6 @@ int simul_redis_command(simul_redis_conn *c, simul_redis_reply **reply, const ch
 
 /* ---- public: explicit pipelines ----------------------------------------------------------- */
 
-struct simul_redis_pipeline {
-    simul_redis_conn *conn;
-    simul_redis_buf buf; /* the commands, encoded */
-    size_t n;
-    bool executed;
-};
-
 int simul_redis_pipeline_new(simul_redis_conn *c, simul_redis_pipeline **out)
 {
     if (!c || !out)

@@ -85,6 +85,13 @@ typedef struct enc {
 
 struct redis_pool; /* pool.c */
 
+struct simul_redis_pipeline {
+    simul_redis_conn *conn;
+    simul_redis_buf buf; /* the commands, encoded */
+    size_t n;
+    bool executed;
+};
+
 /* Encodes e into b (the argv or the format form). */
 ssize_t redis__encode(simul_redis_buf *b, const enc *e);
 /* Suspends. Puts one command into c's pipeline and waits for its reply (simul_redis_command_argv's
@@ -116,5 +123,8 @@ void redis__pool_release(simul_redis_conn *c, simul_redis_conn *d, bool reuse);
 void redis__pool_interrupt(simul_redis_conn *c);
 /* Suspends: closes the idle dedicated connections and frees the pool (no user is left). */
 void redis__pool_free(simul_redis_conn *c);
+
+/* sha1.c: the SHA-1 of data as 40 lowercase hex digits and a NUL. */
+void redis__sha1_hex(const void *data, size_t len, char out[41]);
 
 #endif /* SIMUL_REDIS_CONN_H */
