@@ -413,26 +413,33 @@ int simul_redis_script_call(simul_redis_conn *c, simul_redis_script *s, simul_re
  * pub/sub its own connection there. A channel or pattern belongs to at most one subscription of a
  * connection. Subscriptions are replayed after a reconnection (messages published while the
  * connection was down are lost, as Redis' pub/sub is at-most-once).
- * Slow readers: the queue holds at most `bound` messages; when a message arrives and the queue
- * is full the OLDEST queued message is dropped and counted (simul_redis_subscription_dropped),
- * so the connection never blocks on a reader and memory stays bounded, and a reader that falls
- * behind sees the latest messages. */
+ * Slow readers: the queue holds at most `bound` messages. When a message arrives and the queue
+ * is full, the connection's reader first yields once, so a subscriber task that keeps up (it is
+ * runnable, woken by the messages already queued) drains it and loses nothing; if the queue is
+ * still full the OLDEST queued message is dropped and counted (simul_redis_subscription_dropped).
+ * The connection never blocks on a reader, memory stays bounded, and a reader that falls behind
+ * sees the latest messages. */
 
 #define SIMUL_REDIS_SUB_PATTERN 1u /* PSUBSCRIBE: the names are glob patterns */
+#define SIMUL_REDIS_SUB_SHARDED 2u /* SSUBSCRIBE: sharded channels (Redis 7; SPUBLISH) */
 
-/* Suspends until the server confirmed the subscription to names[0..n) (SUBSCRIBE, or PSUBSCRIBE
- * with SIMUL_REDIS_SUB_PATTERN). bound 0: 1024 messages. Returns 0 and *out; -EEXIST (a name is
+/* Suspends until the server confirmed the subscription to names[0..n) (SUBSCRIBE; PSUBSCRIBE
+ * with SIMUL_REDIS_SUB_PATTERN; SSUBSCRIBE with SIMUL_REDIS_SUB_SHARDED, whose names must all
+ * hash to one slot on a cluster). bound 0: 1024 messages. Returns 0 and *out; -EEXIST (a name is
  * already subscribed on this connection); -EINVAL; the errors of simul_redis_command_argv. */
 int simul_redis_subscribe(simul_redis_conn *c, unsigned flags, const char *const *names, size_t n,
                           size_t bound, simul_redis_subscription **out);
 
 /* Suspends until the next message and hands it over: a reply the caller frees, an array or push
- * ["message", channel, payload] or ["pmessage", pattern, channel, payload]. Returns 0;
+ * ["message", channel, payload], ["pmessage", pattern, channel, payload] or
+ * ["smessage", channel, payload]. Returns 0;
  * -ECANCELED / -ETIMEDOUT (nothing taken); -ESHUTDOWN once the connection closes; -EBUSY if
  * another task is reading it. */
 int simul_redis_subscription_next(simul_redis_subscription *s, simul_redis_reply **msg);
 /* Messages dropped because the queue was full. */
 uint64_t simul_redis_subscription_dropped(const simul_redis_subscription *s);
+/* Messages queued, not yet taken. */
+size_t simul_redis_subscription_queued(const simul_redis_subscription *s);
 /* Suspends. Unsubscribes (waiting for the confirmation unless the connection is down), drops
  * queued messages and frees the subscription. No task may be reading it. Returns 0, or the
  * error of the UNSUBSCRIBE (the subscription is freed anyway; messages still in flight for it

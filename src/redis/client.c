@@ -209,6 +209,20 @@ static int next_reply(simul_redis_conn *c, simul_redis_reply **r)
     }
 }
 
+static bool is_confirm(const simul_redis_reply *k)
+{
+    return str_is(k, "subscribe") || str_is(k, "psubscribe") || str_is(k, "ssubscribe") ||
+           str_is(k, "unsubscribe") || str_is(k, "punsubscribe") || str_is(k, "sunsubscribe");
+}
+
+static const char *sub_verb(int kind, bool sub)
+{
+    static const char *const verbs[3][2] = {{"UNSUBSCRIBE", "SUBSCRIBE"},
+                                            {"PUNSUBSCRIBE", "PSUBSCRIBE"},
+                                            {"SUNSUBSCRIBE", "SSUBSCRIBE"}};
+    return verbs[kind][sub];
+}
+
 /* Whether r is out-of-band: a RESP3 push, or, on RESP2 in subscribe mode, an array shaped like
  * one (the server then accepts no command whose reply could look the same). */
 static bool is_push(const simul_redis_conn *c, const simul_redis_reply *r)
@@ -218,15 +232,15 @@ static bool is_push(const simul_redis_conn *c, const simul_redis_reply *r)
     if (c->proto != 2 || r->type != SIMUL_REDIS_ARRAY || r->len < 3 || (!c->subs && !c->sub_cmds))
         return false;
     const simul_redis_reply *k = &r->elem[0];
-    return str_is(k, "message") || str_is(k, "pmessage") || str_is(k, "subscribe") ||
-           str_is(k, "psubscribe") || str_is(k, "unsubscribe") || str_is(k, "punsubscribe");
+    return str_is(k, "message") || str_is(k, "pmessage") || str_is(k, "smessage") ||
+           is_confirm(k);
 }
 
 static simul_redis_subscription *sub_find(simul_redis_conn *c, const char *name, size_t n,
-                                          bool pattern)
+                                          int kind)
 {
     for (simul_redis_subscription *s = c->subs; s; s = s->next) {
-        if (s->pattern != pattern)
+        if (s->kind != kind)
             continue;
         for (size_t i = 0; i < s->n; i++)
             if (strlen(s->names[i]) == n && memcmp(s->names[i], name, n) == 0)
@@ -261,19 +275,31 @@ static int handle_push(simul_redis_conn *c, simul_redis_reply *r, bool in_handsh
     const simul_redis_reply *e1 = simul_redis_reply_elem(r, 1);
     size_t n = 0;
     const char *name = simul_redis_reply_str(e1, &n);
-    if (str_is(kind, "message") || str_is(kind, "pmessage")) {
-        simul_redis_subscription *s = name ? sub_find(c, name, n, str_is(kind, "pmessage")) : NULL;
+    int sk = str_is(kind, "message")    ? SUB_CHANNEL
+             : str_is(kind, "pmessage") ? SUB_PATTERN
+             : str_is(kind, "smessage") ? SUB_SHARD
+                                        : -1;
+    if (sk >= 0) {
+        simul_redis_subscription *s = name ? sub_find(c, name, n, sk) : NULL;
+        if (s && !in_handshake && simul_queue_full(s->q)) {
+            /* Full: give its reader one turn first (it is often runnable, woken by the puts
+             * of this very batch), so a reader that keeps up loses nothing; then drop. The
+             * subscription may be closed meanwhile: find it again. */
+            simul_yield();
+            s = sub_find(c, name, n, sk);
+        }
         if (s)
             deliver(s, r);
         else
             simul_redis_reply_free(r); /* a subscription closed or given up meanwhile */
         return 0;
     }
-    bool confirm = str_is(kind, "subscribe") || str_is(kind, "psubscribe") ||
-                   str_is(kind, "unsubscribe") || str_is(kind, "punsubscribe");
+    if (redis__cache_push(c, r)) /* a client-side caching invalidation (cache.c) */
+        return 0;
+    bool confirm = is_confirm(kind);
     simul_redis_reply_free(r);
     if (!confirm)
-        return 0; /* other pushes (invalidate, smessage, ...) are not used yet */
+        return 0; /* other pushes are not used */
     if (in_handshake)
         return 1;
     cmd *k = c->head;
@@ -360,7 +386,7 @@ static int resubscribe(simul_redis_conn *c)
         const char **argv = malloc((s->n + 1) * sizeof *argv);
         if (!argv)
             return -ENOMEM;
-        argv[0] = s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE";
+        argv[0] = sub_verb(s->kind, true);
         for (size_t i = 0; i < s->n; i++)
             argv[i + 1] = s->names[i];
         int rc = send_now(c, (int)s->n + 1, argv);
@@ -984,10 +1010,7 @@ static int sub_command(simul_redis_subscription *s, int kind)
     const char **argv = malloc((s->n + 1) * sizeof *argv);
     if (!argv)
         return -ENOMEM;
-    if (kind == CMD_SUB)
-        argv[0] = s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE";
-    else
-        argv[0] = s->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE";
+    argv[0] = sub_verb(s->kind, kind == CMD_SUB);
     for (size_t i = 0; i < s->n; i++)
         argv[i + 1] = s->names[i];
     enc e = {.argc = (int)s->n + 1, .argv = argv};
@@ -1004,18 +1027,22 @@ int simul_redis_subscribe(simul_redis_conn *c, unsigned flags, const char *const
     if (!c || !names || n == 0 || n > 100000 || !out)
         return -EINVAL;
     *out = NULL;
-    bool pattern = flags & SIMUL_REDIS_SUB_PATTERN;
+    if ((flags & SIMUL_REDIS_SUB_PATTERN) && (flags & SIMUL_REDIS_SUB_SHARDED))
+        return -EINVAL;
+    int kind = (flags & SIMUL_REDIS_SUB_PATTERN)   ? SUB_PATTERN
+               : (flags & SIMUL_REDIS_SUB_SHARDED) ? SUB_SHARD
+                                                   : SUB_CHANNEL;
     for (size_t i = 0; i < n; i++) {
         if (!names[i])
             return -EINVAL;
-        if (sub_find(c, names[i], strlen(names[i]), pattern))
+        if (sub_find(c, names[i], strlen(names[i]), kind))
             return -EEXIST;
     }
     simul_redis_subscription *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     s->conn = c;
-    s->pattern = pattern;
+    s->kind = kind;
     s->bound = bound ? bound : SUB_BOUND_DEFAULT;
     s->names = calloc(n, sizeof *s->names);
     int rc = s->names ? simul_queue_new(&s->q, s->bound) : -ENOMEM;
@@ -1079,4 +1106,9 @@ int simul_redis_subscription_close(simul_redis_subscription *s)
         rc = sub_command(s, CMD_UNSUB);
     sub_free(s);
     return rc;
+}
+
+size_t simul_redis_subscription_queued(const simul_redis_subscription *s)
+{
+    return s ? simul_queue_qsize(s->q) : 0;
 }

@@ -17,6 +17,7 @@
 #define SUB_BOUND_DEFAULT 1024
 
 enum { CMD_NORMAL, CMD_SUB, CMD_UNSUB };
+enum { SUB_CHANNEL, SUB_PATTERN, SUB_SHARD }; /* SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE */
 
 typedef struct cmd {
     struct cmd *next; /* FIFO of pending commands, or the free list */
@@ -33,7 +34,7 @@ typedef struct cmd {
 struct simul_redis_subscription {
     simul_redis_conn *conn;
     simul_redis_subscription *next;
-    bool pattern;
+    int kind; /* SUB_CHANNEL, SUB_PATTERN, SUB_SHARD */
     bool reading;
     size_t n;
     char **names;
@@ -123,6 +124,9 @@ void redis__pool_release(simul_redis_conn *c, simul_redis_conn *d, bool reuse);
 void redis__pool_interrupt(simul_redis_conn *c);
 /* Suspends: closes the idle dedicated connections and frees the pool (no user is left). */
 void redis__pool_free(simul_redis_conn *c);
+
+/* cache.c: takes r (and returns true) when it is a client-side caching invalidation. */
+bool redis__cache_push(simul_redis_conn *c, simul_redis_reply *r);
 
 /* sha1.c: the SHA-1 of data as 40 lowercase hex digits and a NUL. */
 void redis__sha1_hex(const void *data, size_t len, char out[41]);
