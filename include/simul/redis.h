@@ -446,6 +446,85 @@ size_t simul_redis_subscription_queued(const simul_redis_subscription *s);
  * are dropped). */
 int simul_redis_subscription_close(simul_redis_subscription *s);
 
+/* ---------------------------------------------------------------------------------------------
+ * Cluster
+ * ------------------------------------------------------------------------------------------- */
+/* A Redis Cluster client: the slot map read from the cluster (CLUSTER SLOTS), one multiplexed
+ * connection per node (made on first use, each with automatic pipelining and a pool for blocking
+ * commands), every command sent to the master of its keys' slot. The keys of a command are found
+ * from the server's COMMAND table (read once at connect), or by COMMAND GETKEYS for commands whose
+ * keys depend on their arguments (EVAL, XREAD, ZUNIONSTORE, ...; one more round trip).
+ * - MOVED: the slot is fixed in the map at once, the whole map is read again (one refresh at a
+ *   time; other callers wait for it), and the command goes to the new node.
+ * - ASK (a slot being migrated): ASKING and the command go to the named node, once, contiguous;
+ *   the map is left alone. TRYAGAIN (a multi-key command whose keys a migration has split) and
+ *   CLUSTERDOWN: retried after a short growing pause (5 ms doubling), within the caller's
+ *   deadline. So a slot migrated while commands run costs redirects, never an error.
+ * - A node that cannot be reached before anything is sent: the map is read again and the command
+ *   goes where it says (a failover). A node lost with the command in flight: the map is read
+ *   again; the command fails (-ECONNRESET, ...) unless marked SIMUL_REDIS_RETRY_SAFE.
+ * - Keys in more than one slot: -EXDEV at once, nothing sent (the server's CROSSSLOT); use hash
+ *   tags ({user1}.name, {user1}.age) to keep keys together.
+ * - More than max_redirects redirects (MOVED, ASK) for one command: -ELOOP. Waits (TRYAGAIN,
+ *   CLUSTERDOWN, no node reachable) end after 64 pauses (about 20 s) with -EAGAIN, or sooner at
+ *   the caller's deadline.
+ * Not in this slice: pub/sub and transactions on a cluster (use simul_redis_connect to the
+ * node that serves the slot), reading from replicas. */
+typedef struct simul_redis_cluster simul_redis_cluster;
+
+typedef struct simul_redis_cluster_opts {
+    const char *const *seeds; /* "host:port" of one or more nodes, to read the map from */
+    size_t nseeds;
+    simul_redis_opts node;  /* for each node connection: auth, protocol, timeouts, limits,
+                               pool_size (host, port, unix_path, connect_cb and db are ignored) */
+    unsigned max_redirects; /* per command; 0: 16 */
+} simul_redis_cluster_opts;
+
+/* Suspends. Reads the slot map and the command table from the seeds. 0 and *out; -ENOTCONN (no
+ * seed answered), -EINVAL, -ENOMEM, -ECANCELED, -ETIMEDOUT. */
+int simul_redis_cluster_connect(const simul_redis_cluster_opts *opts, simul_redis_cluster **out);
+/* Suspends. Closes every node connection (what is in flight fails) and frees the cluster. */
+int simul_redis_cluster_close(simul_redis_cluster *cl);
+/* Suspends. As simul_redis_command / _command_argv, routed by slot (see above): also -EXDEV
+ * (keys in several slots), -ELOOP (too many redirects). */
+int simul_redis_cluster_command(simul_redis_cluster *cl, simul_redis_reply **reply,
+                                const char *fmt, ...);
+int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
+                                     simul_redis_reply **reply, int argc, const char *const *argv,
+                                     const size_t *argvlen);
+/* The slot of a key (CRC16 of the key, or of its {hash tag}, modulo 16384). */
+unsigned simul_redis_cluster_keyslot(const char *key, size_t len);
+/* Which node serves a slot in the current map: its host (into host[0..hostlen)) and port.
+ * 0; -ENOENT (no node known for it), -EINVAL. */
+int simul_redis_cluster_slot_node(const simul_redis_cluster *cl, unsigned slot, char *host,
+                                  size_t hostlen, int *port);
+
+/* A pipeline over the cluster: the commands are split by node, each node's share goes out as one
+ * pipeline on its connection (all nodes at once), and commands redirected meanwhile (MOVED, ASK,
+ * TRYAGAIN) are redone one by one; replies come back in the order added. Otherwise as
+ * simul_redis_pipeline_* (a command whose keys span slots has result -EXDEV). */
+typedef struct simul_redis_cluster_pipeline simul_redis_cluster_pipeline;
+int simul_redis_cluster_pipeline_new(simul_redis_cluster *cl, simul_redis_cluster_pipeline **out);
+int simul_redis_cluster_pipeline_add(simul_redis_cluster_pipeline *p, const char *fmt, ...);
+int simul_redis_cluster_pipeline_add_argv(simul_redis_cluster_pipeline *p, int argc,
+                                          const char *const *argv, const size_t *argvlen);
+size_t simul_redis_cluster_pipeline_len(const simul_redis_cluster_pipeline *p);
+int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_redis_reply **replies,
+                                      int *results);
+void simul_redis_cluster_pipeline_free(simul_redis_cluster_pipeline *p);
+
+typedef struct simul_redis_cluster_stats {
+    uint64_t moved;           /* MOVED answers followed */
+    uint64_t asks;            /* commands sent with ASKING after an ASK answer */
+    uint64_t tryagain;        /* TRYAGAIN / CLUSTERDOWN answers waited out */
+    uint64_t refreshes;       /* slot map reads */
+    uint64_t node_connects;   /* node connections made */
+    uint64_t crossslot;       /* commands refused locally with -EXDEV */
+    uint64_t getkeys;         /* COMMAND GETKEYS round trips (movable keys) */
+    uint64_t pipeline_groups; /* per-node pipelines sent by cluster pipelines */
+} simul_redis_cluster_stats;
+void simul_redis_cluster_get_stats(const simul_redis_cluster *cl, simul_redis_cluster_stats *out);
+
 #if defined(__GNUC__)
 #pragma GCC visibility pop
 #endif

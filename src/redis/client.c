@@ -232,12 +232,10 @@ static bool is_push(const simul_redis_conn *c, const simul_redis_reply *r)
     if (c->proto != 2 || r->type != SIMUL_REDIS_ARRAY || r->len < 3 || (!c->subs && !c->sub_cmds))
         return false;
     const simul_redis_reply *k = &r->elem[0];
-    return str_is(k, "message") || str_is(k, "pmessage") || str_is(k, "smessage") ||
-           is_confirm(k);
+    return str_is(k, "message") || str_is(k, "pmessage") || str_is(k, "smessage") || is_confirm(k);
 }
 
-static simul_redis_subscription *sub_find(simul_redis_conn *c, const char *name, size_t n,
-                                          int kind)
+static simul_redis_subscription *sub_find(simul_redis_conn *c, const char *name, size_t n, int kind)
 {
     for (simul_redis_subscription *s = c->subs; s; s = s->next) {
         if (s->kind != kind)

@@ -83,7 +83,6 @@ typedef struct enc {
     va_list *ap;
 } enc;
 
-
 struct redis_pool; /* pool.c */
 
 struct simul_redis_pipeline {
@@ -108,6 +107,9 @@ void redis__leave(simul_redis_conn *c);
 bool redis__is_blocking(int argc, const char *const *argv, const size_t *argvlen);
 /* Whether a command named name[0..n) may block (then its whole argv is looked at). */
 bool redis__maybe_blocking(const char *name, size_t n);
+/* One encoded command (a RESP array of bulk strings) read back as a reply tree: argv[i] is
+ * (*out)->elem[i].str / .len. 0, -EINVAL, -ENOMEM. */
+int redis__decode_argv(const simul_redis_buf *b, simul_redis_reply **out);
 /* Suspends. The encoded command in b, decoded back to argv and run as simul_redis_command_argv
  * (on a dedicated connection when it blocks). */
 int redis__argv_from_encoded(const simul_redis_buf *b, unsigned flags, simul_redis_conn *c,

@@ -29,9 +29,9 @@ static bool name_is(const char *s, size_t n, const char *name)
     return n == strlen(name) && strncasecmp(s, name, n) == 0;
 }
 
-static const char *const blocking_names[] = {"BLPOP",    "BRPOP",    "BRPOPLPUSH", "BLMOVE",
-                                             "BLMPOP",   "BZPOPMIN", "BZPOPMAX",   "BZMPOP",
-                                             "WAIT",     "WAITAOF",  "XREAD",      "XREADGROUP"};
+static const char *const blocking_names[] = {"BLPOP",  "BRPOP",    "BRPOPLPUSH", "BLMOVE",
+                                             "BLMPOP", "BZPOPMIN", "BZPOPMAX",   "BZMPOP",
+                                             "WAIT",   "WAITAOF",  "XREAD",      "XREADGROUP"};
 
 bool redis__maybe_blocking(const char *name, size_t n)
 {
@@ -59,10 +59,10 @@ bool redis__is_blocking(int argc, const char *const *argv, const size_t *argvlen
     return false;
 }
 
-int redis__argv_from_encoded(const simul_redis_buf *b, unsigned flags, simul_redis_conn *c,
-                             simul_redis_reply **reply)
+int redis__decode_argv(const simul_redis_buf *b, simul_redis_reply **out)
 {
     /* The encoder's output is a RESP array of bulk strings: our parser reads it back. */
+    *out = NULL;
     simul_redis_parser *p = NULL;
     int rc = simul_redis_parser_new(&p, NULL);
     if (rc < 0)
@@ -74,6 +74,17 @@ int redis__argv_from_encoded(const simul_redis_buf *b, unsigned flags, simul_red
         simul_redis_reply_free(tree);
         return n < 0 ? (int)n : -EINVAL;
     }
+    *out = tree;
+    return 0;
+}
+
+int redis__argv_from_encoded(const simul_redis_buf *b, unsigned flags, simul_redis_conn *c,
+                             simul_redis_reply **reply)
+{
+    simul_redis_reply *tree = NULL;
+    int rc = redis__decode_argv(b, &tree);
+    if (rc < 0)
+        return rc;
     const char **argv = malloc(tree->len * sizeof *argv);
     size_t *lens = malloc(tree->len * sizeof *lens);
     rc = argv && lens ? 0 : -ENOMEM;

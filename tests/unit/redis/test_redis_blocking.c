@@ -132,7 +132,8 @@ static void cancel_blocking(bool by_deadline)
     assert_int_equal(simul_redis_command(c, &r, "BLPOP q 0"), 0);
     simul_redis_reply_free(r);
 
-    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "q", .b = "0", .timeout = by_deadline ? 0.1 : 0};
+    blocker b = {
+        .c = c, .fmt = "BLPOP %s %s", .a = "q", .b = "0", .timeout = by_deadline ? 0.1 : 0};
     simul_task *t;
     assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
     if (!by_deadline) {

@@ -27,9 +27,9 @@ static void three_kinds(server *sv, int protocol)
     /* The same name as a sharded channel is another subscription. */
     assert_int_equal(simul_redis_subscribe(c, SIMUL_REDIS_SUB_SHARDED, name, 1, 0, &sh), 0);
     assert_int_equal(simul_redis_subscribe(c, SIMUL_REDIS_SUB_SHARDED, name, 1, 0, &dup), -EEXIST);
-    assert_int_equal(
-        simul_redis_subscribe(c, SIMUL_REDIS_SUB_SHARDED | SIMUL_REDIS_SUB_PATTERN, pat, 1, 0, &dup),
-        -EINVAL);
+    assert_int_equal(simul_redis_subscribe(c, SIMUL_REDIS_SUB_SHARDED | SIMUL_REDIS_SUB_PATTERN,
+                                           pat, 1, 0, &dup),
+                     -EINVAL);
 
     assert_int_equal(call_int(pub, "PUBLISH news %s", "plain"), 2); /* channel + pattern */
     assert_int_equal(call_int(pub, "SPUBLISH news %s", "sharded"), 1);

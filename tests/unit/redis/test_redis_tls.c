@@ -73,8 +73,8 @@ SIMUL_TASK_TEST(tls_commands_pool_and_reconnect)
     start_tls_server(&sv, tls_port, sizeof tls_port);
     tls_target tt = {.port = tls_port};
     assert_int_equal(simul_tls_config_new_client(&tt.cfg), 0);
-    assert_int_equal(simul_tls_config_set_ca(tt.cfg, SIMUL_REDIS_TLS_CERTS "/ca.crt", NULL, NULL, 0),
-                     0);
+    assert_int_equal(
+        simul_tls_config_set_ca(tt.cfg, SIMUL_REDIS_TLS_CERTS "/ca.crt", NULL, NULL, 0), 0);
     simul_redis_opts o = {.connect_cb = tls_connect, .connect_arg = &tt, .client_name = "tls"};
     simul_redis_conn *c = NULL, *probe = connect_tcp(&sv, 2);
     assert_int_equal(simul_redis_connect(&o, &c), 0);

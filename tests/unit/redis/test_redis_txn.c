@@ -141,8 +141,8 @@ SIMUL_TASK_TEST(transaction_retry_loop_is_exact)
     incr_task it[T];
     simul_task *t[T];
     for (int i = 0; i < T; i++) {
-        it[i] = (incr_task){.w = {.c = c, .meddler = meddler, .meddle = i == 0 ? MEDDLES : 0},
-                            .n = N};
+        it[i] =
+            (incr_task){.w = {.c = c, .meddler = meddler, .meddle = i == 0 ? MEDDLES : 0}, .n = N};
         assert_int_equal(simul_task_spawn(&t[i], incr_main, &it[i], NULL), 0);
     }
     assert_int_equal(simul_gather(t, T, NULL), 0);
