@@ -235,6 +235,13 @@ typedef struct simul_redis_opts {
      * made on demand with the options above (and no reconnection), kept for reuse while idle.
      * 0: 8. A caller finding all of them busy waits for one, bounded by its deadline. */
     unsigned pool_size;
+    /* Client-side caching (opt-in): 0 is off. Otherwise the connection sends CLIENT TRACKING ON
+     * (RESP3 only: on a RESP2 connection nothing is cached) and keeps the replies of single-key
+     * reads (GET, HGET, HGETALL, LRANGE, SMEMBERS, ZRANGE, ... see redis.h below) up to about
+     * this many bytes, least recently used first out; the server's invalidation pushes drop the
+     * entries of a changed key. Dedicated connections (blocking commands, transactions) do not
+     * cache. */
+    size_t cache_bytes;
 } simul_redis_opts;
 
 /* Suspends. Connects and runs the handshake (inside opts->connect_timeout), then starts the
@@ -259,6 +266,19 @@ int simul_redis_close(simul_redis_conn *c);
 /* SIMUL_REDIS_SHARED: run a blocking command on the shared connection anyway (every command
  * behind it waits until it returns). */
 #define SIMUL_REDIS_SHARED 2u
+/* SIMUL_REDIS_NO_CACHE: read from the server even when the client-side cache holds the reply
+ * (and do not keep this one). */
+#define SIMUL_REDIS_NO_CACHE 4u
+
+/* Client-side caching (simul_redis_opts.cache_bytes): the reads answered from the cache are the
+ * single-key read-only commands GET, GETRANGE, STRLEN, EXISTS, TYPE, HGET, HMGET, HGETALL,
+ * HEXISTS, HLEN, HKEYS, HVALS, HSTRLEN, LINDEX, LLEN, LRANGE, SCARD, SISMEMBER, SMISMEMBER,
+ * SMEMBERS, ZCARD, ZSCORE, ZMSCORE, ZRANGE, ZRANK, ZREVRANK, ZCOUNT; an entry is the exact
+ * command (all its arguments) and its reply. A reply is kept only if no invalidation arrived
+ * between the server's answer and the caller taking it, and the cache is emptied when the
+ * connection is made again (invalidations may have been lost meanwhile), so a cached read is
+ * never older than one the server would have given at that point. A hit returns a fresh copy
+ * the caller frees, as any reply. */
 
 /* Blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, WAIT,
  * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
@@ -337,6 +357,11 @@ typedef struct simul_redis_stats {
     uint64_t txn_conflicts;    /* simul_redis_transaction attempts whose EXEC found a watched
                                   key changed (and were retried) */
     uint64_t script_fallbacks; /* simul_redis_script_call's NOSCRIPT answers (then EVAL) */
+    uint64_t cache_hits;          /* reads answered by the client-side cache */
+    uint64_t cache_misses;        /* cacheable reads sent to the server */
+    uint64_t cache_invalidations; /* keys invalidated by the server (a flush counts one) */
+    uint64_t cache_evictions;     /* entries dropped for the memory bound */
+    uint64_t cache_bytes;         /* bytes held by the cache now */
 } simul_redis_stats;
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
 

@@ -123,6 +123,7 @@ static void cmd_complete(simul_redis_conn *c, cmd *k, int result, simul_redis_re
     k->result = result;
     k->reply = r;
     k->conn_err = conn_err;
+    k->seq = c->inval_seq;
     k->done = true;
     simul_event_set(k->done_ev);
 }
@@ -468,6 +469,17 @@ static int handshake(simul_redis_conn *c)
         if (rc < 0)
             return rc;
     }
+    if (c->cache) {
+        /* A new connection: what was cached may have changed while nobody told us. */
+        redis__cache_flush(c);
+        if (c->proto == 3) {
+            const char *argv[] = {"CLIENT", "TRACKING", "ON"};
+            rc = hs_call(c, &r, 3, argv);
+            simul_redis_reply_free(r);
+            if (rc < 0)
+                return rc;
+        }
+    }
     return resubscribe(c);
 }
 
@@ -563,6 +575,7 @@ static void conn_free(simul_redis_conn *c)
         free(k);
         k = next;
     }
+    redis__cache_free(c);
     simul_event_free(c->ready);
     simul_event_free(c->idle);
     simul_redis_parser_free(c->p);
@@ -612,7 +625,9 @@ int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out)
         conn_free(c);
         return -ENOMEM;
     }
-    int rc = establish(c);
+    int rc = opts->cache_bytes > 0 ? redis__cache_new(c) : 0;
+    if (rc == 0)
+        rc = establish(c);
     if (rc == 0) {
         simul_task_opts to = {.name = "redis-reader", .stack_size = 0};
         rc = simul_task_spawn(&c->reader, reader_main, c, &to);
@@ -744,6 +759,8 @@ int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
         /* Done: the outcome wins over a cancel that landed meanwhile (nothing is lost). */
         rc = k->result;
         simul_redis_reply *r = k->reply;
+        if (e->seq)
+            *e->seq = k->seq;
         bool retry = rc < 0 && k->conn_err && (flags & SIMUL_REDIS_RETRY_SAFE) &&
                      attempt < RETRY_ATTEMPTS && !c->closing && !c->o.no_reconnect;
         cmd_put(c, k);
@@ -781,6 +798,8 @@ int simul_redis_command_argv(simul_redis_conn *c, unsigned flags, simul_redis_re
     enc e = {.argc = argc, .argv = argv, .argvlen = argvlen};
     if (!(flags & SIMUL_REDIS_SHARED) && redis__is_blocking(argc, argv, argvlen))
         return redis__run_dedicated(c, flags, &e, reply);
+    if (c->cache && !(flags & SIMUL_REDIS_NO_CACHE) && redis__cacheable(c, argc, argv, argvlen))
+        return redis__cached_command(c, flags, reply, argc, argv, argvlen);
     return redis__execute(c, flags, CMD_NORMAL, 0, &e, reply);
 }
 
@@ -794,7 +813,9 @@ int simul_redis_vcommand(simul_redis_conn *c, unsigned flags, simul_redis_reply 
     const char *p = fmt + strspn(fmt, " ");
     if (is_sub_command(p, strcspn(p, " ")))
         return -EINVAL;
-    if (!(flags & SIMUL_REDIS_SHARED) && redis__maybe_blocking(p, strcspn(p, " "))) {
+    if ((!(flags & SIMUL_REDIS_SHARED) && redis__maybe_blocking(p, strcspn(p, " "))) ||
+        (c->cache && !(flags & SIMUL_REDIS_NO_CACHE) &&
+         redis__cacheable_name(p, strcspn(p, " ")))) {
         /* Encoded once to see every argument (XREAD's BLOCK may come from a %s), then run
          * from that argv. */
         simul_redis_buf b = {0};

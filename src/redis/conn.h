@@ -29,6 +29,7 @@ typedef struct cmd {
     bool done;       /* result and reply are set */
     bool conn_err;   /* failed because the connection did (a retry-safe command may resend) */
     bool abandoned;  /* the caller left: the reader drops the reply and recycles the record */
+    uint64_t seq;    /* the connection's invalidation count when the reply was matched */
 } cmd;
 
 struct simul_redis_subscription {
@@ -73,6 +74,9 @@ struct simul_redis_conn {
     simul_redis_stats st;
     uint64_t rng;
     struct redis_pool *pool; /* dedicated connections (pool.c), made on first use */
+    struct redis_cache *cache; /* client-side cache (cache.c), when opts.cache_bytes > 0 */
+    uint64_t inval_seq;        /* invalidations seen (and flushes): a read older than one is
+                                  not cached */
 };
 
 typedef struct enc {
@@ -81,6 +85,7 @@ typedef struct enc {
     const size_t *argvlen;
     const char *fmt;
     va_list *ap;
+    uint64_t *seq; /* if set: the invalidation count when the reply was matched (cache.c) */
 } enc;
 
 struct redis_pool; /* pool.c */
@@ -129,6 +134,18 @@ void redis__pool_free(simul_redis_conn *c);
 
 /* cache.c: takes r (and returns true) when it is a client-side caching invalidation. */
 bool redis__cache_push(simul_redis_conn *c, simul_redis_reply *r);
+/* Makes c->cache (opts.cache_bytes > 0). 0, -ENOMEM. */
+int redis__cache_new(simul_redis_conn *c);
+void redis__cache_free(simul_redis_conn *c);
+/* Every entry dropped (a new connection: invalidations may have been missed). */
+void redis__cache_flush(simul_redis_conn *c);
+/* Whether argv is a read the cache may answer (a single-key read-only command). */
+bool redis__cacheable(const simul_redis_conn *c, int argc, const char *const *argv,
+                      const size_t *argvlen);
+bool redis__cacheable_name(const char *name, size_t n);
+/* Suspends (on a miss). Answers argv from the cache or runs it and keeps the reply. */
+int redis__cached_command(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply, int argc,
+                          const char *const *argv, const size_t *argvlen);
 
 /* sha1.c: the SHA-1 of data as 40 lowercase hex digits and a NUL. */
 void redis__sha1_hex(const void *data, size_t len, char out[41]);

@@ -163,6 +163,7 @@ int redis__pool_acquire(simul_redis_conn *c, simul_redis_conn **d)
             o.no_reconnect = true;
             o.protocol = c->proto;
             o.limits = c->has_limits ? &c->limits : NULL;
+            o.cache_bytes = 0; /* one caller at a time: nothing to share */
             rc = simul_redis_connect(&o, &s->d);
             if (rc == 0)
                 c->st.dedicated_opened++;
