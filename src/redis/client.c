@@ -267,9 +267,8 @@ static void deliver(simul_redis_subscription *s, simul_redis_reply *r)
 /* A push: a message goes to its subscription; a confirmation counts for the (un)subscribe at the
  * head of the FIFO (the server sends them where that command's reply would be). Returns how many
  * confirmations it was (0 or 1), for the handshake's count. */
-static int handle_push(simul_redis_conn *c, simul_redis_reply *r, bool in_handshake)
+static int push_dispatch(simul_redis_conn *c, simul_redis_reply *r, bool in_handshake)
 {
-    c->st.pushes++;
     const simul_redis_reply *kind = simul_redis_reply_elem(r, 0);
     const simul_redis_reply *e1 = simul_redis_reply_elem(r, 1);
     size_t n = 0;
@@ -305,6 +304,15 @@ static int handle_push(simul_redis_conn *c, simul_redis_reply *r, bool in_handsh
     if (k && k->kind != CMD_NORMAL && k->confirms > 0 && --k->confirms == 0)
         cmd_complete(c, fifo_pop(c), 0, NULL, false);
     return 1;
+}
+
+static int handle_push(simul_redis_conn *c, simul_redis_reply *r, bool in_handshake)
+{
+    int rc = push_dispatch(c, r, in_handshake);
+    /* Counted once handled (delivered, dropped or matched), not before: a reader of the stats
+     * that sees the count sees the outcome too, even across push_dispatch's yield. */
+    c->st.pushes++;
+    return rc;
 }
 
 /* Matches one reply. A reply with nothing pending means the stream is out of step: -EPROTO. */
