@@ -472,6 +472,36 @@ size_t simul_redis_subscription_queued(const simul_redis_subscription *s);
 int simul_redis_subscription_close(simul_redis_subscription *s);
 
 /* ---------------------------------------------------------------------------------------------
+ * Sentinel
+ * ------------------------------------------------------------------------------------------- */
+/* A connection to the master a set of Sentinels names. Every connection attempt (the first,
+ * every reconnection, every dedicated connection of the pool) asks the sentinels in turn for the
+ * master's address (SENTINEL GET-MASTER-ADDR-BY-NAME; the one that answered is asked first next
+ * time), connects there and checks with ROLE that it is a master (a demoted one is refused and the
+ * attempt retried with the connection's back-off; a master that wants AUTH first is taken on the
+ * sentinels' word). Sentinel disconnects the clients of a master it demotes, so after a failover
+ * the connection reconnects to the new master: commands in flight fail as for any dropped
+ * connection (SIMUL_REDIS_RETRY_SAFE resends), later ones go to the new master. A READONLY answer
+ * (a write that reached the old master after it was demoted, before it dropped us) is returned
+ * as -EREMOTEIO and makes the connection reconnect at once, to the master the sentinels name. */
+typedef struct simul_redis_sentinel_opts {
+    const char *const *sentinels; /* "host:port" of each sentinel */
+    size_t nsentinels;
+    const char *master_name;       /* as in `sentinel monitor NAME ...` */
+    const char *sentinel_password; /* AUTH to the sentinels; NULL: none */
+    simul_redis_opts node;         /* the master connection's options (host, port, unix_path and
+                                      connect_cb are ignored) */
+} simul_redis_sentinel_opts;
+
+/* Suspends. As simul_redis_connect, to the master of opts->master_name; also -ENOENT (no
+ * sentinel knows the name), -ENOTCONN (no sentinel answered), -EAGAIN (the address given is not
+ * a master, a failover under way: try again). The result is an ordinary connection. */
+int simul_redis_sentinel_connect(const simul_redis_sentinel_opts *opts, simul_redis_conn **out);
+/* Suspends. The master's address as the sentinels give it now (host into host[0..hostlen)). */
+int simul_redis_sentinel_master_addr(const simul_redis_sentinel_opts *opts, char *host,
+                                     size_t hostlen, int *port);
+
+/* ---------------------------------------------------------------------------------------------
  * Cluster
  * ------------------------------------------------------------------------------------------- */
 /* A Redis Cluster client: the slot map read from the cluster (CLUSTER SLOTS), one multiplexed

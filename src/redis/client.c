@@ -328,8 +328,12 @@ static int dispatch(simul_redis_conn *c, simul_redis_reply *r)
         return -EPROTO;
     }
     c->st.replies++;
+    bool demoted =
+        c->rediscover && r->type == SIMUL_REDIS_ERROR && starts_with(r->str, r->len, "READONLY");
     cmd_complete(c, k, r->type == SIMUL_REDIS_ERROR ? -EREMOTEIO : 0, r, false);
-    return 0;
+    /* The master we found is a replica now (a failover): connect again, which asks where the
+     * master is (sentinel.c); what is pending here would meet READONLY too. */
+    return demoted ? -ECONNRESET : 0;
 }
 
 /* ---- connecting and the handshake ---------------------------------------------------------- */
@@ -584,6 +588,8 @@ static void conn_free(simul_redis_conn *c)
         k = next;
     }
     redis__cache_free(c);
+    if (c->owned_free)
+        c->owned_free(c->owned_arg);
     simul_event_free(c->ready);
     simul_event_free(c->idle);
     simul_redis_parser_free(c->p);

@@ -73,10 +73,13 @@ struct simul_redis_conn {
     simul_redis_subscription *subs;
     simul_redis_stats st;
     uint64_t rng;
-    struct redis_pool *pool; /* dedicated connections (pool.c), made on first use */
+    struct redis_pool *pool;   /* dedicated connections (pool.c), made on first use */
     struct redis_cache *cache; /* client-side cache (cache.c), when opts.cache_bytes > 0 */
-    uint64_t inval_seq;        /* invalidations seen (and flushes): a read older than one is
-                                  not cached */
+    bool rediscover; /* READONLY answers make it connect again (sentinel.c: a new master) */
+    void *owned_arg; /* freed with the connection by owned_free (sentinel.c's connect_arg) */
+    void (*owned_free)(void *);
+    uint64_t inval_seq; /* invalidations seen (and flushes): a read older than one is
+                           not cached */
 };
 
 typedef struct enc {
