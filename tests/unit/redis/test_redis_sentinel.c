@@ -64,16 +64,21 @@ static void stop_sentinel(sentinel *s)
     rmdir(s->dir);
 }
 
+/* One command on a fresh connection; again if the server dropped it (a demotion does). */
 static simul_redis_reply *call_port(int port, int argc, const char *const *argv)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
-    simul_redis_reply *r = blocking_call(fd, argc, argv);
-    close(fd);
-    return r;
+    for (;;) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+        simul_redis_reply *r = try_blocking_call(fd, argc, argv);
+        close(fd);
+        if (r)
+            return r;
+        usleep(1000);
+    }
 }
 
 static bool reply_has(simul_redis_reply *r, const char *text)
