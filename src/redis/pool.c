@@ -137,6 +137,10 @@ int redis__pool_acquire(simul_redis_conn *c, simul_redis_conn **d)
         rc = simul_semaphore_acquire(p->sem); /* the caller's cancel / deadline end it */
         if (rc < 0)
             return rc;
+        if (c->closing) { /* closed while we waited: a slot, but nothing to use it for */
+            simul_semaphore_release(p->sem);
+            return -ESHUTDOWN;
+        }
     }
     slot *s = NULL;
     while (p->idle) {
