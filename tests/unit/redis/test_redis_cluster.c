@@ -6,10 +6,11 @@
  * error reaches them). Waits are for cluster state (cluster_state:ok, slots agreed). */
 #include "redis_server.h"
 
-enum { NODES = 3 };
+enum { NODES = 3, SERVERS_MAX = 6 }; /* three masters; with replicas, one each */
 
 typedef struct cluster {
-    server sv[NODES];
+    server sv[SERVERS_MAX];
+    int n; /* servers: NODES, or 2 * NODES with a replica per master */
     char seed[32];
 } cluster;
 
@@ -37,20 +38,27 @@ static simul_redis_reply *node_call(server *sv, int argc, const char *const *arg
     return r;
 }
 
-static bool cluster_ok(cluster *cl)
+/* Every live node agrees: state ok, all slots served by NODES masters (each with its replica
+ * when the cluster has them), `known` nodes known. */
+static bool cluster_ok(cluster *cl, int known)
 {
-    for (int i = 0; i < NODES; i++) {
+    char want[64];
+    snprintf(want, sizeof want, "cluster_known_nodes:%d", known);
+    for (int i = 0; i < cl->n; i++) {
+        if (!cl->sv[i].pid)
+            continue; /* killed */
         const char *info[] = {"CLUSTER", "INFO"};
         simul_redis_reply *r = node_call(&cl->sv[i], 2, info);
         bool ok = r->str && strstr(r->str, "cluster_state:ok") &&
-                  strstr(r->str, "cluster_slots_assigned:16384") &&
-                  strstr(r->str, "cluster_known_nodes:3");
+                  strstr(r->str, "cluster_slots_assigned:16384") && strstr(r->str, want);
         simul_redis_reply_free(r);
         if (!ok)
             return false;
         const char *slots[] = {"CLUSTER", "SLOTS"};
         r = node_call(&cl->sv[i], 2, slots);
         ok = r->type == SIMUL_REDIS_ARRAY && r->len == NODES;
+        for (size_t k = 0; ok && cl->n > NODES && k < r->len; k++)
+            ok = r->elem[k].len >= 4; /* start, end, master, a replica */
         simul_redis_reply_free(r);
         if (!ok)
             return false;
@@ -58,10 +66,13 @@ static bool cluster_ok(cluster *cl)
     return true;
 }
 
-static void start_cluster(cluster *cl)
+/* n servers (NODES, or 2 * NODES: a replica per master) joined into a cluster. */
+static void start_cluster_n(cluster *cl, int n, const char *node_timeout)
 {
-    char busport[NODES][16], conf[NODES][128];
-    for (int i = 0; i < NODES; i++) {
+    memset(cl, 0, sizeof *cl);
+    cl->n = n;
+    char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128];
+    for (int i = 0; i < n; i++) {
         for (;;) {
             int bp = free_port();
             snprintf(busport[i], sizeof busport[i], "%d", bp);
@@ -73,7 +84,7 @@ static void start_cluster(cluster *cl)
                                    "--cluster-port",
                                    busport[i],
                                    "--cluster-node-timeout",
-                                   "5000",
+                                   node_timeout,
                                    NULL};
             start_own_server(&cl->sv[i], extra);
             if (accepts(bp))
@@ -81,25 +92,38 @@ static void start_cluster(cluster *cl)
             stop_server(&cl->sv[i]); /* the bus port was taken meanwhile: again */
         }
     }
-    char addr[NODES][32];
-    for (int i = 0; i < NODES; i++)
+    char addr[SERVERS_MAX][32];
+    const char *create[16] = {"redis-cli", "--cluster", "create"};
+    int argc = 3;
+    for (int i = 0; i < n; i++) {
         snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", cl->sv[i].port);
-    const char *create[] = {"redis-cli", "--cluster", "create",        addr[0],
-                            addr[1],     addr[2],     "--cluster-yes", NULL};
+        create[argc++] = addr[i];
+    }
+    if (n > NODES) {
+        create[argc++] = "--cluster-replicas";
+        create[argc++] = "1";
+    }
+    create[argc++] = "--cluster-yes";
+    create[argc] = NULL;
     assert_true(run_wait(create));
     double t0 = test_clock();
-    for (int i = 0; !cluster_ok(cl); i++) {
-        if (i == 20000)
+    for (int i = 0; !cluster_ok(cl, n); i++) {
+        if (i == 30000)
             fail_msg("the cluster did not converge");
         usleep(1000);
     }
     snprintf(cl->seed, sizeof cl->seed, "127.0.0.1:%d", cl->sv[1].port);
-    print_message("cluster up %.2fs after create\n", test_clock() - t0);
+    print_message("cluster of %d up %.2fs after create\n", n, test_clock() - t0);
+}
+
+static void start_cluster(cluster *cl)
+{
+    start_cluster_n(cl, NODES, "5000");
 }
 
 static void stop_cluster(cluster *cl)
 {
-    for (int i = 0; i < NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         stop_server(&cl->sv[i]);
 }
 
@@ -123,7 +147,10 @@ static simul_redis_cluster_stats cstats(simul_redis_cluster *c)
 static int owner(cluster *cl, unsigned s)
 {
     const char *slots[] = {"CLUSTER", "SLOTS"};
-    simul_redis_reply *r = node_call(&cl->sv[0], 2, slots);
+    int live = 0;
+    while (!cl->sv[live].pid)
+        live++;
+    simul_redis_reply *r = node_call(&cl->sv[live], 2, slots);
     int port = -1;
     for (size_t i = 0; i < r->len; i++) {
         const simul_redis_reply *e = &r->elem[i];
@@ -131,7 +158,7 @@ static int owner(cluster *cl, unsigned s)
             port = (int)e->elem[2].elem[1].integer;
     }
     simul_redis_reply_free(r);
-    for (int i = 0; i < NODES; i++)
+    for (int i = 0; i < cl->n; i++)
         if (cl->sv[i].port == port)
             return i;
     fail_msg("no owner for slot %u", s);
@@ -459,12 +486,63 @@ SIMUL_TASK_TEST(slot_migrated_while_commands_run)
     return 0;
 }
 
+/* ---- a master killed: its replica takes over, the client follows ----------------------------- */
+
+SIMUL_TASK_TEST(master_failover_followed)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 150), 0);
+    cluster cl;
+    start_cluster_n(&cl, 2 * NODES, "1000");
+    simul_redis_cluster *c = connect_cluster(&cl);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET fo %s", "before"), 0);
+    simul_redis_reply_free(r);
+    unsigned s = simul_redis_cluster_keyslot("fo", 2);
+    int m = owner(&cl, s);
+    int dead_port = cl.sv[m].port;
+    /* Until its replica has the key (the failover must not lose it). */
+    const char *wait[] = {"WAIT", "1", "5000"};
+    simul_redis_reply *w = node_call(&cl.sv[m], 3, wait);
+    assert_int_equal(w->integer, 1);
+    simul_redis_reply_free(w);
+
+    kill_server(&cl.sv[m], SIGKILL);
+    /* One call, marked safe to resend (the connection may still look alive when it goes out,
+     * and then it is lost in flight): the node refuses connections, the map is read again (with
+     * pauses) until the cluster has promoted the replica, then the GET goes there. No error. */
+    const char *get[] = {"GET", "fo"};
+    assert_int_equal(simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 2, get, NULL),
+                     0);
+    assert_string_equal(r->str, "before");
+    simul_redis_reply_free(r);
+    /* The map knows the new master now: a plain write goes straight there. */
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET fo %s", "after"), 0);
+    simul_redis_reply_free(r);
+    int port = 0;
+    assert_int_equal(simul_redis_cluster_slot_node(c, s, NULL, 0, &port), 0);
+    assert_int_not_equal(port, dead_port);
+    int now = owner(&cl, s);
+    assert_int_equal(cl.sv[now].port, port);
+    simul_redis_cluster_stats st = cstats(c);
+    assert_true(st.refreshes >= 2);
+    print_message("failover followed: refreshes %llu, waits %llu\n",
+                  (unsigned long long)st.refreshes, (unsigned long long)st.tryagain);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cluster_routes_by_slot),
         cmocka_unit_test(slot_migrated_while_commands_run),
+        cmocka_unit_test(master_failover_followed),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cluster");
 }
