@@ -13,6 +13,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang libclang-rt-14-dev llvm \
                procps util-linux gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user
 # libsimul-redis: a real server for its tests, hiredis' reader as its parser's benchmark reference.
 DEB_PACKAGES += redis-server libhiredis-dev
+# The Redis client benchmark's references (bench/run_redis.sh): redis-benchmark, redis-py asyncio.
+DEB_PACKAGES += redis-tools python3-redis
 # libsimul-tls: openssl makes the test certificates; curl is an interop client.
 DEB_PACKAGES += openssl curl
 # libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
@@ -104,6 +106,7 @@ bench: deps
 	bash bench/run_resp.sh $(BUILD)
 	bash bench/run_ws_frame.sh $(BUILD)
 	bash bench/run_stack.sh $(BUILD)
+	bash bench/run_redis.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

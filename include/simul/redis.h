@@ -231,6 +231,17 @@ typedef struct simul_redis_opts {
     double reconnect_max;
     bool no_reconnect;
     const simul_redis_limits *limits; /* the reply parser's limits; NULL: defaults */
+    /* Dedicated connections (blocking commands, transactions): at most this many at once, each
+     * made on demand with the options above (and no reconnection), kept for reuse while idle.
+     * 0: 8. A caller finding all of them busy waits for one, bounded by its deadline. */
+    unsigned pool_size;
+    /* Client-side caching (opt-in): 0 is off. Otherwise the connection sends CLIENT TRACKING ON
+     * (RESP3 only: on a RESP2 connection nothing is cached) and keeps the replies of single-key
+     * reads (GET, HGET, HGETALL, LRANGE, SMEMBERS, ZRANGE, ... see redis.h below) up to about
+     * this many bytes, least recently used first out; the server's invalidation pushes drop the
+     * entries of a changed key. Dedicated connections (blocking commands, transactions) do not
+     * cache. */
+    size_t cache_bytes;
 } simul_redis_opts;
 
 /* Suspends. Connects and runs the handshake (inside opts->connect_timeout), then starts the
@@ -252,6 +263,30 @@ int simul_redis_close(simul_redis_conn *c);
  * flight, resend it after the reconnection (up to 3 times) instead of failing; for idempotent
  * commands only, as it may run twice. */
 #define SIMUL_REDIS_RETRY_SAFE 1u
+/* SIMUL_REDIS_SHARED: run a blocking command on the shared connection anyway (every command
+ * behind it waits until it returns). */
+#define SIMUL_REDIS_SHARED 2u
+/* SIMUL_REDIS_NO_CACHE: read from the server even when the client-side cache holds the reply
+ * (and do not keep this one). */
+#define SIMUL_REDIS_NO_CACHE 4u
+
+/* Client-side caching (simul_redis_opts.cache_bytes): the reads answered from the cache are the
+ * single-key read-only commands GET, GETRANGE, STRLEN, EXISTS, TYPE, HGET, HMGET, HGETALL,
+ * HEXISTS, HLEN, HKEYS, HVALS, HSTRLEN, LINDEX, LLEN, LRANGE, SCARD, SISMEMBER, SMISMEMBER,
+ * SMEMBERS, ZCARD, ZSCORE, ZMSCORE, ZRANGE, ZRANK, ZREVRANK, ZCOUNT; an entry is the exact
+ * command (all its arguments) and its reply. A reply is kept only if no invalidation arrived
+ * between the server's answer and the caller taking it, and the cache is emptied when the
+ * connection is made again (invalidations may have been lost meanwhile), so a cached read is
+ * never older than one the server would have given at that point. A hit returns a fresh copy
+ * the caller frees, as any reply. */
+
+/* Blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, WAIT,
+ * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
+ * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
+ * connection is never held up. Such a command is cancellable and honours the caller's deadline
+ * like any other: a cancelled or timed-out blocking command's connection is closed (the server
+ * drops the blocked client), never reused with its reply pending; one that completes returns its
+ * connection to the pool. Explicit pipelines always run on the shared connection. */
 
 /* Suspends until the reply of one command, argv[0..argc) (argvlen NULL: C strings).
  * Returns 0 and *reply (the caller frees it with simul_redis_reply_free), or:
@@ -315,8 +350,84 @@ typedef struct simul_redis_stats {
     uint64_t failures;        /* connections lost */
     uint64_t flow_waits;      /* commands that waited for the write queue to drain below its
                                  high-water mark (SIMUL_STREAM_HIGH_WATER) before going out */
+    uint64_t dedicated_opened; /* dedicated connections made (blocking commands, transactions) */
+    uint64_t dedicated_closed; /* of those, closed: cancelled / timed out with a reply pending,
+                                  failed, or closed with the connection */
+    uint64_t pool_waits;       /* callers that found every dedicated connection busy */
+    uint64_t txn_conflicts;    /* simul_redis_transaction attempts whose EXEC found a watched
+                                  key changed (and were retried) */
+    uint64_t script_fallbacks; /* simul_redis_script_call's NOSCRIPT answers (then EVAL) */
+    uint64_t cache_hits;          /* reads answered by the client-side cache */
+    uint64_t cache_misses;        /* cacheable reads sent to the server */
+    uint64_t cache_invalidations; /* keys invalidated by the server (a flush counts one) */
+    uint64_t cache_evictions;     /* entries dropped for the memory bound */
+    uint64_t cache_bytes;         /* bytes held by the cache now */
 } simul_redis_stats;
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Client: transactions (MULTI/EXEC with WATCH) and scripts
+ * ------------------------------------------------------------------------------------------- */
+/* A transaction holds a dedicated connection of the pool from begin to close (WATCH belongs to a
+ * server connection): read the watched keys with simul_redis_txn_command, queue the writes with
+ * simul_redis_txn_queue, then simul_redis_txn_exec sends MULTI, the queue and EXEC in one write.
+ * A transaction belongs to one task. Close every transaction before closing its connection. */
+typedef struct simul_redis_txn simul_redis_txn;
+
+/* Suspends. Takes a dedicated connection (waiting for one, bounded by the caller's deadline) and
+ * WATCHes watch[0..nwatch) (none when nwatch is 0). 0 and *out; the pool's and WATCH's errors. */
+int simul_redis_txn_begin(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                          simul_redis_txn **out);
+/* Suspends. One command now, on the transaction's connection (before EXEC: reads of watched
+ * keys). As simul_redis_command; -ENOTCONN once an earlier command of it failed or was
+ * cancelled (the transaction cannot go on; close it), -EINVAL after exec. */
+int simul_redis_txn_command(simul_redis_txn *t, simul_redis_reply **reply, const char *fmt, ...);
+int simul_redis_txn_command_argv(simul_redis_txn *t, simul_redis_reply **reply, int argc,
+                                 const char *const *argv, const size_t *argvlen);
+/* Queues one command for MULTI ... EXEC (encoded now, sent by exec). Does not suspend. 0,
+ * -EINVAL (a bad format, after exec), -ENOMEM. */
+int simul_redis_txn_queue(simul_redis_txn *t, const char *fmt, ...);
+int simul_redis_txn_queue_argv(simul_redis_txn *t, int argc, const char *const *argv,
+                               const size_t *argvlen);
+/* Suspends. Sends MULTI, the queued commands and EXEC; once per transaction. Returns:
+ *   0         EXEC ran them: *reply is its array, one reply per queued command (an error among
+ *             them is an element of type SIMUL_REDIS_ERROR: Redis does not roll back);
+ *   -EAGAIN   a watched key changed since WATCH: nothing ran (EXEC's nil), *reply NULL: read
+ *             and try again (simul_redis_transaction does);
+ *   -EREMOTEIO  the server refused a queued command (EXECABORT) or MULTI: nothing ran; *reply
+ *             holds the error;
+ *   -ECANCELED / -ETIMEDOUT, a connection error, -ENOTCONN (an earlier failure), -EINVAL. */
+int simul_redis_txn_exec(simul_redis_txn *t, simul_redis_reply **reply);
+/* Suspends (when the connection must be closed). Ends the transaction and frees it: the
+ * connection goes back to the pool when it is clean (executed, or never watched, and no command
+ * was cut short), else it is closed, which drops any WATCH. Returns 0. NULL is ignored. */
+int simul_redis_txn_close(simul_redis_txn *t);
+
+/* The optimistic-locking loop (redis-py's Redis.transaction): begin watching watch[0..nwatch),
+ * run fn (which reads with simul_redis_txn_command and queues with simul_redis_txn_queue; a
+ * negative return abandons the transaction and is returned), exec; on -EAGAIN start again, up to
+ * max_attempts times (0: until it succeeds or the caller's deadline / cancel ends it). Returns
+ * exec's result and *reply; -EAGAIN when every attempt conflicted. */
+typedef int (*simul_redis_txn_fn)(simul_redis_txn *t, void *arg);
+int simul_redis_transaction(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                            simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
+                            simul_redis_reply **reply);
+
+/* A Lua script known by its SHA-1 (redis-py's register_script): the SHA-1 is computed here once;
+ * each call sends EVALSHA, and on NOSCRIPT (the server never saw it, restarted, SCRIPT FLUSH)
+ * EVAL with the source, which caches it on the server again. A script object holds no
+ * connection and may be used on any. */
+typedef struct simul_redis_script simul_redis_script;
+/* Copies source (a C string). 0 and *out, -EINVAL, -ENOMEM. */
+int simul_redis_script_new(const char *source, simul_redis_script **out);
+void simul_redis_script_free(simul_redis_script *s);
+/* Its SHA-1, 40 lowercase hex digits (as SCRIPT LOAD returns). */
+const char *simul_redis_script_sha1(const simul_redis_script *s);
+/* Suspends. Runs the script with keys[0..nkeys) and args[0..nargs) (lengths NULL: C strings).
+ * As simul_redis_command_argv: 0 and *reply, -EREMOTEIO with the script's error, ... */
+int simul_redis_script_call(simul_redis_conn *c, simul_redis_script *s, simul_redis_reply **reply,
+                            int nkeys, const char *const *keys, const size_t *keylens, int nargs,
+                            const char *const *args, const size_t *arglens);
 
 /* ---------------------------------------------------------------------------------------------
  * Client: pub/sub
@@ -327,31 +438,147 @@ void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
  * pub/sub its own connection there. A channel or pattern belongs to at most one subscription of a
  * connection. Subscriptions are replayed after a reconnection (messages published while the
  * connection was down are lost, as Redis' pub/sub is at-most-once).
- * Slow readers: the queue holds at most `bound` messages; when a message arrives and the queue
- * is full the OLDEST queued message is dropped and counted (simul_redis_subscription_dropped),
- * so the connection never blocks on a reader and memory stays bounded, and a reader that falls
- * behind sees the latest messages. */
+ * Slow readers: the queue holds at most `bound` messages. When a message arrives and the queue
+ * is full, the connection's reader first yields once, so a subscriber task that keeps up (it is
+ * runnable, woken by the messages already queued) drains it and loses nothing; if the queue is
+ * still full the OLDEST queued message is dropped and counted (simul_redis_subscription_dropped).
+ * The connection never blocks on a reader, memory stays bounded, and a reader that falls behind
+ * sees the latest messages. */
 
 #define SIMUL_REDIS_SUB_PATTERN 1u /* PSUBSCRIBE: the names are glob patterns */
+#define SIMUL_REDIS_SUB_SHARDED 2u /* SSUBSCRIBE: sharded channels (Redis 7; SPUBLISH) */
 
-/* Suspends until the server confirmed the subscription to names[0..n) (SUBSCRIBE, or PSUBSCRIBE
- * with SIMUL_REDIS_SUB_PATTERN). bound 0: 1024 messages. Returns 0 and *out; -EEXIST (a name is
+/* Suspends until the server confirmed the subscription to names[0..n) (SUBSCRIBE; PSUBSCRIBE
+ * with SIMUL_REDIS_SUB_PATTERN; SSUBSCRIBE with SIMUL_REDIS_SUB_SHARDED, whose names must all
+ * hash to one slot on a cluster). bound 0: 1024 messages. Returns 0 and *out; -EEXIST (a name is
  * already subscribed on this connection); -EINVAL; the errors of simul_redis_command_argv. */
 int simul_redis_subscribe(simul_redis_conn *c, unsigned flags, const char *const *names, size_t n,
                           size_t bound, simul_redis_subscription **out);
 
 /* Suspends until the next message and hands it over: a reply the caller frees, an array or push
- * ["message", channel, payload] or ["pmessage", pattern, channel, payload]. Returns 0;
+ * ["message", channel, payload], ["pmessage", pattern, channel, payload] or
+ * ["smessage", channel, payload]. Returns 0;
  * -ECANCELED / -ETIMEDOUT (nothing taken); -ESHUTDOWN once the connection closes; -EBUSY if
  * another task is reading it. */
 int simul_redis_subscription_next(simul_redis_subscription *s, simul_redis_reply **msg);
 /* Messages dropped because the queue was full. */
 uint64_t simul_redis_subscription_dropped(const simul_redis_subscription *s);
+/* Messages queued, not yet taken. */
+size_t simul_redis_subscription_queued(const simul_redis_subscription *s);
 /* Suspends. Unsubscribes (waiting for the confirmation unless the connection is down), drops
  * queued messages and frees the subscription. No task may be reading it. Returns 0, or the
  * error of the UNSUBSCRIBE (the subscription is freed anyway; messages still in flight for it
  * are dropped). */
 int simul_redis_subscription_close(simul_redis_subscription *s);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sentinel
+ * ------------------------------------------------------------------------------------------- */
+/* A connection to the master a set of Sentinels names. Every connection attempt (the first,
+ * every reconnection, every dedicated connection of the pool) asks the sentinels in turn for the
+ * master's address (SENTINEL GET-MASTER-ADDR-BY-NAME; the one that answered is asked first next
+ * time), connects there and checks with ROLE that it is a master (a demoted one is refused and the
+ * attempt retried with the connection's back-off; a master that wants AUTH first is taken on the
+ * sentinels' word). Sentinel disconnects the clients of a master it demotes, so after a failover
+ * the connection reconnects to the new master: commands in flight fail as for any dropped
+ * connection (SIMUL_REDIS_RETRY_SAFE resends), later ones go to the new master. A READONLY answer
+ * (a write that reached the old master after it was demoted, before it dropped us) is returned
+ * as -EREMOTEIO and makes the connection reconnect at once, to the master the sentinels name. */
+typedef struct simul_redis_sentinel_opts {
+    const char *const *sentinels; /* "host:port" of each sentinel */
+    size_t nsentinels;
+    const char *master_name;       /* as in `sentinel monitor NAME ...` */
+    const char *sentinel_password; /* AUTH to the sentinels; NULL: none */
+    simul_redis_opts node;         /* the master connection's options (host, port, unix_path and
+                                      connect_cb are ignored) */
+} simul_redis_sentinel_opts;
+
+/* Suspends. As simul_redis_connect, to the master of opts->master_name; also -ENOENT (no
+ * sentinel knows the name), -ENOTCONN (no sentinel answered), -EAGAIN (the address given is not
+ * a master, a failover under way: try again). The result is an ordinary connection. */
+int simul_redis_sentinel_connect(const simul_redis_sentinel_opts *opts, simul_redis_conn **out);
+/* Suspends. The master's address as the sentinels give it now (host into host[0..hostlen)). */
+int simul_redis_sentinel_master_addr(const simul_redis_sentinel_opts *opts, char *host,
+                                     size_t hostlen, int *port);
+
+/* ---------------------------------------------------------------------------------------------
+ * Cluster
+ * ------------------------------------------------------------------------------------------- */
+/* A Redis Cluster client: the slot map read from the cluster (CLUSTER SLOTS), one multiplexed
+ * connection per node (made on first use, each with automatic pipelining and a pool for blocking
+ * commands), every command sent to the master of its keys' slot. The keys of a command are found
+ * from the server's COMMAND table (read once at connect), or by COMMAND GETKEYS for commands whose
+ * keys depend on their arguments (EVAL, XREAD, ZUNIONSTORE, ...; one more round trip).
+ * - MOVED: the slot is fixed in the map at once, the whole map is read again (one refresh at a
+ *   time; other callers wait for it), and the command goes to the new node.
+ * - ASK (a slot being migrated): ASKING and the command go to the named node, once, contiguous;
+ *   the map is left alone. TRYAGAIN (a multi-key command whose keys a migration has split) and
+ *   CLUSTERDOWN: retried after a short growing pause (5 ms doubling), within the caller's
+ *   deadline. So a slot migrated while commands run costs redirects, never an error.
+ * - A node that cannot be reached before anything is sent: the map is read again and the command
+ *   goes where it says (a failover). A node lost with the command in flight: the map is read
+ *   again; the command fails (-ECONNRESET, ...) unless marked SIMUL_REDIS_RETRY_SAFE.
+ * - Keys in more than one slot: -EXDEV at once, nothing sent (the server's CROSSSLOT); use hash
+ *   tags ({user1}.name, {user1}.age) to keep keys together.
+ * - More than max_redirects redirects (MOVED, ASK) for one command: -ELOOP. Waits (TRYAGAIN,
+ *   CLUSTERDOWN, no node reachable) end after 64 pauses (about 20 s) with -EAGAIN, or sooner at
+ *   the caller's deadline.
+ * Not in this slice: pub/sub and transactions on a cluster (use simul_redis_connect to the
+ * node that serves the slot), reading from replicas. */
+typedef struct simul_redis_cluster simul_redis_cluster;
+
+typedef struct simul_redis_cluster_opts {
+    const char *const *seeds; /* "host:port" of one or more nodes, to read the map from */
+    size_t nseeds;
+    simul_redis_opts node;  /* for each node connection: auth, protocol, timeouts, limits,
+                               pool_size (host, port, unix_path, connect_cb and db are ignored) */
+    unsigned max_redirects; /* per command; 0: 16 */
+} simul_redis_cluster_opts;
+
+/* Suspends. Reads the slot map and the command table from the seeds. 0 and *out; -ENOTCONN (no
+ * seed answered), -EINVAL, -ENOMEM, -ECANCELED, -ETIMEDOUT. */
+int simul_redis_cluster_connect(const simul_redis_cluster_opts *opts, simul_redis_cluster **out);
+/* Suspends. Closes every node connection (what is in flight fails) and frees the cluster. */
+int simul_redis_cluster_close(simul_redis_cluster *cl);
+/* Suspends. As simul_redis_command / _command_argv, routed by slot (see above): also -EXDEV
+ * (keys in several slots), -ELOOP (too many redirects). */
+int simul_redis_cluster_command(simul_redis_cluster *cl, simul_redis_reply **reply,
+                                const char *fmt, ...);
+int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
+                                     simul_redis_reply **reply, int argc, const char *const *argv,
+                                     const size_t *argvlen);
+/* The slot of a key (CRC16 of the key, or of its {hash tag}, modulo 16384). */
+unsigned simul_redis_cluster_keyslot(const char *key, size_t len);
+/* Which node serves a slot in the current map: its host (into host[0..hostlen)) and port.
+ * 0; -ENOENT (no node known for it), -EINVAL. */
+int simul_redis_cluster_slot_node(const simul_redis_cluster *cl, unsigned slot, char *host,
+                                  size_t hostlen, int *port);
+
+/* A pipeline over the cluster: the commands are split by node, each node's share goes out as one
+ * pipeline on its connection (all nodes at once), and commands redirected meanwhile (MOVED, ASK,
+ * TRYAGAIN) are redone one by one; replies come back in the order added. Otherwise as
+ * simul_redis_pipeline_* (a command whose keys span slots has result -EXDEV). */
+typedef struct simul_redis_cluster_pipeline simul_redis_cluster_pipeline;
+int simul_redis_cluster_pipeline_new(simul_redis_cluster *cl, simul_redis_cluster_pipeline **out);
+int simul_redis_cluster_pipeline_add(simul_redis_cluster_pipeline *p, const char *fmt, ...);
+int simul_redis_cluster_pipeline_add_argv(simul_redis_cluster_pipeline *p, int argc,
+                                          const char *const *argv, const size_t *argvlen);
+size_t simul_redis_cluster_pipeline_len(const simul_redis_cluster_pipeline *p);
+int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_redis_reply **replies,
+                                      int *results);
+void simul_redis_cluster_pipeline_free(simul_redis_cluster_pipeline *p);
+
+typedef struct simul_redis_cluster_stats {
+    uint64_t moved;           /* MOVED answers followed */
+    uint64_t asks;            /* commands sent with ASKING after an ASK answer */
+    uint64_t tryagain;        /* TRYAGAIN / CLUSTERDOWN answers waited out */
+    uint64_t refreshes;       /* slot map reads */
+    uint64_t node_connects;   /* node connections made */
+    uint64_t crossslot;       /* commands refused locally with -EXDEV */
+    uint64_t getkeys;         /* COMMAND GETKEYS round trips (movable keys) */
+    uint64_t pipeline_groups; /* per-node pipelines sent by cluster pipelines */
+} simul_redis_cluster_stats;
+void simul_redis_cluster_get_stats(const simul_redis_cluster *cl, simul_redis_cluster_stats *out);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -14,67 +14,7 @@
 #include <simul/sync.h>
 #include <simul/task.h>
 
-#define RBUF_SIZE (16u * 1024u)
-#define OUT_KEEP (1u << 20) /* an output buffer grown past this is freed after its write */
-#define RETRY_ATTEMPTS 3    /* resends of a SIMUL_REDIS_RETRY_SAFE command */
-#define SUB_BOUND_DEFAULT 1024
-
-enum { CMD_NORMAL, CMD_SUB, CMD_UNSUB };
-
-typedef struct cmd {
-    struct cmd *next; /* FIFO of pending commands, or the free list */
-    simul_event *done_ev;
-    simul_redis_reply *reply;
-    int result;
-    int kind;
-    size_t confirms; /* CMD_SUB / CMD_UNSUB: confirmations (one per name) still expected */
-    bool done;       /* result and reply are set */
-    bool conn_err;   /* failed because the connection did (a retry-safe command may resend) */
-    bool abandoned;  /* the caller left: the reader drops the reply and recycles the record */
-} cmd;
-
-struct simul_redis_subscription {
-    simul_redis_conn *conn;
-    simul_redis_subscription *next;
-    bool pattern;
-    bool reading;
-    size_t n;
-    char **names;
-    simul_queue *q;
-    size_t bound;
-    uint64_t dropped;
-};
-
-struct simul_redis_conn {
-    simul_redis_opts o; /* strings point into the copies below */
-    char *host, *port, *unix_path, *username, *password, *client_name;
-    simul_redis_limits limits;
-    bool has_limits;
-
-    simul_stream *s; /* NULL while down */
-    simul_redis_parser *p;
-    char *rbuf;
-    size_t roff, rlen;
-
-    simul_redis_buf out; /* commands queued this pass, written by flush_cb */
-    bool flush_scheduled;
-    simul_handle flush_h;
-    int write_err;
-
-    cmd *head, *tail, *free_cmds;
-    size_t sub_cmds; /* CMD_SUB / CMD_UNSUB records in the FIFO (RESP2 push detection) */
-
-    simul_event *ready; /* set while connected (and when closing or dead, to wake waiters) */
-    simul_event *idle;  /* set when the last user leaves a closing connection */
-    simul_task *reader;
-    unsigned users; /* tasks inside a call on the connection */
-    int proto;
-    bool connected, closing, dead;
-
-    simul_redis_subscription *subs;
-    simul_redis_stats st;
-    uint64_t rng;
-};
+#include "conn.h"
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -115,12 +55,12 @@ static void free_reply_item(void *item)
     simul_redis_reply_free(item);
 }
 
-static void enter(simul_redis_conn *c)
+void redis__enter(simul_redis_conn *c)
 {
     c->users++;
 }
 
-static void leave(simul_redis_conn *c)
+void redis__leave(simul_redis_conn *c)
 {
     if (--c->users == 0 && c->closing)
         simul_event_set(c->idle);
@@ -183,6 +123,7 @@ static void cmd_complete(simul_redis_conn *c, cmd *k, int result, simul_redis_re
     k->result = result;
     k->reply = r;
     k->conn_err = conn_err;
+    k->seq = c->inval_seq;
     k->done = true;
     simul_event_set(k->done_ev);
 }
@@ -269,6 +210,20 @@ static int next_reply(simul_redis_conn *c, simul_redis_reply **r)
     }
 }
 
+static bool is_confirm(const simul_redis_reply *k)
+{
+    return str_is(k, "subscribe") || str_is(k, "psubscribe") || str_is(k, "ssubscribe") ||
+           str_is(k, "unsubscribe") || str_is(k, "punsubscribe") || str_is(k, "sunsubscribe");
+}
+
+static const char *sub_verb(int kind, bool sub)
+{
+    static const char *const verbs[3][2] = {{"UNSUBSCRIBE", "SUBSCRIBE"},
+                                            {"PUNSUBSCRIBE", "PSUBSCRIBE"},
+                                            {"SUNSUBSCRIBE", "SSUBSCRIBE"}};
+    return verbs[kind][sub];
+}
+
 /* Whether r is out-of-band: a RESP3 push, or, on RESP2 in subscribe mode, an array shaped like
  * one (the server then accepts no command whose reply could look the same). */
 static bool is_push(const simul_redis_conn *c, const simul_redis_reply *r)
@@ -278,15 +233,13 @@ static bool is_push(const simul_redis_conn *c, const simul_redis_reply *r)
     if (c->proto != 2 || r->type != SIMUL_REDIS_ARRAY || r->len < 3 || (!c->subs && !c->sub_cmds))
         return false;
     const simul_redis_reply *k = &r->elem[0];
-    return str_is(k, "message") || str_is(k, "pmessage") || str_is(k, "subscribe") ||
-           str_is(k, "psubscribe") || str_is(k, "unsubscribe") || str_is(k, "punsubscribe");
+    return str_is(k, "message") || str_is(k, "pmessage") || str_is(k, "smessage") || is_confirm(k);
 }
 
-static simul_redis_subscription *sub_find(simul_redis_conn *c, const char *name, size_t n,
-                                          bool pattern)
+static simul_redis_subscription *sub_find(simul_redis_conn *c, const char *name, size_t n, int kind)
 {
     for (simul_redis_subscription *s = c->subs; s; s = s->next) {
-        if (s->pattern != pattern)
+        if (s->kind != kind)
             continue;
         for (size_t i = 0; i < s->n; i++)
             if (strlen(s->names[i]) == n && memcmp(s->names[i], name, n) == 0)
@@ -314,32 +267,52 @@ static void deliver(simul_redis_subscription *s, simul_redis_reply *r)
 /* A push: a message goes to its subscription; a confirmation counts for the (un)subscribe at the
  * head of the FIFO (the server sends them where that command's reply would be). Returns how many
  * confirmations it was (0 or 1), for the handshake's count. */
-static int handle_push(simul_redis_conn *c, simul_redis_reply *r, bool in_handshake)
+static int push_dispatch(simul_redis_conn *c, simul_redis_reply *r, bool in_handshake)
 {
-    c->st.pushes++;
     const simul_redis_reply *kind = simul_redis_reply_elem(r, 0);
     const simul_redis_reply *e1 = simul_redis_reply_elem(r, 1);
     size_t n = 0;
     const char *name = simul_redis_reply_str(e1, &n);
-    if (str_is(kind, "message") || str_is(kind, "pmessage")) {
-        simul_redis_subscription *s = name ? sub_find(c, name, n, str_is(kind, "pmessage")) : NULL;
+    int sk = str_is(kind, "message")    ? SUB_CHANNEL
+             : str_is(kind, "pmessage") ? SUB_PATTERN
+             : str_is(kind, "smessage") ? SUB_SHARD
+                                        : -1;
+    if (sk >= 0) {
+        simul_redis_subscription *s = name ? sub_find(c, name, n, sk) : NULL;
+        if (s && !in_handshake && simul_queue_full(s->q)) {
+            /* Full: give its reader one turn first (it is often runnable, woken by the puts
+             * of this very batch), so a reader that keeps up loses nothing; then drop. The
+             * subscription may be closed meanwhile: find it again. */
+            simul_yield();
+            s = sub_find(c, name, n, sk);
+        }
         if (s)
             deliver(s, r);
         else
             simul_redis_reply_free(r); /* a subscription closed or given up meanwhile */
         return 0;
     }
-    bool confirm = str_is(kind, "subscribe") || str_is(kind, "psubscribe") ||
-                   str_is(kind, "unsubscribe") || str_is(kind, "punsubscribe");
+    if (redis__cache_push(c, r)) /* a client-side caching invalidation (cache.c) */
+        return 0;
+    bool confirm = is_confirm(kind);
     simul_redis_reply_free(r);
     if (!confirm)
-        return 0; /* other pushes (invalidate, smessage, ...) are not used yet */
+        return 0; /* other pushes are not used */
     if (in_handshake)
         return 1;
     cmd *k = c->head;
     if (k && k->kind != CMD_NORMAL && k->confirms > 0 && --k->confirms == 0)
         cmd_complete(c, fifo_pop(c), 0, NULL, false);
     return 1;
+}
+
+static int handle_push(simul_redis_conn *c, simul_redis_reply *r, bool in_handshake)
+{
+    int rc = push_dispatch(c, r, in_handshake);
+    /* Counted once handled (delivered, dropped or matched), not before: a reader of the stats
+     * that sees the count sees the outcome too, even across push_dispatch's yield. */
+    c->st.pushes++;
+    return rc;
 }
 
 /* Matches one reply. A reply with nothing pending means the stream is out of step: -EPROTO. */
@@ -355,8 +328,12 @@ static int dispatch(simul_redis_conn *c, simul_redis_reply *r)
         return -EPROTO;
     }
     c->st.replies++;
+    bool demoted =
+        c->rediscover && r->type == SIMUL_REDIS_ERROR && starts_with(r->str, r->len, "READONLY");
     cmd_complete(c, k, r->type == SIMUL_REDIS_ERROR ? -EREMOTEIO : 0, r, false);
-    return 0;
+    /* The master we found is a replica now (a failover): connect again, which asks where the
+     * master is (sentinel.c); what is pending here would meet READONLY too. */
+    return demoted ? -ECONNRESET : 0;
 }
 
 /* ---- connecting and the handshake ---------------------------------------------------------- */
@@ -420,7 +397,7 @@ static int resubscribe(simul_redis_conn *c)
         const char **argv = malloc((s->n + 1) * sizeof *argv);
         if (!argv)
             return -ENOMEM;
-        argv[0] = s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE";
+        argv[0] = sub_verb(s->kind, true);
         for (size_t i = 0; i < s->n; i++)
             argv[i + 1] = s->names[i];
         int rc = send_now(c, (int)s->n + 1, argv);
@@ -503,6 +480,17 @@ static int handshake(simul_redis_conn *c)
         simul_redis_reply_free(r);
         if (rc < 0)
             return rc;
+    }
+    if (c->cache) {
+        /* A new connection: what was cached may have changed while nobody told us. */
+        redis__cache_flush(c);
+        if (c->proto == 3) {
+            const char *argv[] = {"CLIENT", "TRACKING", "ON"};
+            rc = hs_call(c, &r, 3, argv);
+            simul_redis_reply_free(r);
+            if (rc < 0)
+                return rc;
+        }
     }
     return resubscribe(c);
 }
@@ -599,6 +587,9 @@ static void conn_free(simul_redis_conn *c)
         free(k);
         k = next;
     }
+    redis__cache_free(c);
+    if (c->owned_free)
+        c->owned_free(c->owned_arg);
     simul_event_free(c->ready);
     simul_event_free(c->idle);
     simul_redis_parser_free(c->p);
@@ -648,7 +639,9 @@ int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out)
         conn_free(c);
         return -ENOMEM;
     }
-    int rc = establish(c);
+    int rc = opts->cache_bytes > 0 ? redis__cache_new(c) : 0;
+    if (rc == 0)
+        rc = establish(c);
     if (rc == 0) {
         simul_task_opts to = {.name = "redis-reader", .stack_size = 0};
         rc = simul_task_spawn(&c->reader, reader_main, c, &to);
@@ -677,10 +670,12 @@ int simul_redis_close(simul_redis_conn *c)
         c->reader = NULL;
     }
     conn_drop(c, -ECANCELED);
+    redis__pool_interrupt(c);
     for (simul_redis_subscription *s = c->subs; s; s = s->next)
         simul_queue_shutdown(s->q, true, free_reply_item);
     while (c->users > 0)
         simul_event_wait(c->idle);
+    redis__pool_free(c);
     if (shielded)
         simul_scope_end(&shield);
     conn_free(c);
@@ -689,15 +684,7 @@ int simul_redis_close(simul_redis_conn *c)
 
 /* ---- public: commands ---------------------------------------------------------------------- */
 
-typedef struct enc {
-    int argc;
-    const char *const *argv;
-    const size_t *argvlen;
-    const char *fmt;
-    va_list *ap;
-} enc;
-
-static ssize_t encode(simul_redis_buf *b, const enc *e)
+ssize_t redis__encode(simul_redis_buf *b, const enc *e)
 {
     if (!e->fmt)
         return simul_redis_encode(b, e->argc, e->argv, e->argvlen);
@@ -740,12 +727,12 @@ static int wait_ready(simul_redis_conn *c)
     }
 }
 
-static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,
+int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,
                    simul_redis_reply **reply)
 {
     if (c->closing)
         return -ESHUTDOWN;
-    enter(c);
+    redis__enter(c);
     int rc;
     for (int attempt = 0;; attempt++) {
         rc = wait_ready(c);
@@ -757,7 +744,7 @@ static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
             break;
         }
         size_t mark = c->out.len;
-        ssize_t n = encode(&c->out, e);
+        ssize_t n = redis__encode(&c->out, e);
         if (n >= 0)
             n = schedule_flush(c);
         if (n < 0) {
@@ -786,6 +773,8 @@ static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
         /* Done: the outcome wins over a cancel that landed meanwhile (nothing is lost). */
         rc = k->result;
         simul_redis_reply *r = k->reply;
+        if (e->seq)
+            *e->seq = k->seq;
         bool retry = rc < 0 && k->conn_err && (flags & SIMUL_REDIS_RETRY_SAFE) &&
                      attempt < RETRY_ATTEMPTS && !c->closing && !c->o.no_reconnect;
         cmd_put(c, k);
@@ -797,7 +786,7 @@ static int execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
             simul_redis_reply_free(r);
         break;
     }
-    leave(c);
+    redis__leave(c);
     return rc;
 }
 
@@ -821,7 +810,11 @@ int simul_redis_command_argv(simul_redis_conn *c, unsigned flags, simul_redis_re
     if (is_sub_command(argv[0], argvlen ? argvlen[0] : strlen(argv[0])))
         return -EINVAL;
     enc e = {.argc = argc, .argv = argv, .argvlen = argvlen};
-    return execute(c, flags, CMD_NORMAL, 0, &e, reply);
+    if (!(flags & SIMUL_REDIS_SHARED) && redis__is_blocking(argc, argv, argvlen))
+        return redis__run_dedicated(c, flags, &e, reply);
+    if (c->cache && !(flags & SIMUL_REDIS_NO_CACHE) && redis__cacheable(c, argc, argv, argvlen))
+        return redis__cached_command(c, flags, reply, argc, argv, argvlen);
+    return redis__execute(c, flags, CMD_NORMAL, 0, &e, reply);
 }
 
 int simul_redis_vcommand(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply,
@@ -834,10 +827,24 @@ int simul_redis_vcommand(simul_redis_conn *c, unsigned flags, simul_redis_reply 
     const char *p = fmt + strspn(fmt, " ");
     if (is_sub_command(p, strcspn(p, " ")))
         return -EINVAL;
+    if ((!(flags & SIMUL_REDIS_SHARED) && redis__maybe_blocking(p, strcspn(p, " "))) ||
+        (c->cache && !(flags & SIMUL_REDIS_NO_CACHE) &&
+         redis__cacheable_name(p, strcspn(p, " ")))) {
+        /* Encoded once to see every argument (XREAD's BLOCK may come from a %s), then run
+         * from that argv. */
+        simul_redis_buf b = {0};
+        va_list copy;
+        va_copy(copy, ap);
+        ssize_t n = simul_redis_vencodef(&b, fmt, copy);
+        va_end(copy);
+        int rc = n < 0 ? (int)n : redis__argv_from_encoded(&b, flags, c, reply);
+        simul_redis_buf_free(&b);
+        return rc;
+    }
     va_list copy;
     va_copy(copy, ap);
     enc e = {.fmt = fmt, .ap = &copy};
-    int rc = execute(c, flags, CMD_NORMAL, 0, &e, reply);
+    int rc = redis__execute(c, flags, CMD_NORMAL, 0, &e, reply);
     va_end(copy);
     return rc;
 }
@@ -852,13 +859,6 @@ int simul_redis_command(simul_redis_conn *c, simul_redis_reply **reply, const ch
 }
 
 /* ---- public: explicit pipelines ----------------------------------------------------------- */
-
-struct simul_redis_pipeline {
-    simul_redis_conn *conn;
-    simul_redis_buf buf; /* the commands, encoded */
-    size_t n;
-    bool executed;
-};
 
 int simul_redis_pipeline_new(simul_redis_conn *c, simul_redis_pipeline **out)
 {
@@ -919,7 +919,7 @@ int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **repli
     }
     if (c->closing)
         return -ESHUTDOWN;
-    enter(c);
+    redis__enter(c);
     cmd **k = calloc(p->n, sizeof *k);
     int rc = k ? wait_ready(c) : -ENOMEM;
     size_t got = 0;
@@ -935,7 +935,7 @@ int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **repli
             if (k[i])
                 cmd_put(c, k[i]);
         free(k);
-        leave(c);
+        redis__leave(c);
         return rc;
     }
     /* All at once, without suspending: contiguous in the stream and in the FIFO. */
@@ -987,7 +987,7 @@ int simul_redis_pipeline_exec(simul_redis_pipeline *p, simul_redis_reply **repli
         }
     }
     free(k);
-    leave(c);
+    redis__leave(c);
     return rc;
 }
 
@@ -1043,15 +1043,12 @@ static int sub_command(simul_redis_subscription *s, int kind)
     const char **argv = malloc((s->n + 1) * sizeof *argv);
     if (!argv)
         return -ENOMEM;
-    if (kind == CMD_SUB)
-        argv[0] = s->pattern ? "PSUBSCRIBE" : "SUBSCRIBE";
-    else
-        argv[0] = s->pattern ? "PUNSUBSCRIBE" : "UNSUBSCRIBE";
+    argv[0] = sub_verb(s->kind, kind == CMD_SUB);
     for (size_t i = 0; i < s->n; i++)
         argv[i + 1] = s->names[i];
     enc e = {.argc = (int)s->n + 1, .argv = argv};
     simul_redis_reply *r = NULL;
-    int rc = execute(s->conn, 0, kind, s->n, &e, &r);
+    int rc = redis__execute(s->conn, 0, kind, s->n, &e, &r);
     simul_redis_reply_free(r);
     free(argv);
     return rc;
@@ -1063,18 +1060,22 @@ int simul_redis_subscribe(simul_redis_conn *c, unsigned flags, const char *const
     if (!c || !names || n == 0 || n > 100000 || !out)
         return -EINVAL;
     *out = NULL;
-    bool pattern = flags & SIMUL_REDIS_SUB_PATTERN;
+    if ((flags & SIMUL_REDIS_SUB_PATTERN) && (flags & SIMUL_REDIS_SUB_SHARDED))
+        return -EINVAL;
+    int kind = (flags & SIMUL_REDIS_SUB_PATTERN)   ? SUB_PATTERN
+               : (flags & SIMUL_REDIS_SUB_SHARDED) ? SUB_SHARD
+                                                   : SUB_CHANNEL;
     for (size_t i = 0; i < n; i++) {
         if (!names[i])
             return -EINVAL;
-        if (sub_find(c, names[i], strlen(names[i]), pattern))
+        if (sub_find(c, names[i], strlen(names[i]), kind))
             return -EEXIST;
     }
     simul_redis_subscription *s = calloc(1, sizeof *s);
     if (!s)
         return -ENOMEM;
     s->conn = c;
-    s->pattern = pattern;
+    s->kind = kind;
     s->bound = bound ? bound : SUB_BOUND_DEFAULT;
     s->names = calloc(n, sizeof *s->names);
     int rc = s->names ? simul_queue_new(&s->q, s->bound) : -ENOMEM;
@@ -1111,14 +1112,14 @@ int simul_redis_subscription_next(simul_redis_subscription *s, simul_redis_reply
     if (s->reading)
         return -EBUSY;
     simul_redis_conn *c = s->conn;
-    enter(c);
+    redis__enter(c);
     s->reading = true;
     void *item = NULL;
     int rc = simul_queue_get(s->q, &item);
     s->reading = false;
     if (rc == 0)
         *msg = item;
-    leave(c);
+    redis__leave(c);
     return rc;
 }
 
@@ -1138,4 +1139,9 @@ int simul_redis_subscription_close(simul_redis_subscription *s)
         rc = sub_command(s, CMD_UNSUB);
     sub_free(s);
     return rc;
+}
+
+size_t simul_redis_subscription_queued(const simul_redis_subscription *s)
+{
+    return s ? simul_queue_qsize(s->q) : 0;
 }

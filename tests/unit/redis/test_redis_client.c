@@ -1,246 +1,8 @@
-/* test_redis_client.c — the Redis connection against a real redis-server (started by each case on
- * a free loopback port or a Unix socket in a temp dir, stopped by it) and against a scripted fake
+/* test_redis_client.c — the Redis connection against a real redis-server (the suite's shared one,
+ * redis_server.h; a case that kills its server runs its own) and against a scripted fake
  * server on a socketpair (malformed replies, a peer gone mid-reply, HELLO refused). No case waits
  * for time: each waits for a state (a counter, INFO, a reply), bounded by a deadline scope. */
-#include "test_main_helpers.h"
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-
-#include <simul/redis.h>
-
-/* ---- a real redis-server ------------------------------------------------------------------- */
-
-typedef struct server {
-    pid_t pid;
-    int port;
-    char dir[64];
-    char sock[100]; /* fits sun_path */
-    char portstr[16];
-} server;
-
-static bool on_path(const char *prog)
-{
-    const char *path = getenv("PATH");
-    char dir[4096];
-    while (path && *path) {
-        const char *c = strchr(path, ':');
-        size_t n = c ? (size_t)(c - path) : strlen(path);
-        snprintf(dir, sizeof dir, "%.*s/%s", (int)n, path, prog);
-        if (access(dir, X_OK) == 0)
-            return true;
-        path = c ? c + 1 : NULL;
-    }
-    return false;
-}
-
-static int free_port(void)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(s, (struct sockaddr *)&a, sizeof a), 0);
-    socklen_t l = sizeof a;
-    assert_int_equal(getsockname(s, (struct sockaddr *)&a, &l), 0);
-    close(s);
-    return ntohs(a.sin_port);
-}
-
-/* Whether the server's Unix socket accepts (it is opened after the TCP port). */
-static bool unix_accepts(const char *path)
-{
-    int s = socket(AF_UNIX, SOCK_STREAM, 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
-    bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
-static bool accepts(int port)
-{
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
-/* Runs redis-server on sv->port (and its Unix socket) with extra arguments; returns once it
- * accepts, false if it exited first (the port was taken). The child dies with the test process
- * (PR_SET_PDEATHSIG), so a failed assertion leaves no server behind. */
-static bool run_server(server *sv, const char *const *extra)
-{
-    char log[128];
-    snprintf(sv->portstr, sizeof sv->portstr, "%d", sv->port);
-    snprintf(log, sizeof log, "%s/redis.log", sv->dir);
-    const char *argv[32] = {"redis-server",
-                            "--port",
-                            sv->portstr,
-                            "--bind",
-                            "127.0.0.1",
-                            "--save",
-                            "",
-                            "--appendonly",
-                            "no",
-                            "--dir",
-                            sv->dir,
-                            "--logfile",
-                            log,
-                            "--unixsocket",
-                            sv->sock,
-                            "--unixsocketperm",
-                            "700",
-                            "--enable-debug-command",
-                            "yes"};
-    int argc = 19;
-    for (int i = 0; extra && extra[i]; i++)
-        argv[argc++] = extra[i];
-    argv[argc] = NULL;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    for (int i = 0; i < 4000; i++) {
-        int status;
-        if (waitpid(pid, &status, WNOHANG) == pid)
-            return false;
-        if (accepts(sv->port) && unix_accepts(sv->sock)) {
-            sv->pid = pid;
-            return true;
-        }
-        usleep(2000);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-    return false;
-}
-
-static void start_server(server *sv, const char *const *extra)
-{
-    memset(sv, 0, sizeof *sv);
-    snprintf(sv->dir, sizeof sv->dir, "/tmp/simul-redis-XXXXXX");
-    assert_non_null(mkdtemp(sv->dir));
-    snprintf(sv->sock, sizeof sv->sock, "%s/redis.sock", sv->dir);
-    for (int attempt = 0; attempt < 5; attempt++) {
-        sv->port = free_port();
-        if (run_server(sv, extra))
-            return;
-    }
-    fail_msg("redis-server did not start");
-}
-
-static void kill_server(server *sv, int sig)
-{
-    kill(sv->pid, sig);
-    waitpid(sv->pid, NULL, 0);
-    sv->pid = 0;
-}
-
-static void stop_server(server *sv)
-{
-    if (sv->pid)
-        kill_server(sv, SIGTERM);
-    DIR *d = opendir(sv->dir);
-    struct dirent *e;
-    char path[512];
-    while (d && (e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof path, "%s/%s", sv->dir, e->d_name);
-        unlink(path);
-    }
-    if (d)
-        closedir(d);
-    rmdir(sv->dir);
-}
-
-#define NEED_REDIS()                                                                               \
-    do {                                                                                           \
-        if (!on_path("redis-server")) {                                                            \
-            skip(); /* `make deps` installs it (package redis-server) */                           \
-        }                                                                                          \
-    } while (0)
-
-static simul_redis_conn *connect_tcp(server *sv, int protocol)
-{
-    simul_redis_opts o = {.host = "127.0.0.1", .port = sv->portstr, .protocol = protocol};
-    simul_redis_conn *c = NULL;
-    assert_int_equal(simul_redis_connect(&o, &c), 0);
-    return c;
-}
-
-static void expect_status(int rc, simul_redis_reply *r, const char *s)
-{
-    assert_int_equal(rc, 0);
-    size_t n;
-    const char *p = simul_redis_reply_str(r, &n);
-    assert_non_null(p);
-    assert_int_equal(n, strlen(s));
-    assert_memory_equal(p, s, n);
-    simul_redis_reply_free(r);
-}
-
-/* Evaluated in order (a reply pointer passed beside the call would be read before it). */
-#define EXPECT_REPLY(conn, want, ...)                                                              \
-    do {                                                                                           \
-        simul_redis_reply *r_ = NULL;                                                              \
-        int rc_ = simul_redis_command(conn, &r_, __VA_ARGS__);                                     \
-        expect_status(rc_, r_, want);                                                              \
-    } while (0)
-
-/* A command that must give this string (status or bulk). */
-static void call_expect(simul_redis_conn *c, const char *want, const char *fmt, const char *a,
-                        const char *b)
-{
-    simul_redis_reply *r = NULL;
-    int rc = simul_redis_command(c, &r, fmt, a, b);
-    expect_status(rc, r, want);
-}
-
-static long long call_int(simul_redis_conn *c, const char *fmt, const char *a)
-{
-    simul_redis_reply *r = NULL;
-    assert_int_equal(simul_redis_command(c, &r, fmt, a), 0);
-    assert_int_equal(r->type, SIMUL_REDIS_INTEGER);
-    long long v = r->integer;
-    simul_redis_reply_free(r);
-    return v;
-}
-
-/* INFO field as an integer ("blocked_clients", "connected_clients", ...). */
-static long long info_field(simul_redis_conn *c, const char *section, const char *field)
-{
-    simul_redis_reply *r = NULL;
-    assert_int_equal(simul_redis_command(c, &r, "INFO %s", section), 0);
-    const char *s = simul_redis_reply_str(r, NULL);
-    assert_non_null(s);
-    char key[64];
-    snprintf(key, sizeof key, "%s:", field);
-    const char *p = strstr(s, key);
-    assert_non_null(p);
-    long long v = atoll(p + strlen(key));
-    simul_redis_reply_free(r);
-    return v;
-}
-
-/* Yields until the server reports n clients blocked (BLPOP): the blocked command is then in
- * flight, known to the server. Bounded by the caller's deadline. */
-static void wait_blocked(simul_redis_conn *probe, long long n)
-{
-    while (info_field(probe, "clients", "blocked_clients") != n)
-        assert_int_equal(simul_yield(), 0);
-}
+#include "redis_server.h"
 
 /* ---- connection, handshake, replies -------------------------------------------------------- */
 
@@ -468,6 +230,16 @@ SIMUL_TASK_TEST(auto_pipelining)
 
 /* ---- cancel safety ------------------------------------------------------------------------- */
 
+static int command_flags(simul_redis_conn *c, unsigned flags, simul_redis_reply **r,
+                         const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = simul_redis_vcommand(c, flags, r, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
 typedef struct blocker {
     simul_redis_conn *c;
     const char *key;
@@ -482,7 +254,9 @@ static int blocker_main(void *arg)
     simul_scope sc;
     if (b->timeout > 0)
         assert_int_equal(simul_scope_timeout(&sc, b->timeout), 0);
-    b->rc = simul_redis_command(b->c, &b->r, "BLPOP %s 0", b->key);
+    /* On the shared connection on purpose: these cases are about what a command pending there
+     * does to the others (a blocking command otherwise goes to a dedicated connection). */
+    b->rc = command_flags(b->c, SIMUL_REDIS_SHARED, &b->r, "BLPOP %s 0", b->key);
     if (b->timeout > 0)
         simul_scope_end(&sc);
     return 0;
@@ -877,7 +651,7 @@ SIMUL_TASK_TEST(server_killed_mid_traffic_then_reconnect)
     (void)arg;
     NEED_REDIS();
     server sv;
-    start_server(&sv, NULL);
+    start_own_server(&sv, NULL);
     simul_redis_opts o = {.host = "127.0.0.1",
                           .port = sv.portstr,
                           .db = 3,

@@ -1,6 +1,7 @@
 /* test_resp.c — libsimul-redis' RESP codec: every reply type, nested aggregates, attributes, every
  * limit at its boundary and one past, malformed input of every kind, the same tree whole, byte by
- * byte and split at every point, the encoder, and a black-box run against a real redis-server. */
+ * byte and split at every point, the encoder, and a black-box run against a real redis-server
+ * (the suite's shared one under CTest, else its own). */
 #include "test_main_helpers.h"
 
 #include <malloc.h>
@@ -979,11 +980,41 @@ static void real_server(void **state)
         return;
     }
     char dir[] = "/tmp/simul-resp-XXXXXX";
-    assert_non_null(mkdtemp(dir));
     rconn *c = calloc(1, sizeof *c);
     c->chunk = sizeof c->buf;
-    pid_t pid = start_redis(dir, c);
+    /* The suite's shared server when the CTest fixture runs (tests/redis/fixture.sh: its state
+     * file has a port= line), else one of our own. */
+    pid_t pid = 0;
+    const char *fixture = getenv("SIMUL_REDIS_FIXTURE");
+    FILE *f = fixture && *fixture ? fopen(fixture, "r") : NULL;
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "port=", 5) == 0)
+            c->fd = try_connect(atoi(line + 5));
+    if (f)
+        fclose(f);
+    if (!f) {
+        assert_non_null(mkdtemp(dir));
+        pid = start_redis(dir, c);
+    }
+    assert_true(c->fd > 0);
     assert_int_equal(simul_redis_parser_new(&c->p, NULL), 0);
+    if (!pid) {
+        /* The shared server: a clean slate, and no client of an earlier case left (its PUBLISH
+         * below counts receivers). */
+        simul_redis_reply *x = rcall(c, "FLUSHALL");
+        simul_redis_reply_free(x);
+        for (int i = 0;; i++) {
+            x = rcall(c, "INFO clients");
+            const char *p = x->str ? strstr(x->str, "connected_clients:") : NULL;
+            long n = p ? atol(p + strlen("connected_clients:")) : -1;
+            simul_redis_reply_free(x);
+            if (n == 1)
+                break;
+            assert_true(i < 2000);
+            usleep(1000);
+        }
+    }
 
     /* RESP2 first: HELLO's absence means arrays of strings. */
     simul_redis_reply *r = rcall(c, "PING");
@@ -1111,7 +1142,8 @@ static void real_server(void **state)
     assert_int_equal(ints, 1);
 
     close(c->fd);
-    stop_redis(pid, dir);
+    if (pid)
+        stop_redis(pid, dir);
     simul_redis_parser_free(c->p);
     simul_redis_buf_free(&c->out);
     free(c);

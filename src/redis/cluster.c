@@ -1,0 +1,1006 @@
+/* cluster.c — Redis Cluster: the slot map read from the cluster (CLUSTER SLOTS), one multiplexed
+ * connection per node, commands routed by their keys' slot, MOVED / ASK / TRYAGAIN followed.
+ * The idea: the map is only a guess that the cluster corrects: a MOVED answer fixes that slot at
+ * once and refreshes the whole map (single-flight), an ASK answer is obeyed once (ASKING + the
+ * command, contiguous on the target) without touching the map, so a slot migrating under traffic
+ * costs the caller a redirect, never an error. Keys are found from the server's own COMMAND
+ * table (first/last/step), COMMAND GETKEYS for the commands whose keys move. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conn.h"
+
+#define SLOTS 16384
+#define MAX_REDIRECTS_DEFAULT 16
+#define MAX_WAITS 64
+
+typedef struct node {
+    char *host, *port;
+    simul_redis_conn *conn; /* NULL until first used, or after it failed */
+    bool connecting;        /* a task is making conn: others wait on cl->changed */
+} node;
+
+typedef struct keyspec {
+    char *name; /* lower case */
+    int first, last, step;
+    bool movable;
+} keyspec;
+
+struct simul_redis_cluster {
+    simul_redis_opts o; /* per-node template; strings point into the copies below */
+    char *username, *password, *client_name;
+    simul_redis_limits limits;
+    unsigned max_redirects;
+    node **nodes;
+    size_t nnodes;
+    int slot[SLOTS]; /* node index, -1: unknown */
+    keyspec *specs;
+    size_t nspecs;
+    bool refreshing;
+    uint64_t refreshes;   /* map refreshes done (their count; waiters compare) */
+    simul_event *changed; /* set when a refresh or a node connection ends; cleared at start */
+    unsigned users;
+    bool closing;
+    simul_event *idle;
+    simul_redis_cluster_stats st;
+};
+
+/* ---- slots ---------------------------------------------------------------------------------- */
+
+/* CRC16-CCITT (XModem), as the cluster specification defines the key slot. */
+static uint16_t crc16(const char *p, size_t n)
+{
+    uint16_t crc = 0;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (uint16_t)((unsigned char)p[i] << 8);
+        for (int b = 0; b < 8; b++)
+            crc = (crc & 0x8000) ? (uint16_t)((crc << 1) ^ 0x1021) : (uint16_t)(crc << 1);
+    }
+    return crc;
+}
+
+unsigned simul_redis_cluster_keyslot(const char *key, size_t len)
+{
+    /* A hash tag: the bytes between the first '{' and the next '}', if not empty. */
+    const char *open = memchr(key, '{', len);
+    if (open) {
+        size_t rest = len - (size_t)(open - key) - 1;
+        const char *close = memchr(open + 1, '}', rest);
+        if (close && close > open + 1)
+            return crc16(open + 1, (size_t)(close - open - 1)) % SLOTS;
+    }
+    return crc16(key, len) % SLOTS;
+}
+
+/* ---- nodes ---------------------------------------------------------------------------------- */
+
+static int node_find_or_add(simul_redis_cluster *cl, const char *host, size_t hn, const char *port,
+                            size_t pn)
+{
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        node *x = cl->nodes[i];
+        if (strlen(x->host) == hn && memcmp(x->host, host, hn) == 0 && strlen(x->port) == pn &&
+            memcmp(x->port, port, pn) == 0)
+            return (int)i;
+    }
+    node **grown = realloc(cl->nodes, (cl->nnodes + 1) * sizeof *grown);
+    if (!grown)
+        return -ENOMEM;
+    cl->nodes = grown;
+    node *x = calloc(1, sizeof *x);
+    if (!x || !(x->host = strndup(host, hn)) || !(x->port = strndup(port, pn))) {
+        if (x)
+            free(x->host);
+        free(x);
+        return -ENOMEM;
+    }
+    cl->nodes[cl->nnodes] = x;
+    return (int)cl->nnodes++;
+}
+
+/* "host:port" (the host may hold ':' for IPv6: the port is after the last one). */
+static int node_from_addr(simul_redis_cluster *cl, const char *addr, size_t n)
+{
+    const char *colon = NULL;
+    for (size_t i = 0; i < n; i++)
+        if (addr[i] == ':')
+            colon = addr + i;
+    if (!colon || colon == addr || colon == addr + n - 1)
+        return -EPROTO;
+    return node_find_or_add(cl, addr, (size_t)(colon - addr), colon + 1,
+                            n - (size_t)(colon - addr) - 1);
+}
+
+/* Suspends. The node's connection, made on first use (one task connects, others wait). */
+static int node_conn(simul_redis_cluster *cl, int idx, simul_redis_conn **out)
+{
+    for (;;) {
+        if (cl->closing)
+            return -ESHUTDOWN;
+        node *x = cl->nodes[idx];
+        if (x->conn && simul_redis_connected(x->conn)) {
+            *out = x->conn;
+            return 0;
+        }
+        if (x->conn) {
+            /* Failed (no reconnection for nodes: the map decides where to go next). Taken out
+             * first so no other task closes it too. */
+            simul_redis_conn *dead = x->conn;
+            x->conn = NULL;
+            simul_redis_close(dead);
+            continue;
+        }
+        if (x->connecting) {
+            simul_event_clear(cl->changed);
+            int rc = simul_event_wait(cl->changed);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        x->connecting = true;
+        simul_redis_opts o = cl->o;
+        o.host = x->host;
+        o.port = x->port;
+        o.unix_path = NULL;
+        o.no_reconnect = true;
+        simul_redis_conn *c = NULL;
+        int rc = simul_redis_connect(&o, &c);
+        x = cl->nodes[idx]; /* the array may have grown meanwhile */
+        x->connecting = false;
+        simul_event_set(cl->changed);
+        if (rc < 0)
+            return rc;
+        if (cl->closing) {
+            simul_redis_close(c);
+            return -ESHUTDOWN;
+        }
+        x->conn = c;
+        cl->st.node_connects++;
+    }
+}
+
+/* ---- the map -------------------------------------------------------------------------------- */
+
+static int apply_slots(simul_redis_cluster *cl, const simul_redis_reply *r, int asked)
+{
+    if (!r || r->type != SIMUL_REDIS_ARRAY)
+        return -EPROTO;
+    int *map = malloc(SLOTS * sizeof *map); /* 64 KiB: not on a task's stack */
+    if (!map)
+        return -ENOMEM;
+    for (int i = 0; i < SLOTS; i++)
+        map[i] = -1;
+    int rc = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        const simul_redis_reply *e = &r->elem[i];
+        const simul_redis_reply *lo = simul_redis_reply_elem(e, 0),
+                                *hi = simul_redis_reply_elem(e, 1);
+        const simul_redis_reply *m = simul_redis_reply_elem(e, 2);
+        if (!lo || !hi || lo->type != SIMUL_REDIS_INTEGER || hi->type != SIMUL_REDIS_INTEGER ||
+            lo->integer < 0 || hi->integer >= SLOTS || lo->integer > hi->integer) {
+            rc = -EPROTO;
+            break;
+        }
+        size_t hn = 0;
+        const char *host = simul_redis_reply_str(simul_redis_reply_elem(m, 0), &hn);
+        const simul_redis_reply *port = simul_redis_reply_elem(m, 1);
+        if (!host || !port || port->type != SIMUL_REDIS_INTEGER) {
+            rc = -EPROTO;
+            break;
+        }
+        char ps[16];
+        int pn = snprintf(ps, sizeof ps, "%lld", port->integer);
+        int idx;
+        if (hn == 0 || (hn == 1 && host[0] == '?')) {
+            /* An unknown address: the node we asked ("" in CLUSTER SLOTS means that one). */
+            node *a = cl->nodes[asked];
+            idx = node_find_or_add(cl, a->host, strlen(a->host), ps, (size_t)pn);
+        } else {
+            idx = node_find_or_add(cl, host, hn, ps, (size_t)pn);
+        }
+        if (idx < 0) {
+            rc = idx;
+            break;
+        }
+        for (long long s = lo->integer; s <= hi->integer; s++)
+            map[s] = idx;
+    }
+    if (rc == 0)
+        memcpy(cl->slot, map, SLOTS * sizeof *map);
+    free(map);
+    return rc;
+}
+
+/* Suspends. Reads the slot map from the first node that answers (single-flight: a task that
+ * finds a refresh running waits for its outcome instead). */
+static int refresh(simul_redis_cluster *cl)
+{
+    if (cl->refreshing) {
+        uint64_t seen = cl->refreshes;
+        while (cl->refreshing && cl->refreshes == seen) {
+            simul_event_clear(cl->changed);
+            int rc = simul_event_wait(cl->changed);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    cl->refreshing = true;
+    int rc = -ENOTCONN;
+    /* Nodes with a live connection first, then the rest (the seeds are nodes too). */
+    for (int pass = 0; pass < 2 && rc < 0; pass++) {
+        for (size_t i = 0; i < cl->nnodes && rc < 0; i++) {
+            node *x = cl->nodes[i];
+            bool live = x->conn && simul_redis_connected(x->conn);
+            if (live != (pass == 0))
+                continue;
+            simul_redis_conn *c = NULL;
+            int crc = node_conn(cl, (int)i, &c);
+            if (crc < 0) {
+                if (crc == -ECANCELED || crc == -ETIMEDOUT || crc == -ESHUTDOWN) {
+                    rc = crc;
+                    break;
+                }
+                continue;
+            }
+            simul_redis_reply *r = NULL;
+            const char *argv[] = {"CLUSTER", "SLOTS"};
+            crc = simul_redis_command_argv(c, 0, &r, 2, argv, NULL);
+            if (crc == 0)
+                crc = apply_slots(cl, r, (int)i);
+            simul_redis_reply_free(r);
+            if (crc == 0)
+                rc = 0;
+            else if (crc == -ECANCELED || crc == -ETIMEDOUT)
+                rc = crc;
+        }
+    }
+    cl->refreshing = false;
+    cl->refreshes++;
+    cl->st.refreshes++;
+    simul_event_set(cl->changed);
+    return rc;
+}
+
+/* ---- keys ----------------------------------------------------------------------------------- */
+
+static int spec_cmp(const void *a, const void *b)
+{
+    return strcmp(((const keyspec *)a)->name, ((const keyspec *)b)->name);
+}
+
+static int load_specs(simul_redis_cluster *cl, simul_redis_conn *c)
+{
+    simul_redis_reply *r = NULL;
+    const char *argv[] = {"COMMAND"};
+    int rc = simul_redis_command_argv(c, 0, &r, 1, argv, NULL);
+    if (rc < 0) {
+        simul_redis_reply_free(r);
+        return rc;
+    }
+    size_t n = simul_redis_reply_len(r);
+    cl->specs = calloc(n ? n : 1, sizeof *cl->specs);
+    if (!cl->specs) {
+        simul_redis_reply_free(r);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const simul_redis_reply *e = simul_redis_reply_elem(r, i);
+        size_t nl = 0;
+        const char *name = simul_redis_reply_str(simul_redis_reply_elem(e, 0), &nl);
+        if (!name)
+            continue;
+        keyspec *k = &cl->specs[cl->nspecs];
+        if (!(k->name = strndup(name, nl))) {
+            simul_redis_reply_free(r);
+            return -ENOMEM;
+        }
+        for (char *p = k->name; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        const simul_redis_reply *flags = simul_redis_reply_elem(e, 2);
+        for (size_t f = 0; f < simul_redis_reply_len(flags); f++) {
+            size_t fl = 0;
+            const char *s = simul_redis_reply_str(simul_redis_reply_elem(flags, f), &fl);
+            if (s && fl == 11 && memcmp(s, "movablekeys", 11) == 0)
+                k->movable = true;
+        }
+        k->first = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 3));
+        k->last = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 4));
+        k->step = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 5));
+        cl->nspecs++;
+    }
+    simul_redis_reply_free(r);
+    qsort(cl->specs, cl->nspecs, sizeof *cl->specs, spec_cmp);
+    return 0;
+}
+
+static const keyspec *spec_find(const simul_redis_cluster *cl, const char *name, size_t n)
+{
+    char low[64];
+    if (n >= sizeof low)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (name[i] >= 'A' && name[i] <= 'Z') ? (char)(name[i] - 'A' + 'a') : name[i];
+    low[n] = 0;
+    keyspec key = {.name = low};
+    return bsearch(&key, cl->specs, cl->nspecs, sizeof *cl->specs, spec_cmp);
+}
+
+static size_t arglen(const char *const *argv, const size_t *lens, int i)
+{
+    return lens ? lens[i] : strlen(argv[i]);
+}
+
+/* Folds one key into *slot: -1 none yet; -EXDEV once two keys differ. */
+static void fold(int *slot, const char *key, size_t n)
+{
+    int s = (int)simul_redis_cluster_keyslot(key, n);
+    if (*slot == -1)
+        *slot = s;
+    else if (*slot >= 0 && *slot != s)
+        *slot = -EXDEV;
+}
+
+/* Suspends (COMMAND GETKEYS for movable keys). The slot of the command's keys: >= 0; -1 when it
+ * has none; -EXDEV when they are in more than one slot; another error from GETKEYS. */
+static int command_slot(simul_redis_cluster *cl, int argc, const char *const *argv,
+                        const size_t *lens)
+{
+    size_t n0 = arglen(argv, lens, 0);
+    const keyspec *k = spec_find(cl, argv[0], n0);
+    int slot = -1;
+    if (!k)
+        return -1; /* unknown here: any node (it answers "unknown command" itself) */
+    if (k->movable) {
+        /* The keys depend on the arguments (EVAL's numkeys, XREAD's STREAMS, ...): the server
+         * says which they are. */
+        const char **gv = malloc((size_t)(argc + 2) * sizeof *gv);
+        size_t *gl = malloc((size_t)(argc + 2) * sizeof *gl);
+        if (!gv || !gl) {
+            free(gv);
+            free(gl);
+            return -ENOMEM;
+        }
+        gv[0] = "COMMAND";
+        gl[0] = 7;
+        gv[1] = "GETKEYS";
+        gl[1] = 7;
+        for (int i = 0; i < argc; i++) {
+            gv[i + 2] = argv[i];
+            gl[i + 2] = arglen(argv, lens, i);
+        }
+        simul_redis_conn *c = NULL;
+        int rc = -ENOTCONN;
+        for (size_t i = 0; i < cl->nnodes && rc < 0; i++)
+            rc = node_conn(cl, (int)i, &c);
+        simul_redis_reply *r = NULL;
+        if (rc == 0)
+            rc = simul_redis_command_argv(c, 0, &r, argc + 2, gv, gl);
+        free(gv);
+        free(gl);
+        cl->st.getkeys++;
+        if (rc == -EREMOTEIO) {
+            simul_redis_reply_free(r); /* "no key arguments" */
+            return -1;
+        }
+        if (rc < 0)
+            return rc;
+        for (size_t i = 0; i < simul_redis_reply_len(r); i++) {
+            size_t kn = 0;
+            const char *key = simul_redis_reply_str(simul_redis_reply_elem(r, i), &kn);
+            if (key)
+                fold(&slot, key, kn);
+        }
+        simul_redis_reply_free(r);
+        return slot;
+    }
+    if (k->first <= 0)
+        return -1;
+    int last = k->last < 0 ? argc + k->last : k->last;
+    int step = k->step > 0 ? k->step : 1;
+    for (int i = k->first; i <= last && i < argc; i += step)
+        fold(&slot, argv[i], arglen(argv, lens, i));
+    return slot;
+}
+
+/* ---- commands ------------------------------------------------------------------------------- */
+
+static bool err_is(const simul_redis_reply *r, const char *prefix, const char **rest, size_t *rn)
+{
+    size_t n = 0;
+    const char *s = simul_redis_reply_str(r, &n);
+    size_t k = strlen(prefix);
+    if (!s || n < k || memcmp(s, prefix, k) != 0)
+        return false;
+    if (rest) {
+        *rest = s + k;
+        *rn = n - k;
+    }
+    return true;
+}
+
+/* "MOVED 3999 127.0.0.1:6381": the node of the address after the slot. */
+static int redirect_target(simul_redis_cluster *cl, const char *rest, size_t n)
+{
+    const char *sp = memchr(rest, ' ', n);
+    if (!sp)
+        return -EPROTO;
+    size_t off = (size_t)(sp - rest) + 1;
+    return node_from_addr(cl, rest + off, n - off);
+}
+
+static bool conn_error(int rc)
+{
+    return rc == -ECONNREFUSED || rc == -ECONNRESET || rc == -ENOTCONN || rc == -EPIPE ||
+           rc == -ECONNABORTED || rc == -EHOSTUNREACH || rc == -ENETUNREACH || rc == -ESHUTDOWN;
+}
+
+/* ASKING and the command, contiguous on the target connection. */
+static int asking_call(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply, int argc,
+                       const char *const *argv, const size_t *lens)
+{
+    (void)flags;
+    simul_redis_pipeline *p = NULL;
+    int rc = simul_redis_pipeline_new(c, &p);
+    if (rc < 0)
+        return rc;
+    const char *asking[] = {"ASKING"};
+    simul_redis_reply *r[2] = {NULL, NULL};
+    int res[2] = {0, 0};
+    rc = simul_redis_pipeline_add_argv(p, 1, asking, NULL);
+    if (rc == 0)
+        rc = simul_redis_pipeline_add_argv(p, argc, argv, lens);
+    if (rc == 0)
+        rc = simul_redis_pipeline_exec(p, r, res);
+    simul_redis_pipeline_free(p);
+    simul_redis_reply_free(r[0]);
+    if (rc < 0)
+        return rc;
+    *reply = r[1];
+    return res[1];
+}
+
+static int backoff(unsigned attempt)
+{
+    double d = 0.005 * (double)(1u << (attempt < 6 ? attempt : 6));
+    return simul_sleep(d);
+}
+
+int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
+                                     simul_redis_reply **reply, int argc, const char *const *argv,
+                                     const size_t *argvlen)
+{
+    if (reply)
+        *reply = NULL;
+    if (!cl || argc < 1 || !argv || !argv[0])
+        return -EINVAL;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cl->users++;
+    int slot = command_slot(cl, argc, argv, argvlen);
+    int rc = slot;
+    if (slot == -EXDEV)
+        cl->st.crossslot++;
+    int ask = -1; /* the node an ASK sent us to, for one try */
+    /* Redirects (MOVED, ASK) are bounded by max_redirects; waits (TRYAGAIN, CLUSTERDOWN, a node
+     * unreachable, a slot unserved) by MAX_WAITS pauses, about 20 s, and the caller's deadline. */
+    unsigned redirects = 0, waits = 0;
+    for (unsigned attempt = 0; slot >= -1; attempt++) {
+        if (redirects > cl->max_redirects) {
+            rc = -ELOOP;
+            break;
+        }
+        if (waits > MAX_WAITS) {
+            rc = rc < 0 ? rc : -EAGAIN;
+            break;
+        }
+        int idx = ask >= 0 ? ask : slot >= 0 ? cl->slot[slot] : (cl->nnodes ? 0 : -1);
+        if (idx < 0) {
+            /* A slot no master serves (yet): the map may be stale, or the cluster down. */
+            rc = refresh(cl);
+            if (rc == 0 && cl->slot[slot] < 0)
+                rc = backoff(waits++);
+            if (rc < 0)
+                break;
+            continue;
+        }
+        simul_redis_conn *c = NULL;
+        rc = node_conn(cl, idx, &c);
+        if (rc < 0) {
+            if (!conn_error(rc) && rc != -ETIMEDOUT)
+                break;
+            if (rc == -ETIMEDOUT && simul_checkpoint() < 0)
+                break; /* the caller's own deadline */
+            /* Nothing was sent: safe to look again (a failover moves the slot). */
+            ask = -1;
+            if ((rc = refresh(cl)) < 0 || (rc = backoff(waits++)) < 0)
+                break;
+            continue;
+        }
+        simul_redis_reply *r = NULL;
+        if (ask >= 0) {
+            cl->st.asks++;
+            rc = asking_call(c, flags, &r, argc, argv, argvlen);
+            ask = -1;
+        } else {
+            rc = simul_redis_command_argv(c, flags, &r, argc, argv, argvlen);
+        }
+        const char *rest = NULL;
+        size_t rn = 0;
+        if (rc == -EREMOTEIO && err_is(r, "MOVED ", &rest, &rn)) {
+            /* The slot lives elsewhere for good: fix it now, then re-read the whole map (a
+             * MOVED usually means more than one slot changed). */
+            int to = redirect_target(cl, rest, rn);
+            simul_redis_reply_free(r);
+            if (to < 0) {
+                rc = to;
+                break;
+            }
+            cl->st.moved++;
+            redirects++;
+            if (slot >= 0)
+                cl->slot[slot] = to;
+            if ((rc = refresh(cl)) < 0 && rc != -ENOTCONN)
+                break;
+            if (slot >= 0)
+                cl->slot[slot] = to; /* a map read from a node that has not heard yet */
+            continue;
+        }
+        if (rc == -EREMOTEIO && err_is(r, "ASK ", &rest, &rn)) {
+            int to = redirect_target(cl, rest, rn);
+            simul_redis_reply_free(r);
+            if (to < 0) {
+                rc = to;
+                break;
+            }
+            ask = to;
+            redirects++;
+            continue;
+        }
+        if (rc == -EREMOTEIO &&
+            (err_is(r, "TRYAGAIN", NULL, NULL) || err_is(r, "CLUSTERDOWN", NULL, NULL))) {
+            /* A multi-key command while its keys are split by a migration, or a cluster
+             * healing: wait a little and try again. */
+            bool down = err_is(r, "CLUSTERDOWN", NULL, NULL);
+            simul_redis_reply_free(r);
+            cl->st.tryagain++;
+            if ((down && (rc = refresh(cl)) < 0) || (rc = backoff(waits++)) < 0)
+                break;
+            continue;
+        }
+        if (conn_error(rc)) {
+            /* The node went away with the command in flight: the map is refreshed for the next
+             * caller; the command is resent only when the caller marked it safe. */
+            refresh(cl);
+            if ((flags & SIMUL_REDIS_RETRY_SAFE) && waits++ < MAX_WAITS) {
+                simul_redis_reply_free(r);
+                continue;
+            }
+        }
+        if (reply)
+            *reply = r;
+        else
+            simul_redis_reply_free(r);
+        break;
+    }
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+int simul_redis_cluster_command(simul_redis_cluster *cl, simul_redis_reply **reply, const char *fmt,
+                                ...)
+{
+    if (reply)
+        *reply = NULL;
+    if (!cl || !fmt)
+        return -EINVAL;
+    simul_redis_buf b = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    ssize_t n = simul_redis_vencodef(&b, fmt, ap);
+    va_end(ap);
+    simul_redis_reply *argv = NULL;
+    int rc = n < 0 ? (int)n : redis__decode_argv(&b, &argv);
+    if (rc == 0) {
+        const char **v = malloc(argv->len * sizeof *v);
+        size_t *l = malloc(argv->len * sizeof *l);
+        rc = v && l ? 0 : -ENOMEM;
+        for (size_t i = 0; rc == 0 && i < argv->len; i++) {
+            v[i] = argv->elem[i].str;
+            l[i] = argv->elem[i].len;
+        }
+        if (rc == 0)
+            rc = simul_redis_cluster_command_argv(cl, 0, reply, (int)argv->len, v, l);
+        free(v);
+        free(l);
+    }
+    simul_redis_reply_free(argv);
+    simul_redis_buf_free(&b);
+    return rc;
+}
+
+/* ---- pipelines split per node --------------------------------------------------------------- */
+
+typedef struct pcmd {
+    simul_redis_reply *argv; /* the command, decoded to an array of strings */
+    int slot;
+} pcmd;
+
+struct simul_redis_cluster_pipeline {
+    simul_redis_cluster *cl;
+    pcmd *cmds;
+    size_t n, cap;
+    bool executed;
+};
+
+int simul_redis_cluster_pipeline_new(simul_redis_cluster *cl, simul_redis_cluster_pipeline **out)
+{
+    if (!cl || !out)
+        return -EINVAL;
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return -ENOMEM;
+    (*out)->cl = cl;
+    return 0;
+}
+
+static int padd(simul_redis_cluster_pipeline *p, simul_redis_buf *b)
+{
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        pcmd *g = realloc(p->cmds, cap * sizeof *g);
+        if (!g)
+            return -ENOMEM;
+        p->cmds = g;
+        p->cap = cap;
+    }
+    pcmd *k = &p->cmds[p->n];
+    int rc = redis__decode_argv(b, &k->argv);
+    if (rc == 0)
+        p->n++;
+    return rc;
+}
+
+int simul_redis_cluster_pipeline_add(simul_redis_cluster_pipeline *p, const char *fmt, ...)
+{
+    if (!p || p->executed || !fmt)
+        return -EINVAL;
+    simul_redis_buf b = {0};
+    va_list ap;
+    va_start(ap, fmt);
+    ssize_t n = simul_redis_vencodef(&b, fmt, ap);
+    va_end(ap);
+    int rc = n < 0 ? (int)n : padd(p, &b);
+    simul_redis_buf_free(&b);
+    return rc;
+}
+
+int simul_redis_cluster_pipeline_add_argv(simul_redis_cluster_pipeline *p, int argc,
+                                          const char *const *argv, const size_t *argvlen)
+{
+    if (!p || p->executed || argc < 1 || !argv || !argv[0])
+        return -EINVAL;
+    simul_redis_buf b = {0};
+    ssize_t n = simul_redis_encode(&b, argc, argv, argvlen);
+    int rc = n < 0 ? (int)n : padd(p, &b);
+    simul_redis_buf_free(&b);
+    return rc;
+}
+
+size_t simul_redis_cluster_pipeline_len(const simul_redis_cluster_pipeline *p)
+{
+    return p ? p->n : 0;
+}
+
+typedef struct group {
+    simul_redis_cluster_pipeline *p;
+    int node;
+    size_t *idx, n; /* the commands of this node, in pipeline order */
+    simul_redis_reply **replies;
+    int *results;
+} group;
+
+static void argv_of(const pcmd *k, const char ***v, size_t **l)
+{
+    *v = malloc(k->argv->len * sizeof **v);
+    *l = malloc(k->argv->len * sizeof **l);
+    for (size_t i = 0; *v && *l && i < k->argv->len; i++) {
+        (*v)[i] = k->argv->elem[i].str;
+        (*l)[i] = k->argv->elem[i].len;
+    }
+}
+
+/* One node's share as one pipeline on its connection. */
+static int group_main(void *arg)
+{
+    group *g = arg;
+    simul_redis_cluster *cl = g->p->cl;
+    simul_redis_conn *c = NULL;
+    int rc = node_conn(cl, g->node, &c);
+    simul_redis_pipeline *pl = NULL;
+    if (rc == 0)
+        rc = simul_redis_pipeline_new(c, &pl);
+    for (size_t i = 0; rc == 0 && i < g->n; i++) {
+        const pcmd *k = &g->p->cmds[g->idx[i]];
+        const char **v;
+        size_t *l;
+        argv_of(k, &v, &l);
+        rc = v && l ? simul_redis_pipeline_add_argv(pl, (int)k->argv->len, v, l) : -ENOMEM;
+        free(v);
+        free(l);
+    }
+    int *res = NULL;
+    simul_redis_reply **rep = NULL;
+    if (rc == 0) {
+        res = calloc(g->n, sizeof *res);
+        rep = calloc(g->n, sizeof *rep);
+        rc = res && rep ? simul_redis_pipeline_exec(pl, rep, res) : -ENOMEM;
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        g->results[g->idx[i]] = rc < 0 ? rc : res[i];
+        g->replies[g->idx[i]] = rc < 0 ? NULL : rep[i];
+    }
+    free(res);
+    free(rep);
+    simul_redis_pipeline_free(pl);
+    return 0;
+}
+
+static bool needs_redo(int result, const simul_redis_reply *r)
+{
+    if (result == -EREMOTEIO)
+        return err_is(r, "MOVED ", NULL, NULL) || err_is(r, "ASK ", NULL, NULL) ||
+               err_is(r, "TRYAGAIN", NULL, NULL) || err_is(r, "CLUSTERDOWN", NULL, NULL);
+    return result == -ECONNREFUSED; /* its node was gone before anything was sent */
+}
+
+int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_redis_reply **replies,
+                                      int *results)
+{
+    if (!p || p->executed || p->n == 0)
+        return -EINVAL;
+    p->executed = true;
+    simul_redis_cluster *cl = p->cl;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cl->users++;
+    simul_redis_reply **rep = calloc(p->n, sizeof *rep);
+    int *res = calloc(p->n, sizeof *res);
+    group *groups = calloc(cl->nnodes + 1, sizeof *groups);
+    size_t ngroups = 0;
+    int rc = rep && res && groups ? 0 : -ENOMEM;
+    /* Route every command; those without a node yet (stale map) go through the one-command
+     * path after the groups. */
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        pcmd *k = &p->cmds[i];
+        const char **v;
+        size_t *l;
+        argv_of(k, &v, &l);
+        k->slot = v && l ? command_slot(cl, (int)k->argv->len, v, l) : -ENOMEM;
+        free(v);
+        free(l);
+        if (k->slot < -1 && k->slot != -EXDEV) {
+            rc = k->slot;
+            break;
+        }
+        res[i] = k->slot == -EXDEV ? -EXDEV : 1; /* 1: not done yet */
+        if (k->slot == -EXDEV) {
+            cl->st.crossslot++;
+            continue;
+        }
+        int node = k->slot >= 0 ? cl->slot[k->slot] : (cl->nnodes ? 0 : -1);
+        if (node < 0)
+            continue;
+        group *g = NULL;
+        for (size_t j = 0; j < ngroups; j++)
+            if (groups[j].node == node)
+                g = &groups[j];
+        if (!g) {
+            g = &groups[ngroups++];
+            *g = (group){.p = p, .node = node, .replies = rep, .results = res};
+            if (!(g->idx = malloc(p->n * sizeof *g->idx))) {
+                rc = -ENOMEM;
+                break;
+            }
+        }
+        g->idx[g->n++] = i;
+    }
+    if (rc == 0 && ngroups > 0) {
+        simul_task **t = calloc(ngroups, sizeof *t);
+        size_t spawned = 0;
+        rc = t ? 0 : -ENOMEM;
+        for (; rc == 0 && spawned < ngroups; spawned++)
+            rc = simul_task_spawn(&t[spawned], group_main, &groups[spawned], NULL);
+        if (spawned > 0) {
+            int g = simul_gather(t, spawned, NULL);
+            if (g == -ECANCELED || g == -ETIMEDOUT)
+                rc = g;
+        }
+        cl->st.pipeline_groups += spawned;
+        free(t);
+    }
+    /* Redirected, refused before sending, or not routed: one by one, following the cluster. */
+    for (size_t i = 0; rc == 0 && i < p->n; i++) {
+        if (res[i] != 1 && !needs_redo(res[i], rep[i]))
+            continue;
+        simul_redis_reply_free(rep[i]);
+        rep[i] = NULL;
+        const char **v;
+        size_t *l;
+        argv_of(&p->cmds[i], &v, &l);
+        res[i] = v && l ? simul_redis_cluster_command_argv(cl, 0, &rep[i],
+                                                           (int)p->cmds[i].argv->len, v, l)
+                        : -ENOMEM;
+        free(v);
+        free(l);
+        if (res[i] == -ECANCELED || res[i] == -ETIMEDOUT)
+            rc = res[i];
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (results)
+            results[i] = rc < 0 ? rc : res ? res[i] : rc;
+        if (replies && rc == 0)
+            replies[i] = rep[i];
+        else if (rep)
+            simul_redis_reply_free(rep[i]);
+        if (replies && rc < 0)
+            replies[i] = NULL;
+    }
+    for (size_t j = 0; groups && j < ngroups; j++)
+        free(groups[j].idx);
+    free(groups);
+    free(rep);
+    free(res);
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+void simul_redis_cluster_pipeline_free(simul_redis_cluster_pipeline *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++)
+        simul_redis_reply_free(p->cmds[i].argv);
+    free(p->cmds);
+    free(p);
+}
+
+/* ---- connect, close ------------------------------------------------------------------------- */
+
+static void cluster_free(simul_redis_cluster *cl)
+{
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        free(cl->nodes[i]->host);
+        free(cl->nodes[i]->port);
+        free(cl->nodes[i]);
+    }
+    free(cl->nodes);
+    for (size_t i = 0; i < cl->nspecs; i++)
+        free(cl->specs[i].name);
+    free(cl->specs);
+    simul_event_free(cl->changed);
+    simul_event_free(cl->idle);
+    free(cl->username);
+    free(cl->password);
+    free(cl->client_name);
+    free(cl);
+}
+
+int simul_redis_cluster_connect(const simul_redis_cluster_opts *opts, simul_redis_cluster **out)
+{
+    if (!opts || !out || !opts->seeds || opts->nseeds == 0)
+        return -EINVAL;
+    *out = NULL;
+    simul_redis_cluster *cl = calloc(1, sizeof *cl);
+    if (!cl)
+        return -ENOMEM;
+    int rc = 0;
+    cl->o = opts->node;
+    cl->o.connect_cb = NULL; /* per node: host and port come from the map */
+    cl->o.db = 0;            /* a cluster has one database */
+    if (opts->node.username && !(cl->username = strdup(opts->node.username)))
+        rc = -ENOMEM;
+    if (opts->node.password && !(cl->password = strdup(opts->node.password)))
+        rc = -ENOMEM;
+    if (opts->node.client_name && !(cl->client_name = strdup(opts->node.client_name)))
+        rc = -ENOMEM;
+    cl->o.username = cl->username;
+    cl->o.password = cl->password;
+    cl->o.client_name = cl->client_name;
+    if (opts->node.limits) {
+        cl->limits = *opts->node.limits;
+        cl->o.limits = &cl->limits;
+    }
+    cl->max_redirects = opts->max_redirects ? opts->max_redirects : MAX_REDIRECTS_DEFAULT;
+    for (int i = 0; i < SLOTS; i++)
+        cl->slot[i] = -1;
+    if (rc == 0 && (simul_event_new(&cl->changed) < 0 || simul_event_new(&cl->idle) < 0))
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < opts->nseeds; i++) {
+        if (!opts->seeds[i])
+            rc = -EINVAL;
+        else
+            rc = node_from_addr(cl, opts->seeds[i], strlen(opts->seeds[i]));
+        if (rc == -EPROTO)
+            rc = -EINVAL;
+        if (rc > 0)
+            rc = 0;
+    }
+    if (rc == 0)
+        rc = refresh(cl);
+    if (rc == 0) {
+        rc = -ENOTCONN;
+        for (size_t i = 0; i < cl->nnodes && rc < 0; i++) {
+            simul_redis_conn *c = cl->nodes[i]->conn;
+            if (c && simul_redis_connected(c))
+                rc = load_specs(cl, c);
+        }
+    }
+    if (rc < 0) {
+        cl->closing = true;
+        for (size_t i = 0; i < cl->nnodes; i++)
+            simul_redis_close(cl->nodes[i]->conn);
+        cluster_free(cl);
+        return rc;
+    }
+    *out = cl;
+    return 0;
+}
+
+int simul_redis_cluster_close(simul_redis_cluster *cl)
+{
+    if (!cl)
+        return 0;
+    simul_scope shield;
+    bool shielded = simul_scope_shield(&shield) == 0;
+    cl->closing = true;
+    simul_event_set(cl->changed);
+    /* Closing the node connections fails what is in flight (-ECANCELED / -ESHUTDOWN): the
+     * callers then leave. */
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        simul_redis_conn *c = cl->nodes[i]->conn;
+        cl->nodes[i]->conn = NULL;
+        simul_redis_close(c);
+    }
+    while (cl->users > 0) {
+        simul_event_clear(cl->idle);
+        if (cl->users > 0)
+            simul_event_wait(cl->idle);
+    }
+    /* A caller may have connected a node meanwhile (its connect finished after closing). */
+    for (size_t i = 0; i < cl->nnodes; i++) {
+        simul_redis_close(cl->nodes[i]->conn);
+        cl->nodes[i]->conn = NULL;
+    }
+    if (shielded)
+        simul_scope_end(&shield);
+    cluster_free(cl);
+    return 0;
+}
+
+int simul_redis_cluster_slot_node(const simul_redis_cluster *cl, unsigned slot, char *host,
+                                  size_t hostlen, int *port)
+{
+    if (!cl || slot >= SLOTS)
+        return -EINVAL;
+    int idx = cl->slot[slot];
+    if (idx < 0)
+        return -ENOENT;
+    if (host)
+        snprintf(host, hostlen, "%s", cl->nodes[idx]->host);
+    if (port)
+        *port = atoi(cl->nodes[idx]->port);
+    return 0;
+}
+
+void simul_redis_cluster_get_stats(const simul_redis_cluster *cl, simul_redis_cluster_stats *out)
+{
+    if (cl && out)
+        *out = cl->st;
+}

@@ -1,0 +1,272 @@
+/* test_redis_blocking.c — blocking commands on the pool of dedicated connections, against the
+ * suite's redis-server: the shared connection keeps serving while they block; cancel and deadline
+ * close their connection (never reused with a reply pending); the pool is bounded; close ends
+ * them. Every wait is for a state the server reports (blocked_clients, stats), under a deadline. */
+#include "redis_server.h"
+
+typedef struct blocker {
+    simul_redis_conn *c;
+    const char *fmt, *a, *b;
+    double timeout; /* 0: none */
+    int rc;
+    simul_redis_reply *r;
+} blocker;
+
+static int blocker_main(void *arg)
+{
+    blocker *b = arg;
+    simul_scope sc;
+    if (b->timeout > 0)
+        assert_int_equal(simul_scope_timeout(&sc, b->timeout), 0);
+    b->rc = simul_redis_command(b->c, &b->r, b->fmt, b->a, b->b);
+    if (b->timeout > 0)
+        simul_scope_end(&sc);
+    return 0;
+}
+
+static simul_redis_stats stats(simul_redis_conn *c)
+{
+    simul_redis_stats st;
+    simul_redis_get_stats(c, &st);
+    return st;
+}
+
+/* ["key", "value"] */
+static void expect_pair(simul_redis_reply *r, const char *k, const char *v)
+{
+    assert_non_null(r);
+    assert_int_equal(simul_redis_reply_len(r), 2);
+    assert_string_equal(simul_redis_reply_elem(r, 0)->str, k);
+    assert_string_equal(simul_redis_reply_elem(r, 1)->str, v);
+}
+
+SIMUL_TASK_TEST(blocking_commands_leave_shared_connection_free)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
+
+    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "q", .b = "0"};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    /* The shared connection answers while the BLPOP is held by the server. */
+    for (int i = 0; i < 50; i++)
+        call_expect(c, "OK", "SET %s %s", "k", "v");
+    EXPECT_REPLY(c, "v", "GET k");
+    assert_int_equal(info_field(probe, "clients", "blocked_clients"), 1);
+    assert_int_equal(call_int(c, "RPUSH q %s", "item"), 1);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, 0);
+    expect_pair(b.r, "q", "item");
+    simul_redis_reply_free(b.r);
+    assert_int_equal(stats(c).dedicated_opened, 1);
+
+    /* Reused: the next blocking command finds the idle connection. BRPOP, BLMOVE, BZPOPMIN,
+     * XREAD with BLOCK given through %s, WAIT: all detected. */
+    b = (blocker){.c = c, .fmt = "BRPOP %s %s", .a = "q2", .b = "0"};
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    assert_int_equal(call_int(c, "LPUSH q2 %s", "x"), 1);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    expect_pair(b.r, "q2", "x");
+    simul_redis_reply_free(b.r);
+
+    b = (blocker){.c = c, .fmt = "BLMOVE %s %s LEFT RIGHT 0", .a = "src", .b = "dst"};
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    assert_int_equal(call_int(c, "RPUSH src %s", "moved"), 1);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, 0);
+    assert_string_equal(b.r->str, "moved");
+    simul_redis_reply_free(b.r);
+    EXPECT_REPLY(c, "moved", "LINDEX dst 0");
+
+    b = (blocker){.c = c, .fmt = "XREAD %s 0 STREAMS %s $", .a = "block", .b = "st"};
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "XADD st * f %s", "v1"), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, 0);
+    assert_non_null(b.r);
+    simul_redis_reply_free(b.r);
+
+    /* Not blocking: XREAD without BLOCK stays on the shared connection. */
+    uint64_t before = stats(c).dedicated_opened;
+    assert_int_equal(simul_redis_command(c, &r, "XREAD COUNT 1 STREAMS st 0"), 0);
+    simul_redis_reply_free(r);
+    /* WAIT with no replica: 0 replicas at once. */
+    assert_int_equal(call_int(c, "WAIT 0 %s", "0"), 0);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.dedicated_opened, before);
+    assert_int_equal(st.dedicated_opened, 1); /* one connection served every blocking command */
+    assert_int_equal(st.dedicated_closed, 0);
+    assert_int_equal(st.failures, 0);
+
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    simul_scope_end(&guard);
+    stop_server(&sv);
+    return 0;
+}
+
+/* Cancelled (or timed out) while the server holds it: its connection is closed, the server drops
+ * the blocked client, the item pushed next is not taken by the ghost, and the next blocking
+ * command gets its own reply on a fresh connection. */
+static void cancel_blocking(bool by_deadline)
+{
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
+    /* Warm the pool: the cancelled command then runs on a reused connection. */
+    assert_int_equal(call_int(c, "RPUSH q %s", "warm"), 1);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "BLPOP q 0"), 0);
+    simul_redis_reply_free(r);
+
+    blocker b = {
+        .c = c, .fmt = "BLPOP %s %s", .a = "q", .b = "0", .timeout = by_deadline ? 0.1 : 0};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    if (!by_deadline) {
+        wait_blocked(probe, 1);
+        simul_task_cancel(t);
+    }
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, by_deadline ? -ETIMEDOUT : -ECANCELED);
+    assert_null(b.r);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.dedicated_opened, 1);
+    assert_int_equal(st.dedicated_closed, 1);
+    wait_blocked(probe, 0); /* the server saw the close */
+
+    assert_int_equal(call_int(c, "RPUSH q %s", "for the next caller"), 1);
+    assert_int_equal(call_int(c, "LLEN %s", "q"), 1); /* the ghost took nothing */
+    assert_int_equal(simul_redis_command(c, &r, "BLPOP q 0"), 0);
+    expect_pair(r, "q", "for the next caller");
+    simul_redis_reply_free(r);
+    st = stats(c);
+    assert_int_equal(st.dedicated_opened, 2);
+    assert_int_equal(st.failures, 0);
+    assert_int_equal(st.dropped_replies, 0); /* nothing pending on the shared connection */
+
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    simul_scope_end(&guard);
+    stop_server(&sv);
+}
+
+SIMUL_TASK_TEST(cancelled_blocking_command_closes_its_connection)
+{
+    (void)arg;
+    NEED_REDIS();
+    cancel_blocking(false);
+    return 0;
+}
+
+SIMUL_TASK_TEST(deadline_blocking_command_closes_its_connection)
+{
+    (void)arg;
+    NEED_REDIS();
+    cancel_blocking(true);
+    return 0;
+}
+
+SIMUL_TASK_TEST(pool_is_bounded)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .pool_size = 2};
+    simul_redis_conn *c = NULL, *probe = connect_tcp(&sv, 2);
+    assert_int_equal(simul_redis_connect(&o, &c), 0);
+
+    enum { N = 5 };
+    static const char *keys[N] = {"k0", "k1", "k2", "k3", "k4"};
+    blocker b[N];
+    simul_task *t[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = (blocker){.c = c, .fmt = "BLPOP %s %s", .a = keys[i], .b = "0"};
+        assert_int_equal(simul_task_spawn(&t[i], blocker_main, &b[i], NULL), 0);
+    }
+    /* Two hold connections, three wait for one. */
+    wait_blocked(probe, 2);
+    while (stats(c).pool_waits != N - 2)
+        assert_int_equal(simul_yield(), 0);
+    assert_int_equal(stats(c).dedicated_opened, 2);
+    /* A waiter for a slot honours its deadline too. */
+    blocker late = {.c = c, .fmt = "BLPOP %s %s", .a = "late", .b = "0", .timeout = 0.05};
+    simul_task *lt;
+    assert_int_equal(simul_task_spawn(&lt, blocker_main, &late, NULL), 0);
+    assert_int_equal(simul_task_join(lt, NULL), 0);
+    assert_int_equal(late.rc, -ETIMEDOUT);
+    /* Feed every key: each completion hands its connection on. */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(call_int(probe, "RPUSH %s v", keys[i]), 1);
+    assert_int_equal(simul_gather(t, N, NULL), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(b[i].rc, 0);
+        expect_pair(b[i].r, keys[i], "v");
+        simul_redis_reply_free(b[i].r);
+    }
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.dedicated_opened, 2);
+    assert_int_equal(st.dedicated_closed, 0);
+    assert_int_equal(info_field(probe, "clients", "connected_clients"), 4); /* c, probe, 2 */
+
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    simul_scope_end(&guard);
+    stop_server(&sv);
+    return 0;
+}
+
+SIMUL_TASK_TEST(close_ends_blocking_commands)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
+    blocker b[2] = {{.c = c, .fmt = "BLPOP %s %s", .a = "a", .b = "0"},
+                    {.c = c, .fmt = "WAIT %s %s", .a = "1", .b = "0"}}; /* no replica: forever */
+    simul_task *t[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(simul_task_spawn(&t[i], blocker_main, &b[i], NULL), 0);
+    wait_blocked(probe, 2);
+    assert_int_equal(simul_redis_close(c), 0);
+    assert_int_equal(simul_gather(t, 2, NULL), 0);
+    assert_int_equal(b[0].rc, -ESHUTDOWN);
+    assert_int_equal(b[1].rc, -ESHUTDOWN);
+    wait_blocked(probe, 0);
+    simul_redis_close(probe);
+    simul_scope_end(&guard);
+    stop_server(&sv);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(blocking_commands_leave_shared_connection_free),
+        cmocka_unit_test(cancelled_blocking_command_closes_its_connection),
+        cmocka_unit_test(deadline_blocking_command_closes_its_connection),
+        cmocka_unit_test(pool_is_bounded),
+        cmocka_unit_test(close_ends_blocking_commands),
+    };
+    return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_blocking");
+}

@@ -1,0 +1,548 @@
+/* test_redis_cluster.c — the cluster client against a three-master Redis Cluster that each case
+ * starts (three redis-servers with --cluster-enabled, on free ports with free bus ports, joined
+ * by `redis-cli --cluster create`) and stops: routing by slot with per-node pipelining, CROSSSLOT
+ * refused locally, movable keys, pipelines split per node, a MOVED after the map changed, and a
+ * slot migrated key by key while tasks keep writing to it (ASK / MOVED / TRYAGAIN followed, no
+ * error reaches them). Waits are for cluster state (cluster_state:ok, slots agreed). */
+#include "redis_server.h"
+
+enum { NODES = 3, SERVERS_MAX = 6 }; /* three masters; with replicas, one each */
+
+typedef struct cluster {
+    server sv[SERVERS_MAX];
+    int n; /* servers: NODES, or 2 * NODES with a replica per master */
+    char seed[32];
+} cluster;
+
+static bool run_wait(const char *const *argv)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+static simul_redis_reply *node_call(server *sv, int argc, const char *const *argv)
+{
+    int fd = unix_connect_fd(sv->sock);
+    assert_true(fd >= 0);
+    simul_redis_reply *r = blocking_call(fd, argc, argv);
+    close(fd);
+    return r;
+}
+
+/* Every live node agrees: state ok, all slots served by NODES masters (each with its replica
+ * when the cluster has them), `known` nodes known. */
+static bool cluster_ok(cluster *cl, int known)
+{
+    char want[64];
+    snprintf(want, sizeof want, "cluster_known_nodes:%d", known);
+    for (int i = 0; i < cl->n; i++) {
+        if (!cl->sv[i].pid)
+            continue; /* killed */
+        const char *info[] = {"CLUSTER", "INFO"};
+        simul_redis_reply *r = node_call(&cl->sv[i], 2, info);
+        bool ok = r->str && strstr(r->str, "cluster_state:ok") &&
+                  strstr(r->str, "cluster_slots_assigned:16384") && strstr(r->str, want);
+        simul_redis_reply_free(r);
+        if (!ok)
+            return false;
+        const char *slots[] = {"CLUSTER", "SLOTS"};
+        r = node_call(&cl->sv[i], 2, slots);
+        ok = r->type == SIMUL_REDIS_ARRAY && r->len == NODES;
+        for (size_t k = 0; ok && cl->n > NODES && k < r->len; k++)
+            ok = r->elem[k].len >= 4; /* start, end, master, a replica */
+        simul_redis_reply_free(r);
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* n servers (NODES, or 2 * NODES: a replica per master) joined into a cluster. */
+static void start_cluster_n(cluster *cl, int n, const char *node_timeout)
+{
+    memset(cl, 0, sizeof *cl);
+    cl->n = n;
+    char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128];
+    for (int i = 0; i < n; i++) {
+        for (;;) {
+            int bp = free_port();
+            snprintf(busport[i], sizeof busport[i], "%d", bp);
+            snprintf(conf[i], sizeof conf[i], "nodes-%d.conf", bp);
+            const char *extra[] = {"--cluster-enabled",
+                                   "yes",
+                                   "--cluster-config-file",
+                                   conf[i],
+                                   "--cluster-port",
+                                   busport[i],
+                                   "--cluster-node-timeout",
+                                   node_timeout,
+                                   NULL};
+            start_own_server(&cl->sv[i], extra);
+            if (accepts(bp))
+                break;
+            stop_server(&cl->sv[i]); /* the bus port was taken meanwhile: again */
+        }
+    }
+    char addr[SERVERS_MAX][32];
+    const char *create[16] = {"redis-cli", "--cluster", "create"};
+    int argc = 3;
+    for (int i = 0; i < n; i++) {
+        snprintf(addr[i], sizeof addr[i], "127.0.0.1:%d", cl->sv[i].port);
+        create[argc++] = addr[i];
+    }
+    if (n > NODES) {
+        create[argc++] = "--cluster-replicas";
+        create[argc++] = "1";
+    }
+    create[argc++] = "--cluster-yes";
+    create[argc] = NULL;
+    assert_true(run_wait(create));
+    double t0 = test_clock();
+    for (int i = 0; !cluster_ok(cl, n); i++) {
+        if (i == 30000)
+            fail_msg("the cluster did not converge");
+        usleep(1000);
+    }
+    snprintf(cl->seed, sizeof cl->seed, "127.0.0.1:%d", cl->sv[1].port);
+    print_message("cluster of %d up %.2fs after create\n", n, test_clock() - t0);
+}
+
+static void start_cluster(cluster *cl)
+{
+    start_cluster_n(cl, NODES, "5000");
+}
+
+static void stop_cluster(cluster *cl)
+{
+    for (int i = 0; i < cl->n; i++)
+        stop_server(&cl->sv[i]);
+}
+
+static simul_redis_cluster *connect_cluster(cluster *cl)
+{
+    const char *seeds[] = {cl->seed};
+    simul_redis_cluster_opts o = {.seeds = seeds, .nseeds = 1};
+    simul_redis_cluster *c = NULL;
+    assert_int_equal(simul_redis_cluster_connect(&o, &c), 0);
+    return c;
+}
+
+static simul_redis_cluster_stats cstats(simul_redis_cluster *c)
+{
+    simul_redis_cluster_stats st;
+    simul_redis_cluster_get_stats(c, &st);
+    return st;
+}
+
+/* Which of our servers serves slot s (by the map of node 0). */
+static int owner(cluster *cl, unsigned s)
+{
+    const char *slots[] = {"CLUSTER", "SLOTS"};
+    int live = 0;
+    while (!cl->sv[live].pid)
+        live++;
+    simul_redis_reply *r = node_call(&cl->sv[live], 2, slots);
+    int port = -1;
+    for (size_t i = 0; i < r->len; i++) {
+        const simul_redis_reply *e = &r->elem[i];
+        if ((unsigned)e->elem[0].integer <= s && s <= (unsigned)e->elem[1].integer)
+            port = (int)e->elem[2].elem[1].integer;
+    }
+    simul_redis_reply_free(r);
+    for (int i = 0; i < cl->n; i++)
+        if (cl->sv[i].port == port)
+            return i;
+    fail_msg("no owner for slot %u", s);
+    return -1;
+}
+
+static void node_id(cluster *cl, int i, char *out, size_t n)
+{
+    const char *myid[] = {"CLUSTER", "MYID"};
+    simul_redis_reply *r = node_call(&cl->sv[i], 2, myid);
+    snprintf(out, n, "%s", r->str);
+    simul_redis_reply_free(r);
+}
+
+static void expect_ok(simul_redis_reply *r)
+{
+    if (r->type == SIMUL_REDIS_ERROR)
+        fail_msg("error: %s", r->str);
+    simul_redis_reply_free(r);
+}
+
+/* ---- routing ------------------------------------------------------------------------------- */
+
+typedef struct writer {
+    simul_redis_cluster *c;
+    int id, n, bad, done;
+    volatile bool *stop;
+    const char *prefix;
+} writer;
+
+static int writer_main(void *arg)
+{
+    writer *w = arg;
+    for (int i = 0; w->stop ? !*w->stop : i < w->n; i++) {
+        char key[64], val[32];
+        snprintf(key, sizeof key, "%s%d:%d", w->prefix, w->id, i % 50);
+        snprintf(val, sizeof val, "v%d", i);
+        simul_redis_reply *r = NULL;
+        if (simul_redis_cluster_command(w->c, &r, "SET %s %s", key, val) != 0)
+            w->bad++;
+        simul_redis_reply_free(r);
+        r = NULL;
+        if (simul_redis_cluster_command(w->c, &r, "GET %s", key) != 0 || !r->str ||
+            strcmp(r->str, val) != 0)
+            w->bad++;
+        simul_redis_reply_free(r);
+        w->done++;
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(cluster_routes_by_slot)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 50), 0);
+    /* The slot function, against known values and the server's CLUSTER KEYSLOT. */
+    assert_int_equal(simul_redis_cluster_keyslot("123456789", 9), 12739);
+    assert_int_equal(simul_redis_cluster_keyslot("foo", 3), 12182);
+    assert_int_equal(simul_redis_cluster_keyslot("{user1000}.following", 20),
+                     simul_redis_cluster_keyslot("user1000", 8));
+    assert_int_equal(simul_redis_cluster_keyslot("foo{}{bar}", 10),
+                     simul_redis_cluster_keyslot("foo{}{bar}", 10)); /* empty tag: whole key */
+    cluster cl;
+    start_cluster(&cl);
+    const char *samples[] = {"foo{}{bar}", "{a}b", "x{", "}{y}", "", "user:1", "a{b}c{d}"};
+    for (size_t i = 0; i < ARRAY_LEN(samples); i++) {
+        const char *ks[] = {"CLUSTER", "KEYSLOT", samples[i]};
+        simul_redis_reply *r = node_call(&cl.sv[0], 3, ks);
+        assert_int_equal(r->integer, simul_redis_cluster_keyslot(samples[i], strlen(samples[i])));
+        simul_redis_reply_free(r);
+    }
+
+    simul_redis_cluster *c = connect_cluster(&cl);
+    enum { T = 30 };
+    writer w[T];
+    simul_task *t[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (writer){.c = c, .id = i, .n = 100, .prefix = "k"};
+        assert_int_equal(simul_task_spawn(&t[i], writer_main, &w[i], NULL), 0);
+    }
+    assert_int_equal(simul_gather(t, T, NULL), 0);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(w[i].bad, 0);
+    simul_redis_cluster_stats st = cstats(c);
+    assert_int_equal(st.moved, 0);
+    assert_int_equal(st.node_connects, NODES);
+    /* Every node got its share of the keys. */
+    for (int i = 0; i < NODES; i++) {
+        const char *dbsize[] = {"DBSIZE"};
+        simul_redis_reply *r = node_call(&cl.sv[i], 1, dbsize);
+        assert_true(r->integer > 100);
+        simul_redis_reply_free(r);
+    }
+
+    /* CROSSSLOT, locally: nothing sent. Hash tags keep keys together. */
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "MSET a 1 b %s", "2"), -EXDEV);
+    assert_null(r);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "MSET {t}a 1 {t}b %s", "2"), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "MGET {t}a {t}%s", "b"), 0);
+    assert_string_equal(r->elem[1].str, "2");
+    simul_redis_reply_free(r);
+    assert_int_equal(cstats(c).crossslot, 1);
+    /* Movable keys: EVAL's numkeys, asked of the server. */
+    assert_int_equal(
+        simul_redis_cluster_command(c, &r, "EVAL %s 1 {t}a", "return redis.call('GET', KEYS[1])"),
+        0);
+    assert_string_equal(r->str, "1");
+    simul_redis_reply_free(r);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "EVAL %s 2 {t}a zz", "return 1"), -EXDEV);
+    assert_true(cstats(c).getkeys >= 2);
+    /* Keyless commands go to some node. */
+    assert_int_equal(simul_redis_cluster_command(c, &r, "PING"), 0);
+    simul_redis_reply_free(r);
+
+    /* A pipeline split per node, replies in order. */
+    simul_redis_cluster_pipeline *p = NULL;
+    assert_int_equal(simul_redis_cluster_pipeline_new(c, &p), 0);
+    enum { N = 300 };
+    for (int i = 0; i < N; i++)
+        assert_int_equal(simul_redis_cluster_pipeline_add(p, "INCRBY p%d %d", i, i), 0);
+    assert_int_equal(simul_redis_cluster_pipeline_add(p, "MSET a 1 b %s", "2"), 0);
+    simul_redis_reply *rep[N + 1];
+    int res[N + 1];
+    uint64_t groups = cstats(c).pipeline_groups;
+    assert_int_equal(simul_redis_cluster_pipeline_exec(p, rep, res), 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(res[i], 0);
+        assert_int_equal(rep[i]->integer, i);
+        simul_redis_reply_free(rep[i]);
+    }
+    assert_int_equal(res[N], -EXDEV);
+    assert_null(rep[N]);
+    assert_int_equal(cstats(c).pipeline_groups - groups, NODES);
+    simul_redis_cluster_pipeline_free(p);
+
+    /* The map changes behind the client's back (an empty slot handed to another node): the
+     * next command meets MOVED, follows it, and the map is read again. */
+    unsigned s = simul_redis_cluster_keyslot("moving", 6);
+    int from = owner(&cl, s), to = (from + 1) % NODES;
+    char to_id[64], slot[16];
+    node_id(&cl, to, to_id, sizeof to_id);
+    snprintf(slot, sizeof slot, "%u", s);
+    for (int i = 0; i < NODES; i++) {
+        const char *set[] = {"CLUSTER", "SETSLOT", slot, "NODE", to_id};
+        expect_ok(node_call(&cl.sv[(to + i) % NODES], 5, set));
+    }
+    uint64_t refreshes = cstats(c).refreshes;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET moving %s", "here"), 0);
+    simul_redis_reply_free(r);
+    assert_true(cstats(c).moved >= 1);
+    assert_true(cstats(c).refreshes > refreshes);
+    int port = 0;
+    assert_int_equal(simul_redis_cluster_slot_node(c, s, NULL, 0, &port), 0);
+    assert_int_equal(port, cl.sv[to].port);
+    const char *get[] = {"GET", "moving"};
+    r = node_call(&cl.sv[to], 2, get);
+    assert_string_equal(r->str, "here");
+    simul_redis_reply_free(r);
+
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+/* ---- a slot migrated under traffic --------------------------------------------------------- */
+
+typedef struct counter_task {
+    simul_redis_cluster *c;
+    int id;
+    volatile bool *stop;
+    long incrs, bad, mgets;
+    int last_rc;
+} counter_task;
+
+static int counter_main(void *arg)
+{
+    counter_task *w = arg;
+    for (long i = 0; !*w->stop || i < 20; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "{mig}:%ld", (w->id * 7 + i) % 60);
+        simul_redis_reply *r = NULL;
+        int rc = simul_redis_cluster_command(w->c, &r, "INCR %s", key);
+        simul_redis_reply_free(r);
+        if (rc != 0) {
+            w->bad++;
+            w->last_rc = rc;
+        } else {
+            w->incrs++;
+        }
+        if (i % 10 == 0) {
+            /* Multi-key: TRYAGAIN while its keys are split between the two nodes. */
+            rc = simul_redis_cluster_command(w->c, &r, "MGET {mig}:1 {mig}:%d", 2);
+            simul_redis_reply_free(r);
+            if (rc != 0) {
+                w->bad++;
+                w->last_rc = rc;
+            } else {
+                w->mgets++;
+            }
+        }
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(slot_migrated_while_commands_run)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 50), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+    unsigned s = simul_redis_cluster_keyslot("mig", 3);
+    int from = owner(&cl, s), to = (from + 1) % NODES;
+    char from_id[64], to_id[64], slot[16], to_port[16];
+    node_id(&cl, from, from_id, sizeof from_id);
+    node_id(&cl, to, to_id, sizeof to_id);
+    snprintf(slot, sizeof slot, "%u", s);
+    snprintf(to_port, sizeof to_port, "%d", cl.sv[to].port);
+
+    volatile bool stop = false;
+    enum { T = 20 };
+    counter_task w[T];
+    simul_task *t[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (counter_task){.c = c, .id = i, .stop = &stop};
+        assert_int_equal(simul_task_spawn(&t[i], counter_main, &w[i], NULL), 0);
+    }
+    /* Let the keys exist on the source first. */
+    const char *dbsize[] = {"DBSIZE"};
+    for (;;) {
+        simul_redis_reply *r = node_call(&cl.sv[from], 1, dbsize);
+        long long n = r->integer;
+        simul_redis_reply_free(r);
+        if (n >= 60)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+
+    /* The migration, by the book: IMPORTING on the target, MIGRATING on the source, the keys
+     * moved a few at a time (yielding, so the counters run in between), then the slot given. */
+    const char *imp[] = {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id};
+    expect_ok(node_call(&cl.sv[to], 5, imp));
+    const char *mig[] = {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id};
+    expect_ok(node_call(&cl.sv[from], 5, mig));
+    int batches = 0;
+    for (;;) {
+        const char *keys[] = {"CLUSTER", "GETKEYSINSLOT", slot, "5"};
+        simul_redis_reply *r = node_call(&cl.sv[from], 4, keys);
+        size_t n = r->len;
+        if (n == 0) {
+            simul_redis_reply_free(r);
+            break;
+        }
+        const char *argv[16] = {"MIGRATE", "127.0.0.1", to_port, "", "0", "5000", "KEYS"};
+        for (size_t i = 0; i < n; i++)
+            argv[7 + i] = r->elem[i].str;
+        expect_ok(node_call(&cl.sv[from], 7 + (int)n, argv));
+        simul_redis_reply_free(r);
+        batches++;
+        /* Traffic between batches: wait until the counters made progress (a state). */
+        /* Or until some wait on us: a multi-key command whose keys this migration split
+         * answers TRYAGAIN until the move is done, so progress may stall until we go on. */
+        long before = 0, now = 0;
+        uint64_t waiting = cstats(c).tryagain;
+        for (int i = 0; i < T; i++)
+            before += w[i].incrs + w[i].bad;
+        while (now < before + T && cstats(c).tryagain == waiting) {
+            assert_int_equal(simul_yield(), 0);
+            now = 0;
+            for (int i = 0; i < T; i++)
+                now += w[i].incrs + w[i].bad;
+        }
+    }
+    assert_true(batches >= 2);
+
+    for (int i = 0; i < NODES; i++) {
+        const char *set[] = {"CLUSTER", "SETSLOT", slot, "NODE", to_id};
+        int order[NODES] = {to, from, 3 - to - from};
+        expect_ok(node_call(&cl.sv[order[i]], 5, set));
+    }
+    /* Traffic goes on after the move (the MOVED path), then stops. */
+    simul_redis_cluster_stats st0 = cstats(c);
+    while (cstats(c).moved == st0.moved && st0.moved == 0)
+        assert_int_equal(simul_yield(), 0);
+    stop = true;
+    assert_int_equal(simul_gather(t, T, NULL), 0);
+
+    long total = 0, mgets = 0;
+    for (int i = 0; i < T; i++) {
+        if (w[i].bad)
+            fail_msg("task %d: %ld errors, the last %s", i, w[i].bad, simul_errname(w[i].last_rc));
+        total += w[i].incrs;
+        mgets += w[i].mgets;
+    }
+    assert_true(mgets > 0);
+    /* Every increment landed exactly once: the counters on the target add up. */
+    long long sum = 0;
+    for (int k = 0; k < 60; k++) {
+        char key[32];
+        snprintf(key, sizeof key, "{mig}:%d", k);
+        const char *get[] = {"GET", key};
+        simul_redis_reply *r = node_call(&cl.sv[to], 2, get);
+        if (r->type == SIMUL_REDIS_STRING)
+            sum += atoll(r->str);
+        simul_redis_reply_free(r);
+    }
+    assert_int_equal(sum, total);
+    simul_redis_cluster_stats st = cstats(c);
+    assert_true(st.asks + st.moved > 0);
+    assert_true(st.moved > 0);
+    print_message("migration: %d batches, %ld INCRs, %ld MGETs, asks %llu moved %llu tryagain %llu "
+                  "refreshes %llu\n",
+                  batches, total, mgets, (unsigned long long)st.asks, (unsigned long long)st.moved,
+                  (unsigned long long)st.tryagain, (unsigned long long)st.refreshes);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+/* ---- a master killed: its replica takes over, the client follows ----------------------------- */
+
+SIMUL_TASK_TEST(master_failover_followed)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 150), 0);
+    cluster cl;
+    start_cluster_n(&cl, 2 * NODES, "1000");
+    simul_redis_cluster *c = connect_cluster(&cl);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET fo %s", "before"), 0);
+    simul_redis_reply_free(r);
+    unsigned s = simul_redis_cluster_keyslot("fo", 2);
+    int m = owner(&cl, s);
+    int dead_port = cl.sv[m].port;
+    /* Until its replica has the key (the failover must not lose it). */
+    const char *wait[] = {"WAIT", "1", "5000"};
+    simul_redis_reply *w = node_call(&cl.sv[m], 3, wait);
+    assert_int_equal(w->integer, 1);
+    simul_redis_reply_free(w);
+
+    kill_server(&cl.sv[m], SIGKILL);
+    /* One call, marked safe to resend (the connection may still look alive when it goes out,
+     * and then it is lost in flight): the node refuses connections, the map is read again (with
+     * pauses) until the cluster has promoted the replica, then the GET goes there. No error. */
+    const char *get[] = {"GET", "fo"};
+    assert_int_equal(simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 2, get, NULL),
+                     0);
+    assert_string_equal(r->str, "before");
+    simul_redis_reply_free(r);
+    /* The map knows the new master now: a plain write goes straight there. */
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET fo %s", "after"), 0);
+    simul_redis_reply_free(r);
+    int port = 0;
+    assert_int_equal(simul_redis_cluster_slot_node(c, s, NULL, 0, &port), 0);
+    assert_int_not_equal(port, dead_port);
+    int now = owner(&cl, s);
+    assert_int_equal(cl.sv[now].port, port);
+    simul_redis_cluster_stats st = cstats(c);
+    assert_true(st.refreshes >= 2);
+    print_message("failover followed: refreshes %llu, waits %llu\n",
+                  (unsigned long long)st.refreshes, (unsigned long long)st.tryagain);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(cluster_routes_by_slot),
+        cmocka_unit_test(slot_migrated_while_commands_run),
+        cmocka_unit_test(master_failover_followed),
+    };
+    return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cluster");
+}
