@@ -47,10 +47,13 @@ extern "C" {
  *   }
  * ------------------------------------------------------------------------------------------- */
 
-/* What is parsed. Only requests for now; the client's responses will be a second mode of the
- * same parser (status line instead of request line, the response framing rules). */
+/* What is parsed: requests (a server's side) or responses (a client's side: the status line
+ * instead of the request line, and the response framing rules of RFC 9112 6.3 — a response to
+ * HEAD, a 1xx, 204 or 304 has no body whatever its fields say, a response without
+ * Content-Length or Transfer-Encoding runs to the connection's close). */
 typedef enum simul_http_mode {
     SIMUL_HTTP_REQUEST = 1,
+    SIMUL_HTTP_RESPONSE = 2,
 } simul_http_mode;
 
 /* The events simul_http_parser_feed returns (>= 0; errors are negative). */
@@ -95,12 +98,19 @@ typedef enum simul_http_error {
     SIMUL_HTTP_E_CHUNK_LINE_TOO_LONG, /* 400 chunk-size line over max_chunk_line */
     SIMUL_HTTP_E_CHUNK_DATA_CRLF,   /* 400 chunk data not followed by CRLF */
     SIMUL_HTTP_E_AFTER_CLOSE,       /* 400 bytes after a message that closes the connection */
+    /* Responses only (a client's errors: the status, 400, is never answered): */
+    SIMUL_HTTP_E_STATUS_LINE,       /* 400 malformed status line */
+    SIMUL_HTTP_E_STATUS,            /* 400 status code not three digits, or below 100 */
+    SIMUL_HTTP_E_STATUS_LINE_TOO_LONG, /* 400 status line over max_request_line (-EMSGSIZE) */
+    SIMUL_HTTP_E_TRUNCATED,         /* 400 the connection ended inside a message
+                                       (simul_http_parser_eof) */
     SIMUL_HTTP_E_COUNT_
 } simul_http_error;
 
 /* Limits; a field left 0 takes its default. Each is at most 1 GiB (max_body: any value). */
 typedef struct simul_http_limits {
-    uint32_t max_request_line; /* bytes, its CRLF included (default 8192) -> 414 */
+    uint32_t max_request_line; /* bytes, its CRLF included (default 8192) -> 414; in response
+                                  mode the status line's limit */
     uint32_t max_header_bytes; /* header section bytes (fields and the empty line; for trailers
                                   too) (default 16384) -> 431 */
     uint32_t max_headers;      /* fields (head and trailers together; default 100) -> 431 */
@@ -128,6 +138,8 @@ typedef enum simul_http_framing {
     SIMUL_HTTP_BODY_NONE = 0, /* no body */
     SIMUL_HTTP_BODY_LENGTH,   /* Content-Length bytes (content_length) */
     SIMUL_HTTP_BODY_CHUNKED,  /* Transfer-Encoding: chunked */
+    SIMUL_HTTP_BODY_CLOSE,    /* responses: everything until the connection closes (the caller
+                                 reports the close with simul_http_parser_eof) */
 } simul_http_framing;
 
 /* A parsed head. The spans are offsets from `base`, the buffer given to the call that returned
@@ -156,6 +168,13 @@ typedef struct simul_http_head {
     const char *trailer_base;
     simul_http_header *trailers;
     uint32_t ntrailers;
+    /* Response mode: the status code (100..999) and the reason phrase as sent (may be empty).
+     * method and target stay empty. content_length is the field's value even where the
+     * response has no body (a response to HEAD says the resource's size). upgrade: a 101, or
+     * a 2xx to CONNECT (the bytes after the head are the tunnel's: the parser consumes none and
+     * takes no more). */
+    uint16_t status;
+    simul_http_span reason;
 } simul_http_head;
 
 /* The parser: caller-allocated, any storage. Read the results; the rest is private. */
@@ -175,6 +194,7 @@ typedef struct simul_http_parser {
         uint32_t flags;
         uint64_t remaining; /* body bytes left: Content-Length, or the current chunk */
         uint64_t total;     /* body bytes so far (chunked) */
+        uint8_t request;    /* response mode: what the response answers (simul_http_parser_response_to) */
     } priv_;
 } simul_http_parser;
 
@@ -190,6 +210,19 @@ int simul_http_parser_init(simul_http_parser *p, simul_http_mode mode,
  * the bytes the caller drops, or -EPROTO (a broken message) / -EMSGSIZE (over a limit), with the
  * reason in p->error; an error sticks (the connection is done: answer and close). */
 int simul_http_parser_feed(simul_http_parser *p, const char *buf, size_t len, size_t *consumed);
+
+/* Response mode: says which request method the next response answers (call it before feeding
+ * each response's first byte; it holds until that response's final, non-1xx head ends): "HEAD"
+ * (the response has no body), "CONNECT" (a 2xx is a tunnel), anything else the usual rules.
+ * Does not suspend. Returns 0; -EINVAL in request mode or inside a message. */
+int simul_http_parser_response_to(simul_http_parser *p, const char *method);
+
+/* The peer closed the connection (read returned 0): what that means for the message. Returns
+ * SIMUL_HTTP_END if it ends a close-delimited response body (SIMUL_HTTP_BODY_CLOSE), 0
+ * (SIMUL_HTTP_NEED_MORE) if no message was begun (a clean close between messages), or -EPROTO
+ * with SIMUL_HTTP_E_TRUNCATED when a message was cut short (a lying Content-Length, a vanished
+ * peer). The caller hands over every byte it received first. */
+int simul_http_parser_eof(simul_http_parser *p);
 
 /* The status to answer an error with (400, 413, 414, 431, 501, 505; 0 for SIMUL_HTTP_OK). */
 int simul_http_error_status(simul_http_error e);
