@@ -17,6 +17,8 @@ DEB_PACKAGES += redis-server libhiredis-dev
 DEB_PACKAGES += openssl curl
 # libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
 DEB_PACKAGES += libjansson-dev
+# libsimul-http's client: gzip/deflate bodies (zlib); its bench: aiohttp's client and wrk beside Go.
+DEB_PACKAGES += zlib1g-dev python3-aiohttp wrk golang-go
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
 
