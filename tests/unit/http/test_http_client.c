@@ -866,6 +866,98 @@ SIMUL_TASK_TEST(connect_errors)
     return 0;
 }
 
+/* ---- an HTTP proxy: CONNECT, then bytes both ways ----------------------------------------- */
+
+typedef struct proxy_state {
+    int connects;
+    bool refuse;
+} proxy_state;
+
+typedef struct pipe_arg {
+    simul_stream *from, *to;
+} pipe_arg;
+
+static int pipe_task(void *arg)
+{
+    pipe_arg *p = arg;
+    char buf[8192];
+    long n;
+    while ((n = simul_stream_read(p->from, buf, sizeof buf)) > 0)
+        if (simul_stream_write(p->to, buf, (size_t)n) < 0 || simul_stream_drain(p->to) < 0)
+            break;
+    return 0;
+}
+
+static int proxy_handler(simul_stream *s, void *arg)
+{
+    proxy_state *ps = arg;
+    const char *head;
+    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+    if (n <= 0)
+        return 0;
+    ps->connects++;
+    char host[128] = "", port[16] = "";
+    if (sscanf(head, "CONNECT %127[^:]:%15[0-9] HTTP/1.1", host, port) != 2 || ps->refuse) {
+        w(s, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 4\r\n\r\nnope");
+        simul_stream_drain(s);
+        return 0;
+    }
+    simul_stream *up;
+    if (simul_open_connection(host, port, &up) < 0) {
+        w(s, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
+        simul_stream_drain(s);
+        return 0;
+    }
+    w(s, "HTTP/1.1 200 Connection established\r\n\r\n");
+    pipe_arg down = {up, s}, upw = {s, up};
+    simul_task *t;
+    if (simul_task_spawn(&t, pipe_task, &down, NULL) == 0) {
+        pipe_task(&upw); /* until the client side ends */
+        simul_stream_abort(up);
+        simul_task_cancel(t);
+        simul_task_join(t, NULL);
+    }
+    simul_stream_close(up);
+    return 0;
+}
+
+SIMUL_TASK_TEST(proxy_connect)
+{
+    (void)arg;
+    sfix f;
+    sup(&f);
+    proxy_state ps = {0};
+    simul_server *proxy;
+    assert_int_equal(simul_start_server("127.0.0.1", "0", proxy_handler, &ps, &proxy), 0);
+    char purl[64];
+    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", simul_server_port(proxy));
+    simul_http_session *s;
+    simul_http_session_opts o = {.proxy = purl};
+    assert_int_equal(simul_http_session_new(&o, &s), 0);
+    for (int i = 0; i < 3; i++) {
+        simul_http_client_response *r;
+        assert_int_equal(simul_http_session_get(s, surl(&f, "/ok"), &r), 0);
+        assert_string_equal(body_of(r), "ok");
+        simul_http_client_response_close(r);
+    }
+    assert_int_equal(ps.connects, 1); /* one tunnel, kept alive */
+    assert_int_equal(sc.accepted, 1);
+    ps.refuse = true;
+    char other[128];
+    snprintf(other, sizeof other, "http://localhost:%d/ok", simul_server_port(f.srv));
+    expect_fail(s, other, -ECONNREFUSED, "proxy refused CONNECT to localhost", NULL);
+    assert_int_equal(simul_http_session_close(s), 0);
+    /* A proxy URL that is not http://host:port. */
+    simul_http_session_opts bad = {.proxy = "https://127.0.0.1:1"};
+    assert_int_equal(simul_http_session_new(&bad, &s), -EINVAL);
+    simul_server_close(proxy);
+    simul_server_abort_clients(proxy);
+    simul_server_wait_closed(proxy);
+    simul_server_free(proxy);
+    sdown(&f);
+    return 0;
+}
+
 /* ---- HTTPS: a TLS server scripted on simul_tls_accept ------------------------------------ */
 
 #ifdef SIMUL_TLS_CERTS
@@ -910,6 +1002,24 @@ SIMUL_TASK_TEST(https)
     assert_int_equal(simul_http_session_connections(s), 2); /* two origins */
     assert_int_equal(sc.accepted, 2);
     assert_int_equal(simul_http_session_close(s), 0);
+    /* HTTPS through a CONNECT proxy: TLS end to end inside the tunnel, verified. */
+    proxy_state ps = {0};
+    simul_server *proxy;
+    assert_int_equal(simul_start_server("127.0.0.1", "0", proxy_handler, &ps, &proxy), 0);
+    char purl[64];
+    snprintf(purl, sizeof purl, "http://127.0.0.1:%d", simul_server_port(proxy));
+    simul_http_session_opts po = {.ca_file = SIMUL_TLS_CERTS "/ca.crt", .proxy = purl};
+    assert_int_equal(simul_http_session_new(&po, &s), 0);
+    simul_http_client_response *pr;
+    assert_int_equal(simul_http_session_get(s, u2, &pr), 0);
+    assert_string_equal(body_of(pr), "ok");
+    simul_http_client_response_close(pr);
+    assert_int_equal(ps.connects, 1);
+    assert_int_equal(simul_http_session_close(s), 0);
+    simul_server_close(proxy);
+    simul_server_abort_clients(proxy);
+    simul_server_wait_closed(proxy);
+    simul_server_free(proxy);
     /* A missing CA file fails at once. */
     simul_http_session_opts bad = {.ca_file = "/nonexistent/ca.pem"};
     assert_true(simul_http_session_new(&bad, &s) < 0);
@@ -975,6 +1085,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(misbehaving_servers),
         cmocka_unit_test(cancel_anywhere),
         cmocka_unit_test(connect_errors),
+        cmocka_unit_test(proxy_connect),
 #ifdef SIMUL_TLS_CERTS
         cmocka_unit_test(https),
 #endif
