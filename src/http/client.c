@@ -344,11 +344,17 @@ static http_host *host_get(simul_http_session *s, const http_url *u)
 /* Whether an idle connection still looks usable: nothing unread, and the server has not closed
  * it (a peek finds EOF or a reset). Bytes waiting on a plain connection are a server talking
  * out of turn (a 408 before its close): not usable either. Under TLS a waiting record may be a
- * session ticket, so only EOF counts there (a close that slips past is caught by the retry). */
+ * session ticket, so only EOF counts there. The peek is a syscall, so a connection back in the
+ * pool for less than PEEK_AFTER_NS is taken without it: under load connections come back and
+ * go again within microseconds, and a server that closed in that window is caught by the
+ * retry (idempotent requests) like any close that slips past a peek. */
+#define PEEK_AFTER_NS 50000000 /* 50 ms */
 static bool conn_usable(http_conn *c)
 {
     if (c->off != c->len)
         return false;
+    if (simul_now_ns() - c->idle_since < PEEK_AFTER_NS)
+        return true;
     bool tls = false;
 #ifdef SIMUL_HTTP_HAVE_TLS
     tls = simul_tls_is_tls(c->s);

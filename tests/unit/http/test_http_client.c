@@ -513,7 +513,7 @@ SIMUL_TASK_TEST(pool_limits)
 /* ---- misbehaving servers, scripted -------------------------------------------------------- */
 
 typedef struct script {
-    int accepted;
+    int accepted, finished;
     int requests;
     simul_event *hold; /* never set: a handler that waits on it stalls */
 } script;
@@ -541,10 +541,8 @@ static char *gz(const char *text, size_t *n, int bits)
 }
 
 /* Serves each request on the connection by its path. */
-static int scripted(simul_stream *s, void *arg)
+static int scripted_conn(simul_stream *s)
 {
-    (void)arg;
-    sc.accepted++;
     for (;;) {
         const char *head;
         long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
@@ -638,6 +636,15 @@ static int scripted(simul_stream *s, void *arg)
         if (simul_stream_drain(s) < 0)
             return 0;
     }
+}
+
+static int scripted(simul_stream *s, void *arg)
+{
+    (void)arg;
+    sc.accepted++;
+    int rc = scripted_conn(s);
+    sc.finished++;
+    return rc;
 }
 
 typedef struct sfix {
@@ -748,6 +755,17 @@ SIMUL_TASK_TEST(misbehaving_servers)
     assert_int_equal(simul_http_session_new(NULL, &s), 0);
     for (int i = 0; i < 20; i++) {
         assert_int_equal(simul_http_session_get(s, surl(&f, "/ok-then-close"), &r), 0);
+        assert_string_equal(body_of(r), "ok");
+        simul_http_client_response_close(r);
+    }
+    /* Idle past the peek threshold (50 ms): the close is seen before the connection is used,
+     * so even a POST (never retried) goes through on a new connection. */
+    simul_event_set(sc.hold); /* the stalled handlers of the cases above end too */
+    for (int i = 0; i < 3; i++) {
+        while (sc.finished != sc.accepted) /* the server has closed its side */
+            simul_sleep(0.001);
+        simul_sleep(0.06); /* (at least 60 ms: past the threshold, however long it takes) */
+        assert_int_equal(simul_http_session_post(s, surl(&f, "/ok-then-close"), NULL, "x", 1, &r), 0);
         assert_string_equal(body_of(r), "ok");
         simul_http_client_response_close(r);
     }
