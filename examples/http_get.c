@@ -88,69 +88,46 @@ static int worker(void *arg)
     return 0;
 }
 
-typedef struct args {
-    int argc;
-    char **argv;
-} args;
+typedef struct config {
+    size_t parallel;
+    double timeout;
+    const char *ca;
+    bool insecure, body;
+    fetch *f;
+    size_t n;
+} config;
 
 static int run(void *arg)
 {
-    args *a = arg;
-    size_t parallel = 4;
-    double timeout = 30;
-    const char *ca = NULL;
-    bool insecure = false, body = false;
-    fetch *f = calloc((size_t)a->argc, sizeof *f);
-    size_t n = 0;
-    for (int i = 1; i < a->argc; i++) {
-        const char *arg2 = a->argv[i], *v;
-        if ((v = option_value(arg2, "--parallel", &i, a->argc, a->argv))) {
-            if (!parse_count(v, &parallel) || parallel == 0 || parallel > 10000)
-                usage_error("--parallel takes 1..10000");
-        } else if ((v = option_value(arg2, "--ca", &i, a->argc, a->argv))) {
-            ca = v;
-        } else if ((v = option_value(arg2, "--timeout", &i, a->argc, a->argv))) {
-            if (!parse_number(v, 0.001, 1e6, &timeout))
-                usage_error("--timeout takes seconds");
-        } else if (!strcmp(arg2, "--insecure")) {
-            insecure = true;
-        } else if (!strcmp(arg2, "--body")) {
-            body = true;
-        } else if (!strcmp(arg2, "--help") || !strcmp(arg2, "-h")) {
-            print_usage(stdout);
-            exit(0);
-        } else if (arg2[0] == '-') {
-            usage_error("unknown option %s", arg2);
-        } else {
-            f[n++].url = arg2;
-        }
-    }
-    if (!n)
-        usage_error("no URL");
-    simul_http_session_opts so = {.ca_file = ca, .insecure_skip_verify = insecure,
+    config *c = arg;
+    fetch *f = c->f;
+    size_t n = c->n, parallel = c->parallel;
+    simul_http_session_opts so = {.ca_file = c->ca, .insecure_skip_verify = c->insecure,
                                   .max_per_host = (uint32_t)parallel,
                                   .max_total = (uint32_t)(parallel > 100 ? parallel : 100)};
     simul_http_session *s;
     int rc = simul_http_session_new(&so, &s);
     if (rc < 0) {
-        fprintf(stderr, "%s: cannot make the session: %s%s%s\n", progname, simul_strerror(rc),
-                ca ? " (--ca " : "", ca ? ca : "");
-        if (ca)
-            fputs(")\n", stderr);
+        fprintf(stderr, "%s: cannot make the session: %s", progname, simul_strerror(rc));
+        if (c->ca)
+            fprintf(stderr, " (--ca %s)", c->ca);
+        fputc('\n', stderr);
         return 1;
     }
-    job j = {.s = s, .f = f, .n = n, .timeout = timeout, .body = body};
+    job j = {.s = s, .f = f, .n = n, .timeout = c->timeout, .body = c->body};
     size_t nw = parallel < n ? parallel : n;
     simul_task **t = calloc(nw, sizeof *t);
-    for (size_t i = 0; i < nw; i++)
-        simul_task_spawn(&t[i], worker, &j, NULL);
     int *res = calloc(nw, sizeof *res);
-    simul_gather(t, nw, res);
-    int status = 0;
+    size_t spawned = 0;
+    for (size_t i = 0; i < nw; i++)
+        if (simul_task_spawn(&t[spawned], worker, &j, NULL) == 0)
+            spawned++;
+    simul_gather(t, spawned, res);
+    int status = spawned ? 0 : 1;
     for (size_t i = 0; i < n; i++) {
-        if (f[i].rc == 0) {
+        if (f[i].rc == 0 && f[i].url) {
             printf("%d %zu bytes %.3f s %s\n", f[i].status, f[i].bytes, f[i].seconds, f[i].url);
-            if (body && f[i].body)
+            if (c->body && f[i].body)
                 printf("%s\n", f[i].body);
         } else {
             printf("error: %s (%s) %s\n", f[i].why[0] ? f[i].why : simul_strerror(f[i].rc),
@@ -163,12 +140,44 @@ static int run(void *arg)
     simul_http_session_close(s);
     free(res);
     free(t);
-    free(f);
     return status;
 }
 
 int main(int argc, char **argv)
 {
-    args a = {argc, argv};
-    return simul_run(run, &a);
+    /* The arguments are read before anything is allocated: a usage error just exits. */
+    config c = {.parallel = 4, .timeout = 30};
+    size_t n = 0; /* the URLs are gathered at the front of argv (its slots are ours to reuse) */
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i], *v;
+        if ((v = option_value(arg, "--parallel", &i, argc, argv))) {
+            if (!parse_count(v, &c.parallel) || c.parallel == 0 || c.parallel > 10000)
+                usage_error("--parallel takes 1..10000");
+        } else if ((v = option_value(arg, "--ca", &i, argc, argv))) {
+            c.ca = v;
+        } else if ((v = option_value(arg, "--timeout", &i, argc, argv))) {
+            if (!parse_number(v, 0.001, 1e6, &c.timeout))
+                usage_error("--timeout takes seconds");
+        } else if (!strcmp(arg, "--insecure")) {
+            c.insecure = true;
+        } else if (!strcmp(arg, "--body")) {
+            c.body = true;
+        } else if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+            print_usage(stdout);
+            return 0;
+        } else if (arg[0] == '-') {
+            usage_error("unknown option %s", arg);
+        } else {
+            argv[n++] = argv[i];
+        }
+    }
+    if (!n)
+        usage_error("no URL");
+    c.f = calloc(n, sizeof *c.f);
+    for (size_t i = 0; i < n; i++)
+        c.f[i].url = argv[i];
+    c.n = n;
+    int rc = simul_run(run, &c);
+    free(c.f);
+    return rc;
 }
