@@ -505,6 +505,15 @@ int simul_http_session_new(const simul_http_session_opts *opts, simul_http_sessi
 /* Suspends (briefly: closing sockets). Closes the idle connections and frees the session. Every
  * response must have been closed first: -EBUSY if not (nothing is freed). NULL is fine. */
 int simul_http_session_close(simul_http_session *s);
+/* Suspends. A new connection to url's origin for a protocol that takes the connection over (a
+ * WebSocket: simul_ws_client_open on it): TCP with Happy Eyeballs, the proxy's CONNECT tunnel if
+ * the session has one, TLS for https verified as the session's requests are, all within
+ * connect_timeout. Never from the pool and never returned to it: the stream is the caller's
+ * (simul_stream_close). Returns 0 and *out, or the errors of simul_http_session_request's
+ * connect, the reason in why (may be NULL). */
+struct simul_stream;
+int simul_http_session_open_stream(simul_http_session *s, const char *url,
+                                   struct simul_stream **out, char *why, size_t whylen);
 /* Connections open now, and of them idle in the pool (for tests and metrics). */
 size_t simul_http_session_connections(const simul_http_session *s);
 size_t simul_http_session_idle(const simul_http_session *s);

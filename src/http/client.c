@@ -1433,6 +1433,41 @@ fail:
     return rc;
 }
 
+int simul_http_session_open_stream(simul_http_session *s, const char *url, simul_stream **out,
+                                   char *why, size_t whylen)
+{
+    if (why && whylen)
+        why[0] = '\0';
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!s || !url)
+        return -EINVAL;
+    /* A response record only for its reason buffer (conn_open says into it). */
+    simul_http_client_response r = {.s = s, .why = why, .whylen = whylen, .deadline = INT64_MAX};
+    http_url u;
+    const char *reason = NULL;
+    int rc = http_url_parse(url, &u, &reason);
+    if (rc < 0) {
+        say(&r, "%s: %s", reason ? reason : "bad URL", url);
+        return rc;
+    }
+    http_host *h = host_get(s, &u);
+    http_conn *c = NULL;
+    rc = h ? conn_open(&r, &u, h, &c) : -ENOMEM;
+    http_url_free(&u);
+    if (rc < 0)
+        return rc;
+    /* Out of the pool's books: the connection is the caller's now. */
+    h->nconns--;
+    s->nconns--;
+    *out = c->s;
+    free(c->buf);
+    free(c);
+    notify_freed(s);
+    return 0;
+}
+
 int simul_http_session_get(simul_http_session *s, const char *url,
                            simul_http_client_response **out)
 {

@@ -964,6 +964,22 @@ SIMUL_TASK_TEST(proxy_connect)
     char other[128];
     snprintf(other, sizeof other, "http://localhost:%d/ok", simul_server_port(f.srv));
     expect_fail(s, other, -ECONNREFUSED, "proxy refused CONNECT to localhost", NULL);
+    /* A stream for a protocol that takes the connection over, through the same tunnel. */
+    simul_stream *st;
+    ps.refuse = false;
+    assert_int_equal(simul_http_session_open_stream(s, surl(&f, "/"), &st, NULL, 0), 0);
+    assert_int_equal(ps.connects, 3);
+    assert_int_equal(simul_http_session_connections(s), 1); /* not the pool's */
+    w(st, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    char got[41];
+    size_t n;
+    assert_int_equal(simul_stream_readexactly(st, got, 40, &n), 40);
+    got[40] = '\0';
+    assert_string_equal(got, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    simul_stream_close(st);
+    char why[200];
+    assert_int_equal(simul_http_session_open_stream(s, "nope://", &st, why, sizeof why), -EINVAL);
+    assert_non_null(strstr(why, "not an absolute http or https URL"));
     assert_int_equal(simul_http_session_close(s), 0);
     /* A proxy URL that is not http://host:port. */
     simul_http_session_opts bad = {.proxy = "https://127.0.0.1:1"};
@@ -1033,6 +1049,16 @@ SIMUL_TASK_TEST(https)
     assert_string_equal(body_of(pr), "ok");
     simul_http_client_response_close(pr);
     assert_int_equal(ps.connects, 1);
+    /* open_stream over TLS: verified, the caller's stream speaks plaintext through it. */
+    simul_stream *st;
+    assert_int_equal(simul_http_session_open_stream(s, u2, &st, NULL, 0), 0);
+    assert_true(simul_tls_is_tls(st));
+    w(st, "GET /ok HTTP/1.1\r\nHost: x\r\n\r\n");
+    char got[41];
+    size_t n;
+    assert_int_equal(simul_stream_readexactly(st, got, 40, &n), 40);
+    assert_memory_equal(got + 38, "ok", 2);
+    simul_stream_close(st);
     assert_int_equal(simul_http_session_close(s), 0);
     simul_server_close(proxy);
     simul_server_abort_clients(proxy);
