@@ -131,7 +131,9 @@ void http_jar_store(http_jar *j, const http_url *u, const char *sc, int64_t now)
         free(val);
         a += n;
     }
-    if (!c->name || !c->value || !*c->name) {
+    /* RFC 6265bis 5.6 step 14: a Secure cookie only from a secure origin (an http server cannot
+     * plant one that https pages would trust). */
+    if (!c->name || !c->value || !*c->name || (c->secure && !u->tls)) {
         cookie_free(c);
         return;
     }

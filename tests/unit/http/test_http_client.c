@@ -621,6 +621,31 @@ static int scripted_conn(simul_stream *s)
                 w(s, "0\r\n\r\n");
             }
             free(z);
+        } else if (!strcmp(path, "/c/set")) {
+            w(s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+                 "Set-Cookie: a=1; Max-Age=100; Path=/\r\n"
+                 "Set-Cookie: b=2; Domain=127.0.0.1; Path=/c\r\n"
+                 "Set-Cookie: old=3; Expires=Wed, 21 Oct 2015 07:28:00 GMT\r\n"
+                 "Set-Cookie: sec=4; Secure\r\n"
+                 "Set-Cookie: evil=5; Domain=example.com\r\n"
+                 "Set-Cookie: junk-without-equals\r\n\r\n");
+        } else if (!strcmp(path, "/c/del")) {
+            w(s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: a=gone; Max-Age=0; Path=/\r\n\r\n");
+        } else if (!strcmp(path, "/c/echo") || !strcmp(path, "/echo-cookie")) {
+            const char *ck = strstr(head, "\r\nCookie: ");
+            char val[256] = "(none)";
+            if (ck)
+                sscanf(ck + 10, "%255[^\r]", val);
+            char h[400];
+            snprintf(h, sizeof h, "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n%s", strlen(val), val);
+            w(s, h);
+        } else if (!strcmp(path, "/conn-close")) {
+            w(s, "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok");
+            simul_stream_drain(s);
+            return 0;
+        } else if (!strcmp(path, "/trailers")) {
+            w(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n");
         } else if (!strcmp(path, "/badgzip")) {
             w(s, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnotgzip!!!");
         } else if (!strcmp(path, "/interim")) {
@@ -794,6 +819,58 @@ static int request_task(void *arg)
         c->rc = (int)simul_http_client_response_read(r, b, sizeof b); /* stalls */
         simul_http_client_response_close(r);
     }
+    return 0;
+}
+
+SIMUL_TASK_TEST(cookie_rules_and_framing)
+{
+    (void)arg;
+    sfix f;
+    sup(&f);
+    simul_http_session *s;
+    simul_http_session_opts o = {.cookies = true};
+    assert_int_equal(simul_http_session_new(&o, &s), 0);
+    simul_http_client_response *r;
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/c/set"), &r), 0);
+    simul_http_client_response_close(r);
+    /* Kept: a (Max-Age), b (Domain equal to the host, Path /c). Dropped: an Expires in the past,
+     * a Domain that is not the host's, a field without '=', a Secure one over http. */
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/c/echo"), &r), 0);
+    assert_string_equal(body_of(r), "b=2; a=1");
+    simul_http_client_response_close(r);
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/echo-cookie"), &r), 0);
+    assert_string_equal(body_of(r), "a=1"); /* b only under /c */
+    simul_http_client_response_close(r);
+    char buf[16];
+    assert_null(simul_http_session_cookie(s, surl(&f, "/"), "old", buf, sizeof buf));
+    assert_null(simul_http_session_cookie(s, surl(&f, "/"), "evil", buf, sizeof buf));
+    /* A Secure cookie from an http origin is refused (RFC 6265bis). */
+    assert_null(simul_http_session_cookie(s, "https://127.0.0.1/c/x", "sec", buf, sizeof buf));
+    assert_string_equal(simul_http_session_cookie(s, surl(&f, "/c/x"), "b", buf, sizeof buf), "2");
+    /* Max-Age=0 deletes. */
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/c/del"), &r), 0);
+    simul_http_client_response_close(r);
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/echo-cookie"), &r), 0);
+    assert_string_equal(body_of(r), "(none)");
+    simul_http_client_response_close(r);
+    /* A request's own Cookie field goes along with the jar's. */
+    const char *hdrs[] = {"X-Test", "1", NULL};
+    simul_http_request_opts ho = {.headers = hdrs};
+    assert_int_equal(simul_http_session_request(s, "GET", surl(&f, "/c/echo"), &ho, &r), 0);
+    assert_string_equal(body_of(r), "b=2");
+    simul_http_client_response_close(r);
+    assert_int_equal(simul_http_session_connections(s), 1);
+    /* Connection: close is honoured: not pooled. Trailers end a chunked body and are dropped. */
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/conn-close"), &r), 0);
+    assert_string_equal(body_of(r), "ok");
+    simul_http_client_response_close(r);
+    assert_int_equal(simul_http_session_connections(s), 0);
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/trailers"), &r), 0);
+    assert_string_equal(body_of(r), "abc");
+    simul_http_client_response_close(r);
+    assert_int_equal(simul_http_session_idle(s), 1);
+    assert_int_equal(simul_http_session_close(s), 0);
+    sdown(&f);
     return 0;
 }
 
@@ -1127,6 +1204,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cookies),
         cmocka_unit_test(pool_limits),
         cmocka_unit_test(misbehaving_servers),
+        cmocka_unit_test(cookie_rules_and_framing),
         cmocka_unit_test(cancel_anywhere),
         cmocka_unit_test(connect_errors),
         cmocka_unit_test(proxy_connect),
