@@ -466,6 +466,10 @@ int simul_http_serve_threads(simul_http_app *app, const char *host, const char *
  *
  * HTTPS goes through libsimul-tls (linked by libsimul-http): the server's certificate is
  * verified against the system's CAs (or ca_file) and its name, unless insecure_skip_verify.
+ *
+ * A session belongs to the loop whose tasks use it (one thread); any number of its tasks may
+ * make requests at once. HTTP/1.1 only (ALPN offers http/1.1); no pipelining: one request per
+ * connection at a time, as aiohttp and Go do.
  * ------------------------------------------------------------------------------------------- */
 typedef struct simul_http_session simul_http_session;
 typedef struct simul_http_client_response simul_http_client_response;
