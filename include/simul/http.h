@@ -498,8 +498,9 @@ typedef struct simul_http_session_opts {
     bool insecure_skip_verify; /* do not verify certificates (tests only) */
     struct simul_tls_config *tls; /* a client config to use as is (borrowed: it must outlive
                                      the session); overrides ca_file and insecure_skip_verify */
-    const char *proxy;         /* "http://host:port": every request goes through a tunnel the
-                                  proxy opens with CONNECT (NULL: none) */
+    const char *proxy;         /* "http://[user:password@]host:port": every request goes
+                                  through a tunnel the proxy opens with CONNECT, with Basic
+                                  Proxy-Authorization if credentials are given (NULL: none) */
     const char *user_agent;    /* default "simul-http" */
 } simul_http_session_opts;
 

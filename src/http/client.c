@@ -53,6 +53,7 @@ struct http_host {
 struct simul_http_session {
     simul_http_session_opts o; /* normalised; strings owned */
     char *proxy_host, *proxy_port;
+    char *proxy_auth; /* "Basic <base64(user:password)>" from the proxy URL, or NULL */
 #ifdef SIMUL_HTTP_HAVE_TLS
     simul_tls_config *tls;
     bool own_tls;
@@ -112,6 +113,28 @@ static int64_t wall_now(void)
     return (int64_t)time(NULL);
 }
 
+/* "Basic " + base64(userinfo) (RFC 7617), malloc'd. */
+static char *basic_auth(const char *userinfo)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t n = strlen(userinfo);
+    char *out = malloc(6 + (n + 2) / 3 * 4 + 1);
+    if (!out)
+        return NULL;
+    char *p = out + sprintf(out, "Basic ");
+    const unsigned char *u = (const unsigned char *)userinfo;
+    for (size_t i = 0; i < n; i += 3) {
+        unsigned v = (unsigned)u[i] << 16 | (i + 1 < n ? (unsigned)u[i + 1] << 8 : 0) |
+                     (i + 2 < n ? u[i + 2] : 0);
+        *p++ = b64[v >> 18 & 63];
+        *p++ = b64[v >> 12 & 63];
+        *p++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
+        *p++ = i + 2 < n ? b64[v & 63] : '=';
+    }
+    *p = '\0';
+    return out;
+}
+
 int simul_http_session_new(const simul_http_session_opts *opts, simul_http_session **out)
 {
     if (!out)
@@ -160,8 +183,26 @@ int simul_http_session_new(const simul_http_session_opts *opts, simul_http_sessi
         goto fail;
     }
     if (o.proxy) {
+        /* "http://[user:password@]host:port": the credentials become Proxy-Authorization. */
+        char *purl = strdup(o.proxy);
+        if (!purl)
+            goto fail;
+        char *auth = strstr(purl, "://");
+        char *at = auth ? strchr(auth + 3, '@') : NULL;
+        char *slash = auth ? strchr(auth + 3, '/') : NULL;
+        if (at && (!slash || at < slash)) {
+            *at = '\0';
+            s->proxy_auth = basic_auth(auth + 3);
+            memmove(auth + 3, at + 1, strlen(at + 1) + 1);
+            if (!s->proxy_auth) {
+                free(purl);
+                goto fail;
+            }
+        }
         http_url pu;
-        if ((rc = http_url_parse(o.proxy, &pu, NULL)) < 0)
+        rc = http_url_parse(purl, &pu, NULL);
+        free(purl);
+        if (rc < 0)
             goto fail;
         rc = -EINVAL;
         if (pu.tls || strcmp(pu.target, "/") != 0) { /* an http:// proxy, no path */
@@ -207,6 +248,7 @@ fail:
     free((char *)s->o.user_agent);
     free(s->proxy_host);
     free(s->proxy_port);
+    free(s->proxy_auth);
     free(s);
     return rc;
 }
@@ -290,6 +332,7 @@ int simul_http_session_close(simul_http_session *s)
     free((char *)s->o.user_agent);
     free(s->proxy_host);
     free(s->proxy_port);
+    free(s->proxy_auth);
     free(s);
     return 0;
 }
@@ -444,10 +487,12 @@ static int conn_write(simul_http_client_response *r, http_conn *c, const struct 
 /* Through the proxy: CONNECT host:port, and a 2xx opens the tunnel. */
 static int proxy_connect(simul_http_client_response *r, http_conn *c, const http_url *u)
 {
-    char head[600];
+    char head[1200];
     const char *lb = u->ipv6 ? "[" : "", *rb = u->ipv6 ? "]" : "";
-    int n = snprintf(head, sizeof head, "CONNECT %s%s%s:%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n\r\n",
-                     lb, u->host, rb, u->port, lb, u->host, rb, u->port);
+    const char *pa = r->s->proxy_auth;
+    int n = snprintf(head, sizeof head, "CONNECT %s%s%s:%s HTTP/1.1\r\nHost: %s%s%s:%s\r\n%s%s%s\r\n",
+                     lb, u->host, rb, u->port, lb, u->host, rb, u->port,
+                     pa ? "Proxy-Authorization: " : "", pa ? pa : "", pa ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head)
         return -EINVAL;
     struct iovec iov = {head, (size_t)n};

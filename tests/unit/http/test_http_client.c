@@ -966,6 +966,7 @@ SIMUL_TASK_TEST(connect_errors)
 typedef struct proxy_state {
     int connects;
     bool refuse;
+    char auth[128]; /* the Proxy-Authorization of the last CONNECT */
 } proxy_state;
 
 typedef struct pipe_arg {
@@ -991,6 +992,10 @@ static int proxy_handler(simul_stream *s, void *arg)
     if (n <= 0)
         return 0;
     ps->connects++;
+    const char *pa = strstr(head, "\r\nProxy-Authorization: ");
+    ps->auth[0] = '\0';
+    if (pa)
+        sscanf(pa + 23, "%127[^\r]", ps->auth);
     char host[128] = "", port[16] = "";
     if (sscanf(head, "CONNECT %127[^:]:%15[0-9] HTTP/1.1", host, port) != 2 || ps->refuse) {
         w(s, "HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 4\r\n\r\nnope");
@@ -1057,6 +1062,16 @@ SIMUL_TASK_TEST(proxy_connect)
     char why[200];
     assert_int_equal(simul_http_session_open_stream(s, "nope://", &st, why, sizeof why), -EINVAL);
     assert_non_null(strstr(why, "not an absolute http or https URL"));
+    assert_int_equal(simul_http_session_close(s), 0);
+    /* Credentials in the proxy URL: Basic Proxy-Authorization on the CONNECT. */
+    char aurl[96];
+    snprintf(aurl, sizeof aurl, "http://Aladdin:open sesame@127.0.0.1:%d", simul_server_port(proxy));
+    simul_http_session_opts ao = {.proxy = aurl};
+    assert_int_equal(simul_http_session_new(&ao, &s), 0);
+    simul_http_client_response *ar;
+    assert_int_equal(simul_http_session_get(s, surl(&f, "/ok"), &ar), 0);
+    simul_http_client_response_close(ar);
+    assert_string_equal(ps.auth, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="); /* RFC 7617's example */
     assert_int_equal(simul_http_session_close(s), 0);
     /* A proxy URL that is not http://host:port. */
     simul_http_session_opts bad = {.proxy = "https://127.0.0.1:1"};
