@@ -544,10 +544,12 @@ static char *gz(const char *text, size_t *n, int bits)
 static int scripted_conn(simul_stream *s)
 {
     for (;;) {
-        const char *head;
-        long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+        const char *data;
+        long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &data);
         if (n <= 0)
             return 0;
+        char head[4096]; /* (the stream's bytes are not NUL-terminated) */
+        snprintf(head, sizeof head, "%.*s", (int)n, data);
         sc.requests++;
         char path[128] = "";
         sscanf(head, "%*s %127s", path);
@@ -987,10 +989,12 @@ static int pipe_task(void *arg)
 static int proxy_handler(simul_stream *s, void *arg)
 {
     proxy_state *ps = arg;
-    const char *head;
-    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+    const char *data;
+    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &data);
     if (n <= 0)
         return 0;
+    char head[4096];
+    snprintf(head, sizeof head, "%.*s", (int)n, data);
     ps->connects++;
     const char *pa = strstr(head, "\r\nProxy-Authorization: ");
     ps->auth[0] = '\0';
