@@ -100,7 +100,12 @@ int http_url_parse(const char *s, http_url *u, const char **reason)
             why = "invalid port";
             goto bad;
         }
-        snprintf(p, 6, "%lu", v);
+        /* (the digits as given, without leading zeros) */
+        size_t k = 0;
+        while (k + 1 < plen && port[k] == '0')
+            k++;
+        memcpy(p, port + k, plen - k);
+        p[plen - k] = '\0';
         u->default_port = v == (u->tls ? 443u : 80u);
     } else {
         strcpy(p, u->tls ? "443" : "80");
@@ -137,13 +142,21 @@ void http_url_free(http_url *u)
 
 char *http_url_origin(const http_url *u, bool with_target)
 {
-    size_t n = strlen(u->host) + strlen(u->port) + (with_target ? strlen(u->target) : 0) + 16;
-    char *s = malloc(n);
+    /* (strings joined by hand: this runs on every request, to find the origin's pool) */
+    const char *parts[] = {u->tls ? "https://" : "http://", u->ipv6 ? "[" : "", u->host,
+                           u->ipv6 ? "]" : "", u->default_port ? "" : ":",
+                           u->default_port ? "" : u->port, with_target ? u->target : ""};
+    size_t len[7], n = 1;
+    for (int i = 0; i < 7; i++)
+        n += len[i] = strlen(parts[i]);
+    char *s = malloc(n), *p = s;
     if (!s)
         return NULL;
-    snprintf(s, n, "%s://%s%s%s%s%s%s", u->tls ? "https" : "http", u->ipv6 ? "[" : "", u->host,
-             u->ipv6 ? "]" : "", u->default_port ? "" : ":", u->default_port ? "" : u->port,
-             with_target ? u->target : "");
+    for (int i = 0; i < 7; i++) {
+        memcpy(p, parts[i], len[i]);
+        p += len[i];
+    }
+    *p = '\0';
     return s;
 }
 
