@@ -1286,6 +1286,21 @@ static int attempt(simul_http_client_response *r, const req *q, bool *retry)
     if (rc < 0) {
         /* A pooled connection the server closed meanwhile fails the write (-EPIPE, reset). */
         *retry = reused && (rc == -EPIPE || rc == -ECONNRESET) && !q->cb;
+        if (!*retry && (rc == -EPIPE || rc == -ECONNRESET)) {
+            /* A server may answer before it stops reading (a 413 for a body too large, a 401):
+             * that answer, if it came, is the result, as Go and curl report it. */
+            int ev;
+            while ((ev = next_event(r)) == SIMUL_HTTP_END ||
+                   (ev == SIMUL_HTTP_HEAD && r->status < 200))
+                ;
+            if (ev == SIMUL_HTTP_HEAD) {
+                if (r->why)
+                    r->why[0] = '\0';
+                r->keep_alive = false; /* (the request was not sent whole) */
+                return 0;
+            }
+            r->err = 0;
+        }
         return fail(r, rc);
     }
     for (;;) {

@@ -648,6 +648,11 @@ static int scripted_conn(simul_stream *s)
         } else if (!strcmp(path, "/trailers")) {
             w(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                  "3\r\nabc\r\n0\r\nX-Checksum: 1\r\n\r\n");
+        } else if (!strcmp(path, "/early-413")) {
+            /* Answers before reading the body, then leaves. */
+            w(s, "HTTP/1.1 413 Content Too Large\r\nConnection: close\r\nContent-Length: 8\r\n\r\ntoo big!");
+            simul_stream_drain(s);
+            return 0;
         } else if (!strcmp(path, "/badgzip")) {
             w(s, "HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 10\r\n\r\nnotgzip!!!");
         } else if (!strcmp(path, "/interim")) {
@@ -776,6 +781,16 @@ SIMUL_TASK_TEST(misbehaving_servers)
     assert_string_equal(body_of(r), "until the close");
     simul_http_client_response_close(r);
 
+    /* A server that answers 413 before reading the body and closes: the answer is the result,
+     * not the send's -EPIPE / -ECONNRESET. */
+    size_t bn = 8u << 20;
+    char *big = malloc(bn);
+    memset(big, 'x', bn);
+    assert_int_equal(simul_http_session_post(s, surl(&f, "/early-413"), NULL, big, bn, &r), 0);
+    assert_int_equal(simul_http_client_response_status(r), 413);
+    assert_string_equal(body_of(r), "too big!");
+    simul_http_client_response_close(r);
+    free(big);
     /* A pooled connection that the server closed: the next GET goes through anyway (a fresh
      * connection, found stale before use or retried once). */
     assert_int_equal(simul_http_session_close(s), 0);
