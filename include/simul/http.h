@@ -552,7 +552,8 @@ typedef struct simul_http_request_opts {
 /* Suspends. Sends method to url ("http://host[:port]/path?query" or https) and reads the
  * response head, following redirects (301, 302, 303: the next request is a GET without body,
  * but HEAD stays HEAD; 307, 308: method and body kept; a loop ends at max_redirects with
- * -ELOOP), and reads the whole body unless opts->stream. opts may be NULL.
+ * -ELOOP), and reads the whole body unless opts->stream. A server that answers before the
+ * request body was sent whole and closes (a 413) has that answer returned. opts may be NULL.
  * Returns 0 and *out (close it with simul_http_client_response_close); -EINVAL (a bad URL or
  * method, an unsupported scheme); a SIMUL_EAI code or a connect error (-ECONNREFUSED, ...);
  * -EKEYREJECTED (certificate verification failed) or another TLS error; -ETIMEDOUT;
