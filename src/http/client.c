@@ -1306,8 +1306,9 @@ static int attempt(simul_http_client_response *r, const req *q, bool *retry)
     for (;;) {
         int ev = next_event(r);
         if (ev < 0) {
+            /* (-ENOLINK: a TLS peer that closed without close_notify) */
             *retry = reused && !r->any_byte && idempotent(q->method) && !q->cb &&
-                     (ev == -ECONNRESET || ev == -EPIPE);
+                     (ev == -ECONNRESET || ev == -EPIPE || ev == -ENOLINK);
             return ev;
         }
         if (ev == SIMUL_HTTP_HEAD) {
