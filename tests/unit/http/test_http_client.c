@@ -1146,6 +1146,15 @@ SIMUL_TASK_TEST(https)
     }
     assert_int_equal(simul_http_session_connections(s), 2); /* two origins */
     assert_int_equal(sc.accepted, 2);
+    /* A TLS server that closes each connection after its answer: every GET still succeeds. */
+    char u3[128];
+    snprintf(u3, sizeof u3, "https://127.0.0.1:%d/ok-then-close", simul_server_port(srv));
+    for (int i = 0; i < 5; i++) {
+        simul_http_client_response *r;
+        assert_int_equal(simul_http_session_get(s, u3, &r), 0);
+        assert_string_equal(body_of(r), "ok");
+        simul_http_client_response_close(r);
+    }
     assert_int_equal(simul_http_session_close(s), 0);
     /* HTTPS through a CONNECT proxy: TLS end to end inside the tunnel, verified. */
     proxy_state ps = {0};
