@@ -62,6 +62,7 @@ struct simul_http_session {
     uint32_t nconns, nidle;
     size_t nresponses;
     simul_condition *freed; /* a connection came back or went away */
+    int64_t next_sweep;     /* no idle connection can expire before this (simul_now_ns) */
     http_jar *jar;
 };
 
@@ -287,7 +288,13 @@ static void notify_freed(simul_http_session *s)
 /* Closes idle connections older than idle_timeout (all hosts). */
 static void sweep_idle(simul_http_session *s)
 {
-    int64_t limit = simul_now_ns() - (int64_t)(s->o.idle_timeout * 1e9);
+    /* At most a few sweeps per idle_timeout: an expired connection lives up to a quarter of the
+     * timeout longer, and a request does not walk the idle lists every time. */
+    int64_t now = simul_now_ns(), span = (int64_t)(s->o.idle_timeout * 1e9);
+    if (now < s->next_sweep)
+        return;
+    s->next_sweep = now + span / 4;
+    int64_t limit = now - span;
     bool any = false;
     for (http_host *h = s->hosts; h; h = h->next) {
         for (http_conn **pp = &h->idle; *pp;) {
@@ -654,7 +661,8 @@ static int conn_acquire(simul_http_client_response *r, const http_url *u, http_c
             h->nidle--;
             s->nidle--;
             c->next = NULL;
-            if (conn_usable(c)) {
+            bool fresh = simul_now_ns() - c->idle_since <= (int64_t)(s->o.idle_timeout * 1e9);
+            if (fresh && conn_usable(c)) {
                 c->reused = true;
                 *out = c;
                 return 0;
