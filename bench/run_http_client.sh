@@ -118,6 +118,12 @@ build_type=$(build_type_of "$BUILD")
 echo "# run_http_client.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
 echo "# nginx $(nginx -v 2>&1 | sed 's/.*\///') on cpu $CPU, clients on cpu $CLIENT_CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS seconds=$SECONDS_PER concurrency=$CONC url=$URL"
+if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN { exit !(l + 0 > 1.5) }'; then
+    # Seen on a shared machine: the scheduler shares a contended core per thread, so Go (its
+    # runtime's extra threads) gets more of it than the single-threaded clients and beats even
+    # wrk. The figures of such a run do not compare the clients.
+    echo "# warning: the machine is busy (loadavg $(cut -d' ' -f1 /proc/loadavg)): figures not comparable"
+fi
 
 declare -A BEST=() CPUREQ=()
 # measure <key> <cmd...>: one measure; keeps the best rate of <key> and its CPU per request.
