@@ -20,8 +20,14 @@ typedef struct cookie {
     int64_t expires; /* wall-clock seconds; 0: a session cookie */
 } cookie;
 
+/* Bounds a server cannot push the jar past (RFC 6265 6.1's minimums a client must support,
+ * as browsers cap them): a cookie's name and value, and the cookies kept in all. */
+#define MAX_COOKIE_BYTES 4096
+#define MAX_COOKIES 3000
+
 struct http_jar {
-    cookie *list;
+    cookie *list; /* newest first */
+    size_t count;
 };
 
 http_jar *http_jar_new(void)
@@ -81,11 +87,25 @@ static char *trimmed(const char *s, size_t n)
     return strndup(s, n);
 }
 
+static void sweep(http_jar *j, int64_t now)
+{
+    for (cookie **pp = &j->list; *pp;) {
+        cookie *c = *pp;
+        if (c->expires && c->expires <= now) {
+            *pp = c->next;
+            cookie_free(c);
+            j->count--;
+        } else {
+            pp = &c->next;
+        }
+    }
+}
+
 void http_jar_store(http_jar *j, const http_url *u, const char *sc, int64_t now)
 {
     size_t first = strcspn(sc, ";");
     const char *eq = memchr(sc, '=', first);
-    if (!eq)
+    if (!eq || first > MAX_COOKIE_BYTES)
         return;
     cookie *c = calloc(1, sizeof *c);
     if (!c)
@@ -165,6 +185,7 @@ void http_jar_store(http_jar *j, const http_url *u, const char *sc, int64_t now)
             !strcmp(o->path, c->path)) {
             *pp = o->next;
             cookie_free(o);
+            j->count--;
             break;
         }
     }
@@ -172,11 +193,21 @@ void http_jar_store(http_jar *j, const http_url *u, const char *sc, int64_t now)
         cookie_free(c);
         return;
     }
+    sweep(j, now);
+    if (j->count >= MAX_COOKIES) { /* the oldest goes */
+        cookie **pp = &j->list;
+        while ((*pp)->next)
+            pp = &(*pp)->next;
+        cookie_free(*pp);
+        *pp = NULL;
+        j->count--;
+    }
     c->next = j->list;
     j->list = c;
+    j->count++;
 }
 
-/* Whether c goes with a request to u; drops it from the jar (returns false) if expired. */
+/* Whether c goes with a request to u (an expired one does not; sweep drops it). */
 static bool applies(cookie *c, const http_url *u, int64_t now)
 {
     if (c->expires && c->expires <= now)
@@ -186,19 +217,6 @@ static bool applies(cookie *c, const http_url *u, int64_t now)
     if (c->secure && !u->tls)
         return false;
     return path_match(u->target, strcspn(u->target, "?"), c->path);
-}
-
-static void sweep(http_jar *j, int64_t now)
-{
-    for (cookie **pp = &j->list; *pp;) {
-        cookie *c = *pp;
-        if (c->expires && c->expires <= now) {
-            *pp = c->next;
-            cookie_free(c);
-        } else {
-            pp = &c->next;
-        }
-    }
 }
 
 static int longer_path_first(const void *a, const void *b)

@@ -631,6 +631,16 @@ static int scripted_conn(simul_stream *s)
                  "Set-Cookie: sec=4; Secure\r\n"
                  "Set-Cookie: evil=5; Domain=example.com\r\n"
                  "Set-Cookie: junk-without-equals\r\n\r\n");
+        } else if (!strncmp(path, "/c/flood/", 9)) {
+            /* 90 cookies a response (under the 100 fields a response may have). */
+            int k = atoi(path + 9);
+            w(s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n");
+            char line[96];
+            for (int i = 0; i < 90; i++) {
+                snprintf(line, sizeof line, "Set-Cookie: f%d_%d=v; Path=/elsewhere\r\n", k, i);
+                w(s, line);
+            }
+            w(s, "\r\n");
         } else if (!strcmp(path, "/c/del")) {
             w(s, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nSet-Cookie: a=gone; Max-Age=0; Path=/\r\n\r\n");
         } else if (!strcmp(path, "/c/echo") || !strcmp(path, "/echo-cookie")) {
@@ -877,6 +887,17 @@ SIMUL_TASK_TEST(cookie_rules_and_framing)
     assert_string_equal(body_of(r), "b=2");
     simul_http_client_response_close(r);
     assert_int_equal(simul_http_session_connections(s), 1);
+    /* A server cannot grow the jar without bound: past 3,000 cookies the oldest go. */
+    for (int k = 0; k < 40; k++) { /* 3,600 cookies */
+        char p2[32];
+        snprintf(p2, sizeof p2, "/c/flood/%d", k);
+        assert_int_equal(simul_http_session_get(s, surl(&f, p2), &r), 0);
+        simul_http_client_response_close(r);
+    }
+    assert_null(simul_http_session_cookie(s, surl(&f, "/elsewhere"), "f0_0", buf, sizeof buf));
+    assert_string_equal(simul_http_session_cookie(s, surl(&f, "/elsewhere"), "f39_89", buf, sizeof buf), "v");
+    assert_string_equal(simul_http_session_cookie(s, surl(&f, "/elsewhere"), "f6_60", buf, sizeof buf), "v");
+    assert_null(simul_http_session_cookie(s, surl(&f, "/elsewhere"), "f6_58", buf, sizeof buf));
     /* Connection: close is honoured: not pooled. Trailers end a chunked body and are dropped. */
     assert_int_equal(simul_http_session_get(s, surl(&f, "/conn-close"), &r), 0);
     assert_string_equal(body_of(r), "ok");
