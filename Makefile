@@ -19,6 +19,8 @@ DEB_PACKAGES += redis-tools python3-redis
 DEB_PACKAGES += openssl curl
 # libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
 DEB_PACKAGES += libjansson-dev
+# libsimul-http's client: gzip/deflate bodies (zlib); its bench: aiohttp's client and wrk beside Go.
+DEB_PACKAGES += zlib1g-dev python3-aiohttp wrk golang-go
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
 # The HTTP server benchmark (bench/run_http.sh): wrk drives nginx, aiohttp on uvloop and Flask
@@ -107,6 +109,7 @@ bench: deps
 	bash bench/run_ws_frame.sh $(BUILD)
 	bash bench/run_stack.sh $(BUILD)
 	bash bench/run_redis.sh $(BUILD)
+	bash bench/run_http_client.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

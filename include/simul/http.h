@@ -1,6 +1,7 @@
 /* simul/http.h — libsimul-http (pkg-config simul-http): an HTTP/1.1 framework on simul streams.
- * Two parts: the message parser, a pure function over bytes (no sockets, no loop), and the server
- * that drives it (an app of routes; a handler per request, running in its connection's task). */
+ * Three parts: the message parser, a pure function over bytes (no sockets, no loop), the server
+ * that drives it (an app of routes; a handler per request, running in its connection's task),
+ * and the client (a session of pooled connections; a request is one suspending call). */
 #ifndef SIMUL_HTTP_H
 #define SIMUL_HTTP_H
 
@@ -46,10 +47,13 @@ extern "C" {
  *   }
  * ------------------------------------------------------------------------------------------- */
 
-/* What is parsed. Only requests for now; the client's responses will be a second mode of the
- * same parser (status line instead of request line, the response framing rules). */
+/* What is parsed: requests (a server's side) or responses (a client's side: the status line
+ * instead of the request line, and the response framing rules of RFC 9112 6.3 — a response to
+ * HEAD, a 1xx, 204 or 304 has no body whatever its fields say, a response without
+ * Content-Length or Transfer-Encoding runs to the connection's close). */
 typedef enum simul_http_mode {
     SIMUL_HTTP_REQUEST = 1,
+    SIMUL_HTTP_RESPONSE = 2,
 } simul_http_mode;
 
 /* The events simul_http_parser_feed returns (>= 0; errors are negative). */
@@ -94,12 +98,19 @@ typedef enum simul_http_error {
     SIMUL_HTTP_E_CHUNK_LINE_TOO_LONG, /* 400 chunk-size line over max_chunk_line */
     SIMUL_HTTP_E_CHUNK_DATA_CRLF,   /* 400 chunk data not followed by CRLF */
     SIMUL_HTTP_E_AFTER_CLOSE,       /* 400 bytes after a message that closes the connection */
+    /* Responses only (a client's errors: the status, 400, is never answered): */
+    SIMUL_HTTP_E_STATUS_LINE,       /* 400 malformed status line */
+    SIMUL_HTTP_E_STATUS,            /* 400 status code not three digits, or below 100 */
+    SIMUL_HTTP_E_STATUS_LINE_TOO_LONG, /* 400 status line over max_request_line (-EMSGSIZE) */
+    SIMUL_HTTP_E_TRUNCATED,         /* 400 the connection ended inside a message
+                                       (simul_http_parser_eof) */
     SIMUL_HTTP_E_COUNT_
 } simul_http_error;
 
 /* Limits; a field left 0 takes its default. Each is at most 1 GiB (max_body: any value). */
 typedef struct simul_http_limits {
-    uint32_t max_request_line; /* bytes, its CRLF included (default 8192) -> 414 */
+    uint32_t max_request_line; /* bytes, its CRLF included (default 8192) -> 414; in response
+                                  mode the status line's limit */
     uint32_t max_header_bytes; /* header section bytes (fields and the empty line; for trailers
                                   too) (default 16384) -> 431 */
     uint32_t max_headers;      /* fields (head and trailers together; default 100) -> 431 */
@@ -127,6 +138,8 @@ typedef enum simul_http_framing {
     SIMUL_HTTP_BODY_NONE = 0, /* no body */
     SIMUL_HTTP_BODY_LENGTH,   /* Content-Length bytes (content_length) */
     SIMUL_HTTP_BODY_CHUNKED,  /* Transfer-Encoding: chunked */
+    SIMUL_HTTP_BODY_CLOSE,    /* responses: everything until the connection closes (the caller
+                                 reports the close with simul_http_parser_eof) */
 } simul_http_framing;
 
 /* A parsed head. The spans are offsets from `base`, the buffer given to the call that returned
@@ -155,6 +168,13 @@ typedef struct simul_http_head {
     const char *trailer_base;
     simul_http_header *trailers;
     uint32_t ntrailers;
+    /* Response mode: the status code (100..999) and the reason phrase as sent (may be empty).
+     * method and target stay empty. content_length is the field's value even where the
+     * response has no body (a response to HEAD says the resource's size). upgrade: a 101, or
+     * a 2xx to CONNECT (the bytes after the head are the tunnel's: the parser consumes none and
+     * takes no more). */
+    uint16_t status;
+    simul_http_span reason;
 } simul_http_head;
 
 /* The parser: caller-allocated, any storage. Read the results; the rest is private. */
@@ -174,6 +194,7 @@ typedef struct simul_http_parser {
         uint32_t flags;
         uint64_t remaining; /* body bytes left: Content-Length, or the current chunk */
         uint64_t total;     /* body bytes so far (chunked) */
+        uint8_t request;    /* response mode: what the response answers (simul_http_parser_response_to) */
     } priv_;
 } simul_http_parser;
 
@@ -189,6 +210,19 @@ int simul_http_parser_init(simul_http_parser *p, simul_http_mode mode,
  * the bytes the caller drops, or -EPROTO (a broken message) / -EMSGSIZE (over a limit), with the
  * reason in p->error; an error sticks (the connection is done: answer and close). */
 int simul_http_parser_feed(simul_http_parser *p, const char *buf, size_t len, size_t *consumed);
+
+/* Response mode: says which request method the next response answers (call it before feeding
+ * each response's first byte; it holds until that response's final, non-1xx head ends): "HEAD"
+ * (the response has no body), "CONNECT" (a 2xx is a tunnel), anything else the usual rules.
+ * Does not suspend. Returns 0; -EINVAL in request mode or inside a message. */
+int simul_http_parser_response_to(simul_http_parser *p, const char *method);
+
+/* The peer closed the connection (read returned 0): what that means for the message. Returns
+ * SIMUL_HTTP_END if it ends a close-delimited response body (SIMUL_HTTP_BODY_CLOSE), 0
+ * (SIMUL_HTTP_NEED_MORE) if no message was begun (a clean close between messages), or -EPROTO
+ * with SIMUL_HTTP_E_TRUNCATED when a message was cut short (a lying Content-Length, a vanished
+ * peer). The caller hands over every byte it received first. */
+int simul_http_parser_eof(simul_http_parser *p);
 
 /* The status to answer an error with (400, 413, 414, 431, 501, 505; 0 for SIMUL_HTTP_OK). */
 int simul_http_error_status(simul_http_error e);
@@ -834,6 +868,173 @@ int simul_ws_close_code(const simul_ws *ws);
 const char *simul_ws_close_reason(const simul_ws *ws);
 /* The subprotocol chosen, or NULL. */
 const char *simul_ws_subprotocol(const simul_ws *ws);
+
+
+/* ---------------------------------------------------------------------------------------------
+ * The client: a session of pooled keep-alive connections (aiohttp's ClientSession, Go's
+ * http.Client); a request is one suspending call in the caller's task
+ *
+ *   simul_http_session *s;
+ *   simul_http_session_new(NULL, &s);
+ *   simul_http_client_response *r;
+ *   char why[256];
+ *   simul_http_request_opts o = {.why = why, .whylen = sizeof why};
+ *   int rc = simul_http_session_request(s, "GET", "https://example.com/", &o, &r);
+ *   if (rc < 0) -> printf("%s\n", why)   (e.g. "certificate verify failed: unable to get local
+ *                                          issuer certificate")
+ *   size_t n; const char *body = simul_http_client_response_body(r, &n);
+ *   simul_http_client_response_close(r);   (the connection goes back to the pool)
+ *   simul_http_session_close(s);
+ *
+ * Connections: one pool per origin (scheme, host, port), newest idle connection first; limits
+ * per host and in total (a request past them waits for a connection to come back); an idle
+ * connection older than idle_timeout is closed instead of reused. A connection goes back to the
+ * pool only once its response was read to its end with nothing after it and both sides keep it
+ * alive: a request that fails, times out or is cancelled — at any point — closes its
+ * connection, so no caller ever reads another's bytes. A request that finds a pooled connection
+ * closed by the server before any byte of the answer came is sent again once on a new
+ * connection, if its method is idempotent and its body can be sent again (Go's rule).
+ *
+ * Timeouts (through deadline scopes, so a caller's own scopes and cancellation apply as well):
+ * connect (TCP with Happy Eyeballs, then the TLS handshake), the whole request (until its body
+ * was read: for a streamed body the reads after the call count too), a stalled read (no byte
+ * for that long). The error is -ETIMEDOUT and `why` says which.
+ *
+ * HTTPS goes through libsimul-tls (linked by libsimul-http): the server's certificate is
+ * verified against the system's CAs (or ca_file) and its name, unless insecure_skip_verify.
+ *
+ * A session belongs to the loop whose tasks use it (one thread); any number of its tasks may
+ * make requests at once. HTTP/1.1 only (ALPN offers http/1.1); no pipelining: one request per
+ * connection at a time, as aiohttp and Go do.
+ * ------------------------------------------------------------------------------------------- */
+typedef struct simul_http_session simul_http_session;
+typedef struct simul_http_client_response simul_http_client_response;
+struct simul_tls_config; /* simul/tls.h */
+
+typedef struct simul_http_session_opts {
+    uint32_t max_per_host;     /* connections per origin, busy and idle (default 0: no limit
+                                  but max_total) */
+    uint32_t max_total;        /* connections in all (default 100, aiohttp's) */
+    uint32_t max_idle_per_host; /* idle ones kept per origin (default 32) */
+    double idle_timeout;       /* seconds an idle connection is kept (default 90, Go's) */
+    double connect_timeout;    /* seconds for TCP connect and TLS handshake (default 30) */
+    double request_timeout;    /* seconds for a whole request (default 300, aiohttp's; INFINITY:
+                                  none) */
+    double read_timeout;       /* seconds a read may wait for a byte (default 60) */
+    int max_redirects;         /* redirects followed (default 0 means 10; < 0: none, a 3xx is
+                                  returned as is) */
+    uint64_t max_body;         /* a whole body's limit after decoding (default 64 MiB); over it:
+                                  -EMSGSIZE (stream the body to read more) */
+    simul_http_limits limits;  /* the response head's limits (status line, header bytes and
+                                  count, chunk-size line); max_body is not used here */
+    bool cookies;              /* keep the cookies servers set and send them back (a jar per
+                                  session, RFC 6265 domain/path/secure/expiry rules) */
+    bool no_decompress;        /* do not ask for or decode gzip/deflate */
+    const char *ca_file;       /* PEM file of the CAs to trust instead of the system's */
+    bool insecure_skip_verify; /* do not verify certificates (tests only) */
+    struct simul_tls_config *tls; /* a client config to use as is (borrowed: it must outlive
+                                     the session); overrides ca_file and insecure_skip_verify */
+    const char *proxy;         /* "http://[user:password@]host:port": every request goes
+                                  through a tunnel the proxy opens with CONNECT, with Basic
+                                  Proxy-Authorization if credentials are given (NULL: none) */
+    const char *user_agent;    /* default "simul-http" */
+} simul_http_session_opts;
+
+/* Makes a session (no I/O yet). opts may be NULL. Returns 0 and *out; -EINVAL (a bad proxy URL,
+ * a limit out of range); -ENOMEM; a TLS error for an unreadable ca_file. */
+int simul_http_session_new(const simul_http_session_opts *opts, simul_http_session **out);
+/* Suspends (briefly: closing sockets). Closes the idle connections and frees the session. Every
+ * response must have been closed first: -EBUSY if not (nothing is freed). NULL is fine. */
+int simul_http_session_close(simul_http_session *s);
+/* Suspends. A new connection to url's origin for a protocol that takes the connection over (a
+ * WebSocket: simul_ws_client_open on it): TCP with Happy Eyeballs, the proxy's CONNECT tunnel if
+ * the session has one, TLS for https verified as the session's requests are, all within
+ * connect_timeout. Never from the pool and never returned to it: the stream is the caller's
+ * (simul_stream_close). Returns 0 and *out, or the errors of simul_http_session_request's
+ * connect, the reason in why (may be NULL). */
+struct simul_stream;
+int simul_http_session_open_stream(simul_http_session *s, const char *url,
+                                   struct simul_stream **out, char *why, size_t whylen);
+/* Connections open now, and of them idle in the pool (for tests and metrics). */
+size_t simul_http_session_connections(const simul_http_session *s);
+size_t simul_http_session_idle(const simul_http_session *s);
+/* A cookie the jar holds for url and name, or NULL (copied into buf, at most len bytes). */
+const char *simul_http_session_cookie(simul_http_session *s, const char *url, const char *name,
+                                      char *buf, size_t len);
+
+/* A streamed request body: fill buf with up to n bytes and return how many, 0 at the end, or a
+ * negative errno to abort the request. Runs in the requesting task: it may suspend. */
+typedef long (*simul_http_body_cb)(void *arg, void *buf, size_t n);
+
+typedef struct simul_http_request_opts {
+    const char *const *headers; /* extra fields: name, value, name, value, ..., NULL */
+    const void *body;          /* a body from memory (Content-Length) */
+    size_t body_len;
+    simul_http_body_cb body_cb; /* or a streamed body, sent chunked (not replayed: a 307/308
+                                  redirect is then returned as is) */
+    void *body_arg;
+    const struct json_t *json; /* or a JSON body (Content-Type: application/json) */
+    const char *content_type;  /* Content-Type of the body */
+    bool stream;               /* read the response body with simul_http_client_response_read
+                                  (any size) instead of whole at once */
+    double timeout;            /* the whole request's timeout instead of the session's (0:
+                                  the session's) */
+    char *why;                 /* on an error, the reason in words ("connect timed out after
+                                  30 s", "certificate verify failed: ...", "response: invalid
+                                  Content-Length"); may be NULL */
+    size_t whylen;
+} simul_http_request_opts;
+
+/* Suspends. Sends method to url ("http://host[:port]/path?query" or https) and reads the
+ * response head, following redirects (301, 302, 303: the next request is a GET without body,
+ * but HEAD stays HEAD; 307, 308: method and body kept; a loop ends at max_redirects with
+ * -ELOOP), and reads the whole body unless opts->stream. A server that answers before the
+ * request body was sent whole and closes (a 413) has that answer returned. opts may be NULL.
+ * Returns 0 and *out (close it with simul_http_client_response_close); -EINVAL (a bad URL or
+ * method, an unsupported scheme); a SIMUL_EAI code or a connect error (-ECONNREFUSED, ...);
+ * -EKEYREJECTED (certificate verification failed) or another TLS error; -ETIMEDOUT;
+ * -ECANCELED; -EPROTO (a malformed response), -EMSGSIZE (over a limit); -ECONNRESET (the
+ * server closed or reset mid-response); -ELOOP; -ENOMEM. The reason in words in opts->why. */
+int simul_http_session_request(simul_http_session *s, const char *method, const char *url,
+                               const simul_http_request_opts *opts,
+                               simul_http_client_response **out);
+/* Suspends. A GET, whole body. */
+int simul_http_session_get(simul_http_session *s, const char *url,
+                           simul_http_client_response **out);
+/* Suspends. A POST of body (content_type may be NULL), whole response body. */
+int simul_http_session_post(simul_http_session *s, const char *url, const char *content_type,
+                            const void *body, size_t len, simul_http_client_response **out);
+/* Suspends. A POST of v as JSON. */
+int simul_http_session_post_json(simul_http_session *s, const char *url, const struct json_t *v,
+                                 simul_http_client_response **out);
+
+/* ---- the response ------------------------------------------------------------------------ */
+int simul_http_client_response_status(const simul_http_client_response *r);
+const char *simul_http_client_response_reason(const simul_http_client_response *r);
+int simul_http_client_response_version_minor(const simul_http_client_response *r);
+/* The URL that answered (after redirects), and how many redirects were followed. */
+const char *simul_http_client_response_url(const simul_http_client_response *r);
+int simul_http_client_response_redirects(const simul_http_client_response *r);
+/* The first field named `name` (case-insensitive), or NULL; and every field by index. */
+const char *simul_http_client_response_header(const simul_http_client_response *r,
+                                              const char *name);
+size_t simul_http_client_response_header_count(const simul_http_client_response *r);
+int simul_http_client_response_header_at(const simul_http_client_response *r, size_t i,
+                                         const char **name, const char **value);
+/* The whole body (decoded; NUL-terminated), *len its length; NULL for a streamed response. */
+const char *simul_http_client_response_body(const simul_http_client_response *r, size_t *len);
+/* Suspends. The next piece of a streamed body (decoded), at most n bytes: returns the count,
+ * 0 at its end (the connection then goes back to the pool), or -ETIMEDOUT, -ECANCELED,
+ * -EPROTO, -ECONNRESET (the connection is closed; later reads return the error again);
+ * -EINVAL if the response is not streamed. */
+long simul_http_client_response_read(simul_http_client_response *r, void *buf, size_t n);
+/* Suspends for a streamed response. The body as JSON (reads the rest first if streamed):
+ * a new reference in *out; -EBADMSG if it is not JSON. */
+int simul_http_client_response_json(simul_http_client_response *r, struct json_t **out);
+/* Releases the response: its connection goes back to the pool if the body was read to its
+ * end, else it is closed (never handed to the next request mid-body). Suspends only to close
+ * a socket. NULL is fine. */
+void simul_http_client_response_close(simul_http_client_response *r);
 
 #if defined(__GNUC__)
 #pragma GCC visibility pop

@@ -41,6 +41,7 @@ enum {
     ST_START, /* between messages: the next byte begins a request */
     ST_HEAD,
     ST_BODY_LENGTH,
+    ST_BODY_CLOSE, /* responses: body until the connection closes */
     ST_CHUNK_SIZE,
     ST_CHUNK_DATA,
     ST_CHUNK_CR,
@@ -107,7 +108,14 @@ static const struct {
                                           400},
     [SIMUL_HTTP_E_CHUNK_DATA_CRLF] = {"CHUNK_DATA_CRLF", "chunk data not followed by CRLF", 400},
     [SIMUL_HTTP_E_AFTER_CLOSE] = {"AFTER_CLOSE", "data after Connection: close", 400},
+    [SIMUL_HTTP_E_STATUS_LINE] = {"STATUS_LINE", "malformed status line", 400},
+    [SIMUL_HTTP_E_STATUS] = {"STATUS", "invalid status code", 400},
+    [SIMUL_HTTP_E_STATUS_LINE_TOO_LONG] = {"STATUS_LINE_TOO_LONG", "status line too long", 400},
+    [SIMUL_HTTP_E_TRUNCATED] = {"TRUNCATED", "connection closed inside a message", 400},
 };
+
+/* What a response answers (priv_.request). */
+enum { REQ_OTHER, REQ_HEAD, REQ_CONNECT };
 
 int simul_http_error_status(simul_http_error e)
 {
@@ -131,7 +139,9 @@ static int fail(simul_http_parser *p, simul_http_error e, size_t *consumed)
     p->priv_.state = ST_ERROR;
     *consumed = 0;
     int st = errors[e].status;
-    return st == 413 || st == 414 || st == 431 ? -EMSGSIZE : -EPROTO;
+    return st == 413 || st == 414 || st == 431 || e == SIMUL_HTTP_E_STATUS_LINE_TOO_LONG
+               ? -EMSGSIZE
+               : -EPROTO;
 }
 
 #define LIMIT_MAX (1u << 30)
@@ -139,7 +149,7 @@ static int fail(simul_http_parser *p, simul_http_error e, size_t *consumed)
 int simul_http_parser_init(simul_http_parser *p, simul_http_mode mode,
                            const simul_http_limits *limits, simul_http_header *headers, size_t cap)
 {
-    if (!p || mode != SIMUL_HTTP_REQUEST || !headers || cap == 0)
+    if (!p || (mode != SIMUL_HTTP_REQUEST && mode != SIMUL_HTTP_RESPONSE) || !headers || cap == 0)
         return -EINVAL;
     simul_http_limits l = limits ? *limits : (simul_http_limits){0};
     if (l.max_request_line > LIMIT_MAX || l.max_header_bytes > LIMIT_MAX ||
@@ -271,6 +281,48 @@ static simul_http_error request_line(simul_http_parser *p, const char *buf, size
     p->head.version_minor = (uint8_t)(u[v + 7] - '0');
     if (p->head.method.len == 7 && memcmp(buf + s, "CONNECT", 7) == 0)
         p->priv_.flags |= F_CONNECT;
+    return SIMUL_HTTP_OK;
+}
+
+/* The status line buf[s..e), buf[e] being its CR: HTTP/1.x SP 3DIGIT [SP reason-phrase]
+ * (RFC 9112 4; the SP before an empty reason may be missing, as many servers send it). */
+static simul_http_error status_line(simul_http_parser *p, const char *buf, size_t s, size_t e)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    if (e - s < 12 || memcmp(buf + s, "HTTP/", 5) != 0 || u[s + 5] < '0' || u[s + 5] > '9' ||
+        u[s + 6] != '.' || u[s + 7] < '0' || u[s + 7] > '9' || u[s + 8] != ' ') {
+        for (size_t k = s; k < e; k++)
+            if (u[k] == '\r')
+                return SIMUL_HTTP_E_BARE_CR;
+        return e - s >= 8 && memcmp(buf + s, "HTTP/", 5) == 0 && u[s + 6] == '.'
+                   ? SIMUL_HTTP_E_VERSION
+                   : SIMUL_HTTP_E_STATUS_LINE;
+    }
+    if (u[s + 5] != '1' || u[s + 7] > '1')
+        return SIMUL_HTTP_E_VERSION_UNSUPPORTED;
+    p->head.version_minor = (uint8_t)(u[s + 7] - '0');
+    size_t i = s + 9;
+    unsigned code = 0;
+    for (size_t k = 0; k < 3; k++, i++) {
+        if (u[i] < '0' || u[i] > '9')
+            return u[i] == '\r' && i < e ? SIMUL_HTTP_E_BARE_CR : SIMUL_HTTP_E_STATUS;
+        code = code * 10 + (u[i] - '0');
+    }
+    if (code < 100)
+        return SIMUL_HTTP_E_STATUS;
+    p->head.status = (uint16_t)code;
+    if (i == e) {
+        p->head.reason = (simul_http_span){(uint32_t)i, 0};
+        return SIMUL_HTTP_OK;
+    }
+    if (u[i] != ' ')
+        return u[i] == '\r' ? SIMUL_HTTP_E_BARE_CR : SIMUL_HTTP_E_STATUS;
+    size_t r = ++i;
+    while (cls[u[i]] & C_VALUE) /* stops at the CR at the latest */
+        i++;
+    if (i != e)
+        return u[i] == '\r' ? SIMUL_HTTP_E_BARE_CR : SIMUL_HTTP_E_STATUS_LINE;
+    p->head.reason = (simul_http_span){(uint32_t)r, (uint32_t)(e - r)};
     return SIMUL_HTTP_OK;
 }
 
@@ -425,8 +477,15 @@ static simul_http_error head_done(simul_http_parser *p)
 {
     uint32_t f = p->priv_.flags;
     simul_http_head *h = &p->head;
-    if (h->version_minor == 1 && !(f & F_HOST))
+    bool response = p->priv_.mode == SIMUL_HTTP_RESPONSE;
+    if (h->version_minor == 1 && !(f & F_HOST) && !response)
         return SIMUL_HTTP_E_HOST_MISSING;
+    /* RFC 9112 6.3: these responses have no body whatever the fields say (the fields are still
+     * checked: a malformed one is as suspect here as anywhere). */
+    unsigned st = h->status;
+    bool tunnel = response && p->priv_.request == REQ_CONNECT && st / 100 == 2;
+    bool bodiless = response && (st < 200 || st == 204 || st == 304 ||
+                                 p->priv_.request == REQ_HEAD || tunnel);
     if (f & F_TE) {
         if (f & F_CL)
             return SIMUL_HTTP_E_TE_AND_CL;
@@ -440,12 +499,23 @@ static simul_http_error head_done(simul_http_parser *p)
             return SIMUL_HTTP_E_TE_UNSUPPORTED;
         h->framing = SIMUL_HTTP_BODY_CHUNKED;
     } else if (f & F_CL) {
-        if (h->content_length > p->priv_.limits.max_body)
+        if (h->content_length > p->priv_.limits.max_body && !bodiless)
             return SIMUL_HTTP_E_BODY_TOO_LARGE;
         h->framing = SIMUL_HTTP_BODY_LENGTH;
     }
     h->keep_alive = !(f & F_CONN_CLOSE) && (h->version_minor == 1 || (f & F_CONN_KEEPALIVE));
     h->upgrade = ((f & F_CONN_UPGRADE) && (f & F_UPGRADE)) || (f & F_CONNECT);
+    if (response) {
+        if (bodiless) {
+            h->framing = SIMUL_HTTP_BODY_NONE; /* (content_length: a resource's size, if any) */
+        } else if (!(f & (F_TE | F_CL))) {
+            h->framing = SIMUL_HTTP_BODY_CLOSE;
+            h->keep_alive = false;
+        }
+        h->upgrade = st == 101 || tunnel;
+        if (h->upgrade)
+            h->keep_alive = false;
+    }
     return SIMUL_HTTP_OK;
 }
 
@@ -502,12 +572,22 @@ static int read_head(simul_http_parser *p, const char *buf, size_t len, size_t *
         if (l == -1)
             return SIMUL_HTTP_NEED_MORE;
         if (l == -2)
-            return fail(p, SIMUL_HTTP_E_URI_TOO_LONG, consumed);
+            return fail(p, p->priv_.mode == SIMUL_HTTP_RESPONSE ? SIMUL_HTTP_E_STATUS_LINE_TOO_LONG
+                                                                : SIMUL_HTTP_E_URI_TOO_LONG,
+                        consumed);
         p->priv_.searched = 0;
         if ((size_t)l == s || buf[l - 1] != '\r')
             return fail(p, SIMUL_HTTP_E_BARE_LF, consumed);
-        /* An empty line before the request is skipped (RFC 9112 2.2), within the line's limit. */
-        if ((size_t)l - 1 != s) {
+        if (p->priv_.mode == SIMUL_HTTP_RESPONSE) {
+            /* No empty lines before a response: one would mean the body before it was longer
+             * than its framing said. */
+            if ((e = status_line(p, buf, s, (size_t)l - 1)))
+                return fail(p, e, consumed);
+            p->priv_.flags |= F_REQLINE;
+            p->priv_.section = (uint32_t)l + 1;
+        } else if ((size_t)l - 1 != s) {
+            /* An empty line before the request is skipped (RFC 9112 2.2), within the line's
+             * limit. */
             if ((e = request_line(p, buf, s, (size_t)l - 1)))
                 return fail(p, e, consumed);
             p->priv_.flags |= F_REQLINE;
@@ -532,6 +612,9 @@ static int read_head(simul_http_parser *p, const char *buf, size_t len, size_t *
     case SIMUL_HTTP_BODY_LENGTH:
         p->priv_.remaining = p->head.content_length;
         p->priv_.state = p->priv_.remaining ? ST_BODY_LENGTH : ST_END;
+        break;
+    case SIMUL_HTTP_BODY_CLOSE:
+        p->priv_.state = ST_BODY_CLOSE;
         break;
     default:
         p->priv_.state = ST_END;
@@ -623,6 +706,17 @@ static simul_http_error chunk_line(const char *buf, size_t e, uint64_t *size)
 /* After a message: the next one, or nothing more if this one closes the connection. */
 static void message_ended(simul_http_parser *p)
 {
+    if (p->priv_.mode == SIMUL_HTTP_RESPONSE) {
+        if (p->head.status < 200 && p->head.status != 101) {
+            p->priv_.state = ST_START; /* an interim response: the final one follows */
+            return;
+        }
+        p->priv_.request = REQ_OTHER; /* the next response answers another request */
+        if (p->head.upgrade) {
+            p->priv_.state = ST_CLOSED; /* the bytes after belong to another protocol */
+            return;
+        }
+    }
     p->priv_.state = p->head.keep_alive ? ST_START : ST_CLOSED;
 }
 
@@ -664,6 +758,24 @@ int simul_http_parser_feed(simul_http_parser *p, const char *buf, size_t len, si
             if (!p->priv_.remaining)
                 p->priv_.state = p->priv_.state == ST_BODY_LENGTH ? ST_END : ST_CHUNK_CR;
             *consumed = off;
+            return SIMUL_HTTP_BODY;
+        }
+
+        case ST_BODY_CLOSE:
+            if (off == len) {
+                *consumed = off;
+                return SIMUL_HTTP_NEED_MORE;
+            }
+        {
+            /* Up to the limit, then the error: the same events however the bytes are split. */
+            uint64_t room = p->priv_.limits.max_body - p->priv_.total;
+            if (room == 0)
+                return fail(p, SIMUL_HTTP_E_BODY_TOO_LARGE, consumed);
+            size_t n = (uint64_t)(len - off) > room ? (size_t)room : len - off;
+            p->priv_.total += n;
+            p->body = buf + off;
+            p->body_len = n;
+            *consumed = off + n;
             return SIMUL_HTTP_BODY;
         }
 
@@ -745,6 +857,41 @@ int simul_http_parser_feed(simul_http_parser *p, const char *buf, size_t len, si
         default: /* ST_ERROR: the error sticks */
             return fail(p, p->error, consumed);
         }
+    }
+}
+
+int simul_http_parser_response_to(simul_http_parser *p, const char *method)
+{
+    if (!p || !method || p->priv_.mode != SIMUL_HTTP_RESPONSE)
+        return -EINVAL;
+    uint8_t st = p->priv_.state;
+    if (st != ST_START && !(st == ST_HEAD && p->priv_.scan == 0 && p->priv_.searched == 0 &&
+                            !(p->priv_.flags & F_REQLINE)))
+        return -EINVAL;
+    p->priv_.request = strcmp(method, "HEAD") == 0      ? REQ_HEAD
+                       : strcmp(method, "CONNECT") == 0 ? REQ_CONNECT
+                                                        : REQ_OTHER;
+    return 0;
+}
+
+int simul_http_parser_eof(simul_http_parser *p)
+{
+    size_t ignored;
+    switch (p->priv_.state) {
+    case ST_START:
+    case ST_CLOSED:
+        return SIMUL_HTTP_NEED_MORE;
+    case ST_HEAD:
+        if (p->priv_.scan == 0 && p->priv_.searched == 0 && !(p->priv_.flags & F_REQLINE))
+            return SIMUL_HTTP_NEED_MORE; /* not a byte of a next message was seen */
+        return fail(p, SIMUL_HTTP_E_TRUNCATED, &ignored);
+    case ST_BODY_CLOSE:
+        message_ended(p); /* (keep_alive is false: ST_CLOSED) */
+        return SIMUL_HTTP_END;
+    case ST_ERROR:
+        return fail(p, p->error, &ignored);
+    default:
+        return fail(p, SIMUL_HTTP_E_TRUNCATED, &ignored);
     }
 }
 

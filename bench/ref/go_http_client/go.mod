@@ -1,0 +1,3 @@
+module simulbench/go_http_client
+
+go 1.19
