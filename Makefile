@@ -19,6 +19,8 @@ DEB_PACKAGES += openssl curl
 DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
+# libsimul-amqp: a real RabbitMQ for its tests; pika and Go's amqp091-go for interop and its benchmark.
+DEB_PACKAGES += rabbitmq-server python3-pika golang-github-rabbitmq-amqp091-go-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
