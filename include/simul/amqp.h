@@ -63,8 +63,9 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id);
  * ------------------------------------------------------------------------------------------- */
 
 /* amqp://user:pass@host:port/vhost?heartbeat=S&frame_max=N&channel_max=N&connection_timeout=S
- * (RabbitMQ's URI spec): user, pass and vhost are percent-decoded; no path gives vhost "/", a path
- * of "/" gives the vhost "" and "/%2f" gives "/"; defaults guest:guest@localhost:5672. "amqps"
+ * (RabbitMQ's URI spec): user, pass and vhost are percent-decoded; no path and an empty path ("/")
+ * give the default vhost "/" (as pika and amqp091-go read it; the spec would say ""), "/%2f" gives
+ * "/", "/v" gives "v"; defaults guest:guest@localhost:5672. "amqps"
  * sets tls (port 5671): the caller then supplies a connect_cb that wraps TLS (libsimul-tls). An
  * IPv6 host goes in brackets. Strings are malloc'd into *out; simul_amqp_url_free frees them. */
 typedef struct simul_amqp_url {

@@ -43,6 +43,8 @@ typedef struct rpc {
     char *str;             /* queue name (declare-ok), consumer tag (consume-ok) */
     uint32_t n1, n2;       /* message / consumer counts */
     simul_amqp_message *msg; /* get-ok */
+    struct simul_amqp_consumer *consumer; /* basic.consume: named at consume-ok, by the reader,
+                                             before the deliveries that follow it are read */
 } rpc;
 
 typedef struct arglist {
@@ -1090,7 +1092,7 @@ static void content_done(simul_amqp_channel *ch)
 static simul_amqp_consumer *consumer_find(simul_amqp_channel *ch, amqp_bytes_t tag)
 {
     for (simul_amqp_consumer *k = ch->consumers; k; k = k->next)
-        if (strlen(k->tag) == tag.len && memcmp(k->tag, tag.bytes, tag.len) == 0)
+        if (k->tag && strlen(k->tag) == tag.len && memcmp(k->tag, tag.bytes, tag.len) == 0)
             return k;
     return NULL;
 }
@@ -1195,7 +1197,14 @@ static int channel_method(simul_amqp_conn *c, simul_amqp_channel *ch, uint32_t i
         k->n1 = ((amqp_queue_delete_ok_t *)args)->message_count;
         break;
     case AMQP_BASIC_CONSUME_OK_METHOD:
-        k->str = bdup(((amqp_basic_consume_ok_t *)args)->consumer_tag);
+        if (k->consumer && !k->consumer->tag && !k->abandoned) {
+            k->consumer->tag = bdup(((amqp_basic_consume_ok_t *)args)->consumer_tag);
+        } else if (k->abandoned) {
+            /* Its caller left (cancel, deadline): nobody would take the deliveries. */
+            amqp_basic_cancel_t bc = {((amqp_basic_consume_ok_t *)args)->consumer_tag, 1};
+            if (out_method(c, &c->out, ch->id, AMQP_BASIC_CANCEL_METHOD, &bc) == 0)
+                wake_writer(c);
+        }
         break;
     case AMQP_BASIC_GET_OK_METHOD: {
         amqp_basic_get_ok_t *g = args;
@@ -1348,8 +1357,17 @@ static uint16_t alloc_id(simul_amqp_conn *c)
 /* Sends one method on ch and waits for its reply. gate: wait for the connection to be open
  * first (users); recovery passes false. On success *out is the completed record (the caller
  * frees it) when out is not NULL. */
+static int rpc_call_k(simul_amqp_channel *ch, uint32_t id, void *args, uint32_t e1, uint32_t e2,
+                      rpc **out, bool gate, simul_amqp_consumer *consumer);
+
 static int rpc_call(simul_amqp_channel *ch, uint32_t id, void *args, uint32_t e1, uint32_t e2,
                     rpc **out, bool gate)
+{
+    return rpc_call_k(ch, id, args, e1, e2, out, gate, NULL);
+}
+
+static int rpc_call_k(simul_amqp_channel *ch, uint32_t id, void *args, uint32_t e1, uint32_t e2,
+                      rpc **out, bool gate, simul_amqp_consumer *consumer)
 {
     simul_amqp_conn *c = ch->c;
     if (out)
@@ -1374,6 +1392,7 @@ static int rpc_call(simul_amqp_channel *ch, uint32_t id, void *args, uint32_t e1
         return -ENOMEM;
     k->expect[0] = e1;
     k->expect[1] = e2 ? e2 : e1;
+    k->consumer = consumer;
     int rc = out_method(c, &c->out, ch->id, id, args);
     if (rc < 0) {
         rpc_free(k);
@@ -1389,6 +1408,7 @@ static int rpc_call(simul_amqp_channel *ch, uint32_t id, void *args, uint32_t e1
         rc = simul_event_wait(k->ev);
         if (rc < 0 && !k->done) {
             k->abandoned = true; /* the reader frees it when its reply comes (or the loss) */
+            k->consumer = NULL;  /* the caller drops it; consume-ok then cancels at once */
             return rc;
         }
     }
@@ -1463,15 +1483,8 @@ static int do_consume(simul_amqp_consumer *k, bool gate)
     bc.consumer_tag = bytes(k->tag);
     bc.no_ack = (k->flags & SIMUL_AMQP_NO_ACK) != 0;
     bc.exclusive = (k->flags & SIMUL_AMQP_EXCLUSIVE) != 0;
-    rpc *r = NULL;
-    int rc = rpc_call(k->ch, AMQP_BASIC_CONSUME_METHOD, &bc, AMQP_BASIC_CONSUME_OK_METHOD, 0, &r,
-                      gate);
-    if (rc == 0 && !k->tag) {
-        k->tag = r->str;
-        r->str = NULL;
-    }
-    rpc_free(r);
-    return rc;
+    return rpc_call_k(k->ch, AMQP_BASIC_CONSUME_METHOD, &bc, AMQP_BASIC_CONSUME_OK_METHOD, 0,
+                      NULL, gate, k);
 }
 
 static int topo_declare(simul_amqp_channel *ch, topo *t, bool gate, rpc **out);

@@ -226,6 +226,9 @@ int simul_amqp_url_parse(const char *url, simul_amqp_url *out)
             const char *v = slash + 1;
             if (memchr(v, '/', (size_t)(auth_end - v)))
                 rc = -EINVAL; /* the vhost is one segment: a '/' in it is written %2f */
+            else if (v == auth_end)
+                out->vhost = strdup("/"); /* "amqp://h/" means the default vhost, as pika and
+                                              amqp091-go read it (not the spec's empty name) */
             else
                 rc = decode(v, (size_t)(auth_end - v), &out->vhost);
         } else {

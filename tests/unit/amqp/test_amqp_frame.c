@@ -161,7 +161,7 @@ static void url_full_and_defaults(void **state)
     assert_int_equal(simul_amqp_url_parse("amqps://h/", &u), 0);
     assert_true(u.tls);
     assert_string_equal(u.port, "5671");
-    assert_string_equal(u.vhost, ""); /* "/" is the empty vhost name */
+    assert_string_equal(u.vhost, "/"); /* an empty path: the default vhost, as pika reads it */
     simul_amqp_url_free(&u);
 
     assert_int_equal(simul_amqp_url_parse("amqp://[::1]:15672/%2f", &u), 0);
