@@ -1250,7 +1250,10 @@ static int dispatch(simul_amqp_conn *c, const simul_amqp_frame *f)
             free(c->close_text);
             c->close_text = bdup(cl->reply_text);
             c->close_code = cl->reply_code;
-            send_close_ok(c, 0, AMQP_CONNECTION_CLOSE_OK_METHOD);
+            /* close-ok goes out now: the connection is dropped before the writer would run. */
+            static const uint8_t ok[12] = {1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xCE};
+            if (c->s)
+                simul_stream_write(c->s, ok, sizeof ok);
             return -ECONNABORTED;
         }
         case AMQP_CONNECTION_CLOSE_OK_METHOD:

@@ -1,0 +1,461 @@
+/* test_amqp_fake.c — libsimul-amqp against a scripted broker on a socketpair: what a real broker
+ * will not do on demand. Frames over frame_max, malformed frames, a peer gone mid-message, a
+ * broker that stops talking (heartbeats), acks and nacks in any order, a close mid-session, and a
+ * caller cancelled mid-RPC whose reply must not reach the next caller. The fake encodes with
+ * librabbitmq's codec, as the client does, and checks what the client sends. */
+#include "test_main_helpers.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <amqp.h>
+#include <amqp_framing.h>
+
+#include <simul/amqp.h>
+
+#define FAKE_BUF (1u << 18)
+
+typedef struct fake {
+    simul_stream *s;
+    uint8_t *buf; /* FAKE_BUF bytes (tasks have small stacks) */
+    size_t len;
+    uint32_t frame_max;
+    uint16_t heartbeat;
+    int heartbeats_in;
+    int close_code; /* connection.close the client sent */
+    int (*script)(struct fake *f);
+    int rc;
+    simul_task *task;
+    amqp_pool_t pool;
+    void *arg;
+} fake;
+
+static void put_frame(fake *f, uint8_t type, uint16_t ch, const void *p, uint32_t n)
+{
+    uint8_t hdr[7] = {type, (uint8_t)(ch >> 8), (uint8_t)ch, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
+                      (uint8_t)(n >> 8), (uint8_t)n};
+    assert_int_equal(simul_stream_write(f->s, hdr, 7), 0);
+    if (n)
+        assert_int_equal(simul_stream_write(f->s, p, n), 0);
+    assert_int_equal(simul_stream_write(f->s, "\xCE", 1), 0);
+}
+
+static void send_method(fake *f, uint16_t ch, uint32_t id, void *args)
+{
+    uint8_t b[8192];
+    b[0] = (uint8_t)(id >> 24);
+    b[1] = (uint8_t)(id >> 16);
+    b[2] = (uint8_t)(id >> 8);
+    b[3] = (uint8_t)id;
+    amqp_bytes_t enc = {sizeof b - 4, b + 4};
+    int n = amqp_encode_method(id, args, enc);
+    assert_true(n >= 0);
+    put_frame(f, 1, ch, b, (uint32_t)n + 4);
+}
+
+/* The next method from the client (heartbeats counted and skipped; content frames skipped).
+ * Returns its id, or 0 at EOF. *args points into the pool. */
+static uint32_t recv_method(fake *f, uint16_t *chan, void **args)
+{
+    for (;;) {
+        simul_amqp_frame fr;
+        ssize_t n = simul_amqp_frame_parse(f->buf, f->len, 0, &fr);
+        assert_true(n >= 0);
+        if (n == 0) {
+            long r = simul_stream_read(f->s, f->buf + f->len, FAKE_BUF - f->len);
+            if (r <= 0)
+                return 0;
+            f->len += (size_t)r;
+            continue;
+        }
+        uint32_t id = 0;
+        void *a = NULL;
+        if (fr.type == 1) {
+            id = (uint32_t)fr.payload[0] << 24 | (uint32_t)fr.payload[1] << 16 |
+                 (uint32_t)fr.payload[2] << 8 | fr.payload[3];
+            recycle_amqp_pool(&f->pool);
+            amqp_bytes_t enc = {fr.size - 4, (void *)(fr.payload + 4)};
+            assert_int_equal(amqp_decode_method(id, &f->pool, enc, &a), 0);
+            if (chan)
+                *chan = fr.channel;
+        } else if (fr.type == 8) {
+            f->heartbeats_in++;
+        }
+        memmove(f->buf, f->buf + n, f->len - (size_t)n);
+        f->len -= (size_t)n;
+        if (id == AMQP_CONNECTION_CLOSE_METHOD) {
+            f->close_code = ((amqp_connection_close_t *)a)->reply_code;
+            /* Answer as a broker does (the client may be gone already: no assertion). */
+            static const uint8_t ok[12] = {1, 0, 0, 0, 0, 0, 4, 0, 10, 0, 51, 0xCE};
+            simul_stream_write(f->s, ok, sizeof ok);
+        }
+        if (id) {
+            if (args)
+                *args = a;
+            return id;
+        }
+    }
+}
+
+static uint32_t expect(fake *f, uint32_t want, uint16_t *chan)
+{
+    uint32_t id = recv_method(f, chan, NULL);
+    if (id != want)
+        fail_msg("fake broker: expected method %08x, got %08x", want, id);
+    return id;
+}
+
+static void handshake(fake *f)
+{
+    uint8_t hdr[8];
+    assert_int_equal(simul_stream_readexactly(f->s, hdr, 8, NULL), 8);
+    assert_memory_equal(hdr, "AMQP\0\0\x09\x01", 8);
+    amqp_connection_start_t st;
+    memset(&st, 0, sizeof st);
+    st.version_major = 0;
+    st.version_minor = 9;
+    st.mechanisms = amqp_cstring_bytes("PLAIN");
+    st.locales = amqp_cstring_bytes("en_US");
+    send_method(f, 0, AMQP_CONNECTION_START_METHOD, &st);
+    expect(f, AMQP_CONNECTION_START_OK_METHOD, NULL);
+    amqp_connection_tune_t tu = {64, f->frame_max ? f->frame_max : 131072, f->heartbeat};
+    send_method(f, 0, AMQP_CONNECTION_TUNE_METHOD, &tu);
+    expect(f, AMQP_CONNECTION_TUNE_OK_METHOD, NULL);
+    expect(f, AMQP_CONNECTION_OPEN_METHOD, NULL);
+    amqp_connection_open_ok_t ok = {amqp_cstring_bytes("")};
+    send_method(f, 0, AMQP_CONNECTION_OPEN_OK_METHOD, &ok);
+}
+
+/* Answers channel.open on whatever channel the client picks; returns it. */
+static uint16_t open_channel(fake *f)
+{
+    uint16_t ch = 0;
+    expect(f, AMQP_CHANNEL_OPEN_METHOD, &ch);
+    amqp_channel_open_ok_t ok = {amqp_cstring_bytes("")};
+    send_method(f, ch, AMQP_CHANNEL_OPEN_OK_METHOD, &ok);
+    return ch;
+}
+
+static int fake_main(void *arg)
+{
+    fake *f = arg;
+    handshake(f);
+    f->rc = f->script(f);
+    simul_stream_close(f->s); /* the peer sees EOF once the script is over */
+    f->s = NULL;
+    return 0;
+}
+
+static int fake_connect(void *arg, simul_stream **out)
+{
+    fake *f = arg;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(simul_stream_from_fd(sv[0], out), 0);
+    assert_int_equal(simul_stream_from_fd(sv[1], &f->s), 0);
+    f->len = 0;
+    assert_int_equal(simul_task_spawn(&f->task, fake_main, f, NULL), 0);
+    return 0;
+}
+
+static simul_amqp_conn *fake_conn(fake *f, int (*script)(fake *), double heartbeat)
+{
+    init_amqp_pool(&f->pool, 4096);
+    f->buf = malloc(FAKE_BUF);
+    assert_non_null(f->buf);
+    f->script = script;
+    simul_amqp_opts o = {.connect_cb = fake_connect, .connect_arg = f, .no_recovery = true,
+                         .heartbeat = heartbeat};
+    simul_amqp_conn *c = NULL;
+    assert_int_equal(simul_amqp_connect(&o, &c), 0);
+    return c;
+}
+
+static void fake_done(fake *f)
+{
+    assert_int_equal(simul_task_join(f->task, NULL), 0);
+    empty_amqp_pool(&f->pool);
+    free(f->buf);
+}
+
+/* ---- frames over frame_max and malformed frames -------------------------------------------- */
+
+static int script_oversized(fake *f)
+{
+    uint16_t ch = open_channel(f);
+    expect(f, AMQP_BASIC_QOS_METHOD, NULL);
+    /* A body frame whose header declares 8000 bytes against frame_max 4096: the client must refuse
+     * it from the header alone (the body is never sent) and close with 501. */
+    uint8_t hdr[7] = {3, (uint8_t)(ch >> 8), (uint8_t)ch, 0, 0, 0x1f, 0x40};
+    assert_int_equal(simul_stream_write(f->s, hdr, 7), 0);
+    expect(f, AMQP_CONNECTION_CLOSE_METHOD, NULL);
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+SIMUL_TASK_TEST(frame_over_frame_max_closes_with_501)
+{
+    (void)arg;
+    fake f = {.frame_max = 4096};
+    simul_amqp_conn *c = fake_conn(&f, script_oversized, -1);
+    assert_int_equal(simul_amqp_frame_max(c), 4096);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    assert_int_equal(simul_amqp_qos(ch, 5), -EMSGSIZE);
+    assert_false(simul_amqp_connected(c));
+    assert_int_equal(simul_amqp_qos(ch, 5), -ENOTCONN);
+    fake_done(&f);
+    assert_int_equal(f.close_code, 501);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
+static int script_malformed(fake *f)
+{
+    open_channel(f);
+    expect(f, AMQP_BASIC_QOS_METHOD, NULL);
+    /* A method frame whose end byte is wrong. */
+    assert_int_equal(simul_stream_write(f->s, "\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x00\x0b\xCD", 12),
+                     0);
+    expect(f, AMQP_CONNECTION_CLOSE_METHOD, NULL);
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+SIMUL_TASK_TEST(malformed_frame_closes_with_502)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn(&f, script_malformed, -1);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    assert_int_equal(simul_amqp_qos(ch, 5), -EPROTO);
+    fake_done(&f);
+    assert_int_equal(f.close_code, 502);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
+/* ---- a peer gone mid-message --------------------------------------------------------------- */
+
+static int script_gone_mid_body(fake *f)
+{
+    uint16_t ch = open_channel(f);
+    expect(f, AMQP_BASIC_GET_METHOD, NULL);
+    amqp_basic_get_ok_t g;
+    memset(&g, 0, sizeof g);
+    g.delivery_tag = 1;
+    g.exchange = amqp_cstring_bytes("");
+    g.routing_key = amqp_cstring_bytes("q");
+    send_method(f, ch, AMQP_BASIC_GET_OK_METHOD, &g);
+    /* header: class 60, body size 10, no properties */
+    uint8_t h[14] = {0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 0, 0};
+    put_frame(f, 2, ch, h, sizeof h);
+    put_frame(f, 3, ch, "hello", 5);
+    return 0; /* and hang up: 5 of 10 bytes sent */
+}
+
+SIMUL_TASK_TEST(peer_gone_mid_message_fails_get)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn(&f, script_gone_mid_body, -1);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    simul_amqp_message *m = NULL;
+    assert_int_equal(simul_amqp_get(ch, "q", 0, &m), -ECONNRESET);
+    assert_null(m);
+    fake_done(&f);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
+/* ---- heartbeats ---------------------------------------------------------------------------- */
+
+static int script_silent(fake *f)
+{
+    /* Reads (and counts the client's heartbeats) but never says a word. */
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+SIMUL_TASK_TEST(silent_broker_detected_by_heartbeat_check)
+{
+    (void)arg;
+    fake f = {.heartbeat = 1};
+    simul_amqp_conn *c = fake_conn(&f, script_silent, 1);
+    assert_int_equal(simul_amqp_heartbeat(c), 1);
+    double t0 = test_clock();
+    simul_amqp_stats st;
+    while (simul_amqp_connected(c)) {
+        assert_true(test_clock() - t0 < 10);
+        assert_int_equal(simul_sleep(0.05), 0);
+    }
+    /* Two intervals of silence, checked every half interval: 2..3 s. */
+    double took = test_clock() - t0;
+    assert_true(took >= 1.9);
+    simul_amqp_get_stats(c, &st);
+    assert_true(st.heartbeats_out >= 2);
+    assert_int_equal(st.failures, 1);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), -ENOTCONN);
+    fake_done(&f);
+    assert_true(f.heartbeats_in >= 2);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
+/* ---- confirms: out of order, multiple, nack, and the rest lost at the drop ------------------ */
+
+static int script_confirms(fake *f)
+{
+    uint16_t ch = open_channel(f);
+    expect(f, AMQP_CONFIRM_SELECT_METHOD, NULL);
+    amqp_confirm_select_ok_t ok = {0};
+    send_method(f, ch, AMQP_CONFIRM_SELECT_OK_METHOD, &ok);
+    for (int i = 0; i < 10; i++)
+        expect(f, AMQP_BASIC_PUBLISH_METHOD, NULL);
+    amqp_basic_ack_t a5 = {5, 0};
+    send_method(f, ch, AMQP_BASIC_ACK_METHOD, &a5);
+    amqp_basic_ack_t a3 = {3, 1}; /* 1..3 */
+    send_method(f, ch, AMQP_BASIC_ACK_METHOD, &a3);
+    amqp_basic_nack_t n4 = {4, 0, 0};
+    send_method(f, ch, AMQP_BASIC_NACK_METHOD, &n4);
+    amqp_basic_nack_t n7 = {7, 1, 0}; /* 6..7 */
+    send_method(f, ch, AMQP_BASIC_NACK_METHOD, &n7);
+    /* Wait until the client has seen them (it asks for qos), then drop: 8..10 are lost. */
+    expect(f, AMQP_BASIC_QOS_METHOD, NULL);
+    return 0;
+}
+
+SIMUL_TASK_TEST(confirm_outcomes_and_loss_reported)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn(&f, script_confirms, -1);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    assert_int_equal(simul_amqp_confirm_select(ch), 0);
+    uint64_t seq[10];
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(simul_amqp_publish(ch, "", "q", "m", 1, NULL, 0, &seq[i]), 0);
+    assert_int_equal(simul_amqp_wait_confirm(ch, seq[6]), -EBADMSG);
+    assert_int_equal(simul_amqp_unconfirmed(ch), 3);
+    assert_int_equal(simul_amqp_qos(ch, 1), -ECONNRESET);
+    int want[10] = {0, 0, 0, -EBADMSG, 0, -EBADMSG, -EBADMSG, -ECONNRESET, -ECONNRESET,
+                    -ECONNRESET};
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(simul_amqp_wait_confirm(ch, seq[i]), want[i]);
+    uint64_t failed = 0;
+    assert_int_equal(simul_amqp_wait_confirms(ch, &failed), -EBADMSG);
+    assert_int_equal(failed, 6);
+    simul_amqp_stats st;
+    simul_amqp_get_stats(c, &st);
+    assert_int_equal(st.acked, 4);
+    assert_int_equal(st.nacked, 3);
+    assert_int_equal(st.lost, 3);
+    fake_done(&f);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
+/* ---- a caller cancelled mid-RPC ------------------------------------------------------------ */
+
+static int script_slow_replies(fake *f)
+{
+    uint16_t ch = open_channel(f);
+    /* Two purges arrive; the first caller is gone by the time we answer. */
+    expect(f, AMQP_QUEUE_PURGE_METHOD, NULL);
+    expect(f, AMQP_QUEUE_PURGE_METHOD, NULL);
+    amqp_queue_purge_ok_t a = {111}, b = {222};
+    send_method(f, ch, AMQP_QUEUE_PURGE_OK_METHOD, &a);
+    send_method(f, ch, AMQP_QUEUE_PURGE_OK_METHOD, &b);
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+typedef struct purger {
+    simul_amqp_channel *ch;
+    uint32_t n;
+    int rc;
+} purger;
+
+static int purger_main(void *arg)
+{
+    purger *p = arg;
+    p->rc = simul_amqp_queue_purge(p->ch, "q", &p->n);
+    return 0;
+}
+
+SIMUL_TASK_TEST(cancelled_caller_never_gets_or_steals_a_reply)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn(&f, script_slow_replies, -1);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    purger p1 = {.ch = ch}, p2 = {.ch = ch};
+    simul_task *t1 = test_spawn(purger_main, &p1);
+    test_settle();
+    simul_task_cancel(t1);
+    simul_task *t2 = test_spawn(purger_main, &p2);
+    test_join_ok(t1);
+    test_join_ok(t2);
+    assert_int_equal(p1.rc, -ECANCELED);
+    assert_int_equal(p2.rc, 0);
+    assert_int_equal(p2.n, 222); /* its own reply, not the first one's */
+    assert_int_equal(simul_amqp_close(c), 0);
+    fake_done(&f);
+    assert_int_equal(f.close_code, 200);
+    return 0;
+}
+
+/* ---- connection.close from the broker mid-session ------------------------------------------- */
+
+static int script_forced_close(fake *f)
+{
+    open_channel(f);
+    expect(f, AMQP_BASIC_QOS_METHOD, NULL);
+    amqp_connection_close_t cl;
+    memset(&cl, 0, sizeof cl);
+    cl.reply_code = 320;
+    cl.reply_text = amqp_cstring_bytes("CONNECTION_FORCED - maintenance");
+    send_method(f, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl);
+    expect(f, AMQP_CONNECTION_CLOSE_OK_METHOD, NULL);
+    return 0;
+}
+
+SIMUL_TASK_TEST(server_close_reports_code_and_text)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn(&f, script_forced_close, -1);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    assert_int_equal(simul_amqp_qos(ch, 1), -ECONNABORTED);
+    int code = 0;
+    assert_string_equal(simul_amqp_conn_error(c, &code), "CONNECTION_FORCED - maintenance");
+    assert_int_equal(code, 320);
+    fake_done(&f);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(frame_over_frame_max_closes_with_501),
+        cmocka_unit_test(malformed_frame_closes_with_502),
+        cmocka_unit_test(peer_gone_mid_message_fails_get),
+        cmocka_unit_test(silent_broker_detected_by_heartbeat_check),
+        cmocka_unit_test(confirm_outcomes_and_loss_reported),
+        cmocka_unit_test(cancelled_caller_never_gets_or_steals_a_reply),
+        cmocka_unit_test(server_close_reports_code_and_text),
+    };
+    return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_amqp_fake");
+}
