@@ -25,3 +25,13 @@ if(TARGET test_amqp_broker)
       RESOURCE_LOCK amqp_broker ENVIRONMENT "SIMUL_AMQP_BROKER=${amqp_state}" TIMEOUT 300)
   endforeach()
 endif()
+
+# e2e.amqp_work_queue: the example against the same broker.
+if(TARGET example_amqp_work_queue AND TARGET test_amqp_broker)
+  add_test(NAME e2e.amqp_work_queue
+           COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/amqp/work_queue_test.sh
+                   $<TARGET_FILE:example_amqp_work_queue> ${amqp_sh} ${amqp_state})
+  set_tests_properties(e2e.amqp_work_queue PROPERTIES FIXTURES_REQUIRED amqp_broker
+    RESOURCE_LOCK amqp_broker TIMEOUT 300 LABELS "e2e"
+    FAIL_REGULAR_EXPRESSION "FAIL:")
+endif()
