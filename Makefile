@@ -90,6 +90,7 @@ bench: deps
 	bash bench/run_threads.sh $(BUILD)
 	bash bench/run_http_parser.sh $(BUILD)
 	bash bench/run_resp.sh $(BUILD)
+	bash bench/run_amqp.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

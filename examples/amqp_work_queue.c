@@ -1,6 +1,6 @@
 /* amqp_work_queue.c — a RabbitMQ work queue on libsimul-amqp: `publish` sends N persistent
  * messages with publisher confirms (a window of them in flight, never one round trip each) and
- * `consume` takes N with a prefetch and acknowledges them. Both print an order-independent
+ * `consume` takes N with a prefetch and acknowledges them (in groups: `multiple`). Both print an order-independent
  * checksum of the bodies (the sum of their FNV-1a hashes), so the two sides can be compared.
  *
  *   amqp_work_queue --url amqp://guest:guest@127.0.0.1:5672/ publish --queue Q --count N --size B
@@ -24,16 +24,17 @@ static const char *progname = "amqp_work_queue";
 static void print_usage(FILE *out)
 {
     fprintf(out,
-            "usage: %s [--url URL] publish --queue Q --count N [--size B] [--window W]\n"
+            "usage: %s [--url URL] publish --queue Q --count N [--size B] [--window W] [--transient]\n"
             "       %s [--url URL] consume --queue Q --count N [--prefetch K]\n"
             "  URL defaults to amqp://guest:guest@127.0.0.1:5672/; B to 1024; W (confirms in\n"
-            "  flight) to 1000; K to 100\n",
+            "  flight) to 1000; K to 100. --transient: delivery mode 1 (not written to disk)\n",
             progname, progname);
 }
 
 typedef struct cfg {
     const char *url, *mode, *queue;
     size_t count, size, window, prefetch;
+    bool transient;
 } cfg;
 
 static uint64_t fnv1a(const void *p, size_t n)
@@ -79,7 +80,8 @@ static int publish(simul_amqp_conn *c, const cfg *g)
     uint64_t *retry = malloc(g->window * sizeof *retry);
     if (!body || !seq || !idx || !retry)
         return -ENOMEM;
-    simul_amqp_props props = {.delivery_mode = 2, .content_type = "application/octet-stream"};
+    simul_amqp_props props = {.delivery_mode = g->transient ? 1 : 2,
+                              .content_type = "application/octet-stream"};
     uint64_t sum = 0, confirmed = 0, republished = 0, next = 0;
     size_t nretry = 0;
     while (confirmed < g->count) {
@@ -209,6 +211,8 @@ int main(int argc, char **argv)
         } else if ((v = option_value(a, "--prefetch", &i, argc, argv))) {
             if (!parse_count(v, &g.prefetch) || g.prefetch == 0 || g.prefetch > 65535)
                 usage_error("bad --prefetch %s", v);
+        } else if (!strcmp(a, "--transient")) {
+            g.transient = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             print_usage(stdout);
             return 0;
