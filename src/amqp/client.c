@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <amqp.h>
 #include <amqp_framing.h>
@@ -69,7 +70,8 @@ struct simul_amqp_consumer {
     unsigned flags;
     simul_queue *q;
     int end;            /* 0 while active; why consumer_next ends once drained */
-    bool reading, server_cancelled, cancel_sent, dead;
+    bool reading, server_cancelled, cancel_sent;
+    bool doomed; /* freed by the user while recovery was consuming again with it */
 };
 
 struct simul_amqp_channel {
@@ -104,6 +106,7 @@ struct simul_amqp_channel {
     } m;
     simul_queue *returns;
     simul_amqp_consumer *consumers;
+    bool doomed; /* closed by the user while recovery was reopening it: recovery frees it */
 };
 
 struct simul_amqp_conn {
@@ -123,6 +126,8 @@ struct simul_amqp_conn {
     /* output */
     outbuf out, wout;
     simul_task *reader, *writer, *recovery;
+    simul_amqp_channel *recovering_ch; /* what the recovery task holds across a suspension: */
+    simul_amqp_consumer *recovering_k; /* closing / freeing them is deferred to it */
     simul_event *out_ev;     /* output queued */
     simul_event *drained_ev; /* pulsed after each write */
     simul_event *ready_ev;   /* set while open (and when closing or dead) */
@@ -463,6 +468,15 @@ static void hb_cb(void *arg)
         return;
     int64_t now = simul_now_ns(), hb = (int64_t)c->heartbeat * 1000000000;
     if (now - c->last_read_ns > 2 * hb) {
+        /* Bytes waiting in the socket mean the broker is alive and our reader was slow (the loop
+         * was held): not a missed heartbeat. */
+        int fd = simul_stream_fd(c->s), pending = 0;
+        if ((fd >= 0 && ioctl(fd, FIONREAD, &pending) == 0 && pending > 0) ||
+            simul_stream_read_buffer_size(c->s) > 0) {
+            c->last_read_ns = now;
+            hb_arm(c);
+            return;
+        }
         /* Two intervals without a byte: the broker is gone or frozen. */
         c->hb_timeout = true;
         simul_stream_abort(c->s);
@@ -1287,6 +1301,8 @@ static int dispatch(simul_amqp_conn *c, const simul_amqp_frame *f)
             return 0; /* closing: everything but the close handshake is dropped (spec 2.3.5) */
         return channel_method(c, ch, id, args);
     }
+    if (ch->state == CH_CLOSING && ch->content == CONTENT_NONE)
+        return 0; /* the content of a method dropped while closing */
     if (f->type == SIMUL_AMQP_FRAME_HEADER) {
         if (ch->content == CONTENT_NONE || ch->msg)
             return -EPROTO;
@@ -1491,6 +1507,64 @@ static int do_consume(simul_amqp_consumer *k, bool gate)
 }
 
 static int topo_declare(simul_amqp_channel *ch, topo *t, bool gate, rpc **out);
+static void channel_destroy(simul_amqp_channel *ch);
+static void consumer_destroy(simul_amqp_consumer *k);
+
+static int reopen(simul_amqp_channel *ch)
+{
+    int rc = channel_open_raw(ch, false);
+    if (rc == 0 && ch->has_qos)
+        rc = do_qos(ch, ch->prefetch, false);
+    if (rc == 0 && ch->confirm)
+        rc = do_confirm_select(ch, false);
+    return rc;
+}
+
+static void consumer_unlink(simul_amqp_consumer *k)
+{
+    for (simul_amqp_consumer **pp = &k->ch->consumers; *pp; pp = &(*pp)->next)
+        if (*pp == k) {
+            *pp = k->next;
+            break;
+        }
+}
+
+/* Reopens one channel with its QoS, confirm mode and consumers. */
+static int recover_channel(simul_amqp_conn *c, simul_amqp_channel *ch)
+{
+    int rc = reopen(ch);
+    simul_amqp_consumer *k = ch->consumers;
+    while (rc == 0 && k && !ch->doomed) {
+        if (k->end) {
+            k = k->next;
+            continue;
+        }
+        c->recovering_k = k;
+        rc = do_consume(k, false);
+        c->recovering_k = NULL;
+        simul_amqp_consumer *next = k->next;
+        if (k->doomed) {
+            if (rc == 0 && ch->id && c->s) {
+                amqp_basic_cancel_t bc = {bytes(k->tag), 1};
+                if (out_method(c, &c->out, ch->id, AMQP_BASIC_CANCEL_METHOD, &bc) == 0)
+                    wake_writer(c);
+            }
+            consumer_unlink(k);
+            consumer_destroy(k);
+            rc = rc == -EREMOTEIO ? reopen(ch) : rc;
+        } else if (rc == -EREMOTEIO) {
+            /* Its queue is gone for good: say so to its reader, and reopen the channel. */
+            k->server_cancelled = true;
+            consumer_end(k, -EIDRM);
+            free(ch->err_text);
+            ch->err_text = NULL;
+            ch->state = CH_DOWN;
+            rc = reopen(ch);
+        }
+        k = next;
+    }
+    return ch->doomed ? 0 : rc;
+}
 
 /* Replays the topology on a channel of its own, then reopens every channel with its QoS,
  * confirm mode and consumers. Runs as a task while the reader reads the replies. */
@@ -1545,31 +1619,21 @@ static int recovery_main(void *arg)
         if (rc < 0)
             goto out;
     }
-    for (simul_amqp_channel *ch = c->channels; ch; ch = ch->next) {
-        if (ch->state != CH_DOWN)
-            continue;
-        rc = channel_open_raw(ch, false);
-        if (rc == 0 && ch->has_qos)
-            rc = do_qos(ch, ch->prefetch, false);
-        if (rc == 0 && ch->confirm)
-            rc = do_confirm_select(ch, false);
-        for (simul_amqp_consumer *k = ch->consumers; rc == 0 && k; k = k->next) {
-            if (k->end)
-                continue;
-            rc = do_consume(k, false);
-            if (rc == -EREMOTEIO) {
-                /* Its queue is gone for good: say so to its reader, and reopen the channel. */
-                consumer_end(k, -EIDRM);
-                k->server_cancelled = true;
-                free(ch->err_text);
-                ch->err_text = NULL;
-                ch->state = CH_DOWN;
-                rc = channel_open_raw(ch, false);
-                if (rc == 0 && ch->has_qos)
-                    rc = do_qos(ch, ch->prefetch, false);
-                if (rc == 0 && ch->confirm)
-                    rc = do_confirm_select(ch, false);
-            }
+    /* Channels one at a time, each looked up afresh: the user may close others meanwhile. */
+    for (;;) {
+        simul_amqp_channel *ch = c->channels;
+        while (ch && ch->state != CH_DOWN)
+            ch = ch->next;
+        if (!ch)
+            break;
+        c->recovering_ch = ch;
+        rc = recover_channel(c, ch);
+        c->recovering_ch = NULL;
+        if (ch->doomed) {
+            channel_destroy(ch);
+            rc = 0;
+        } else if (rc == 0 && ch->state == CH_DOWN) {
+            rc = -ECONNRESET;
         }
         if (rc < 0)
             goto out;
@@ -1992,7 +2056,10 @@ int simul_amqp_channel_close(simul_amqp_channel *ch)
     leave(c);
     if (shielded)
         simul_scope_end(&shield);
-    channel_destroy(ch);
+    if (c->recovering_ch == ch)
+        ch->doomed = true; /* the recovery task is inside a call on it: it frees it */
+    else
+        channel_destroy(ch);
     return 0;
 }
 
@@ -2592,11 +2659,13 @@ void simul_amqp_consumer_free(simul_amqp_consumer *k)
     }
     if (ch->content_consumer == k)
         ch->content_consumer = NULL;
-    for (simul_amqp_consumer **pp = &ch->consumers; *pp; pp = &(*pp)->next)
-        if (*pp == k) {
-            *pp = k->next;
-            break;
-        }
+    if (c->recovering_k == k) {
+        /* The recovery task is consuming again with it: it unlinks and frees it. */
+        k->doomed = true;
+        consumer_end(k, -ESHUTDOWN);
+    } else {
+        consumer_unlink(k);
+    }
     /* Queued deliveries go back to the broker now rather than when the channel closes. */
     void *item;
     while (simul_queue_get_nowait(k->q, &item) == 0) {
@@ -2605,7 +2674,8 @@ void simul_amqp_consumer_free(simul_amqp_consumer *k)
             simul_amqp_reject(m, SIMUL_AMQP_REQUEUE);
         simul_amqp_message_free(m);
     }
-    consumer_destroy(k);
+    if (!k->doomed)
+        consumer_destroy(k);
 }
 
 static int ack_common(const simul_amqp_message *m, uint32_t id, unsigned flags)

@@ -660,6 +660,38 @@ static int rpc_probe_main(void *arg)
     return 0;
 }
 
+SIMUL_TASK_TEST(heartbeats_flow_while_a_consumer_does_not_read)
+{
+    (void)arg;
+    simul_amqp_conn *c = connect_url(url("?heartbeat=1"));
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    const char *q = qname("idle-consumer");
+    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
+                                              NULL, NULL),
+                     0);
+    assert_int_equal(simul_amqp_qos(ch, 10), 0);
+    for (int i = 0; i < 50; i++)
+        assert_int_equal(simul_amqp_publish(ch, "", q, "w", 1, NULL, 0, NULL), 0);
+    simul_amqp_consumer *k;
+    assert_int_equal(simul_amqp_consume(ch, q, NULL, 0, &k), 0);
+    /* The handler is "busy" (nobody calls consumer_next) for several heartbeat intervals: the
+     * timer keeps both directions alive. */
+    simul_amqp_stats st;
+    WAIT_UNTIL((simul_amqp_get_stats(c, &st), st.heartbeats_in >= 5 && st.heartbeats_out >= 5), 20);
+    assert_true(simul_amqp_connected(c));
+    assert_int_equal(st.failures, 0);
+    assert_null(simul_amqp_conn_error(c, NULL));
+    assert_int_equal(st.delivered, 10);
+    simul_amqp_message *m;
+    assert_int_equal(simul_amqp_consumer_next(k, &m), 0);
+    assert_int_equal(simul_amqp_ack(m, 0), 0);
+    simul_amqp_message_free(m);
+    simul_amqp_consumer_free(k);
+    assert_int_equal(simul_amqp_close(c), 0);
+    return 0;
+}
+
 SIMUL_TASK_TEST(frozen_broker_detected_by_heartbeats)
 {
     (void)arg;
@@ -967,6 +999,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(message_over_max_message_fails_connection),
         cmocka_unit_test(server_close_reported_then_recovered),
         cmocka_unit_test(memory_alarm_blocks_and_releases_publishers),
+        cmocka_unit_test(heartbeats_flow_while_a_consumer_does_not_read),
         cmocka_unit_test(frozen_broker_detected_by_heartbeats),
         cmocka_unit_test(hundred_thousand_confirmed_none_lost_none_duplicated),
         cmocka_unit_test(broker_killed_mid_stream_recovers_and_reconciles),

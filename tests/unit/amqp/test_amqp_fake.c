@@ -5,6 +5,7 @@
  * librabbitmq's codec, as the client does, and checks what the client sends. */
 #include "test_main_helpers.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -308,6 +309,50 @@ SIMUL_TASK_TEST(silent_broker_detected_by_heartbeat_check)
     return 0;
 }
 
+/* While the loop is held (a handler computing without suspending), a thread plays the broker's
+ * heartbeats into the socket: when the loop runs again, the check must see them pending and not
+ * call the broker dead. */
+typedef struct beater {
+    int fd;
+    volatile int stop;
+} beater;
+
+static void *beater_main(void *arg)
+{
+    beater *b = arg;
+    static const unsigned char hb[8] = {8, 0, 0, 0, 0, 0, 0, 0xCE};
+    while (!b->stop) {
+        if (write(b->fd, hb, sizeof hb) != (ssize_t)sizeof hb)
+            break;
+        usleep(100000);
+    }
+    return NULL;
+}
+
+SIMUL_TASK_TEST(loop_held_past_two_heartbeats_is_not_a_miss)
+{
+    (void)arg;
+    fake f = {.heartbeat = 1};
+    simul_amqp_conn *c = fake_conn(&f, script_silent, 1);
+    test_settle();
+    beater b = {.fd = simul_stream_fd(f.s)};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, beater_main, &b), 0);
+    test_busy_wait(2.6); /* more than two intervals without letting the reader run */
+    b.stop = 1;
+    pthread_join(th, NULL);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(simul_sleep(0.01), 0);
+    simul_amqp_stats st;
+    simul_amqp_get_stats(c, &st);
+    assert_true(simul_amqp_connected(c));
+    assert_int_equal(st.failures, 0);
+    assert_true(st.heartbeats_in >= 10);
+    assert_int_equal(simul_amqp_close(c), 0);
+    fake_done(&f);
+    return 0;
+}
+
 /* ---- confirms: out of order, multiple, nack, and the rest lost at the drop ------------------ */
 
 static int script_confirms(fake *f)
@@ -453,6 +498,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(malformed_frame_closes_with_502),
         cmocka_unit_test(peer_gone_mid_message_fails_get),
         cmocka_unit_test(silent_broker_detected_by_heartbeat_check),
+        cmocka_unit_test(loop_held_past_two_heartbeats_is_not_a_miss),
         cmocka_unit_test(confirm_outcomes_and_loss_reported),
         cmocka_unit_test(cancelled_caller_never_gets_or_steals_a_reply),
         cmocka_unit_test(server_close_reports_code_and_text),
