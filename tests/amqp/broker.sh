@@ -63,24 +63,61 @@ session_pids() {
     done
 }
 
-# Kills session $1 with signal $2, then SIGKILL after $3 seconds; returns once it is empty.
+# The live descendants of the given pids (erl_child_setup and inet_gethost make sessions of
+# their own, so a session alone does not hold every process the node started).
+descendants() {
+    local all="$*" added=1 f
+    while [ $added = 1 ]; do
+        added=0
+        for f in /proc/[0-9]*/stat; do
+            local line rest p
+            line=$(cat "$f" 2>/dev/null) || continue
+            rest=${line##*) }
+            # shellcheck disable=SC2086
+            set -- $rest
+            p=${f#/proc/}
+            p=${p%/stat}
+            [ "$1" = Z ] && continue
+            case " $all " in *" $p "*) continue ;; esac
+            case " $all " in *" $2 "*) all="$all $p"; added=1 ;; esac
+        done
+    done
+    echo "$all"
+}
+
+alive() { # the pids of $* that still run (not zombies)
+    local p st
+    for p in "$@"; do
+        st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        st=${st##*) }
+        [ "${st%% *}" = Z ] || echo "$p"
+    done
+}
+
+# Kills session $1 and every descendant of its processes with signal $2, then SIGKILL after
+# $3 seconds; returns once none is left.
 kill_session() {
     local sid=$1 sig=$2 grace=$3 i pids
     [ -n "$sid" ] || return 0
     pids=$(session_pids "$sid")
     [ -n "$pids" ] || return 0
+    # shellcheck disable=SC2086
+    pids=$(descendants $pids)
+    # shellcheck disable=SC2086
     kill -"$sig" $pids 2>/dev/null
     for ((i = 0; i < grace * 10; i++)); do
-        [ -z "$(session_pids "$sid")" ] && return 0
+        # shellcheck disable=SC2086
+        [ -z "$(alive $pids)" ] && return 0
         sleep 0.1
     done
-    pids=$(session_pids "$sid")
-    [ -n "$pids" ] && kill -KILL $pids 2>/dev/null
+    # shellcheck disable=SC2086
+    kill -KILL $(alive $pids) 2>/dev/null
     for ((i = 0; i < 100; i++)); do
-        [ -z "$(session_pids "$sid")" ] && return 0
+        # shellcheck disable=SC2086
+        [ -z "$(alive $pids)" ] && return 0
         sleep 0.1
     done
-    echo "broker.sh: session $sid did not end" >&2
+    echo "broker.sh: processes of session $sid did not end" >&2
     return 1
 }
 
@@ -118,6 +155,11 @@ start_node() {
 case $cmd in
 start)
     if [ -f "$S/env" ]; then   # a restart after `kill`: same ports, same data
+        load
+        if [ -n "${NODE_SID:-}" ] && [ -n "$(session_pids "$NODE_SID")" ]; then
+            wait_ready   # already running (a repeated fixture): nothing to start
+            exit $?
+        fi
         start_node
         exit $?
     fi

@@ -863,7 +863,20 @@ static void volume(uint32_t n, bool kill)
         t.want = 0;
         for (uint32_t i = 0; i < n; i++)
             t.want += p.outcome[i] == 1;
-        WAIT_UNTIL(t.unique >= t.want || t.rc != 0, 120);
+        double until = test_clock() + 120;
+        while (t.unique < t.want && t.rc == 0) {
+            if (test_clock() > until) {
+                simul_amqp_stats st;
+                simul_amqp_get_stats(c, &st);
+                fail_msg("consumer stalled: unique %zu of %zu; connects %llu failures %llu "
+                         "recoveries %llu delivered %llu; consumer queue %s",
+                         t.unique, t.want, (unsigned long long)st.connects,
+                         (unsigned long long)st.failures, (unsigned long long)st.recoveries,
+                         (unsigned long long)st.delivered,
+                         simul_amqp_connected(c) ? "connected" : "down");
+            }
+            assert_int_equal(simul_sleep(0.05), 0);
+        }
         /* Then whatever of the unconfirmed ones got through. */
         WAIT_UNTIL(ready_count(pch, q) == 0, 60);
         uint32_t left = 0;
