@@ -193,9 +193,12 @@ kill)
     ;;
 signal)
     load
-    for pid in $(session_pids "$NODE_SID"); do
-        [ "$(cat /proc/$pid/comm 2>/dev/null)" = beam.smp ] && kill -"$1" "$pid"
-    done
+    pid=$(cat "$D/rabbit.pid" 2>/dev/null)   # beam.smp's pid, written by the node at boot
+    if [ -z "$pid" ] || [ "$(cat /proc/$pid/comm 2>/dev/null)" != beam.smp ]; then
+        echo "broker.sh: no running node" >&2
+        exit 1
+    fi
+    kill -"$1" "$pid"
     ;;
 ctl)
     load

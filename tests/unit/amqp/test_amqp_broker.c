@@ -27,14 +27,22 @@ static const char *state(void)
     return s;
 }
 
-/* Runs broker.sh CMD STATE ARGS (blocking: the loop stands still meanwhile). */
+static int run_shell(void *arg)
+{
+    int st = system(arg);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* Runs broker.sh CMD STATE ARGS on a worker thread: the loop goes on meanwhile (heartbeats,
+ * reads), as it must while the broker is stopped, alarmed or killed. */
 static int broker(const char *cmd, const char *args)
 {
     char line[1024];
     snprintf(line, sizeof line, "bash %s %s %s %s", SIMUL_AMQP_BROKER_SH, cmd, state(),
              args ? args : "");
-    int st = system(line);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    int result = -1;
+    assert_int_equal(simul_to_thread(run_shell, line, &result), 0);
+    return result;
 }
 
 static int port(void)
