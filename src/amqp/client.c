@@ -2401,7 +2401,9 @@ static int publish_gate(simul_amqp_channel *ch)
         if (ch->state == CH_FAILED)
             return ch->err_text ? -EREMOTEIO : -ESHUTDOWN;
         int rc;
-        if (!c->open || ch->state != CH_OPEN) {
+        if (c->open && ch->state != CH_OPEN) {
+            return -ESHUTDOWN; /* being closed by another task */
+        } else if (!c->open) {
             rc = simul_event_wait(c->ready_ev);
         } else if (c->blocked) {
             if (!counted) {

@@ -29,6 +29,8 @@ typedef struct fake {
     simul_task *task;
     amqp_pool_t pool;
     void *arg;
+    int conns;              /* connections made so far (recovery reconnects) */
+    volatile int phase, go; /* a script and its test stepping together */
 } fake;
 
 static void put_frame(fake *f, uint8_t type, uint16_t ch, const void *p, uint32_t n)
@@ -140,10 +142,11 @@ static uint16_t open_channel(fake *f)
 static int fake_main(void *arg)
 {
     fake *f = arg;
+    simul_stream *s = f->s;
     handshake(f);
     f->rc = f->script(f);
-    simul_stream_close(f->s); /* the peer sees EOF once the script is over */
-    f->s = NULL;
+    f->s = NULL;          /* before the close: the client may reconnect while it flushes */
+    simul_stream_close(s); /* the peer sees EOF once the script is over */
     return 0;
 }
 
@@ -153,28 +156,40 @@ static int fake_connect(void *arg, simul_stream **out)
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
     assert_int_equal(simul_stream_from_fd(sv[0], out), 0);
+    if (f->task) { /* a reconnection: the previous script has ended (it hung up) */
+        assert_int_equal(simul_task_join(f->task, NULL), 0);
+        f->task = NULL;
+    }
     assert_int_equal(simul_stream_from_fd(sv[1], &f->s), 0);
     f->len = 0;
+    f->conns++;
     assert_int_equal(simul_task_spawn(&f->task, fake_main, f, NULL), 0);
     return 0;
 }
 
-static simul_amqp_conn *fake_conn(fake *f, int (*script)(fake *), double heartbeat)
+static simul_amqp_conn *fake_conn_opts(fake *f, int (*script)(fake *), double heartbeat,
+                                       bool recovery)
 {
     init_amqp_pool(&f->pool, 4096);
     f->buf = malloc(FAKE_BUF);
     assert_non_null(f->buf);
     f->script = script;
-    simul_amqp_opts o = {.connect_cb = fake_connect, .connect_arg = f, .no_recovery = true,
-                         .heartbeat = heartbeat};
+    simul_amqp_opts o = {.connect_cb = fake_connect, .connect_arg = f, .no_recovery = !recovery,
+                         .heartbeat = heartbeat, .reconnect_min = 0.01, .reconnect_max = 0.02};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     return c;
 }
 
+static simul_amqp_conn *fake_conn(fake *f, int (*script)(fake *), double heartbeat)
+{
+    return fake_conn_opts(f, script, heartbeat, false);
+}
+
 static void fake_done(fake *f)
 {
-    assert_int_equal(simul_task_join(f->task, NULL), 0);
+    if (f->task)
+        assert_int_equal(simul_task_join(f->task, NULL), 0);
     empty_amqp_pool(&f->pool);
     free(f->buf);
 }
@@ -459,6 +474,104 @@ SIMUL_TASK_TEST(cancelled_caller_never_gets_or_steals_a_reply)
     return 0;
 }
 
+/* ---- closing and freeing what recovery is busy with ---------------------------------------- */
+
+static void wait_go(fake *f, int phase)
+{
+    f->phase = phase;
+    while (!f->go)
+        assert_int_equal(simul_sleep(0.001), 0);
+    f->go = 0;
+}
+
+static int script_recovery_races(fake *f)
+{
+    uint16_t ch = open_channel(f);
+    if (f->conns == 1) {
+        uint16_t c2;
+        expect(f, AMQP_BASIC_CONSUME_METHOD, &c2);
+        amqp_basic_consume_ok_t ok = {amqp_cstring_bytes("t1")};
+        send_method(f, ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
+        wait_go(f, 1);
+        return 0; /* hang up: recovery begins */
+    }
+    if (f->conns == 2) {
+        /* Recovery consumes again; the test frees the consumer before consume-ok. */
+        expect(f, AMQP_BASIC_CONSUME_METHOD, NULL);
+        wait_go(f, 2);
+        amqp_basic_consume_ok_t ok = {amqp_cstring_bytes("t1")};
+        send_method(f, ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
+        expect(f, AMQP_BASIC_CANCEL_METHOD, NULL); /* the consumer nobody reads is cancelled */
+        wait_go(f, 3);
+        return 0; /* hang up again */
+    }
+    return -1;
+}
+
+static int script_recovery_races_3(fake *f)
+{
+    /* Third connection: recovery reopens the channel; the test closes it before open-ok. */
+    uint16_t ch = 0;
+    expect(f, AMQP_CHANNEL_OPEN_METHOD, &ch);
+    wait_go(f, 4);
+    amqp_channel_open_ok_t ok = {amqp_cstring_bytes("")};
+    send_method(f, ch, AMQP_CHANNEL_OPEN_OK_METHOD, &ok);
+    open_channel(f); /* the test opens a fresh one afterwards */
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+static int script_recovery_dispatch(fake *f)
+{
+    return f->conns <= 2 ? script_recovery_races(f) : script_recovery_races_3(f);
+}
+
+#define WAIT_PHASE(f, p)                                                                           \
+    do {                                                                                           \
+        double until_ = test_clock() + 10;                                                         \
+        while ((f)->phase != (p)) {                                                                \
+            assert_true(test_clock() < until_);                                                    \
+            assert_int_equal(simul_sleep(0.001), 0);                                               \
+        }                                                                                          \
+    } while (0)
+
+SIMUL_TASK_TEST(close_and_free_while_recovery_holds_them)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn_opts(&f, script_recovery_dispatch, -1, true);
+    simul_amqp_channel *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    simul_amqp_consumer *k;
+    assert_int_equal(simul_amqp_consume(ch, "q", "t1", 0, &k), 0);
+    WAIT_PHASE(&f, 1);
+    f.go = 1; /* first connection drops */
+    WAIT_PHASE(&f, 2);
+    /* Recovery waits for consume-ok with k: free it now. */
+    simul_amqp_consumer_free(k);
+    f.go = 1;
+    WAIT_PHASE(&f, 3);
+    f.go = 1; /* second connection drops */
+    WAIT_PHASE(&f, 4);
+    /* Recovery waits for channel.open-ok with ch: close it now. */
+    assert_int_equal(simul_amqp_channel_close(ch), 0);
+    f.go = 1;
+    simul_amqp_stats st;
+    double until = test_clock() + 10;
+    do {
+        assert_true(test_clock() < until);
+        assert_int_equal(simul_sleep(0.001), 0);
+        simul_amqp_get_stats(c, &st);
+    } while (st.recoveries < 2);
+    assert_true(simul_amqp_connected(c));
+    simul_amqp_channel *ch2;
+    assert_int_equal(simul_amqp_channel_open(c, &ch2), 0);
+    assert_int_equal(simul_amqp_close(c), 0);
+    fake_done(&f);
+    return 0;
+}
+
 /* ---- connection.close from the broker mid-session ------------------------------------------- */
 
 static int script_forced_close(fake *f)
@@ -502,6 +615,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(confirm_outcomes_and_loss_reported),
         cmocka_unit_test(cancelled_caller_never_gets_or_steals_a_reply),
         cmocka_unit_test(server_close_reports_code_and_text),
+        cmocka_unit_test(close_and_free_while_recovery_holds_them),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_amqp_fake");
 }
