@@ -124,6 +124,9 @@ typedef struct simul_amqp_opts {
                                RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and
                                closes the connection */
     const char *connection_name; /* client property connection_name (shown by the broker) */
+    bool sasl_external;     /* authenticate with EXTERNAL (the TLS client certificate that
+                               connect_cb presented; RabbitMQ's rabbitmq_auth_mechanism_ssl)
+                               instead of PLAIN user and password */
 } simul_amqp_opts;
 
 /* Suspends. Connects and runs the handshake (protocol header, start/start-ok with PLAIN,
@@ -131,7 +134,9 @@ typedef struct simul_amqp_opts {
  * Returns 0 and *out; the connect error (-ECONNREFUSED, ...); -EACCES (the broker refused the
  * credentials: 403); -ECONNABORTED (the broker closed during the handshake, e.g. an unknown
  * vhost: simul_amqp_conn_error is not available then, the text goes to nothing); -EPROTO (not an
- * AMQP 0-9-1 broker); -ETIMEDOUT; -EINVAL (bad options or URL); -ECANCELED; -ENOMEM. */
+ * AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker does not offer the mechanism: PLAIN, or
+ * EXTERNAL with sasl_external; or an amqps URL without connect_cb); -ETIMEDOUT; -EINVAL (bad
+ * options or URL); -ECANCELED; -ENOMEM. */
 int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out);
 
 /* Suspends. Sends connection.close and waits (at most 5 s) for close-ok, fails what is pending

@@ -597,6 +597,22 @@ static int hs_send(simul_amqp_conn *c, uint32_t id, void *args)
     return rc;
 }
 
+/* Whether the space-separated list offers mech. */
+static bool mechanism_offered(amqp_bytes_t list, const char *mech)
+{
+    size_t n = strlen(mech), i = 0;
+    const char *p = list.bytes;
+    while (i < list.len) {
+        size_t j = i;
+        while (j < list.len && p[j] != ' ')
+            j++;
+        if (j - i == n && memcmp(p + i, mech, n) == 0)
+            return true;
+        i = j + 1;
+    }
+    return false;
+}
+
 static int handshake(simul_amqp_conn *c)
 {
     static const uint8_t header[8] = {'A', 'M', 'Q', 'P', 0, 0, 9, 1};
@@ -616,6 +632,9 @@ static int handshake(simul_amqp_conn *c)
     amqp_connection_start_t *st = args;
     if (st->version_major != 0 || st->version_minor != 9)
         return -EPROTO;
+    const char *mech = c->o.sasl_external ? "EXTERNAL" : "PLAIN";
+    if (!mechanism_offered(st->mechanisms, mech))
+        return -EPROTONOSUPPORT;
     /* client properties, capabilities first */
     amqp_table_entry_t caps[6];
     const char *capnames[6] = {"publisher_confirms", "consumer_cancel_notify", "connection.blocked",
@@ -651,12 +670,13 @@ static int handshake(simul_amqp_conn *c)
     memcpy(resp + 1, c->user, ul);
     resp[1 + ul] = 0;
     memcpy(resp + 2 + ul, c->password, pl);
+    size_t resp_len = c->o.sasl_external ? 0 : ul + pl + 2; /* EXTERNAL: an empty response */
     amqp_connection_start_ok_t so;
     memset(&so, 0, sizeof so);
     so.client_properties.num_entries = np;
     so.client_properties.entries = props;
-    so.mechanism = amqp_cstring_bytes("PLAIN");
-    so.response.len = ul + pl + 2;
+    so.mechanism = amqp_cstring_bytes(mech);
+    so.response.len = resp_len;
     so.response.bytes = resp;
     so.locale = amqp_cstring_bytes("en_US");
     rc = hs_send(c, AMQP_CONNECTION_START_OK_METHOD, &so);

@@ -117,6 +117,13 @@ SIMUL_TASK_TEST(connect_negotiates_and_closes)
         assert_int_equal(simul_amqp_channel_open(c, &ch[i]), 0);
     assert_true(simul_amqp_channel_id(ch[0]) != simul_amqp_channel_id(ch[1]));
     assert_int_equal(simul_amqp_channel_close(ch[1]), 0);
+    /* channel_max bounds the open channels: the 33rd is refused, a closed one's id is reused. */
+    simul_amqp_channel *more[30], *extra;
+    for (int i = 0; i < 30; i++)
+        assert_int_equal(simul_amqp_channel_open(c, &more[i]), 0);
+    assert_int_equal(simul_amqp_channel_open(c, &extra), -ENFILE);
+    assert_int_equal(simul_amqp_channel_close(more[7]), 0);
+    assert_int_equal(simul_amqp_channel_open(c, &extra), 0);
     assert_int_equal(simul_amqp_close(c), 0);
     return 0;
 }

@@ -30,6 +30,9 @@ typedef struct fake {
     amqp_pool_t pool;
     void *arg;
     int conns;              /* connections made so far (recovery reconnects) */
+    const char *mechanisms; /* offered in connection.start (default "PLAIN") */
+    char mech_used[32];
+    size_t response_len;
     volatile int phase, go; /* a script and its test stepping together */
 } fake;
 
@@ -108,7 +111,7 @@ static uint32_t expect(fake *f, uint32_t want, uint16_t *chan)
     return id;
 }
 
-static void handshake(fake *f)
+static bool handshake(fake *f)
 {
     uint8_t hdr[8];
     assert_int_equal(simul_stream_readexactly(f->s, hdr, 8, NULL), 8);
@@ -119,14 +122,21 @@ static void handshake(fake *f)
     st.version_minor = 9;
     st.mechanisms = amqp_cstring_bytes("PLAIN");
     st.locales = amqp_cstring_bytes("en_US");
+    st.mechanisms = amqp_cstring_bytes(f->mechanisms ? f->mechanisms : "PLAIN");
     send_method(f, 0, AMQP_CONNECTION_START_METHOD, &st);
-    expect(f, AMQP_CONNECTION_START_OK_METHOD, NULL);
+    amqp_connection_start_ok_t *so = NULL;
+    if (recv_method(f, NULL, (void **)&so) != AMQP_CONNECTION_START_OK_METHOD)
+        return false; /* the client refused (no mechanism it can use) */
+    snprintf(f->mech_used, sizeof f->mech_used, "%.*s", (int)so->mechanism.len,
+             (const char *)so->mechanism.bytes);
+    f->response_len = so->response.len;
     amqp_connection_tune_t tu = {64, f->frame_max ? f->frame_max : 131072, f->heartbeat};
     send_method(f, 0, AMQP_CONNECTION_TUNE_METHOD, &tu);
     expect(f, AMQP_CONNECTION_TUNE_OK_METHOD, NULL);
     expect(f, AMQP_CONNECTION_OPEN_METHOD, NULL);
     amqp_connection_open_ok_t ok = {amqp_cstring_bytes("")};
     send_method(f, 0, AMQP_CONNECTION_OPEN_OK_METHOD, &ok);
+    return true;
 }
 
 /* Answers channel.open on whatever channel the client picks; returns it. */
@@ -143,8 +153,8 @@ static int fake_main(void *arg)
 {
     fake *f = arg;
     simul_stream *s = f->s;
-    handshake(f);
-    f->rc = f->script(f);
+    if (handshake(f))
+        f->rc = f->script(f);
     f->s = NULL;          /* before the close: the client may reconnect while it flushes */
     simul_stream_close(s); /* the peer sees EOF once the script is over */
     return 0;
@@ -572,6 +582,48 @@ SIMUL_TASK_TEST(close_and_free_while_recovery_holds_them)
     return 0;
 }
 
+/* ---- SASL mechanisms ------------------------------------------------------------------------ */
+
+static int script_idle(fake *f)
+{
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+SIMUL_TASK_TEST(sasl_plain_external_and_none_offered)
+{
+    (void)arg;
+    fake f = {.mechanisms = "AMQPLAIN PLAIN"};
+    simul_amqp_conn *c = fake_conn(&f, script_idle, -1);
+    assert_int_equal(simul_amqp_close(c), 0);
+    fake_done(&f);
+    assert_string_equal(f.mech_used, "PLAIN");
+    assert_int_equal(f.response_len, strlen("guest") * 2 + 2); /* \0guest\0guest */
+
+    fake g = {.mechanisms = "PLAIN EXTERNAL"};
+    init_amqp_pool(&g.pool, 4096);
+    g.buf = malloc(FAKE_BUF);
+    g.script = script_idle;
+    simul_amqp_opts o = {.connect_cb = fake_connect, .connect_arg = &g, .no_recovery = true,
+                         .heartbeat = -1, .sasl_external = true};
+    assert_int_equal(simul_amqp_connect(&o, &c), 0);
+    assert_int_equal(simul_amqp_close(c), 0);
+    fake_done(&g);
+    assert_string_equal(g.mech_used, "EXTERNAL");
+    assert_int_equal(g.response_len, 0);
+
+    fake h = {.mechanisms = "AMQPLAIN"};
+    init_amqp_pool(&h.pool, 4096);
+    h.buf = malloc(FAKE_BUF);
+    h.script = script_idle;
+    o.connect_arg = &h;
+    o.sasl_external = false;
+    assert_int_equal(simul_amqp_connect(&o, &c), -EPROTONOSUPPORT);
+    fake_done(&h);
+    return 0;
+}
+
 /* ---- connection.close from the broker mid-session ------------------------------------------- */
 
 static int script_forced_close(fake *f)
@@ -616,6 +668,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cancelled_caller_never_gets_or_steals_a_reply),
         cmocka_unit_test(server_close_reports_code_and_text),
         cmocka_unit_test(close_and_free_while_recovery_holds_them),
+        cmocka_unit_test(sasl_plain_external_and_none_offered),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_amqp_fake");
 }
