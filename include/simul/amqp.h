@@ -132,9 +132,8 @@ typedef struct simul_amqp_opts {
 /* Suspends. Connects and runs the handshake (protocol header, start/start-ok with PLAIN,
  * tune/tune-ok, open) inside the connect timeout. opts and its strings are copied.
  * Returns 0 and *out; the connect error (-ECONNREFUSED, ...); -EACCES (the broker refused the
- * credentials: 403); -ECONNABORTED (the broker closed during the handshake, e.g. an unknown
- * vhost: simul_amqp_conn_error is not available then, the text goes to nothing); -EPROTO (not an
- * AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker does not offer the mechanism: PLAIN, or
+ * credentials, 403, or the vhost, 530 NOT_ALLOWED); -ECONNABORTED (the broker closed the
+ * handshake with another code); -EPROTO (not an AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker does not offer the mechanism: PLAIN, or
  * EXTERNAL with sasl_external; or an amqps URL without connect_cb); -ETIMEDOUT; -EINVAL (bad
  * options or URL); -ECANCELED; -ENOMEM. */
 int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out);
