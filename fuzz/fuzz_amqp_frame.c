@@ -56,7 +56,7 @@ static int run(const uint8_t *data, size_t len, uint32_t fmax, size_t step, size
             if (f.type == SIMUL_AMQP_FRAME_METHOD) {
                 uint32_t id = 0;
                 int m = simul_amqp_method_check(&f, &id);
-                if (m != 0 && m != -EPROTO && m != -ENOTSUP)
+                if (m != 0 && m != -EPROTO && m != -EOPNOTSUPP)
                     abort();
             }
             out[n].type = f.type;

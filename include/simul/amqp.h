@@ -54,7 +54,7 @@ const char *simul_amqp_frame_strerror(ssize_t rc, const void *data, size_t len);
 
 /* Decodes a method frame's payload with the codec (class and method ids first). Returns 0 and
  * *method_id ((class << 16) | method) when the arguments decode completely, -EPROTO when they do
- * not (truncated, a bad table, trailing garbage for a fixed layout), -ENOTSUP for an unknown
+ * not (truncated, a bad table, trailing garbage for a fixed layout), -EOPNOTSUPP for an unknown
  * method. Allocates only temporarily. For fuzzing and tests; the client does this internally. */
 int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id);
 

@@ -74,7 +74,7 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id)
         return -EINVAL;
     uint32_t id = be32(f->payload);
     if (!amqp_method_name(id))
-        return -ENOTSUP;
+        return -EOPNOTSUPP;
     amqp_pool_t pool;
     init_amqp_pool(&pool, 4096);
     void *decoded = NULL;
@@ -82,7 +82,7 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id)
     int rc = amqp_decode_method(id, &pool, args, &decoded);
     empty_amqp_pool(&pool);
     if (rc != AMQP_STATUS_OK)
-        return rc == AMQP_STATUS_UNKNOWN_METHOD ? -ENOTSUP : -EPROTO;
+        return rc == AMQP_STATUS_UNKNOWN_METHOD ? -EOPNOTSUPP : -EPROTO;
     if (method_id)
         *method_id = id;
     return 0;

@@ -120,7 +120,7 @@ static void method_check_rejects_truncated_arguments(void **state)
     const uint8_t unk[] = {0, 99, 0, 99};
     n = mk(buf, SIMUL_AMQP_FRAME_METHOD, 0, unk, 4);
     assert_int_equal(simul_amqp_frame_parse(buf, n, 0, &f), (ssize_t)n);
-    assert_int_equal(simul_amqp_method_check(&f, NULL), -ENOTSUP);
+    assert_int_equal(simul_amqp_method_check(&f, NULL), -EOPNOTSUPP);
     /* basic.deliver with a short string that claims more bytes than there are. */
     const uint8_t del[] = {0, 60, 0, 60, 200, 'a', 'b'};
     n = mk(buf, SIMUL_AMQP_FRAME_METHOD, 1, del, sizeof del);
