@@ -1,7 +1,8 @@
 /* amqp_work_queue.c — a RabbitMQ work queue on libsimul-amqp: `publish` sends N persistent
  * messages with publisher confirms (a window of them in flight, never one round trip each) and
- * `consume` takes N with a prefetch and acknowledges them (in groups: `multiple`). Both print an order-independent
- * checksum of the bodies (the sum of their FNV-1a hashes), so the two sides can be compared.
+ * `consume` takes N with a prefetch and acknowledges them (in groups: `multiple`). Both print an
+ * order-independent checksum of the bodies (the sum of their FNV-1a hashes), so the two sides can
+ * be compared.
  *
  *   amqp_work_queue --url amqp://guest:guest@127.0.0.1:5672/ publish --queue Q --count N --size B
  *   amqp_work_queue --url ... consume --queue Q --count N --prefetch K
@@ -23,12 +24,13 @@ static const char *progname = "amqp_work_queue";
 
 static void print_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: %s [--url URL] publish --queue Q --count N [--size B] [--window W] [--transient]\n"
-            "       %s [--url URL] consume --queue Q --count N [--prefetch K]\n"
-            "  URL defaults to amqp://guest:guest@127.0.0.1:5672/; B to 1024; W (confirms in\n"
-            "  flight) to 1000; K to 100. --transient: delivery mode 1 (not written to disk)\n",
-            progname, progname);
+    fprintf(
+        out,
+        "usage: %s [--url URL] publish --queue Q --count N [--size B] [--window W] [--transient]\n"
+        "       %s [--url URL] consume --queue Q --count N [--prefetch K]\n"
+        "  URL defaults to amqp://guest:guest@127.0.0.1:5672/; B to 1024; W (confirms in\n"
+        "  flight) to 1000; K to 100. --transient: delivery mode 1 (not written to disk)\n",
+        progname, progname);
 }
 
 typedef struct cfg {
@@ -189,8 +191,8 @@ static int main_task(void *arg)
 
 int main(int argc, char **argv)
 {
-    cfg g = {.url = "amqp://guest:guest@127.0.0.1:5672/", .size = 1024, .window = 1000,
-             .prefetch = 100};
+    cfg g = {
+        .url = "amqp://guest:guest@127.0.0.1:5672/", .size = 1024, .window = 1000, .prefetch = 100};
     bool have_count = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;

@@ -47,8 +47,8 @@ static int server_main(void *arg)
     run *r = arg;
     uint8_t b[512];
     size_t n = 0;
-    static const uint8_t start[] = {0, 10, 0, 10, 0, 9, 0, 0, 0, 0, 0, 0, 0, 5, 'P', 'L', 'A',
-                                    'I', 'N', 0, 0, 0, 5, 'e', 'n', '_', 'U', 'S'};
+    static const uint8_t start[] = {0,   10,  0,   10,  0,   9, 0, 0, 0, 0,   0,   0,   0,   5,
+                                    'P', 'L', 'A', 'I', 'N', 0, 0, 0, 5, 'e', 'n', '_', 'U', 'S'};
     n += frame(b + n, 1, 0, start, sizeof start);
     uint8_t tune[] = {0, 10, 0, 30, 0, 16, 0, 0, 0, 0, 0, 0};
     tune[6] = (uint8_t)(r->frame_max >> 24);
@@ -167,8 +167,11 @@ static int main_task(void *arg)
     run *r = arg;
     simul_scope sc;
     simul_scope_timeout(&sc, 0.05);
-    simul_amqp_opts o = {.connect_cb = connect_cb, .connect_arg = r, .no_recovery = true,
-                         .heartbeat = -1, .max_message = 1 << 20};
+    simul_amqp_opts o = {.connect_cb = connect_cb,
+                         .connect_arg = r,
+                         .no_recovery = true,
+                         .heartbeat = -1,
+                         .max_message = 1 << 20};
     simul_amqp_conn *c = NULL;
     int rc = simul_amqp_connect(&o, &c);
     if (rc == 0)

@@ -23,8 +23,8 @@ typedef struct seen {
 
 /* Parses data as if it arrived in pieces of `step` bytes (0: whole); returns the verdict (0 or
  * the error) and fills out[] with the frames found. */
-static int run(const uint8_t *data, size_t len, uint32_t fmax, size_t step, size_t split,
-               seen *out, size_t *nout)
+static int run(const uint8_t *data, size_t len, uint32_t fmax, size_t step, size_t split, seen *out,
+               size_t *nout)
 {
     size_t have = 0, off = 0, n = 0;
     for (;;) {

@@ -29,7 +29,7 @@ extern "C" {
 #define SIMUL_AMQP_FRAME_HEADER 2
 #define SIMUL_AMQP_FRAME_BODY 3
 #define SIMUL_AMQP_FRAME_HEARTBEAT 8
-#define SIMUL_AMQP_FRAME_MIN 4096u /* the spec's smallest frame_max */
+#define SIMUL_AMQP_FRAME_MIN 4096u   /* the spec's smallest frame_max */
 #define SIMUL_AMQP_FRAME_OVERHEAD 8u /* type, channel, size, end byte */
 
 /* One frame as it lies in the caller's buffer: payload points into it. */
@@ -71,9 +71,9 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id);
 typedef struct simul_amqp_url {
     char *user, *password, *host, *port, *vhost;
     bool tls;
-    double heartbeat;      /* -1 when not given */
-    uint32_t frame_max;    /* 0 when not given */
-    uint16_t channel_max;  /* 0 when not given */
+    double heartbeat;       /* -1 when not given */
+    uint32_t frame_max;     /* 0 when not given */
+    uint16_t channel_max;   /* 0 when not given */
     double connect_timeout; /* 0 when not given */
 } simul_amqp_url;
 /* Returns 0; -EINVAL (not an amqp/amqps URL, a bad port, a bad percent escape, an unknown or bad
@@ -108,7 +108,7 @@ typedef struct simul_amqp_consumer simul_amqp_consumer;
 typedef int (*simul_amqp_connect_cb)(void *arg, simul_stream **out);
 
 typedef struct simul_amqp_opts {
-    const char *url;        /* parsed first; the fields below override what they set */
+    const char *url; /* parsed first; the fields below override what they set */
     const char *host, *port, *user, *password, *vhost;
     simul_amqp_connect_cb connect_cb;
     void *connect_arg;
@@ -119,23 +119,23 @@ typedef struct simul_amqp_opts {
     uint16_t channel_max;   /* proposed (default 2047) */
     double connect_timeout; /* seconds for connect + handshake, each attempt; 0: 10 s */
     double reconnect_min, reconnect_max; /* back-off bounds (defaults 0.05 s and 5 s) */
-    bool no_recovery;       /* a lost connection stays lost: calls fail with -ENOTCONN */
-    size_t max_message;     /* largest message body accepted from the broker (default 128 MiB,
-                               RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and
-                               closes the connection */
+    bool no_recovery;            /* a lost connection stays lost: calls fail with -ENOTCONN */
+    size_t max_message;          /* largest message body accepted from the broker (default 128 MiB,
+                                    RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and
+                                    closes the connection */
     const char *connection_name; /* client property connection_name (shown by the broker) */
-    bool sasl_external;     /* authenticate with EXTERNAL (the TLS client certificate that
-                               connect_cb presented; RabbitMQ's rabbitmq_auth_mechanism_ssl)
-                               instead of PLAIN user and password */
+    bool sasl_external;          /* authenticate with EXTERNAL (the TLS client certificate that
+                                    connect_cb presented; RabbitMQ's rabbitmq_auth_mechanism_ssl)
+                                    instead of PLAIN user and password */
 } simul_amqp_opts;
 
 /* Suspends. Connects and runs the handshake (protocol header, start/start-ok with PLAIN,
  * tune/tune-ok, open) inside the connect timeout. opts and its strings are copied.
  * Returns 0 and *out; the connect error (-ECONNREFUSED, ...); -EACCES (the broker refused the
  * credentials, 403, or the vhost, 530 NOT_ALLOWED); -ECONNABORTED (the broker closed the
- * handshake with another code); -EPROTO (not an AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker does not offer the mechanism: PLAIN, or
- * EXTERNAL with sasl_external; or an amqps URL without connect_cb); -ETIMEDOUT; -EINVAL (bad
- * options or URL); -ECANCELED; -ENOMEM. */
+ * handshake with another code); -EPROTO (not an AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker
+ * does not offer the mechanism: PLAIN, or EXTERNAL with sasl_external; or an amqps URL without
+ * connect_cb); -ETIMEDOUT; -EINVAL (bad options or URL); -ECANCELED; -ENOMEM. */
 int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out);
 
 /* Suspends. Sends connection.close and waits (at most 5 s) for close-ok, fails what is pending
@@ -156,14 +156,14 @@ uint16_t simul_amqp_channel_max(const simul_amqp_conn *c);
 uint16_t simul_amqp_heartbeat(const simul_amqp_conn *c);
 
 typedef struct simul_amqp_stats {
-    uint64_t connects;      /* successful handshakes, recoveries included */
-    uint64_t failures;      /* connections lost */
-    uint64_t recoveries;    /* recoveries completed (topology and consumers replayed) */
+    uint64_t connects;   /* successful handshakes, recoveries included */
+    uint64_t failures;   /* connections lost */
+    uint64_t recoveries; /* recoveries completed (topology and consumers replayed) */
     uint64_t frames_in, frames_out;
-    uint64_t writes;        /* stream writes (frames are batched per loop pass) */
+    uint64_t writes; /* stream writes (frames are batched per loop pass) */
     uint64_t heartbeats_out, heartbeats_in;
     uint64_t published, acked, nacked, lost; /* publishes; confirms; lost at a connection loss */
-    uint64_t returned;      /* basic.return received */
+    uint64_t returned;                       /* basic.return received */
     uint64_t delivered;     /* deliveries received (basic.deliver and basic.get-ok) */
     uint64_t blocked_waits; /* publishes that waited for connection.unblocked */
 } simul_amqp_stats;
@@ -190,7 +190,7 @@ uint16_t simul_amqp_channel_id(const simul_amqp_channel *ch);
 /* Declarations. Each suspends until the broker's reply; returns 0, -EREMOTEIO (a channel
  * error: the channel is closed, see simul_amqp_channel_error) or the connection's errors.
  * What is declared (not passive) is recorded for recovery; delete and unbind forget it. */
-#define SIMUL_AMQP_PASSIVE 1u     /* check only (404 if it does not exist) */
+#define SIMUL_AMQP_PASSIVE 1u /* check only (404 if it does not exist) */
 #define SIMUL_AMQP_DURABLE 2u
 #define SIMUL_AMQP_AUTO_DELETE 4u
 #define SIMUL_AMQP_EXCLUSIVE 8u   /* queue.declare, basic.consume */
@@ -283,16 +283,16 @@ typedef struct simul_amqp_message {
     simul_amqp_channel *channel;
     uint64_t delivery_tag;
     bool redelivered;
-    uint16_t reply_code;     /* returns: 312 NO_ROUTE, ... */
-    const char *reply_text;  /* returns */
+    uint16_t reply_code;    /* returns: 312 NO_ROUTE, ... */
+    const char *reply_text; /* returns */
     const char *exchange, *routing_key, *consumer_tag;
-    uint32_t message_count;  /* basic.get: messages left in the queue */
-    simul_amqp_props props;  /* strings inside live with the message; headers: string and
-                                integer values only (other types are skipped) */
+    uint32_t message_count; /* basic.get: messages left in the queue */
+    simul_amqp_props props; /* strings inside live with the message; headers: string and
+                               integer values only (other types are skipped) */
     const void *body;
     size_t len;
-    uint64_t epoch_;         /* internal: the channel incarnation it came on */
-    bool no_ack_;            /* internal: taken with NO_ACK (nothing to acknowledge) */
+    uint64_t epoch_; /* internal: the channel incarnation it came on */
+    bool no_ack_;    /* internal: taken with NO_ACK (nothing to acknowledge) */
 } simul_amqp_message;
 void simul_amqp_message_free(simul_amqp_message *m);
 

@@ -97,8 +97,8 @@ static simul_amqp_conn *connect_url(const char *u)
 static uint32_t ready_count(simul_amqp_channel *ch, const char *q)
 {
     uint32_t n = 0;
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n, NULL), 0);
     return n;
 }
 
@@ -160,15 +160,19 @@ SIMUL_TASK_TEST(declare_bind_publish_get_purge_delete)
     snprintf(ex, sizeof ex, "%s", qname("ex"));
     assert_int_equal(simul_amqp_exchange_declare(ch, ex, "topic", 0, NULL, 0), 0);
     simul_amqp_arg qargs[] = {{.key = "x-max-length", .integer = 1000}};
-    assert_int_equal(simul_amqp_queue_declare(ch, "", SIMUL_AMQP_EXCLUSIVE, qargs, 1, q, sizeof q,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, "", SIMUL_AMQP_EXCLUSIVE, qargs, 1, q, sizeof q, NULL, NULL),
+        0);
     assert_true(strncmp(q, "amq.gen-", 8) == 0); /* server-named */
     assert_int_equal(simul_amqp_queue_bind(ch, q, ex, "a.*", NULL, 0), 0);
     simul_amqp_arg hdr[] = {{.key = "k1", .str = "v1"}, {.key = "k2", .integer = -42}};
-    simul_amqp_props props = {.content_type = "text/plain", .message_id = "m-1",
-                              .delivery_mode = 2, .priority = 3, .timestamp = 1700000000,
-                              .headers = hdr, .nheaders = 2};
+    simul_amqp_props props = {.content_type = "text/plain",
+                              .message_id = "m-1",
+                              .delivery_mode = 2,
+                              .priority = 3,
+                              .timestamp = 1700000000,
+                              .headers = hdr,
+                              .nheaders = 2};
     assert_int_equal(simul_amqp_publish(ch, ex, "a.b", "hello", 5, &props, 0, NULL), 0);
     assert_int_equal(simul_amqp_publish(ch, ex, "x.y", "unrouted", 8, NULL, 0, NULL), 0);
     assert_int_equal(simul_amqp_publish(ch, ex, "a.c", "", 0, NULL, 0, NULL), 0);
@@ -266,9 +270,8 @@ SIMUL_TASK_TEST(confirms_in_flight_single_and_batch)
     simul_amqp_channel *ch;
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     const char *q = qname("confirms");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
     assert_int_equal(simul_amqp_confirm_select(ch), 0);
     enum { N = 5000 };
     static uint64_t seqs[N];
@@ -307,9 +310,9 @@ SIMUL_TASK_TEST(mandatory_unroutable_is_returned)
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     assert_int_equal(simul_amqp_confirm_select(ch), 0);
     uint64_t seq = 0;
-    assert_int_equal(simul_amqp_publish(ch, "", qname("nowhere"), "lost?", 5, NULL,
-                                        SIMUL_AMQP_MANDATORY, &seq),
-                     0);
+    assert_int_equal(
+        simul_amqp_publish(ch, "", qname("nowhere"), "lost?", 5, NULL, SIMUL_AMQP_MANDATORY, &seq),
+        0);
     simul_amqp_message *r = NULL;
     assert_int_equal(simul_amqp_next_return(ch, &r), 0);
     assert_int_equal(r->reply_code, 312);
@@ -334,9 +337,8 @@ SIMUL_TASK_TEST(consume_prefetch_bounds_and_ack_multiple)
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     assert_int_equal(simul_amqp_channel_open(c, &pub), 0);
     const char *q = qname("prefetch");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
     assert_int_equal(simul_amqp_confirm_select(pub), 0);
     for (int i = 0; i < 100; i++)
         assert_int_equal(simul_amqp_publish(pub, "", q, &i, sizeof i, NULL, 0, NULL), 0);
@@ -443,9 +445,7 @@ SIMUL_TASK_TEST(cancel_while_a_task_waits_and_basic_get)
     simul_amqp_channel *ch;
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     const char *q = qname("cancel");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, 0, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(simul_amqp_queue_declare(ch, q, 0, NULL, 0, NULL, 0, NULL, NULL), 0);
     simul_amqp_consumer *k;
     assert_int_equal(simul_amqp_consume(ch, q, NULL, 0, &k), 0);
     taker t = {.k = k};
@@ -481,9 +481,8 @@ SIMUL_TASK_TEST(large_messages_split_at_small_frame_max)
     simul_amqp_channel *ch;
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     const char *q = qname("large");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
     assert_int_equal(simul_amqp_confirm_select(ch), 0);
     size_t sizes[] = {4088, 4089, 100000, 3 << 20};
     for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
@@ -525,9 +524,8 @@ SIMUL_TASK_TEST(message_over_max_message_fails_connection)
     simul_amqp_channel *ch;
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     const char *q = qname("toolarge");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
     static char big[2000];
     assert_int_equal(simul_amqp_publish(ch, "", q, big, sizeof big, NULL, 0, NULL), 0);
     simul_amqp_message *m = NULL;
@@ -544,8 +542,10 @@ SIMUL_TASK_TEST(message_over_max_message_fails_connection)
 SIMUL_TASK_TEST(server_close_reported_then_recovered)
 {
     (void)arg;
-    simul_amqp_opts o = {.url = url(NULL), .connection_name = "simul-forced",
-                         .reconnect_min = 0.05, .reconnect_max = 0.2};
+    simul_amqp_opts o = {.url = url(NULL),
+                         .connection_name = "simul-forced",
+                         .reconnect_min = 0.05,
+                         .reconnect_max = 0.2};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     simul_amqp_channel *ch;
@@ -556,9 +556,9 @@ SIMUL_TASK_TEST(server_close_reported_then_recovered)
     snprintf(ex, sizeof ex, "%s", qname("rec-ex"));
     assert_int_equal(simul_amqp_exchange_declare(ch, ex, "fanout", SIMUL_AMQP_AUTO_DELETE, NULL, 0),
                      0);
-    assert_int_equal(simul_amqp_queue_declare(ch, NULL, SIMUL_AMQP_EXCLUSIVE, NULL, 0, q, sizeof q,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, NULL, SIMUL_AMQP_EXCLUSIVE, NULL, 0, q, sizeof q, NULL, NULL),
+        0);
     assert_int_equal(simul_amqp_queue_bind(ch, q, ex, "", NULL, 0), 0);
     assert_int_equal(simul_amqp_qos(ch, 20), 0);
     assert_int_equal(simul_amqp_confirm_select(ch), 0);
@@ -626,9 +626,8 @@ SIMUL_TASK_TEST(memory_alarm_blocks_and_releases_publishers)
     simul_amqp_channel *ch;
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     const char *q = qname("alarm");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
     assert_int_equal(simul_amqp_confirm_select(ch), 0);
     assert_int_equal(broker("ctl", "set_vm_memory_high_watermark 0.0000001 >/dev/null"), 0);
     /* The broker blocks a connection, and says so (connection.blocked), when it publishes while
@@ -682,9 +681,8 @@ SIMUL_TASK_TEST(heartbeats_flow_while_a_consumer_does_not_read)
     simul_amqp_channel *ch;
     assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
     const char *q = qname("idle-consumer");
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0,
-                                              NULL, NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
     assert_int_equal(simul_amqp_qos(ch, 10), 0);
     for (int i = 0; i < 50; i++)
         assert_int_equal(simul_amqp_publish(ch, "", q, "w", 1, NULL, 0, NULL), 0);
@@ -737,9 +735,9 @@ SIMUL_TASK_TEST(frozen_broker_detected_by_heartbeats)
 
 typedef struct tally {
     simul_amqp_consumer *k;
-    uint8_t *seen;     /* per message id: times seen */
+    uint8_t *seen; /* per message id: times seen */
     size_t total, unique, dup_flagged, dup_unflagged, stale_acks;
-    size_t want;       /* stop once this many unique */
+    size_t want; /* stop once this many unique */
     int rc;
 } tally;
 
@@ -858,9 +856,8 @@ static void volume(uint32_t n, bool kill)
     assert_int_equal(simul_amqp_channel_open(c, &cch), 0);
     char q[128];
     snprintf(q, sizeof q, "%s", qname(kill ? "volume-kill" : "volume"));
-    assert_int_equal(simul_amqp_queue_declare(pch, q, SIMUL_AMQP_DURABLE, NULL, 0, NULL, 0, NULL,
-                                              NULL),
-                     0);
+    assert_int_equal(
+        simul_amqp_queue_declare(pch, q, SIMUL_AMQP_DURABLE, NULL, 0, NULL, 0, NULL, NULL), 0);
     assert_int_equal(simul_amqp_queue_purge(pch, q, NULL), 0);
     assert_int_equal(simul_amqp_confirm_select(pch), 0);
     assert_int_equal(simul_amqp_qos(cch, 500), 0);
@@ -971,8 +968,11 @@ SIMUL_TASK_TEST(interop_with_pika_both_ways)
         char mid[32];
         snprintf(mid, sizeof mid, "id-%d", i);
         simul_amqp_arg h[] = {{.key = "n", .integer = i}, {.key = "s", .str = "simul"}};
-        simul_amqp_props pr = {.content_type = "application/x-test", .message_id = mid,
-                               .delivery_mode = 2, .headers = h, .nheaders = 2};
+        simul_amqp_props pr = {.content_type = "application/x-test",
+                               .message_id = mid,
+                               .delivery_mode = 2,
+                               .headers = h,
+                               .nheaders = 2};
         assert_int_equal(simul_amqp_publish(ch, "", q1, body, (size_t)i * 10, &pr, 0, NULL), 0);
     }
     assert_int_equal(simul_amqp_wait_confirms(ch, NULL), 0);

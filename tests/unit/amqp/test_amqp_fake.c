@@ -38,8 +38,13 @@ typedef struct fake {
 
 static void put_frame(fake *f, uint8_t type, uint16_t ch, const void *p, uint32_t n)
 {
-    uint8_t hdr[7] = {type, (uint8_t)(ch >> 8), (uint8_t)ch, (uint8_t)(n >> 24), (uint8_t)(n >> 16),
-                      (uint8_t)(n >> 8), (uint8_t)n};
+    uint8_t hdr[7] = {type,
+                      (uint8_t)(ch >> 8),
+                      (uint8_t)ch,
+                      (uint8_t)(n >> 24),
+                      (uint8_t)(n >> 16),
+                      (uint8_t)(n >> 8),
+                      (uint8_t)n};
     assert_int_equal(simul_stream_write(f->s, hdr, 7), 0);
     if (n)
         assert_int_equal(simul_stream_write(f->s, p, n), 0);
@@ -155,7 +160,7 @@ static int fake_main(void *arg)
     simul_stream *s = f->s;
     if (handshake(f))
         f->rc = f->script(f);
-    f->s = NULL;          /* before the close: the client may reconnect while it flushes */
+    f->s = NULL;           /* before the close: the client may reconnect while it flushes */
     simul_stream_close(s); /* the peer sees EOF once the script is over */
     return 0;
 }
@@ -184,8 +189,12 @@ static simul_amqp_conn *fake_conn_opts(fake *f, int (*script)(fake *), double he
     f->buf = malloc(FAKE_BUF);
     assert_non_null(f->buf);
     f->script = script;
-    simul_amqp_opts o = {.connect_cb = fake_connect, .connect_arg = f, .no_recovery = !recovery,
-                         .heartbeat = heartbeat, .reconnect_min = 0.01, .reconnect_max = 0.02};
+    simul_amqp_opts o = {.connect_cb = fake_connect,
+                         .connect_arg = f,
+                         .no_recovery = !recovery,
+                         .heartbeat = heartbeat,
+                         .reconnect_min = 0.01,
+                         .reconnect_max = 0.02};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     return c;
@@ -242,8 +251,8 @@ static int script_malformed(fake *f)
     open_channel(f);
     expect(f, AMQP_BASIC_QOS_METHOD, NULL);
     /* A method frame whose end byte is wrong. */
-    assert_int_equal(simul_stream_write(f->s, "\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x00\x0b\xCD", 12),
-                     0);
+    assert_int_equal(
+        simul_stream_write(f->s, "\x01\x00\x01\x00\x00\x00\x04\x00\x3c\x00\x0b\xCD", 12), 0);
     expect(f, AMQP_CONNECTION_CLOSE_METHOD, NULL);
     while (recv_method(f, NULL, NULL))
         ;
@@ -415,8 +424,8 @@ SIMUL_TASK_TEST(confirm_outcomes_and_loss_reported)
     assert_int_equal(simul_amqp_wait_confirm(ch, seq[6]), -EBADMSG);
     assert_int_equal(simul_amqp_unconfirmed(ch), 3);
     assert_int_equal(simul_amqp_qos(ch, 1), -ECONNRESET);
-    int want[10] = {0, 0, 0, -EBADMSG, 0, -EBADMSG, -EBADMSG, -ECONNRESET, -ECONNRESET,
-                    -ECONNRESET};
+    int want[10] = {0,        0,        0,           -EBADMSG,    0,
+                    -EBADMSG, -EBADMSG, -ECONNRESET, -ECONNRESET, -ECONNRESET};
     for (int i = 0; i < 10; i++)
         assert_int_equal(simul_amqp_wait_confirm(ch, seq[i]), want[i]);
     uint64_t failed = 0;
@@ -605,8 +614,11 @@ SIMUL_TASK_TEST(sasl_plain_external_and_none_offered)
     init_amqp_pool(&g.pool, 4096);
     g.buf = malloc(FAKE_BUF);
     g.script = script_idle;
-    simul_amqp_opts o = {.connect_cb = fake_connect, .connect_arg = &g, .no_recovery = true,
-                         .heartbeat = -1, .sasl_external = true};
+    simul_amqp_opts o = {.connect_cb = fake_connect,
+                         .connect_arg = &g,
+                         .no_recovery = true,
+                         .heartbeat = -1,
+                         .sasl_external = true};
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     assert_int_equal(simul_amqp_close(c), 0);
     fake_done(&g);

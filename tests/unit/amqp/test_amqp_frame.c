@@ -181,10 +181,22 @@ static void url_rejects_bad_input(void **state)
     (void)state;
     simul_amqp_url u;
     const char *bad[] = {
-        "http://h/", "amqp:/h", "amqp://h:0/", "amqp://h:65536/", "amqp://h:12x/",
-        "amqp://h/a/b", "amqp://u%zz@h/", "amqp://u%2@h/", "amqp://u%00@h/", "amqp://h/?nope=1",
-        "amqp://h/?heartbeat", "amqp://h/?frame_max=100", "amqp://h/?channel_max=70000",
-        "amqp://[::1/", "amqp://[::1]x/", "amqp://h/?heartbeat=-1",
+        "http://h/",
+        "amqp:/h",
+        "amqp://h:0/",
+        "amqp://h:65536/",
+        "amqp://h:12x/",
+        "amqp://h/a/b",
+        "amqp://u%zz@h/",
+        "amqp://u%2@h/",
+        "amqp://u%00@h/",
+        "amqp://h/?nope=1",
+        "amqp://h/?heartbeat",
+        "amqp://h/?frame_max=100",
+        "amqp://h/?channel_max=70000",
+        "amqp://[::1/",
+        "amqp://[::1]x/",
+        "amqp://h/?heartbeat=-1",
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         memset(&u, 0x5a, sizeof u);
