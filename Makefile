@@ -35,7 +35,9 @@ DEB_PACKAGES += libwslay-dev
 DEB_PACKAGES += chromium
 # The stack (tests/e2e/stack_*, examples/chess_club/club.sh): HAProxy in front of supervised
 # workers, RabbitMQ beside Redis; wrk loads them in bench/run_stack.sh.
-DEB_PACKAGES += haproxy rabbitmq-server
+DEB_PACKAGES += haproxy
+# libsimul-amqp: a real RabbitMQ for its tests; pika and Go's amqp091-go for interop and its benchmark.
+DEB_PACKAGES += rabbitmq-server python3-pika golang-github-rabbitmq-amqp091-go-dev
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -110,6 +112,7 @@ bench: deps
 	bash bench/run_stack.sh $(BUILD)
 	bash bench/run_redis.sh $(BUILD)
 	bash bench/run_http_client.sh $(BUILD)
+	bash bench/run_amqp.sh $(BUILD)
 
 # libFuzzer over every fuzz/fuzz_*.c target, FUZZ_SECONDS each, growing fuzz/corpus/<name>/
 # (the suites replay that corpus as ctest fuzz.<name>). libFuzzer's own exit-time leak report is

@@ -24,6 +24,7 @@ static const struct {
     E(ENODATA), E(EISDIR), E(ENOTDIR), E(ENOEXEC), E(EPROTOTYPE), E(ETXTBSY), E(EROFS),
     E(EXDEV), E(EFBIG), E(ESPIPE), E(EMLINK), E(ENOTTY), E(EDQUOT), E(ESTALE),
     E(EKEYREJECTED), E(ENOLINK), /* TLS (simul/tls.h): verification failed, truncation */
+    E(EIDRM), /* AMQP (simul/amqp.h): the broker cancelled a consumer (its queue was deleted) */
 };
 #undef E
 

@@ -1,0 +1,3 @@
+module simulbench/go_amqp
+
+go 1.19

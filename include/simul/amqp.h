@@ -1,0 +1,357 @@
+/* simul/amqp.h — libsimul-amqp (pkg-config simul-amqp, CMake simul::amqp): an AMQP 0-9-1 client
+ * (RabbitMQ) on simul_stream. First the frame reader, a pure function over bytes with limits;
+ * then the client: one connection read by one task, channels multiplexed on it, publisher
+ * confirms awaited one by one or as a batch, consumers as queues, heartbeats on timers, and
+ * recovery (reconnect, declare again, consume again) on by default. The method codec is
+ * librabbitmq's (its generated encoder and decoder only: none of its sockets). */
+#ifndef SIMUL_AMQP_H
+#define SIMUL_AMQP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "stream.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Frames (pure functions: no sockets, no loop)
+ * ------------------------------------------------------------------------------------------- */
+
+#define SIMUL_AMQP_FRAME_METHOD 1
+#define SIMUL_AMQP_FRAME_HEADER 2
+#define SIMUL_AMQP_FRAME_BODY 3
+#define SIMUL_AMQP_FRAME_HEARTBEAT 8
+#define SIMUL_AMQP_FRAME_MIN 4096u   /* the spec's smallest frame_max */
+#define SIMUL_AMQP_FRAME_OVERHEAD 8u /* type, channel, size, end byte */
+
+/* One frame as it lies in the caller's buffer: payload points into it. */
+typedef struct simul_amqp_frame {
+    uint8_t type;
+    uint16_t channel;
+    uint32_t size;
+    const uint8_t *payload;
+} simul_amqp_frame;
+
+/* Reads the first frame of data[0..len). frame_max bounds the whole frame (payload + 8), as the
+ * negotiated frame_max does (0: no bound beyond 2^32). Returns the bytes the frame takes (> 0)
+ * and *out; 0 when more bytes are needed (nothing is consumed: call again with more); -EMSGSIZE
+ * (the header declares a frame over frame_max: known from the first 7 bytes, nothing waits for
+ * the body); -EPROTO (an unknown frame type, a bad end byte, a heartbeat off channel 0 or with a
+ * payload, a method frame too short for its class and method ids, a header frame shorter than 14
+ * bytes). The reason in words: simul_amqp_frame_strerror(rc, data, len). */
+ssize_t simul_amqp_frame_parse(const void *data, size_t len, uint32_t frame_max,
+                               simul_amqp_frame *out);
+/* Why simul_amqp_frame_parse returned rc on these bytes (static text). */
+const char *simul_amqp_frame_strerror(ssize_t rc, const void *data, size_t len);
+
+/* Decodes a method frame's payload with the codec (class and method ids first). Returns 0 and
+ * *method_id ((class << 16) | method) when the arguments decode completely, -EPROTO when they do
+ * not (truncated, a bad table, trailing garbage for a fixed layout), -EOPNOTSUPP for an unknown
+ * method. Allocates only temporarily. For fuzzing and tests; the client does this internally. */
+int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id);
+
+/* ---------------------------------------------------------------------------------------------
+ * URL
+ * ------------------------------------------------------------------------------------------- */
+
+/* amqp://user:pass@host:port/vhost?heartbeat=S&frame_max=N&channel_max=N&connection_timeout=S
+ * (RabbitMQ's URI spec): user, pass and vhost are percent-decoded; no path and an empty path ("/")
+ * give the default vhost "/" (as pika and amqp091-go read it; the spec would say ""), "/%2f" gives
+ * "/", "/v" gives "v"; defaults guest:guest@localhost:5672. "amqps"
+ * sets tls (port 5671): the caller then supplies a connect_cb that wraps TLS (libsimul-tls). An
+ * IPv6 host goes in brackets. Strings are malloc'd into *out; simul_amqp_url_free frees them. */
+typedef struct simul_amqp_url {
+    char *user, *password, *host, *port, *vhost;
+    bool tls;
+    double heartbeat;       /* -1 when not given */
+    uint32_t frame_max;     /* 0 when not given */
+    uint16_t channel_max;   /* 0 when not given */
+    double connect_timeout; /* 0 when not given */
+} simul_amqp_url;
+/* Returns 0; -EINVAL (not an amqp/amqps URL, a bad port, a bad percent escape, an unknown or bad
+ * query parameter); -ENOMEM. */
+int simul_amqp_url_parse(const char *url, simul_amqp_url *out);
+void simul_amqp_url_free(simul_amqp_url *u);
+
+/* ---------------------------------------------------------------------------------------------
+ * Connection
+ * ------------------------------------------------------------------------------------------- */
+/* One connection serves every task of its loop; a reader task owns the socket's input, a writer
+ * task its output (frames are queued without suspending and written together, once per pass).
+ * Errors: negative errno values. A broker's refusal carries an AMQP reply code and text, kept on
+ * the object it hit: -EREMOTEIO for a channel error (404 NOT_FOUND, 406 PRECONDITION_FAILED, ...:
+ * simul_amqp_channel_error), -ECONNABORTED when the broker closed the connection
+ * (simul_amqp_conn_error). -ECONNRESET: the connection was lost (EOF, reset); -ETIMEDOUT also
+ * when heartbeats stopped (the broker is gone or frozen).
+ * Recovery (default on): after a loss the reader reconnects with jittered exponential back-off,
+ * opens every channel again and replays, in order, what was declared on it (exchanges, queues,
+ * server-named queues under their new name, bindings, QoS, confirm mode) and its consumers. What
+ * was in flight at the loss fails with the loss's error: RPCs, and publishes not yet confirmed
+ * (their awaits return it; they are never resent). Deliveries handed out before the loss can no
+ * longer be acknowledged: ack/nack/reject return -ESTALE (the broker requeues them and delivers
+ * them again with `redelivered` set). Calls made while the connection is down wait for it,
+ * bounded by their deadline scope. */
+typedef struct simul_amqp_conn simul_amqp_conn;
+typedef struct simul_amqp_channel simul_amqp_channel;
+typedef struct simul_amqp_consumer simul_amqp_consumer;
+
+/* Makes the connection's byte stream (suspends): TLS, a Unix socket, a test's socketpair. Called
+ * for the first connection and each reconnection. 0 and *out (the connection owns it) or -errno. */
+typedef int (*simul_amqp_connect_cb)(void *arg, simul_stream **out);
+
+typedef struct simul_amqp_opts {
+    const char *url; /* parsed first; the fields below override what they set */
+    const char *host, *port, *user, *password, *vhost;
+    simul_amqp_connect_cb connect_cb;
+    void *connect_arg;
+    double heartbeat;       /* seconds proposed (whole seconds, at least 1); 0: the URL's
+                               heartbeat= or 60; < 0 (or heartbeat=0 in the URL): none. The
+                               lower of ours and the broker's wins. */
+    uint32_t frame_max;     /* proposed (default 131072); the lower of ours and the broker's */
+    uint16_t channel_max;   /* proposed (default 2047) */
+    double connect_timeout; /* seconds for connect + handshake, each attempt; 0: 10 s */
+    double reconnect_min, reconnect_max; /* back-off bounds (defaults 0.05 s and 5 s) */
+    bool no_recovery;            /* a lost connection stays lost: calls fail with -ENOTCONN */
+    size_t max_message;          /* largest message body accepted from the broker (default 128 MiB,
+                                    RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and
+                                    closes the connection */
+    const char *connection_name; /* client property connection_name (shown by the broker) */
+    bool sasl_external;          /* authenticate with EXTERNAL (the TLS client certificate that
+                                    connect_cb presented; RabbitMQ's rabbitmq_auth_mechanism_ssl)
+                                    instead of PLAIN user and password */
+} simul_amqp_opts;
+
+/* Suspends. Connects and runs the handshake (protocol header, start/start-ok with PLAIN,
+ * tune/tune-ok, open) inside the connect timeout. opts and its strings are copied.
+ * Returns 0 and *out; the connect error (-ECONNREFUSED, ...); -EACCES (the broker refused the
+ * credentials, 403, or the vhost, 530 NOT_ALLOWED); -ECONNABORTED (the broker closed the
+ * handshake with another code); -EPROTO (not an AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker
+ * does not offer the mechanism: PLAIN, or EXTERNAL with sasl_external; or an amqps URL without
+ * connect_cb); -ETIMEDOUT; -EINVAL (bad options or URL); -ECANCELED; -ENOMEM. */
+int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out);
+
+/* Suspends. Sends connection.close and waits (at most 5 s) for close-ok, fails what is pending
+ * with -ECANCELED, stops the reader, writer and timers, wakes consumers (-ESHUTDOWN), waits until
+ * every task inside a call on the connection has left, and frees the connection, its channels
+ * and consumers. Shielded. NULL is ignored. Returns 0. */
+int simul_amqp_close(simul_amqp_conn *c);
+
+/* Whether the connection is open (handshake and recovery done). */
+bool simul_amqp_connected(const simul_amqp_conn *c);
+/* Whether the broker has blocked publishing (connection.blocked: a resource alarm). */
+bool simul_amqp_blocked(const simul_amqp_conn *c);
+/* The last connection.close the broker sent: its reply text (NULL if none) and code in *code. */
+const char *simul_amqp_conn_error(const simul_amqp_conn *c, int *code);
+/* Negotiated values of the current connection. */
+uint32_t simul_amqp_frame_max(const simul_amqp_conn *c);
+uint16_t simul_amqp_channel_max(const simul_amqp_conn *c);
+uint16_t simul_amqp_heartbeat(const simul_amqp_conn *c);
+
+typedef struct simul_amqp_stats {
+    uint64_t connects;   /* successful handshakes, recoveries included */
+    uint64_t failures;   /* connections lost */
+    uint64_t recoveries; /* recoveries completed (topology and consumers replayed) */
+    uint64_t frames_in, frames_out;
+    uint64_t writes; /* stream writes (frames are batched per loop pass) */
+    uint64_t heartbeats_out, heartbeats_in;
+    uint64_t published, acked, nacked, lost; /* publishes; confirms; lost at a connection loss */
+    uint64_t returned;                       /* basic.return received */
+    uint64_t delivered;     /* deliveries received (basic.deliver and basic.get-ok) */
+    uint64_t blocked_waits; /* publishes that waited for connection.unblocked */
+} simul_amqp_stats;
+void simul_amqp_get_stats(const simul_amqp_conn *c, simul_amqp_stats *out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Channels
+ * ------------------------------------------------------------------------------------------- */
+
+/* Suspends until channel.open-ok. Returns 0 and *out; -ENFILE (channel_max reached); the
+ * connection's errors. The channel belongs to the connection (freed with it at the latest). */
+int simul_amqp_channel_open(simul_amqp_conn *c, simul_amqp_channel **out);
+/* Suspends. Closes the channel (channel.close / close-ok, unless it is already closed), fails its
+ * pending calls and confirms with -ECANCELED, shuts its consumers (-ESHUTDOWN) and frees it.
+ * Its consumers' handles must be freed first or die with it. Returns 0. */
+int simul_amqp_channel_close(simul_amqp_channel *ch);
+/* The channel error that closed the channel (reply text, code in *code), or NULL while open. A
+ * channel closed by the broker stays closed (calls return -EREMOTEIO); close it and open another.
+ * The connection is not affected. */
+const char *simul_amqp_channel_error(const simul_amqp_channel *ch, int *code);
+/* The channel's number on the current connection. */
+uint16_t simul_amqp_channel_id(const simul_amqp_channel *ch);
+
+/* Declarations. Each suspends until the broker's reply; returns 0, -EREMOTEIO (a channel
+ * error: the channel is closed, see simul_amqp_channel_error) or the connection's errors.
+ * What is declared (not passive) is recorded for recovery; delete and unbind forget it. */
+#define SIMUL_AMQP_PASSIVE 1u /* check only (404 if it does not exist) */
+#define SIMUL_AMQP_DURABLE 2u
+#define SIMUL_AMQP_AUTO_DELETE 4u
+#define SIMUL_AMQP_EXCLUSIVE 8u   /* queue.declare, basic.consume */
+#define SIMUL_AMQP_INTERNAL 16u   /* exchange.declare */
+#define SIMUL_AMQP_IF_UNUSED 32u  /* delete */
+#define SIMUL_AMQP_IF_EMPTY 64u   /* queue.delete */
+#define SIMUL_AMQP_NO_ACK 128u    /* basic.consume, basic.get */
+#define SIMUL_AMQP_MANDATORY 256u /* basic.publish */
+#define SIMUL_AMQP_MULTIPLE 512u  /* ack, nack */
+#define SIMUL_AMQP_REQUEUE 1024u  /* nack, reject */
+
+/* Optional arguments (x-message-ttl, x-queue-type, x-max-length, ...): string or integer values. */
+typedef struct simul_amqp_arg {
+    const char *key;
+    const char *str; /* the value if not NULL, else integer */
+    int64_t integer;
+} simul_amqp_arg;
+
+int simul_amqp_exchange_declare(simul_amqp_channel *ch, const char *name, const char *type,
+                                unsigned flags, const simul_amqp_arg *args, size_t nargs);
+int simul_amqp_exchange_delete(simul_amqp_channel *ch, const char *name, unsigned flags);
+/* name "" (or NULL) asks the broker for a name: it is written to name_out (size name_cap, may be
+ * NULL) and recovery declares it again and follows its new name. *messages and *consumers (may
+ * be NULL) get the counts the broker reported. */
+int simul_amqp_queue_declare(simul_amqp_channel *ch, const char *name, unsigned flags,
+                             const simul_amqp_arg *args, size_t nargs, char *name_out,
+                             size_t name_cap, uint32_t *messages, uint32_t *consumers);
+int simul_amqp_queue_bind(simul_amqp_channel *ch, const char *queue, const char *exchange,
+                          const char *routing_key, const simul_amqp_arg *args, size_t nargs);
+int simul_amqp_queue_unbind(simul_amqp_channel *ch, const char *queue, const char *exchange,
+                            const char *routing_key, const simul_amqp_arg *args, size_t nargs);
+/* *messages (may be NULL): the messages the queue held / that were purged. */
+int simul_amqp_queue_delete(simul_amqp_channel *ch, const char *queue, unsigned flags,
+                            uint32_t *messages);
+int simul_amqp_queue_purge(simul_amqp_channel *ch, const char *queue, uint32_t *messages);
+/* basic.qos: at most `prefetch` unacknowledged deliveries on this channel (0: no limit). */
+int simul_amqp_qos(simul_amqp_channel *ch, uint16_t prefetch);
+
+/* ---------------------------------------------------------------------------------------------
+ * Publishing
+ * ------------------------------------------------------------------------------------------- */
+
+/* Message properties (basic class). NULL strings and zero numbers are left out. */
+typedef struct simul_amqp_props {
+    const char *content_type, *content_encoding, *correlation_id, *reply_to, *expiration,
+        *message_id, *type, *user_id, *app_id;
+    uint8_t delivery_mode; /* 2: persistent */
+    uint8_t priority;
+    uint64_t timestamp;
+    const simul_amqp_arg *headers;
+    size_t nheaders;
+} simul_amqp_props;
+
+/* Suspends until the broker acknowledged every later publish's confirm: puts the channel in
+ * confirm mode (confirm.select). From then on each publish gets a sequence number. Returns 0 or
+ * the errors of a declaration. */
+int simul_amqp_confirm_select(simul_amqp_channel *ch);
+
+/* Publishes one message: the frames are queued at once (method, header, body split at
+ * frame_max), so a publish is in the stream whole or not at all. Suspends only while the broker
+ * has blocked the connection (connection.blocked: waits for unblocked, bounded by the caller's
+ * deadline) or while the output is above its high-water mark (the socket is slow).
+ * flags: SIMUL_AMQP_MANDATORY (an unroutable message comes back as basic.return:
+ * simul_amqp_next_return). *seq (may be NULL) gets the publish's sequence number on a channel in
+ * confirm mode (0 otherwise). Returns 0; -ETIMEDOUT / -ECANCELED (nothing was queued);
+ * -EREMOTEIO (the channel is closed); the connection's errors; -ENOMEM; -EINVAL. */
+int simul_amqp_publish(simul_amqp_channel *ch, const char *exchange, const char *routing_key,
+                       const void *body, size_t len, const simul_amqp_props *props, unsigned flags,
+                       uint64_t *seq);
+
+/* Suspends until publish `seq` is confirmed. Returns 0 (basic.ack), -EBADMSG (basic.nack: the
+ * broker did not take it), the connection's error when the connection was lost before its
+ * confirm (-ECONNRESET, -ETIMEDOUT, -ECONNABORTED: it may or may not have been taken; it is not
+ * resent), -EREMOTEIO (the channel was closed by an error before the confirm), -ECANCELED /
+ * -ETIMEDOUT (the caller's: the confirm is still tracked), -EINVAL (seq was never issued, or its
+ * outcome was already consumed by a wait_confirms covering it). Each outcome can be awaited by
+ * any number of waits until it is consumed: an outcome is kept until simul_amqp_wait_confirms
+ * covers it or SIMUL_AMQP_CONFIRM_WINDOW later publishes have been confirmed. */
+int simul_amqp_wait_confirm(simul_amqp_channel *ch, uint64_t seq);
+/* Suspends until every publish issued so far on the channel has its outcome, then consumes those
+ * outcomes. Returns 0 if all were acked; otherwise the first failure in sequence order (as
+ * wait_confirm), with *failed (may be NULL) counting the publishes that were not acked. */
+int simul_amqp_wait_confirms(simul_amqp_channel *ch, uint64_t *failed);
+#define SIMUL_AMQP_CONFIRM_WINDOW 65536u
+/* Publishes issued and not yet confirmed on the channel. */
+uint64_t simul_amqp_unconfirmed(const simul_amqp_channel *ch);
+
+/* A message as the broker hands it over: a delivery (consumer, basic.get) or a return. */
+typedef struct simul_amqp_message {
+    simul_amqp_channel *channel;
+    uint64_t delivery_tag;
+    bool redelivered;
+    uint16_t reply_code;    /* returns: 312 NO_ROUTE, ... */
+    const char *reply_text; /* returns */
+    const char *exchange, *routing_key, *consumer_tag;
+    uint32_t message_count; /* basic.get: messages left in the queue */
+    simul_amqp_props props; /* strings inside live with the message; headers: string and
+                               integer values only (other types are skipped) */
+    const void *body;
+    size_t len;
+    uint64_t epoch_; /* internal: the channel incarnation it came on */
+    bool no_ack_;    /* internal: taken with NO_ACK (nothing to acknowledge) */
+} simul_amqp_message;
+void simul_amqp_message_free(simul_amqp_message *m);
+
+/* Suspends until the next basic.return on the channel (mandatory publishes that could not be
+ * routed) and hands it over (free it with simul_amqp_message_free). Returns 0; -ECANCELED /
+ * -ETIMEDOUT; -ESHUTDOWN (the channel closed). Up to 1024 returns wait; older ones are dropped
+ * beyond that (counted in stats.returned all the same). */
+int simul_amqp_next_return(simul_amqp_channel *ch, simul_amqp_message **out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Consuming
+ * ------------------------------------------------------------------------------------------- */
+
+/* Suspends until basic.consume-ok. Deliveries for the consumer are queued on it and handed out by
+ * simul_amqp_consumer_next; with a prefetch (simul_amqp_qos) the broker never sends more than
+ * that many unacknowledged, so the queue's memory is bounded by it (NO_ACK consumers have no such
+ * bound). flags: SIMUL_AMQP_NO_ACK, SIMUL_AMQP_EXCLUSIVE. tag NULL: the broker names it. The
+ * consumer is recorded for recovery. Returns 0 and *out, -EREMOTEIO (e.g. 404: no such queue),
+ * the connection's errors. */
+int simul_amqp_consume(simul_amqp_channel *ch, const char *queue, const char *tag, unsigned flags,
+                       simul_amqp_consumer **out);
+/* Suspends until the next delivery and hands it over (the caller frees it). Returns 0;
+ * -ECANCELED / -ETIMEDOUT (nothing taken); once the queue is drained: -EIDRM when the broker
+ * cancelled the consumer (its queue was deleted: simul_amqp_consumer_cancelled says so),
+ * -ESHUTDOWN after simul_amqp_consumer_cancel or when its channel or connection closed, -EREMOTEIO
+ * when its channel was closed by an error; -EBUSY (another task is reading it). */
+int simul_amqp_consumer_next(simul_amqp_consumer *k, simul_amqp_message **out);
+/* Whether the broker cancelled the consumer (basic.cancel from the server). */
+bool simul_amqp_consumer_cancelled(const simul_amqp_consumer *k);
+/* The consumer tag (the broker's when none was given). */
+const char *simul_amqp_consumer_tag(const simul_amqp_consumer *k);
+/* Suspends until basic.cancel-ok (when the channel is open); deliveries already queued stay for
+ * consumer_next, which then returns -ESHUTDOWN. Returns 0 or the channel's errors. */
+int simul_amqp_consumer_cancel(simul_amqp_consumer *k);
+/* Frees the consumer (cancelling it first without waiting if it still runs); queued deliveries
+ * are dropped (unacked, the broker redelivers them when the channel closes). No task may be in
+ * consumer_next. NULL is ignored. */
+void simul_amqp_consumer_free(simul_amqp_consumer *k);
+
+/* Acknowledgements of a delivery m (consumer or get). flags: SIMUL_AMQP_MULTIPLE (every delivery
+ * up to m on its channel), SIMUL_AMQP_REQUEUE (nack, reject). Do not suspend (queued like a
+ * publish). Return 0; -ESTALE (m came on a connection or channel incarnation that is gone: the
+ * broker has requeued it already); -EREMOTEIO (the channel is closed); -EINVAL (a NO_ACK delivery
+ * or a return); the connection's errors. */
+int simul_amqp_ack(const simul_amqp_message *m, unsigned flags);
+int simul_amqp_nack(const simul_amqp_message *m, unsigned flags);
+int simul_amqp_reject(const simul_amqp_message *m, unsigned flags);
+
+/* Suspends. basic.get: one message from the queue if there is one. Returns 0 and *out (the
+ * caller frees it; ack it unless SIMUL_AMQP_NO_ACK), -ENOMSG (the queue is empty), -EREMOTEIO,
+ * the connection's errors. */
+int simul_amqp_get(simul_amqp_channel *ch, const char *queue, unsigned flags,
+                   simul_amqp_message **out);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SIMUL_AMQP_H */

@@ -1,0 +1,215 @@
+#!/bin/bash
+# broker.sh — one RabbitMQ node for the amqp suite: started once (CTest FIXTURES_SETUP), stopped
+# once (FIXTURES_CLEANUP), and killed / restarted / stopped with SIGSTOP by the tests that need it.
+# The idea: every process runs in a session of its own (setsid), so stopping kills whole sessions
+# by id and waits until /proc shows none of their processes: no epmd or beam.smp outlives the suite.
+#
+#   broker.sh start STATE     temp dir, free ports, own epmd, node test<P>@localhost; waits ready
+#   broker.sh stop STATE      stops the node and epmd, removes the temp dir and STATE
+#   broker.sh kill STATE      SIGKILLs the node's session (epmd stays); `start STATE` restarts it
+#                             on the same ports and data
+#   broker.sh signal STATE SIG   sends SIG (STOP, CONT) to beam.smp
+#   broker.sh ctl STATE ARGS  rabbitmqctl -n NODE ARGS
+#   broker.sh port STATE      prints the AMQP port
+# STATE is a directory (e.g. build/tests/amqp-broker) holding `env` (ports, temp dir, pids).
+set -u
+cmd=${1:?usage: broker.sh start|stop|kill|signal|ctl|port STATE ...}
+S=${2:?state dir}
+shift 2
+RMQ=/usr/lib/rabbitmq/bin
+
+# A port is free when nothing listens on it or holds it bound (ss lists both).
+port_free() { ! ss -Htan "( sport = :$1 )" 2>/dev/null | grep -q .; }
+
+pick_ports() {
+    local tries=0
+    while [ $tries -lt 200 ]; do
+        tries=$((tries + 1))
+        P=$((20000 + (RANDOM * 32768 + RANDOM) % 10000))  # below the ephemeral range, far from 35672
+        if port_free $P && port_free $((P + 1)) && port_free $((P + 2)); then
+            return 0
+        fi
+    done
+    echo "broker.sh: no free ports" >&2
+    return 1
+}
+
+load() {
+    [ -f "$S/env" ] || { echo "broker.sh: no broker state in $S" >&2; exit 1; }
+    # shellcheck disable=SC1091
+    . "$S/env"
+    export HOME=$D RABBITMQ_NODENAME=$NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+        RABBITMQ_NODE_PORT=$P RABBITMQ_DIST_PORT=$((P + 1)) ERL_EPMD_PORT=$((P + 2)) \
+        ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_CONF_ENV_FILE=$D/env.conf \
+        RABBITMQ_CONFIG_FILE=$D/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=$D/advanced.config \
+        RABBITMQ_ENABLED_PLUGINS_FILE=$D/enabled_plugins RABBITMQ_MNESIA_BASE=$D/mnesia \
+        RABBITMQ_LOG_BASE=$D/log RABBITMQ_PID_FILE=$D/rabbit.pid \
+        RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false" \
+        RABBITMQ_CTL_ERL_ARGS="-start_epmd false"
+}
+
+# The processes of session $1 (its leader included), from /proc: ps is not needed.
+session_pids() {
+    local sid=$1 f
+    for f in /proc/[0-9]*/stat; do
+        local line
+        line=$(cat "$f" 2>/dev/null) || continue
+        # field 6 is the session id; the comm field (2) may hold spaces, so cut after ')'
+        local rest=${line##*) }
+        # shellcheck disable=SC2086
+        set -- $rest
+        # $1 state, $2 ppid, $3 pgrp, $4 session
+        [ "${4:-}" = "$sid" ] && [ "$1" != Z ] && { p=${f#/proc/}; echo "${p%/stat}"; }
+    done
+}
+
+# The live descendants of the given pids (erl_child_setup and inet_gethost make sessions of
+# their own, so a session alone does not hold every process the node started).
+descendants() {
+    local all="$*" added=1 f
+    while [ $added = 1 ]; do
+        added=0
+        for f in /proc/[0-9]*/stat; do
+            local line rest p
+            line=$(cat "$f" 2>/dev/null) || continue
+            rest=${line##*) }
+            # shellcheck disable=SC2086
+            set -- $rest
+            p=${f#/proc/}
+            p=${p%/stat}
+            [ "$1" = Z ] && continue
+            case " $all " in *" $p "*) continue ;; esac
+            case " $all " in *" $2 "*) all="$all $p"; added=1 ;; esac
+        done
+    done
+    echo "$all"
+}
+
+alive() { # the pids of $* that still run (not zombies)
+    local p st
+    for p in "$@"; do
+        st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        st=${st##*) }
+        [ "${st%% *}" = Z ] || echo "$p"
+    done
+}
+
+# Kills session $1 and every descendant of its processes with signal $2, then SIGKILL after
+# $3 seconds; returns once none is left.
+kill_session() {
+    local sid=$1 sig=$2 grace=$3 i pids
+    [ -n "$sid" ] || return 0
+    pids=$(session_pids "$sid")
+    [ -n "$pids" ] || return 0
+    # shellcheck disable=SC2086
+    pids=$(descendants $pids)
+    # shellcheck disable=SC2086
+    kill -"$sig" $pids 2>/dev/null
+    for ((i = 0; i < grace * 10; i++)); do
+        # shellcheck disable=SC2086
+        [ -z "$(alive $pids)" ] && return 0
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL $(alive $pids) 2>/dev/null
+    for ((i = 0; i < 100; i++)); do
+        # shellcheck disable=SC2086
+        [ -z "$(alive $pids)" ] && return 0
+        sleep 0.1
+    done
+    echo "broker.sh: processes of session $sid did not end" >&2
+    return 1
+}
+
+wait_ready() {
+    # Ready when the AMQP port answers the protocol header with a frame (Connection.Start: type 1).
+    local i
+    for ((i = 0; i < 600; i++)); do
+        if /usr/bin/python3 - "$P" <<'PY' 2>/dev/null; then return 0; fi
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
+s.sendall(b"AMQP\x00\x00\x09\x01")
+b = s.recv(1)
+sys.exit(0 if b == b"\x01" else 1)
+PY
+        if [ -n "${NODE_SID:-}" ] && [ -z "$(session_pids "$NODE_SID")" ]; then
+            echo "broker.sh: the node exited during boot; log:" >&2
+            tail -n 30 "$D/server.out" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "broker.sh: not ready after 60 s" >&2
+    return 1
+}
+
+start_node() {
+    load
+    setsid "$RMQ/rabbitmq-server" </dev/null >>"$D/server.out" 2>&1 &
+    NODE_SID=$!
+    sed -i '/^NODE_SID=/d' "$S/env"
+    echo "NODE_SID=$NODE_SID" >>"$S/env"
+    wait_ready
+}
+
+case $cmd in
+start)
+    if [ -f "$S/env" ]; then   # a restart after `kill`: same ports, same data
+        load
+        if [ -n "${NODE_SID:-}" ] && [ -n "$(session_pids "$NODE_SID")" ]; then
+            wait_ready   # already running (a repeated fixture): nothing to start
+            exit $?
+        fi
+        start_node
+        exit $?
+    fi
+    mkdir -p "$S"
+    pick_ports || exit 1
+    D=$(mktemp -d /tmp/simul-amqp.XXXXXX)
+    NODE="test$P-$$@localhost"
+    : >"$D/env.conf"
+    echo '[].' >"$D/enabled_plugins"
+    printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$P" >"$D/rabbitmq.conf"
+    echo '[].' >"$D/advanced.config"
+    printf 'D=%s\nP=%s\nNODE=%s\n' "$D" "$P" "$NODE" >"$S/env"
+    load
+    setsid epmd -port $((P + 2)) -address 127.0.0.1 </dev/null >"$D/epmd.out" 2>&1 &
+    echo "EPMD_SID=$!" >>"$S/env"
+    start_node || { "$0" stop "$S"; exit 1; }
+    echo "broker up: port $P node $NODE dir $D"
+    ;;
+stop)
+    [ -f "$S/env" ] || exit 0
+    load
+    # A SIGSTOPped node must run to see the TERM.
+    [ -n "${NODE_SID:-}" ] && kill -CONT $(session_pids "$NODE_SID") 2>/dev/null
+    kill_session "${NODE_SID:-}" TERM 15
+    kill_session "${EPMD_SID:-}" TERM 5
+    rm -rf "$D" "$S"
+    ;;
+kill)
+    load
+    kill_session "${NODE_SID:-}" KILL 5
+    ;;
+signal)
+    load
+    pid=$(cat "$D/rabbit.pid" 2>/dev/null)   # beam.smp's pid, written by the node at boot
+    if [ -z "$pid" ] || [ "$(cat /proc/$pid/comm 2>/dev/null)" != beam.smp ]; then
+        echo "broker.sh: no running node" >&2
+        exit 1
+    fi
+    kill -"$1" "$pid"
+    ;;
+ctl)
+    load
+    timeout 60 "$RMQ/rabbitmqctl" -n "$NODE" "$@"
+    ;;
+port)
+    load
+    echo "$P"
+    ;;
+*)
+    echo "broker.sh: unknown command $cmd" >&2
+    exit 2
+    ;;
+esac
