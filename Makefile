@@ -22,7 +22,7 @@ DEB_PACKAGES += nginx-light
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-plain test-asan test-tsan test-repeat demo bench fuzz install clean
+.PHONY: all deps build test test-plain test-asan test-tsan test-repeat demo bench fuzz install docs clean
 
 all: build
 
@@ -107,8 +107,16 @@ fuzz: deps
 	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
 	done
 
-install: build
-	cmake --install $(BUILD) --prefix $(PREFIX)
+# The library alone, in a build dir of its own: a C compiler and CMake are all it needs (no deps,
+# no tests, benchmarks, fuzzers or examples), a few seconds. Integrations are built when their
+# library is found. Reference docs (`make docs`, built into the same dir) are installed with it.
+BUILD_INSTALL ?= build-install
+LEAN_FLAGS = -DCMAKE_BUILD_TYPE=Release -DSIMUL_BUILD_TESTS=OFF -DSIMUL_BUILD_BENCH=OFF \
+             -DSIMUL_BUILD_EXAMPLES=OFF -DSIMUL_BUILD_FUZZ=OFF
+install:
+	cmake -S . -B $(BUILD_INSTALL) $(LEAN_FLAGS)
+	cmake --build $(BUILD_INSTALL) -j$(JOBS)
+	cmake --install $(BUILD_INSTALL) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_INSTALL)
