@@ -19,6 +19,9 @@ DEB_PACKAGES += openssl curl
 DEB_PACKAGES += libjansson-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
+# The reference docs (make docs, and the suite's docs.reference): Doxygen; Python runs its filter.
+DEB_PACKAGES += doxygen
+DOCS_PACKAGES = doxygen python3
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -113,9 +116,19 @@ fuzz: deps
 BUILD_INSTALL ?= build-install
 LEAN_FLAGS = -DCMAKE_BUILD_TYPE=Release -DSIMUL_BUILD_TESTS=OFF -DSIMUL_BUILD_BENCH=OFF \
              -DSIMUL_BUILD_EXAMPLES=OFF -DSIMUL_BUILD_FUZZ=OFF
+# The reference: HTML and man pages from the headers' doc comments, into $(BUILD_INSTALL), where
+# `make install` finds and installs them. Installs only Doxygen and Python if missing.
+docs:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DOCS_PACKAGES)"
+	cmake -S . -B $(BUILD_INSTALL) $(LEAN_FLAGS)
+	cmake --build $(BUILD_INSTALL) --target docs
+	@echo "docs: $(BUILD_INSTALL)/docs/reference/html/index.html and man pages (make install installs them)"
+
 install:
 	cmake -S . -B $(BUILD_INSTALL) $(LEAN_FLAGS)
 	cmake --build $(BUILD_INSTALL) -j$(JOBS)
+	@# docs built once (make docs) are kept up to date with the headers, and installed
+	if [ -f $(BUILD_INSTALL)/docs/reference/html/index.html ]; then cmake --build $(BUILD_INSTALL) --target docs; fi
 	cmake --install $(BUILD_INSTALL) --prefix $(PREFIX)
 
 clean:

@@ -316,6 +316,8 @@ typedef struct simul_redis_stats {
     uint64_t flow_waits;      /* commands that waited for the write queue to drain below its
                                  high-water mark (SIMUL_STREAM_HIGH_WATER) before going out */
 } simul_redis_stats;
+/* Copies the connection's counters (simul_redis_stats, counted since simul_redis_connect, over
+ * every reconnect) into *out. Does nothing if c or out is NULL. Never suspends. */
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
 
 /* ---------------------------------------------------------------------------------------------

@@ -220,6 +220,8 @@ int simul_future_cancel(simul_future *f);
  * (the future is not touched then). Many tasks may await one future. */
 int simul_future_await(simul_future *f, int *result, void **value);
 
+/* Whether the future is done: completed, failed or cancelled (asyncio's Future.done()).
+ * false for NULL. Never suspends. */
 bool simul_future_done(const simul_future *f);
 
 /* Non-suspending: the result of a done future. Returns 0, or -EAGAIN while pending. */

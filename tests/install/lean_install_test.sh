@@ -82,4 +82,28 @@ done
 readelf -d "$tmp/cmake-build/lean_shared" | grep -q 'NEEDED.*libsimul.so.0' || fail "lean_shared is not linked with libsimul.so.0"
 readelf -d "$tmp/cmake-build/lean_static" | grep -q 'NEEDED.*libsimul.so' && fail "lean_static needs libsimul.so"
 
-echo "lean_install_test: ok (make install took ${secs} s, no package tool called, nothing but the library built)"
+# 4. The reference: not installed until built; after `make docs`, `make install` installs it
+# (HTML under share/doc/simul, man pages under share/man/man3: only simul* ones).
+[ ! -e "$tmp/prefix/share/doc/simul/html" ] || fail "a lean install without make docs installed HTML"
+docs=skipped
+if command -v doxygen > /dev/null && command -v python3 > /dev/null; then
+  make -C "$src" docs BUILD_INSTALL="$tmp/build" > "$tmp/docs.log" 2>&1 || { cat "$tmp/docs.log"; fail "make docs"; }
+  rm -f "$tmp/called"
+  PATH="$tmp/stubs:$PATH" CC="$cc" make -C "$src" install PREFIX="$tmp/prefix" \
+    BUILD_INSTALL="$tmp/build" JOBS=2 > "$tmp/make2.log" 2>&1 || { cat "$tmp/make2.log"; fail "make install after make docs"; }
+  [ ! -e "$tmp/called" ] || fail "make install ran a package tool: $(cat "$tmp/called")"
+  man3="$tmp/prefix/share/man/man3"
+  for f in "$tmp/prefix/share/doc/simul/html/index.html" "$tmp/prefix/share/doc/simul/html/group__simul-task.html" \
+           "$man3/simul-task.3" "$man3/simul-stream.3" "$man3/simul_task_spawn.3" "$man3/simul_open_connection.3"; do
+    [ -f "$f" ] || fail "$f not installed after make docs"
+  done
+  grep -q '^\.so man3/simul-task.3' "$man3/simul_task_spawn.3" || fail "simul_task_spawn(3) does not lead to simul-task(3)"
+  extra=$(find "$man3" -name '*.3' ! -name 'simul*' ! -name 'SIMUL_*' | head -3)
+  [ -z "$extra" ] || fail "make install put pages not named simul* in man3: $extra"
+  if command -v man > /dev/null; then
+    MANPATH="$tmp/prefix/share/man" man -w simul_task_spawn > /dev/null 2>&1 || fail "man -w simul_task_spawn finds nothing"
+  fi
+  docs="installed ($(ls "$man3" | wc -l) man pages)"
+fi
+
+echo "lean_install_test: ok (make install took ${secs} s, no package tool called, nothing but the library built; docs $docs)"
