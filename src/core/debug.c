@@ -1,7 +1,11 @@
-/* debug.c — what debug mode reports: tasks that hold the loop, failures nobody collected,
- * tasks still alive when the loop closes; and the library's own assertion failures. */
+/* debug.c — what debug mode reports: tasks that hold the loop (when they suspend, and through a
+ * watchdog thread while they still run), failures nobody collected, handles used twice, scopes
+ * left open, calls made outside a task, tasks alive when the loop closes; and the library's own
+ * assertion failures. Every message names the call the user made and says what to do. */
 #include <stdlib.h>
 #include <string.h>
+
+#include <signal.h>
 
 #include "loop.h"
 
@@ -53,9 +57,163 @@ void simul__assert_fail(const char *what, const char *file, int line)
 
 void simul__debug_outside_task(simul_loop *loop, const char *call)
 {
-    (void)loop;
-    fprintf(stderr, "simul: %s() called outside a task (from a callback or the loop's thread); "
-                    "it returns -EPERM\n", call);
+    if (!loop)
+        fprintf(stderr, "simul: %s() called before any event loop exists on this thread (in main?): "
+                        "it suspends, so it must run inside a task; it returns -EPERM. Start one "
+                        "with simul_run(main_task, arg) (asyncio.run) and call %s() from "
+                        "main_task\n", call, call);
+    else
+        fprintf(stderr, "simul: %s() called outside a task (from a callback, or on the loop's "
+                        "thread outside simul_loop_run*): it suspends, so it must run inside a "
+                        "task (simul_task_spawn); it returns -EPERM\n", call);
+}
+
+void simul__debug_bad_handle(const char *call, const simul_task *t)
+{
+    if (!t)
+        fprintf(stderr, "simul: %s(): a NULL task handle; it returns -EINVAL\n", call);
+    else if (t->magic == SIMUL__TASK_DEAD || (t->magic == SIMUL__TASK_MAGIC && !t->handle_held))
+        /* A record given back stays in quarantine (QUARANTINE_DEBUG) with its name. */
+        fprintf(stderr, "simul: %s(): task '%s' was already joined or detached: a task handle is "
+                        "given back once (by simul_task_join, simul_gather, simul_wait_for, "
+                        "simul_loop_run_until_complete or simul_task_detach); unlike asyncio, a "
+                        "task cannot be awaited twice, so keep the result of the first join; it "
+                        "returns -EINVAL\n", call, t->name);
+    else
+        fprintf(stderr, "simul: %s(): %p is not a task handle (never a simul_task, or freed long "
+                        "ago); it returns -EINVAL\n", call, (const void *)t);
+}
+
+void simul__debug_scopes_left_open(simul_task *t)
+{
+    int n = 0;
+    for (simul_scope *s = t->scope; s; s = s->outer_)
+        n++;
+    const simul_scope *inner = t->scope;
+    fprintf(stderr, "simul: task '%s' returned with %d scope(s) still open (the innermost a %s "
+                    "scope, from %s): every scope must be ended with simul_scope_end() on every "
+                    "path out of the function that began it, return and error paths too (the "
+                    "SIMUL_SCOPE_AUTO idiom in simul/task.h does it for you); dropped\n",
+            t->name, n, (inner->flags_ & SIMUL__SCOPE_SHIELD) ? "shield" : "deadline",
+            (inner->flags_ & SIMUL__SCOPE_SHIELD) ? "simul_scope_shield"
+                                                  : "simul_scope_timeout / simul_scope_deadline_ns");
+}
+
+/* ---- the watchdog ------------------------------------------------------------------------ */
+
+/* The loop thread publishes, at each switch, which task runs and since when; the watchdog thread
+ * wakes every half threshold and reports a task that has run twice the threshold without
+ * switching out, once per run. Everything it reads is under `lock`. */
+struct simul__debug_watch {
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool quit;
+    bool busy;         /* a task runs */
+    uint64_t seq;      /* bumped at each switch in */
+    int64_t since;     /* when it was switched in */
+    int64_t slow_ns;   /* the loop's threshold when it was */
+    char name[32];
+};
+
+static void *watch_main(void *arg)
+{
+    struct simul__debug_watch *w = arg;
+    uint64_t reported = 0;
+    pthread_mutex_lock(&w->lock);
+    while (!w->quit) {
+        int64_t period = w->slow_ns / 2;
+        period = period < 5000000 ? 5000000 : period > 1000000000 ? 1000000000 : period;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t at = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec + period;
+        ts.tv_sec = at / 1000000000;
+        ts.tv_nsec = at % 1000000000;
+        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        if (w->quit || !w->busy || w->seq == reported)
+            continue;
+        int64_t ran = simul__clock_ns() - w->since;
+        if (ran <= 2 * w->slow_ns)
+            continue;
+        reported = w->seq;
+        char name[32];
+        memcpy(name, w->name, sizeof name);
+        int64_t slow = w->slow_ns;
+        pthread_mutex_unlock(&w->lock);
+        fprintf(stderr, "simul: task '%s' has been running for %.1f ms without suspending and "
+                        "still is (threshold %.1f ms): no other task, callback or I/O runs until "
+                        "it suspends. A loop whose calls all return at once never suspends "
+                        "(simul_event_wait on an event already set, simul_queue_get_nowait, "
+                        "try_acquire, a read that always has data): wait on something that "
+                        "blocks, or call simul_yield() in the loop\n",
+                name, (double)ran / 1e6, (double)slow / 1e6);
+        pthread_mutex_lock(&w->lock);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+void simul__debug_watch_start(simul_loop *loop)
+{
+    struct simul__debug_watch *w = calloc(1, sizeof *w);
+    if (!w)
+        return; /* debug mode without the watchdog */
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&w->lock, NULL);
+    w->slow_ns = loop->slow_ns;
+    /* The watchdog must not take the signals the program waits for (simul_wait_signal). */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&w->thread, NULL, watch_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        pthread_cond_destroy(&w->cond);
+        pthread_mutex_destroy(&w->lock);
+        free(w);
+        return;
+    }
+    loop->watch = w;
+}
+
+void simul__debug_watch_in(simul_loop *loop, simul_task *t)
+{
+    struct simul__debug_watch *w = loop->watch;
+    pthread_mutex_lock(&w->lock);
+    w->busy = true;
+    w->seq++;
+    w->since = t->run_start;
+    w->slow_ns = loop->slow_ns;
+    memcpy(w->name, t->name, sizeof w->name);
+    pthread_mutex_unlock(&w->lock);
+}
+
+void simul__debug_watch_out(simul_loop *loop)
+{
+    struct simul__debug_watch *w = loop->watch;
+    pthread_mutex_lock(&w->lock);
+    w->busy = false;
+    pthread_mutex_unlock(&w->lock);
+}
+
+void simul__debug_watch_stop(simul_loop *loop)
+{
+    struct simul__debug_watch *w = loop->watch;
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->lock);
+    w->quit = true;
+    pthread_cond_signal(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    pthread_join(w->thread, NULL);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+    free(w);
+    loop->watch = NULL;
 }
 
 void simul__debug_stuck(simul_loop *loop)

@@ -141,6 +141,7 @@ struct simul_task {
     uint8_t shielded;        /* some shield scope is active */
     uint8_t handle_held;     /* the spawner's handle not yet joined or detached */
     uint8_t mark;            /* scratch for one call's bookkeeping (gather's duplicate check) */
+    uint8_t shutdown_cancel; /* ended -ECANCELED while simul_run's teardown cancelled leftovers */
     simul__coro coro;
     simul_task_fn fn;
     void *arg;
@@ -306,6 +307,8 @@ void simul__wake(simul__wait *w, int result);
  * closing under a task parked inside a bottom it does not own uses this.) */
 bool simul__task_interrupt(simul_task *t, int result);
 bool simul__task_handle_ok(const simul_task *t);
+/* simul__task_handle_ok, and in debug mode a message naming `call` when it is not. */
+bool simul__task_handle_usable(const simul_task *t, const char *call);
 void simul__task_release_handle(simul_task *t);
 void simul__task_free_all(simul_loop *loop);
 /* Returns surplus free task records to malloc after a burst (loop context). */
@@ -326,5 +329,16 @@ void simul__debug_survivors(simul_loop *loop);
 void simul__debug_outside_task(simul_loop *loop, const char *call);
 void simul__debug_stuck(simul_loop *loop);
 bool simul__debug_env(void);
+/* A task handle that join, detach, gather, wait_for or run_until_complete refused: names `call`
+ * and why (already given back, or not a task). */
+void simul__debug_bad_handle(const char *call, const simul_task *t);
+/* The task returned with scopes still open (they lived in its returned frame). */
+void simul__debug_scopes_left_open(simul_task *t);
+/* The watchdog: a thread that reports a task still running without suspending past the
+ * slow-task threshold, while it runs (the hog's own report comes only when it suspends). */
+void simul__debug_watch_start(simul_loop *loop);
+void simul__debug_watch_in(simul_loop *loop, simul_task *t);
+void simul__debug_watch_out(simul_loop *loop);
+void simul__debug_watch_stop(simul_loop *loop);
 
 #endif

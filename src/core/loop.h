@@ -52,6 +52,7 @@ struct simul_loop {
     int64_t slow_ns;
     simul__coro dead;  /* where finished tasks leave their last context */
     void *altstack;
+    struct simul__debug_watch *watch; /* debug: the watchdog thread (debug.c), NULL if none */
 };
 
 #endif

@@ -74,8 +74,14 @@ void simul__task_free_all(simul_loop *loop)
     simul_task *t = loop->all;
     while (t) {
         simul_task *n = t->all_next;
-        if (t->handle_held && t->result < 0)
+        if (t->handle_held && t->shutdown_cancel) {
+            if (loop->head.debug)
+                fprintf(stderr, "simul: task '%s' was still running when the main task returned, "
+                                "so the shutdown cancelled it (as asyncio.run does); its handle "
+                                "was never joined\n", t->name);
+        } else if (t->handle_held && t->result < 0) {
             simul__debug_failed_unjoined(t, "was never joined");
+        }
         simul__coro_destroy(&t->coro);
         free(t);
         t = n;
@@ -119,6 +125,16 @@ void simul__task_trim(simul_loop *loop)
 bool simul__task_handle_ok(const simul_task *t)
 {
     return t && t->magic == SIMUL__TASK_MAGIC && t->handle_held;
+}
+
+bool simul__task_handle_usable(const simul_task *t, const char *call)
+{
+    if (SIMUL__LIKELY(simul__task_handle_ok(t)))
+        return true;
+    simul_loop *loop = simul__loop();
+    if (loop && loop->head.debug)
+        simul__debug_bad_handle(call, t);
+    return false;
 }
 
 void simul__task_release_handle(simul_task *t)
@@ -206,9 +222,19 @@ int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_
 __attribute__((noreturn)) static void task_finish(simul_task *t)
 {
     simul_loop *loop = t->loop;
+    if (SIMUL__UNLIKELY(t->scope != NULL)) {
+        /* Scopes live in the frames of the function that began them, which has returned: report
+         * them and forget them before anything below reuses that stack. */
+        if (loop->head.debug)
+            simul__debug_scopes_left_open(t);
+        t->scope = NULL;
+        simul__task_rescope(t);
+    }
     if (t->groups)
         simul__group_reap_owned(t); /* may suspend: still a live task here */
     t->state = SIMUL__TASK_DONE;
+    if (t->result == -ECANCELED && loop->stop_when_no_tasks)
+        t->shutdown_cancel = 1;
     loop->live--;
     while (t->watchers) {
         simul__watch *w = t->watchers;
@@ -241,7 +267,7 @@ simul_task *simul__task_require(const char *call)
     simul_loop *loop = simul__loop();
     if (SIMUL__LIKELY(loop && loop->head.current))
         return loop->head.current;
-    if (loop && loop->head.debug)
+    if (loop ? loop->head.debug : simul__debug_env())
         simul__debug_outside_task(loop, call);
     return NULL;
 }
@@ -422,7 +448,7 @@ int simul__task_wait_done(simul_task *t)
 int simul_task_join(simul_task *t, int *result)
 {
     simul_task *self = simul__task_require(__func__);
-    if (!simul__task_handle_ok(t))
+    if (!simul__task_handle_usable(t, __func__))
         return -EINVAL;
     if (!self)
         return -EPERM;
@@ -442,7 +468,7 @@ int simul_task_join(simul_task *t, int *result)
 
 int simul_task_detach(simul_task *t)
 {
-    if (!simul__task_handle_ok(t))
+    if (!simul__task_handle_usable(t, __func__))
         return -EINVAL;
     if (t->state == SIMUL__TASK_DONE && t->result < 0 && t->result != -ECANCELED &&
         t->loop->head.debug)
@@ -547,6 +573,8 @@ int simul_sleep(double seconds)
 {
     if (seconds != seconds || seconds < 0)
         return -EINVAL;
+    if (!simul__task_require(__func__)) /* named as called, not as the call below */
+        return -EPERM;
     if (seconds == 0)
         return simul_yield();
     return simul_sleep_until_ns(simul__deadline_after(seconds)); /* INFINITY: forever */

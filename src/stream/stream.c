@@ -709,6 +709,8 @@ int simul_open_connection(const char *host, const char *port, simul_stream **out
         *out = NULL;
     if (!out)
         return -EINVAL;
+    if (!simul__task_require(__func__)) /* debug mode names this call, not the one below */
+        return -EPERM;
     int fd = simul_tcp_connect(host, port);
     if (fd < 0)
         return fd;
@@ -724,6 +726,8 @@ int simul_open_unix_connection(const char *path, simul_stream **out)
         *out = NULL;
     if (!out)
         return -EINVAL;
+    if (!simul__task_require(__func__)) /* debug mode names this call, not the one below */
+        return -EPERM;
     int fd = simul_unix_connect(path);
     if (fd < 0)
         return fd;

@@ -258,6 +258,8 @@ void simul_condition_free(simul_condition *c)
 
 int simul_condition_acquire(simul_condition *c)
 {
+    if (c && !simul__task_require(__func__)) /* debug mode names this call, not the lock's */
+        return -EPERM;
     return c ? simul_lock_acquire(c->lock) : -EINVAL;
 }
 
