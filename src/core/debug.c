@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <execinfo.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include "loop.h"
 
@@ -221,4 +223,143 @@ void simul__debug_stuck(simul_loop *loop)
     fprintf(stderr, "simul: the loop is blocking with %zu suspended task(s) and no timer, fd or "
                     "pending callback that could wake them (deadlock?); only another thread "
                     "calling simul_loop_call_soon_threadsafe can\n", loop->live);
+}
+
+/* ---- the task dump ---------------------------------------------------------------------- */
+
+/* A suspended task's stack is walked by the task itself: the dumper switches into it with a
+ * request, simul__switch_out (where every suspended task sits) sees the request, records
+ * backtrace() into it and switches straight back. The task's wait is untouched. */
+#define DUMP_FRAMES 48
+
+struct simul__dump_req {
+    simul__coro *back; /* the dumper's context */
+    void *frames[DUMP_FRAMES];
+    int n;
+};
+
+void simul__debug_dump_resume(simul_task *t)
+{
+    struct simul__dump_req *r = t->dump;
+    r->n = backtrace(r->frames, DUMP_FRAMES);
+    t->dump = NULL;
+    simul__coro_switch(&t->coro, r->back);
+}
+
+static void dump_wait(FILE *f, simul_loop *loop, simul_task *t, int64_t now)
+{
+    simul__wait *w = t->wait;
+    fprintf(f, "waiting %.3f s", (double)(now - t->park_since) / 1e9);
+    if (t->call)
+        fprintf(f, " in %s()", t->call);
+    if (!w) {
+        fprintf(f, "\n");
+        return;
+    }
+    switch (w->kind) {
+    case SIMUL__WAIT_FD_READ:
+    case SIMUL__WAIT_FD_WRITE:
+        fprintf(f, ", for fd %d to be %s", w->fd,
+                w->kind == SIMUL__WAIT_FD_READ ? "readable" : "writable");
+        break;
+    case SIMUL__WAIT_TASK: {
+        simul_task *other = ((simul__watch *)w->ctx)->task;
+        fprintf(f, ", for task '%s' (id %llu) to finish", other->name,
+                (unsigned long long)other->id);
+        break;
+    }
+    case SIMUL__WAIT_THREAD:
+        fprintf(f, ", for a job on a worker thread");
+        break;
+    default:
+        if (w->q)
+            fprintf(f, ", queued on the waiters of %p (a lock, event, condition, semaphore, "
+                       "barrier, queue, future or channel: see the call)", (void *)w->q);
+        else if (t->wake_at == SIMUL__INF && !w->unlink)
+            fprintf(f, ", for nothing that can end it but cancellation");
+        break;
+    }
+    if (t->wake_at != SIMUL__INF)
+        fprintf(f, ", on a timer due in %.3f s", (double)(t->wake_at - simul__clock_ns()) / 1e9);
+    (void)loop;
+    fprintf(f, "\n");
+}
+
+int simul_loop_dump_tasks(simul_loop *loop, int fd)
+{
+    if (!loop)
+        loop = simul__loop();
+    if (!loop)
+        return -ENXIO;
+    if (fd < 0 || !pthread_equal(loop->thread, pthread_self()) || loop != simul__loop())
+        return -EINVAL;
+    int dfd = dup(fd); /* a FILE of our own: fclose must not close the caller's fd */
+    if (dfd < 0)
+        return -errno;
+    FILE *f = fdopen(dfd, "w");
+    if (!f) {
+        close(dfd);
+        return -ENOMEM;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    void *warm[1];
+    backtrace(warm, 1); /* its first call loads the unwinder: here, not on a small task stack */
+    simul_task *self = loop->head.current;
+    simul__coro *here = self ? &self->coro : &loop->coro;
+    int count = 0;
+    fprintf(f, "simul: task dump: %zu task(s) alive on the loop%s\n", loop->live,
+            self ? "" : " (dumped from the loop, not from a task)");
+    for (simul_task *t = loop->all; t; t = t->all_next) {
+        if (t->magic != SIMUL__TASK_MAGIC)
+            continue;
+        count++;
+        fprintf(f, "task '%s' (id %llu): ", t->name, (unsigned long long)t->id);
+        bool walk = false;
+        switch (t->state) {
+        case SIMUL__TASK_RUNNING:
+            fprintf(f, "running (it called the dump)\n");
+            break;
+        case SIMUL__TASK_READY:
+            if (t->started) {
+                fprintf(f, "ready to run%s%s%s\n", t->call ? ", last suspended in " : "",
+                        t->call ? t->call : "", t->call ? "()" : "");
+                walk = true;
+            } else {
+                fprintf(f, "ready, not started yet\n");
+            }
+            break;
+        case SIMUL__TASK_PARKED:
+            dump_wait(f, loop, t, now);
+            walk = true;
+            break;
+        case SIMUL__TASK_DONE:
+            fprintf(f, "finished with %d%s%s, its handle not yet joined\n", t->result,
+                    t->result < 0 ? " " : "", t->result < 0 ? simul_errname(t->result) : "");
+            break;
+        }
+        if (t->deadline != SIMUL__INF && t->state != SIMUL__TASK_DONE)
+            fprintf(f, "    deadline in %.3f s\n", (double)(t->deadline - simul__clock_ns()) / 1e9);
+        if (t->cancel_requested && t->state != SIMUL__TASK_DONE)
+            fprintf(f, "    cancellation requested%s\n", t->shielded ? " (held back by a shield)" : "");
+        struct simul__dump_req req = {.back = here, .n = 0};
+        if (t == self) {
+            req.n = backtrace(req.frames, DUMP_FRAMES);
+        } else if (walk) {
+            t->dump = &req;
+            simul__coro_switch(here, &t->coro);
+        }
+        char **names = req.n > 0 ? backtrace_symbols(req.frames, req.n) : NULL;
+        for (int i = 0; i < req.n; i++) {
+            if (names)
+                fprintf(f, "    #%d %s\n", i, names[i]);
+            else
+                fprintf(f, "    #%d %p\n", i, req.frames[i]);
+        }
+        free(names);
+    }
+    fprintf(f, "simul: end of task dump (%d task(s))\n", count);
+    fclose(f);
+    return count;
 }

@@ -92,6 +92,16 @@ struct simul__wait {
     void *value;                     /* payload handed over at completion (futures, queues) */
     int aux;
     int result;
+    /* What the task waits for, for the task dump (simul_loop_dump_tasks); 0 = see the call. */
+    uint8_t kind;                    /* SIMUL__WAIT_* */
+    int fd;                          /* SIMUL__WAIT_FD_*: the fd */
+};
+
+enum {
+    SIMUL__WAIT_FD_READ = 1,  /* fd readable */
+    SIMUL__WAIT_FD_WRITE,     /* fd writable */
+    SIMUL__WAIT_TASK,         /* another task to finish: ctx is the simul__watch */
+    SIMUL__WAIT_THREAD,       /* a job on a worker thread */
 };
 
 void simul__waitq_push(simul__waitq *q, simul__wait *w);
@@ -142,6 +152,10 @@ struct simul_task {
     uint8_t handle_held;     /* the spawner's handle not yet joined or detached */
     uint8_t mark;            /* scratch for one call's bookkeeping (gather's duplicate check) */
     uint8_t shutdown_cancel; /* ended -ECANCELED while simul_run's teardown cancelled leftovers */
+    uint8_t started;         /* its function has begun (its stack can be walked) */
+    const char *call;        /* the last suspending public call it made (simul__task_require) */
+    int64_t park_since;      /* coarse clock when it last suspended */
+    struct simul__dump_req *dump; /* set while the task dump borrows its stack for a backtrace */
     simul__coro coro;
     simul_task_fn fn;
     void *arg;
@@ -340,5 +354,8 @@ void simul__debug_watch_start(simul_loop *loop);
 void simul__debug_watch_in(simul_loop *loop, simul_task *t);
 void simul__debug_watch_out(simul_loop *loop);
 void simul__debug_watch_stop(simul_loop *loop);
+/* Called by a task resumed only so the dump can walk its stack: records its backtrace and goes
+ * back to the dumper (loop.c calls it after every switch back into a task). */
+void simul__debug_dump_resume(simul_task *t);
 
 #endif

@@ -133,6 +133,8 @@ void simul__switch_out(simul_loop *loop, simul_task *cur)
     simul__coro *to = simul__next_context(loop, cur);
     if (to != &cur->coro) /* it may be the only ready task after a yield */
         simul__coro_switch(&cur->coro, to);
+    while (SIMUL__UNLIKELY(cur->dump != NULL)) /* resumed only for the task dump's backtrace */
+        simul__debug_dump_resume(cur);
 }
 
 /* ---- callback handles ------------------------------------------------------------------------ */

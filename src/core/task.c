@@ -258,6 +258,7 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
 static void task_main(void *arg)
 {
     simul_task *t = arg;
+    t->started = 1;
     t->result = t->fn(t->arg);
     task_finish(t);
 }
@@ -265,8 +266,10 @@ static void task_main(void *arg)
 simul_task *simul__task_require(const char *call)
 {
     simul_loop *loop = simul__loop();
-    if (SIMUL__LIKELY(loop && loop->head.current))
+    if (SIMUL__LIKELY(loop && loop->head.current)) {
+        loop->head.current->call = call; /* for the task dump */
         return loop->head.current;
+    }
     if (loop ? loop->head.debug : simul__debug_env())
         simul__debug_outside_task(loop, call);
     return NULL;
@@ -329,6 +332,7 @@ int simul__park(simul__wait *w, int64_t wake_at)
         return -ENOMEM;
     }
     t->state = SIMUL__TASK_PARKED;
+    t->park_since = loop->pass_start;
     simul__switch_out(loop, t);
     return w->result;
 }
@@ -440,7 +444,7 @@ int simul__task_wait_done(simul_task *t)
     if (t->state == SIMUL__TASK_DONE)
         return 0;
     simul__watch watch;
-    simul__wait w = {.unlink = join_unlink, .ctx = &watch};
+    simul__wait w = {.unlink = join_unlink, .ctx = &watch, .kind = SIMUL__WAIT_TASK};
     simul__watch_add(t, &watch, join_notify, &w);
     return simul__park(&w, SIMUL__INF);
 }
@@ -557,11 +561,8 @@ int simul_yield(void)
     return simul__task_check(t);
 }
 
-int simul_sleep_until_ns(int64_t when_ns)
+static int sleep_until(simul_task *t, int64_t when_ns)
 {
-    simul_task *t = simul__task_require(__func__);
-    if (!t)
-        return -EPERM;
     int rc = simul__task_check(t);
     if (rc < 0)
         return rc;
@@ -569,15 +570,22 @@ int simul_sleep_until_ns(int64_t when_ns)
     return simul__park(&w, when_ns);
 }
 
+int simul_sleep_until_ns(int64_t when_ns)
+{
+    simul_task *t = simul__task_require(__func__);
+    return t ? sleep_until(t, when_ns) : -EPERM;
+}
+
 int simul_sleep(double seconds)
 {
     if (seconds != seconds || seconds < 0)
         return -EINVAL;
-    if (!simul__task_require(__func__)) /* named as called, not as the call below */
+    simul_task *t = simul__task_require(__func__); /* named as called, in reports and dumps */
+    if (!t)
         return -EPERM;
     if (seconds == 0)
         return simul_yield();
-    return simul_sleep_until_ns(simul__deadline_after(seconds)); /* INFINITY: forever */
+    return sleep_until(t, simul__deadline_after(seconds)); /* INFINITY: forever */
 }
 
 int simul_checkpoint(void)
