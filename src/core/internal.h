@@ -156,6 +156,7 @@ struct simul_task {
     const char *call;        /* the last suspending public call it made (simul__task_require) */
     int64_t park_since;      /* coarse clock when it last suspended */
     struct simul__dump_req *dump; /* set while the task dump borrows its stack for a backtrace */
+    struct simul__done_cb *done_cbs; /* simul_task_add_done_callback, in registration order */
     simul__coro coro;
     simul_task_fn fn;
     void *arg;
@@ -325,6 +326,8 @@ bool simul__task_handle_ok(const simul_task *t);
 bool simul__task_handle_usable(const simul_task *t, const char *call);
 void simul__task_release_handle(simul_task *t);
 void simul__task_free_all(simul_loop *loop);
+/* Frees the done callbacks scheduled but never run (the loop closes: asyncio drops them too). */
+void simul__task_drop_done_callbacks(simul_loop *loop);
 /* Returns surplus free task records to malloc after a burst (loop context). */
 void simul__task_trim(simul_loop *loop);
 /* Recomputes the effective deadline and shield of a task from its scope chain. */

@@ -684,6 +684,7 @@ int simul_loop_close(simul_loop *loop)
     run_close_hooks(loop); /* the layers above let go of their state (signals, fd records) */
     atomic_store(&loop->closing, true);
     simul__task_free_all(loop);
+    simul__task_drop_done_callbacks(loop);
     for (uint32_t i = 0; i < loop->cb_nchunks; i++)
         free(loop->cb_chunks[i]);
     free(loop->cb_chunks);

@@ -42,6 +42,7 @@ int simul_scope_end(simul_scope *s)
     if (!t || !s || t->scope != s || s->task_ != t)
         return -EINVAL;
     t->scope = s->outer_;
+    s->task_ = NULL; /* ended: SIMUL_SCOPE_AUTO's clean-up leaves it alone */
     simul__task_rescope(t);
     return (s->flags_ & SIMUL__SCOPE_EXPIRED) ? 1 : 0;
 }

@@ -219,6 +219,106 @@ int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_
     return simul__task_spawn_in(loop, out, fn, arg, opts);
 }
 
+/* ---- done callbacks (asyncio's Task.add_done_callback) -------------------------------------- */
+
+/* Each is its own record, handed to call_soon when the task finishes: it carries the result, so
+ * it needs nothing of the task record, which may be reused by then. */
+typedef struct simul__done_cb {
+    struct simul__done_cb *next, *prev; /* the task's list, then the loop's pending list */
+    simul_task_done_cb cb;
+    void *arg;
+    int result;
+} simul__done_cb;
+
+static void pending_unlink(simul_loop *loop, simul__done_cb *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        loop->done_pending = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+static void run_done_callback(void *p)
+{
+    simul__done_cb *d = p;
+    pending_unlink(simul__loop(), d);
+    d->cb(d->result, d->arg);
+    free(d);
+}
+
+static void schedule_done(simul_loop *loop, simul__done_cb *d, int result)
+{
+    d->result = result;
+    d->prev = NULL;
+    d->next = loop->done_pending;
+    if (d->next)
+        d->next->prev = d;
+    loop->done_pending = d;
+    /* simul_run's teardown ends with the last task: run them now, not on a pass that never
+     * comes; and without memory to defer one, run it now rather than lose it. */
+    if (loop->stop_when_no_tasks || simul__call_soon(loop, run_done_callback, d, NULL) < 0)
+        run_done_callback(d);
+}
+
+static void schedule_done_callbacks(simul_loop *loop, simul_task *t)
+{
+    while (t->done_cbs) {
+        simul__done_cb *d = t->done_cbs;
+        t->done_cbs = d->next;
+        schedule_done(loop, d, t->result);
+    }
+}
+
+void simul__task_drop_done_callbacks(simul_loop *loop)
+{
+    while (loop->done_pending) {
+        simul__done_cb *d = loop->done_pending;
+        loop->done_pending = d->next;
+        free(d);
+    }
+}
+
+int simul_task_add_done_callback(simul_task *t, simul_task_done_cb cb, void *arg)
+{
+    if (!t || !cb || t->magic != SIMUL__TASK_MAGIC ||
+        (t->state == SIMUL__TASK_DONE && !t->handle_held) || t->loop != simul__loop())
+        return -EINVAL;
+    simul__done_cb *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->cb = cb;
+    d->arg = arg;
+    if (t->state == SIMUL__TASK_DONE) {
+        schedule_done(t->loop, d, t->result); /* asyncio: scheduled at once if already done */
+        return 0;
+    }
+    simul__done_cb **tail = &t->done_cbs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = d;
+    return 0;
+}
+
+int simul_task_remove_done_callback(simul_task *t, simul_task_done_cb cb, void *arg)
+{
+    if (!t || t->magic != SIMUL__TASK_MAGIC)
+        return -EINVAL;
+    int n = 0;
+    for (simul__done_cb **p = &t->done_cbs; *p;) {
+        if ((*p)->cb == cb && (*p)->arg == arg) {
+            simul__done_cb *d = *p;
+            *p = d->next;
+            free(d);
+            n++;
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    return n;
+}
+
 __attribute__((noreturn)) static void task_finish(simul_task *t)
 {
     simul_loop *loop = t->loop;
@@ -241,6 +341,8 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
         simul__watch_remove(w);
         w->notify(w, t);
     }
+    if (t->done_cbs)
+        schedule_done_callbacks(loop, t);
     if (t->group)
         simul__group_child_done(t);
     else if (!t->handle_held && t->result < 0 && t->result != -ECANCELED && loop->head.debug)
