@@ -361,6 +361,40 @@ static void shutdown_cancel_is_not_a_failure(void **state)
     free(text);
 }
 
+/* ---- a process that cannot start: the message names the program or the directory ----------- */
+
+static int start_missing(void *arg)
+{
+    (void)arg;
+    simul_process *p = NULL;
+    const char *const argv1[] = {"/nonexistent/simul-test-prog", NULL};
+    simul_process_opts o = {.argv = argv1};
+    assert_int_equal(simul_process_exec(&o, &p), -ENOENT);
+    const char *const argv2[] = {"simul-test-no-such-program", NULL};
+    o.argv = argv2;
+    assert_int_equal(simul_process_exec(&o, &p), -ENOENT);
+    const char *const argv3[] = {"/bin/true", NULL};
+    o.argv = argv3;
+    o.cwd = "/nonexistent/simul-test-dir";
+    assert_true(simul_process_exec(&o, &p) < 0);
+    return 0;
+}
+
+static void process_start_failure_names_what(void **state)
+{
+    (void)state;
+    char *text = run_task(start_missing, NULL, true, 0);
+    expect(text, "simul: simul_process_exec(): cannot start '/nonexistent/simul-test-prog': ");
+    expect(text, "cannot start 'simul-test-no-such-program': ");
+    expect(text, "(not found in PATH)");
+    expect(text, "cannot start '/bin/true': its working directory '/nonexistent/simul-test-dir' "
+                 "is not usable");
+    free(text);
+    text = run_task(start_missing, NULL, false, 0);
+    assert_string_equal(text, "");
+    free(text);
+}
+
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(before_any_loop_names_the_call),
     cmocka_unit_test(outside_task_names_the_user_call),
@@ -368,6 +402,7 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(scope_left_open_reported),
     cmocka_unit_test(spinning_task_reported_while_it_spins),
     cmocka_unit_test(shutdown_cancel_is_not_a_failure),
+    cmocka_unit_test(process_start_failure_names_what),
 };
 
 SIMUL_TEST_MAIN("test_debug_messages", tests)
