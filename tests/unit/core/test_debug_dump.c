@@ -229,7 +229,13 @@ static int stuck_everywhere(void *arg)
         test_capture_begin(&cap);
         assert_int_equal(simul_loop_set_dump_signal(simul_loop_current(), 0), 0);
         assert_int_equal(raise(SIGQUIT), 0);
-        for (int i = 0; i < 1000 && !strstr(read_all(STDERR_FILENO), "end of task dump"); i++) {
+        for (int i = 0; i < 5000; i++) { /* wait for state: the dump's last line */
+            char *so_far = read_all(STDERR_FILENO);
+            bool done = strstr(so_far, "end of task dump") != NULL;
+            free(so_far);
+            if (done) {
+                break;
+            }
             assert_int_equal(simul_sleep(0.001), 0);
         }
         assert_int_equal(simul_loop_set_dump_signal(simul_loop_current(), -1), 0);
