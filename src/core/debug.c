@@ -88,17 +88,15 @@ void simul__debug_bad_handle(const char *call, const simul_task *t)
 
 void simul__debug_scopes_left_open(simul_task *t)
 {
-    int n = 0;
-    for (simul_scope *s = t->scope; s; s = s->outer_)
-        n++;
-    const simul_scope *inner = t->scope;
-    fprintf(stderr, "simul: task '%s' returned with %d scope(s) still open (the innermost a %s "
+    /* Only what the task record kept: the scopes themselves were in frames that are gone. */
+    bool shield = t->scope_flags & SIMUL__SCOPE_SHIELD;
+    fprintf(stderr, "simul: task '%s' returned with %u scope(s) still open (the innermost a %s "
                     "scope, from %s): every scope must be ended with simul_scope_end() on every "
-                    "path out of the function that began it, return and error paths too (the "
-                    "SIMUL_SCOPE_AUTO idiom in simul/task.h does it for you); dropped\n",
-            t->name, n, (inner->flags_ & SIMUL__SCOPE_SHIELD) ? "shield" : "deadline",
-            (inner->flags_ & SIMUL__SCOPE_SHIELD) ? "simul_scope_shield"
-                                                  : "simul_scope_timeout / simul_scope_deadline_ns");
+                    "path out of the function that began it, return and error paths too "
+                    "(SIMUL_SCOPE_AUTO does it for you); the task's later waits no longer see "
+                    "them\n",
+            t->name, (unsigned)t->nscopes, shield ? "shield" : "deadline",
+            shield ? "simul_scope_shield" : "simul_scope_timeout / simul_scope_deadline_ns");
 }
 
 /* ---- the watchdog ------------------------------------------------------------------------ */

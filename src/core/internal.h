@@ -153,6 +153,9 @@ struct simul_task {
     uint8_t mark;            /* scratch for one call's bookkeeping (gather's duplicate check) */
     uint8_t shutdown_cancel; /* ended -ECANCELED while simul_run's teardown cancelled leftovers */
     uint8_t started;         /* its function has begun (its stack can be walked) */
+    uint8_t scope_flags;     /* the innermost scope's kind, kept here: a scope left open lives
+                                in a frame that is dead (and overwritten) once fn returns */
+    uint16_t nscopes;        /* scopes begun and not ended */
     const char *call;        /* the last suspending public call it made (simul__task_require) */
     int64_t park_since;      /* coarse clock when it last suspended */
     struct simul__dump_req *dump; /* set while the task dump borrows its stack for a backtrace */

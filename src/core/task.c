@@ -322,13 +322,14 @@ int simul_task_remove_done_callback(simul_task *t, simul_task_done_cb cb, void *
 __attribute__((noreturn)) static void task_finish(simul_task *t)
 {
     simul_loop *loop = t->loop;
-    if (SIMUL__UNLIKELY(t->scope != NULL)) {
-        /* Scopes live in the frames of the function that began them, which has returned: report
-         * them and forget them before anything below reuses that stack. */
-        if (loop->head.debug)
-            simul__debug_scopes_left_open(t);
+    if (SIMUL__UNLIKELY(t->nscopes != 0)) {
+        /* Scopes live in the frames of the function that began them, which has returned (and
+         * this call's frames overwrite them): forget them unread, report from the record. */
         t->scope = NULL;
         simul__task_rescope(t);
+        if (loop->head.debug)
+            simul__debug_scopes_left_open(t);
+        t->nscopes = 0;
     }
     if (t->groups)
         simul__group_reap_owned(t); /* may suspend: still a live task here */
