@@ -227,7 +227,10 @@ int simul_stream_close(simul_stream *s);
  * server's handler need not: its stream is closed when it returns). Until then the stream counts
  * as open (simul_loop_close gives -EBUSY). Returns 0 (also when already aborted), -EBADF if
  * close has already closed the fd, -EINVAL for NULL. Not after simul_stream_close has
- * returned: the handle is gone then. */
+ * returned: the handle is gone then. A call that returned -ECANCELED tells "this task was
+ * cancelled" from "the stream was aborted or closed under it" with
+ * simul_task_cancel_requested(simul_task_current()) (false: the stream's doing), or
+ * simul_stream_is_closing(s) while the handle is still valid. */
 int simul_stream_abort(simul_stream *s);
 
 /* A shareable stream: each holder lets go with simul_stream_release, and the last one closes it
