@@ -38,10 +38,13 @@ DEB_PACKAGES += chromium
 DEB_PACKAGES += haproxy
 # libsimul-amqp: a real RabbitMQ for its tests; pika and Go's amqp091-go for interop and its benchmark.
 DEB_PACKAGES += rabbitmq-server python3-pika golang-github-rabbitmq-amqp091-go-dev
+# The reference docs (make docs, and the suite's docs.reference): Doxygen; Python runs its filter.
+DEB_PACKAGES += doxygen
+DOCS_PACKAGES = doxygen python3
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-plain test-asan test-tsan test-repeat demo bench fuzz install clean
+.PHONY: all deps build test test-plain test-asan test-tsan test-repeat demo bench fuzz install docs clean
 
 all: build
 
@@ -132,8 +135,26 @@ fuzz: deps
 	  [ $${PIPESTATUS[0]} -eq 0 ] || exit 1; \
 	done
 
-install: build
-	cmake --install $(BUILD) --prefix $(PREFIX)
+# The library alone, in a build dir of its own: a C compiler and CMake are all it needs (no deps,
+# no tests, benchmarks, fuzzers or examples), a few seconds. Integrations are built when their
+# library is found. Reference docs (`make docs`, built into the same dir) are installed with it.
+BUILD_INSTALL ?= build-install
+LEAN_FLAGS = -DCMAKE_BUILD_TYPE=Release -DSIMUL_BUILD_TESTS=OFF -DSIMUL_BUILD_BENCH=OFF \
+             -DSIMUL_BUILD_EXAMPLES=OFF -DSIMUL_BUILD_FUZZ=OFF
+# The reference: HTML and man pages from the headers' doc comments, into $(BUILD_INSTALL), where
+# `make install` finds and installs them. Installs only Doxygen and Python if missing.
+docs:
+	@$(MAKE) --no-print-directory deps DEB_PACKAGES="$(DOCS_PACKAGES)"
+	cmake -S . -B $(BUILD_INSTALL) $(LEAN_FLAGS)
+	cmake --build $(BUILD_INSTALL) --target docs
+	@echo "docs: $(BUILD_INSTALL)/docs/reference/html/index.html and man pages (make install installs them)"
+
+install:
+	cmake -S . -B $(BUILD_INSTALL) $(LEAN_FLAGS)
+	cmake --build $(BUILD_INSTALL) -j$(JOBS)
+	@# docs built once (make docs) are kept up to date with the headers, and installed
+	if [ -f $(BUILD_INSTALL)/docs/reference/html/index.html ]; then cmake --build $(BUILD_INSTALL) --target docs; fi
+	cmake --install $(BUILD_INSTALL) --prefix $(PREFIX)
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_TSAN) $(BUILD_INSTALL)

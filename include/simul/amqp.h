@@ -167,6 +167,7 @@ typedef struct simul_amqp_stats {
     uint64_t delivered;     /* deliveries received (basic.deliver and basic.get-ok) */
     uint64_t blocked_waits; /* publishes that waited for connection.unblocked */
 } simul_amqp_stats;
+/* Copies the connection's counters into *out (does not suspend). */
 void simul_amqp_get_stats(const simul_amqp_conn *c, simul_amqp_stats *out);
 
 /* ---------------------------------------------------------------------------------------------
@@ -209,8 +210,12 @@ typedef struct simul_amqp_arg {
     int64_t integer;
 } simul_amqp_arg;
 
+/* Suspends until exchange.declare-ok: declares exchange name of type ("direct", "fanout",
+ * "topic", "headers") with flags and arguments; recovery declares it again. Returns 0; a channel
+ * error as -EREMOTEIO (code and text from simul_amqp_channel_error); the connection's error. */
 int simul_amqp_exchange_declare(simul_amqp_channel *ch, const char *name, const char *type,
                                 unsigned flags, const simul_amqp_arg *args, size_t nargs);
+/* Suspends until exchange.delete-ok; recovery forgets it. Returns as exchange_declare. */
 int simul_amqp_exchange_delete(simul_amqp_channel *ch, const char *name, unsigned flags);
 /* name "" (or NULL) asks the broker for a name: it is written to name_out (size name_cap, may be
  * NULL) and recovery declares it again and follows its new name. *messages and *consumers (may

@@ -1009,8 +1009,11 @@ int simul_http_session_post_json(simul_http_session *s, const char *url, const s
                                  simul_http_client_response **out);
 
 /* ---- the response ------------------------------------------------------------------------ */
+/* The status code (200, 404, ...). */
 int simul_http_client_response_status(const simul_http_client_response *r);
+/* The reason phrase as the server sent it (may be ""); valid until the response is closed. */
 const char *simul_http_client_response_reason(const simul_http_client_response *r);
+/* The minor version of the response: 1 for HTTP/1.1, 0 for HTTP/1.0. */
 int simul_http_client_response_version_minor(const simul_http_client_response *r);
 /* The URL that answered (after redirects), and how many redirects were followed. */
 const char *simul_http_client_response_url(const simul_http_client_response *r);

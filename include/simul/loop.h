@@ -47,14 +47,38 @@ int simul_loop_stop(simul_loop *loop);
  * 16 KiB; default 64 KiB). Returns 0 or -EINVAL. */
 int simul_loop_set_stack_size(simul_loop *loop, size_t bytes);
 
-/* Debug mode (also turned on by the environment variable SIMUL_DEBUG=1): warns on stderr when
- * a task holds the loop longer than the slow-task threshold without suspending, reports failed
- * tasks whose result nobody joined, and names tasks still alive when the loop closes.
- * Returns 0. */
+/* Debug mode (also turned on by the environment variable SIMUL_DEBUG=1), each report on stderr
+ * naming the call the user made and what to do: a task that holds the loop longer than the
+ * slow-task threshold without suspending (when it suspends, and while it still runs, from a
+ * watchdog thread, once it has run twice the threshold); failed tasks whose result nobody joined;
+ * a suspending call made outside a task (with SIMUL_DEBUG=1, also before any loop exists); a task
+ * handle joined, gathered, waited for or detached twice; scopes still open when their task
+ * returns; tasks and handles still alive when the loop closes; tasks simul_run's shutdown
+ * cancelled. Returns 0. */
 int simul_loop_set_debug(simul_loop *loop, bool on);
 bool simul_loop_get_debug(const simul_loop *loop);
 /* The slow-task threshold for debug mode (default 0.1 s). Returns 0 or -EINVAL. */
 int simul_loop_set_slow_task_threshold(simul_loop *loop, double seconds);
+
+/* The task dump: what a hung program is doing (asyncio.all_tasks() with Task.print_stack(), what
+ * aiomonitor shows). Writes to fd every task of `loop` (NULL: this thread's loop): its name and
+ * id; its state; what it waits on (an fd and direction, another task, a job on a worker thread,
+ * a timer, or the call it is suspended in: a lock, event, condition, semaphore, queue, future,
+ * channel) and for how long; its deadline and pending cancellation; and a backtrace of its stack
+ * (function names for exported symbols, link with -rdynamic for all; else module+offset, for
+ * addr2line). Call it on the loop's thread, from a task or a callback (not thread-safe, not
+ * from a signal handler: see simul_loop_set_dump_signal). Never suspends. Returns the number of
+ * tasks listed; -ENXIO (no loop), -EINVAL (bad fd, another thread's loop). */
+int simul_loop_dump_tasks(simul_loop *loop, int fd);
+
+/* Opts into the task dump on a signal, as Go does on SIGQUIT: when `signo` arrives the loop
+ * writes simul_loop_dump_tasks(loop, 2) to stderr on its next pass and runs on (the signal no
+ * longer kills the process). signo 0 means SIGQUIT (Ctrl+backslash in a terminal); -1 turns
+ * it off (the signal's previous disposition comes back). The handler is a simul_add_signal_handler one: it
+ * replaces this loop's handler of that signal. A task that never suspends holds the dump off
+ * until it does (debug mode reports such a task by itself). `loop` must be this thread's loop.
+ * Returns 0; -EINVAL; or simul_add_signal_handler's error. */
+int simul_loop_set_dump_signal(simul_loop *loop, int signo);
 
 /* asyncio.run: creates a loop, runs main(arg) as the first task (named "main") until it
  * returns, cancels the tasks still alive and waits for them, then closes the loop (handles

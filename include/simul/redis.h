@@ -363,6 +363,8 @@ typedef struct simul_redis_stats {
     uint64_t cache_evictions;     /* entries dropped for the memory bound */
     uint64_t cache_bytes;         /* bytes held by the cache now */
 } simul_redis_stats;
+/* Copies the connection's counters (simul_redis_stats, counted since simul_redis_connect, over
+ * every reconnect) into *out. Does nothing if c or out is NULL. Never suspends. */
 void simul_redis_get_stats(const simul_redis_conn *c, simul_redis_stats *out);
 
 /* ---------------------------------------------------------------------------------------------
@@ -578,6 +580,7 @@ typedef struct simul_redis_cluster_stats {
     uint64_t getkeys;         /* COMMAND GETKEYS round trips (movable keys) */
     uint64_t pipeline_groups; /* per-node pipelines sent by cluster pipelines */
 } simul_redis_cluster_stats;
+/* Copies the cluster client's counters into *out (does not suspend). */
 void simul_redis_cluster_get_stats(const simul_redis_cluster *cl, simul_redis_cluster_stats *out);
 
 #if defined(__GNUC__)

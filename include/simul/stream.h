@@ -227,8 +227,25 @@ int simul_stream_close(simul_stream *s);
  * server's handler need not: its stream is closed when it returns). Until then the stream counts
  * as open (simul_loop_close gives -EBUSY). Returns 0 (also when already aborted), -EBADF if
  * close has already closed the fd, -EINVAL for NULL. Not after simul_stream_close has
- * returned: the handle is gone then. */
+ * returned: the handle is gone then. A call that returned -ECANCELED tells "this task was
+ * cancelled" from "the stream was aborted or closed under it" with
+ * simul_task_cancel_requested(simul_task_current()) (false: the stream's doing), or
+ * simul_stream_is_closing(s) while the handle is still valid. */
 int simul_stream_abort(simul_stream *s);
+
+/* A shareable stream: each holder lets go with simul_stream_release, and the last one closes it
+ * (a reference count, as a broadcast server needs: the tasks a handler started, or a list of
+ * clients, keep the handler's stream usable after the handler returns). retain adds a holder;
+ * the stream's creator, or a stream server's handler, is the first. A handler that retained its
+ * stream may return at once: the server counts the connection until the last release closes
+ * it. simul_stream_close still closes it for everyone at once (later calls get -EBADF; holders
+ * then must not call release: the handle is gone), and abort still resets it. Never suspends.
+ * Returns 0; -EBADF once the stream is closing; -EINVAL for NULL. */
+int simul_stream_retain(simul_stream *s);
+/* Suspends (only the last holder's, to flush as simul_stream_close does). Lets go of one hold:
+ * returns 0 while other holders remain; the last release is simul_stream_close and returns what
+ * it returns. The handle is the caller's no more, whatever it returns. */
+int simul_stream_release(simul_stream *s);
 
 /* Suspends until another task (or a callback) has closed or aborted the stream. Meant for tasks
  * that share a stream with the one that closes it; the handle is invalid once this returns

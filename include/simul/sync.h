@@ -56,6 +56,24 @@ int simul_lock_release(simul_lock *l);
 /* Whether some task owns the lock. */
 bool simul_lock_locked(const simul_lock *l);
 
+#if defined(__GNUC__)
+/* `async with lock:` in C (gcc's and clang's cleanup attribute; see SIMUL_SCOPE_AUTO in
+ * simul/task.h for the rules and limits): a simul_lock pointer declared with SIMUL_LOCK_AUTO is
+ * released on every path out of its block if it is not NULL. Set it once the acquire succeeded:
+ *     simul_lock *held SIMUL_LOCK_AUTO = NULL;
+ *     if ((rc = simul_lock_acquire(lock)) < 0)
+ *         return rc;
+ *     held = lock;          // released at every return below
+ * Set it back to NULL to keep the lock past the block. */
+#define SIMUL_LOCK_AUTO __attribute__((cleanup(simul_lock_release_at_exit)))
+/* What SIMUL_LOCK_AUTO runs: releases *held unless it is NULL. Never suspends. */
+static inline void simul_lock_release_at_exit(simul_lock **held)
+{
+    if (*held)
+        (void)simul_lock_release(*held);
+}
+#endif
+
 /* Creates an event, initially not set. Freed with simul_event_free(). Returns 0, -EINVAL,
  * -ENOMEM. */
 int simul_event_new(simul_event **out);
@@ -115,7 +133,14 @@ int simul_bounded_semaphore_new(simul_semaphore **out, unsigned value);
 void simul_semaphore_free(simul_semaphore *s);
 
 /* Suspends until a unit is available and takes it (at once if the value is > 0). Returns 0;
- * -ECANCELED / -ETIMEDOUT (no unit taken); -EINVAL; -EPERM outside a task. */
+ * -ECANCELED / -ETIMEDOUT (no unit taken); -EINVAL; -EPERM outside a task.
+ * A unit handed over in the same loop pass as a cancel of the waiter is kept: the acquire
+ * returns 0 (completion wins, so no unit is lost), where asyncio 3.11+ reports the cancel. For
+ * asyncio's behaviour, give the unit back when a cancel is pending (outside a shield scope,
+ * where an acquire is meant to succeed), which loses nothing either:
+ *     if (rc == 0 && simul_task_cancel_requested(simul_task_current()))
+ *         rc = simul_semaphore_release(s) == 0 ? -ECANCELED : rc;
+ * (the same line with simul_lock_release serves simul_lock_acquire). */
 int simul_semaphore_acquire(simul_semaphore *s);
 /* Takes a unit if one is available, without suspending (also from callbacks). Returns 0,
  * -EAGAIN, -EINVAL. */
@@ -126,6 +151,18 @@ int simul_semaphore_try_acquire(simul_semaphore *s);
 int simul_semaphore_release(simul_semaphore *s);
 /* Whether an acquire would suspend (the value is 0). */
 bool simul_semaphore_locked(const simul_semaphore *s);
+
+#if defined(__GNUC__)
+/* `async with sem:` in C, as SIMUL_LOCK_AUTO: a simul_semaphore pointer declared with
+ * SIMUL_SEMAPHORE_AUTO gives its unit back on every path out of its block unless it is NULL. */
+#define SIMUL_SEMAPHORE_AUTO __attribute__((cleanup(simul_semaphore_release_at_exit)))
+/* What SIMUL_SEMAPHORE_AUTO runs: releases one unit of *held unless it is NULL. Never suspends. */
+static inline void simul_semaphore_release_at_exit(simul_semaphore **held)
+{
+    if (*held)
+        (void)simul_semaphore_release(*held);
+}
+#endif
 /* The units available now (0 while tasks wait). */
 unsigned simul_semaphore_value(const simul_semaphore *s);
 

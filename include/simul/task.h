@@ -61,6 +61,21 @@ int simul_task_set_name(simul_task *t, const char *name);
 /* A small integer unique among the loop's tasks for its lifetime. */
 uint64_t simul_task_id(const simul_task *t);
 
+/* A task's done callback: its result (>= 0, or a negative errno; -ECANCELED if it was cancelled)
+ * and the arg given at registration. Runs on the loop, not in a task: it must not suspend. */
+typedef void (*simul_task_done_cb)(int result, void *arg);
+
+/* Calls cb(result, arg) once `t` has finished, soon after, from the loop (asyncio's
+ * Task.add_done_callback, which schedules with call_soon): in registration order, whether or
+ * not the handle is joined, detached or gathered meanwhile; at once (soon) if `t` has finished
+ * already. `t` is a handle still held, or a task still running (simul_task_current() in a
+ * detached task). The callback does not keep `t` alive: it gets the result, not the handle.
+ * Never suspends. Returns 0; -EINVAL (no such task, or another loop's); -ENOMEM. */
+int simul_task_add_done_callback(simul_task *t, simul_task_done_cb cb, void *arg);
+/* Removes every registration of (cb, arg) not yet run (asyncio's remove_done_callback).
+ * Returns how many were removed, or -EINVAL. */
+int simul_task_remove_done_callback(simul_task *t, simul_task_done_cb cb, void *arg);
+
 /* The task running now, or NULL in a callback or outside the loop. The pointer is borrowed:
  * do not join or detach it. */
 simul_task *simul_task_current(void);
@@ -124,6 +139,27 @@ int simul_scope_shield(simul_scope *s);
  * (so -ETIMEDOUT seen inside came from it or from an earlier deadline), 0 if not, -EINVAL if `s`
  * is not the innermost scope of the calling task. */
 int simul_scope_end(simul_scope *s);
+
+#if defined(__GNUC__)
+/* The closest C has to `async with`: a scope declared with SIMUL_SCOPE_AUTO (and initialised
+ * with SIMUL_SCOPE_INIT) is ended by the compiler on every path out of its block: return, break,
+ * goto out, the end of the block (gcc's and clang's cleanup attribute). Nested ones end in
+ * reverse order, as they must. Limits: nothing runs on longjmp or exit(); a scope ended by hand
+ * (to read simul_scope_end's "expired") is not ended twice; the variable must stay in the block
+ * that began the scope. Example:
+ *     simul_scope s SIMUL_SCOPE_AUTO = SIMUL_SCOPE_INIT;
+ *     if ((rc = simul_scope_timeout(&s, 1.5)) < 0)
+ *         return rc;
+ *     return fetch(...);   // the scope ends here, whatever fetch returns */
+#define SIMUL_SCOPE_AUTO __attribute__((cleanup(simul_scope_end_at_exit)))
+#define SIMUL_SCOPE_INIT {0}
+/* What SIMUL_SCOPE_AUTO runs: ends `s` if it was begun and not ended yet. Never suspends. */
+static inline void simul_scope_end_at_exit(simul_scope *s)
+{
+    if (s->task_)
+        (void)simul_scope_end(s);
+}
+#endif
 
 /* ---------------------------------------------------------------------------------------------
  * Waiting for many tasks
@@ -220,6 +256,8 @@ int simul_future_cancel(simul_future *f);
  * (the future is not touched then). Many tasks may await one future. */
 int simul_future_await(simul_future *f, int *result, void **value);
 
+/* Whether the future is done: completed, failed or cancelled (asyncio's Future.done()).
+ * false for NULL. Never suspends. */
 bool simul_future_done(const simul_future *f);
 
 /* Non-suspending: the result of a done future. Returns 0, or -EAGAIN while pending. */

@@ -92,6 +92,16 @@ struct simul__wait {
     void *value;                     /* payload handed over at completion (futures, queues) */
     int aux;
     int result;
+    /* What the task waits for, for the task dump (simul_loop_dump_tasks); 0 = see the call. */
+    uint8_t kind;                    /* SIMUL__WAIT_* */
+    int fd;                          /* SIMUL__WAIT_FD_*: the fd */
+};
+
+enum {
+    SIMUL__WAIT_FD_READ = 1,  /* fd readable */
+    SIMUL__WAIT_FD_WRITE,     /* fd writable */
+    SIMUL__WAIT_TASK,         /* another task to finish: ctx is the simul__watch */
+    SIMUL__WAIT_THREAD,       /* a job on a worker thread */
 };
 
 void simul__waitq_push(simul__waitq *q, simul__wait *w);
@@ -141,6 +151,15 @@ struct simul_task {
     uint8_t shielded;        /* some shield scope is active */
     uint8_t handle_held;     /* the spawner's handle not yet joined or detached */
     uint8_t mark;            /* scratch for one call's bookkeeping (gather's duplicate check) */
+    uint8_t shutdown_cancel; /* ended -ECANCELED while simul_run's teardown cancelled leftovers */
+    uint8_t started;         /* its function has begun (its stack can be walked) */
+    uint8_t scope_flags;     /* the innermost scope's kind, kept here: a scope left open lives
+                                in a frame that is dead (and overwritten) once fn returns */
+    uint16_t nscopes;        /* scopes begun and not ended */
+    const char *call;        /* the last suspending public call it made (simul__task_require) */
+    int64_t park_since;      /* coarse clock when it last suspended */
+    struct simul__dump_req *dump; /* set while the task dump borrows its stack for a backtrace */
+    struct simul__done_cb *done_cbs; /* simul_task_add_done_callback, in registration order */
     simul__coro coro;
     simul_task_fn fn;
     void *arg;
@@ -306,8 +325,12 @@ void simul__wake(simul__wait *w, int result);
  * closing under a task parked inside a bottom it does not own uses this.) */
 bool simul__task_interrupt(simul_task *t, int result);
 bool simul__task_handle_ok(const simul_task *t);
+/* simul__task_handle_ok, and in debug mode a message naming `call` when it is not. */
+bool simul__task_handle_usable(const simul_task *t, const char *call);
 void simul__task_release_handle(simul_task *t);
 void simul__task_free_all(simul_loop *loop);
+/* Frees the done callbacks scheduled but never run (the loop closes: asyncio drops them too). */
+void simul__task_drop_done_callbacks(simul_loop *loop);
 /* Returns surplus free task records to malloc after a burst (loop context). */
 void simul__task_trim(simul_loop *loop);
 /* Recomputes the effective deadline and shield of a task from its scope chain. */
@@ -326,5 +349,19 @@ void simul__debug_survivors(simul_loop *loop);
 void simul__debug_outside_task(simul_loop *loop, const char *call);
 void simul__debug_stuck(simul_loop *loop);
 bool simul__debug_env(void);
+/* A task handle that join, detach, gather, wait_for or run_until_complete refused: names `call`
+ * and why (already given back, or not a task). */
+void simul__debug_bad_handle(const char *call, const simul_task *t);
+/* The task returned with scopes still open (they lived in its returned frame). */
+void simul__debug_scopes_left_open(simul_task *t);
+/* The watchdog: a thread that reports a task still running without suspending past the
+ * slow-task threshold, while it runs (the hog's own report comes only when it suspends). */
+void simul__debug_watch_start(simul_loop *loop);
+void simul__debug_watch_in(simul_loop *loop, simul_task *t);
+void simul__debug_watch_out(simul_loop *loop);
+void simul__debug_watch_stop(simul_loop *loop);
+/* Called by a task resumed only so the dump can walk its stack: records its backtrace and goes
+ * back to the dumper (loop.c calls it after every switch back into a task). */
+void simul__debug_dump_resume(simul_task *t);
 
 #endif

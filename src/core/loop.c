@@ -94,13 +94,18 @@ static inline void debug_switch_out(simul_loop *loop, simul_task *cur)
         int64_t ran = simul__clock_ns() - cur->run_start;
         if (ran > loop->slow_ns)
             simul__debug_slow(loop, cur, ran);
+        if (loop->watch)
+            simul__debug_watch_out(loop);
     }
 }
 
 static inline void debug_switch_in(simul_loop *loop, simul_task *t)
 {
-    if (SIMUL__UNLIKELY(loop->head.debug))
+    if (SIMUL__UNLIKELY(loop->head.debug)) {
         t->run_start = simul__clock_ns();
+        if (loop->watch)
+            simul__debug_watch_in(loop, t);
+    }
 }
 
 static inline void make_current(simul_loop *loop, simul_task *t)
@@ -128,6 +133,8 @@ void simul__switch_out(simul_loop *loop, simul_task *cur)
     simul__coro *to = simul__next_context(loop, cur);
     if (to != &cur->coro) /* it may be the only ready task after a yield */
         simul__coro_switch(&cur->coro, to);
+    while (SIMUL__UNLIKELY(cur->dump != NULL)) /* resumed only for the task dump's backtrace */
+        simul__debug_dump_resume(cur);
 }
 
 /* ---- callback handles ------------------------------------------------------------------------ */
@@ -563,6 +570,8 @@ int simul_loop_run(simul_loop *loop)
     int rc = run_checks(loop);
     if (rc < 0)
         return rc;
+    if (loop->head.debug && !loop->watch)
+        simul__debug_watch_start(loop);
     loop->running = true;
     loop->stopping = false;
     while (!loop->stopping)
@@ -591,8 +600,10 @@ int simul_loop_run_until_complete(simul_loop *loop, simul_task *t, int *result)
     int rc = run_checks(loop);
     if (rc < 0)
         return rc;
-    if (!simul__task_handle_ok(t) || t->loop != loop)
+    if (!simul__task_handle_usable(t, __func__) || t->loop != loop)
         return -EINVAL;
+    if (loop->head.debug && !loop->watch)
+        simul__debug_watch_start(loop);
     if (t->state != SIMUL__TASK_DONE) {
         simul__watch w;
         simul__watch_add(t, &w, stop_on_done, loop);
@@ -669,9 +680,11 @@ int simul_loop_close(simul_loop *loop)
             simul__debug_survivors(loop);
         return -EBUSY;
     }
+    simul__debug_watch_stop(loop);
     run_close_hooks(loop); /* the layers above let go of their state (signals, fd records) */
     atomic_store(&loop->closing, true);
     simul__task_free_all(loop);
+    simul__task_drop_done_callbacks(loop);
     for (uint32_t i = 0; i < loop->cb_nchunks; i++)
         free(loop->cb_chunks[i]);
     free(loop->cb_chunks);

@@ -52,6 +52,8 @@ struct simul_loop {
     int64_t slow_ns;
     simul__coro dead;  /* where finished tasks leave their last context */
     void *altstack;
+    struct simul__debug_watch *watch; /* debug: the watchdog thread (debug.c), NULL if none */
+    struct simul__done_cb *done_pending; /* done callbacks scheduled, not run yet (task.c) */
 };
 
 #endif

@@ -14,6 +14,8 @@ static int scope_begin(simul_scope *s, int64_t deadline, unsigned flags, const c
     s->task_ = t;
     s->flags_ = flags;
     t->scope = s;
+    t->nscopes++;
+    t->scope_flags = (uint8_t)flags;
     simul__task_rescope(t);
     return 0;
 }
@@ -42,6 +44,9 @@ int simul_scope_end(simul_scope *s)
     if (!t || !s || t->scope != s || s->task_ != t)
         return -EINVAL;
     t->scope = s->outer_;
+    t->nscopes--;
+    t->scope_flags = t->scope ? (uint8_t)t->scope->flags_ : 0;
+    s->task_ = NULL; /* ended: SIMUL_SCOPE_AUTO's clean-up leaves it alone */
     simul__task_rescope(t);
     return (s->flags_ & SIMUL__SCOPE_EXPIRED) ? 1 : 0;
 }

@@ -74,8 +74,14 @@ void simul__task_free_all(simul_loop *loop)
     simul_task *t = loop->all;
     while (t) {
         simul_task *n = t->all_next;
-        if (t->handle_held && t->result < 0)
+        if (t->handle_held && t->shutdown_cancel) {
+            if (loop->head.debug)
+                fprintf(stderr, "simul: task '%s' was still running when the main task returned, "
+                                "so the shutdown cancelled it (as asyncio.run does); its handle "
+                                "was never joined\n", t->name);
+        } else if (t->handle_held && t->result < 0) {
             simul__debug_failed_unjoined(t, "was never joined");
+        }
         simul__coro_destroy(&t->coro);
         free(t);
         t = n;
@@ -119,6 +125,16 @@ void simul__task_trim(simul_loop *loop)
 bool simul__task_handle_ok(const simul_task *t)
 {
     return t && t->magic == SIMUL__TASK_MAGIC && t->handle_held;
+}
+
+bool simul__task_handle_usable(const simul_task *t, const char *call)
+{
+    if (SIMUL__LIKELY(simul__task_handle_ok(t)))
+        return true;
+    simul_loop *loop = simul__loop();
+    if (loop && loop->head.debug)
+        simul__debug_bad_handle(call, t);
+    return false;
 }
 
 void simul__task_release_handle(simul_task *t)
@@ -203,18 +219,131 @@ int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_
     return simul__task_spawn_in(loop, out, fn, arg, opts);
 }
 
+/* ---- done callbacks (asyncio's Task.add_done_callback) -------------------------------------- */
+
+/* Each is its own record, handed to call_soon when the task finishes: it carries the result, so
+ * it needs nothing of the task record, which may be reused by then. */
+typedef struct simul__done_cb {
+    struct simul__done_cb *next, *prev; /* the task's list, then the loop's pending list */
+    simul_task_done_cb cb;
+    void *arg;
+    int result;
+} simul__done_cb;
+
+static void pending_unlink(simul_loop *loop, simul__done_cb *d)
+{
+    if (d->prev)
+        d->prev->next = d->next;
+    else
+        loop->done_pending = d->next;
+    if (d->next)
+        d->next->prev = d->prev;
+}
+
+static void run_done_callback(void *p)
+{
+    simul__done_cb *d = p;
+    pending_unlink(simul__loop(), d);
+    d->cb(d->result, d->arg);
+    free(d);
+}
+
+static void schedule_done(simul_loop *loop, simul__done_cb *d, int result)
+{
+    d->result = result;
+    d->prev = NULL;
+    d->next = loop->done_pending;
+    if (d->next)
+        d->next->prev = d;
+    loop->done_pending = d;
+    /* simul_run's teardown ends with the last task: run them now, not on a pass that never
+     * comes; and without memory to defer one, run it now rather than lose it. */
+    if (loop->stop_when_no_tasks || simul__call_soon(loop, run_done_callback, d, NULL) < 0)
+        run_done_callback(d);
+}
+
+static void schedule_done_callbacks(simul_loop *loop, simul_task *t)
+{
+    while (t->done_cbs) {
+        simul__done_cb *d = t->done_cbs;
+        t->done_cbs = d->next;
+        schedule_done(loop, d, t->result);
+    }
+}
+
+void simul__task_drop_done_callbacks(simul_loop *loop)
+{
+    while (loop->done_pending) {
+        simul__done_cb *d = loop->done_pending;
+        loop->done_pending = d->next;
+        free(d);
+    }
+}
+
+int simul_task_add_done_callback(simul_task *t, simul_task_done_cb cb, void *arg)
+{
+    if (!t || !cb || t->magic != SIMUL__TASK_MAGIC ||
+        (t->state == SIMUL__TASK_DONE && !t->handle_held) || t->loop != simul__loop())
+        return -EINVAL;
+    simul__done_cb *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->cb = cb;
+    d->arg = arg;
+    if (t->state == SIMUL__TASK_DONE) {
+        schedule_done(t->loop, d, t->result); /* asyncio: scheduled at once if already done */
+        return 0;
+    }
+    simul__done_cb **tail = &t->done_cbs;
+    while (*tail)
+        tail = &(*tail)->next;
+    *tail = d;
+    return 0;
+}
+
+int simul_task_remove_done_callback(simul_task *t, simul_task_done_cb cb, void *arg)
+{
+    if (!t || t->magic != SIMUL__TASK_MAGIC)
+        return -EINVAL;
+    int n = 0;
+    for (simul__done_cb **p = &t->done_cbs; *p;) {
+        if ((*p)->cb == cb && (*p)->arg == arg) {
+            simul__done_cb *d = *p;
+            *p = d->next;
+            free(d);
+            n++;
+        } else {
+            p = &(*p)->next;
+        }
+    }
+    return n;
+}
+
 __attribute__((noreturn)) static void task_finish(simul_task *t)
 {
     simul_loop *loop = t->loop;
+    if (SIMUL__UNLIKELY(t->nscopes != 0)) {
+        /* Scopes live in the frames of the function that began them, which has returned (and
+         * this call's frames overwrite them): forget them unread, report from the record. */
+        t->scope = NULL;
+        simul__task_rescope(t);
+        if (loop->head.debug)
+            simul__debug_scopes_left_open(t);
+        t->nscopes = 0;
+    }
     if (t->groups)
         simul__group_reap_owned(t); /* may suspend: still a live task here */
     t->state = SIMUL__TASK_DONE;
+    if (t->result == -ECANCELED && loop->stop_when_no_tasks)
+        t->shutdown_cancel = 1;
     loop->live--;
     while (t->watchers) {
         simul__watch *w = t->watchers;
         simul__watch_remove(w);
         w->notify(w, t);
     }
+    if (t->done_cbs)
+        schedule_done_callbacks(loop, t);
     if (t->group)
         simul__group_child_done(t);
     else if (!t->handle_held && t->result < 0 && t->result != -ECANCELED && loop->head.debug)
@@ -232,6 +361,7 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
 static void task_main(void *arg)
 {
     simul_task *t = arg;
+    t->started = 1;
     t->result = t->fn(t->arg);
     task_finish(t);
 }
@@ -239,9 +369,11 @@ static void task_main(void *arg)
 simul_task *simul__task_require(const char *call)
 {
     simul_loop *loop = simul__loop();
-    if (SIMUL__LIKELY(loop && loop->head.current))
+    if (SIMUL__LIKELY(loop && loop->head.current)) {
+        loop->head.current->call = call; /* for the task dump */
         return loop->head.current;
-    if (loop && loop->head.debug)
+    }
+    if (loop ? loop->head.debug : simul__debug_env())
         simul__debug_outside_task(loop, call);
     return NULL;
 }
@@ -303,6 +435,7 @@ int simul__park(simul__wait *w, int64_t wake_at)
         return -ENOMEM;
     }
     t->state = SIMUL__TASK_PARKED;
+    t->park_since = loop->pass_start;
     simul__switch_out(loop, t);
     return w->result;
 }
@@ -414,7 +547,7 @@ int simul__task_wait_done(simul_task *t)
     if (t->state == SIMUL__TASK_DONE)
         return 0;
     simul__watch watch;
-    simul__wait w = {.unlink = join_unlink, .ctx = &watch};
+    simul__wait w = {.unlink = join_unlink, .ctx = &watch, .kind = SIMUL__WAIT_TASK};
     simul__watch_add(t, &watch, join_notify, &w);
     return simul__park(&w, SIMUL__INF);
 }
@@ -422,7 +555,7 @@ int simul__task_wait_done(simul_task *t)
 int simul_task_join(simul_task *t, int *result)
 {
     simul_task *self = simul__task_require(__func__);
-    if (!simul__task_handle_ok(t))
+    if (!simul__task_handle_usable(t, __func__))
         return -EINVAL;
     if (!self)
         return -EPERM;
@@ -442,7 +575,7 @@ int simul_task_join(simul_task *t, int *result)
 
 int simul_task_detach(simul_task *t)
 {
-    if (!simul__task_handle_ok(t))
+    if (!simul__task_handle_usable(t, __func__))
         return -EINVAL;
     if (t->state == SIMUL__TASK_DONE && t->result < 0 && t->result != -ECANCELED &&
         t->loop->head.debug)
@@ -531,11 +664,8 @@ int simul_yield(void)
     return simul__task_check(t);
 }
 
-int simul_sleep_until_ns(int64_t when_ns)
+static int sleep_until(simul_task *t, int64_t when_ns)
 {
-    simul_task *t = simul__task_require(__func__);
-    if (!t)
-        return -EPERM;
     int rc = simul__task_check(t);
     if (rc < 0)
         return rc;
@@ -543,13 +673,22 @@ int simul_sleep_until_ns(int64_t when_ns)
     return simul__park(&w, when_ns);
 }
 
+int simul_sleep_until_ns(int64_t when_ns)
+{
+    simul_task *t = simul__task_require(__func__);
+    return t ? sleep_until(t, when_ns) : -EPERM;
+}
+
 int simul_sleep(double seconds)
 {
     if (seconds != seconds || seconds < 0)
         return -EINVAL;
+    simul_task *t = simul__task_require(__func__); /* named as called, in reports and dumps */
+    if (!t)
+        return -EPERM;
     if (seconds == 0)
         return simul_yield();
-    return simul_sleep_until_ns(simul__deadline_after(seconds)); /* INFINITY: forever */
+    return sleep_until(t, simul__deadline_after(seconds)); /* INFINITY: forever */
 }
 
 int simul_checkpoint(void)

@@ -19,12 +19,12 @@ static void reap_shielded(simul_task **tasks, size_t n)
     simul_scope_end(&sh);
 }
 
-static int check_handles(simul_task **tasks, size_t n)
+static int check_handles(simul_task **tasks, size_t n, const char *call)
 {
     if (n && !tasks)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (!simul__task_handle_ok(tasks[i]))
+        if (!simul__task_handle_usable(tasks[i], call))
             return -EINVAL;
     return 0;
 }
@@ -110,7 +110,7 @@ static int multi_wait(multi *m, simul_task **tasks, simul__watch *stack_watches,
 int simul_gather(simul_task **tasks, size_t n, int *results)
 {
     simul_task *self = simul__task_require(__func__);
-    int rc = check_handles(tasks, n);
+    int rc = check_handles(tasks, n, __func__);
     if (rc < 0)
         return rc;
     if (n > INT_MAX)
@@ -157,7 +157,7 @@ int simul_gather(simul_task **tasks, size_t n, int *results)
 int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout)
 {
     simul_task *self = simul__task_require(__func__);
-    int rc = check_handles(tasks, n);
+    int rc = check_handles(tasks, n, __func__);
     if (rc < 0)
         return rc;
     if (return_when < SIMUL_ALL_COMPLETED || return_when > SIMUL_FIRST_EXCEPTION)
@@ -184,7 +184,7 @@ int simul_wait(simul_task **tasks, size_t n, int return_when, double timeout)
 int simul_wait_for(simul_task *t, double timeout, int *result)
 {
     simul_task *self = simul__task_require(__func__);
-    if (!simul__task_handle_ok(t) || timeout != timeout || timeout < 0)
+    if (!simul__task_handle_usable(t, __func__) || timeout != timeout || timeout < 0)
         return -EINVAL;
     if (!self)
         return -EPERM;
@@ -241,7 +241,7 @@ int simul_as_completed_new(simul_as_completed **out, simul_task **tasks, size_t 
 {
     if (!out)
         return -EINVAL;
-    int rc = check_handles(tasks, n);
+    int rc = check_handles(tasks, n, __func__);
     if (rc < 0)
         return rc;
     simul_as_completed *ac = calloc(1, sizeof *ac);

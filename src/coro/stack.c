@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 #include <unistd.h>
 
 #include "coro.h"
@@ -30,6 +31,7 @@
 #endif
 
 #define GUARD_BYTES (16u * 1024u) /* catches frames up to 16 KiB that skip stack probes */
+#define OVERFLOW_REACH ((size_t)8 << 20) /* a stack pointer this far below a stack overflowed it */
 #define SLAB_BYTES (4u << 20)
 #define HOT_STACKS 64             /* idle stacks per size kept with their pages */
 
@@ -338,16 +340,42 @@ static void put(int fd, const char *s, size_t n)
     }
 }
 
+/* The stack pointer at the fault, or NULL where we cannot read it. */
+static char *fault_sp(void *uctx)
+{
+    ucontext_t *uc = uctx;
+#if defined(__x86_64__)
+    return (char *)uc->uc_mcontext.gregs[REG_RSP];
+#elif defined(__aarch64__)
+    return (char *)uc->uc_mcontext.sp;
+#else
+    (void)uc;
+    return NULL;
+#endif
+}
+
 static void on_fault(int sig, siginfo_t *si, void *uctx)
 {
     simul__coro *c = simul__coro_running;
     char *addr = si->si_addr;
-    if (c && c->stack_lo && addr >= (char *)c->stack_lo - GUARD_BYTES &&
-        addr < (char *)c->stack_lo) {
-        char msg[160];
+    char *sp = fault_sp(uctx);
+    bool in_guard = c && c->stack_lo && addr >= (char *)c->stack_lo - GUARD_BYTES &&
+                    addr < (char *)c->stack_lo;
+    /* A frame larger than the guard (an on-stack array, compiled without stack probes) moves the
+     * stack pointer below the stack and faults further down: the stack pointer tells. */
+    bool sp_below = c && c->stack_lo && sp && sp < (char *)c->stack_lo &&
+                    sp >= (char *)c->stack_lo - OVERFLOW_REACH;
+    if (in_guard || sp_below) {
+        char msg[512];
         size_t n = 0;
         const char *name = c->name ? c->name : "?";
-        static const char a[] = "simul: task '", b[] = "' overflowed its ", d[] = " KiB stack\n";
+        static const char a[] = "simul: task '", b[] = "' overflowed its ", d[] = " KiB stack",
+                          big[] = " (a frame larger than the guard jumped past it: build with "
+                                  "-fstack-clash-protection, as simul's pkg-config and CMake "
+                                  "flags do, so it stops at the guard)",
+                          e[] = ". Give it a bigger one: simul_task_opts.stack_size for this "
+                                "task, simul_loop_set_stack_size(loop, bytes) for every task; or "
+                                "move large arrays to the heap\n";
         memcpy(msg + n, a, sizeof a - 1);
         n += sizeof a - 1;
         size_t nl = strnlen(name, 64);
@@ -358,6 +386,12 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
         n += fmt_u(msg + n, c->stack_size / 1024);
         memcpy(msg + n, d, sizeof d - 1);
         n += sizeof d - 1;
+        if (!in_guard) {
+            memcpy(msg + n, big, sizeof big - 1);
+            n += sizeof big - 1;
+        }
+        memcpy(msg + n, e, sizeof e - 1);
+        n += sizeof e - 1;
         put(2, msg, n);
         signal(sig, SIG_DFL); /* returning re-runs the access and the default action ends us */
         return;

@@ -883,7 +883,7 @@ static long body_read(simul_http_client_response *r, char *buf, size_t n)
             r->plen -= k;
             return (long)k;
         }
-        const char *d;
+        const char *d = NULL;
         long k = raw_piece(r, &d);
         if (k <= 0)
             return k;
@@ -898,14 +898,14 @@ static long body_read(simul_http_client_response *r, char *buf, size_t n)
     for (;;) {
         if (r->z_end) {
             /* Whatever follows the compressed stream is dropped, but the message must end. */
-            const char *d;
+            const char *d = NULL;
             long k;
             while ((k = raw_piece(r, &d)) > 0) {
             }
             return k;
         }
         if (r->z.avail_in == 0) {
-            const char *d;
+            const char *d = NULL;
             long k = raw_piece(r, &d);
             if (k < 0)
                 return k;

@@ -29,10 +29,11 @@ static void xdrop(simul__job *j)
     free(x);
 }
 
-int simul_to_thread_discard(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
-                            int *result)
+/* `call` is the public call the user made (debug reports and the task dump name it). */
+static int to_thread(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard, int *result,
+                     const char *call)
 {
-    simul_task *self = simul__task_require(__func__);
+    simul_task *self = simul__task_require(call);
     if (!fn)
         return -EINVAL;
     if (!self)
@@ -67,9 +68,15 @@ int simul_to_thread_discard(simul_thread_fn fn, void *arg, simul_thread_discard_
     return rc;
 }
 
+int simul_to_thread_discard(simul_thread_fn fn, void *arg, simul_thread_discard_cb discard,
+                            int *result)
+{
+    return to_thread(fn, arg, discard, result, __func__);
+}
+
 int simul_to_thread(simul_thread_fn fn, void *arg, int *result)
 {
-    return simul_to_thread_discard(fn, arg, NULL, result);
+    return to_thread(fn, arg, NULL, result, __func__);
 }
 
 int simul_executor_set_max_threads(int n)

@@ -299,7 +299,7 @@ static void give_back(simul__pool *p)
 int simul__pool_run(simul__pool *p, simul__job *j, int *fate)
 {
     simul_loop *loop = simul__loop();
-    simul__wait w = {.unlink = abandon, .ctx = j};
+    simul__wait w = {.unlink = abandon, .ctx = j, .kind = SIMUL__WAIT_THREAD};
     j->pool = p;
     j->loop = loop;
     j->w = &w;

@@ -635,6 +635,21 @@ static int do_spawn(const simul_process_opts *o, const char *const *argv, spawn_
     return -rc;
 }
 
+/* Debug mode: an errno alone does not say what failed (the program, or the cwd it was to run
+ * in: posix_spawn reports both as ENOENT), so name it. */
+static void report_spawn_failure(const simul_process_opts *o, const char *const *argv, int rc)
+{
+    if (o->cwd && access(o->cwd, X_OK) < 0) {
+        fprintf(stderr, "simul: simul_process_exec(): cannot start '%s': its working directory "
+                        "'%s' is not usable (%s)\n", argv[0], o->cwd, strerror(errno));
+        return;
+    }
+    fprintf(stderr, "simul: simul_process_exec(): cannot start '%s': %s%s%s\n", argv[0],
+            simul_strerror(rc),
+            rc == -ENOENT && !strchr(argv[0], '/') ? " (not found in PATH" : "",
+            rc == -ENOENT && !strchr(argv[0], '/') ? (o->env ? " of the env given)" : ")") : "");
+}
+
 /* Everything about opts that can be refused before anything is made. */
 static int check_opts(const simul_process_opts *o)
 {
@@ -703,8 +718,11 @@ static int spawn(const simul_process_opts *o, const char *const *argv, simul_pro
     childloop *cl = NULL;
     if (rc == 0 && simul__child_no_pidfd())
         cl = children_get(loop, &rc); /* SIGCHLD caught before the child can exit */
-    if (rc == 0)
+    if (rc == 0) {
         rc = do_spawn(o, argv, &s, &p->pid);
+        if (rc < 0 && simul__loop_debug(loop))
+            report_spawn_failure(o, argv, rc);
+    }
     close_fds(&s);
     if (rc < 0) {
         for (int i = 0; i < 3; i++)

@@ -475,6 +475,27 @@ int simul_stream_close(simul_stream *s)
     return close_stream(s, true);
 }
 
+int simul_stream_retain(simul_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->closing == CLOSING_CLOSE || s->fd_closed)
+        return -EBADF;
+    s->holders++;
+    return 0;
+}
+
+int simul_stream_release(simul_stream *s)
+{
+    if (!s)
+        return -EINVAL;
+    if (s->holders > 0) {
+        s->holders--;
+        return 0;
+    }
+    return simul_stream_close(s);
+}
+
 int simul_stream_abort(simul_stream *s)
 {
     if (!s)
@@ -709,6 +730,8 @@ int simul_open_connection(const char *host, const char *port, simul_stream **out
         *out = NULL;
     if (!out)
         return -EINVAL;
+    if (!simul__task_require(__func__)) /* debug mode names this call, not the one below */
+        return -EPERM;
     int fd = simul_tcp_connect(host, port);
     if (fd < 0)
         return fd;
@@ -724,6 +747,8 @@ int simul_open_unix_connection(const char *path, simul_stream **out)
         *out = NULL;
     if (!out)
         return -EINVAL;
+    if (!simul__task_require(__func__)) /* debug mode names this call, not the one below */
+        return -EPERM;
     int fd = simul_unix_connect(path);
     if (fd < 0)
         return fd;
@@ -790,7 +815,10 @@ static int conn_main(void *arg)
     simul_stream *s = arg;
     simul_server *srv = s->srv;
     int rc = s->handler(s, s->harg);
-    if (s->closing != CLOSING_CLOSE) { /* not given back yet (open, or aborted) */
+    bool shared = s->closing != CLOSING_CLOSE && s->holders > 0;
+    if (shared)
+        s->holders--; /* the handler's hold ends; the last simul_stream_release closes it */
+    if (s->closing != CLOSING_CLOSE && !shared) { /* not given back yet (open, or aborted) */
         simul_stream_close(s);
     } else {
         /* Closed by another task or close_clients, maybe still flushing in a task of its own:

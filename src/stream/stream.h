@@ -37,6 +37,7 @@ struct simul_stream {
     simul_task *flusher; /* a bottom without fd edges: the task that flushes the queue */
     simul__bwaiter *bwaiters;
     unsigned users;     /* calls in progress (and the server's handler task) */
+    unsigned holders;   /* simul_stream_retain's extra holders: the last release closes it */
     int rerr, werr;     /* sticky errors of the bottom */
     size_t limit;
     /* received, not yet read: rbuf[rpos, rend) */

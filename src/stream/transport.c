@@ -684,6 +684,8 @@ int simul_create_connection(const char *host, const char *port, const simul_prot
     if (!out || !protocol_ok(proto))
         return -EINVAL;
     *out = NULL;
+    if (!simul__task_require(__func__)) /* debug mode names this call, not simul_tcp_connect */
+        return -EPERM;
     return connect_with(simul_tcp_connect(host, port), proto, ctx, out);
 }
 
@@ -693,6 +695,8 @@ int simul_create_unix_connection(const char *path, const simul_protocol *proto, 
     if (!out || !protocol_ok(proto) || !path)
         return -EINVAL;
     *out = NULL;
+    if (!simul__task_require(__func__)) /* debug mode names this call, not simul_unix_connect */
+        return -EPERM;
     return connect_with(simul_unix_connect(path), proto, ctx, out);
 }
 

@@ -114,10 +114,11 @@ void simul_lock_free(simul_lock *l)
     free(l);
 }
 
-int simul_lock_acquire(simul_lock *l)
+/* `call` is the public call the user made (debug reports and the task dump name it). */
+static int lock_acquire(simul_lock *l, const char *call)
 {
     simul_task *self;
-    int rc = enter(__func__, l, &self);
+    int rc = enter(call, l, &self);
     if (rc < 0)
         return rc;
     if (!l->owner) {
@@ -127,6 +128,11 @@ int simul_lock_acquire(simul_lock *l)
     if (owned_by(l, self))
         return -EDEADLK;
     return simul__waitq_park(self, &l->waiters); /* 0: the releaser made us the owner */
+}
+
+int simul_lock_acquire(simul_lock *l)
+{
+    return lock_acquire(l, __func__);
 }
 
 int simul_lock_try_acquire(simul_lock *l)
@@ -258,7 +264,7 @@ void simul_condition_free(simul_condition *c)
 
 int simul_condition_acquire(simul_condition *c)
 {
-    return c ? simul_lock_acquire(c->lock) : -EINVAL;
+    return c ? lock_acquire(c->lock, __func__) : -EINVAL;
 }
 
 int simul_condition_release(simul_condition *c)
