@@ -658,8 +658,8 @@ static void say_refusal(simul_http_parser *p, const char *buf, size_t len, char 
             if (c == '\r' || c == '\n') {
                 c = ' ';
             }
-            if ((unsigned char)c >= 0x20 && c != 0x7f) {
-                body[k++] = c;
+            if ((unsigned char)c >= 0x20 && c != 0x7f && !(c == ' ' && k && body[k - 1] == ' ')) {
+                body[k++] = c; /* (lines joined by one space) */
             }
         }
         while (k && body[k - 1] == ' ') {
@@ -765,7 +765,8 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
         size_t used = 0;
         int ev = simul_http_parser_feed(&p, (const char *)ws->rbuf + off, ws->rend - off, &used);
         if (ev < 0) {
-            say(why, whylen, "WebSocket handshake: malformed response: %s",
+            say(why, whylen, "WebSocket handshake: %s: %s",
+                ev == -EMSGSIZE ? "the answer is over a limit" : "malformed response",
                 simul_http_error_reason(p.error));
             rc = ev;
             break;
