@@ -432,15 +432,15 @@ SIMUL_TASK_TEST(bad_servers)
     sdown(&f);
     /* A stalled handshake: the open timeout, in words. */
     sup(&f, NULL);
-    simul_ws_connect_opts quick = {.open_timeout = 0.2};
+    simul_ws_connect_opts quick = {.open_timeout = 0.5};
     expect_fail(s, f.url, &quick, -ETIMEDOUT, 0,
-                "WebSocket open timed out after 0.2 s (waiting for the handshake answer)");
+                "WebSocket open timed out after 0.5 s (waiting for the handshake answer)");
     assert_true(f.ss.request[0] != '\0'); /* it was the answer that never came */
     sdown(&f);
     /* The caller's own deadline scope works the same. */
     sup(&f, NULL);
     simul_scope dl;
-    simul_scope_timeout(&dl, 0.2);
+    simul_scope_timeout(&dl, 0.5);
     expect_fail(s, f.url, NULL, -ETIMEDOUT, 0, "deadline");
     assert_int_equal(simul_scope_end(&dl), 1);
     sdown(&f);
