@@ -820,13 +820,15 @@ int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const si
                      simul_ws **out);
 
 /* Suspends. Client side: the opening handshake over an already connected stream (TCP, Unix,
- * TLS): sends a GET for `path` with Host `host` and a fresh key, reads the response head
- * (at most 16 KiB) and checks it minimally: status 101, "Upgrade: websocket", "Connection:
- * upgrade", the right Sec-WebSocket-Accept, and a subprotocol among those offered. The stream
- * stays the caller's: close it after simul_ws_close. opts may be NULL (no cancel on disconnect
- * on this side: recv returns -ECONNRESET). Returns 0 and *out; -EPROTO (the server refused or
- * answered wrong; the status it sent is in *status if status is not NULL); -EMSGSIZE (an
- * oversized head); the stream's errors. */
+ * TLS): sends a GET for `path` with Host `host` and a fresh key, reads the answer with the HTTP
+ * parser in response mode (strict, default limits; interim 1xx skipped) and checks it: status
+ * 101, "Upgrade: websocket", "Connection: upgrade", the right Sec-WebSocket-Accept (once), a
+ * subprotocol among those offered, no extension. Bytes behind the 101 are the first frames. The
+ * stream stays the caller's: close it after simul_ws_close. opts may be NULL (no cancel on
+ * disconnect on this side: recv returns -ECONNRESET). Returns 0 and *out; -EPROTO (the server
+ * refused or answered wrong or malformed; the status it sent is in *status if status is not
+ * NULL); -EMSGSIZE (a head over the limits); -ECONNRESET (closed before the answer's end); the
+ * stream's errors. simul_ws_connect (below, by URL) says why in words. */
 int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
                          const simul_ws_opts *opts, int *status, simul_ws **out);
 
@@ -1007,6 +1009,51 @@ int simul_http_session_post(simul_http_session *s, const char *url, const char *
 /* Suspends. A POST of v as JSON. */
 int simul_http_session_post_json(simul_http_session *s, const char *url, const struct json_t *v,
                                  simul_http_client_response **out);
+
+/* ---- the WebSocket client by URL ------------------------------------------------------------
+ * websockets' connect(uri), aiohttp's session.ws_connect: one suspending call from a URL to an
+ * open session, on a connection of its own made as the session makes its requests' (its proxy,
+ * its CAs, verification on by default) and never pooled.
+ *
+ *   simul_ws_connect_opts o = {.origin = "https://app.example", .why = why, .whylen = sizeof why};
+ *   int status;
+ *   simul_ws *ws;
+ *   if (simul_ws_connect(session, "wss://example.com/chat", &o, &status, &ws) < 0)
+ *       -> printf("%d %s\n", status, why)   (e.g. 403 "WebSocket handshake refused: the server
+ *                                              answered 403 Forbidden: origin not allowed")
+ *   simul_ws_send_text(ws, "hi"); simul_ws_recv(ws, &d, &n); simul_ws_close(ws, 0, NULL);
+ * ------------------------------------------------------------------------------------------- */
+typedef struct simul_ws_connect_opts {
+    simul_ws_opts ws;           /* the session's (subprotocols offered, max_message, keepalive) */
+    const char *origin;         /* the Origin field (NULL: none, as a non-browser client) */
+    const char *const *headers; /* more request fields: name, value, ..., NULL (Authorization,
+                                   ...); not those of the handshake itself (-EINVAL) */
+    double open_timeout;        /* seconds for connect and opening handshake together (default
+                                   10, websockets'; INFINITY: none; the session's connect_timeout
+                                   bounds the connect as well) */
+    simul_http_limits limits;   /* the handshake answer's head limits (0 fields: defaults) */
+    char *why;                  /* on an error, the reason in words; may be NULL */
+    size_t whylen;
+} simul_ws_connect_opts;
+
+/* Suspends. Opens a WebSocket to url ("ws://host[:port]/path?query", "wss://...", or http(s)://
+ * as aiohttp takes): a new connection to its origin (simul_http_session_open_stream: TCP with
+ * Happy Eyeballs, the session's CONNECT proxy, TLS for wss verified against the session's CAs),
+ * then the opening handshake with the session's User-Agent, opts' fields and, if the session
+ * keeps cookies, its cookies for the URL (a Set-Cookie in the answer is kept). The answer is
+ * read with the HTTP parser in response mode (strict, with limits) and must be a 101 with the
+ * right Sec-WebSocket-Accept, a subprotocol among those offered and no extension; frames the
+ * server sent right behind it are kept. The session closes the connection at simul_ws_close.
+ * Every wait honours the caller's cancellation and deadline scopes. opts may be NULL.
+ * *status (may be NULL): the status the server answered, 0 if none came. Returns 0 and *out;
+ * -EINVAL (a bad URL, field or option); -EPROTO (a refusal: any status but 101, its status in
+ * *status and its words in why; or a wrong 101); -EMSGSIZE (an answer over the limits);
+ * -ECONNRESET (the server closed before its answer's end); -ETIMEDOUT (open_timeout, the
+ * session's connect_timeout, or the caller's deadline); -ECANCELED; simul_http_session_open_
+ * stream's errors (-EKEYREJECTED for a certificate that does not verify, a connect error, a
+ * SIMUL_EAI code, -ECONNREFUSED from a proxy); -ENOMEM. */
+int simul_ws_connect(simul_http_session *s, const char *url, const simul_ws_connect_opts *opts,
+                     int *status, simul_ws **out);
 
 /* ---- the response ------------------------------------------------------------------------ */
 /* The status code (200, 404, ...). */

@@ -370,6 +370,16 @@ const char *simul_http_session_cookie(simul_http_session *s, const char *url, co
     return buf;
 }
 
+http_jar *http_session_jar(simul_http_session *s)
+{
+    return s->jar;
+}
+
+const char *http_session_user_agent(const simul_http_session *s)
+{
+    return s->o.user_agent;
+}
+
 static http_host *host_get(simul_http_session *s, const http_url *u)
 {
     char *key = http_url_origin(u, false);

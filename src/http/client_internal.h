@@ -40,4 +40,10 @@ char *http_jar_header(http_jar *j, const http_url *u, int64_t now);
 /* The value of cookie `name` that would be sent to u, or NULL (points into the jar). */
 const char *http_jar_get(http_jar *j, const http_url *u, const char *name, int64_t now);
 
+/* For the WebSocket client (ws_client.c): the session's jar (NULL unless it keeps cookies) and
+ * its User-Agent. */
+struct simul_http_session;
+http_jar *http_session_jar(struct simul_http_session *s);
+const char *http_session_user_agent(const struct simul_http_session *s);
+
 #endif /* SIMUL_HTTP_CLIENT_INTERNAL_H */

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,7 @@ struct simul_ws {
     char close_reason[124];
     char *subprotocol;
     bool close_sent, reader_done, receiving, sending, in_part, ping_out;
+    bool own_stream;   /* opened by URL: the stream is closed with the session */
     uint32_t out_utf8; /* the UTF-8 state of a text message sent in parts */
     uint64_t rng;      /* the masking keys' generator (client) */
 };
@@ -322,6 +324,17 @@ static void session_free(simul_ws *ws)
     if (ws->req) {
         http_takeover_done(ws->req);
     }
+    if (ws->own_stream && ws->s) {
+        /* Flush the close frame, bounded as the close handshake is; a failed connection is
+         * reset rather than flushed. */
+        if (ws->reader_done && ws->err != 0 && ws->err != -ECANCELED) {
+            simul_stream_abort(ws->s);
+        }
+        simul_scope dl;
+        simul_scope_timeout(&dl, ws->opts.close_timeout);
+        simul_stream_close(ws->s);
+        simul_scope_end(&dl);
+    }
     simul_queue_free(ws->q, msg_free);
     simul_event_free(ws->ended);
     free(ws->building);
@@ -521,48 +534,16 @@ int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const si
 
 /* ---- the client's opening handshake --------------------------------------------------------- */
 
-/* The value of header `name` in a response head (lines after the status line), or NULL;
- * *len its length. Minimal on purpose: the HTTP client will bring the full response parser. */
-static const char *head_field(const char *head, size_t hlen, const char *name, size_t *len)
+static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *why, size_t whylen, const char *fmt, ...)
 {
-    size_t nl = strlen(name);
-    const char *p = memchr(head, '\n', hlen), *end = head + hlen;
-    while (p && p + 1 < end) {
-        const char *line = p + 1;
-        const char *eol = memchr(line, '\n', (size_t)(end - line));
-        if (!eol) {
-            break;
-        }
-        if ((size_t)(eol - line) > nl && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
-            const char *v = line + nl + 1, *e = eol;
-            while (v < e && (*v == ' ' || *v == '\t')) {
-                v++;
-            }
-            while (e > v && (e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t')) {
-                e--;
-            }
-            *len = (size_t)(e - v);
-            return v;
-        }
-        p = eol;
+    if (!why || !whylen || why[0]) {
+        return; /* the first reason is the cause; what follows is its consequence */
     }
-    return NULL;
-}
-
-static bool field_lists(const char *head, size_t hlen, const char *name, const char *token)
-{
-    size_t len;
-    const char *v = head_field(head, hlen, name, &len);
-    if (!v) {
-        return false;
-    }
-    char tmp[256];
-    if (len >= sizeof tmp) {
-        return false;
-    }
-    memcpy(tmp, v, len);
-    tmp[len] = '\0';
-    return list_has(tmp, token);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
 }
 
 static bool has_ctl(const char *s)
@@ -575,15 +556,143 @@ static bool has_ctl(const char *s)
     return false;
 }
 
-int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
-                         const simul_ws_opts *opts, int *status, simul_ws **out)
+/* Whether a response field's span equals name (case-insensitive). */
+static bool span_is(const char *base, simul_http_span sp, const char *name)
 {
-    if (status) {
-        *status = 0;
+    return sp.len == strlen(name) && strncasecmp(base + sp.off, name, sp.len) == 0;
+}
+
+/* Whether any field `name` of the head lists token (case-insensitive). */
+static bool head_lists(const simul_http_head *h, const char *name, const char *token)
+{
+    for (uint32_t i = 0; i < h->nheaders; i++) {
+        const simul_http_header *f = &h->headers[i];
+        char tmp[1024];
+        if (span_is(h->base, f->name, name) && f->value.len < sizeof tmp) {
+            memcpy(tmp, h->base + f->value.off, f->value.len);
+            tmp[f->value.len] = '\0';
+            if (list_has(tmp, token)) {
+                return true;
+            }
+        }
     }
-    if (!s || !host || !path || !out || path[0] != '/' || has_ctl(host) || has_ctl(path) ||
-        strchr(path, ' ')) {
+    return false;
+}
+
+/* The fields `name` in the head: how many, and the first's value. */
+static int head_field(const simul_http_head *h, const char *name, const char **v, size_t *len)
+{
+    int n = 0;
+    for (uint32_t i = 0; i < h->nheaders; i++) {
+        const simul_http_header *f = &h->headers[i];
+        if (span_is(h->base, f->name, name) && n++ == 0) {
+            *v = h->base + f->value.off;
+            *len = f->value.len;
+        }
+    }
+    return n;
+}
+
+/* Checks a 101's fields (RFC 6455 4.1, the client's steps 2-6). Returns 0 or -EPROTO with the
+ * reason said. */
+static int check_101(simul_ws *ws, const simul_http_head *h, const char *accept, char *why,
+                     size_t whylen)
+{
+    const char *v = NULL;
+    size_t vl = 0;
+    if (!head_lists(h, "Upgrade", "websocket")) {
+        say(why, whylen, "WebSocket handshake: the 101 lacks Upgrade: websocket");
+        return -EPROTO;
+    }
+    if (!head_lists(h, "Connection", "upgrade")) {
+        say(why, whylen, "WebSocket handshake: the 101 lacks Connection: upgrade");
+        return -EPROTO;
+    }
+    int n = head_field(h, "Sec-WebSocket-Accept", &v, &vl);
+    if (n == 0) {
+        say(why, whylen, "WebSocket handshake: the 101 lacks Sec-WebSocket-Accept");
+        return -EPROTO;
+    }
+    if (n > 1 || vl != 28 || memcmp(v, accept, 28) != 0) {
+        say(why, whylen, "WebSocket handshake: wrong Sec-WebSocket-Accept (the server did not "
+                         "answer this key)");
+        return -EPROTO;
+    }
+    if (head_field(h, "Sec-WebSocket-Extensions", &v, &vl)) {
+        say(why, whylen, "WebSocket handshake: the server chose extension \"%.*s\", none was "
+                         "offered", (int)(vl > 64 ? 64 : vl), v);
+        return -EPROTO;
+    }
+    n = head_field(h, "Sec-WebSocket-Protocol", &v, &vl);
+    if (n > 1) {
+        say(why, whylen, "WebSocket handshake: more than one Sec-WebSocket-Protocol");
+        return -EPROTO;
+    }
+    if (n == 1) {
+        for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
+            if (strlen(ws->opts.subprotocols[i]) == vl &&
+                memcmp(ws->opts.subprotocols[i], v, vl) == 0) {
+                ws->subprotocol = strndup(v, vl);
+                return ws->subprotocol ? 0 : -ENOMEM;
+            }
+        }
+        say(why, whylen, "WebSocket handshake: the server chose subprotocol \"%.*s\", which was "
+                         "not offered", (int)(vl > 64 ? 64 : vl), v);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/* A refusal's words: "403 Forbidden" and the start of its body if it came along. */
+static void say_refusal(simul_http_parser *p, const char *buf, size_t len, char *why,
+                        size_t whylen)
+{
+    const simul_http_head *h = &p->head;
+    char body[96] = "";
+    size_t used;
+    if (h->framing != SIMUL_HTTP_BODY_NONE &&
+        simul_http_parser_feed(p, buf, len, &used) == SIMUL_HTTP_BODY) {
+        size_t k = 0;
+        for (size_t i = 0; i < p->body_len && k + 1 < sizeof body; i++) {
+            char c = p->body[i];
+            if (c == '\r' || c == '\n') {
+                c = ' ';
+            }
+            if ((unsigned char)c >= 0x20 && c != 0x7f && !(c == ' ' && k && body[k - 1] == ' ')) {
+                body[k++] = c; /* (lines joined by one space) */
+            }
+        }
+        while (k && body[k - 1] == ' ') {
+            k--;
+        }
+        body[k] = '\0';
+    }
+    say(why, whylen, "WebSocket handshake refused: the server answered %u %.*s%s%s%s",
+        (unsigned)h->status, (int)(h->reason.len > 64 ? 64 : h->reason.len),
+        h->base + h->reason.off, h->status == 426 ? " (it wants another protocol version)" : "",
+        body[0] ? ": " : "", body);
+}
+
+int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
+{
+    char *why = hs->why;
+    size_t whylen = hs->whylen;
+    if (hs->status) {
+        *hs->status = 0;
+    }
+    simul_stream *s = hs->s;
+    if (!s || !hs->host || !hs->path || !out || hs->path[0] != '/' || has_ctl(hs->host) ||
+        has_ctl(hs->path) || strchr(hs->path, ' ') || strchr(hs->host, ' ')) {
+        say(why, whylen, "WebSocket: a bad host or path");
         return -EINVAL;
+    }
+    const simul_ws_opts *opts = hs->opts;
+    for (size_t i = 0; opts && i < opts->nsubprotocols; i++) {
+        const char *sp = opts->subprotocols[i];
+        if (!sp || !*sp || has_ctl(sp) || strpbrk(sp, " ,;\"")) {
+            say(why, whylen, "WebSocket: a subprotocol name that is not a token");
+            return -EINVAL;
+        }
     }
     simul_ws *ws;
     int rc = session_new(s, false, opts, &ws);
@@ -598,8 +707,8 @@ int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
     char key[25], accept[29];
     http_ws_base64_16(raw, key);
     simul_ws_accept_key(key, 24, accept);
-    /* The request: offered subprotocols joined by ", ". */
-    size_t cap = 512 + strlen(host) + strlen(path);
+    /* The request: offered subprotocols joined by ", ", then the caller's fields. */
+    size_t cap = 512 + strlen(hs->host) + strlen(hs->path) + (hs->extra ? strlen(hs->extra) : 0);
     for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
         cap += strlen(ws->opts.subprotocols[i]) + 2;
     }
@@ -611,7 +720,7 @@ int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
     int n = snprintf(req, cap,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                      "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n",
-                     path, host, key);
+                     hs->path, hs->host, key);
     for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
         n += snprintf(req + n, cap - (size_t)n, "%s%s", i ? ", " : "Sec-WebSocket-Protocol: ",
                       ws->opts.subprotocols[i]);
@@ -619,60 +728,123 @@ int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
     if (ws->opts.nsubprotocols) {
         n += snprintf(req + n, cap - (size_t)n, "\r\n");
     }
-    n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    n += snprintf(req + n, cap - (size_t)n, "%s\r\n", hs->extra ? hs->extra : "");
     rc = simul_stream_write(s, req, (size_t)n);
     free(req);
-    const char *head = NULL;
-    long hlen = rc;
     if (rc == 0) {
-        hlen = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+        rc = simul_stream_drain(s);
     }
-    if (hlen == -ENODATA) {
-        hlen = -ECONNRESET; /* the server closed before its answer's end */
-    }
-    if (hlen >= 0 && hlen > 16384) {
-        hlen = -EMSGSIZE;
-    }
-    if (hlen < 0) {
+    if (rc < 0) {
+        if (rc != -ETIMEDOUT && rc != -ECANCELED) {
+            say(why, whylen, "WebSocket handshake: send failed: %s", strerror(-rc));
+        }
         session_free(ws);
-        return (int)hlen;
+        return rc;
     }
-    /* Status line: "HTTP/1.1 101 ...". */
-    int st = 0;
-    if (hlen >= 12 && memcmp(head, "HTTP/1.1 ", 9) == 0 && head[9] >= '1' && head[9] <= '9' &&
-        head[10] >= '0' && head[10] <= '9' && head[11] >= '0' && head[11] <= '9') {
-        st = (head[9] - '0') * 100 + (head[10] - '0') * 10 + (head[11] - '0');
+    /* The answer, through the HTTP parser in response mode (strict, with limits). The head
+     * fits the session's read buffer whole (the limits stay far below 64 KiB); the bytes behind
+     * a 101 stay in it for the frame reader. */
+    simul_http_header fields[64];
+    simul_http_parser p;
+    rc = simul_http_parser_init(&p, SIMUL_HTTP_RESPONSE, hs->limits, fields, 64);
+    if (rc == 0) {
+        rc = simul_http_parser_response_to(&p, "GET");
     }
-    if (status) {
-        *status = st;
+    const simul_http_limits *lim = hs->limits;
+    uint64_t head_max =
+        (uint64_t)(lim && lim->max_request_line ? lim->max_request_line
+                                                 : SIMUL_HTTP_DEFAULT_MAX_REQUEST_LINE) +
+        (lim && lim->max_header_bytes ? lim->max_header_bytes : SIMUL_HTTP_DEFAULT_MAX_HEADER_BYTES);
+    if (rc < 0 || head_max >= ws->rcap) {
+        say(why, whylen, "WebSocket: response head limits over %zu bytes", ws->rcap);
+        session_free(ws);
+        return -EINVAL;
     }
-    size_t alen = 0, plen = 0, elen = 0;
-    const char *acc = head_field(head, (size_t)hlen, "Sec-WebSocket-Accept", &alen);
-    const char *proto = head_field(head, (size_t)hlen, "Sec-WebSocket-Protocol", &plen);
-    bool ok = st == 101 && field_lists(head, (size_t)hlen, "Upgrade", "websocket") &&
-              field_lists(head, (size_t)hlen, "Connection", "upgrade") && acc && alen == 28 &&
-              memcmp(acc, accept, 28) == 0 &&
-              !head_field(head, (size_t)hlen, "Sec-WebSocket-Extensions", &elen);
-    if (ok && proto) {
-        ok = false; /* it must be one of those offered */
-        for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
-            if (strlen(ws->opts.subprotocols[i]) == plen &&
-                memcmp(ws->opts.subprotocols[i], proto, plen) == 0) {
-                ok = (ws->subprotocol = strndup(proto, plen)) != NULL;
+    size_t off = 0;
+    for (;;) {
+        size_t used = 0;
+        int ev = simul_http_parser_feed(&p, (const char *)ws->rbuf + off, ws->rend - off, &used);
+        if (ev < 0) {
+            say(why, whylen, "WebSocket handshake: %s: %s",
+                ev == -EMSGSIZE ? "the answer is over a limit" : "malformed response",
+                simul_http_error_reason(p.error));
+            rc = ev;
+            break;
+        }
+        if (ev == SIMUL_HTTP_HEAD) {
+            int st = p.head.status;
+            if (hs->status) {
+                *hs->status = st;
+            }
+            if (st != 101 && st < 200) {
+                off += used; /* an interim answer (100, 103): the real one follows */
+                continue;
+            }
+            if (hs->on_field) {
+                for (uint32_t i = 0; i < p.head.nheaders; i++) {
+                    const simul_http_header *f = &p.head.headers[i];
+                    hs->on_field(hs->arg, p.head.base + f->name.off, f->name.len,
+                                 p.head.base + f->value.off, f->value.len);
+                }
+            }
+            if (st != 101) {
+                say_refusal(&p, (const char *)ws->rbuf + off + used, ws->rend - off - used, why,
+                            whylen);
+                rc = -EPROTO;
+                break;
+            }
+            rc = check_101(ws, &p.head, accept, why, whylen);
+            off += used;
+            break;
+        }
+        off += used;
+        if (ev == SIMUL_HTTP_END) {
+            continue; /* the end of an interim answer */
+        }
+        /* NEED_MORE: keep what the parser has not taken, read more. */
+        if (off > 0) {
+            memmove(ws->rbuf, ws->rbuf + off, ws->rend - off);
+            ws->rend -= off;
+            off = 0;
+        }
+        long k = simul_stream_read(s, ws->rbuf + ws->rend, ws->rcap - ws->rend);
+        if (k > 0) {
+            ws->rend += (size_t)k;
+            continue;
+        }
+        if (k == 0) {
+            say(why, whylen, "WebSocket handshake: the server closed the connection %s",
+                ws->rend ? "in the middle of its answer" : "without answering");
+            rc = -ECONNRESET;
+        } else {
+            rc = (int)k;
+            if (rc != -ETIMEDOUT && rc != -ECANCELED) {
+                say(why, whylen, "WebSocket handshake: read failed: %s", strerror(-rc));
             }
         }
+        break;
     }
-    if (!ok) {
+    if (rc < 0) {
         session_free(ws);
-        return -EPROTO;
+        return rc;
     }
+    ws->rstart = off; /* frames the server sent right behind its 101 */
+    ws->own_stream = hs->own_stream;
     rc = session_start(ws);
     if (rc < 0) {
+        ws->own_stream = false; /* the caller still has the stream */
         session_free(ws);
         return rc;
     }
     *out = ws;
     return 0;
+}
+
+int simul_ws_client_open(simul_stream *s, const char *host, const char *path,
+                         const simul_ws_opts *opts, int *status, simul_ws **out)
+{
+    http_ws_handshake hs = {.s = s, .host = host, .path = path, .opts = opts, .status = status};
+    return http_ws_client_handshake(&hs, out);
 }
 
 /* ---- messages ------------------------------------------------------------------------------- */
