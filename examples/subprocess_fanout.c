@@ -35,6 +35,14 @@ typedef struct job {
     size_t bytes;
 } job;
 
+/* A job reports through its record and returns 0: in a task group a child that fails cancels
+ * its siblings (TaskGroup's rule), and one URL's or command's failure must not cut the others. */
+static int report(job *j, int rc)
+{
+    j->rc = rc;
+    return 0;
+}
+
 static int run_job(void *arg)
 {
     job *j = arg;
@@ -43,14 +51,14 @@ static int run_job(void *arg)
     simul_semaphore *held SIMUL_SEMAPHORE_AUTO = NULL;
     int rc = simul_semaphore_acquire(j->slots);
     if (rc < 0)
-        return j->rc = rc;
+        return report(j, rc);
     held = j->slots; /* given back on every path out */
     /* A process group of its own: the kill reaches what the shell started too. */
     simul_process_opts o = {.stdout_mode = SIMUL_STDIO_PIPE, .stdin_mode = SIMUL_STDIO_DEVNULL,
                             .flags = SIMUL_PROCESS_NEW_PGROUP};
     simul_process *p;
     if ((rc = simul_process_shell(j->cmd, &o, &p)) < 0)
-        return j->rc = rc;
+        return report(j, rc);
     simul_process_output out = {0};
     rc = simul_process_communicate(p, NULL, 0, 0, &out, &j->status);
     if (rc < 0) {
@@ -68,7 +76,7 @@ static int run_job(void *arg)
     }
     simul_process_output_free(&out);
     simul_process_close(p);
-    return j->rc = rc;
+    return report(j, rc);
 }
 
 typedef struct batch {
@@ -96,7 +104,7 @@ static int main_task(void *arg)
             b->list[i].rc = -ENOMEM;
     }
     int first = 0;
-    simul_group_join(g, &first); /* the jobs report through their records */
+    simul_group_join(g, &first); /* the jobs report through their records (and return 0) */
     simul_semaphore_free(slots);
     return 0;
 }
