@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the redis e2e scripts (sourced, not run): the PASS/FAIL counters and a private
 # redis-server on a free loopback port and a Unix socket in a temp dir, stopped on exit.
 # Idea: bind port 0 for a port, and retry when redis loses the race for it (it exits).
