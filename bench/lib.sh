@@ -1,5 +1,5 @@
-# lib.sh — what the run_*.sh bench scripts share. Source it after defining die() and setting
-# TIMEOUT (seconds per process) and PIN (an array: the command prefix that pins a bench, e.g.
+# lib.sh — what the run_*.sh bench scripts share. Source it after defining die(); before run(),
+# set TIMEOUT (seconds per process) and PIN (an array: the command prefix that pins a bench, e.g.
 # (taskset -c 1), or empty). Results go to the associative array V, key=value as printed.
 declare -A V=()
 
@@ -36,6 +36,51 @@ build_type_of() {
     local t
     t=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$1/CMakeCache.txt" 2>/dev/null || true)
     echo "${t:-unknown}"
+}
+
+# check_pinning [client]: dies unless the bench can pin to $CPU (BENCH_CPU) and, when a client
+# is named, to $CLIENT_CPU (BENCH_CLIENT_CPU); warns when the server and that client share a core.
+check_pinning() {
+    taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+    [ $# -gt 0 ] || return 0
+    taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (set BENCH_CLIENT_CPU)"
+    [ "$CPU" != "$CLIENT_CPU" ] || echo "# warning: server and $1 share CPU $CPU" >&2
+}
+
+# build_bench <target> <needs>: brings $BENCH up to date when $BUILD is a configured CMake build
+# dir; dies when it fails or $BENCH is missing (<needs>: what the bench is built with).
+build_bench() {
+    if [ -f "$BUILD/CMakeCache.txt" ]; then
+        cmake --build "$BUILD" --target "$1" >&2 || die "building the bench failed"
+    fi
+    [ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first ($2)"
+}
+
+# build_go_ref <dir under bench/ref> <binary>: builds a Go reference client or server with a
+# cache under $BUILD (and a GOPATH there when $HOME is not writable); fails when go build does.
+build_go_ref() {
+    mkdir -p "$BUILD/bench"
+    export GOCACHE=${GOCACHE:-$BUILD/go-cache}
+    if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
+        export GOPATH=${GOPATH:-$BUILD/go-path}
+    fi
+    (cd "$HERE/ref/$1" && GOFLAGS= GO111MODULE=on go build -o "$2" .) >&2
+}
+
+# start_lines <script> <where it runs>: the first lines of a run's output (when, where, the
+# load), so a figure can be judged later; end_line the load at the end.
+start_lines() {
+    echo "# $1 $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
+    echo "# $2 of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+end_line() { echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"; }
+
+# keep_best <key> <value> <op>: V[key] keeps the best value seen (op > keeps the highest).
+keep_best() {
+    if [ -z "${V[$1]:-}" ] || awk -v a="$2" -v b="${V[$1]}" -v op="$3" \
+        'BEGIN { exit !(op == ">" ? a + 0 > b + 0 : a + 0 < b + 0) }'; then
+        V[$1]=$2
+    fi
 }
 
 # --- A server under measure, pinned to one core (run_echo.sh, run_tls.sh) ---

@@ -65,14 +65,13 @@ unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
 die() { echo "run_echo.sh: $*" >&2; exit 1; }
 FAILED=0
 fail() { echo "run_echo.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
+source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
 
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
 command -v timeout >/dev/null || die "timeout not found (coreutils)"
 command -v pgrep >/dev/null || die "pgrep not found (procps)"
 [ -x "$PY" ] || die "$PY not found"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
-taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (set BENCH_CLIENT_CPU)"
-[ "$CPU" != "$CLIENT_CPU" ] || echo "# warning: server and client share CPU $CPU" >&2
+check_pinning client
 
 CLIENT=$BUILD/examples/echo_client
 BROKEN= # servers whose build failed: their binaries may be stale
@@ -128,7 +127,6 @@ server_cmd() {
     fi
 }
 
-source "$HERE/lib.sh" # cpu_ns, cores_busy_ticks, free_port, start_server, stop_server
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
@@ -216,8 +214,7 @@ FIELDS="msgs_per_s p50_us p99_us cpu_ns_per_msg server_cpu_pct client_cpu_pct ot
 build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
 uvloop_v=$("$PY" -c 'import uvloop; print(uvloop.__version__)' 2>/dev/null || echo none)
 libuv_v=$(pkg-config --modversion libuv 2>/dev/null || echo none)
-echo "# run_echo.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# server on cpu $CPU, client on cpu $CLIENT_CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines run_echo.sh "server on cpu $CPU, client on cpu $CLIENT_CPU"
 echo "# build_type=${build_type:-unknown} quick=$QUICK rounds=$ROUNDS seconds_per_measure=$SECS size=$SIZE python=$($PY -V 2>&1 | cut -d' ' -f2) uvloop=$uvloop_v libuv=$libuv_v"
 echo "# server cpu time from $CPU_SOURCE"
 for s in $SERVERS; do
@@ -234,7 +231,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
         done
     done
 done
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 if [ "$LOADED" -gt 0 ]; then
     echo "# warning: $LOADED of $MEASURES measures shared their cores with other processes (other_cpu_pct > 10):"
     echo "# msgs/s and latency from those are unreliable; CPU per message suffers least"

@@ -56,14 +56,13 @@ unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
 die() { echo "run_http.sh: $*" >&2; exit 1; }
 FAILED=0
 fail() { echo "run_http.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
+source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
 
 for c in taskset timeout pgrep wrk curl; do
     command -v $c >/dev/null || die "$c not found (make deps: wrk, curl)"
 done
 [ -x "$PY" ] || die "$PY not found"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
-taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (set BENCH_CLIENT_CPU)"
-[ "$CPU" != "$CLIENT_CPU" ] || echo "# warning: server and wrk share CPU $CPU" >&2
+check_pinning wrk
 
 HELLO=$BUILD/examples/http_hello
 if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
@@ -77,7 +76,6 @@ Release | RelWithDebInfo) ;;
 *) echo "# warning: $BUILD is a '${BT:-unknown}' build: figures are not representative" >&2 ;;
 esac
 
-source "$HERE/lib.sh" # cpu_ns, tree_cpu_ns, free_port, start_server, stop_server, ratio
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 WORK=$BUILD/bench/http
@@ -139,13 +137,6 @@ check_answers() {
     b=$(curl -sf --max-time 10 "http://$HOST:$2/json" | tr -d ' \n') ||
         { fail "$1: GET /json failed"; return 1; }
     [ "$b" = '{"message":"Hello,World!"}' ] || { fail "$1: GET /json answered '$b'"; return 1; }
-}
-
-keep_best() { # keep_best <key> <value> <op: > or <>
-    if [ -z "${V[$1]:-}" ] || awk -v a="$2" -v b="${V[$1]}" -v op="$3" \
-        'BEGIN { exit !(op == ">" ? a + 0 > b + 0 : a + 0 < b + 0) }'; then
-        V[$1]=$2
-    fi
 }
 
 # measure <server>: one server process, wrk on each path.

@@ -46,11 +46,10 @@ fi
 die() { echo "run_http_client.sh: $*" >&2; exit 1; }
 FAILED=0
 fail() { echo "run_http_client.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
+source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
 
 for c in taskset timeout pgrep nginx; do command -v $c >/dev/null || die "$c not found"; done
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
-taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (set BENCH_CLIENT_CPU)"
-[ "$CPU" != "$CLIENT_CPU" ] || echo "# warning: server and client share CPU $CPU" >&2
+check_pinning client
 
 SIMUL=$BUILD/bench/http_client_bench
 GOBIN=$BUILD/bench/go_http_client
@@ -59,17 +58,10 @@ if [ -f "$BUILD/CMakeCache.txt" ]; then
 fi
 [ -x "$SIMUL" ] || die "$SIMUL not found: configure and build $BUILD first (libsimul-http)"
 if command -v go >/dev/null; then
-    mkdir -p "$BUILD/bench"
-    export GOCACHE=${GOCACHE:-$BUILD/go-cache}
-    if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-        export GOPATH=${GOPATH:-$BUILD/go-path}
-    fi
-    (cd "$HERE/ref/go_http_client" && GOFLAGS= GO111MODULE=on go build -o "$GOBIN" .) >&2 ||
-        fail "building the Go reference failed"
+    build_go_ref go_http_client "$GOBIN" || fail "building the Go reference failed"
 fi
 
 PIN=(taskset -c "$CLIENT_CPU")
-source "$HERE/lib.sh" # run, ratio, free_port, start_server, stop_server, build_type_of
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/run_http_client.XXXXXX")
 cleanup() { stop_server; rm -rf "$WORK"; }
@@ -115,8 +107,7 @@ sys.exit(p.returncode)'
 )
 
 build_type=$(build_type_of "$BUILD")
-echo "# run_http_client.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# nginx $(nginx -v 2>&1 | sed 's/.*\///') on cpu $CPU, clients on cpu $CLIENT_CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines run_http_client.sh "nginx $(nginx -v 2>&1 | sed 's/.*\///') on cpu $CPU, clients on cpu $CLIENT_CPU"
 echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS seconds=$SECONDS_PER concurrency=$CONC url=$URL"
 if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN { exit !(l + 0 > 1.5) }'; then
     # Seen on a shared machine: the scheduler shares a contended core per thread, so Go (its
@@ -176,7 +167,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
     if [ $have_wrk = 1 ]; then measure wrk bash -c wrk_rate; fi
 done
 
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 echo "# best of $ROUNDS rounds (requests per second), and client CPU ns per request"
 for k in simul go aiohttp wrk; do
     if [ -n "${BEST[$k]:-}" ]; then

@@ -60,12 +60,11 @@ unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
 die() { echo "run_tls.sh: $*" >&2; exit 1; }
 FAILED=0
 fail() { echo "run_tls.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
+source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
 
 for c in taskset timeout pgrep openssl; do command -v $c >/dev/null || die "$c not found"; done
 [ -x "$PY" ] || die "$PY not found"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
-taskset -c "$CLIENT_CPU" true 2>/dev/null || die "cannot pin to CPU $CLIENT_CPU (set BENCH_CLIENT_CPU)"
-[ "$CPU" != "$CLIENT_CPU" ] || echo "# warning: server and client share CPU $CPU" >&2
+check_pinning client
 
 ECHO_CLIENT=$BUILD/examples/echo_client
 SIMUL_SERVER=$BUILD/examples/echo_streams
@@ -76,13 +75,7 @@ if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     cmake --build "$BUILD" --target example_echo_client example_echo_streams tls_handshake >&2 ||
         die "building echo_client, echo_streams and tls_handshake failed"
     if command -v go >/dev/null; then
-        mkdir -p "$BUILD/bench"
-        export GOCACHE=${GOCACHE:-$BUILD/go-cache}
-        if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-            export GOPATH=${GOPATH:-$BUILD/go-path}
-        fi
-        (cd "$HERE/ref/go_tls_echo" && GOFLAGS= GO111MODULE=on go build -o "$GOBIN" .) >&2 ||
-            fail "building the Go reference failed"
+        build_go_ref go_tls_echo "$GOBIN" || fail "building the Go reference failed"
     fi
 fi
 for b in "$ECHO_CLIENT" "$SIMUL_SERVER" "$HS_CLIENT"; do
@@ -90,7 +83,6 @@ for b in "$ECHO_CLIENT" "$SIMUL_SERVER" "$HS_CLIENT"; do
 done
 "$SIMUL_SERVER" --help 2>&1 | grep -q -- --tls-cert || die "$SIMUL_SERVER has no TLS (libsimul-tls not built)"
 
-source "$HERE/lib.sh" # cpu_ns, tree_cpu_ns, free_port, start_server, stop_server, ratio
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
@@ -205,14 +197,6 @@ probe() {
     V[${1}_cipher]=${c:-unknown}
 }
 
-# keep_best <key> <value> <op>: V[key] keeps the best value seen (op > keeps the highest).
-keep_best() {
-    if [ -z "${V[$1]:-}" ] || awk -v a="$2" -v b="${V[$1]}" -v op="$3" \
-        'BEGIN { exit !(op == ">" ? a + 0 > b + 0 : a + 0 < b + 0) }'; then
-        V[$1]=$2
-    fi
-}
-
 # measure <echo|hs> <server> [full|resumed]: one server process, one client run.
 measure() {
     local kind=$1 name=$2 mode=${3:-} key port out rc=0
@@ -283,8 +267,7 @@ measure() {
 ECHO_SERVERS="simul asyncio uvloop go"
 HS_SERVERS="simul nginx"
 build_type=$(build_type_of "$BUILD")
-echo "# run_tls.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# server on cpu $CPU, client on cpu $CLIENT_CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines run_tls.sh "server on cpu $CPU, client on cpu $CLIENT_CPU"
 echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS seconds_per_measure=$SECS echo: size=$SIZE connections=$CONNS; handshakes in flight=$HS_CONNS"
 echo "# $(openssl version) python=$($PY -V 2>&1 | cut -d' ' -f2) uvloop=$($PY -c 'import uvloop; print(uvloop.__version__)' 2>/dev/null || echo none) $(go version 2>/dev/null | cut -d' ' -f3 || echo go=none) $(nginx -v 2>&1 | cut -d' ' -f3 || echo nginx=none)"
 echo "# certificate: EC P-256 ($CERT); OPENSSL_CONF=$OPENSSL_CONF (TLS 1.3: TLS_AES_128_GCM_SHA256)"
@@ -300,7 +283,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
         for s in $HS_SERVERS; do measure hs "$s" "$m"; done
     done
 done
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 
 echo "# results: each figure the best of $ROUNDS round(s); version/cipher as an openssl client negotiated them"
 for k in $(printf '%s\n' "${!V[@]}" | sort); do

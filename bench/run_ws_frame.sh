@@ -28,6 +28,7 @@ QUICK=${BENCH_QUICK:-0}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 
 die() { echo "run_ws_frame.sh: $*" >&2; exit 1; }
+source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
 
 ROUNDS=400
 if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
@@ -35,24 +36,19 @@ if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
 BENCH=$BUILD/bench/ws_frame_bench
 
 command -v taskset >/dev/null || die "taskset not found (util-linux)"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+check_pinning
 
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target ws_frame_bench >&2 || die "building the bench failed"
-fi
-[ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first (libsimul-http)"
+build_bench ws_frame_bench libsimul-http
 
 PIN=(taskset -c "$CPU")
-source "$HERE/lib.sh"
 
 build_type=$(build_type_of "$BUILD")
-echo "# run_ws_frame.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines run_ws_frame.sh "pinned to cpu $CPU"
 echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS"
 
 run "$BENCH" "$ROUNDS"
 
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 if [ -z "${V[wslay]:-}" ]; then
     echo "# wslay not built in (package libwslay-dev missing at configure time): no comparison"
 fi

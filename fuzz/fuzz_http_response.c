@@ -16,44 +16,8 @@
 
 #include <simul/http.h>
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_http_response: check failed at line %d: %s\n", __LINE__, #cond); \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
-
-typedef struct out {
-    char *text;
-    size_t len, cap;
-    int rc;
-    simul_http_error error;
-} out;
-
-static void put(out *o, const void *s, size_t n)
-{
-    if (o->len + n + 1 > o->cap) {
-        o->cap = (o->len + n + 1) * 2;
-        o->text = realloc(o->text, o->cap);
-        CHECK(o->text);
-    }
-    memcpy(o->text + o->len, s, n);
-    o->len += n;
-    o->text[o->len] = '\0';
-}
-
-static void put_u(out *o, unsigned long long v)
-{
-    char b[32];
-    int n = snprintf(b, sizeof b, "%llu,", v);
-    put(o, b, (size_t)n);
-}
-
-static void check_span(simul_http_span s, size_t within)
-{
-    CHECK((size_t)s.off + s.len <= within);
-}
+#define FUZZ_NAME "fuzz_http_response"
+#include "fuzz_http_parse.h"
 
 static int on_error(out *o, simul_http_parser *p, int rc)
 {
@@ -67,9 +31,21 @@ static int on_error(out *o, simul_http_parser *p, int rc)
     return rc;
 }
 
+typedef struct opts {
+    const simul_http_limits *lim;
+    size_t cap;
+    const char *method;
+    bool eof;
+} opts;
+
 static void feed(out *o, const uint8_t *in, size_t n, const size_t *cuts, size_t ncuts,
-                 const simul_http_limits *lim, size_t cap, const char *method, bool eof)
+                 const void *ctx)
 {
+    const opts *op = ctx;
+    const simul_http_limits *lim = op->lim;
+    size_t cap = op->cap;
+    const char *method = op->method;
+    bool eof = op->eof;
     memset(o, 0, sizeof *o);
     simul_http_header *hdrs = calloc(cap, sizeof *hdrs);
     simul_http_parser p;
@@ -133,14 +109,8 @@ static void feed(out *o, const uint8_t *in, size_t n, const size_t *cuts, size_t
                     put(o, "\n", 1);
                 }
             } else if (rc == SIMUL_HTTP_BODY) {
-                CHECK(in_message && h->framing != SIMUL_HTTP_BODY_NONE);
-                CHECK(p.body_len > 0 && p.body >= buf + off && p.body + p.body_len <= buf + off + used);
-                if (body == 0)
-                    put(o, "B", 1);
-                body += p.body_len;
-                CHECK(body <= L->max_body);
-                CHECK(h->framing != SIMUL_HTTP_BODY_LENGTH || body <= h->content_length);
-                put(o, p.body, p.body_len);
+                CHECK(in_message);
+                on_body(o, &p, buf + off, used, &body, L);
             } else if (rc == SIMUL_HTTP_END) {
                 CHECK(in_message);
                 in_message = false;
@@ -164,22 +134,12 @@ static void feed(out *o, const uint8_t *in, size_t n, const size_t *cuts, size_t
                 break;
             }
             if (rc == SIMUL_HTTP_NEED_MORE) {
-                size_t again = (size_t)-1;
-                CHECK(simul_http_parser_feed(&p, buf + off, have - off, &again) ==
-                      SIMUL_HTTP_NEED_MORE);
-                CHECK(again == 0);
+                check_need_more_is_stable(&p, buf + off, have - off);
                 break;
             }
         }
-        if (o->rc >= 0 && !upgraded) {
-            char *fresh = malloc(n + 1);
-            CHECK(fresh);
-            memcpy(fresh, buf + off, have - off);
-            memset(buf, 0xAA, have);
-            free(buf);
-            buf = fresh;
-            have -= off;
-        }
+        if (o->rc >= 0 && !upgraded)
+            buf = keep_unconsumed(buf, n, off, &have);
     }
     if (o->rc >= 0 && eof && !upgraded) {
         int rc = simul_http_parser_eof(&p);
@@ -214,21 +174,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *method = (flags & 4) ? "HEAD" : (flags & 8) ? "CONNECT" : "GET";
     bool eof = flags & 16;
 
-    out whole, other;
-    feed(&whole, in, n, NULL, 0, lim, cap, method, eof);
-    feed(&other, in, n, &split, split > 0 && split < n, lim, cap, method, eof);
-    CHECK(whole.rc == other.rc && whole.error == other.error);
-    CHECK(whole.len == other.len && (!whole.len || !memcmp(whole.text, other.text, whole.len)));
-    free(other.text);
-    size_t *cuts = malloc((n + 1) * sizeof *cuts);
-    CHECK(cuts);
-    for (size_t i = 0; i + 1 < n; i++)
-        cuts[i] = i + 1;
-    feed(&other, in, n, cuts, n > 1 ? n - 1 : 0, lim, cap, method, eof);
-    CHECK(whole.rc == other.rc && whole.error == other.error);
-    CHECK(whole.len == other.len && (!whole.len || !memcmp(whole.text, other.text, whole.len)));
-    free(cuts);
-    free(other.text);
-    free(whole.text);
+    feed_three_ways(feed, &(opts){lim, cap, method, eof}, in, n, split);
     return 0;
 }

@@ -17,13 +17,9 @@
 #include "simul.h"
 #include <simul/tls.h>
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_tls_server: check failed at line %d: %s\n", __LINE__, #cond);   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define FUZZ_NAME "fuzz_tls_server"
+#include "fuzz_check.h"
+#include "fuzz_feed.h"
 
 /* A throwaway self-signed certificate (CN=fuzz.test, P-256), for this target only. */
 static const char cert_pem[] =
@@ -44,51 +40,6 @@ static const char key_pem[] =
     "3RALTdFMEVKfMEEMVfE4mn5z5oOhRANCAAStFzSFzSumLitpTP4LdA/g+nntffKW\n"
     "NoEKvDE5+nCGZGzG/nnWgRAtmQzA4tfhPYLk2Yo5i2YhLe6mEEITGfHA\n"
     "-----END PRIVATE KEY-----\n";
-
-typedef struct feed {
-    const uint8_t *data;
-    size_t len, pos, chunk;
-    size_t written;
-} feed;
-
-static long feed_read(void *ctx, void *buf, size_t len)
-{
-    feed *f = ctx;
-    size_t n = f->len - f->pos;
-    if (n == 0)
-        return 0;
-    if (f->chunk && n > f->chunk)
-        n = f->chunk;
-    if (n > len)
-        n = len;
-    memcpy(buf, f->data + f->pos, n);
-    f->pos += n;
-    return (long)n;
-}
-
-static long feed_writev(void *ctx, const struct iovec *iov, int cnt)
-{
-    feed *f = ctx;
-    size_t n = 0;
-    for (int i = 0; i < cnt; i++)
-        n += iov[i].iov_len;
-    f->written += n;
-    return (long)n;
-}
-
-static int feed_wait(void *ctx, int dir)
-{
-    (void)ctx, (void)dir;
-    return 0; /* always ready: read never says -EAGAIN */
-}
-
-static void feed_close(void *ctx, bool abort)
-{
-    (void)ctx, (void)abort;
-}
-
-static const simul_stream_ops feed_ops = {
-    .read = feed_read, .writev = feed_writev, .wait = feed_wait, .close = feed_close};
 
 static simul_tls_config *cfg;
 

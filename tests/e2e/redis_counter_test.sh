@@ -12,45 +12,9 @@ if [[ $# -ne 1 ]]; then
     exit 2
 fi
 COUNTER=$1/examples/redis_counter
-if [[ ! -x $COUNTER ]] || ! command -v redis-server >/dev/null; then
-    echo "SKIP: needs $COUNTER and redis-server (package redis-server)"
-    exit 0
-fi
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/redis_counter_test.XXXXXX") || exit 1
-PID=
-cleanup() {
-    if [[ -n $PID ]]; then
-        kill -TERM "$PID" 2>/dev/null
-        wait "$PID" 2>/dev/null
-    fi
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-FAILURES=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-
-# A free port: bind port 0 and read what the kernel gave (the window until redis binds it is
-# small; a taken port shows as redis exiting, and we try another).
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-for _ in 1 2 3 4 5; do
-    PORT=$(free_port)
-    redis-server --port "$PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
-        --unixsocket "$WORK/redis.sock" --unixsocketperm 700 --logfile "$WORK/redis.log" &
-    PID=$!
-    for _ in $(seq 1 1000); do # ready when it accepts (redis-server starts in milliseconds)
-        if ! kill -0 "$PID" 2>/dev/null; then break; fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then break 2; fi
-        sleep 0.01
-    done
-    wait "$PID" 2>/dev/null
-    PID=
-done
-if [[ -z $PID ]]; then
-    echo "FAIL: redis-server did not start"
-    exit 1
-fi
+# shellcheck source=lib_redis.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib_redis.sh"
+redis_e2e_start "$COUNTER" redis_counter_test
 
 val() { sed -n "s/^$1=//p" "$WORK/out" | tail -n 1; }
 

@@ -6,25 +6,7 @@
 
 #include <simul/http.h>
 
-typedef struct transcript {
-    char text[1 << 16];
-    size_t len;
-    bool in_body;
-    int rc;
-    simul_http_error error;
-} transcript;
-
-static void put(transcript *t, const char *s, size_t n)
-{
-    assert_true(t->len + n < sizeof t->text);
-    memcpy(t->text + t->len, s, n);
-    t->len += n;
-    t->text[t->len] = '\0';
-}
-static void puts_(transcript *t, const char *s)
-{
-    put(t, s, strlen(s));
-}
+#include "test_http_transcript_helpers.h"
 
 static void record_head(transcript *t, const simul_http_head *h)
 {
@@ -47,9 +29,21 @@ static void record_head(transcript *t, const simul_http_head *h)
  * response in the input answers the next method of `methods` (a space-separated list, reused
  * from the start when exhausted... only at final responses); `eof`: the peer closes after the
  * last byte. */
+typedef struct feed_opts {
+    const simul_http_limits *lim;
+    size_t cap;
+    const char *method;
+    bool eof;
+} feed_opts;
+
 static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cuts, size_t ncuts,
-                      const simul_http_limits *lim, size_t cap, const char *method, bool eof)
+                      const void *ctx)
 {
+    const feed_opts *op = ctx;
+    const simul_http_limits *lim = op->lim;
+    size_t cap = op->cap;
+    const char *method = op->method;
+    bool eof = op->eof;
     memset(t, 0, sizeof *t);
     simul_http_header *hdrs = calloc(cap, sizeof *hdrs);
     simul_http_parser p;
@@ -69,29 +63,16 @@ static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cut
             int rc = simul_http_parser_feed(&p, buf + off, have - off, &used);
             t->rc = rc;
             if (rc < 0) {
-                t->error = p.error;
-                if (t->in_body)
-                    puts_(t, "\n");
-                t->in_body = false;
-                puts_(t, "ERROR ");
-                puts_(t, simul_http_error_name(p.error));
-                puts_(t, "\n");
+                record_error(t, &p);
                 break;
             }
             assert_true(used <= have - off);
-            if (rc != SIMUL_HTTP_BODY && rc != SIMUL_HTTP_NEED_MORE && t->in_body) {
-                puts_(t, "\n");
-                t->in_body = false;
-            }
+            end_body_line(t, rc);
             if (rc == SIMUL_HTTP_HEAD) {
                 record_head(t, &p.head);
                 assert_int_equal(used, p.head.head_len);
             } else if (rc == SIMUL_HTTP_BODY) {
-                assert_true(p.body_len > 0);
-                if (!t->in_body)
-                    puts_(t, "BODY ");
-                t->in_body = true;
-                put(t, p.body, p.body_len);
+                record_body(t, &p);
             } else if (rc == SIMUL_HTTP_END) {
                 puts_(t, "END\n");
                 if (method && p.head.status >= 200) /* the next response answers the same */
@@ -108,14 +89,8 @@ static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cut
                 goto done;
             }
         }
-        if (t->rc >= 0) {
-            char *fresh = malloc(n + 1);
-            memcpy(fresh, buf + off, have - off);
-            memset(buf, 0xAA, have);
-            free(buf);
-            buf = fresh;
-            have -= off;
-        }
+        if (t->rc >= 0)
+            buf = keep_unconsumed(buf, n, off, &have);
     }
     if (t->rc >= 0 && eof) {
         if (t->in_body) {
@@ -145,23 +120,7 @@ done:
 static transcript *run_all(const char *in, size_t n, const simul_http_limits *lim, size_t cap,
                            const char *method, bool eof)
 {
-    static transcript whole, other;
-    feed_cuts(&whole, in, n, NULL, 0, lim, cap, method, eof);
-    size_t *cuts = calloc(n + 1, sizeof *cuts);
-    for (size_t i = 0; i < n; i++)
-        cuts[i] = i + 1;
-    feed_cuts(&other, in, n, cuts, n ? n - 1 : 0, lim, cap, method, eof);
-    if (strcmp(whole.text, other.text) != 0)
-        fail_msg("byte by byte differs:\n--- whole\n%s--- bytes\n%s", whole.text, other.text);
-    for (size_t k = 1; k < n; k++) {
-        size_t cut = k;
-        feed_cuts(&other, in, n, &cut, 1, lim, cap, method, eof);
-        if (strcmp(whole.text, other.text) != 0)
-            fail_msg("split at %zu differs:\n--- whole\n%s--- split\n%s", k, whole.text,
-                     other.text);
-    }
-    free(cuts);
-    return &whole;
+    return run_all_splits(feed_cuts, &(feed_opts){lim, cap, method, eof}, in, n);
 }
 
 static void check(const char *in, size_t n, const char *method, bool eof, const char *expected,

@@ -43,12 +43,6 @@ static int run_cmd(const char *fmt, ...)
 
 /* ---- handlers ---------------------------------------------------------------------------- */
 
-static int h_text(simul_http_request *req, simul_http_response *res, void *arg)
-{
-    (void)req;
-    return simul_http_response_text(res, 200, arg);
-}
-
 static int h_chunks(simul_http_request *req, simul_http_response *res, void *arg)
 {
     (void)req;
@@ -60,12 +54,6 @@ static int h_chunks(simul_http_request *req, simul_http_response *res, void *arg
         }
     }
     return 0;
-}
-
-static int h_fail(simul_http_request *req, simul_http_response *res, void *arg)
-{
-    (void)req, (void)res, (void)arg;
-    return -EIO;
 }
 
 static int h_abort(simul_http_request *req, simul_http_response *res, void *arg)
@@ -322,13 +310,6 @@ static void down(fixture *f)
     simul_http_server_free(f->srv);
     simul_http_app_free(f->app);
     run_cmd("rm -rf %s", f->dir);
-}
-
-static int client_run(int (*fn)(void *), fixture *f)
-{
-    int result = -1;
-    assert_int_equal(simul_to_thread(fn, f, &result), 0);
-    return result;
 }
 
 /* One exchange: status and (if want) body; head gets the response head when not NULL. */
@@ -952,20 +933,6 @@ SIMUL_TASK_TEST(connection_cap_and_access_log)
 }
 
 /* ---- peers that vanish: mid-upload and mid-sendfile, nothing left open ------------------- */
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) {
-        return -1;
-    }
-    while (readdir(d)) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static int c_vanish(void *arg)
 {

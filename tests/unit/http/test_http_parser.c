@@ -5,33 +5,9 @@
 
 #include <simul/http.h>
 
+#include "test_http_transcript_helpers.h"
+
 /* ---- the harness: a caller that keeps unconsumed bytes, as the server will ---------------- */
-
-typedef struct transcript {
-    char text[1 << 16];
-    size_t len;
-    bool in_body;
-    int rc;                 /* the last return: an event or a negative error */
-    simul_http_error error; /* when rc < 0 */
-} transcript;
-
-static void put(transcript *t, const char *s, size_t n)
-{
-    assert_true(t->len + n < sizeof t->text);
-    memcpy(t->text + t->len, s, n);
-    t->len += n;
-    t->text[t->len] = '\0';
-}
-
-static void puts_(transcript *t, const char *s)
-{
-    put(t, s, strlen(s));
-}
-
-static void put_span(transcript *t, const char *base, simul_http_span s)
-{
-    put(t, base + s.off, s.len);
-}
 
 static void record_head(transcript *t, const simul_http_head *h)
 {
@@ -55,9 +31,16 @@ static void record_head(transcript *t, const simul_http_head *h)
 
 /* Feeds `in` cut at the offsets in cuts[0..ncuts) (increasing), through a buffer that is moved
  * after every call (so a parser that kept pointers would fail), and records every event. */
+typedef struct feed_opts {
+    const simul_http_limits *lim;
+    size_t cap;
+} feed_opts;
+
 static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cuts, size_t ncuts,
-                      const simul_http_limits *lim, size_t cap)
+                      const void *ctx)
 {
+    const simul_http_limits *lim = ((const feed_opts *)ctx)->lim;
+    size_t cap = ((const feed_opts *)ctx)->cap;
     memset(t, 0, sizeof *t);
     simul_http_header *hdrs = calloc(cap, sizeof *hdrs);
     simul_http_parser p;
@@ -75,29 +58,17 @@ static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cut
             int rc = simul_http_parser_feed(&p, buf + off, have - off, &used);
             t->rc = rc;
             if (rc < 0) {
-                t->error = p.error;
-                if (t->in_body)
-                    puts_(t, "\n");
-                puts_(t, "ERROR ");
-                puts_(t, simul_http_error_name(p.error));
-                puts_(t, "\n");
+                record_error(t, &p);
                 break;
             }
             assert_true(used <= have - off);
-            if (rc != SIMUL_HTTP_BODY && rc != SIMUL_HTTP_NEED_MORE && t->in_body) {
-                puts_(t, "\n");
-                t->in_body = false;
-            }
+            end_body_line(t, rc);
             if (rc == SIMUL_HTTP_HEAD) {
                 record_head(t, &p.head);
                 assert_int_equal(used, p.head.head_len);
             } else if (rc == SIMUL_HTTP_BODY) {
                 assert_true(p.body >= buf + off && p.body + p.body_len <= buf + off + used);
-                assert_true(p.body_len > 0);
-                if (!t->in_body)
-                    puts_(t, "BODY ");
-                t->in_body = true;
-                put(t, p.body, p.body_len);
+                record_body(t, &p);
             } else if (rc == SIMUL_HTTP_END) {
                 puts_(t, "END");
                 for (uint32_t i = 0; i < p.head.ntrailers; i++) {
@@ -112,15 +83,8 @@ static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cut
             if (rc == SIMUL_HTTP_NEED_MORE)
                 break;
         }
-        /* The caller keeps what was not consumed, at the front of a fresh buffer. */
-        if (t->rc >= 0) {
-            char *fresh = malloc(n + 1);
-            memcpy(fresh, buf + off, have - off);
-            memset(buf, 0xAA, have);
-            free(buf);
-            buf = fresh;
-            have -= off;
-        }
+        if (t->rc >= 0)
+            buf = keep_unconsumed(buf, n, off, &have);
     }
     if (t->rc >= 0 && t->in_body)
         puts_(t, "\n");
@@ -128,27 +92,9 @@ static void feed_cuts(transcript *t, const char *in, size_t n, const size_t *cut
     free(hdrs);
 }
 
-/* Runs `in` whole, byte by byte and split at every offset; all transcripts must be equal.
- * Returns the whole one (static storage). */
 static transcript *run_all(const char *in, size_t n, const simul_http_limits *lim, size_t cap)
 {
-    static transcript whole, other;
-    feed_cuts(&whole, in, n, NULL, 0, lim, cap);
-    size_t *cuts = calloc(n + 1, sizeof *cuts);
-    for (size_t i = 0; i < n; i++)
-        cuts[i] = i + 1;
-    feed_cuts(&other, in, n, cuts, n ? n - 1 : 0, lim, cap);
-    if (strcmp(whole.text, other.text) != 0)
-        fail_msg("byte by byte differs:\n--- whole\n%s--- bytes\n%s", whole.text, other.text);
-    for (size_t k = 1; k < n; k++) {
-        size_t cut = k;
-        feed_cuts(&other, in, n, &cut, 1, lim, cap);
-        if (strcmp(whole.text, other.text) != 0)
-            fail_msg("split at %zu differs:\n--- whole\n%s--- split\n%s", k, whole.text,
-                     other.text);
-    }
-    free(cuts);
-    return &whole;
+    return run_all_splits(feed_cuts, &(feed_opts){lim, cap}, in, n);
 }
 
 #define CAP 128

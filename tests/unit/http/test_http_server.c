@@ -22,12 +22,6 @@ typedef struct state {
 } state;
 static state g;
 
-static int h_text(simul_http_request *req, simul_http_response *res, void *arg)
-{
-    (void)req;
-    return simul_http_response_text(res, 200, arg);
-}
-
 static int h_board(simul_http_request *req, simul_http_response *res, void *arg)
 {
     (void)arg;
@@ -166,14 +160,6 @@ static int h_sse(simul_http_request *req, simul_http_response *res, void *arg)
     return rc;
 }
 
-static int h_fail(simul_http_request *req, simul_http_response *res, void *arg)
-{
-    (void)req;
-    (void)res;
-    (void)arg;
-    return -EIO;
-}
-
 /* Streams forever (or waits forever after the head): only a departure or a cancel ends it. */
 static int h_forever(simul_http_request *req, simul_http_response *res, void *arg)
 {
@@ -285,13 +271,6 @@ static void down(fixture *f)
 }
 
 /* Runs fn(port) on a pool thread; returns its result (0 = every check passed). */
-static int client_run(int (*fn)(void *), fixture *f)
-{
-    int result = -1;
-    assert_int_equal(simul_to_thread(fn, f, &result), 0);
-    return result;
-}
-
 /* Waits (a bounded wait on state) until pred holds. */
 static void wait_state(bool (*pred)(fixture *), fixture *f)
 {
@@ -940,20 +919,6 @@ SIMUL_TASK_TEST(shutdown_cancels_stragglers)
 }
 
 /* ---- 10,000 requests on one connection, no fd growth ------------------------------------- */
-
-static int count_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d) {
-        return -1;
-    }
-    while (readdir(d)) {
-        n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static int c_many(void *arg)
 {

@@ -6,6 +6,7 @@
 #define TEST_HTTP_SERVER_HELPERS_H
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <strings.h>
@@ -239,6 +240,44 @@ static inline void resp_free(response *r)
 {
     free(r->body);
     r->body = NULL;
+}
+
+/* ---- on the test's side (the loop's thread) ---- */
+
+/* Runs a blocking client fn(f) on a pool thread while the loop serves; its result (0: passed). */
+static inline int client_run(int (*fn)(void *), void *f)
+{
+    int result = -1;
+    assert_int_equal(simul_to_thread(fn, f, &result), 0);
+    return result;
+}
+
+/* The process's open descriptors (-1 if /proc is missing): a leak shows as growth. */
+static inline int count_fds(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d) {
+        return -1;
+    }
+    while (readdir(d)) {
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Handlers the apps share: arg as a text/plain 200; a handler that fails (-EIO). */
+static inline int h_text(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req;
+    return simul_http_response_text(res, 200, arg);
+}
+
+static inline int h_fail(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req, (void)res, (void)arg;
+    return -EIO;
 }
 
 #endif

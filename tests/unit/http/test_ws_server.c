@@ -207,13 +207,6 @@ static void down(fixture *f)
     rm_tmp();
 }
 
-static int client_run(int (*fn)(void *), fixture *f)
-{
-    int result = -1;
-    assert_int_equal(simul_to_thread(fn, f, &result), 0);
-    return result;
-}
-
 static bool have_websockets(void)
 {
     return system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0;

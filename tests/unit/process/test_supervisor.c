@@ -811,14 +811,23 @@ static void test_start_outside_task(void **state)
     assert_string_equal(line, "worker 1 pid=42 gen=2 exited with status 3 unexpectedly");
 }
 
-#ifndef SUPERVISOR_NO_MAIN
-int main(int argc, char **argv)
+/* The main of this binary and of test_supervisor_fallback.c: a worker the master re-executes
+ * takes the worker path; the test process runs the cases (each file lists its own table, which
+ * the CTest configure step reads from that file's source). */
+static int supervisor_tests_main(int argc, char **argv, const struct CMUnitTest *tests, size_t n,
+                                 const char *name)
 {
     if (simul_worker_is_supervised()) {
         simul_supervisor_opts unused = {0};
         return simul_supervisor_main(argc, argv, &unused, test_worker, NULL);
     }
     signal(SIGPIPE, SIG_IGN);
+    return simul_test_main(argc, argv, tests, n, name);
+}
+
+#ifndef SUPERVISOR_NO_MAIN
+int main(int argc, char **argv)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_ready_stop),
         cmocka_unit_test(test_restart_after_kill),
@@ -838,6 +847,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_start_server_socks),
         cmocka_unit_test(test_start_outside_task),
     };
-    return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_supervisor");
+    return supervisor_tests_main(argc, argv, tests, ARRAY_LEN(tests), "test_supervisor");
 }
 #endif

@@ -14,11 +14,6 @@ __attribute__((constructor)) static void force_fallback(void)
 
 int main(int argc, char **argv)
 {
-    if (simul_worker_is_supervised()) {
-        simul_supervisor_opts unused = {0};
-        return simul_supervisor_main(argc, argv, &unused, test_worker, NULL);
-    }
-    signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_start_ready_stop),
         cmocka_unit_test(test_restart_after_kill),
@@ -38,5 +33,6 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_start_server_socks),
         cmocka_unit_test(test_start_outside_task),
     };
-    return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_supervisor_fallback");
+    return supervisor_tests_main(argc, argv, tests, ARRAY_LEN(tests),
+                                 "test_supervisor_fallback");
 }

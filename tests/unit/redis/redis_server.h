@@ -290,6 +290,29 @@ static inline void stop_server(server *sv)
         }                                                                                          \
     } while (0)
 
+/* The opening most cases share: skip without redis-server, a deadline `guard` over the whole
+ * case (seconds), and `sv` the suite's shared server (or one of the case's own outside CTest). */
+#define REDIS_CASE_BEGIN(sv, guard, seconds)                                                       \
+    NEED_REDIS();                                                                                  \
+    simul_scope guard;                                                                             \
+    assert_int_equal(simul_scope_timeout(&guard, seconds), 0);                                     \
+    server sv;                                                                                     \
+    start_server(&sv, NULL)
+
+/* Its closing: the deadline ends, then the server is stopped (or, shared, left to the fixture). */
+static inline void redis_case_end(server *sv, simul_scope *guard)
+{
+    simul_scope_end(guard);
+    stop_server(sv);
+}
+
+static inline simul_redis_stats stats(simul_redis_conn *c)
+{
+    simul_redis_stats st;
+    simul_redis_get_stats(c, &st);
+    return st;
+}
+
 static inline simul_redis_conn *connect_tcp(server *sv, int protocol)
 {
     simul_redis_opts o = {.host = "127.0.0.1", .port = sv->portstr, .protocol = protocol};

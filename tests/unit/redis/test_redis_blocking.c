@@ -24,13 +24,6 @@ static int blocker_main(void *arg)
     return 0;
 }
 
-static simul_redis_stats stats(simul_redis_conn *c)
-{
-    simul_redis_stats st;
-    simul_redis_get_stats(c, &st);
-    return st;
-}
-
 /* ["key", "value"] */
 static void expect_pair(simul_redis_reply *r, const char *k, const char *v)
 {
@@ -43,11 +36,7 @@ static void expect_pair(simul_redis_reply *r, const char *k, const char *v)
 SIMUL_TASK_TEST(blocking_commands_leave_shared_connection_free)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
 
     blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "q", .b = "0"};
@@ -111,8 +100,7 @@ SIMUL_TASK_TEST(blocking_commands_leave_shared_connection_free)
 
     simul_redis_close(probe);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -160,8 +148,7 @@ static void cancel_blocking(bool by_deadline)
 
     simul_redis_close(probe);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
 }
 
 SIMUL_TASK_TEST(cancelled_blocking_command_closes_its_connection)
@@ -183,11 +170,7 @@ SIMUL_TASK_TEST(deadline_blocking_command_closes_its_connection)
 SIMUL_TASK_TEST(pool_is_bounded)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .pool_size = 2};
     simul_redis_conn *c = NULL, *probe = connect_tcp(&sv, 2);
     assert_int_equal(simul_redis_connect(&o, &c), 0);
@@ -227,19 +210,14 @@ SIMUL_TASK_TEST(pool_is_bounded)
 
     simul_redis_close(probe);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
 SIMUL_TASK_TEST(close_ends_blocking_commands)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
     blocker b[2] = {{.c = c, .fmt = "BLPOP %s %s", .a = "a", .b = "0"},
                     {.c = c, .fmt = "WAIT %s %s", .a = "1", .b = "0"}}; /* no replica: forever */
@@ -253,8 +231,7 @@ SIMUL_TASK_TEST(close_ends_blocking_commands)
     assert_int_equal(b[1].rc, -ESHUTDOWN);
     wait_blocked(probe, 0);
     simul_redis_close(probe);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 

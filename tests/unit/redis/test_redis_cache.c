@@ -4,13 +4,6 @@
  * Every wait is for a counter the connection reports. */
 #include "redis_server.h"
 
-static simul_redis_stats stats(simul_redis_conn *c)
-{
-    simul_redis_stats st;
-    simul_redis_get_stats(c, &st);
-    return st;
-}
-
 static simul_redis_conn *connect_cached(server *sv, int protocol, size_t bytes)
 {
     simul_redis_opts o = {
@@ -30,11 +23,7 @@ static void wait_invalidations(simul_redis_conn *c, uint64_t n)
 SIMUL_TASK_TEST(cache_hits_and_invalidations)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_cached(&sv, 3, 1u << 20), *w = connect_tcp(&sv, 2);
     simul_redis_reply *r = NULL;
     assert_int_equal(simul_redis_command(c, &r, "CLIENT INFO"), 0);
@@ -98,19 +87,14 @@ SIMUL_TASK_TEST(cache_hits_and_invalidations)
     assert_int_equal(stats(c).cache_hits, hits);
     simul_redis_close(w);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
 SIMUL_TASK_TEST(cache_is_bounded_lru)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     enum { BOUND = 20000, KEYS = 100, VLEN = 1000 };
     simul_redis_conn *c = connect_cached(&sv, 3, BOUND), *w = connect_tcp(&sv, 2);
     char v[VLEN];
@@ -152,19 +136,14 @@ SIMUL_TASK_TEST(cache_is_bounded_lru)
     assert_int_equal(stats(c).cache_bytes, 0);
     simul_redis_close(w);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
 SIMUL_TASK_TEST(cache_reconnect_and_resp2)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_cached(&sv, 3, 1u << 20), *w = connect_tcp(&sv, 2);
     call_expect(w, "OK", "SET %s %s", "k", "before");
     call_expect(c, "before", "GET %s", "k", NULL);
@@ -196,8 +175,7 @@ SIMUL_TASK_TEST(cache_reconnect_and_resp2)
     assert_int_equal(stats(c).cache_hits, 0);
     simul_redis_close(c);
     simul_redis_close(w);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 

@@ -5,21 +5,10 @@
  * and made again). The SIGSTOP case runs its own server; the others share the suite's. */
 #include "redis_server.h"
 
-static simul_redis_stats stats(simul_redis_conn *c)
-{
-    simul_redis_stats st;
-    simul_redis_get_stats(c, &st);
-    return st;
-}
-
 SIMUL_TASK_TEST(ten_thousand_pipelined_commands)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 30), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 30);
     simul_redis_conn *c = connect_tcp(&sv, 0);
     enum { N = 10000 };
     simul_redis_pipeline *p = NULL;
@@ -39,19 +28,14 @@ SIMUL_TASK_TEST(ten_thousand_pipelined_commands)
     }
     simul_redis_pipeline_free(p);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
 SIMUL_TASK_TEST(binary_keys_every_byte)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 30), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 30);
     for (int proto = 2; proto <= 3; proto++) {
         simul_redis_conn *c = connect_tcp(&sv, proto);
         /* 256 one-byte keys, and one key of all 256 bytes; values hold CR, LF, NUL. */
@@ -90,8 +74,7 @@ SIMUL_TASK_TEST(binary_keys_every_byte)
         EXPECT_REPLY(c, "OK", "FLUSHDB");
         simul_redis_close(c);
     }
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -156,19 +139,14 @@ SIMUL_TASK_TEST(server_stopped_commands_meet_deadline)
         call_expect(c, "1", "GET %s", key, NULL);
     }
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
 SIMUL_TASK_TEST(real_reply_over_limit_closes_connection)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 30), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 30);
     simul_redis_conn *big = connect_tcp(&sv, 0);
     size_t n = 2u << 20;
     char *v = malloc(n);
@@ -201,8 +179,7 @@ SIMUL_TASK_TEST(real_reply_over_limit_closes_connection)
     simul_redis_reply_free(list);
     simul_redis_close(c);
     simul_redis_close(big);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 

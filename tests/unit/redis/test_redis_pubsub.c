@@ -56,15 +56,10 @@ static void three_kinds(server *sv, int protocol)
 SIMUL_TASK_TEST(sharded_beside_channels_and_patterns)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     three_kinds(&sv, 3);
     three_kinds(&sv, 2);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -121,11 +116,7 @@ static int subscriber_main(void *arg)
 SIMUL_TASK_TEST(hundred_thousand_messages_none_lost)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 50), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 50);
     simul_redis_conn *c = connect_tcp(&sv, 3), *pub = connect_tcp(&sv, 0);
     const char *name[] = {"firehose"};
     static subscriber sub;
@@ -156,8 +147,7 @@ SIMUL_TASK_TEST(hundred_thousand_messages_none_lost)
     assert_int_equal(simul_redis_subscription_close(sub.s), 0);
     simul_redis_close(pub);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -166,11 +156,7 @@ SIMUL_TASK_TEST(hundred_thousand_messages_none_lost)
 SIMUL_TASK_TEST(reader_behind_drops_oldest)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_tcp(&sv, 3), *pub = connect_tcp(&sv, 0);
     const char *name[] = {"slow"};
     simul_redis_subscription *s = NULL;
@@ -195,8 +181,7 @@ SIMUL_TASK_TEST(reader_behind_drops_oldest)
     assert_int_equal(simul_redis_subscription_close(s), 0);
     simul_redis_close(pub);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 

@@ -4,21 +4,10 @@
  * never left to chance. */
 #include "redis_server.h"
 
-static simul_redis_stats stats(simul_redis_conn *c)
-{
-    simul_redis_stats st;
-    simul_redis_get_stats(c, &st);
-    return st;
-}
-
 SIMUL_TASK_TEST(watch_conflict_is_distinct)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_tcp(&sv, 0);
     call_expect(c, "OK", "SET %s %s", "k", "1");
 
@@ -77,8 +66,7 @@ SIMUL_TASK_TEST(watch_conflict_is_distinct)
     assert_int_equal(st.dedicated_opened, 1);
     assert_int_equal(st.dedicated_closed, 0);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -131,11 +119,7 @@ static int incr_main(void *arg)
 SIMUL_TASK_TEST(transaction_retry_loop_is_exact)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 40), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 40);
     simul_redis_conn *c = connect_tcp(&sv, 0), *meddler = connect_tcp(&sv, 2);
     enum { T = 20, N = 10, MEDDLES = 3 };
     incr_task it[T];
@@ -163,8 +147,7 @@ SIMUL_TASK_TEST(transaction_retry_loop_is_exact)
     assert_int_equal(always.meddle, 997);
     simul_redis_close(meddler);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -185,11 +168,7 @@ static int txn_blocker_main(void *arg)
 SIMUL_TASK_TEST(cancelled_transaction_closes_its_connection)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
     const char *watch[] = {"w"};
     simul_redis_txn *t = NULL;
@@ -222,19 +201,14 @@ SIMUL_TASK_TEST(cancelled_transaction_closes_its_connection)
     EXPECT_REPLY(c, "y", "GET w");
     simul_redis_close(probe);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
 SIMUL_TASK_TEST(script_sha1_and_noscript_fallback)
 {
     (void)arg;
-    NEED_REDIS();
-    simul_scope guard;
-    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
-    server sv;
-    start_server(&sv, NULL);
+    REDIS_CASE_BEGIN(sv, guard, 20);
     simul_redis_conn *c = connect_tcp(&sv, 0);
     simul_redis_reply *r = NULL;
     EXPECT_REPLY(c, "OK", "SCRIPT FLUSH");
@@ -295,8 +269,7 @@ SIMUL_TASK_TEST(script_sha1_and_noscript_fallback)
     assert_int_equal(stats(c).script_fallbacks, 3);
     simul_redis_script_free(s);
     simul_redis_close(c);
-    simul_scope_end(&guard);
-    stop_server(&sv);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
