@@ -512,7 +512,7 @@ static int worker_serve(void *arg)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* every option takes a value */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) goto usage;
         if (strcmp(a, "--host") == 0) host = v;
@@ -524,7 +524,6 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--stop-timeout") == 0) stop_timeout = atof(v);
         else if (strcmp(a, "--keepalive") == 0) keepalive = atof(v);
         else goto usage;
-        i++;
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
     simul_supervisor_opts so = {.workers = workers, .host = host, .port = port,
