@@ -175,7 +175,7 @@ static int post_simul(simul_http_request *req, simul_http_response *res, void *a
     snprintf(nums[2], 24, "%ld", pace);
     snprintf(ts, sizeof ts, "%ld", (long)time(NULL));
     const char *argv[8 + 2 * 2 + 4 * CLUB_MAX_BOARDS];
-    char fields[CLUB_MAX_BOARDS][2][16];
+    char fields[CLUB_MAX_BOARDS][2][24];
     int argc = 0;
     argv[argc++] = "HSET";
     argv[argc++] = key;
@@ -185,9 +185,9 @@ static int post_simul(simul_http_request *req, simul_http_response *res, void *a
     argv[argc++] = "state", argv[argc++] = "queued";
     argv[argc++] = "played", argv[argc++] = "0";
     argv[argc++] = "created", argv[argc++] = ts;
-    for (long b = 0; b < boards; b++) {
-        snprintf(fields[b][0], 16, "n:%ld", b);
-        snprintf(fields[b][1], 16, "fen:%ld", b);
+    for (int b = 0; b < boards; b++) {
+        snprintf(fields[b][0], 24, "n:%d", b);
+        snprintf(fields[b][1], 24, "fen:%d", b);
         argv[argc++] = fields[b][0], argv[argc++] = "0";
         argv[argc++] = fields[b][1], argv[argc++] = club_start_fen;
     }
@@ -258,7 +258,7 @@ static int get_simul(simul_http_request *req, simul_http_response *res, void *ar
     simul_redis_pipeline *p;
     rc = simul_redis_pipeline_new(rds, &p);
     char key[CLUB_KEY_MAX];
-    for (long b = 0; rc == 0 && b < nb; b++) {
+    for (int b = 0; rc == 0 && b < nb; b++) {
         club_key_moves(key, (long)id, (int)b);
         rc = simul_redis_pipeline_add(p, "LRANGE %s 0 -1", key);
     }
@@ -273,11 +273,11 @@ static int get_simul(simul_http_request *req, simul_http_response *res, void *ar
         const char *s = hfield(h, names[i]);
         if (s) json_object_set_new(v, names[i], i == 0 ? json_string(s) : json_integer(atol(s)));
     }
-    for (long b = 0; rc == 0 && b < nb; b++) {
+    for (int b = 0; rc == 0 && b < nb; b++) {
         char f[3][24];
-        snprintf(f[0], 24, "n:%ld", b);
-        snprintf(f[1], 24, "fen:%ld", b);
-        snprintf(f[2], 24, "result:%ld", b);
+        snprintf(f[0], 24, "n:%d", b);
+        snprintf(f[1], 24, "fen:%d", b);
+        snprintf(f[2], 24, "result:%d", b);
         json_t *mv = json_array();
         for (size_t i = 0; lists[b] && i < simul_redis_reply_len(lists[b]); i++) {
             size_t len;
@@ -290,7 +290,7 @@ static int get_simul(simul_http_request *req, simul_http_response *res, void *ar
                                             result, "moves", mv));
     }
     json_object_set_new(v, "boards", bs);
-    for (long b = 0; b < nb; b++) simul_redis_reply_free(lists[b]);
+    for (int b = 0; b < nb; b++) simul_redis_reply_free(lists[b]);
     simul_redis_reply_free(h);
     if (rc < 0) {
         json_decref(v);
@@ -312,7 +312,7 @@ static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, b
     const char *state = hfield(h, "state");
     *ended = state && strcmp(state, "finished") == 0;
     simul_redis_reply_free(h);
-    for (long b = 0; b < nb; b++) {
+    for (int b = 0; b < nb; b++) {
         char key[CLUB_KEY_MAX];
         club_key_moves(key, id, (int)b);
         simul_redis_reply *l;
@@ -329,7 +329,7 @@ static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, b
             char *s = ev ? json_dumps(ev, JSON_COMPACT) : NULL;
             json_decref(ev);
             char eid[32];
-            snprintf(eid, sizeof eid, "%ld:%d", b, sent[b] + 1);
+            snprintf(eid, sizeof eid, "%d:%d", b, sent[b] + 1);
             rc = s ? simul_http_sse_send(res, "move", eid, -1, s) : -ENOMEM;
             free(s);
             if (rc < 0) {
