@@ -7,7 +7,8 @@
 #  2. a master SIGKILLed mid-simul (chosen by the pid the simul's state names, once moves are
 #     stored): RabbitMQ redelivers the unacked job, the other master resumes from Redis and
 #     finishes it; every board has exactly its moves, the played counter matches (no move stored
-#     twice), the survivor logs the resume, and the SSE stream opened before the kill matches.
+#     twice), the survivor logs the resume, and the six SSE streams opened before the kill (over
+#     both web instances: Redis shows one pattern subscription per web worker) all match.
 # Every wait is for a state (bounded), never a sleep. The club is stopped and no process is left.
 # Usage: club_simul_test.sh <build-dir>
 set -u -o pipefail
@@ -152,6 +153,14 @@ resp=$(post 2 40 40)
 ID2=$(echo "$resp" | head -1 | sed -n 's/^{"id":\([0-9]*\)}$/\1/p')
 [[ -n $ID2 ]] || fail "POST for the kill test: $resp"
 sse_open "$ID2" "$STATE/sse2"
+# More watchers of the same simul, spread by HAProxy over the web processes: Redis still sees one
+# pattern subscriber per web worker (4), whatever the number of SSE clients.
+for k in 1 2 3 4 5; do sse_open "$ID2" "$STATE/sse2.$k"; done
+sse_up() { grep -q '^HTTP/1.1 200' "$1.head" 2>/dev/null; }
+for k in "" .1 .2 .3 .4 .5; do wait_for "SSE client$k" 30 sse_up "$STATE/sse2$k"; done
+nsub=$(R CLIENT LIST | grep -c 'name=club_web_sub .*psub=1 ')
+((nsub == 4)) && pass "6 SSE clients, 4 pattern subscriptions in Redis (one per web worker)" ||
+    fail "$nsub pattern subscribers for 4 web workers: $(R CLIENT LIST | grep club_web)"
 played_at_least() { local p; p=$(R HGET "club:{$1}" played); [[ -n $p ]] && (($p >= $2)); }
 if wait_for "simul $ID2 to be under way" 60 played_at_least "$ID2" 10; then
     victim=$(R HGET "club:{$ID2}" master)
@@ -171,6 +180,11 @@ if wait_for "simul $ID2 to be under way" 60 played_at_least "$ID2" 10; then
         else
             fail "inconsistent after the kill"
         fi
+        for k in 1 2 3 4 5; do
+            wait_for "SSE client $k of simul $ID2 to end" 30 sse_ended "$STATE/sse2.$k" &&
+                check "$ID2" "$STATE/sse2.$k" 2 40 >/dev/null || fail "SSE client $k of simul $ID2"
+        done
+        pass "every other SSE client of simul $ID2 got the same moves"
     else
         fail "simul $ID2 names master '$victim', not one of the club's"
     fi
