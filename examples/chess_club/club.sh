@@ -7,14 +7,16 @@
 #   web       127.0.0.4, 127.0.0.5, ...  each a supervisor (simul/supervisor.h) with N workers
 #   redis     127.0.0.20
 #   rabbitmq  127.0.0.21 (AMQP; its own epmd and distribution port on 127.0.0.1)
-# The web processes run examples/http_hello until the chess club's own web app exists; the
-# master (AMQP consumer) role comes with it. Every process is started with setsid and recorded
+#   master    CLUB_MASTERS processes consuming the simul jobs (examples/chess_club/master.c)
+# The web processes run the club's web app (examples/chess_club/web.c: club_web), or
+# examples/http_hello when club_web is not built (no Redis or AMQP integration) or CLUB_RABBITMQ=0
+# (the app needs its broker). Every process is started with setsid and recorded
 # (role, address, pid) in $CLUB_STATE/procs; stop ends them by pid, children included, and
 # waits until each is gone.
 # Usage: club.sh start|status|stop
 # Environment: CLUB_STATE (default ${TMPDIR:-/tmp}/simul-chess-club-$UID), CLUB_BUILD (the build
 # dir with examples/http_hello; default <repo>/build), CLUB_WEB (instances, 2), CLUB_WORKERS
-# (workers per instance, 2), CLUB_RABBITMQ=0 (leave RabbitMQ out: a start in 1 s instead of 6).
+# (workers per instance, 2), CLUB_MASTERS (master processes, 2), CLUB_RABBITMQ=0 (leave RabbitMQ out: a start in 1 s instead of 6).
 set -u -o pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -24,6 +26,7 @@ BUILD=${CLUB_BUILD:-$ROOT/build}
 NWEB=${CLUB_WEB:-2}
 NWORKERS=${CLUB_WORKERS:-2}
 WITH_RABBIT=${CLUB_RABBITMQ:-1}
+NMASTERS=${CLUB_MASTERS:-2}
 PY=/usr/bin/python3
 PROCS=$STATE/procs
 
@@ -133,13 +136,30 @@ start() {
         record rabbitmq "$qaddr:$qport" "$(cat "$d/server.pid")"
     fi
 
+    # The web app and the masters need Redis and the broker up: they connect at start.
+    wait_for redis 10 tcp_open $raddr "$rport"
+    [[ $WITH_RABBIT == 1 ]] && wait_for rabbitmq 60 amqp_ready $qaddr "$qport"
+    local club_web=$BUILD/examples/club_web club_master=$BUILD/examples/club_master app=()
+    if [[ $WITH_RABBIT == 1 && -x $club_web && -x $club_master ]]; then
+        app=("$club_web" --redis "$raddr:$rport" --amqp "amqp://guest:guest@$qaddr:$qport/")
+        local m
+        for ((m = 0; m < NMASTERS; m++)); do
+            mkdir -p "$STATE/master$m"
+            setsid "$club_master" --redis "$raddr:$rport" --amqp "amqp://guest:guest@$qaddr:$qport/" \
+                --prefetch 4 </dev/null >"$STATE/master$m/out.log" 2>"$STATE/master$m/err.log" &
+            record master "-" $!
+        done
+    else
+        app=("$http_hello")
+    fi
+
     # web instances: a supervisor each
     local i waddr wport servers=""
     for ((i = 0; i < NWEB; i++)); do
         waddr=127.0.0.$((4 + i))
         wport=$(free_port "$waddr")
         mkdir -p "$STATE/web$i"
-        setsid "$http_hello" --host "$waddr" --port "$wport" --workers "$NWORKERS" \
+        setsid "${app[@]}" --host "$waddr" --port "$wport" --workers "$NWORKERS" \
             --drain-delay 1 --stop-timeout 10 </dev/null >"$STATE/web$i/out.log" 2>"$STATE/web$i/err.log" &
         record web "$waddr:$wport" $!
         servers+="    server web$i $waddr:$wport check"$'\n'
@@ -230,7 +250,9 @@ EOF
         wait_for "haproxy sees web$i" 30 ha_up "web$i"
     done
     wait_for nginx 10 tcp_open $naddr "$nport"
-    [[ $WITH_RABBIT == 1 ]] && wait_for rabbitmq 60 amqp_ready $qaddr "$qport"
+    for ((i = 0; i < NMASTERS && ${#app[@]} > 1; i++)); do
+        wait_for "master$i" 30 grep -q "consuming" "$STATE/master$i/err.log"
+    done
     trap - ERR
     echo "https://$naddr:$nport/   (CA: $n/cert.pem; state: $STATE)"
 }
@@ -264,7 +286,7 @@ status() {
 stop() {
     [[ -f $PROCS ]] || { echo "club: nothing to stop ($STATE)"; return 0; }
     # In front first, so nothing new reaches what stops next; each with its own graceful signal.
-    local order="nginx haproxy web rabbitmq epmd redis" role r addr pid sig all=()
+    local order="nginx haproxy web master rabbitmq epmd redis" role r addr pid sig all=()
     for r in $order; do
         local pids=()
         while read -r role addr pid; do
