@@ -100,6 +100,11 @@ int simul_tcp_connect(const char *host, const char *port);
 int simul_tcp_listen(const char *host, const char *port, int backlog, unsigned flags, int *fds,
                      int max_fds);
 
+/* asyncio's start_server(sock=...) check: makes fd, a listening socket made elsewhere (a
+ * supervisor's, systemd's LISTEN_FDS), ready for an accept loop: non-blocking and close-on-exec.
+ * Returns 0; -EINVAL (not a listening socket); -EBADF (not an open fd). Never suspends. */
+int simul_listener_adopt(int fd);
+
 /* Unix stream sockets: a path starting with '@' names Linux's abstract namespace (no file). A
  * path too long for sockaddr_un is -ENAMETOOLONG (never cut short), an empty one -EINVAL. */
 

@@ -7,7 +7,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
@@ -2112,8 +2111,8 @@ static void server_release(simul_http_server *srv)
     free(srv);
 }
 
-/* opts.socks (a supervisor's or systemd's listening sockets, asyncio's sock=): checked to be
- * listening, made non-blocking and close-on-exec, copied to fds. Returns their count; -EINVAL
+/* opts.socks (a supervisor's or systemd's listening sockets, asyncio's sock=): each adopted
+ * (simul_listener_adopt), copied to fds. Returns their count; -EINVAL
  * (host or port given too, too many, not listening); -EBADF. */
 static int adopt_socks(const char *host, const char *port, const simul_http_server_opts *o,
                        int *fds)
@@ -2122,15 +2121,9 @@ static int adopt_socks(const char *host, const char *port, const simul_http_serv
         return -EINVAL;
     }
     for (int i = 0; i < o->n_socks; i++) {
-        int acc = 0;
-        socklen_t alen = sizeof acc;
-        if (getsockopt(o->socks[i], SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc) {
-            return errno == EBADF ? -EBADF : -EINVAL;
-        }
-        int fl = fcntl(o->socks[i], F_GETFL);
-        if (fl < 0 || fcntl(o->socks[i], F_SETFL, fl | O_NONBLOCK) < 0 ||
-            fcntl(o->socks[i], F_SETFD, FD_CLOEXEC) < 0) {
-            return -EBADF;
+        int rc = simul_listener_adopt(o->socks[i]);
+        if (rc < 0) {
+            return rc;
         }
         fds[i] = o->socks[i];
     }

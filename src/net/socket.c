@@ -1,6 +1,8 @@
 /* socket.c — task-level socket calls on plain fds (asyncio's loop.sock_*): each tries the
  * non-blocking syscall first and parks on the fd's readiness only when the kernel says EAGAIN
  * (one loop, try_then_wait), so a call that can complete at once costs exactly its syscall. */
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -241,4 +243,16 @@ long simul_sendto(int fd, const void *buf, size_t len, int flags, const struct s
         return rc;
     sock_op op = {.cbuf = buf, .len = len, .flags = flags, .to = addr, .tolen = addrlen};
     return try_then_wait(f, SIMUL__DIR_WRITE, try_sendto, &op);
+}
+
+int simul_listener_adopt(int fd)
+{
+    int acc = 0;
+    socklen_t alen = sizeof acc;
+    if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc)
+        return errno == EBADF ? -EBADF : -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -EBADF;
+    return 0;
 }

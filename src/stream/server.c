@@ -276,17 +276,10 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
             return -EINVAL;
         }
         for (n = 0; n < o->n_socks; n++) {
-            int acc = 0;
-            socklen_t alen = sizeof acc;
-            if (getsockopt(o->socks[n], SOL_SOCKET, SO_ACCEPTCONN, &acc, &alen) < 0 || !acc) {
+            int arc = simul_listener_adopt(o->socks[n]);
+            if (arc < 0) {
                 free(s);
-                return errno == EBADF ? -EBADF : -EINVAL; /* not a listening socket */
-            }
-            int fl = fcntl(o->socks[n], F_GETFL);
-            if (fl < 0 || fcntl(o->socks[n], F_SETFL, fl | O_NONBLOCK) < 0 ||
-                fcntl(o->socks[n], F_SETFD, FD_CLOEXEC) < 0) {
-                free(s);
-                return -EBADF;
+                return arc;
             }
             fds[n] = o->socks[n];
         }
