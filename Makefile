@@ -19,8 +19,9 @@ DEB_PACKAGES += redis-tools python3-redis
 DEB_PACKAGES += openssl curl
 # libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
 DEB_PACKAGES += libjansson-dev
-# libsimul-http's client: gzip/deflate bodies (zlib); its bench: aiohttp's client and wrk beside Go.
-DEB_PACKAGES += zlib1g-dev python3-aiohttp wrk golang-go
+# libsimul-http's client: gzip/deflate bodies (zlib). (Its bench's Go, aiohttp and wrk are listed
+# with the toolchain and the server bench.)
+DEB_PACKAGES += zlib1g-dev
 # The TLS benchmark: nginx is its handshake reference (bench/run_tls.sh).
 DEB_PACKAGES += nginx-light
 # The HTTP server benchmark (bench/run_http.sh): wrk drives nginx, aiohttp on uvloop and Flask
