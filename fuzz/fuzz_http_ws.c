@@ -5,7 +5,10 @@
  * UTF-8 (checked again here whole), close codes valid, errors with their close code.
  *
  * Input: [flags][split][frame bytes...]. flags bit 0: the client side (unmasked frames expected),
- * bit 1: a small max_message (64). Built as a libFuzzer target with clang (-DSIMUL_BUILD_FUZZ=ON)
+ * bit 1: a small max_message (64), bit 2: permessage-deflate negotiated (RSV1 allowed on a
+ * message's first frame), bit 3: no context takeover. Compressed messages go through the
+ * sessions' inflater piece by piece as they come: it must give the same bytes and verdict at
+ * every split and never grow its buffer past max_message + 2 bytes. Built as a libFuzzer target with clang (-DSIMUL_BUILD_FUZZ=ON)
  * and always as a replay program over fuzz/corpus/http_ws (ctest). */
 #include <errno.h>
 #include <stdint.h>
@@ -14,6 +17,8 @@
 #include <string.h>
 
 #include <simul/http.h>
+
+#include "../src/http/ws_internal.h" /* the sessions' inflater (in libsimul-http) */
 
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
@@ -25,6 +30,7 @@
 
 typedef struct out {
     uint64_t hash; /* of every event and byte, in order */
+    int zrc;       /* the inflater's first error */
     size_t events;
     int rc;
     simul_ws_error error;
@@ -39,13 +45,19 @@ static void mix(out *o, const void *d, size_t n)
 }
 
 /* step 0: whole; else pieces of `step` bytes; split > 0: first split bytes, then the rest. */
-static void run(out *o, bool server, uint64_t max, const uint8_t *in, size_t n, size_t step,
-                size_t split)
+static void run(out *o, bool server, uint64_t max, int flags, const uint8_t *in, size_t n,
+                size_t step, size_t split)
 {
     memset(o, 0, sizeof *o);
     o->hash = 0xcbf29ce484222325ull;
     simul_ws_parser p;
     simul_ws_parser_init(&p, server, max);
+    bool deflate = flags & 4;
+    simul_ws_parser_allow_compressed(&p, deflate);
+    http_ws_z z;
+    http_ws_pmd pm = {.our_bits = 15, .reset_in = flags & 8};
+    CHECK(http_ws_z_init(&z, &pm, 0) == 0);
+    http_ws_buf zb = {0};
     uint8_t *buf = malloc(n + 1);
     uint8_t *msg = malloc(n + 1);
     CHECK(buf && msg);
@@ -74,9 +86,7 @@ static void run(out *o, bool server, uint64_t max, const uint8_t *in, size_t n, 
                 o->error = p.error;
                 /* Sticky. */
                 CHECK(simul_ws_parser_feed(&p, buf, have, &used, &f) == ev && used == 0);
-                free(buf);
-                free(msg);
-                return;
+                goto done;
             }
             CHECK(used <= have);
             if (ev == SIMUL_WS_DATA) {
@@ -84,6 +94,29 @@ static void run(out *o, bool server, uint64_t max, const uint8_t *in, size_t n, 
                 CHECK(mop == 0 || mop == f.opcode);
                 CHECK(f.len == 0 || (f.data >= buf && f.data + f.len <= buf + have));
                 mop = f.opcode;
+                CHECK(deflate || !f.compressed);
+                if (f.compressed) {
+                    /* As the session does: inflate each piece, stop at the first error. */
+                    if (!o->zrc) {
+                        int zr = http_ws_inflate(&z, f.data, f.len, f.fin, max, &zb);
+                        CHECK(zr == 0 || zr == -EMSGSIZE || zr == -EPROTO);
+                        CHECK(zb.len <= max + 1 && zb.cap <= max + 2);
+                        if (zr < 0) {
+                            o->zrc = zr;
+                            mix(o, &zr, sizeof zr);
+                        }
+                    }
+                    if (f.fin) {
+                        if (!o->zrc) {
+                            mix(o, &mop, sizeof mop);
+                            mix(o, zb.p, zb.len);
+                        }
+                        zb.len = 0;
+                        mop = 0;
+                        o->events++;
+                    }
+                    goto next;
+                }
                 memcpy(msg + mlen, f.data, f.len);
                 mlen += f.len;
                 CHECK(mlen <= max);
@@ -110,6 +143,7 @@ static void run(out *o, bool server, uint64_t max, const uint8_t *in, size_t n, 
                 mix(o, f.data, f.len);
                 o->events++;
             }
+        next:
             memmove(buf, buf + used, have - used);
             have -= used;
             if (ev == SIMUL_WS_NEED_MORE) {
@@ -119,6 +153,9 @@ static void run(out *o, bool server, uint64_t max, const uint8_t *in, size_t n, 
     }
     /* Whatever is left is an unfinished frame (a header, a control frame or payload to come). */
     mix(o, &have, sizeof have);
+done:
+    http_ws_z_free(&z);
+    free(zb.p);
     free(buf);
     free(msg);
 }
@@ -133,10 +170,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t n = size - 2, split = n ? data[1] % (n + 1) : 0;
     const uint8_t *in = data + 2;
     out a, b, c;
-    run(&a, server, max, in, n, 0, 0);
-    run(&b, server, max, in, n, 1, 0);
-    run(&c, server, max, in, n, 0, split);
-    CHECK(a.hash == b.hash && a.hash == c.hash);
+    run(&a, server, max, data[0], in, n, 0, 0);
+    run(&b, server, max, data[0], in, n, 1, 0);
+    run(&c, server, max, data[0], in, n, 0, split);
+    CHECK(a.hash == b.hash && a.hash == c.hash && a.zrc == b.zrc && a.zrc == c.zrc);
     CHECK(a.rc == b.rc && a.rc == c.rc && a.error == b.error && a.error == c.error);
     /* The encoder: a header it writes parses back to the same frame. */
     if (n >= 3) {

@@ -3,7 +3,9 @@
  * and checked, and what follows a 101 goes to the frame reader. Whatever comes, the call returns
  * 0 only for a 101 (then messages are read until the end, and the session closes) or one of its
  * documented errors, never crashes, hangs or leaks. Input: [chunk][bytes...]: the bytes arrive in
- * pieces of `chunk` (0: all at once), then EOF; "@A@" in them is replaced by the right
+ * pieces of `chunk` & 0x7f (0: all at once), then EOF; chunk's top bit offers permessage-deflate
+ * (an answer with Sec-WebSocket-Extensions then reaches the compressed-frame reader, whose
+ * inflated messages must stay within max_message and be valid UTF-8 when text); "@A@" in them is replaced by the right
  * Sec-WebSocket-Accept for the key the client sent, so the fuzzer reaches past the key check.
  * Built as a libFuzzer target with clang and as a replay program for fuzz/corpus/http_ws_client. */
 #include <errno.h>
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 
 #include "simul.h"
@@ -28,6 +31,7 @@
 typedef struct feed {
     const uint8_t *data;
     size_t len, chunk;
+    bool deflate;
     char *answer; /* data with the placeholders replaced, made at the first read */
     size_t alen, pos;
     char request[2048]; /* the start of what the client wrote */
@@ -114,7 +118,7 @@ static int one(void *arg)
     CHECK(simul_stream_from_bottom(&feed_ops, f, &s) == 0);
     static const char *offer[] = {"chat", "v2"};
     simul_ws_opts o = {.subprotocols = offer, .nsubprotocols = 2, .max_message = 4096,
-                       .queue_max = 2};
+                       .queue_max = 2, .deflate = f->deflate};
     simul_ws *ws = NULL;
     int status = -1;
     int rc = simul_ws_client_open(s, "example.org", "/chat", &o, &status, &ws);
@@ -124,6 +128,8 @@ static int one(void *arg)
         CHECK(status == 101 && ws != NULL);
         const char *sp = simul_ws_subprotocol(ws);
         CHECK(!sp || strcmp(sp, "chat") == 0 || strcmp(sp, "v2") == 0);
+        const char *ext = simul_ws_extensions(ws);
+        CHECK(!ext || (f->deflate && strncasecmp(ext, "permessage-deflate", 18) == 0));
         for (;;) {
             const char *d;
             size_t n;
@@ -134,6 +140,9 @@ static int one(void *arg)
             }
             CHECK(t == SIMUL_WS_TEXT || t == SIMUL_WS_BINARY);
             CHECK(n <= 4096 && d[n] == '\0');
+            uint32_t st = 0;
+            CHECK(t != SIMUL_WS_TEXT || (simul_ws_utf8_check(&st, (const uint8_t *)d, n) &&
+                                         st == 0));
         }
         simul_ws_close(ws, 0, NULL);
     } else {
@@ -149,7 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    feed f = {.data = data + 1, .len = size - 1, .chunk = data[0]};
+    feed f = {.data = data + 1, .len = size - 1, .chunk = data[0] & 0x7f,
+              .deflate = data[0] & 0x80};
     CHECK(simul_run(one, &f) == 0);
     free(f.answer);
     return 0;

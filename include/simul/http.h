@@ -716,6 +716,8 @@ typedef struct simul_ws_frame {
     uint8_t opcode; /* SIMUL_WS_TEXT/BINARY (the message's, also for its continuations) or a
                        control opcode */
     bool fin;       /* DATA: this piece ends the message */
+    bool compressed; /* DATA: the message's first frame had RSV1 (permessage-deflate, allowed by
+                        simul_ws_parser_allow_compressed): data is deflate bytes, UTF-8 unchecked */
     uint8_t *data;
     size_t len;
     int close_code; /* CONTROL close only */
@@ -735,6 +737,7 @@ typedef struct simul_ws_parser {
         uint8_t key[4];
         uint8_t msg_op;     /* the message in progress (0: none) */
         bool server, masked, fin, in_frame, closed;
+        bool rsv1_ok, compressed; /* permessage-deflate negotiated; the message is compressed */
     } priv_;
 } simul_ws_parser;
 
@@ -742,6 +745,11 @@ typedef struct simul_ws_parser {
  * server's (which must not be). max_message: the largest message (all its fragments) accepted,
  * 0 for SIMUL_WS_DEFAULT_MAX_MESSAGE, UINT64_MAX for none. Does not suspend, allocates nothing. */
 void simul_ws_parser_init(simul_ws_parser *p, bool server, uint64_t max_message);
+
+/* permessage-deflate (RFC 7692) was negotiated: RSV1 on a message's first frame marks the message
+ * compressed (f.compressed; its UTF-8 is then the inflater's to check). RSV1 on a continuation or
+ * a control frame, RSV2 and RSV3 stay errors. */
+void simul_ws_parser_allow_compressed(simul_ws_parser *p, bool on);
 
 /* Parses buf[0..len) (see the contract above): returns the next event with *consumed the bytes
  * the caller drops, or -EPROTO (a broken frame, invalid UTF-8) / -EMSGSIZE (over max_message)
@@ -804,6 +812,23 @@ typedef struct simul_ws_opts {
      * always let through; a refused one gets 403. */
     const char *const *origins;
     size_t norigins;
+    /* permessage-deflate (RFC 7692), off unless `deflate` is set. A server accepts the first
+     * offer it can honour and declines the others (unknown or repeated parameters, a window of
+     * 8 bits, which zlib cannot make); a client offers it and fails the handshake on an answer
+     * it cannot honour. Every message sent is compressed; a compressed message received is
+     * inflated in bounded steps and held to max_message *inflated*: one that would pass it
+     * fails the connection with 1009 before it is allocated (a zip bomb costs max_message). */
+    bool deflate;
+    /* Compress each message sent on its own (no context kept between messages: ~256 KiB less
+     * held per connection, a worse ratio). Server: says server_no_context_takeover; client:
+     * offers client_no_context_takeover. */
+    bool deflate_no_context_takeover;
+    /* Ask the peer to do the same (server: the answer says client_no_context_takeover; client:
+     * offers server_no_context_takeover and refuses an answer without it). */
+    bool deflate_peer_no_context_takeover;
+    int deflate_window_bits; /* our compressor's LZ77 window, 9..15 (0: 15); the peer may lower
+                                it (server_/client_max_window_bits) */
+    int deflate_level;       /* zlib level 1..9 (0: 6) */
 } simul_ws_opts;
 
 /* Suspends. Upgrades the request to a WebSocket inside its handler: checks the handshake (GET,
@@ -870,6 +895,9 @@ int simul_ws_close_code(const simul_ws *ws);
 const char *simul_ws_close_reason(const simul_ws *ws);
 /* The subprotocol chosen, or NULL. */
 const char *simul_ws_subprotocol(const simul_ws *ws);
+/* The extensions in use as the server's 101 said them (Sec-WebSocket-Extensions, e.g.
+ * "permessage-deflate; server_no_context_takeover"), or NULL for none. */
+const char *simul_ws_extensions(const simul_ws *ws);
 
 
 /* ---------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@
 typedef struct ws_msg {
     int type;
     size_t len, cap;
-    char data[]; /* len bytes and a NUL */
+    char *data; /* len bytes and a NUL */
 } ws_msg;
 
 struct simul_ws {
@@ -40,6 +40,11 @@ struct simul_ws {
     int close_code;
     char close_reason[124];
     char *subprotocol;
+    char *extensions;  /* the 101's Sec-WebSocket-Extensions, or NULL */
+    http_ws_z *z;      /* permessage-deflate's streams, or NULL */
+    http_ws_buf zout;  /* a compressed message on its way out */
+    uint32_t in_utf8;  /* the UTF-8 state of a compressed text message being inflated */
+    bool out_compressed; /* the message sent in parts is compressed (RSV1 on its first frame) */
     bool close_sent, reader_done, receiving, sending, in_part, ping_out;
     bool own_stream;   /* opened by URL: the stream is closed with the session */
     uint32_t out_utf8; /* the UTF-8 state of a text message sent in parts */
@@ -60,13 +65,15 @@ static uint32_t next_key(simul_ws *ws)
     return (uint32_t)(z ^ (z >> 31));
 }
 
-/* Writes one frame with non-suspending stream writes (never split by another task's frame).
- * Returns 0 or the stream's error. */
-static int write_frame(simul_ws *ws, int op, bool fin, const void *data, size_t len)
+/* Writes one frame with non-suspending stream writes (never split by another task's frame);
+ * rsv1: a compressed message's first frame. Returns 0 or the stream's error. */
+static int write_frame_rsv(simul_ws *ws, int op, bool fin, bool rsv1, const void *data,
+                           size_t len)
 {
     uint8_t h[14];
     if (ws->server) {
         size_t hl = simul_ws_frame_header(h, op, fin, len, NULL);
+        h[0] |= rsv1 ? 0x40 : 0;
         struct iovec iov[2] = {{h, hl}, {(void *)data, len}};
         return simul_stream_writev(ws->s, iov, len ? 2 : 1);
     }
@@ -74,6 +81,7 @@ static int write_frame(simul_ws *ws, int op, bool fin, const void *data, size_t 
     uint8_t key[4];
     memcpy(key, &k, 4);
     size_t hl = simul_ws_frame_header(h, op, fin, len, key);
+    h[0] |= rsv1 ? 0x40 : 0;
     int rc = simul_stream_write(ws->s, h, hl);
     uint8_t chunk[4096];
     for (size_t off = 0; rc == 0 && off < len; off += sizeof chunk) {
@@ -83,6 +91,11 @@ static int write_frame(simul_ws *ws, int op, bool fin, const void *data, size_t 
         rc = simul_stream_write(ws->s, chunk, n);
     }
     return rc;
+}
+
+static int write_frame(simul_ws *ws, int op, bool fin, const void *data, size_t len)
+{
+    return write_frame_rsv(ws, op, fin, false, data, len);
 }
 
 static int write_close(simul_ws *ws, int code, const char *reason)
@@ -108,9 +121,13 @@ static int write_close(simul_ws *ws, int code, const char *reason)
 
 /* ---- the reader ----------------------------------------------------------------------------- */
 
-static void msg_free(void *m)
+static void msg_free(void *arg)
 {
-    free(m);
+    ws_msg *m = arg;
+    if (m) {
+        free(m->data);
+        free(m);
+    }
 }
 
 /* The reader is done: recv returns what is queued, then err. */
@@ -130,40 +147,78 @@ static int on_event(simul_ws *ws, int ev, simul_ws_frame *f)
 {
     if (ev == SIMUL_WS_DATA) {
         ws_msg *m = ws->building;
-        if (!m || m->len + f->len + 1 > m->cap) {
-            size_t need = (m ? m->len : 0) + f->len + 1;
-            size_t cap = m ? m->cap * 2 : 256;
-            cap = cap < need ? need : cap;
-            ws_msg *nm = realloc(m, sizeof *nm + cap);
-            if (!nm) {
-                write_close(ws, SIMUL_WS_CLOSE_INTERNAL, "out of memory");
-                reader_end(ws, -ENOMEM, SIMUL_WS_CLOSE_ABNORMAL);
+        if (!m) {
+            m = ws->building = calloc(1, sizeof *m);
+            if (!m) {
+                goto oom;
+            }
+            m->type = f->opcode;
+            ws->in_utf8 = 0;
+        }
+        if (f->compressed && ws->z) {
+            /* Inflated in bounded steps: the buffer never passes max_message + 2 bytes. */
+            http_ws_buf b = {(uint8_t *)m->data, m->len, m->cap};
+            size_t before = b.len;
+            int rc = http_ws_inflate(ws->z, f->data, f->len, f->fin, ws->opts.max_message, &b);
+            m->data = (char *)b.p;
+            m->len = b.len;
+            m->cap = b.cap;
+            if (rc == -ENOMEM) {
+                goto oom;
+            }
+            if (rc < 0) {
+                bool big = rc == -EMSGSIZE;
+                write_close(ws, big ? SIMUL_WS_CLOSE_TOO_BIG : SIMUL_WS_CLOSE_INVALID_DATA,
+                            big ? "message over the size limit once inflated"
+                                : "invalid compressed data");
+                reader_end(ws, big ? -EMSGSIZE : -EPROTO, SIMUL_WS_CLOSE_ABNORMAL);
                 return 0;
             }
-            if (!m) {
-                nm->len = 0;
-                nm->type = f->opcode;
+            if (m->type == SIMUL_WS_TEXT &&
+                (!simul_ws_utf8_check(&ws->in_utf8, (const uint8_t *)m->data + before,
+                                      m->len - before) ||
+                 (f->fin && ws->in_utf8 != 0))) {
+                write_close(ws, SIMUL_WS_CLOSE_INVALID_DATA, "invalid UTF-8 in text");
+                reader_end(ws, -EPROTO, SIMUL_WS_CLOSE_ABNORMAL);
+                return 0;
             }
-            nm->cap = cap;
-            ws->building = m = nm;
+        } else {
+            if (m->len + f->len + 1 > m->cap) {
+                size_t need = m->len + f->len + 1;
+                size_t cap = m->cap ? m->cap * 2 : 256;
+                cap = cap < need ? need : cap;
+                char *nd = realloc(m->data, cap);
+                if (!nd) {
+                    goto oom;
+                }
+                m->data = nd;
+                m->cap = cap;
+            }
+            memcpy(m->data + m->len, f->data, f->len);
+            m->len += f->len;
         }
-        memcpy(m->data + m->len, f->data, f->len);
-        m->len += f->len;
         if (!f->fin) {
             return 1;
+        }
+        if (!m->data && !(m->data = malloc(1))) {
+            goto oom; /* an empty compressed message */
         }
         m->data[m->len] = '\0';
         ws->building = NULL;
         if (ws->close_sent) {
-            free(m); /* after our close, data is dropped (RFC 6455 1.4): only its close counts */
+            msg_free(m); /* after our close, data is dropped (RFC 6455 1.4): only its close counts */
             return 1;
         }
         int rc = simul_queue_put(ws->q, m); /* backpressure: a full queue stops the reading */
         if (rc < 0) {
-            free(m);
+            msg_free(m);
             return rc == -ECANCELED ? 0 : 1;
         }
         return 1;
+    oom:
+        write_close(ws, SIMUL_WS_CLOSE_INTERNAL, "out of memory");
+        reader_end(ws, -ENOMEM, SIMUL_WS_CLOSE_ABNORMAL);
+        return 0;
     }
     switch (f->opcode) {
     case SIMUL_WS_PING:
@@ -280,6 +335,10 @@ static int session_new(simul_stream *s, bool server, const simul_ws_opts *opts, 
     }
     simul_ws_opts *o = &ws->opts;
     if (!o->max_message) o->max_message = SIMUL_WS_DEFAULT_MAX_MESSAGE;
+    if (o->deflate_window_bits && (o->deflate_window_bits < 9 || o->deflate_window_bits > 15)) {
+        free(ws);
+        return -EINVAL; /* zlib's raw deflate windows: 2^9 to 2^15 */
+    }
     if (!o->queue_max) o->queue_max = 16;
     if (o->ping_interval == 0) o->ping_interval = 20;
     if (!(o->ping_timeout > 0)) o->ping_timeout = 20;
@@ -302,6 +361,23 @@ static int session_new(simul_stream *s, bool server, const simul_ws_opts *opts, 
         return -ENOMEM;
     }
     *out = ws;
+    return 0;
+}
+
+/* permessage-deflate was agreed: its streams, and RSV1 allowed on the peer's messages. */
+static int enable_deflate(simul_ws *ws, const http_ws_pmd *pm, const char *ext)
+{
+    ws->z = calloc(1, sizeof *ws->z);
+    if (!ws->z || !(ws->extensions = strdup(ext))) {
+        return -ENOMEM;
+    }
+    int rc = http_ws_z_init(ws->z, pm, ws->opts.deflate_level);
+    if (rc < 0) {
+        free(ws->z);
+        ws->z = NULL;
+        return rc;
+    }
+    simul_ws_parser_allow_compressed(&ws->p, true);
     return 0;
 }
 
@@ -337,10 +413,16 @@ static void session_free(simul_ws *ws)
     }
     simul_queue_free(ws->q, msg_free);
     simul_event_free(ws->ended);
-    free(ws->building);
-    free(ws->cur);
+    msg_free(ws->building);
+    msg_free(ws->cur);
     free(ws->rbuf);
     free(ws->subprotocol);
+    free(ws->extensions);
+    if (ws->z) {
+        http_ws_z_free(ws->z);
+        free(ws->z);
+    }
+    free(ws->zout.p);
     free(ws);
 }
 
@@ -495,13 +577,36 @@ int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const si
         session_free(ws);
         return -ENOMEM;
     }
+    /* permessage-deflate: the first offer we can honour, if the application wants it. */
+    char ext[160] = "";
+    if (ws->opts.deflate) {
+        const char *vals[16];
+        size_t nv = 0, nh = simul_http_request_header_count(req);
+        for (size_t i = 0; i < nh && nv < 16; i++) {
+            const char *hn, *hv;
+            if (simul_http_request_header_at(req, i, &hn, &hv) == 0 &&
+                strcasecmp(hn, "Sec-WebSocket-Extensions") == 0) {
+                vals[nv++] = hv;
+            }
+        }
+        http_ws_pmd pm;
+        rc = http_ws_pmd_accept(vals, nv, &ws->opts, &pm, ext, sizeof ext);
+        if (rc > 0) {
+            rc = enable_deflate(ws, &pm, ext);
+        }
+        if (rc < 0) {
+            session_free(ws);
+            return rc == -ENOSPC ? -EPROTO : rc;
+        }
+    }
     char accept[29], head[512];
     simul_ws_accept_key(key, strlen(key), accept);
     int n = snprintf(head, sizeof head,
                      "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s%s%s%s%s%s\r\n",
                      accept, proto ? "Sec-WebSocket-Protocol: " : "", proto ? proto : "",
-                     proto ? "\r\n" : "");
+                     proto ? "\r\n" : "", ext[0] ? "Sec-WebSocket-Extensions: " : "", ext,
+                     ext[0] ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof head) {
         session_free(ws);
         return refuse(res, 400, "WebSocket: subprotocol name too long\n");
@@ -618,10 +723,34 @@ static int check_101(simul_ws *ws, const simul_http_head *h, const char *accept,
                          "answer this key)");
         return -EPROTO;
     }
-    if (head_field(h, "Sec-WebSocket-Extensions", &v, &vl)) {
+    n = head_field(h, "Sec-WebSocket-Extensions", &v, &vl);
+    if (n && !ws->opts.deflate) {
         say(why, whylen, "WebSocket handshake: the server chose extension \"%.*s\", none was "
                          "offered", (int)(vl > 64 ? 64 : vl), v);
         return -EPROTO;
+    }
+    if (n > 1) {
+        say(why, whylen, "WebSocket handshake: more than one Sec-WebSocket-Extensions");
+        return -EPROTO;
+    }
+    if (n == 1) {
+        char val[256], reason[160] = "";
+        http_ws_pmd pm;
+        if (vl >= sizeof val) {
+            say(why, whylen, "WebSocket handshake: Sec-WebSocket-Extensions over 255 bytes");
+            return -EPROTO;
+        }
+        memcpy(val, v, vl);
+        val[vl] = '\0';
+        int rc = http_ws_pmd_check_answer(val, &ws->opts, &pm, reason, sizeof reason);
+        if (rc < 0) {
+            say(why, whylen, "%s", reason);
+            return rc;
+        }
+        rc = enable_deflate(ws, &pm, val);
+        if (rc < 0) {
+            return rc;
+        }
     }
     n = head_field(h, "Sec-WebSocket-Protocol", &v, &vl);
     if (n > 1) {
@@ -708,7 +837,7 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
     http_ws_base64_16(raw, key);
     simul_ws_accept_key(key, 24, accept);
     /* The request: offered subprotocols joined by ", ", then the caller's fields. */
-    size_t cap = 512 + strlen(hs->host) + strlen(hs->path) + (hs->extra ? strlen(hs->extra) : 0);
+    size_t cap = 700 + strlen(hs->host) + strlen(hs->path) + (hs->extra ? strlen(hs->extra) : 0);
     for (size_t i = 0; i < ws->opts.nsubprotocols; i++) {
         cap += strlen(ws->opts.subprotocols[i]) + 2;
     }
@@ -727,6 +856,12 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
     }
     if (ws->opts.nsubprotocols) {
         n += snprintf(req + n, cap - (size_t)n, "\r\n");
+    }
+    if (ws->opts.deflate) {
+        char offer[160];
+        if (http_ws_pmd_offer(&ws->opts, offer, sizeof offer) == 0) {
+            n += snprintf(req + n, cap - (size_t)n, "Sec-WebSocket-Extensions: %s\r\n", offer);
+        }
     }
     n += snprintf(req + n, cap - (size_t)n, "%s\r\n", hs->extra ? hs->extra : "");
     rc = simul_stream_write(s, req, (size_t)n);
@@ -857,7 +992,7 @@ int simul_ws_recv(simul_ws *ws, const char **data, size_t *len)
     if (ws->receiving) {
         return -EBUSY;
     }
-    free(ws->cur);
+    msg_free(ws->cur);
     ws->cur = NULL;
     ws->receiving = true;
     void *item;
@@ -915,7 +1050,13 @@ int simul_ws_send(simul_ws *ws, int type, const void *data, size_t len)
         return -EINVAL;
     }
     ws->sending = true;
-    rc = send_done(ws, write_frame(ws, type, true, data, len));
+    if (ws->z) {
+        rc = http_ws_deflate(ws->z, data, len, true, &ws->zout);
+        rc = rc < 0 ? rc : write_frame_rsv(ws, type, true, true, ws->zout.p, ws->zout.len);
+    } else {
+        rc = write_frame(ws, type, true, data, len);
+    }
+    rc = send_done(ws, rc);
     ws->sending = false;
     return rc;
 }
@@ -949,7 +1090,15 @@ int simul_ws_send_part(simul_ws *ws, int type, const void *data, size_t len, boo
         ws->out_utf8 = st;
     }
     ws->sending = true;
-    rc = write_frame(ws, ws->in_part ? SIMUL_WS_CONT : type, last, data, len);
+    if (ws->z) {
+        /* One deflate stream across the parts, sync-flushed at each so every frame can be
+         * inflated as it comes; RSV1 on the first frame only (RFC 7692 6.1). */
+        rc = http_ws_deflate(ws->z, data, len, last, &ws->zout);
+        rc = rc < 0 ? rc : write_frame_rsv(ws, ws->in_part ? SIMUL_WS_CONT : type, last,
+                                           !ws->in_part, ws->zout.p, ws->zout.len);
+    } else {
+        rc = write_frame(ws, ws->in_part ? SIMUL_WS_CONT : type, last, data, len);
+    }
     ws->in_part = !last;
     rc = send_done(ws, rc);
     ws->sending = false;
@@ -1030,4 +1179,9 @@ const char *simul_ws_close_reason(const simul_ws *ws)
 const char *simul_ws_subprotocol(const simul_ws *ws)
 {
     return ws ? ws->subprotocol : NULL;
+}
+
+const char *simul_ws_extensions(const simul_ws *ws)
+{
+    return ws ? ws->extensions : NULL;
 }

@@ -123,6 +123,11 @@ void simul_ws_parser_init(simul_ws_parser *p, bool server, uint64_t max_message)
     p->priv_.max_message = max_message ? max_message : SIMUL_WS_DEFAULT_MAX_MESSAGE;
 }
 
+void simul_ws_parser_allow_compressed(simul_ws_parser *p, bool on)
+{
+    p->priv_.rsv1_ok = on;
+}
+
 static int fail(simul_ws_parser *p, simul_ws_error e)
 {
     p->error = e;
@@ -177,7 +182,8 @@ int simul_ws_parser_feed(simul_ws_parser *p, uint8_t *buf, size_t len, size_t *c
                 simul_ws_mask(d, n, p->priv_.key, p->priv_.phase);
                 p->priv_.phase = (p->priv_.phase + (uint32_t)n) & 3;
             }
-            if (p->priv_.msg_op == SIMUL_WS_TEXT && !simul_ws_utf8_check(&p->priv_.utf8, d, n)) {
+            bool text = p->priv_.msg_op == SIMUL_WS_TEXT && !p->priv_.compressed;
+            if (text && !simul_ws_utf8_check(&p->priv_.utf8, d, n)) {
                 return fail(p, SIMUL_WS_E_UTF8);
             }
             p->priv_.remaining -= n;
@@ -187,7 +193,7 @@ int simul_ws_parser_feed(simul_ws_parser *p, uint8_t *buf, size_t len, size_t *c
             if (end) {
                 p->priv_.in_frame = false;
             }
-            if (fin && p->priv_.msg_op == SIMUL_WS_TEXT && p->priv_.utf8 != 0) {
+            if (fin && text && p->priv_.utf8 != 0) {
                 return fail(p, SIMUL_WS_E_UTF8); /* the text ends inside a character */
             }
             if (n == 0 && !fin) {
@@ -195,6 +201,7 @@ int simul_ws_parser_feed(simul_ws_parser *p, uint8_t *buf, size_t len, size_t *c
             }
             f->opcode = p->priv_.msg_op;
             f->fin = fin;
+            f->compressed = p->priv_.compressed;
             f->data = d;
             f->len = n;
             if (fin) {
@@ -219,8 +226,10 @@ int simul_ws_parser_feed(simul_ws_parser *p, uint8_t *buf, size_t len, size_t *c
         bool masked = h[1] & 0x80;
         uint64_t plen = h[1] & 0x7F;
         /* What can be judged from the first two bytes is judged at once (fail fast). */
-        if (h[0] & 0x70) {
-            return fail(p, SIMUL_WS_E_RESERVED_BITS);
+        uint8_t rsv = h[0] & 0x70;
+        if (rsv && !(rsv == 0x40 && p->priv_.rsv1_ok &&
+                     (op == SIMUL_WS_TEXT || op == SIMUL_WS_BINARY))) {
+            return fail(p, SIMUL_WS_E_RESERVED_BITS); /* RSV1 only on a message's first frame */
         }
         if ((op > SIMUL_WS_BINARY && op < SIMUL_WS_CLOSE) || op > SIMUL_WS_PONG) {
             return fail(p, SIMUL_WS_E_OPCODE);
@@ -311,6 +320,7 @@ int simul_ws_parser_feed(simul_ws_parser *p, uint8_t *buf, size_t len, size_t *c
         if (op != SIMUL_WS_CONT) {
             p->priv_.msg_op = (uint8_t)op;
             p->priv_.utf8 = 0;
+            p->priv_.compressed = rsv != 0;
         }
         p->priv_.msg_len += plen;
         p->priv_.remaining = plen;

@@ -30,4 +30,51 @@ typedef struct http_ws_handshake {
  * knows which deadline it was). On a failure the stream stays the caller's. */
 int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out);
 
+/* ---- permessage-deflate (ws_deflate.c) ---------------------------------------------------- */
+#include <zlib.h>
+
+/* Negotiated parameters (RFC 7692 7.1), and what they mean for this side. */
+typedef struct http_ws_pmd {
+    bool server_no_context_takeover, client_no_context_takeover;
+    int server_max_window_bits, client_max_window_bits; /* 0: not said */
+    bool client_max_window_bits_offered; /* an offer's client_max_window_bits (valued or not) */
+    int our_bits;          /* the window our compressor uses (9..15) */
+    bool reset_out;        /* our compressor starts afresh at each message */
+    bool reset_in;         /* the peer's messages are each inflated afresh */
+} http_ws_pmd;
+
+/* Server: picks the first permessage-deflate offer it can honour among the Sec-WebSocket-
+ * Extensions values (offers with unknown, repeated or bad parameters, or asking for an 8-bit
+ * window, are declined). Returns 1 with *out and the answer's value in answer, 0 when none is
+ * taken, -ENOSPC. */
+int http_ws_pmd_accept(const char *const *values, size_t nvalues, const simul_ws_opts *o,
+                       http_ws_pmd *out, char *answer, size_t alen);
+/* Client: the offer's value. */
+int http_ws_pmd_offer(const simul_ws_opts *o, char *offer, size_t olen);
+/* Client: checks the server's Sec-WebSocket-Extensions (one value). 0 and *out, or -EPROTO with
+ * the reason in why (RFC 7692 7.1: the client fails the connection). */
+int http_ws_pmd_check_answer(const char *value, const simul_ws_opts *o, http_ws_pmd *out,
+                             char *why, size_t whylen);
+
+typedef struct http_ws_z {
+    z_stream in, out;
+    bool in_ready, out_ready, reset_in, reset_out;
+} http_ws_z;
+
+typedef struct http_ws_buf {
+    uint8_t *p;
+    size_t len, cap;
+} http_ws_buf;
+
+int http_ws_z_init(http_ws_z *z, const http_ws_pmd *pm, int level);
+void http_ws_z_free(http_ws_z *z);
+/* Inflates a piece of a compressed message onto b (b->cap always leaves a byte for a NUL);
+ * fin: the message's last piece. Returns 0; -EMSGSIZE once the message would pass max bytes
+ * (the buffer never grows past max + 2); -EPROTO (not deflate data); -ENOMEM. */
+int http_ws_inflate(http_ws_z *z, const uint8_t *in, size_t len, bool fin, uint64_t max,
+                    http_ws_buf *b);
+/* Compresses a message (or a piece of one; fin: its last) into b (b->len reset first).
+ * Returns 0, -ENOMEM, -EIO. */
+int http_ws_deflate(http_ws_z *z, const uint8_t *in, size_t len, bool fin, http_ws_buf *b);
+
 #endif /* SIMUL_HTTP_WS_INTERNAL_H */

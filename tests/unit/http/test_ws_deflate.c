@@ -1,0 +1,810 @@
+/* test_ws_deflate.c — permessage-deflate (RFC 7692) on simul's WebSocket server and client:
+ * python3-websockets as client and as server in both context-takeover modes, offers and answers
+ * the RFC says to decline or fail, and hostile compressed frames by raw socket (a zip bomb over
+ * the inflated limit gets 1009, garbage and bad UTF-8 get 1007, RSV1 where it may not be gets
+ * 1002). Compressed frames here are made with zlib directly, as a peer would. */
+#include "test_main_helpers.h"
+
+#include <simul/http.h>
+#include <sys/wait.h>
+#include <zlib.h>
+
+#include "test_http_server_helpers.h"
+
+typedef struct state {
+    int handlers_done;
+    int recv_rc;
+    int close_code;
+    char ext[160]; /* simul_ws_extensions of the last session, "" if none */
+    char tmp[64];
+} state;
+static state g;
+
+static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    simul_ws_opts o = {0};
+    if (arg) {
+        o = *(simul_ws_opts *)arg;
+    }
+    simul_ws *ws;
+    int rc = simul_ws_upgrade(req, res, &o, &ws);
+    if (rc < 0) {
+        return rc == -EPROTO ? 0 : rc;
+    }
+    const char *e = simul_ws_extensions(ws);
+    snprintf(g.ext, sizeof g.ext, "%s", e ? e : "");
+    for (;;) {
+        const char *d;
+        size_t n;
+        rc = simul_ws_recv(ws, &d, &n);
+        if (rc <= 0 || (rc = simul_ws_send(ws, rc, d, n)) < 0) {
+            break;
+        }
+    }
+    g.recv_rc = rc;
+    g.close_code = simul_ws_close_code(ws);
+    simul_ws_close(ws, 0, NULL);
+    g.handlers_done++;
+    return 0;
+}
+
+static simul_ws_opts o_ctx = {.deflate = true, .max_message = 4u << 20};
+static simul_ws_opts o_nctx = {.deflate = true, .deflate_no_context_takeover = true,
+                               .deflate_peer_no_context_takeover = true,
+                               .max_message = 4u << 20};
+static simul_ws_opts o_small = {.deflate = true, .max_message = 1024};
+static simul_ws_opts o_window = {.deflate = true, .deflate_window_bits = 10, .deflate_level = 9};
+
+typedef struct fixture {
+    simul_http_app *app;
+    simul_http_server *srv;
+    int port;
+    char script[256];
+    const char *mode;
+} fixture;
+
+static void up(fixture *f)
+{
+    memset(&g, 0, sizeof g);
+    memset(f, 0, sizeof *f);
+    assert_int_equal(simul_http_app_new(&f->app), 0);
+    assert_int_equal(simul_http_route(f->app, "GET", "/plain", h_echo, NULL), 0);
+    assert_int_equal(simul_http_route(f->app, "GET", "/ctx", h_echo, &o_ctx), 0);
+    assert_int_equal(simul_http_route(f->app, "GET", "/nctx", h_echo, &o_nctx), 0);
+    assert_int_equal(simul_http_route(f->app, "GET", "/small", h_echo, &o_small), 0);
+    assert_int_equal(simul_http_route(f->app, "GET", "/window", h_echo, &o_window), 0);
+    assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
+    f->port = simul_http_server_port(f->srv);
+    snprintf(g.tmp, sizeof g.tmp, "/tmp/simul-wsz-XXXXXX");
+    assert_non_null(mkdtemp(g.tmp));
+}
+
+static void down(fixture *f)
+{
+    assert_int_equal(simul_http_server_shutdown(f->srv, 10), 0);
+    assert_int_equal(simul_http_server_connections(f->srv), 0);
+    simul_http_server_free(f->srv);
+    simul_http_app_free(f->app);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g.tmp);
+    assert_int_equal(system(cmd), 0);
+}
+
+static bool have_websockets(void)
+{
+    return system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0;
+}
+
+static void script(fixture *f, const char *name, const char *text)
+{
+    snprintf(f->script, sizeof f->script, "%s/%s", g.tmp, name);
+    FILE *fp = fopen(f->script, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* ---- python3-websockets as the client -------------------------------------------------------- */
+
+static const char py_client[] =
+    "import asyncio, os, sys\n"
+    "from websockets.client import connect\n"
+    "from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory\n"
+    "async def main(port, mode):\n"
+    "    kw = {}\n"
+    "    if mode == 'nctx':\n"
+    "        kw = {'compression': None, 'extensions': [ClientPerMessageDeflateFactory(\n"
+    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
+    "    async with connect(f'ws://127.0.0.1:{port}/{mode}', open_timeout=20, close_timeout=20,\n"
+    "                       max_size=2**22, **kw) as ws:\n"
+    "        ext = ws.response_headers.get('Sec-WebSocket-Extensions')\n"
+    "        assert ext and ext.startswith('permessage-deflate'), ext\n"
+    "        assert len(ws.extensions) == 1, ws.extensions\n"
+    "        if mode == 'nctx':\n"
+    "            assert 'server_no_context_takeover' in ext, ext\n"
+    "            assert 'client_no_context_takeover' in ext, ext\n"
+    "        for i in range(60):\n"
+    "            m = f'message {i} ' + 'h\\u00e9llo \\u20ac ' * i\n"
+    "            await ws.send(m)\n"
+    "            assert await ws.recv() == m\n"
+    "        big = (b'simul, a chess simul on tasks ' * 40000)[:1000000]\n"
+    "        await ws.send(big)\n"
+    "        assert await ws.recv() == big\n"
+    "        rnd = os.urandom(200000)\n"
+    "        await ws.send(rnd)\n"
+    "        assert await ws.recv() == rnd\n"
+    "        await ws.send(['frag', 'men', 'ted \\U0001F600'])\n"
+    "        assert await ws.recv() == 'fragmented \\U0001F600'\n"
+    "        await ws.send('')\n"
+    "        assert await ws.recv() == ''\n"
+    "        await ws.send(b'')\n"
+    "        r = await ws.recv()\n        assert r == b'', repr(r)\n"
+    "        await ws.close(1000, 'done')\n"
+    "asyncio.run(main(int(sys.argv[1]), sys.argv[2]))\n";
+
+static int py_run(void *arg)
+{
+    fixture *f = arg;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s' %d %s", f->script, f->port,
+             f->mode);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+}
+
+static void python_client(const char *mode, const char *want_ext)
+{
+    if (!have_websockets()) {
+        skip();
+    }
+    fixture f;
+    up(&f);
+    f.mode = mode;
+    script(&f, "client.py", py_client);
+    int result = -1;
+    assert_int_equal(simul_to_thread(py_run, &f, &result), 0);
+    assert_int_equal(result, 0);
+    for (int i = 0; i < 20000 && g.handlers_done < 1; i++) {
+        assert_int_equal(simul_sleep(0.001), 0);
+    }
+    assert_int_equal(g.handlers_done, 1);
+    assert_int_equal(g.recv_rc, 0);
+    assert_int_equal(g.close_code, 1000);
+    assert_string_equal(g.ext, want_ext);
+    down(&f);
+}
+
+SIMUL_TASK_TEST(python_client_context_takeover)
+{
+    (void)arg;
+    /* websockets offers client_max_window_bits; we do not bound the client's window. */
+    python_client("ctx", "permessage-deflate");
+    return 0;
+}
+
+SIMUL_TASK_TEST(python_client_no_context_takeover)
+{
+    (void)arg;
+    python_client("nctx", "permessage-deflate; server_no_context_takeover; "
+                          "client_no_context_takeover");
+    return 0;
+}
+
+/* ---- python3-websockets as the server --------------------------------------------------------- */
+
+static const char py_server[] =
+    "import asyncio, sys\n"
+    "from websockets.server import serve\n"
+    "from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory\n"
+    "async def handler(ws):\n"
+    "    assert len(ws.extensions) == 1, ws.extensions\n"
+    "    async for msg in ws:\n"
+    "        await ws.send(msg)\n"
+    "        if msg == 'fragments':\n"
+    "            await ws.send(['a', 'b\\u00e9', 'c'])\n"
+    "    done.set_result(None)\n"
+    "async def main(mode):\n"
+    "    global done\n"
+    "    done = asyncio.get_running_loop().create_future()\n"
+    "    kw = {}\n"
+    "    if mode == 'nctx':\n"
+    "        kw = {'compression': None, 'extensions': [ServerPerMessageDeflateFactory(\n"
+    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
+    "    async with serve(handler, '127.0.0.1', 0, max_size=2**22, **kw) as srv:\n"
+    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
+    "        await asyncio.wait_for(done, 60)\n"
+    "asyncio.run(main(sys.argv[1]))\n";
+
+typedef struct pysrv {
+    FILE *p;
+    int port;
+    const char *mode;
+} pysrv;
+
+static int pysrv_start(void *arg)
+{
+    pysrv *ps = arg;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s/server.py' %s", g.tmp, ps->mode);
+    ps->p = popen(cmd, "r");
+    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
+        return __LINE__;
+    }
+    return 0;
+}
+
+static int pysrv_wait(void *arg)
+{
+    pysrv *ps = arg;
+    int st = pclose(ps->p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+}
+
+static void python_server(const char *mode, const simul_ws_opts *o, const char *want_ext)
+{
+    if (!have_websockets()) {
+        skip();
+    }
+    fixture f;
+    up(&f);
+    script(&f, "server.py", py_server);
+    pysrv ps = {.mode = mode};
+    int result = -1;
+    assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
+    assert_int_equal(result, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ps.port);
+    simul_stream *s;
+    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
+    simul_ws *ws;
+    assert_int_equal(simul_ws_client_open(s, "127.0.0.1:1", "/", o, NULL, &ws), 0);
+    assert_non_null(simul_ws_extensions(ws));
+    assert_string_equal(simul_ws_extensions(ws), want_ext);
+    const char *d;
+    size_t n;
+    char m[256];
+    for (int i = 0; i < 60; i++) {
+        snprintf(m, sizeof m, "message %d: the same words again and again and again %d", i, i);
+        assert_int_equal(simul_ws_send_text(ws, m), 0);
+        assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
+        assert_string_equal(d, m);
+    }
+    size_t bl = 1500000;
+    char *b = malloc(bl);
+    for (size_t i = 0; i < bl; i++) {
+        b[i] = (char)(i % 251 < 200 ? 'a' + i % 7 : i * 2654435761u >> 24);
+    }
+    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, 1000000), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
+    assert_int_equal(n, 1000000);
+    assert_memory_equal(d, b, n);
+    free(b);
+    /* A message sent in parts (one deflate stream, RSV1 on the first frame only). */
+    assert_int_equal(simul_ws_send_part(ws, SIMUL_WS_TEXT, "frag", 4, false), 0);
+    assert_int_equal(simul_ws_send_part(ws, SIMUL_WS_CONT, "men\xc3", 4, false), 0);
+    assert_int_equal(simul_ws_send_part(ws, SIMUL_WS_CONT, "\xa9ted", 4, true), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
+    assert_string_equal(d, "fragmen\xc3\xa9ted");
+    assert_int_equal(simul_ws_send_text(ws, "fragments"), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
+    assert_string_equal(d, "fragments");
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
+    assert_string_equal(d, "ab\xc3\xa9""c");
+    assert_int_equal(simul_ws_send(ws, SIMUL_WS_TEXT, "", 0), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
+    assert_int_equal(n, 0);
+    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
+    assert_int_equal(simul_stream_close(s), 0);
+    assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
+    assert_int_equal(result, 0);
+    down(&f);
+}
+
+SIMUL_TASK_TEST(python_server_context_takeover)
+{
+    (void)arg;
+    /* websockets' defaults: both windows at 12 bits (our compressor follows the answer). */
+    simul_ws_opts o = {.deflate = true, .max_message = 4u << 20};
+    python_server("ctx", &o, "permessage-deflate; server_max_window_bits=12; "
+                             "client_max_window_bits=12");
+    return 0;
+}
+
+SIMUL_TASK_TEST(python_server_no_context_takeover)
+{
+    (void)arg;
+    simul_ws_opts o = {.deflate = true, .deflate_no_context_takeover = true,
+                       .deflate_peer_no_context_takeover = true, .max_message = 4u << 20};
+    python_server("nctx", &o, "permessage-deflate; server_no_context_takeover; "
+                              "client_no_context_takeover");
+    return 0;
+}
+
+/* ---- raw sockets ------------------------------------------------------------------------------ */
+
+#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
+
+/* Upgrades c to path offering `ext` (NULL: no offer); the 101's Sec-WebSocket-Extensions goes
+ * into got ("" if none). */
+static int cl_upgrade(client *c, int port, const char *path, const char *ext, char *got,
+                      size_t gotlen)
+{
+    CHECK(cl_connect(c, port) == 0);
+    char req[2048];
+    snprintf(req, sizeof req,
+             "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n%s%s%s\r\n",
+             path, ext ? "Sec-WebSocket-Extensions: " : "", ext ? ext : "", ext ? "\r\n" : "");
+    CHECK(cl_send(c, req) == 0);
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
+        CHECK(cl_more(c) > 0);
+    }
+    size_t hl = (size_t)(end + 4 - c->buf);
+    CHECK(memcmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
+    char head[4096];
+    CHECK(hl < sizeof head);
+    memcpy(head, c->buf, hl);
+    head[hl] = '\0';
+    if (!hdr_get(head, "Sec-WebSocket-Extensions", got, gotlen)) {
+        got[0] = '\0';
+    }
+    memmove(c->buf, c->buf + hl, c->len - hl);
+    c->len -= hl;
+    return 0;
+}
+
+/* Reads one server frame: its first byte, payload into out (cap bytes at most). */
+static int cl_frame(client *c, int *b0, uint8_t *out, size_t cap, size_t *len)
+{
+    for (;;) {
+        if (c->len >= 2) {
+            uint64_t n = c->buf[1] & 0x7f;
+            size_t hl = n == 126 ? 4 : n == 127 ? 10 : 2;
+            if (c->len >= hl) {
+                if (hl == 4) {
+                    n = (uint64_t)(uint8_t)c->buf[2] << 8 | (uint8_t)c->buf[3];
+                } else if (hl == 10) {
+                    n = 0;
+                    for (int i = 0; i < 8; i++) {
+                        n = n << 8 | (uint8_t)c->buf[2 + i];
+                    }
+                }
+                if (c->len >= hl + n) {
+                    CHECK(n <= cap);
+                    *b0 = (uint8_t)c->buf[0];
+                    memcpy(out, c->buf + hl, n);
+                    *len = n;
+                    memmove(c->buf, c->buf + hl + n, c->len - hl - n);
+                    c->len -= hl + n;
+                    return 0;
+                }
+            }
+        }
+        CHECK(cl_more(c) > 0);
+    }
+}
+
+/* A masked client frame (b0 as given, reserved bits included) into out; returns its length. */
+static size_t mk(uint8_t *out, int b0, const void *data, size_t len)
+{
+    static const uint8_t key[4] = {1, 2, 3, 4};
+    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, key);
+    out[0] = (uint8_t)b0;
+    memcpy(out + hl, data, len);
+    simul_ws_mask(out + hl, len, key, 0);
+    return hl + len;
+}
+
+/* Raw deflate of data with a sync flush, the 00 00 ff ff tail removed (RFC 7692 7.2.1). z keeps
+ * its context across calls (a peer with context takeover). */
+static size_t zpack_x(z_stream *z, const void *data, size_t len, uint8_t *out, size_t cap,
+                      bool strip)
+{
+    z->next_in = (Bytef *)data;
+    z->avail_in = (uInt)len;
+    z->next_out = out;
+    z->avail_out = (uInt)cap;
+    int rc = deflate(z, Z_SYNC_FLUSH);
+    if (rc != Z_OK || z->avail_out == 0) {
+        return 0;
+    }
+    size_t n = cap - z->avail_out;
+    return !strip ? n : n >= 4 ? n - 4 : 0;
+}
+
+static size_t zpack(z_stream *z, const void *data, size_t len, uint8_t *out, size_t cap)
+{
+    return zpack_x(z, data, len, out, cap, true);
+}
+
+/* Sends frames, expects a close with `code` and the end of the connection. */
+static int expect_close(client *c, const uint8_t *frames, size_t n, int code)
+{
+    CHECK(cl_sendn(c, (const char *)frames, n) == 0);
+    int b0 = 0;
+    static uint8_t pl[1 << 16];
+    size_t len;
+    do {
+        CHECK(cl_frame(c, &b0, pl, sizeof pl, &len) == 0);
+    } while ((b0 & 0x0f) != SIMUL_WS_CLOSE);
+    CHECK(len >= 2);
+    int got = pl[0] << 8 | pl[1];
+    if (got != code) {
+        fprintf(stderr, "close code %d, wanted %d (%.*s)\n", got, code, (int)len - 2, pl + 2);
+        return __LINE__;
+    }
+    uint8_t out[32];
+    CHECK(cl_sendn(c, (const char *)out, mk(out, 0x88, pl, 2)) == 0);
+    CHECK(cl_closed(c));
+    return 0;
+}
+
+static int hostile(fixture *f, const char *path, const uint8_t *frames, size_t n, int code)
+{
+    client *c = malloc(sizeof *c);
+    char ext[160];
+    CHECK(cl_upgrade(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(strcmp(ext, "permessage-deflate") == 0);
+    int rc = expect_close(c, frames, n, code);
+    close(c->fd);
+    free(c);
+    return rc;
+}
+
+static int c_hostile(void *arg)
+{
+    fixture *f = arg;
+    static uint8_t zbuf[1 << 20], frame[(1 << 20) + 16];
+    z_stream z;
+    size_t zn, n;
+    /* A zip bomb for /small (1024 bytes): 600 KB of zeros in about 600 bytes, under the
+     * compressed limit; its inflated size crosses the limit at once -> 1009. */
+    size_t bl = 100u << 20;
+    uint8_t *zeros = calloc(1, bl);
+    CHECK(zeros);
+    CHECK(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+    zn = zpack(&z, zeros, 600000, zbuf, sizeof zbuf);
+    deflateEnd(&z);
+    CHECK(zn > 0 && zn < 1024);
+    n = mk(frame, 0xC2, zbuf, zn);
+    CHECK(hostile(f, "/small", frame, n, 1009) == 0);
+    /* 100 MiB of zeros in about 100 KB against /ctx's 4 MiB limit -> 1009, never allocated. */
+    CHECK(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+    zn = zpack(&z, zeros, bl, zbuf, sizeof zbuf);
+    deflateEnd(&z);
+    free(zeros);
+    CHECK(zn > 0 && zn < (1u << 20));
+    n = mk(frame, 0xC2, zbuf, zn);
+    CHECK(hostile(f, "/ctx", frame, n, 1009) == 0);
+    /* A bomb spread over fragments, each under the limit: 300 zeros a frame from one deflate
+     * stream; the sum crosses /small's 1024 at the fourth. */
+    CHECK(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
+    static uint8_t z0[300];
+    n = 0;
+    for (int i = 0; i < 10; i++) {
+        zn = zpack_x(&z, z0, sizeof z0, zbuf, sizeof zbuf, i == 9);
+        n += mk(frame + n, i == 0 ? 0x42 : i == 9 ? 0x80 : 0x00, zbuf, zn);
+    }
+    deflateEnd(&z);
+    CHECK(hostile(f, "/small", frame, n, 1009) == 0);
+    /* Not deflate data (BTYPE 11) -> 1007. */
+    n = mk(frame, 0xC2, "\xff\xff\xff\xff\xff\xff\xff\xff", 8);
+    CHECK(hostile(f, "/ctx", frame, n, 1007) == 0);
+    /* Invalid UTF-8 inside a compressed text -> 1007. */
+    CHECK(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    zn = zpack(&z, "ok \xed\xa0\x80 surrogate", 16, zbuf, sizeof zbuf);
+    deflateEnd(&z);
+    n = mk(frame, 0xC1, zbuf, zn);
+    CHECK(hostile(f, "/ctx", frame, n, 1007) == 0);
+    /* RSV1 on a continuation, on a ping; RSV2; RSV1 on a session without the extension. */
+    CHECK(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    zn = zpack(&z, "hello", 5, zbuf, sizeof zbuf);
+    deflateEnd(&z);
+    n = mk(frame, 0x41, zbuf, zn);
+    n += mk(frame + n, 0xC0, "", 0);
+    CHECK(hostile(f, "/ctx", frame, n, 1002) == 0);
+    n = mk(frame, 0xC9, "", 0);
+    CHECK(hostile(f, "/ctx", frame, n, 1002) == 0);
+    n = mk(frame, 0xA1, "x", 1);
+    CHECK(hostile(f, "/ctx", frame, n, 1002) == 0);
+    client *c = malloc(sizeof *c);
+    char ext[160];
+    CHECK(cl_upgrade(c, f->port, "/plain", "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(ext[0] == '\0'); /* not enabled: declined */
+    n = mk(frame, 0xC1, zbuf, zn);
+    CHECK(expect_close(c, frame, n, 1002) == 0);
+    close(c->fd);
+    free(c);
+    return 0;
+}
+
+SIMUL_TASK_TEST(hostile_compressed_frames)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    int result = -1;
+    assert_int_equal(simul_to_thread(c_hostile, &f, &result), 0);
+    assert_int_equal(result, 0);
+    down(&f);
+    return 0;
+}
+
+/* Good compressed traffic by hand: two messages sharing context (the second refers back to the
+ * first), an uncompressed message on the same session, and the server's answers: RSV1 set and
+ * inflating (with the server's context kept) to what was sent. */
+static int c_by_hand(void *arg)
+{
+    fixture *f = arg;
+    client *c = malloc(sizeof *c);
+    char ext[160];
+    CHECK(cl_upgrade(c, f->port, "/ctx", "permessage-deflate; client_max_window_bits", ext,
+                     sizeof ext) == 0);
+    CHECK(strcmp(ext, "permessage-deflate") == 0);
+    z_stream zo, zi;
+    CHECK(deflateInit2(&zo, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    CHECK(inflateInit2(&zi, -15) == Z_OK);
+    static const char *msgs[] = {"the quick brown fox jumps over the lazy dog",
+                                 "the quick brown fox jumps over the lazy dog again", NULL};
+    uint8_t zb[512], fr[600], pl[600], out[600];
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        const char *m = msgs[i] ? msgs[i] : "plain, not compressed";
+        if (msgs[i]) {
+            size_t zn = zpack(&zo, m, strlen(m), zb, sizeof zb);
+            CHECK(zn > 0);
+            if (i == 1) {
+                CHECK(zn < 20); /* a back-reference into the first message's context */
+            }
+            n = mk(fr, 0xC1, zb, zn);
+        } else {
+            n = mk(fr, 0x81, m, strlen(m));
+        }
+        CHECK(cl_sendn(c, (const char *)fr, n) == 0);
+        int b0;
+        size_t len;
+        CHECK(cl_frame(c, &b0, pl, sizeof pl - 4, &len) == 0);
+        CHECK(b0 == 0xC1); /* FIN, RSV1, text: every message sent is compressed */
+        memcpy(pl + len, "\x00\x00\xff\xff", 4);
+        zi.next_in = pl;
+        zi.avail_in = (uInt)len + 4;
+        zi.next_out = out;
+        zi.avail_out = sizeof out;
+        CHECK(inflate(&zi, Z_SYNC_FLUSH) == Z_OK);
+        size_t got = sizeof out - zi.avail_out;
+        CHECK(got == strlen(m) && memcmp(out, m, got) == 0);
+    }
+    deflateEnd(&zo);
+    inflateEnd(&zi);
+    uint8_t cl[16];
+    CHECK(cl_sendn(c, (const char *)cl, mk(cl, 0x88, "\x03\xe8", 2)) == 0);
+    int b0;
+    size_t len;
+    CHECK(cl_frame(c, &b0, pl, sizeof pl, &len) == 0 && (b0 & 0x0f) == SIMUL_WS_CLOSE);
+    CHECK(cl_closed(c));
+    close(c->fd);
+    free(c);
+    return 0;
+}
+
+SIMUL_TASK_TEST(compressed_by_hand)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    int result = -1;
+    assert_int_equal(simul_to_thread(c_by_hand, &f, &result), 0);
+    assert_int_equal(result, 0);
+    down(&f);
+    return 0;
+}
+
+/* Offers the server must decline (RFC 7692 7.1) or may take, and what it answers. */
+typedef struct offer_case {
+    const char *path, *offer, *answer;
+} offer_case;
+
+static const offer_case offers[] = {
+    {"/ctx", "permessage-deflate; server_max_window_bits=8", ""},  /* zlib cannot make it */
+    {"/ctx", "permessage-deflate; server_max_window_bits=8, permessage-deflate",
+     "permessage-deflate"},                                          /* the next offer */
+    {"/ctx", "permessage-deflate; foo=1", ""},                      /* unknown parameter */
+    {"/ctx", "permessage-deflate; server_no_context_takeover; server_no_context_takeover", ""},
+    {"/ctx", "permessage-deflate; client_max_window_bits=16", ""},   /* out of range */
+    {"/ctx", "permessage-deflate; server_max_window_bits=010", ""},  /* not minimal */
+    {"/ctx", "permessage-deflate; server_no_context_takeover=1", ""}, /* takes no value */
+    {"/ctx", "permessage-deflate; server_max_window_bits=\"10\"",
+     "permessage-deflate; server_max_window_bits=10"},               /* quoted */
+    {"/ctx", "x-webkit-deflate-frame, permessage-deflate; server_no_context_takeover",
+     "permessage-deflate; server_no_context_takeover"},
+    {"/ctx", "permessage-deflate; client_max_window_bits; server_max_window_bits=11",
+     "permessage-deflate; server_max_window_bits=11"},
+    {"/nctx", "permessage-deflate",
+     "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+    {"/window", "permessage-deflate; server_max_window_bits=12",
+     "permessage-deflate; server_max_window_bits=10"},               /* ours is smaller */
+    {"/plain", "permessage-deflate", ""},                            /* not enabled */
+    {"/ctx", "permessage-deflate;", ""},                             /* an empty parameter */
+    {"/ctx", "permessage-deflate; server_max_window_bits=", ""},
+};
+
+static int c_offers(void *arg)
+{
+    fixture *f = arg;
+    for (size_t i = 0; i < sizeof offers / sizeof *offers; i++) {
+        client *c = malloc(sizeof *c);
+        char ext[160];
+        CHECK(cl_upgrade(c, f->port, offers[i].path, offers[i].offer, ext, sizeof ext) == 0);
+        if (strcmp(ext, offers[i].answer) != 0) {
+            fprintf(stderr, "offer %zu \"%s\": answered \"%s\", wanted \"%s\"\n", i,
+                    offers[i].offer, ext, offers[i].answer);
+            return __LINE__;
+        }
+        close(c->fd);
+        free(c);
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(offers_declined_or_taken)
+{
+    (void)arg;
+    fixture f;
+    up(&f);
+    int result = -1;
+    assert_int_equal(simul_to_thread(c_offers, &f, &result), 0);
+    assert_int_equal(result, 0);
+    down(&f);
+    return 0;
+}
+
+/* ---- the client against servers made here ----------------------------------------------------- */
+
+typedef struct liar {
+    const char *ext;   /* the answer's Sec-WebSocket-Extensions line(s), "Name: v\r\n..." */
+    const uint8_t *frame;
+    size_t frame_len;
+    char request[2048]; /* what the client sent */
+} liar;
+
+static int liar_handler(simul_stream *s, void *arg)
+{
+    liar *l = arg;
+    const char *head;
+    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+    if (n < 0) {
+        return 0;
+    }
+    snprintf(l->request, sizeof l->request, "%.*s", (int)n, head);
+    const char *k = memmem(head, (size_t)n, "Sec-WebSocket-Key: ", 19);
+    char accept[29] = "";
+    if (k) {
+        simul_ws_accept_key(k + 19, 24, accept);
+    }
+    char out[1024];
+    int len = snprintf(out, sizeof out,
+                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
+                       accept, l->ext);
+    simul_stream_write(s, out, (size_t)len);
+    if (l->frame) {
+        simul_stream_write(s, l->frame, l->frame_len);
+    }
+    char sink[256];
+    while (simul_stream_read(s, sink, sizeof sink) > 0) {
+    }
+    return 0;
+}
+
+/* Opens to a liar; returns what open returned, or recv's result once open. */
+static int liar_open(liar *l, const simul_ws_opts *o, char *got, size_t gotlen)
+{
+    simul_server *srv;
+    assert_int_equal(simul_start_server("127.0.0.1", "0", liar_handler, l, &srv), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", simul_server_port(srv));
+    simul_stream *s;
+    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
+    simul_ws *ws;
+    int rc = simul_ws_client_open(s, "127.0.0.1", "/", o, NULL, &ws);
+    if (rc == 0) {
+        const char *d;
+        size_t n;
+        rc = simul_ws_recv(ws, &d, &n);
+        if (got) {
+            snprintf(got, gotlen, "%.*s", rc > 0 ? (int)n : 0, rc > 0 ? d : "");
+        }
+        simul_ws_close(ws, 0, NULL);
+    }
+    simul_stream_close(s);
+    simul_server_close(srv);
+    simul_server_wait_closed(srv);
+    simul_server_free(srv);
+    return rc;
+}
+
+SIMUL_TASK_TEST(client_checks_answers)
+{
+    (void)arg;
+    simul_ws_opts o = {.deflate = true, .close_timeout = 0.5};
+    static const char *const bad[] = {
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=8\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; foo\r\n",
+        "Sec-WebSocket-Extensions: x-other\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n",
+        "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits\r\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        liar l = {.ext = bad[i]};
+        assert_int_equal(liar_open(&l, &o, NULL, 0), -EPROTO);
+        assert_non_null(strstr(l.request, "Sec-WebSocket-Extensions: permessage-deflate; "
+                                          "client_max_window_bits\r\n"));
+    }
+    /* Asked for server_no_context_takeover, answered without it: refused. */
+    simul_ws_opts nctx = {.deflate = true, .deflate_peer_no_context_takeover = true,
+                          .close_timeout = 0.5};
+    liar l = {.ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n"};
+    assert_int_equal(liar_open(&l, &nctx, NULL, 0), -EPROTO);
+    assert_non_null(strstr(l.request, "server_no_context_takeover"));
+    /* Not offered (deflate off): any extension is refused; and nothing is offered. */
+    simul_ws_opts off = {.close_timeout = 0.5};
+    liar l2 = {.ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n"};
+    assert_int_equal(liar_open(&l2, &off, NULL, 0), -EPROTO);
+    assert_null(strstr(l2.request, "Sec-WebSocket-Extensions"));
+
+    /* Accepted, then frames: a compressed "hi" is read; garbage is -EPROTO; a bomb -EMSGSIZE;
+     * RSV1 on a continuation -EPROTO. */
+    uint8_t zb[4096], fr[4200];
+    z_stream z;
+    assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+    size_t zn = zpack(&z, "hi", 2, zb, sizeof zb);
+    deflateEnd(&z);
+    size_t hl = simul_ws_frame_header(fr, SIMUL_WS_TEXT, true, zn, NULL);
+    fr[0] |= 0x40;
+    memcpy(fr + hl, zb, zn);
+    char got[64];
+    liar good = {.ext = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=9"
+                        "; client_max_window_bits=9\r\n",
+                 .frame = fr, .frame_len = hl + zn};
+    assert_int_equal(liar_open(&good, &o, got, sizeof got), SIMUL_WS_TEXT);
+    assert_string_equal(got, "hi");
+    liar garbage = {.ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+                    .frame = (const uint8_t *)"\xc2\x04\xff\xff\xff\xff", .frame_len = 6};
+    assert_int_equal(liar_open(&garbage, &o, NULL, 0), -EPROTO);
+    uint8_t *zeros = calloc(1, 4u << 20);
+    assert_non_null(zeros);
+    assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY), Z_OK);
+    zn = zpack(&z, zeros, 4u << 20, zb, sizeof zb); /* 4 MiB in about 4 KB, over the 1 MiB */
+    deflateEnd(&z);
+    free(zeros);
+    assert_true(zn > 0 && zn < 4096);
+    hl = simul_ws_frame_header(fr, SIMUL_WS_BINARY, true, zn, NULL);
+    fr[0] |= 0x40;
+    memcpy(fr + hl, zb, zn);
+    liar bomb = {.ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n", .frame = fr,
+                 .frame_len = hl + zn};
+    assert_int_equal(liar_open(&bomb, &o, NULL, 0), -EMSGSIZE);
+    liar cont = {.ext = "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+                 .frame = (const uint8_t *)"\x41\x00\xc0\x00", .frame_len = 4};
+    assert_int_equal(liar_open(&cont, &o, NULL, 0), -EPROTO);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(python_client_context_takeover),
+        cmocka_unit_test(python_client_no_context_takeover),
+        cmocka_unit_test(python_server_context_takeover),
+        cmocka_unit_test(python_server_no_context_takeover),
+        cmocka_unit_test(hostile_compressed_frames),
+        cmocka_unit_test(compressed_by_hand),
+        cmocka_unit_test(offers_declined_or_taken),
+        cmocka_unit_test(client_checks_answers),
+    };
+    return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_ws_deflate");
+}
