@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,16 @@ typedef struct http_listener {
 
 #define HTTP_MAX_LISTENERS 8
 
+/* The connection cap of a threaded server, shared by its threads: one atomic count of the
+ * connections being served on any of them. A thread at the cap waits on its own room event;
+ * a connection that ends at the cap wakes every thread's (through their loops). */
+typedef struct http_shared_cap {
+    atomic_long count;
+    long cap;
+    void (*wake_all)(void *arg);
+    void *arg;
+} http_shared_cap;
+
 struct simul_http_server {
     simul_http_app *app;
     simul_http_server_opts opts;
@@ -138,7 +149,17 @@ struct simul_http_server {
     http_cidr *trust; /* trusted proxies (the shared one's on threads) */
     size_t ntrust;
     bool own_trust;   /* trust is this server's to free */
+    http_shared_cap *shared; /* threaded: the cap counted across threads (NULL: srv's own) */
 };
+
+/* A connection counted in shared->count ended (or never started). */
+static void shared_release(simul_http_server *srv)
+{
+    http_shared_cap *sh = srv->shared;
+    if (sh && atomic_fetch_sub(&sh->count, 1) >= sh->cap) {
+        sh->wake_all(sh->arg); /* it was full: threads may wait for room */
+    }
+}
 
 int http_request_on_end(simul_http_request *req, void (*fn)(void *), void *p)
 {
@@ -1975,6 +1996,7 @@ done:
         c->next->prev = c->prev;
     }
     srv->nconns--;
+    shared_release(srv);
     if (srv->room) {
         simul_event_set(srv->room); /* an accept loop at the cap may go on */
     }
@@ -2004,6 +2026,7 @@ static int conn_task(void *arg)
     st.srv->pending--;
     int rc = conn_main(st.s, st.srv);
     if (rc < 0) { /* it could not start: count it out here */
+        shared_release(st.srv);
         simul_event_set(st.srv->room);
         if (st.srv->nconns == 0 && st.srv->pending == 0) {
             simul_event_set(st.srv->empty);
@@ -2019,6 +2042,31 @@ static int conn_task(void *arg)
     return 0;
 }
 
+/* Threaded: takes a slot in the shared count for a connection just accepted, waiting while
+ * every slot is taken (the other threads may have filled them since this one's check). At most
+ * one accepted connection per thread waits so. Returns 0, or < 0 when the wait was stopped. */
+static int shared_take(simul_http_server *srv)
+{
+    http_shared_cap *sh = srv->shared;
+    for (;;) {
+        long cur = atomic_load(&sh->count);
+        if (cur < sh->cap) {
+            if (atomic_compare_exchange_weak(&sh->count, &cur, cur + 1)) {
+                return 0;
+            }
+            continue;
+        }
+        simul_event_clear(srv->room);
+        if (atomic_load(&sh->count) < sh->cap) {
+            continue;
+        }
+        int rc = simul_event_wait(srv->room);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+}
+
 static int accept_main(void *arg)
 {
     http_listener *l = arg;
@@ -2026,8 +2074,12 @@ static int accept_main(void *arg)
     double backoff = 0.01;
     for (;;) {
         /* At the cap: wait for a connection to end. The newcomers wait in the kernel's backlog. */
-        while (srv->nconns + srv->pending >= srv->opts.max_connections) {
+        while (srv->shared ? atomic_load(&srv->shared->count) >= srv->shared->cap
+                           : srv->nconns + srv->pending >= srv->opts.max_connections) {
             simul_event_clear(srv->room);
+            if (srv->shared && atomic_load(&srv->shared->count) < srv->shared->cap) {
+                break; /* a release came between the check and the clear */
+            }
             if (simul_event_wait(srv->room) < 0) {
                 return 0;
             }
@@ -2049,6 +2101,10 @@ static int accept_main(void *arg)
             continue;
         }
         backoff = 0.01;
+        if (srv->shared && shared_take(srv) < 0) {
+            close(fd); /* stopped while waiting for room */
+            return 0;
+        }
         srv->accepted++;
         simul_stream *s;
         conn_start *st = malloc(sizeof *st);
@@ -2063,6 +2119,7 @@ static int accept_main(void *arg)
         srv->pending++;
         if (simul_task_spawn(NULL, conn_task, st, &o) < 0) {
             srv->pending--;
+            shared_release(srv);
             free(st);
             simul_stream_abort(s);
             simul_stream_close(s);
@@ -2330,6 +2387,7 @@ struct simul_http_threads {
     double drain_timeout;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    http_shared_cap cap; /* max_connections across the threads */
     int started; /* workers that listen or failed */
     bool stopped, joined;
     http_worker w[];
@@ -2341,6 +2399,27 @@ static void worker_stop_cb(void *arg)
     simul_event_set(w->stop);
 }
 
+/* On a worker's loop: a connection ended somewhere at the cap, room for this thread's accept. */
+static void worker_room_cb(void *arg)
+{
+    http_worker *w = arg;
+    if (w->srv) {
+        simul_event_set(w->srv->room);
+    }
+}
+
+static void threads_wake_all(void *arg)
+{
+    simul_http_threads *t = arg;
+    pthread_mutex_lock(&t->mu);
+    for (int i = 0; i < t->n; i++) {
+        if (t->w[i].loop) {
+            simul_loop_call_soon_threadsafe(t->w[i].loop, worker_room_cb, &t->w[i]);
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
 static int worker_main(void *arg)
 {
     http_worker *w = arg;
@@ -2349,6 +2428,9 @@ static int worker_main(void *arg)
     if (rc == 0) {
         rc = server_start(t->app, t->host, t->port, SIMUL_LISTEN_REUSEPORT, &t->opts, t->trust,
                           t->ntrust, &w->srv);
+    }
+    if (rc == 0) {
+        w->srv->shared = &t->cap; /* (its accept loops have not run yet: same loop, no yield) */
     }
     pthread_mutex_lock(&t->mu);
     w->start_rc = rc;
@@ -2414,6 +2496,10 @@ int simul_http_serve_threads(simul_http_app *app, const char *host, const char *
     t->app = app;
     snprintf(t->port, sizeof t->port, "%s", port ? port : "0");
     t->n = threads;
+    atomic_init(&t->cap.count, 0);
+    t->cap.cap = (long)t->opts.max_connections;
+    t->cap.wake_all = threads_wake_all;
+    t->cap.arg = t;
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->cv, NULL);
     /* The workers start with the asynchronous signals blocked: they belong to the app's threads. */
