@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 /* ---- UTF-8 ----------------------------------------------------------------------------------
  * state: 0 between characters; else (bytes still expected) << 8 | (the first continuation's
  * allowed range: 0 any, 1 E0 (A0..BF), 2 ED (80..9F), 3 F0 (90..BF), 4 F4 (80..8F)). */
@@ -361,93 +363,7 @@ size_t simul_ws_frame_header(uint8_t out[14], int opcode, bool fin, uint64_t len
     return k;
 }
 
-/* ---- the handshake's key: base64(SHA-1(key + GUID)) ----------------------------------------
- * SHA-1 (FIPS 180-4) written here for this one use: the library links no crypto (OpenSSL is
- * libsimul-tls's), and the accept key is not a security boundary. */
-typedef struct sha1 {
-    uint32_t h[5];
-    uint64_t n;
-    uint8_t block[64];
-} sha1;
-
-static uint32_t rol(uint32_t x, int k)
-{
-    return x << k | x >> (32 - k);
-}
-
-static void sha1_block(sha1 *s, const uint8_t *b)
-{
-    uint32_t w[80];
-    for (int i = 0; i < 16; i++) {
-        w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 |
-               (uint32_t)b[4 * i + 2] << 8 | b[4 * i + 3];
-    }
-    for (int i = 16; i < 80; i++) {
-        w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
-    }
-    uint32_t a = s->h[0], bb = s->h[1], c = s->h[2], d = s->h[3], e = s->h[4];
-    for (int i = 0; i < 80; i++) {
-        uint32_t fn, k;
-        if (i < 20) {
-            fn = (bb & c) | (~bb & d);
-            k = 0x5A827999;
-        } else if (i < 40) {
-            fn = bb ^ c ^ d;
-            k = 0x6ED9EBA1;
-        } else if (i < 60) {
-            fn = (bb & c) | (bb & d) | (c & d);
-            k = 0x8F1BBCDC;
-        } else {
-            fn = bb ^ c ^ d;
-            k = 0xCA62C1D6;
-        }
-        uint32_t t = rol(a, 5) + fn + e + k + w[i];
-        e = d;
-        d = c;
-        c = rol(bb, 30);
-        bb = a;
-        a = t;
-    }
-    s->h[0] += a;
-    s->h[1] += bb;
-    s->h[2] += c;
-    s->h[3] += d;
-    s->h[4] += e;
-}
-
-static void sha1_update(sha1 *s, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len) {
-        size_t at = (size_t)(s->n & 63), k = 64 - at < len ? 64 - at : len;
-        memcpy(s->block + at, p, k);
-        s->n += k;
-        p += k;
-        len -= k;
-        if ((s->n & 63) == 0) {
-            sha1_block(s, s->block);
-        }
-    }
-}
-
-static void sha1_final(sha1 *s, uint8_t out[20])
-{
-    uint64_t bits = s->n * 8;
-    uint8_t pad = 0x80, zero = 0;
-    sha1_update(s, &pad, 1);
-    while ((s->n & 63) != 56) {
-        sha1_update(s, &zero, 1);
-    }
-    uint8_t lenb[8];
-    for (int i = 0; i < 8; i++) {
-        lenb[i] = (uint8_t)(bits >> (56 - 8 * i));
-    }
-    sha1_update(s, lenb, 8);
-    for (int i = 0; i < 20; i++) {
-        out[i] = (uint8_t)(s->h[i / 4] >> (24 - 8 * (i % 4)));
-    }
-}
-
+/* ---- the handshake's key: base64(SHA-1(key + GUID)) ---------------------------------------- */
 static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* Base64 of n bytes into out (4 * ceil(n / 3) characters and a NUL). */
@@ -468,11 +384,17 @@ static void base64(const uint8_t *in, size_t n, char *out)
 void simul_ws_accept_key(const char *key, size_t key_len, char out[29])
 {
     static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-    sha1 s = {{0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0}, 0, {0}};
-    sha1_update(&s, key, key_len);
-    sha1_update(&s, guid, sizeof guid - 1);
-    uint8_t d[20];
-    sha1_final(&s, d);
+    /* OpenSSL's SHA-1 (libcrypto). A failure (out of memory) leaves a digest of zeros: an
+     * accept key that matches no key, so the handshake fails rather than passes. */
+    uint8_t d[20] = {0};
+    unsigned int n = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha1(), NULL) ||
+        !EVP_DigestUpdate(ctx, key, key_len) || !EVP_DigestUpdate(ctx, guid, sizeof guid - 1) ||
+        !EVP_DigestFinal_ex(ctx, d, &n) || n != 20) {
+        memset(d, 0, sizeof d);
+    }
+    EVP_MD_CTX_free(ctx);
     base64(d, 20, out);
 }
 
