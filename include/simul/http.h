@@ -895,6 +895,15 @@ int simul_ws_close_code(const simul_ws *ws);
 const char *simul_ws_close_reason(const simul_ws *ws);
 /* The subprotocol chosen, or NULL. */
 const char *simul_ws_subprotocol(const simul_ws *ws);
+/* Client: the opening handshake's answer (the server's 101), as websockets' response_headers:
+ * its fields in order (names as sent, values without surrounding whitespace), valid while the
+ * session lives. A server's session has none (the handler has the request). count: 0 then;
+ * _at: 0, or -ERANGE past the end; simul_ws_response_header: the first field of that name
+ * (case-insensitive), or NULL. */
+size_t simul_ws_response_header_count(const simul_ws *ws);
+int simul_ws_response_header_at(const simul_ws *ws, size_t i, const char **name,
+                                const char **value);
+const char *simul_ws_response_header(const simul_ws *ws, const char *name);
 /* The extensions in use as the server's 101 said them (Sec-WebSocket-Extensions, e.g.
  * "permessage-deflate; server_no_context_takeover"), or NULL for none. */
 const char *simul_ws_extensions(const simul_ws *ws);
@@ -1059,7 +1068,9 @@ typedef struct simul_ws_connect_opts {
     double open_timeout;        /* seconds for connect and opening handshake together (default
                                    10, websockets'; INFINITY: none; the session's connect_timeout
                                    bounds the connect as well) */
-    simul_http_limits limits;   /* the handshake answer's head limits (0 fields: defaults) */
+    simul_http_limits limits;   /* the handshake answer's head limits (0 fields: defaults;
+                                   max_headers: its fields, default 100, at most 100000; more
+                                   is -EMSGSIZE with the count said in why) */
     char *why;                  /* on an error, the reason in words; may be NULL */
     size_t whylen;
 } simul_ws_connect_opts;

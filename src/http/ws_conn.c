@@ -41,6 +41,8 @@ struct simul_ws {
     char close_reason[124];
     char *subprotocol;
     char *extensions;  /* the 101's Sec-WebSocket-Extensions, or NULL */
+    char **answer;     /* client: the 101's fields, name, value, ... (one allocation) */
+    size_t nanswer;
     http_ws_z *z;      /* permessage-deflate's streams, or NULL */
     http_ws_buf zout;  /* a compressed message on its way out */
     uint32_t in_utf8;  /* the UTF-8 state of a compressed text message being inflated */
@@ -418,6 +420,7 @@ static void session_free(simul_ws *ws)
     free(ws->rbuf);
     free(ws->subprotocol);
     free(ws->extensions);
+    free(ws->answer);
     if (ws->z) {
         http_ws_z_free(ws->z);
         free(ws->z);
@@ -772,6 +775,34 @@ static int check_101(simul_ws *ws, const simul_http_head *h, const char *accept,
     return 0;
 }
 
+/* Keeps the 101's fields for simul_ws_response_header*: pointers and strings in one block. */
+static int keep_answer(simul_ws *ws, const simul_http_head *h)
+{
+    size_t n = h->nheaders, bytes = 2 * n * sizeof(char *);
+    for (size_t i = 0; i < n; i++) {
+        bytes += h->headers[i].name.len + h->headers[i].value.len + 2;
+    }
+    char **a = malloc(bytes ? bytes : 1);
+    if (!a) {
+        return -ENOMEM;
+    }
+    char *p = (char *)(a + 2 * n);
+    for (size_t i = 0; i < n; i++) {
+        const simul_http_header *f = &h->headers[i];
+        a[2 * i] = p;
+        memcpy(p, h->base + f->name.off, f->name.len);
+        p += f->name.len;
+        *p++ = '\0';
+        a[2 * i + 1] = p;
+        memcpy(p, h->base + f->value.off, f->value.len);
+        p += f->value.len;
+        *p++ = '\0';
+    }
+    ws->answer = a;
+    ws->nanswer = n;
+    return 0;
+}
+
 /* A refusal's words: "403 Forbidden" and the start of its body if it came along. */
 static void say_refusal(simul_http_parser *p, const char *buf, size_t len, char *why,
                         size_t whylen)
@@ -879,19 +910,31 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
     /* The answer, through the HTTP parser in response mode (strict, with limits). The head
      * fits the session's read buffer whole (the limits stay far below 64 KiB); the bytes behind
      * a 101 stay in it for the frame reader. */
-    simul_http_header fields[64];
+    /* As many fields as the limits allow (max_headers, default 100), on the heap. */
+    const simul_http_limits *lim = hs->limits;
+    uint32_t maxh = lim && lim->max_headers ? lim->max_headers : SIMUL_HTTP_DEFAULT_MAX_HEADERS;
+    if (maxh > 100000) {
+        say(why, whylen, "WebSocket: limits.max_headers over 100000");
+        session_free(ws);
+        return -EINVAL;
+    }
+    simul_http_header *fields = malloc(maxh * sizeof *fields);
+    if (!fields) {
+        session_free(ws);
+        return -ENOMEM;
+    }
     simul_http_parser p;
-    rc = simul_http_parser_init(&p, SIMUL_HTTP_RESPONSE, hs->limits, fields, 64);
+    rc = simul_http_parser_init(&p, SIMUL_HTTP_RESPONSE, hs->limits, fields, maxh);
     if (rc == 0) {
         rc = simul_http_parser_response_to(&p, "GET");
     }
-    const simul_http_limits *lim = hs->limits;
     uint64_t head_max =
         (uint64_t)(lim && lim->max_request_line ? lim->max_request_line
                                                  : SIMUL_HTTP_DEFAULT_MAX_REQUEST_LINE) +
         (lim && lim->max_header_bytes ? lim->max_header_bytes : SIMUL_HTTP_DEFAULT_MAX_HEADER_BYTES);
     if (rc < 0 || head_max >= ws->rcap) {
         say(why, whylen, "WebSocket: response head limits over %zu bytes", ws->rcap);
+        free(fields);
         session_free(ws);
         return -EINVAL;
     }
@@ -900,6 +943,10 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
         size_t used = 0;
         int ev = simul_http_parser_feed(&p, (const char *)ws->rbuf + off, ws->rend - off, &used);
         if (ev < 0) {
+            if (p.error == SIMUL_HTTP_E_TOO_MANY_HEADERS) {
+                say(why, whylen, "WebSocket handshake: the answer is over a limit: too many "
+                                 "header fields (more than %u: limits.max_headers)", maxh);
+            }
             say(why, whylen, "WebSocket handshake: %s: %s",
                 ev == -EMSGSIZE ? "the answer is over a limit" : "malformed response",
                 simul_http_error_reason(p.error));
@@ -929,6 +976,9 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
                 break;
             }
             rc = check_101(ws, &p.head, accept, why, whylen);
+            if (rc == 0) {
+                rc = keep_answer(ws, &p.head);
+            }
             off += used;
             break;
         }
@@ -959,6 +1009,7 @@ int http_ws_client_handshake(const http_ws_handshake *hs, simul_ws **out)
         }
         break;
     }
+    free(fields);
     if (rc < 0) {
         session_free(ws);
         return rc;
@@ -1184,4 +1235,34 @@ const char *simul_ws_subprotocol(const simul_ws *ws)
 const char *simul_ws_extensions(const simul_ws *ws)
 {
     return ws ? ws->extensions : NULL;
+}
+
+size_t simul_ws_response_header_count(const simul_ws *ws)
+{
+    return ws ? ws->nanswer : 0;
+}
+
+int simul_ws_response_header_at(const simul_ws *ws, size_t i, const char **name,
+                                const char **value)
+{
+    if (!ws || i >= ws->nanswer) {
+        return -ERANGE;
+    }
+    if (name) {
+        *name = ws->answer[2 * i];
+    }
+    if (value) {
+        *value = ws->answer[2 * i + 1];
+    }
+    return 0;
+}
+
+const char *simul_ws_response_header(const simul_ws *ws, const char *name)
+{
+    for (size_t i = 0; ws && name && i < ws->nanswer; i++) {
+        if (strcasecmp(ws->answer[2 * i], name) == 0) {
+            return ws->answer[2 * i + 1];
+        }
+    }
+    return NULL;
 }

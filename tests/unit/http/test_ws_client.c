@@ -297,7 +297,7 @@ static int script_handler(simul_stream *s, void *arg)
     }
     simul_ws_accept_key(key, strlen(key), accept);
     if (ss->answer) {
-        char head[2048];
+        static char head[8192];
         int hl = snprintf(head, sizeof head, ss->answer, accept);
         if (ss->pad) {
             /* An endless head: the answer's fields without its final CRLF, then padding. */
@@ -445,6 +445,71 @@ SIMUL_TASK_TEST(bad_servers)
     assert_int_equal(simul_scope_end(&dl), 1);
     sdown(&f);
     assert_int_equal(open_fds(), fds0);
+    assert_int_equal(simul_http_session_close(s), 0);
+    return 0;
+}
+
+/* The 101's fields for the caller (websockets' response_headers), and the cap on their count:
+ * a clear error past it, and the caller's limit to raise it. */
+SIMUL_TASK_TEST(handshake_answer_fields)
+{
+    (void)arg;
+    simul_http_session *s;
+    assert_int_equal(simul_http_session_new(NULL, &s), 0);
+    sfix f;
+    sup(&f, UP101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: chat\r\n"
+                  "X-Server-Id: node 7\r\nx-trace:  abc  \r\n\r\n");
+    static const char *offer[] = {"chat"};
+    /* (the scripted server never answers a close: a short close_timeout) */
+    simul_ws_connect_opts o = {.ws = {.subprotocols = offer, .nsubprotocols = 1,
+                                      .close_timeout = 0.1}};
+    simul_ws *ws;
+    assert_int_equal(simul_ws_connect(s, f.url, &o, NULL, &ws), 0);
+    assert_int_equal(simul_ws_response_header_count(ws), 6);
+    const char *n, *v;
+    assert_int_equal(simul_ws_response_header_at(ws, 0, &n, &v), 0);
+    assert_string_equal(n, "Upgrade");
+    assert_string_equal(v, "websocket");
+    assert_int_equal(simul_ws_response_header_at(ws, 4, &n, &v), 0);
+    assert_string_equal(n, "X-Server-Id");
+    assert_string_equal(v, "node 7");
+    assert_int_equal(simul_ws_response_header_at(ws, 6, &n, &v), -ERANGE);
+    assert_string_equal(simul_ws_response_header(ws, "x-server-id"), "node 7");
+    assert_string_equal(simul_ws_response_header(ws, "X-Trace"), "abc");
+    assert_string_equal(simul_ws_response_header(ws, "sec-websocket-protocol"), "chat");
+    assert_null(simul_ws_response_header(ws, "Sec-WebSocket-Extensions"));
+    assert_string_equal(simul_ws_subprotocol(ws), "chat");
+    assert_null(simul_ws_extensions(ws));
+    assert_int_equal(simul_ws_close(ws, 0, NULL), -ETIMEDOUT);
+    sdown(&f);
+    /* 150 fields: over the default 100, refused in words; accepted under a raised limit. */
+    static char big[150 * 24 + 256];
+    size_t k = (size_t)snprintf(big, sizeof big, UP101 "Sec-WebSocket-Accept: %%s\r\n");
+    for (int i = 0; i < 150; i++) {
+        k += (size_t)snprintf(big + k, sizeof big - k, "X-F%d: %d\r\n", i, i);
+    }
+    snprintf(big + k, sizeof big - k, "\r\n");
+    sup(&f, big);
+    expect_fail(s, f.url, NULL, -EMSGSIZE, 0, "too many header fields (more than 100: "
+                                              "limits.max_headers)");
+    sdown(&f);
+    sup(&f, big);
+    char why[256] = "";
+    simul_ws_connect_opts raised = {.limits = {.max_headers = 200, .max_header_bytes = 16384},
+                                    .ws = {.close_timeout = 0.1}, .why = why,
+                                    .whylen = sizeof why};
+    int rc = simul_ws_connect(s, f.url, &raised, NULL, &ws);
+    if (rc != 0) {
+        fail_msg("raised limit: %d %s", rc, why);
+    }
+    assert_int_equal(simul_ws_response_header_count(ws), 153);
+    assert_string_equal(simul_ws_response_header(ws, "x-f149"), "149");
+    assert_int_equal(simul_ws_close(ws, 0, NULL), -ETIMEDOUT);
+    sdown(&f);
+    sup(&f, big);
+    simul_ws_connect_opts silly = {.limits = {.max_headers = 1000000}};
+    expect_fail(s, f.url, &silly, -EINVAL, 0, "max_headers over 100000");
+    sdown(&f);
     assert_int_equal(simul_http_session_close(s), 0);
     return 0;
 }
@@ -843,6 +908,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(bad_arguments),
         cmocka_unit_test(bad_servers),
         cmocka_unit_test(frames_behind_the_101),
+        cmocka_unit_test(handshake_answer_fields),
         cmocka_unit_test(cancel_mid_handshake),
         cmocka_unit_test(through_a_proxy),
 #ifdef SIMUL_TLS_CERTS
