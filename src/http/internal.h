@@ -166,4 +166,14 @@ int http_takeover(simul_http_request *req, simul_http_response *res, const void 
 /* The protocol has ended: the hooks are not called any more. */
 void http_takeover_done(simul_http_request *req);
 
+/* Several ranges of one file in one answer (multipart/byteranges, static.c): the head with
+ * Content-Length total, then each part's header text and its bytes by sendfile, then the
+ * epilogue. Suspends; errors as simul_http_response_sendfile. */
+typedef struct http_file_part {
+    const char *head;
+    uint64_t offset, len;
+} http_file_part;
+int http_response_sendfile_parts(simul_http_response *res, int fd, const http_file_part *parts,
+                                 size_t n, const char *epilogue, uint64_t total);
+
 #endif /* SIMUL_HTTP_INTERNAL_H */

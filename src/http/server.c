@@ -1230,6 +1230,57 @@ int simul_http_response_sendfile(simul_http_response *res, int fd, int64_t offse
     return rc;
 }
 
+int http_response_sendfile_parts(simul_http_response *res, int fd, const http_file_part *parts,
+                                 size_t n, const char *epilogue, uint64_t total)
+{
+    if (!res || fd < 0 || (!parts && n)) {
+        return -EINVAL;
+    }
+    if (res->started) {
+        return -EALREADY;
+    }
+    conn *c = res->c;
+    if (c->peer_gone) {
+        return -ECANCELED;
+    }
+    simul_http_request *req = req_of(res);
+    int rc = build_head(res, req, (long long)total);
+    if (rc < 0) {
+        return rc;
+    }
+    res->started = res->ended = true;
+    rc = simul_stream_write(c->s, c->out, c->out_len);
+    bool no_body = res->head_only || res->status < 200 || res->status == 204 ||
+                   res->status == 304;
+    for (size_t i = 0; rc == 0 && !no_body && i < n; i++) {
+        /* Each part's header, then its bytes straight from the file; the buffer is drained
+         * between parts so a slow client holds at most one part's header in memory. */
+        rc = simul_stream_write(c->s, parts[i].head, strlen(parts[i].head));
+        rc = rc ? rc : conn_drain(c);
+        if (rc == 0 && parts[i].len) {
+            size_t sent = 0;
+            long k = simul_stream_sendfile(c->s, fd, (int64_t)parts[i].offset,
+                                           (size_t)parts[i].len, &sent);
+            res->sent += sent;
+            if (k >= 0 && (uint64_t)k < parts[i].len) {
+                rc = -EIO; /* the file shrank under us */
+            } else if (k < 0) {
+                rc = (int)k;
+            }
+        }
+    }
+    if (rc == 0 && !no_body && epilogue) {
+        rc = simul_stream_write(c->s, epilogue, strlen(epilogue));
+    }
+    if (rc == 0) {
+        rc = conn_drain(c);
+    }
+    if (rc < 0) {
+        res->close = true;
+    }
+    return rc;
+}
+
 int simul_http_sse_start(simul_http_response *res)
 {
     if (!res) {

@@ -1,9 +1,12 @@
 /* static.c — libsimul-http's static files: a directory mounted under a URL prefix, answered with
- * sendfile, ETag / Last-Modified (304), a single Range (206, 416) and a content type by
- * extension. The idea for safety: the path is checked segment by segment after percent-decoding
- * (no "..", ".", NUL or empty segment ever reaches the file system), and the file is opened
- * relative to the root's directory fd with openat2(RESOLVE_BENEATH), so the kernel itself
- * refuses a symlink (or anything) that resolves outside the root. */
+ * sendfile, ETag / Last-Modified (304), Range (206 with one range, multipart/byteranges with
+ * several, 416) and a content type by extension. The idea for safety: the path is checked
+ * segment by segment after percent-decoding (no "..", ".", NUL or empty segment ever reaches the
+ * file system), and the file is opened relative to the root's directory fd with
+ * openat2(RESOLVE_BENEATH), so the kernel itself refuses a symlink (or anything) that resolves
+ * outside the root; the open and stat run on the executor's threads, since a cold disk would
+ * block the loop. Ranges are few (16), sorted and coalesced, so overlapping or tiny ones cannot
+ * make an answer larger than the file plus its part headers. */
 #include "internal.h"
 
 #include <errno.h>
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -176,68 +180,206 @@ static bool etag_listed(const char *list, const char *etag)
     return false;
 }
 
-/* "bytes=a-b" / "a-" / "-n" against size: 1 with [*from, *to] (inclusive), 0 to ignore the
- * field (malformed, several ranges, another unit: the whole file), -1 unsatisfiable (416). */
-static int parse_range(const char *v, uint64_t size, uint64_t *from, uint64_t *to)
+/* One range-spec ("a-b", "a-", "-n") against size: 1 with [*from, *to] (inclusive), 0 if it
+ * cannot be satisfied (it starts past the end, "-0"), -1 if malformed. */
+static int parse_spec(const char *v, const char *e, uint64_t size, uint64_t *from, uint64_t *to)
 {
-    if (strncasecmp(v, "bytes=", 6) != 0) {
-        return 0;
+    char spec[48];
+    if (e - v <= 0 || (size_t)(e - v) >= sizeof spec) {
+        return -1;
     }
-    v += 6;
-    while (*v == ' ') {
-        v++;
-    }
-    if (strchr(v, ',')) {
-        return 0; /* several ranges: RFC 9110 lets a server answer 200 with the whole file */
-    }
+    memcpy(spec, v, (size_t)(e - v));
+    spec[e - v] = '\0';
     char *end;
-    if (*v == '-') {
-        if (v[1] < '0' || v[1] > '9') {
-            return 0;
+    if (spec[0] == '-') {
+        if (spec[1] < '0' || spec[1] > '9') {
+            return -1;
         }
         errno = 0;
-        unsigned long long n = strtoull(v + 1, &end, 10);
-        while (*end == ' ') {
-            end++;
-        }
+        unsigned long long n = strtoull(spec + 1, &end, 10);
         if (*end || errno) {
-            return 0;
+            return -1;
         }
         if (n == 0 || size == 0) {
-            return -1;
+            return 0;
         }
         *from = n >= size ? 0 : size - n;
         *to = size - 1;
         return 1;
     }
-    if (*v < '0' || *v > '9') {
-        return 0;
+    if (spec[0] < '0' || spec[0] > '9') {
+        return -1;
     }
     errno = 0;
-    unsigned long long a = strtoull(v, &end, 10);
+    unsigned long long a = strtoull(spec, &end, 10);
     if (errno || *end != '-') {
-        return 0;
+        return -1;
     }
     const char *b = end + 1;
     unsigned long long z = UINT64_MAX;
     if (*b) {
         if (*b < '0' || *b > '9') {
-            return 0;
+            return -1;
         }
         z = strtoull(b, &end, 10);
-        while (*end == ' ') {
-            end++;
-        }
         if (errno || *end || z < a) {
-            return 0;
+            return -1;
         }
     }
     if (a >= size) {
-        return -1;
+        return 0;
     }
     *from = a;
     *to = z >= size ? size - 1 : z;
     return 1;
+}
+
+#define MAX_RANGES 16
+/* Ranges closer than this are sent as one part: a part's header costs about as much. */
+#define RANGE_GAP 80
+
+typedef struct byte_range {
+    uint64_t from, to;
+} byte_range;
+
+static int range_cmp(const void *a, const void *b)
+{
+    const byte_range *x = a, *y = b;
+    return x->from < y->from ? -1 : x->from > y->from;
+}
+
+/* "bytes=" and a list of range-specs against size (RFC 9110 14.1.2): 1 with *n ranges in
+ * out (sorted, overlapping and near ones coalesced, RFC 9110 14.2 allows it), 0 to ignore the
+ * field and send the whole file (malformed, another unit, more than MAX_RANGES specs: the
+ * "many small ranges" attack costs nothing then), -1 when no range can be satisfied (416). */
+static int parse_ranges(const char *v, uint64_t size, byte_range out[MAX_RANGES], size_t *n)
+{
+    if (strncasecmp(v, "bytes=", 6) != 0) {
+        return 0;
+    }
+    v += 6;
+    size_t specs = 0, k = 0;
+    for (;;) {
+        while (*v == ' ' || *v == '\t') {
+            v++;
+        }
+        const char *e = v;
+        while (*e && *e != ',') {
+            e++;
+        }
+        const char *t = e;
+        while (t > v && (t[-1] == ' ' || t[-1] == '\t')) {
+            t--;
+        }
+        if (t > v) { /* (empty list elements are skipped, as RFC 9110 5.6.1 says) */
+            if (++specs > MAX_RANGES) {
+                return 0;
+            }
+            byte_range r;
+            int ok = parse_spec(v, t, size, &r.from, &r.to);
+            if (ok < 0) {
+                return 0;
+            }
+            if (ok > 0) {
+                out[k++] = r;
+            }
+        }
+        if (!*e) {
+            break;
+        }
+        v = e + 1;
+    }
+    if (specs == 0) {
+        return 0;
+    }
+    if (k == 0) {
+        return -1;
+    }
+    qsort(out, k, sizeof *out, range_cmp);
+    size_t m = 0;
+    for (size_t i = 1; i < k; i++) {
+        if (out[i].from <= out[m].to || out[i].from - out[m].to <= RANGE_GAP) {
+            if (out[i].to > out[m].to) {
+                out[m].to = out[i].to;
+            }
+        } else {
+            out[++m] = out[i];
+        }
+    }
+    *n = m + 1;
+    return 1;
+}
+
+/* ---- the file's open and stat, on the executor's threads ----------------------------------- */
+
+typedef struct open_job {
+    int dirfd; /* a dup of the root's: closed by the job, so the mount may go meanwhile */
+    char *rel;
+    int fd;    /* the result, or -errno */
+    bool regular;
+} open_job;
+
+static int open_job_run(void *arg)
+{
+    open_job *j = arg;
+    j->fd = open_beneath(j->dirfd, j->rel);
+    close(j->dirfd);
+    j->dirfd = -1;
+    struct stat st;
+    j->regular = j->fd >= 0 && fstat(j->fd, &st) == 0 && S_ISREG(st.st_mode);
+    return 0;
+}
+
+static void open_job_free(open_job *j)
+{
+    if (j->dirfd >= 0) {
+        close(j->dirfd);
+    }
+    free(j->rel);
+    free(j);
+}
+
+/* The caller gave up (cancelled, timed out): the fd opened for it is closed. */
+static void open_job_discard(void *arg, int result)
+{
+    open_job *j = arg;
+    if (result != -ECANCELED && j->fd >= 0) {
+        close(j->fd);
+    }
+    open_job_free(j);
+}
+
+/* Suspends. openat2(RESOLVE_BENEATH) of rel under dirfd and its fstat, off the loop. Returns the
+ * fd of a regular file, -ENOENT for anything else found there, or the open's -errno. */
+static int open_off_loop(int dirfd, const char *rel)
+{
+    open_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->rel = strdup(rel))) {
+        free(j);
+        return -ENOMEM;
+    }
+    j->fd = -1;
+    j->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
+    if (j->dirfd < 0) {
+        int e = -errno;
+        open_job_free(j);
+        return e;
+    }
+    int result;
+    int rc = simul_to_thread_discard(open_job_run, j, open_job_discard, &result);
+    if (rc < 0) {
+        if (rc != -ECANCELED && rc != -ETIMEDOUT && rc != -ENOMEM) {
+            open_job_free(j); /* still ours: it never ran */
+        }
+        return rc;
+    }
+    int fd = j->fd;
+    if (fd >= 0 && !j->regular) {
+        close(fd);
+        fd = -ENOENT;
+    }
+    open_job_free(j);
+    return fd;
 }
 
 int simul_http_response_file_at(simul_http_request *req, simul_http_response *res, int dirfd,
@@ -252,15 +394,13 @@ int simul_http_response_file_at(simul_http_request *req, simul_http_response *re
     if (!*rel || !path_ok(rel, strlen(rel))) {
         return simul_http_response_error(res, 404);
     }
-    int fd = open_beneath(dirfd, rel);
+    int fd = open_off_loop(dirfd, rel);
+    if (fd == -ECANCELED || fd == -ETIMEDOUT || fd == -ENOMEM) {
+        return fd;
+    }
     if (fd < 0) {
         /* ENOENT, ENOTDIR, and EXDEV / ELOOP (it would leave the root): all just "not here" */
         return simul_http_response_error(res, fd == -EACCES ? 403 : 404);
-    }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return simul_http_response_error(res, 404);
     }
     int rc = simul_http_response_fd(req, res, fd, simul_http_content_type(rel));
     close(fd);
@@ -300,9 +440,8 @@ int simul_http_response_fd(simul_http_request *req, simul_http_response *res, in
         simul_http_response_status(res, 304);
         return simul_http_response_body(res, NULL, 0);
     }
-    rc = simul_http_response_header(res, "Content-Type", content_type ? content_type
-                                                                      : "application/octet-stream");
-    rc = rc ? rc : simul_http_response_header(res, "Accept-Ranges", "bytes");
+    const char *type = content_type ? content_type : "application/octet-stream";
+    rc = simul_http_response_header(res, "Accept-Ranges", "bytes");
     if (rc) {
         return rc;
     }
@@ -316,8 +455,9 @@ int simul_http_response_fd(simul_http_request *req, simul_http_response *res, in
             range = NULL;
         }
     }
-    uint64_t from = 0, to = size ? size - 1 : 0;
-    int r = range ? parse_range(range, size, &from, &to) : 0;
+    byte_range rs[MAX_RANGES];
+    size_t nr = 0;
+    int r = range ? parse_ranges(range, size, rs, &nr) : 0;
     if (r < 0) {
         char cr[64];
         snprintf(cr, sizeof cr, "bytes */%llu", (unsigned long long)size);
@@ -325,15 +465,55 @@ int simul_http_response_fd(simul_http_request *req, simul_http_response *res, in
         simul_http_response_header(res, "Content-Range", cr);
         return simul_http_response_text(res, 416, "Range Not Satisfiable\n");
     }
-    if (r > 0) {
+    if (r > 0 && nr == 1) {
         char cr[96];
-        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)from,
-                 (unsigned long long)to, (unsigned long long)size);
+        snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)rs[0].from,
+                 (unsigned long long)rs[0].to, (unsigned long long)size);
         simul_http_response_status(res, 206);
         rc = simul_http_response_header(res, "Content-Range", cr);
-        return rc ? rc : simul_http_response_sendfile(res, fd, (int64_t)from, to - from + 1);
+        rc = rc ? rc : simul_http_response_header(res, "Content-Type", type);
+        return rc ? rc : simul_http_response_sendfile(res, fd, (int64_t)rs[0].from,
+                                                       rs[0].to - rs[0].from + 1);
     }
-    return simul_http_response_sendfile(res, fd, 0, size);
+    if (r > 0) {
+        /* multipart/byteranges (RFC 9110 14.6): each part with its type and range. */
+        uint8_t rnd[8] = {0};
+        if (getrandom(rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) {
+            uint64_t t = (uint64_t)simul_now_ns();
+            memcpy(rnd, &t, sizeof rnd);
+        }
+        char boundary[40];
+        snprintf(boundary, sizeof boundary, "simul-%02x%02x%02x%02x%02x%02x%02x%02x", rnd[0],
+                 rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+        http_file_part parts[MAX_RANGES];
+        uint64_t total = 0;
+        for (size_t i = 0; i < nr; i++) {
+            size_t cap = strlen(type) + strlen(boundary) + 128;
+            char *h = simul_http_alloc(req, cap);
+            if (!h) {
+                return -ENOMEM;
+            }
+            snprintf(h, cap, "\r\n--%s\r\nContent-Type: %s\r\nContent-Range: bytes %llu-%llu/%llu"
+                             "\r\n\r\n", boundary, type, (unsigned long long)rs[i].from,
+                     (unsigned long long)rs[i].to, (unsigned long long)size);
+            parts[i] = (http_file_part){.head = h, .offset = rs[i].from,
+                                        .len = rs[i].to - rs[i].from + 1};
+            total += strlen(h) + parts[i].len;
+        }
+        char *epi = simul_http_alloc(req, strlen(boundary) + 16);
+        if (!epi) {
+            return -ENOMEM;
+        }
+        sprintf(epi, "\r\n--%s--\r\n", boundary);
+        total += strlen(epi);
+        char ct[80];
+        snprintf(ct, sizeof ct, "multipart/byteranges; boundary=%s", boundary);
+        simul_http_response_status(res, 206);
+        rc = simul_http_response_header(res, "Content-Type", ct);
+        return rc ? rc : http_response_sendfile_parts(res, fd, parts, nr, epi, total);
+    }
+    rc = simul_http_response_header(res, "Content-Type", type);
+    return rc ? rc : simul_http_response_sendfile(res, fd, 0, size);
 }
 
 static int static_handler(simul_http_request *req, simul_http_response *res, void *arg)
