@@ -819,9 +819,11 @@ typedef struct simul_ws_opts {
      * inflated in bounded steps and held to max_message *inflated*: one that would pass it
      * fails the connection with 1009 before it is allocated (a zip bomb costs max_message). */
     bool deflate;
-    /* Compress each message sent on its own (no context kept between messages: ~256 KiB less
-     * held per connection, a worse ratio). Server: says server_no_context_takeover; client:
-     * offers client_no_context_takeover. */
+    /* Compress each message sent on its own (no context kept between messages: a worse ratio,
+     * and a peer's inflater that needs no history). Server: says server_no_context_takeover;
+     * client: offers client_no_context_takeover. A session with deflate holds zlib's state
+     * (about 2^(window_bits + 3) bytes for compressing, 32 KiB for inflating): lower
+     * deflate_window_bits to hold less. */
     bool deflate_no_context_takeover;
     /* Ask the peer to do the same (server: the answer says client_no_context_takeover; client:
      * offers server_no_context_takeover and refuses an answer without it). */
@@ -848,7 +850,8 @@ int simul_ws_upgrade(simul_http_request *req, simul_http_response *res, const si
  * TLS): sends a GET for `path` with Host `host` and a fresh key, reads the answer with the HTTP
  * parser in response mode (strict, default limits; interim 1xx skipped) and checks it: status
  * 101, "Upgrade: websocket", "Connection: upgrade", the right Sec-WebSocket-Accept (once), a
- * subprotocol among those offered, no extension. Bytes behind the 101 are the first frames. The
+ * subprotocol among those offered, no extension but permessage-deflate if opts.deflate offered
+ * it (with parameters this side can honour). Bytes behind the 101 are the first frames. The
  * stream stays the caller's: close it after simul_ws_close. opts may be NULL (no cancel on
  * disconnect on this side: recv returns -ECONNRESET). Returns 0 and *out; -EPROTO (the server
  * refused or answered wrong or malformed; the status it sent is in *status if status is not
@@ -1081,7 +1084,8 @@ typedef struct simul_ws_connect_opts {
  * then the opening handshake with the session's User-Agent, opts' fields and, if the session
  * keeps cookies, its cookies for the URL (a Set-Cookie in the answer is kept). The answer is
  * read with the HTTP parser in response mode (strict, with limits) and must be a 101 with the
- * right Sec-WebSocket-Accept, a subprotocol among those offered and no extension; frames the
+ * right Sec-WebSocket-Accept, a subprotocol among those offered and no extension (but
+ * permessage-deflate when opts.ws.deflate offered it); frames the
  * server sent right behind it are kept. The session closes the connection at simul_ws_close.
  * Every wait honours the caller's cancellation and deadline scopes. opts may be NULL.
  * *status (may be NULL): the status the server answered, 0 if none came. Returns 0 and *out;
