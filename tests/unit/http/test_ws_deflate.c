@@ -463,6 +463,7 @@ static int c_hostile(void *arg)
     size_t bl = 100u << 20;
     uint8_t *zeros = calloc(1, bl);
     CHECK(zeros);
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
     zn = zpack(&z, zeros, 600000, zbuf, sizeof zbuf);
     deflateEnd(&z);
@@ -470,6 +471,7 @@ static int c_hostile(void *arg)
     n = mk(frame, 0xC2, zbuf, zn);
     CHECK(hostile(f, "/small", frame, n, 1009) == 0);
     /* 100 MiB of zeros in about 100 KB against /ctx's 4 MiB limit -> 1009, never allocated. */
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
     zn = zpack(&z, zeros, bl, zbuf, sizeof zbuf);
     deflateEnd(&z);
@@ -479,6 +481,7 @@ static int c_hostile(void *arg)
     CHECK(hostile(f, "/ctx", frame, n, 1009) == 0);
     /* A bomb spread over fragments, each under the limit: 300 zeros a frame from one deflate
      * stream; the sum crosses /small's 1024 at the fourth. */
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY) == Z_OK);
     static uint8_t z0[300];
     n = 0;
@@ -492,12 +495,14 @@ static int c_hostile(void *arg)
     n = mk(frame, 0xC2, "\xff\xff\xff\xff\xff\xff\xff\xff", 8);
     CHECK(hostile(f, "/ctx", frame, n, 1007) == 0);
     /* Invalid UTF-8 inside a compressed text -> 1007. */
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
     zn = zpack(&z, "ok \xed\xa0\x80 surrogate", 16, zbuf, sizeof zbuf);
     deflateEnd(&z);
     n = mk(frame, 0xC1, zbuf, zn);
     CHECK(hostile(f, "/ctx", frame, n, 1007) == 0);
     /* RSV1 on a continuation, on a ping; RSV2; RSV1 on a session without the extension. */
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
     zn = zpack(&z, "hello", 5, zbuf, sizeof zbuf);
     deflateEnd(&z);
@@ -543,7 +548,9 @@ static int c_by_hand(void *arg)
                      sizeof ext) == 0);
     CHECK(strcmp(ext, "permessage-deflate") == 0);
     z_stream zo, zi;
+    memset(&zo, 0, sizeof zo); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(deflateInit2(&zo, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) == Z_OK);
+    memset(&zi, 0, sizeof zi); /* zalloc, zfree, opaque: Z_NULL */
     CHECK(inflateInit2(&zi, -15) == Z_OK);
     static const char *msgs[] = {"the quick brown fox jumps over the lazy dog",
                                  "the quick brown fox jumps over the lazy dog again", NULL};
@@ -760,6 +767,7 @@ SIMUL_TASK_TEST(client_checks_answers)
      * RSV1 on a continuation -EPROTO. */
     uint8_t zb[4096], fr[4200];
     z_stream z;
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
     size_t zn = zpack(&z, "hi", 2, zb, sizeof zb);
     deflateEnd(&z);
@@ -777,6 +785,7 @@ SIMUL_TASK_TEST(client_checks_answers)
     assert_int_equal(liar_open(&garbage, &o, NULL, 0), -EPROTO);
     uint8_t *zeros = calloc(1, 4u << 20);
     assert_non_null(zeros);
+    memset(&z, 0, sizeof z); /* zalloc, zfree, opaque: Z_NULL */
     assert_int_equal(deflateInit2(&z, 9, Z_DEFLATED, -15, 9, Z_DEFAULT_STRATEGY), Z_OK);
     zn = zpack(&z, zeros, 4u << 20, zb, sizeof zb); /* 4 MiB in about 4 KB, over the 1 MiB */
     deflateEnd(&z);
