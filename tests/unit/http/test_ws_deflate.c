@@ -740,8 +740,8 @@ SIMUL_TASK_TEST(client_checks_answers)
         "Sec-WebSocket-Extensions: permessage-deflate; foo\r\n",
         "Sec-WebSocket-Extensions: x-other\r\n",
         "Sec-WebSocket-Extensions: permessage-deflate, permessage-deflate\r\n",
-        "Sec-WebSocket-Extensions: permessage-deflate\r\n"
-        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+        ("Sec-WebSocket-Extensions: permessage-deflate\r\n"
+         "Sec-WebSocket-Extensions: permessage-deflate\r\n"),
         "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=7\r\n",
         "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits\r\n",
     };
