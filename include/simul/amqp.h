@@ -66,8 +66,8 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id);
  * (RabbitMQ's URI spec): user, pass and vhost are percent-decoded; no path and an empty path ("/")
  * give the default vhost "/" (as pika and amqp091-go read it; the spec would say ""), "/%2f" gives
  * "/", "/v" gives "v"; defaults guest:guest@localhost:5672. "amqps"
- * sets tls (port 5671): the caller then supplies a connect_cb that wraps TLS (libsimul-tls). An
- * IPv6 host goes in brackets. Strings are malloc'd into *out; simul_amqp_url_free frees them. */
+ * sets tls (port 5671): simul_amqp_connect then speaks TLS (libsimul-tls, verified). An IPv6 host goes
+ * in brackets. Strings are malloc'd into *out; simul_amqp_url_free frees them. */
 typedef struct simul_amqp_url {
     char *user, *password, *host, *port, *vhost;
     bool tls;
@@ -107,6 +107,8 @@ typedef struct simul_amqp_consumer simul_amqp_consumer;
  * for the first connection and each reconnection. 0 and *out (the connection owns it) or -errno. */
 typedef int (*simul_amqp_connect_cb)(void *arg, simul_stream **out);
 
+struct simul_tls_config; /* simul/tls.h */
+
 typedef struct simul_amqp_opts {
     const char *url; /* parsed first; the fields below override what they set */
     const char *host, *port, *user, *password, *vhost;
@@ -124,9 +126,27 @@ typedef struct simul_amqp_opts {
                                     RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and
                                     closes the connection */
     const char *connection_name; /* client property connection_name (shown by the broker) */
-    bool sasl_external;          /* authenticate with EXTERNAL (the TLS client certificate that
-                                    connect_cb presented; RabbitMQ's rabbitmq_auth_mechanism_ssl)
+    bool sasl_external;          /* authenticate with EXTERNAL (the TLS client certificate:
+                                    tls_cert_file, or the one connect_cb presented; RabbitMQ's
+                                    rabbitmq_auth_mechanism_ssl, user = the certificate's CN)
                                     instead of PLAIN user and password */
+    /* TLS (amqps:// URLs, or tls = true): each connection, reconnections included, goes through
+     * libsimul-tls with the server's certificate verified against the system's trust store (or
+     * tls_ca_file) and its name (tls_server_name, else the host), which is also sent as SNI.
+     * Not used with connect_cb (that callback makes the stream itself). */
+    bool tls;
+    const char *tls_ca_file;     /* PEM file of the CAs to trust instead of the system's */
+    const char *tls_cert_file;   /* client certificate chain (PEM), for EXTERNAL */
+    const char *tls_key_file;    /* its private key (PEM) */
+    const char *tls_server_name; /* the name to verify and send as SNI (default: the host) */
+    bool tls_insecure_skip_verify;         /* DANGER: no verification at all (tests only) */
+    struct simul_tls_config *tls_config;   /* a client config to use as is (borrowed: it must
+                                              outlive the connection); overrides tls_ca_file,
+                                              tls_cert_file, tls_key_file, insecure_skip_verify */
+    char *why;     /* if not NULL: the reason in words of a failed simul_amqp_connect ("certificate
+                      verify failed: unable to get local issuer certificate", the broker's close
+                      text, ...), NUL-terminated in why[0..whylen). Written only by that call. */
+    size_t whylen;
 } simul_amqp_opts;
 
 /* Suspends. Connects and runs the handshake (protocol header, start/start-ok with PLAIN,
@@ -134,9 +154,20 @@ typedef struct simul_amqp_opts {
  * Returns 0 and *out; the connect error (-ECONNREFUSED, ...); -EACCES (the broker refused the
  * credentials, 403, or the vhost, 530 NOT_ALLOWED); -ECONNABORTED (the broker closed the
  * handshake with another code); -EPROTO (not an AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker
- * does not offer the mechanism: PLAIN, or EXTERNAL with sasl_external; or an amqps URL without
- * connect_cb); -ETIMEDOUT; -EINVAL (bad options or URL); -ECANCELED; -ENOMEM. */
+ * does not offer the mechanism: PLAIN, or EXTERNAL with sasl_external — RabbitMQ offers
+ * EXTERNAL only over TLS with a client certificate; or TLS asked for in a build without
+ * libsimul-tls); -EKEYREJECTED (TLS: the broker's certificate failed verification) or -EPROTO (another
+ * TLS failure, e.g. the broker refused our client certificate); -ETIMEDOUT; -EINVAL (bad options
+ * or URL); -ENOENT (a TLS file cannot be read); -ECANCELED; -ENOMEM. The reason in words goes to
+ * opts->why. */
 int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out);
+
+/* The reason in words of the last failed connection attempt (a reconnection's included: "connect:
+ * Connection refused", "certificate verify failed: ..."), "" if none. Valid until the next
+ * attempt. */
+const char *simul_amqp_last_error(const simul_amqp_conn *c);
+/* Whether the current connection runs over TLS. */
+bool simul_amqp_is_tls(const simul_amqp_conn *c);
 
 /* Suspends. Sends connection.close and waits (at most 5 s) for close-ok, fails what is pending
  * with -ECANCELED, stops the reader, writer and timers, wakes consumers (-ESHUTDOWN), waits until

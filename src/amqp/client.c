@@ -5,6 +5,7 @@
  * deadline) only marks its record abandoned. Heartbeats and their check run on a timer, whatever
  * the tasks do; recovery replays a recorded topology on a fresh connection. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,22 @@
 #include <simul/task.h>
 
 #include "internal.h"
+
+#ifdef SIMUL_AMQP_HAVE_TLS
+#include <simul/tls.h>
+#endif
+
+/* Records why the attempt failed (the first reason wins until the next attempt). */
+static void set_why(simul_amqp_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_why(simul_amqp_conn *c, const char *fmt, ...)
+{
+    if (c->why[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
+}
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -501,8 +518,15 @@ static int handshake(simul_amqp_conn *c)
     if (st->version_major != 0 || st->version_minor != 9)
         return -EPROTO;
     const char *mech = c->o.sasl_external ? "EXTERNAL" : "PLAIN";
-    if (!mechanism_offered(st->mechanisms, mech))
+    if (!mechanism_offered(st->mechanisms, mech)) {
+        set_why(c, "the broker does not offer SASL %s (it offers: %.*s)%s", mech,
+                (int)(st->mechanisms.len > 120 ? 120 : st->mechanisms.len),
+                (const char *)st->mechanisms.bytes,
+                c->o.sasl_external && !c->tls_now
+                    ? "; EXTERNAL needs TLS with a client certificate"
+                    : "");
         return -EPROTONOSUPPORT;
+    }
     /* client properties, capabilities first */
     amqp_table_entry_t caps[6];
     const char *capnames[6] = {"publisher_confirms",         "consumer_cancel_notify",
@@ -553,12 +577,16 @@ static int handshake(simul_amqp_conn *c)
         return rc;
     recycle_amqp_pool(&c->pool);
     rc = hs_method(c, &id, &args);
-    if (rc == -ECONNRESET)
+    if (rc == -ECONNRESET) {
+        set_why(c, "the broker hung up after the credentials (refused)");
         return -EACCES; /* brokers without authentication_failure_close just hang up */
+    }
     if (rc < 0)
         return rc;
     if (id == AMQP_CONNECTION_CLOSE_METHOD) {
         amqp_connection_close_t *cl = args;
+        set_why(c, "%u %.*s", cl->reply_code, (int)cl->reply_text.len,
+                (const char *)cl->reply_text.bytes);
         return cl->reply_code == 403 ? -EACCES : -ECONNABORTED;
     }
     if (id != AMQP_CONNECTION_TUNE_METHOD)
@@ -605,6 +633,7 @@ static int handshake(simul_amqp_conn *c)
         free(c->close_text);
         c->close_text = amqp__bdup(cl->reply_text);
         c->close_code = cl->reply_code;
+        set_why(c, "%u %s", cl->reply_code, c->close_text ? c->close_text : "");
         return cl->reply_code == 403 || cl->reply_code == 530 ? -EACCES : -ECONNABORTED;
     }
     if (id != AMQP_CONNECTION_OPEN_OK_METHOD)
@@ -627,14 +656,81 @@ static int handshake(simul_amqp_conn *c)
 
 static int open_stream(simul_amqp_conn *c, simul_stream **out)
 {
-    if (c->o.connect_cb)
-        return c->o.connect_cb(c->o.connect_arg, out);
-    return simul_open_connection(c->host, c->port, out);
+    c->tls_now = false;
+    if (c->o.connect_cb) {
+        int rc = c->o.connect_cb(c->o.connect_arg, out);
+        if (rc < 0)
+            set_why(c, "connect_cb: %s", strerror(-rc));
+#ifdef SIMUL_AMQP_HAVE_TLS
+        else
+            c->tls_now = simul_tls_is_tls(*out);
+#endif
+        return rc;
+    }
+    int rc = simul_open_connection(c->host, c->port, out);
+    if (rc < 0) {
+        set_why(c, "connect %s:%s: %s", c->host, c->port, strerror(-rc));
+        return rc;
+    }
+#ifdef SIMUL_AMQP_HAVE_TLS
+    if (c->tls) {
+        rc = simul_tls_start_tls(*out, c->tls_cfg, c->tls_name);
+        if (rc < 0) {
+            const char *r = simul_tls_last_error(*out);
+            set_why(c, "TLS to %s:%s: %s", c->host, c->port, r && *r ? r : strerror(-rc));
+            simul_stream_abort(*out);
+            simul_stream_close(*out);
+            *out = NULL;
+            return rc;
+        }
+        c->tls_now = true;
+    }
+#endif
+    return 0;
 }
+
+#ifdef SIMUL_AMQP_HAVE_TLS
+/* The TLS client configuration from the options (verification on unless told otherwise). */
+static int tls_setup(simul_amqp_conn *c, const simul_amqp_opts *o)
+{
+    if (o->tls_config) {
+        c->tls_cfg = o->tls_config;
+        return 0;
+    }
+    int rc = simul_tls_config_new_client(&c->tls_cfg);
+    if (rc < 0)
+        return rc;
+    c->tls_cfg_own = true;
+    char why[200] = "";
+    if (o->tls_ca_file) {
+        rc = simul_tls_config_set_ca(c->tls_cfg, o->tls_ca_file, NULL, why, sizeof why);
+        if (rc < 0) {
+            set_why(c, "tls_ca_file %s: %s", o->tls_ca_file, why);
+            return rc;
+        }
+    }
+    if (o->tls_cert_file || o->tls_key_file) {
+        if (!o->tls_cert_file || !o->tls_key_file) {
+            set_why(c, "tls_cert_file and tls_key_file go together");
+            return -EINVAL;
+        }
+        rc = simul_tls_config_set_cert(c->tls_cfg, o->tls_cert_file, o->tls_key_file, why,
+                                       sizeof why);
+        if (rc < 0) {
+            set_why(c, "client certificate %s: %s", o->tls_cert_file, why);
+            return rc;
+        }
+    }
+    if (o->tls_insecure_skip_verify)
+        simul_tls_config_insecure_skip_verify(c->tls_cfg);
+    return 0;
+}
+#endif
 
 /* Suspends. One attempt: connect and handshake within the connect timeout. */
 static int establish(simul_amqp_conn *c)
 {
+    c->why[0] = 0;
     simul_scope sc;
     int rc = simul_scope_timeout(&sc, c->o.connect_timeout);
     if (rc < 0)
@@ -649,15 +745,25 @@ static int establish(simul_amqp_conn *c)
         c->last_read_ns = c->last_write_ns = simul_now_ns();
         rc = handshake(c);
         if (rc < 0) {
+#ifdef SIMUL_AMQP_HAVE_TLS
+            const char *r = c->tls_now ? simul_tls_last_error(c->s) : NULL;
+            if (r && *r)
+                set_why(c, "TLS: %s", r); /* e.g. the broker refused our certificate */
+#endif
             simul_stream_abort(c->s);
             simul_stream_close(c->s);
             c->s = NULL;
         }
     }
-    if (simul_scope_end(&sc) == 1 && rc < 0)
+    if (simul_scope_end(&sc) == 1 && rc < 0) {
         rc = -ETIMEDOUT;
-    if (rc < 0)
+        c->why[0] = 0;
+        set_why(c, "connect and handshake took over %g s", c->o.connect_timeout);
+    }
+    if (rc < 0) {
+        set_why(c, "%s", strerror(-rc));
         return rc;
+    }
     c->epoch++;
     c->st.connects++;
     c->blocked = false;
@@ -1288,6 +1394,11 @@ static void conn_free(simul_amqp_conn *c)
     free(c->vhost);
     free(c->conn_name);
     free(c->close_text);
+    free(c->tls_name);
+#ifdef SIMUL_AMQP_HAVE_TLS
+    if (c->tls_cfg_own)
+        simul_tls_config_free(c->tls_cfg);
+#endif
     free(c);
 }
 
@@ -1304,11 +1415,16 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
         int rc = simul_amqp_url_parse(opts->url, &u);
         if (rc < 0)
             return rc;
-        if (u.tls && !opts->connect_cb) {
-            simul_amqp_url_free(&u);
-            return -EPROTONOSUPPORT; /* amqps needs the caller's TLS connect_cb */
-        }
     }
+#ifndef SIMUL_AMQP_HAVE_TLS
+    if ((u.tls || opts->tls) && !opts->connect_cb) {
+        simul_amqp_url_free(&u);
+        if (opts->why && opts->whylen)
+            snprintf(opts->why, opts->whylen, "TLS asked for, but libsimul-amqp was built "
+                                              "without libsimul-tls");
+        return -EPROTONOSUPPORT;
+    }
+#endif
     simul_amqp_conn *c = calloc(1, sizeof *c);
     if (!c) {
         simul_amqp_url_free(&u);
@@ -1325,6 +1441,11 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
                              &err);
     c->vhost = amqp__sdup(opts->vhost ? opts->vhost : u.vhost ? u.vhost : "/", &err);
     c->conn_name = amqp__sdup(opts->connection_name, &err);
+    c->tls = !opts->connect_cb && (opts->tls || u.tls);
+    if (c->tls && !opts->port && !u.port)
+        c->port = (free(c->port), amqp__sdup("5671", &err));
+    if (c->tls)
+        c->tls_name = amqp__sdup(opts->tls_server_name ? opts->tls_server_name : c->host, &err);
     if (opts->url) {
         if (!opts->heartbeat && u.heartbeat >= 0)
             c->o.heartbeat = u.heartbeat > 0 ? u.heartbeat : -1;
@@ -1350,6 +1471,10 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
         c->o.max_message = 128u << 20;
     c->o.url = c->o.host = c->o.port = c->o.user = c->o.password = c->o.vhost = NULL;
     c->o.connection_name = NULL;
+    c->o.tls_ca_file = c->o.tls_cert_file = c->o.tls_key_file = c->o.tls_server_name = NULL;
+    c->o.tls_config = NULL;
+    c->o.why = NULL;
+    c->o.whylen = 0;
     c->rng = (uint64_t)simul_now_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ull;
     init_amqp_pool(&c->pool, 16384);
     if (err < 0 || simul_event_new(&c->out_ev) < 0 || simul_event_new(&c->drained_ev) < 0 ||
@@ -1358,7 +1483,13 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
         conn_free(c);
         return -ENOMEM;
     }
-    int rc = establish(c);
+    int rc = 0;
+#ifdef SIMUL_AMQP_HAVE_TLS
+    if (c->tls)
+        rc = tls_setup(c, opts);
+#endif
+    if (rc == 0)
+        rc = establish(c);
     if (rc == 0) {
         simul_task_opts to = {.name = "amqp-reader", .stack_size = 0};
         rc = simul_task_spawn(&c->reader, reader_main, c, &to);
@@ -1375,6 +1506,8 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
             conn_drop(c, rc);
     }
     if (rc < 0) {
+        if (opts->why && opts->whylen)
+            snprintf(opts->why, opts->whylen, "%s", c->why[0] ? c->why : strerror(-rc));
         hb_stop(c);
         conn_free(c);
         return rc;
@@ -1440,6 +1573,16 @@ int simul_amqp_close(simul_amqp_conn *c)
         simul_scope_end(&shield);
     conn_free(c);
     return 0;
+}
+
+const char *simul_amqp_last_error(const simul_amqp_conn *c)
+{
+    return c ? c->why : "";
+}
+
+bool simul_amqp_is_tls(const simul_amqp_conn *c)
+{
+    return c && c->s && c->tls_now;
 }
 
 bool simul_amqp_connected(const simul_amqp_conn *c)

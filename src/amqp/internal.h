@@ -146,6 +146,11 @@ struct simul_amqp_channel {
 struct simul_amqp_conn {
     simul_amqp_opts o;
     char *host, *port, *user, *password, *vhost, *conn_name;
+    bool tls, tls_now;             /* TLS asked for; the current connection is on TLS */
+    struct simul_tls_config *tls_cfg;
+    bool tls_cfg_own;              /* made by us (freed with the connection) */
+    char *tls_name;                /* the name verified and sent as SNI */
+    char why[256];                 /* the last failed attempt's reason in words */
     simul_stream *s;
     simul_stream *dead_s; /* aborted, freed once the writer left its drain */
     uint8_t *rbuf;
