@@ -4,7 +4,6 @@
  * what was declared survives for recovery, and every table that comes from the broker goes
  * through the bounded reader (depth, item count) before librabbitmq's recursive decoder sees it. */
 #include <errno.h>
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -416,8 +415,12 @@ int simul_amqp_table_get_double(const simul_amqp_table *t, const char *key, doub
         *out = v->u.f;
     else if (v->type == SIMUL_AMQP_T_DOUBLE)
         *out = v->u.d;
-    else if (v->type == SIMUL_AMQP_T_DECIMAL)
-        *out = v->u.decimal.value / pow(10, v->u.decimal.scale);
+    else if (v->type == SIMUL_AMQP_T_DECIMAL) {
+        double scale = 1; /* 10^scale without libm */
+        for (unsigned i = 0; i < v->u.decimal.scale && scale < 1e300; i++)
+            scale *= 10;
+        *out = v->u.decimal.value / scale;
+    }
     else
         return -EINVAL;
     return 0;
