@@ -767,6 +767,9 @@ static int establish(simul_amqp_conn *c)
             if (r && *r)
                 set_why(c, "TLS: %s", r); /* e.g. the broker refused our certificate */
 #endif
+            if (rc == -ECONNRESET)
+                set_why(c, "%s:%s closed the connection during the AMQP handshake", c->host,
+                        c->port);
             simul_stream_abort(c->s);
             simul_stream_close(c->s);
             c->s = NULL;

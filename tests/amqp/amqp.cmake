@@ -41,3 +41,8 @@ if(TARGET example_amqp_work_queue AND TARGET test_amqp_broker)
     RESOURCE_LOCK amqp_broker TIMEOUT 300 LABELS "e2e"
     FAIL_REGULAR_EXPRESSION "FAIL:")
 endif()
+
+# test_amqp_sni: a TLS server of its own with the TLS suite's PKI (made by tests/tls/make_certs.sh).
+if(TARGET test_amqp_sni AND TARGET test_tls AND TARGET simul_tls_static)
+  target_compile_definitions(test_amqp_sni PRIVATE SIMUL_TLS_CERTS="${CMAKE_BINARY_DIR}/tests/tls-certs")
+endif()
