@@ -2,8 +2,9 @@
  * (RabbitMQ) on simul_stream. First the frame reader, a pure function over bytes with limits;
  * then the client: one connection read by one task, channels multiplexed on it, publisher
  * confirms awaited one by one or as a batch, consumers as queues, heartbeats on timers, and
- * recovery (reconnect, declare again, consume again) on by default. The method codec is
- * librabbitmq's (its generated encoder and decoder only: none of its sockets). */
+ * recovery (reconnect, declare again, consume again) on by default; amqps through libsimul-tls
+ * (verified). The method codec is librabbitmq's (its generated encoder and decoder only: none of
+ * its sockets); field tables (typed, every RabbitMQ type) are read by our own bounded reader. */
 #ifndef SIMUL_AMQP_H
 #define SIMUL_AMQP_H
 
