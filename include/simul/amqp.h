@@ -476,7 +476,9 @@ int simul_amqp_next_return(simul_amqp_channel *ch, simul_amqp_message **out);
  * whose queue keeps the messages: RabbitMQ refuses channel.flow from clients with 540
  * NOT_IMPLEMENTED) until the consumer has taken half of them. That pause holds every channel of
  * the connection: a task must not wait on another call on the same connection before taking the
- * deliveries it consumes (use a connection of its own for such a consumer). flags: SIMUL_AMQP_NO_ACK, SIMUL_AMQP_EXCLUSIVE. tag NULL: the broker names it. The
+ * deliveries it consumes (use a connection of its own for such a consumer). Cancelling such a
+ * consumer, closing its channel or its connection never waits on the pause.
+ * flags: SIMUL_AMQP_NO_ACK, SIMUL_AMQP_EXCLUSIVE. tag NULL: the broker names it. The
  * consumer is recorded for recovery. Returns 0 and *out, -EREMOTEIO (e.g. 404: no such queue),
  * the connection's errors. */
 int simul_amqp_consume(simul_amqp_channel *ch, const char *queue, const char *tag, unsigned flags,

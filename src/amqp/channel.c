@@ -64,6 +64,10 @@ int simul_amqp_channel_close(simul_amqp_channel *ch)
         cl.reply_code = 200;
         cl.reply_text = amqp_cstring_bytes("closed");
         ch->state = CH_CLOSING;
+        /* close-ok may queue behind deliveries: the reader reads on (a closing channel's
+         * deliveries are dropped, so nothing grows). */
+        if (c->pause_k && c->pause_k->ch == ch)
+            amqp__resume(c);
         /* Calls queued before ours fail now: their replies will not come. */
         amqp__fail_rpcs(ch, -ECANCELED);
         simul_scope t;
@@ -711,6 +715,10 @@ int simul_amqp_consumer_cancel(simul_amqp_consumer *k)
     int rc = 0;
     if (!k->end && !k->cancel_sent && ch->state == CH_OPEN && ch->c->open) {
         k->cancel_sent = true;
+        /* cancel-ok may queue behind deliveries the reader has not read: it reads on (what the
+         * broker sent before it still arrives, past no_ack_buffer). */
+        if (ch->c->pause_k == k)
+            amqp__resume(ch->c);
         amqp_basic_cancel_t bc;
         memset(&bc, 0, sizeof bc);
         bc.consumer_tag = amqp__bytes(k->tag);

@@ -203,7 +203,7 @@ static void content_done(simul_amqp_channel *ch)
         if (k && (k->flags & SIMUL_AMQP_NO_ACK))
             m->no_ack_ = true;
         if (k && !k->end && simul_queue_put_nowait(k->q, m) == 0) {
-            if ((k->flags & SIMUL_AMQP_NO_ACK) && !c->pause_k &&
+            if ((k->flags & SIMUL_AMQP_NO_ACK) && !c->pause_k && !k->cancel_sent &&
                 simul_queue_qsize(k->q) >= c->o.no_ack_buffer) {
                 /* No prefetch bounds it: the reader stops reading until it drains. */
                 c->pause_k = k;

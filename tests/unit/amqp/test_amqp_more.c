@@ -530,6 +530,61 @@ SIMUL_TASK_TEST(no_ack_consumer_memory_bounded_while_publisher_pushes)
     return 0;
 }
 
+SIMUL_TASK_TEST(paused_no_ack_consumer_cancel_and_close_do_not_hang)
+{
+    (void)arg;
+    char u[256];
+    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
+    simul_amqp_opts o = {.url = u, .no_ack_buffer = 16};
+    simul_amqp_conn *c = NULL;
+    assert_int_equal(simul_amqp_connect(&o, &c), 0);
+    simul_amqp_channel *ch, *ch2;
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    assert_int_equal(simul_amqp_channel_open(c, &ch2), 0);
+    char q[128], q2[128];
+    snprintf(q, sizeof q, "%s", qname("pause1"));
+    snprintf(q2, sizeof q2, "%s", qname("pause2"));
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
+    assert_int_equal(
+        simul_amqp_queue_declare(ch2, q2, SIMUL_AMQP_AUTO_DELETE, NULL, 0, NULL, 0, NULL, NULL), 0);
+    pusher p = {.q = q, .n = 3000};
+    simul_task *pt;
+    assert_int_equal(simul_task_spawn(&pt, pusher_main, &p, NULL), 0);
+    WAIT_UNTIL(p.done, 120);
+    assert_int_equal(p.rc, 0);
+    assert_int_equal(simul_task_join(pt, NULL), 0);
+    pusher p2 = {.q = q2, .n = 3000};
+    assert_int_equal(simul_task_spawn(&pt, pusher_main, &p2, NULL), 0);
+    WAIT_UNTIL(p2.done, 120);
+    assert_int_equal(p2.rc, 0);
+    assert_int_equal(simul_task_join(pt, NULL), 0);
+    simul_amqp_consumer *k, *k2;
+    assert_int_equal(simul_amqp_consume(ch, q, NULL, SIMUL_AMQP_NO_ACK, &k), 0);
+    WAIT_UNTIL(simul_amqp_consumer_buffered(k) == 16, 20);
+    /* Paused with basic.cancel-ok still to come: the cancel does not wait on the pause. */
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 20), 0);
+    assert_int_equal(simul_amqp_consumer_cancel(k), 0);
+    assert_int_equal(simul_scope_end(&sc), 0);
+    size_t got = 0;
+    simul_amqp_message *m;
+    while (simul_amqp_consumer_next(k, &m) == 0) {
+        got++;
+        simul_amqp_message_free(m);
+    }
+    assert_true(got >= 16);
+    simul_amqp_consumer_free(k);
+    /* Paused again on another channel: closing the channel, then the connection, returns. */
+    assert_int_equal(simul_amqp_consume(ch2, q2, NULL, SIMUL_AMQP_NO_ACK, &k2), 0);
+    WAIT_UNTIL(simul_amqp_consumer_buffered(k2) == 16, 20);
+    assert_int_equal(simul_scope_timeout(&sc, 20), 0);
+    assert_int_equal(simul_amqp_channel_close(ch2), 0);
+    assert_int_equal(simul_amqp_close(c), 0);
+    assert_int_equal(simul_scope_end(&sc), 0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -541,6 +596,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(transactions_commit_rollback_and_a_loss),
         cmocka_unit_test(basic_recover_redelivers_and_stales_old_tags),
         cmocka_unit_test(no_ack_consumer_memory_bounded_while_publisher_pushes),
+        cmocka_unit_test(paused_no_ack_consumer_cancel_and_close_do_not_hang),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_amqp_more");
 }
