@@ -6,6 +6,8 @@
  *
  *   amqp_work_queue --url amqp://guest:guest@127.0.0.1:5672/ publish --queue Q --count N --size B
  *   amqp_work_queue --url ... consume --queue Q --count N --prefetch K
+ *   amqp_work_queue --url amqps://localhost:5671/ --cacert ca.pem [--cert c.pem --key k.pem
+ *                   --external] ...     (TLS, verified; EXTERNAL login with a client certificate)
  *
  * A publish the broker did not confirm (nacked, or lost with the connection) is published again,
  * so the queue gets every message at least once; the consumer counts messages, so a message
@@ -29,12 +31,15 @@ static void print_usage(FILE *out)
         "usage: %s [--url URL] publish --queue Q --count N [--size B] [--window W] [--transient]\n"
         "       %s [--url URL] consume --queue Q --count N [--prefetch K]\n"
         "  URL defaults to amqp://guest:guest@127.0.0.1:5672/; B to 1024; W (confirms in\n"
-        "  flight) to 1000; K to 100. --transient: delivery mode 1 (not written to disk)\n",
+        "  flight) to 1000; K to 100. --transient: delivery mode 1 (not written to disk)\n"
+        "  amqps:// URLs: TLS verified against the system's CAs or --cacert FILE; --cert FILE\n"
+        "  --key FILE: a client certificate; --external: log in with it (SASL EXTERNAL)\n",
         progname, progname);
 }
 
 typedef struct cfg {
-    const char *url, *mode, *queue;
+    const char *url, *mode, *queue, *cacert, *cert, *key;
+    bool external;
     size_t count, size, window, prefetch;
     bool transient;
 } cfg;
@@ -177,11 +182,19 @@ static int consume(simul_amqp_conn *c, const cfg *g)
 static int main_task(void *arg)
 {
     const cfg *g = arg;
-    simul_amqp_opts o = {.url = g->url, .connection_name = "amqp_work_queue"};
+    char why[256] = "";
+    simul_amqp_opts o = {.url = g->url,
+                         .connection_name = "amqp_work_queue",
+                         .tls_ca_file = g->cacert,
+                         .tls_cert_file = g->cert,
+                         .tls_key_file = g->key,
+                         .sasl_external = g->external,
+                         .why = why,
+                         .whylen = sizeof why};
     simul_amqp_conn *c = NULL;
     int rc = simul_amqp_connect(&o, &c);
     if (rc < 0) {
-        fprintf(stderr, "%s: connect %s: %s\n", progname, g->url, simul_strerror(rc));
+        fprintf(stderr, "%s: connect %s: %s (%s)\n", progname, g->url, simul_strerror(rc), why);
         return rc;
     }
     rc = strcmp(g->mode, "publish") == 0 ? publish(c, g) : consume(c, g);
@@ -213,6 +226,14 @@ int main(int argc, char **argv)
         } else if ((v = option_value(a, "--prefetch", &i, argc, argv))) {
             if (!parse_count(v, &g.prefetch) || g.prefetch == 0 || g.prefetch > 65535)
                 usage_error("bad --prefetch %s", v);
+        } else if ((v = option_value(a, "--cacert", &i, argc, argv))) {
+            g.cacert = v;
+        } else if ((v = option_value(a, "--cert", &i, argc, argv))) {
+            g.cert = v;
+        } else if ((v = option_value(a, "--key", &i, argc, argv))) {
+            g.key = v;
+        } else if (!strcmp(a, "--external")) {
+            g.external = true;
         } else if (!strcmp(a, "--transient")) {
             g.transient = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

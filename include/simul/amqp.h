@@ -2,8 +2,9 @@
  * (RabbitMQ) on simul_stream. First the frame reader, a pure function over bytes with limits;
  * then the client: one connection read by one task, channels multiplexed on it, publisher
  * confirms awaited one by one or as a batch, consumers as queues, heartbeats on timers, and
- * recovery (reconnect, declare again, consume again) on by default. The method codec is
- * librabbitmq's (its generated encoder and decoder only: none of its sockets). */
+ * recovery (reconnect, declare again, consume again) on by default; amqps through libsimul-tls
+ * (verified). The method codec is librabbitmq's (its generated encoder and decoder only: none of
+ * its sockets); field tables (typed, every RabbitMQ type) are read by our own bounded reader. */
 #ifndef SIMUL_AMQP_H
 #define SIMUL_AMQP_H
 
@@ -66,8 +67,8 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id);
  * (RabbitMQ's URI spec): user, pass and vhost are percent-decoded; no path and an empty path ("/")
  * give the default vhost "/" (as pika and amqp091-go read it; the spec would say ""), "/%2f" gives
  * "/", "/v" gives "v"; defaults guest:guest@localhost:5672. "amqps"
- * sets tls (port 5671): the caller then supplies a connect_cb that wraps TLS (libsimul-tls). An
- * IPv6 host goes in brackets. Strings are malloc'd into *out; simul_amqp_url_free frees them. */
+ * sets tls (port 5671): simul_amqp_connect then speaks TLS (libsimul-tls, verified). An IPv6 host goes
+ * in brackets. Strings are malloc'd into *out; simul_amqp_url_free frees them. */
 typedef struct simul_amqp_url {
     char *user, *password, *host, *port, *vhost;
     bool tls;
@@ -107,6 +108,9 @@ typedef struct simul_amqp_consumer simul_amqp_consumer;
  * for the first connection and each reconnection. 0 and *out (the connection owns it) or -errno. */
 typedef int (*simul_amqp_connect_cb)(void *arg, simul_stream **out);
 
+struct simul_tls_config; /* simul/tls.h */
+typedef struct simul_amqp_table simul_amqp_table; /* a field table: see "Field tables" below */
+
 typedef struct simul_amqp_opts {
     const char *url; /* parsed first; the fields below override what they set */
     const char *host, *port, *user, *password, *vhost;
@@ -124,9 +128,31 @@ typedef struct simul_amqp_opts {
                                     RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and
                                     closes the connection */
     const char *connection_name; /* client property connection_name (shown by the broker) */
-    bool sasl_external;          /* authenticate with EXTERNAL (the TLS client certificate that
-                                    connect_cb presented; RabbitMQ's rabbitmq_auth_mechanism_ssl)
+    bool sasl_external;          /* authenticate with EXTERNAL (the TLS client certificate:
+                                    tls_cert_file, or the one connect_cb presented; RabbitMQ's
+                                    rabbitmq_auth_mechanism_ssl, user = the certificate's CN)
                                     instead of PLAIN user and password */
+    /* TLS (amqps:// URLs, or tls = true): each connection, reconnections included, goes through
+     * libsimul-tls with the server's certificate verified against the system's trust store (or
+     * tls_ca_file) and its name (tls_server_name, else the host), which is also sent as SNI.
+     * Not used with connect_cb (that callback makes the stream itself). */
+    bool tls;
+    const char *tls_ca_file;     /* PEM file of the CAs to trust instead of the system's */
+    const char *tls_cert_file;   /* client certificate chain (PEM), for EXTERNAL */
+    const char *tls_key_file;    /* its private key (PEM) */
+    const char *tls_server_name; /* the name to verify and send as SNI (default: the host) */
+    bool tls_insecure_skip_verify;         /* DANGER: no verification at all (tests only) */
+    struct simul_tls_config *tls_config;   /* a client config to use as is (borrowed: it must
+                                              outlive the connection); overrides tls_ca_file,
+                                              tls_cert_file, tls_key_file, insecure_skip_verify */
+    size_t no_ack_buffer; /* deliveries a NO_ACK consumer holds before the reader pauses
+                             (default 1024; see simul_amqp_consume) */
+    const simul_amqp_table *client_properties; /* sent with ours (product, platform,
+                                                  capabilities, connection_name); copied */
+    char *why;     /* if not NULL: the reason in words of a failed simul_amqp_connect ("certificate
+                      verify failed: unable to get local issuer certificate", the broker's close
+                      text, ...), NUL-terminated in why[0..whylen). Written only by that call. */
+    size_t whylen;
 } simul_amqp_opts;
 
 /* Suspends. Connects and runs the handshake (protocol header, start/start-ok with PLAIN,
@@ -134,9 +160,20 @@ typedef struct simul_amqp_opts {
  * Returns 0 and *out; the connect error (-ECONNREFUSED, ...); -EACCES (the broker refused the
  * credentials, 403, or the vhost, 530 NOT_ALLOWED); -ECONNABORTED (the broker closed the
  * handshake with another code); -EPROTO (not an AMQP 0-9-1 broker); -EPROTONOSUPPORT (the broker
- * does not offer the mechanism: PLAIN, or EXTERNAL with sasl_external; or an amqps URL without
- * connect_cb); -ETIMEDOUT; -EINVAL (bad options or URL); -ECANCELED; -ENOMEM. */
+ * does not offer the mechanism: PLAIN, or EXTERNAL with sasl_external — RabbitMQ offers
+ * EXTERNAL only over TLS with a client certificate; or TLS asked for in a build without
+ * libsimul-tls); -EKEYREJECTED (TLS: the broker's certificate failed verification) or -EPROTO (another
+ * TLS failure, e.g. the broker refused our client certificate); -ETIMEDOUT; -EINVAL (bad options
+ * or URL); -ENOENT (a TLS file cannot be read); -ECANCELED; -ENOMEM. The reason in words goes to
+ * opts->why. */
 int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out);
+
+/* The reason in words of the last failed connection attempt (a reconnection's included: "connect:
+ * Connection refused", "certificate verify failed: ..."), "" if none. Valid until the next
+ * attempt. */
+const char *simul_amqp_last_error(const simul_amqp_conn *c);
+/* Whether the current connection runs over TLS. */
+bool simul_amqp_is_tls(const simul_amqp_conn *c);
 
 /* Suspends. Sends connection.close and waits (at most 5 s) for close-ok, fails what is pending
  * with -ECANCELED, stops the reader, writer and timers, wakes consumers (-ESHUTDOWN), waits until
@@ -166,6 +203,7 @@ typedef struct simul_amqp_stats {
     uint64_t returned;                       /* basic.return received */
     uint64_t delivered;     /* deliveries received (basic.deliver and basic.get-ok) */
     uint64_t blocked_waits; /* publishes that waited for connection.unblocked */
+    uint64_t read_pauses;   /* times the reader stopped reading for a full NO_ACK consumer */
 } simul_amqp_stats;
 /* Copies the connection's counters into *out (does not suspend). */
 void simul_amqp_get_stats(const simul_amqp_conn *c, simul_amqp_stats *out);
@@ -203,11 +241,118 @@ uint16_t simul_amqp_channel_id(const simul_amqp_channel *ch);
 #define SIMUL_AMQP_MULTIPLE 512u  /* ack, nack */
 #define SIMUL_AMQP_REQUEUE 1024u  /* nack, reject */
 
-/* Optional arguments (x-message-ttl, x-queue-type, x-max-length, ...): string or integer values. */
+/* ---------------------------------------------------------------------------------------------
+ * Field tables: arguments, message headers, client properties
+ * ------------------------------------------------------------------------------------------- */
+/* Every field type RabbitMQ uses, named by its tag on the wire (RabbitMQ's 0-9-1 errata). */
+#define SIMUL_AMQP_T_VOID 'V'      /* no value (Python None) */
+#define SIMUL_AMQP_T_BOOL 't'
+#define SIMUL_AMQP_T_I8 'b'
+#define SIMUL_AMQP_T_U8 'B'
+#define SIMUL_AMQP_T_I16 's'
+#define SIMUL_AMQP_T_U16 'u'
+#define SIMUL_AMQP_T_I32 'I'
+#define SIMUL_AMQP_T_U32 'i'
+#define SIMUL_AMQP_T_I64 'l'
+#define SIMUL_AMQP_T_FLOAT 'f'
+#define SIMUL_AMQP_T_DOUBLE 'd'
+#define SIMUL_AMQP_T_DECIMAL 'D'   /* value / 10^scale */
+#define SIMUL_AMQP_T_STRING 'S'    /* long string (UTF-8 by convention) */
+#define SIMUL_AMQP_T_BYTES 'x'     /* byte array */
+#define SIMUL_AMQP_T_TIMESTAMP 'T' /* seconds since the epoch */
+#define SIMUL_AMQP_T_TABLE 'F'     /* nested table */
+#define SIMUL_AMQP_T_ARRAY 'A'     /* array of values of any types */
+/* Limits on a table, checked when one is built and when one is read from the broker: nesting
+ * (a flat table is depth 1) and items (entries, nested ones included). */
+#define SIMUL_AMQP_TABLE_MAX_DEPTH 32
+#define SIMUL_AMQP_TABLE_MAX_ITEMS 65536
+
+/* simul_amqp_table (declared above): a table, or an array (entries without keys). */
+
+/* One value. Integers of every width are in u.i (their type bounds them); STRING and BYTES in
+ * u.bytes (data need not be NUL-terminated; a table's own copy always is, past len); TABLE and
+ * ARRAY in u.table. */
+typedef struct simul_amqp_value {
+    char type; /* SIMUL_AMQP_T_* */
+    union {
+        bool boolean;
+        int64_t i;
+        uint64_t timestamp;
+        float f;
+        double d;
+        struct {
+            uint8_t scale;
+            uint32_t value;
+        } decimal;
+        struct {
+            const void *data;
+            size_t len;
+        } bytes;
+        const simul_amqp_table *table;
+    } u;
+} simul_amqp_value;
+
+/* A new empty table / array (no I/O). Returns 0 and *out, -ENOMEM. Free with _table_free. */
+int simul_amqp_table_new(simul_amqp_table **out);
+int simul_amqp_array_new(simul_amqp_table **out);
+/* Frees t and everything in it. NULL is ignored. */
+void simul_amqp_table_free(simul_amqp_table *t);
+/* A deep copy. Returns 0 and *out, -ENOMEM, -EINVAL. */
+int simul_amqp_table_copy(const simul_amqp_table *t, simul_amqp_table **out);
+bool simul_amqp_table_is_array(const simul_amqp_table *t);
+
+/* Sets key to a deep copy of v (a table: key required, at most 255 bytes, an existing key is
+ * replaced; an array: key NULL, v is appended). Returns 0; -EINVAL (a bad type, a key where
+ * none belongs or none where one does); -ERANGE (an integer outside its type); -E2BIG (past
+ * SIMUL_AMQP_TABLE_MAX_DEPTH or _MAX_ITEMS); -ENOMEM. The typed setters below build v. */
+int simul_amqp_table_set(simul_amqp_table *t, const char *key, const simul_amqp_value *v);
+int simul_amqp_table_set_void(simul_amqp_table *t, const char *key);
+int simul_amqp_table_set_bool(simul_amqp_table *t, const char *key, bool b);
+/* type: SIMUL_AMQP_T_I8, _U8, _I16, _U16, _I32, _U32 or _I64 (RabbitMQ wants signed types for
+ * x-message-ttl, x-max-priority, x-max-length ...). */
+int simul_amqp_table_set_int(simul_amqp_table *t, const char *key, char type, int64_t x);
+int simul_amqp_table_set_float(simul_amqp_table *t, const char *key, float f);
+int simul_amqp_table_set_double(simul_amqp_table *t, const char *key, double d);
+int simul_amqp_table_set_decimal(simul_amqp_table *t, const char *key, uint8_t scale,
+                                 uint32_t value);
+int simul_amqp_table_set_timestamp(simul_amqp_table *t, const char *key, uint64_t seconds);
+int simul_amqp_table_set_string(simul_amqp_table *t, const char *key, const char *s);
+int simul_amqp_table_set_bytes(simul_amqp_table *t, const char *key, const void *p, size_t n);
+/* sub (a table or an array) is copied. */
+int simul_amqp_table_set_table(simul_amqp_table *t, const char *key, const simul_amqp_table *sub);
+
+/* Entries in order of insertion (as on the wire). */
+size_t simul_amqp_table_count(const simul_amqp_table *t);
+/* Entry i (NULL past the end); *key (may be NULL) gets its key (NULL in an array). */
+const simul_amqp_value *simul_amqp_table_at(const simul_amqp_table *t, size_t i, const char **key);
+/* The value of key, NULL if absent. */
+const simul_amqp_value *simul_amqp_table_get(const simul_amqp_table *t, const char *key);
+/* Typed reads: 0; -ENOENT (no such key); -EINVAL (another type). get_int takes every integer
+ * type and timestamps; get_double float, double and decimal; get_string strings and byte
+ * arrays (len may be NULL); get_table tables and arrays. */
+int simul_amqp_table_get_int(const simul_amqp_table *t, const char *key, int64_t *out);
+int simul_amqp_table_get_bool(const simul_amqp_table *t, const char *key, bool *out);
+int simul_amqp_table_get_double(const simul_amqp_table *t, const char *key, double *out);
+int simul_amqp_table_get_string(const simul_amqp_table *t, const char *key, const char **s,
+                                size_t *len);
+int simul_amqp_table_get_table(const simul_amqp_table *t, const char *key,
+                               const simul_amqp_table **out);
+
+/* The wire form (a pure function, fuzzed): reads one field table (its 4-byte size, then entries)
+ * from data[0..len). Returns the bytes it took and *out; -EPROTO (truncated, an unknown type, a
+ * size past the end); -E2BIG (deeper than SIMUL_AMQP_TABLE_MAX_DEPTH or more than _MAX_ITEMS
+ * items); -ENOMEM. */
+ssize_t simul_amqp_table_parse(const void *data, size_t len, simul_amqp_table **out);
+/* Writes t's wire form into buf[0..cap). Returns its size; -EMSGSIZE (cap too small). */
+ssize_t simul_amqp_table_encode(const simul_amqp_table *t, void *buf, size_t cap);
+
+/* Optional arguments (x-message-ttl, x-queue-type, x-max-length, x-dead-letter-exchange, ...):
+ * a typed value, else a string, else a 64-bit integer. */
 typedef struct simul_amqp_arg {
     const char *key;
-    const char *str; /* the value if not NULL, else integer */
+    const char *str; /* the value if not NULL (and no value), else integer */
     int64_t integer;
+    const simul_amqp_value *value; /* if not NULL: the value, any type (copied) */
 } simul_amqp_arg;
 
 /* Suspends until exchange.declare-ok: declares exchange name of type ("direct", "fanout",
@@ -227,6 +372,14 @@ int simul_amqp_queue_bind(simul_amqp_channel *ch, const char *queue, const char 
                           const char *routing_key, const simul_amqp_arg *args, size_t nargs);
 int simul_amqp_queue_unbind(simul_amqp_channel *ch, const char *queue, const char *exchange,
                             const char *routing_key, const simul_amqp_arg *args, size_t nargs);
+/* Exchange-to-exchange bindings (RabbitMQ's extension): messages published to `source` that
+ * match routing_key (and args) are routed to `destination` too. Recorded for recovery like queue
+ * bindings (bound again after a reconnection); unbind, or deleting either exchange, forgets it. */
+int simul_amqp_exchange_bind(simul_amqp_channel *ch, const char *destination, const char *source,
+                             const char *routing_key, const simul_amqp_arg *args, size_t nargs);
+int simul_amqp_exchange_unbind(simul_amqp_channel *ch, const char *destination,
+                               const char *source, const char *routing_key,
+                               const simul_amqp_arg *args, size_t nargs);
 /* *messages (may be NULL): the messages the queue held / that were purged. */
 int simul_amqp_queue_delete(simul_amqp_channel *ch, const char *queue, unsigned flags,
                             uint32_t *messages);
@@ -247,6 +400,9 @@ typedef struct simul_amqp_props {
     uint64_t timestamp;
     const simul_amqp_arg *headers;
     size_t nheaders;
+    /* Typed headers (publish: sent, then `headers` after them; a received message: every header
+     * with its type, owned by the message, NULL if it had none). */
+    const simul_amqp_table *header_table;
 } simul_amqp_props;
 
 /* Suspends until the broker acknowledged every later publish's confirm: puts the channel in
@@ -293,7 +449,8 @@ typedef struct simul_amqp_message {
     const char *exchange, *routing_key, *consumer_tag;
     uint32_t message_count; /* basic.get: messages left in the queue */
     simul_amqp_props props; /* strings inside live with the message; headers: string and
-                               integer values only (other types are skipped) */
+                               integer values only (other types are skipped); header_table:
+                               every header, typed */
     const void *body;
     size_t len;
     uint64_t epoch_; /* internal: the channel incarnation it came on */
@@ -313,12 +470,21 @@ int simul_amqp_next_return(simul_amqp_channel *ch, simul_amqp_message **out);
 
 /* Suspends until basic.consume-ok. Deliveries for the consumer are queued on it and handed out by
  * simul_amqp_consumer_next; with a prefetch (simul_amqp_qos) the broker never sends more than
- * that many unacknowledged, so the queue's memory is bounded by it (NO_ACK consumers have no such
- * bound). flags: SIMUL_AMQP_NO_ACK, SIMUL_AMQP_EXCLUSIVE. tag NULL: the broker names it. The
+ * that many unacknowledged, so the queue's memory is bounded by it. A NO_ACK consumer, which no
+ * prefetch bounds, is bounded by opts.no_ack_buffer instead: once that many deliveries wait in
+ * its queue the connection's reader stops reading the socket (TCP pushes back to the broker,
+ * whose queue keeps the messages: RabbitMQ refuses channel.flow from clients with 540
+ * NOT_IMPLEMENTED) until the consumer has taken half of them. That pause holds every channel of
+ * the connection: a task must not wait on another call on the same connection before taking the
+ * deliveries it consumes (use a connection of its own for such a consumer). Cancelling such a
+ * consumer, closing its channel or its connection never waits on the pause.
+ * flags: SIMUL_AMQP_NO_ACK, SIMUL_AMQP_EXCLUSIVE. tag NULL: the broker names it. The
  * consumer is recorded for recovery. Returns 0 and *out, -EREMOTEIO (e.g. 404: no such queue),
  * the connection's errors. */
 int simul_amqp_consume(simul_amqp_channel *ch, const char *queue, const char *tag, unsigned flags,
                        simul_amqp_consumer **out);
+/* Deliveries waiting in the consumer's queue. */
+size_t simul_amqp_consumer_buffered(const simul_amqp_consumer *k);
 /* Suspends until the next delivery and hands it over (the caller frees it). Returns 0;
  * -ECANCELED / -ETIMEDOUT (nothing taken); once the queue is drained: -EIDRM when the broker
  * cancelled the consumer (its queue was deleted: simul_amqp_consumer_cancelled says so),
@@ -345,6 +511,25 @@ void simul_amqp_consumer_free(simul_amqp_consumer *k);
 int simul_amqp_ack(const simul_amqp_message *m, unsigned flags);
 int simul_amqp_nack(const simul_amqp_message *m, unsigned flags);
 int simul_amqp_reject(const simul_amqp_message *m, unsigned flags);
+
+/* Suspends until basic.recover-ok: the broker requeues every unacknowledged delivery of the
+ * channel and delivers them again (`redelivered` set; RabbitMQ supports requeue only). Deliveries
+ * handed out before it can no longer be acknowledged (-ESTALE). Returns 0 or the channel's
+ * errors. */
+int simul_amqp_recover(simul_amqp_channel *ch);
+
+/* Transactions (tx class). tx_select puts the channel in transaction mode (for good: recovery
+ * selects it again); publishes and acknowledgements then take effect at tx_commit, or are
+ * discarded by tx_rollback (a rolled-back ack leaves the delivery unacknowledged, not requeued).
+ * Each suspends until the broker's reply. A connection lost with work in the transaction fails
+ * the next tx_commit with the loss's error (-ECONNRESET, ...) after rolling back what was done
+ * since the reconnection: redo the whole transaction. A commit whose reply never came (the
+ * connection dropped meanwhile) returns the loss's error: it may or may not have been applied.
+ * RabbitMQ refuses tx_select on a channel in confirm mode (406: -EREMOTEIO). Return 0 or the
+ * channel's errors. */
+int simul_amqp_tx_select(simul_amqp_channel *ch);
+int simul_amqp_tx_commit(simul_amqp_channel *ch);
+int simul_amqp_tx_rollback(simul_amqp_channel *ch);
 
 /* Suspends. basic.get: one message from the queue if there is one. Returns 0 and *out (the
  * caller frees it; ack it unless SIMUL_AMQP_NO_ACK), -ENOMSG (the queue is empty), -EREMOTEIO,

@@ -64,6 +64,10 @@ int simul_amqp_channel_close(simul_amqp_channel *ch)
         cl.reply_code = 200;
         cl.reply_text = amqp_cstring_bytes("closed");
         ch->state = CH_CLOSING;
+        /* close-ok may queue behind deliveries: the reader reads on (a closing channel's
+         * deliveries are dropped, so nothing grows). */
+        if (c->pause_k && c->pause_k->ch == ch)
+            amqp__resume(c);
         /* Calls queued before ours fail now: their replies will not come. */
         amqp__fail_rpcs(ch, -ECANCELED);
         simul_scope t;
@@ -102,7 +106,9 @@ int amqp__topo_declare(simul_amqp_channel *ch, topo *t, bool gate, rpc **out)
 {
     simul_amqp_conn *c = ch->c;
     recycle_amqp_pool(&c->pool);
-    amqp_table_t args = amqp__table_of(c, t->args.a, t->args.n);
+    amqp_table_t args;
+    if (amqp__table_to_amqp(&c->pool, t->args, &args) < 0)
+        return -ENOMEM;
     if (t->kind == TOP_EXCHANGE) {
         amqp_exchange_declare_t d;
         memset(&d, 0, sizeof d);
@@ -128,6 +134,16 @@ int amqp__topo_declare(simul_amqp_channel *ch, topo *t, bool gate, rpc **out)
         return amqp__rpc_call(ch, AMQP_QUEUE_DECLARE_METHOD, &d, AMQP_QUEUE_DECLARE_OK_METHOD, 0,
                               out, gate);
     }
+    if (t->kind == TOP_XBIND) {
+        amqp_exchange_bind_t x;
+        memset(&x, 0, sizeof x);
+        x.destination = amqp__bytes(t->queue);
+        x.source = amqp__bytes(t->exchange);
+        x.routing_key = amqp__bytes(t->rkey);
+        x.arguments = args;
+        return amqp__rpc_call(ch, AMQP_EXCHANGE_BIND_METHOD, &x, AMQP_EXCHANGE_BIND_OK_METHOD, 0,
+                              out, gate);
+    }
     amqp_queue_bind_t b;
     memset(&b, 0, sizeof b);
     b.queue = amqp__bytes(t->queue);
@@ -143,7 +159,8 @@ void amqp__topo_add(simul_amqp_conn *c, topo *t)
     for (topo **pp = &c->topo; *pp; pp = &(*pp)->next) {
         topo *o = *pp;
         bool dup =
-            o->kind == t->kind && (t->kind == TOP_BIND ? amqp__same(o->queue, t->queue) &&
+            o->kind == t->kind && (t->kind == TOP_BIND || t->kind == TOP_XBIND
+                                       ? amqp__same(o->queue, t->queue) &&
                                                              amqp__same(o->exchange, t->exchange) &&
                                                              amqp__same(o->rkey, t->rkey)
                                                        : amqp__same(o->name, t->name));
@@ -167,7 +184,9 @@ void amqp__topo_forget(simul_amqp_conn *c, int kind, const char *name)
         topo *o = *pp;
         bool hit = (o->kind == kind && amqp__same(o->name, name)) ||
                    (o->kind == TOP_BIND && kind == TOP_QUEUE && amqp__same(o->queue, name)) ||
-                   (o->kind == TOP_BIND && kind == TOP_EXCHANGE && amqp__same(o->exchange, name));
+                   (o->kind == TOP_BIND && kind == TOP_EXCHANGE && amqp__same(o->exchange, name)) ||
+                   (o->kind == TOP_XBIND && kind == TOP_EXCHANGE &&
+                    (amqp__same(o->exchange, name) || amqp__same(o->queue, name)));
         if (hit) {
             *pp = o->next;
             amqp__topo_free(o);
@@ -188,7 +207,7 @@ topo *amqp__topo_make(int kind, const char *name, const char *type, unsigned fla
     t->name = amqp__sdup(name ? name : "", &err);
     t->type = amqp__sdup(type, &err);
     t->flags = flags;
-    if (err || amqp__args_copy(&t->args, args, nargs) < 0) {
+    if (err || amqp__args_table(args, nargs, &t->args) < 0) {
         amqp__topo_free(t);
         return NULL;
     }
@@ -270,12 +289,14 @@ int simul_amqp_queue_declare(simul_amqp_channel *ch, const char *name, unsigned 
     return rc;
 }
 
-static int bind_common(simul_amqp_channel *ch, bool bind, const char *queue, const char *exchange,
-                       const char *rkey, const simul_amqp_arg *args, size_t nargs)
+/* Queue bindings (kind TOP_BIND) and exchange bindings (TOP_XBIND: queue is the destination). */
+static int bind_common(simul_amqp_channel *ch, int kind, bool bind, const char *queue,
+                       const char *exchange, const char *rkey, const simul_amqp_arg *args,
+                       size_t nargs)
 {
     if (!ch || !queue || !exchange)
         return -EINVAL;
-    topo *t = amqp__topo_make(TOP_BIND, NULL, NULL, 0, args, nargs);
+    topo *t = amqp__topo_make(kind, NULL, NULL, 0, args, nargs);
     int err = 0;
     if (t) {
         t->queue = amqp__sdup(queue, &err);
@@ -291,6 +312,17 @@ static int bind_common(simul_amqp_channel *ch, bool bind, const char *queue, con
     int rc;
     if (bind) {
         rc = amqp__topo_declare(ch, t, true, NULL);
+    } else if (kind == TOP_XBIND) {
+        recycle_amqp_pool(&ch->c->pool);
+        amqp_exchange_unbind_t x;
+        memset(&x, 0, sizeof x);
+        x.destination = amqp__bytes(queue);
+        x.source = amqp__bytes(exchange);
+        x.routing_key = amqp__bytes(t->rkey);
+        rc = amqp__table_to_amqp(&ch->c->pool, t->args, &x.arguments);
+        if (rc == 0)
+            rc = amqp__rpc_call(ch, AMQP_EXCHANGE_UNBIND_METHOD, &x, AMQP_EXCHANGE_UNBIND_OK_METHOD,
+                                0, NULL, true);
     } else {
         recycle_amqp_pool(&ch->c->pool);
         amqp_queue_unbind_t u;
@@ -298,9 +330,10 @@ static int bind_common(simul_amqp_channel *ch, bool bind, const char *queue, con
         u.queue = amqp__bytes(queue);
         u.exchange = amqp__bytes(exchange);
         u.routing_key = amqp__bytes(t->rkey);
-        u.arguments = amqp__table_of(ch->c, args, nargs);
-        rc = amqp__rpc_call(ch, AMQP_QUEUE_UNBIND_METHOD, &u, AMQP_QUEUE_UNBIND_OK_METHOD, 0, NULL,
-                            true);
+        rc = amqp__table_to_amqp(&ch->c->pool, t->args, &u.arguments);
+        if (rc == 0)
+            rc = amqp__rpc_call(ch, AMQP_QUEUE_UNBIND_METHOD, &u, AMQP_QUEUE_UNBIND_OK_METHOD, 0,
+                                NULL, true);
     }
     amqp__leave(ch->c);
     if (rc == 0 && bind) {
@@ -310,7 +343,7 @@ static int bind_common(simul_amqp_channel *ch, bool bind, const char *queue, con
     if (rc == 0) {
         for (topo **pp = &ch->c->topo; *pp; pp = &(*pp)->next) {
             topo *o = *pp;
-            if (o->kind == TOP_BIND && amqp__same(o->queue, queue) &&
+            if (o->kind == kind && amqp__same(o->queue, queue) &&
                 amqp__same(o->exchange, exchange) && amqp__same(o->rkey, t->rkey)) {
                 *pp = o->next;
                 amqp__topo_free(o);
@@ -325,13 +358,26 @@ static int bind_common(simul_amqp_channel *ch, bool bind, const char *queue, con
 int simul_amqp_queue_bind(simul_amqp_channel *ch, const char *queue, const char *exchange,
                           const char *routing_key, const simul_amqp_arg *args, size_t nargs)
 {
-    return bind_common(ch, true, queue, exchange, routing_key, args, nargs);
+    return bind_common(ch, TOP_BIND, true, queue, exchange, routing_key, args, nargs);
 }
 
 int simul_amqp_queue_unbind(simul_amqp_channel *ch, const char *queue, const char *exchange,
                             const char *routing_key, const simul_amqp_arg *args, size_t nargs)
 {
-    return bind_common(ch, false, queue, exchange, routing_key, args, nargs);
+    return bind_common(ch, TOP_BIND, false, queue, exchange, routing_key, args, nargs);
+}
+
+int simul_amqp_exchange_bind(simul_amqp_channel *ch, const char *destination, const char *source,
+                             const char *routing_key, const simul_amqp_arg *args, size_t nargs)
+{
+    return bind_common(ch, TOP_XBIND, true, destination, source, routing_key, args, nargs);
+}
+
+int simul_amqp_exchange_unbind(simul_amqp_channel *ch, const char *destination,
+                               const char *source, const char *routing_key,
+                               const simul_amqp_arg *args, size_t nargs)
+{
+    return bind_common(ch, TOP_XBIND, false, destination, source, routing_key, args, nargs);
 }
 
 int simul_amqp_queue_delete(simul_amqp_channel *ch, const char *queue, unsigned flags,
@@ -478,6 +524,8 @@ int simul_amqp_publish(simul_amqp_channel *ch, const char *exchange, const char 
             c->out.len = start;
         } else {
             c->st.published++;
+            if (ch->tx)
+                ch->tx_dirty = true;
             if (ch->confirm) {
                 uint64_t s = ch->next_seq++;
                 ch->outcome[s % SIMUL_AMQP_CONFIRM_WINDOW] = OUT_PENDING;
@@ -558,6 +606,9 @@ uint64_t simul_amqp_unconfirmed(const simul_amqp_channel *ch)
 
 void simul_amqp_message_free(simul_amqp_message *m)
 {
+    if (!m)
+        return;
+    simul_amqp_table_free((simul_amqp_table *)m->props.header_table);
     free(m);
 }
 
@@ -631,11 +682,19 @@ int simul_amqp_consumer_next(simul_amqp_consumer *k, simul_amqp_message **out)
     k->reading = false;
     if (rc == 0) {
         *out = item;
+        simul_amqp_conn *c = k->ch->c;
+        if (c->pause_k == k && simul_queue_qsize(k->q) <= c->o.no_ack_buffer / 2)
+            amqp__resume(c); /* room again: the reader reads the socket on */
         return 0;
     }
     if (rc == -ESHUTDOWN && k->end)
         return k->end;
     return rc;
+}
+
+size_t simul_amqp_consumer_buffered(const simul_amqp_consumer *k)
+{
+    return k ? simul_queue_qsize(k->q) : 0;
 }
 
 bool simul_amqp_consumer_cancelled(const simul_amqp_consumer *k)
@@ -656,6 +715,10 @@ int simul_amqp_consumer_cancel(simul_amqp_consumer *k)
     int rc = 0;
     if (!k->end && !k->cancel_sent && ch->state == CH_OPEN && ch->c->open) {
         k->cancel_sent = true;
+        /* cancel-ok may queue behind deliveries the reader has not read: it reads on (what the
+         * broker sent before it still arrives, past no_ack_buffer). */
+        if (ch->c->pause_k == k)
+            amqp__resume(ch->c);
         amqp_basic_cancel_t bc;
         memset(&bc, 0, sizeof bc);
         bc.consumer_tag = amqp__bytes(k->tag);
@@ -726,8 +789,11 @@ static int ack_common(const simul_amqp_message *m, uint32_t id, unsigned flags)
         amqp_basic_reject_t a = {m->delivery_tag, (flags & SIMUL_AMQP_REQUEUE) != 0};
         rc = amqp__out_method(c, &c->out, ch->id, id, &a);
     }
-    if (rc == 0)
+    if (rc == 0) {
+        if (ch->tx)
+            ch->tx_dirty = true;
         amqp__wake_writer(c);
+    }
     return rc;
 }
 
@@ -772,4 +838,70 @@ int simul_amqp_get(simul_amqp_channel *ch, const char *queue, unsigned flags,
     }
     amqp__rpc_free(r);
     return rc;
+}
+
+/* ---- public: recover, transactions --------------------------------------------------------- */
+
+int simul_amqp_recover(simul_amqp_channel *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    amqp_basic_recover_t r = {1};
+    amqp__enter(ch->c);
+    /* recover-ok bumps the channel's epoch in the reader: deliveries before it turn stale. */
+    int rc = amqp__rpc_call(ch, AMQP_BASIC_RECOVER_METHOD, &r, AMQP_BASIC_RECOVER_OK_METHOD, 0,
+                            NULL, true);
+    amqp__leave(ch->c);
+    return rc;
+}
+
+int simul_amqp_tx_select(simul_amqp_channel *ch)
+{
+    if (!ch)
+        return -EINVAL;
+    if (ch->tx)
+        return 0;
+    amqp_tx_select_t t = {0};
+    amqp__enter(ch->c);
+    int rc = amqp__rpc_call(ch, AMQP_TX_SELECT_METHOD, &t, AMQP_TX_SELECT_OK_METHOD, 0, NULL, true);
+    amqp__leave(ch->c);
+    if (rc == 0) {
+        ch->tx = true;
+        ch->tx_dirty = false;
+        ch->tx_lost = 0;
+    }
+    return rc;
+}
+
+static int tx_end(simul_amqp_channel *ch, bool commit)
+{
+    if (!ch)
+        return -EINVAL;
+    if (!ch->tx)
+        return -EINVAL; /* not in transaction mode (the broker would say 406) */
+    int lost = ch->tx_lost;
+    amqp_tx_commit_t t = {0};
+    amqp__enter(ch->c);
+    /* After a loss the transaction is broken: what was done since the reconnection goes too. */
+    uint32_t id = commit && !lost ? AMQP_TX_COMMIT_METHOD : AMQP_TX_ROLLBACK_METHOD;
+    uint32_t ok = commit && !lost ? AMQP_TX_COMMIT_OK_METHOD : AMQP_TX_ROLLBACK_OK_METHOD;
+    int rc = amqp__rpc_call(ch, id, &t, ok, 0, NULL, true);
+    amqp__leave(ch->c);
+    if (rc == 0) {
+        ch->tx_dirty = false;
+        ch->tx_lost = 0;
+        if (commit && lost)
+            rc = lost;
+    }
+    return rc;
+}
+
+int simul_amqp_tx_commit(simul_amqp_channel *ch)
+{
+    return tx_end(ch, true);
+}
+
+int simul_amqp_tx_rollback(simul_amqp_channel *ch)
+{
+    return tx_end(ch, false);
 }

@@ -5,6 +5,7 @@
  * deadline) only marks its record abandoned. Heartbeats and their check run on a timer, whatever
  * the tasks do; recovery replays a recorded topology on a fresh connection. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,22 @@
 #include <simul/task.h>
 
 #include "internal.h"
+
+#ifdef SIMUL_AMQP_HAVE_TLS
+#include <simul/tls.h>
+#endif
+
+/* Records why the attempt failed (the first reason wins until the next attempt). */
+static void set_why(simul_amqp_conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_why(simul_amqp_conn *c, const char *fmt, ...)
+{
+    if (c->why[0])
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->why, sizeof c->why, fmt, ap);
+    va_end(ap);
+}
 
 /* ---- small helpers ------------------------------------------------------------------------- */
 
@@ -80,62 +97,6 @@ void amqp__leave(simul_amqp_conn *c)
         simul_event_set(c->idle_ev);
 }
 
-static void args_free(arglist *l)
-{
-    for (size_t i = 0; i < l->n; i++) {
-        free((char *)l->a[i].key);
-        free((char *)l->a[i].str);
-    }
-    free(l->a);
-    l->a = NULL;
-    l->n = 0;
-}
-
-int amqp__args_copy(arglist *l, const simul_amqp_arg *a, size_t n)
-{
-    l->a = NULL;
-    l->n = 0;
-    if (!n)
-        return 0;
-    l->a = calloc(n, sizeof *l->a);
-    if (!l->a)
-        return -ENOMEM;
-    l->n = n;
-    int err = 0;
-    for (size_t i = 0; i < n; i++) {
-        l->a[i].key = amqp__sdup(a[i].key ? a[i].key : "", &err);
-        l->a[i].str = amqp__sdup(a[i].str, &err);
-        l->a[i].integer = a[i].integer;
-    }
-    if (err)
-        args_free(l);
-    return err;
-}
-
-/* An argument list as an AMQP table, in the connection's pool (valid until the pool recycles). */
-amqp_table_t amqp__table_of(simul_amqp_conn *c, const simul_amqp_arg *a, size_t n)
-{
-    amqp_table_t t = {0, NULL};
-    if (!n)
-        return t;
-    amqp_table_entry_t *e = amqp_pool_alloc(&c->pool, n * sizeof *e);
-    if (!e)
-        return t;
-    for (size_t i = 0; i < n; i++) {
-        e[i].key = amqp__bytes(a[i].key);
-        if (a[i].str) {
-            e[i].value.kind = AMQP_FIELD_KIND_UTF8;
-            e[i].value.value.bytes = amqp__bytes(a[i].str);
-        } else {
-            e[i].value.kind = AMQP_FIELD_KIND_I64;
-            e[i].value.value.i64 = a[i].integer;
-        }
-    }
-    t.num_entries = (int)n;
-    t.entries = e;
-    return t;
-}
-
 /* ---- output: frames queued without suspending ---------------------------------------------- */
 
 static void put32(uint8_t *p, uint32_t v)
@@ -171,6 +132,8 @@ int amqp__out_method(simul_amqp_conn *c, outbuf *b, uint16_t chan, uint32_t id, 
             continue; /* the arguments did not fit: more room */
         if (n < 0)
             return -EINVAL;
+        if (c->frame_max && (uint64_t)n + 4 + SIMUL_AMQP_FRAME_OVERHEAD > c->frame_max)
+            return -EMSGSIZE; /* arguments (a table) too big for one frame */
         p[0] = SIMUL_AMQP_FRAME_METHOD;
         put16(p + 1, chan);
         put32(p + 3, (uint32_t)n + 4);
@@ -183,8 +146,12 @@ int amqp__out_method(simul_amqp_conn *c, outbuf *b, uint16_t chan, uint32_t id, 
     return -EMSGSIZE;
 }
 
+static int out_content(simul_amqp_conn *c, outbuf *b, uint16_t chan, const void *body, size_t len,
+                       amqp_basic_properties_t *bpp);
+
 static amqp_basic_properties_t props_of(simul_amqp_conn *c, const simul_amqp_props *p)
 {
+    (void)c;
     amqp_basic_properties_t bp;
     memset(&bp, 0, sizeof bp);
     if (!p)
@@ -216,11 +183,37 @@ static amqp_basic_properties_t props_of(simul_amqp_conn *c, const simul_amqp_pro
         bp._flags |= AMQP_BASIC_TIMESTAMP_FLAG;
         bp.timestamp = p->timestamp;
     }
-    if (p->nheaders) {
-        bp._flags |= AMQP_BASIC_HEADERS_FLAG;
-        bp.headers = amqp__table_of(c, p->headers, p->nheaders);
-    }
     return bp;
+}
+
+/* The headers to send: the typed table, then the argument list after it (a table of ours in
+ * *tmp when both or the list alone are given: the caller frees it after encoding). */
+static int headers_of(simul_amqp_conn *c, const simul_amqp_props *p, amqp_basic_properties_t *bp,
+                      simul_amqp_table **tmp)
+{
+    *tmp = NULL;
+    if (!p || (!p->header_table && !p->nheaders))
+        return 0;
+    const simul_amqp_table *t = p->header_table;
+    if (p->nheaders) {
+        int rc = p->header_table ? simul_amqp_table_copy(p->header_table, tmp)
+                                 : simul_amqp_table_new(tmp);
+        for (size_t i = 0; rc == 0 && i < p->nheaders; i++) {
+            const simul_amqp_arg *a = &p->headers[i];
+            const char *key = a->key ? a->key : "";
+            if (a->value)
+                rc = simul_amqp_table_set(*tmp, key, a->value);
+            else if (a->str)
+                rc = simul_amqp_table_set_string(*tmp, key, a->str);
+            else
+                rc = simul_amqp_table_set_int(*tmp, key, SIMUL_AMQP_T_I64, a->integer);
+        }
+        if (rc < 0)
+            return rc;
+        t = *tmp;
+    }
+    bp->_flags |= AMQP_BASIC_HEADERS_FLAG;
+    return amqp__table_to_amqp(&c->pool, t, &bp->headers);
 }
 
 /* Appends a content header and the body frames (split at frame_max). */
@@ -228,6 +221,21 @@ int amqp__out_content(simul_amqp_conn *c, outbuf *b, uint16_t chan, const void *
                       const simul_amqp_props *props)
 {
     amqp_basic_properties_t bp = props_of(c, props);
+    simul_amqp_table *tmp = NULL;
+    int hrc = headers_of(c, props, &bp, &tmp);
+    if (hrc < 0) {
+        simul_amqp_table_free(tmp);
+        return hrc;
+    }
+    int rc = out_content(c, b, chan, body, len, &bp);
+    simul_amqp_table_free(tmp);
+    return rc;
+}
+
+static int out_content(simul_amqp_conn *c, outbuf *b, uint16_t chan, const void *body, size_t len,
+                       amqp_basic_properties_t *bpp)
+{
+    amqp_basic_properties_t bp = *bpp;
     size_t room = METHOD_ROOM;
     int n = -1;
     for (int attempt = 0; attempt < 8; attempt++, room *= 4) {
@@ -241,8 +249,8 @@ int amqp__out_content(simul_amqp_conn *c, outbuf *b, uint16_t chan, const void *
         if (n != AMQP_STATUS_BAD_AMQP_DATA && n != AMQP_STATUS_TABLE_TOO_BIG)
             return -EINVAL;
     }
-    if (n < 0)
-        return -EMSGSIZE;
+    if (n < 0 || (uint64_t)n + 12 + SIMUL_AMQP_FRAME_OVERHEAD > c->frame_max)
+        return -EMSGSIZE; /* a content header must fit in one frame */
     uint8_t *p = b->data + b->len;
     p[0] = SIMUL_AMQP_FRAME_HEADER;
     put16(p + 1, chan);
@@ -432,6 +440,8 @@ static int read_frame(simul_amqp_conn *c, simul_amqp_frame *f)
 int amqp__decode_method(simul_amqp_conn *c, const simul_amqp_frame *f, uint32_t *id, void **args)
 {
     *id = get32(f->payload);
+    if (amqp__method_guard(*id, f->payload + 4, f->size - 4) < 0)
+        return -EPROTO;
     amqp_bytes_t enc = {f->size - 4, (void *)(f->payload + 4)};
     int rc = amqp_decode_method(*id, &c->pool, enc, args);
     return rc == AMQP_STATUS_OK ? 0 : -EPROTO;
@@ -501,8 +511,15 @@ static int handshake(simul_amqp_conn *c)
     if (st->version_major != 0 || st->version_minor != 9)
         return -EPROTO;
     const char *mech = c->o.sasl_external ? "EXTERNAL" : "PLAIN";
-    if (!mechanism_offered(st->mechanisms, mech))
+    if (!mechanism_offered(st->mechanisms, mech)) {
+        set_why(c, "the broker does not offer SASL %s (it offers: %.*s)%s", mech,
+                (int)(st->mechanisms.len > 120 ? 120 : st->mechanisms.len),
+                (const char *)st->mechanisms.bytes,
+                c->o.sasl_external && !c->tls_now
+                    ? "; EXTERNAL needs TLS with a client certificate"
+                    : "");
         return -EPROTONOSUPPORT;
+    }
     /* client properties, capabilities first */
     amqp_table_entry_t caps[6];
     const char *capnames[6] = {"publisher_confirms",         "consumer_cancel_notify",
@@ -530,6 +547,31 @@ static int handshake(simul_amqp_conn *c)
         props[np].value.kind = AMQP_FIELD_KIND_UTF8;
         props[np++].value.value.bytes = amqp_cstring_bytes(c->conn_name);
     }
+    amqp_table_t client_props = {np, props};
+    if (c->client_props) {
+        /* Ours, then the user's (a key of ours the user sets is sent as the user's). */
+        amqp_table_t user;
+        if (amqp__table_to_amqp(&c->pool, c->client_props, &user) < 0)
+            return -ENOMEM;
+        amqp_table_entry_t *all =
+            amqp_pool_alloc(&c->pool, ((size_t)np + (size_t)user.num_entries) * sizeof *all);
+        if (!all)
+            return -ENOMEM;
+        int k = 0;
+        for (int i = 0; i < np; i++) {
+            bool overridden = false;
+            for (int j = 0; j < user.num_entries; j++)
+                if (user.entries[j].key.len == props[i].key.len &&
+                    !memcmp(user.entries[j].key.bytes, props[i].key.bytes, props[i].key.len))
+                    overridden = true;
+            if (!overridden)
+                all[k++] = props[i];
+        }
+        for (int j = 0; j < user.num_entries; j++)
+            all[k++] = user.entries[j];
+        client_props.num_entries = k;
+        client_props.entries = all;
+    }
     size_t ul = strlen(c->user), pl = strlen(c->password);
     char *resp = malloc(ul + pl + 2);
     if (!resp)
@@ -541,8 +583,7 @@ static int handshake(simul_amqp_conn *c)
     size_t resp_len = c->o.sasl_external ? 0 : ul + pl + 2; /* EXTERNAL: an empty response */
     amqp_connection_start_ok_t so;
     memset(&so, 0, sizeof so);
-    so.client_properties.num_entries = np;
-    so.client_properties.entries = props;
+    so.client_properties = client_props;
     so.mechanism = amqp_cstring_bytes(mech);
     so.response.len = resp_len;
     so.response.bytes = resp;
@@ -553,12 +594,16 @@ static int handshake(simul_amqp_conn *c)
         return rc;
     recycle_amqp_pool(&c->pool);
     rc = hs_method(c, &id, &args);
-    if (rc == -ECONNRESET)
+    if (rc == -ECONNRESET) {
+        set_why(c, "the broker hung up after the credentials (refused)");
         return -EACCES; /* brokers without authentication_failure_close just hang up */
+    }
     if (rc < 0)
         return rc;
     if (id == AMQP_CONNECTION_CLOSE_METHOD) {
         amqp_connection_close_t *cl = args;
+        set_why(c, "%u %.*s", cl->reply_code, (int)cl->reply_text.len,
+                (const char *)cl->reply_text.bytes);
         return cl->reply_code == 403 ? -EACCES : -ECONNABORTED;
     }
     if (id != AMQP_CONNECTION_TUNE_METHOD)
@@ -605,6 +650,7 @@ static int handshake(simul_amqp_conn *c)
         free(c->close_text);
         c->close_text = amqp__bdup(cl->reply_text);
         c->close_code = cl->reply_code;
+        set_why(c, "%u %s", cl->reply_code, c->close_text ? c->close_text : "");
         return cl->reply_code == 403 || cl->reply_code == 530 ? -EACCES : -ECONNABORTED;
     }
     if (id != AMQP_CONNECTION_OPEN_OK_METHOD)
@@ -627,14 +673,81 @@ static int handshake(simul_amqp_conn *c)
 
 static int open_stream(simul_amqp_conn *c, simul_stream **out)
 {
-    if (c->o.connect_cb)
-        return c->o.connect_cb(c->o.connect_arg, out);
-    return simul_open_connection(c->host, c->port, out);
+    c->tls_now = false;
+    if (c->o.connect_cb) {
+        int rc = c->o.connect_cb(c->o.connect_arg, out);
+        if (rc < 0)
+            set_why(c, "connect_cb: %s", strerror(-rc));
+#ifdef SIMUL_AMQP_HAVE_TLS
+        else
+            c->tls_now = simul_tls_is_tls(*out);
+#endif
+        return rc;
+    }
+    int rc = simul_open_connection(c->host, c->port, out);
+    if (rc < 0) {
+        set_why(c, "connect %s:%s: %s", c->host, c->port, strerror(-rc));
+        return rc;
+    }
+#ifdef SIMUL_AMQP_HAVE_TLS
+    if (c->tls) {
+        rc = simul_tls_start_tls(*out, c->tls_cfg, c->tls_name);
+        if (rc < 0) {
+            const char *r = simul_tls_last_error(*out);
+            set_why(c, "TLS to %s:%s: %s", c->host, c->port, r && *r ? r : strerror(-rc));
+            simul_stream_abort(*out);
+            simul_stream_close(*out);
+            *out = NULL;
+            return rc;
+        }
+        c->tls_now = true;
+    }
+#endif
+    return 0;
 }
+
+#ifdef SIMUL_AMQP_HAVE_TLS
+/* The TLS client configuration from the options (verification on unless told otherwise). */
+static int tls_setup(simul_amqp_conn *c, const simul_amqp_opts *o)
+{
+    if (o->tls_config) {
+        c->tls_cfg = o->tls_config;
+        return 0;
+    }
+    int rc = simul_tls_config_new_client(&c->tls_cfg);
+    if (rc < 0)
+        return rc;
+    c->tls_cfg_own = true;
+    char why[200] = "";
+    if (o->tls_ca_file) {
+        rc = simul_tls_config_set_ca(c->tls_cfg, o->tls_ca_file, NULL, why, sizeof why);
+        if (rc < 0) {
+            set_why(c, "tls_ca_file %s: %s", o->tls_ca_file, why);
+            return rc;
+        }
+    }
+    if (o->tls_cert_file || o->tls_key_file) {
+        if (!o->tls_cert_file || !o->tls_key_file) {
+            set_why(c, "tls_cert_file and tls_key_file go together");
+            return -EINVAL;
+        }
+        rc = simul_tls_config_set_cert(c->tls_cfg, o->tls_cert_file, o->tls_key_file, why,
+                                       sizeof why);
+        if (rc < 0) {
+            set_why(c, "client certificate %s: %s", o->tls_cert_file, why);
+            return rc;
+        }
+    }
+    if (o->tls_insecure_skip_verify)
+        simul_tls_config_insecure_skip_verify(c->tls_cfg);
+    return 0;
+}
+#endif
 
 /* Suspends. One attempt: connect and handshake within the connect timeout. */
 static int establish(simul_amqp_conn *c)
 {
+    c->why[0] = 0;
     simul_scope sc;
     int rc = simul_scope_timeout(&sc, c->o.connect_timeout);
     if (rc < 0)
@@ -649,15 +762,28 @@ static int establish(simul_amqp_conn *c)
         c->last_read_ns = c->last_write_ns = simul_now_ns();
         rc = handshake(c);
         if (rc < 0) {
+#ifdef SIMUL_AMQP_HAVE_TLS
+            const char *r = c->tls_now ? simul_tls_last_error(c->s) : NULL;
+            if (r && *r)
+                set_why(c, "TLS: %s", r); /* e.g. the broker refused our certificate */
+#endif
+            if (rc == -ECONNRESET)
+                set_why(c, "%s:%s closed the connection during the AMQP handshake", c->host,
+                        c->port);
             simul_stream_abort(c->s);
             simul_stream_close(c->s);
             c->s = NULL;
         }
     }
-    if (simul_scope_end(&sc) == 1 && rc < 0)
+    if (simul_scope_end(&sc) == 1 && rc < 0) {
         rc = -ETIMEDOUT;
-    if (rc < 0)
+        c->why[0] = 0;
+        set_why(c, "connect and handshake took over %g s", c->o.connect_timeout);
+    }
+    if (rc < 0) {
+        set_why(c, "%s", strerror(-rc));
         return rc;
+    }
     c->epoch++;
     c->st.connects++;
     c->blocked = false;
@@ -757,8 +883,16 @@ static void fail_confirms(simul_amqp_channel *ch, int err)
     pulse(ch->confirm_ev);
 }
 
+void amqp__resume(simul_amqp_conn *c)
+{
+    c->pause_k = NULL;
+    simul_event_set(c->resume_ev);
+}
+
 void amqp__consumer_end(simul_amqp_consumer *k, int why)
 {
+    if (k->ch->c->pause_k == k)
+        amqp__resume(k->ch->c); /* nobody will take its deliveries now */
     if (k->end)
         return;
     k->end = why;
@@ -822,10 +956,15 @@ static void conn_drop(simul_amqp_conn *c, int err)
     c->out.len = 0;
     c->blocked = false;
     simul_event_set(c->unblocked_ev); /* blocked publishers go on to see the loss */
+    if (c->pause_k)
+        amqp__resume(c);
     for (simul_amqp_channel *ch = c->channels; ch; ch = ch->next) {
         amqp__content_reset(ch, err);
         amqp__fail_rpcs(ch, err);
         fail_confirms(ch, err);
+        if (ch->tx && ch->tx_dirty && !ch->tx_lost)
+            ch->tx_lost = err < 0 ? err : -ECONNRESET; /* the broker rolled it back */
+        ch->tx_dirty = false;
         if (ch->state == CH_OPEN || ch->state == CH_OPENING || ch->state == CH_DOWN) {
             ch->state = CH_DOWN;
             ch->id = 0;
@@ -997,6 +1136,11 @@ static int reopen(simul_amqp_channel *ch)
         rc = amqp__do_qos(ch, ch->prefetch, false);
     if (rc == 0 && ch->confirm)
         rc = amqp__do_confirm_select(ch, false);
+    if (rc == 0 && ch->tx) {
+        amqp_tx_select_t t = {0};
+        rc = amqp__rpc_call(ch, AMQP_TX_SELECT_METHOD, &t, AMQP_TX_SELECT_OK_METHOD, 0, NULL,
+                            false);
+    }
     return rc;
 }
 
@@ -1166,6 +1310,12 @@ static int reader_main(void *arg)
             rc = amqp__dispatch(c, &f);
             if (rc < 0)
                 break;
+            /* A NO_ACK consumer is full: read nothing more (TCP pushes back on the broker) until
+             * its reader has taken half of what waits. */
+            while (c->pause_k && rc == 0)
+                rc = simul_event_wait(c->resume_ev);
+            if (rc < 0)
+                break;
         }
         if (rc == -EMSGSIZE || rc == -EPROTO) {
             /* Tell the broker why before hanging up (501 FRAME_ERROR / 502 SYNTAX_ERROR). */
@@ -1224,12 +1374,14 @@ void amqp__topo_free(topo *t)
     free(t->queue);
     free(t->exchange);
     free(t->rkey);
-    args_free(&t->args);
+    simul_amqp_table_free(t->args);
     free(t);
 }
 
 void amqp__consumer_destroy(simul_amqp_consumer *k)
 {
+    if (k->ch && k->ch->c->pause_k == k)
+        amqp__resume(k->ch->c);
     simul_queue_free(k->q, (simul_queue_discard_cb)simul_amqp_message_free);
     free(k->tag);
     free(k->queue);
@@ -1276,6 +1428,7 @@ static void conn_free(simul_amqp_conn *c)
     simul_event_free(c->unblocked_ev);
     simul_event_free(c->idle_ev);
     simul_event_free(c->closeok_ev);
+    simul_event_free(c->resume_ev);
     empty_amqp_pool(&c->pool);
     outbuf_free(&c->out);
     outbuf_free(&c->wout);
@@ -1288,6 +1441,12 @@ static void conn_free(simul_amqp_conn *c)
     free(c->vhost);
     free(c->conn_name);
     free(c->close_text);
+    free(c->tls_name);
+    simul_amqp_table_free(c->client_props);
+#ifdef SIMUL_AMQP_HAVE_TLS
+    if (c->tls_cfg_own)
+        simul_tls_config_free(c->tls_cfg);
+#endif
     free(c);
 }
 
@@ -1304,11 +1463,16 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
         int rc = simul_amqp_url_parse(opts->url, &u);
         if (rc < 0)
             return rc;
-        if (u.tls && !opts->connect_cb) {
-            simul_amqp_url_free(&u);
-            return -EPROTONOSUPPORT; /* amqps needs the caller's TLS connect_cb */
-        }
     }
+#ifndef SIMUL_AMQP_HAVE_TLS
+    if ((u.tls || opts->tls) && !opts->connect_cb) {
+        simul_amqp_url_free(&u);
+        if (opts->why && opts->whylen)
+            snprintf(opts->why, opts->whylen, "TLS asked for, but libsimul-amqp was built "
+                                              "without libsimul-tls");
+        return -EPROTONOSUPPORT;
+    }
+#endif
     simul_amqp_conn *c = calloc(1, sizeof *c);
     if (!c) {
         simul_amqp_url_free(&u);
@@ -1325,6 +1489,14 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
                              &err);
     c->vhost = amqp__sdup(opts->vhost ? opts->vhost : u.vhost ? u.vhost : "/", &err);
     c->conn_name = amqp__sdup(opts->connection_name, &err);
+    if (opts->client_properties && simul_amqp_table_copy(opts->client_properties,
+                                                         &c->client_props) < 0)
+        err = -ENOMEM;
+    c->tls = !opts->connect_cb && (opts->tls || u.tls);
+    if (c->tls && !opts->port && !u.port)
+        c->port = (free(c->port), amqp__sdup("5671", &err));
+    if (c->tls)
+        c->tls_name = amqp__sdup(opts->tls_server_name ? opts->tls_server_name : c->host, &err);
     if (opts->url) {
         if (!opts->heartbeat && u.heartbeat >= 0)
             c->o.heartbeat = u.heartbeat > 0 ? u.heartbeat : -1;
@@ -1348,17 +1520,31 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
         c->o.reconnect_max = c->o.reconnect_min;
     if (c->o.max_message == 0)
         c->o.max_message = 128u << 20;
+    if (c->o.no_ack_buffer == 0)
+        c->o.no_ack_buffer = 1024;
     c->o.url = c->o.host = c->o.port = c->o.user = c->o.password = c->o.vhost = NULL;
     c->o.connection_name = NULL;
+    c->o.tls_ca_file = c->o.tls_cert_file = c->o.tls_key_file = c->o.tls_server_name = NULL;
+    c->o.tls_config = NULL;
+    c->o.client_properties = NULL;
+    c->o.why = NULL;
+    c->o.whylen = 0;
     c->rng = (uint64_t)simul_now_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ull;
     init_amqp_pool(&c->pool, 16384);
     if (err < 0 || simul_event_new(&c->out_ev) < 0 || simul_event_new(&c->drained_ev) < 0 ||
         simul_event_new(&c->ready_ev) < 0 || simul_event_new(&c->unblocked_ev) < 0 ||
-        simul_event_new(&c->idle_ev) < 0 || simul_event_new(&c->closeok_ev) < 0) {
+        simul_event_new(&c->idle_ev) < 0 || simul_event_new(&c->closeok_ev) < 0 ||
+        simul_event_new(&c->resume_ev) < 0) {
         conn_free(c);
         return -ENOMEM;
     }
-    int rc = establish(c);
+    int rc = 0;
+#ifdef SIMUL_AMQP_HAVE_TLS
+    if (c->tls)
+        rc = tls_setup(c, opts);
+#endif
+    if (rc == 0)
+        rc = establish(c);
     if (rc == 0) {
         simul_task_opts to = {.name = "amqp-reader", .stack_size = 0};
         rc = simul_task_spawn(&c->reader, reader_main, c, &to);
@@ -1375,6 +1561,8 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
             conn_drop(c, rc);
     }
     if (rc < 0) {
+        if (opts->why && opts->whylen)
+            snprintf(opts->why, opts->whylen, "%s", c->why[0] ? c->why : strerror(-rc));
         hb_stop(c);
         conn_free(c);
         return rc;
@@ -1440,6 +1628,16 @@ int simul_amqp_close(simul_amqp_conn *c)
         simul_scope_end(&shield);
     conn_free(c);
     return 0;
+}
+
+const char *simul_amqp_last_error(const simul_amqp_conn *c)
+{
+    return c ? c->why : "";
+}
+
+bool simul_amqp_is_tls(const simul_amqp_conn *c)
+{
+    return c && c->s && c->tls_now;
 }
 
 bool simul_amqp_connected(const simul_amqp_conn *c)

@@ -59,8 +59,15 @@ static int content_header(simul_amqp_channel *ch, const simul_amqp_frame *f)
     void *decoded = NULL;
     amqp_bytes_t enc = {f->size - 12, (void *)(f->payload + 12)};
     uint16_t cls = (uint16_t)(f->payload[0] << 8 | f->payload[1]);
-    if (cls != AMQP_BASIC_CLASS || amqp_decode_properties(cls, &c->pool, enc, &decoded) != 0)
+    /* The headers through our bounded reader first (typed, and librabbitmq's recursive decoder
+     * then never sees a table nested past SIMUL_AMQP_TABLE_MAX_DEPTH). */
+    simul_amqp_table *ht = NULL;
+    if (cls != AMQP_BASIC_CLASS || amqp__props_headers(f->payload + 12, f->size - 12, &ht) < 0)
         return -EPROTO;
+    if (amqp_decode_properties(cls, &c->pool, enc, &decoded) != 0) {
+        simul_amqp_table_free(ht);
+        return -EPROTO;
+    }
     amqp_basic_properties_t *bp = decoded;
     amqp_flags_t fl = bp->_flags;
     size_t need = sizeof(simul_amqp_message) + (size_t)size + 1;
@@ -88,8 +95,11 @@ static int content_header(simul_amqp_channel *ch, const simul_amqp_frame *f)
             (ch->m.rkey ? strlen(ch->m.rkey) + 1 : 0) + (ch->m.ctag ? strlen(ch->m.ctag) + 1 : 0);
     need += 16; /* alignment of the header array */
     simul_amqp_message *m = calloc(1, need);
-    if (!m)
+    if (!m) {
+        simul_amqp_table_free(ht);
         return -ENOMEM;
+    }
+    m->props.header_table = ht;
     char *p = (char *)(m + 1);
     m->body = p;
     m->len = (size_t)size;
@@ -192,8 +202,16 @@ static void content_done(simul_amqp_channel *ch)
         c->st.delivered++;
         if (k && (k->flags & SIMUL_AMQP_NO_ACK))
             m->no_ack_ = true;
-        if (k && !k->end && simul_queue_put_nowait(k->q, m) == 0)
+        if (k && !k->end && simul_queue_put_nowait(k->q, m) == 0) {
+            if ((k->flags & SIMUL_AMQP_NO_ACK) && !c->pause_k && !k->cancel_sent &&
+                simul_queue_qsize(k->q) >= c->o.no_ack_buffer) {
+                /* No prefetch bounds it: the reader stops reading until it drains. */
+                c->pause_k = k;
+                simul_event_clear(c->resume_ev);
+                c->st.read_pauses++;
+            }
             return;
+        }
         /* No one takes it (the consumer is gone): give it back to the queue. */
         if (!k || !(k->flags & SIMUL_AMQP_NO_ACK))
             simul_amqp_reject(m, SIMUL_AMQP_REQUEUE);
@@ -354,6 +372,10 @@ static int channel_method(simul_amqp_conn *c, simul_amqp_channel *ch, uint32_t i
                              g->routing_key);
     }
     case AMQP_CHANNEL_CLOSE_OK_METHOD:
+        break;
+    case AMQP_BASIC_RECOVER_OK_METHOD:
+        /* Every unacknowledged delivery before this reply was requeued: its tag is void now. */
+        ch->epoch++;
         break;
     default:
         break;

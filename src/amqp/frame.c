@@ -9,6 +9,8 @@
 
 #include <simul/amqp.h>
 
+#include "internal.h"
+
 static uint32_t be32(const uint8_t *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
@@ -75,6 +77,8 @@ int simul_amqp_method_check(const simul_amqp_frame *f, uint32_t *method_id)
     uint32_t id = be32(f->payload);
     if (!amqp_method_name(id))
         return -EOPNOTSUPP;
+    if (amqp__method_guard(id, f->payload + 4, f->size - 4) < 0)
+        return -EPROTO;
     amqp_pool_t pool;
     init_amqp_pool(&pool, 4096);
     void *decoded = NULL;

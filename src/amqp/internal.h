@@ -66,7 +66,7 @@ static inline void outbuf_free(outbuf *b)
 
 enum { CH_OPENING, CH_OPEN, CH_CLOSING, CH_FAILED, CH_DOWN };
 enum { CONTENT_NONE, CONTENT_DELIVER, CONTENT_RETURN, CONTENT_GET };
-enum { TOP_EXCHANGE, TOP_QUEUE, TOP_BIND };
+enum { TOP_EXCHANGE, TOP_QUEUE, TOP_BIND, TOP_XBIND };
 
 typedef struct rpc {
     struct rpc *next;
@@ -82,19 +82,15 @@ typedef struct rpc {
                                              before the deliveries that follow it are read */
 } rpc;
 
-typedef struct arglist {
-    simul_amqp_arg *a;
-    size_t n;
-} arglist;
-
 typedef struct topo {
     struct topo *next;
     int kind;
     char *name, *type;             /* exchange / queue name; exchange type */
-    char *queue, *exchange, *rkey; /* bindings */
+    char *queue, *exchange, *rkey; /* bindings (exchange bindings: queue is the destination,
+                                      exchange the source) */
     unsigned flags;
     bool server_named;
-    arglist args;
+    simul_amqp_table *args;
 } topo;
 
 struct simul_amqp_consumer {
@@ -119,6 +115,8 @@ struct simul_amqp_channel {
     rpc *head, *tail;
     uint16_t prefetch;
     bool has_qos;
+    bool tx, tx_dirty; /* transaction mode; work done in the current transaction */
+    int tx_lost;       /* the loss that took uncommitted work (0: none) */
     /* confirms: outcome of seq s at out[s % WINDOW] for s in [base, next_seq) */
     bool confirm;
     int *outcome;
@@ -146,6 +144,12 @@ struct simul_amqp_channel {
 struct simul_amqp_conn {
     simul_amqp_opts o;
     char *host, *port, *user, *password, *vhost, *conn_name;
+    bool tls, tls_now;             /* TLS asked for; the current connection is on TLS */
+    struct simul_tls_config *tls_cfg;
+    bool tls_cfg_own;              /* made by us (freed with the connection) */
+    char *tls_name;                /* the name verified and sent as SNI */
+    char why[256];                 /* the last failed attempt's reason in words */
+    simul_amqp_table *client_props; /* the user's, sent with ours */
     simul_stream *s;
     simul_stream *dead_s; /* aborted, freed once the writer left its drain */
     uint8_t *rbuf;
@@ -168,6 +172,8 @@ struct simul_amqp_conn {
     simul_event *unblocked_ev;
     simul_event *idle_ev;
     simul_event *closeok_ev;
+    simul_event *resume_ev;            /* set when a paused reader may read again */
+    simul_amqp_consumer *pause_k;      /* the full NO_ACK consumer the reader waits for */
     bool in_drain;
     int write_err;
     int64_t last_read_ns, last_write_ns;
@@ -184,7 +190,10 @@ struct simul_amqp_conn {
 
 /* Calls between the files (hidden: the objects are built with hidden visibility; the prefix keeps
  * them apart from a static link's other symbols). */
-int amqp__args_copy(arglist *l, const simul_amqp_arg *a, size_t n);
+int amqp__args_table(const simul_amqp_arg *a, size_t n, simul_amqp_table **out);
+int amqp__table_to_amqp(amqp_pool_t *pool, const simul_amqp_table *t, amqp_table_t *out);
+int amqp__method_guard(uint32_t id, const uint8_t *args, size_t len);
+int amqp__props_headers(const uint8_t *p, size_t len, simul_amqp_table **out);
 char *amqp__bdup(amqp_bytes_t b);
 amqp_bytes_t amqp__bytes(const char *s);
 void amqp__channel_destroy(simul_amqp_channel *ch);
@@ -213,7 +222,6 @@ void amqp__rpc_free(rpc *k);
 rpc *amqp__rpc_pop(simul_amqp_channel *ch);
 bool amqp__same(const char *a, const char *b);
 char *amqp__sdup(const char *s, int *err);
-amqp_table_t amqp__table_of(simul_amqp_conn *c, const simul_amqp_arg *a, size_t n);
 int amqp__topo_declare(simul_amqp_channel *ch, topo *t, bool gate, rpc **out);
 void amqp__topo_free(topo *t);
 void amqp__wake_writer(simul_amqp_conn *c);
@@ -224,6 +232,7 @@ void amqp__topo_add(simul_amqp_conn *c, topo *t);
 topo *amqp__topo_make(int kind, const char *name, const char *type, unsigned flags,
                       const simul_amqp_arg *args, size_t nargs);
 int amqp__publish_gate(simul_amqp_channel *ch);
+void amqp__resume(simul_amqp_conn *c);
 void amqp__send_close_ok(simul_amqp_conn *c, uint16_t chan, uint32_t id);
 
 #endif

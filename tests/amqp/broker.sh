@@ -11,9 +11,15 @@
 #   broker.sh signal STATE SIG   sends SIG (STOP, CONT) to beam.smp
 #   broker.sh ctl STATE ARGS  rabbitmqctl -n NODE ARGS
 #   broker.sh port STATE      prints the AMQP port
+#   broker.sh tlsport STATE   prints the AMQPS port (TLS listener, certificates in `dir`/tls)
+#   broker.sh dir STATE       prints the node's temp dir
+# The node also listens for TLS (its own PKI made with openssl at the first start: a CA, a server
+# certificate for DNS:localhost only, a client certificate CN=simul-ext for EXTERNAL, one for a
+# user that does not exist, and a second CA that signed nothing the broker uses) and offers
+# EXTERNAL (rabbitmq_auth_mechanism_ssl, which opens no listener).
 # STATE is a directory (e.g. build/tests/amqp-broker) holding `env` (ports, temp dir, pids).
 set -u
-cmd=${1:?usage: broker.sh start|stop|kill|signal|ctl|port STATE ...}
+cmd=${1:?usage: broker.sh start|stop|kill|signal|ctl|port|tlsport|dir STATE ...}
 S=${2:?state dir}
 shift 2
 RMQ=/usr/lib/rabbitmq/bin
@@ -26,7 +32,7 @@ pick_ports() {
     while [ $tries -lt 200 ]; do
         tries=$((tries + 1))
         P=$((20000 + (RANDOM * 32768 + RANDOM) % 10000))  # below the ephemeral range, far from 35672
-        if port_free $P && port_free $((P + 1)) && port_free $((P + 2)); then
+        if port_free $P && port_free $((P + 1)) && port_free $((P + 2)) && port_free $((P + 3)); then
             return 0
         fi
     done
@@ -143,6 +149,31 @@ PY
     return 1
 }
 
+# make_pki DIR: the TLS listener's certificates (EC P-256: quick to make).
+make_pki() {
+    local d=$1 n
+    mkdir -p "$d" && cd "$d" || return 1
+    for n in ca otherca; do
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key \
+            -out $n.crt -days 30 -subj "/CN=simul amqp $n" -addext basicConstraints=critical,CA:TRUE \
+            -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null || return 1
+    done
+    # leaf NAME CN EXT: NAME.crt signed by ca
+    leaf() {
+        openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" \
+            -out "$1.csr" -subj "/CN=$2" 2>/dev/null &&
+            printf '%s\n' "$3" >"$1.ext" &&
+            openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+                -sha256 -extfile "$1.ext" -out "$1.crt" 2>/dev/null && rm -f "$1.csr" "$1.ext"
+    }
+    leaf server localhost "subjectAltName=DNS:localhost
+extendedKeyUsage=serverAuth" || return 1
+    leaf client simul-ext "extendedKeyUsage=clientAuth" || return 1
+    leaf stranger simul-stranger "extendedKeyUsage=clientAuth" || return 1
+    chmod 644 ./*.key
+    cd - >/dev/null || return 1
+}
+
 start_node() {
     load
     setsid "$RMQ/rabbitmq-server" </dev/null >>"$D/server.out" 2>&1 &
@@ -168,8 +199,22 @@ start)
     D=$(mktemp -d /tmp/simul-amqp.XXXXXX)
     NODE="test$P-$$@localhost"
     : >"$D/env.conf"
-    echo '[].' >"$D/enabled_plugins"
-    printf 'listeners.tcp.default = 127.0.0.1:%s\nloopback_users = none\n' "$P" >"$D/rabbitmq.conf"
+    make_pki "$D/tls" || { rm -rf "$D"; exit 1; }
+    echo '[rabbitmq_auth_mechanism_ssl].' >"$D/enabled_plugins"
+    cat >"$D/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$P
+listeners.ssl.default = 127.0.0.1:$((P + 3))
+loopback_users = none
+ssl_options.cacertfile = $D/tls/ca.crt
+ssl_options.certfile = $D/tls/server.crt
+ssl_options.keyfile = $D/tls/server.key
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+ssl_cert_login_from = common_name
+CONF
     echo '[].' >"$D/advanced.config"
     printf 'D=%s\nP=%s\nNODE=%s\n' "$D" "$P" "$NODE" >"$S/env"
     load
@@ -207,6 +252,14 @@ ctl)
 port)
     load
     echo "$P"
+    ;;
+tlsport)
+    load
+    echo $((P + 3))
+    ;;
+dir)
+    load
+    echo "$D"
     ;;
 *)
     echo "broker.sh: unknown command $cmd" >&2

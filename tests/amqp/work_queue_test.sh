@@ -43,6 +43,24 @@ done
 "$EX" --url "amqp://guest:nope@127.0.0.1:$PORT/" publish --queue "$Q" --count 1 >/dev/null 2>"$WORK/err"
 [[ $? -eq 1 ]] && grep -q "Permission denied\|denied\|EACCES" "$WORK/err" && pass "bad password refused" || { fail "bad password"; cat "$WORK/err"; }
 
+# amqps: the same over the broker's TLS listener, verified with its CA; then logged in by the
+# client certificate (EXTERNAL, user simul-ext); a CA that did not sign it is refused with why.
+TPORT=$(bash "$SH" tlsport "$ST")
+PKI=$(bash "$SH" dir "$ST")/tls
+TURL="amqps://guest:guest@localhost:$TPORT/"
+timeout 60 "$EX" --url "$TURL" --cacert "$PKI/ca.crt" publish --queue "$Q" --count 200 >"$WORK/tpub" 2>&1
+timeout 60 "$EX" --url "$TURL" --cacert "$PKI/ca.crt" consume --queue "$Q" --count 200 >"$WORK/tcon" 2>&1
+[[ $(val confirmed "$WORK/tpub") == 200 && $(val checksum "$WORK/tpub") == $(val checksum "$WORK/tcon") ]] \
+    && pass "amqps: 200 messages, checksums agree" || { fail "amqps"; cat "$WORK/tpub" "$WORK/tcon"; }
+bash "$SH" ctl "$ST" add_user simul-ext unused >/dev/null 2>&1
+bash "$SH" ctl "$ST" set_permissions -p / simul-ext '.*' '.*' '.*' >/dev/null 2>&1
+timeout 60 "$EX" --url "amqps://localhost:$TPORT/" --cacert "$PKI/ca.crt" --cert "$PKI/client.crt" \
+    --key "$PKI/client.key" --external publish --queue "$Q" --count 5 >"$WORK/epub" 2>&1
+[[ $(val confirmed "$WORK/epub") == 5 ]] && pass "amqps EXTERNAL publish" || { fail "EXTERNAL"; cat "$WORK/epub"; }
+timeout 60 "$EX" --url "$TURL" --cacert "$PKI/otherca.crt" publish --queue "$Q" --count 1 >/dev/null 2>"$WORK/terr"
+[[ $? -eq 1 ]] && grep -q "certificate verify failed" "$WORK/terr" && pass "wrong CA refused with the reason" \
+    || { fail "wrong CA"; cat "$WORK/terr"; }
+
 # Leave no queue behind.
 /usr/bin/python3 - "$PORT" "$Q" <<'PY' || fail "queue cleanup"
 import sys, pika
