@@ -284,9 +284,19 @@ int simul_redis_close(simul_redis_conn *c);
  * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
  * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
  * connection is never held up. Such a command is cancellable and honours the caller's deadline
- * like any other: a cancelled or timed-out blocking command's connection is closed (the server
- * drops the blocked client), never reused with its reply pending; one that completes returns its
- * connection to the pool. Explicit pipelines always run on the shared connection. */
+ * like any other. When its caller leaves (cancel, deadline), the client ends the command on the
+ * server, shielded and within about a second: CLIENT UNBLOCK <the dedicated connection's CLIENT
+ * ID> over the shared connection, then the dedicated connection's reply (the command's timeout
+ * reply) is read and dropped and the connection goes back to the pool. The race this must
+ * settle: the server may have served the command (popped the element, moved it, delivered the
+ * stream entries to a group) just before the cancel. That reply is real data that exists nowhere
+ * else any more, so it is NOT dropped: the call returns 0 and the reply (stats: unblock_late),
+ * and the caller's cancel stays pending for its next suspension (cancellation is level-triggered;
+ * a deadline has expired anyway). So a cancelled BLPOP returns either -ECANCELED / -ETIMEDOUT and
+ * took nothing, or 0 and the element it took. If the unblock cannot be done (the shared
+ * connection is down, the server does not give the client id, no answer within the bound) the
+ * dedicated connection is closed instead, never reused with a reply pending. Explicit pipelines
+ * always run on the shared connection. */
 
 /* Suspends until the reply of one command, argv[0..argc) (argvlen NULL: C strings).
  * Returns 0 and *reply (the caller frees it with simul_redis_reply_free), or:
@@ -294,7 +304,8 @@ int simul_redis_close(simul_redis_conn *c);
  *               SIMUL_REDIS_ERROR, the message in str), the caller frees it. The connection is
  *               fine. Only a top-level error counts (errors inside EXEC's array stay in the tree).
  *   -ECANCELED / -ETIMEDOUT  the caller was cancelled or its deadline expired first (the command
- *               may or may not have run; its reply, when it comes, is dropped);
+ *               may or may not have run; its reply, when it comes, is dropped; for a blocking
+ *               command, see above: it did not run, or the call returns its reply);
  *   -ECONNRESET (EOF or reset), -EPIPE, -EPROTO (malformed reply), -EMSGSIZE (a reply over the
  *               limits), another read / write error: the connection failed while the command was
  *               in flight; it was not resent (see SIMUL_REDIS_RETRY_SAFE);
@@ -351,9 +362,13 @@ typedef struct simul_redis_stats {
     uint64_t flow_waits;      /* commands that waited for the write queue to drain below its
                                  high-water mark (SIMUL_STREAM_HIGH_WATER) before going out */
     uint64_t dedicated_opened; /* dedicated connections made (blocking commands, transactions) */
-    uint64_t dedicated_closed; /* of those, closed: cancelled / timed out with a reply pending,
+    uint64_t dedicated_closed; /* of those, closed: cancelled / timed out and not unblocked,
                                   failed, or closed with the connection */
     uint64_t pool_waits;       /* callers that found every dedicated connection busy */
+    uint64_t unblocked;        /* cancelled / timed-out blocking commands ended by CLIENT UNBLOCK
+                                  (their connection kept) */
+    uint64_t unblock_late;     /* cancelled / timed-out blocking commands whose reply came first:
+                                  handed to the caller (0 and the reply) instead of lost */
     uint64_t txn_conflicts;    /* simul_redis_transaction attempts whose EXEC found a watched
                                   key changed (and were retried) */
     uint64_t script_fallbacks; /* simul_redis_script_call's NOSCRIPT answers (then EVAL) */

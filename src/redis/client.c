@@ -425,6 +425,7 @@ static int handshake(simul_redis_conn *c)
     simul_redis_reply *r = NULL;
     int rc;
     c->proto = 2;
+    c->client_id = 0;
     if (c->o.protocol != 2) {
         const char *argv[7] = {"HELLO", "3"};
         int argc = 2;
@@ -440,6 +441,8 @@ static int handshake(simul_redis_conn *c)
         rc = hs_call(c, &r, argc, argv);
         if (rc == 0) {
             c->proto = 3;
+            /* HELLO names the server's id for this connection (CLIENT UNBLOCK needs it). */
+            c->client_id = simul_redis_reply_integer(simul_redis_reply_map_get(r, "id"));
         } else if (rc == -EREMOTEIO) {
             size_t n;
             const char *m = simul_redis_reply_str(r, &n);
@@ -788,6 +791,102 @@ int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
     }
     redis__leave(c);
     return rc;
+}
+
+int redis__execute_held(simul_redis_conn *c, const enc *e, simul_redis_reply **reply,
+                        cmd **held)
+{
+    *held = NULL;
+    if (c->closing)
+        return -ESHUTDOWN;
+    redis__enter(c);
+    int rc = wait_ready(c);
+    cmd *k = rc < 0 ? NULL : cmd_get(c);
+    if (rc == 0 && !k)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        redis__leave(c);
+        return rc;
+    }
+    size_t mark = c->out.len;
+    ssize_t n = redis__encode(&c->out, e);
+    if (n >= 0)
+        n = schedule_flush(c);
+    if (n < 0) {
+        c->out.len = mark;
+        cmd_put(c, k);
+        redis__leave(c);
+        return (int)n;
+    }
+    k->kind = CMD_NORMAL;
+    k->confirms = 0;
+    if (c->tail)
+        c->tail->next = k;
+    else
+        c->head = k;
+    c->tail = k;
+    c->st.commands++;
+    rc = simul_event_wait(k->done_ev);
+    if (!k->done) {
+        *held = k; /* still in the FIFO; the caller ends it (redis__held_*) */
+        return rc;
+    }
+    rc = k->result;
+    if (reply)
+        *reply = k->reply;
+    else
+        simul_redis_reply_free(k->reply);
+    cmd_put(c, k);
+    redis__leave(c);
+    return rc;
+}
+
+bool redis__held_unsend(simul_redis_conn *c, cmd *k)
+{
+    /* Still in the output buffer, the only command pending (a dedicated connection has one
+     * caller): nothing of it reached the server, so taking it back leaves the stream clean. */
+    if (!c->flush_scheduled || c->head != k || k->next || c->out.len == 0)
+        return false;
+    simul_handle_cancel(c->flush_h);
+    c->flush_scheduled = false;
+    c->out.len = 0;
+    fifo_pop(c);
+    cmd_put(c, k);
+    redis__leave(c);
+    return true;
+}
+
+bool redis__held_done(const cmd *k)
+{
+    return k->done;
+}
+
+int redis__held_wait(simul_redis_conn *c, cmd *k, simul_redis_reply **reply, bool *ended)
+{
+    *ended = false;
+    int rc = simul_event_wait(k->done_ev);
+    if (!k->done)
+        return rc; /* still held */
+    *ended = true;
+    rc = k->result;
+    if (reply)
+        *reply = k->reply;
+    else
+        simul_redis_reply_free(k->reply);
+    cmd_put(c, k);
+    redis__leave(c);
+    return rc;
+}
+
+void redis__held_abandon(simul_redis_conn *c, cmd *k)
+{
+    if (k->done) {
+        simul_redis_reply_free(k->reply);
+        cmd_put(c, k);
+    } else {
+        k->abandoned = true;
+    }
+    redis__leave(c);
 }
 
 static bool is_sub_command(const char *name, size_t n)

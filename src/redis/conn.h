@@ -78,6 +78,8 @@ struct simul_redis_conn {
     bool rediscover; /* READONLY answers make it connect again (sentinel.c: a new master) */
     void *owned_arg; /* freed with the connection by owned_free (sentinel.c's connect_arg) */
     void (*owned_free)(void *);
+    long long client_id; /* CLIENT ID of the current stream (HELLO's "id"; on RESP2 asked by
+                            pool.c for a dedicated connection), 0 while unknown */
     uint64_t inval_seq; /* invalidations seen (and flushes): a read older than one is
                            not cached */
 };
@@ -106,6 +108,21 @@ ssize_t redis__encode(simul_redis_buf *b, const enc *e);
  * contract). kind: CMD_NORMAL, or CMD_SUB / CMD_UNSUB with `confirms` confirmations. */
 int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,
                    simul_redis_reply **reply);
+/* Suspends. As redis__execute for one CMD_NORMAL command (no retry), except that a caller
+ * leaving early (cancel, deadline) keeps its record: the error is returned with *held set (the
+ * record still in c's FIFO, the caller still inside a call on c), and the caller must end it with
+ * redis__held_unsend, redis__held_wait (until it returns with *ended) or redis__held_abandon. */
+int redis__execute_held(simul_redis_conn *c, const enc *e, simul_redis_reply **reply,
+                        cmd **held);
+/* Does not suspend. Takes the held command back if none of it was written yet (true: ended). */
+bool redis__held_unsend(simul_redis_conn *c, cmd *k);
+/* Whether the held command has its outcome. */
+bool redis__held_done(const cmd *k);
+/* Suspends until the held command's outcome (then *ended, and its result and *reply as
+ * redis__execute's), or the caller's cancel / deadline (the error; still held). */
+int redis__held_wait(simul_redis_conn *c, cmd *k, simul_redis_reply **reply, bool *ended);
+/* Does not suspend. Gives the held command up: its reply, when it comes, is dropped. */
+void redis__held_abandon(simul_redis_conn *c, cmd *k);
 /* A task enters a call on c (close waits until every one has left). */
 void redis__enter(simul_redis_conn *c);
 void redis__leave(simul_redis_conn *c);
