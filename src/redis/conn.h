@@ -167,7 +167,4 @@ bool redis__cacheable_name(const char *name, size_t n);
 int redis__cached_command(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply, int argc,
                           const char *const *argv, const size_t *argvlen);
 
-/* sha1.c: the SHA-1 of data as 40 lowercase hex digits and a NUL. */
-void redis__sha1_hex(const void *data, size_t len, char out[41]);
-
 #endif /* SIMUL_REDIS_CONN_H */

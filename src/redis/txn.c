@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "conn.h"
 
 struct simul_redis_txn {
@@ -243,7 +245,20 @@ int simul_redis_script_new(const char *source, simul_redis_script **out)
         return -ENOMEM;
     }
     s->len = strlen(source);
-    redis__sha1_hex(s->src, s->len, s->sha);
+    /* Redis names a script by the SHA-1 of its source in lowercase hex (OpenSSL's digest). */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(s->src, s->len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
+        free(s->src);
+        free(s);
+        return -ENOMEM; /* OpenSSL could not allocate its context */
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 20; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    s->sha[40] = 0;
     *out = s;
     return 0;
 }
