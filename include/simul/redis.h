@@ -540,8 +540,7 @@ int simul_redis_sentinel_master_addr(const simul_redis_sentinel_opts *opts, char
  * - More than max_redirects redirects (MOVED, ASK) for one command: -ELOOP. Waits (TRYAGAIN,
  *   CLUSTERDOWN, no node reachable) end after 64 pauses (about 20 s) with -EAGAIN, or sooner at
  *   the caller's deadline.
- * Not in this slice: pub/sub and transactions on a cluster (use simul_redis_connect to the
- * node that serves the slot), reading from replicas. */
+ * Transactions and sharded pub/sub: see below. Not in this slice: reading from replicas. */
 typedef struct simul_redis_cluster simul_redis_cluster;
 
 typedef struct simul_redis_cluster_opts {
@@ -584,6 +583,32 @@ size_t simul_redis_cluster_pipeline_len(const simul_redis_cluster_pipeline *p);
 int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_redis_reply **replies,
                                       int *results);
 void simul_redis_cluster_pipeline_free(simul_redis_cluster_pipeline *p);
+
+/* Transactions on a cluster (redis-py's RedisCluster pipeline(transaction=True)): a transaction
+ * lives in one slot, on a dedicated connection of the slot's master. The slot is hashkey's and
+ * every watched key's (hashkey NULL: the watched keys'); keys in two slots are -EXDEV at once,
+ * nothing sent, and so is any command of the transaction (simul_redis_txn_command / _queue)
+ * whose keys are not in that slot (a command whose keys only COMMAND GETKEYS can name is
+ * checked when run with simul_redis_txn_command, and left to the server's CROSSSLOT, which
+ * aborts EXEC, when queued). The transaction is then an ordinary simul_redis_txn (txn_command,
+ * txn_queue, txn_exec, txn_close). simul_redis_cluster_txn_begin follows MOVED answers to WATCH;
+ * later ones (to a read, to a queued command: EXEC then aborts, nothing ran) are the caller's
+ * -EREMOTEIO with the MOVED error, which simul_redis_cluster_transaction handles: */
+int simul_redis_cluster_txn_begin(simul_redis_cluster *cl, const char *hashkey,
+                                  const char *const *watch, size_t nwatch, simul_redis_txn **out);
+/* The retry loop (simul_redis_transaction on a cluster). On a MOVED answer anywhere in an attempt
+ * (WATCH, a read, a queued command: EXEC's EXECABORT, so nothing ran) the slot is fixed in the
+ * map, the map is read again and the whole attempt starts over on the new master, fn included
+ * (its reads are stale); an ASK answer (the slot is being migrated, its keys may be on two nodes,
+ * which no transaction can span) waits a growing pause and starts over, as TRYAGAIN. A node lost
+ * before EXEC went out: start over elsewhere; lost with EXEC in flight: the error (it may have
+ * run). A watched key changed: start over, up to max_attempts (0: no bound) as
+ * simul_redis_transaction. Redirects are bounded by max_redirects (-ELOOP). Returns exec's result
+ * and *reply, -EXDEV, -EINVAL (no key to route by), fn's error. */
+int simul_redis_cluster_transaction(simul_redis_cluster *cl, const char *hashkey,
+                                    const char *const *watch, size_t nwatch,
+                                    simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
+                                    simul_redis_reply **reply);
 
 typedef struct simul_redis_cluster_stats {
     uint64_t moved;           /* MOVED answers followed */

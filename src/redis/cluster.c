@@ -407,6 +407,17 @@ static int command_slot(simul_redis_cluster *cl, int argc, const char *const *ar
     return slot;
 }
 
+int redis__cluster_slot(simul_redis_cluster *cl, int argc, const char *const *argv,
+                        const size_t *lens, bool may_suspend)
+{
+    if (!may_suspend) {
+        const keyspec *k = spec_find(cl, argv[0], arglen(argv, lens, 0));
+        if (k && k->movable)
+            return -EAGAIN;
+    }
+    return command_slot(cl, argc, argv, lens);
+}
+
 /* ---- commands ------------------------------------------------------------------------------- */
 
 static bool err_is(const simul_redis_reply *r, const char *prefix, const char **rest, size_t *rn)
@@ -621,6 +632,209 @@ int simul_redis_cluster_command(simul_redis_cluster *cl, simul_redis_reply **rep
     }
     simul_redis_reply_free(argv);
     simul_redis_buf_free(&b);
+    return rc;
+}
+
+/* ---- transactions ---------------------------------------------------------------------------- */
+
+/* The slot a transaction lives in: hashkey's, and every watched key's (-EXDEV if they differ;
+ * -EINVAL with no key at all). */
+static int txn_slot(const char *hashkey, const char *const *watch, size_t nwatch)
+{
+    int slot = -1;
+    if (hashkey)
+        fold(&slot, hashkey, strlen(hashkey));
+    for (size_t i = 0; i < nwatch; i++) {
+        if (!watch[i])
+            return -EINVAL;
+        fold(&slot, watch[i], strlen(watch[i]));
+    }
+    return slot == -1 ? -EINVAL : slot;
+}
+
+/* Follows one redirect answer ("MOVED 12 host:port", "ASK ...") for a transaction of `slot`:
+ * MOVED fixes the slot and re-reads the map; ASK (the slot is being migrated: its keys may sit
+ * on two nodes, which no transaction can span) waits a little, as TRYAGAIN. 0 or an error. */
+static int txn_follow(simul_redis_cluster *cl, int slot, const char *redirect, unsigned *waits)
+{
+    size_t n = strlen(redirect);
+    if (n > 6 && memcmp(redirect, "MOVED ", 6) == 0) {
+        int to = redirect_target(cl, redirect + 6, n - 6);
+        if (to < 0)
+            return to;
+        cl->st.moved++;
+        cl->slot[slot] = to;
+        int rc = refresh(cl);
+        if (rc < 0 && rc != -ENOTCONN)
+            return rc;
+        cl->slot[slot] = to; /* a map read from a node that has not heard yet */
+        return 0;
+    }
+    cl->st.tryagain++;
+    return backoff((*waits)++);
+}
+
+/* Suspends. The connection of the node that serves slot now (refreshing the map and pausing
+ * while none does, or it cannot be reached). */
+static int slot_conn(simul_redis_cluster *cl, int slot, unsigned *waits, simul_redis_conn **out)
+{
+    for (;;) {
+        if (*waits > MAX_WAITS)
+            return -EAGAIN;
+        int idx = cl->slot[slot];
+        int rc;
+        if (idx < 0) {
+            rc = refresh(cl);
+            if (rc == 0 && cl->slot[slot] < 0)
+                rc = backoff((*waits)++);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        rc = node_conn(cl, idx, out);
+        if (rc == 0)
+            return 0;
+        if (!conn_error(rc) && rc != -ETIMEDOUT)
+            return rc;
+        if (rc == -ETIMEDOUT && (rc = simul_checkpoint()) < 0)
+            return rc;
+        if ((rc = refresh(cl)) < 0 || (rc = backoff((*waits)++)) < 0)
+            return rc;
+    }
+}
+
+/* Suspends. Begins a transaction on the slot's master, following MOVED answers to WATCH. */
+static int cluster_txn_begin(simul_redis_cluster *cl, int slot, const char *const *watch,
+                             size_t nwatch, unsigned *redirects, unsigned *waits,
+                             simul_redis_txn **out)
+{
+    for (;;) {
+        if (*redirects > cl->max_redirects)
+            return -ELOOP;
+        simul_redis_conn *c = NULL;
+        int rc = slot_conn(cl, slot, waits, &c);
+        if (rc < 0)
+            return rc;
+        simul_redis_reply *werr = NULL;
+        rc = redis__txn_begin(c, watch, nwatch, out, &werr);
+        if (rc == 0) {
+            redis__txn_set_cluster(*out, cl, slot);
+            return 0;
+        }
+        size_t n = 0;
+        const char *m = simul_redis_reply_str(werr, &n);
+        bool redirect =
+            m && ((n > 6 && memcmp(m, "MOVED ", 6) == 0) || (n > 4 && memcmp(m, "ASK ", 4) == 0));
+        char *copy = redirect ? strndup(m, n) : NULL;
+        simul_redis_reply_free(werr);
+        if (redirect && !copy)
+            return -ENOMEM;
+        if (!redirect) {
+            if (!conn_error(rc))
+                return rc;
+            /* The node failed under us: nothing ran; look again. */
+            if ((rc = refresh(cl)) < 0 || (rc = backoff((*waits)++)) < 0)
+                return rc;
+            continue;
+        }
+        (*redirects)++;
+        rc = txn_follow(cl, slot, copy, waits);
+        free(copy);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int simul_redis_cluster_txn_begin(simul_redis_cluster *cl, const char *hashkey,
+                                  const char *const *watch, size_t nwatch, simul_redis_txn **out)
+{
+    if (out)
+        *out = NULL;
+    if (!cl || !out || (nwatch > 0 && !watch))
+        return -EINVAL;
+    int slot = txn_slot(hashkey, watch, nwatch);
+    if (slot == -EXDEV)
+        cl->st.crossslot++;
+    if (slot < 0)
+        return slot;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cl->users++;
+    unsigned redirects = 0, waits = 0;
+    int rc = cluster_txn_begin(cl, slot, watch, nwatch, &redirects, &waits, out);
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+int simul_redis_cluster_transaction(simul_redis_cluster *cl, const char *hashkey,
+                                    const char *const *watch, size_t nwatch,
+                                    simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
+                                    simul_redis_reply **reply)
+{
+    if (reply)
+        *reply = NULL;
+    if (!cl || !fn || (nwatch > 0 && !watch))
+        return -EINVAL;
+    int slot = txn_slot(hashkey, watch, nwatch);
+    if (slot == -EXDEV)
+        cl->st.crossslot++;
+    if (slot < 0)
+        return slot;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cl->users++;
+    unsigned redirects = 0, waits = 0, conflicts = 0;
+    int rc;
+    for (;;) {
+        simul_redis_txn *t = NULL;
+        rc = cluster_txn_begin(cl, slot, watch, nwatch, &redirects, &waits, &t);
+        if (rc < 0)
+            break;
+        rc = fn(t, arg);
+        simul_redis_reply *x = NULL;
+        if (rc == 0)
+            rc = simul_redis_txn_exec(t, &x);
+        /* A redirect answer anywhere means the slot's master was not this node (or the slot is
+         * moving): nothing of EXEC ran (EXECABORT, or never sent). Begin again there. */
+        const char *red = rc != 0 ? redis__txn_redirect(t) : NULL;
+        char *copy = red ? strdup(red) : NULL;
+        simul_redis_txn_close(t);
+        if (red && !copy) {
+            simul_redis_reply_free(x);
+            rc = -ENOMEM;
+            break;
+        }
+        if (copy) {
+            simul_redis_reply_free(x);
+            redirects++;
+            if (redirects > cl->max_redirects) {
+                free(copy);
+                rc = -ELOOP;
+                break;
+            }
+            rc = txn_follow(cl, slot, copy, &waits);
+            free(copy);
+            if (rc < 0)
+                break;
+            continue;
+        }
+        if (rc == -EAGAIN) { /* a watched key changed: again, as simul_redis_transaction */
+            conflicts++;
+            if ((max_attempts && conflicts >= max_attempts) || (rc = simul_checkpoint()) < 0) {
+                rc = rc < 0 ? rc : -EAGAIN;
+                break;
+            }
+            continue;
+        }
+        if (reply)
+            *reply = x;
+        else
+            simul_redis_reply_free(x);
+        break;
+    }
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
     return rc;
 }
 

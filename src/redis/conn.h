@@ -152,6 +152,19 @@ void redis__pool_interrupt(simul_redis_conn *c);
 /* Suspends: closes the idle dedicated connections and frees the pool (no user is left). */
 void redis__pool_free(simul_redis_conn *c);
 
+/* txn.c, for cluster.c. As simul_redis_txn_begin; a WATCH error reply goes to *werr (if not
+ * NULL; the caller frees it). */
+int redis__txn_begin(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                     simul_redis_txn **out, simul_redis_reply **werr);
+/* Binds t to a cluster slot: its commands' keys are checked against it (-EXDEV). */
+void redis__txn_set_cluster(simul_redis_txn *t, simul_redis_cluster *cl, int slot);
+/* The first MOVED / ASK answer any of t's commands got ("MOVED 12 host:port"), or NULL. */
+const char *redis__txn_redirect(const simul_redis_txn *t);
+/* cluster.c: the slot of a command's keys: >= 0; -1 no key; -EXDEV several slots; -EAGAIN when
+ * only COMMAND GETKEYS could say and may_suspend is false; another error. */
+int redis__cluster_slot(simul_redis_cluster *cl, int argc, const char *const *argv,
+                        const size_t *lens, bool may_suspend);
+
 /* cache.c: takes r (and returns true) when it is a client-side caching invalidation. */
 bool redis__cache_push(simul_redis_conn *c, simul_redis_reply *r);
 /* Makes c->cache (opts.cache_bytes > 0). 0, -ENOMEM. */

@@ -536,6 +536,175 @@ SIMUL_TASK_TEST(master_failover_followed)
     return 0;
 }
 
+/* ---- transactions -------------------------------------------------------------------------- */
+
+/* Moves slot s (every key in it) from server `from` to `to`, by the book, and tells every node. */
+static void move_slot(cluster *cl, unsigned s, int from, int to)
+{
+    char from_id[64], to_id[64], slot[16], to_port[16];
+    node_id(cl, from, from_id, sizeof from_id);
+    node_id(cl, to, to_id, sizeof to_id);
+    snprintf(slot, sizeof slot, "%u", s);
+    snprintf(to_port, sizeof to_port, "%d", cl->sv[to].port);
+    const char *imp[] = {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id};
+    expect_ok(node_call(&cl->sv[to], 5, imp));
+    const char *mig[] = {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id};
+    expect_ok(node_call(&cl->sv[from], 5, mig));
+    for (;;) {
+        const char *keys[] = {"CLUSTER", "GETKEYSINSLOT", slot, "10"};
+        simul_redis_reply *r = node_call(&cl->sv[from], 4, keys);
+        size_t n = r->len;
+        if (n == 0) {
+            simul_redis_reply_free(r);
+            break;
+        }
+        const char *argv[20] = {"MIGRATE", "127.0.0.1", to_port, "", "0", "5000", "KEYS"};
+        for (size_t i = 0; i < n; i++)
+            argv[7 + i] = r->elem[i].str;
+        expect_ok(node_call(&cl->sv[from], 7 + (int)n, argv));
+        simul_redis_reply_free(r);
+    }
+    int order[NODES] = {to, from, 3 - to - from};
+    for (int i = 0; i < NODES; i++) {
+        const char *set[] = {"CLUSTER", "SETSLOT", slot, "NODE", to_id};
+        expect_ok(node_call(&cl->sv[order[i]], 5, set));
+    }
+}
+
+typedef struct incr_ctx {
+    const char *key;
+    int calls;
+    cluster *cl; /* set: the first call moves the key's slot between its read and its write */
+} incr_ctx;
+
+static int incr_fn(simul_redis_txn *t, void *arg)
+{
+    incr_ctx *x = arg;
+    x->calls++;
+    simul_redis_reply *r = NULL;
+    int rc = simul_redis_txn_command(t, &r, "GET %s", x->key);
+    if (rc < 0) {
+        simul_redis_reply_free(r);
+        return rc;
+    }
+    long long v = r->type == SIMUL_REDIS_STRING ? atoll(r->str) : 0;
+    simul_redis_reply_free(r);
+    if (x->cl && x->calls == 1) {
+        unsigned s = simul_redis_cluster_keyslot(x->key, strlen(x->key));
+        int from = owner(x->cl, s);
+        move_slot(x->cl, s, from, (from + 1) % NODES);
+    }
+    char val[32];
+    snprintf(val, sizeof val, "%lld", v + 1);
+    return simul_redis_txn_queue(t, "SET %s %s", x->key, val);
+}
+
+typedef struct txn_task {
+    simul_redis_cluster *c;
+    int n, rc;
+} txn_task;
+
+static int txn_task_main(void *arg)
+{
+    txn_task *w = arg;
+    const char *watch[] = {"{acct}:bal"};
+    for (int i = 0; i < w->n && w->rc == 0; i++) {
+        incr_ctx x = {.key = "{acct}:bal"};
+        simul_redis_reply *r = NULL;
+        w->rc = simul_redis_cluster_transaction(w->c, NULL, watch, 1, incr_fn, &x, 0, &r);
+        simul_redis_reply_free(r);
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(cluster_transactions)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+
+    /* Two slots: refused before anything is sent. */
+    const char *cross[] = {"a", "b"};
+    assert_int_not_equal(simul_redis_cluster_keyslot("a", 1), simul_redis_cluster_keyslot("b", 1));
+    simul_redis_txn *t = NULL;
+    assert_int_equal(simul_redis_cluster_txn_begin(c, NULL, cross, 2, &t), -EXDEV);
+    assert_null(t);
+    assert_int_equal(simul_redis_cluster_txn_begin(c, NULL, NULL, 0, &t), -EINVAL);
+    /* A transaction on {u1}: its commands must stay there. */
+    const char *w1[] = {"{u1}:a"};
+    assert_int_equal(simul_redis_cluster_txn_begin(c, "{u1}", w1, 1, &t), 0);
+    assert_int_equal(simul_redis_txn_queue(t, "SET %s %s", "{u1}:a", "1"), 0);
+    assert_int_equal(simul_redis_txn_queue(t, "SET %s %s", "other", "1"), -EXDEV);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_txn_command(t, &r, "GET %s", "other"), -EXDEV);
+    assert_null(r);
+    assert_int_equal(simul_redis_txn_queue(t, "MSET %s %s %s %s", "{u1}:b", "2", "{u1}:c", "3"), 0);
+    assert_int_equal(simul_redis_txn_exec(t, &r), 0);
+    assert_int_equal(simul_redis_reply_len(r), 2);
+    simul_redis_reply_free(r);
+    assert_int_equal(simul_redis_txn_close(t), 0);
+    r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "MGET %s %s %s", "{u1}:a", "{u1}:b",
+                                                 "{u1}:c"),
+                     0);
+    assert_string_equal(r->elem[0].str, "1");
+    assert_string_equal(r->elem[2].str, "3");
+    simul_redis_reply_free(r);
+    assert_int_equal(cstats(c).crossslot, 1); /* the begin; the others are the transaction's */
+
+    /* Optimistic locking under contention: 20 tasks x 10 read-modify-writes, exact. */
+    enum { T = 20, N = 10 };
+    txn_task w[T];
+    simul_task *tt[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (txn_task){.c = c, .n = N};
+        assert_int_equal(simul_task_spawn(&tt[i], txn_task_main, &w[i], NULL), 0);
+    }
+    assert_int_equal(simul_gather(tt, T, NULL), 0);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(w[i].rc, 0);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
+    assert_string_equal(r->str, "200");
+    simul_redis_reply_free(r);
+
+    /* The slot moves between the read and EXEC: the queued SET gets MOVED, EXEC aborts (nothing
+     * ran), and the attempt starts over on the new master. */
+    uint64_t moved0 = cstats(c).moved;
+    incr_ctx x = {.key = "{acct}:bal", .cl = &cl};
+    const char *watch[] = {"{acct}:bal"};
+    unsigned s = simul_redis_cluster_keyslot("{acct}:bal", 10);
+    int before = owner(&cl, s);
+    assert_int_equal(simul_redis_cluster_transaction(c, NULL, watch, 1, incr_fn, &x, 0, &r), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(x.calls, 2);
+    assert_int_not_equal(owner(&cl, s), before);
+    assert_true(cstats(c).moved > moved0);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
+    assert_string_equal(r->str, "201");
+    simul_redis_reply_free(r);
+
+    /* The map is stale (the slot moved behind the client's back): WATCH's MOVED is followed. */
+    move_slot(&cl, s, owner(&cl, s), (owner(&cl, s) + 1) % NODES);
+    moved0 = cstats(c).moved;
+    x = (incr_ctx){.key = "{acct}:bal"};
+    assert_int_equal(simul_redis_cluster_transaction(c, NULL, watch, 1, incr_fn, &x, 0, &r), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(x.calls, 1);
+    assert_true(cstats(c).moved > moved0);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
+    assert_string_equal(r->str, "202");
+    simul_redis_reply_free(r);
+
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -543,6 +712,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cluster_routes_by_slot),
         cmocka_unit_test(slot_migrated_while_commands_run),
         cmocka_unit_test(master_failover_followed),
+        cmocka_unit_test(cluster_transactions),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cluster");
 }
