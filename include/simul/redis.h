@@ -474,9 +474,11 @@ int simul_redis_subscribe(simul_redis_conn *c, unsigned flags, const char *const
 
 /* Suspends until the next message and hands it over: a reply the caller frees, an array or push
  * ["message", channel, payload], ["pmessage", pattern, channel, payload] or
- * ["smessage", channel, payload]. Returns 0;
- * -ECANCELED / -ETIMEDOUT (nothing taken); -ESHUTDOWN once the connection closes; -EBUSY if
- * another task is reading it. */
+ * ["smessage", channel, payload]; or ["sunsubscribe", channel, count] when the server itself
+ * ended a sharded subscription (its slot moved to another cluster node; nothing more will come
+ * for that channel here). Returns 0; -ECANCELED / -ETIMEDOUT (nothing taken); -ESHUTDOWN once the
+ * connection closes, or (no_reconnect) is lost, after what was queued; -EBUSY if another task is
+ * reading it. */
 int simul_redis_subscription_next(simul_redis_subscription *s, simul_redis_reply **msg);
 /* Messages dropped because the queue was full. */
 uint64_t simul_redis_subscription_dropped(const simul_redis_subscription *s);
@@ -609,6 +611,34 @@ int simul_redis_cluster_transaction(simul_redis_cluster *cl, const char *hashkey
                                     const char *const *watch, size_t nwatch,
                                     simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
                                     simul_redis_reply **reply);
+
+/* Sharded pub/sub on a cluster (SSUBSCRIBE; redis-py's RedisCluster pubsub ssubscribe): the
+ * channels must hash to one slot (-EXDEV otherwise, nothing sent); the subscription lives on the
+ * slot's master, on a connection of its own, and follows the slot: when the server ends it (the
+ * slot was migrated: a "sunsubscribe" push) or its node's connection is lost (a crash, a restart,
+ * a failover), the reader's next call reads the map again and subscribes where the slot lives
+ * now, waiting (growing pauses, within about 20 s and the caller's deadline) while no node
+ * serves it. Messages published while it moves are lost (pub/sub is at-most-once). A reader
+ * waiting in _next when that happens resubscribes at once. SPUBLISH goes through
+ * simul_redis_cluster_command as any keyed command. Close subscriptions before the cluster; one
+ * still open when the cluster closes wakes its reader (-ESHUTDOWN) and is freed with it. */
+typedef struct simul_redis_cluster_subscription simul_redis_cluster_subscription;
+/* Suspends until subscribed. bound: as simul_redis_subscribe. 0 and *out; -EXDEV, -EINVAL,
+ * -EAGAIN (no node took it after the waits), -ECANCELED, -ETIMEDOUT, -ENOMEM, -ESHUTDOWN. */
+int simul_redis_cluster_ssubscribe(simul_redis_cluster *cl, const char *const *channels, size_t n,
+                                   size_t bound, simul_redis_cluster_subscription **out);
+/* Suspends until the next message, ["smessage", channel, payload] (resubscribing first if the
+ * slot moved or the node was lost). 0 and *msg (the caller frees it); -ECANCELED / -ETIMEDOUT;
+ * -ESHUTDOWN (the cluster is closing); -EBUSY (another task is reading); -EAGAIN (no node took
+ * the subscription after the waits; the next call tries again). */
+int simul_redis_cluster_subscription_next(simul_redis_cluster_subscription *cs,
+                                          simul_redis_reply **msg);
+/* Messages dropped for the bound, over every resubscription. */
+uint64_t simul_redis_cluster_subscription_dropped(const simul_redis_cluster_subscription *cs);
+/* Times it subscribed again after a slot move or a lost node. */
+uint64_t simul_redis_cluster_subscription_resubscribes(const simul_redis_cluster_subscription *cs);
+/* Suspends (shielded). SUNSUBSCRIBE, its connection closed, the subscription freed. 0. */
+int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs);
 
 typedef struct simul_redis_cluster_stats {
     uint64_t moved;           /* MOVED answers followed */

@@ -294,6 +294,17 @@ static int push_dispatch(simul_redis_conn *c, simul_redis_reply *r, bool in_hand
     }
     if (redis__cache_push(c, r)) /* a client-side caching invalidation (cache.c) */
         return 0;
+    if (str_is(kind, "sunsubscribe") && !in_handshake && !(c->head && c->head->kind == CMD_UNSUB)) {
+        /* Not ours: the server ended a sharded subscription (in a cluster, its slot moved to
+         * another node). Its reader is told, as a message, so it can subscribe where it lives
+         * now (simul_redis_cluster_ssubscribe does). */
+        simul_redis_subscription *s = name ? sub_find(c, name, n, SUB_SHARD) : NULL;
+        if (s)
+            deliver(s, r);
+        else
+            simul_redis_reply_free(r);
+        return 0;
+    }
     bool confirm = is_confirm(kind);
     simul_redis_reply_free(r);
     if (!confirm)
@@ -553,6 +564,9 @@ static int reader_main(void *arg)
         if (c->o.no_reconnect) {
             c->dead = true;
             simul_event_set(c->ready); /* waiters see `dead` */
+            /* Nothing will come any more: readers get what is queued, then -ESHUTDOWN. */
+            for (simul_redis_subscription *s = c->subs; s; s = s->next)
+                simul_queue_shutdown(s->q, false, free_reply_item);
             break;
         }
         double d = c->o.reconnect_min;

@@ -45,6 +45,7 @@ struct simul_redis_cluster {
     unsigned users;
     bool closing;
     simul_event *idle;
+    struct simul_redis_cluster_subscription *subs; /* sharded subscriptions not yet closed */
     simul_redis_cluster_stats st;
 };
 
@@ -838,6 +839,215 @@ int simul_redis_cluster_transaction(simul_redis_cluster *cl, const char *hashkey
     return rc;
 }
 
+/* ---- sharded pub/sub -------------------------------------------------------------------------- */
+
+struct simul_redis_cluster_subscription {
+    simul_redis_cluster *cl;
+    simul_redis_cluster_subscription *next;
+    int slot;
+    char **names;
+    size_t n, bound;
+    simul_redis_conn *conn; /* its own connection to the slot's master; NULL while detached */
+    simul_redis_subscription *sub;
+    uint64_t dropped;       /* of earlier attachments */
+    uint64_t resubscribes;
+    bool reading;
+};
+
+static void csub_detach(simul_redis_cluster_subscription *cs)
+{
+    if (cs->sub) {
+        cs->dropped += simul_redis_subscription_dropped(cs->sub);
+        simul_redis_subscription_close(cs->sub); /* -ENOTCONN when the node is gone: fine */
+        cs->sub = NULL;
+    }
+    simul_redis_close(cs->conn);
+    cs->conn = NULL;
+}
+
+/* Suspends. Subscribes on the node the map names for the slot, on a connection of its own
+ * (pub/sub on RESP2 cannot share one; and its life follows the subscription, not the node's
+ * shared connection). A refusal (MOVED: the map was stale) or an unreachable node: the map is
+ * read again and the next try waits a growing pause, within MAX_WAITS and the caller's deadline. */
+static int csub_attach(simul_redis_cluster_subscription *cs)
+{
+    simul_redis_cluster *cl = cs->cl;
+    for (unsigned waits = 0;; waits++) {
+        if (cl->closing)
+            return -ESHUTDOWN;
+        if (waits > MAX_WAITS)
+            return -EAGAIN;
+        int rc = 0;
+        if (waits > 0 && ((rc = refresh(cl)) < 0 && rc != -ENOTCONN))
+            return rc;
+        if (waits > 1 && (rc = backoff(waits - 2)) < 0)
+            return rc;
+        int idx = cl->slot[cs->slot];
+        if (idx < 0)
+            continue;
+        simul_redis_opts o = cl->o;
+        o.host = cl->nodes[idx]->host;
+        o.port = cl->nodes[idx]->port;
+        o.unix_path = NULL;
+        o.no_reconnect = true;
+        o.cache_bytes = 0;
+        rc = simul_redis_connect(&o, &cs->conn);
+        if (rc < 0) {
+            cs->conn = NULL;
+            if (rc == -ECANCELED || (rc == -ETIMEDOUT && simul_checkpoint() < 0))
+                return rc;
+            continue;
+        }
+        rc = simul_redis_subscribe(cs->conn, SIMUL_REDIS_SUB_SHARDED, (const char *const *)cs->names,
+                                   cs->n, cs->bound, &cs->sub);
+        if (rc == 0)
+            return 0;
+        cs->sub = NULL;
+        simul_redis_close(cs->conn);
+        cs->conn = NULL;
+        if (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM || rc == -EINVAL)
+            return rc;
+        /* -EREMOTEIO (MOVED: not this node's slot any more), a connection error: again. */
+    }
+}
+
+int simul_redis_cluster_ssubscribe(simul_redis_cluster *cl, const char *const *channels, size_t n,
+                                   size_t bound, simul_redis_cluster_subscription **out)
+{
+    if (out)
+        *out = NULL;
+    if (!cl || !channels || n == 0 || n > 100000 || !out)
+        return -EINVAL;
+    int slot = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!channels[i])
+            return -EINVAL;
+        fold(&slot, channels[i], strlen(channels[i]));
+    }
+    if (slot == -EXDEV) {
+        cl->st.crossslot++;
+        return -EXDEV;
+    }
+    if (cl->closing)
+        return -ESHUTDOWN;
+    simul_redis_cluster_subscription *cs = calloc(1, sizeof *cs);
+    if (!cs || !(cs->names = calloc(n, sizeof *cs->names))) {
+        free(cs);
+        return -ENOMEM;
+    }
+    cs->cl = cl;
+    cs->slot = slot;
+    cs->bound = bound;
+    int rc = 0;
+    for (; cs->n < n && rc == 0; cs->n++)
+        if (!(cs->names[cs->n] = strdup(channels[cs->n])))
+            rc = -ENOMEM;
+    cl->users++;
+    if (rc == 0)
+        rc = csub_attach(cs);
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    if (rc < 0) {
+        for (size_t i = 0; i < cs->n; i++)
+            free(cs->names[i]);
+        free(cs->names);
+        free(cs);
+        return rc;
+    }
+    cs->next = cl->subs;
+    cl->subs = cs;
+    *out = cs;
+    return 0;
+}
+
+/* A push telling that the server ended one of our subscriptions (slot moved). */
+static bool is_server_sunsubscribe(const simul_redis_reply *m)
+{
+    size_t n = 0;
+    const char *k = simul_redis_reply_str(simul_redis_reply_elem(m, 0), &n);
+    return k && n == 12 && strncasecmp(k, "sunsubscribe", 12) == 0;
+}
+
+int simul_redis_cluster_subscription_next(simul_redis_cluster_subscription *cs,
+                                          simul_redis_reply **msg)
+{
+    if (!cs || !msg)
+        return -EINVAL;
+    *msg = NULL;
+    if (cs->reading)
+        return -EBUSY;
+    simul_redis_cluster *cl = cs->cl;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cs->reading = true;
+    cl->users++;
+    int rc;
+    for (;;) {
+        if (!cs->sub) {
+            rc = csub_attach(cs);
+            if (rc < 0)
+                break;
+            cs->resubscribes++;
+        }
+        simul_redis_reply *m = NULL;
+        rc = simul_redis_subscription_next(cs->sub, &m);
+        if (rc == 0 && is_server_sunsubscribe(m)) {
+            /* The slot moved (a resharding): follow it. Messages already queued were taken. */
+            simul_redis_reply_free(m);
+            csub_detach(cs);
+            cl->st.moved++;
+            continue;
+        }
+        if (rc == -ESHUTDOWN && !cl->closing) {
+            /* The node's connection was lost (a crash, a restart, a failover): read the map
+             * again and subscribe where the slot lives now. */
+            csub_detach(cs);
+            continue;
+        }
+        if (rc == 0)
+            *msg = m;
+        break;
+    }
+    cs->reading = false;
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+uint64_t simul_redis_cluster_subscription_dropped(const simul_redis_cluster_subscription *cs)
+{
+    if (!cs)
+        return 0;
+    return cs->dropped + (cs->sub ? simul_redis_subscription_dropped(cs->sub) : 0);
+}
+
+uint64_t simul_redis_cluster_subscription_resubscribes(const simul_redis_cluster_subscription *cs)
+{
+    return cs ? cs->resubscribes : 0;
+}
+
+int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs)
+{
+    if (!cs)
+        return 0;
+    simul_scope shield;
+    bool shielded = simul_scope_shield(&shield) == 0;
+    csub_detach(cs); /* SUNSUBSCRIBE, then the connection closed */
+    for (simul_redis_cluster_subscription **pp = &cs->cl->subs; *pp; pp = &(*pp)->next) {
+        if (*pp == cs) {
+            *pp = cs->next;
+            break;
+        }
+    }
+    for (size_t i = 0; i < cs->n; i++)
+        free(cs->names[i]);
+    free(cs->names);
+    free(cs);
+    if (shielded)
+        simul_scope_end(&shield);
+    return 0;
+}
+
 /* ---- pipelines split per node --------------------------------------------------------------- */
 
 typedef struct pcmd {
@@ -1175,6 +1385,10 @@ int simul_redis_cluster_close(simul_redis_cluster *cl)
     bool shielded = simul_scope_shield(&shield) == 0;
     cl->closing = true;
     simul_event_set(cl->changed);
+    /* Readers of sharded subscriptions wake with -ESHUTDOWN (closing: no resubscription). */
+    for (simul_redis_cluster_subscription *cs = cl->subs; cs; cs = cs->next)
+        if (cs->sub)
+            simul_queue_shutdown(cs->sub->q, false, NULL);
     /* Closing the node connections fails what is in flight (-ECANCELED / -ESHUTDOWN): the
      * callers then leave. */
     for (size_t i = 0; i < cl->nnodes; i++) {
@@ -1187,6 +1401,9 @@ int simul_redis_cluster_close(simul_redis_cluster *cl)
         if (cl->users > 0)
             simul_event_wait(cl->idle);
     }
+    /* Subscriptions left open die with the cluster (their handles too). */
+    while (cl->subs)
+        simul_redis_cluster_subscription_close(cl->subs);
     /* A caller may have connected a node meanwhile (its connect finished after closing). */
     for (size_t i = 0; i < cl->nnodes; i++) {
         simul_redis_close(cl->nodes[i]->conn);

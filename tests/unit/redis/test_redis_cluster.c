@@ -705,6 +705,160 @@ SIMUL_TASK_TEST(cluster_transactions)
     return 0;
 }
 
+/* ---- sharded pub/sub ------------------------------------------------------------------------ */
+
+typedef struct sreader {
+    simul_redis_cluster_subscription *cs;
+    int got;      /* messages read */
+    char last[64];
+    int rc;
+} sreader;
+
+static int sreader_main(void *arg)
+{
+    sreader *r = arg;
+    for (;;) {
+        simul_redis_reply *m = NULL;
+        r->rc = simul_redis_cluster_subscription_next(r->cs, &m);
+        if (r->rc < 0)
+            return 0;
+        assert_int_equal(simul_redis_reply_len(m), 3);
+        assert_string_equal(m->elem[0].str, "smessage");
+        snprintf(r->last, sizeof r->last, "%s", m->elem[2].str);
+        r->got++;
+        bool stop = strcmp(m->elem[2].str, "stop") == 0;
+        simul_redis_reply_free(m);
+        if (stop)
+            return 0;
+    }
+}
+
+/* SPUBLISH until the server says one subscriber got it (the subscription is in place: a state),
+ * then until the reader has it. */
+static void spublish_seen(simul_redis_cluster *c, sreader *rd, const char *ch, const char *msg)
+{
+    int before = rd->got;
+    for (;;) {
+        simul_redis_reply *r = NULL;
+        assert_int_equal(simul_redis_cluster_command(c, &r, "SPUBLISH %s %s", ch, msg), 0);
+        long long n = r->integer;
+        simul_redis_reply_free(r);
+        if (n == 1)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+    while (rd->got == before)
+        assert_int_equal(simul_yield(), 0);
+    assert_string_equal(rd->last, msg);
+}
+
+SIMUL_TASK_TEST(cluster_sharded_pubsub_follows_its_slot)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+
+    const char *cross[] = {"a", "b"};
+    simul_redis_cluster_subscription *cs = NULL;
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, cross, 2, 0, &cs), -EXDEV);
+    assert_null(cs);
+    const char *chans[] = {"{ch}:a", "{ch}:b"};
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 2, 0, &cs), 0);
+    sreader rd = {.cs = cs};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    spublish_seen(c, &rd, "{ch}:a", "one");
+    spublish_seen(c, &rd, "{ch}:b", "two");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 0);
+
+    /* The slot moves: the old owner ends the subscription, the reader subscribes again on the
+     * new one, and messages flow from there. */
+    unsigned s = simul_redis_cluster_keyslot("{ch}", 4);
+    int from = owner(&cl, s);
+    move_slot(&cl, s, from, (from + 1) % NODES);
+    spublish_seen(c, &rd, "{ch}:a", "after the move");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 1);
+    assert_int_equal(owner(&cl, s), (from + 1) % NODES);
+
+    /* And a second time, to the third node. */
+    move_slot(&cl, s, owner(&cl, s), (from + 2) % NODES);
+    spublish_seen(c, &rd, "{ch}:b", "after the second move");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 2);
+    spublish_seen(c, &rd, "{ch}:a", "stop");
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(rd.rc, 0);
+    assert_int_equal(simul_redis_cluster_subscription_dropped(cs), 0);
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), 0);
+    /* Nobody listens any more. */
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SPUBLISH %s %s", "{ch}:a", "x"), 0);
+    assert_int_equal(r->integer, 0);
+    simul_redis_reply_free(r);
+
+    /* A reader waiting when the cluster closes wakes with -ESHUTDOWN; the subscription dies
+     * with the cluster. */
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 1, 0, &cs), 0);
+    rd = (sreader){.cs = cs};
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    simul_redis_cluster_close(c);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(rd.rc, -ESHUTDOWN);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+SIMUL_TASK_TEST(cluster_sharded_pubsub_survives_failover)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 150), 0);
+    cluster cl;
+    start_cluster_n(&cl, 2 * NODES, "1000");
+    simul_redis_cluster *c = connect_cluster(&cl);
+    const char *chans[] = {"{fo}:news"};
+    simul_redis_cluster_subscription *cs = NULL;
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 1, 0, &cs), 0);
+    sreader rd = {.cs = cs};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    spublish_seen(c, &rd, "{fo}:news", "before");
+    unsigned s = simul_redis_cluster_keyslot("{fo}", 4);
+    int m = owner(&cl, s);
+    kill_server(&cl.sv[m], SIGKILL);
+    /* The reader loses its node, reads the map (again and again until the replica is
+     * promoted) and subscribes there; SPUBLISH (safe to resend) finds the new master too. */
+    int before = rd.got;
+    for (;;) {
+        simul_redis_reply *r = NULL;
+        const char *pub[] = {"SPUBLISH", "{fo}:news", "after"};
+        int rc = simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 3, pub, NULL);
+        long long n = rc == 0 ? r->integer : 0;
+        simul_redis_reply_free(r);
+        if (n == 1)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+    while (rd.got == before)
+        assert_int_equal(simul_yield(), 0);
+    assert_string_equal(rd.last, "after");
+    assert_true(simul_redis_cluster_subscription_resubscribes(cs) >= 1);
+    assert_int_not_equal(owner(&cl, s), m);
+    spublish_seen(c, &rd, "{fo}:news", "stop");
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), 0);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -713,6 +867,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(slot_migrated_while_commands_run),
         cmocka_unit_test(master_failover_followed),
         cmocka_unit_test(cluster_transactions),
+        cmocka_unit_test(cluster_sharded_pubsub_follows_its_slot),
+        cmocka_unit_test(cluster_sharded_pubsub_survives_failover),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cluster");
 }
