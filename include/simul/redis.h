@@ -542,7 +542,7 @@ int simul_redis_sentinel_master_addr(const simul_redis_sentinel_opts *opts, char
  * - More than max_redirects redirects (MOVED, ASK) for one command: -ELOOP. Waits (TRYAGAIN,
  *   CLUSTERDOWN, no node reachable) end after 64 pauses (about 20 s) with -EAGAIN, or sooner at
  *   the caller's deadline.
- * Transactions and sharded pub/sub: see below. Not in this slice: reading from replicas. */
+ * Transactions and sharded pub/sub: see below; reads from replicas: read_from_replicas. */
 typedef struct simul_redis_cluster simul_redis_cluster;
 
 typedef struct simul_redis_cluster_opts {
@@ -551,6 +551,14 @@ typedef struct simul_redis_cluster_opts {
     simul_redis_opts node;  /* for each node connection: auth, protocol, timeouts, limits,
                                pool_size (host, port, unix_path, connect_cb and db are ignored) */
     unsigned max_redirects; /* per command; 0: 16 */
+    /* Reads from replicas (redis-py's read_from_replicas): a command the server flags readonly
+     * (GET, MGET, HGETALL, XRANGE, EVALSHA_RO, ...; not a blocking one) goes to a replica of its
+     * slot's master, on a connection that has sent READONLY; several replicas of one master
+     * share its slot ranges. A replica that cannot be reached, refuses READONLY or is lost with
+     * the read in flight: the read goes to the master (reads are safe to resend) and the map is
+     * read again. Replicas replicate asynchronously: a read may not see a write just made
+     * (WAIT after the write, or leave this off, when that matters). */
+    bool read_from_replicas;
 } simul_redis_cluster_opts;
 
 /* Suspends. Reads the slot map and the command table from the seeds. 0 and *out; -ENOTCONN (no
@@ -649,6 +657,8 @@ typedef struct simul_redis_cluster_stats {
     uint64_t crossslot;       /* commands refused locally with -EXDEV */
     uint64_t getkeys;         /* COMMAND GETKEYS round trips (movable keys) */
     uint64_t pipeline_groups; /* per-node pipelines sent by cluster pipelines */
+    uint64_t replica_reads;     /* commands answered by a replica (read_from_replicas) */
+    uint64_t replica_fallbacks; /* reads sent to the master because their replica failed */
 } simul_redis_cluster_stats;
 /* Copies the cluster client's counters into *out (does not suspend). */
 void simul_redis_cluster_get_stats(const simul_redis_cluster *cl, simul_redis_cluster_stats *out);

@@ -16,17 +16,21 @@
 #define SLOTS 16384
 #define MAX_REDIRECTS_DEFAULT 16
 #define MAX_WAITS 64
+#define REPLICA_AVOID_NS 1000000000ull
 
 typedef struct node {
     char *host, *port;
     simul_redis_conn *conn; /* NULL until first used, or after it failed */
     bool connecting;        /* a task is making conn: others wait on cl->changed */
+    bool readonly;          /* READONLY was sent on conn (replica reads) */
+    uint64_t avoid_until;   /* replica reads skip it until then (simul_now_ns): it failed */
 } node;
 
 typedef struct keyspec {
     char *name; /* lower case */
     int first, last, step;
     bool movable;
+    bool readonly; /* flagged readonly (and not write): may be read from a replica */
 } keyspec;
 
 struct simul_redis_cluster {
@@ -37,6 +41,8 @@ struct simul_redis_cluster {
     node **nodes;
     size_t nnodes;
     int slot[SLOTS]; /* node index, -1: unknown */
+    int replica[SLOTS]; /* a replica's node index (read_from_replicas), -1: none */
+    bool read_replicas;
     keyspec *specs;
     size_t nspecs;
     bool refreshing;
@@ -159,6 +165,7 @@ static int node_conn(simul_redis_cluster *cl, int idx, simul_redis_conn **out)
             return -ESHUTDOWN;
         }
         x->conn = c;
+        x->readonly = false;
         cl->st.node_connects++;
     }
 }
@@ -169,10 +176,11 @@ static int apply_slots(simul_redis_cluster *cl, const simul_redis_reply *r, int 
 {
     if (!r || r->type != SIMUL_REDIS_ARRAY)
         return -EPROTO;
-    int *map = malloc(SLOTS * sizeof *map); /* 64 KiB: not on a task's stack */
+    int *map = malloc(2 * SLOTS * sizeof *map); /* 128 KiB: not on a task's stack */
     if (!map)
         return -ENOMEM;
-    for (int i = 0; i < SLOTS; i++)
+    int *rmap = map + SLOTS;
+    for (int i = 0; i < 2 * SLOTS; i++)
         map[i] = -1;
     int rc = 0;
     for (size_t i = 0; i < r->len; i++) {
@@ -208,9 +216,35 @@ static int apply_slots(simul_redis_cluster *cl, const simul_redis_reply *r, int 
         }
         for (long long s = lo->integer; s <= hi->integer; s++)
             map[s] = idx;
+        /* Its replicas follow the master; a range is read from one of them, picked by the
+         * range's position so that several replicas share the reads of their master. */
+        size_t nrep = r->elem[i].len > 3 ? r->elem[i].len - 3 : 0;
+        int ridx = -1;
+        for (size_t k = 0; k < nrep && ridx < 0; k++) {
+            const simul_redis_reply *rp = simul_redis_reply_elem(e, 3 + (i + k) % nrep);
+            size_t rhn = 0;
+            const char *rh = simul_redis_reply_str(simul_redis_reply_elem(rp, 0), &rhn);
+            const simul_redis_reply *rport = simul_redis_reply_elem(rp, 1);
+            if (!rh || rhn == 0 || (rhn == 1 && rh[0] == '?') || !rport ||
+                rport->type != SIMUL_REDIS_INTEGER)
+                continue;
+            char rps[16];
+            int rpn = snprintf(rps, sizeof rps, "%lld", rport->integer);
+            ridx = node_find_or_add(cl, rh, rhn, rps, (size_t)rpn);
+            if (ridx < 0) {
+                rc = ridx;
+                break;
+            }
+        }
+        if (rc < 0)
+            break;
+        for (long long s = lo->integer; s <= hi->integer; s++)
+            rmap[s] = ridx;
     }
-    if (rc == 0)
+    if (rc == 0) {
         memcpy(cl->slot, map, SLOTS * sizeof *map);
+        memcpy(cl->replica, rmap, SLOTS * sizeof *map);
+    }
     free(map);
     return rc;
 }
@@ -308,7 +342,13 @@ static int load_specs(simul_redis_cluster *cl, simul_redis_conn *c)
             const char *s = simul_redis_reply_str(simul_redis_reply_elem(flags, f), &fl);
             if (s && fl == 11 && memcmp(s, "movablekeys", 11) == 0)
                 k->movable = true;
+            if (s && fl == 8 && memcmp(s, "readonly", 8) == 0)
+                k->readonly = true;
         }
+        /* A blocking read (XREAD BLOCK) would run on the replica's pool, whose connections
+         * have not said READONLY: those stay with the master. */
+        if (redis__maybe_blocking(k->name, strlen(k->name)))
+            k->readonly = false;
         k->first = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 3));
         k->last = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 4));
         k->step = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 5));
@@ -498,6 +538,13 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
     if (slot == -EXDEV)
         cl->st.crossslot++;
     int ask = -1; /* the node an ASK sent us to, for one try */
+    /* Reads may go to the slot's replica (read_from_replicas); any trouble there (unreachable,
+     * READONLY refused, lost in flight: a read is safe to resend) sends it to the master. */
+    bool to_replica = false;
+    if (cl->read_replicas && slot >= 0) {
+        const keyspec *k = spec_find(cl, argv[0], arglen(argv, argvlen, 0));
+        to_replica = k && k->readonly;
+    }
     /* Redirects (MOVED, ASK) are bounded by max_redirects; waits (TRYAGAIN, CLUSTERDOWN, a node
      * unreachable, a slot unserved) by MAX_WAITS pauses, about 20 s, and the caller's deadline. */
     unsigned redirects = 0, waits = 0;
@@ -511,6 +558,35 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
             break;
         }
         int idx = ask >= 0 ? ask : slot >= 0 ? cl->slot[slot] : (cl->nnodes ? 0 : -1);
+        bool on_replica = false;
+        if (to_replica && ask < 0 && slot >= 0 && idx >= 0 && cl->replica[slot] >= 0 &&
+            cl->nodes[cl->replica[slot]]->avoid_until <= (uint64_t)simul_now_ns()) {
+            simul_redis_conn *rc_ = NULL;
+            int rrc = node_conn(cl, cl->replica[slot], &rc_);
+            node *x = rrc == 0 ? cl->nodes[cl->replica[slot]] : NULL;
+            if (rrc == 0 && !x->readonly) {
+                const char *ro[] = {"READONLY"};
+                rrc = simul_redis_command_argv(rc_, 0, NULL, 1, ro, NULL);
+                if (rrc == 0)
+                    x->readonly = true;
+            }
+            if (rrc == -ECANCELED || (rrc == -ETIMEDOUT && simul_checkpoint() < 0)) {
+                rc = rrc;
+                break;
+            }
+            if (rrc == 0) {
+                idx = cl->replica[slot];
+                on_replica = true;
+            } else {
+                /* The master serves this one, and the replica's reads for a second (until the
+                 * cluster marks it failed and the map leaves it out). */
+                to_replica = false;
+                cl->nodes[cl->replica[slot]]->avoid_until = (uint64_t)simul_now_ns() + REPLICA_AVOID_NS;
+                cl->st.replica_fallbacks++;
+                refresh(cl);
+                idx = cl->slot[slot];
+            }
+        }
         if (idx < 0) {
             /* A slot no master serves (yet): the map may be stale, or the cluster down. */
             rc = refresh(cl);
@@ -540,6 +616,18 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
             ask = -1;
         } else {
             rc = simul_redis_command_argv(c, flags, &r, argc, argv, argvlen);
+        }
+        if (on_replica) {
+            if (conn_error(rc)) {
+                /* The replica went away with the read in flight: reads are safe to resend. */
+                simul_redis_reply_free(r);
+                to_replica = false;
+                cl->nodes[idx]->avoid_until = (uint64_t)simul_now_ns() + REPLICA_AVOID_NS;
+                cl->st.replica_fallbacks++;
+                refresh(cl);
+                continue;
+            }
+            cl->st.replica_reads++;
         }
         const char *rest = NULL;
         size_t rn = 0;
@@ -1342,8 +1430,9 @@ int simul_redis_cluster_connect(const simul_redis_cluster_opts *opts, simul_redi
         cl->o.limits = &cl->limits;
     }
     cl->max_redirects = opts->max_redirects ? opts->max_redirects : MAX_REDIRECTS_DEFAULT;
+    cl->read_replicas = opts->read_from_replicas;
     for (int i = 0; i < SLOTS; i++)
-        cl->slot[i] = -1;
+        cl->slot[i] = cl->replica[i] = -1;
     if (rc == 0 && (simul_event_new(&cl->changed) < 0 || simul_event_new(&cl->idle) < 0))
         rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < opts->nseeds; i++) {

@@ -859,6 +859,101 @@ SIMUL_TASK_TEST(cluster_sharded_pubsub_survives_failover)
     return 0;
 }
 
+/* ---- reads from replicas ---------------------------------------------------------------------- */
+
+/* calls= of one command in a server's INFO commandstats (0 if never called). */
+static long long cmd_calls(server *sv, const char *cmd)
+{
+    const char *info[] = {"INFO", "commandstats"};
+    simul_redis_reply *r = node_call(sv, 2, info);
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    const char *p = r->str ? strstr(r->str, key) : NULL;
+    long long n = p ? atoll(p + strlen(key)) : 0;
+    simul_redis_reply_free(r);
+    return n;
+}
+
+/* The server that replicates server m (by its INFO replication: master_port). */
+static int replica_of(cluster *cl, int m)
+{
+    char want[32];
+    snprintf(want, sizeof want, "master_port:%d", cl->sv[m].port);
+    for (int i = 0; i < cl->n; i++) {
+        if (!cl->sv[i].pid || i == m)
+            continue;
+        const char *info[] = {"INFO", "replication"};
+        simul_redis_reply *r = node_call(&cl->sv[i], 2, info);
+        bool is = r->str && strstr(r->str, want);
+        simul_redis_reply_free(r);
+        if (is)
+            return i;
+    }
+    fail_msg("no replica of server %d", m);
+    return -1;
+}
+
+SIMUL_TASK_TEST(cluster_reads_from_replicas)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 120), 0);
+    cluster cl;
+    start_cluster_n(&cl, 2 * NODES, "1000");
+    const char *seeds[] = {cl.seed};
+    simul_redis_cluster_opts o = {.seeds = seeds, .nseeds = 1, .read_from_replicas = true};
+    simul_redis_cluster *c = NULL;
+    assert_int_equal(simul_redis_cluster_connect(&o, &c), 0);
+
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET %s %s", "rk", "v1"), 0);
+    simul_redis_reply_free(r);
+    unsigned s = simul_redis_cluster_keyslot("rk", 2);
+    int m = owner(&cl, s), rep = replica_of(&cl, m);
+    const char *wait[] = {"WAIT", "1", "5000"}; /* the replica has it */
+    r = node_call(&cl.sv[m], 3, wait);
+    assert_int_equal(r->integer, 1);
+    simul_redis_reply_free(r);
+
+    long long m0 = cmd_calls(&cl.sv[m], "get"), r0 = cmd_calls(&cl.sv[rep], "get");
+    long long ms0 = cmd_calls(&cl.sv[m], "set");
+    enum { READS = 50 };
+    for (int i = 0; i < READS; i++) {
+        assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "rk"), 0);
+        assert_string_equal(r->str, "v1");
+        simul_redis_reply_free(r);
+    }
+    /* Writes still go to the master. */
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET %s %s", "rk", "v2"), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(cmd_calls(&cl.sv[rep], "get") - r0, READS);
+    assert_int_equal(cmd_calls(&cl.sv[m], "get") - m0, 0);
+    assert_int_equal(cmd_calls(&cl.sv[m], "set") - ms0, 1);
+    assert_true(cmd_calls(&cl.sv[rep], "readonly") >= 1);
+    simul_redis_cluster_stats st = cstats(c);
+    assert_int_equal(st.replica_reads, READS);
+    assert_int_equal(st.replica_fallbacks, 0);
+
+    /* The replica dies: reads fall back to the master, with no error. */
+    kill_server(&cl.sv[rep], SIGKILL);
+    for (int i = 0; i < READS; i++) {
+        assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "rk"), 0);
+        assert_string_equal(r->str, "v2");
+        simul_redis_reply_free(r);
+    }
+    assert_int_equal(cmd_calls(&cl.sv[m], "get") - m0, READS);
+    st = cstats(c);
+    assert_true(st.replica_fallbacks >= 1);
+    assert_int_equal(st.replica_reads, READS);
+    print_message("replica reads %llu, fallbacks %llu\n", (unsigned long long)st.replica_reads,
+                  (unsigned long long)st.replica_fallbacks);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -869,6 +964,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cluster_transactions),
         cmocka_unit_test(cluster_sharded_pubsub_follows_its_slot),
         cmocka_unit_test(cluster_sharded_pubsub_survives_failover),
+        cmocka_unit_test(cluster_reads_from_replicas),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cluster");
 }
