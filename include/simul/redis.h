@@ -510,6 +510,14 @@ typedef struct simul_redis_sentinel_opts {
     const char *sentinel_password; /* AUTH to the sentinels; NULL: none */
     simul_redis_opts node;         /* the master connection's options (host, port, unix_path and
                                       connect_cb are ignored) */
+    /* Reads from a replica (redis-py's Sentinel.slave_for): every connection attempt asks the
+     * sentinels for the master's replicas (SENTINEL REPLICAS) and connects to one they consider
+     * up (not s_down, o_down or disconnected, link to the master ok) that answers ROLE as a
+     * replica; replicas take turns from one attempt to the next. When none can be reached, the
+     * connection goes to the master instead. So a replica's death makes the connection reconnect
+     * (its commands in flight fail, as for any lost connection; SIMUL_REDIS_RETRY_SAFE resends)
+     * to another replica or the master. Writes on it get the replica's READONLY error. */
+    bool replica;
 } simul_redis_sentinel_opts;
 
 /* Suspends. As simul_redis_connect, to the master of opts->master_name; also -ENOENT (no
