@@ -236,7 +236,11 @@ typedef struct simul_redis_opts {
      * 0: 8. A caller finding all of them busy waits for one, bounded by its deadline. */
     unsigned pool_size;
     /* Client-side caching (opt-in): 0 is off. Otherwise the connection sends CLIENT TRACKING ON
-     * (RESP3 only: on a RESP2 connection nothing is cached) and keeps the replies of single-key
+     * (RESP3: invalidations arrive as pushes on the same connection; RESP2: on a second
+     * connection of its own, subscribed to __redis__:invalidate, that tracking is redirected to
+     * with CLIENT TRACKING ON REDIRECT <its id>; while that one is down, nothing is cached, and
+     * its loss empties the cache; as the two streams are not ordered, a RESP2 read is kept only
+     * if no invalidation at all arrived while it was in flight) and keeps the replies of single-key
      * reads (GET, HGET, HGETALL, LRANGE, SMEMBERS, ZRANGE, ... see redis.h below) up to about
      * this many bytes, least recently used first out; the server's invalidation pushes drop the
      * entries of a changed key. Dedicated connections (blocking commands, transactions) do not
@@ -377,6 +381,7 @@ typedef struct simul_redis_stats {
     uint64_t cache_invalidations; /* keys invalidated by the server (a flush counts one) */
     uint64_t cache_evictions;     /* entries dropped for the memory bound */
     uint64_t cache_bytes;         /* bytes held by the cache now */
+    uint64_t tracker_setups;      /* RESP2 caching: invalidation connections set up */
 } simul_redis_stats;
 /* Copies the connection's counters (simul_redis_stats, counted since simul_redis_connect, over
  * every reconnect) into *out. Does nothing if c or out is NULL. Never suspends. */

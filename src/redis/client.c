@@ -498,11 +498,23 @@ static int handshake(simul_redis_conn *c)
     if (c->cache) {
         /* A new connection: what was cached may have changed while nobody told us. */
         redis__cache_flush(c);
+        c->tracking2 = false;
         if (c->proto == 3) {
             const char *argv[] = {"CLIENT", "TRACKING", "ON"};
             rc = hs_call(c, &r, 3, argv);
             simul_redis_reply_free(r);
             if (rc < 0)
+                return rc;
+        } else if (c->redirect_id > 0) {
+            /* RESP2: to the invalidation connection (cache.c); if that is gone meanwhile, no
+             * caching until it is back (the tracker turns it on again). */
+            char id[32];
+            snprintf(id, sizeof id, "%lld", c->redirect_id);
+            const char *argv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id};
+            rc = hs_call(c, &r, 5, argv);
+            simul_redis_reply_free(r);
+            c->tracking2 = rc == 0;
+            if (rc < 0 && rc != -EREMOTEIO)
                 return rc;
         }
     }
@@ -665,6 +677,8 @@ int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out)
         if (rc < 0)
             conn_drop(c, rc);
     }
+    if (rc == 0 && c->cache && c->proto == 2)
+        redis__cache_tracker_start(c);
     if (rc < 0) {
         conn_free(c);
         return rc;
@@ -681,6 +695,7 @@ int simul_redis_close(simul_redis_conn *c)
     bool shielded = simul_scope_shield(&shield) == 0;
     c->closing = true;
     simul_event_set(c->ready); /* waiters for the connection see `closing` */
+    redis__cache_tracker_stop(c);
     if (c->reader) {
         simul_task_cancel(c->reader);
         simul_task_join(c->reader, NULL);

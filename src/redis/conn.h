@@ -80,6 +80,13 @@ struct simul_redis_conn {
     void (*owned_free)(void *);
     long long client_id; /* CLIENT ID of the current stream (HELLO's "id"; on RESP2 asked by
                             pool.c for a dedicated connection), 0 while unknown */
+    /* RESP2 caching (cache.c): invalidations come on a second connection, subscribed to
+     * __redis__:invalidate, that this one's tracking is redirected to. */
+    simul_redis_conn *inval;
+    simul_redis_subscription *inval_sub;
+    simul_task *tracker;
+    long long redirect_id; /* inval's CLIENT ID while it is up, else 0 */
+    bool tracking2;        /* CLIENT TRACKING ON REDIRECT redirect_id is on for this stream */
     uint64_t inval_seq; /* invalidations seen (and flushes): a read older than one is
                            not cached */
 };
@@ -172,6 +179,11 @@ int redis__cache_new(simul_redis_conn *c);
 void redis__cache_free(simul_redis_conn *c);
 /* Every entry dropped (a new connection: invalidations may have been missed). */
 void redis__cache_flush(simul_redis_conn *c);
+/* RESP2: the invalidation connection and the task that reads it (the first setup done now,
+ * failures retried by the task). Suspends. */
+void redis__cache_tracker_start(simul_redis_conn *c);
+/* Suspends (shielded by the caller): stops the task, closes the invalidation connection. */
+void redis__cache_tracker_stop(simul_redis_conn *c);
 /* Whether argv is a read the cache may answer (a single-key read-only command). */
 bool redis__cacheable(const simul_redis_conn *c, int argc, const char *const *argv,
                       const size_t *argvlen);
