@@ -564,7 +564,8 @@ typedef struct simul_redis_cluster_opts {
     simul_redis_opts node;  /* for each node connection: auth, protocol, timeouts, limits,
                                pool_size (host, port, unix_path, connect_cb and db are ignored) */
     unsigned max_redirects; /* per command; 0: 16 */
-    /* Reads from replicas (redis-py's read_from_replicas): a command the server flags readonly
+    /* Reads from replicas (redis-py's read_from_replicas; simul_redis_cluster_command*, while
+     * cluster pipelines stay on the masters): a command the server flags readonly
      * (GET, MGET, HGETALL, XRANGE, EVALSHA_RO, ...; not a blocking one) goes to a replica of its
      * slot's master, on a connection that has sent READONLY; several replicas of one master
      * share its slot ranges. A replica that cannot be reached, refuses READONLY or is lost with
@@ -616,7 +617,8 @@ void simul_redis_cluster_pipeline_free(simul_redis_cluster_pipeline *p);
  * aborts EXEC, when queued). The transaction is then an ordinary simul_redis_txn (txn_command,
  * txn_queue, txn_exec, txn_close). simul_redis_cluster_txn_begin follows MOVED answers to WATCH;
  * later ones (to a read, to a queued command: EXEC then aborts, nothing ran) are the caller's
- * -EREMOTEIO with the MOVED error, which simul_redis_cluster_transaction handles: */
+ * -EREMOTEIO with the MOVED error, which simul_redis_cluster_transaction handles. Close a
+ * transaction before the cluster (it holds a node connection, whose closing waits for it). */
 int simul_redis_cluster_txn_begin(simul_redis_cluster *cl, const char *hashkey,
                                   const char *const *watch, size_t nwatch, simul_redis_txn **out);
 /* The retry loop (simul_redis_transaction on a cluster). On a MOVED answer anywhere in an attempt

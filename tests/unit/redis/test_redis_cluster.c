@@ -12,6 +12,7 @@ typedef struct cluster {
     server sv[SERVERS_MAX];
     int n; /* servers: NODES, or 2 * NODES with a replica per master */
     char seed[32];
+    char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128], timeout[16]; /* to restart one */
 } cluster;
 
 static bool run_wait(const char *const *argv)
@@ -71,7 +72,8 @@ static void start_cluster_n(cluster *cl, int n, const char *node_timeout)
 {
     memset(cl, 0, sizeof *cl);
     cl->n = n;
-    char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128];
+    char(*busport)[16] = cl->busport, (*conf)[128] = cl->conf;
+    snprintf(cl->timeout, sizeof cl->timeout, "%s", node_timeout);
     for (int i = 0; i < n; i++) {
         for (;;) {
             int bp = free_port();
@@ -813,6 +815,54 @@ SIMUL_TASK_TEST(cluster_sharded_pubsub_follows_its_slot)
     return 0;
 }
 
+/* The slot's master restarted in place (same port, its nodes.conf): the subscription comes back
+ * on it once it accepts again. */
+SIMUL_TASK_TEST(cluster_sharded_pubsub_survives_node_restart)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+    const char *chans[] = {"{rs}:x"};
+    simul_redis_cluster_subscription *cs = NULL;
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 1, 0, &cs), 0);
+    sreader rd = {.cs = cs};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    spublish_seen(c, &rd, "{rs}:x", "before");
+    int m = owner(&cl, simul_redis_cluster_keyslot("{rs}", 4));
+    kill_server(&cl.sv[m], SIGKILL);
+    const char *extra[] = {"--cluster-enabled", "yes", "--cluster-config-file", cl.conf[m],
+                           "--cluster-port", cl.busport[m], "--cluster-node-timeout", cl.timeout,
+                           NULL};
+    assert_true(run_server(&cl.sv[m], extra));
+    int before = rd.got;
+    for (;;) {
+        simul_redis_reply *r = NULL;
+        const char *pub[] = {"SPUBLISH", "{rs}:x", "after"};
+        int rc = simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 3, pub, NULL);
+        long long n = rc == 0 ? r->integer : 0;
+        simul_redis_reply_free(r);
+        if (n == 1)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+    while (rd.got == before)
+        assert_int_equal(simul_yield(), 0);
+    assert_string_equal(rd.last, "after");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 1);
+    spublish_seen(c, &rd, "{rs}:x", "stop");
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), 0);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 SIMUL_TASK_TEST(cluster_sharded_pubsub_survives_failover)
 {
     (void)arg;
@@ -963,6 +1013,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(master_failover_followed),
         cmocka_unit_test(cluster_transactions),
         cmocka_unit_test(cluster_sharded_pubsub_follows_its_slot),
+        cmocka_unit_test(cluster_sharded_pubsub_survives_node_restart),
         cmocka_unit_test(cluster_sharded_pubsub_survives_failover),
         cmocka_unit_test(cluster_reads_from_replicas),
     };
