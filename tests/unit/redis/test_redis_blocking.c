@@ -224,6 +224,39 @@ SIMUL_TASK_TEST(blocking_command_cancelled_at_once)
     return 0;
 }
 
+/* The fallback: the shared connection cannot send CLIENT UNBLOCK (RESP2 in subscribe mode
+ * accepts no other command), so the dedicated connection is closed, as before; the server drops
+ * the blocked client and the element pushed later stays in the list. */
+SIMUL_TASK_TEST(blocking_command_unblock_fallback_closes)
+{
+    (void)arg;
+    REDIS_CASE_BEGIN(sv, guard, 20);
+    simul_redis_conn *c = connect_tcp(&sv, 2), *probe = connect_tcp(&sv, 2);
+    const char *ch[] = {"fallback-ch"};
+    simul_redis_subscription *sub = NULL;
+    assert_int_equal(simul_redis_subscribe(c, 0, ch, 1, 0, &sub), 0);
+    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "fallback", .b = "0"};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, -ECANCELED);
+    assert_null(b.r);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.unblocked, 0);
+    assert_int_equal(st.dedicated_closed, 1);
+    wait_blocked(probe, 0); /* the server saw the close */
+    assert_int_equal(call_int(probe, "RPUSH %s x", "fallback"), 1);
+    assert_int_equal(call_int(probe, "LLEN %s", "fallback"), 1);
+    assert_int_equal(call_int(probe, "DEL %s", "fallback"), 1);
+    assert_int_equal(simul_redis_subscription_close(sub), 0);
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    redis_case_end(&sv, &guard);
+    return 0;
+}
+
 /* The race: an element pushed while its popper is being cancelled (or its deadline expires).
  * Whichever wins at the server, the element is either still in the list or returned to the
  * caller (0 and the element, the cancel still pending): pushes == pops + what is left, every
@@ -434,6 +467,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cancelled_blocking_command_is_unblocked),
         cmocka_unit_test(deadline_blocking_command_is_unblocked),
         cmocka_unit_test(blocking_command_cancelled_at_once),
+        cmocka_unit_test(blocking_command_unblock_fallback_closes),
         cmocka_unit_test(cancel_racing_push_loses_nothing),
         cmocka_unit_test(deadline_racing_push_loses_nothing),
         cmocka_unit_test(pool_is_bounded),
