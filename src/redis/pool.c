@@ -239,6 +239,14 @@ void redis__pool_release(simul_redis_conn *c, simul_redis_conn *d, bool reuse)
  * fails (no id, c down, the deadline) — the old way, which loses such a reply. */
 #define UNBLOCK_TIMEOUT 1.0
 
+static void hand(simul_redis_reply **reply, simul_redis_reply *r)
+{
+    if (reply)
+        *reply = r;
+    else
+        simul_redis_reply_free(r);
+}
+
 static int unblock(simul_redis_conn *c, simul_redis_conn *d, cmd *k, int why,
                    simul_redis_reply **reply, bool *reuse)
 {
@@ -278,7 +286,7 @@ static int unblock(simul_redis_conn *c, simul_redis_conn *d, cmd *k, int why,
         simul_scope_end(&w);
         if (ended) {
             rc = wrc;
-            *reply = dr;
+            hand(reply, dr);
             break;
         }
         if (wrc != -ETIMEDOUT || simul_checkpoint() < 0)
@@ -294,7 +302,7 @@ static int unblock(simul_redis_conn *c, simul_redis_conn *d, cmd *k, int why,
             *reuse = wrc == 0 || wrc == -EREMOTEIO;
         } else if (ended) {
             rc = wrc;
-            *reply = dr;
+            hand(reply, dr);
         }
     }
     if (ended && !ours) {
