@@ -4,7 +4,9 @@
  * once and refreshes the whole map (single-flight), an ASK answer is obeyed once (ASKING + the
  * command, contiguous on the target) without touching the map, so a slot migrating under traffic
  * costs the caller a redirect, never an error. Keys are found from the server's own COMMAND
- * table (first/last/step), COMMAND GETKEYS for the commands whose keys move. */
+ * table (first/last/step), COMMAND GETKEYS for the commands whose keys move. Transactions live in
+ * one slot and start over on a MOVED; a sharded subscription subscribes again wherever its slot
+ * went; readonly commands may go to a replica, falling back to the master. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,8 +1,10 @@
 /* pool.c — the bounded pool of dedicated connections beside the shared one: blocking commands
  * (BLPOP, XREAD BLOCK, WAIT, ...) and transactions run there, one caller per connection, so the
  * shared pipeline never waits behind them. The idea: a connection comes back to the pool only
- * with nothing pending on it; one whose caller left mid-command is closed, so no later caller
- * can ever read a reply that was not its own. */
+ * with nothing pending on it. One whose caller left mid-command is ended on the server by CLIENT
+ * UNBLOCK (over the shared connection) and its reply read before reuse; a reply that beat the
+ * unblock is data the server already gave away, so the caller gets it; when that cannot be done
+ * the connection is closed, so no later caller can ever read a reply that was not its own. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

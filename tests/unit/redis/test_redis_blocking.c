@@ -1,7 +1,9 @@
 /* test_redis_blocking.c — blocking commands on the pool of dedicated connections, against the
  * suite's redis-server: the shared connection keeps serving while they block; cancel and deadline
- * close their connection (never reused with a reply pending); the pool is bounded; close ends
- * them. Every wait is for a state the server reports (blocked_clients, stats), under a deadline. */
+ * end them with CLIENT UNBLOCK and keep their connection (closed only when that cannot be done),
+ * and an element popped just before a cancel is returned, never lost (raced many times); the
+ * pool is bounded; close ends them. Every wait is for a state the server reports
+ * (blocked_clients, stats), under a deadline. */
 #include "redis_server.h"
 
 typedef struct blocker {

@@ -1,9 +1,11 @@
 /* test_redis_cluster.c — the cluster client against a three-master Redis Cluster that each case
  * starts (three redis-servers with --cluster-enabled, on free ports with free bus ports, joined
  * by `redis-cli --cluster create`) and stops: routing by slot with per-node pipelining, CROSSSLOT
- * refused locally, movable keys, pipelines split per node, a MOVED after the map changed, and a
+ * refused locally, movable keys, pipelines split per node, a MOVED after the map changed, a
  * slot migrated key by key while tasks keep writing to it (ASK / MOVED / TRYAGAIN followed, no
- * error reaches them). Waits are for cluster state (cluster_state:ok, slots agreed). */
+ * error reaches them), transactions in one slot, sharded pub/sub following its slot (resharding,
+ * restart, failover), reads from replicas. Waits are for cluster state (cluster_state:ok, slots
+ * agreed, SPUBLISH's receiver count, INFO commandstats). */
 #include "redis_server.h"
 
 enum { NODES = 3, SERVERS_MAX = 6 }; /* three masters; with replicas, one each */
