@@ -236,7 +236,11 @@ typedef struct simul_redis_opts {
      * 0: 8. A caller finding all of them busy waits for one, bounded by its deadline. */
     unsigned pool_size;
     /* Client-side caching (opt-in): 0 is off. Otherwise the connection sends CLIENT TRACKING ON
-     * (RESP3 only: on a RESP2 connection nothing is cached) and keeps the replies of single-key
+     * (RESP3: invalidations arrive as pushes on the same connection; RESP2: on a second
+     * connection of its own, subscribed to __redis__:invalidate, that tracking is redirected to
+     * with CLIENT TRACKING ON REDIRECT <its id>; while that one is down, nothing is cached, and
+     * its loss empties the cache; as the two streams are not ordered, a RESP2 read is kept only
+     * if no invalidation at all arrived while it was in flight) and keeps the replies of single-key
      * reads (GET, HGET, HGETALL, LRANGE, SMEMBERS, ZRANGE, ... see redis.h below) up to about
      * this many bytes, least recently used first out; the server's invalidation pushes drop the
      * entries of a changed key. Dedicated connections (blocking commands, transactions) do not
@@ -284,9 +288,19 @@ int simul_redis_close(simul_redis_conn *c);
  * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
  * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
  * connection is never held up. Such a command is cancellable and honours the caller's deadline
- * like any other: a cancelled or timed-out blocking command's connection is closed (the server
- * drops the blocked client), never reused with its reply pending; one that completes returns its
- * connection to the pool. Explicit pipelines always run on the shared connection. */
+ * like any other. When its caller leaves (cancel, deadline), the client ends the command on the
+ * server, shielded and within about a second: CLIENT UNBLOCK <the dedicated connection's CLIENT
+ * ID> over the shared connection, then the dedicated connection's reply (the command's timeout
+ * reply) is read and dropped and the connection goes back to the pool. The race this must
+ * settle: the server may have served the command (popped the element, moved it, delivered the
+ * stream entries to a group) just before the cancel. That reply is real data that exists nowhere
+ * else any more, so it is NOT dropped: the call returns 0 and the reply (stats: unblock_late),
+ * and the caller's cancel stays pending for its next suspension (cancellation is level-triggered;
+ * a deadline has expired anyway). So a cancelled BLPOP returns either -ECANCELED / -ETIMEDOUT and
+ * took nothing, or 0 and the element it took. If the unblock cannot be done (the shared
+ * connection is down, the server does not give the client id, no answer within the bound) the
+ * dedicated connection is closed instead, never reused with a reply pending. Explicit pipelines
+ * always run on the shared connection. */
 
 /* Suspends until the reply of one command, argv[0..argc) (argvlen NULL: C strings).
  * Returns 0 and *reply (the caller frees it with simul_redis_reply_free), or:
@@ -294,7 +308,8 @@ int simul_redis_close(simul_redis_conn *c);
  *               SIMUL_REDIS_ERROR, the message in str), the caller frees it. The connection is
  *               fine. Only a top-level error counts (errors inside EXEC's array stay in the tree).
  *   -ECANCELED / -ETIMEDOUT  the caller was cancelled or its deadline expired first (the command
- *               may or may not have run; its reply, when it comes, is dropped);
+ *               may or may not have run; its reply, when it comes, is dropped; for a blocking
+ *               command, see above: it did not run, or the call returns its reply);
  *   -ECONNRESET (EOF or reset), -EPIPE, -EPROTO (malformed reply), -EMSGSIZE (a reply over the
  *               limits), another read / write error: the connection failed while the command was
  *               in flight; it was not resent (see SIMUL_REDIS_RETRY_SAFE);
@@ -351,9 +366,13 @@ typedef struct simul_redis_stats {
     uint64_t flow_waits;      /* commands that waited for the write queue to drain below its
                                  high-water mark (SIMUL_STREAM_HIGH_WATER) before going out */
     uint64_t dedicated_opened; /* dedicated connections made (blocking commands, transactions) */
-    uint64_t dedicated_closed; /* of those, closed: cancelled / timed out with a reply pending,
+    uint64_t dedicated_closed; /* of those, closed: cancelled / timed out and not unblocked,
                                   failed, or closed with the connection */
     uint64_t pool_waits;       /* callers that found every dedicated connection busy */
+    uint64_t unblocked;        /* cancelled / timed-out blocking commands ended by CLIENT UNBLOCK
+                                  (their connection kept) */
+    uint64_t unblock_late;     /* cancelled / timed-out blocking commands whose reply came first:
+                                  handed to the caller (0 and the reply) instead of lost */
     uint64_t txn_conflicts;    /* simul_redis_transaction attempts whose EXEC found a watched
                                   key changed (and were retried) */
     uint64_t script_fallbacks; /* simul_redis_script_call's NOSCRIPT answers (then EVAL) */
@@ -362,6 +381,7 @@ typedef struct simul_redis_stats {
     uint64_t cache_invalidations; /* keys invalidated by the server (a flush counts one) */
     uint64_t cache_evictions;     /* entries dropped for the memory bound */
     uint64_t cache_bytes;         /* bytes held by the cache now */
+    uint64_t tracker_setups;      /* RESP2 caching: invalidation connections set up */
 } simul_redis_stats;
 /* Copies the connection's counters (simul_redis_stats, counted since simul_redis_connect, over
  * every reconnect) into *out. Does nothing if c or out is NULL. Never suspends. */
@@ -459,9 +479,11 @@ int simul_redis_subscribe(simul_redis_conn *c, unsigned flags, const char *const
 
 /* Suspends until the next message and hands it over: a reply the caller frees, an array or push
  * ["message", channel, payload], ["pmessage", pattern, channel, payload] or
- * ["smessage", channel, payload]. Returns 0;
- * -ECANCELED / -ETIMEDOUT (nothing taken); -ESHUTDOWN once the connection closes; -EBUSY if
- * another task is reading it. */
+ * ["smessage", channel, payload]; or ["sunsubscribe", channel, count] when the server itself
+ * ended a sharded subscription (its slot moved to another cluster node; nothing more will come
+ * for that channel here). Returns 0; -ECANCELED / -ETIMEDOUT (nothing taken); -ESHUTDOWN once the
+ * connection closes, or (no_reconnect) is lost, after what was queued; -EBUSY if another task is
+ * reading it. */
 int simul_redis_subscription_next(simul_redis_subscription *s, simul_redis_reply **msg);
 /* Messages dropped because the queue was full. */
 uint64_t simul_redis_subscription_dropped(const simul_redis_subscription *s);
@@ -493,6 +515,14 @@ typedef struct simul_redis_sentinel_opts {
     const char *sentinel_password; /* AUTH to the sentinels; NULL: none */
     simul_redis_opts node;         /* the master connection's options (host, port, unix_path and
                                       connect_cb are ignored) */
+    /* Reads from a replica (redis-py's Sentinel.slave_for): every connection attempt asks the
+     * sentinels for the master's replicas (SENTINEL REPLICAS) and connects to one they consider
+     * up (not s_down, o_down or disconnected, link to the master ok) that answers ROLE as a
+     * replica; replicas take turns from one attempt to the next. When none can be reached, the
+     * connection goes to the master instead. So a replica's death makes the connection reconnect
+     * (its commands in flight fail, as for any lost connection; SIMUL_REDIS_RETRY_SAFE resends)
+     * to another replica or the master. Writes on it get the replica's READONLY error. */
+    bool replica;
 } simul_redis_sentinel_opts;
 
 /* Suspends. As simul_redis_connect, to the master of opts->master_name; also -ENOENT (no
@@ -525,8 +555,7 @@ int simul_redis_sentinel_master_addr(const simul_redis_sentinel_opts *opts, char
  * - More than max_redirects redirects (MOVED, ASK) for one command: -ELOOP. Waits (TRYAGAIN,
  *   CLUSTERDOWN, no node reachable) end after 64 pauses (about 20 s) with -EAGAIN, or sooner at
  *   the caller's deadline.
- * Not in this slice: pub/sub and transactions on a cluster (use simul_redis_connect to the
- * node that serves the slot), reading from replicas. */
+ * Transactions and sharded pub/sub: see below; reads from replicas: read_from_replicas. */
 typedef struct simul_redis_cluster simul_redis_cluster;
 
 typedef struct simul_redis_cluster_opts {
@@ -535,6 +564,15 @@ typedef struct simul_redis_cluster_opts {
     simul_redis_opts node;  /* for each node connection: auth, protocol, timeouts, limits,
                                pool_size (host, port, unix_path, connect_cb and db are ignored) */
     unsigned max_redirects; /* per command; 0: 16 */
+    /* Reads from replicas (redis-py's read_from_replicas; simul_redis_cluster_command*, while
+     * cluster pipelines stay on the masters): a command the server flags readonly
+     * (GET, MGET, HGETALL, XRANGE, EVALSHA_RO, ...; not a blocking one) goes to a replica of its
+     * slot's master, on a connection that has sent READONLY; several replicas of one master
+     * share its slot ranges. A replica that cannot be reached, refuses READONLY or is lost with
+     * the read in flight: the read goes to the master (reads are safe to resend) and the map is
+     * read again. Replicas replicate asynchronously: a read may not see a write just made
+     * (WAIT after the write, or leave this off, when that matters). */
+    bool read_from_replicas;
 } simul_redis_cluster_opts;
 
 /* Suspends. Reads the slot map and the command table from the seeds. 0 and *out; -ENOTCONN (no
@@ -570,6 +608,61 @@ int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_red
                                       int *results);
 void simul_redis_cluster_pipeline_free(simul_redis_cluster_pipeline *p);
 
+/* Transactions on a cluster (redis-py's RedisCluster pipeline(transaction=True)): a transaction
+ * lives in one slot, on a dedicated connection of the slot's master. The slot is hashkey's and
+ * every watched key's (hashkey NULL: the watched keys'); keys in two slots are -EXDEV at once,
+ * nothing sent, and so is any command of the transaction (simul_redis_txn_command / _queue)
+ * whose keys are not in that slot (a command whose keys only COMMAND GETKEYS can name is
+ * checked when run with simul_redis_txn_command, and left to the server's CROSSSLOT, which
+ * aborts EXEC, when queued). The transaction is then an ordinary simul_redis_txn (txn_command,
+ * txn_queue, txn_exec, txn_close). simul_redis_cluster_txn_begin follows MOVED answers to WATCH;
+ * later ones (to a read, to a queued command: EXEC then aborts, nothing ran) are the caller's
+ * -EREMOTEIO with the MOVED error, which simul_redis_cluster_transaction handles. Close a
+ * transaction before the cluster (it holds a node connection, whose closing waits for it). */
+int simul_redis_cluster_txn_begin(simul_redis_cluster *cl, const char *hashkey,
+                                  const char *const *watch, size_t nwatch, simul_redis_txn **out);
+/* The retry loop (simul_redis_transaction on a cluster). On a MOVED answer anywhere in an attempt
+ * (WATCH, a read, a queued command: EXEC's EXECABORT, so nothing ran) the slot is fixed in the
+ * map, the map is read again and the whole attempt starts over on the new master, fn included
+ * (its reads are stale); an ASK answer (the slot is being migrated, its keys may be on two nodes,
+ * which no transaction can span) waits a growing pause and starts over, as TRYAGAIN. A node lost
+ * before EXEC went out: start over elsewhere; lost with EXEC in flight: the error (it may have
+ * run). A watched key changed: start over, up to max_attempts (0: no bound) as
+ * simul_redis_transaction. Redirects are bounded by max_redirects (-ELOOP). Returns exec's result
+ * and *reply, -EXDEV, -EINVAL (no key to route by), fn's error. */
+int simul_redis_cluster_transaction(simul_redis_cluster *cl, const char *hashkey,
+                                    const char *const *watch, size_t nwatch,
+                                    simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
+                                    simul_redis_reply **reply);
+
+/* Sharded pub/sub on a cluster (SSUBSCRIBE; redis-py's RedisCluster pubsub ssubscribe): the
+ * channels must hash to one slot (-EXDEV otherwise, nothing sent); the subscription lives on the
+ * slot's master, on a connection of its own, and follows the slot: when the server ends it (the
+ * slot was migrated: a "sunsubscribe" push) or its node's connection is lost (a crash, a restart,
+ * a failover), the reader's next call reads the map again and subscribes where the slot lives
+ * now, waiting (growing pauses, within about 20 s and the caller's deadline) while no node
+ * serves it. Messages published while it moves are lost (pub/sub is at-most-once). A reader
+ * waiting in _next when that happens resubscribes at once. SPUBLISH goes through
+ * simul_redis_cluster_command as any keyed command. Close subscriptions before the cluster; one
+ * still open when the cluster closes wakes its reader (-ESHUTDOWN) and is freed with it. */
+typedef struct simul_redis_cluster_subscription simul_redis_cluster_subscription;
+/* Suspends until subscribed. bound: as simul_redis_subscribe. 0 and *out; -EXDEV, -EINVAL,
+ * -EAGAIN (no node took it after the waits), -ECANCELED, -ETIMEDOUT, -ENOMEM, -ESHUTDOWN. */
+int simul_redis_cluster_ssubscribe(simul_redis_cluster *cl, const char *const *channels, size_t n,
+                                   size_t bound, simul_redis_cluster_subscription **out);
+/* Suspends until the next message, ["smessage", channel, payload] (resubscribing first if the
+ * slot moved or the node was lost). 0 and *msg (the caller frees it); -ECANCELED / -ETIMEDOUT;
+ * -ESHUTDOWN (the cluster is closing); -EBUSY (another task is reading); -EAGAIN (no node took
+ * the subscription after the waits; the next call tries again). */
+int simul_redis_cluster_subscription_next(simul_redis_cluster_subscription *cs,
+                                          simul_redis_reply **msg);
+/* Messages dropped for the bound, over every resubscription. */
+uint64_t simul_redis_cluster_subscription_dropped(const simul_redis_cluster_subscription *cs);
+/* Times it subscribed again after a slot move or a lost node. */
+uint64_t simul_redis_cluster_subscription_resubscribes(const simul_redis_cluster_subscription *cs);
+/* Suspends (shielded). SUNSUBSCRIBE, its connection closed, the subscription freed. 0. */
+int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs);
+
 typedef struct simul_redis_cluster_stats {
     uint64_t moved;           /* MOVED answers followed */
     uint64_t asks;            /* commands sent with ASKING after an ASK answer */
@@ -579,6 +672,8 @@ typedef struct simul_redis_cluster_stats {
     uint64_t crossslot;       /* commands refused locally with -EXDEV */
     uint64_t getkeys;         /* COMMAND GETKEYS round trips (movable keys) */
     uint64_t pipeline_groups; /* per-node pipelines sent by cluster pipelines */
+    uint64_t replica_reads;     /* commands answered by a replica (read_from_replicas) */
+    uint64_t replica_fallbacks; /* reads sent to the master because their replica failed */
 } simul_redis_cluster_stats;
 /* Copies the cluster client's counters into *out (does not suspend). */
 void simul_redis_cluster_get_stats(const simul_redis_cluster *cl, simul_redis_cluster_stats *out);

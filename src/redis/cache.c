@@ -52,7 +52,7 @@ bool redis__cacheable_name(const char *name, size_t n)
 bool redis__cacheable(const simul_redis_conn *c, int argc, const char *const *argv,
                       const size_t *argvlen)
 {
-    if (!c->cache || c->proto != 3 || argc < 2)
+    if (!c->cache || argc < 2 || (c->proto != 3 && !(c->tracking2 && c->inval)))
         return false;
     return redis__cacheable_name(argv[0], argvlen ? argvlen[0] : strlen(argv[0]));
 }
@@ -338,6 +338,24 @@ static void invalidate_key(simul_redis_conn *c, const char *key, size_t n)
     c->st.cache_bytes = k->bytes;
 }
 
+/* keys: the invalidated keys (an array), or nil / NULL: everything (FLUSHALL, FLUSHDB, or the
+ * server forgot what we read because its tracking table is full). */
+static void invalidate(simul_redis_conn *c, const simul_redis_reply *keys)
+{
+    c->inval_seq++;
+    if (!keys || keys->type == SIMUL_REDIS_NIL) {
+        redis__cache_flush(c);
+        c->st.cache_invalidations++;
+        return;
+    }
+    for (size_t i = 0; i < simul_redis_reply_len(keys); i++) {
+        size_t kn = 0;
+        const char *key = simul_redis_reply_str(simul_redis_reply_elem(keys, i), &kn);
+        if (key)
+            invalidate_key(c, key, kn);
+    }
+}
+
 bool redis__cache_push(simul_redis_conn *c, simul_redis_reply *r)
 {
     const simul_redis_reply *kind = simul_redis_reply_elem(r, 0);
@@ -345,22 +363,131 @@ bool redis__cache_push(simul_redis_conn *c, simul_redis_reply *r)
     const char *s = simul_redis_reply_str(kind, &n);
     if (!c->cache || r->type != SIMUL_REDIS_PUSH || !s || n != 10 || memcmp(s, "invalidate", 10))
         return false;
-    const simul_redis_reply *keys = simul_redis_reply_elem(r, 1);
-    c->inval_seq++;
-    if (!keys || keys->type == SIMUL_REDIS_NIL) {
-        /* FLUSHALL / FLUSHDB, or the server forgot what we read (its tracking table is full). */
-        redis__cache_flush(c);
-        c->st.cache_invalidations++;
-    } else {
-        for (size_t i = 0; i < simul_redis_reply_len(keys); i++) {
-            size_t kn = 0;
-            const char *key = simul_redis_reply_str(simul_redis_reply_elem(keys, i), &kn);
-            if (key)
-                invalidate_key(c, key, kn);
-        }
-    }
+    invalidate(c, simul_redis_reply_elem(r, 1));
     simul_redis_reply_free(r);
     return true;
+}
+
+/* ---- RESP2: the invalidation connection ------------------------------------------------------
+ * RESP2 has no push replies, so the server sends invalidations as pub/sub messages on
+ * __redis__:invalidate to another connection named by CLIENT TRACKING ON REDIRECT <its id>. The
+ * two streams are not ordered against each other: an invalidation may be read before the reply it
+ * makes stale. So a read is kept only if no invalidation at all arrived between its sending and
+ * its storing (redis__cached_command takes the count before sending). If the invalidation
+ * connection is lost, invalidations are lost with it: the cache is emptied and nothing is cached
+ * until a new one is up and this connection's tracking redirected to it. */
+
+static int tracker_setup(simul_redis_conn *c)
+{
+    simul_redis_opts o = c->o;
+    o.protocol = 2;
+    o.no_reconnect = true; /* its loss must be seen: the tracker makes a new one */
+    o.cache_bytes = 0;
+    o.pool_size = 1;
+    o.limits = c->has_limits ? &c->limits : NULL;
+    simul_redis_conn *inv = NULL;
+    int rc = simul_redis_connect(&o, &inv);
+    if (rc < 0)
+        return rc;
+    simul_redis_reply *r = NULL;
+    const char *idv[] = {"CLIENT", "ID"};
+    enc e = {.argc = 2, .argv = idv};
+    rc = redis__execute(inv, 0, CMD_NORMAL, 0, &e, &r);
+    long long id = simul_redis_reply_integer(r);
+    simul_redis_reply_free(r);
+    r = NULL;
+    simul_redis_subscription *sub = NULL;
+    const char *ch[] = {"__redis__:invalidate"};
+    if (rc == 0)
+        rc = id > 0 ? simul_redis_subscribe(inv, 0, ch, 1, 0, &sub) : -EPROTO;
+    if (rc < 0) {
+        simul_redis_close(inv);
+        return rc;
+    }
+    c->inval = inv;
+    c->inval_sub = sub;
+    c->redirect_id = id;
+    if (c->connected) {
+        char ids[32];
+        snprintf(ids, sizeof ids, "%lld", id);
+        const char *tv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", ids};
+        enc te = {.argc = 5, .argv = tv};
+        rc = redis__execute(c, 0, CMD_NORMAL, 0, &te, &r);
+        simul_redis_reply_free(r);
+        /* Down meanwhile: the handshake of the reconnection turns it on. */
+        c->tracking2 = rc == 0;
+    }
+    redis__cache_flush(c); /* whatever was read before is not tracked to this connection */
+    c->st.tracker_setups++;
+    return 0;
+}
+
+static void tracker_down(simul_redis_conn *c)
+{
+    c->tracking2 = false;
+    c->redirect_id = 0;
+    redis__cache_flush(c);
+    if (c->inval_sub)
+        simul_redis_subscription_close(c->inval_sub);
+    c->inval_sub = NULL;
+    simul_redis_close(c->inval);
+    c->inval = NULL;
+}
+
+static int tracker_main(void *arg)
+{
+    simul_redis_conn *c = arg;
+    double d = c->o.reconnect_min;
+    while (!c->closing) {
+        if (!c->inval) {
+            int rc = tracker_setup(c);
+            if (rc == -ECANCELED || c->closing)
+                break;
+            if (rc < 0) {
+                uint64_t x = c->rng = c->rng * 6364136223846793005ull + 1442695040888963407ull;
+                double j = (double)(x >> 11) / 9007199254740992.0;
+                if (simul_sleep(d / 2 + j * d / 2) < 0)
+                    break;
+                d = d * 2 < c->o.reconnect_max ? d * 2 : c->o.reconnect_max;
+                continue;
+            }
+            d = c->o.reconnect_min;
+        }
+        simul_redis_reply *m = NULL;
+        int rc = simul_redis_subscription_next(c->inval_sub, &m);
+        if (rc == 0) {
+            /* ["message", "__redis__:invalidate", [keys] or nil] */
+            invalidate(c, simul_redis_reply_elem(m, 2));
+            simul_redis_reply_free(m);
+            continue;
+        }
+        if (rc == -ECANCELED || c->closing)
+            break;
+        tracker_down(c); /* lost: invalidations may have been missed */
+    }
+    return 0;
+}
+
+void redis__cache_tracker_start(simul_redis_conn *c)
+{
+    if (tracker_setup(c) < 0)
+        c->inval = NULL; /* the task tries again */
+    simul_task_opts to = {.name = "redis-tracker", .stack_size = 0};
+    if (simul_task_spawn(&c->tracker, tracker_main, c, &to) < 0) {
+        c->tracker = NULL;
+        tracker_down(c); /* no task to read invalidations: no caching */
+    }
+}
+
+void redis__cache_tracker_stop(simul_redis_conn *c)
+{
+    if (c->tracker) {
+        simul_task_cancel(c->tracker);
+        simul_task_join(c->tracker, NULL);
+        c->tracker = NULL;
+    }
+    if (c->inval)
+        tracker_down(c);
 }
 
 int redis__cached_command(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply, int argc,
@@ -393,13 +520,14 @@ int redis__cached_command(simul_redis_conn *c, unsigned flags, simul_redis_reply
         return 0;
     }
     c->st.cache_misses++;
-    uint64_t seq = 0;
+    uint64_t seq = 0, sent = c->inval_seq;
     simul_redis_reply *r = NULL;
     enc en = {.argc = argc, .argv = argv, .argvlen = argvlen, .seq = &seq};
     int rc = redis__execute(c, flags, CMD_NORMAL, 0, &en, &r);
     /* Kept only when nothing was invalidated (nor the connection made again) since the server
      * answered: else the value may already be old. The cache may be gone if c closed. */
-    if (rc == 0 && c->cache && seq == c->inval_seq && c->connected && !c->closing)
+    if (rc == 0 && c->cache && seq == c->inval_seq && c->connected && !c->closing &&
+        (c->proto == 3 || (sent == c->inval_seq && c->tracking2 && c->inval)))
         store(c, &cmd, h, argv[1], argvlen ? argvlen[1] : strlen(argv[1]), r);
     simul_redis_buf_free(&cmd);
     if (reply)

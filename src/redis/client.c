@@ -294,6 +294,17 @@ static int push_dispatch(simul_redis_conn *c, simul_redis_reply *r, bool in_hand
     }
     if (redis__cache_push(c, r)) /* a client-side caching invalidation (cache.c) */
         return 0;
+    if (str_is(kind, "sunsubscribe") && !in_handshake && !(c->head && c->head->kind == CMD_UNSUB)) {
+        /* Not ours: the server ended a sharded subscription (in a cluster, its slot moved to
+         * another node). Its reader is told, as a message, so it can subscribe where it lives
+         * now (simul_redis_cluster_ssubscribe does). */
+        simul_redis_subscription *s = name ? sub_find(c, name, n, SUB_SHARD) : NULL;
+        if (s)
+            deliver(s, r);
+        else
+            simul_redis_reply_free(r);
+        return 0;
+    }
     bool confirm = is_confirm(kind);
     simul_redis_reply_free(r);
     if (!confirm)
@@ -425,6 +436,7 @@ static int handshake(simul_redis_conn *c)
     simul_redis_reply *r = NULL;
     int rc;
     c->proto = 2;
+    c->client_id = 0;
     if (c->o.protocol != 2) {
         const char *argv[7] = {"HELLO", "3"};
         int argc = 2;
@@ -440,6 +452,8 @@ static int handshake(simul_redis_conn *c)
         rc = hs_call(c, &r, argc, argv);
         if (rc == 0) {
             c->proto = 3;
+            /* HELLO names the server's id for this connection (CLIENT UNBLOCK needs it). */
+            c->client_id = simul_redis_reply_integer(simul_redis_reply_map_get(r, "id"));
         } else if (rc == -EREMOTEIO) {
             size_t n;
             const char *m = simul_redis_reply_str(r, &n);
@@ -484,11 +498,23 @@ static int handshake(simul_redis_conn *c)
     if (c->cache) {
         /* A new connection: what was cached may have changed while nobody told us. */
         redis__cache_flush(c);
+        c->tracking2 = false;
         if (c->proto == 3) {
             const char *argv[] = {"CLIENT", "TRACKING", "ON"};
             rc = hs_call(c, &r, 3, argv);
             simul_redis_reply_free(r);
             if (rc < 0)
+                return rc;
+        } else if (c->redirect_id > 0) {
+            /* RESP2: to the invalidation connection (cache.c); if that is gone meanwhile, no
+             * caching until it is back (the tracker turns it on again). */
+            char id[32];
+            snprintf(id, sizeof id, "%lld", c->redirect_id);
+            const char *argv[] = {"CLIENT", "TRACKING", "ON", "REDIRECT", id};
+            rc = hs_call(c, &r, 5, argv);
+            simul_redis_reply_free(r);
+            c->tracking2 = rc == 0;
+            if (rc < 0 && rc != -EREMOTEIO)
                 return rc;
         }
     }
@@ -550,6 +576,9 @@ static int reader_main(void *arg)
         if (c->o.no_reconnect) {
             c->dead = true;
             simul_event_set(c->ready); /* waiters see `dead` */
+            /* Nothing will come any more: readers get what is queued, then -ESHUTDOWN. */
+            for (simul_redis_subscription *s = c->subs; s; s = s->next)
+                simul_queue_shutdown(s->q, false, free_reply_item);
             break;
         }
         double d = c->o.reconnect_min;
@@ -648,6 +677,8 @@ int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out)
         if (rc < 0)
             conn_drop(c, rc);
     }
+    if (rc == 0 && c->cache && c->proto == 2)
+        redis__cache_tracker_start(c);
     if (rc < 0) {
         conn_free(c);
         return rc;
@@ -664,6 +695,7 @@ int simul_redis_close(simul_redis_conn *c)
     bool shielded = simul_scope_shield(&shield) == 0;
     c->closing = true;
     simul_event_set(c->ready); /* waiters for the connection see `closing` */
+    redis__cache_tracker_stop(c);
     if (c->reader) {
         simul_task_cancel(c->reader);
         simul_task_join(c->reader, NULL);
@@ -788,6 +820,102 @@ int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirm
     }
     redis__leave(c);
     return rc;
+}
+
+int redis__execute_held(simul_redis_conn *c, const enc *e, simul_redis_reply **reply,
+                        cmd **held)
+{
+    *held = NULL;
+    if (c->closing)
+        return -ESHUTDOWN;
+    redis__enter(c);
+    int rc = wait_ready(c);
+    cmd *k = rc < 0 ? NULL : cmd_get(c);
+    if (rc == 0 && !k)
+        rc = -ENOMEM;
+    if (rc < 0) {
+        redis__leave(c);
+        return rc;
+    }
+    size_t mark = c->out.len;
+    ssize_t n = redis__encode(&c->out, e);
+    if (n >= 0)
+        n = schedule_flush(c);
+    if (n < 0) {
+        c->out.len = mark;
+        cmd_put(c, k);
+        redis__leave(c);
+        return (int)n;
+    }
+    k->kind = CMD_NORMAL;
+    k->confirms = 0;
+    if (c->tail)
+        c->tail->next = k;
+    else
+        c->head = k;
+    c->tail = k;
+    c->st.commands++;
+    rc = simul_event_wait(k->done_ev);
+    if (!k->done) {
+        *held = k; /* still in the FIFO; the caller ends it (redis__held_*) */
+        return rc;
+    }
+    rc = k->result;
+    if (reply)
+        *reply = k->reply;
+    else
+        simul_redis_reply_free(k->reply);
+    cmd_put(c, k);
+    redis__leave(c);
+    return rc;
+}
+
+bool redis__held_unsend(simul_redis_conn *c, cmd *k)
+{
+    /* Still in the output buffer, the only command pending (a dedicated connection has one
+     * caller): nothing of it reached the server, so taking it back leaves the stream clean. */
+    if (!c->flush_scheduled || c->head != k || k->next || c->out.len == 0)
+        return false;
+    simul_handle_cancel(c->flush_h);
+    c->flush_scheduled = false;
+    c->out.len = 0;
+    fifo_pop(c);
+    cmd_put(c, k);
+    redis__leave(c);
+    return true;
+}
+
+bool redis__held_done(const cmd *k)
+{
+    return k->done;
+}
+
+int redis__held_wait(simul_redis_conn *c, cmd *k, simul_redis_reply **reply, bool *ended)
+{
+    *ended = false;
+    int rc = simul_event_wait(k->done_ev);
+    if (!k->done)
+        return rc; /* still held */
+    *ended = true;
+    rc = k->result;
+    if (reply)
+        *reply = k->reply;
+    else
+        simul_redis_reply_free(k->reply);
+    cmd_put(c, k);
+    redis__leave(c);
+    return rc;
+}
+
+void redis__held_abandon(simul_redis_conn *c, cmd *k)
+{
+    if (k->done) {
+        simul_redis_reply_free(k->reply);
+        cmd_put(c, k);
+    } else {
+        k->abandoned = true;
+    }
+    redis__leave(c);
 }
 
 static bool is_sub_command(const char *name, size_t n)

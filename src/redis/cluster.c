@@ -4,7 +4,9 @@
  * once and refreshes the whole map (single-flight), an ASK answer is obeyed once (ASKING + the
  * command, contiguous on the target) without touching the map, so a slot migrating under traffic
  * costs the caller a redirect, never an error. Keys are found from the server's own COMMAND
- * table (first/last/step), COMMAND GETKEYS for the commands whose keys move. */
+ * table (first/last/step), COMMAND GETKEYS for the commands whose keys move. Transactions live in
+ * one slot and start over on a MOVED; a sharded subscription subscribes again wherever its slot
+ * went; readonly commands may go to a replica, falling back to the master. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,17 +18,21 @@
 #define SLOTS 16384
 #define MAX_REDIRECTS_DEFAULT 16
 #define MAX_WAITS 64
+#define REPLICA_AVOID_NS 1000000000ull
 
 typedef struct node {
     char *host, *port;
     simul_redis_conn *conn; /* NULL until first used, or after it failed */
     bool connecting;        /* a task is making conn: others wait on cl->changed */
+    bool readonly;          /* READONLY was sent on conn (replica reads) */
+    uint64_t avoid_until;   /* replica reads skip it until then (simul_now_ns): it failed */
 } node;
 
 typedef struct keyspec {
     char *name; /* lower case */
     int first, last, step;
     bool movable;
+    bool readonly; /* flagged readonly (and not write): may be read from a replica */
 } keyspec;
 
 struct simul_redis_cluster {
@@ -37,6 +43,8 @@ struct simul_redis_cluster {
     node **nodes;
     size_t nnodes;
     int slot[SLOTS]; /* node index, -1: unknown */
+    int replica[SLOTS]; /* a replica's node index (read_from_replicas), -1: none */
+    bool read_replicas;
     keyspec *specs;
     size_t nspecs;
     bool refreshing;
@@ -45,6 +53,7 @@ struct simul_redis_cluster {
     unsigned users;
     bool closing;
     simul_event *idle;
+    struct simul_redis_cluster_subscription *subs; /* sharded subscriptions not yet closed */
     simul_redis_cluster_stats st;
 };
 
@@ -158,6 +167,7 @@ static int node_conn(simul_redis_cluster *cl, int idx, simul_redis_conn **out)
             return -ESHUTDOWN;
         }
         x->conn = c;
+        x->readonly = false;
         cl->st.node_connects++;
     }
 }
@@ -168,10 +178,11 @@ static int apply_slots(simul_redis_cluster *cl, const simul_redis_reply *r, int 
 {
     if (!r || r->type != SIMUL_REDIS_ARRAY)
         return -EPROTO;
-    int *map = malloc(SLOTS * sizeof *map); /* 64 KiB: not on a task's stack */
+    int *map = malloc(2 * SLOTS * sizeof *map); /* 128 KiB: not on a task's stack */
     if (!map)
         return -ENOMEM;
-    for (int i = 0; i < SLOTS; i++)
+    int *rmap = map + SLOTS;
+    for (int i = 0; i < 2 * SLOTS; i++)
         map[i] = -1;
     int rc = 0;
     for (size_t i = 0; i < r->len; i++) {
@@ -207,9 +218,35 @@ static int apply_slots(simul_redis_cluster *cl, const simul_redis_reply *r, int 
         }
         for (long long s = lo->integer; s <= hi->integer; s++)
             map[s] = idx;
+        /* Its replicas follow the master; a range is read from one of them, picked by the
+         * range's position so that several replicas share the reads of their master. */
+        size_t nrep = r->elem[i].len > 3 ? r->elem[i].len - 3 : 0;
+        int ridx = -1;
+        for (size_t k = 0; k < nrep && ridx < 0; k++) {
+            const simul_redis_reply *rp = simul_redis_reply_elem(e, 3 + (i + k) % nrep);
+            size_t rhn = 0;
+            const char *rh = simul_redis_reply_str(simul_redis_reply_elem(rp, 0), &rhn);
+            const simul_redis_reply *rport = simul_redis_reply_elem(rp, 1);
+            if (!rh || rhn == 0 || (rhn == 1 && rh[0] == '?') || !rport ||
+                rport->type != SIMUL_REDIS_INTEGER)
+                continue;
+            char rps[16];
+            int rpn = snprintf(rps, sizeof rps, "%lld", rport->integer);
+            ridx = node_find_or_add(cl, rh, rhn, rps, (size_t)rpn);
+            if (ridx < 0) {
+                rc = ridx;
+                break;
+            }
+        }
+        if (rc < 0)
+            break;
+        for (long long s = lo->integer; s <= hi->integer; s++)
+            rmap[s] = ridx;
     }
-    if (rc == 0)
+    if (rc == 0) {
         memcpy(cl->slot, map, SLOTS * sizeof *map);
+        memcpy(cl->replica, rmap, SLOTS * sizeof *map);
+    }
     free(map);
     return rc;
 }
@@ -307,7 +344,13 @@ static int load_specs(simul_redis_cluster *cl, simul_redis_conn *c)
             const char *s = simul_redis_reply_str(simul_redis_reply_elem(flags, f), &fl);
             if (s && fl == 11 && memcmp(s, "movablekeys", 11) == 0)
                 k->movable = true;
+            if (s && fl == 8 && memcmp(s, "readonly", 8) == 0)
+                k->readonly = true;
         }
+        /* A blocking read (XREAD BLOCK) would run on the replica's pool, whose connections
+         * have not said READONLY: those stay with the master. */
+        if (redis__maybe_blocking(k->name, strlen(k->name)))
+            k->readonly = false;
         k->first = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 3));
         k->last = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 4));
         k->step = (int)simul_redis_reply_integer(simul_redis_reply_elem(e, 5));
@@ -407,6 +450,17 @@ static int command_slot(simul_redis_cluster *cl, int argc, const char *const *ar
     return slot;
 }
 
+int redis__cluster_slot(simul_redis_cluster *cl, int argc, const char *const *argv,
+                        const size_t *lens, bool may_suspend)
+{
+    if (!may_suspend) {
+        const keyspec *k = spec_find(cl, argv[0], arglen(argv, lens, 0));
+        if (k && k->movable)
+            return -EAGAIN;
+    }
+    return command_slot(cl, argc, argv, lens);
+}
+
 /* ---- commands ------------------------------------------------------------------------------- */
 
 static bool err_is(const simul_redis_reply *r, const char *prefix, const char **rest, size_t *rn)
@@ -486,6 +540,13 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
     if (slot == -EXDEV)
         cl->st.crossslot++;
     int ask = -1; /* the node an ASK sent us to, for one try */
+    /* Reads may go to the slot's replica (read_from_replicas); any trouble there (unreachable,
+     * READONLY refused, lost in flight: a read is safe to resend) sends it to the master. */
+    bool to_replica = false;
+    if (cl->read_replicas && slot >= 0) {
+        const keyspec *k = spec_find(cl, argv[0], arglen(argv, argvlen, 0));
+        to_replica = k && k->readonly;
+    }
     /* Redirects (MOVED, ASK) are bounded by max_redirects; waits (TRYAGAIN, CLUSTERDOWN, a node
      * unreachable, a slot unserved) by MAX_WAITS pauses, about 20 s, and the caller's deadline. */
     unsigned redirects = 0, waits = 0;
@@ -499,6 +560,35 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
             break;
         }
         int idx = ask >= 0 ? ask : slot >= 0 ? cl->slot[slot] : (cl->nnodes ? 0 : -1);
+        bool on_replica = false;
+        if (to_replica && ask < 0 && slot >= 0 && idx >= 0 && cl->replica[slot] >= 0 &&
+            cl->nodes[cl->replica[slot]]->avoid_until <= (uint64_t)simul_now_ns()) {
+            simul_redis_conn *rc_ = NULL;
+            int rrc = node_conn(cl, cl->replica[slot], &rc_);
+            node *x = rrc == 0 ? cl->nodes[cl->replica[slot]] : NULL;
+            if (rrc == 0 && !x->readonly) {
+                const char *ro[] = {"READONLY"};
+                rrc = simul_redis_command_argv(rc_, 0, NULL, 1, ro, NULL);
+                if (rrc == 0)
+                    x->readonly = true;
+            }
+            if (rrc == -ECANCELED || (rrc == -ETIMEDOUT && simul_checkpoint() < 0)) {
+                rc = rrc;
+                break;
+            }
+            if (rrc == 0) {
+                idx = cl->replica[slot];
+                on_replica = true;
+            } else {
+                /* The master serves this one, and the replica's reads for a second (until the
+                 * cluster marks it failed and the map leaves it out). */
+                to_replica = false;
+                cl->nodes[cl->replica[slot]]->avoid_until = (uint64_t)simul_now_ns() + REPLICA_AVOID_NS;
+                cl->st.replica_fallbacks++;
+                refresh(cl);
+                idx = cl->slot[slot];
+            }
+        }
         if (idx < 0) {
             /* A slot no master serves (yet): the map may be stale, or the cluster down. */
             rc = refresh(cl);
@@ -528,6 +618,18 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
             ask = -1;
         } else {
             rc = simul_redis_command_argv(c, flags, &r, argc, argv, argvlen);
+        }
+        if (on_replica) {
+            if (conn_error(rc)) {
+                /* The replica went away with the read in flight: reads are safe to resend. */
+                simul_redis_reply_free(r);
+                to_replica = false;
+                cl->nodes[idx]->avoid_until = (uint64_t)simul_now_ns() + REPLICA_AVOID_NS;
+                cl->st.replica_fallbacks++;
+                refresh(cl);
+                continue;
+            }
+            cl->st.replica_reads++;
         }
         const char *rest = NULL;
         size_t rn = 0;
@@ -622,6 +724,418 @@ int simul_redis_cluster_command(simul_redis_cluster *cl, simul_redis_reply **rep
     simul_redis_reply_free(argv);
     simul_redis_buf_free(&b);
     return rc;
+}
+
+/* ---- transactions ---------------------------------------------------------------------------- */
+
+/* The slot a transaction lives in: hashkey's, and every watched key's (-EXDEV if they differ;
+ * -EINVAL with no key at all). */
+static int txn_slot(const char *hashkey, const char *const *watch, size_t nwatch)
+{
+    int slot = -1;
+    if (hashkey)
+        fold(&slot, hashkey, strlen(hashkey));
+    for (size_t i = 0; i < nwatch; i++) {
+        if (!watch[i])
+            return -EINVAL;
+        fold(&slot, watch[i], strlen(watch[i]));
+    }
+    return slot == -1 ? -EINVAL : slot;
+}
+
+/* Follows one redirect answer ("MOVED 12 host:port", "ASK ...") for a transaction of `slot`:
+ * MOVED fixes the slot and re-reads the map; ASK (the slot is being migrated: its keys may sit
+ * on two nodes, which no transaction can span) waits a little, as TRYAGAIN. 0 or an error. */
+static int txn_follow(simul_redis_cluster *cl, int slot, const char *redirect, unsigned *waits)
+{
+    size_t n = strlen(redirect);
+    if (n > 6 && memcmp(redirect, "MOVED ", 6) == 0) {
+        int to = redirect_target(cl, redirect + 6, n - 6);
+        if (to < 0)
+            return to;
+        cl->st.moved++;
+        cl->slot[slot] = to;
+        int rc = refresh(cl);
+        if (rc < 0 && rc != -ENOTCONN)
+            return rc;
+        cl->slot[slot] = to; /* a map read from a node that has not heard yet */
+        return 0;
+    }
+    cl->st.tryagain++;
+    return backoff((*waits)++);
+}
+
+/* Suspends. The connection of the node that serves slot now (refreshing the map and pausing
+ * while none does, or it cannot be reached). */
+static int slot_conn(simul_redis_cluster *cl, int slot, unsigned *waits, simul_redis_conn **out)
+{
+    for (;;) {
+        if (*waits > MAX_WAITS)
+            return -EAGAIN;
+        int idx = cl->slot[slot];
+        int rc;
+        if (idx < 0) {
+            rc = refresh(cl);
+            if (rc == 0 && cl->slot[slot] < 0)
+                rc = backoff((*waits)++);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        rc = node_conn(cl, idx, out);
+        if (rc == 0)
+            return 0;
+        if (!conn_error(rc) && rc != -ETIMEDOUT)
+            return rc;
+        if (rc == -ETIMEDOUT && (rc = simul_checkpoint()) < 0)
+            return rc;
+        if ((rc = refresh(cl)) < 0 || (rc = backoff((*waits)++)) < 0)
+            return rc;
+    }
+}
+
+/* Suspends. Begins a transaction on the slot's master, following MOVED answers to WATCH. */
+static int cluster_txn_begin(simul_redis_cluster *cl, int slot, const char *const *watch,
+                             size_t nwatch, unsigned *redirects, unsigned *waits,
+                             simul_redis_txn **out)
+{
+    for (;;) {
+        if (*redirects > cl->max_redirects)
+            return -ELOOP;
+        simul_redis_conn *c = NULL;
+        int rc = slot_conn(cl, slot, waits, &c);
+        if (rc < 0)
+            return rc;
+        simul_redis_reply *werr = NULL;
+        rc = redis__txn_begin(c, watch, nwatch, out, &werr);
+        if (rc == 0) {
+            redis__txn_set_cluster(*out, cl, slot);
+            return 0;
+        }
+        size_t n = 0;
+        const char *m = simul_redis_reply_str(werr, &n);
+        bool redirect =
+            m && ((n > 6 && memcmp(m, "MOVED ", 6) == 0) || (n > 4 && memcmp(m, "ASK ", 4) == 0));
+        char *copy = redirect ? strndup(m, n) : NULL;
+        simul_redis_reply_free(werr);
+        if (redirect && !copy)
+            return -ENOMEM;
+        if (!redirect) {
+            if (!conn_error(rc))
+                return rc;
+            /* The node failed under us: nothing ran; look again. */
+            if ((rc = refresh(cl)) < 0 || (rc = backoff((*waits)++)) < 0)
+                return rc;
+            continue;
+        }
+        (*redirects)++;
+        rc = txn_follow(cl, slot, copy, waits);
+        free(copy);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int simul_redis_cluster_txn_begin(simul_redis_cluster *cl, const char *hashkey,
+                                  const char *const *watch, size_t nwatch, simul_redis_txn **out)
+{
+    if (out)
+        *out = NULL;
+    if (!cl || !out || (nwatch > 0 && !watch))
+        return -EINVAL;
+    int slot = txn_slot(hashkey, watch, nwatch);
+    if (slot == -EXDEV)
+        cl->st.crossslot++;
+    if (slot < 0)
+        return slot;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cl->users++;
+    unsigned redirects = 0, waits = 0;
+    int rc = cluster_txn_begin(cl, slot, watch, nwatch, &redirects, &waits, out);
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+int simul_redis_cluster_transaction(simul_redis_cluster *cl, const char *hashkey,
+                                    const char *const *watch, size_t nwatch,
+                                    simul_redis_txn_fn fn, void *arg, unsigned max_attempts,
+                                    simul_redis_reply **reply)
+{
+    if (reply)
+        *reply = NULL;
+    if (!cl || !fn || (nwatch > 0 && !watch))
+        return -EINVAL;
+    int slot = txn_slot(hashkey, watch, nwatch);
+    if (slot == -EXDEV)
+        cl->st.crossslot++;
+    if (slot < 0)
+        return slot;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cl->users++;
+    unsigned redirects = 0, waits = 0, conflicts = 0;
+    int rc;
+    for (;;) {
+        simul_redis_txn *t = NULL;
+        rc = cluster_txn_begin(cl, slot, watch, nwatch, &redirects, &waits, &t);
+        if (rc < 0)
+            break;
+        rc = fn(t, arg);
+        simul_redis_reply *x = NULL;
+        if (rc == 0)
+            rc = simul_redis_txn_exec(t, &x);
+        /* A redirect answer anywhere means the slot's master was not this node (or the slot is
+         * moving): nothing of EXEC ran (EXECABORT, or never sent). Begin again there. */
+        const char *red = rc != 0 ? redis__txn_redirect(t) : NULL;
+        char *copy = red ? strdup(red) : NULL;
+        simul_redis_txn_close(t);
+        if (red && !copy) {
+            simul_redis_reply_free(x);
+            rc = -ENOMEM;
+            break;
+        }
+        if (copy) {
+            simul_redis_reply_free(x);
+            redirects++;
+            if (redirects > cl->max_redirects) {
+                free(copy);
+                rc = -ELOOP;
+                break;
+            }
+            rc = txn_follow(cl, slot, copy, &waits);
+            free(copy);
+            if (rc < 0)
+                break;
+            continue;
+        }
+        if (rc == -EAGAIN) { /* a watched key changed: again, as simul_redis_transaction */
+            conflicts++;
+            if ((max_attempts && conflicts >= max_attempts) || (rc = simul_checkpoint()) < 0) {
+                rc = rc < 0 ? rc : -EAGAIN;
+                break;
+            }
+            continue;
+        }
+        if (reply)
+            *reply = x;
+        else
+            simul_redis_reply_free(x);
+        break;
+    }
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+/* ---- sharded pub/sub -------------------------------------------------------------------------- */
+
+struct simul_redis_cluster_subscription {
+    simul_redis_cluster *cl;
+    simul_redis_cluster_subscription *next;
+    int slot;
+    char **names;
+    size_t n, bound;
+    simul_redis_conn *conn; /* its own connection to the slot's master; NULL while detached */
+    simul_redis_subscription *sub;
+    uint64_t dropped;       /* of earlier attachments */
+    uint64_t resubscribes;
+    bool reading;
+};
+
+static void csub_detach(simul_redis_cluster_subscription *cs)
+{
+    if (cs->sub) {
+        cs->dropped += simul_redis_subscription_dropped(cs->sub);
+        simul_redis_subscription_close(cs->sub); /* -ENOTCONN when the node is gone: fine */
+        cs->sub = NULL;
+    }
+    simul_redis_close(cs->conn);
+    cs->conn = NULL;
+}
+
+/* Suspends. Subscribes on the node the map names for the slot, on a connection of its own
+ * (pub/sub on RESP2 cannot share one; and its life follows the subscription, not the node's
+ * shared connection). A refusal (MOVED: the map was stale) or an unreachable node: the map is
+ * read again and the next try waits a growing pause, within MAX_WAITS and the caller's deadline. */
+static int csub_attach(simul_redis_cluster_subscription *cs)
+{
+    simul_redis_cluster *cl = cs->cl;
+    for (unsigned waits = 0;; waits++) {
+        if (cl->closing)
+            return -ESHUTDOWN;
+        if (waits > MAX_WAITS)
+            return -EAGAIN;
+        int rc = 0;
+        if (waits > 0 && ((rc = refresh(cl)) < 0 && rc != -ENOTCONN))
+            return rc;
+        if (waits > 1 && (rc = backoff(waits - 2)) < 0)
+            return rc;
+        int idx = cl->slot[cs->slot];
+        if (idx < 0)
+            continue;
+        simul_redis_opts o = cl->o;
+        o.host = cl->nodes[idx]->host;
+        o.port = cl->nodes[idx]->port;
+        o.unix_path = NULL;
+        o.no_reconnect = true;
+        o.cache_bytes = 0;
+        rc = simul_redis_connect(&o, &cs->conn);
+        if (rc < 0) {
+            cs->conn = NULL;
+            if (rc == -ECANCELED || (rc == -ETIMEDOUT && simul_checkpoint() < 0))
+                return rc;
+            continue;
+        }
+        rc = simul_redis_subscribe(cs->conn, SIMUL_REDIS_SUB_SHARDED, (const char *const *)cs->names,
+                                   cs->n, cs->bound, &cs->sub);
+        if (rc == 0)
+            return 0;
+        cs->sub = NULL;
+        simul_redis_close(cs->conn);
+        cs->conn = NULL;
+        if (rc == -ECANCELED || rc == -ETIMEDOUT || rc == -ENOMEM || rc == -EINVAL)
+            return rc;
+        /* -EREMOTEIO (MOVED: not this node's slot any more), a connection error: again. */
+    }
+}
+
+int simul_redis_cluster_ssubscribe(simul_redis_cluster *cl, const char *const *channels, size_t n,
+                                   size_t bound, simul_redis_cluster_subscription **out)
+{
+    if (out)
+        *out = NULL;
+    if (!cl || !channels || n == 0 || n > 100000 || !out)
+        return -EINVAL;
+    int slot = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!channels[i])
+            return -EINVAL;
+        fold(&slot, channels[i], strlen(channels[i]));
+    }
+    if (slot == -EXDEV) {
+        cl->st.crossslot++;
+        return -EXDEV;
+    }
+    if (cl->closing)
+        return -ESHUTDOWN;
+    simul_redis_cluster_subscription *cs = calloc(1, sizeof *cs);
+    if (!cs || !(cs->names = calloc(n, sizeof *cs->names))) {
+        free(cs);
+        return -ENOMEM;
+    }
+    cs->cl = cl;
+    cs->slot = slot;
+    cs->bound = bound;
+    int rc = 0;
+    for (; cs->n < n && rc == 0; cs->n++)
+        if (!(cs->names[cs->n] = strdup(channels[cs->n])))
+            rc = -ENOMEM;
+    cl->users++;
+    if (rc == 0)
+        rc = csub_attach(cs);
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    if (rc < 0) {
+        for (size_t i = 0; i < cs->n; i++)
+            free(cs->names[i]);
+        free(cs->names);
+        free(cs);
+        return rc;
+    }
+    cs->next = cl->subs;
+    cl->subs = cs;
+    *out = cs;
+    return 0;
+}
+
+/* A push telling that the server ended one of our subscriptions (slot moved). */
+static bool is_server_sunsubscribe(const simul_redis_reply *m)
+{
+    size_t n = 0;
+    const char *k = simul_redis_reply_str(simul_redis_reply_elem(m, 0), &n);
+    return k && n == 12 && strncasecmp(k, "sunsubscribe", 12) == 0;
+}
+
+int simul_redis_cluster_subscription_next(simul_redis_cluster_subscription *cs,
+                                          simul_redis_reply **msg)
+{
+    if (!cs || !msg)
+        return -EINVAL;
+    *msg = NULL;
+    if (cs->reading)
+        return -EBUSY;
+    simul_redis_cluster *cl = cs->cl;
+    if (cl->closing)
+        return -ESHUTDOWN;
+    cs->reading = true;
+    cl->users++;
+    int rc;
+    for (;;) {
+        if (!cs->sub) {
+            rc = csub_attach(cs);
+            if (rc < 0)
+                break;
+            cs->resubscribes++;
+        }
+        simul_redis_reply *m = NULL;
+        rc = simul_redis_subscription_next(cs->sub, &m);
+        if (rc == 0 && is_server_sunsubscribe(m)) {
+            /* The slot moved (a resharding): follow it. Messages already queued were taken. */
+            simul_redis_reply_free(m);
+            csub_detach(cs);
+            cl->st.moved++;
+            continue;
+        }
+        if (rc == -ESHUTDOWN && !cl->closing) {
+            /* The node's connection was lost (a crash, a restart, a failover): read the map
+             * again and subscribe where the slot lives now. */
+            csub_detach(cs);
+            continue;
+        }
+        if (rc == 0)
+            *msg = m;
+        break;
+    }
+    cs->reading = false;
+    if (--cl->users == 0 && cl->closing)
+        simul_event_set(cl->idle);
+    return rc;
+}
+
+uint64_t simul_redis_cluster_subscription_dropped(const simul_redis_cluster_subscription *cs)
+{
+    if (!cs)
+        return 0;
+    return cs->dropped + (cs->sub ? simul_redis_subscription_dropped(cs->sub) : 0);
+}
+
+uint64_t simul_redis_cluster_subscription_resubscribes(const simul_redis_cluster_subscription *cs)
+{
+    return cs ? cs->resubscribes : 0;
+}
+
+int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs)
+{
+    if (!cs)
+        return 0;
+    simul_scope shield;
+    bool shielded = simul_scope_shield(&shield) == 0;
+    csub_detach(cs); /* SUNSUBSCRIBE, then the connection closed */
+    for (simul_redis_cluster_subscription **pp = &cs->cl->subs; *pp; pp = &(*pp)->next) {
+        if (*pp == cs) {
+            *pp = cs->next;
+            break;
+        }
+    }
+    for (size_t i = 0; i < cs->n; i++)
+        free(cs->names[i]);
+    free(cs->names);
+    free(cs);
+    if (shielded)
+        simul_scope_end(&shield);
+    return 0;
 }
 
 /* ---- pipelines split per node --------------------------------------------------------------- */
@@ -918,8 +1432,9 @@ int simul_redis_cluster_connect(const simul_redis_cluster_opts *opts, simul_redi
         cl->o.limits = &cl->limits;
     }
     cl->max_redirects = opts->max_redirects ? opts->max_redirects : MAX_REDIRECTS_DEFAULT;
+    cl->read_replicas = opts->read_from_replicas;
     for (int i = 0; i < SLOTS; i++)
-        cl->slot[i] = -1;
+        cl->slot[i] = cl->replica[i] = -1;
     if (rc == 0 && (simul_event_new(&cl->changed) < 0 || simul_event_new(&cl->idle) < 0))
         rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < opts->nseeds; i++) {
@@ -961,6 +1476,10 @@ int simul_redis_cluster_close(simul_redis_cluster *cl)
     bool shielded = simul_scope_shield(&shield) == 0;
     cl->closing = true;
     simul_event_set(cl->changed);
+    /* Readers of sharded subscriptions wake with -ESHUTDOWN (closing: no resubscription). */
+    for (simul_redis_cluster_subscription *cs = cl->subs; cs; cs = cs->next)
+        if (cs->sub)
+            simul_queue_shutdown(cs->sub->q, false, NULL);
     /* Closing the node connections fails what is in flight (-ECANCELED / -ESHUTDOWN): the
      * callers then leave. */
     for (size_t i = 0; i < cl->nnodes; i++) {
@@ -973,6 +1492,9 @@ int simul_redis_cluster_close(simul_redis_cluster *cl)
         if (cl->users > 0)
             simul_event_wait(cl->idle);
     }
+    /* Subscriptions left open die with the cluster (their handles too). */
+    while (cl->subs)
+        simul_redis_cluster_subscription_close(cl->subs);
     /* A caller may have connected a node meanwhile (its connect finished after closing). */
     for (size_t i = 0; i < cl->nnodes; i++) {
         simul_redis_close(cl->nodes[i]->conn);

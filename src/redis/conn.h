@@ -78,6 +78,15 @@ struct simul_redis_conn {
     bool rediscover; /* READONLY answers make it connect again (sentinel.c: a new master) */
     void *owned_arg; /* freed with the connection by owned_free (sentinel.c's connect_arg) */
     void (*owned_free)(void *);
+    long long client_id; /* CLIENT ID of the current stream (HELLO's "id"; on RESP2 asked by
+                            pool.c for a dedicated connection), 0 while unknown */
+    /* RESP2 caching (cache.c): invalidations come on a second connection, subscribed to
+     * __redis__:invalidate, that this one's tracking is redirected to. */
+    simul_redis_conn *inval;
+    simul_redis_subscription *inval_sub;
+    simul_task *tracker;
+    long long redirect_id; /* inval's CLIENT ID while it is up, else 0 */
+    bool tracking2;        /* CLIENT TRACKING ON REDIRECT redirect_id is on for this stream */
     uint64_t inval_seq; /* invalidations seen (and flushes): a read older than one is
                            not cached */
 };
@@ -106,6 +115,21 @@ ssize_t redis__encode(simul_redis_buf *b, const enc *e);
  * contract). kind: CMD_NORMAL, or CMD_SUB / CMD_UNSUB with `confirms` confirmations. */
 int redis__execute(simul_redis_conn *c, unsigned flags, int kind, size_t confirms, const enc *e,
                    simul_redis_reply **reply);
+/* Suspends. As redis__execute for one CMD_NORMAL command (no retry), except that a caller
+ * leaving early (cancel, deadline) keeps its record: the error is returned with *held set (the
+ * record still in c's FIFO, the caller still inside a call on c), and the caller must end it with
+ * redis__held_unsend, redis__held_wait (until it returns with *ended) or redis__held_abandon. */
+int redis__execute_held(simul_redis_conn *c, const enc *e, simul_redis_reply **reply,
+                        cmd **held);
+/* Does not suspend. Takes the held command back if none of it was written yet (true: ended). */
+bool redis__held_unsend(simul_redis_conn *c, cmd *k);
+/* Whether the held command has its outcome. */
+bool redis__held_done(const cmd *k);
+/* Suspends until the held command's outcome (then *ended, and its result and *reply as
+ * redis__execute's), or the caller's cancel / deadline (the error; still held). */
+int redis__held_wait(simul_redis_conn *c, cmd *k, simul_redis_reply **reply, bool *ended);
+/* Does not suspend. Gives the held command up: its reply, when it comes, is dropped. */
+void redis__held_abandon(simul_redis_conn *c, cmd *k);
 /* A task enters a call on c (close waits until every one has left). */
 void redis__enter(simul_redis_conn *c);
 void redis__leave(simul_redis_conn *c);
@@ -135,6 +159,19 @@ void redis__pool_interrupt(simul_redis_conn *c);
 /* Suspends: closes the idle dedicated connections and frees the pool (no user is left). */
 void redis__pool_free(simul_redis_conn *c);
 
+/* txn.c, for cluster.c. As simul_redis_txn_begin; a WATCH error reply goes to *werr (if not
+ * NULL; the caller frees it). */
+int redis__txn_begin(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                     simul_redis_txn **out, simul_redis_reply **werr);
+/* Binds t to a cluster slot: its commands' keys are checked against it (-EXDEV). */
+void redis__txn_set_cluster(simul_redis_txn *t, simul_redis_cluster *cl, int slot);
+/* The first MOVED / ASK answer any of t's commands got ("MOVED 12 host:port"), or NULL. */
+const char *redis__txn_redirect(const simul_redis_txn *t);
+/* cluster.c: the slot of a command's keys: >= 0; -1 no key; -EXDEV several slots; -EAGAIN when
+ * only COMMAND GETKEYS could say and may_suspend is false; another error. */
+int redis__cluster_slot(simul_redis_cluster *cl, int argc, const char *const *argv,
+                        const size_t *lens, bool may_suspend);
+
 /* cache.c: takes r (and returns true) when it is a client-side caching invalidation. */
 bool redis__cache_push(simul_redis_conn *c, simul_redis_reply *r);
 /* Makes c->cache (opts.cache_bytes > 0). 0, -ENOMEM. */
@@ -142,6 +179,11 @@ int redis__cache_new(simul_redis_conn *c);
 void redis__cache_free(simul_redis_conn *c);
 /* Every entry dropped (a new connection: invalidations may have been missed). */
 void redis__cache_flush(simul_redis_conn *c);
+/* RESP2: the invalidation connection and the task that reads it (the first setup done now,
+ * failures retried by the task). Suspends. */
+void redis__cache_tracker_start(simul_redis_conn *c);
+/* Suspends (shielded by the caller): stops the task, closes the invalidation connection. */
+void redis__cache_tracker_stop(simul_redis_conn *c);
 /* Whether argv is a read the cache may answer (a single-key read-only command). */
 bool redis__cacheable(const simul_redis_conn *c, int argc, const char *const *argv,
                       const size_t *argvlen);
@@ -149,8 +191,5 @@ bool redis__cacheable_name(const char *name, size_t n);
 /* Suspends (on a miss). Answers argv from the cache or runs it and keeps the reply. */
 int redis__cached_command(simul_redis_conn *c, unsigned flags, simul_redis_reply **reply, int argc,
                           const char *const *argv, const size_t *argvlen);
-
-/* sha1.c: the SHA-1 of data as 40 lowercase hex digits and a NUL. */
-void redis__sha1_hex(const void *data, size_t len, char out[41]);
 
 #endif /* SIMUL_REDIS_CONN_H */

@@ -1,9 +1,12 @@
 /* pool.c — the bounded pool of dedicated connections beside the shared one: blocking commands
  * (BLPOP, XREAD BLOCK, WAIT, ...) and transactions run there, one caller per connection, so the
  * shared pipeline never waits behind them. The idea: a connection comes back to the pool only
- * with nothing pending on it; one whose caller left mid-command is closed, so no later caller
- * can ever read a reply that was not its own. */
+ * with nothing pending on it. One whose caller left mid-command is ended on the server by CLIENT
+ * UNBLOCK (over the shared connection) and its reply read before reuse; a reply that beat the
+ * unblock is data the server already gave away, so the caller gets it; when that cannot be done
+ * the connection is closed, so no later caller can ever read a reply that was not its own. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -171,6 +174,16 @@ int redis__pool_acquire(simul_redis_conn *c, simul_redis_conn **d)
             rc = simul_redis_connect(&o, &s->d);
             if (rc == 0)
                 c->st.dedicated_opened++;
+            if (rc == 0 && s->d->client_id == 0) {
+                /* RESP2 (no HELLO reply): ask, so a cancelled command can be unblocked. A
+                 * server that refuses (ACL) leaves it 0: such a command closes d instead. */
+                const char *argv[] = {"CLIENT", "ID"};
+                enc ie = {.argc = 2, .argv = argv};
+                simul_redis_reply *r = NULL;
+                if (redis__execute(s->d, 0, CMD_NORMAL, 0, &ie, &r) == 0)
+                    s->d->client_id = simul_redis_reply_integer(r);
+                simul_redis_reply_free(r);
+            }
             if (rc == 0 && c->closing) {
                 close_dedicated(c, s->d);
                 rc = -ESHUTDOWN;
@@ -216,21 +229,124 @@ void redis__pool_release(simul_redis_conn *c, simul_redis_conn *d, bool reuse)
     simul_semaphore_release(p->sem);
 }
 
+/* Ends a blocking command whose caller left (why: -ECANCELED / -ETIMEDOUT) while it is held on
+ * d, shielded and within UNBLOCK_TIMEOUT. CLIENT UNBLOCK <d's id> goes over the shared
+ * connection c; the server answers 1 when d was blocked (then d's reply is the command's timeout
+ * reply, nil or WAIT's count: dropped, and d is clean for the next caller) or 0 when it was not:
+ * either d's reply is already on its way, or the command has not reached the server yet (then
+ * d's reply is awaited a growing moment and UNBLOCK sent again). A reply that was not caused by
+ * our UNBLOCK is real data the server has already committed (an element popped, a stream entry
+ * delivered to a group): it is handed to the caller, with its result, rather than lost; the
+ * caller's cancel stays pending (level-triggered) for its next wait. d is closed only when this
+ * fails (no id, c down, the deadline) — the old way, which loses such a reply. */
+#define UNBLOCK_TIMEOUT 1.0
+
+static void hand(simul_redis_reply **reply, simul_redis_reply *r)
+{
+    if (reply)
+        *reply = r;
+    else
+        simul_redis_reply_free(r);
+}
+
+static int unblock(simul_redis_conn *c, simul_redis_conn *d, cmd *k, int why,
+                   simul_redis_reply **reply, bool *reuse)
+{
+    *reuse = false;
+    if (redis__held_unsend(d, k)) { /* never sent: nothing to undo */
+        *reuse = true;
+        return why;
+    }
+    simul_scope shield, dl;
+    bool shielded = simul_scope_shield(&shield) == 0;
+    double t = c->o.connect_timeout < UNBLOCK_TIMEOUT ? c->o.connect_timeout : UNBLOCK_TIMEOUT;
+    bool timed = simul_scope_timeout(&dl, t) == 0;
+    bool ours = false, ended = false;
+    int rc = why;
+    double pause = 0.0005;
+    while (d->client_id > 0 && !redis__held_done(k)) {
+        char id[32];
+        snprintf(id, sizeof id, "%lld", d->client_id);
+        const char *argv[] = {"CLIENT", "UNBLOCK", id};
+        enc e = {.argc = 3, .argv = argv};
+        simul_redis_reply *r = NULL;
+        int urc = redis__execute(c, 0, CMD_NORMAL, 0, &e, &r);
+        long long n = simul_redis_reply_integer(r);
+        simul_redis_reply_free(r);
+        if (urc < 0)
+            break; /* c is down or closing, or the deadline: close d */
+        if (n == 1) {
+            ours = true;
+            break;
+        }
+        /* Not blocked (yet): wait a growing moment for d's reply, then ask again. */
+        simul_scope w;
+        if (simul_scope_timeout(&w, pause) < 0)
+            break;
+        simul_redis_reply *dr = NULL;
+        int wrc = redis__held_wait(d, k, &dr, &ended);
+        simul_scope_end(&w);
+        if (ended) {
+            rc = wrc;
+            hand(reply, dr);
+            break;
+        }
+        if (wrc != -ETIMEDOUT || simul_checkpoint() < 0)
+            break; /* the outer deadline */
+        pause = pause * 2 < 0.05 ? pause * 2 : 0.05;
+    }
+    if (!ended && (ours || redis__held_done(k))) {
+        simul_redis_reply *dr = NULL;
+        int wrc = redis__held_wait(d, k, &dr, &ended);
+        if (ended && ours) {
+            simul_redis_reply_free(dr); /* the timeout reply our UNBLOCK caused */
+            c->st.unblocked++;
+            *reuse = wrc == 0 || wrc == -EREMOTEIO;
+        } else if (ended) {
+            rc = wrc;
+            hand(reply, dr);
+        }
+    }
+    if (ended && !ours) {
+        /* The server answered before our UNBLOCK: the caller gets it (nothing lost). d failing
+         * meanwhile is no news to a caller that left: it keeps its own error. */
+        *reuse = rc == 0 || rc == -EREMOTEIO;
+        if (*reuse)
+            c->st.unblock_late++;
+        else
+            rc = why;
+    }
+    if (!ended)
+        redis__held_abandon(d, k); /* closed below: its reply can reach nobody */
+    if (timed)
+        simul_scope_end(&dl);
+    if (shielded)
+        simul_scope_end(&shield);
+    return rc;
+}
+
 int redis__run_dedicated(simul_redis_conn *c, unsigned flags, const enc *e,
                          simul_redis_reply **reply)
 {
+    (void)flags; /* never resent: a blocking command's connection does not reconnect */
     if (c->closing)
         return -ESHUTDOWN;
     redis__enter(c);
     simul_redis_conn *d = NULL;
     int rc = redis__pool_acquire(c, &d);
     if (rc == 0) {
-        rc = redis__execute(d, flags & ~SIMUL_REDIS_RETRY_SAFE, CMD_NORMAL, 0, e, reply);
+        cmd *held = NULL;
+        bool reuse;
+        rc = redis__execute_held(d, e, reply, &held);
         c->st.commands++;
+        if (held) {
+            rc = unblock(c, d, held, rc, reply, &reuse);
+        } else {
+            reuse = rc == 0 || rc == -EREMOTEIO;
+        }
         if (rc == 0 || rc == -EREMOTEIO)
             c->st.replies++;
-        /* -ECANCELED / -ETIMEDOUT leave the reply pending on d: d is closed, not reused. */
-        redis__pool_release(c, d, rc == 0 || rc == -EREMOTEIO);
+        redis__pool_release(c, d, reuse);
     }
     redis__leave(c);
     return rc;

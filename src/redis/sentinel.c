@@ -16,6 +16,8 @@ typedef struct sentinel_ctx {
     size_t n;
     char *master_name;
     char *password; /* the sentinels' (AUTH), or NULL */
+    bool replica;   /* connect to a replica (reads), the master when none is up */
+    unsigned rr;    /* which replica to try first next time (they take turns) */
 } sentinel_ctx;
 
 static void ctx_free(void *arg)
@@ -115,10 +117,101 @@ static int ask_sentinel(sentinel_ctx *x, size_t i, char *host, size_t hl, char *
     return rc;
 }
 
-/* The connect callback: the master now, checked with ROLE. */
+/* The value of `key` in one SENTINEL REPLICAS entry (a RESP2 flat array of pairs, or a map). */
+static const char *entry_get(const simul_redis_reply *e, const char *key)
+{
+    size_t n = e->type == SIMUL_REDIS_MAP ? e->len : simul_redis_reply_len(e);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        const char *k = simul_redis_reply_str(simul_redis_reply_elem(e, i), NULL);
+        if (k && strcmp(k, key) == 0)
+            return simul_redis_reply_str(simul_redis_reply_elem(e, i + 1), NULL);
+    }
+    return NULL;
+}
+
+/* Suspends. A stream to a replica the sentinels consider up (not s_down / o_down /
+ * disconnected, its link to the master ok) and that says so with ROLE; they take turns from one
+ * connection to the next. -ENOENT when none is usable (the caller falls back to the master). */
+static int open_replica(sentinel_ctx *x, simul_stream **out)
+{
+    int rc = -ENOENT;
+    for (size_t i = 0; i < x->n; i++) {
+        char sh[256], sp[16];
+        simul_stream *s = NULL;
+        if (split_addr(x->addrs[i], sh, sizeof sh, sp, sizeof sp) < 0 ||
+            simul_open_connection(sh, sp, &s) < 0)
+            continue;
+        simul_redis_reply *r = NULL;
+        int crc = 0;
+        if (x->password) {
+            const char *auth[] = {"AUTH", x->password};
+            crc = raw_call(s, 2, auth, &r);
+            simul_redis_reply_free(r);
+            r = NULL;
+        }
+        const char *list[] = {"SENTINEL", "REPLICAS", x->master_name};
+        if (crc == 0)
+            crc = raw_call(s, 3, list, &r);
+        simul_stream_abort(s);
+        simul_stream_close(s);
+        if (crc == -ECANCELED || crc == -ETIMEDOUT) {
+            simul_redis_reply_free(r);
+            return crc;
+        }
+        size_t n = crc == 0 ? simul_redis_reply_len(r) : 0;
+        if (crc < 0 || !r || r->type != SIMUL_REDIS_ARRAY) {
+            simul_redis_reply_free(r);
+            continue;
+        }
+        unsigned start = x->rr++;
+        for (size_t k = 0; k < n; k++) {
+            const simul_redis_reply *e = simul_redis_reply_elem(r, (start + k) % n);
+            const char *ip = entry_get(e, "ip"), *port = entry_get(e, "port");
+            const char *flags = entry_get(e, "flags"), *link = entry_get(e, "master-link-status");
+            if (!ip || !port || !flags || strstr(flags, "s_down") || strstr(flags, "o_down") ||
+                strstr(flags, "disconnected") || (link && strcmp(link, "ok") != 0))
+                continue;
+            simul_stream *rs = NULL;
+            int orc = simul_open_connection(ip, port, &rs);
+            if (orc == -ECANCELED || orc == -ETIMEDOUT) {
+                simul_redis_reply_free(r);
+                return orc;
+            }
+            if (orc < 0)
+                continue; /* down, and the sentinels do not know yet: the next one */
+            const char *role[] = {"ROLE"};
+            simul_redis_reply *rr = NULL;
+            orc = raw_call(rs, 1, role, &rr);
+            size_t wn = 0;
+            const char *what = simul_redis_reply_str(simul_redis_reply_elem(rr, 0), &wn);
+            bool ok = orc == 0 && ((what && wn == 5 && memcmp(what, "slave", 5) == 0) ||
+                                   (rr && rr->type == SIMUL_REDIS_ERROR && rr->len >= 6 &&
+                                    memcmp(rr->str, "NOAUTH", 6) == 0));
+            simul_redis_reply_free(rr);
+            if (ok) {
+                simul_redis_reply_free(r);
+                *out = rs;
+                return 0;
+            }
+            simul_stream_abort(rs);
+            simul_stream_close(rs);
+        }
+        simul_redis_reply_free(r);
+        return -ENOENT; /* this sentinel knows no usable replica */
+    }
+    return rc;
+}
+
+/* The connect callback: the master now, checked with ROLE (or, for reads, a replica). */
 static int sentinel_open(void *arg, simul_stream **out)
 {
     sentinel_ctx *x = arg;
+    if (x->replica) {
+        int rc = open_replica(x, out);
+        if (rc == 0 || rc == -ECANCELED || rc == -ETIMEDOUT)
+            return rc;
+        /* No replica is up: the master serves the reads. */
+    }
     int last = -ENOTCONN;
     for (size_t i = 0; i < x->n; i++) {
         char host[256], port[16];
@@ -173,6 +266,8 @@ int simul_redis_sentinel_connect(const simul_redis_sentinel_opts *opts, simul_re
                     !(x->master_name = strdup(opts->master_name)) ||
                     (opts->sentinel_password && !(x->password = strdup(opts->sentinel_password)))))
         rc = -ENOMEM;
+    if (rc == 0)
+        x->replica = opts->replica;
     for (size_t i = 0; rc == 0 && i < opts->nsentinels; i++) {
         char h[256], p[16];
         if (!opts->sentinels[i] || split_addr(opts->sentinels[i], h, sizeof h, p, sizeof p) < 0)
@@ -196,7 +291,9 @@ int simul_redis_sentinel_connect(const simul_redis_sentinel_opts *opts, simul_re
     /* The connection (and its dedicated ones, which connect through the same callback) own it. */
     (*out)->owned_arg = x;
     (*out)->owned_free = ctx_free;
-    (*out)->rediscover = true;
+    /* READONLY (a write reaching a demoted master) means: find the master again. On a replica
+     * connection it is only the answer to a write. */
+    (*out)->rediscover = !opts->replica;
     return 0;
 }
 

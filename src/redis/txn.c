@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "conn.h"
 
 struct simul_redis_txn {
@@ -16,17 +18,90 @@ struct simul_redis_txn {
     size_t nq;
     bool watching, executed;
     bool broken; /* a command on d failed or was abandoned: d is closed, not reused */
+    /* On a cluster (cluster.c): every key must be in `slot`, checked before sending; a MOVED or
+     * ASK answer to any of its commands is kept in `redirect` for the retry loop. */
+    simul_redis_cluster *cl;
+    int slot;
+    char *redirect;
 };
 
 static void txn_free(simul_redis_txn *t)
 {
     simul_redis_buf_free(&t->q);
+    free(t->redirect);
     free(t);
+}
+
+static bool is_redirect(const simul_redis_reply *r)
+{
+    size_t n = 0;
+    const char *m = r && r->type == SIMUL_REDIS_ERROR ? simul_redis_reply_str(r, &n) : NULL;
+    return m && ((n > 6 && memcmp(m, "MOVED ", 6) == 0) || (n > 4 && memcmp(m, "ASK ", 4) == 0));
+}
+
+/* Keeps the first redirect answer seen (the cluster's retry loop reads it). */
+static void note_redirect(simul_redis_txn *t, const simul_redis_reply *r)
+{
+    if (t->cl && !t->redirect && is_redirect(r))
+        t->redirect = strndup(r->str, r->len);
+}
+
+void redis__txn_set_cluster(simul_redis_txn *t, simul_redis_cluster *cl, int slot)
+{
+    t->cl = cl;
+    t->slot = slot;
+}
+
+const char *redis__txn_redirect(const simul_redis_txn *t)
+{
+    return t->redirect;
+}
+
+/* On a cluster: whether the command's keys are all in the transaction's slot. 0, -EXDEV;
+ * may_suspend false skips commands whose keys only the server can name (it then refuses them
+ * with CROSSSLOT, and EXEC with EXECABORT). */
+static int slot_check(simul_redis_txn *t, const enc *e, bool may_suspend)
+{
+    if (!t->cl)
+        return 0;
+    simul_redis_buf b = {0};
+    ssize_t n = redis__encode(&b, e);
+    simul_redis_reply *tree = NULL;
+    int rc = n < 0 ? (int)n : redis__decode_argv(&b, &tree);
+    simul_redis_buf_free(&b);
+    if (rc < 0)
+        return rc;
+    const char **argv = malloc(tree->len * sizeof *argv);
+    size_t *lens = malloc(tree->len * sizeof *lens);
+    rc = argv && lens ? 0 : -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < tree->len; i++) {
+        argv[i] = tree->elem[i].str;
+        lens[i] = tree->elem[i].len;
+    }
+    if (rc == 0) {
+        int slot = redis__cluster_slot(t->cl, (int)tree->len, argv, lens, may_suspend);
+        if (slot == -EXDEV || (slot >= 0 && slot != t->slot))
+            rc = -EXDEV;
+        else if (slot < -1 && slot != -EAGAIN)
+            rc = slot;
+    }
+    free(argv);
+    free(lens);
+    simul_redis_reply_free(tree);
+    return rc;
 }
 
 int simul_redis_txn_begin(simul_redis_conn *c, const char *const *watch, size_t nwatch,
                           simul_redis_txn **out)
 {
+    return redis__txn_begin(c, watch, nwatch, out, NULL);
+}
+
+int redis__txn_begin(simul_redis_conn *c, const char *const *watch, size_t nwatch,
+                     simul_redis_txn **out, simul_redis_reply **werr)
+{
+    if (werr)
+        *werr = NULL;
     if (!c || !out || (nwatch > 0 && !watch) || nwatch > 1000000)
         return -EINVAL;
     *out = NULL;
@@ -46,18 +121,23 @@ int simul_redis_txn_begin(simul_redis_conn *c, const char *const *watch, size_t 
             simul_redis_reply *r = NULL;
             enc e = {.argc = (int)nwatch + 1, .argv = argv};
             rc = redis__execute(t->d, 0, CMD_NORMAL, 0, &e, &r);
-            simul_redis_reply_free(r);
+            if (rc == -EREMOTEIO && werr)
+                *werr = r; /* a cluster node's MOVED, for the caller */
+            else
+                simul_redis_reply_free(r);
             free(argv);
             t->watching = rc == 0;
         }
         if (rc < 0)
-            redis__pool_release(c, t->d, false);
+            redis__pool_release(c, t->d, rc == -EREMOTEIO);
     }
-    redis__leave(c);
     if (rc < 0) {
+        redis__leave(c);
         txn_free(t);
         return rc;
     }
+    /* The transaction stays inside a call on c until closed: closing c (a cluster replacing a
+     * failed node's connection) waits for it instead of freeing the pool under it. */
     *out = t;
     return 0;
 }
@@ -68,9 +148,18 @@ static int txn_run(simul_redis_txn *t, simul_redis_reply **reply, const enc *e)
         return -EINVAL;
     if (t->broken)
         return -ENOTCONN;
-    int rc = redis__execute(t->d, 0, CMD_NORMAL, 0, e, reply);
+    int rc = slot_check(t, e, true);
+    if (rc < 0)
+        return rc;
+    simul_redis_reply *r = NULL;
+    rc = redis__execute(t->d, 0, CMD_NORMAL, 0, e, &r);
     if (rc < 0 && rc != -EREMOTEIO)
         t->broken = true;
+    note_redirect(t, r);
+    if (reply)
+        *reply = r;
+    else
+        simul_redis_reply_free(r);
     return rc;
 }
 
@@ -104,6 +193,10 @@ int simul_redis_txn_queue_argv(simul_redis_txn *t, int argc, const char *const *
 {
     if (!t || t->executed || argc < 1 || !argv || !argv[0])
         return -EINVAL;
+    enc e = {.argc = argc, .argv = argv, .argvlen = argvlen};
+    int rc = slot_check(t, &e, false);
+    if (rc < 0)
+        return rc;
     ssize_t n = simul_redis_encode(&t->q, argc, argv, argvlen);
     if (n < 0)
         return (int)n;
@@ -117,7 +210,9 @@ int simul_redis_txn_queue(simul_redis_txn *t, const char *fmt, ...)
         return -EINVAL;
     va_list ap;
     va_start(ap, fmt);
-    ssize_t n = simul_redis_vencodef(&t->q, fmt, ap);
+    enc e = {.fmt = fmt, .ap = &ap};
+    int rc = slot_check(t, &e, false);
+    ssize_t n = rc < 0 ? rc : simul_redis_vencodef(&t->q, fmt, ap);
     va_end(ap);
     if (n < 0)
         return (int)n;
@@ -154,6 +249,8 @@ int simul_redis_txn_exec(simul_redis_txn *t, simul_redis_reply **reply)
     p.n = n;
     if (rc == 0)
         rc = simul_redis_pipeline_exec(&p, replies, results);
+    for (size_t i = 1; rc == 0 && i < n; i++)
+        note_redirect(t, replies[i]); /* a queued command's MOVED makes EXEC's EXECABORT */
     if (rc == 0) {
         simul_redis_reply *x = replies[n - 1];
         replies[n - 1] = NULL;
@@ -189,9 +286,8 @@ int simul_redis_txn_close(simul_redis_txn *t)
     /* Still watching (never executed): closing the connection is what surely drops the WATCH
      * without a round trip that could stall a cancelled caller. */
     bool reuse = !t->broken && !t->watching;
-    redis__enter(t->c);
     redis__pool_release(t->c, t->d, reuse);
-    redis__leave(t->c);
+    redis__leave(t->c); /* entered by begin */
     txn_free(t);
     return 0;
 }
@@ -243,7 +339,20 @@ int simul_redis_script_new(const char *source, simul_redis_script **out)
         return -ENOMEM;
     }
     s->len = strlen(source);
-    redis__sha1_hex(s->src, s->len, s->sha);
+    /* Redis names a script by the SHA-1 of its source in lowercase hex (OpenSSL's digest). */
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (EVP_Digest(s->src, s->len, md, &mdlen, EVP_sha1(), NULL) != 1 || mdlen != 20) {
+        free(s->src);
+        free(s);
+        return -ENOMEM; /* OpenSSL could not allocate its context */
+    }
+    static const char hex[] = "0123456789abcdef";
+    for (unsigned i = 0; i < 20; i++) {
+        s->sha[2 * i] = hex[md[i] >> 4];
+        s->sha[2 * i + 1] = hex[md[i] & 15];
+    }
+    s->sha[40] = 0;
     *out = s;
     return 0;
 }

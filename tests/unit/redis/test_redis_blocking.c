@@ -1,7 +1,9 @@
 /* test_redis_blocking.c — blocking commands on the pool of dedicated connections, against the
  * suite's redis-server: the shared connection keeps serving while they block; cancel and deadline
- * close their connection (never reused with a reply pending); the pool is bounded; close ends
- * them. Every wait is for a state the server reports (blocked_clients, stats), under a deadline. */
+ * end them with CLIENT UNBLOCK and keep their connection (closed only when that cannot be done),
+ * and an element popped just before a cancel is returned, never lost (raced many times); the
+ * pool is bounded; close ends them. Every wait is for a state the server reports
+ * (blocked_clients, stats), under a deadline. */
 #include "redis_server.h"
 
 typedef struct blocker {
@@ -104,16 +106,17 @@ SIMUL_TASK_TEST(blocking_commands_leave_shared_connection_free)
     return 0;
 }
 
-/* Cancelled (or timed out) while the server holds it: its connection is closed, the server drops
- * the blocked client, the item pushed next is not taken by the ghost, and the next blocking
- * command gets its own reply on a fresh connection. */
-static void cancel_blocking(bool by_deadline)
+/* Cancelled (or timed out) while the server holds it: CLIENT UNBLOCK over the shared connection
+ * ends it on the server, the item pushed next is not taken by the ghost, and the next blocking
+ * command gets its own reply on the same (kept) dedicated connection. protocol 2: the id comes
+ * from CLIENT ID; 0 (RESP3): from HELLO. */
+static void cancel_blocking(bool by_deadline, int protocol)
 {
     simul_scope guard;
     assert_int_equal(simul_scope_timeout(&guard, 20), 0);
     server sv;
     start_server(&sv, NULL);
-    simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
+    simul_redis_conn *c = connect_tcp(&sv, protocol), *probe = connect_tcp(&sv, 2);
     /* Warm the pool: the cancelled command then runs on a reused connection. */
     assert_int_equal(call_int(c, "RPUSH q %s", "warm"), 1);
     simul_redis_reply *r = NULL;
@@ -133,8 +136,11 @@ static void cancel_blocking(bool by_deadline)
     assert_null(b.r);
     simul_redis_stats st = stats(c);
     assert_int_equal(st.dedicated_opened, 1);
-    assert_int_equal(st.dedicated_closed, 1);
-    wait_blocked(probe, 0); /* the server saw the close */
+    assert_int_equal(st.dedicated_closed, 0);
+    assert_int_equal(st.unblocked, 1);
+    assert_int_equal(st.unblock_late, 0);
+    /* Already unblocked when the call returned: no waiting for the server here. */
+    assert_int_equal(info_field(probe, "clients", "blocked_clients"), 0);
 
     assert_int_equal(call_int(c, "RPUSH q %s", "for the next caller"), 1);
     assert_int_equal(call_int(c, "LLEN %s", "q"), 1); /* the ghost took nothing */
@@ -142,7 +148,8 @@ static void cancel_blocking(bool by_deadline)
     expect_pair(r, "q", "for the next caller");
     simul_redis_reply_free(r);
     st = stats(c);
-    assert_int_equal(st.dedicated_opened, 2);
+    assert_int_equal(st.dedicated_opened, 1); /* the same connection served it */
+    assert_int_equal(st.dedicated_closed, 0);
     assert_int_equal(st.failures, 0);
     assert_int_equal(st.dropped_replies, 0); /* nothing pending on the shared connection */
 
@@ -151,19 +158,244 @@ static void cancel_blocking(bool by_deadline)
     redis_case_end(&sv, &guard);
 }
 
-SIMUL_TASK_TEST(cancelled_blocking_command_closes_its_connection)
+SIMUL_TASK_TEST(cancelled_blocking_command_is_unblocked)
 {
     (void)arg;
     NEED_REDIS();
-    cancel_blocking(false);
+    cancel_blocking(false, 0);
+    cancel_blocking(false, 2);
     return 0;
 }
 
-SIMUL_TASK_TEST(deadline_blocking_command_closes_its_connection)
+SIMUL_TASK_TEST(deadline_blocking_command_is_unblocked)
 {
     (void)arg;
     NEED_REDIS();
-    cancel_blocking(true);
+    cancel_blocking(true, 0);
+    cancel_blocking(true, 2);
+    return 0;
+}
+
+/* Cancelled the moment it was sent: the UNBLOCK (on the shared connection) may reach the server
+ * before the BLPOP (on the dedicated one); the client then waits for the BLPOP to arrive and
+ * unblocks it again, and the connection stays clean. With an element there, the server pops it
+ * at once: the caller gets it (0) even though it was cancelled, as the element would be lost. */
+SIMUL_TASK_TEST(blocking_command_cancelled_at_once)
+{
+    (void)arg;
+    REDIS_CASE_BEGIN(sv, guard, 20);
+    simul_redis_conn *c = connect_tcp(&sv, 0), *probe = connect_tcp(&sv, 2);
+    assert_int_equal(call_int(c, "RPUSH %s x", "unsent"), 1);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "BLPOP unsent 0"), 0); /* warm the pool */
+    simul_redis_reply_free(r);
+    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "unsent", .b = "0"};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    assert_int_equal(simul_yield(), 0); /* it queued its command */
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, -ECANCELED);
+    assert_null(b.r);
+    assert_int_equal(info_field(probe, "clients", "blocked_clients"), 0);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.dedicated_closed, 0);
+    assert_int_equal(st.unblocked, 1);
+
+    assert_int_equal(call_int(c, "RPUSH %s y", "unsent"), 1);
+    b = (blocker){.c = c, .fmt = "BLPOP %s %s", .a = "unsent", .b = "0"};
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, 0); /* popped before the cancel could act: handed over */
+    expect_pair(b.r, "unsent", "y");
+    simul_redis_reply_free(b.r);
+    st = stats(c);
+    assert_int_equal(st.unblock_late, 1);
+    assert_int_equal(st.dedicated_closed, 0);
+
+    assert_int_equal(call_int(c, "RPUSH %s z", "unsent"), 1);
+    assert_int_equal(simul_redis_command(c, &r, "BLPOP unsent 0"), 0);
+    expect_pair(r, "unsent", "z");
+    simul_redis_reply_free(r);
+    assert_int_equal(stats(c).dedicated_opened, 1);
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    redis_case_end(&sv, &guard);
+    return 0;
+}
+
+/* The fallback: the shared connection cannot send CLIENT UNBLOCK (RESP2 in subscribe mode
+ * accepts no other command), so the dedicated connection is closed, as before; the server drops
+ * the blocked client and the element pushed later stays in the list. */
+SIMUL_TASK_TEST(blocking_command_unblock_fallback_closes)
+{
+    (void)arg;
+    REDIS_CASE_BEGIN(sv, guard, 20);
+    simul_redis_conn *c = connect_tcp(&sv, 2), *probe = connect_tcp(&sv, 2);
+    const char *ch[] = {"fallback-ch"};
+    simul_redis_subscription *sub = NULL;
+    assert_int_equal(simul_redis_subscribe(c, 0, ch, 1, 0, &sub), 0);
+    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "fallback", .b = "0"};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, -ECANCELED);
+    assert_null(b.r);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.unblocked, 0);
+    assert_int_equal(st.dedicated_closed, 1);
+    wait_blocked(probe, 0); /* the server saw the close */
+    assert_int_equal(call_int(probe, "RPUSH %s x", "fallback"), 1);
+    assert_int_equal(call_int(probe, "LLEN %s", "fallback"), 1);
+    assert_int_equal(call_int(probe, "DEL %s", "fallback"), 1);
+    assert_int_equal(simul_redis_subscription_close(sub), 0);
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    redis_case_end(&sv, &guard);
+    return 0;
+}
+
+/* The race: an element pushed while its popper is being cancelled (or its deadline expires).
+ * Whichever wins at the server, the element is either still in the list or returned to the
+ * caller (0 and the element, the cancel still pending): pushes == pops + what is left, every
+ * time. Rounds vary the moment of the cancel against the push (before the command reached the
+ * server, right after the push went out, a few loop passes later). */
+typedef struct popper {
+    simul_redis_conn *c;
+    const char *key;
+    double timeout; /* >0: a deadline instead of a cancel */
+    int rc;
+    simul_redis_reply *r;
+    bool started;
+    bool no_reply; /* pass NULL for the reply (the element is then freed, still counted) */
+} popper;
+
+static int popper_main(void *arg)
+{
+    popper *p = arg;
+    simul_scope sc;
+    if (p->timeout > 0)
+        assert_int_equal(simul_scope_timeout(&sc, p->timeout), 0);
+    p->started = true;
+    p->rc = simul_redis_command(p->c, p->no_reply ? NULL : &p->r, "BLPOP %s 0", p->key);
+    if (p->timeout > 0)
+        simul_scope_end(&sc);
+    return 0;
+}
+
+typedef struct pusher_arg {
+    simul_redis_conn *c;
+    const char *key;
+    char v[32];
+    int passes;   /* loop passes to let go by first */
+    double delay; /* or seconds (against a deadline) */
+    int rc;
+} pusher_arg;
+
+static int pusher_main(void *arg)
+{
+    pusher_arg *a = arg;
+    for (int i = 0; i < a->passes; i++)
+        assert_int_equal(simul_yield(), 0);
+    if (a->delay > 0)
+        assert_int_equal(simul_sleep(a->delay), 0);
+    simul_redis_reply *r = NULL;
+    a->rc = simul_redis_command(a->c, &r, "RPUSH %s %s", a->key, a->v);
+    simul_redis_reply_free(r);
+    return 0;
+}
+
+static void race_push_against_cancel(bool by_deadline, int protocol)
+{
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 120), 0);
+    server sv;
+    start_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, protocol), *pusher = connect_tcp(&sv, 2);
+    simul_redis_conn *probe = connect_tcp(&sv, 2);
+    char key[64];
+    snprintf(key, sizeof key, "race:%d:%d", by_deadline, protocol);
+    enum { ROUNDS = 400 };
+    long long pushed = 0, popped = 0, cancelled = 0, left = 0;
+    for (int i = 0; i < ROUNDS; i++) {
+        popper p = {.c = c,
+                    .key = key,
+                    .timeout = by_deadline ? 0.0005 * (1 + i % 5) : 0,
+                    .no_reply = i % 10 == 9};
+        simul_task *t;
+        assert_int_equal(simul_task_spawn(&t, popper_main, &p, NULL), 0);
+        if (!by_deadline && i % 3 != 0)
+            wait_blocked(probe, 1);
+        else
+            assert_int_equal(simul_yield(), 0);
+        /* The push goes out 0..3 loop passes from now and the cancel lands 0..3 passes from now
+         * (the deadline: expires 0.5..2.5 ms after the BLPOP began), so the UNBLOCK (on c) and
+         * the RPUSH (on pusher) race at the server, or the popped element's reply races with
+         * the cancel here. Timing only spreads the interleavings; the check holds for each. */
+        pusher_arg pa = {.c = pusher, .key = key, .passes = (i / 4) % 4};
+        if (by_deadline)
+            pa.delay = 0.0004 * (i % 7);
+        snprintf(pa.v, sizeof pa.v, "v%d", i);
+        simul_task *pt;
+        assert_int_equal(simul_task_spawn(&pt, pusher_main, &pa, NULL), 0);
+        if (!by_deadline) {
+            for (int y = 0; y < i % 4; y++)
+                assert_int_equal(simul_yield(), 0);
+            simul_task_cancel(t);
+        }
+        assert_int_equal(simul_task_join(pt, NULL), 0);
+        assert_int_equal(pa.rc, 0);
+        pushed++;
+        assert_int_equal(simul_task_join(t, NULL), 0);
+        /* What the round left in the list is counted and removed: the next round's popper
+         * must block. */
+        left += call_int(probe, "LLEN %s", key);
+        assert_true(call_int(probe, "DEL %s", key) >= 0);
+        if (p.rc == 0 && p.no_reply) {
+            popped++;
+        } else if (p.rc == 0) {
+            expect_pair(p.r, key, simul_redis_reply_elem(p.r, 1)->str);
+            popped++;
+            simul_redis_reply_free(p.r);
+        } else {
+            assert_int_equal(p.rc, by_deadline ? -ETIMEDOUT : -ECANCELED);
+            assert_null(p.r);
+            cancelled++;
+        }
+    }
+    print_message("race %s RESP%d: pushed %lld, popped %lld (late %llu), cancelled %lld, left "
+                  "%lld, unblocked %llu, closed %llu\n",
+                  by_deadline ? "deadline" : "cancel", protocol ? protocol : 3, pushed, popped,
+                  (unsigned long long)stats(c).unblock_late, cancelled, left,
+                  (unsigned long long)stats(c).unblocked,
+                  (unsigned long long)stats(c).dedicated_closed);
+    assert_int_equal(pushed, popped + left);
+    assert_int_equal(info_field(probe, "clients", "blocked_clients"), 0);
+    assert_int_equal(stats(c).failures, 0);
+    simul_redis_close(probe);
+    simul_redis_close(pusher);
+    simul_redis_close(c);
+    redis_case_end(&sv, &guard);
+}
+
+SIMUL_TASK_TEST(cancel_racing_push_loses_nothing)
+{
+    (void)arg;
+    NEED_REDIS();
+    race_push_against_cancel(false, 0);
+    race_push_against_cancel(false, 2);
+    return 0;
+}
+
+SIMUL_TASK_TEST(deadline_racing_push_loses_nothing)
+{
+    (void)arg;
+    NEED_REDIS();
+    race_push_against_cancel(true, 0);
     return 0;
 }
 
@@ -240,8 +472,12 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(blocking_commands_leave_shared_connection_free),
-        cmocka_unit_test(cancelled_blocking_command_closes_its_connection),
-        cmocka_unit_test(deadline_blocking_command_closes_its_connection),
+        cmocka_unit_test(cancelled_blocking_command_is_unblocked),
+        cmocka_unit_test(deadline_blocking_command_is_unblocked),
+        cmocka_unit_test(blocking_command_cancelled_at_once),
+        cmocka_unit_test(blocking_command_unblock_fallback_closes),
+        cmocka_unit_test(cancel_racing_push_loses_nothing),
+        cmocka_unit_test(deadline_racing_push_loses_nothing),
         cmocka_unit_test(pool_is_bounded),
         cmocka_unit_test(close_ends_blocking_commands),
     };

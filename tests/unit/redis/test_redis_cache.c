@@ -1,6 +1,7 @@
 /* test_redis_cache.c — client-side caching against the suite's redis-server: hits, the server's
  * invalidations (another client's write, our own, FLUSHALL), the memory bound with LRU eviction,
- * the cache emptied and tracking turned on again after a reconnection, nothing cached on RESP2.
+ * the cache emptied and tracking turned on again after a reconnection; on RESP2, invalidations
+ * through a second connection (CLIENT TRACKING ... REDIRECT) and the cache emptied when it is lost.
  * Every wait is for a counter the connection reports. */
 #include "redis_server.h"
 
@@ -140,7 +141,7 @@ SIMUL_TASK_TEST(cache_is_bounded_lru)
     return 0;
 }
 
-SIMUL_TASK_TEST(cache_reconnect_and_resp2)
+SIMUL_TASK_TEST(cache_reconnect_empties_and_retracks)
 {
     (void)arg;
     REDIS_CASE_BEGIN(sv, guard, 20);
@@ -168,11 +169,91 @@ SIMUL_TASK_TEST(cache_reconnect_and_resp2)
     call_expect(c, "again", "GET %s", "k", NULL);
     simul_redis_close(c);
 
-    /* RESP2: nothing cached (invalidations would need a second connection). */
-    c = connect_cached(&sv, 2, 1u << 20);
-    for (int i = 0; i < 3; i++)
-        call_expect(c, "again", "GET %s", "k", NULL);
-    assert_int_equal(stats(c).cache_hits, 0);
+    simul_redis_close(w);
+    redis_case_end(&sv, &guard);
+    return 0;
+}
+
+/* The id the connection's tracking redirects to (CLIENT INFO's redir=), -1 when off. */
+static long long redirect_of(simul_redis_conn *c)
+{
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(c, &r, "CLIENT INFO"), 0);
+    const char *p = strstr(r->str, " redir=");
+    long long id = p ? atoll(p + 7) : -1;
+    bool tracking = strstr(r->str, " flags=t ") != NULL;
+    simul_redis_reply_free(r);
+    return tracking ? id : -1;
+}
+
+SIMUL_TASK_TEST(cache_resp2_through_redirect)
+{
+    (void)arg;
+    REDIS_CASE_BEGIN(sv, guard, 20);
+    simul_redis_conn *c = connect_cached(&sv, 2, 1u << 20), *w = connect_tcp(&sv, 2);
+    assert_int_equal(simul_redis_protocol(c), 2);
+    long long redir = redirect_of(c);
+    assert_true(redir > 0); /* tracking on, redirected to the invalidation connection */
+    assert_int_equal(stats(c).tracker_setups, 1);
+
+    call_expect(w, "OK", "SET %s %s", "k2", "v1");
+    call_expect(c, "v1", "GET %s", "k2", NULL); /* miss */
+    call_expect(c, "v1", "GET %s", "k2", NULL); /* hit */
+    assert_int_equal(stats(c).cache_hits, 1);
+    /* Another client writes: the invalidation comes on the other connection. */
+    call_expect(w, "OK", "SET %s %s", "k2", "v2");
+    wait_invalidations(c, 1);
+    call_expect(c, "v2", "GET %s", "k2", NULL);
+    call_expect(c, "v2", "GET %s", "k2", NULL);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.cache_misses, 2);
+    assert_int_equal(st.cache_hits, 2);
+    /* Our own write too, and an aggregate. */
+    assert_int_equal(call_int(w, "RPUSH l %s", "a"), 1);
+    simul_redis_reply *r = NULL;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(simul_redis_command(c, &r, "LRANGE l 0 -1"), 0);
+        assert_int_equal(simul_redis_reply_len(r), 1);
+        simul_redis_reply_free(r);
+    }
+    assert_int_equal(stats(c).cache_hits, 3);
+    uint64_t inv = stats(c).cache_invalidations;
+    assert_int_equal(call_int(c, "RPUSH l %s", "b"), 2);
+    wait_invalidations(c, inv + 1);
+    assert_int_equal(simul_redis_command(c, &r, "LRANGE l 0 -1"), 0);
+    assert_int_equal(simul_redis_reply_len(r), 2);
+    simul_redis_reply_free(r);
+    /* FLUSHALL: a nil invalidation empties everything. */
+    call_expect(c, "v2", "GET %s", "k2", NULL);
+    assert_true(stats(c).cache_bytes > 0);
+    inv = stats(c).cache_invalidations;
+    call_expect(w, "OK", "FLUSHALL", NULL, NULL);
+    wait_invalidations(c, inv + 1);
+    assert_int_equal(stats(c).cache_bytes, 0);
+
+    /* The invalidation connection is killed and the key changes meanwhile (its invalidation goes
+     * nowhere): the cache is emptied, a new invalidation connection is made and tracking
+     * redirected to it, and the read sees the new value. */
+    call_expect(w, "OK", "SET %s %s", "k2", "old");
+    call_expect(c, "old", "GET %s", "k2", NULL);
+    call_expect(c, "old", "GET %s", "k2", NULL);
+    assert_true(stats(c).cache_bytes > 0);
+    char ids[32];
+    snprintf(ids, sizeof ids, "%lld", redir);
+    assert_int_equal(call_int(w, "CLIENT KILL ID %s", ids), 1);
+    call_expect(w, "OK", "SET %s %s", "k2", "new");
+    while (stats(c).tracker_setups < 2)
+        assert_int_equal(simul_yield(), 0);
+    call_expect(c, "new", "GET %s", "k2", NULL);
+    long long redir2 = redirect_of(c);
+    assert_true(redir2 > 0);
+    assert_true(redir2 != redir);
+    call_expect(c, "new", "GET %s", "k2", NULL); /* cached again */
+    inv = stats(c).cache_invalidations;
+    call_expect(w, "OK", "SET %s %s", "k2", "newer");
+    wait_invalidations(c, inv + 1);
+    call_expect(c, "newer", "GET %s", "k2", NULL);
+    assert_int_equal(stats(c).failures, 0);
     simul_redis_close(c);
     simul_redis_close(w);
     redis_case_end(&sv, &guard);
@@ -185,7 +266,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cache_hits_and_invalidations),
         cmocka_unit_test(cache_is_bounded_lru),
-        cmocka_unit_test(cache_reconnect_and_resp2),
+        cmocka_unit_test(cache_reconnect_empties_and_retracks),
+        cmocka_unit_test(cache_resp2_through_redirect),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cache");
 }

@@ -1,9 +1,11 @@
 /* test_redis_cluster.c — the cluster client against a three-master Redis Cluster that each case
  * starts (three redis-servers with --cluster-enabled, on free ports with free bus ports, joined
  * by `redis-cli --cluster create`) and stops: routing by slot with per-node pipelining, CROSSSLOT
- * refused locally, movable keys, pipelines split per node, a MOVED after the map changed, and a
+ * refused locally, movable keys, pipelines split per node, a MOVED after the map changed, a
  * slot migrated key by key while tasks keep writing to it (ASK / MOVED / TRYAGAIN followed, no
- * error reaches them). Waits are for cluster state (cluster_state:ok, slots agreed). */
+ * error reaches them), transactions in one slot, sharded pub/sub following its slot (resharding,
+ * restart, failover), reads from replicas. Waits are for cluster state (cluster_state:ok, slots
+ * agreed, SPUBLISH's receiver count, INFO commandstats). */
 #include "redis_server.h"
 
 enum { NODES = 3, SERVERS_MAX = 6 }; /* three masters; with replicas, one each */
@@ -12,6 +14,7 @@ typedef struct cluster {
     server sv[SERVERS_MAX];
     int n; /* servers: NODES, or 2 * NODES with a replica per master */
     char seed[32];
+    char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128], timeout[16]; /* to restart one */
 } cluster;
 
 static bool run_wait(const char *const *argv)
@@ -71,7 +74,8 @@ static void start_cluster_n(cluster *cl, int n, const char *node_timeout)
 {
     memset(cl, 0, sizeof *cl);
     cl->n = n;
-    char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128];
+    char(*busport)[16] = cl->busport, (*conf)[128] = cl->conf;
+    snprintf(cl->timeout, sizeof cl->timeout, "%s", node_timeout);
     for (int i = 0; i < n; i++) {
         for (;;) {
             int bp = free_port();
@@ -536,6 +540,472 @@ SIMUL_TASK_TEST(master_failover_followed)
     return 0;
 }
 
+/* ---- transactions -------------------------------------------------------------------------- */
+
+/* Moves slot s (every key in it) from server `from` to `to`, by the book, and tells every node. */
+static void move_slot(cluster *cl, unsigned s, int from, int to)
+{
+    char from_id[64], to_id[64], slot[16], to_port[16];
+    node_id(cl, from, from_id, sizeof from_id);
+    node_id(cl, to, to_id, sizeof to_id);
+    snprintf(slot, sizeof slot, "%u", s);
+    snprintf(to_port, sizeof to_port, "%d", cl->sv[to].port);
+    const char *imp[] = {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id};
+    expect_ok(node_call(&cl->sv[to], 5, imp));
+    const char *mig[] = {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id};
+    expect_ok(node_call(&cl->sv[from], 5, mig));
+    for (;;) {
+        const char *keys[] = {"CLUSTER", "GETKEYSINSLOT", slot, "10"};
+        simul_redis_reply *r = node_call(&cl->sv[from], 4, keys);
+        size_t n = r->len;
+        if (n == 0) {
+            simul_redis_reply_free(r);
+            break;
+        }
+        const char *argv[20] = {"MIGRATE", "127.0.0.1", to_port, "", "0", "5000", "KEYS"};
+        for (size_t i = 0; i < n; i++)
+            argv[7 + i] = r->elem[i].str;
+        expect_ok(node_call(&cl->sv[from], 7 + (int)n, argv));
+        simul_redis_reply_free(r);
+    }
+    int order[NODES] = {to, from, 3 - to - from};
+    for (int i = 0; i < NODES; i++) {
+        const char *set[] = {"CLUSTER", "SETSLOT", slot, "NODE", to_id};
+        expect_ok(node_call(&cl->sv[order[i]], 5, set));
+    }
+}
+
+typedef struct incr_ctx {
+    const char *key;
+    int calls;
+    cluster *cl; /* set: the first call moves the key's slot between its read and its write */
+} incr_ctx;
+
+static int incr_fn(simul_redis_txn *t, void *arg)
+{
+    incr_ctx *x = arg;
+    x->calls++;
+    simul_redis_reply *r = NULL;
+    int rc = simul_redis_txn_command(t, &r, "GET %s", x->key);
+    if (rc < 0) {
+        simul_redis_reply_free(r);
+        return rc;
+    }
+    long long v = r->type == SIMUL_REDIS_STRING ? atoll(r->str) : 0;
+    simul_redis_reply_free(r);
+    if (x->cl && x->calls == 1) {
+        unsigned s = simul_redis_cluster_keyslot(x->key, strlen(x->key));
+        int from = owner(x->cl, s);
+        move_slot(x->cl, s, from, (from + 1) % NODES);
+    }
+    char val[32];
+    snprintf(val, sizeof val, "%lld", v + 1);
+    return simul_redis_txn_queue(t, "SET %s %s", x->key, val);
+}
+
+typedef struct txn_task {
+    simul_redis_cluster *c;
+    int n, rc;
+} txn_task;
+
+static int txn_task_main(void *arg)
+{
+    txn_task *w = arg;
+    const char *watch[] = {"{acct}:bal"};
+    for (int i = 0; i < w->n && w->rc == 0; i++) {
+        incr_ctx x = {.key = "{acct}:bal"};
+        simul_redis_reply *r = NULL;
+        w->rc = simul_redis_cluster_transaction(w->c, NULL, watch, 1, incr_fn, &x, 0, &r);
+        simul_redis_reply_free(r);
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(cluster_transactions)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+
+    /* Two slots: refused before anything is sent. */
+    const char *cross[] = {"a", "b"};
+    assert_int_not_equal(simul_redis_cluster_keyslot("a", 1), simul_redis_cluster_keyslot("b", 1));
+    simul_redis_txn *t = NULL;
+    assert_int_equal(simul_redis_cluster_txn_begin(c, NULL, cross, 2, &t), -EXDEV);
+    assert_null(t);
+    assert_int_equal(simul_redis_cluster_txn_begin(c, NULL, NULL, 0, &t), -EINVAL);
+    /* A transaction on {u1}: its commands must stay there. */
+    const char *w1[] = {"{u1}:a"};
+    assert_int_equal(simul_redis_cluster_txn_begin(c, "{u1}", w1, 1, &t), 0);
+    assert_int_equal(simul_redis_txn_queue(t, "SET %s %s", "{u1}:a", "1"), 0);
+    assert_int_equal(simul_redis_txn_queue(t, "SET %s %s", "other", "1"), -EXDEV);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_txn_command(t, &r, "GET %s", "other"), -EXDEV);
+    assert_null(r);
+    assert_int_equal(simul_redis_txn_queue(t, "MSET %s %s %s %s", "{u1}:b", "2", "{u1}:c", "3"), 0);
+    assert_int_equal(simul_redis_txn_exec(t, &r), 0);
+    assert_int_equal(simul_redis_reply_len(r), 2);
+    simul_redis_reply_free(r);
+    assert_int_equal(simul_redis_txn_close(t), 0);
+    r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "MGET %s %s %s", "{u1}:a", "{u1}:b",
+                                                 "{u1}:c"),
+                     0);
+    assert_string_equal(r->elem[0].str, "1");
+    assert_string_equal(r->elem[2].str, "3");
+    simul_redis_reply_free(r);
+    assert_int_equal(cstats(c).crossslot, 1); /* the begin; the others are the transaction's */
+
+    /* Optimistic locking under contention: 20 tasks x 10 read-modify-writes, exact. */
+    enum { T = 20, N = 10 };
+    txn_task w[T];
+    simul_task *tt[T];
+    for (int i = 0; i < T; i++) {
+        w[i] = (txn_task){.c = c, .n = N};
+        assert_int_equal(simul_task_spawn(&tt[i], txn_task_main, &w[i], NULL), 0);
+    }
+    assert_int_equal(simul_gather(tt, T, NULL), 0);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(w[i].rc, 0);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
+    assert_string_equal(r->str, "200");
+    simul_redis_reply_free(r);
+
+    /* The slot moves between the read and EXEC: the queued SET gets MOVED, EXEC aborts (nothing
+     * ran), and the attempt starts over on the new master. */
+    uint64_t moved0 = cstats(c).moved;
+    incr_ctx x = {.key = "{acct}:bal", .cl = &cl};
+    const char *watch[] = {"{acct}:bal"};
+    unsigned s = simul_redis_cluster_keyslot("{acct}:bal", 10);
+    int before = owner(&cl, s);
+    assert_int_equal(simul_redis_cluster_transaction(c, NULL, watch, 1, incr_fn, &x, 0, &r), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(x.calls, 2);
+    assert_int_not_equal(owner(&cl, s), before);
+    assert_true(cstats(c).moved > moved0);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
+    assert_string_equal(r->str, "201");
+    simul_redis_reply_free(r);
+
+    /* The map is stale (the slot moved behind the client's back): WATCH's MOVED is followed. */
+    move_slot(&cl, s, owner(&cl, s), (owner(&cl, s) + 1) % NODES);
+    moved0 = cstats(c).moved;
+    x = (incr_ctx){.key = "{acct}:bal"};
+    assert_int_equal(simul_redis_cluster_transaction(c, NULL, watch, 1, incr_fn, &x, 0, &r), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(x.calls, 1);
+    assert_true(cstats(c).moved > moved0);
+    assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
+    assert_string_equal(r->str, "202");
+    simul_redis_reply_free(r);
+
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+/* ---- sharded pub/sub ------------------------------------------------------------------------ */
+
+typedef struct sreader {
+    simul_redis_cluster_subscription *cs;
+    int got;      /* messages read */
+    char last[64];
+    int rc;
+} sreader;
+
+static int sreader_main(void *arg)
+{
+    sreader *r = arg;
+    for (;;) {
+        simul_redis_reply *m = NULL;
+        r->rc = simul_redis_cluster_subscription_next(r->cs, &m);
+        if (r->rc < 0)
+            return 0;
+        assert_int_equal(simul_redis_reply_len(m), 3);
+        assert_string_equal(m->elem[0].str, "smessage");
+        snprintf(r->last, sizeof r->last, "%s", m->elem[2].str);
+        r->got++;
+        bool stop = strcmp(m->elem[2].str, "stop") == 0;
+        simul_redis_reply_free(m);
+        if (stop)
+            return 0;
+    }
+}
+
+/* SPUBLISH until the server says one subscriber got it (the subscription is in place: a state),
+ * then until the reader has it. */
+static void spublish_seen(simul_redis_cluster *c, sreader *rd, const char *ch, const char *msg)
+{
+    int before = rd->got;
+    for (;;) {
+        simul_redis_reply *r = NULL;
+        assert_int_equal(simul_redis_cluster_command(c, &r, "SPUBLISH %s %s", ch, msg), 0);
+        long long n = r->integer;
+        simul_redis_reply_free(r);
+        if (n == 1)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+    while (rd->got == before)
+        assert_int_equal(simul_yield(), 0);
+    assert_string_equal(rd->last, msg);
+}
+
+SIMUL_TASK_TEST(cluster_sharded_pubsub_follows_its_slot)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+
+    const char *cross[] = {"a", "b"};
+    simul_redis_cluster_subscription *cs = NULL;
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, cross, 2, 0, &cs), -EXDEV);
+    assert_null(cs);
+    const char *chans[] = {"{ch}:a", "{ch}:b"};
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 2, 0, &cs), 0);
+    sreader rd = {.cs = cs};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    spublish_seen(c, &rd, "{ch}:a", "one");
+    spublish_seen(c, &rd, "{ch}:b", "two");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 0);
+
+    /* The slot moves: the old owner ends the subscription, the reader subscribes again on the
+     * new one, and messages flow from there. */
+    unsigned s = simul_redis_cluster_keyslot("{ch}", 4);
+    int from = owner(&cl, s);
+    move_slot(&cl, s, from, (from + 1) % NODES);
+    spublish_seen(c, &rd, "{ch}:a", "after the move");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 1);
+    assert_int_equal(owner(&cl, s), (from + 1) % NODES);
+
+    /* And a second time, to the third node. */
+    move_slot(&cl, s, owner(&cl, s), (from + 2) % NODES);
+    spublish_seen(c, &rd, "{ch}:b", "after the second move");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 2);
+    spublish_seen(c, &rd, "{ch}:a", "stop");
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(rd.rc, 0);
+    assert_int_equal(simul_redis_cluster_subscription_dropped(cs), 0);
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), 0);
+    /* Nobody listens any more. */
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SPUBLISH %s %s", "{ch}:a", "x"), 0);
+    assert_int_equal(r->integer, 0);
+    simul_redis_reply_free(r);
+
+    /* A reader waiting when the cluster closes wakes with -ESHUTDOWN; the subscription dies
+     * with the cluster. */
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 1, 0, &cs), 0);
+    rd = (sreader){.cs = cs};
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    simul_redis_cluster_close(c);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(rd.rc, -ESHUTDOWN);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+/* The slot's master restarted in place (same port, its nodes.conf): the subscription comes back
+ * on it once it accepts again. */
+SIMUL_TASK_TEST(cluster_sharded_pubsub_survives_node_restart)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    cluster cl;
+    start_cluster(&cl);
+    simul_redis_cluster *c = connect_cluster(&cl);
+    const char *chans[] = {"{rs}:x"};
+    simul_redis_cluster_subscription *cs = NULL;
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 1, 0, &cs), 0);
+    sreader rd = {.cs = cs};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    spublish_seen(c, &rd, "{rs}:x", "before");
+    int m = owner(&cl, simul_redis_cluster_keyslot("{rs}", 4));
+    kill_server(&cl.sv[m], SIGKILL);
+    const char *extra[] = {"--cluster-enabled", "yes", "--cluster-config-file", cl.conf[m],
+                           "--cluster-port", cl.busport[m], "--cluster-node-timeout", cl.timeout,
+                           NULL};
+    assert_true(run_server(&cl.sv[m], extra));
+    int before = rd.got;
+    for (;;) {
+        simul_redis_reply *r = NULL;
+        const char *pub[] = {"SPUBLISH", "{rs}:x", "after"};
+        int rc = simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 3, pub, NULL);
+        long long n = rc == 0 ? r->integer : 0;
+        simul_redis_reply_free(r);
+        if (n == 1)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+    while (rd.got == before)
+        assert_int_equal(simul_yield(), 0);
+    assert_string_equal(rd.last, "after");
+    assert_int_equal(simul_redis_cluster_subscription_resubscribes(cs), 1);
+    spublish_seen(c, &rd, "{rs}:x", "stop");
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), 0);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+SIMUL_TASK_TEST(cluster_sharded_pubsub_survives_failover)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 150), 0);
+    cluster cl;
+    start_cluster_n(&cl, 2 * NODES, "1000");
+    simul_redis_cluster *c = connect_cluster(&cl);
+    const char *chans[] = {"{fo}:news"};
+    simul_redis_cluster_subscription *cs = NULL;
+    assert_int_equal(simul_redis_cluster_ssubscribe(c, chans, 1, 0, &cs), 0);
+    sreader rd = {.cs = cs};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
+    spublish_seen(c, &rd, "{fo}:news", "before");
+    unsigned s = simul_redis_cluster_keyslot("{fo}", 4);
+    int m = owner(&cl, s);
+    kill_server(&cl.sv[m], SIGKILL);
+    /* The reader loses its node, reads the map (again and again until the replica is
+     * promoted) and subscribes there; SPUBLISH (safe to resend) finds the new master too. */
+    int before = rd.got;
+    for (;;) {
+        simul_redis_reply *r = NULL;
+        const char *pub[] = {"SPUBLISH", "{fo}:news", "after"};
+        int rc = simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 3, pub, NULL);
+        long long n = rc == 0 ? r->integer : 0;
+        simul_redis_reply_free(r);
+        if (n == 1)
+            break;
+        assert_int_equal(simul_yield(), 0);
+    }
+    while (rd.got == before)
+        assert_int_equal(simul_yield(), 0);
+    assert_string_equal(rd.last, "after");
+    assert_true(simul_redis_cluster_subscription_resubscribes(cs) >= 1);
+    assert_int_not_equal(owner(&cl, s), m);
+    spublish_seen(c, &rd, "{fo}:news", "stop");
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), 0);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
+/* ---- reads from replicas ---------------------------------------------------------------------- */
+
+/* calls= of one command in a server's INFO commandstats (0 if never called). */
+static long long cmd_calls(server *sv, const char *cmd)
+{
+    const char *info[] = {"INFO", "commandstats"};
+    simul_redis_reply *r = node_call(sv, 2, info);
+    char key[64];
+    snprintf(key, sizeof key, "cmdstat_%s:calls=", cmd);
+    const char *p = r->str ? strstr(r->str, key) : NULL;
+    long long n = p ? atoll(p + strlen(key)) : 0;
+    simul_redis_reply_free(r);
+    return n;
+}
+
+/* The server that replicates server m (by its INFO replication: master_port). */
+static int replica_of(cluster *cl, int m)
+{
+    char want[32];
+    snprintf(want, sizeof want, "master_port:%d", cl->sv[m].port);
+    for (int i = 0; i < cl->n; i++) {
+        if (!cl->sv[i].pid || i == m)
+            continue;
+        const char *info[] = {"INFO", "replication"};
+        simul_redis_reply *r = node_call(&cl->sv[i], 2, info);
+        bool is = r->str && strstr(r->str, want);
+        simul_redis_reply_free(r);
+        if (is)
+            return i;
+    }
+    fail_msg("no replica of server %d", m);
+    return -1;
+}
+
+SIMUL_TASK_TEST(cluster_reads_from_replicas)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 120), 0);
+    cluster cl;
+    start_cluster_n(&cl, 2 * NODES, "1000");
+    const char *seeds[] = {cl.seed};
+    simul_redis_cluster_opts o = {.seeds = seeds, .nseeds = 1, .read_from_replicas = true};
+    simul_redis_cluster *c = NULL;
+    assert_int_equal(simul_redis_cluster_connect(&o, &c), 0);
+
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET %s %s", "rk", "v1"), 0);
+    simul_redis_reply_free(r);
+    unsigned s = simul_redis_cluster_keyslot("rk", 2);
+    int m = owner(&cl, s), rep = replica_of(&cl, m);
+    const char *wait[] = {"WAIT", "1", "5000"}; /* the replica has it */
+    r = node_call(&cl.sv[m], 3, wait);
+    assert_int_equal(r->integer, 1);
+    simul_redis_reply_free(r);
+
+    long long m0 = cmd_calls(&cl.sv[m], "get"), r0 = cmd_calls(&cl.sv[rep], "get");
+    long long ms0 = cmd_calls(&cl.sv[m], "set");
+    enum { READS = 50 };
+    for (int i = 0; i < READS; i++) {
+        assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "rk"), 0);
+        assert_string_equal(r->str, "v1");
+        simul_redis_reply_free(r);
+    }
+    /* Writes still go to the master. */
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET %s %s", "rk", "v2"), 0);
+    simul_redis_reply_free(r);
+    assert_int_equal(cmd_calls(&cl.sv[rep], "get") - r0, READS);
+    assert_int_equal(cmd_calls(&cl.sv[m], "get") - m0, 0);
+    assert_int_equal(cmd_calls(&cl.sv[m], "set") - ms0, 1);
+    assert_true(cmd_calls(&cl.sv[rep], "readonly") >= 1);
+    simul_redis_cluster_stats st = cstats(c);
+    assert_int_equal(st.replica_reads, READS);
+    assert_int_equal(st.replica_fallbacks, 0);
+
+    /* The replica dies: reads fall back to the master, with no error. */
+    kill_server(&cl.sv[rep], SIGKILL);
+    for (int i = 0; i < READS; i++) {
+        assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "rk"), 0);
+        assert_string_equal(r->str, "v2");
+        simul_redis_reply_free(r);
+    }
+    assert_int_equal(cmd_calls(&cl.sv[m], "get") - m0, READS);
+    st = cstats(c);
+    assert_true(st.replica_fallbacks >= 1);
+    assert_int_equal(st.replica_reads, READS);
+    print_message("replica reads %llu, fallbacks %llu\n", (unsigned long long)st.replica_reads,
+                  (unsigned long long)st.replica_fallbacks);
+    simul_redis_cluster_close(c);
+    stop_cluster(&cl);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -543,6 +1013,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(cluster_routes_by_slot),
         cmocka_unit_test(slot_migrated_while_commands_run),
         cmocka_unit_test(master_failover_followed),
+        cmocka_unit_test(cluster_transactions),
+        cmocka_unit_test(cluster_sharded_pubsub_follows_its_slot),
+        cmocka_unit_test(cluster_sharded_pubsub_survives_node_restart),
+        cmocka_unit_test(cluster_sharded_pubsub_survives_failover),
+        cmocka_unit_test(cluster_reads_from_replicas),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_cluster");
 }

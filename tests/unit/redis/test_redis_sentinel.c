@@ -201,11 +201,106 @@ SIMUL_TASK_TEST(sentinel_discovery_and_failover)
     return 0;
 }
 
+static long long get_calls(int port)
+{
+    const char *info[] = {"INFO", "commandstats"};
+    simul_redis_reply *r = call_port(port, 2, info);
+    const char *p = r->str ? strstr(r->str, "cmdstat_get:calls=") : NULL;
+    long long n = p ? atoll(p + strlen("cmdstat_get:calls=")) : 0;
+    simul_redis_reply_free(r);
+    return n;
+}
+
+/* A replica connection (opts.replica): reads go to the replica the sentinel names; when it dies,
+ * the connection comes back on the master. */
+SIMUL_TASK_TEST(sentinel_replica_reads)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 60), 0);
+    server master, replica;
+    start_own_server(&master, NULL);
+    const char *extra[] = {"--replicaof", "127.0.0.1", master.portstr, NULL};
+    start_own_server(&replica, extra);
+    sentinel sn;
+    start_sentinel(&sn, master.port);
+    char addr[32];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", sn.port);
+    const char *sentinels[] = {addr};
+    simul_redis_sentinel_opts so = {.sentinels = sentinels,
+                                    .nsentinels = 1,
+                                    .master_name = "mymaster",
+                                    .node = {.reconnect_max = 0.2}};
+    /* Until the sentinel knows the replica as up, with its link to the master ok. */
+    const char *replicas[] = {"SENTINEL", "REPLICAS", "mymaster"};
+    for (;;) {
+        simul_redis_reply *x = call_port(sn.port, 3, replicas);
+        bool up = false;
+        for (size_t i = 0; x->type == SIMUL_REDIS_ARRAY && i < x->len; i++)
+            for (size_t k = 0; k + 1 < x->elem[i].len; k += 2)
+                if (strcmp(x->elem[i].elem[k].str, "master-link-status") == 0 &&
+                    strcmp(x->elem[i].elem[k + 1].str, "ok") == 0)
+                    up = true;
+        simul_redis_reply_free(x);
+        if (up)
+            break;
+        assert_int_equal(simul_sleep(0.01), 0);
+    }
+    simul_redis_conn *c = NULL, *rd = NULL;
+    assert_int_equal(simul_redis_sentinel_connect(&so, &c), 0);
+    simul_redis_sentinel_opts ro = so;
+    ro.replica = true;
+    assert_int_equal(simul_redis_sentinel_connect(&ro, &rd), 0);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(rd, &r, "CLIENT INFO"), 0);
+    assert_true(laddr_port(r, replica.port));
+
+    call_expect(c, "OK", "SET %s %s", "rk", "v");
+    assert_int_equal(call_int(c, "WAIT 1 %s", "5000"), 1);
+    long long m0 = get_calls(master.port), r0 = get_calls(replica.port);
+    for (int i = 0; i < 20; i++)
+        EXPECT_REPLY(rd, "v", "GET rk");
+    assert_int_equal(get_calls(replica.port) - r0, 20);
+    assert_int_equal(get_calls(master.port) - m0, 0);
+    /* A write on it: the replica's READONLY, and the connection stays where it is. */
+    assert_int_equal(simul_redis_command(rd, &r, "SET %s %s", "rk", "no"), -EREMOTEIO);
+    assert_non_null(strstr(r->str, "READONLY"));
+    simul_redis_reply_free(r);
+    simul_redis_stats st;
+    simul_redis_get_stats(rd, &st);
+    assert_int_equal(st.connects, 1);
+
+    /* The replica dies: the connection comes back on the master (a read in flight may fail
+     * with the lost connection; marked safe, it is resent). */
+    kill_server(&replica, SIGKILL);
+    const char *get[] = {"GET", "rk"};
+    for (;;) {
+        int rc = simul_redis_command_argv(rd, SIMUL_REDIS_RETRY_SAFE, &r, 2, get, NULL);
+        if (rc == 0)
+            break;
+        assert_true(rc == -ECONNRESET || rc == -EPIPE);
+    }
+    assert_string_equal(r->str, "v");
+    simul_redis_reply_free(r);
+    assert_int_equal(simul_redis_command(rd, &r, "CLIENT INFO"), 0);
+    assert_true(laddr_port(r, master.port));
+    assert_true(get_calls(master.port) - m0 >= 1);
+    simul_redis_close(rd);
+    simul_redis_close(c);
+    stop_sentinel(&sn);
+    stop_server(&replica);
+    stop_server(&master);
+    simul_scope_end(&guard);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(sentinel_discovery_and_failover),
+        cmocka_unit_test(sentinel_replica_reads),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_redis_sentinel");
 }
