@@ -94,7 +94,10 @@ load_start() {
     "$PY" "$CLUB_HERE/club_load.py" --status "$STATE/$name.json" --stop "$STATE/load.stop" "$@" \
         >"$STATE/$name.out" 2>"$STATE/$name.err" &
     BG_PIDS+=($!)
+    need wait_for "load $name to start" 20 test -s "$STATE/$name.json"
 }
+# need COMMAND...: a step the rest depends on; its failure ends the test (club stopped, counted)
+need() { "$@" || { fail "cannot go on after: $*"; cat "$STATE"/*.err 2>/dev/null | tail -5; club_finish "${0##*/}"; }; }
 load_get() { # NAME KEY: a counter ("" before the first write)
     "$PY" -c 'import json,sys
 try: print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))
@@ -117,3 +120,75 @@ load_stop() { # waits until every load client has written its final counters
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     BG_PIDS=()
 }
+
+# HAProxy's view of web instance NAME (web0, web1, ...): its state (2 UP, 0 DOWN), and a field
+# of `show stat` (scur: connections now; wretr: retries; wredis: redispatches; eresp, econ)
+ha_state() { "$PY" "$CLUB_HERE/../stack/haproxy_state.py" "$STATE/haproxy/haproxy.sock" web "$1"; }
+ha_is() { [[ $(ha_state "$1") == "$2" ]]; }
+ha_stat() { # SERVER FIELD
+    "$PY" - "$STATE/haproxy/haproxy.sock" "$1" "$2" <<'PY'
+import csv, io, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(b"show stat\n")
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+rows = list(csv.reader(io.StringIO(data.decode().lstrip("# "))))
+head = rows[0]
+for r in rows[1:]:
+    if len(r) == len(head) and r[0] == "web" and r[1] == sys.argv[2]:
+        print(r[head.index(sys.argv[3])] or 0)
+PY
+}
+web_pids() { # INDEX: the supervisor of web instance INDEX, then its workers
+    local pid
+    pid=$(awk '$1 == "web" {print $3}' "$STATE/procs" | sed -n "$(($1 + 1))p")
+    echo "$pid" $(pgrep -P "$pid")
+}
+
+# sse_check NAME ID BOARDS MOVES: every client of `club_load.py sse` NAME ended, and each one's
+# moves equal Redis' lists, which hold MOVES per board and `played` = BOARDS * MOVES
+sse_check() {
+    local redis_json="{" b
+    for ((b = 0; b < $3; b++)); do
+        redis_json+="\"$b\": [$(R LRANGE "club:{$2}:moves:$b" 0 -1 | sed 's/.*/"&"/' | paste -sd,)],"
+    done
+    redis_json="${redis_json%,}}"
+    "$PY" - "$STATE/$1.json" "$3" "$4" "$redis_json" "$(R HGET "club:{$2}" played)" <<'PY'
+import json, sys
+st = json.load(open(sys.argv[1]))
+boards, moves, played = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[5] or -1)
+redis = json.loads(sys.argv[4])
+errors = []
+for b in range(boards):
+    if len(redis[str(b)]) != moves:
+        errors.append(f"board {b}: Redis holds {len(redis[str(b)])} moves, not {moves}")
+if played != boards * moves:
+    errors.append(f"played={played}, not {boards * moves}")
+clients = st.get("clients", [])
+for i, c in enumerate(clients):
+    if not c["ended"]:
+        errors.append(f"SSE client {i} never got the end")
+    if c["errors"]:
+        errors.append(f"SSE client {i}: {c['errors'][:3]}")
+    for b in range(boards):
+        if c["moves"].get(str(b), []) != redis[str(b)]:
+            errors.append(f"SSE client {i} board {b}: {len(c['moves'].get(str(b), []))} moves != Redis")
+print(f"  {len(clients)} SSE clients, {sum(c['reconnects'] for c in clients)} reconnections, "
+      f"{sum(c['live'] for c in clients)} moves live")
+for e in errors:
+    print("  " + e)
+sys.exit(1 if errors or not clients else 0)
+PY
+}
+played_at_least() { local p; p=$(R HGET "club:{$1}" played); [[ -n $p ]] && (($p >= $2)); }
+# load_report NAME: one line of counters and failure reasons
+load_report() {
+    "$PY" -c 'import json,sys
+c = json.load(open(sys.argv[1]))
+print("  %s: ok=%d failed=%d retried=%d reasons=%s fail_times=%s" % (sys.argv[2], c["ok"], c["failed"],
+      c["retried"], c["reasons"], c["fail_times"][:10]))' "$STATE/$1.json" "$1"
+}
+load_done() { [[ $(load_get "$1" done) == True ]]; } # NAME: every client of it has finished
