@@ -9,7 +9,7 @@ CLUB=$CLUB_HERE/../../examples/chess_club/club.sh
 PY=/usr/bin/python3
 FAILURES=0
 BG_PIDS=()
-pass() { echo "PASS: $*"; }
+pass() { echo "PASS: $* [${SECONDS}s]"; }
 fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
 
 club_require() { # [rabbitmq]: SKIP (exit 0) unless everything the club runs is installed

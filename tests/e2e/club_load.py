@@ -161,7 +161,7 @@ def sse_worker(sid, k):
                 continue
             event = None
             while True:
-                line = r.fp.readline()
+                line = r.readline()  # chunked decoding (r.fp is the raw socket)
                 if not line:
                     break
                 line = line.decode().rstrip("\r\n")
