@@ -11,7 +11,7 @@
  * proxies listed in --trusted-proxies, so /whoami and the access log name the browser, not nginx.
  * Usage: club_web --host H --port P --workers N --redis HOST:PORT [--amqp URL]
  *        [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]
- *        [--trusted-proxies "ADDR, CIDR, ..."] */
+ *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -40,7 +40,8 @@ static const char *amqp_url; /* NULL: no broker, POST /simuls answers 503 */
 static double drain_delay = 0, stop_timeout = 25, keepalive = 75;
 static bool proxy_protocol;
 static const char *trusted_proxies; /* NULL: forwarding headers ignored */
-static double heartbeat = 15; /* s: an idle SSE stream gets a comment and a check of Redis */
+static double heartbeat = 15;
+static double confirm_timeout = 5; /* s: POST /simuls waits this long for the broker's confirm */ /* s: an idle SSE stream gets a comment and a check of Redis */
 #define CLIENT_QUEUE 1024     /* events queued for one SSE client; a slower one is dropped */
 
 static simul_redis_conn *rds;
@@ -282,10 +283,17 @@ static int post_simul(simul_http_request *req, simul_http_response *res, void *a
     snprintf(idbuf, sizeof idbuf, "%ld", id);
     simul_amqp_props props = {.delivery_mode = 2, .content_type = "text/plain"};
     uint64_t seq = 0;
+    /* Bounded: while the broker is away (a restart, the connection recovering) the client gets
+     * its 503 in confirm_timeout rather than hanging until the broker is back. */
+    simul_scope sc;
+    simul_scope_timeout(&sc, confirm_timeout);
     rc = simul_amqp_publish(pub, "", CLUB_QUEUE, idbuf, strlen(idbuf), &props, 0, &seq);
     if (rc == 0) rc = simul_amqp_wait_confirm(pub, seq);
+    simul_scope_end(&sc);
     if (rc < 0) {
-        /* Not taken (or unknown): the simul is marked failed; the client may post again. */
+        /* Not taken (or unknown: a job published but not confirmed in time may still be
+         * delivered, and its simul played; the 503 says only that it is not promised): the
+         * simul is marked failed; the client may post again. */
         simul_redis_command(rds, &r, "HSET %s state failed", key);
         simul_redis_reply_free(r);
         return error_json(res, 503, "the job was not confirmed by the broker");
@@ -610,6 +618,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--drain-delay") == 0) drain_delay = atof(v);
         else if (strcmp(a, "--stop-timeout") == 0) stop_timeout = atof(v);
         else if (strcmp(a, "--keepalive") == 0) keepalive = atof(v);
+        else if (strcmp(a, "--confirm-timeout") == 0) confirm_timeout = atof(v);
         else if (strcmp(a, "--proxy-protocol") == 0) proxy_protocol = atoi(v) != 0;
         else if (strcmp(a, "--trusted-proxies") == 0) trusted_proxies = v;
         else goto usage;
@@ -623,7 +632,7 @@ usage:
     fprintf(stderr,
             "usage: %s [--host H] [--port P] [--workers N] [--redis HOST:PORT] [--amqp URL]\n"
             "       [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]\n"
-            "       [--trusted-proxies LIST]\n",
+            "       [--trusted-proxies LIST] [--confirm-timeout S]\n",
             argv[0]);
     return 2;
 }
