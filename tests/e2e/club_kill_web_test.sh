@@ -12,7 +12,8 @@
 # Waits are on state (requests answered, HAProxy's view, the simul's progress), never on time.
 # Usage: club_kill_web_test.sh <build-dir>
 set -u -o pipefail
-BUILD=$(cd "$1" && pwd)
+BUILD=$(cd "${1:-/nonexistent}" 2>/dev/null && pwd)
+# shellcheck source=tests/e2e/club_lib.sh
 . "$(dirname "$0")/club_lib.sh"
 club_require
 export CLUB_WEB=2 CLUB_WORKERS=2 CLUB_MASTERS=1

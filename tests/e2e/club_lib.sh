@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # club_lib.sh — what the chess club's e2e tests share (sourced, not a test): the prerequisites
 # (SKIP when a server or the app is missing), a club started by examples/chess_club/club.sh in a
 # temp state dir and stopped with nothing left behind, bounded waits on state, PASS/FAIL counts,
@@ -12,8 +13,9 @@ BG_PIDS=()
 pass() { echo "PASS: $* [${SECONDS}s]"; }
 fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
 
-club_require() { # [rabbitmq]: SKIP (exit 0) unless everything the club runs is installed
+club_require() { # SKIP (exit 0) unless everything the club runs is installed
     local b t
+    [[ -n ${BUILD:-} && -d $BUILD ]] || { echo "usage: $0 <build-dir>" >&2; exit 2; }
     for b in club_web club_master http_hello; do
         [[ -x $BUILD/examples/$b ]] || { echo "SKIP: $b not built"; exit 0; }
     done
@@ -35,7 +37,7 @@ wait_for() {
 }
 
 # club_start NAME: the whole club (CLUB_WEB, CLUB_WORKERS, CLUB_MASTERS as set by the caller);
-# sets STATE, URL (https through nginx), CA, HAPROXY (host:port), RADDR, QADDR
+# sets STATE, URL (https through nginx), CA, HAPROXY (host:port), RADDR
 club_start() {
     STATE=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX") || exit 1
     export CLUB_STATE=$STATE CLUB_BUILD=$BUILD
@@ -49,13 +51,12 @@ club_start() {
     URL=$(echo "$out" | grep -o 'https://[0-9.:]*/' | head -1)
     CA=$STATE/nginx/cert.pem
     RADDR=$(awk '$1 == "redis" {print $2}' "$STATE/procs")
-    QADDR=$(awk '$1 == "rabbitmq" {print $2}' "$STATE/procs")
     HAPROXY=$(awk '$1 == "haproxy" {print $2}' "$STATE/procs")
     pass "club started: $URL"
 }
 club_cleanup() {
     local p
-    [[ -n ${STATE:-} && -f $STATE/load.stop ]] || touch "${STATE:-/nonexistent}/load.stop" 2>/dev/null
+    [[ -n ${STATE:-} ]] && touch "$STATE/load.stop" 2>/dev/null
     for p in "${BG_PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     bash "$CLUB" stop >/dev/null 2>&1
     [[ -n ${KEEP_STATE:-} ]] || rm -rf "$STATE"
@@ -191,4 +192,4 @@ c = json.load(open(sys.argv[1]))
 print("  %s: ok=%d failed=%d retried=%d reasons=%s fail_times=%s" % (sys.argv[2], c["ok"], c["failed"],
       c["retried"], c["reasons"], c["fail_times"][:10]))' "$STATE/$1.json" "$1"
 }
-load_done() { [[ $(load_get "$1" done) == True ]]; } # NAME: every client of it has finished
+load_done() { [[ $(load_get "$1" "done") == True ]]; } # NAME: every client of it has finished

@@ -8,7 +8,8 @@
 # connection without a PROXY header is refused.
 # Usage: club_page_test.sh <build-dir>
 set -u -o pipefail
-BUILD=$(cd "$1" && pwd)
+BUILD=$(cd "${1:-/nonexistent}" 2>/dev/null && pwd)
+# shellcheck source=tests/e2e/club_lib.sh
 . "$(dirname "$0")/club_lib.sh"
 club_require
 command -v chromium >/dev/null || { echo "SKIP: chromium missing"; exit 0; }

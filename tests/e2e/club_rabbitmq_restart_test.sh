@@ -11,7 +11,8 @@
 #    each with exactly its moves.
 # Waits are on state, never on time. Usage: club_rabbitmq_restart_test.sh <build-dir>
 set -u -o pipefail
-BUILD=$(cd "$1" && pwd)
+BUILD=$(cd "${1:-/nonexistent}" 2>/dev/null && pwd)
+# shellcheck source=tests/e2e/club_lib.sh
 . "$(dirname "$0")/club_lib.sh"
 club_require
 export CLUB_WEB=2 CLUB_WORKERS=1 CLUB_MASTERS=2

@@ -12,7 +12,8 @@
 #  - what was stored before the restart is still there (the append-only file).
 # Waits are on state, never on time. Usage: club_redis_restart_test.sh <build-dir>
 set -u -o pipefail
-BUILD=$(cd "$1" && pwd)
+BUILD=$(cd "${1:-/nonexistent}" 2>/dev/null && pwd)
+# shellcheck source=tests/e2e/club_lib.sh
 . "$(dirname "$0")/club_lib.sh"
 club_require
 export CLUB_WEB=2 CLUB_WORKERS=2 CLUB_MASTERS=1
