@@ -17,8 +17,7 @@ if [[ $# -ne 1 || ! -d $1 ]]; then
     echo "usage: $0 <build-dir>" >&2
     exit 2
 fi
-BUILD=$(cd "${1:-/nonexistent}" 2>/dev/null && pwd)
-# shellcheck source=tests/e2e/club_lib.sh
+BUILD=$(cd "$1" && pwd)
 HERE=$(cd "$(dirname "$0")" && pwd)
 CLUB=$HERE/../../examples/chess_club/club.sh
 for b in club_web club_master http_hello; do
