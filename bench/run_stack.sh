@@ -1,7 +1,15 @@
 #!/usr/bin/env bash
-# Stack benchmark: what each hop of the deployment costs, in one run. Requests per second for a
-# JSON endpoint (examples/http_hello GET /json, keep-alive, wrk) straight to one supervised web
-# process, through HAProxy to 1 and to 2 processes, and through nginx -> HAProxy -> 2 processes.
+# Stack benchmark: what each hop of the deployment costs, in one run, and what 1,000 SSE
+# subscribers of one simul cost the chess club's web app.
+#  1. Per hop, for a JSON endpoint (examples/http_hello GET /json, keep-alive, wrk): requests per
+#     second (64 connections) straight to one supervised web process, through HAProxy to 1 and
+#     to 2 processes, through nginx -> HAProxy -> 2 processes, and the same with nginx
+#     terminating TLS; and the latency each hop adds (p50/p99 of one connection's requests, one
+#     at a time: no queueing, only the hop's own work).
+#  2. 1,000 SSE clients on one simul of club_web (2 workers, Redis), moves published into Redis
+#     as club_master does: the fan-out latency of a move p50/p99 (send -> each client), the time
+#     by which all 1,000 had it, deliveries per second in a burst, and the workers' RSS per
+#     client (bench/stack_sse.py; needs club_web built and redis-server).
 #
 #   bash bench/run_stack.sh <build-dir>        e.g. bash bench/run_stack.sh build
 #
@@ -9,13 +17,14 @@
 #   BENCH_QUICK=1          one round of 1 s per measure instead of three of 5 s (smoke run)
 #   BENCH_STACK_SECONDS=t  seconds per measure; BENCH_STACK_ROUNDS=n rounds (best kept)
 #   BENCH_STACK_CONNS=k    wrk connections (default 64); BENCH_TIMEOUT=s per process (600)
+#   BENCH_SSE_CLIENTS=n    SSE subscribers (1000); BENCH_SSE_MOVES / _RATE / _BURST: paced moves
+#                          (200, quick 40) at RATE per second (20), then BURST back to back (200)
 #
 # Every server is started here on loopback from a temp dir on free ports (the configurations of
 # docs/guide/deploy.md, minus health-check churn: `inter 2s`), wrk runs with one thread per
 # measure. On a 2-core machine wrk, the proxies and the workers share the cores, so the
 # 2-process figures say how much the second process helps when nothing else is free: run it on
-# a machine with >= 4 cores for the scale-out figure. Moves per second to 1,000 SSE subscribers
-# needs the chess club's web app (not built yet): not measured.
+# a machine with >= 4 cores for the scale-out figure.
 #
 # Output: key=value lines (rps_<path>), ratios, then one `target ...: PASS|MISS` line per target.
 # A missed target is reported and the script exits 0; a server that fails makes it exit 1.
@@ -36,6 +45,11 @@ ROUNDS=${BENCH_STACK_ROUNDS:-$rounds}
 CONNS=${BENCH_STACK_CONNS:-64}
 TIMEOUT=${BENCH_TIMEOUT:-600}
 PIN=()
+SSE_CLIENTS=${BENCH_SSE_CLIENTS:-1000}
+if [ "$QUICK" = 1 ]; then sse_moves=40; else sse_moves=200; fi
+SSE_MOVES=${BENCH_SSE_MOVES:-$sse_moves}
+SSE_RATE=${BENCH_SSE_RATE:-20}
+SSE_BURST=${BENCH_SSE_BURST:-200}
 unset SIMUL_DEBUG
 
 die() { echo "run_stack.sh: $*" >&2; exit 1; }
@@ -82,6 +96,10 @@ P2=$PORT
 H1=$(free_port)
 H2=$(free_port)
 N2=$(free_port)
+T2=$(free_port)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 ||
+    die "openssl could not make the test certificate"
 cat >"$WORK/haproxy.cfg" <<EOF
 global
     maxconn 4000
@@ -130,6 +148,12 @@ http {
         listen 127.0.0.1:$N2;
         location / { proxy_pass http://haproxy; proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
+    server {
+        listen 127.0.0.1:$T2 ssl;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        location / { proxy_pass http://haproxy; proxy_http_version 1.1; proxy_set_header Connection ""; }
+    }
 }
 EOF
 nginx -p "$WORK/" -c "$WORK/nginx.conf" -e stderr -g 'daemon off;' >"$WORK/nginx.log" 2>&1 &
@@ -137,12 +161,13 @@ PIDS+=($!)
 wait_port "$H1"
 wait_port "$H2"
 wait_port "$N2"
+wait_port "$T2"
 
 # measure NAME PORT: the best of ROUNDS wrk runs, as rps_NAME (errors or non-2xx fail the run)
 measure() {
     local best=0 r out rps errs
     for r in $(seq 1 "$ROUNDS"); do
-        out=$(timeout "$TIMEOUT" wrk -t1 -c"$CONNS" -d"${SECS}s" "http://127.0.0.1:$2/json") ||
+        out=$(timeout "$TIMEOUT" wrk -t1 -c"$CONNS" -d"${SECS}s" "${3:-http}://127.0.0.1:$2/json") ||
             die "wrk on $1 failed"
         rps=$(echo "$out" | awk '/^Requests\/sec:/ {print int($2)}')
         errs=$(echo "$out" | grep -E "Non-2xx|Socket errors" || true)
@@ -158,9 +183,73 @@ measure direct_1 "$P1"
 measure haproxy_1 "$H1"
 measure haproxy_2 "$H2"
 measure nginx_haproxy_2 "$N2"
+measure nginx_tls_haproxy_2 "$T2" https
+
+# latency NAME PORT [SCHEME]: one connection, one request at a time: wrk's p50 and p99 (us), the
+# lowest p50 of the rounds kept with its p99
+to_us() { awk '{ v = $1 + 0; u = $1; sub(/^[0-9.]+/, "", u);
+    if (u == "ms") v *= 1000; else if (u == "s") v *= 1000000; printf "%d\n", v }'; }
+latency() {
+    local best= r out p50 p99 bp99=
+    for r in $(seq 1 "$ROUNDS"); do
+        out=$(timeout "$TIMEOUT" wrk -t1 -c1 -d"${SECS}s" --latency "${3:-http}://127.0.0.1:$2/json") ||
+            die "wrk --latency on $1 failed"
+        p50=$(echo "$out" | awk '$1 == "50%" {print $2}' | to_us)
+        p99=$(echo "$out" | awk '$1 == "99%" {print $2}' | to_us)
+        echo "# round $r $1: p50 ${p50} us, p99 ${p99} us"
+        if [ -z "$best" ] || [ "$p50" -lt "$best" ]; then best=$p50 bp99=$p99; fi
+    done
+    echo "lat_p50_us_$1=$best"
+    echo "lat_p99_us_$1=$bp99"
+    V[lat_p50_us_$1]=$best
+    V[lat_p99_us_$1]=$bp99
+}
+latency direct_1 "$P1"
+latency haproxy_1 "$H1"
+latency nginx_haproxy_2 "$N2"
+latency nginx_tls_haproxy_2 "$T2" https
+# added per hop: HAProxy over direct, nginx over HAProxy (to 2 processes: no queueing at c=1),
+# TLS over plain nginx
+added() { # NAME A B: A - B for p50 and p99
+    local q
+    for q in p50 p99; do
+        V[added_${q}_us_$1]=$(( ${V[lat_${q}_us_$2]} - ${V[lat_${q}_us_$3]} ))
+        echo "added_${q}_us_$1=${V[added_${q}_us_$1]}"
+    done
+}
+added haproxy_hop haproxy_1 direct_1
+added nginx_hop nginx_haproxy_2 haproxy_1
+added tls_hop nginx_tls_haproxy_2 nginx_haproxy_2
 ratio haproxy_hop_ratio rps_haproxy_1 rps_direct_1
 ratio scale_2_over_1 rps_haproxy_2 rps_haproxy_1
 ratio nginx_hop_ratio rps_nginx_haproxy_2 rps_haproxy_2
+ratio tls_hop_ratio rps_nginx_tls_haproxy_2 rps_nginx_haproxy_2
+
+# ---- 1,000 SSE subscribers of one simul ---------------------------------------------------------
+CLUB_WEB_BIN=$BUILD/examples/club_web
+if [ -x "$CLUB_WEB_BIN" ] && command -v redis-server >/dev/null && "$PY" -c 'import redis' 2>/dev/null; then
+    RP=$(free_port)
+    mkdir -p "$WORK/redis"
+    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/redis" \
+        --logfile "$WORK/redis/log" >/dev/null 2>&1 &
+    PIDS+=($!)
+    wait_port "$RP"
+    "$CLUB_WEB_BIN" --host 127.0.0.1 --port 0 --workers 2 --redis "127.0.0.1:$RP" \
+        >/dev/null 2>"$WORK/club.err" &
+    CLUB_PID=$!
+    PIDS+=($CLUB_PID)
+    for i in $(seq 1 400); do
+        [ "$(grep -c "gen=1 ready" "$WORK/club.err" || true)" -ge 2 ] && break
+        sleep 0.05
+    done
+    CP=$(sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/club.err" | head -1)
+    [ -n "$CP" ] || die "club_web did not start: $(tail -3 "$WORK/club.err")"
+    echo "# SSE: $SSE_CLIENTS clients on one simul of club_web (2 workers), $SSE_MOVES moves at $SSE_RATE/s, then $SSE_BURST back to back"
+    run "$PY" "$HERE/stack_sse.py" 127.0.0.1 "$CP" 127.0.0.1 "$RP" "$CLUB_PID" --clients "$SSE_CLIENTS" \
+        --procs 2 --moves "$SSE_MOVES" --rate "$SSE_RATE" --burst "$SSE_BURST"
+else
+    echo "# SSE: not measured (needs $CLUB_WEB_BIN, redis-server and python3-redis)"
+fi
 
 # target NAME KEY MIN: PASS when the ratio is at least MIN
 target() {
@@ -175,3 +264,20 @@ target() {
 target "haproxy hop (rps_haproxy_1 / rps_direct_1)" rps_haproxy_1 rps_direct_1 0.5
 target "scale-out (rps_haproxy_2 / rps_haproxy_1)" rps_haproxy_2 rps_haproxy_1 1.3
 target "nginx hop (rps_nginx_haproxy_2 / rps_haproxy_2)" rps_nginx_haproxy_2 rps_haproxy_2 0.4
+# TLS termination at nginx (keep-alive: the handshake is paid once per connection) keeps 70%.
+target "TLS at nginx (rps_nginx_tls_haproxy_2 / rps_nginx_haproxy_2)" rps_nginx_tls_haproxy_2 rps_nginx_haproxy_2 0.7
+# at_most NAME KEY MAX: PASS when the value is at most MAX
+at_most() {
+    awk -v n="$1" -v v="${V[$2]:-}" -v m="$3" 'BEGIN {
+        if (v == "") { printf "target %s <= %s: MISS (not measured)\n", n, m; exit }
+        printf "target %s <= %s: %s (measured %s)\n", n, m, (v + 0 <= m ? "PASS" : "MISS"), v }'
+}
+# Each proxy hop adds under 0.5 ms at p50 (loopback, one request at a time).
+at_most "HAProxy hop added p50 (us)" added_p50_us_haproxy_hop 500
+at_most "nginx hop added p50 (us)" added_p50_us_nginx_hop 500
+# 1,000 subscribers: a move reaches a client in under 50 ms at p99, all of them under 100 ms at
+# p99, none is lost, and a subscriber costs the web under 64 KiB of RSS.
+at_most "SSE fan-out latency p99 (ms)" sse_lat_p99_ms 50
+at_most "SSE all 1,000 clients have the move, p99 (ms)" sse_all_clients_p99_ms 100
+at_most "SSE moves lost" sse_missing 0
+at_most "SSE RSS per subscriber (KiB)" sse_rss_kib_per_client 64

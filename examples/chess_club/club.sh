@@ -13,7 +13,7 @@
 # (the app needs its broker). Every process is started with setsid and recorded
 # (role, address, pid) in $CLUB_STATE/procs; stop ends them by pid, children included, and
 # waits until each is gone.
-# Usage: club.sh start|status|stop
+# Usage: club.sh start|status|stop, or club.sh restart redis|rabbitmq (the load tests' restart)
 # Environment: CLUB_STATE (default ${TMPDIR:-/tmp}/simul-chess-club-$UID), CLUB_BUILD (the build
 # dir with examples/http_hello; default <repo>/build), CLUB_WEB (instances, 2), CLUB_WORKERS
 # (workers per instance, 2), CLUB_MASTERS (master processes, 2), CLUB_RABBITMQ=0 (leave RabbitMQ out: a start in 1 s instead of 6).
@@ -81,6 +81,60 @@ club_running() {
     return 1
 }
 
+# ---- the stateful servers, started by start and by restart ------------------------------------
+start_redis() { # from $STATE/redis/addr; its line in procs replaced (or added)
+    local raddr rport
+    read -r raddr rport <"$STATE/redis/addr"
+    setsid redis-server --port "$rport" --bind "$raddr" --save '' --appendonly yes \
+        --appendfsync everysec --dir "$STATE/redis" --logfile "$STATE/redis/redis.log" \
+        </dev/null >/dev/null 2>&1 &
+    replace_record redis "$raddr:$rport" $!
+}
+# from $STATE/rabbitmq/env.sh; the node keeps its mnesia dir, so the durable queue and its
+# persistent messages survive a restart
+start_rabbitmq() {
+    local d=$STATE/rabbitmq qaddr qport
+    read -r qaddr qport <"$d/addr"
+    (
+        . "$d/env.sh"
+        setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >>"$d/server.log" 2>&1 &
+        echo $! >"$d/server.pid"
+    )
+    replace_record rabbitmq "$qaddr:$qport" "$(cat "$d/server.pid")"
+}
+replace_record() { # ROLE ADDRESS PID: the role's line (one per role) replaced, or added
+    local tmp=$PROCS.tmp
+    { grep -v "^$1 " "$PROCS" || true; } >"$tmp"
+    echo "$1 $2 $3" >>"$tmp"
+    mv "$tmp" "$PROCS"
+}
+
+# restart redis|rabbitmq: a graceful stop (Redis flushes its append-only file, RabbitMQ keeps its
+# durable queue), then the same server on the same address and port; returns once it answers.
+restart() {
+    local role=$1 addr pid pids
+    case $role in redis | rabbitmq) ;; *) die "restart redis|rabbitmq" ;; esac
+    club_running || die "no club runs from $STATE"
+    read -r _ addr pid < <(grep "^$role " "$PROCS") || die "no $role in $PROCS"
+    pids=("$pid" $(descendants "$pid"))
+    kill -TERM "$pid"
+    if ! wait_for "$role to stop" 30 all_gone "${pids[@]}"; then
+        kill -KILL "${pids[@]}" 2>/dev/null
+        wait_for "$role killed" 5 all_gone "${pids[@]}" || die "$role would not stop"
+    fi
+    case $role in
+    redis)
+        start_redis
+        wait_for redis 10 tcp_open "${addr%:*}" "${addr#*:}"
+        ;;
+    rabbitmq)
+        start_rabbitmq
+        wait_for rabbitmq 60 amqp_ready "${addr%:*}" "${addr#*:}"
+        ;;
+    esac
+    echo "$role restarted: $addr pid=$(awk -v r="$role" '$1 == r {print $3}' "$PROCS")"
+}
+
 # ---- start --------------------------------------------------------------------------------
 start() {
     club_running && die "a club already runs from $STATE (club.sh stop first)"
@@ -99,13 +153,12 @@ start() {
     : >"$PROCS"
     trap 'echo "club: start failed; stopping what started (logs in $STATE)" >&2; stop >/dev/null 2>&1; exit 1' ERR
 
-    # redis
+    # redis: an append-only file in its dir, so a restart (club.sh restart redis) keeps the club
     local raddr=127.0.0.20 rport
     rport=$(free_port $raddr)
     mkdir -p "$STATE/redis"
-    setsid redis-server --port "$rport" --bind $raddr --save '' --appendonly no \
-        --dir "$STATE/redis" --logfile "$STATE/redis/redis.log" </dev/null >/dev/null 2>&1 &
-    record redis "$raddr:$rport" $!
+    echo "$raddr $rport" >"$STATE/redis/addr"
+    start_redis
 
     # rabbitmq, as tests/../SERVERS.md says: its own epmd, no daemons, everything under STATE
     local qaddr=127.0.0.21 qport=
@@ -118,22 +171,24 @@ start() {
         : >"$d/env.conf"
         echo '[].' >"$d/enabled_plugins"
         printf 'listeners.tcp.default = %s:%s\n' $qaddr "$qport" >"$d/rabbitmq.conf"
+        cat >"$d/env.sh" <<EOF
+export HOME=$d RABBITMQ_NODENAME=club$qport@localhost RABBITMQ_NODE_IP_ADDRESS=$qaddr \\
+    RABBITMQ_NODE_PORT=$qport RABBITMQ_DIST_PORT=$dist ERL_EPMD_PORT=$epmdp \\
+    ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_CONF_ENV_FILE=$d/env.conf \\
+    RABBITMQ_CONFIG_FILE=$d/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config \\
+    RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_MNESIA_BASE=$d/mnesia \\
+    RABBITMQ_LOG_BASE=$d/log RABBITMQ_PID_FILE=$d/rabbit.pid \\
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+EOF
+        echo "$qaddr $qport" >"$d/addr"
         (
-            export HOME=$d RABBITMQ_NODENAME=club$qport@localhost RABBITMQ_NODE_IP_ADDRESS=$qaddr \
-                RABBITMQ_NODE_PORT=$qport RABBITMQ_DIST_PORT=$dist ERL_EPMD_PORT=$epmdp \
-                ERL_EPMD_ADDRESS=127.0.0.1 RABBITMQ_CONF_ENV_FILE=$d/env.conf \
-                RABBITMQ_CONFIG_FILE=$d/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=$d/advanced.config \
-                RABBITMQ_ENABLED_PLUGINS_FILE=$d/enabled_plugins RABBITMQ_MNESIA_BASE=$d/mnesia \
-                RABBITMQ_LOG_BASE=$d/log RABBITMQ_PID_FILE=$d/rabbit.pid \
-                RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1} -start_epmd false"
+            . "$d/env.sh"
             setsid epmd -port "$epmdp" -address 127.0.0.1 </dev/null >"$d/epmd.log" 2>&1 &
             echo $! >"$d/epmd.pid"
             wait_for epmd 10 tcp_open 127.0.0.1 "$epmdp"
-            setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$d/server.log" 2>&1 &
-            echo $! >"$d/server.pid"
         )
         record epmd "127.0.0.1:$epmdp" "$(cat "$d/epmd.pid")"
-        record rabbitmq "$qaddr:$qport" "$(cat "$d/server.pid")"
+        start_rabbitmq
     fi
 
     # The web app and the masters need Redis and the broker up: they connect at start.
@@ -153,20 +208,27 @@ start() {
         app=("$http_hello")
     fi
 
-    # web instances: a supervisor each
+    # web instances: a supervisor each. HAProxy sends each connection a PROXY v2 header (the
+    # client's address as HAProxy saw it: nginx's, or a client's that came to HAProxy itself),
+    # and the web believes X-Forwarded-For only from nginx's address.
+    local naddr=127.0.0.2 haddr=127.0.0.3 proxy_args=() sendproxy=""
+    if ((${#app[@]} > 1)); then
+        proxy_args=(--proxy-protocol 1 --trusted-proxies "$naddr")
+        sendproxy=" send-proxy-v2"
+    fi
     local i waddr wport servers=""
     for ((i = 0; i < NWEB; i++)); do
         waddr=127.0.0.$((4 + i))
         wport=$(free_port "$waddr")
         mkdir -p "$STATE/web$i"
         setsid "${app[@]}" --host "$waddr" --port "$wport" --workers "$NWORKERS" \
-            --drain-delay 1 --stop-timeout 10 </dev/null >"$STATE/web$i/out.log" 2>"$STATE/web$i/err.log" &
+            --drain-delay 1 --stop-timeout 10 "${proxy_args[@]}" </dev/null >"$STATE/web$i/out.log" 2>"$STATE/web$i/err.log" &
         record web "$waddr:$wport" $!
-        servers+="    server web$i $waddr:$wport check"$'\n'
+        servers+="    server web$i $waddr:$wport check$sendproxy"$'\n'
     done
 
     # haproxy
-    local haddr=127.0.0.3 hport
+    local hport
     hport=$(free_port $haddr)
     mkdir -p "$STATE/haproxy"
     cat >"$STATE/haproxy/haproxy.cfg" <<EOF
@@ -188,6 +250,7 @@ frontend fe
     default_backend web
 backend web
     balance leastconn
+    source $haddr
     option httpchk GET /readyz
     http-check expect status 200
 $servers
@@ -198,10 +261,11 @@ EOF
     record haproxy "$haddr:$hport" $!
 
     # nginx, TLS with a certificate made for this run
-    local naddr=127.0.0.2 nport
+    local nport
     nport=$(free_port $naddr)
     local n=$STATE/nginx
-    mkdir -p "$n/tmp" "$n/static"
+    mkdir -p "$n/tmp" "$n/static" "$n/www"
+    cp "$HERE"/www/* "$n/www/"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
         -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:$naddr" \
         -keyout "$n/key.pem" -out "$n/cert.pem" >/dev/null 2>&1
@@ -228,14 +292,18 @@ http {
         listen $naddr:$nport ssl;
         ssl_certificate $n/cert.pem;
         ssl_certificate_key $n/key.pem;
+        root $n/www;
         location /static/ { alias $n/static/; }
+        location = / { try_files /index.html =404; }    # the club's page, a static file
         location / {
             proxy_pass http://haproxy;
+            proxy_bind $naddr;                             # nginx's own "host" address
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_buffering off;
             proxy_read_timeout 1h;
             proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
         }
     }
 }
@@ -317,6 +385,7 @@ all_gone() { local p; for p in "$@"; do alive "$p" && return 1; done; return 0; 
 case ${1:-} in
 start) start ;;
 status) status ;;
+restart) restart "${2:-}" ;;
 stop) stop ;;
-*) echo "usage: $0 start|status|stop" >&2; exit 2 ;;
+*) echo "usage: $0 start|status|stop|restart redis|rabbitmq" >&2; exit 2 ;;
 esac

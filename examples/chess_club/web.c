@@ -6,10 +6,16 @@
  * number of browsers costs Redis one subscriber per process. A client first gets what Redis
  * already stored, then the live moves (skipping any it has seen, refetching on a gap: pub/sub
  * loses what it sent while a connection was down). /readyz fails from the start of a drain.
+ * Behind HAProxy it takes the PROXY protocol (--proxy-protocol 1: every connection starts with
+ * the balancer's v1/v2 header naming the client) and believes X-Forwarded-For only from the
+ * proxies listed in --trusted-proxies, so /whoami and the access log name the browser, not nginx.
  * Usage: club_web --host H --port P --workers N --redis HOST:PORT [--amqp URL]
- *        [--drain-delay S] [--stop-timeout S] [--keepalive S] */
+ *        [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]
+ *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -32,7 +38,10 @@ static int workers = 2;
 static const char *redis_addr = "127.0.0.1:6379";
 static const char *amqp_url; /* NULL: no broker, POST /simuls answers 503 */
 static double drain_delay = 0, stop_timeout = 25, keepalive = 75;
-static double heartbeat = 15; /* s: an idle SSE stream gets a comment and a check of Redis */
+static bool proxy_protocol;
+static const char *trusted_proxies; /* NULL: forwarding headers ignored */
+static double heartbeat = 15;
+static double confirm_timeout = 5; /* s: POST /simuls waits this long for the broker's confirm */ /* s: an idle SSE stream gets a comment and a check of Redis */
 #define CLIENT_QUEUE 1024     /* events queued for one SSE client; a slower one is dropped */
 
 static simul_redis_conn *rds;
@@ -133,6 +142,81 @@ static int json_hello(simul_http_request *req, simul_http_response *res, void *a
     return rc;
 }
 
+/* Who the server thinks the client is: the PROXY header's source, then X-Forwarded-For walked
+ * past the trusted proxies; `peer` is the TCP peer itself (the balancer). */
+static int whoami(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)arg;
+    struct sockaddr_storage ss;
+    char peer[64] = "?";
+    if (simul_http_request_peername(req, &ss) > 0) {
+        if (ss.ss_family == AF_INET)
+            inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, peer, sizeof peer);
+        else if (ss.ss_family == AF_INET6)
+            inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, peer, sizeof peer);
+    }
+    json_t *v = json_pack("{s:s,s:s,s:s,s:i}", "addr", simul_http_request_remote_addr(req),
+                          "scheme", simul_http_request_scheme(req), "peer", peer, "pid",
+                          (int)getpid());
+    int rc = v ? simul_http_response_json(res, 200, v) : -ENOMEM;
+    json_decref(v);
+    return rc;
+}
+
+#define LIST_MAX 50 /* GET /simuls: the most recent simuls, newest first */
+
+/* The page's index: the last LIST_MAX ids (club:next counts them) with state and size, one
+ * pipeline of HMGETs. */
+static int list_simuls(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req;
+    (void)arg;
+    simul_redis_reply *r;
+    int rc = simul_redis_command(rds, &r, "GET club:next");
+    const char *s = rc == 0 ? simul_redis_reply_str(r, NULL) : NULL;
+    long last = s ? atol(s) : 0;
+    simul_redis_reply_free(r);
+    if (rc < 0) return error_json(res, 503, "redis unavailable");
+    long first = last - LIST_MAX + 1 > 1 ? last - LIST_MAX + 1 : 1;
+    int n = last >= first ? (int)(last - first + 1) : 0;
+    simul_redis_reply *rows[LIST_MAX] = {0};
+    int results[LIST_MAX];
+    if (n > 0) {
+        simul_redis_pipeline *p;
+        rc = simul_redis_pipeline_new(rds, &p);
+        char key[CLUB_KEY_MAX];
+        for (long id = last; rc == 0 && id >= first; id--) {
+            club_key_simul(key, id);
+            rc = simul_redis_pipeline_add(p, "HMGET %s state boards moves played pace_ms", key);
+        }
+        if (rc == 0) rc = simul_redis_pipeline_exec(p, rows, results);
+        simul_redis_pipeline_free(p);
+    }
+    json_t *v = json_object(), *a = json_array();
+    for (int i = 0; rc == 0 && i < n; i++) {
+        const char *f[5];
+        for (size_t k = 0; k < 5; k++) {
+            const simul_redis_reply *e = rows[i] ? simul_redis_reply_elem(rows[i], k) : NULL;
+            f[k] = e ? simul_redis_reply_str(e, NULL) : NULL;
+        }
+        if (!f[0] || !f[1]) continue; /* an id given out whose HSET failed */
+        json_array_append_new(a, json_pack("{s:I,s:s,s:i,s:i,s:i,s:i}", "id",
+                                           (json_int_t)(last - i), "state", f[0], "boards",
+                                           atoi(f[1]), "moves", f[2] ? atoi(f[2]) : 0, "played",
+                                           f[3] ? atoi(f[3]) : 0, "pace_ms",
+                                           f[4] ? atoi(f[4]) : 0));
+    }
+    json_object_set_new(v, "simuls", a);
+    for (int i = 0; i < n; i++) simul_redis_reply_free(rows[i]);
+    if (rc < 0) {
+        json_decref(v);
+        return error_json(res, 503, "redis unavailable");
+    }
+    rc = simul_http_response_json(res, 200, v);
+    json_decref(v);
+    return rc;
+}
+
 static int get_int(json_t *o, const char *name, long lo, long hi, long def, long *out)
 {
     json_t *v = json_object_get(o, name);
@@ -199,10 +283,17 @@ static int post_simul(simul_http_request *req, simul_http_response *res, void *a
     snprintf(idbuf, sizeof idbuf, "%ld", id);
     simul_amqp_props props = {.delivery_mode = 2, .content_type = "text/plain"};
     uint64_t seq = 0;
+    /* Bounded: while the broker is away (a restart, the connection recovering) the client gets
+     * its 503 in confirm_timeout rather than hanging until the broker is back. */
+    simul_scope sc;
+    simul_scope_timeout(&sc, confirm_timeout);
     rc = simul_amqp_publish(pub, "", CLUB_QUEUE, idbuf, strlen(idbuf), &props, 0, &seq);
     if (rc == 0) rc = simul_amqp_wait_confirm(pub, seq);
+    simul_scope_end(&sc);
     if (rc < 0) {
-        /* Not taken (or unknown): the simul is marked failed; the client may post again. */
+        /* Not taken (or unknown: a job published but not confirmed in time may still be
+         * delivered, and its simul played; the 503 says only that it is not promised): the
+         * simul is marked failed; the client may post again. */
         simul_redis_command(rds, &r, "HSET %s state failed", key);
         simul_redis_reply_free(r);
         return error_json(res, 503, "the job was not confirmed by the broker");
@@ -472,12 +563,16 @@ static int worker_serve(void *arg)
     if (rc == 0) rc = simul_task_spawn(&fanout, fanout_task, sub, NULL);
     if (rc == 0) rc = simul_http_app_new(&app);
     if (rc == 0) rc = simul_http_route(app, "POST", "/simuls", post_simul, NULL);
+    if (rc == 0) rc = simul_http_route(app, "GET", "/simuls", list_simuls, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/simuls/<int:id>", get_simul, NULL);
+    if (rc == 0) rc = simul_http_route(app, "GET", "/whoami", whoami, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/simuls/<int:id>/events", simul_events, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/readyz", readyz, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/healthz", healthz, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/json", json_hello, NULL);
-    simul_http_server_opts opts = {.keepalive_timeout = keepalive, .socks = fds, .n_socks = n};
+    simul_http_server_opts opts = {.keepalive_timeout = keepalive, .socks = fds, .n_socks = n,
+                                   .proxy_protocol = proxy_protocol,
+                                   .trusted_proxies = trusted_proxies};
     if (rc == 0) rc = simul_http_serve(app, NULL, NULL, &opts, &srv);
     if (rc == 0) rc = simul_worker_notify_ready() < 0 ? -EPIPE : 0;
     if (rc == 0) {
@@ -523,6 +618,9 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--drain-delay") == 0) drain_delay = atof(v);
         else if (strcmp(a, "--stop-timeout") == 0) stop_timeout = atof(v);
         else if (strcmp(a, "--keepalive") == 0) keepalive = atof(v);
+        else if (strcmp(a, "--confirm-timeout") == 0) confirm_timeout = atof(v);
+        else if (strcmp(a, "--proxy-protocol") == 0) proxy_protocol = atoi(v) != 0;
+        else if (strcmp(a, "--trusted-proxies") == 0) trusted_proxies = v;
         else goto usage;
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
@@ -533,7 +631,8 @@ int main(int argc, char **argv)
 usage:
     fprintf(stderr,
             "usage: %s [--host H] [--port P] [--workers N] [--redis HOST:PORT] [--amqp URL]\n"
-            "       [--drain-delay S] [--stop-timeout S] [--keepalive S]\n",
+            "       [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]\n"
+            "       [--trusted-proxies LIST] [--confirm-timeout S]\n",
             argv[0]);
     return 2;
 }

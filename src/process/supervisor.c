@@ -575,22 +575,21 @@ static int open_socks(simul_supervisor *s, const simul_supervisor_opts *o)
         if (!s->socks)
             return -ENOMEM;
         for (int i = 0; i < ngiven; i++) {
-            int acc = 0;
-            socklen_t len = sizeof acc;
-            if (getsockopt(given[i], SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 || !acc) {
-                close_socks(s);
-                return -EINVAL;
-            }
             /* Ours from now on: a dup for the caller's; systemd's fds themselves (close-on-exec
-             * so only the workers' pass_fds carry them). */
+             * so only the workers' pass_fds carry them). A given fd that is closed, or is not a
+             * listening socket, is the caller's mistake: -EINVAL either way. */
             int fd = n ? given[i] : fcntl(given[i], F_DUPFD_CLOEXEC, 3);
             if (fd < 0) {
-                int e = -errno;
+                int e = errno == EBADF ? -EINVAL : -errno;
                 close_socks(s);
                 return e;
             }
-            fcntl(fd, F_SETFD, FD_CLOEXEC);
-            fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+            if (simul_listener_adopt(fd) < 0) { /* non-blocking and close-on-exec if it is */
+                if (!n)
+                    close(fd);
+                close_socks(s);
+                return -EINVAL;
+            }
             s->socks[s->nsocks++] = fd;
         }
         s->port = sock_port(s->socks[0]);

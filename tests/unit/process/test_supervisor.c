@@ -721,6 +721,22 @@ SIMUL_TASK_TEST(test_bad_options)
     o.socks = &notsock; /* stdin is not a listening socket */
     o.n_socks = 1;
     assert_int_equal(simul_supervisor_start(&o, &s), -EINVAL);
+    /* A closed fd, and a socket that is not listening: -EINVAL too, and the dup made to check
+     * it is not left open (the next fd is the same number before and after). */
+    int closed = dup(0);
+    close(closed);
+    o.socks = &closed;
+    assert_int_equal(simul_supervisor_start(&o, &s), -EINVAL);
+    int unlistened = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(unlistened >= 0);
+    int probe = dup(0);
+    close(probe);
+    o.socks = &unlistened;
+    assert_int_equal(simul_supervisor_start(&o, &s), -EINVAL);
+    int probe2 = dup(0);
+    assert_int_equal(probe2, probe);
+    close(probe2);
+    close(unlistened);
     o.socks = NULL;
     o.n_socks = 0;
     /* A program that does not exist: the error, and nothing is left. */
