@@ -264,11 +264,13 @@ static int bio_read(BIO *b, char *buf, int len)
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num, (void)ptr;
-    tls_conn *c = BIO_get_data(b);
+    /* (OpenSSL asks ~13 times per echoed message, mostly for kTLS: answer without a call) */
     if (cmd == BIO_CTRL_FLUSH)
         return 1;
-    if (cmd == BIO_CTRL_EOF)
+    if (cmd == BIO_CTRL_EOF) {
+        tls_conn *c = BIO_get_data(b);
         return c && c->lower_eof;
+    }
     return 0;
 }
 
@@ -458,8 +460,29 @@ static long tls_read(void *ctx, void *buf, size_t len)
      * WANT_READ for want of application data */
     if (!c->hs_done && SSL_is_init_finished(c->ssl))
         handshake_done(c);
-    if (rc == 1)
+    if (rc == 1) {
+        /* More records already read below (one read(2) takes what the socket holds: a
+         * pipelining peer, bulk data): into the same buffer, so the stream sees them in one
+         * read and the echo goes back as one record. Only while OpenSSL holds bytes; a partial
+         * record ends it (WANT_READ, nothing lost). A close_notify is met again by the next
+         * read; an error is kept in c->err, which the next read returns. */
+        while (got < len && SSL_has_pending(c->ssl)) {
+            size_t more = 0;
+            int rc2 = SSL_read_ex(c->ssl, (char *)buf + got, len - got, &more);
+            if (rc2 == 1) {
+                got += more;
+                continue;
+            }
+            int dir2 = SIMUL_STREAM_READ;
+            int r2 = map_error(c, rc2, &dir2);
+            if (r2 == -EAGAIN)
+                c->want[SIMUL_STREAM_READ] = dir2;
+            else if (r2 < 0)
+                set_err(c, r2);
+            break;
+        }
         return (long)got;
+    }
     int dir = SIMUL_STREAM_READ;
     int r = map_error(c, rc, &dir);
     if (r == -EAGAIN) {

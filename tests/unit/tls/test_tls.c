@@ -1118,6 +1118,65 @@ SIMUL_TASK_TEST(plaintext_to_tls_port)
     return 0;
 }
 
+/* ---- several records already below come back in one read ---------------------------------- */
+
+#define NREC 10
+#define REC_LEN 10
+
+/* Echoes a sync line, waits until the client's NREC records are all in the socket (their bytes,
+ * FIONREAD), then reads once: every record's plaintext must come in that one read. Then echoes
+ * to EOF. */
+static int records_after(simul_stream *s, srv *v)
+{
+    /* a line echoed first: the handshake's last read (which reads ahead) is over */
+    char sync[5];
+    assert_int_equal(simul_stream_readexactly(s, sync, sizeof sync, NULL), (long)sizeof sync);
+    assert_int_equal(simul_stream_write(s, sync, sizeof sync), 0);
+    assert_int_equal(simul_stream_drain(s), 0);
+    assert_int_equal(simul_event_wait(v->progress), 0); /* the client has written them all */
+    int avail = 0;
+    /* 10 records of 10 bytes are 10 * (5 + 10 + 1 + 16) = 320 bytes on the wire */
+    for (int i = 0; i < 20000 && avail < NREC * (REC_LEN + 22); i++) {
+        assert_int_equal(ioctl(simul_stream_fd(s), FIONREAD, &avail), 0);
+        if (avail < NREC * (REC_LEN + 22))
+            assert_int_equal(simul_sleep(0.001), 0);
+    }
+    assert_true(avail >= NREC * (REC_LEN + 22)); /* (the close_notify may be there too) */
+    char b[4096];
+    long n = simul_stream_read(s, b, sizeof b);
+    v->got = n;
+    for (long i = 0; i < n; i++)
+        assert_int_equal(b[i], (char)('a' + i / REC_LEN));
+    return echo_handler(s, NULL);
+}
+
+SIMUL_TASK_TEST(buffered_records_read_at_once)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = records_after;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    simul_stream *s = tls_connect(&v, cc, "localhost");
+    echo_line(s, "sync\n");
+    char rec[REC_LEN];
+    for (int i = 0; i < NREC; i++) { /* one record each: nothing is queued between them */
+        memset(rec, 'a' + i, sizeof rec);
+        assert_int_equal(simul_stream_write(s, rec, sizeof rec), 0);
+        assert_int_equal(simul_stream_drain(s), 0);
+        assert_int_equal(simul_stream_write_buffer_size(s), 0);
+    }
+    simul_event_set(v.progress);
+    finish(s);
+    srv_wait(&v, 1);
+    assert_int_equal(v.rc[0], 0);
+    assert_int_equal(v.got, NREC * REC_LEN); /* one stream read, not one per record */
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 static int banner_after(simul_stream *s, srv *v)
 {
     assert_int_equal(simul_stream_write(s, "220 plaintext ready\r\n", 21), 0);
@@ -2049,6 +2108,7 @@ SIMUL_TASK_TEST(many_handshakes)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(roundtrip),
+    cmocka_unit_test(buffered_records_read_at_once),
     cmocka_unit_test(stream_features),
     cmocka_unit_test(sendfile_through_tls),
     cmocka_unit_test(truncation_reported),
