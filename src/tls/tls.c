@@ -479,6 +479,8 @@ static long tls_read(void *ctx, void *buf, size_t len)
                 c->want[SIMUL_STREAM_READ] = dir2;
             else if (r2 < 0)
                 set_err(c, r2);
+            else
+                c->dry = false; /* the next read must ask OpenSSL: it says EOF again */
             break;
         }
         return (long)got;
