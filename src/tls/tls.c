@@ -615,9 +615,10 @@ static int tls_wait(void *ctx, int dir)
      * after -EAGAIN from SSL_read nothing decrypted is pending) */
     if (dir == SIMUL_STREAM_READ && c->prepos < c->prelen)
         return 0;
-    int r = c->lower->wait(c->lctx, c->want[dir]);
-    c->dry = false; /* ready below, or a wakeup: the next read asks OpenSSL again */
-    return r;
+    /* the next read asks OpenSSL again (cleared before: c may be gone once the wait returns,
+     * the stream closed under it) */
+    c->dry = false;
+    return c->lower->wait(c->lctx, c->want[dir]);
 }
 
 /* A close_notify (and anything else held) that did not fit below when the stream closed: a
