@@ -17,6 +17,8 @@ DEB_PACKAGES += redis-server libhiredis-dev
 DEB_PACKAGES += redis-tools python3-redis
 # libsimul-tls: openssl makes the test certificates; curl is an interop client.
 DEB_PACKAGES += openssl curl
+# bench/run_tls.sh: syscalls per echoed message (strace), PMU instructions where there are counters.
+DEB_PACKAGES += strace linux-perf
 # libsimul-http: jansson for JSON bodies (curl, above, also drives its end-to-end test).
 DEB_PACKAGES += libjansson-dev
 # libsimul-http's client: gzip/deflate bodies (zlib). (Its bench's Go, aiohttp and wrk are listed

@@ -14,8 +14,15 @@
 #   BENCH_TLS_ROUNDS=n     rounds over every measure; the best round of each figure is reported
 #   BENCH_TLS_HS_CONNS=k   handshakes in flight in the handshake client (default 8)
 #   BENCH_NO_BUILD=1       use the binaries in <build-dir> as they are (no cmake/go build)
-#   BENCH_TLS_INSTRUCTIONS=1  only the instructions per echoed message of simul's server
-#                          (callgrind; not a timed figure, so fine on a busy machine)
+#   BENCH_TLS_INSTRUCTIONS=1  only the counts below (no timed figure: fine on a busy machine)
+#   BENCH_TLS_COUNTS=0     skip the counts below (they add about a minute)
+#
+# Counts (bench/tls_counts.sh), after the timed rounds and in the same echo workload for simul's
+# and Go's servers: user-space instructions per message (callgrind), syscalls per message and
+# the busiest calls (strace -c -f, attached once the server listens), and user and kernel
+# instructions per message from perf stat where the machine has hardware counters. They do not
+# move with the machine's load, unlike the CPU times (whose rounds spread by +-30% on a busy
+# machine), so they are the CPU ratio's noise-free companion: tls_echo_simul_*_vs_go.
 #
 # Same ground for everyone: one EC P-256 certificate made here with openssl (<build>/bench/tls/),
 # and one cipher: an OPENSSL_CONF given to every process limits TLS 1.3 to TLS_AES_128_GCM_SHA256,
@@ -108,31 +115,36 @@ Ciphersuites = TLS_AES_128_GCM_SHA256
 EOF
 export OPENSSL_CONF=$TLSDIR/openssl.cnf
 
-# BENCH_TLS_INSTRUCTIONS=1: instead of the timed figures, the user-space instructions per echoed
-# message of simul's TLS echo server (valgrind callgrind; stable on a busy machine, unlike CPU
-# time): two runs of different lengths, (instructions2 - instructions1) / (messages2 -
-# messages1), so the start-up and the 10 handshakes cancel out.
+# counts <server>...: tls_counts.sh for each, its key=value lines kept in V.
+counts() {
+    local s bin line
+    for s in "$@"; do
+        case $s in simul) bin=$SIMUL_SERVER ;; go) bin=$GOBIN ;; esac
+        if [ ! -x "$bin" ]; then
+            echo "tls_echo_${s}_counts=n/a: $bin not built"
+            continue
+        fi
+        while IFS= read -r line; do
+            if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}; fi
+        done < <(timeout -k 5 "$TIMEOUT" bash "$HERE/tls_counts.sh" "$s" "$bin" "$ECHO_CLIENT" "$CERT" "$KEY")
+    done
+}
+# counts_ratios: simul against Go on each count (>1: simul does less per message).
+counts_ratios() {
+    local k
+    for k in user_instructions_per_msg syscalls_per_msg pmu_user_instructions_per_msg pmu_kernel_instructions_per_msg; do
+        if [[ ${V[tls_echo_go_$k]:-} =~ ^[0-9.]+$ && ${V[tls_echo_simul_$k]:-} =~ ^[0-9.]+$ ]]; then
+            ratio "tls_echo_simul_${k%_per_msg}_vs_go" "tls_echo_go_$k" "tls_echo_simul_$k"
+        fi
+    done
+}
+
 if [ "${BENCH_TLS_INSTRUCTIONS:-0}" = 1 ]; then
-    command -v valgrind >/dev/null || die "valgrind not found (package valgrind)"
-    ir_run() { # seconds -> "instructions messages"
-        local secs=$1 out port pid i
-        out=$(mktemp -d "${TMPDIR:-/tmp}/run_tls_ir.XXXXXX")
-        port=$(free_port)
-        valgrind --tool=callgrind --callgrind-out-file="$out/cg" "$SIMUL_SERVER" --host "$HOST" \
-            --port "$port" --tls-cert "$CERT" --tls-key "$KEY" >"$out/srv" 2>"$out/vg" &
-        pid=$!
-        for i in $(seq 300); do grep -q listening "$out/srv" && break; sleep 0.1; done
-        timeout "$TIMEOUT" "$ECHO_CLIENT" --host "$HOST" --port "$port" --connections 10 --size "$SIZE" \
-            --seconds "$secs" --tls --ca "$CERT" >"$out/cli" 2>&1 || { kill -INT $pid; die "echo_client failed"; }
-        kill -INT $pid
-        wait $pid || true
-        echo "$(sed -n 's/^summary: //p' "$out/cg") $(sed -n 's/^msgs=//p' "$out/cli")"
-        rm -rf "$out"
-    }
-    read -r i1 m1 < <(ir_run 2)
-    read -r i2 m2 < <(ir_run 6)
-    [ -n "${m2:-}" ] && [ "$m2" -gt "${m1:-0}" ] || die "callgrind runs gave no messages"
-    echo "tls_echo_simul_instructions_per_msg=$(((i2 - i1) / (m2 - m1)))"
+    echo "# counts only (BENCH_TLS_INSTRUCTIONS=1): per echoed message, 64 B, 10 connections; OPENSSL_CONF=$OPENSSL_CONF"
+    counts simul go
+    for k in $(printf '%s\n' "${!V[@]}" | sort); do echo "$k=${V[$k]}"; done
+    echo "# ratios: >1 means simul does less per message than Go"
+    counts_ratios
     exit 0
 fi
 
@@ -284,6 +296,10 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     done
 done
 end_line
+if [ "${BENCH_TLS_COUNTS:-1}" != 0 ]; then
+    echo "# counts per echoed message (bench/tls_counts.sh; 64 B, 10 connections, not pinned, not timed)"
+    counts simul go
+fi
 
 echo "# results: each figure the best of $ROUNDS round(s); version/cipher as an openssl client negotiated them"
 for k in $(printf '%s\n' "${!V[@]}" | sort); do
@@ -293,6 +309,7 @@ echo "# ratios: >1 means simul is better (less CPU per message or handshake, mor
 for r in asyncio uvloop go; do
     ratio "tls_echo_simul_cpu_vs_$r" "tls_echo_${r}_cpu_ns_per_msg" tls_echo_simul_cpu_ns_per_msg
 done
+counts_ratios
 for m in full resumed; do
     ratio "tls_hs_simul_${m}_rate_vs_nginx" "tls_hs_simul_${m}_handshakes_per_s" "tls_hs_nginx_${m}_handshakes_per_s"
     ratio "tls_hs_simul_${m}_cpu_vs_nginx" "tls_hs_nginx_${m}_cpu_us_per_handshake" "tls_hs_simul_${m}_cpu_us_per_handshake"

@@ -69,6 +69,8 @@ typedef struct tls_conn {
     size_t prelen, prepos;
     int lower_err;   /* the wrapped bottom's error, seen by the BIO */
     bool lower_eof;  /* the wrapped bottom read EOF (OpenSSL asks through BIO_CTRL_EOF) */
+    bool dry;        /* the last read below came back short or empty: until a wait below
+                      * returns, a read with nothing in OpenSSL is -EAGAIN without calling it */
     int err;         /* sticky TLS error (negative) */
     int want[2];     /* per op direction: what the lower bottom must become ready for */
     bool shut_sent;  /* close_notify sent */
@@ -245,9 +247,11 @@ static int bio_read(BIO *b, char *buf, int len)
     }
     long n = c->lower->read(c->lctx, buf, (size_t)len);
     if (n == -EAGAIN) {
+        c->dry = true;
         BIO_set_retry_read(b);
         return -1;
     }
+    c->dry = n > 0 && n < len;
     if (n < 0) {
         c->lower_err = (int)n;
         return -1;
@@ -260,11 +264,13 @@ static int bio_read(BIO *b, char *buf, int len)
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num, (void)ptr;
-    tls_conn *c = BIO_get_data(b);
+    /* (OpenSSL asks ~13 times per echoed message, mostly for kTLS: answer without a call) */
     if (cmd == BIO_CTRL_FLUSH)
         return 1;
-    if (cmd == BIO_CTRL_EOF)
+    if (cmd == BIO_CTRL_EOF) {
+        tls_conn *c = BIO_get_data(b);
         return c && c->lower_eof;
+    }
     return 0;
 }
 
@@ -437,14 +443,48 @@ static long tls_read(void *ctx, void *buf, size_t len)
     touch(c);
     if (ob_pending(c) && !c->owed)
         (void)ob_flush(c); /* a close_notify held by write_eof (errors show at the next write) */
+    /* The read after each message: OpenSSL holds nothing (no record, no part of one) and the
+     * last read below came back short, so this one would find nothing either. Saying so here
+     * saves the whole SSL_read_ex / SSL_get_error round that ends in WANT_READ (~1.5k
+     * instructions per echoed message). The stream waits below next (tls_wait), which clears
+     * dry; a spurious -EAGAIN only costs that wait, which returns at once if bytes are there.
+     * Not under a transport: it reads on the fd's edges without calling wait. */
+    if (c->dry && c->hs_done && !c->transport && c->prepos == c->prelen &&
+        !SSL_has_pending(c->ssl)) {
+        c->want[SIMUL_STREAM_READ] = SIMUL_STREAM_READ;
+        return -EAGAIN;
+    }
     clear_errors();
     int rc = SSL_read_ex(c->ssl, buf, len, &got);
     /* a lazy handshake (transports) ends inside a read or write, maybe one that then says
      * WANT_READ for want of application data */
     if (!c->hs_done && SSL_is_init_finished(c->ssl))
         handshake_done(c);
-    if (rc == 1)
+    if (rc == 1) {
+        /* More records already read below (one read(2) takes what the socket holds: a
+         * pipelining peer, bulk data): into the same buffer, so the stream sees them in one
+         * read and the echo goes back as one record. Only while OpenSSL holds bytes; a partial
+         * record ends it (WANT_READ, nothing lost). A close_notify is met again by the next
+         * read; an error is kept in c->err, which the next read returns. */
+        while (got < len && SSL_has_pending(c->ssl)) {
+            size_t more = 0;
+            int rc2 = SSL_read_ex(c->ssl, (char *)buf + got, len - got, &more);
+            if (rc2 == 1) {
+                got += more;
+                continue;
+            }
+            int dir2 = SIMUL_STREAM_READ;
+            int r2 = map_error(c, rc2, &dir2);
+            if (r2 == -EAGAIN)
+                c->want[SIMUL_STREAM_READ] = dir2;
+            else if (r2 < 0)
+                set_err(c, r2);
+            else
+                c->dry = false; /* the next read must ask OpenSSL: it says EOF again */
+            break;
+        }
         return (long)got;
+    }
     int dir = SIMUL_STREAM_READ;
     int r = map_error(c, rc, &dir);
     if (r == -EAGAIN) {
@@ -575,6 +615,9 @@ static int tls_wait(void *ctx, int dir)
      * after -EAGAIN from SSL_read nothing decrypted is pending) */
     if (dir == SIMUL_STREAM_READ && c->prepos < c->prelen)
         return 0;
+    /* the next read asks OpenSSL again (cleared before: c may be gone once the wait returns,
+     * the stream closed under it) */
+    c->dry = false;
     return c->lower->wait(c->lctx, c->want[dir]);
 }
 

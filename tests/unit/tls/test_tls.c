@@ -1118,6 +1118,65 @@ SIMUL_TASK_TEST(plaintext_to_tls_port)
     return 0;
 }
 
+/* ---- several records already below come back in one read ---------------------------------- */
+
+#define NREC 10
+#define REC_LEN 10
+
+/* Echoes a sync line, waits until the client's NREC records are all in the socket (their bytes,
+ * FIONREAD), then reads once: every record's plaintext must come in that one read. Then echoes
+ * to EOF. */
+static int records_after(simul_stream *s, srv *v)
+{
+    /* a line echoed first: the handshake's last read (which reads ahead) is over */
+    char sync[5];
+    assert_int_equal(simul_stream_readexactly(s, sync, sizeof sync, NULL), (long)sizeof sync);
+    assert_int_equal(simul_stream_write(s, sync, sizeof sync), 0);
+    assert_int_equal(simul_stream_drain(s), 0);
+    assert_int_equal(simul_event_wait(v->progress), 0); /* the client has written them all */
+    int avail = 0;
+    /* 10 records of 10 bytes are 10 * (5 + 10 + 1 + 16) = 320 bytes on the wire */
+    for (int i = 0; i < 20000 && avail < NREC * (REC_LEN + 22); i++) {
+        assert_int_equal(ioctl(simul_stream_fd(s), FIONREAD, &avail), 0);
+        if (avail < NREC * (REC_LEN + 22))
+            assert_int_equal(simul_sleep(0.001), 0);
+    }
+    assert_true(avail >= NREC * (REC_LEN + 22)); /* (the close_notify may be there too) */
+    char b[4096];
+    long n = simul_stream_read(s, b, sizeof b);
+    v->got = n;
+    for (long i = 0; i < n; i++)
+        assert_int_equal(b[i], (char)('a' + i / REC_LEN));
+    return echo_handler(s, NULL);
+}
+
+SIMUL_TASK_TEST(buffered_records_read_at_once)
+{
+    (void)arg;
+    srv v = {0};
+    v.after = records_after;
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    simul_stream *s = tls_connect(&v, cc, "localhost");
+    echo_line(s, "sync\n");
+    char rec[REC_LEN];
+    for (int i = 0; i < NREC; i++) { /* one record each: nothing is queued between them */
+        memset(rec, 'a' + i, sizeof rec);
+        assert_int_equal(simul_stream_write(s, rec, sizeof rec), 0);
+        assert_int_equal(simul_stream_drain(s), 0);
+        assert_int_equal(simul_stream_write_buffer_size(s), 0);
+    }
+    simul_event_set(v.progress);
+    finish(s);
+    srv_wait(&v, 1);
+    assert_int_equal(v.rc[0], 0);
+    assert_int_equal(v.got, NREC * REC_LEN); /* one stream read, not one per record */
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 static int banner_after(simul_stream *s, srv *v)
 {
     assert_int_equal(simul_stream_write(s, "220 plaintext ready\r\n", 21), 0);
@@ -1350,6 +1409,7 @@ typedef struct cbot {
     int writes;
     size_t bytes, cap;
     bool full;
+    bool no_fin; /* shutdown does nothing: a close_notify with the socket left open */
 } cbot;
 
 static long cb_read(void *x, void *buf, size_t len)
@@ -1386,7 +1446,7 @@ static int cb_wait(void *x, int dir)
 static int cb_shutdown(void *x)
 {
     cbot *b = x;
-    return b->ops->shutdown(b->ctx);
+    return b->no_fin ? 0 : b->ops->shutdown(b->ctx);
 }
 
 static void cb_close(void *x, bool abort)
@@ -1418,6 +1478,43 @@ static simul_stream *tls_connect_counted(srv *v, simul_tls_config *cc, cbot *b)
 }
 
 /* Reads the pattern until EOF, checking every byte; the read's end in after_rc. */
+/* A peer that sends its last records and close_notify together and keeps the socket open for
+ * the answer (no FIN): the server reads the records in one read and must still see the
+ * close_notify behind them, not wait for more bytes. */
+SIMUL_TASK_TEST(close_notify_behind_records)
+{
+    (void)arg;
+    srv v = {0};
+    srv_start(&v, server_cfg(CERT("server.crt"), CERT("server.key")));
+    simul_tls_config *cc = client_cfg();
+    cbot b = {.no_fin = true};
+    simul_stream *s = tls_connect_counted(&v, cc, &b);
+    echo_line(s, "sync\n");
+    char rec[REC_LEN];
+    for (int i = 0; i < NREC; i++) {
+        memset(rec, 'a' + i, sizeof rec);
+        assert_int_equal(simul_stream_write(s, rec, sizeof rec), 0);
+    }
+    assert_int_equal(simul_stream_write_eof(s), 0); /* close_notify, the socket stays open */
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 10), 0);
+    char back[NREC * REC_LEN];
+    assert_int_equal(simul_stream_readexactly(s, back, sizeof back, NULL), (long)sizeof back);
+    for (size_t i = 0; i < sizeof back; i++)
+        assert_int_equal(back[i], (char)('a' + i / REC_LEN));
+    char x[16];
+    assert_int_equal(simul_stream_read(s, x, sizeof x), 0); /* the server's close_notify */
+    assert_int_equal(simul_scope_end(&sc), 0);
+    assert_int_equal(simul_stream_close(s), 0);
+    srv_wait(&v, 1);
+    assert_int_equal(v.rc[0], 0);
+    assert_int_equal(v.after_rc[0], 0); /* the echo ended on a clean EOF */
+    simul_tls_config_free(cc);
+    simul_tls_config_free(v.cfg);
+    srv_stop(&v);
+    return 0;
+}
+
 static int pattern_sink(simul_stream *s, srv *v)
 {
     unsigned char *buf = malloc(65536);
@@ -2049,6 +2146,8 @@ SIMUL_TASK_TEST(many_handshakes)
 
 static const struct CMUnitTest tests[] = {
     cmocka_unit_test(roundtrip),
+    cmocka_unit_test(buffered_records_read_at_once),
+    cmocka_unit_test(close_notify_behind_records),
     cmocka_unit_test(stream_features),
     cmocka_unit_test(sendfile_through_tls),
     cmocka_unit_test(truncation_reported),
