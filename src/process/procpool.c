@@ -863,9 +863,12 @@ static int await_job(job *j)
 {
     if (j->state == J_DONE)
         return 0;
-    simul__wait w = {.unlink = call_unlink, .ctx = j};
-    j->waiter = &w;
-    return simul__park(&w, SIMUL__INF);
+    SIMUL__REC(simul__wait, w, simul__task_self());
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = call_unlink, .ctx = j};
+    j->waiter = w;
+    return simul__park(w, SIMUL__INF);
 }
 
 int simul_procpool_call(simul_procpool *p, simul_proc_fn fn, const void *in, size_t in_len,

@@ -323,8 +323,13 @@ int simul_channel_put(simul_channel *ch, void *item)
         pthread_mutex_unlock(&ch->mu);
         return rc;
     }
-    waiter x = {.item = item};
-    return task_wait(ch, &x, &ch->putters, self);
+    SIMUL__REC(waiter, x, self); /* a thread serves it while we are suspended: off-stack */
+    if (!x) {
+        pthread_mutex_unlock(&ch->mu);
+        return -ENOMEM;
+    }
+    *x = (waiter){.item = item};
+    return task_wait(ch, x, &ch->putters, self);
 }
 
 int simul_channel_get(simul_channel *ch, void **item)
@@ -343,10 +348,15 @@ int simul_channel_get(simul_channel *ch, void **item)
         pthread_mutex_unlock(&ch->mu);
         return rc;
     }
-    waiter x = {0};
-    rc = task_wait(ch, &x, &ch->getters, self);
+    SIMUL__REC(waiter, x, self);
+    if (!x) {
+        pthread_mutex_unlock(&ch->mu);
+        return -ENOMEM;
+    }
+    *x = (waiter){0};
+    rc = task_wait(ch, x, &ch->getters, self);
     if (rc == 0)
-        *item = x.item;
+        *item = x->item;
     return rc;
 }
 
