@@ -225,6 +225,13 @@ static inline void simul__rec_drop(simul__rec_h *h)
         simul__rec_take((task), &name##_frame_, sizeof(type));                                     \
     type *name = name##_h_.p
 
+/* Whether p lies on t's run stack (t compact): memory that moves while t is suspended. */
+static inline bool simul__on_run_stack(const simul_task *t, const void *p)
+{
+    return t && t->compact && (const char *)p >= t->coro.shared->lo &&
+           (const char *)p < t->coro.shared->hi;
+}
+
 /* Debug mode: `p` points into the live frames of a compact task (the running one's, on its run
  * stack) and is being handed to `what` of the call `call`, which keeps it past a suspension: the
  * documented hazard. Reports it on stderr once per call site; returns true if it did. */
