@@ -83,6 +83,7 @@ static int complete(simul_future *f, int result, void *value)
 
 int simul_future_set_result(simul_future *f, int result, void *value)
 {
+    simul__debug_check_ptr(value, __func__, "the value");
     return complete(f, result, value);
 }
 

@@ -335,6 +335,13 @@ static inline simul_loop *simul__loop(void)
     return simul__loop_tls;
 }
 
+static inline void simul__debug_check_ptr(const void *p, const char *call, const char *what)
+{
+    simul_loop *loop = simul__loop();
+    if (SIMUL__UNLIKELY(loop && simul__loop_head_of(loop)->debug))
+        simul__debug_stack_ptr(p, call, what);
+}
+
 int64_t simul__clock_ns(void);
 /* now + seconds as an absolute deadline; SIMUL__INF when out of range (INFINITY); -1 for a
  * negative or NaN time. */

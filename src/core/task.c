@@ -293,6 +293,7 @@ int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_
     simul_loop *loop = simul__loop();
     if (!loop)
         return -ENXIO;
+    simul__debug_check_ptr(arg, __func__, "the argument");
     return simul__task_spawn_in(loop, out, fn, arg, opts);
 }
 

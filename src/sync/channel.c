@@ -245,6 +245,7 @@ size_t simul_channel_capacity(const simul_channel *ch)
 
 int simul_channel_put_nowait(simul_channel *ch, void *item)
 {
+    simul__debug_check_ptr(item, __func__, "the item");
     if (!ch)
         return -EINVAL;
     pthread_mutex_lock(&ch->mu);
@@ -310,6 +311,7 @@ static int task_wait(simul_channel *ch, waiter *x, wlist *l, simul_task *self)
 int simul_channel_put(simul_channel *ch, void *item)
 {
     simul_task *self = simul__task_require(__func__);
+    simul__debug_check_ptr(item, __func__, "the item");
     if (!ch)
         return -EINVAL;
     if (!self)

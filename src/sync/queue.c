@@ -193,7 +193,15 @@ void simul_queue_free(simul_queue *q, simul_queue_discard_cb discard)
 
 /* ---- put and get ----------------------------------------------------------------------------- */
 
+static int put_nowait(simul_queue *q, void *item);
+
 int simul_queue_put_nowait(simul_queue *q, void *item)
+{
+    simul__debug_check_ptr(item, __func__, "the item");
+    return put_nowait(q, item);
+}
+
+static int put_nowait(simul_queue *q, void *item)
 {
     if (!q)
         return -EINVAL;
@@ -242,7 +250,8 @@ int simul_queue_put(simul_queue *q, void *item)
     int rc = simul__task_check(self);
     if (rc < 0)
         return rc;
-    rc = simul_queue_put_nowait(q, item);
+    simul__debug_check_ptr(item, __func__, "the item");
+    rc = put_nowait(q, item);
     if (rc != -EAGAIN)
         return rc;
     SIMUL__REC(simul__wait, w, self);
