@@ -108,6 +108,30 @@ void simul__coro_started(simul__coro *self);
 void simul__ctx_switch(void **save_sp, void *load_sp);
 #endif
 
+#ifdef SIMUL_CORO_ASM
+/* The switch into a compact coroutine. Out of line, so that the stackful switch stays a load, a
+ * test and the call (under TSan it must stay in the caller's frame: see below). `from_rs` is
+ * the run stack the leaving context runs on, if any. */
+#ifdef SIMUL_TSAN
+__attribute__((always_inline)) static inline
+#else
+__attribute__((noinline, unused)) static
+#endif
+void simul__coro_switch_shared(void **save_sp, simul__runstack *from_rs,
+                                             simul__coro *to)
+{
+    if (to->shared->owner == to) {
+        simul__ctx_switch(save_sp, to->sp); /* still on the run stack: nothing to copy */
+    } else if (from_rs == to->shared) {
+        /* Leaving that same run stack: the copies run on the scratch stack, between saving
+         * this context and loading the next. */
+        simul__ctx_switch_via(save_sp, to->shared->scratch_top, simul__coro_swap, to);
+    } else {
+        simul__ctx_switch(save_sp, simul__coro_swap(to));
+    }
+}
+#endif
+
 /* Always inlined: TSan's function-exit hook of a helper that returned after the fiber
  * switch would pop the new fiber's shadow stack. The switch must stay in the caller's frame. */
 __attribute__((always_inline)) static inline void simul__coro_before_(simul__coro *from,
@@ -141,16 +165,10 @@ __attribute__((always_inline)) static inline void simul__coro_switch(simul__coro
 {
     simul__coro_before_(from, to, 0);
 #ifdef SIMUL_CORO_ASM
-    if (__builtin_expect(to->shared != NULL && to->shared->owner != to, 0)) {
-        /* A compact coroutine not on its run stack: copies first. Running on that run stack
-         * ourselves, the copies go to the scratch stack, between saving and loading. */
-        if (from->shared == to->shared)
-            simul__ctx_switch_via(&from->sp, to->shared->scratch_top, simul__coro_swap, to);
-        else
-            simul__ctx_switch(&from->sp, simul__coro_swap(to));
-    } else {
+    if (__builtin_expect(to->shared != NULL, 0)) /* the one branch stackful switches pay */
+        simul__coro_switch_shared(&from->sp, from->shared, to);
+    else
         simul__ctx_switch(&from->sp, to->sp);
-    }
 #else
     swapcontext(&from->uc, &to->uc);
 #endif
@@ -165,14 +183,10 @@ simul__coro_exit(simul__coro *self, simul__coro *scratch, simul__coro *to)
 #ifdef SIMUL_CORO_ASM
     if (self->shared)
         self->shared->owner = NULL; /* its frames are dead: nothing to save */
-    if (__builtin_expect(to->shared != NULL && to->shared->owner != to, 0)) {
-        if (self->shared == to->shared)
-            simul__ctx_switch_via(&scratch->sp, to->shared->scratch_top, simul__coro_swap, to);
-        else
-            simul__ctx_switch(&scratch->sp, simul__coro_swap(to));
-    } else {
+    if (__builtin_expect(to->shared != NULL, 0))
+        simul__coro_switch_shared(&scratch->sp, self->shared, to);
+    else
         simul__ctx_switch(&scratch->sp, to->sp);
-    }
 #else
     (void)self;
     swapcontext(&scratch->uc, &to->uc);
