@@ -180,7 +180,6 @@ struct simul_task {
     simul_task *free_next;
     simul_loop *loop;
     uint64_t id;
-    simul__stack stack;
     int64_t run_start;       /* debug: when it was last switched in */
     char name[32];
 };

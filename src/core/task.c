@@ -245,13 +245,14 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
     if (!t)
         return -ENOMEM;
     int rc;
+    simul__stack st = {0}; /* kept in the coroutine record (stack_lo, stack_size) */
 #ifdef SIMUL_CORO_COMPACT
     if (rs) {
         rc = simul__coro_init_compact(&t->coro, rs, task_main, t);
         t->compact = 1;
     } else
 #endif
-        rc = simul__stack_get(loop->stacks, size, &t->stack);
+        rc = simul__stack_get(loop->stacks, size, &st);
     if (rc < 0) {
         t->magic = SIMUL__TASK_DEAD;
         t->free_next = NULL;
@@ -275,7 +276,7 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
         set_default_name(t);
     }
     if (!t->compact)
-        simul__coro_init(&t->coro, t->stack.lo, t->stack.size, task_main, t);
+        simul__coro_init(&t->coro, st.lo, st.size, task_main, t);
     t->coro.name = t->name;
     all_link(loop, t);
     loop->live++;
@@ -433,7 +434,8 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
         t->coro.save = NULL;
         t->coro.save_len = t->coro.save_cap = 0;
     } else {
-        simul__stack_put(loop->stacks, t->stack); /* safe: nothing runs on it after the switch */
+        /* safe: nothing runs on it after the switch */
+        simul__stack_put(loop->stacks, (simul__stack){t->coro.stack_lo, t->coro.stack_size});
     }
     if (!t->handle_held)
         record_free(loop, t);
