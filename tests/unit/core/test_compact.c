@@ -3,7 +3,6 @@
  * stack's overflow report; cancellation at each wait; thread jobs; debug reports and the dump.
  */
 #include <signal.h>
-#include <stdatomic.h>
 #include <sys/wait.h>
 
 #include "test_main_helpers.h"
@@ -312,14 +311,10 @@ static int sleeper_forever(void *arg)
     return simul_sleep(3600);
 }
 
-static atomic_int jobs_ended;
-
 static int block_on_fd(void *arg)
 {
     char c;
-    int n = (int)read((int)(intptr_t)arg, &c, 1);
-    atomic_fetch_add(&jobs_ended, 1);
-    return n;
+    return (int)read((int)(intptr_t)arg, &c, 1);
 }
 
 static int waiter_task(void *arg)
@@ -430,7 +425,6 @@ SIMUL_TASK_TEST(cancel_at_each_wait)
         assert_int_equal(simul_barrier_new(&c.bar, 2), 0);
         assert_int_equal(simul_channel_new(&c.ch, 1), 0);
 
-        print_message("wait kind %d\n", k);
         simul_task *w = spawn_compact(waiter_task, &c);
         while (!c.parked)
             assert_int_equal(simul_yield(), 0);
@@ -449,11 +443,9 @@ SIMUL_TASK_TEST(cancel_at_each_wait)
             assert_int_equal(simul_task_join(o[i], &r), 0);
             assert_int_equal(r, 0);
         }
-        int ended = atomic_load(&jobs_ended);
-        assert_int_equal(write(gate[1], "x", 1), 1); /* lets the abandoned thread job end */
-        if (k == W_THREAD)
-            while (atomic_load(&jobs_ended) == ended)
-                assert_int_equal(simul_sleep(0.001), 0);
+        /* The cancelled thread job was either never run or is blocked reading the gate: the
+         * byte lets it end whenever it gets there, and the gate stays open for it (one pipe). */
+        assert_int_equal(write(gate[1], "x", 1), 1);
         simul_lock_release(c.lock);
         simul_future_free(c.f);
         simul_queue_free(c.q_empty, NULL);
@@ -466,8 +458,10 @@ SIMUL_TASK_TEST(cancel_at_each_wait)
         simul_channel_free(c.ch, NULL);
         close(p[0]);
         close(p[1]);
-        close(gate[1]);
-        close(gate[0]);
+        if (k != W_THREAD) {
+            close(gate[1]);
+            close(gate[0]);
+        }
     }
     return 0;
 }
