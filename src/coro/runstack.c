@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/memcheck.h>)
+#include <valgrind/memcheck.h>
+#define SIMUL_HAVE_MEMCHECK 1
+#endif
+#endif
+
 #ifdef SIMUL_CORO_COMPACT
 
 /* The copies read and write stack memory that ASan has poisoned (the redzones of the frames
@@ -72,6 +79,10 @@ void *simul__coro_swap(void *arg)
      * reported inside the newcomer's frames. (The newcomer's own redzones are lost until its
      * frames are made again: fewer reports, none false.) */
     __asan_unpoison_memory_region(rs->lo, (size_t)(rs->hi - rs->lo));
+#endif
+#ifdef SIMUL_HAVE_MEMCHECK
+    /* Below the run stack's last stack pointer, as memcheck sees it: make it writable. */
+    VALGRIND_MAKE_MEM_UNDEFINED((char *)rs->hi - to->save_len, to->save_len);
 #endif
     raw_copy((char *)rs->hi - to->save_len, to->save, to->save_len);
     rs->owner = to;
