@@ -89,8 +89,8 @@ extern __thread simul__coro *simul__coro_running __attribute__((tls_model("initi
 void simul__coro_init_thread(simul__coro *c);
 /* Prepares `c` to run fn(arg) on [stack_lo, stack_lo + size) at its first switch-in. */
 void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg);
-#ifdef SIMUL_CORO_ASM
-#define SIMUL_CORO_COMPACT 1
+#if defined(SIMUL_CORO_ASM) && defined(__x86_64__)
+#define SIMUL_CORO_COMPACT 1 /* simul__ctx_switch_via exists only in switch_x86_64.S */
 /* Prepares `c` to run fn(arg) on the shared run stack `rs`: its first frame is built in its
  * heap copy (the run stack may be in use). Returns 0 or -ENOMEM. */
 int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg);
@@ -108,7 +108,7 @@ void simul__coro_started(simul__coro *self);
 void simul__ctx_switch(void **save_sp, void *load_sp);
 #endif
 
-#ifdef SIMUL_CORO_ASM
+#ifdef SIMUL_CORO_COMPACT
 /* The switch into a compact coroutine. Out of line, so that the stackful switch stays a load, a
  * test and the call (under TSan it must stay in the caller's frame: see below). `from_rs` is
  * the run stack the leaving context runs on, if any. */
@@ -164,11 +164,13 @@ __attribute__((always_inline)) static inline void simul__coro_switch(simul__coro
                                                                      simul__coro *to)
 {
     simul__coro_before_(from, to, 0);
-#ifdef SIMUL_CORO_ASM
+#ifdef SIMUL_CORO_COMPACT
     if (__builtin_expect(to->shared != NULL, 0)) /* the one branch stackful switches pay */
         simul__coro_switch_shared(&from->sp, from->shared, to);
     else
         simul__ctx_switch(&from->sp, to->sp);
+#elif defined(SIMUL_CORO_ASM)
+    simul__ctx_switch(&from->sp, to->sp);
 #else
     swapcontext(&from->uc, &to->uc);
 #endif
@@ -180,13 +182,16 @@ __attribute__((noreturn, always_inline)) static inline void
 simul__coro_exit(simul__coro *self, simul__coro *scratch, simul__coro *to)
 {
     simul__coro_before_(scratch, to, 1);
-#ifdef SIMUL_CORO_ASM
+#ifdef SIMUL_CORO_COMPACT
     if (self->shared)
         self->shared->owner = NULL; /* its frames are dead: nothing to save */
     if (__builtin_expect(to->shared != NULL, 0))
         simul__coro_switch_shared(&scratch->sp, self->shared, to);
     else
         simul__ctx_switch(&scratch->sp, to->sp);
+#elif defined(SIMUL_CORO_ASM)
+    (void)self;
+    simul__ctx_switch(&scratch->sp, to->sp);
 #else
     (void)self;
     swapcontext(&scratch->uc, &to->uc);
