@@ -10,6 +10,9 @@
  *                           seed); scheduling cost, then worst lateness      -> timer_ns,
  *                                                                               timer_worst_late_ms
  *
+ *   core_bench <measure>-compact [N]   the same with compact tasks (SIMUL_TASKS=compact); keys
+ *                           prefixed compact_ (compact_rss_per_task_bytes, compact_switch_ns...)
+ *
  * Run one measure per process so that the peak RSS of one does not pollute another.
  * Every result is a `key=value` line on stdout; diagnostics go to stderr. Any library error
  * ends the process with a non-zero status.
@@ -26,6 +29,8 @@
 /* ------------------------------------------------------------------------------------------ */
 
 /* A field of /proc/self/status in kB ("VmRSS", "VmHWM"), or -1. */
+static const char *g_prefix = ""; /* "compact_" for the -compact measures */
+
 static long status_kb(const char *key) {
     FILE *f = fopen("/proc/self/status", "r");
     if (!f)
@@ -119,8 +124,10 @@ static int switch_main(void *arg) {
 static void bench_switch(long n) {
     struct switch_cfg c = {.n = n};
     run_main(switch_main, &c, "switch");
-    printf("switch_n=%ld\n", (n / 2) * 2);
-    report_runs("switch_ns", c.run_ns, SWITCH_RUNS, 2, true);
+    char key[64];
+    printf("%sswitch_n=%ld\n", g_prefix, (n / 2) * 2);
+    snprintf(key, sizeof key, "%sswitch_ns", g_prefix);
+    report_runs(key, c.run_ns, SWITCH_RUNS, 2, true);
 }
 
 /* ------------------------------------------------------------------------------------------ *
@@ -241,15 +248,15 @@ static void bench_rss(long n) {
                 g_slept_short);
     if (c.base_kb < 0 || c.hwm_kb < 0)
         die("rss: cannot read /proc/self/status");
-    printf("rss_tasks=%ld\n", n);
-    printf("rss_baseline_kb=%ld\n", c.base_kb);
-    printf("rss_peak_kb=%ld\n", c.hwm_kb);
-    printf("rss_after_join_kb=%ld\n", c.after_kb);
-    printf("rss_short_sleeps=%ld\n", g_slept_short);
-    printf("rss_per_task_bytes=%.0f\n", (double)(c.hwm_kb - c.base_kb) * 1024.0 / (double)n);
-    printf("spawn_1m_us_per_task=%.3f\n", (double)c.t_spawn / 1e3 / (double)n);
-    printf("rss_join_all_s=%.3f\n", (double)c.t_join / 1e9);
-    printf("rss_total_elapsed_s=%.3f\n", (double)(c.t_spawn + c.t_join) / 1e9);
+    printf("%srss_tasks=%ld\n", g_prefix, n);
+    printf("%srss_baseline_kb=%ld\n", g_prefix, c.base_kb);
+    printf("%srss_peak_kb=%ld\n", g_prefix, c.hwm_kb);
+    printf("%srss_after_join_kb=%ld\n", g_prefix, c.after_kb);
+    printf("%srss_short_sleeps=%ld\n", g_prefix, g_slept_short);
+    printf("%srss_per_task_bytes=%.0f\n", g_prefix, (double)(c.hwm_kb - c.base_kb) * 1024.0 / (double)n);
+    printf("%sspawn_1m_us_per_task=%.3f\n", g_prefix, (double)c.t_spawn / 1e3 / (double)n);
+    printf("%srss_join_all_s=%.3f\n", g_prefix, (double)c.t_join / 1e9);
+    printf("%srss_total_elapsed_s=%.3f\n", g_prefix, (double)(c.t_spawn + c.t_join) / 1e9);
 }
 
 /* ------------------------------------------------------------------------------------------ *
@@ -349,11 +356,24 @@ static void bench_timer(long n) {
 /* ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
+    /* "<measure>-compact": the same measure with compact tasks (the loop default, as
+     * SIMUL_TASKS=compact makes it), its keys prefixed "compact_". */
+    static char measure[32];
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s switch|spawn|rss|timer [count]\n", argv[0]);
+        fprintf(stderr, "usage: %s switch|spawn|rss|timer[-compact] [count]\n", argv[0]);
         return 2;
     }
     const char *m = argv[1];
+    size_t ml = strlen(m);
+    if (ml > 8 && ml < sizeof measure && strcmp(m + ml - 8, "-compact") == 0) {
+        memcpy(measure, m, ml - 8);
+        measure[ml - 8] = 0;
+        m = measure;
+        g_prefix = "compact_";
+        setenv("SIMUL_TASKS", "compact", 1);
+    } else {
+        unsetenv("SIMUL_TASKS");
+    }
     const char *cnt = argc > 2 ? argv[2] : NULL;
     if (strcmp(m, "switch") == 0)
         bench_switch(parse_count(cnt, 10000000));

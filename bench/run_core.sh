@@ -78,6 +78,7 @@ echo "# build_type=$build_type quick=$QUICK python=$($PY -V 2>&1) go=$(go versio
 
 # One measure at a time, never in parallel; the three implementations back to back per measure.
 run "$CORE" switch "$N_SWITCH"
+run "$CORE" switch-compact "$N_SWITCH"   # compact tasks: each switch copies both stacks' frames
 run "$PY" "$HERE/ref/asyncio_core.py" switch "$N_SWITCH_PY"
 run "$GOBIN" switch "$N_SWITCH"
 
@@ -86,6 +87,7 @@ run "$PY" "$HERE/ref/asyncio_core.py" spawn "$N_SPAWN_PY"
 run "$GOBIN" spawn "$N_SPAWN"
 
 run "$CORE" rss "$N_RSS"
+run "$CORE" rss-compact "$N_RSS"         # compact_rss_per_task_bytes, compact_spawn_1m_us_per_task
 run "$PY" "$HERE/ref/asyncio_core.py" rss "$N_RSS"
 run "$GOBIN" rss "$N_RSS"
 
@@ -107,6 +109,12 @@ ratio spawn_join_vs_asyncio spawn_join_per_s asyncio_spawn_join_per_s
 ratio spawn_join_vs_go spawn_join_per_s go_spawn_join_per_s
 ratio rss_vs_asyncio asyncio_rss_per_task_bytes rss_per_task_bytes
 ratio rss_vs_go go_rss_per_task_bytes rss_per_task_bytes
+ratio compact_switch_vs_default switch_ns compact_switch_ns
+ratio compact_switch_vs_go go_switch_ns compact_switch_ns
+ratio compact_rss_vs_asyncio asyncio_rss_per_task_bytes compact_rss_per_task_bytes
+ratio compact_rss_vs_go go_rss_per_task_bytes compact_rss_per_task_bytes
+ratio spawn_1m_vs_go go_spawn_1m_us_per_task spawn_1m_us_per_task
+ratio spawn_1m_vs_asyncio asyncio_spawn_1m_us_per_task spawn_1m_us_per_task
 ratio timer_late_vs_asyncio asyncio_timer_worst_late_ms timer_worst_late_ms
 ratio timer_late_vs_go go_timer_worst_late_ms timer_worst_late_ms
 ratio timer_ns_vs_asyncio asyncio_timer_ns timer_ns
@@ -120,6 +128,8 @@ keep_ratio() {
 }
 keep_ratio queue_roundtrip_vs_asyncio asyncio_queue_roundtrip_ns queue_roundtrip_ns
 keep_ratio lock_handoff_vs_asyncio asyncio_lock_handoff_ns lock_handoff_ns
+keep_ratio compact_spawn_1m_vs_go go_spawn_1m_us_per_task compact_spawn_1m_us_per_task
+keep_ratio compact_spawn_1m_vs_asyncio asyncio_spawn_1m_us_per_task compact_spawn_1m_us_per_task
 
 # target <key> <op> <bound>: op is <= or >=.
 target() {
@@ -141,7 +151,9 @@ if [ "$QUICK" = 1 ]; then
 fi
 target switch_ns '<=' 10
 target spawn_join_per_s '>=' 5000000
-target rss_per_task_bytes '<=' 5120
+target rss_per_task_bytes '<=' 4096
+target compact_rss_per_task_bytes '<=' 1024
+target compact_spawn_1m_vs_go '>=' 1      # compact spawn with 1M alive at or below Go's
 target timer_worst_late_ms '<=' 100
 target queue_roundtrip_vs_asyncio '>=' 50
 target lock_handoff_vs_asyncio '>=' 50

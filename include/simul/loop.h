@@ -47,6 +47,12 @@ int simul_loop_stop(simul_loop *loop);
  * 16 KiB; default 64 KiB). Returns 0 or -EINVAL. */
 int simul_loop_set_stack_size(simul_loop *loop, size_t bytes);
 
+/* The mode of tasks spawned with SIMUL_TASK_MODE_DEFAULT (see simul_task_opts.mode):
+ * SIMUL_TASK_STACKFUL or SIMUL_TASK_COMPACT. A new loop takes it from the environment variable
+ * SIMUL_TASKS (=compact or =stackful), else STACKFUL. Returns 0 or -EINVAL; get returns the mode. */
+int simul_loop_set_task_mode(simul_loop *loop, int mode);
+int simul_loop_get_task_mode(const simul_loop *loop);
+
 /* Debug mode (also turned on by the environment variable SIMUL_DEBUG=1), each report on stderr
  * naming the call the user made and what to do: a task that holds the loop longer than the
  * slow-task threshold without suspending (when it suspends, and while it still runs, from a

@@ -16,9 +16,26 @@ extern "C" {
  * Tasks
  * ------------------------------------------------------------------------------------------- */
 
+/* How a task keeps its stack (simul_task_opts.mode, simul_loop_set_task_mode).
+ * STACKFUL: a stack of its own (guarded mapping, default 64 KiB): a switch moves no memory, and
+ *   pointers into the stack stay valid while the task is suspended. An idle task pins at least
+ *   the page its stack top lives on.
+ * COMPACT: the task runs on the loop's shared run stack; when it is evicted from it (another
+ *   compact task runs) the part of its stack in use is copied to a right-sized heap buffer and
+ *   copied back when it runs again. An idle task costs its record and its live frames (under
+ *   1 KiB for a sleeper); a switch between compact tasks copies both stacks' in-use bytes. The
+ *   hazard: an address on a compact task's stack is only valid while that task runs — never
+ *   hand one to another task, a thread, or a runtime call that outlives the suspension (debug
+ *   mode names the call that does it for spawn arguments, futures, queues and to_thread).
+ *   x86-64 only: elsewhere COMPACT runs stackful.
+ * DEFAULT: the loop's mode (STACKFUL unless simul_loop_set_task_mode or SIMUL_TASKS=compact in
+ *   the environment when the loop was made). docs/design/runtime.md has the measured trade-off. */
+enum { SIMUL_TASK_MODE_DEFAULT = 0, SIMUL_TASK_STACKFUL = 1, SIMUL_TASK_COMPACT = 2 };
+
 typedef struct simul_task_opts {
     const char *name;  /* copied (at most 31 bytes kept); NULL gives "task-<id>" */
-    size_t stack_size; /* 0 = the loop's default */
+    size_t stack_size; /* 0 = the loop's default; for a compact task, the least run stack size */
+    int mode;          /* SIMUL_TASK_MODE_DEFAULT (0), SIMUL_TASK_STACKFUL or SIMUL_TASK_COMPACT */
 } simul_task_opts;
 
 /* Starts fn(arg) as a new task on the current loop; it first runs once the caller suspends or

@@ -223,6 +223,32 @@ void simul__debug_stuck(simul_loop *loop)
                     "calling simul_loop_call_soon_threadsafe can\n", loop->live);
 }
 
+/* ---- compact tasks' hazard ----------------------------------------------------------------- */
+
+bool simul__debug_stack_ptr(const void *p, const char *call, const char *what)
+{
+    simul_loop *loop = simul__loop();
+    if (!loop || !p)
+        return false;
+    for (simul__runstack *r = loop->runstacks; r; r = r->next) {
+        if ((const char *)p < r->lo || (const char *)p >= r->hi)
+            continue;
+        simul_task *cur = loop->head.current;
+        const char *name = cur && cur->compact && cur->coro.shared == r ? cur->name
+                           : r->owner && r->owner->name                ? r->owner->name
+                                                                        : "?";
+        fprintf(stderr,
+                "simul: %s(): %s %p points into the stack of compact task '%s'. A compact "
+                "task's frames are copied off the shared run stack whenever another compact "
+                "task runs, so that address is valid only while '%s' runs: whoever reads it "
+                "later reads another task's frames. Pass heap (or static) memory, or make '%s' "
+                "stackful (simul_task_opts.mode = SIMUL_TASK_STACKFUL)\n",
+                call, what, p, name, name, name);
+        return true;
+    }
+    return false;
+}
+
 /* ---- the task dump ---------------------------------------------------------------------- */
 
 /* A suspended task's stack is walked by the task itself: the dumper switches into it with a
@@ -341,7 +367,24 @@ int simul_loop_dump_tasks(simul_loop *loop, int fd)
             fprintf(f, "    deadline in %.3f s\n", (double)(t->deadline - simul__clock_ns()) / 1e9);
         if (t->cancel_requested && t->state != SIMUL__TASK_DONE)
             fprintf(f, "    cancellation requested%s\n", t->shielded ? " (held back by a shield)" : "");
+#ifdef SIMUL_CORO_COMPACT
+        if (t->compact && t->state != SIMUL__TASK_DONE) {
+            bool evicted = t->coro.shared->owner != &t->coro;
+            fprintf(f, "    compact task: %s", t == self ? "on the run stack (running)\n"
+                                              : evicted ? "stack saved off the run stack, "
+                                                        : "its frames still on the run stack, ");
+            if (t != self)
+                fprintf(f, "%zu bytes in use\n",
+                        (size_t)(t->coro.shared->hi - (char *)t->coro.sp));
+        }
+#endif
         struct simul__dump_req req = {.back = here, .n = 0};
+        if (walk && t != self && self && self->compact && t->compact) {
+            /* The walk runs t on the run stack, where the dumper's frames (and `req`) live. */
+            fprintf(f, "    (no backtrace: a compact task dumped from a compact task; dump from "
+                       "the loop or a stackful task to walk it)\n");
+            walk = false;
+        }
         if (t == self) {
             req.n = backtrace(req.frames, DUMP_FRAMES);
         } else if (walk) {

@@ -83,6 +83,7 @@ static int complete(simul_future *f, int result, void *value)
 
 int simul_future_set_result(simul_future *f, int result, void *value)
 {
+    simul__debug_check_ptr(value, __func__, "the value");
     return complete(f, result, value);
 }
 
@@ -128,15 +129,18 @@ int simul_future_await(simul_future *f, int *result, void **value)
             *value = f->value;
         return 0;
     }
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(&f->waiters, &w);
-    rc = simul__park(&w, SIMUL__INF);
+    SIMUL__REC(simul__wait, w, self);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = simul__waitq_unlink};
+    simul__waitq_push(&f->waiters, w);
+    rc = simul__park(w, SIMUL__INF);
     if (rc < 0)
         return rc;
     if (result)
-        *result = w.aux;
+        *result = w->aux;
     if (value)
-        *value = w.value;
+        *value = w->value;
     return 0;
 }
 

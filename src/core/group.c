@@ -94,9 +94,12 @@ static void joiner_unlink(simul__wait *w)
 static int wait_children(simul_group *g)
 {
     while (g->live) {
-        simul__wait w = {.unlink = joiner_unlink, .ctx = g};
-        g->joiner = &w;
-        int rc = simul__park(&w, SIMUL__INF);
+        SIMUL__REC(simul__wait, w, simul__task_self());
+        if (!w)
+            return -ENOMEM;
+        *w = (simul__wait){.unlink = joiner_unlink, .ctx = g};
+        g->joiner = w;
+        int rc = simul__park(w, SIMUL__INF);
         if (rc < 0)
             return rc;
     }

@@ -155,6 +155,9 @@ struct simul_task {
     uint8_t started;         /* its function has begun (its stack can be walked) */
     uint8_t scope_flags;     /* the innermost scope's kind, kept here: a scope left open lives
                                 in a frame that is dead (and overwritten) once fn returns */
+    uint8_t compact;         /* runs on a shared run stack (coro.shared): see SIMUL__REC */
+    uint8_t expire_pending;  /* the deadline timer fired: mark the scopes once it runs again
+                                (they live on its stack, which may be evicted meanwhile) */
     uint16_t nscopes;        /* scopes begun and not ended */
     const char *call;        /* the last suspending public call it made (simul__task_require) */
     int64_t park_since;      /* coarse clock when it last suspended */
@@ -177,10 +180,61 @@ struct simul_task {
     simul_task *free_next;
     simul_loop *loop;
     uint64_t id;
-    simul__stack stack;
     int64_t run_start;       /* debug: when it was last switched in */
     char name[32];
 };
+
+/* ---- runtime records of a suspended task ------------------------------------------------ */
+
+/* A record that others reach while its task is suspended (a wait linked into a queue, a watch on
+ * another task, a wait's ctx a waker or a worker thread reads) must keep its address. A
+ * stackful task's stack does; a compact task's frames move to a heap copy whenever another
+ * compact task runs, so its records come from the heap:
+ *
+ *     SIMUL__REC(simul__wait, w, t);    // simul__wait *w: in this frame, or on the heap
+ *     if (!w) return -ENOMEM;
+ *
+ * The heap copy is freed when the enclosing block is left (every return included). */
+typedef struct simul__rec_h {
+    void *p;
+    bool heap;
+} simul__rec_h;
+
+void *simul__rec_alloc(size_t size); /* zeroed; NULL on ENOMEM */
+
+static inline simul__rec_h simul__rec_take(const simul_task *t, void *local, size_t size)
+{
+    simul__rec_h h = {local, false};
+    if (SIMUL__UNLIKELY(t && t->compact)) {
+        h.p = simul__rec_alloc(size);
+        h.heap = true;
+    }
+    return h;
+}
+
+static inline void simul__rec_drop(simul__rec_h *h)
+{
+    if (SIMUL__UNLIKELY(h->heap))
+        free(h->p);
+}
+
+#define SIMUL__REC(type, name, task)                                                               \
+    type name##_frame_;                                                                            \
+    __attribute__((cleanup(simul__rec_drop))) simul__rec_h name##_h_ =                             \
+        simul__rec_take((task), &name##_frame_, sizeof(type));                                     \
+    type *name = name##_h_.p
+
+/* Whether p lies on t's run stack (t compact): memory that moves while t is suspended. */
+static inline bool simul__on_run_stack(const simul_task *t, const void *p)
+{
+    return t && t->compact && (const char *)p >= t->coro.shared->lo &&
+           (const char *)p < t->coro.shared->hi;
+}
+
+/* Debug mode: `p` points into the live frames of a compact task (the running one's, on its run
+ * stack) and is being handed to `what` of the call `call`, which keeps it past a suspension: the
+ * documented hazard. Reports it on stderr once per call site; returns true if it did. */
+bool simul__debug_stack_ptr(const void *p, const char *call, const char *what);
 
 /* ---- callbacks (call_soon / call_later) ----------------------------------------------------- */
 
@@ -280,6 +334,13 @@ static inline simul_loop *simul__loop(void)
     return simul__loop_tls;
 }
 
+static inline void simul__debug_check_ptr(const void *p, const char *call, const char *what)
+{
+    simul_loop *loop = simul__loop();
+    if (SIMUL__UNLIKELY(loop && simul__loop_head_of(loop)->debug))
+        simul__debug_stack_ptr(p, call, what);
+}
+
 int64_t simul__clock_ns(void);
 /* now + seconds as an absolute deadline; SIMUL__INF when out of range (INFINITY); -1 for a
  * negative or NaN time. */
@@ -329,6 +390,8 @@ bool simul__task_handle_ok(const simul_task *t);
 bool simul__task_handle_usable(const simul_task *t, const char *call);
 void simul__task_release_handle(simul_task *t);
 void simul__task_free_all(simul_loop *loop);
+/* Forgets the compact run stacks (their memory goes with the stack cache). */
+void simul__task_free_runstacks(simul_loop *loop);
 /* Frees the done callbacks scheduled but never run (the loop closes: asyncio drops them too). */
 void simul__task_drop_done_callbacks(simul_loop *loop);
 /* Returns surplus free task records to malloc after a burst (loop context). */

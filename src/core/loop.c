@@ -655,6 +655,12 @@ int simul_loop_new(simul_loop **out)
     simul__coro_init_thread(&loop->dead);
     loop->thread = pthread_self();
     loop->stack_size = SIMUL__STACK_DEFAULT;
+    loop->task_mode = SIMUL_TASK_STACKFUL;
+    const char *tasks = getenv("SIMUL_TASKS");
+    if (tasks && strcmp(tasks, "compact") == 0)
+        loop->task_mode = SIMUL_TASK_COMPACT;
+    else if (tasks && *tasks && strcmp(tasks, "stackful") != 0 && loop->head.debug)
+        fprintf(stderr, "simul: SIMUL_TASKS=%s is neither compact nor stackful: ignored\n", tasks);
     loop->slow_ns = 100 * 1000000;
     loop->budget_max = BUDGET;
     loop->next_id = 1;
@@ -684,6 +690,7 @@ int simul_loop_close(simul_loop *loop)
     run_close_hooks(loop); /* the layers above let go of their state (signals, fd records) */
     atomic_store(&loop->closing, true);
     simul__task_free_all(loop);
+    simul__task_free_runstacks(loop);
     simul__task_drop_done_callbacks(loop);
     for (uint32_t i = 0; i < loop->cb_nchunks; i++)
         free(loop->cb_chunks[i]);
@@ -723,6 +730,19 @@ int simul_loop_set_stack_size(simul_loop *loop, size_t bytes)
         return -EINVAL;
     loop->stack_size = s;
     return 0;
+}
+
+int simul_loop_set_task_mode(simul_loop *loop, int mode)
+{
+    if (!loop || (mode != SIMUL_TASK_STACKFUL && mode != SIMUL_TASK_COMPACT))
+        return -EINVAL;
+    loop->task_mode = mode;
+    return 0;
+}
+
+int simul_loop_get_task_mode(const simul_loop *loop)
+{
+    return loop ? loop->task_mode : -EINVAL;
 }
 
 int simul_loop_set_debug(simul_loop *loop, bool on)

@@ -35,6 +35,8 @@ struct simul_loop {
     /* tasks */
     simul__stack_cache *stacks;
     size_t stack_size;
+    int task_mode;    /* SIMUL_TASK_STACKFUL or SIMUL_TASK_COMPACT: what MODE_DEFAULT means */
+    simul__runstack *runstacks; /* compact tasks' shared run stacks, made on first use */
     simul_task *all;  /* every task record handed out (live, or done with a held handle) */
     simul_task *free_head, *free_tail;
     size_t nfree;

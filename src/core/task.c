@@ -161,6 +161,64 @@ static void set_default_name(simul_task *t)
 
 /* ---- spawn and finish ---------------------------------------------------------------------- */
 
+#define RUNSTACK_MIN (256u * 1024u) /* compact tasks' run stack: one per loop, so be generous */
+
+#ifdef SIMUL_CORO_COMPACT
+/* The run stack for compact tasks that need `size` bytes: the loop's smallest that is big
+ * enough, made on first use (guarded and registered like any task stack, with a scratch stack
+ * for the copies of a switch between two compact tasks). */
+static simul__runstack *runstack_for(simul_loop *loop, size_t size)
+{
+    if (size < RUNSTACK_MIN)
+        size = RUNSTACK_MIN;
+    if (size < loop->stack_size)
+        size = loop->stack_size;
+    simul__runstack *best = NULL;
+    for (simul__runstack *r = loop->runstacks; r; r = r->next)
+        if ((size_t)(r->hi - r->lo) >= size && (!best || r->hi - r->lo < best->hi - best->lo))
+            best = r;
+    if (best)
+        return best;
+    simul__runstack *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    simul__stack st, scratch;
+    if (simul__stack_get(loop->stacks, size, &st) < 0) {
+        free(r);
+        return NULL;
+    }
+    if (simul__stack_get(loop->stacks, SIMUL__STACK_DEFAULT, &scratch) < 0) {
+        simul__stack_put(loop->stacks, st);
+        free(r);
+        return NULL;
+    }
+    r->lo = st.lo;
+    r->hi = (char *)st.lo + st.size;
+    r->mem_lo = st.lo;
+    r->mem_size = st.size;
+    r->scratch_lo = scratch.lo;
+    r->scratch_size = scratch.size;
+    r->scratch_top = (char *)(((uintptr_t)scratch.lo + scratch.size) & ~(uintptr_t)15);
+    r->next = loop->runstacks;
+    loop->runstacks = r;
+    return r;
+}
+#endif
+
+void simul__task_free_runstacks(simul_loop *loop)
+{
+    while (loop->runstacks) {
+        simul__runstack *r = loop->runstacks;
+        loop->runstacks = r->next;
+        free(r); /* the memory goes with the stack cache */
+    }
+}
+
+void *simul__rec_alloc(size_t size)
+{
+    return calloc(1, size);
+}
+
 int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, void *arg,
                          const simul_task_opts *opts)
 {
@@ -172,10 +230,29 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
         if (!size || opts->stack_size > ((size_t)1 << 32))
             return -EINVAL;
     }
+    int mode = opts && opts->mode ? opts->mode : loop->task_mode;
+    if (mode != SIMUL_TASK_STACKFUL && mode != SIMUL_TASK_COMPACT)
+        return -EINVAL;
+#ifdef SIMUL_CORO_COMPACT
+    simul__runstack *rs = NULL;
+    if (mode == SIMUL_TASK_COMPACT) {
+        rs = runstack_for(loop, size);
+        if (!rs)
+            return -ENOMEM;
+    }
+#endif
     simul_task *t = record_alloc(loop);
     if (!t)
         return -ENOMEM;
-    int rc = simul__stack_get(loop->stacks, size, &t->stack);
+    int rc;
+    simul__stack st = {0}; /* kept in the coroutine record (stack_lo, stack_size) */
+#ifdef SIMUL_CORO_COMPACT
+    if (rs) {
+        rc = simul__coro_init_compact(&t->coro, rs, task_main, t);
+        t->compact = 1;
+    } else
+#endif
+        rc = simul__stack_get(loop->stacks, size, &st);
     if (rc < 0) {
         t->magic = SIMUL__TASK_DEAD;
         t->free_next = NULL;
@@ -198,7 +275,8 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
     } else {
         set_default_name(t);
     }
-    simul__coro_init(&t->coro, t->stack.lo, t->stack.size, task_main, t);
+    if (!t->compact)
+        simul__coro_init(&t->coro, st.lo, st.size, task_main, t);
     t->coro.name = t->name;
     all_link(loop, t);
     loop->live++;
@@ -216,6 +294,7 @@ int simul_task_spawn(simul_task **out, simul_task_fn fn, void *arg, const simul_
     simul_loop *loop = simul__loop();
     if (!loop)
         return -ENXIO;
+    simul__debug_check_ptr(arg, __func__, "the argument");
     return simul__task_spawn_in(loop, out, fn, arg, opts);
 }
 
@@ -350,12 +429,19 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
         simul__debug_failed_unjoined(t, "failed while detached");
     if (loop->stop_when_no_tasks && loop->live == 0)
         loop->stopping = true;
-    simul__stack_put(loop->stacks, t->stack); /* safe: nothing runs on it after the switch */
+    if (t->compact) {
+        free(t->coro.save); /* its frames die with it: the exit does not save them */
+        t->coro.save = NULL;
+        t->coro.save_len = t->coro.save_cap = 0;
+    } else {
+        /* safe: nothing runs on it after the switch */
+        simul__stack_put(loop->stacks, (simul__stack){t->coro.stack_lo, t->coro.stack_size});
+    }
     if (!t->handle_held)
         record_free(loop, t);
     /* t's record may already be on the free list; the debug check reads it before the switch,
      * and nothing can reuse it before then. */
-    simul__coro_exit(&loop->dead, simul__next_context(loop, t));
+    simul__coro_exit(&t->coro, &loop->dead, simul__next_context(loop, t));
 }
 
 static void task_main(void *arg)
@@ -437,6 +523,10 @@ int simul__park(simul__wait *w, int64_t wake_at)
     t->state = SIMUL__TASK_PARKED;
     t->park_since = loop->pass_start;
     simul__switch_out(loop, t);
+    if (SIMUL__UNLIKELY(t->expire_pending)) {
+        t->expire_pending = 0;
+        simul__task_mark_expired(t, t->deadline);
+    }
     return w->result;
 }
 
@@ -477,7 +567,7 @@ void simul__task_timer_fire(simul_loop *loop, simul_task *t)
     if (t->wake_at <= t->deadline) {
         interrupt(t, 0); /* the wait's own end came first (ties go to it) */
     } else {
-        simul__task_mark_expired(t, t->deadline);
+        t->expire_pending = 1; /* its scopes are on its stack: marked when it runs (park) */
         interrupt(t, -ETIMEDOUT);
     }
 }
@@ -546,10 +636,14 @@ int simul__task_wait_done(simul_task *t)
 {
     if (t->state == SIMUL__TASK_DONE)
         return 0;
-    simul__watch watch;
-    simul__wait w = {.unlink = join_unlink, .ctx = &watch, .kind = SIMUL__WAIT_TASK};
-    simul__watch_add(t, &watch, join_notify, &w);
-    return simul__park(&w, SIMUL__INF);
+    simul_task *self = simul__task_self();
+    SIMUL__REC(simul__watch, watch, self);
+    SIMUL__REC(simul__wait, w, self);
+    if (!watch || !w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = join_unlink, .ctx = watch, .kind = SIMUL__WAIT_TASK};
+    simul__watch_add(t, watch, join_notify, w);
+    return simul__park(w, SIMUL__INF);
 }
 
 int simul_task_join(simul_task *t, int *result)
@@ -669,8 +763,11 @@ static int sleep_until(simul_task *t, int64_t when_ns)
     int rc = simul__task_check(t);
     if (rc < 0)
         return rc;
-    simul__wait w = {0};
-    return simul__park(&w, when_ns);
+    SIMUL__REC(simul__wait, w, t);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){0};
+    return simul__park(w, when_ns);
 }
 
 int simul_sleep_until_ns(int64_t when_ns)

@@ -79,9 +79,27 @@ static void multi_unlink(simul__wait *w)
 }
 
 /* Parks until `m` is satisfied, `wake_at` passes (returns 0) or the task is interrupted. */
-static int multi_wait(multi *m, simul_task **tasks, simul__watch *stack_watches, int64_t wake_at)
+static int multi_wait_in(multi *m, simul_task **tasks, simul__watch *stack_watches,
+                         int64_t wake_at);
+
+static int multi_wait(multi *mine, simul_task **tasks, simul__watch *stack_watches,
+                      int64_t wake_at)
 {
-    m->watches = m->n <= STACK_WATCHES ? stack_watches : calloc(m->n, sizeof *m->watches);
+    simul_task *self = simul__task_self();
+    /* The watches and the count are what finishing tasks write: off a compact task's stack. */
+    SIMUL__REC(multi, m, self);
+    if (!m)
+        return -ENOMEM;
+    *m = *mine;
+    int rc = multi_wait_in(m, tasks, self && self->compact ? NULL : stack_watches, wake_at);
+    *mine = *m;
+    return rc;
+}
+
+static int multi_wait_in(multi *m, simul_task **tasks, simul__watch *stack_watches,
+                         int64_t wake_at)
+{
+    m->watches = m->n <= STACK_WATCHES && stack_watches ? stack_watches : calloc(m->n, sizeof *m->watches);
     if (!m->watches)
         return -ENOMEM;
     m->pending = 0;
@@ -97,9 +115,16 @@ static int multi_wait(multi *m, simul_task **tasks, simul__watch *stack_watches,
     }
     int rc = 0;
     if (!satisfied(m)) {
-        simul__wait w = {.unlink = multi_unlink, .ctx = m};
-        m->waiter = &w;
-        rc = simul__park(&w, wake_at);
+        SIMUL__REC(simul__wait, w, simul__task_self());
+        if (!w) {
+            multi_detach(m);
+            if (m->watches != stack_watches)
+                free(m->watches);
+            return -ENOMEM;
+        }
+        *w = (simul__wait){.unlink = multi_unlink, .ctx = m};
+        m->waiter = w;
+        rc = simul__park(w, wake_at);
     }
     multi_detach(m);
     if (m->watches != stack_watches)
@@ -281,9 +306,12 @@ int simul_as_completed_next(simul_as_completed *ac, simul_task **done)
     if (rc < 0)
         return rc;
     if (ac->head == ac->tail) {
-        simul__wait w = {.unlink = ac_unlink, .ctx = ac};
-        ac->waiter = &w;
-        rc = simul__park(&w, SIMUL__INF);
+        SIMUL__REC(simul__wait, w, self);
+        if (!w)
+            return -ENOMEM;
+        *w = (simul__wait){.unlink = ac_unlink, .ctx = ac};
+        ac->waiter = w;
+        rc = simul__park(w, SIMUL__INF);
         if (rc < 0)
             return rc;
     }

@@ -50,9 +50,12 @@ int simul__waitq_park(simul_task *t, simul__waitq *q)
     int rc = simul__task_check(t);
     if (rc < 0)
         return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(q, &w);
-    return simul__park(&w, SIMUL__INF);
+    SIMUL__REC(simul__wait, w, t);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = simul__waitq_unlink};
+    simul__waitq_push(q, w);
+    return simul__park(w, SIMUL__INF);
 }
 
 void simul__waitq_wake_all(simul__waitq *q, int result)

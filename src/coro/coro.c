@@ -1,6 +1,7 @@
 /* coro.c — building the first frame of a coroutine, and the ucontext fallback's entry. */
 #include "coro.h"
 
+#include <stdlib.h>
 #include <string.h>
 #ifdef SIMUL_ASAN
 #include <pthread.h>
@@ -66,29 +67,31 @@ void simul__coro_init_thread(simul__coro *c)
 #endif
 }
 
-void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg)
+static void init_common(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg)
 {
     c->stack_lo = stack_lo;
     c->stack_size = size;
     c->fn = fn;
     c->arg = arg;
+    c->shared = NULL;
+    c->save = NULL;
+    c->save_len = c->save_cap = 0;
 #ifdef SIMUL_ASAN
     c->asan_fake = NULL;
     c->asan_stack_lo = stack_lo;
     c->asan_stack_size = size;
-    /* A pooled stack still carries the poisoned redzones of the frames of its last task that
-     * never returned (the entry and the task's main): clear them before reuse. */
-    __asan_unpoison_memory_region(stack_lo, size);
 #endif
 #ifdef SIMUL_TSAN
     c->tsan_fiber = __tsan_create_fiber(0);
     c->tsan_owned = 1;
 #endif
+}
+
 #ifdef SIMUL_CORO_ASM
-    /* The frame sits 16-aligned below the top, so that after the switch's `ret` pops it the
-     * stack pointer is 16-aligned at boot's call, as the ABI wants. */
-    uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
-    struct simul__ctx_frame *f = (struct simul__ctx_frame *)(top - 16 - sizeof *f);
+/* Writes the first frame of c into `f`, a frame that will sit 16 bytes below a 16-aligned top,
+ * so that after the switch's `ret` pops it the stack pointer is 16-aligned at boot's call. */
+static void build_frame(simul__coro *c, struct simul__ctx_frame *f)
+{
     memset(f, 0, sizeof *f);
 #if defined(__x86_64__)
     f->mxcsr = 0x1F80; /* defaults: all exceptions masked, round to nearest */
@@ -101,6 +104,21 @@ void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_f
     f->x[1] = (uint64_t)(uintptr_t)c;
     f->x30 = (uint64_t)(uintptr_t)simul__coro_boot;
 #endif
+}
+#endif
+
+void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg)
+{
+    init_common(c, stack_lo, size, fn, arg);
+#ifdef SIMUL_ASAN
+    /* A pooled stack still carries the poisoned redzones of the frames of its last task that
+     * never returned (the entry and the task's main): clear them before reuse. */
+    __asan_unpoison_memory_region(stack_lo, size);
+#endif
+#ifdef SIMUL_CORO_ASM
+    uintptr_t top = ((uintptr_t)stack_lo + size) & ~(uintptr_t)15;
+    struct simul__ctx_frame *f = (struct simul__ctx_frame *)(top - 16 - sizeof *f);
+    build_frame(c, f);
     c->sp = f;
 #else
     getcontext(&c->uc);
@@ -112,16 +130,40 @@ void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_f
 #endif
 }
 
+#ifdef SIMUL_CORO_COMPACT
+int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg)
+{
+    /* The first frame is built in the heap copy, as if evicted before it ran: whoever owns the
+     * run stack now keeps it untouched. */
+    uintptr_t hi = (uintptr_t)rs->hi;
+    uintptr_t sp = (hi & ~(uintptr_t)15) - 16 - sizeof(struct simul__ctx_frame);
+    size_t n = hi - sp, cap = (n + 63) & ~(size_t)63;
+    void *save = calloc(1, cap);
+    if (!save)
+        return -12; /* ENOMEM */
+    init_common(c, rs->lo, (size_t)(rs->hi - rs->lo), fn, arg);
+    build_frame(c, save);
+    c->shared = rs;
+    c->save = save;
+    c->save_cap = (uint32_t)cap;
+    c->save_len = (uint32_t)n;
+    c->sp = (void *)sp;
+    return 0;
+}
+#endif
+
 void simul__coro_destroy(simul__coro *c)
 {
+    free(c->save);
+    c->save = NULL;
+    c->save_len = c->save_cap = 0;
+    c->shared = NULL;
 #ifdef SIMUL_TSAN
     if (c->tsan_owned && c->tsan_fiber) {
         __tsan_destroy_fiber(c->tsan_fiber);
         c->tsan_fiber = NULL;
         c->tsan_owned = 0;
     }
-#else
-    (void)c;
 #endif
 }
 

@@ -37,12 +37,30 @@
 
 typedef void (*simul__coro_fn)(void *arg);
 
-typedef struct simul__coro {
+typedef struct simul__coro simul__coro;
+
+/* A run stack shared by compact coroutines (x86-64 only; see runstack.c). The one whose live
+ * frames it holds is the owner; the others keep theirs in right-sized heap copies. */
+typedef struct simul__runstack {
+    char *lo, *hi;        /* usable bytes [lo, hi) */
+    simul__coro *owner;   /* whose frames [owner->sp, hi) hold; NULL if nobody's */
+    char *scratch_top;    /* a small stack the copies run on when a switch leaves the run stack */
+    struct simul__runstack *next; /* the loop's list */
+    void *mem_lo;         /* what the loop got from its stack cache, to give back */
+    size_t mem_size;
+    void *scratch_lo;
+    size_t scratch_size;
+} simul__runstack;
+
+struct simul__coro {
 #ifdef SIMUL_CORO_ASM
     void *sp; /* saved stack pointer while suspended */
 #else
     ucontext_t uc;
 #endif
+    simul__runstack *shared; /* compact: the run stack it runs on; NULL: a stack of its own */
+    void *save;              /* compact: the copy of [sp, shared->hi) while evicted */
+    uint32_t save_len, save_cap;
     void *stack_lo;     /* lowest usable byte of the stack; NULL for a thread's own stack */
     size_t stack_size;
     const char *name;   /* for the overflow report; owned by whoever set it */
@@ -60,7 +78,7 @@ typedef struct simul__coro {
     void *tsan_fiber;
     int tsan_owned;
 #endif
-} simul__coro;
+};
 
 /* The coroutine running on this thread (the thread's own context is NULL). Read by the
  * overflow handler, hence initial-exec TLS: no allocation inside a signal handler. */
@@ -71,13 +89,47 @@ extern __thread simul__coro *simul__coro_running __attribute__((tls_model("initi
 void simul__coro_init_thread(simul__coro *c);
 /* Prepares `c` to run fn(arg) on [stack_lo, stack_lo + size) at its first switch-in. */
 void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_fn fn, void *arg);
-/* Releases what init took (the TSan fiber). */
+#if defined(SIMUL_CORO_ASM) && defined(__x86_64__)
+#define SIMUL_CORO_COMPACT 1 /* simul__ctx_switch_via exists only in switch_x86_64.S */
+/* Prepares `c` to run fn(arg) on the shared run stack `rs`: its first frame is built in its
+ * heap copy (the run stack may be in use). Returns 0 or -ENOMEM. */
+int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg);
+/* Makes `to` the owner of its run stack: saves the owner's frames to its copy and puts `to`'s
+ * back. Returns to->sp. Runs on the scratch stack when the switch leaves the run stack. */
+void *simul__coro_swap(void *to);
+void *simul__ctx_switch_via(void **save_sp, void *scratch_top, void *(*fn)(void *), void *arg);
+#endif
+/* Releases what init took (the TSan fiber, a compact copy). */
 void simul__coro_destroy(simul__coro *c);
 /* Called first thing by a coroutine's entry function. */
 void simul__coro_started(simul__coro *self);
 
 #ifdef SIMUL_CORO_ASM
 void simul__ctx_switch(void **save_sp, void *load_sp);
+#endif
+
+#ifdef SIMUL_CORO_COMPACT
+/* The switch into a compact coroutine. Out of line, so that the stackful switch stays a load, a
+ * test and the call (under TSan it must stay in the caller's frame: see below). `from_rs` is
+ * the run stack the leaving context runs on, if any. */
+#ifdef SIMUL_TSAN
+__attribute__((always_inline)) static inline
+#else
+__attribute__((noinline, unused)) static
+#endif
+void simul__coro_switch_shared(void **save_sp, simul__runstack *from_rs,
+                                             simul__coro *to)
+{
+    if (to->shared->owner == to) {
+        simul__ctx_switch(save_sp, to->sp); /* still on the run stack: nothing to copy */
+    } else if (from_rs == to->shared) {
+        /* Leaving that same run stack: the copies run on the scratch stack, between saving
+         * this context and loading the next. */
+        simul__ctx_switch_via(save_sp, to->shared->scratch_top, simul__coro_swap, to);
+    } else {
+        simul__ctx_switch(save_sp, simul__coro_swap(to));
+    }
+}
 #endif
 
 /* Always inlined: TSan's function-exit hook of a helper that returned after the fiber
@@ -112,7 +164,12 @@ __attribute__((always_inline)) static inline void simul__coro_switch(simul__coro
                                                                      simul__coro *to)
 {
     simul__coro_before_(from, to, 0);
-#ifdef SIMUL_CORO_ASM
+#ifdef SIMUL_CORO_COMPACT
+    if (__builtin_expect(to->shared != NULL, 0)) /* the one branch stackful switches pay */
+        simul__coro_switch_shared(&from->sp, from->shared, to);
+    else
+        simul__ctx_switch(&from->sp, to->sp);
+#elif defined(SIMUL_CORO_ASM)
     simul__ctx_switch(&from->sp, to->sp);
 #else
     swapcontext(&from->uc, &to->uc);
@@ -120,14 +177,23 @@ __attribute__((always_inline)) static inline void simul__coro_switch(simul__coro
     simul__coro_after_(from);
 }
 
-/* Leaves a finished coroutine for good; `scratch` receives the dead context. */
-__attribute__((noreturn, always_inline)) static inline void simul__coro_exit(simul__coro *scratch,
-                                                                            simul__coro *to)
+/* Leaves a finished coroutine `self` for good; `scratch` receives the dead context. */
+__attribute__((noreturn, always_inline)) static inline void
+simul__coro_exit(simul__coro *self, simul__coro *scratch, simul__coro *to)
 {
     simul__coro_before_(scratch, to, 1);
-#ifdef SIMUL_CORO_ASM
+#ifdef SIMUL_CORO_COMPACT
+    if (self->shared)
+        self->shared->owner = NULL; /* its frames are dead: nothing to save */
+    if (__builtin_expect(to->shared != NULL, 0))
+        simul__coro_switch_shared(&scratch->sp, self->shared, to);
+    else
+        simul__ctx_switch(&scratch->sp, to->sp);
+#elif defined(SIMUL_CORO_ASM)
+    (void)self;
     simul__ctx_switch(&scratch->sp, to->sp);
 #else
+    (void)self;
     swapcontext(&scratch->uc, &to->uc);
 #endif
     __builtin_trap();

@@ -199,13 +199,16 @@ int simul__fd_wait_hooked(simul__fd *f, int dir, simul__wait **hook)
     int rc = f->level ? apply(f, false) : simul__fd_register(f);
     if (rc < 0)
         return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink, .fd = f->fd,
-                     .kind = dir == SIMUL__DIR_READ ? SIMUL__WAIT_FD_READ : SIMUL__WAIT_FD_WRITE};
-    simul__waitq_push(&f->waiters[dir], &w);
+    SIMUL__REC(simul__wait, w, simul__task_self());
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = simul__waitq_unlink, .fd = f->fd,
+                       .kind = dir == SIMUL__DIR_READ ? SIMUL__WAIT_FD_READ : SIMUL__WAIT_FD_WRITE};
+    simul__waitq_push(&f->waiters[dir], w);
     if (hook)
-        *hook = &w;
-    rc = simul__park(&w, SIMUL__INF);
-    if (hook && *hook == &w)
+        *hook = w;
+    rc = simul__park(w, SIMUL__INF);
+    if (hook && *hook == w)
         *hook = NULL;
     return rc;
 }
@@ -415,15 +418,19 @@ static int wait_public(int fd, int dir, const char *call)
      * the kernel report the fd's current state as a fresh edge. */
     simul__fd_clear(f, dir);
     if (f->level) {
-        simul__wait w = {.unlink = simul__waitq_unlink, .fd = f->fd,
-                         .kind = dir == SIMUL__DIR_READ ? SIMUL__WAIT_FD_READ : SIMUL__WAIT_FD_WRITE};
-        simul__waitq_push(&f->waiters[dir], &w);
+        SIMUL__REC(simul__wait, w, t);
+        if (!w)
+            return -ENOMEM;
+        *w = (simul__wait){.unlink = simul__waitq_unlink, .fd = f->fd,
+                           .kind = dir == SIMUL__DIR_READ ? SIMUL__WAIT_FD_READ
+                                                          : SIMUL__WAIT_FD_WRITE};
+        simul__waitq_push(&f->waiters[dir], w);
         rc = apply(f, false);
         if (rc < 0) {
-            simul__waitq_remove(&w);
+            simul__waitq_remove(w);
             return rc;
         }
-        rc = simul__park(&w, SIMUL__INF);
+        rc = simul__park(w, SIMUL__INF);
     } else {
         rc = apply(f, true);
         if (rc < 0)

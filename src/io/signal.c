@@ -355,19 +355,30 @@ int simul_wait_signal(const int *sigs, int n)
         st->refs++;
     }
     if (rc == 0) {
-        sigwaiter x = {.sigs = sigs, .n = n};
-        x.w = (simul__wait){.unlink = waiter_unlink, .ctx = &x};
-        x.prev = st->tail;
-        if (st->tail)
-            st->tail->next = &x;
-        else
-            st->head = &x;
-        st->tail = &x;
-        simul__loop_thread_wait_begin(st->loop); /* a signal will wake it: the loop is not stuck */
-        rc = simul__park(&x.w, SIMUL__INF);
-        simul__loop_thread_wait_end(st->loop);
-        if (rc == 0)
-            rc = x.got;
+        /* The dispatcher reads the record and the signal list while we are suspended: for a
+         * compact task both go off its stack (the list may be the caller's local array). */
+        SIMUL__REC(sigwaiter, x, self);
+        int *sigcopy = NULL;
+        if (x && self->compact && (sigcopy = malloc((size_t)n * sizeof *sigcopy)))
+            memcpy(sigcopy, sigs, (size_t)n * sizeof *sigcopy);
+        if (!x || (self->compact && !sigcopy)) {
+            rc = -ENOMEM;
+        } else {
+            *x = (sigwaiter){.sigs = sigcopy ? sigcopy : sigs, .n = n};
+            x->w = (simul__wait){.unlink = waiter_unlink, .ctx = x};
+            x->prev = st->tail;
+            if (st->tail)
+                st->tail->next = x;
+            else
+                st->head = x;
+            st->tail = x;
+            simul__loop_thread_wait_begin(st->loop); /* a signal will wake it: not stuck */
+            rc = simul__park(&x->w, SIMUL__INF);
+            simul__loop_thread_wait_end(st->loop);
+            if (rc == 0)
+                rc = x->got;
+        }
+        free(sigcopy);
     }
     while (taken-- > 0) {
         release(sigs[taken]);

@@ -34,6 +34,8 @@ static int to_thread(simul_thread_fn fn, void *arg, simul_thread_discard_cb disc
                      const char *call)
 {
     simul_task *self = simul__task_require(call);
+    /* The worker reads arg while the caller is suspended, perhaps evicted from its run stack. */
+    simul__debug_check_ptr(arg, call, "the argument");
     if (!fn)
         return -EINVAL;
     if (!self)

@@ -299,10 +299,16 @@ static void give_back(simul__pool *p)
 int simul__pool_run(simul__pool *p, simul__job *j, int *fate)
 {
     simul_loop *loop = simul__loop();
-    simul__wait w = {.unlink = abandon, .ctx = j, .kind = SIMUL__WAIT_THREAD};
+    simul_task *self = simul__task_self();
+    SIMUL__REC(simul__wait, w, self); /* the worker's delivery wakes it: off a compact stack */
+    if (!w) {
+        *fate = SIMUL__JOB_NOT_RUN;
+        return -ENOMEM;
+    }
+    *w = (simul__wait){.unlink = abandon, .ctx = j, .kind = SIMUL__WAIT_THREAD};
     j->pool = p;
     j->loop = loop;
-    j->w = &w;
+    j->w = w;
     j->err = 0;
     j->queued = j->abandoned = j->finished = j->delivered = false;
     *fate = 0;
@@ -317,22 +323,23 @@ int simul__pool_run(simul__pool *p, simul__job *j, int *fate)
     start_threads(p, n);
 
     simul__loop_thread_wait_begin(loop); /* a worker will wake it: the loop is not stuck */
-    int rc = simul__park(&w, SIMUL__INF);
+    int rc = simul__park(w, SIMUL__INF);
     simul__loop_thread_wait_end(loop);
     if (rc == 0) {
         SIMUL__ASSERT(j->delivered);
         give_back(p);
         return j->err;
     }
-    if (w.aux == LATE) {
+    if (w->aux == LATE) {
         if (!j->delivered) {
             /* `deliver` is queued on this loop with j: wait for it so it never runs on freed
              * memory nor is left behind if the loop closes. It comes within a pass. */
             simul_scope shield;
             simul_scope_shield(&shield);
-            simul__wait w2 = {0};
-            j->w = &w2;
-            simul__park(&w2, SIMUL__INF);
+            /* `w` is ours till we return: reused, so this wait needs no memory. */
+            *w = (simul__wait){0};
+            j->w = w;
+            simul__park(w, SIMUL__INF);
             simul_scope_end(&shield);
             SIMUL__ASSERT(j->delivered);
         }
@@ -341,7 +348,7 @@ int simul__pool_run(simul__pool *p, simul__job *j, int *fate)
         j->late_rc = rc;
         return j->err; /* the work was done: completion wins */
     }
-    *fate = w.aux; /* DROPPED: j may already be freed by its worker */
+    *fate = w->aux; /* DROPPED: j may already be freed by its worker */
     return rc;
 }
 

@@ -863,9 +863,12 @@ static int await_job(job *j)
 {
     if (j->state == J_DONE)
         return 0;
-    simul__wait w = {.unlink = call_unlink, .ctx = j};
-    j->waiter = &w;
-    return simul__park(&w, SIMUL__INF);
+    SIMUL__REC(simul__wait, w, simul__task_self());
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = call_unlink, .ctx = j};
+    j->waiter = w;
+    return simul__park(w, SIMUL__INF);
 }
 
 int simul_procpool_call(simul_procpool *p, simul_proc_fn fn, const void *in, size_t in_len,
@@ -890,34 +893,44 @@ int simul_procpool_call(simul_procpool *p, simul_proc_fn fn, const void *in, siz
 
     /* The job lives on this stack and `in` is borrowed: the call does not return before the job
      * is done, which includes reaping a worker that was killed for it. */
-    job j = {.pool = p, .fn = fn, .in = in, .in_len = in_len};
+    /* (A compact task's frames move while it is suspended: there the job is on the heap, and so
+     * is a copy of `in` if `in` is on its stack, since the loop sends it while we wait.) */
+    SIMUL__REC(job, jp, self);
+    void *in_copy = NULL;
+    if (jp && in_len && simul__on_run_stack(self, in) && (in_copy = malloc(in_len)))
+        in = memcpy(in_copy, in, in_len);
+    if (!jp || (in_len && simul__on_run_stack(self, in)))
+        return -ENOMEM;
+    job *jj = jp;
+    *jj = (job){.pool = p, .fn = fn, .in = in, .in_len = in_len};
     p->refs++;
-    queue_push(p, &j, false);
+    queue_push(p, jj, false);
     dispatch(p);
     /* A worker woken by the request often replies before this task gets on: one read for this
      * job (and this job only) then saves a loop pass. */
-    if (j.state == J_RECEIVING)
-        progress(j.wk, false);
-    rc = await_job(&j);
-    if (rc < 0 && j.state != J_DONE) {
-        cancel(&j, rc);
+    if (jj->state == J_RECEIVING)
+        progress(jj->wk, false);
+    rc = await_job(jj);
+    if (rc < 0 && jj->state != J_DONE) {
+        cancel(jj, rc);
         simul_scope shield;
         simul_scope_shield(&shield);
-        while (j.state != J_DONE)
-            await_job(&j);
+        while (jj->state != J_DONE)
+            await_job(jj);
         simul_scope_end(&shield);
     }
     /* Done: a reply that was complete before the cancel took effect wins. */
-    rc = j.status;
-    if (result && j.has_result)
-        *result = j.result;
+    rc = jj->status;
+    if (result && jj->has_result)
+        *result = jj->result;
     if (rc == 0 && out) {
-        *out = j.out;
-        j.out = NULL;
+        *out = jj->out;
+        jj->out = NULL;
     }
     if (rc == 0 && out_len)
-        *out_len = (size_t)j.rh.out_len;
-    free(j.out);
+        *out_len = (size_t)jj->rh.out_len;
+    free(jj->out);
+    free(in_copy);
     pool_unref(p);
     return rc;
 }

@@ -958,6 +958,8 @@ typedef struct collect {
     size_t *len;
     size_t limit;
     int rc;
+    char *obuf;        /* where buf/len point: the caller's output may be on a compact stack */
+    size_t olen;
     char scratch[512]; /* output dropped (out == NULL): read into this, via the stream's buffer */
 } collect;
 
@@ -1043,11 +1045,30 @@ int simul_process_communicate(simul_process *p, const void *input, size_t input_
             return -ENOMEM;
         }
     }
+    /* The helper tasks get the records, not the caller's frames: those move while a compact
+     * caller is suspended (and so would `input` if it is on that stack). */
+    SIMUL__REC(feed, fdp, t);
+    SIMUL__REC(collect, cop, t);
+    SIMUL__REC(collect, cep, t);
+    void *input_copy = NULL;
+    if (input_len && simul__on_run_stack(t, input) && (input_copy = malloc(input_len)))
+        input = memcpy(input_copy, input, input_len);
+    if (!fdp || !cop || !cep || (input_len && simul__on_run_stack(t, input))) {
+        simul_process_output_free(out);
+        return -ENOMEM;
+    }
     p->users++;
     p->communicating = true;
-    feed fd = {in, input, input_len, 0};
-    collect co = {so, out ? &out->out : NULL, out ? &out->out_len : NULL, limit, 0, {0}};
-    collect ce = {se, out ? &out->err : NULL, out ? &out->err_len : NULL, limit, 0, {0}};
+    feed fd_ = {in, input, input_len, 0}, *fdr = fdp;
+    *fdr = fd_;
+#define fd (*fdr)
+    collect *co_ = cop, *ce_ = cep;
+    *co_ = (collect){so, out ? &co_->obuf : NULL, out ? &co_->olen : NULL, limit, 0,
+                     out ? out->out : NULL, 0, {0}};
+    *ce_ = (collect){se, out ? &ce_->obuf : NULL, out ? &ce_->olen : NULL, limit, 0,
+                     out ? out->err : NULL, 0, {0}};
+#define co (*co_)
+#define ce (*ce_)
     simul_group *g;
     rc = simul_group_new(&g);
     if (rc == 0) {
@@ -1072,6 +1093,16 @@ int simul_process_communicate(simul_process *p, const void *input, size_t input_
         if (rc == 0)
             rc = fd.rc ? fd.rc : co.rc ? co.rc : ce.rc;
     }
+    if (out) {
+        out->out = co.obuf;
+        out->out_len = co.olen;
+        out->err = ce.obuf;
+        out->err_len = ce.olen;
+    }
+#undef fd
+#undef co
+#undef ce
+    free(input_copy);
     p->communicating = false;
     if (rc == 0 && p->freed)
         rc = -ECANCELED;

@@ -245,6 +245,7 @@ size_t simul_channel_capacity(const simul_channel *ch)
 
 int simul_channel_put_nowait(simul_channel *ch, void *item)
 {
+    simul__debug_check_ptr(item, __func__, "the item");
     if (!ch)
         return -EINVAL;
     pthread_mutex_lock(&ch->mu);
@@ -310,6 +311,7 @@ static int task_wait(simul_channel *ch, waiter *x, wlist *l, simul_task *self)
 int simul_channel_put(simul_channel *ch, void *item)
 {
     simul_task *self = simul__task_require(__func__);
+    simul__debug_check_ptr(item, __func__, "the item");
     if (!ch)
         return -EINVAL;
     if (!self)
@@ -323,8 +325,13 @@ int simul_channel_put(simul_channel *ch, void *item)
         pthread_mutex_unlock(&ch->mu);
         return rc;
     }
-    waiter x = {.item = item};
-    return task_wait(ch, &x, &ch->putters, self);
+    SIMUL__REC(waiter, x, self); /* a thread serves it while we are suspended: off-stack */
+    if (!x) {
+        pthread_mutex_unlock(&ch->mu);
+        return -ENOMEM;
+    }
+    *x = (waiter){.item = item};
+    return task_wait(ch, x, &ch->putters, self);
 }
 
 int simul_channel_get(simul_channel *ch, void **item)
@@ -343,10 +350,15 @@ int simul_channel_get(simul_channel *ch, void **item)
         pthread_mutex_unlock(&ch->mu);
         return rc;
     }
-    waiter x = {0};
-    rc = task_wait(ch, &x, &ch->getters, self);
+    SIMUL__REC(waiter, x, self);
+    if (!x) {
+        pthread_mutex_unlock(&ch->mu);
+        return -ENOMEM;
+    }
+    *x = (waiter){0};
+    rc = task_wait(ch, x, &ch->getters, self);
     if (rc == 0)
-        *item = x.item;
+        *item = x->item;
     return rc;
 }
 

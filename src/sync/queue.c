@@ -193,7 +193,15 @@ void simul_queue_free(simul_queue *q, simul_queue_discard_cb discard)
 
 /* ---- put and get ----------------------------------------------------------------------------- */
 
+static int put_nowait(simul_queue *q, void *item);
+
 int simul_queue_put_nowait(simul_queue *q, void *item)
+{
+    simul__debug_check_ptr(item, __func__, "the item");
+    return put_nowait(q, item);
+}
+
+static int put_nowait(simul_queue *q, void *item)
 {
     if (!q)
         return -EINVAL;
@@ -242,13 +250,17 @@ int simul_queue_put(simul_queue *q, void *item)
     int rc = simul__task_check(self);
     if (rc < 0)
         return rc;
-    rc = simul_queue_put_nowait(q, item);
+    simul__debug_check_ptr(item, __func__, "the item");
+    rc = put_nowait(q, item);
     if (rc != -EAGAIN)
         return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink, .value = item};
-    simul__waitq_push(&q->putters, &w);
+    SIMUL__REC(simul__wait, w, self);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = simul__waitq_unlink, .value = item};
+    simul__waitq_push(&q->putters, w);
     /* 0: a getter moved the item in (and counted it); an error: it was never enqueued. */
-    return simul__park(&w, SIMUL__INF);
+    return simul__park(w, SIMUL__INF);
 }
 
 int simul_queue_get(simul_queue *q, void **item)
@@ -264,11 +276,14 @@ int simul_queue_get(simul_queue *q, void **item)
     rc = simul_queue_get_nowait(q, item);
     if (rc != -EAGAIN)
         return rc;
-    simul__wait w = {.unlink = simul__waitq_unlink};
-    simul__waitq_push(&q->getters, &w);
-    rc = simul__park(&w, SIMUL__INF);
+    SIMUL__REC(simul__wait, w, self);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = simul__waitq_unlink};
+    simul__waitq_push(&q->getters, w);
+    rc = simul__park(w, SIMUL__INF);
     if (rc == 0)
-        *item = w.value;
+        *item = w->value;
     return rc;
 }
 

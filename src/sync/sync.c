@@ -287,21 +287,23 @@ int simul_condition_wait(simul_condition *c)
     int rc = simul__task_check(self);
     if (rc < 0)
         return rc;
-    simul__wait w = {0};
-    w.unlink = simul__waitq_unlink;
-    simul__waitq_push(&c->waiters, &w);
+    SIMUL__REC(simul__wait, w, self);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = simul__waitq_unlink};
+    simul__waitq_push(&c->waiters, w);
     lock_pass(c->lock);
-    rc = simul__park(&w, SIMUL__INF);
+    rc = simul__park(w, SIMUL__INF);
     if (rc == 0)
         return 0; /* notified, then handed the lock by its releaser */
-    if (w.aux == WAIT_FREED)
+    if (w->aux == WAIT_FREED)
         return rc; /* the condition or its lock was freed under us: do not touch them */
     /* Interrupted, either still on the condition or already notified and queued for the lock:
      * either way the caller gets the lock back before it sees the outcome. */
     int lrc = lock_take_shielded(c->lock, self);
     if (lrc < 0)
         return lrc;
-    return w.aux == COND_NOTIFIED ? 0 : rc; /* a notification, once given, is not lost */
+    return w->aux == COND_NOTIFIED ? 0 : rc; /* a notification, once given, is not lost */
 }
 
 int simul_condition_wait_for(simul_condition *c, bool (*pred)(void *arg), void *arg)
@@ -484,11 +486,14 @@ int simul_barrier_wait(simul_barrier *b)
         b->count = 0;
         return index;
     }
-    simul__wait w = {.unlink = barrier_unlink, .ctx = b};
-    simul__waitq_push(&b->waiters, &w);
+    SIMUL__REC(simul__wait, w, self);
+    if (!w)
+        return -ENOMEM;
+    *w = (simul__wait){.unlink = barrier_unlink, .ctx = b};
+    simul__waitq_push(&b->waiters, w);
     b->count++;
-    rc = simul__park(&w, SIMUL__INF);
-    return rc < 0 ? rc : w.aux;
+    rc = simul__park(w, SIMUL__INF);
+    return rc < 0 ? rc : w->aux;
 }
 
 /* Ends the current round: its waiters get -EPIPE. */

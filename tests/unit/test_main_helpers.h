@@ -76,7 +76,9 @@ static inline int simul_test_run(simul_task_fn fn, void *arg)
     assert_int_equal(simul_loop_new(&loop), 0);
     assert_non_null(loop);
     simul_task *t = NULL;
-    simul_task_opts opts = {.name = "test-main", .stack_size = 0};
+    /* Stackful whatever the loop's mode: test bodies hand their locals to the tasks they spawn,
+     * which a compact task may not do (SIMUL_TASKS=compact runs the spawned ones compact). */
+    simul_task_opts opts = {.name = "test-main", .stack_size = 0, .mode = SIMUL_TASK_STACKFUL};
     assert_int_equal(simul_task_spawn(&t, fn, arg, &opts), 0);
     int result = INT_MIN;
     assert_int_equal(simul_loop_run_until_complete(loop, t, &result), 0);

@@ -158,7 +158,7 @@ static void other_fault_not_reported_as_overflow(void **state)
         simul_task *t;
         int r;
         if (simul_loop_new(&loop) != 0 ||
-            simul_task_spawn(&t, bad_access_task, page, &(simul_task_opts){"bad-access", 0}) != 0) {
+            simul_task_spawn(&t, bad_access_task, page, &(simul_task_opts){.name = "bad-access"}) != 0) {
             _exit(101);
         }
         simul_loop_run_until_complete(loop, t, &r);
