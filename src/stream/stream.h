@@ -79,6 +79,19 @@ static inline long simul__stream_bwritev(simul_stream *s, const struct iovec *io
  * cancellation point; close and abort end it early. The caller checks `closing` afterwards. */
 int simul__stream_bwait(simul_stream *s, simul_task *t, int dir);
 
+/* What a call on the stream returns after a wait that ended with rc: once the stream is closing
+ * (another task closed or aborted it), -ECONNABORTED, so that -ECANCELED keeps one meaning
+ * ("this task was cancelled"); a task cancelled or past its deadline hears that instead, as
+ * asyncio's cancel wins over a result in the same pass. The caller must not touch the bottom
+ * after any error here. */
+static inline int simul__stream_resumed(const simul_stream *s, simul_task *t, int rc)
+{
+    if (SIMUL__LIKELY(!s->closing) || rc == -ECANCELED || rc == -ETIMEDOUT)
+        return rc;
+    int c = simul__task_check(t);
+    return c < 0 ? c : -ECONNABORTED;
+}
+
 /* The sending side failed with err (the first error sticks): the queue is dropped and drainers
  * and flushers hear. */
 void simul__stream_fail_write(simul_stream *s, int err);

@@ -31,12 +31,12 @@ static void leave_read(simul_stream *s)
     simul__stream_leave(s);
 }
 
-/* Waits in the bottom until it may have data. A cancellation point; -ECANCELED once the stream
- * is being closed by another task (the bottom must not be touched then). */
+/* Waits in the bottom until it may have data. A cancellation point; -ECONNABORTED once the
+ * stream is being closed or aborted by another task (the bottom must not be touched then). */
 static int wait_readable(simul_stream *s, simul_task *t)
 {
     int rc = simul__stream_bwait(s, t, SIMUL_STREAM_READ);
-    return s->closing ? -ECANCELED : rc;
+    return simul__stream_resumed(s, t, rc);
 }
 
 /* One read of the bottom (read(2) for the fd bottom) into the buffer's free space. Returns the count, 0 at EOF, -EAGAIN, -ENOMEM, or
