@@ -171,6 +171,16 @@ long simul_stream_readuntil(simul_stream *s, const void *sep, size_t seplen, con
  * a line). A read, readexactly or readuntil in between cancels the skip and sees the rest. */
 long simul_stream_readline(simul_stream *s, const char **line);
 
+/* Suspends. simul_stream_read without a buffer of the caller's: waits for data as read does and
+ * points *data at up to n received bytes inside the stream's own buffer (consumed; valid until
+ * the next read call on the stream or its close). Returns the count (> 0), 0 at EOF (or for
+ * n == 0; *data then points at ""), or read's errors. The stream takes its buffer when data
+ * arrives and gives it back when a read finds it empty and waits, so a connection that sits idle
+ * in this call holds no read buffer, and its task no buffer on its stack either: the way to
+ * write a server that keeps many idle connections (examples/echo_streams.c). Bytes are read in
+ * at most the buffer's size (4 KiB while the buffered data fits it) per call. */
+long simul_stream_read_borrow(simul_stream *s, size_t n, const char **data);
+
 /* Whether EOF was read and nothing is left in the buffer (asyncio's at_eof). */
 bool simul_stream_at_eof(const simul_stream *s);
 

@@ -23,7 +23,7 @@ enum {
 
 static void destroy(simul_stream *s)
 {
-    free(s->rbuf);
+    simul__stream_rbuf_died(s);
     simul__wbuf_drop(&s->wq);
     free(s);
 }
@@ -596,6 +596,7 @@ static simul_stream *stream_alloc(simul_loop *loop)
     simul_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    simul__stream_rbuf_born();
     s->loop = loop;
     s->fd = -1;
     s->limit = SIMUL_STREAM_LIMIT;
@@ -639,7 +640,7 @@ static int stream_new(int fd, bool sock, simul_stream **out)
     if ((rc = simul__fd_set_handler(f, on_edge, s)) < 0) {
         if (f->handler == on_edge)
             simul__fd_set_handler(f, NULL, NULL);
-        free(s);
+        destroy(s);
         return rc;
     }
     stream_opened(loop, s, out);

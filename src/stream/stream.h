@@ -59,6 +59,11 @@ struct simul_stream {
 int simul__stream_enter(simul_stream *s, simul_task **t, const char *call);
 void simul__stream_leave(simul_stream *s);
 
+/* stream_read.c's count of stream records on this thread (stream_alloc), and what a record being
+ * freed gives back (its read buffer; the thread's cached buffers with the last record). */
+void simul__stream_rbuf_born(void);
+void simul__stream_rbuf_died(simul_stream *s);
+
 /* The bottom's non-blocking transfers: count, 0 at EOF (read), -EAGAIN, or -errno. */
 static inline long simul__stream_bread(simul_stream *s, void *buf, size_t len)
 {
