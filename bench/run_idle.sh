@@ -20,8 +20,9 @@
 # echo one 64-byte message (so every handler has run and read once) and then holds them idle; wait
 # until the client has its N echoes AND the server process holds N more sockets (counted in
 # /proc/<pid>/fd, not slept for); read the RSS again. <key>=(RSS with N - RSS before) / N bytes.
-# Every server reads in 16 KiB requests (echo_streams' stack buffer, the Go server's heap buffer,
-# asyncio's read(65536) on its StreamReader buffer).
+# Each server is its runtime's idiomatic echo: simul's borrows up to 16 KiB at a time from its
+# stream's own buffer (simul_stream_read_borrow: no buffer while idle), Go's reads into a 16 KiB
+# heap buffer per goroutine, asyncio's awaits reader.read(65536) on its StreamReader buffer.
 #
 # Output: idle_conn_bytes (simul), idle_conn_bytes_compact (simul under SIMUL_TASKS=compact),
 # asyncio_idle_conn_bytes, go_idle_conn_bytes, the ratios (>1: simul holds less), and
