@@ -107,6 +107,7 @@ bench: deps
 	cmake --build $(BUILD) -j$(JOBS)
 	bash bench/run_core.sh $(BUILD)
 	bash bench/run_echo.sh $(BUILD)
+	bash bench/run_idle.sh $(BUILD)
 	bash bench/run_tls.sh $(BUILD)
 	bash bench/run_offload.sh $(BUILD)
 	bash bench/run_subprocess.sh $(BUILD)

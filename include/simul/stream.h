@@ -40,7 +40,7 @@ int simul_server_close(simul_server *s);
  * by the kernel, whichever call closes it.) abort_clients resets (SO_LINGER 0: the peer gets
  * ECONNRESET, queued data is dropped): a transport as simul_transport_abort (connection_lost(ctx,
  * 0)), a stream as simul_stream_abort. A stream handler's call in progress (a read, drain)
- * resumes with -ECANCELED, and its later calls get -EBADF; the stream is released when the
+ * resumes with -ECONNABORTED, and its later calls get -EBADF; the stream is released when the
  * handler returns, as always (a handler may still call simul_stream_close: -EBADF, harmless).
  * Returns how many open connections it reached (some may already have been closing), -EINVAL,
  * -ENXIO if called off the server's loop. */
@@ -101,7 +101,13 @@ void simul_server_free(simul_server *s);
  * later write and drain.
  *
  * Lifecycle: the stream owns its fd. simul_stream_close() flushes, closes the fd and frees the
- * stream; a task inside another call on the stream meanwhile gets -ECANCELED from it.
+ * stream; a task inside another call on the stream meanwhile gets -ECONNABORTED from it.
+ *
+ * Errors from a call that was suspended: -ECANCELED means only "this task was cancelled" (and
+ * wins when the cancel and an abort land in the same loop pass, as in asyncio), -ETIMEDOUT "its
+ * deadline passed", -ECONNABORTED "another task (or a callback, or the server's close_clients /
+ * abort_clients) closed or aborted this stream under the call" (asyncio raises
+ * ConnectionAbortedError / ConnectionResetError there); the handle may be gone then.
  * simul_stream_abort() closes the fd at once (a reset, the queue dropped) but not the handle:
  * simul_stream_close() still frees it, so every stream is freed by exactly one close. */
 typedef struct simul_stream simul_stream;
@@ -132,7 +138,8 @@ int simul_stream_from_fd(int fd, simul_stream **out);
 
 /* Suspends. Reads up to n bytes: whatever is buffered if anything is, else waits for data.
  * Returns the count (> 0), 0 at EOF (or for n == 0), or a negative errno (-ECONNRESET,
- * -ECANCELED, -ETIMEDOUT, -EBUSY if another task is reading, -EBADF while the stream closes). */
+ * -ECANCELED, -ETIMEDOUT, -ECONNABORTED if another task closes or aborts the stream meanwhile,
+ * -EBUSY if another task is reading, -EBADF while the stream closes). */
 long simul_stream_read(simul_stream *s, void *buf, size_t n);
 
 /* Suspends until exactly n bytes have been read into buf. Returns n. If EOF comes first it
@@ -164,6 +171,16 @@ long simul_stream_readuntil(simul_stream *s, const void *sep, size_t seplen, con
  * a line). A read, readexactly or readuntil in between cancels the skip and sees the rest. */
 long simul_stream_readline(simul_stream *s, const char **line);
 
+/* Suspends. simul_stream_read without a buffer of the caller's: waits for data as read does and
+ * points *data at up to n received bytes inside the stream's own buffer (consumed; valid until
+ * the next read call on the stream or its close). Returns the count (> 0), 0 at EOF (or for
+ * n == 0; *data then points at ""), or read's errors. The stream takes its buffer when data
+ * arrives and gives it back when a read finds it empty and waits, so a connection that sits idle
+ * in this call holds no read buffer, and its task no buffer on its stack either: the way to
+ * write a server that keeps many idle connections (examples/echo_streams.c). Bytes are read in
+ * at most the buffer's size (4 KiB while the buffered data fits it) per call. */
+long simul_stream_read_borrow(simul_stream *s, size_t n, const char **data);
+
 /* Whether EOF was read and nothing is left in the buffer (asyncio's at_eof). */
 bool simul_stream_at_eof(const simul_stream *s);
 
@@ -186,8 +203,8 @@ int simul_stream_writev(simul_stream *s, const struct iovec *iov, int iovcnt);
 
 /* Suspends while the write queue is above the high-water mark, until it is at or below the
  * low-water mark (returns at once otherwise). Returns 0; the connection's error (-EPIPE,
- * -ECONNRESET, ...) once writing or reading has failed; -ECANCELED (also if the stream is
- * closed meanwhile), -ETIMEDOUT. */
+ * -ECONNRESET, ...) once writing or reading has failed; -ECONNABORTED if another task closes or
+ * aborts the stream meanwhile; -ECANCELED, -ETIMEDOUT. */
 int simul_stream_drain(simul_stream *s);
 
 /* asyncio's set_write_buffer_limits: drain waits while more than `high` bytes are queued until
@@ -211,7 +228,7 @@ bool simul_stream_can_write_eof(const simul_stream *s);
  * a task of its own ("stream-close") if one is needed, which keeps the loop alive until it ends.
  * On a bottom without fd edges, a flush cut short by a deadline leaves the stream's flusher task
  * to end on the next loop pass.
- * Tasks inside other calls on the stream resume with -ECANCELED.
+ * Tasks inside other calls on the stream resume with -ECONNABORTED.
  * The handle is invalid once close returns, whatever it returns: 0 if everything written was
  * handed to the kernel, else the error that lost queued data (-EPIPE, -ECONNRESET, -ECANCELED,
  * -ETIMEDOUT, ...). -EBADF if the stream is already closing; -EINVAL for NULL. After
@@ -220,17 +237,15 @@ int simul_stream_close(simul_stream *s);
 
 /* asyncio's transport.abort() for a stream: drops the queued data, closes the fd with a reset
  * (SO_LINGER 0 on a socket: the peer gets ECONNRESET, not EOF) and wakes every task inside a
- * call on the stream (read, drain, close's flush, sendfile) with -ECANCELED, -ECONNABORTED for
- * a close that was waiting to flush. Does not suspend; works outside a task. The handle stays
- * valid, closing: later calls get -EBADF (simul_stream_fd too), is_closing is true, and
- * simul_stream_close must still be called, which then only frees it and returns 0 (a stream
+ * call on the stream (read, drain, wait_bottom, close's flush, sendfile) with -ECONNABORTED
+ * (also a close that was waiting to flush; a task cancelled in the same pass gets -ECANCELED).
+ * Does not suspend; works outside a task. The handle stays valid, closing: later calls get
+ * -EBADF (simul_stream_fd too), is_closing is true, and simul_stream_close must still be called, which then only frees it and returns 0 (a stream
  * server's handler need not: its stream is closed when it returns). Until then the stream counts
  * as open (simul_loop_close gives -EBUSY). Returns 0 (also when already aborted), -EBADF if
  * close has already closed the fd, -EINVAL for NULL. Not after simul_stream_close has
- * returned: the handle is gone then. A call that returned -ECANCELED tells "this task was
- * cancelled" from "the stream was aborted or closed under it" with
- * simul_task_cancel_requested(simul_task_current()) (false: the stream's doing), or
- * simul_stream_is_closing(s) while the handle is still valid. */
+ * returned: the handle is gone then. -ECANCELED from a stream call always means this task was
+ * cancelled; -ECONNABORTED that the stream was aborted or closed under the call. */
 int simul_stream_abort(simul_stream *s);
 
 /* A shareable stream: each holder lets go with simul_stream_release, and the last one closes it
@@ -312,7 +327,7 @@ typedef struct simul_stream_ops {
      * bottom maps the direction to what it needs below (TLS: a write that must read first waits
      * for READ on the bottom it wraps). The stream ends a wait early when it is closed or aborted
      * by another task, the way a cancellation does (whatever the wait parks on returns
-     * -ECANCELED): wait must then return. Only ever called from a task. Required. */
+     * -ECONNABORTED): wait must then return. Only ever called from a task. Required. */
     int (*wait)(void *ctx, int dir);
     /* Does not suspend. Half-closes: the peer reads EOF after what was written; reading goes on.
      * Called once, after the stream's queue is flushed. Returns 0 or a negative errno. NULL: the
@@ -364,10 +379,10 @@ int simul_stream_replace_bottom(simul_stream *s, const simul_stream_ops *ops, vo
  * stream's own calls do after -EAGAIN: for an integration that drives its bottom by hand between
  * stream calls (a TLS handshake: read and write the bottom it wraps, and wait through this).
  * The wait counts as a call on the stream: a cancellation point, bounded by deadline scopes, and
- * a close or abort from another task (a server's close_clients) ends it with -ECANCELED. After
- * -ECANCELED or -EBADF the stream may have closed its bottom: touch the bottom again only if
- * simul_stream_bottom still returns it. Returns 0 (the direction may be ready: try again),
- * -ECANCELED, -ETIMEDOUT, -EBADF (closing), -EPERM (not a task), -EINVAL, or the bottom's error. */
+ * a close or abort from another task (a server's close_clients) ends it with -ECONNABORTED.
+ * After -ECONNABORTED, -ECANCELED or -EBADF the stream may have closed its bottom: touch the
+ * bottom again only if simul_stream_bottom still returns it. Returns 0 (the direction may be
+ * ready: try again), -ECONNABORTED, -ECANCELED, -ETIMEDOUT, -EBADF (closing), -EPERM (not a task), -EINVAL, or the bottom's error. */
 int simul_stream_wait_bottom(simul_stream *s, int dir);
 
 /* The stream's current bottom: its ops, and its ctx in *ctx (may be NULL). NULL once the stream
@@ -704,7 +719,7 @@ long simul_sock_sendfile(int sock, int file_fd, int64_t offset, size_t count, si
  * count sent; the stream's write error if it already failed (-EPIPE, ...), which a transfer
  * failing on the connection also makes sticky for later writes (a source's errors do not);
  * -ESHUTDOWN after write_eof; -EBUSY (another sendfile is in progress); -EBADF while the stream
- * closes; -ECANCELED if it is closed meanwhile; -ECANCELED / -ETIMEDOUT; the other errors of
+ * closes; -ECONNABORTED if it is closed or aborted meanwhile; -ECANCELED / -ETIMEDOUT; the other errors of
  * simul_sock_sendfile. After an interruption the peer has a partial file (*sent bytes) in the
  * byte stream: a framed protocol must usually close the stream then.
  * Thread-safety: a task of the stream's loop; readers of the stream may run meanwhile. */

@@ -425,9 +425,9 @@ static int read_frame(simul_amqp_conn *c, simul_amqp_frame *f)
         if (n == 0)
             return -ECONNRESET;
         if (n < 0) {
-            if (n == -ECANCELED && c->hb_timeout)
+            if (n == -ECONNABORTED && c->hb_timeout)
                 return -ETIMEDOUT;
-            if (n == -ECANCELED && c->write_err)
+            if (n == -ECONNABORTED && c->write_err)
                 return c->write_err;
             return (int)n;
         }

@@ -205,7 +205,7 @@ static int next_reply(simul_redis_conn *c, simul_redis_reply **r)
         if (n == 0)
             return -ECONNRESET; /* the server went away mid-stream */
         if (n < 0)
-            return (n == -ECANCELED && c->write_err) ? c->write_err : (int)n;
+            return (n == -ECONNABORTED && c->write_err) ? c->write_err : (int)n;
         c->rlen = (size_t)n;
     }
 }

@@ -118,11 +118,12 @@ static int check_source(int in, int64_t offset, bool fallback, bool *zero_copy)
     return 0;
 }
 
-/* After a suspension: the stream may have begun closing meanwhile, taking the fd with it. */
+/* After a suspension: the stream may have begun closing meanwhile, taking the fd with it
+ * (-ECONNABORTED then, unless this task was cancelled: simul__stream_resumed). */
 static long resumed(const xfer *x, long rc)
 {
     if (x->s && x->s->closing)
-        return -ECANCELED;
+        return simul__stream_resumed(x->s, x->t, rc < 0 ? (int)rc : 0);
     return rc;
 }
 
@@ -430,7 +431,7 @@ static int wait_flushed(simul_stream *s, simul_task *t)
             return rc;
     }
     if (s->closing)
-        return -ECANCELED;
+        return simul__stream_resumed(s, t, 0);
     return s->werr;
 }
 

@@ -23,7 +23,7 @@ enum {
 
 static void destroy(simul_stream *s)
 {
-    free(s->rbuf);
+    simul__stream_rbuf_died(s);
     simul__wbuf_drop(&s->wq);
     free(s);
 }
@@ -71,14 +71,14 @@ int simul__stream_bwait(simul_stream *s, simul_task *t, int dir)
 
 /* Ends the bottom waits of the stream's calls (not the flusher's unless `flusher`), as a
  * cancellation ends a wait: through the wait record the task is parked in, whatever the bottom
- * parked it on. Each resumes with -ECANCELED, finds the stream closing and does not touch the
- * bottom again. */
+ * parked it on. Each resumes with -ECONNABORTED (not -ECANCELED: that says "you were cancelled"),
+ * finds the stream closing and does not touch the bottom again. */
 static void end_bottom_waits(simul_stream *s, bool flusher)
 {
     for (simul__bwaiter *b = s->bwaiters; b; b = b->next) {
         if (!flusher && b->t == s->flusher)
             continue;
-        simul__task_interrupt(b->t, -ECANCELED);
+        simul__task_interrupt(b->t, -ECONNABORTED);
     }
 }
 
@@ -326,7 +326,7 @@ int simul_stream_drain(simul_stream *s)
         return rc;
     for (;;) {
         if (s->closing) {
-            rc = -ECANCELED;
+            rc = simul__stream_resumed(s, t, rc);
             break;
         }
         if (s->werr || s->rerr) { /* as asyncio: a broken connection is reported here */
@@ -439,7 +439,7 @@ static int close_stream(simul_stream *s, bool may_suspend)
     s->users++;
     bool here = s->loop == simul__loop();
     if (here) {
-        /* Calls in progress in other tasks end with -ECANCELED: a reader or a sendfile parked
+        /* Calls in progress in other tasks end with -ECONNABORTED: a reader or a sendfile parked
          * in the bottom, and drainers (they see `closing` when they resume). The flusher goes
          * on: the close waits for it. */
         end_bottom_waits(s, false);
@@ -447,7 +447,7 @@ static int close_stream(simul_stream *s, bool may_suspend)
         /* A stream_sendfile waiting for the queue or for its source (close has not parked on
          * flushq yet, so only it is there). */
         simul__waitq_wake_all(&s->flushq, 0);
-        simul__fd_wait_end(&s->source_wait, -ECANCELED);
+        simul__fd_wait_end(&s->source_wait, -ECONNABORTED);
     }
     int rc = 0;
     if (here && !simul__wbuf_empty(&s->wq) && !s->werr) {
@@ -516,7 +516,7 @@ int simul_stream_abort(simul_stream *s)
         end_bottom_waits(s, true);
         simul__waitq_wake_all(&s->drainq, 0);
         simul__waitq_wake_all(&s->flushq, 0);
-        simul__fd_wait_end(&s->source_wait, -ECANCELED);
+        simul__fd_wait_end(&s->source_wait, -ECONNABORTED);
         close_bottom(s, true);
         simul__waitq_wake_all(&s->closedq, 0);
     } else {
@@ -596,6 +596,7 @@ static simul_stream *stream_alloc(simul_loop *loop)
     simul_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    simul__stream_rbuf_born();
     s->loop = loop;
     s->fd = -1;
     s->limit = SIMUL_STREAM_LIMIT;
@@ -639,7 +640,7 @@ static int stream_new(int fd, bool sock, simul_stream **out)
     if ((rc = simul__fd_set_handler(f, on_edge, s)) < 0) {
         if (f->handler == on_edge)
             simul__fd_set_handler(f, NULL, NULL);
-        free(s);
+        destroy(s);
         return rc;
     }
     stream_opened(loop, s, out);
@@ -710,8 +711,8 @@ int simul_stream_wait_bottom(simul_stream *s, int dir)
         rc = -EINVAL;
     else
         rc = simul__stream_bwait(s, t, dir);
-    if (s->closing)
-        rc = -ECANCELED; /* the bottom may be closed already: the caller must not touch it */
+    /* the bottom may be closed already: the caller must not touch it */
+    rc = simul__stream_resumed(s, t, rc);
     simul__stream_leave(s);
     return rc;
 }
@@ -791,7 +792,7 @@ int simul_stream_from_fd(int fd, simul_stream **out)
 /* ---- the stream server -------------------------------------------------------------------- */
 
 /* close_clients / abort_clients on one connection (server.h): never suspends, even when the
- * caller is a task; the handler's calls in progress resume with -ECANCELED, later ones get
+ * caller is a task; the handler's calls in progress resume with -ECONNABORTED, later ones get
  * -EBADF, and the handler's hold keeps the memory until it returns. */
 static void server_conn_close(void *conn)
 {

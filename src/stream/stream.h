@@ -59,6 +59,11 @@ struct simul_stream {
 int simul__stream_enter(simul_stream *s, simul_task **t, const char *call);
 void simul__stream_leave(simul_stream *s);
 
+/* stream_read.c's count of stream records on this thread (stream_alloc), and what a record being
+ * freed gives back (its read buffer; the thread's cached buffers with the last record). */
+void simul__stream_rbuf_born(void);
+void simul__stream_rbuf_died(simul_stream *s);
+
 /* The bottom's non-blocking transfers: count, 0 at EOF (read), -EAGAIN, or -errno. */
 static inline long simul__stream_bread(simul_stream *s, void *buf, size_t len)
 {
@@ -78,6 +83,19 @@ static inline long simul__stream_bwritev(simul_stream *s, const struct iovec *io
 /* Suspends in the bottom's wait for `dir` (SIMUL_STREAM_READ / _WRITE) after -EAGAIN. A
  * cancellation point; close and abort end it early. The caller checks `closing` afterwards. */
 int simul__stream_bwait(simul_stream *s, simul_task *t, int dir);
+
+/* What a call on the stream returns after a wait that ended with rc: once the stream is closing
+ * (another task closed or aborted it), -ECONNABORTED, so that -ECANCELED keeps one meaning
+ * ("this task was cancelled"); a task cancelled or past its deadline hears that instead, as
+ * asyncio's cancel wins over a result in the same pass. The caller must not touch the bottom
+ * after any error here. */
+static inline int simul__stream_resumed(const simul_stream *s, simul_task *t, int rc)
+{
+    if (SIMUL__LIKELY(!s->closing) || rc == -ECANCELED || rc == -ETIMEDOUT)
+        return rc;
+    int c = simul__task_check(t);
+    return c < 0 ? c : -ECONNABORTED;
+}
 
 /* The sending side failed with err (the first error sticks): the queue is dropped and drainers
  * and flushers hear. */

@@ -1,7 +1,9 @@
 /* stream_read.c — the reading half of a stream (asyncio's StreamReader). Data is read when a
  * call asks for it, straight into the caller's memory when the buffer is empty and the request
  * is large, else into the stream's buffer. A read that fails for any reason but EOF leaves every
- * received byte in the buffer, so cancelling a read never loses data. */
+ * received byte in the buffer, so cancelling a read never loses data. An idle stream holds no
+ * buffer: a reader about to wait with its buffer empty gives it back (to a small per-thread
+ * cache, so a busy connection that waits between messages pays a push and a pop, not malloc). */
 #include <limits.h>
 #include <string.h>
 
@@ -11,6 +13,56 @@
 #define RBUF_ROOM 1024        /* free space below which it is compacted or grown */
 #define RBUF_KEEP (64 * 1024) /* a bigger one is given back once it is empty */
 #define DIRECT_MIN 4096       /* reads at least this large skip the buffer when it is empty */
+
+/* ---- buffers: taken when data arrives, given back when the stream goes idle -------------------- */
+
+/* Buffers of RBUF_FIRST bytes given back by streams that went idle, for the next one that
+ * receives. Bounded: a burst of connections going idle returns the rest to malloc. Per thread,
+ * like every loop; emptied when the thread's last stream is freed, so none outlives its loop. */
+#define RBUF_CACHE 32
+#define TLS_IE __attribute__((tls_model("initial-exec")))
+static __thread struct {
+    char *buf[RBUF_CACHE];
+    int n;
+    long streams; /* stream records alive on this thread */
+} rcache TLS_IE;
+
+static void rbuf_give_back(simul_stream *s)
+{
+    if (s->rcap == RBUF_FIRST && rcache.n < RBUF_CACHE)
+        rcache.buf[rcache.n++] = s->rbuf;
+    else
+        free(s->rbuf);
+    s->rbuf = NULL;
+    s->rcap = s->rpos = s->rend = 0;
+}
+
+void simul__stream_rbuf_born(void)
+{
+    rcache.streams++;
+}
+
+void simul__stream_rbuf_died(simul_stream *s)
+{
+    if (s->rbuf)
+        rbuf_give_back(s);
+    if (--rcache.streams <= 0) {
+        rcache.streams = 0;
+        while (rcache.n > 0)
+            free(rcache.buf[--rcache.n]);
+    }
+}
+
+/* The stream has no buffer: one from the cache, else a new one. 0 or -ENOMEM. */
+static int rbuf_take(simul_stream *s)
+{
+    char *p = rcache.n > 0 ? rcache.buf[--rcache.n] : malloc(RBUF_FIRST);
+    if (!p)
+        return -ENOMEM;
+    s->rbuf = p;
+    s->rcap = RBUF_FIRST;
+    return 0;
+}
 
 static int enter_read(simul_stream *s, simul_task **t, const char *call)
 {
@@ -31,12 +83,14 @@ static void leave_read(simul_stream *s)
     simul__stream_leave(s);
 }
 
-/* Waits in the bottom until it may have data. A cancellation point; -ECANCELED once the stream
- * is being closed by another task (the bottom must not be touched then). */
-static int wait_readable(simul_stream *s, simul_task *t)
+/* Waits in the bottom until it may have data. A cancellation point; -ECONNABORTED once the
+ * stream is being closed or aborted by another task (the bottom must not be touched then). */
+static inline int wait_readable(simul_stream *s, simul_task *t)
 {
+    if (s->rbuf && s->rpos == s->rend)
+        rbuf_give_back(s); /* idle from here on: no buffer while it waits */
     int rc = simul__stream_bwait(s, t, SIMUL_STREAM_READ);
-    return s->closing ? -ECANCELED : rc;
+    return simul__stream_resumed(s, t, rc);
 }
 
 /* One read of the bottom (read(2) for the fd bottom) into the buffer's free space. Returns the count, 0 at EOF, -EAGAIN, -ENOMEM, or
@@ -51,6 +105,8 @@ static long fill(simul_stream *s)
             s->rcap = 0;
         }
     }
+    if (SIMUL__UNLIKELY(!s->rbuf) && rbuf_take(s) < 0)
+        return -ENOMEM;
     if (s->rcap - s->rend < RBUF_ROOM) {
         if (s->rpos > 0) {
             memmove(s->rbuf, s->rbuf + s->rpos, s->rend - s->rpos);
@@ -157,6 +213,70 @@ long simul_stream_read(simul_stream *s, void *buf, size_t n)
         return rc;
     s->skip_line = 0;
     long r = (buf || n == 0) ? read_some(s, t, buf, n) : -EINVAL;
+    leave_read(s);
+    return r;
+}
+
+long simul_stream_read_borrow(simul_stream *s, size_t n, const char **data)
+{
+    if (data)
+        *data = NULL;
+    if (!data)
+        return -EINVAL;
+    simul_task *t;
+    int rc = enter_read(s, &t, __func__);
+    if (rc < 0)
+        return rc;
+    s->skip_line = 0;
+    if (n > LONG_MAX)
+        n = LONG_MAX;
+    long r;
+    for (;;) {
+        size_t have = s->rend - s->rpos;
+        if (have || n == 0) {
+            r = (long)(have < n ? have : n);
+            *data = s->rbuf ? s->rbuf + s->rpos : "";
+            s->rpos += (size_t)r;
+            break;
+        }
+        if (s->rerr || s->eof) {
+            r = s->rerr;
+            *data = "";
+            break;
+        }
+        /* Empty: one read into the whole buffer (taken now if the stream was idle), as the
+         * direct path of simul_stream_read reads into the caller's memory. */
+        if (SIMUL__UNLIKELY(!s->rbuf) && rbuf_take(s) < 0) {
+            r = -ENOMEM;
+            break;
+        }
+        r = simul__stream_bread(s, s->rbuf, s->rcap);
+        if (SIMUL__LIKELY(r > 0)) {
+            s->rend = (size_t)r;
+            if ((size_t)r > n)
+                r = (long)n;
+            *data = s->rbuf;
+            s->rpos = (size_t)r;
+            break;
+        }
+        s->rpos = s->rend = 0;
+        if (SIMUL__LIKELY(r == -EAGAIN)) {
+            /* Idle from here on: the buffer goes back before the wait. */
+            if (s->rcap == RBUF_FIRST && rcache.n < RBUF_CACHE)
+                rcache.buf[rcache.n++] = s->rbuf;
+            else
+                free(s->rbuf);
+            s->rbuf = NULL;
+            s->rcap = 0;
+            r = simul__stream_resumed(s, t, simul__stream_bwait(s, t, SIMUL_STREAM_READ));
+            if (r < 0)
+                break;
+        } else if (r == 0) {
+            s->eof = 1;
+        } else {
+            s->rerr = (int)r;
+        }
+    }
     leave_read(s);
     return r;
 }

@@ -375,7 +375,7 @@ static int close_later(void *p)
     return simul_stream_close(c->s);
 }
 
-/* Another task closes the stream while the file is on its way: -ECANCELED, the partial count. */
+/* Another task closes the stream while the file is on its way: -ECONNABORTED, the partial count. */
 SIMUL_STREAM_TEST_WRAP(stream_closed_mid_transfer)
 {
     (void)arg;
@@ -389,7 +389,7 @@ SIMUL_STREAM_TEST_WRAP(stream_closed_mid_transfer)
     simul_task *ct;
     assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
     size_t sent = 0;
-    assert_int_equal(simul_stream_sendfile(s, file, 0, 0, &sent), -ECANCELED);
+    assert_int_equal(simul_stream_sendfile(s, file, 0, 0, &sent), -ECONNABORTED);
     assert_true(sent > 0 && sent < BIG);
     int rc = 1;
     assert_int_equal(simul_task_join(ct, &rc), 0);
@@ -1241,7 +1241,7 @@ SIMUL_STREAM_TEST_WRAP(copy_parked_on_source_ends_in_the_close_pass)
     for (int i = 0; i < 2 && !c.done; i++)
         assert_int_equal(simul_yield(), 0);
     assert_true(c.done);
-    assert_int_equal(c.rc, -ECANCELED);
+    assert_int_equal(c.rc, -ECONNABORTED);
     assert_int_equal(simul_task_join(t, NULL), 0);
     simul_close(srv);
     close(p[0]);
@@ -1250,7 +1250,7 @@ SIMUL_STREAM_TEST_WRAP(copy_parked_on_source_ends_in_the_close_pass)
 }
 
 /* Another task closes the stream while the copy waits for an empty pipe: the close does not
- * touch the pipe, yet the call ends promptly with -ECANCELED and the count sent before. */
+ * touch the pipe, yet the call ends promptly with -ECONNABORTED and the count sent before. */
 SIMUL_STREAM_TEST_WRAP(copy_stream_closed_while_source_is_empty)
 {
     (void)arg;
@@ -1267,7 +1267,7 @@ SIMUL_STREAM_TEST_WRAP(copy_stream_closed_while_source_is_empty)
     assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
     double t0 = test_clock();
     size_t sent = 0;
-    assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), -ECANCELED);
+    assert_int_equal(simul_stream_sendfile(s, p[0], 0, 0, &sent), -ECONNABORTED);
     assert_true(test_clock() - t0 < 2.0);
     assert_int_equal(sent, 3);
     int rc = 1;
@@ -1454,7 +1454,7 @@ SIMUL_TASK_TEST(mem_stream_copies_a_file)
     closer c = {a};
     simul_task *ct;
     assert_int_equal(simul_task_spawn(&ct, close_later, &c, NULL), 0);
-    assert_int_equal(simul_stream_sendfile(a, file, 0, 0, &sent), -ECANCELED);
+    assert_int_equal(simul_stream_sendfile(a, file, 0, 0, &sent), -ECONNABORTED);
     assert_int_equal(sent, MEM_CAP);
     assert_int_equal(simul_task_join(ct, &rc), 0);
     assert_int_equal(rc, 0);

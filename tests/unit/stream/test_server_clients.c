@@ -7,7 +7,9 @@
  */
 #include <dirent.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "test_stream_helpers.h"
 
@@ -190,7 +192,7 @@ SIMUL_STREAM_TEST_WRAP(stream_close_clients_flushes_then_eof)
     }
     wait_count(&h.done, N);
     for (int i = 0; i < N; i++) {
-        assert_int_equal(h.read_rc[i], -ECANCELED);
+        assert_int_equal(h.read_rc[i], -ECONNABORTED);
         assert_int_equal(h.write_after[i], -EBADF);
     }
     end_server(srv);
@@ -227,7 +229,7 @@ SIMUL_STREAM_TEST_WRAP(stream_abort_clients_resets)
     assert_int_equal(res, 0);
     assert_int_equal(h.done, N);
     for (int i = 0; i < N; i++) {
-        assert_int_equal(h.read_rc[i], -ECANCELED);
+        assert_int_equal(h.read_rc[i], -ECONNABORTED);
         assert_int_equal(h.write_after[i], -EBADF);
     }
     /* Nothing left to reach. */
@@ -274,13 +276,13 @@ SIMUL_STREAM_TEST_WRAP(handler_ends_own_stream_meanwhile)
                         ran++;
                         assert_true(h.clients_rc[i] >= N - 2 && h.clients_rc[i] <= N);
                     } else {
-                        assert_int_equal(h.read_rc[i], -ECANCELED);
+                        assert_int_equal(h.read_rc[i], -ECONNABORTED);
                     }
                 }
                 assert_true(ran >= 1);
             }
             for (int i = both ? 2 : 1; i < N; i++)
-                assert_int_equal(h.read_rc[i], -ECANCELED);
+                assert_int_equal(h.read_rc[i], -ECONNABORTED);
             for (int i = 0; i < N; i++) {
                 size_t total;
                 long r = read_to_end(c[i], &total);
@@ -650,8 +652,8 @@ SIMUL_STREAM_TEST_WRAP(stream_abort_wakes_reader_drainer_closer)
     assert_false(simul_task_done(d));
     double t0 = test_clock();
     assert_int_equal(simul_stream_abort(s), 0);
-    assert_int_equal(join_rc(r), -ECANCELED);
-    assert_int_equal(join_rc(d), -ECANCELED);
+    assert_int_equal(join_rc(r), -ECONNABORTED);
+    assert_int_equal(join_rc(d), -ECONNABORTED);
     assert_true(test_clock() - t0 < 2.0); /* woken, not timed out */
     assert_int_equal(simul_stream_close(s), 0);
     assert_int_equal(simul_stream_close(s = peer), 0);
@@ -692,6 +694,153 @@ SIMUL_STREAM_TEST_WRAP(stream_abort_wakes_reader_drainer_closer)
     assert_true(simul_stream_is_closing(w));
     assert_int_equal(simul_stream_close(w), 0);
     assert_int_equal(simul_stream_close(rd), 0);
+    free(pattern);
+    assert_int_equal(test_fd_count(), fds0);
+    return 0;
+}
+
+/* ---- -ECONNABORTED: "someone ended this stream" apart from "you were cancelled" ------------- */
+
+enum { W_READ, W_DRAIN, W_SENDFILE, W_BOTTOM, W_KINDS };
+enum { H_CLOSE, H_ABORT, H_CANCEL, H_CANCEL_THEN_ABORT, H_ABORT_THEN_CANCEL, H_HOWS };
+
+typedef struct waiter {
+    simul_stream *s;
+    int kind;
+    int file;    /* W_SENDFILE: a memfd holding the pattern */
+    size_t sent; /* W_SENDFILE: what the call reports sent */
+    size_t got;  /* W_READ: bytes read (readexactly keeps what it had on error) */
+} waiter;
+
+static int waiter_task(void *arg)
+{
+    waiter *w = arg;
+    switch (w->kind) {
+    case W_READ: {
+        char b[8]; /* more than the peer sends: the call parks holding part of it */
+        long r = simul_stream_readexactly(w->s, b, sizeof b, &w->got);
+        return (int)r;
+    }
+    case W_DRAIN:
+        return simul_stream_drain(w->s);
+    case W_SENDFILE:
+        return (int)simul_stream_sendfile(w->s, w->file, 0, BIG, &w->sent);
+    default:
+        /* By hand, as an integration drives its bottom: wait may return 0 early (try again). */
+        for (;;) {
+            int rc = simul_stream_wait_bottom(w->s, SIMUL_STREAM_READ);
+            if (rc < 0)
+                return rc;
+            void *ctx;
+            const simul_stream_ops *ops = simul_stream_bottom(w->s, &ctx);
+            char c;
+            long n = ops->read(ctx, &c, 1);
+            if (n != -EAGAIN)
+                return 1000 + (int)n; /* the peer sent nothing: never */
+        }
+    }
+}
+
+/* One call of each kind parked on a stream, ended by another task's close or abort (it hears
+ * -ECONNABORTED), or by a cancellation of its own task, alone or in the same pass as an abort
+ * (it hears -ECANCELED). Nothing is lost: a close still delivers every byte written, and a
+ * cancelled read leaves the bytes it had gathered for the next read. */
+static void waiter_case(int kind, int how)
+{
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    small_buffers(sv[0], SO_SNDBUF);
+    small_buffers(sv[1], SO_RCVBUF);
+    simul_stream *s, *peer;
+    assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    test_wrap(s);
+    assert_int_equal(simul_stream_from_fd(sv[1], &peer), 0);
+    test_wrap(peer);
+    waiter w = {.s = s, .kind = kind, .file = -1};
+    size_t written = 0; /* by the stream's writes, before the waiter */
+    if (kind == W_DRAIN) {
+        assert_int_equal(simul_stream_write(s, pattern, BIG), 0); /* above the high-water mark */
+        written = BIG;
+    } else if (kind == W_SENDFILE) {
+        w.file = memfd_create("waiter", MFD_CLOEXEC);
+        assert_true(w.file >= 0);
+        assert_int_equal(write(w.file, pattern, BIG), (ssize_t)BIG);
+    } else if (kind == W_READ) {
+        assert_int_equal(simul_stream_write(peer, "abc", 3), 0);
+    }
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, waiter_task, &w, NULL), 0);
+    /* Parked: the reader has gathered the 3 bytes, the others wait for room or data. */
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(simul_yield(), 0);
+    if (simul_task_done(t))
+        fail_msg("kind %d how %d: the call ended with %d before anyone ended it", kind, how,
+                 join_rc(t));
+    int want = how == H_CLOSE || how == H_ABORT ? -ECONNABORTED : -ECANCELED;
+    simul_task *closer = NULL;
+    switch (how) {
+    case H_CLOSE: /* may wait for its flush: in a task of its own, the peer reads meanwhile */
+        assert_int_equal(simul_task_spawn(&closer, closer_task, s, NULL), 0);
+        break;
+    case H_ABORT:
+        assert_int_equal(simul_stream_abort(s), 0);
+        break;
+    case H_CANCEL:
+        assert_int_equal(simul_task_cancel(t), 0);
+        break;
+    case H_CANCEL_THEN_ABORT:
+        assert_int_equal(simul_task_cancel(t), 0);
+        assert_int_equal(simul_stream_abort(s), 0);
+        break;
+    case H_ABORT_THEN_CANCEL:
+        assert_int_equal(simul_stream_abort(s), 0);
+        assert_int_equal(simul_task_cancel(t), 0);
+        break;
+    }
+    int rc = join_rc(t);
+    if (rc != want)
+        fail_msg("kind %d how %d: %d (%s), want %d", kind, how, rc, simul_errname(rc), want);
+    if (kind == W_SENDFILE)
+        assert_true(w.sent < BIG);
+    if (kind == W_READ)
+        assert_int_equal(w.got, 0); /* nothing taken on error */
+    bool aborted = how != H_CLOSE && how != H_CANCEL;
+    if (how == H_CANCEL) {
+        /* The stream is intact: what the reader had gathered is still there. */
+        if (kind == W_READ) {
+            char b[3];
+            assert_int_equal(simul_stream_readexactly(s, b, 3, NULL), 3);
+            assert_memory_equal(b, "abc", 3);
+        }
+        assert_int_equal(simul_task_spawn(&closer, closer_task, s, NULL), 0);
+    }
+    if (aborted) {
+        assert_int_equal(simul_stream_read(s, (char[1]){0}, 1), -EBADF);
+        assert_int_equal(simul_stream_close(s), 0);
+    }
+    size_t total;
+    long r = read_to_end(peer, &total);
+    if (aborted) {
+        assert_true(r == 0 || r == -ECONNRESET);
+    } else {
+        /* Every byte the stream took reached the peer before EOF. */
+        assert_int_equal(r, 0);
+        assert_int_equal(total, kind == W_SENDFILE ? w.sent : written);
+        assert_int_equal(join_rc(closer), 0);
+    }
+    assert_int_equal(simul_stream_close(peer), 0);
+    if (w.file >= 0)
+        close(w.file);
+}
+
+SIMUL_STREAM_TEST_WRAP(other_task_ends_calls_with_econnaborted)
+{
+    (void)arg;
+    int fds0 = test_fd_count();
+    pattern_make();
+    for (int kind = 0; kind < W_KINDS; kind++)
+        for (int how = 0; how < H_HOWS; how++)
+            waiter_case(kind, how);
     free(pattern);
     assert_int_equal(test_fd_count(), fds0);
     return 0;
@@ -765,6 +914,8 @@ static const struct CMUnitTest tests[] = {
     cmocka_unit_test(stream_abort_resets_and_drops_queue_wrap),
     cmocka_unit_test(stream_abort_wakes_reader_drainer_closer),
     cmocka_unit_test(stream_abort_wakes_reader_drainer_closer_wrap),
+    cmocka_unit_test(other_task_ends_calls_with_econnaborted),
+    cmocka_unit_test(other_task_ends_calls_with_econnaborted_wrap),
     cmocka_unit_test(handler_abort_then_return),
     cmocka_unit_test(handler_abort_then_return_wrap),
     cmocka_unit_test(bad_arguments),

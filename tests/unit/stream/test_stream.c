@@ -809,7 +809,7 @@ SIMUL_STREAM_TEST_MEM(close_while_others_wait)
     assert_int_equal(simul_stream_close(s), 0);
     int res = 0;
     assert_int_equal(simul_task_join(r, &res), 0);
-    assert_int_equal(res, -ECANCELED);
+    assert_int_equal(res, -ECONNABORTED);
     assert_int_equal(simul_task_join(wc, &res), 0);
     assert_int_equal(res, 0);
     char c;
@@ -1026,7 +1026,7 @@ static int wait_bottom_task(void *arg)
 }
 
 /* A handshake driven by hand waits through the stream: data ends the wait, a deadline bounds it,
- * and a close from another task ends it with -ECANCELED, as for the stream's own calls. */
+ * and a close from another task ends it with -ECONNABORTED, as for the stream's own calls. */
 SIMUL_TASK_TEST(bottom_wait_by_hand)
 {
     (void)arg;
@@ -1054,7 +1054,7 @@ SIMUL_TASK_TEST(bottom_wait_by_hand)
     simul_task *cl;
     assert_int_equal(simul_task_spawn(&cl, closes_stream_task, a, NULL), 0);
     assert_int_equal(simul_task_join(w, &res), 0);
-    assert_int_equal(res, -ECANCELED);
+    assert_int_equal(res, -ECONNABORTED);
     assert_int_equal(simul_task_join(cl, &res), 0);
     assert_int_equal(res, 0);
     assert_int_equal(simul_stream_close(b), 0);
@@ -1112,9 +1112,9 @@ SIMUL_TASK_TEST(bottom_abort_wakes_everyone)
     assert_int_equal(simul_stream_abort(a), 0);
     int res = 0;
     assert_int_equal(simul_task_join(r, &res), 0);
-    assert_int_equal(res, -ECANCELED);
+    assert_int_equal(res, -ECONNABORTED);
     assert_int_equal(simul_task_join(d, &res), 0);
-    assert_int_equal(res, -ECANCELED);
+    assert_int_equal(res, -ECONNABORTED);
     char buf[16];
     assert_int_equal(simul_stream_read(b, buf, sizeof buf), -ECONNRESET);
     assert_int_equal(simul_stream_write(b, "x", 1), -ECONNRESET);
