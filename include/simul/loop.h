@@ -101,7 +101,8 @@ int simul_loop_set_dump_signal(simul_loop *loop, int signo);
  * Inside simul_run, simul_add_signal_handler(SIGINT, ...) replaces this behaviour with the
  * program's handler for as long as it is installed (every SIGINT reaches it); a task waiting in
  * simul_wait_signal for SIGINT receives each one too, and the one-shot rule is back once it is
- * done waiting. */
+ * done waiting. main runs as a stackful task even when the loop's default is compact
+ * (SIMUL_TASKS=compact): it may hand its locals to the tasks it spawns. */
 int simul_run(simul_task_fn main, void *arg);
 
 /* The loop's clock: monotonic seconds / nanoseconds (CLOCK_MONOTONIC). */

@@ -42,7 +42,9 @@ int simul_run(simul_task_fn main_fn, void *arg)
     if (rc < 0)
         return rc;
     simul_task *t;
-    simul_task_opts opts = {.name = "main"};
+    /* Stackful whatever the loop's default: a program's main hands its locals to the tasks it
+     * spawns (the compact-task hazard), and one task's stack costs nothing. */
+    simul_task_opts opts = {.name = "main", .mode = SIMUL_TASK_STACKFUL};
     rc = simul_task_spawn(&t, main_fn, arg, &opts);
     if (rc < 0) {
         simul_loop_close(loop);

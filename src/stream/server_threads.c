@@ -61,21 +61,25 @@ static int conn_handler(simul_stream *s, void *arg)
     worker *w = arg;
     const simul_threaded_server_opts *o = &w->ts->o;
     atomic_fetch_add_explicit(&w->accepted, 1, memory_order_relaxed);
-    conn c = {.task = simul_task_current(), .next = w->conns};
-    if (c.next)
-        c.next->prev = &c;
-    w->conns = &c;
+    /* Off the run stack for a compact handler: the worker walks this list while it sleeps. */
+    SIMUL__REC(conn, c, simul__task_self());
+    if (!c)
+        return -ENOMEM;
+    *c = (conn){.task = simul_task_current(), .next = w->conns};
+    if (c->next)
+        c->next->prev = c;
+    w->conns = c;
     /* Accepted in the batch that raced with stop: the handler runs (it owns the stream) but its
      * first suspending call says -ECANCELED, as for the connections stop cancelled. */
     if (w->stopping)
-        simul_task_cancel(c.task);
+        simul_task_cancel(c->task);
     int rc = o->handler(s, o->arg);
-    if (c.prev)
-        c.prev->next = c.next;
+    if (c->prev)
+        c->prev->next = c->next;
     else
-        w->conns = c.next;
-    if (c.next)
-        c.next->prev = c.prev;
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
     return rc;
 }
 

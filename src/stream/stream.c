@@ -59,13 +59,17 @@ int simul__stream_bwait(simul_stream *s, simul_task *t, int dir)
     if (rc < 0)
         return rc;
     /* Listed while inside, so that close and abort can end the wait (end_bottom_waits). */
-    simul__bwaiter me = {.t = t, .next = s->bwaiters};
-    s->bwaiters = &me;
+    /* Off the run stack for a compact task: close and abort walk this list while t sleeps. */
+    SIMUL__REC(simul__bwaiter, me, t);
+    if (!me)
+        return -ENOMEM;
+    *me = (simul__bwaiter){.t = t, .next = s->bwaiters};
+    s->bwaiters = me;
     rc = s->plain ? simul__fd_wait(s->f, dir) : s->bops->wait(s->bctx, dir);
     simul__bwaiter **pp = &s->bwaiters;
-    while (*pp != &me)
+    while (*pp != me)
         pp = &(*pp)->next;
-    *pp = me.next;
+    *pp = me->next;
     return rc;
 }
 
