@@ -238,12 +238,16 @@ kill)
     ;;
 signal)
     load
-    pid=$(cat "$D/rabbit.pid" 2>/dev/null)   # beam.smp's pid, written by the node at boot
-    if [ -z "$pid" ] || [ "$(cat /proc/$pid/comm 2>/dev/null)" != beam.smp ]; then
+    # Every process of the node's session (beam.smp and its helpers), not rabbit.pid: the pid file
+    # of a node restarted by an earlier case can be stale, and a STOP that missed the node once
+    # let an RPC be answered "while frozen" (frozen_broker_detected_by_heartbeats).
+    pids=$(session_pids "${NODE_SID:-}")
+    if [ -z "${NODE_SID:-}" ] || [ -z "$pids" ]; then
         echo "broker.sh: no running node" >&2
         exit 1
     fi
-    kill -"$1" "$pid"
+    pids=$(descendants $pids)
+    kill -"$1" $pids
     ;;
 ctl)
     load
