@@ -383,7 +383,9 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
         n += nl;
         memcpy(msg + n, b, sizeof b - 1);
         n += sizeof b - 1;
-        n += fmt_u(msg + n, c->stack_size / 1024);
+        /* Rounded up: a task's record sits at the top of its stack (core/task.c), so the
+         * frames get a little less than the size asked for. */
+        n += fmt_u(msg + n, (c->stack_size + 1023) / 1024);
         memcpy(msg + n, d, sizeof d - 1);
         n += sizeof d - 1;
         if (!in_guard) {
