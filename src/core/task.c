@@ -166,7 +166,12 @@ void simul__task_trim(simul_loop *loop)
         loop->free_head = t->free_next;
         loop->nfree--;
         record_release(loop, t);
+        /* Hand the stacks' pages back as we go, not after the last: the pool's idle list
+         * grows meanwhile, and the peak RSS would pay for both. */
+        if ((loop->nfree & 1023) == 0)
+            simul__stack_cache_trim(loop->stacks);
     }
+    simul__stack_cache_trim(loop->stacks);
     if (!loop->free_head)
         loop->free_tail = NULL;
 #ifdef __GLIBC__
