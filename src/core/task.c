@@ -40,9 +40,8 @@ static void record_link_free(simul_loop *loop, simul_task *t)
     loop->nfree++;
 }
 
-/* Gives a record (and a stackful one's stack) back for good. Only once no timer-heap entry
- * can name it (after simul__heap_compact, or at teardown): the stack may be reused as any
- * stack of its size, which would overwrite the record's timer. */
+/* Gives a record (and a stackful one's stack) back for good. Its task is done, so its timer
+ * is disarmed and unlinked: nothing of the loop's still points into it. */
 static void record_release(simul_loop *loop, simul_task *t)
 {
     simul__coro_destroy(&t->coro);
@@ -68,10 +67,7 @@ static simul_task *record_alloc(simul_loop *loop, size_t size, bool compact)
         loop->nfree--;
         simul__coro_destroy(&t->coro);
         if (t->compact != compact || (!compact && t->coro.stack_size + REC_BYTES != size)) {
-            /* Not the kind wanted: back to the end of the line (a stale timer entry may still
-             * name it, so it cannot be handed to the stack pool here); simul__task_trim gives
-             * surplus records back. */
-            record_link_free(loop, t);
+            record_release(loop, t); /* not the kind wanted */
             t = NULL;
         } else if (!compact) {
             st = (simul__stack){t->coro.stack_lo, size};
@@ -154,11 +150,9 @@ void simul__task_free_all(simul_loop *loop)
 
 void simul__task_trim(simul_loop *loop)
 {
-    /* After a burst, give surplus records back to malloc. A disarmed timer can still have an
-     * entry in the heap (deletion is lazy), so drop stale entries first. */
+    /* After a burst, give surplus records (and their stacks) back. */
     if (loop->nfree <= TRIM_ABOVE || loop->nfree <= 2 * loop->live)
         return;
-    simul__heap_compact(&loop->timers);
     size_t keep = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE * 8;
     size_t freed = loop->nfree - keep;
     while (loop->nfree > keep) {

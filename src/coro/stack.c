@@ -32,7 +32,7 @@
 
 #define GUARD_BYTES (16u * 1024u) /* catches frames up to 16 KiB that skip stack probes */
 #define OVERFLOW_REACH ((size_t)8 << 20) /* a stack pointer this far below a stack overflowed it */
-#define SLAB_BYTES (4u << 20)
+#define SLAB_BYTES (16u << 20) /* ~200 default stacks: their bookkeeping is noise per stack */
 #define HOT_STACKS 64             /* idle stacks per size kept with their pages */
 
 enum guard_mode { GUARD_UNKNOWN, GUARD_INSTALL, GUARD_MPROTECT };
