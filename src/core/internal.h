@@ -43,11 +43,24 @@ typedef struct simul__timer {
 
 enum { SIMUL__TIMER_TASK = 1, SIMUL__TIMER_CB = 2 };
 
-/* Armed timers, earliest at the root. Disarming unlinks at once, so a record whose timer is
- * disarmed is no longer reachable from here. */
+/* Callback timers' entries (timer.c) are 16 bytes so that the four children of a node share one
+ * cache line. A disarmed callback timer leaves its entry behind (no back-pointer to maintain on
+ * every move): an entry counts only while its timer is armed with the same deadline, and stale
+ * ones are dropped when they surface or when they outnumber the live ones. Callback records are
+ * never returned while the loop lives, so a stale entry always points at a valid record. Task
+ * timers are never in the array: they are linked into the pairing heap at `root` and unlinked
+ * when disarmed, so a task record can be given back once its task is done. */
+typedef struct simul__heap_entry {
+    int64_t deadline;
+    simul__timer *timer;
+} simul__heap_entry;
+
 typedef struct simul__heap {
-    simul__timer *root;
-    uint32_t live;               /* armed timers */
+    simul__heap_entry *mem, *v; /* v = mem + 3: children of node i start at 4i+4-3 */
+    uint32_t n, cap;
+    uint32_t arr_live;           /* armed callback timers */
+    simul__timer *root;          /* task timers */
+    uint32_t live;               /* armed timers, both kinds */
     uint64_t seq;
 } simul__heap;
 
