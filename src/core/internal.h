@@ -34,17 +34,22 @@ __attribute__((noreturn)) void simul__assert_fail(const char *what, const char *
 typedef struct simul__timer {
     int64_t deadline;
     uint64_t seq;  /* ties run in the order they were armed */
+    /* Pairing-heap links (timer.c): first child, next sibling, and the previous sibling or,
+     * for a first child, the parent. Meaningful only while armed. */
+    struct simul__timer *child, *next, *prev;
     uint8_t armed;
     uint8_t kind;  /* SIMUL__TIMER_TASK or SIMUL__TIMER_CB */
 } simul__timer;
 
 enum { SIMUL__TIMER_TASK = 1, SIMUL__TIMER_CB = 2 };
 
-/* Entries are 16 bytes so that the four children of a node share one cache line. A disarmed
- * timer leaves its entry behind (no back-pointer to maintain on every move): an entry counts
- * only while its timer is armed with the same deadline, and stale ones are dropped when they
- * surface or when they outnumber the live ones. Timer memory is never returned while the loop
- * lives, so a stale entry always points at a valid record. */
+/* Callback timers' entries (timer.c) are 16 bytes so that the four children of a node share one
+ * cache line. A disarmed callback timer leaves its entry behind (no back-pointer to maintain on
+ * every move): an entry counts only while its timer is armed with the same deadline, and stale
+ * ones are dropped when they surface or when they outnumber the live ones. Callback records are
+ * never returned while the loop lives, so a stale entry always points at a valid record. Task
+ * timers are never in the array: they are linked into the pairing heap at `root` and unlinked
+ * when disarmed, so a task record can be given back once its task is done. */
 typedef struct simul__heap_entry {
     int64_t deadline;
     simul__timer *timer;
@@ -53,7 +58,9 @@ typedef struct simul__heap_entry {
 typedef struct simul__heap {
     simul__heap_entry *mem, *v; /* v = mem + 3: children of node i start at 4i+4-3 */
     uint32_t n, cap;
-    uint32_t live;               /* armed timers */
+    uint32_t arr_live;           /* armed callback timers */
+    simul__timer *root;          /* task timers */
+    uint32_t live;               /* armed timers, both kinds */
     uint64_t seq;
 } simul__heap;
 
@@ -64,8 +71,6 @@ simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now);
 /* The earliest armed deadline, SIMUL__INF if none. */
 int64_t simul__heap_next(simul__heap *h);
 void simul__heap_free(simul__heap *h);
-/* Drops every stale entry: afterwards every entry's timer is armed. O(n). */
-void simul__heap_compact(simul__heap *h);
 
 /* ---- the ready queue ------------------------------------------------------------------------ */
 

@@ -17,10 +17,48 @@ static void task_main(void *arg);
 
 /* ---- records ------------------------------------------------------------------------------- */
 
-static simul_task *record_alloc(simul_loop *loop)
+/* A stackful task's record lives at the top of its own stack, in the page its first frames
+ * touch anyway: an idle task then costs that one page and nothing on the heap. Record and stack
+ * are one unit from spawn until the record leaves the quarantine, so a stale handle still finds
+ * the record (marked DEAD) where it was. A compact task has no stack of its own: its record
+ * comes from malloc. `t->compact` tells the two apart for the whole life of the record. */
+#define REC_BYTES ((sizeof(simul_task) + 63) & ~(size_t)63)
+
+static simul_task *rec_in(simul__stack st)
+{
+    return (simul_task *)((char *)st.lo + st.size - REC_BYTES);
+}
+
+static void record_link_free(simul_loop *loop, simul_task *t)
+{
+    t->free_next = NULL;
+    if (loop->free_tail)
+        loop->free_tail->free_next = t;
+    else
+        loop->free_head = t;
+    loop->free_tail = t;
+    loop->nfree++;
+}
+
+/* Gives a record (and a stackful one's stack) back for good. Its task is done, so its timer
+ * is disarmed and unlinked: nothing of the loop's still points into it. */
+static void record_release(simul_loop *loop, simul_task *t)
+{
+    simul__coro_destroy(&t->coro);
+    if (t->compact)
+        free(t);
+    else
+        simul__stack_put(loop->stacks,
+                         (simul__stack){t->coro.stack_lo, t->coro.stack_size + REC_BYTES});
+}
+
+/* A zeroed record for a task of `size` stack bytes (a stackful one, whose stack is set in
+ * t->coro.stack_lo / stack_size) or a compact one. NULL when out of memory. */
+static simul_task *record_alloc(simul_loop *loop, size_t size, bool compact)
 {
     size_t q = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE;
-    simul_task *t;
+    simul_task *t = NULL;
+    simul__stack st = {0};
     if (loop->nfree > q) {
         t = loop->free_head;
         loop->free_head = t->free_next;
@@ -28,12 +66,32 @@ static simul_task *record_alloc(simul_loop *loop)
             loop->free_tail = NULL;
         loop->nfree--;
         simul__coro_destroy(&t->coro);
-    } else {
-        t = malloc(sizeof *t);
-        if (!t)
-            return NULL;
+        if (t->compact != compact || (!compact && t->coro.stack_size + REC_BYTES != size)) {
+            record_release(loop, t); /* not the kind wanted */
+            t = NULL;
+        } else if (!compact) {
+            st = (simul__stack){t->coro.stack_lo, size};
+        }
+    }
+    if (!t) {
+        if (compact) {
+            t = malloc(sizeof *t);
+            if (!t)
+                return NULL;
+        } else {
+            if (simul__stack_get(loop->stacks, size, &st) < 0)
+                return NULL;
+            t = rec_in(st);
+#ifdef SIMUL_ASAN
+            /* The frames of whatever ran on this stack before may have left poison here. */
+            __asan_unpoison_memory_region(t, REC_BYTES);
+#endif
+        }
     }
     memset(t, 0, offsetof(simul_task, name));
+    t->compact = compact;
+    t->coro.stack_lo = st.lo;
+    t->coro.stack_size = st.size ? st.size - REC_BYTES : 0;
     return t;
 }
 
@@ -60,13 +118,7 @@ static void record_free(simul_loop *loop, simul_task *t)
 {
     all_unlink(loop, t);
     t->magic = SIMUL__TASK_DEAD;
-    t->free_next = NULL;
-    if (loop->free_tail)
-        loop->free_tail->free_next = t;
-    else
-        loop->free_head = t;
-    loop->free_tail = t;
-    loop->nfree++;
+    record_link_free(loop, t);
 }
 
 void simul__task_free_all(simul_loop *loop)
@@ -82,16 +134,14 @@ void simul__task_free_all(simul_loop *loop)
         } else if (t->handle_held && t->result < 0) {
             simul__debug_failed_unjoined(t, "was never joined");
         }
-        simul__coro_destroy(&t->coro);
-        free(t);
+        record_release(loop, t); /* the stacks outlive this: they go with the stack cache */
         t = n;
     }
     loop->all = NULL;
     t = loop->free_head;
     while (t) {
         simul_task *n = t->free_next;
-        simul__coro_destroy(&t->coro);
-        free(t);
+        record_release(loop, t);
         t = n;
     }
     loop->free_head = loop->free_tail = NULL;
@@ -100,20 +150,22 @@ void simul__task_free_all(simul_loop *loop)
 
 void simul__task_trim(simul_loop *loop)
 {
-    /* After a burst, give surplus records back to malloc. A disarmed timer can still have an
-     * entry in the heap (deletion is lazy), so drop stale entries first. */
+    /* After a burst, give surplus records (and their stacks) back. */
     if (loop->nfree <= TRIM_ABOVE || loop->nfree <= 2 * loop->live)
         return;
-    simul__heap_compact(&loop->timers);
-    size_t keep = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE * 64;
+    size_t keep = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE * 8;
     size_t freed = loop->nfree - keep;
     while (loop->nfree > keep) {
         simul_task *t = loop->free_head;
         loop->free_head = t->free_next;
         loop->nfree--;
-        simul__coro_destroy(&t->coro);
-        free(t);
+        record_release(loop, t);
+        /* Hand the stacks' pages back as we go, not after the last: the pool's idle list
+         * grows meanwhile, and the peak RSS would pay for both. */
+        if ((loop->nfree & 1023) == 0)
+            simul__stack_cache_trim(loop->stacks);
     }
+    simul__stack_cache_trim(loop->stacks);
     if (!loop->free_head)
         loop->free_tail = NULL;
 #ifdef __GLIBC__
@@ -233,33 +285,30 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
     int mode = opts && opts->mode ? opts->mode : loop->task_mode;
     if (mode != SIMUL_TASK_STACKFUL && mode != SIMUL_TASK_COMPACT)
         return -EINVAL;
+    bool compact = false; /* where there is no compact switch, compact tasks are stackful */
 #ifdef SIMUL_CORO_COMPACT
     simul__runstack *rs = NULL;
     if (mode == SIMUL_TASK_COMPACT) {
         rs = runstack_for(loop, size);
         if (!rs)
             return -ENOMEM;
+        compact = true;
     }
 #endif
-    simul_task *t = record_alloc(loop);
+    simul_task *t = record_alloc(loop, size, compact);
     if (!t)
         return -ENOMEM;
-    int rc;
-    simul__stack st = {0}; /* kept in the coroutine record (stack_lo, stack_size) */
 #ifdef SIMUL_CORO_COMPACT
     if (rs) {
-        rc = simul__coro_init_compact(&t->coro, rs, task_main, t);
-        t->compact = 1;
-    } else
-#endif
-        rc = simul__stack_get(loop->stacks, size, &st);
-    if (rc < 0) {
-        t->magic = SIMUL__TASK_DEAD;
-        t->free_next = NULL;
-        all_link(loop, t); /* record_free unlinks */
-        record_free(loop, t);
-        return rc;
+        int rc = simul__coro_init_compact(&t->coro, rs, task_main, t);
+        if (rc < 0) {
+            t->magic = SIMUL__TASK_DEAD;
+            all_link(loop, t); /* record_free unlinks */
+            record_free(loop, t);
+            return rc;
+        }
     }
+#endif
     t->magic = SIMUL__TASK_MAGIC;
     t->loop = loop;
     t->fn = fn;
@@ -275,8 +324,8 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
     } else {
         set_default_name(t);
     }
-    if (!t->compact)
-        simul__coro_init(&t->coro, st.lo, st.size, task_main, t);
+    if (!t->compact) /* the frames start just below the record */
+        simul__coro_init(&t->coro, t->coro.stack_lo, t->coro.stack_size, task_main, t);
     t->coro.name = t->name;
     all_link(loop, t);
     loop->live++;
@@ -433,10 +482,9 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
         free(t->coro.save); /* its frames die with it: the exit does not save them */
         t->coro.save = NULL;
         t->coro.save_len = t->coro.save_cap = 0;
-    } else {
-        /* safe: nothing runs on it after the switch */
-        simul__stack_put(loop->stacks, (simul__stack){t->coro.stack_lo, t->coro.stack_size});
     }
+    /* A stackful task's stack stays with its record (at its top) until the record is given
+     * back: see record_alloc. */
     if (!t->handle_held)
         record_free(loop, t);
     /* t's record may already be on the free list; the debug check reads it before the switch,

@@ -1,14 +1,20 @@
-/* timer.c — a 4-ary min-heap of absolute monotonic deadlines, laid out so that the four
- * children of a node fill one 64-byte line (one cache miss a level, ten levels for a million
- * timers). Disarming is lazy; see simul__heap_entry. */
+/* timer.c — the loop's timers, in two heaps ordered the same way (deadline, then arming order).
+ * A task's timer (sleeps, deadlines) sits in a pairing heap whose links live in the timer record
+ * itself, that is in the task's record at the top of its stack: a sleeping task costs that one
+ * page and nothing beside it. Callback timers (call_later) sit in a 4-ary array heap laid out so
+ * that the four children of a node fill one 64-byte line: many timers with scattered deadlines
+ * pop far faster from it than from linked nodes. Disarming is lazy there (see
+ * simul__heap_entry), immediate in the pairing heap. */
 #include <string.h>
 
 #include "internal.h"
 
+/* ---- callback timers: the array heap ------------------------------------------------------- */
+
 #define D 4
 #define OFFSET 3 /* v[0] sits at mem[3]: children 4i+1..4i+4 land at mem[4i+4..4i+7] */
 
-static inline bool before(const simul__heap_entry *a, const simul__heap_entry *b)
+static inline bool e_before(const simul__heap_entry *a, const simul__heap_entry *b)
 {
     return a->deadline < b->deadline ||
            (a->deadline == b->deadline && a->timer->seq < b->timer->seq);
@@ -23,7 +29,7 @@ static void sift_up(simul__heap_entry *v, uint32_t i, simul__heap_entry e)
 {
     while (i > 0) {
         uint32_t parent = (i - 1) / D;
-        if (!before(&e, &v[parent]))
+        if (!e_before(&e, &v[parent]))
             break;
         v[i] = v[parent];
         i = parent;
@@ -39,9 +45,9 @@ static void sift_down(simul__heap_entry *v, uint32_t n, uint32_t i, simul__heap_
             break;
         uint32_t end = c + D < n ? c + D : n, best = c;
         for (uint32_t k = c + 1; k < end; k++)
-            if (before(&v[k], &v[best]))
+            if (e_before(&v[k], &v[best]))
                 best = k;
-        if (!before(&v[best], &e))
+        if (!e_before(&v[best], &e))
             break;
         v[i] = v[best];
         i = best;
@@ -57,7 +63,7 @@ static void remove_top(simul__heap *h)
 }
 
 /* Drops stale entries and rebuilds the heap in O(n). */
-void simul__heap_compact(simul__heap *h)
+static void arr_compact(simul__heap *h)
 {
     uint32_t m = 0;
     for (uint32_t i = 0; i < h->n; i++)
@@ -85,32 +91,26 @@ static int grow(simul__heap *h)
     return 0;
 }
 
-int simul__heap_arm(simul__heap *h, simul__timer *t, int64_t deadline)
+static int arr_arm(simul__heap *h, simul__timer *t, int64_t deadline)
 {
-    if (t->armed)
-        simul__heap_disarm(h, t);
     if (h->n == h->cap) {
-        if (h->n - h->live > h->n / 2)
-            simul__heap_compact(h);
+        if (h->n - h->arr_live > h->n / 2)
+            arr_compact(h);
         if (h->n == h->cap && grow(h) < 0)
             return -ENOMEM;
     }
     t->deadline = deadline;
     t->seq = h->seq++;
     t->armed = 1;
-    h->live++;
+    h->arr_live++;
     sift_up(h->v, h->n++, (simul__heap_entry){deadline, t});
     return 0;
 }
 
-void simul__heap_disarm(simul__heap *h, simul__timer *t)
+static void arr_disarm(simul__heap *h)
 {
-    if (!t->armed)
-        return;
-    t->armed = 0;
-    h->live--;
-    if (h->n > 1024 && h->n - h->live > h->n / 2 + h->n / 4)
-        simul__heap_compact(h);
+    if (h->n > 1024 && h->n - h->arr_live > h->n / 2 + h->n / 4)
+        arr_compact(h);
 }
 
 /* Pops stale entries off the top so that v[0], if any, is live. */
@@ -120,13 +120,141 @@ static void clean_top(simul__heap *h)
         remove_top(h);
 }
 
-simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
+/* ---- task timers: the pairing heap -------------------------------------------------------- */
+
+/* Ties run in the order they were armed. */
+static inline bool before(const simul__timer *a, const simul__timer *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
+}
+
+/* Two roots (next and prev unset) into one: the later becomes the first child of the earlier. */
+static inline simul__timer *meld(simul__timer *a, simul__timer *b)
+{
+    if (before(b, a)) {
+        simul__timer *x = a;
+        a = b;
+        b = x;
+    }
+    b->prev = a;
+    b->next = a->child;
+    if (a->child)
+        a->child->prev = b;
+    a->child = b;
+    return a;
+}
+
+/* The children list starting at `first` into one root: the classic two passes (pairs left to
+ * right, then the pairs right to left), iterative so that a long list costs no stack. */
+static simul__timer *merge_pairs(simul__timer *first)
+{
+    if (!first)
+        return NULL;
+    simul__timer *pairs = NULL; /* a stack of melded pairs, linked through next */
+    while (first) {
+        simul__timer *a = first, *b = a->next;
+        a->prev = NULL;
+        if (!b) {
+            a->next = pairs;
+            pairs = a;
+            break;
+        }
+        first = b->next;
+        a->next = NULL;
+        b->next = b->prev = NULL;
+        a = meld(a, b);
+        a->next = pairs;
+        pairs = a;
+    }
+    simul__timer *root = pairs;
+    pairs = pairs->next;
+    root->next = NULL;
+    while (pairs) {
+        simul__timer *n = pairs->next;
+        pairs->next = NULL;
+        root = meld(root, pairs);
+        pairs = n;
+    }
+    root->prev = NULL;
+    return root;
+}
+
+static void pair_disarm(simul__heap *h, simul__timer *t)
+{
+    if (t == h->root) {
+        h->root = merge_pairs(t->child);
+        return;
+    }
+    /* prev is the previous sibling, or the parent for a first child. */
+    if (t->prev->child == t)
+        t->prev->child = t->next;
+    else
+        t->prev->next = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    simul__timer *sub = merge_pairs(t->child);
+    if (sub)
+        h->root = meld(h->root, sub);
+}
+
+/* ---- both ---------------------------------------------------------------------------------- */
+
+int simul__heap_arm(simul__heap *h, simul__timer *t, int64_t deadline)
+{
+    if (t->armed)
+        simul__heap_disarm(h, t);
+    if (t->kind != SIMUL__TIMER_TASK) {
+        if (arr_arm(h, t, deadline) < 0)
+            return -ENOMEM;
+        h->live++;
+        return 0;
+    }
+    t->deadline = deadline;
+    t->seq = h->seq++;
+    t->armed = 1;
+    t->child = t->next = t->prev = NULL;
+    h->live++;
+    h->root = h->root ? meld(h->root, t) : t;
+    return 0;
+}
+
+void simul__heap_disarm(simul__heap *h, simul__timer *t)
+{
+    if (!t->armed)
+        return;
+    t->armed = 0;
+    h->live--;
+    if (t->kind != SIMUL__TIMER_TASK) {
+        h->arr_live--;
+        arr_disarm(h);
+    } else {
+        pair_disarm(h, t);
+    }
+}
+
+/* The earlier of the two heaps' first timers, NULL if both are empty. */
+static simul__timer *first(simul__heap *h)
 {
     clean_top(h);
-    if (!h->n || h->v[0].deadline > now)
+    simul__timer *a = h->n ? h->v[0].timer : NULL, *p = h->root;
+    if (!a)
+        return p;
+    if (!p)
+        return a;
+    return before(p, a) ? p : a;
+}
+
+simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
+{
+    simul__timer *t = first(h);
+    if (!t || t->deadline > now)
         return NULL;
-    simul__timer *t = h->v[0].timer;
-    remove_top(h);
+    if (t->kind != SIMUL__TIMER_TASK) {
+        remove_top(h);
+        h->arr_live--;
+    } else {
+        h->root = merge_pairs(t->child);
+    }
     t->armed = 0;
     h->live--;
     return t;
@@ -134,13 +262,14 @@ simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
 
 int64_t simul__heap_next(simul__heap *h)
 {
-    clean_top(h);
-    return h->n ? h->v[0].deadline : SIMUL__INF;
+    simul__timer *t = first(h);
+    return t ? t->deadline : SIMUL__INF;
 }
 
 void simul__heap_free(simul__heap *h)
 {
     free(h->mem);
     h->mem = h->v = NULL;
-    h->n = h->cap = h->live = 0;
+    h->n = h->cap = h->live = h->arr_live = 0;
+    h->root = NULL;
 }

@@ -32,7 +32,7 @@
 
 #define GUARD_BYTES (16u * 1024u) /* catches frames up to 16 KiB that skip stack probes */
 #define OVERFLOW_REACH ((size_t)8 << 20) /* a stack pointer this far below a stack overflowed it */
-#define SLAB_BYTES (4u << 20)
+#define SLAB_BYTES (16u << 20) /* ~200 default stacks: their bookkeeping is noise per stack */
 #define HOT_STACKS 64             /* idle stacks per size kept with their pages */
 
 enum guard_mode { GUARD_UNKNOWN, GUARD_INSTALL, GUARD_MPROTECT };
@@ -173,7 +173,8 @@ static int pool_new_slab(pool *p)
     s->bytes = bytes;
 #ifdef SIMUL_HAVE_VALGRIND
     s->nslots = n;
-    s->vg_ids = calloc(n, sizeof *s->vg_ids);
+    /* Only under valgrind: elsewhere the ids would be zeros costing 4 bytes a stack. */
+    s->vg_ids = RUNNING_ON_VALGRIND ? calloc(n, sizeof *s->vg_ids) : NULL;
 #endif
     for (size_t i = 0; i < n; i++) {
         char *slot = (char *)base + i * p->slot;
@@ -383,7 +384,9 @@ static void on_fault(int sig, siginfo_t *si, void *uctx)
         n += nl;
         memcpy(msg + n, b, sizeof b - 1);
         n += sizeof b - 1;
-        n += fmt_u(msg + n, c->stack_size / 1024);
+        /* Rounded up: a task's record sits at the top of its stack (core/task.c), so the
+         * frames get a little less than the size asked for. */
+        n += fmt_u(msg + n, (c->stack_size + 1023) / 1024);
         memcpy(msg + n, d, sizeof d - 1);
         n += sizeof d - 1;
         if (!in_guard) {
