@@ -82,7 +82,7 @@ void simul__wbuf_consume(simul__wbuf *b, size_t n)
     if (b->head < b->tail)
         return;
     b->head = b->tail = 0;
-    if (b->cap > SIMUL__WBUF_KEEP) { /* a burst's buffer is not kept for an idle connection */
+    if (b->cap > SIMUL__WBUF_KEEP) { /* an idle connection holds no write buffer (wbuf.h) */
         free(b->buf);
         b->buf = NULL;
         b->cap = 0;

@@ -9,11 +9,12 @@
 
 struct iovec;
 
-/* A buffer of at most this size is kept when the queue empties, a bigger one is freed. The
- * stream's value (the transport kept 16 KiB): a connection that bursts above 16 KiB again and
- * again then reuses its buffer instead of a malloc and free per burst, and an idle one still
- * holds at most 64 KiB (the default high-water mark). */
-#define SIMUL__WBUF_KEEP (64 * 1024)
+/* A buffer bigger than this is freed when the queue empties: none is kept. Streams and transports
+ * write straight to the bottom while nothing is queued, so the queue is only used when the peer
+ * is slow (the socket is full), which costs a wait anyway, and a malloc per such episode is
+ * noise. Keeping one (up to 64 KiB, as before) made every connection that ever met a slow
+ * moment hold it while idle (tests/unit/stream/test_stream_idle.c). */
+#define SIMUL__WBUF_KEEP 0
 #define SIMUL__WBUF_FIRST 4096
 
 typedef struct simul__wbuf {
@@ -50,7 +51,7 @@ int simul__wbuf_append_iov(simul__wbuf *b, const struct iovec *iov, int cnt, siz
 int simul__wbuf_append(simul__wbuf *b, const void *data, size_t len);
 
 /* n bytes were written from the head. Once the queue is empty the buffer goes back to the start
- * and, if it grew past SIMUL__WBUF_KEEP, to malloc. */
+ * and its memory goes back to malloc (SIMUL__WBUF_KEEP). */
 void simul__wbuf_consume(simul__wbuf *b, size_t n);
 
 /* Drops the queue and its memory (a failed or aborted connection). The limits stay; paused

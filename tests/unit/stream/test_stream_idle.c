@@ -161,7 +161,64 @@ SIMUL_STREAM_TEST_WRAP(idle_stream_holds_no_buffer)
     return 0;
 }
 
+typedef struct sink {
+    simul_stream *s;
+    size_t want;
+    int rc;
+} sink;
+
+static int sink_task(void *arg)
+{
+    sink *k = arg;
+    char *buf = malloc(k->want);
+    k->rc = buf ? (int)simul_stream_readexactly(k->s, buf, k->want, NULL) : -ENOMEM;
+    free(buf);
+    return 0;
+}
+
+/* The write side too: a burst the peer was slow to take is queued, and once the queue drains its
+ * buffer is freed, whatever its size, so a connection idle after a burst (an SSE client after a
+ * flurry of events) holds no write buffer. */
+SIMUL_STREAM_TEST_WRAP(write_queue_given_back_after_a_burst)
+{
+    (void)arg;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
+    int small = 4096; /* the kernel's minimum: most of the burst has to be queued */
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    simul_stream *s, *peer;
+    assert_int_equal(simul_stream_from_fd(sv[0], &s), 0);
+    test_wrap(s);
+    assert_int_equal(simul_stream_from_fd(sv[1], &peer), 0);
+    test_wrap(peer);
+    /* Under 64 KiB: the size a queue used to keep once it emptied. */
+    enum { BURST = 24 * 1024 };
+    char *data = malloc(BURST);
+    assert_non_null(data);
+    memset(data, 'x', BURST);
+    assert_null(s->wq.buf);
+    assert_int_equal(simul_stream_write(s, data, BURST), 0);
+    assert_non_null(s->wq.buf); /* queued behind the full socket */
+    sink k = {.s = peer, .want = BURST};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, sink_task, &k, NULL), 0);
+    assert_int_equal(simul_stream_drain(s), 0);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(k.rc, BURST);
+    assert_null(s->wq.buf);
+    assert_int_equal(s->wq.cap, 0);
+    /* A small write that the socket takes at once queues nothing. */
+    assert_int_equal(simul_stream_write(s, "tick", 4), 0);
+    assert_null(s->wq.buf);
+    free(data);
+    assert_int_equal(simul_stream_close(s), 0);
+    assert_int_equal(simul_stream_close(peer), 0);
+    return 0;
+}
+
 static const struct CMUnitTest tests[] = {
+    cmocka_unit_test(write_queue_given_back_after_a_burst),
+    cmocka_unit_test(write_queue_given_back_after_a_burst_wrap),
     cmocka_unit_test(borrow_reads_in_place),
     cmocka_unit_test(borrow_reads_in_place_wrap),
     cmocka_unit_test(idle_stream_holds_no_buffer),
