@@ -53,7 +53,9 @@ port_of() { sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/$1.err" | head
 get() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$1$2"; }
 
 # ---- drain -------------------------------------------------------------------------------------
-"$SERVER" --host 127.0.0.1 --port 0 --workers 2 --drain-delay 2 --stop-timeout 10 \
+# The drain delay is the one window this test must hit (readyz 503 and / 200 inside it): long
+# enough that a loaded machine (the suite runs two tests at once) still polls inside it.
+"$SERVER" --host 127.0.0.1 --port 0 --workers 2 --drain-delay 6 --stop-timeout 20 \
     >"$WORK/d.out" 2>"$WORK/d.err" &
 MPID=$!
 wait_until "ready" 30 at_least d "gen=1 ready" 2 || { fail "did not start"; cat "$WORK/d.err"; exit 1; }
