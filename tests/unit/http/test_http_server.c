@@ -73,6 +73,30 @@ static int h_headers(simul_http_request *req, simul_http_response *res, void *ar
     return rc ? rc : simul_http_response_text(res, 200, out);
 }
 
+/* Bad fields are refused one by one (and leave nothing behind); good ones are sent in order,
+ * a long one included (the head outgrows its first buffer). */
+static int h_fields(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)req;
+    (void)arg;
+    static const char *bad[][2] = {
+        {"Content-Length", "1"}, {"TRANSFER-encoding", "chunked"}, {"connection", "close"},
+        {"Bad Name", "x"},       {"Bad:Name", "x"},                {"", "x"},
+        {"X-Cr", "a\rb"},        {"X-Lf", "a\nb"},                 {"X-Del\x7f", "x"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (simul_http_response_header(res, bad[i][0], bad[i][1]) != -EINVAL) {
+            return simul_http_response_text(res, 500, bad[i][0]);
+        }
+    }
+    static char long_value[3001];
+    memset(long_value, 'v', sizeof long_value - 1);
+    int rc = simul_http_response_header(res, "X-First", "1");
+    rc = rc ? rc : simul_http_response_header(res, "X-Long", long_value);
+    rc = rc ? rc : simul_http_response_header(res, "Content-Lengthy", ""); /* not reserved */
+    return rc ? rc : simul_http_response_text(res, 201, "fields");
+}
+
 static int h_redirect(simul_http_request *req, simul_http_response *res, void *arg)
 {
     (void)req;
@@ -218,6 +242,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_route(app, "GET", "/query", h_query, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET,POST", "/headers", h_headers, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/redirect", h_redirect, NULL), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/fields", h_fields, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST, PUT", "/body", h_body, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST", "/stream-in", h_stream_in, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST", "/json", h_json, NULL), 0);
@@ -400,6 +425,30 @@ static int c_request(void *arg)
     CHECK(r.status == 200 && strcmp(r.body, "-|-|-|GET") == 0);
     CHECK(hdr_get(r.head, "Set-Cookie", v, sizeof v) &&
           strcmp(v, "sid=new; Path=/; Max-Age=60; HttpOnly; SameSite=Lax") == 0);
+    resp_free(&r);
+    /* the head byte for byte (the Date's value aside), in 1.1 and in 1.0 with keep-alive */
+    CHECK(cl_once(f->port, GET("/fields"), &r, false, NULL) == 0);
+    char want[4096], date[64], vs[3001];
+    memset(vs, 'v', 3000);
+    vs[3000] = '\0';
+    CHECK(r.status == 201 && strcmp(r.body, "fields") == 0);
+    CHECK(hdr_get(r.head, "Date", date, sizeof date) && strlen(date) == 29 &&
+          strcmp(date + 25, " GMT") == 0);
+    snprintf(want, sizeof want,
+             "HTTP/1.1 201 Created\r\nDate: %s\r\nX-First: 1\r\nX-Long: %s\r\n"
+             "Content-Lengthy: \r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 6\r\n\r\n",
+             date, vs);
+    CHECK(strcmp(r.head, want) == 0);
+    resp_free(&r);
+    CHECK(cl_once(f->port, "GET /fields HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r, false,
+                  NULL) == 0);
+    CHECK(hdr_get(r.head, "Date", date, sizeof date));
+    snprintf(want, sizeof want,
+             "HTTP/1.0 201 Created\r\nDate: %s\r\nX-First: 1\r\nX-Long: %s\r\n"
+             "Content-Lengthy: \r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 6\r\n"
+             "Connection: keep-alive\r\n\r\n",
+             date, vs);
+    CHECK(strcmp(r.head, want) == 0 && strcmp(r.body, "fields") == 0);
     resp_free(&r);
     CHECK(cl_once(f->port, GET("/redirect"), &r, false, NULL) == 0);
     CHECK(r.status == 302 && hdr_get(r.head, "Location", v, sizeof v) && strcmp(v, "/there") == 0);
