@@ -14,7 +14,7 @@
  * proxies listed in --trusted-proxies, so /whoami and the access log name the browser, not nginx.
  * Usage: club_web --host H --port P --workers N --redis HOST:PORT [--amqp URL]
  *        [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]
- *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] */
+ *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] [--sse-send-timeout S] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -61,6 +61,9 @@ static double confirm_timeout = 5; /* s: POST /simuls waits this long for the br
 #define CLIENT_QUEUE 1024
 #define CLIENT_QUEUE_BYTES (256 * 1024)
 #define FAREWELL_TIMEOUT 5.0 /* s: the overflow event's write to a client too slow to take it */
+/* s: one event's write may wait this long for a client that reads nothing (its handler waits in
+ * the write, so its queue's overflow alone would not free it); then the connection closes. */
+static double sse_send_timeout = 30;
 
 static simul_redis_conn *rds;
 static simul_amqp_conn *amqp;
@@ -479,6 +482,18 @@ static int get_simul(simul_http_request *req, simul_http_response *res, void *ar
     return rc;
 }
 
+/* simul_http_sse_send, or -ETIMEDOUT once the write waited sse_send_timeout for the client. */
+static int sse_send_bounded(simul_http_response *res, const char *event, const char *id,
+                            const char *data)
+{
+    simul_scope sc;
+    simul_scope_timeout(&sc, sse_send_timeout);
+    int rc = event ? simul_http_sse_send(res, event, id, -1, data)
+                   : simul_http_sse_comment(res, data);
+    simul_scope_end(&sc);
+    return rc;
+}
+
 /* Sends board moves Redis holds beyond what the client has (sent[b]); *ended when the simul
  * is finished. */
 static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, bool *ended)
@@ -508,7 +523,7 @@ static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, b
             json_decref(ev);
             char eid[32];
             snprintf(eid, sizeof eid, "%d:%d", b, sent[b] + 1);
-            rc = s ? simul_http_sse_send(res, "move", eid, -1, s) : -ENOMEM;
+            rc = s ? sse_send_bounded(res, "move", eid, s) : -ENOMEM;
             free(s);
             if (rc < 0) {
                 simul_redis_reply_free(l);
@@ -553,7 +568,7 @@ static int simul_events(simul_http_request *req, simul_http_response *res, void 
         if (rc == -ETIMEDOUT) {
             /* Quiet: a heartbeat through the proxies, and a look at Redis in case a message was
              * lost while the subscription's connection was down. */
-            rc = simul_http_sse_comment(res, "heartbeat");
+            rc = sse_send_bounded(res, NULL, NULL, "heartbeat");
             if (rc == 0) rc = sse_catch_up(res, (long)id, nb, sent, &ended);
             continue;
         }
@@ -565,7 +580,10 @@ static int simul_events(simul_http_request *req, simul_http_response *res, void 
             rc = sse_catch_up(res, (long)id, nb, sent, &ended); /* anything missed first */
             ended = true;
         } else if (b >= 0 && b < nb && n == sent[b] + 1) {
+            simul_scope sc;
+            simul_scope_timeout(&sc, sse_send_timeout);
             rc = simul_http_sse_send_event(res, item); /* the one copy every client shares */
+            simul_scope_end(&sc);
             sent[b] = n;
         } else if (b >= 0 && b < nb && n > sent[b] + 1) {
             rc = sse_catch_up(res, (long)id, nb, sent, &ended); /* a gap: Redis has it */
@@ -719,6 +737,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--stop-timeout") == 0) stop_timeout = atof(v);
         else if (strcmp(a, "--keepalive") == 0) keepalive = atof(v);
         else if (strcmp(a, "--confirm-timeout") == 0) confirm_timeout = atof(v);
+        else if (strcmp(a, "--sse-send-timeout") == 0) sse_send_timeout = atof(v);
         else if (strcmp(a, "--proxy-protocol") == 0) proxy_protocol = atoi(v) != 0;
         else if (strcmp(a, "--trusted-proxies") == 0) trusted_proxies = v;
         else goto usage;
@@ -732,7 +751,7 @@ usage:
     fprintf(stderr,
             "usage: %s [--host H] [--port P] [--workers N] [--redis HOST:PORT] [--amqp URL]\n"
             "       [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]\n"
-            "       [--trusted-proxies LIST] [--confirm-timeout S]\n",
+            "       [--trusted-proxies LIST] [--confirm-timeout S] [--sse-send-timeout S]\n",
             argv[0]);
     return 2;
 }
