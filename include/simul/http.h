@@ -488,7 +488,7 @@ int simul_http_sse_comment(simul_http_response *res, const char *text);
  * immutable, reference-counted, so N subscribers' queues hold N pointers to one copy instead of
  * N copies, and it is freed when the last one lets go. The count is atomic: streams served on
  * other threads may hold it. A subscriber's queue can be bounded in bytes with
- * simul_http_sse_event_size (see docs/guide/http.md, "SSE fan-out"). */
+ * simul_http_sse_event_size (docs/guide/sse.md: a whole fan-out). */
 typedef struct simul_http_sse_event simul_http_sse_event;
 /* A new event with one reference (arguments as simul_http_sse_send). 0; -EINVAL (CR/LF in
  * event or id); -ENOMEM. */
