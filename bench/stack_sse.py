@@ -263,6 +263,9 @@ def main():
     print(f"sse_rss_kib_end={rss2}")
     print(f"sse_rss_kib_drained={rss3 if drained else 'n/a'}")
     print(f"sse_rss_kib_per_client={round((rss1 - rss0) / max(up, 1), 1)}")
+    print(f"sse_rss_kib_burst_per_client={round((rss_burst - rss1) / max(up, 1), 1)}")
+    if drained:
+        print(f"sse_rss_kib_drained_per_client={round((rss3 - rss0) / max(up, 1), 1)}")
 
 
 if __name__ == "__main__":
