@@ -14,9 +14,14 @@ Two phases, each timed from the publisher's clock, which the clients share (one 
 The clients run in PROCS processes (asyncio, raw sockets: the parsing is a few string operations
 per event) so that Python is not the bottleneck it would be in one process; each reports its
 samples through a pipe. RSS of the web workers (VmRSS summed) is read before the clients
-connect, once all are connected, and at the end.
+connect, once all are connected, once every client has the burst's last move (still
+connected: what the queues and streams hold at the peak), and once the clients have left and
+the workers closed every stream (their open descriptors back to the count before: a state, not
+a delay) — memory a fan-out does not give back shows there.
 Usage: stack_sse.py WEB_HOST WEB_PORT REDIS_HOST REDIS_PORT SUPERVISOR_PID
-       [--clients N] [--procs P] [--moves M] [--rate R] [--burst B] [--id ID]
+       [--clients N] [--procs P] [--moves M] [--rate R] [--burst B] [--id ID] [--probe CMD]
+--probe CMD runs "CMD PHASE" (before, connected, burst, drained) at each RSS reading, e.g. a
+gdb one-liner that makes the workers print malloc_stats().
 Prints key=value lines (bench/lib.sh's format)."""
 import argparse
 import asyncio
@@ -40,6 +45,7 @@ ap.add_argument("--moves", type=int, default=200)
 ap.add_argument("--rate", type=float, default=20)
 ap.add_argument("--burst", type=int, default=200)
 ap.add_argument("--id", type=int, default=900001)
+ap.add_argument("--probe", default="")
 opt = ap.parse_args()
 CH = f"club:{{{opt.id}}}:events"
 START = "rnbqkbnr/pppppppp/8/8/8/8/PPPPPPPP/RNBQKBNR w KQkq - 0 1"
@@ -64,10 +70,40 @@ def rss_kib(sup):
     return total
 
 
+def workers(sup):
+    return [int(d) for d in os.listdir("/proc") if d.isdigit() and ppid(int(d)) == sup]
+
+
+def ppid(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
+
+
+def nfds(sup):
+    """Open descriptors of the supervisor's workers, summed."""
+    total = 0
+    for w in workers(sup):
+        try:
+            total += len(os.listdir(f"/proc/{w}/fd"))
+        except OSError:
+            pass
+    return total
+
+
+def probe(phase):
+    if opt.probe:
+        os.system(f"{opt.probe} {phase}")
+
+
 def client_proc(n, conn):
     """n SSE clients in one process; sends ("up", n) once all are streaming, then the samples."""
 
-    async def one(samples, up):
+    total = opt.moves + opt.burst
+
+    async def one(samples, up, got):
         r, w = await asyncio.open_connection(opt.host, opt.port)
         w.write(f"GET /simuls/{opt.id}/events HTTP/1.1\r\nHost: b\r\nAccept: text/event-stream\r\n\r\n".encode())
         await w.drain()
@@ -88,17 +124,25 @@ def client_proc(n, conn):
                 n = int(line[i + 4:line.index(b",", i)])
                 t = float(line[j + 4:line.index(b"}", j)])
                 samples.append((n, now - t, now))
+                if n == total:
+                    got.append(1)
         w.close()
 
     async def main():
-        samples, up = [], []
-        tasks = [asyncio.create_task(one(samples, up)) for _ in range(n)]
-        while len(up) < n:
-            done = [t for t in tasks if t.done() and t.exception()]
-            if done:
-                raise done[0].exception()
-            await asyncio.sleep(0.01)
+        samples, up, got = [], [], []
+        tasks = [asyncio.create_task(one(samples, up, got)) for _ in range(n)]
+
+        async def until(xs):  # every client there (or one failed)
+            while len(xs) < n:
+                done = [t for t in tasks if t.done() and t.exception()]
+                if done:
+                    raise done[0].exception()
+                await asyncio.sleep(0.01)
+
+        await until(up)
         conn.send(("up", n))
+        await until(got)
+        conn.send(("got", n))
         await asyncio.gather(*tasks)
         conn.send(("samples", samples))
 
@@ -119,7 +163,9 @@ def main():
     db.delete(k, k + ":moves:0")
     db.hset(k, mapping={"boards": 1, "moves": 1000000, "state": "playing", "played": 0,
                         "n:0": 0, "fen:0": START})
+    probe("before")
     rss0 = rss_kib(opt.sup)
+    fds0 = nfds(opt.sup)
     per = [opt.clients // opt.procs + (i < opt.clients % opt.procs) for i in range(opt.procs)]
     pipes, procs = [], []
     for n in per:
@@ -136,6 +182,7 @@ def main():
         up += v
     # Every client streams; the web's subscription is the one that existed before (one per
     # worker), so a move published now reaches every client.
+    probe("connected")
     rss1 = rss_kib(opt.sup)
     pipe = db.pipeline(transaction=False)
     n = 0
@@ -161,6 +208,12 @@ def main():
     tb = time.time()
     for i in range(opt.burst):
         publish()
+    for a in pipes:  # every client has the last move and is still connected: the peak
+        kind, v = a.recv()
+        if kind != "got":
+            sys.exit(f"stack_sse.py: a client process failed: {v}")
+    probe("burst")
+    rss_burst = rss_kib(opt.sup)
     db.hset(k, "state", "finished")
     db.publish(CH, json.dumps({"end": True}))
     samples = []
@@ -172,6 +225,17 @@ def main():
     for p in procs:
         p.join()
     rss2 = rss_kib(opt.sup)
+    deadline = time.monotonic() + 60  # the workers see every close (a bound, not the wait)
+    while nfds(opt.sup) > fds0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    drained = nfds(opt.sup) <= fds0
+    # club_web trims its heap on a 1 s housekeeping tick once its clients are gone: the lowest
+    # RSS within 3 s (a sampling window, not a wait on state: nothing else is asked of it)
+    rss3 = rss_kib(opt.sup)
+    for _ in range(30):
+        time.sleep(0.1)
+        rss3 = min(rss3, rss_kib(opt.sup))
+    probe("drained")
     paced = [lat for m, lat, _ in samples if m <= paced_last]
     by_move = {}
     for m, lat, _ in samples:
@@ -195,8 +259,13 @@ def main():
     print(f"sse_missing={missing}")
     print(f"sse_rss_kib_before={rss0}")
     print(f"sse_rss_kib_connected={rss1}")
+    print(f"sse_rss_kib_burst={rss_burst}")
     print(f"sse_rss_kib_end={rss2}")
+    print(f"sse_rss_kib_drained={rss3 if drained else 'n/a'}")
     print(f"sse_rss_kib_per_client={round((rss1 - rss0) / max(up, 1), 1)}")
+    print(f"sse_rss_kib_burst_per_client={round((rss_burst - rss1) / max(up, 1), 1)}")
+    if drained:
+        print(f"sse_rss_kib_drained_per_client={round((rss3 - rss0) / max(up, 1), 1)}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
  * POST /simuls stores a new simul in Redis and publishes its job to RabbitMQ, answering 202 only
  * once the broker confirmed it; GET /simuls/<id> its state from Redis; GET /simuls/<id>/events
  * its moves as Server-Sent Events. Each worker holds ONE pattern subscription (club:{*}:events)
- * whose messages a fan-out task hands to the queues of the SSE clients of that simul, so any
- * number of browsers costs Redis one subscriber per process. A client first gets what Redis
+ * whose messages a fan-out task formats ONCE as a shared SSE event (simul_http_sse_event,
+ * reference-counted) and hands to the queues of the SSE clients of that simul, so any number of
+ * browsers costs Redis one subscriber per process and each move one copy in memory, however
+ * many watch it. A client's queue is bounded in events and in bytes; one that falls that far
+ * behind is dropped (see CLIENT_QUEUE_BYTES). A client first gets what Redis
  * already stored, then the live moves (skipping any it has seen, refetching on a gap: pub/sub
  * loses what it sent while a connection was down). /readyz fails from the start of a drain.
  * Behind HAProxy it takes the PROXY protocol (--proxy-protocol 1: every connection starts with
@@ -11,10 +14,14 @@
  * proxies listed in --trusted-proxies, so /whoami and the access log name the browser, not nginx.
  * Usage: club_web --host H --port P --workers N --redis HOST:PORT [--amqp URL]
  *        [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]
- *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] */
+ *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] [--sse-send-timeout S] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -41,8 +48,22 @@ static double drain_delay = 0, stop_timeout = 25, keepalive = 75;
 static bool proxy_protocol;
 static const char *trusted_proxies; /* NULL: forwarding headers ignored */
 static double heartbeat = 15;
-static double confirm_timeout = 5; /* s: POST /simuls waits this long for the broker's confirm */ /* s: an idle SSE stream gets a comment and a check of Redis */
-#define CLIENT_QUEUE 1024     /* events queued for one SSE client; a slower one is dropped */
+static double confirm_timeout = 5; /* s: POST /simuls waits this long for the broker's confirm */
+/* An SSE client's queue: at most CLIENT_QUEUE events and CLIENT_QUEUE_BYTES of them (their wire
+ * size: what the queue pins while it holds them; a move is ~200 bytes, so the count is the bound
+ * for moves and the bytes for anything larger). A client that falls this far behind is dropped,
+ * not coalesced: its queue is emptied at once (the memory given back now, not when it reads), it
+ * gets an "overflow" event saying why, and the stream ends. Its EventSource reconnects and the
+ * catch-up sends what Redis stored, which the page skips up to the moves it has: nothing is
+ * lost, and a slow reader costs the process a bounded amount, never the other clients' latency.
+ * Coalescing (keeping only each board's latest position) would lose the move list the page
+ * shows, and Redis already holds the exact history to resend. */
+#define CLIENT_QUEUE 1024
+#define CLIENT_QUEUE_BYTES (256 * 1024)
+#define FAREWELL_TIMEOUT 5.0 /* s: the overflow event's write to a client too slow to take it */
+/* s: one event's write may wait this long for a client that reads nothing (its handler waits in
+ * the write, so its queue's overflow alone would not free it); then the connection closes. */
+static double sse_send_timeout = 30;
 
 static simul_redis_conn *rds;
 static simul_amqp_conn *amqp;
@@ -55,12 +76,31 @@ static simul_event *drain_ev;
 
 typedef struct sse_client {
     long id;
-    simul_queue *q; /* char * event JSON, malloc'd */
-    bool overflow;  /* it fell CLIENT_QUEUE events behind: its queue is shut down */
+    simul_queue *q; /* simul_http_sse_event *, one reference each */
+    size_t queued;  /* the wire bytes of the events in q */
+    bool overflow;  /* it fell a queue's bound behind: its queue is shut down and emptied */
     struct sse_client *next, *prev;
 } sse_client;
 static sse_client *clients;
-static unsigned long n_clients;
+static unsigned long n_clients, clients_peak;
+
+/* glibc keeps freed heap resident: 1,000 SSE clients gone from a worker left ~40 MB of RSS with
+ * under 1 MB in use, of which malloc_trim(0) gave back about 12 MB (the rest is task stacks,
+ * pooled by libsimul). So once the clients fall to a quarter of a peak worth it, the heap is
+ * trimmed: rare (once per such fall), a few milliseconds. The worker's housekeeping tick
+ * checks, not the last handler: that one runs before its connection (and the others closing
+ * with it) is freed. */
+#define TRIM_PEAK 256
+#define HOUSEKEEPING 1.0 /* s */
+static void maybe_trim(void)
+{
+#ifdef __GLIBC__
+    if (clients_peak >= TRIM_PEAK && n_clients <= clients_peak / 4) {
+        malloc_trim(0);
+        clients_peak = n_clients;
+    }
+#endif
+}
 
 static void client_add(sse_client *c)
 {
@@ -68,7 +108,7 @@ static void client_add(sse_client *c)
     c->prev = NULL;
     if (clients) clients->prev = c;
     clients = c;
-    n_clients++;
+    if (++n_clients > clients_peak) clients_peak = n_clients;
 }
 
 static void client_remove(sse_client *c)
@@ -77,6 +117,47 @@ static void client_remove(sse_client *c)
     else clients = c->next;
     if (c->next) c->next->prev = c->prev;
     n_clients--;
+}
+
+static void unref_item(void *item)
+{
+    simul_http_sse_event_unref(item);
+}
+
+/* One published message as the event every client of the simul is sent: a move ("move", id
+ * "board:n", the payload re-encoded compact on one line) or the end ("end"); NULL for anything
+ * else (not JSON, no board or n: nothing a page could use). */
+static simul_http_sse_event *event_of(const char *payload, size_t plen)
+{
+    json_t *v = json_loadb(payload, plen, 0, NULL);
+    if (!json_is_object(v)) {
+        json_decref(v);
+        return NULL;
+    }
+    simul_http_sse_event *ev = NULL;
+    json_t *b = json_object_get(v, "board"), *n = json_object_get(v, "n");
+    if (json_is_true(json_object_get(v, "end"))) {
+        simul_http_sse_event_new(&ev, "end", NULL, -1, "{\"end\":true}");
+    } else if (json_is_integer(b) && json_is_integer(n) && json_integer_value(b) >= 0 &&
+               json_integer_value(b) < CLUB_MAX_BOARDS && json_integer_value(n) > 0 &&
+               json_integer_value(n) <= INT_MAX) {
+        char *s = json_dumps(v, JSON_COMPACT);
+        char eid[48];
+        snprintf(eid, sizeof eid, "%d:%d", (int)json_integer_value(b), (int)json_integer_value(n));
+        if (s) simul_http_sse_event_new(&ev, "move", eid, -1, s);
+        free(s);
+    }
+    json_decref(v);
+    return ev;
+}
+
+/* A client that fell a bound behind: dropped (see CLIENT_QUEUE_BYTES). The immediate shutdown
+ * hands its queued events back now; its handler sees -ESHUTDOWN and says why. */
+static void client_overflow(sse_client *c)
+{
+    c->overflow = true;
+    c->queued = 0;
+    simul_queue_shutdown(c->q, true, unref_item);
 }
 
 /* Never suspends between taking a message and handing it to every queue, so no client that is
@@ -93,15 +174,24 @@ static int fanout_task(void *arg)
         const char *payload = n == 4 ? simul_redis_reply_str(simul_redis_reply_elem(msg, 3), &plen)
                                      : NULL;
         long id = ch ? club_channel_id(ch, clen) : -1;
+        simul_http_sse_event *ev = NULL; /* made for the first client that wants it */
+        bool tried = false;
         for (sse_client *c = clients; id > 0 && payload && c; c = c->next) {
             if (c->id != id || c->overflow) continue;
-            char *copy = strndup(payload, plen);
-            if (!copy || simul_queue_put_nowait(c->q, copy) < 0) {
-                free(copy);
-                c->overflow = true; /* the client reconnects and gets the state from Redis */
-                simul_queue_shutdown(c->q, false, NULL);
+            if (!tried) {
+                ev = event_of(payload, plen);
+                tried = true;
+            }
+            if (!ev) break;
+            size_t size = simul_http_sse_event_size(ev);
+            if (c->queued + size <= CLIENT_QUEUE_BYTES && simul_queue_put_nowait(c->q, ev) == 0) {
+                simul_http_sse_event_ref(ev); /* the queue's reference */
+                c->queued += size;
+            } else {
+                client_overflow(c); /* the count's bound, the bytes' or no memory */
             }
         }
+        simul_http_sse_event_unref(ev); /* the queues hold theirs */
         simul_redis_reply_free(msg);
     }
 }
@@ -392,6 +482,18 @@ static int get_simul(simul_http_request *req, simul_http_response *res, void *ar
     return rc;
 }
 
+/* simul_http_sse_send, or -ETIMEDOUT once the write waited sse_send_timeout for the client. */
+static int sse_send_bounded(simul_http_response *res, const char *event, const char *id,
+                            const char *data)
+{
+    simul_scope sc;
+    simul_scope_timeout(&sc, sse_send_timeout);
+    int rc = event ? simul_http_sse_send(res, event, id, -1, data)
+                   : simul_http_sse_comment(res, data);
+    simul_scope_end(&sc);
+    return rc;
+}
+
 /* Sends board moves Redis holds beyond what the client has (sent[b]); *ended when the simul
  * is finished. */
 static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, bool *ended)
@@ -421,7 +523,7 @@ static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, b
             json_decref(ev);
             char eid[32];
             snprintf(eid, sizeof eid, "%d:%d", b, sent[b] + 1);
-            rc = s ? simul_http_sse_send(res, "move", eid, -1, s) : -ENOMEM;
+            rc = s ? sse_send_bounded(res, "move", eid, s) : -ENOMEM;
             free(s);
             if (rc < 0) {
                 simul_redis_reply_free(l);
@@ -432,11 +534,6 @@ static int sse_catch_up(simul_http_response *res, long id, long nb, int *sent, b
         simul_redis_reply_free(l);
     }
     return 0;
-}
-
-static void free_item(void *item)
-{
-    free(item);
 }
 
 static int simul_events(simul_http_request *req, simul_http_response *res, void *arg)
@@ -454,6 +551,8 @@ static int simul_events(simul_http_request *req, simul_http_response *res, void 
     /* Registered before reading Redis: a move stored meanwhile is queued, and skipped below if
      * the read already had it. */
     sse_client c = {.id = (long)id};
+    /* The count bound is the ring's size too: a ring only grows, so it is what a client that
+     * once fell behind keeps until it leaves (8 KiB). */
     if ((rc = simul_queue_new(&c.q, CLIENT_QUEUE)) < 0) return rc;
     client_add(&c);
     int sent[CLUB_MAX_BOARDS] = {0};
@@ -461,7 +560,7 @@ static int simul_events(simul_http_request *req, simul_http_response *res, void 
     rc = simul_http_sse_start(res);
     if (rc == 0) rc = sse_catch_up(res, (long)id, nb, sent, &ended);
     while (rc == 0 && !ended) {
-        char *item = NULL;
+        simul_http_sse_event *item = NULL;
         simul_scope sc;
         simul_scope_timeout(&sc, heartbeat);
         rc = simul_queue_get(c.q, (void **)&item);
@@ -469,34 +568,46 @@ static int simul_events(simul_http_request *req, simul_http_response *res, void 
         if (rc == -ETIMEDOUT) {
             /* Quiet: a heartbeat through the proxies, and a look at Redis in case a message was
              * lost while the subscription's connection was down. */
-            rc = simul_http_sse_comment(res, "heartbeat");
+            rc = sse_send_bounded(res, NULL, NULL, "heartbeat");
             if (rc == 0) rc = sse_catch_up(res, (long)id, nb, sent, &ended);
             continue;
         }
         if (rc < 0) break; /* -ESHUTDOWN: overflow or a drain; the client reconnects */
-        json_t *ev = json_loads(item, 0, NULL);
-        free(item);
-        json_int_t b = json_integer_value(json_object_get(ev, "board"));
-        json_int_t n = json_integer_value(json_object_get(ev, "n"));
-        if (json_is_true(json_object_get(ev, "end"))) {
+        c.queued -= simul_http_sse_event_size(item);
+        int b = -1, n = 0;
+        sscanf(simul_http_sse_event_id(item), "%d:%d", &b, &n);
+        if (strcmp(simul_http_sse_event_name(item), "end") == 0) {
             rc = sse_catch_up(res, (long)id, nb, sent, &ended); /* anything missed first */
             ended = true;
         } else if (b >= 0 && b < nb && n == sent[b] + 1) {
-            char *s = json_dumps(ev, JSON_COMPACT);
-            char eid[32];
-            snprintf(eid, sizeof eid, "%d:%d", (int)b, (int)n);
-            rc = s ? simul_http_sse_send(res, "move", eid, -1, s) : -ENOMEM;
-            free(s);
-            sent[b] = (int)n;
+            simul_scope sc;
+            simul_scope_timeout(&sc, sse_send_timeout);
+            rc = simul_http_sse_send_event(res, item); /* the one copy every client shares */
+            simul_scope_end(&sc);
+            sent[b] = n;
         } else if (b >= 0 && b < nb && n > sent[b] + 1) {
             rc = sse_catch_up(res, (long)id, nb, sent, &ended); /* a gap: Redis has it */
             ended = false; /* the end event comes on its own */
         } /* else: a move the catch-up already sent */
-        json_decref(ev);
+        simul_http_sse_event_unref(item);
+    }
+    if (rc == -ESHUTDOWN && c.overflow) {
+        /* Dropped for falling behind: said in the stream, within a bound (the client is slow:
+         * its write may wait), before it ends. */
+        char why[160];
+        snprintf(why, sizeof why,
+                 "{\"reason\":\"too slow: more than %d events or %d bytes behind; reconnect "
+                 "to catch up\"}",
+                 CLIENT_QUEUE, CLIENT_QUEUE_BYTES);
+        simul_scope sc;
+        simul_scope_timeout(&sc, FAREWELL_TIMEOUT);
+        int wrc = simul_http_sse_send(res, "overflow", NULL, -1, why);
+        simul_scope_end(&sc);
+        if (wrc < 0) rc = wrc; /* the connection is closed rather than ended */
     }
     if (rc == 0 && ended) rc = simul_http_sse_send(res, "end", NULL, -1, "{\"end\":true}");
     client_remove(&c);
-    simul_queue_free(c.q, free_item);
+    simul_queue_free(c.q, unref_item);
     return rc == -ESHUTDOWN ? 0 : rc;
 }
 
@@ -576,7 +687,14 @@ static int worker_serve(void *arg)
     if (rc == 0) rc = simul_http_serve(app, NULL, NULL, &opts, &srv);
     if (rc == 0) rc = simul_worker_notify_ready() < 0 ? -EPIPE : 0;
     if (rc == 0) {
-        simul_event_wait(drain_ev);
+        for (;;) { /* until a drain signal; housekeeping meanwhile */
+            simul_scope sc;
+            simul_scope_timeout(&sc, HOUSEKEEPING);
+            int w = simul_event_wait(drain_ev);
+            simul_scope_end(&sc);
+            if (w != -ETIMEDOUT) break;
+            maybe_trim();
+        }
     } else {
         fprintf(stderr, "club_web: worker %d: %s\n", (int)getpid(), simul_strerror(rc));
     }
@@ -585,7 +703,7 @@ static int worker_serve(void *arg)
     draining = true;
     if (rc == 0 && drain_kind == SIMUL_WORKER_STOP && drain_delay > 0) simul_sleep(drain_delay);
     /* SSE streams end now (their browsers reconnect to another process), then the rest drains. */
-    for (sse_client *c = clients; c; c = c->next) simul_queue_shutdown(c->q, false, NULL);
+    for (sse_client *c = clients; c; c = c->next) simul_queue_shutdown(c->q, false, unref_item);
     if (srv) simul_http_server_shutdown(srv, stop_timeout);
     if (fanout) {
         simul_task_cancel(fanout);
@@ -619,6 +737,7 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--stop-timeout") == 0) stop_timeout = atof(v);
         else if (strcmp(a, "--keepalive") == 0) keepalive = atof(v);
         else if (strcmp(a, "--confirm-timeout") == 0) confirm_timeout = atof(v);
+        else if (strcmp(a, "--sse-send-timeout") == 0) sse_send_timeout = atof(v);
         else if (strcmp(a, "--proxy-protocol") == 0) proxy_protocol = atoi(v) != 0;
         else if (strcmp(a, "--trusted-proxies") == 0) trusted_proxies = v;
         else goto usage;
@@ -632,7 +751,7 @@ usage:
     fprintf(stderr,
             "usage: %s [--host H] [--port P] [--workers N] [--redis HOST:PORT] [--amqp URL]\n"
             "       [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]\n"
-            "       [--trusted-proxies LIST] [--confirm-timeout S]\n",
+            "       [--trusted-proxies LIST] [--confirm-timeout S] [--sse-send-timeout S]\n",
             argv[0]);
     return 2;
 }

@@ -481,6 +481,32 @@ int simul_http_sse_send(simul_http_response *res, const char *event, const char 
                         long retry_ms, const char *data);
 /* Suspends. A comment line (": text"): a heartbeat that keeps proxies from timing out. */
 int simul_http_sse_comment(simul_http_response *res, const char *text);
+/* (Neither keeps anything per event: a stream that lasts hours holds no more memory than one
+ * that just started, beyond its stream's write queue, which simul_stream_drain bounds.) */
+
+/* A shared event for a fan-out: formatted once (the bytes simul_http_sse_send would write),
+ * immutable, reference-counted, so N subscribers' queues hold N pointers to one copy instead of
+ * N copies, and it is freed when the last one lets go. The count is atomic: streams served on
+ * other threads may hold it. A subscriber's queue can be bounded in bytes with
+ * simul_http_sse_event_size (docs/guide/sse.md: a whole fan-out). */
+typedef struct simul_http_sse_event simul_http_sse_event;
+/* A new event with one reference (arguments as simul_http_sse_send). 0; -EINVAL (CR/LF in
+ * event or id); -ENOMEM. */
+int simul_http_sse_event_new(simul_http_sse_event **ev, const char *event, const char *id,
+                             long retry_ms, const char *data);
+/* Takes one more reference; returns ev. */
+simul_http_sse_event *simul_http_sse_event_ref(simul_http_sse_event *ev);
+/* Drops one reference, freeing the event with the last (NULL: nothing). */
+void simul_http_sse_event_unref(simul_http_sse_event *ev);
+/* Its bytes on the wire (what a subscriber's queue holding it pins). */
+size_t simul_http_sse_event_size(const simul_http_sse_event *ev);
+/* Its wire bytes ("event: ...\ndata: ...\n\n"), its event name and id ("" when absent). */
+const char *simul_http_sse_event_bytes(const simul_http_sse_event *ev);
+const char *simul_http_sse_event_name(const simul_http_sse_event *ev);
+const char *simul_http_sse_event_id(const simul_http_sse_event *ev);
+/* Suspends. Writes the event on res (starting the stream if needed); the reference stays the
+ * caller's. Errors as simul_http_response_write. */
+int simul_http_sse_send_event(simul_http_response *res, const simul_http_sse_event *ev);
 
 /* ---- static files -------------------------------------------------------------------------- */
 typedef struct simul_http_static_opts {
