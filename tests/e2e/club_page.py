@@ -16,6 +16,7 @@ import time
 
 import redis
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
 import chromium_cdp  # noqa: E402
 from chromium_cdp import FAILURES, chromium_page, find_chromium  # noqa: E402
