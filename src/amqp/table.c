@@ -97,30 +97,30 @@ static void measure(const simul_amqp_table *t, unsigned *depth, size_t *items)
     *items += t->n;
 }
 
+/* Type tags as C strings, for strchr: every integer width (in u.i), and every type there is. */
+static const char int_types[] = {SIMUL_AMQP_T_I8,  SIMUL_AMQP_T_U8,  SIMUL_AMQP_T_I16,
+                                 SIMUL_AMQP_T_U16, SIMUL_AMQP_T_I32, SIMUL_AMQP_T_U32,
+                                 SIMUL_AMQP_T_I64, 0};
+static const char all_types[] = {
+    SIMUL_AMQP_T_VOID,   SIMUL_AMQP_T_BOOL,   SIMUL_AMQP_T_I8,        SIMUL_AMQP_T_U8,
+    SIMUL_AMQP_T_I16,    SIMUL_AMQP_T_U16,    SIMUL_AMQP_T_I32,       SIMUL_AMQP_T_U32,
+    SIMUL_AMQP_T_I64,    SIMUL_AMQP_T_FLOAT,  SIMUL_AMQP_T_DOUBLE,    SIMUL_AMQP_T_DECIMAL,
+    SIMUL_AMQP_T_STRING, SIMUL_AMQP_T_BYTES,  SIMUL_AMQP_T_TIMESTAMP, SIMUL_AMQP_T_TABLE,
+    SIMUL_AMQP_T_ARRAY,  0};
+
+static bool type_in(char type, const char *types)
+{
+    return type != 0 && strchr(types, type) != NULL; /* strchr finds the terminator for 0 */
+}
+
+static bool is_int_type(char type)
+{
+    return type_in(type, int_types);
+}
+
 static bool valid_type(char type)
 {
-    switch (type) {
-    case SIMUL_AMQP_T_VOID:
-    case SIMUL_AMQP_T_BOOL:
-    case SIMUL_AMQP_T_I8:
-    case SIMUL_AMQP_T_U8:
-    case SIMUL_AMQP_T_I16:
-    case SIMUL_AMQP_T_U16:
-    case SIMUL_AMQP_T_I32:
-    case SIMUL_AMQP_T_U32:
-    case SIMUL_AMQP_T_I64:
-    case SIMUL_AMQP_T_FLOAT:
-    case SIMUL_AMQP_T_DOUBLE:
-    case SIMUL_AMQP_T_DECIMAL:
-    case SIMUL_AMQP_T_STRING:
-    case SIMUL_AMQP_T_BYTES:
-    case SIMUL_AMQP_T_TIMESTAMP:
-    case SIMUL_AMQP_T_TABLE:
-    case SIMUL_AMQP_T_ARRAY:
-        return true;
-    default:
-        return false;
-    }
+    return type_in(type, all_types);
 }
 
 static bool int_fits(char type, int64_t x)
@@ -209,6 +209,23 @@ int simul_amqp_table_copy(const simul_amqp_table *t, simul_amqp_table **out)
     return 0;
 }
 
+/* The zeroed slot past the last entry, the array grown if need be (t->n is the caller's to count
+ * once the slot is filled): NULL when out of memory. */
+static entry *next_entry(simul_amqp_table *t)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 8;
+        entry *ne = realloc(t->e, cap * sizeof *ne);
+        if (!ne)
+            return NULL;
+        t->e = ne;
+        t->cap = cap;
+    }
+    entry *e = &t->e[t->n];
+    memset(e, 0, sizeof *e);
+    return e;
+}
+
 static entry *find(const simul_amqp_table *t, const char *key)
 {
     if (!t || t->array || !key)
@@ -249,18 +266,11 @@ int simul_amqp_table_set(simul_amqp_table *t, const char *key, const simul_amqp_
         e->v = copy;
         return 0;
     }
-    if (t->n == t->cap) {
-        size_t cap = t->cap ? t->cap * 2 : 8;
-        entry *ne = realloc(t->e, cap * sizeof *ne);
-        if (!ne) {
-            value_free(&copy);
-            return -ENOMEM;
-        }
-        t->e = ne;
-        t->cap = cap;
+    e = next_entry(t);
+    if (!e) {
+        value_free(&copy);
+        return -ENOMEM;
     }
-    e = &t->e[t->n];
-    memset(e, 0, sizeof *e);
     if (key) {
         e->klen = strlen(key);
         e->key = malloc(e->klen + 1);
@@ -275,80 +285,77 @@ int simul_amqp_table_set(simul_amqp_table *t, const char *key, const simul_amqp_
     return 0;
 }
 
+/* The typed setters: each names one value of its type and goes through the one checked path
+ * above (simul_amqp_table_set), so the checks live in one place. */
+static int set_value(simul_amqp_table *t, const char *key, simul_amqp_value v)
+{
+    return simul_amqp_table_set(t, key, &v);
+}
+
+static int set_bytes(simul_amqp_table *t, const char *key, char type, const void *p, size_t n)
+{
+    return set_value(t, key, (simul_amqp_value){.type = type, .u.bytes = {.data = p, .len = n}});
+}
+
 int simul_amqp_table_set_void(simul_amqp_table *t, const char *key)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_VOID};
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){.type = SIMUL_AMQP_T_VOID});
 }
 
 int simul_amqp_table_set_bool(simul_amqp_table *t, const char *key, bool b)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_BOOL, .u.boolean = b};
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){.type = SIMUL_AMQP_T_BOOL, .u.boolean = b});
 }
 
 int simul_amqp_table_set_int(simul_amqp_table *t, const char *key, char type, int64_t x)
 {
-    if (type != SIMUL_AMQP_T_I8 && type != SIMUL_AMQP_T_U8 && type != SIMUL_AMQP_T_I16 &&
-        type != SIMUL_AMQP_T_U16 && type != SIMUL_AMQP_T_I32 && type != SIMUL_AMQP_T_U32 &&
-        type != SIMUL_AMQP_T_I64)
+    if (!is_int_type(type))
         return -EINVAL;
-    simul_amqp_value v = {.type = type, .u.i = x};
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){.type = type, .u.i = x});
 }
 
 int simul_amqp_table_set_float(simul_amqp_table *t, const char *key, float f)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_FLOAT, .u.f = f};
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){.type = SIMUL_AMQP_T_FLOAT, .u.f = f});
 }
 
 int simul_amqp_table_set_double(simul_amqp_table *t, const char *key, double d)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_DOUBLE, .u.d = d};
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){.type = SIMUL_AMQP_T_DOUBLE, .u.d = d});
 }
 
 int simul_amqp_table_set_decimal(simul_amqp_table *t, const char *key, uint8_t scale,
                                  uint32_t value)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_DECIMAL};
-    v.u.decimal.scale = scale;
-    v.u.decimal.value = value;
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){.type = SIMUL_AMQP_T_DECIMAL,
+                                                .u.decimal = {.scale = scale, .value = value}});
 }
 
 int simul_amqp_table_set_timestamp(simul_amqp_table *t, const char *key, uint64_t seconds)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_TIMESTAMP, .u.timestamp = seconds};
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key,
+                     (simul_amqp_value){.type = SIMUL_AMQP_T_TIMESTAMP, .u.timestamp = seconds});
 }
 
 int simul_amqp_table_set_string(simul_amqp_table *t, const char *key, const char *s)
 {
     if (!s)
         return -EINVAL;
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_STRING};
-    v.u.bytes.data = s;
-    v.u.bytes.len = strlen(s);
-    return simul_amqp_table_set(t, key, &v);
+    return set_bytes(t, key, SIMUL_AMQP_T_STRING, s, strlen(s));
 }
 
 int simul_amqp_table_set_bytes(simul_amqp_table *t, const char *key, const void *p, size_t n)
 {
-    simul_amqp_value v = {.type = SIMUL_AMQP_T_BYTES};
-    v.u.bytes.data = p;
-    v.u.bytes.len = n;
-    return simul_amqp_table_set(t, key, &v);
+    return set_bytes(t, key, SIMUL_AMQP_T_BYTES, p, n);
 }
 
 int simul_amqp_table_set_table(simul_amqp_table *t, const char *key, const simul_amqp_table *sub)
 {
     if (!sub)
         return -EINVAL;
-    simul_amqp_value v = {.type = sub->array ? SIMUL_AMQP_T_ARRAY : SIMUL_AMQP_T_TABLE};
-    v.u.table = sub;
-    return simul_amqp_table_set(t, key, &v);
+    return set_value(t, key, (simul_amqp_value){
+                                 .type = sub->array ? SIMUL_AMQP_T_ARRAY : SIMUL_AMQP_T_TABLE,
+                                 .u.table = sub});
 }
 
 /* ---- reading ------------------------------------------------------------------------------- */
@@ -370,70 +377,69 @@ const simul_amqp_value *simul_amqp_table_get(const simul_amqp_table *t, const ch
     return e ? &e->v : NULL;
 }
 
+/* The value at key when its type is one of types (the typed getters' common part): 0 and *v,
+ * -ENOENT (no such key), -EINVAL (another type). */
+static int get_typed(const simul_amqp_table *t, const char *key, const char *types,
+                     const simul_amqp_value **v)
+{
+    *v = simul_amqp_table_get(t, key);
+    if (!*v)
+        return -ENOENT;
+    return type_in((*v)->type, types) ? 0 : -EINVAL;
+}
+
 int simul_amqp_table_get_int(const simul_amqp_table *t, const char *key, int64_t *out)
 {
-    const simul_amqp_value *v = simul_amqp_table_get(t, key);
-    if (!v)
-        return -ENOENT;
-    switch (v->type) {
-    case SIMUL_AMQP_T_I8:
-    case SIMUL_AMQP_T_U8:
-    case SIMUL_AMQP_T_I16:
-    case SIMUL_AMQP_T_U16:
-    case SIMUL_AMQP_T_I32:
-    case SIMUL_AMQP_T_U32:
-    case SIMUL_AMQP_T_I64:
-        *out = v->u.i;
-        return 0;
-    case SIMUL_AMQP_T_TIMESTAMP:
+    const simul_amqp_value *v;
+    int rc = get_typed(t, key, int_types, &v);
+    if (rc == -EINVAL && v->type == SIMUL_AMQP_T_TIMESTAMP) {
         if (v->u.timestamp > INT64_MAX)
             return -ERANGE;
         *out = (int64_t)v->u.timestamp;
         return 0;
-    default:
-        return -EINVAL;
     }
+    if (rc == 0)
+        *out = v->u.i;
+    return rc;
 }
 
 int simul_amqp_table_get_bool(const simul_amqp_table *t, const char *key, bool *out)
 {
-    const simul_amqp_value *v = simul_amqp_table_get(t, key);
-    if (!v)
-        return -ENOENT;
-    if (v->type != SIMUL_AMQP_T_BOOL)
-        return -EINVAL;
-    *out = v->u.boolean;
-    return 0;
+    const simul_amqp_value *v;
+    int rc = get_typed(t, key, (const char[]){SIMUL_AMQP_T_BOOL, 0}, &v);
+    if (rc == 0)
+        *out = v->u.boolean;
+    return rc;
 }
 
 int simul_amqp_table_get_double(const simul_amqp_table *t, const char *key, double *out)
 {
-    const simul_amqp_value *v = simul_amqp_table_get(t, key);
-    if (!v)
-        return -ENOENT;
+    const simul_amqp_value *v;
+    int rc = get_typed(
+        t, key, (const char[]){SIMUL_AMQP_T_FLOAT, SIMUL_AMQP_T_DOUBLE, SIMUL_AMQP_T_DECIMAL, 0},
+        &v);
+    if (rc < 0)
+        return rc;
     if (v->type == SIMUL_AMQP_T_FLOAT)
         *out = v->u.f;
     else if (v->type == SIMUL_AMQP_T_DOUBLE)
         *out = v->u.d;
-    else if (v->type == SIMUL_AMQP_T_DECIMAL) {
+    else {
         double scale = 1; /* 10^scale without libm */
         for (unsigned i = 0; i < v->u.decimal.scale && scale < 1e300; i++)
             scale *= 10;
         *out = v->u.decimal.value / scale;
     }
-    else
-        return -EINVAL;
     return 0;
 }
 
 int simul_amqp_table_get_string(const simul_amqp_table *t, const char *key, const char **s,
                                 size_t *len)
 {
-    const simul_amqp_value *v = simul_amqp_table_get(t, key);
-    if (!v)
-        return -ENOENT;
-    if (v->type != SIMUL_AMQP_T_STRING && v->type != SIMUL_AMQP_T_BYTES)
-        return -EINVAL;
+    const simul_amqp_value *v;
+    int rc = get_typed(t, key, (const char[]){SIMUL_AMQP_T_STRING, SIMUL_AMQP_T_BYTES, 0}, &v);
+    if (rc < 0)
+        return rc;
     *s = v->u.bytes.data;
     if (len)
         *len = v->u.bytes.len;
@@ -443,13 +449,11 @@ int simul_amqp_table_get_string(const simul_amqp_table *t, const char *key, cons
 int simul_amqp_table_get_table(const simul_amqp_table *t, const char *key,
                                const simul_amqp_table **out)
 {
-    const simul_amqp_value *v = simul_amqp_table_get(t, key);
-    if (!v)
-        return -ENOENT;
-    if (v->type != SIMUL_AMQP_T_TABLE && v->type != SIMUL_AMQP_T_ARRAY)
-        return -EINVAL;
-    *out = v->u.table;
-    return 0;
+    const simul_amqp_value *v;
+    int rc = get_typed(t, key, (const char[]){SIMUL_AMQP_T_TABLE, SIMUL_AMQP_T_ARRAY, 0}, &v);
+    if (rc == 0)
+        *out = v->u.table;
+    return rc;
 }
 
 /* ---- the wire: a bounded reader and a writer (pure) ---------------------------------------- */
@@ -600,16 +604,9 @@ static int read_entries(rd *r, size_t end, simul_amqp_table *t, unsigned depth)
     while (r->off < end) {
         if (++r->items > SIMUL_AMQP_TABLE_MAX_ITEMS)
             return -E2BIG;
-        if (t->n == t->cap) {
-            size_t cap = t->cap ? t->cap * 2 : 8;
-            entry *ne = realloc(t->e, cap * sizeof *ne);
-            if (!ne)
-                return -ENOMEM;
-            t->e = ne;
-            t->cap = cap;
-        }
-        entry *e = &t->e[t->n];
-        memset(e, 0, sizeof *e);
+        entry *e = next_entry(t);
+        if (!e)
+            return -ENOMEM;
         if (!t->array) {
             size_t kl = r->p[r->off++];
             if (end - r->off < kl)

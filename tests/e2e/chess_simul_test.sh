@@ -32,14 +32,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-FAILURES=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 # key FILE NAME: the value of a "NAME=value" line.
 key() { sed -n "s/^$2=//p" "$1" | tail -1; }
 # within A B FRACTION: |A - B| <= FRACTION * B

@@ -27,6 +27,10 @@ import threading
 import time
 import urllib.parse
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pylib"))
+from http_load import Load  # noqa: E402
+
 ap = argparse.ArgumentParser()
 ap.add_argument("mode", choices=["get", "post", "sse"])
 ap.add_argument("url")
@@ -42,79 +46,14 @@ u = urllib.parse.urlsplit(opt.url)
 ctx = None
 if u.scheme == "https":
     ctx = ssl.create_default_context(cafile=opt.cacert)
-t0 = time.monotonic()
-deadline = t0 + opt.max_seconds
-lock = threading.Lock()
-c = {"ok": 0, "failed": 0, "retried": 0, "reasons": {}, "fail_times": [], "done": False}
+load = Load(opt.status, opt.stop, opt.max_seconds, dump_every=20)
+c, lock, note, running = load.c, load.lock, load.note, load.running
 
 
 def connect(timeout=20):
     if ctx:
         return http.client.HTTPSConnection(u.hostname, u.port, timeout=timeout, context=ctx)
     return http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
-
-
-def dump():
-    tmp = opt.status + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(c, f)
-    os.replace(tmp, opt.status)
-
-
-def note(key, reason=None):
-    with lock:
-        c[key] += 1
-        if reason:
-            c["reasons"][reason] = c["reasons"].get(reason, 0) + 1
-            if key == "failed":
-                c["fail_times"].append(round(time.monotonic() - t0, 3))
-        if (c["ok"] + c["failed"]) % 20 == 0 or key != "ok":
-            dump()
-
-
-def running():
-    return not os.path.exists(opt.stop) and time.monotonic() < deadline
-
-
-def get_worker(paths, k):
-    conn, reused, i = None, False, k
-    while running():
-        path = paths[i % len(paths)]
-        i += 1
-        for attempt in (0, 1):
-            try:
-                if conn is None:
-                    conn, reused = connect(), False
-                conn.request("GET", path)
-                r = conn.getresponse()
-                r.read()
-                if r.status == 200:
-                    note("ok")
-                else:
-                    note("failed", "status %d on %s" % (r.status, path))
-                if r.will_close:
-                    conn.close()
-                    conn = None
-                else:
-                    reused = True
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
-                was_reused = reused
-                conn.close()
-                conn = None
-                if was_reused and attempt == 0:
-                    note("retried", type(e).__name__)
-                    continue
-                note("failed", type(e).__name__)
-                break
-            except (OSError, http.client.HTTPException) as e:
-                if conn:
-                    conn.close()
-                conn = None
-                note("failed", type(e).__name__)
-                break
-    if conn:
-        conn.close()
 
 
 def post_worker(k):
@@ -180,7 +119,7 @@ def sse_worker(sid, k):
                     mine["ended"] = True
                     break
             with lock:
-                dump()
+                load.dump()
         except (OSError, http.client.HTTPException, ValueError):
             pass  # reconnect, as a browser does
         finally:
@@ -188,19 +127,12 @@ def sse_worker(sid, k):
 
 
 if opt.mode == "get":
-    ts = [threading.Thread(target=get_worker, args=(opt.args, k)) for k in range(opt.conns)]
+    ts = [threading.Thread(target=load.get_loop, args=(connect, opt.args, k))
+          for k in range(opt.conns)]
 elif opt.mode == "post":
     ts = [threading.Thread(target=post_worker, args=(k,)) for k in range(opt.conns)]
 else:
     ts = [threading.Thread(target=sse_worker, args=(opt.args[0], k)) for k in range(opt.conns)]
-with lock:
-    dump()
-for t in ts:
-    t.start()
-for t in ts:
-    t.join()
-with lock:
-    c["done"] = True
-    dump()
+load.run(ts)
 print(json.dumps({k: v for k, v in c.items() if k not in ("clients", "ids")}))
 sys.exit(0)

@@ -39,7 +39,9 @@ c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://$WEB0/whoami")
 # ---- the page ---------------------------------------------------------------------------------
 SPKI=$(openssl x509 -in "$CA" -pubkey -noout | openssl pkey -pubin -outform der |
     openssl dgst -sha256 -binary | base64)
-FIRST=$(post_simul 3 16 80)
+# Slow enough (~20 s) to be still playing once the browser is up and the page loaded, even on a
+# loaded machine: at 80 ms a move it had ended before the page came (load average 15-24 here).
+FIRST=$(post_simul 3 16 400)
 [[ -n $FIRST ]] && pass "simul $FIRST started by another client" || fail "POST /simuls"
 timeout 250 "$PY" "$CLUB_HERE/club_page.py" "$URL" "$SPKI" "${RADDR%:*}" "${RADDR#*:}" "$FIRST" \
     "$BUILD/test-output/club_page" || fail "club_page.py"

@@ -15,24 +15,11 @@ fi
 PROG=$1/examples/cpu_offload
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/cpu_offload_test.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
-FAILURES=0
-
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 # run LIMIT ARGS...: stdout to $WORK/out, stderr to $WORK/err, status to RC.
-run() {
-    local limit=$1
-    shift
-    timeout --kill-after=5 "$limit" "$PROG" "$@" >"$WORK/out" 2>"$WORK/err"
-    RC=$?
-}
+run() { run_prog "$1" "$PROG" "${@:2}"; }
 
 # val KEY: the value of KEY=value anywhere on stdout (last one; empty if none).
 val() { grep -o "\\b$1=[^ ]*" "$WORK/out" | tail -n 1 | cut -d= -f2-; }

@@ -37,15 +37,8 @@ stop_server() {
     SPID=
 }
 trap 'stop_server; rm -rf "$WORK"' EXIT
-FAILURES=0
-
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

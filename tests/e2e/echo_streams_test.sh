@@ -34,15 +34,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-FAILURES=0
-
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 # start_server [ARGS...]: runs the server on 127.0.0.1, port 0 (plus ARGS), and sets PORT from its
 # "listening on" line (bounded wait). Returns 1 if it never said so.

@@ -12,30 +12,11 @@ fi
 HELLO=$1
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/hello_test.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
-FAILURES=0
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-
-# check NAME CONDITION-COMMAND... : PASS or FAIL with the name.
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
-
-# run LIMIT ARGS...: runs hello with a hard time limit, stdout to $WORK/out, stderr to
-# $WORK/err, exit status to RC and wall-clock seconds to ELAPSED (measured here, not trusted
-# from the program's own summary).
-run() {
-    local limit=$1
-    shift
-    local t0=$EPOCHREALTIME
-    timeout --kill-after=5 "$limit" "$HELLO" "$@" >"$WORK/out" 2>"$WORK/err"
-    RC=$?
-    local t1=$EPOCHREALTIME
-    ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-}
+# run LIMIT ARGS...: runs hello with a hard time limit (see run_prog).
+run() { run_prog "$1" "$HELLO" "${@:2}"; }
 
 # Floating-point comparisons through awk (bash has only integers).
 less_than() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }

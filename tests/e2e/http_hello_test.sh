@@ -35,14 +35,8 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-FAILURES=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 "$SERVER" --port 0 >"$WORK/out" 2>"$WORK/err" &
 SERVER_PID=$!

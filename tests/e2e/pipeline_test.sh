@@ -14,27 +14,11 @@ fi
 PIPELINE=$1/examples/pipeline
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pipeline_test.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
-FAILURES=0
-
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 # run LIMIT ARGS...: stdout to $WORK/out, stderr to $WORK/err, status to RC, wall time to ELAPSED.
-run() {
-    local limit=$1
-    shift
-    local t0=$EPOCHREALTIME
-    timeout --kill-after=5 "$limit" "$PIPELINE" "$@" >"$WORK/out" 2>"$WORK/err"
-    RC=$?
-    local t1=$EPOCHREALTIME
-    ELAPSED=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
-}
+run() { run_prog "$1" "$PIPELINE" "${@:2}"; }
 
 # val KEY: the value of the last KEY=value line on stdout (empty if none).
 val() { sed -n "s/^$1=//p" "$WORK/out" | tail -n 1; }

@@ -15,14 +15,8 @@ fi
 PROG=$1/tests/sigint_prog
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sigint_test.XXXXXX") || exit 1
 trap 'rm -rf "$WORK"' EXIT
-FAILURES=0
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 # start [ENV=VALUE...]: runs the program in the background with SIGINT at its default action
 # (a non-interactive shell would give a background job SIG_IGN), output to $WORK/out.

@@ -19,22 +19,11 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-FAILURES=0
-
-pass() { echo "PASS: $*"; }
-fail() { echo "FAIL: $*"; FAILURES=$((FAILURES + 1)); }
-
-check() {
-    local name=$1
-    shift
-    if "$@"; then pass "$name"; else fail "$name"; fi
-}
+# shellcheck source=tests/e2e/lib_check.sh
+source "$(dirname "$0")/lib_check.sh"
 
 # run ARGS...: stdout to $WORK/out, stderr to $WORK/err, status to RC.
-run() {
-    timeout --kill-after=5 60 "$PROG" "$@" >"$WORK/out" 2>"$WORK/err"
-    RC=$?
-}
+run() { run_prog 60 "$PROG" "$@"; }
 
 out_is() { [[ $(cat "$WORK/out") == "$1" ]]; }
 err_has() { grep -q -- "$1" "$WORK/err"; }

@@ -10,71 +10,16 @@ output directory and stops the program with SIGINT (its lingering), which must e
 Usage: web_test.py PROG OUTDIR. Prints PASS/FAIL lines; exit 1 if a check failed, 0 with a SKIP
 line when chromium is not installed. Waits are on state, bounded by timeouts (never measures)."""
 import asyncio
-import base64
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-import websockets
-
-FAILURES = []
-
-
-def check(name, ok, detail=""):
-    print(("PASS: " if ok else "FAIL: ") + name + ("" if ok else "  (" + str(detail) + ")"),
-          flush=True)
-    if not ok:
-        FAILURES.append(name)
-
-
-class CDP:
-    """A DevTools connection: commands by id, events kept in a list."""
-
-    def __init__(self, ws):
-        self.ws, self.next, self.waiting, self.events = ws, 0, {}, []
-        self.reader = asyncio.get_running_loop().create_task(self.read())
-
-    async def read(self):
-        async for raw in self.ws:
-            msg = json.loads(raw)
-            if "id" in msg and msg["id"] in self.waiting:
-                self.waiting.pop(msg["id"]).set_result(msg)
-            elif "method" in msg:
-                self.events.append(msg)
-
-    async def call(self, method, session=None, **params):
-        self.next += 1
-        fut = asyncio.get_running_loop().create_future()
-        self.waiting[self.next] = fut
-        msg = {"id": self.next, "method": method, "params": params}
-        if session:
-            msg["sessionId"] = session
-        await self.ws.send(json.dumps(msg))
-        reply = await asyncio.wait_for(fut, 30)
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
-
-
-def session_pids(sid):
-    """Processes whose session id is sid (chromium's helpers outlive the main process)."""
-    pids = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid:
-                    pids.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return pids
-
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+                                "tests", "pylib"))
+from chromium_cdp import FAILURES, check, chromium_page, find_chromium  # noqa: E402
 
 PROBE = """(() => {
   const p = window.simulPage || {};
@@ -95,46 +40,20 @@ PROBE = """(() => {
 
 
 async def run_page(chromium, prog, out, transport, args):
-    tmp = tempfile.mkdtemp(prefix="chess_web.")
     simul = subprocess.Popen([prog, "--quiet", "--web-wait", "60", "--web-linger", "300"] + args,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    browser = None
     try:
         first = simul.stdout.readline()
         check(f"{transport}: the URL is the first line", first.startswith("web: http://"), first)
         url = first.split()[1] + ("?transport=sse" if transport == "SSE" else "")
-        profile = os.path.join(tmp, "profile")
-        browser = subprocess.Popen(
-            [chromium, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--no-first-run", "--disable-extensions",
-             "--user-data-dir=" + profile, "--remote-debugging-port=0",
-             "--window-size=1400,1100", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "chromium.err"), "w"),
-            start_new_session=True)
-        port_file = os.path.join(profile, "DevToolsActivePort")
-        deadline = time.monotonic() + 60
-        while not (os.path.exists(port_file) and len(open(port_file).read().split()) >= 2):
-            if time.monotonic() > deadline or browser.poll() is not None:
-                raise RuntimeError("chromium did not start: " +
-                                   open(os.path.join(tmp, "chromium.err")).read()[-500:])
-            await asyncio.sleep(0.05)
-        dport, dpath = open(port_file).read().split()[:2]
-        async with websockets.connect(f"ws://127.0.0.1:{dport}{dpath}", max_size=None,
-                                      open_timeout=30) as ws:
-            cdp = CDP(ws)
-            target = (await cdp.call("Target.createTarget", url="about:blank"))["targetId"]
-            sess = (await cdp.call("Target.attachToTarget", targetId=target, flatten=True))[
-                "sessionId"]
-            for domain in ("Runtime", "Log", "Page"):
-                await cdp.call(domain + ".enable", sess)
-            await cdp.call("Emulation.setDeviceMetricsOverride", sess, width=1400, height=1100,
-                           deviceScaleFactor=1, mobile=False)
-            await cdp.call("Page.navigate", sess, url=url)
+        async with chromium_page(chromium, "chess_web.", window=(1400, 1100)) as page:
+            await page.call("Emulation.setDeviceMetricsOverride", width=1400, height=1100,
+                            deviceScaleFactor=1, mobile=False)
+            await page.call("Page.navigate", url=url)
             seen_playing, modes, last, first_sig, mid_shot = set(), set(), None, None, None
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
-                r = await cdp.call("Runtime.evaluate", sess, expression=PROBE, returnByValue=True)
-                st = json.loads(r["result"]["value"]) if r["result"].get("type") == "string" else {}
+                st = await page.eval_json(PROBE)
                 if st.get("playing"):
                     seen_playing.add(st["sig"])
                     modes.add(st["mode"])
@@ -142,38 +61,19 @@ async def run_page(chromium, prog, out, transport, args):
                     first_sig = st["sig"]
                 if st.get("playing") and not mid_shot and sum(st["playingFrames"].values()) >= 5:
                     # One while it plays: the master's board outlined, games half way.
-                    shot = await cdp.call("Page.captureScreenshot", sess, format="png")
-                    mid_shot = os.path.join(out, f"chess_web_{transport.lower()}_playing.png")
-                    with open(mid_shot, "wb") as f:
-                        f.write(base64.b64decode(shot["data"]))
+                    mid_shot = await page.screenshot(
+                        os.path.join(out, f"chess_web_{transport.lower()}_playing.png"))
                 last = st
                 if st.get("over"):
                     break
                 await asyncio.sleep(0.05)
-            shot = await cdp.call("Page.captureScreenshot", sess, format="png")
-            png = os.path.join(out, f"chess_web_{transport.lower()}.png")
-            with open(png, "wb") as f:
-                f.write(base64.b64decode(shot["data"]))
-            dom = await cdp.call("Runtime.evaluate", sess,
-                                 expression="document.documentElement.outerHTML",
-                                 returnByValue=True)
+            png = await page.screenshot(os.path.join(out, f"chess_web_{transport.lower()}.png"))
+            dom = await page.call("Runtime.evaluate",
+                                  expression="document.documentElement.outerHTML",
+                                  returnByValue=True)
             with open(os.path.join(out, f"chess_web_{transport.lower()}.html"), "w") as f:
                 f.write(dom["result"]["value"])
-            errors = []
-            for ev in cdp.events:
-                m, p = ev["method"], ev.get("params", {})
-                if m == "Runtime.exceptionThrown":
-                    errors.append(p["exceptionDetails"].get("text", "") + " " +
-                                  str(p["exceptionDetails"].get("exception", {}).get("description")))
-                elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                    errors.append("console." + p["type"] + ": " +
-                                  " ".join(str(a.get("value")) for a in p.get("args", [])))
-                elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
-                    errors.append(p["entry"].get("text"))
-            try:
-                await cdp.call("Browser.close")
-            except Exception:
-                pass
+            errors = page.errors()
         pf = last.get("playingFrames", {})
         print(f"    {transport}: frames that moved boards during play, by mode: {pf}; "
               f"{len(seen_playing)} distinct page states seen by this test's polling while "
@@ -227,32 +127,12 @@ async def run_page(chromium, prog, out, transport, args):
         if simul.poll() is None:
             simul.kill()
             simul.wait()
-        if browser is not None:
-            try:
-                browser.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            for _ in range(100):  # its helpers: kill what is left of its session, wait them out
-                pids = session_pids(browser.pid)
-                if not pids:
-                    break
-                for pid in pids:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
-                await asyncio.sleep(0.05)
-            if browser.poll() is None:
-                browser.kill()
-                browser.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 async def main():
     prog, out = sys.argv[1], sys.argv[2]
-    chromium = shutil.which("chromium")
+    chromium = find_chromium()
     if not chromium:
-        print("SKIP: chromium is not installed (Debian package chromium; make deps)")
         return 0
     os.makedirs(out, exist_ok=True)
     await run_page(chromium, prog, out, "WebSocket", ["--compare", "--moves", "10", "--scale", "2"])

@@ -82,10 +82,18 @@ static inline const char *qname(const char *what)
     return qname_buf;
 }
 
-static inline simul_amqp_conn *connect_plain(void)
+/* The plain listener's URL with query appended (NULL: none), in a buffer the next call reuses. */
+static char amqp_url_buf[256];
+static inline const char *url(const char *query)
 {
-    char u[256];
-    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
+    snprintf(amqp_url_buf, sizeof amqp_url_buf, "amqp://guest:guest@127.0.0.1:%d/%s", port(),
+             query ? query : "");
+    return amqp_url_buf;
+}
+
+/* A connection to u that recovers quickly; fails the test if the connect does. */
+static inline simul_amqp_conn *connect_url(const char *u)
+{
     simul_amqp_opts o = {.url = u, .reconnect_min = 0.05, .reconnect_max = 0.5};
     simul_amqp_conn *c = NULL;
     int rc = simul_amqp_connect(&o, &c);
@@ -94,6 +102,21 @@ static inline simul_amqp_conn *connect_plain(void)
     return c;
 }
 
+static inline simul_amqp_conn *connect_plain(void)
+{
+    return connect_url(url(NULL));
+}
+
+/* The broker's count of ready messages in q (queue.declare passive). */
+static inline uint32_t ready_count(simul_amqp_channel *ch, const char *q)
+{
+    uint32_t n = 0;
+    assert_int_equal(
+        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n, NULL), 0);
+    return n;
+}
+
+/* Waits (yielding the loop, sleeping a little) until cond holds; fails after `seconds`. */
 #define WAIT_UNTIL(cond, seconds)                                                                  \
     do {                                                                                           \
         double until_ = test_clock() + (seconds);                                                  \

@@ -3,104 +3,11 @@
  * alarm the broker hold the fixture's resource lock, so no other case shares those moments.
  * No case waits for time: each waits for a state (a count, a flag, the broker's answer), bounded
  * by a deadline scope. */
-#include "test_main_helpers.h"
+#include "amqp_broker_helpers.h"
 
-#include <signal.h>
-#include <sys/wait.h>
-
-#include <simul/amqp.h>
-
-#ifndef SIMUL_AMQP_BROKER_SH
-#define SIMUL_AMQP_BROKER_SH "tests/amqp/broker.sh"
-#endif
 #ifndef SIMUL_AMQP_PIKA_PEER
 #define SIMUL_AMQP_PIKA_PEER "tests/amqp/pika_peer.py"
 #endif
-
-/* ---- the broker ---------------------------------------------------------------------------- */
-
-static const char *state(void)
-{
-    const char *s = getenv("SIMUL_AMQP_BROKER");
-    if (!s || !*s)
-        fail_msg("SIMUL_AMQP_BROKER is not set: run through ctest (fixture amqp_broker)");
-    return s;
-}
-
-static int run_shell(void *arg)
-{
-    int st = system(arg);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* Runs broker.sh CMD STATE ARGS on a worker thread: the loop goes on meanwhile (heartbeats,
- * reads), as it must while the broker is stopped, alarmed or killed. */
-static int broker(const char *cmd, const char *args)
-{
-    char line[1024];
-    snprintf(line, sizeof line, "bash %s %s %s %s", SIMUL_AMQP_BROKER_SH, cmd, state(),
-             args ? args : "");
-    int result = -1;
-    assert_int_equal(simul_to_thread(run_shell, line, &result), 0);
-    return result;
-}
-
-static int port(void)
-{
-    char line[512];
-    snprintf(line, sizeof line, "bash %s port %s", SIMUL_AMQP_BROKER_SH, state());
-    FILE *p = popen(line, "r");
-    assert_non_null(p);
-    int n = 0;
-    assert_int_equal(fscanf(p, "%d", &n), 1);
-    pclose(p);
-    return n;
-}
-
-static char url_buf[256];
-static const char *url(const char *query)
-{
-    snprintf(url_buf, sizeof url_buf, "amqp://guest:guest@127.0.0.1:%d/%s", port(),
-             query ? query : "");
-    return url_buf;
-}
-
-static char qname_buf[128];
-static const char *qname(const char *what)
-{
-    snprintf(qname_buf, sizeof qname_buf, "simul-%s-%d", what, (int)getpid());
-    return qname_buf;
-}
-
-static simul_amqp_conn *connect_url(const char *u)
-{
-    simul_amqp_opts o = {.url = u, .reconnect_min = 0.05, .reconnect_max = 0.5};
-    simul_amqp_conn *c = NULL;
-    int rc = simul_amqp_connect(&o, &c);
-    if (rc != 0)
-        fail_msg("connect %s: %s", u, strerror(-rc));
-    return c;
-}
-
-/* Waits (yielding the loop, sleeping a little) until pred holds; fails after `seconds`. */
-#define WAIT_UNTIL(cond, seconds)                                                                  \
-    do {                                                                                           \
-        double until_ = test_clock() + (seconds);                                                  \
-        while (!(cond)) {                                                                          \
-            if (test_clock() > until_)                                                             \
-                fail_msg("timed out waiting for %s", #cond);                                       \
-            assert_int_equal(simul_sleep(0.01), 0);                                                \
-        }                                                                                          \
-    } while (0)
-
-/* The broker's count of ready messages in q (queue.declare passive). */
-static uint32_t ready_count(simul_amqp_channel *ch, const char *q)
-{
-    uint32_t n = 0;
-    assert_int_equal(
-        simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n, NULL), 0);
-    return n;
-}
 
 /* ---- connection ---------------------------------------------------------------------------- */
 

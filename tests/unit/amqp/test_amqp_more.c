@@ -172,9 +172,7 @@ SIMUL_TASK_TEST(typed_queue_arguments_and_the_brokers_x_death)
     simul_amqp_table *props;
     assert_int_equal(simul_amqp_table_new(&props), 0);
     assert_int_equal(simul_amqp_table_set_string(props, "simul-test-prop", "chess-club"), 0);
-    char u[256];
-    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
-    simul_amqp_opts o = {.url = u, .client_properties = props};
+    simul_amqp_opts o = {.url = url(NULL), .client_properties = props};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     simul_amqp_table_free(props); /* copied */
@@ -271,9 +269,7 @@ SIMUL_TASK_TEST(typed_queue_arguments_and_the_brokers_x_death)
 SIMUL_TASK_TEST(exchange_bindings_bound_again_by_recovery)
 {
     (void)arg;
-    char u[256];
-    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
-    simul_amqp_opts o = {.url = u, .reconnect_min = 0.05, .reconnect_max = 0.2};
+    simul_amqp_opts o = {.url = url(NULL), .reconnect_min = 0.05, .reconnect_max = 0.2};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     simul_amqp_channel *ch;
@@ -289,7 +285,6 @@ SIMUL_TASK_TEST(exchange_bindings_bound_again_by_recovery)
     assert_int_equal(simul_amqp_queue_bind(ch, q, dst, "", NULL, 0), 0);
     assert_int_equal(simul_amqp_exchange_bind(ch, dst, src, "moves", NULL, 0), 0);
     assert_int_equal(simul_amqp_confirm_select(ch), 0);
-    uint32_t n = 0;
     assert_int_equal(simul_amqp_publish(ch, src, "moves", "one", 3, NULL, 0, NULL), 0);
     assert_int_equal(simul_amqp_publish(ch, src, "other", "no", 2, NULL, SIMUL_AMQP_MANDATORY, NULL),
                      0);
@@ -297,10 +292,7 @@ SIMUL_TASK_TEST(exchange_bindings_bound_again_by_recovery)
     simul_amqp_message *m;
     assert_int_equal(simul_amqp_next_return(ch, &m), 0); /* "other" matched no binding */
     simul_amqp_message_free(m);
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n,
-                                              NULL),
-                     0);
-    assert_int_equal(n, 1);
+    assert_int_equal(ready_count(ch, q), 1);
     /* Behind our back the source exchange (and its binding) is deleted, then every connection
      * is dropped: recovery declares the exchange and binds it again. */
     simul_amqp_conn *other = connect_plain();
@@ -313,10 +305,7 @@ SIMUL_TASK_TEST(exchange_bindings_bound_again_by_recovery)
     WAIT_UNTIL(simul_amqp_connected(c), 20);
     assert_int_equal(simul_amqp_publish(ch, src, "moves", "two", 3, NULL, 0, NULL), 0);
     assert_int_equal(simul_amqp_wait_confirms(ch, NULL), 0);
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n,
-                                              NULL),
-                     0);
-    assert_int_equal(n, 2);
+    assert_int_equal(ready_count(ch, q), 2);
     /* Unbound: routed nowhere, returned. */
     assert_int_equal(simul_amqp_exchange_unbind(ch, dst, src, "moves", NULL, 0), 0);
     assert_int_equal(simul_amqp_publish(ch, src, "moves", "three", 5, NULL, SIMUL_AMQP_MANDATORY,
@@ -332,21 +321,10 @@ SIMUL_TASK_TEST(exchange_bindings_bound_again_by_recovery)
     return 0;
 }
 
-static uint32_t ready(simul_amqp_channel *ch, const char *q)
-{
-    uint32_t n = 0;
-    assert_int_equal(simul_amqp_queue_declare(ch, q, SIMUL_AMQP_PASSIVE, NULL, 0, NULL, 0, &n,
-                                              NULL),
-                     0);
-    return n;
-}
-
 SIMUL_TASK_TEST(transactions_commit_rollback_and_a_loss)
 {
     (void)arg;
-    char u[256];
-    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
-    simul_amqp_opts o = {.url = u, .reconnect_min = 0.05, .reconnect_max = 0.2};
+    simul_amqp_opts o = {.url = url(NULL), .reconnect_min = 0.05, .reconnect_max = 0.2};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     simul_amqp_channel *tx, *look;
@@ -359,20 +337,20 @@ SIMUL_TASK_TEST(transactions_commit_rollback_and_a_loss)
     assert_int_equal(simul_amqp_tx_select(tx), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(simul_amqp_publish(tx, "", q, "t", 1, NULL, 0, NULL), 0);
-    assert_int_equal(ready(look, q), 0); /* nothing before the commit */
+    assert_int_equal(ready_count(look, q), 0); /* nothing before the commit */
     assert_int_equal(simul_amqp_tx_commit(tx), 0);
-    assert_int_equal(ready(look, q), 3);
+    assert_int_equal(ready_count(look, q), 3);
     for (int i = 0; i < 2; i++)
         assert_int_equal(simul_amqp_publish(tx, "", q, "r", 1, NULL, 0, NULL), 0);
     assert_int_equal(simul_amqp_tx_rollback(tx), 0);
-    assert_int_equal(ready(look, q), 3);
+    assert_int_equal(ready_count(look, q), 3);
     /* An ack in a transaction takes effect at the commit. */
     simul_amqp_message *m;
     assert_int_equal(simul_amqp_get(tx, q, 0, &m), 0);
     assert_int_equal(simul_amqp_ack(m, 0), 0);
     simul_amqp_message_free(m);
     assert_int_equal(simul_amqp_tx_commit(tx), 0);
-    assert_int_equal(ready(look, q), 2);
+    assert_int_equal(ready_count(look, q), 2);
     /* Work in the transaction when the connection drops: the commit says so (the broker rolled
      * it back) and the transaction goes on after it. */
     assert_int_equal(simul_amqp_publish(tx, "", q, "lost", 4, NULL, 0, NULL), 0);
@@ -382,10 +360,10 @@ SIMUL_TASK_TEST(transactions_commit_rollback_and_a_loss)
     assert_int_equal(simul_amqp_publish(tx, "", q, "half", 4, NULL, 0, NULL), 0);
     int rc = simul_amqp_tx_commit(tx);
     assert_true(rc == -ECONNABORTED || rc == -ECONNRESET);
-    assert_int_equal(ready(look, q), 2); /* neither "lost" nor "half" */
+    assert_int_equal(ready_count(look, q), 2); /* neither "lost" nor "half" */
     assert_int_equal(simul_amqp_publish(tx, "", q, "again", 5, NULL, 0, NULL), 0);
     assert_int_equal(simul_amqp_tx_commit(tx), 0);
-    assert_int_equal(ready(look, q), 3);
+    assert_int_equal(ready_count(look, q), 3);
     /* RabbitMQ refuses a transaction on a channel in confirm mode. */
     simul_amqp_channel *cf;
     assert_int_equal(simul_amqp_channel_open(c, &cf), 0);
@@ -437,7 +415,7 @@ SIMUL_TASK_TEST(basic_recover_redelivers_and_stales_old_tags)
     /* The channel is healthy (the acks were good) and the queue is empty. */
     assert_int_equal(simul_amqp_consumer_cancel(k), 0);
     simul_amqp_consumer_free(k);
-    assert_int_equal(ready(ch, q), 0);
+    assert_int_equal(ready_count(ch, q), 0);
     assert_null(simul_amqp_channel_error(ch, NULL));
     assert_int_equal(simul_amqp_close(c), 0);
     return 0;
@@ -474,10 +452,8 @@ static int pusher_main(void *arg)
 SIMUL_TASK_TEST(no_ack_consumer_memory_bounded_while_publisher_pushes)
 {
     (void)arg;
-    char u[256];
-    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
     const size_t cap = 64;
-    simul_amqp_opts o = {.url = u, .no_ack_buffer = cap};
+    simul_amqp_opts o = {.url = url(NULL), .no_ack_buffer = cap};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     simul_amqp_channel *ch;
@@ -502,7 +478,7 @@ SIMUL_TASK_TEST(no_ack_consumer_memory_bounded_while_publisher_pushes)
     simul_amqp_conn *look = connect_plain();
     simul_amqp_channel *lch;
     assert_int_equal(simul_amqp_channel_open(look, &lch), 0);
-    uint32_t held = ready(lch, q);
+    uint32_t held = ready_count(lch, q);
     fprintf(stderr, "paused: buffered %zu, delivered %llu, held by the broker %u\n",
             simul_amqp_consumer_buffered(k), (unsigned long long)st.delivered, held);
     assert_true(held > 30000 / 2); /* TCP pushed back: most never left the broker */
@@ -533,9 +509,7 @@ SIMUL_TASK_TEST(no_ack_consumer_memory_bounded_while_publisher_pushes)
 SIMUL_TASK_TEST(paused_no_ack_consumer_cancel_and_close_do_not_hang)
 {
     (void)arg;
-    char u[256];
-    snprintf(u, sizeof u, "amqp://guest:guest@127.0.0.1:%d/", port());
-    simul_amqp_opts o = {.url = u, .no_ack_buffer = 16};
+    simul_amqp_opts o = {.url = url(NULL), .no_ack_buffer = 16};
     simul_amqp_conn *c = NULL;
     assert_int_equal(simul_amqp_connect(&o, &c), 0);
     simul_amqp_channel *ch, *ch2;

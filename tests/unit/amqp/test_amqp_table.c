@@ -108,6 +108,82 @@ static void check_every_type(const simul_amqp_table *t)
     assert_int_equal(simul_amqp_table_get_string(t, "nope", &s, NULL), -ENOENT);
 }
 
+/* Every typed getter against every stored type: which types each one accepts (and what it
+ * reads), -EINVAL for the rest, -ENOENT for an absent key or any key of an array; set_int takes
+ * the seven integer tags only; a timestamp reads as an integer until it passes INT64_MAX. */
+static void typed_getters_accept_their_types_only(void **state)
+{
+    (void)state;
+    simul_amqp_table *t = every_type();
+    assert_int_equal(simul_amqp_table_set_timestamp(t, "ts_big", (uint64_t)INT64_MAX + 1), 0);
+    static const struct {
+        const char *key;
+        bool is_int, is_bool, is_double, is_string, is_table;
+    } want[] = {
+        {"bool", .is_bool = true},    {"i8", .is_int = true},       {"u8", .is_int = true},
+        {"i16", .is_int = true},      {"u16", .is_int = true},      {"i32", .is_int = true},
+        {"u32", .is_int = true},      {"i64", .is_int = true},      {"float", .is_double = true},
+        {"double", .is_double = true}, {"decimal", .is_double = true}, {"ts", .is_int = true},
+        {"str", .is_string = true},   {"bytes", .is_string = true}, {"void", .is_int = false},
+        {"table", .is_table = true},  {"array", .is_table = true},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(want); i++) {
+        const char *k = want[i].key;
+        int64_t x;
+        bool b;
+        double d;
+        const char *s;
+        const simul_amqp_table *sub;
+        assert_int_equal(simul_amqp_table_get_int(t, k, &x), want[i].is_int ? 0 : -EINVAL);
+        assert_int_equal(simul_amqp_table_get_bool(t, k, &b), want[i].is_bool ? 0 : -EINVAL);
+        assert_int_equal(simul_amqp_table_get_double(t, k, &d), want[i].is_double ? 0 : -EINVAL);
+        assert_int_equal(simul_amqp_table_get_string(t, k, &s, NULL),
+                         want[i].is_string ? 0 : -EINVAL);
+        assert_int_equal(simul_amqp_table_get_table(t, k, &sub), want[i].is_table ? 0 : -EINVAL);
+    }
+    int64_t x = 0;
+    assert_int_equal(simul_amqp_table_get_int(t, "ts", &x), 0);
+    assert_int_equal(x, 1700000000);
+    assert_int_equal(simul_amqp_table_get_int(t, "ts_big", &x), -ERANGE);
+    /* Absent keys, whatever the getter. */
+    bool b;
+    double d;
+    const char *s;
+    const simul_amqp_table *sub;
+    assert_int_equal(simul_amqp_table_get_int(t, "nope", &x), -ENOENT);
+    assert_int_equal(simul_amqp_table_get_bool(t, "nope", &b), -ENOENT);
+    assert_int_equal(simul_amqp_table_get_double(t, "nope", &d), -ENOENT);
+    assert_int_equal(simul_amqp_table_get_table(t, "nope", &sub), -ENOENT);
+    assert_int_equal(simul_amqp_table_get_int(NULL, "i8", &x), -ENOENT);
+    assert_int_equal(simul_amqp_table_get_int(t, NULL, &x), -ENOENT);
+    /* An array has no keys: its values are read by position only. */
+    assert_int_equal(simul_amqp_table_get_table(t, "array", &sub), 0);
+    assert_int_equal(simul_amqp_table_get_string(sub, "", &s, NULL), -ENOENT);
+    /* set_int: every integer tag, nothing else (a wrong tag leaves the table as it was). */
+    static const char int_tags[] = {SIMUL_AMQP_T_I8,  SIMUL_AMQP_T_U8,  SIMUL_AMQP_T_I16,
+                                    SIMUL_AMQP_T_U16, SIMUL_AMQP_T_I32, SIMUL_AMQP_T_U32,
+                                    SIMUL_AMQP_T_I64};
+    for (size_t i = 0; i < sizeof int_tags; i++)
+        assert_int_equal(simul_amqp_table_set_int(t, "n", int_tags[i], 1), 0);
+    size_t count = simul_amqp_table_count(t);
+    static const char other_tags[] = {
+        SIMUL_AMQP_T_VOID,  SIMUL_AMQP_T_BOOL,   SIMUL_AMQP_T_FLOAT,     SIMUL_AMQP_T_DOUBLE,
+        SIMUL_AMQP_T_DECIMAL, SIMUL_AMQP_T_BYTES, SIMUL_AMQP_T_TIMESTAMP, SIMUL_AMQP_T_TABLE,
+        SIMUL_AMQP_T_ARRAY, 'L',                 0};
+    for (size_t i = 0; i < sizeof other_tags; i++)
+        assert_int_equal(simul_amqp_table_set_int(t, "m", other_tags[i], 1), -EINVAL);
+    assert_int_equal(simul_amqp_table_count(t), count);
+    /* The typed setters refuse what they cannot hold, before touching the table. */
+    assert_int_equal(simul_amqp_table_set_string(t, "m", NULL), -EINVAL);
+    assert_int_equal(simul_amqp_table_set_table(t, "m", NULL), -EINVAL);
+    assert_int_equal(simul_amqp_table_set_bytes(t, "m", NULL, 1), -EINVAL);
+    assert_int_equal(simul_amqp_table_set_bytes(t, "m", NULL, 0), 0); /* empty bytes */
+    assert_int_equal(simul_amqp_table_get_string(t, "m", &s, NULL), 0);
+    assert_int_equal(simul_amqp_table_set_bool(NULL, "m", true), -EINVAL);
+    assert_int_equal(simul_amqp_table_count(t), count + 1);
+    simul_amqp_table_free(t);
+}
+
 static void every_type_round_trips(void **state)
 {
     (void)state;
@@ -276,6 +352,7 @@ int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_type_round_trips),
+        cmocka_unit_test(typed_getters_accept_their_types_only),
         cmocka_unit_test(building_checks_ranges_keys_and_limits),
         cmocka_unit_test(hostile_bytes_refused),
     };

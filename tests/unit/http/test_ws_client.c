@@ -6,12 +6,12 @@
  * that check a timeout set it small and the server never answers. */
 #include "test_main_helpers.h"
 
-#include <dirent.h>
 #include <simul/http.h>
-#include <sys/wait.h>
 #ifdef SIMUL_TLS_CERTS
 #include <simul/tls.h>
 #endif
+
+#include "test_ws_helpers.h"
 
 /* ---- simul's own server ------------------------------------------------------------------- */
 
@@ -30,14 +30,7 @@ static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
     if (rc < 0) {
         return rc == -EPROTO ? 0 : rc;
     }
-    for (;;) {
-        const char *d;
-        size_t n;
-        rc = simul_ws_recv(ws, &d, &n);
-        if (rc <= 0 || simul_ws_send(ws, rc, d, n) < 0) {
-            break;
-        }
-    }
+    ws_echo_all(ws);
     simul_ws_close(ws, 0, NULL);
     return 0;
 }
@@ -61,14 +54,7 @@ static int h_fields(simul_http_request *req, simul_http_response *res, void *arg
         return rc == -EPROTO ? 0 : rc;
     }
     simul_ws_send_text(ws, first);
-    for (;;) {
-        const char *d;
-        size_t n;
-        rc = simul_ws_recv(ws, &d, &n);
-        if (rc <= 0 || simul_ws_send(ws, rc, d, n) < 0) {
-            break;
-        }
-    }
+    ws_echo_all(ws);
     simul_ws_close(ws, 0, NULL);
     return 0;
 }
@@ -103,10 +89,7 @@ static void up_opts(fixture *f, const simul_http_server_opts *so, const char *sc
 
 static void down(fixture *f)
 {
-    assert_int_equal(simul_http_server_shutdown(f->srv, 10), 0);
-    assert_int_equal(simul_http_server_connections(f->srv), 0);
-    simul_http_server_free(f->srv);
-    simul_http_app_free(f->app);
+    ws_server_down(f->srv, f->app);
 }
 
 static char *url(const char *base, const char *path)
@@ -116,18 +99,6 @@ static char *url(const char *base, const char *path)
     char *b = buf[i++ % 4];
     snprintf(b, sizeof buf[0], "%s%s", base, path);
     return b;
-}
-
-static int open_fds(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
 }
 
 /* Sends text, expects it echoed. */
@@ -165,7 +136,7 @@ static void expect_fail(simul_http_session *s, const char *u, simul_ws_connect_o
 SIMUL_TASK_TEST(own_server)
 {
     (void)arg;
-    int fds0 = open_fds();
+    int fds0 = test_fd_count();
     fixture f;
     up_opts(&f, NULL, "ws");
     simul_http_session_opts so = {.cookies = true, .user_agent = "wsc-test"};
@@ -231,7 +202,7 @@ SIMUL_TASK_TEST(own_server)
     }
     assert_int_equal(simul_http_session_close(s), 0);
     down(&f); /* (the server's ends of the refused handshakes close with it) */
-    assert_int_equal(open_fds(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -401,7 +372,7 @@ SIMUL_TASK_TEST(bad_servers)
     simul_http_session *s;
     simul_http_session_opts so = {.cookies = true};
     assert_int_equal(simul_http_session_new(&so, &s), 0);
-    int fds0 = open_fds();
+    int fds0 = test_fd_count();
     static const char *offer[] = {"chat"};
     for (size_t i = 0; i < ARRAY_LEN(bad_cases); i++) {
         const bad_case *c = &bad_cases[i];
@@ -444,7 +415,7 @@ SIMUL_TASK_TEST(bad_servers)
     expect_fail(s, f.url, NULL, -ETIMEDOUT, 0, "deadline");
     assert_int_equal(simul_scope_end(&dl), 1);
     sdown(&f);
-    assert_int_equal(open_fds(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     assert_int_equal(simul_http_session_close(s), 0);
     return 0;
 }
@@ -584,7 +555,7 @@ static int connect_task(void *arg)
 SIMUL_TASK_TEST(cancel_mid_handshake)
 {
     (void)arg;
-    int fds0 = open_fds();
+    int fds0 = test_fd_count();
     simul_http_session *s;
     assert_int_equal(simul_http_session_new(NULL, &s), 0);
     sfix f;
@@ -598,7 +569,7 @@ SIMUL_TASK_TEST(cancel_mid_handshake)
     assert_int_equal(ca.rc, -ECANCELED);
     sdown(&f);
     assert_int_equal(simul_http_session_close(s), 0);
-    assert_int_equal(open_fds(), fds0);
+    assert_int_equal(test_fd_count(), fds0);
     return 0;
 }
 
@@ -721,7 +692,7 @@ SIMUL_TASK_TEST(wss_own_server)
     simul_http_server_opts sopts = {SIMUL_HTTP_TLS(cfg)};
     fixture f;
     up_opts(&f, &sopts, "wss");
-    int fds0 = open_fds();
+    int fds0 = test_fd_count();
     /* Verification on by default: the suite's CA is unknown to the system's store. */
     simul_http_session *s;
     assert_int_equal(simul_http_session_new(NULL, &s), 0);
@@ -790,7 +761,7 @@ SIMUL_TASK_TEST(wss_own_server)
     simul_http_server_free(f.srv);
     simul_http_app_free(f.app);
     assert_int_equal(simul_http_session_close(s), 0);
-    assert_int_equal(open_fds(), fds0 - 1); /* the server's listening socket is gone too */
+    assert_int_equal(test_fd_count(), fds0 - 1); /* the server's listening socket is gone too */
     simul_tls_config_free(cfg);
     return 0;
 }
@@ -821,46 +792,17 @@ static const char py_server[] =
     "        await asyncio.wait_for(done, 60)\n"
     "asyncio.run(main())\n";
 
-typedef struct pysrv {
-    char dir[64];
-    FILE *p;
-    int port;
-} pysrv;
-
-static int pysrv_start(void *arg)
-{
-    pysrv *ps = arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s/server.py'", ps->dir);
-    ps->p = popen(cmd, "r");
-    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
-        return __LINE__;
-    }
-    return 0;
-}
-
-static int pysrv_wait(void *arg)
-{
-    pysrv *ps = arg;
-    int st = pclose(ps->p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
-}
-
 SIMUL_TASK_TEST(python_server)
 {
     (void)arg;
-    if (system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") != 0) {
+    if (!have_websockets()) {
         skip();
     }
+    char dir[64], path[128];
+    ws_tmpdir(dir, sizeof dir, "simul-wsc");
+    ws_write_script(dir, "server.py", py_server, path, sizeof path);
     pysrv ps = {0};
-    snprintf(ps.dir, sizeof ps.dir, "/tmp/simul-wsc-XXXXXX");
-    assert_non_null(mkdtemp(ps.dir));
-    char path[128];
-    snprintf(path, sizeof path, "%s/server.py", ps.dir);
-    FILE *fp = fopen(path, "w");
-    assert_non_null(fp);
-    fputs(py_server, fp);
-    fclose(fp);
+    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s'", path);
     int result = -1;
     assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
     assert_int_equal(result, 0);
@@ -895,9 +837,7 @@ SIMUL_TASK_TEST(python_server)
     assert_int_equal(simul_http_session_close(s), 0);
     assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
     assert_int_equal(result, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", ps.dir);
-    assert_int_equal(system(cmd), 0);
+    ws_rmdir(dir);
     return 0;
 }
 

@@ -6,10 +6,9 @@
 #include "test_main_helpers.h"
 
 #include <simul/http.h>
-#include <sys/wait.h>
 #include <zlib.h>
 
-#include "test_http_server_helpers.h"
+#include "test_ws_helpers.h"
 
 typedef struct state {
     int handlers_done;
@@ -33,15 +32,7 @@ static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
     }
     const char *e = simul_ws_extensions(ws);
     snprintf(g.ext, sizeof g.ext, "%s", e ? e : "");
-    for (;;) {
-        const char *d;
-        size_t n;
-        rc = simul_ws_recv(ws, &d, &n);
-        if (rc <= 0 || (rc = simul_ws_send(ws, rc, d, n)) < 0) {
-            break;
-        }
-    }
-    g.recv_rc = rc;
+    g.recv_rc = ws_echo_all(ws);
     g.close_code = simul_ws_close_code(ws);
     simul_ws_close(ws, 0, NULL);
     g.handlers_done++;
@@ -75,33 +66,18 @@ static void up(fixture *f)
     assert_int_equal(simul_http_route(f->app, "GET", "/window", h_echo, &o_window), 0);
     assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
     f->port = simul_http_server_port(f->srv);
-    snprintf(g.tmp, sizeof g.tmp, "/tmp/simul-wsz-XXXXXX");
-    assert_non_null(mkdtemp(g.tmp));
+    ws_tmpdir(g.tmp, sizeof g.tmp, "simul-wsz");
 }
 
 static void down(fixture *f)
 {
-    assert_int_equal(simul_http_server_shutdown(f->srv, 10), 0);
-    assert_int_equal(simul_http_server_connections(f->srv), 0);
-    simul_http_server_free(f->srv);
-    simul_http_app_free(f->app);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g.tmp);
-    assert_int_equal(system(cmd), 0);
-}
-
-static bool have_websockets(void)
-{
-    return system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0;
+    ws_server_down(f->srv, f->app);
+    ws_rmdir(g.tmp);
 }
 
 static void script(fixture *f, const char *name, const char *text)
 {
-    snprintf(f->script, sizeof f->script, "%s/%s", g.tmp, name);
-    FILE *fp = fopen(f->script, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
+    ws_write_script(g.tmp, name, text, f->script, sizeof f->script);
 }
 
 /* ---- python3-websockets as the client -------------------------------------------------------- */
@@ -148,8 +124,7 @@ static int py_run(void *arg)
     char cmd[512];
     snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s' %d %s", f->script, f->port,
              f->mode);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+    return ws_exit_code(system(cmd));
 }
 
 static void python_client(const char *mode, const char *want_ext)
@@ -215,31 +190,6 @@ static const char py_server[] =
     "        await asyncio.wait_for(done, 60)\n"
     "asyncio.run(main(sys.argv[1]))\n";
 
-typedef struct pysrv {
-    FILE *p;
-    int port;
-    const char *mode;
-} pysrv;
-
-static int pysrv_start(void *arg)
-{
-    pysrv *ps = arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s/server.py' %s", g.tmp, ps->mode);
-    ps->p = popen(cmd, "r");
-    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
-        return __LINE__;
-    }
-    return 0;
-}
-
-static int pysrv_wait(void *arg)
-{
-    pysrv *ps = arg;
-    int st = pclose(ps->p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
-}
-
 static void python_server(const char *mode, const simul_ws_opts *o, const char *want_ext)
 {
     if (!have_websockets()) {
@@ -248,7 +198,8 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     fixture f;
     up(&f);
     script(&f, "server.py", py_server);
-    pysrv ps = {.mode = mode};
+    pysrv ps = {0};
+    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s' %s", f.script, mode);
     int result = -1;
     assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
     assert_int_equal(result, 0);
@@ -322,78 +273,20 @@ SIMUL_TASK_TEST(python_server_no_context_takeover)
 
 /* ---- raw sockets ------------------------------------------------------------------------------ */
 
-#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
-
 /* Upgrades c to path offering `ext` (NULL: no offer); the 101's Sec-WebSocket-Extensions goes
  * into got ("" if none). */
 static int cl_upgrade(client *c, int port, const char *path, const char *ext, char *got,
                       size_t gotlen)
 {
-    CHECK(cl_connect(c, port) == 0);
-    char req[2048];
-    snprintf(req, sizeof req,
-             "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n%s%s%s\r\n",
-             path, ext ? "Sec-WebSocket-Extensions: " : "", ext ? ext : "", ext ? "\r\n" : "");
-    CHECK(cl_send(c, req) == 0);
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
-        CHECK(cl_more(c) > 0);
+    char offer[1024] = "", head[4096];
+    if (ext) {
+        snprintf(offer, sizeof offer, "Sec-WebSocket-Extensions: %s\r\n", ext);
     }
-    size_t hl = (size_t)(end + 4 - c->buf);
-    CHECK(memcmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
-    char head[4096];
-    CHECK(hl < sizeof head);
-    memcpy(head, c->buf, hl);
-    head[hl] = '\0';
+    CHECK(ws_cl_upgrade(c, port, path, offer, NULL, 0, head, sizeof head) == 0);
     if (!hdr_get(head, "Sec-WebSocket-Extensions", got, gotlen)) {
         got[0] = '\0';
     }
-    memmove(c->buf, c->buf + hl, c->len - hl);
-    c->len -= hl;
     return 0;
-}
-
-/* Reads one server frame: its first byte, payload into out (cap bytes at most). */
-static int cl_frame(client *c, int *b0, uint8_t *out, size_t cap, size_t *len)
-{
-    for (;;) {
-        if (c->len >= 2) {
-            uint64_t n = c->buf[1] & 0x7f;
-            size_t hl = n == 126 ? 4 : n == 127 ? 10 : 2;
-            if (c->len >= hl) {
-                if (hl == 4) {
-                    n = (uint64_t)(uint8_t)c->buf[2] << 8 | (uint8_t)c->buf[3];
-                } else if (hl == 10) {
-                    n = 0;
-                    for (int i = 0; i < 8; i++) {
-                        n = n << 8 | (uint8_t)c->buf[2 + i];
-                    }
-                }
-                if (c->len >= hl + n) {
-                    CHECK(n <= cap);
-                    *b0 = (uint8_t)c->buf[0];
-                    memcpy(out, c->buf + hl, n);
-                    *len = n;
-                    memmove(c->buf, c->buf + hl + n, c->len - hl - n);
-                    c->len -= hl + n;
-                    return 0;
-                }
-            }
-        }
-        CHECK(cl_more(c) > 0);
-    }
-}
-
-/* A masked client frame (b0 as given, reserved bits included) into out; returns its length. */
-static size_t mk(uint8_t *out, int b0, const void *data, size_t len)
-{
-    static const uint8_t key[4] = {1, 2, 3, 4};
-    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, key);
-    out[0] = (uint8_t)b0;
-    memcpy(out + hl, data, len);
-    simul_ws_mask(out + hl, len, key, 0);
-    return hl + len;
 }
 
 /* Raw deflate of data with a sync flush, the 00 00 ff ff tail removed (RFC 7692 7.2.1). z keeps
@@ -416,28 +309,6 @@ static size_t zpack_x(z_stream *z, const void *data, size_t len, uint8_t *out, s
 static size_t zpack(z_stream *z, const void *data, size_t len, uint8_t *out, size_t cap)
 {
     return zpack_x(z, data, len, out, cap, true);
-}
-
-/* Sends frames, expects a close with `code` and the end of the connection. */
-static int expect_close(client *c, const uint8_t *frames, size_t n, int code)
-{
-    CHECK(cl_sendn(c, (const char *)frames, n) == 0);
-    int b0 = 0;
-    static uint8_t pl[1 << 16];
-    size_t len;
-    do {
-        CHECK(cl_frame(c, &b0, pl, sizeof pl, &len) == 0);
-    } while ((b0 & 0x0f) != SIMUL_WS_CLOSE);
-    CHECK(len >= 2);
-    int got = pl[0] << 8 | pl[1];
-    if (got != code) {
-        fprintf(stderr, "close code %d, wanted %d (%.*s)\n", got, code, (int)len - 2, pl + 2);
-        return __LINE__;
-    }
-    uint8_t out[32];
-    CHECK(cl_sendn(c, (const char *)out, mk(out, 0x88, pl, 2)) == 0);
-    CHECK(cl_closed(c));
-    return 0;
 }
 
 static int hostile(fixture *f, const char *path, const uint8_t *frames, size_t n, int code)

@@ -7,12 +7,11 @@
 #include "test_main_helpers.h"
 
 #include <simul/http.h>
-#include <sys/wait.h>
 #ifdef SIMUL_TLS_CERTS
 #include <simul/tls.h> /* wss: linked in when libsimul-tls is built (tests/CMakeLists.txt) */
 #endif
 
-#include "test_http_server_helpers.h"
+#include "test_ws_helpers.h"
 
 typedef struct state {
     simul_event *release;
@@ -186,30 +185,14 @@ static void up(fixture *f)
     assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
     f->port = simul_http_server_port(f->srv);
     assert_true(f->port > 0);
-    snprintf(g.tmp, sizeof g.tmp, "/tmp/simul-ws-XXXXXX");
-    assert_non_null(mkdtemp(g.tmp));
-}
-
-static void rm_tmp(void)
-{
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g.tmp);
-    assert_int_equal(system(cmd), 0);
+    ws_tmpdir(g.tmp, sizeof g.tmp, "simul-ws");
 }
 
 static void down(fixture *f)
 {
-    assert_int_equal(simul_http_server_shutdown(f->srv, 10), 0);
-    assert_int_equal(simul_http_server_connections(f->srv), 0);
-    simul_http_server_free(f->srv);
-    simul_http_app_free(f->app);
+    ws_server_down(f->srv, f->app);
     simul_event_free(g.release);
-    rm_tmp();
-}
-
-static bool have_websockets(void)
-{
-    return system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0;
+    ws_rmdir(g.tmp);
 }
 
 /* ---- python3-websockets as the client ------------------------------------------------------ */
@@ -217,11 +200,7 @@ static bool have_websockets(void)
 /* Writes a python script into the temp dir; f->script gets its path. */
 static void script(fixture *f, const char *name, const char *text)
 {
-    snprintf(f->script, sizeof f->script, "%s/%s", g.tmp, name);
-    FILE *fp = fopen(f->script, "w");
-    assert_non_null(fp);
-    fputs(text, fp);
-    fclose(fp);
+    ws_write_script(g.tmp, name, text, f->script, sizeof f->script);
 }
 
 /* Runs the script with the port as argument; 0 if it exited 0. */
@@ -230,8 +209,7 @@ static int py_run(void *arg)
     fixture *f = arg;
     char cmd[512];
     snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s' %d", f->script, f->port);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+    return ws_exit_code(system(cmd));
 }
 
 static const char py_echo[] =
@@ -373,13 +351,12 @@ SIMUL_TASK_TEST(shutdown_sends_going_away)
     simul_http_server_free(f.srv);
     simul_http_app_free(f.app);
     simul_event_free(g.release);
-    rm_tmp();
+    ws_rmdir(g.tmp);
     return 0;
 }
 
 /* ---- raw sockets: handshakes ----------------------------------------------------------------- */
 
-#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
 #define UPGRADE(path, extra)                                                                       \
     "GET " path " HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"         \
     "Sec-WebSocket-Version: 13\r\n" extra "\r\n"
@@ -471,102 +448,32 @@ SIMUL_TASK_TEST(bad_handshakes_refused)
  * the 101 and its accept key. */
 static int cl_upgrade(client *c, int port, const char *path, const void *after, size_t alen)
 {
-    CHECK(cl_connect(c, port) == 0);
-    char req[2048];
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n\r\n", path);
-    CHECK(alen + (size_t)n < sizeof req);
-    if (alen) {
-        memcpy(req + n, after, alen);
-    }
-    CHECK(cl_sendn(c, req, (size_t)n + alen) == 0);
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
-        CHECK(cl_more(c) > 0);
-    }
-    size_t hl = (size_t)(end + 4 - c->buf);
-    CHECK(memcmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
-    CHECK(memmem(c->buf, hl, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", 52));
-    memmove(c->buf, c->buf + hl, c->len - hl);
-    c->len -= hl;
-    return 0;
+    return ws_cl_upgrade(c, port, path, NULL, after, alen, NULL, 0);
 }
 
 /* Reads one server frame: opcode, payload into out (NUL-terminated). */
-static int cl_frame(client *c, int *op, char *out, size_t cap, size_t *len)
+static int cl_frame_text(client *c, int *op, char *out, size_t cap, size_t *len)
 {
-    for (;;) {
-        if (c->len >= 2) {
-            uint64_t n = c->buf[1] & 0x7f;
-            size_t hl = 2;
-            if (n == 126) {
-                hl = 4;
-            } else if (n == 127) {
-                hl = 10;
-            }
-            if (c->len >= hl) {
-                if (hl == 4) {
-                    n = (uint64_t)(uint8_t)c->buf[2] << 8 | (uint8_t)c->buf[3];
-                } else if (hl == 10) {
-                    n = 0;
-                    for (int i = 0; i < 8; i++) {
-                        n = n << 8 | (uint8_t)c->buf[2 + i];
-                    }
-                }
-                CHECK(!(c->buf[1] & 0x80)); /* a server never masks */
-                if (c->len >= hl + n) {
-                    CHECK(n < cap);
-                    *op = c->buf[0] & 0x0f;
-                    memcpy(out, c->buf + hl, n);
-                    out[n] = '\0';
-                    *len = n;
-                    memmove(c->buf, c->buf + hl + n, c->len - hl - n);
-                    c->len -= hl + n;
-                    return 0;
-                }
-            }
-        }
-        CHECK(cl_more(c) > 0);
-    }
+    int b0 = 0;
+    CHECK(cap > 0 && cl_frame(c, &b0, (uint8_t *)out, cap - 1, len) == 0);
+    *op = b0 & 0x0f;
+    out[*len] = '\0';
+    return 0;
 }
 
-/* A masked client frame into out; returns its length. */
-static size_t mk(uint8_t *out, int b0, const void *data, size_t len)
-{
-    static const uint8_t key[4] = {9, 8, 7, 6};
-    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, key);
-    out[0] = (uint8_t)b0; /* lets a case set reserved bits */
-    memcpy(out + hl, data, len);
-    simul_ws_mask(out + hl, len, key, 0);
-    return hl + len;
-}
-
-/* Sends frames, expects a close with `code` and then the server's close of the TCP connection. */
+/* Upgrades, sends frames, expects a close with `code` and then the server's close of the TCP
+ * connection. */
 static int expect_failure(int port, const char *path, const uint8_t *frames, size_t n, int code)
 {
     client *c = malloc(sizeof *c);
-    CHECK(cl_upgrade(c, port, path, NULL, 0) == 0);
-    CHECK(cl_sendn(c, (const char *)frames, n) == 0);
-    int op = 0;
-    char pl[256];
-    size_t len;
-    do {
-        CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0);
-    } while (op != SIMUL_WS_CLOSE);
-    CHECK(len >= 2);
-    int got = (uint8_t)pl[0] << 8 | (uint8_t)pl[1];
-    if (got != code) {
-        fprintf(stderr, "close code %d, wanted %d (%s)\n", got, code, pl + 2);
-        return __LINE__;
+    CHECK(c);
+    int rc = cl_upgrade(c, port, path, NULL, 0);
+    if (rc == 0) {
+        rc = expect_close(c, frames, n, code);
+        close(c->fd);
     }
-    /* Answer the close; the server then closes the connection. */
-    uint8_t out[32];
-    CHECK(cl_sendn(c, (const char *)out, mk(out, 0x88, pl, 2)) == 0);
-    CHECK(cl_closed(c));
-    close(c->fd);
     free(c);
-    return 0;
+    return rc;
 }
 
 static int c_bad_frames(void *arg)
@@ -635,15 +542,15 @@ static int c_pipelined(void *arg)
     int op;
     char pl[64];
     size_t len;
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0);
     CHECK(op == SIMUL_WS_PONG && len == 5 && memcmp(pl, "ping!", 5) == 0); /* answered at once */
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0);
     CHECK(op == SIMUL_WS_TEXT && strcmp(pl, "first") == 0);
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0);
     CHECK(op == SIMUL_WS_BINARY && len == 2 && pl[0] == 1 && pl[1] == 2);
     n = mk(b, 0x88, "", 0);
     CHECK(cl_sendn(c, (const char *)b, n) == 0);
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0);
     CHECK(op == SIMUL_WS_CLOSE && len == 0);
     CHECK(cl_closed(c));
     close(c->fd);
@@ -695,7 +602,7 @@ static int c_ping_flood(void *arg)
     char got[256];
     size_t len;
     do {
-        CHECK(cl_frame(c, &op, got, sizeof got, &len) == 0);
+        CHECK(cl_frame_text(c, &op, got, sizeof got, &len) == 0);
         pongs += op == SIMUL_WS_PONG;
     } while (op != SIMUL_WS_CLOSE);
     fprintf(stderr, "pongs received for %d pings: %ld\n", PINGS, pongs);
@@ -725,7 +632,7 @@ static int c_vanish(void *arg)
     int op;
     char pl[64];
     size_t len;
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "holding") == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "holding") == 0);
     close(c->fd);
     free(c);
     return 0;
@@ -757,14 +664,14 @@ static int c_silent(void *arg)
     int op;
     char pl[128];
     size_t len;
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "holding") == 0);
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_PING);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "holding") == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_PING);
     /* Answer one ping: the next quiet spell brings another. */
     uint8_t b[160];
     CHECK(cl_sendn(c, (const char *)b, mk(b, 0x8A, pl, len)) == 0);
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_PING);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_PING);
     /* Now stay silent. */
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_CLOSE);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_CLOSE);
     CHECK(len >= 2 && ((uint8_t)pl[0] << 8 | (uint8_t)pl[1]) == 1011);
     CHECK(cl_closed(c));
     close(c->fd);
@@ -796,8 +703,8 @@ static int c_forgotten(void *arg)
     int op;
     char pl[128];
     size_t len;
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "hi") == 0);
-    CHECK(cl_frame(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_CLOSE);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && strcmp(pl, "hi") == 0);
+    CHECK(cl_frame_text(c, &op, pl, sizeof pl, &len) == 0 && op == SIMUL_WS_CLOSE);
     CHECK(len >= 2 && ((uint8_t)pl[0] << 8 | (uint8_t)pl[1]) == 1011);
     CHECK(cl_closed(c));
     close(c->fd);
@@ -1084,30 +991,6 @@ static const char py_server[] =
     "        await asyncio.wait_for(done, 60)\n"
     "asyncio.run(main())\n";
 
-typedef struct pysrv {
-    FILE *p;
-    int port;
-} pysrv;
-
-static int pysrv_start(void *arg)
-{
-    pysrv *ps = arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s/server.py'", g.tmp);
-    ps->p = popen(cmd, "r");
-    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
-        return __LINE__;
-    }
-    return 0;
-}
-
-static int pysrv_wait(void *arg)
-{
-    pysrv *ps = arg;
-    int st = pclose(ps->p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
-}
-
 SIMUL_TASK_TEST(client_against_python_server)
 {
     (void)arg;
@@ -1118,6 +1001,7 @@ SIMUL_TASK_TEST(client_against_python_server)
     up(&f);
     script(&f, "server.py", py_server);
     pysrv ps = {0};
+    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s'", f.script);
     int result = -1;
     assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
     assert_int_equal(result, 0);
@@ -1180,21 +1064,6 @@ static const char py_wss_server[] =
     "        await asyncio.wait_for(done, 60)\n"
     "asyncio.run(main(sys.argv[1]))\n";
 
-#ifdef SIMUL_TLS_CERTS
-static int pywss_start(void *arg)
-{
-    pysrv *ps = arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s/wss.py' '%s'", g.tmp,
-             SIMUL_TLS_CERTS);
-    ps->p = popen(cmd, "r");
-    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
-        return __LINE__;
-    }
-    return 0;
-}
-#endif
-
 SIMUL_TASK_TEST(client_over_tls_against_python_server)
 {
     (void)arg;
@@ -1208,8 +1077,10 @@ SIMUL_TASK_TEST(client_over_tls_against_python_server)
     up(&f);
     script(&f, "wss.py", py_wss_server);
     pysrv ps = {0};
+    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s' '%s'", f.script,
+             SIMUL_TLS_CERTS);
     int result = -1;
-    assert_int_equal(simul_to_thread(pywss_start, &ps, &result), 0);
+    assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
     assert_int_equal(result, 0);
     char port[16], why[256] = "";
     snprintf(port, sizeof port, "%d", ps.port);

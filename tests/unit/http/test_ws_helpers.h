@@ -1,0 +1,209 @@
+/* test_ws_helpers.h — what the WebSocket tests (test_ws_server.c, test_ws_client.c,
+ * test_ws_deflate.c) share: python3-websockets peers run from a temp dir (a script written there,
+ * a server whose first stdout line is its port), an echo loop for handlers, and a raw-socket
+ * WebSocket client (upgrade, masked frames out, server frames in, the closing handshake) built on
+ * test_http_server_helpers.h's blocking client, so hostile bytes can be sent as they are. */
+#ifndef TEST_WS_HELPERS_H
+#define TEST_WS_HELPERS_H
+
+#include <simul/http.h>
+#include <sys/wait.h>
+
+#include "test_http_server_helpers.h"
+
+/* ---- python3-websockets ------------------------------------------------------------------- */
+
+static inline bool have_websockets(void)
+{
+    return system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0;
+}
+
+/* A fresh temp dir named prefix-XXXXXX into dir (cap bytes), and its removal. */
+static inline void ws_tmpdir(char *dir, size_t cap, const char *prefix)
+{
+    snprintf(dir, cap, "/tmp/%s-XXXXXX", prefix);
+    assert_non_null(mkdtemp(dir));
+}
+
+static inline void ws_rmdir(const char *dir)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Writes text to dir/name; path (cap bytes) gets the file's path. */
+static inline void ws_write_script(const char *dir, const char *name, const char *text,
+                                   char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A child's exit status from system()/pclose(): its exit code, 99 if it did not exit. */
+static inline int ws_exit_code(int st)
+{
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
+}
+
+/* A python server started with popen(cmd) that prints its port first. pysrv_start and pysrv_wait
+ * block: run them with simul_to_thread. */
+typedef struct pysrv {
+    char cmd[768];
+    FILE *p;
+    int port;
+} pysrv;
+
+static inline int pysrv_start(void *arg)
+{
+    pysrv *ps = arg;
+    ps->p = popen(ps->cmd, "r");
+    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
+        return __LINE__;
+    }
+    return 0;
+}
+
+static inline int pysrv_wait(void *arg)
+{
+    pysrv *ps = arg;
+    return ws_exit_code(pclose(ps->p));
+}
+
+/* ---- handlers ----------------------------------------------------------------------------- */
+
+/* Sends every message back until the peer closes (0) or something fails (< 0): that result. */
+static inline int ws_echo_all(simul_ws *ws)
+{
+    for (;;) {
+        const char *d;
+        size_t n;
+        int rc = simul_ws_recv(ws, &d, &n);
+        if (rc <= 0 || (rc = simul_ws_send(ws, rc, d, n)) < 0) {
+            return rc;
+        }
+    }
+}
+
+/* Shuts srv down (every connection must be gone) and frees it and its app. */
+static inline void ws_server_down(simul_http_server *srv, simul_http_app *app)
+{
+    assert_int_equal(simul_http_server_shutdown(srv, 10), 0);
+    assert_int_equal(simul_http_server_connections(srv), 0);
+    simul_http_server_free(srv);
+    simul_http_app_free(app);
+}
+
+/* ---- a raw-socket client ------------------------------------------------------------------ */
+
+#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
+
+/* Connects c and upgrades it to path with extra header lines (each ending in CRLF; NULL: none),
+ * `after` sent in the same write right behind the request; checks the 101 and its accept key.
+ * head (cap bytes, NULL: not wanted) gets the 101's head; what follows it stays in c->buf. */
+static inline int ws_cl_upgrade(client *c, int port, const char *path, const char *extra,
+                                const void *after, size_t alen, char *head, size_t cap)
+{
+    CHECK(cl_connect(c, port) == 0);
+    char req[2048];
+    int n = snprintf(req, sizeof req,
+                     "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n%s\r\n",
+                     path, extra ? extra : "");
+    CHECK(n > 0 && alen + (size_t)n < sizeof req);
+    if (alen) {
+        memcpy(req + n, after, alen);
+    }
+    CHECK(cl_sendn(c, req, (size_t)n + alen) == 0);
+    char *end;
+    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
+        CHECK(cl_more(c) > 0);
+    }
+    size_t hl = (size_t)(end + 4 - c->buf);
+    CHECK(memcmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
+    CHECK(memmem(c->buf, hl, "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n", 52));
+    if (head) {
+        CHECK(hl < cap);
+        memcpy(head, c->buf, hl);
+        head[hl] = '\0';
+    }
+    memmove(c->buf, c->buf + hl, c->len - hl);
+    c->len -= hl;
+    return 0;
+}
+
+/* Reads one server frame (a server never masks): its first byte, payload into out (cap bytes at
+ * most). */
+static inline int cl_frame(client *c, int *b0, uint8_t *out, size_t cap, size_t *len)
+{
+    for (;;) {
+        if (c->len >= 2) {
+            uint64_t n = c->buf[1] & 0x7f;
+            size_t hl = n == 126 ? 4 : n == 127 ? 10 : 2;
+            if (c->len >= hl) {
+                if (hl == 4) {
+                    n = (uint64_t)(uint8_t)c->buf[2] << 8 | (uint8_t)c->buf[3];
+                } else if (hl == 10) {
+                    n = 0;
+                    for (int i = 0; i < 8; i++) {
+                        n = n << 8 | (uint8_t)c->buf[2 + i];
+                    }
+                }
+                CHECK(!(c->buf[1] & 0x80));
+                if (c->len >= hl + n) {
+                    CHECK(n <= cap);
+                    *b0 = (uint8_t)c->buf[0];
+                    memcpy(out, c->buf + hl, n);
+                    *len = n;
+                    memmove(c->buf, c->buf + hl + n, c->len - hl - n);
+                    c->len -= hl + n;
+                    return 0;
+                }
+            }
+        }
+        CHECK(cl_more(c) > 0);
+    }
+}
+
+/* A masked client frame (b0 as given, so a case may set reserved bits) into out; its length. */
+static inline size_t mk(uint8_t *out, int b0, const void *data, size_t len)
+{
+    static const uint8_t key[4] = {9, 8, 7, 6};
+    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, key);
+    out[0] = (uint8_t)b0;
+    memcpy(out + hl, data, len);
+    simul_ws_mask(out + hl, len, key, 0);
+    return hl + len;
+}
+
+/* Sends frames, expects a close with `code` (frames before it skipped), answers it, and expects
+ * the server to end the connection. */
+static inline int expect_close(client *c, const uint8_t *frames, size_t n, int code)
+{
+    CHECK(cl_sendn(c, (const char *)frames, n) == 0);
+    int b0 = 0;
+    size_t len, cap = 1 << 16;
+    uint8_t *pl = malloc(cap);
+    CHECK(pl);
+    int rc;
+    do {
+        rc = cl_frame(c, &b0, pl, cap, &len);
+    } while (rc == 0 && (b0 & 0x0f) != SIMUL_WS_CLOSE);
+    int got = rc == 0 && len >= 2 ? pl[0] << 8 | pl[1] : -1;
+    if (rc == 0 && got != code) {
+        fprintf(stderr, "close code %d, wanted %d (%.*s)\n", got, code, (int)len - 2, pl + 2);
+    }
+    uint8_t out[32];
+    size_t on = got >= 0 ? mk(out, 0x88, pl, 2) : 0;
+    free(pl);
+    CHECK(rc == 0);
+    CHECK(got == code);
+    CHECK(cl_sendn(c, (const char *)out, on) == 0);
+    CHECK(cl_closed(c));
+    return 0;
+}
+
+#endif
