@@ -6,11 +6,14 @@ client before, one from the page's own form; the page must find the first by its
 both; once both have ended, every board's moves on the page must equal Redis' list, its drawn
 position Redis' FEN, and some moves must have arrived live (with the master's FEN, which the page
 checks its own position against as they come).
-Usage: club_page.py URL SPKI REDIS_HOST REDIS_PORT FIRST_ID OUTDIR. PASS/FAIL lines; exit 1 on a
-FAIL. Every wait is on the page's state, bounded."""
+Usage: club_page.py URL SPKI REDIS_HOST REDIS_PORT FIRST_ID OUTDIR [MASTER_PIDS]. MASTER_PIDS: the
+club's masters, held by the caller (SIGSTOP) so the first simul cannot end before the page lists
+it; they are let go (SIGCONT) once the page watches it. PASS/FAIL lines; exit 1 on a FAIL. Every
+wait is on the page's state, bounded."""
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 
@@ -22,6 +25,15 @@ import chromium_cdp  # noqa: E402
 from chromium_cdp import FAILURES, chromium_page, find_chromium  # noqa: E402
 
 url, spki, rhost, rport, first_id, out = sys.argv[1:7]
+held = [int(p) for p in (sys.argv[7] if len(sys.argv) > 7 else "").split()]
+
+
+def release_masters():
+    for pid in held:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 def check(name, ok, detail=""):
@@ -80,6 +92,7 @@ async def main():
         st = await until(f"the page to watch simul {first_id}",
                          lambda s: first_id in s.get("simuls", {}), 30)
         check(f"the page found the running simul {first_id} and watches it", st is not None)
+        release_masters()  # now its moves may come: the page is watching
         # The page's own form.
         await page.call("Runtime.evaluate", expression="""
             document.getElementById('boards').value = 4;

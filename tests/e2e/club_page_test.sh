@@ -39,10 +39,17 @@ c=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://$WEB0/whoami")
 # ---- the page ---------------------------------------------------------------------------------
 SPKI=$(openssl x509 -in "$CA" -pubkey -noout | openssl pkey -pubin -outform der |
     openssl dgst -sha256 -binary | base64)
-# Slow enough (~20 s) to be still playing once the browser is up and the page loaded, even on a
-# loaded machine: at 80 ms a move it had ended before the page came (load average 15-24 here).
-FIRST=$(post_simul 3 16 400)
+# The first simul must still be running when the page lists the simuls, however long the
+# browser takes to start: the masters are held (SIGSTOP) until the page has found it and
+# club_page.py lets them go (SIGCONT), so its moves then arrive live. A wait on state, not a pace.
+MASTERS=$(awk '$1 == "master" {print $3}' "$STATE/procs" | tr '\n' ' ')
+[[ -n ${MASTERS// /} ]] || fail "no master in $STATE/procs"
+# shellcheck disable=SC2086
+kill -STOP $MASTERS
+FIRST=$(post_simul 3 16 80)
 [[ -n $FIRST ]] && pass "simul $FIRST started by another client" || fail "POST /simuls"
 timeout 250 "$PY" "$CLUB_HERE/club_page.py" "$URL" "$SPKI" "${RADDR%:*}" "${RADDR#*:}" "$FIRST" \
-    "$BUILD/test-output/club_page" || fail "club_page.py"
+    "$BUILD/test-output/club_page" "$MASTERS" || fail "club_page.py"
+# shellcheck disable=SC2086
+kill -CONT $MASTERS 2>/dev/null # the script let them go, unless it failed first
 club_finish club_page
