@@ -30,6 +30,7 @@
 #include <simul/redis.h>
 #include <simul/supervisor.h>
 
+#include "analysis.h"
 #include "store.h"
 
 static const char *host = "127.0.0.1";
@@ -570,6 +571,7 @@ static int worker_serve(void *arg)
     if (rc == 0) rc = simul_http_route(app, "GET", "/readyz", readyz, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/healthz", healthz, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/json", json_hello, NULL);
+    if (rc == 0) rc = simul_http_route(app, "GET", "/perft", club_perft, NULL); /* analysis.c */
     simul_http_server_opts opts = {.keepalive_timeout = keepalive, .socks = fds, .n_socks = n,
                                    .proxy_protocol = proxy_protocol,
                                    .trusted_proxies = trusted_proxies};
