@@ -178,10 +178,16 @@ wait_for "the queued server's walk to stop" 30 qstopped && pass "queue bound 0: 
 free_again() { out=$(get "$Q" "$START" 2); [[ ${out%% *} == 200 ]]; }
 wait_for "the slot to be free again" 30 free_again && pass "queue bound 0: serves again after its client left"
 
-# No worker died on the way (the supervisor reports any death).
-if grep -qiE "died|signal|sanitizer|runtime error" "$WORK"/*.err; then
-    fail "a worker reported: $(grep -iE "died|signal|sanitizer|runtime error" "$WORK"/*.err | head -3)"
-else pass "no worker died"; fi
+# Stopped (SIGTERM: the workers drain and exit, so a sanitizer build checks them for leaks);
+# no worker died on the way (the supervisor reports any death) and none reported an error.
+for p in "${WEB_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+rcs=""
+for p in "${WEB_PIDS[@]}"; do wait "$p"; rcs+="$? "; done
+WEB_PIDS=()
+[[ $rcs =~ ^(0 )+$ ]] && pass "every club_web stopped with status 0" || fail "club_web exit statuses: $rcs"
+if grep -qiE "unexpectedly|killed by|sanitizer|runtime error" "$WORK"/*.err; then
+    fail "a worker reported: $(grep -iE "unexpectedly|killed by|sanitizer|runtime error" "$WORK"/*.err | head -3)"
+else pass "no worker died or reported an error"; fi
 
 echo "club_perft: $FAILURES failure(s)"
 ((FAILURES == 0))
