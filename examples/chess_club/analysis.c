@@ -2,25 +2,28 @@
  * nodes of the legal move tree (perft) by the chess_simul rules. The idea: one move generation
  * (depth 1) runs on the loop; deeper walks run on the executor, at most CLUB_PERFT_THREADS at a
  * time per web process, each checking a stop flag at every position it expands, so a client that
- * leaves, the deadline or the budget stops the walk within one expansion (~25 us).
+ * leaves, the deadline or the budget stops the walk within one expansion (<= 10 us).
  *
- * Where the work runs, and why (figures on this 2-core machine, RelWithDebInfo, busy):
- * - a position's moves cost ~13 us (the initial position) to ~120 us (218 moves, the most any
- *   position has); a walk costs ~25 us per position expanded: the initial position 0.19 ms at
- *   depth 2, 10 ms at 3, 0.24 s at 4, 5 s at 5; Kiwipete 1.7 ms at 2, 92 ms at 3, 4.5 s at 4.
- * - a simul_to_thread round trip costs ~10-20 us (bench/offload_bench thread), so depth 1
- *   (one generation, <= 0.12 ms) stays on the loop: offloading would cost as much as the work,
- *   while depth 2 already holds a core for up to ~2 ms and depth 3+ for 10 ms to seconds — the
- *   loop must not (the guide's rule: nothing over a millisecond or so on the loop; a held loop
- *   stalls every SSE stream and /readyz of that process).
- * - threads, not the process pool: the rules are our own pure code (no crash to isolate), the
- *   walk stops cooperatively within one expansion (no SIGKILL needed), and a thread call costs
- *   less than a pipe round trip to a worker process.
+ * Where the work runs, and why (best of repeated runs on this 2-core machine, -O2):
+ * - one position's moves cost 1 us (the initial position) to 10 us (218 moves, the most any
+ *   position has); a walk 2-7 us per position it expands: the initial position takes 0.02 ms at
+ *   depth 2, 0.5 ms at 3, 19 ms at 4, ~0.5 s at 5; Kiwipete 0.1 ms at 2, 5 ms at 3, 0.7 s at 4,
+ *   ~30 s at 5 (hence the budget below, not only the depth cap).
+ * - a simul_to_thread round trip costs ~14 us (bench/offload_bench thread, machine busy), so
+ *   depth 1 (<= 10 us) stays on the loop: offloading would cost more than the work. Depth 2 is
+ *   0.02-0.1 ms for real positions but not bounded by much (each of up to 218 replies needs its
+ *   own generation), and depth 3+ holds a core for ms to seconds: a loop must not (the guide:
+ *   nothing over a millisecond or so on the loop; a held loop stalls every SSE stream and the
+ *   /readyz of its process), so everything deeper goes to the executor.
+ * - threads, not the process pool: a pool call costs about the same here (~14 us), but the walk
+ *   stops cooperatively within one position, so nothing needs the pool's SIGKILL (which costs a
+ *   fork to replace the worker); the rules are our own pure code, with no crash to isolate; and
+ *   no second set of processes beside the supervisor's.
  * - one walk at a time per process by default (CLUB_PERFT_THREADS=1): the supervisor runs one
  *   web process per core, so N processes walk on N cores and their loops stay free for I/O. With
  *   the executor's default (CPUs + 4 threads) one process alone would fill every core and the
  *   process count would stop being the lever that scales the service (bench/run_stack.sh
- *   measures exactly that lever).
+ *   measures exactly that lever). Behind a balancer, run it with --reuseport 1 (see web.c).
  * Environment (read once per process): CLUB_PERFT_THREADS (1), CLUB_PERFT_QUEUE (64: requests
  * waiting for a walker beyond this get 503), CLUB_PERFT_BUDGET (250000 positions expanded per
  * request: the initial position at depth 5 takes 206,604; beyond: 422), CLUB_PERFT_TIMEOUT
@@ -194,7 +197,7 @@ int club_perft(simul_http_request *req, simul_http_response *res, void *arg)
     j->budget = budget;
     atomic_init(&j->stop, false);
     atomic_init(&j->refs, 1);
-    /* Depth 1 is one move generation (<= 0.12 ms): cheaper here than a thread round trip. */
+    /* Depth 1 is one move generation (<= 10 us): cheaper here than a thread round trip. */
     int depth = j->depth;
     rc = depth == 1 ? walk(j, &j->pos, 1) : walk_offloaded(j);
     uint64_t nodes = rc == 0 ? j->nodes : 0; /* else a walk given up on may still write it */
