@@ -14,7 +14,8 @@
  * proxies listed in --trusted-proxies, so /whoami and the access log name the browser, not nginx.
  * Usage: club_web --host H --port P --workers N --redis HOST:PORT [--amqp URL]
  *        [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]
- *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] [--sse-send-timeout S] */
+ *        [--trusted-proxies "ADDR, CIDR, ..."] [--confirm-timeout S] [--sse-send-timeout S]
+ *        [--reuseport 0|1] */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
@@ -37,6 +38,7 @@
 #include <simul/redis.h>
 #include <simul/supervisor.h>
 
+#include "analysis.h"
 #include "store.h"
 
 static const char *host = "127.0.0.1";
@@ -46,6 +48,7 @@ static const char *redis_addr = "127.0.0.1:6379";
 static const char *amqp_url; /* NULL: no broker, POST /simuls answers 503 */
 static double drain_delay = 0, stop_timeout = 25, keepalive = 75;
 static bool proxy_protocol;
+static bool reuseport; /* one SO_REUSEPORT socket per worker: see --reuseport in the usage */
 static const char *trusted_proxies; /* NULL: forwarding headers ignored */
 static double heartbeat = 15;
 static double confirm_timeout = 5; /* s: POST /simuls waits this long for the broker's confirm */
@@ -681,6 +684,7 @@ static int worker_serve(void *arg)
     if (rc == 0) rc = simul_http_route(app, "GET", "/readyz", readyz, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/healthz", healthz, NULL);
     if (rc == 0) rc = simul_http_route(app, "GET", "/json", json_hello, NULL);
+    if (rc == 0) rc = simul_http_route(app, "GET", "/perft", club_perft, NULL); /* analysis.c */
     simul_http_server_opts opts = {.keepalive_timeout = keepalive, .socks = fds, .n_socks = n,
                                    .proxy_protocol = proxy_protocol,
                                    .trusted_proxies = trusted_proxies};
@@ -740,18 +744,25 @@ int main(int argc, char **argv)
         else if (strcmp(a, "--sse-send-timeout") == 0) sse_send_timeout = atof(v);
         else if (strcmp(a, "--proxy-protocol") == 0) proxy_protocol = atoi(v) != 0;
         else if (strcmp(a, "--trusted-proxies") == 0) trusted_proxies = v;
+        else if (strcmp(a, "--reuseport") == 0) reuseport = atoi(v) != 0;
         else goto usage;
     }
     setvbuf(stderr, NULL, _IOLBF, 0);
     simul_supervisor_opts so = {.workers = workers, .host = host, .port = port,
                                 .stop_timeout = drain_delay + stop_timeout + 5,
-                                .retire_signal = SIGUSR2};
+                                .retire_signal = SIGUSR2,
+                                /* A shared socket goes to whichever worker's loop wakes first,
+                                 * and a worker whose CPU work runs off its loop (GET /perft)
+                                 * wakes first: it took 15 of 16 connections. Reuseport hashes
+                                 * them evenly (docs/guide/deploy.md). */
+                                .flags = reuseport ? SIMUL_SUPERVISOR_REUSEPORT : 0};
     return simul_supervisor_main(argc, argv, &so, worker_serve, NULL);
 usage:
     fprintf(stderr,
             "usage: %s [--host H] [--port P] [--workers N] [--redis HOST:PORT] [--amqp URL]\n"
             "       [--drain-delay S] [--stop-timeout S] [--keepalive S] [--proxy-protocol 0|1]\n"
-            "       [--trusted-proxies LIST] [--confirm-timeout S] [--sse-send-timeout S]\n",
+            "       [--trusted-proxies LIST] [--confirm-timeout S] [--sse-send-timeout S]\n"
+            "       [--reuseport 0|1]\n",
             argv[0]);
     return 2;
 }
