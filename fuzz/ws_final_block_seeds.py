@@ -2,7 +2,7 @@
 # ws_final_block_seeds.py — writes the seeds fin_* of fuzz/corpus/http_ws and http_ws_client:
 # permessage-deflate messages whose deflate data ends with a final block (BFINAL=1, RFC 7692
 # 7.2.3.4), made by zlib as a sender would (Z_FINISH, then a new stream primed with the history),
-# with and without context takeover, and the hostile variants (many empty final blocks, a bomb
+# with and without context takeover, many empty final blocks, and the hostile variants (a bomb
 # across final-block streams, garbage after one, a cut message, an unstripped tail).
 # Run from anywhere: python3 fuzz/ws_final_block_seeds.py
 import os
@@ -90,7 +90,8 @@ def traffic(ctx, masked):
 
 
 def hostile(masked):
-    """Each a good final-block message then a bad one."""
+    """Each a good final-block message then a bad one (but fin_many_empty, whose 600 empty final
+    blocks are valid, and cost what as many block headers do)."""
     good = frames(1, Peer(True).message(b'the quick brown fox', FINAL), masked)
     p = Peer(True)
     bomb = p.end(p.part(bytes(40), FINAL) + p.part(bytes(40), FINAL))

@@ -337,36 +337,18 @@ void http_ws_z_free(http_ws_z *z)
     z->in_ready = z->out_ready = false;
 }
 
-/* A final block (BFINAL=1) is a flush like any other for RFC 7692 (7.2.1: an endpoint may use
- * either kind; 7.2.3.4 shows a message ended by one), but resuming after it costs up to two
- * copies of the 32 KiB window (resume below). So a message may hold one final block per piece
- * of it handed to http_ws_inflate (a frame, or the part of one a read brought: a sender that
- * flushes each frame so is fine) plus one per FINAL_BLOCK_EVERY bytes of its compressed data:
- * a peer cannot buy 64 KiB of copying with every 2-byte empty final block, only with a frame
- * or a read of its own, which cost us about as much already. */
-#define FINAL_BLOCK_EVERY 1024
-
-/* The peer's stream met a final block and more data follows. zlib ends its stream there and would
- * start the next with an empty window, but RFC 7692 7.2.2 has what follows (the rest of the
- * message, or the next message unless no_context_takeover was agreed) decoded with the window
- * used so far. So the new stream is primed with the old window. */
+/* The peer's stream met a final block (BFINAL=1) and more data follows. RFC 7692 takes a final
+ * block as a flush like any other (7.2.1: an endpoint may use either kind; 7.2.3.4 shows a
+ * message ended by one), and 7.2.2 has what follows (the rest of the message, or the next
+ * message unless no_context_takeover was agreed) decoded with the window used so far. zlib ends
+ * its stream there; inflateResetKeep starts the next one keeping the window (it is what
+ * inflateReset calls after emptying the window; declared in zlib.h among the undocumented
+ * functions, exported since 1.2.5.2). Without a copy of the window this costs what a block
+ * header does, so a peer's final blocks need no bound of their own. */
 static int resume(http_ws_z *z)
 {
-    z_stream *s = &z->in;
-    uInt n = 0;
-    uint8_t *win = NULL;
-    if (inflateGetDictionary(s, NULL, &n) != Z_OK) {
-        return -EPROTO;
-    }
-    if (n && (!(win = malloc(n)) || inflateGetDictionary(s, win, &n) != Z_OK)) {
-        free(win);
-        return -ENOMEM;
-    }
-    inflateReset(s); /* keeps next_in and avail_in */
-    int rc = n ? inflateSetDictionary(s, win, n) : Z_OK;
-    free(win);
     z->in_ended = false;
-    return rc == Z_OK ? 0 : -ENOMEM;
+    return inflateResetKeep(&z->in) == Z_OK ? 0 : -EPROTO;
 }
 
 /* Inflates `len` bytes at `in` into buf (growing up to max + 1 data bytes and a NUL). */
@@ -412,19 +394,13 @@ static int inflate_some(http_ws_z *z, const uint8_t *in, size_t len, uint64_t ma
         }
         s->next_out = b->p + b->len;
         s->avail_out = (uInt)room;
-        uInt avail = s->avail_in;
         int rc = inflate(s, Z_SYNC_FLUSH);
         b->len += room - s->avail_out;
-        z->msg_in += avail - s->avail_in;
         if (b->len > max) {
             return -EMSGSIZE;
         }
         if (rc == Z_STREAM_END) {
-            /* A final block: the next data resumes with this window (see resume). */
-            z->in_ended = true;
-            if (++z->msg_finals > z->msg_pieces + z->msg_in / FINAL_BLOCK_EVERY) {
-                return -EPROTO;
-            }
+            z->in_ended = true; /* the next data resumes with this window (see resume) */
             continue;
         }
         if (rc == Z_MEM_ERROR) {
@@ -447,11 +423,11 @@ int http_ws_inflate(http_ws_z *z, const uint8_t *in, size_t len, bool fin, uint6
 {
     int rc = 0;
     if (len) {
-        z->msg_pieces++;
+        z->msg_data = true;
         rc = inflate_some(z, in, len, max, b);
     }
     if (rc == 0 && fin) {
-        if (z->msg_in == 0) {
+        if (!z->msg_data) {
             /* An empty payload: RFC 7692 7.2.3.6 sends the empty message as 0x00, but this can
              * mean nothing else, and the tail alone would open a stored block that swallows the
              * next message. */
@@ -473,15 +449,13 @@ int http_ws_inflate(http_ws_z *z, const uint8_t *in, size_t len, bool fin, uint6
                 inflateReset(&z->in);
                 z->in_ended = false;
             }
-            z->msg_finals = z->msg_pieces = 0;
-            z->msg_in = 0;
+            z->msg_data = false;
         }
     }
     if (rc < 0) {
         inflateReset(&z->in); /* the connection is failed anyway: keep the stream sane */
         z->in_ended = false;
-        z->msg_finals = z->msg_pieces = 0;
-        z->msg_in = 0;
+        z->msg_data = false;
     }
     return rc;
 }

@@ -134,7 +134,7 @@ static size_t frames_of(uint8_t *out, int op, const uint8_t *pl, size_t n, size_
     return w;
 }
 
-#define NMSG 9
+#define NMSG 10
 typedef struct traffic {
     uint8_t *wire; /* the frames, back to back */
     size_t len;
@@ -162,7 +162,8 @@ static char *dup_n(const void *d, size_t n)
 }
 
 /* The messages, from a peer with (ctx) or without context takeover, as client frames (masked)
- * or server frames. Every one but the fourth ends its deflate data with a final block. */
+ * or server frames. Every one but the fourth and the last ends its deflate data with a final
+ * block. */
 static int make_traffic(traffic *t, bool ctx, bool masked)
 {
     memset(t, 0, sizeof *t);
@@ -212,7 +213,7 @@ static int make_traffic(traffic *t, bool ctx, bool masked)
     t->want_len[m] = strlen(joined);
     t->op[m++] = SIMUL_WS_TEXT;
     /* 6: 8 KiB of barely compressible bytes in four final-block flushes of 2 KiB, in frames
-     * of 1000 bytes (a message may hold a final block per frame and one per KiB). */
+     * of 1000 bytes. */
     size_t bl = 8192;
     uint8_t *bin = malloc(bl);
     CHECK(bin);
@@ -231,12 +232,26 @@ static int make_traffic(traffic *t, bool ctx, bool masked)
     t->want_len[m] = bl;
     t->op[m++] = SIMUL_WS_BINARY;
     free(bin);
-    /* 7: an empty message ended by a final block (03 00, then 00). */
+    /* 7: 600 empty final blocks (03 00: a fixed block with only its end code), then words
+     * that refer back past them: each costs what a block header does (no copy of the window). */
+    n = 0;
+    for (int i = 0; i < 600; i++) {
+        pl[n++] = 0x03;
+        pl[n++] = 0x00;
+    }
+    static const char after[] = "after 600 empty final blocks: the quick brown fox jumps";
+    CHECK(peer_part(p, after, strlen(after), FINAL, pl, cap, &n) == 0);
+    peer_end_message(p, pl, &n);
+    t->len += frames_of(t->wire + t->len, SIMUL_WS_TEXT, pl, n, 0, masked);
+    t->want[m] = dup_n(after, strlen(after));
+    t->want_len[m] = strlen(after);
+    t->op[m++] = SIMUL_WS_TEXT;
+    /* 8: an empty message ended by a final block (03 00, then 00). */
     CHECK(peer_message(p, "", 0, FINAL, pl, cap, &n) == 0);
     t->len += frames_of(t->wire + t->len, SIMUL_WS_TEXT, pl, n, 0, masked);
     t->want[m] = dup_n("", 0);
     t->op[m++] = SIMUL_WS_TEXT;
-    /* 8: 300 KB of text in one final block (the output grows past the first buffers). */
+    /* 9: 300 KB of text in one final block (the output grows past the first buffers). */
     size_t tl = 300000;
     char *txt = malloc(tl);
     CHECK(txt);
@@ -248,7 +263,7 @@ static int make_traffic(traffic *t, bool ctx, bool masked)
     t->want[m] = txt;
     t->want_len[m] = tl;
     t->op[m++] = SIMUL_WS_TEXT;
-    /* 9: the last words, in a sync flush after all that. */
+    /* 10: the last words, in a sync flush after all that. */
     static const char last[] = "the lazy dog, finally: the quick brown fox jumps over the lazy dog";
     CHECK(peer_message(p, last, strlen(last), SYNC, pl, cap, &n) == 0);
     t->len += frames_of(t->wire + t->len, SIMUL_WS_TEXT, pl, n, 0, masked);
@@ -539,20 +554,19 @@ static int make_hostile(hostile *h)
         CHECK(h[i].pl);
         h[i].n = 0;
     }
-    /* Empty final blocks (03 00: a fixed block with only its end code), 2 bytes each: 600 in
-     * one frame, far more than one per frame and one per KiB -> 1007. */
-    h[0].what = "600 empty final blocks";
-    for (int i = 0; i < 600; i++) {
-        h[0].pl[h[0].n++] = 0x03;
-        h[0].pl[h[0].n++] = 0x00;
-    }
-    h[0].pl[h[0].n++] = 0x00;
+    /* The stream ended by a final block, then one that is cut: the cut is 1007, here. */
+    peer *p = malloc(sizeof *p);
+    CHECK(p);
+    peer_init(p, false);
+    h[0].what = "a final block, then a block cut short";
+    CHECK(peer_part(p, "the quick brown fox", 19, FINAL, h[0].pl, cap, &h[0].n) == 0);
+    CHECK(peer_part(p, "the quick brown fox again", 25, SYNC, h[0].pl, cap, &h[0].n) == 0);
+    h[0].n -= 8;
+    deflateEnd(&p->z);
     h[0].code = 1007;
     h[0].err = -EPROTO;
     /* A bomb spread over two final-block streams, each under the limit of 1024: 1000 zeros,
      * then 1000 more (the size counts across streams) -> 1009. */
-    peer *p = malloc(sizeof *p);
-    CHECK(p);
     peer_init(p, false);
     static const uint8_t zeros[1000];
     h[1].what = "a bomb across final blocks";
