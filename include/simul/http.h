@@ -843,7 +843,10 @@ typedef struct simul_ws_opts {
      * 8 bits, which zlib cannot make); a client offers it and fails the handshake on an answer
      * it cannot honour. Every message sent is compressed; a compressed message received is
      * inflated in bounded steps and held to max_message *inflated*: one that would pass it
-     * fails the connection with 1009 before it is allocated (a zip bomb costs max_message). */
+     * fails the connection with 1009 before it is allocated (a zip bomb costs max_message).
+     * A peer may flush with a final deflate block (BFINAL=1, RFC 7692 7.2.3.4): its history
+     * carries on into its next message all the same; a message whose data does not end on a
+     * block boundary is 1007. */
     bool deflate;
     /* Compress each message sent on its own (no context kept between messages: a worse ratio,
      * and a peer's inflater that needs no history). Server: says server_no_context_takeover;

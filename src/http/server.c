@@ -108,6 +108,9 @@ struct conn {
     bool watch_pending;   /* watcher_spawn is queued (watch_handle) */
     simul_handle watch_handle;
     bool sse_closing; /* the shutdown cancelled its event stream: end it gracefully */
+    bool sse_live;    /* its response is an event stream that began (for the shutdown, which
+                         may not read cur_res: it lies in the connection task's frames, away
+                         from the run stack while a compact task waits) */
     struct sockaddr_storage peer; /* the peer (or the PROXY header's source) */
     socklen_t peer_len;
     char remote[INET6_ADDRSTRLEN + 8]; /* peer as text */
@@ -1219,6 +1222,7 @@ int simul_http_response_write(simul_http_response *res, const void *data, size_t
             return rc;
         }
         res->started = true;
+        c->sse_live = res->sse;
         rc = simul_stream_write(c->s, c->out, c->out_len);
     }
     if (rc == 0 && len > 0 && !res->head_only) {
@@ -1875,6 +1879,7 @@ out:
     }
     c->cur_req = NULL;
     c->cur_res = NULL;
+    c->sse_live = false;
     return go_on;
 }
 
@@ -2380,7 +2385,7 @@ int simul_http_server_shutdown(simul_http_server *srv, double timeout)
         if (c->idle) {
             c->drained = true;
             simul_task_cancel(c->task); /* idle keep-alive: nothing to finish */
-        } else if (c->cur_res && c->cur_res->sse && c->cur_res->started) {
+        } else if (c->sse_live) {
             /* an event stream never finishes by itself: close it now, cleanly (the handler's
              * next send or wait returns -ECANCELED; EventSource clients reconnect elsewhere) */
             c->sse_closing = true;

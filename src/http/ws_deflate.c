@@ -1,7 +1,9 @@
 /* ws_deflate.c — permessage-deflate (RFC 7692) for the WebSocket sessions: the negotiation of
  * its parameters (offer, answer, checks) and the compression of messages with zlib. The idea:
  * a message's output buffer only ever grows to the message limit plus one byte, inflated in
- * bounded steps, so a zip bomb is refused when it crosses the limit, never allocated. */
+ * bounded steps, so a zip bomb is refused when it crosses the limit, never allocated; and the
+ * peer's deflate data is one stream of flushes, a final block (BFINAL=1) included, whose window
+ * carries on across messages unless no_context_takeover was agreed. */
 #include "ws_internal.h"
 
 #include <errno.h>
@@ -335,6 +337,20 @@ void http_ws_z_free(http_ws_z *z)
     z->in_ready = z->out_ready = false;
 }
 
+/* The peer's stream met a final block (BFINAL=1) and more data follows. RFC 7692 takes a final
+ * block as a flush like any other (7.2.1: an endpoint may use either kind; 7.2.3.4 shows a
+ * message ended by one), and 7.2.2 has what follows (the rest of the message, or the next
+ * message unless no_context_takeover was agreed) decoded with the window used so far. zlib ends
+ * its stream there; inflateResetKeep starts the next one keeping the window (it is what
+ * inflateReset calls after emptying the window; declared in zlib.h among the undocumented
+ * functions, exported since 1.2.5.2). Without a copy of the window this costs what a block
+ * header does, so a peer's final blocks need no bound of their own. */
+static int resume(http_ws_z *z)
+{
+    z->in_ended = false;
+    return inflateResetKeep(&z->in) == Z_OK ? 0 : -EPROTO;
+}
+
 /* Inflates `len` bytes at `in` into buf (growing up to max + 1 data bytes and a NUL). */
 static int inflate_some(http_ws_z *z, const uint8_t *in, size_t len, uint64_t max,
                         http_ws_buf *b)
@@ -345,6 +361,15 @@ static int inflate_some(http_ws_z *z, const uint8_t *in, size_t len, uint64_t ma
     /* max data bytes, one more to see the limit crossed, and the NUL */
     uint64_t limit = max > UINT64_MAX - 2 ? UINT64_MAX : max + 2;
     for (;;) {
+        if (z->in_ended) {
+            if (s->avail_in == 0) {
+                return 0; /* resumed lazily, when data comes: maybe never (no context takeover) */
+            }
+            int rc = resume(z);
+            if (rc < 0) {
+                return rc;
+            }
+        }
         if (b->cap - b->len < 2) {
             if (b->cap >= limit) {
                 return -EMSGSIZE;
@@ -375,11 +400,7 @@ static int inflate_some(http_ws_z *z, const uint8_t *in, size_t len, uint64_t ma
             return -EMSGSIZE;
         }
         if (rc == Z_STREAM_END) {
-            /* A final block: what follows starts a new stream (the context is gone). */
-            inflateReset(s);
-            if (s->avail_in == 0) {
-                return 0;
-            }
+            z->in_ended = true; /* the next data resumes with this window (see resume) */
             continue;
         }
         if (rc == Z_MEM_ERROR) {
@@ -400,16 +421,41 @@ static int inflate_some(http_ws_z *z, const uint8_t *in, size_t len, uint64_t ma
 int http_ws_inflate(http_ws_z *z, const uint8_t *in, size_t len, bool fin, uint64_t max,
                     http_ws_buf *b)
 {
-    int rc = len ? inflate_some(z, in, len, max, b) : 0;
+    int rc = 0;
+    if (len) {
+        z->msg_data = true;
+        rc = inflate_some(z, in, len, max, b);
+    }
     if (rc == 0 && fin) {
-        /* RFC 7692 7.2.2: the sender removed the sync flush's empty block; put it back. */
-        rc = inflate_some(z, tail, 4, max, b);
-        if (rc == 0 && z->reset_in) {
-            inflateReset(&z->in);
+        if (!z->msg_data) {
+            /* An empty payload: RFC 7692 7.2.3.6 sends the empty message as 0x00, but this can
+             * mean nothing else, and the tail alone would open a stored block that swallows the
+             * next message. */
+        } else if (!z->in_ended) {
+            /* RFC 7692 7.2.2: the sender removed the flush's empty stored block's 00 00 ff ff;
+             * put it back. The message must then end on a block boundary (zlib's data_type
+             * 128): anything else is a message cut short, whose rest would be read as the
+             * start of the next. */
+            rc = inflate_some(z, tail, 4, max, b);
+            if (rc == 0 && !z->in_ended && !(z->in.data_type & 128)) {
+                rc = -EPROTO;
+            }
+        }
+        /* else the payload ended right after a final block (its empty stored block left out,
+         * or packed into the final block's last byte): nothing is missing, and the tail would
+         * open a stored block. */
+        if (rc == 0) {
+            if (z->reset_in) {
+                inflateReset(&z->in);
+                z->in_ended = false;
+            }
+            z->msg_data = false;
         }
     }
     if (rc < 0) {
         inflateReset(&z->in); /* the connection is failed anyway: keep the stream sane */
+        z->in_ended = false;
+        z->msg_data = false;
     }
     return rc;
 }

@@ -59,6 +59,8 @@ int http_ws_pmd_check_answer(const char *value, const simul_ws_opts *o, http_ws_
 typedef struct http_ws_z {
     z_stream in, out;
     bool in_ready, out_ready, reset_in, reset_out;
+    bool in_ended; /* the peer's stream met a final block (BFINAL=1) and was not resumed */
+    bool msg_data; /* the message being inflated has had payload bytes */
 } http_ws_z;
 
 typedef struct http_ws_buf {
@@ -69,8 +71,11 @@ typedef struct http_ws_buf {
 int http_ws_z_init(http_ws_z *z, const http_ws_pmd *pm, int level);
 void http_ws_z_free(http_ws_z *z);
 /* Inflates a piece of a compressed message onto b (b->cap always leaves a byte for a NUL);
- * fin: the message's last piece. Returns 0; -EMSGSIZE once the message would pass max bytes
- * (the buffer never grows past max + 2); -EPROTO (not deflate data); -ENOMEM. */
+ * fin: the message's last piece. A final deflate block (BFINAL=1) ends nothing but a flush: the
+ * data after it, in this message or the next, goes on with the same window (RFC 7692 7.2.2).
+ * Returns 0; -EMSGSIZE once the message would pass max bytes (the buffer never grows past
+ * max + 2); -EPROTO (not deflate data, or a message that does not end on a block boundary);
+ * -ENOMEM. */
 int http_ws_inflate(http_ws_z *z, const uint8_t *in, size_t len, bool fin, uint64_t max,
                     http_ws_buf *b);
 /* Compresses a message (or a piece of one; fin: its last) into b (b->len reset first).
