@@ -185,32 +185,34 @@ static int put_string(enc *e, const char *str, size_t len)
             i += k; /* copied as is: no \\u escapes for non-ASCII (no JSON_ENSURE_ASCII) */
             continue;
         }
-        /* The run so far, then the escape (6 bytes at most, 1 of them already reserved). */
-        if (reserve(e, (i - run) + 6 + (len - i) + 1)) {
+        /* The run so far, then the escape: room for those and the rest (1 byte of the escape
+         * and the closing quote were counted already), so the buffer grows only when the
+         * output does not fit. */
+        unsigned char c = s[i];
+        const char *short_esc = NULL;
+        switch (c) {
+        case '"': short_esc = "\\\""; break;
+        case '\\': short_esc = "\\\\"; break;
+        case '\b': short_esc = "\\b"; break;
+        case '\f': short_esc = "\\f"; break;
+        case '\n': short_esc = "\\n"; break;
+        case '\r': short_esc = "\\r"; break;
+        case '\t': short_esc = "\\t"; break;
+        }
+        size_t esc = short_esc ? 2 : 6;
+        if (reserve(e, (i - run) + esc + (len - i - 1) + 1)) {
             return -ENOMEM;
         }
         memcpy(e->p, s + run, i - run);
         e->p += i - run;
-        unsigned char c = s[i];
-        char *o = e->p;
-        o[0] = '\\';
-        switch (c) {
-        case '"': o[1] = '"'; e->p += 2; break;
-        case '\\': o[1] = '\\'; e->p += 2; break;
-        case '\b': o[1] = 'b'; e->p += 2; break;
-        case '\f': o[1] = 'f'; e->p += 2; break;
-        case '\n': o[1] = 'n'; e->p += 2; break;
-        case '\r': o[1] = 'r'; e->p += 2; break;
-        case '\t': o[1] = 't'; e->p += 2; break;
-        default:
-            o[1] = 'u';
-            o[2] = '0';
-            o[3] = '0';
-            o[4] = hexdig[c >> 4];
-            o[5] = hexdig[c & 15];
-            e->p += 6;
-            break;
+        if (short_esc) {
+            memcpy(e->p, short_esc, 2);
+        } else {
+            memcpy(e->p, "\\u00", 4);
+            e->p[4] = hexdig[c >> 4];
+            e->p[5] = hexdig[c & 15];
         }
+        e->p += esc;
         run = ++i;
     }
     /* reserve() above kept room for the rest of the string and its closing quote */
@@ -254,43 +256,39 @@ static size_t fmt_int(char *out, long long v)
 
 static int put_int(enc *e, long long v)
 {
-    if (reserve(e, 20)) {
+    char tmp[24];
+    size_t n = fmt_int(tmp, v);
+    if (reserve(e, n)) {
         return -ENOMEM;
     }
-    e->p += fmt_int(e->p, v);
+    memcpy(e->p, tmp, n);
+    e->p += n;
     return 0;
 }
 
 /* jansson's jsonp_dtostr at its default precision: "%.17g", ".0" appended when the text has
  * neither '.' nor 'e' (so it reads back as a real), and the exponent without '+' or leading
  * zeros ("1e+300" -> "1e300", "1e-07" -> "1e-7"). */
-static int put_real(enc *e, double d)
+static int fmt_real(char *out, double d)
 {
-    if (!isfinite(d)) {
-        return -EINVAL; /* json_real() refuses them; a guard, not a path */
-    }
-    if (reserve(e, 32)) {
-        return -ENOMEM;
-    }
+    char *o = out;
     /* A whole number below 2^53 prints as its integer digits under %.17g (at most 16 of them,
      * fewer than the precision, so no exponent): the integer writer and ".0" are exact. */
     if (fabs(d) < 9007199254740992.0 && d == (double)(long long)d) {
         if (d == 0 && signbit(d)) {
-            *e->p++ = '-';
+            *o++ = '-';
         }
-        e->p += fmt_int(e->p, (long long)d);
-        memcpy(e->p, ".0", 2);
-        e->p += 2;
-        return 0;
+        o += fmt_int(o, (long long)d);
+        memcpy(o, ".0", 2);
+        return (int)(o + 2 - out);
     }
     char tmp[64];
     int n = snprintf(tmp, sizeof tmp, "%.17g", d);
     if (n < 0 || (size_t)n >= sizeof tmp) {
-        return -EINVAL;
+        return -1;
     }
     /* Copied over with the locale's decimal point (maybe several bytes) made '.' and the
      * exponent trimmed: the same bytes in every locale. */
-    char *o = e->p;
     const char *s = tmp;
     int dot = 0;
     if (*s == '-') {
@@ -326,7 +324,21 @@ static int put_real(enc *e, double d)
         *o++ = '.';
         *o++ = '0';
     }
-    e->p = o;
+    return (int)(o - out);
+}
+
+static int put_real(enc *e, double d)
+{
+    char txt[64];
+    int n = isfinite(d) ? fmt_real(txt, d) : -1; /* json_real() refuses NaN and inf: a guard */
+    if (n < 0) {
+        return -EINVAL;
+    }
+    if (reserve(e, (size_t)n)) {
+        return -ENOMEM;
+    }
+    memcpy(e->p, txt, (size_t)n);
+    e->p += n;
     return 0;
 }
 
