@@ -269,6 +269,119 @@ static int put_int(enc *e, long long v)
 /* jansson's jsonp_dtostr at its default precision: "%.17g", ".0" appended when the text has
  * neither '.' nor 'e' (so it reads back as a real), and the exponent without '+' or leading
  * zeros ("1e+300" -> "1e300", "1e-07" -> "1e-7"). */
+#ifdef __SIZEOF_INT128__
+static const uint64_t pow10_u64[20] = {
+    1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull, 100000000ull,
+    1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull, 10000000000000ull,
+    100000000000000ull, 1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+    1000000000000000000ull, 10000000000000000000ull,
+};
+
+/* "%.17g" of a finite d with 1e-6 <= |d| < 2^53 and a fraction (a binary exponent below 0),
+ * exact: the 17 significant digits are d * 10^k rounded half to even, computed in 128 bits
+ * (mantissa < 2^53 times 10^k <= 10^22 < 2^74), then laid out as %g does (fixed for decimal
+ * exponents -4..16, else d.ddde-X; trailing zeros dropped). Returns the length, or -1 outside
+ * that range (the caller falls back to snprintf). The fuzz target and test_json_encode hold it
+ * to glibc's printf. */
+static int fast_g17(char *out, double d)
+{
+    uint64_t bits;
+    memcpy(&bits, &d, sizeof bits);
+    int bexp = (int)((bits >> 52) & 0x7ff);
+    if (bexp == 0 || bexp == 0x7ff) {
+        return -1; /* zero, denormal (far below 1e-6), inf, NaN */
+    }
+    uint64_t m = (bits & ((1ull << 52) - 1)) | (1ull << 52);
+    int shift = 1075 - bexp; /* |d| = m / 2^shift */
+    if (shift <= 0 || shift > 90) {
+        return -1; /* whole (>= 2^53), or below ~1e-11 */
+    }
+    /* k = 16 - (decimal exponent): first guess from the binary exponent, then corrected until
+     * the integer part of m * 10^k / 2^shift has exactly 17 digits. */
+    int x10 = (int)floor(log10(fabs(d)));
+    int k = 16 - x10;
+    unsigned __int128 n, q = 0;
+    for (int tries = 0; tries < 3; tries++) {
+        if (k < 0 || k > 22) {
+            return -1;
+        }
+        n = (unsigned __int128)m * (k > 19 ? pow10_u64[19] : pow10_u64[k]);
+        if (k > 19) {
+            n *= pow10_u64[k - 19];
+        }
+        q = n >> shift;
+        if (q < pow10_u64[16]) {
+            k++;
+        } else if (q >= pow10_u64[17]) {
+            k--;
+        } else {
+            break;
+        }
+    }
+    if (q < pow10_u64[16] || q >= pow10_u64[17]) {
+        return -1;
+    }
+    unsigned __int128 rest = n & (((unsigned __int128)1 << shift) - 1);
+    unsigned __int128 half = (unsigned __int128)1 << (shift - 1);
+    if (rest > half || (rest == half && (q & 1))) {
+        q++;
+    }
+    int x = 16 - k; /* the decimal exponent of the rounded value */
+    if (q == pow10_u64[17]) {
+        q = pow10_u64[16];
+        x++;
+    }
+    char dig[17];
+    uint64_t v = (uint64_t)q;
+    for (int i = 16; i >= 0; i--) {
+        dig[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+    int nd = 17;
+    while (nd > 1 && dig[nd - 1] == '0') {
+        nd--; /* %g drops trailing zeros */
+    }
+    char *o = out;
+    if (d < 0) {
+        *o++ = '-';
+    }
+    if (x < -4 || x >= 17) {
+        *o++ = dig[0];
+        if (nd > 1) {
+            *o++ = '.';
+            memcpy(o, dig + 1, (size_t)nd - 1);
+            o += nd - 1;
+        }
+        *o++ = 'e'; /* jansson's form: no '+', no leading zeros */
+        if (x < 0) {
+            *o++ = '-';
+            x = -x;
+        }
+        o += fmt_int(o, x);
+    } else if (x >= 0) {
+        memcpy(o, dig, (size_t)x + 1);
+        o += x + 1;
+        if (nd > x + 1) {
+            *o++ = '.';
+            memcpy(o, dig + x + 1, (size_t)(nd - x - 1));
+            o += nd - x - 1;
+        } else {
+            memcpy(o, ".0", 2); /* jansson's: a real stays a real */
+            o += 2;
+        }
+    } else {
+        *o++ = '0';
+        *o++ = '.';
+        for (int i = -1; i > x; i--) {
+            *o++ = '0';
+        }
+        memcpy(o, dig, (size_t)nd);
+        o += nd;
+    }
+    return (int)(o - out);
+}
+#endif
+
 static int fmt_real(char *out, double d)
 {
     char *o = out;
@@ -282,6 +395,12 @@ static int fmt_real(char *out, double d)
         memcpy(o, ".0", 2);
         return (int)(o + 2 - out);
     }
+#ifdef __SIZEOF_INT128__
+    int fast = fast_g17(out, d);
+    if (fast >= 0) {
+        return fast;
+    }
+#endif
     char tmp[64];
     int n = snprintf(tmp, sizeof tmp, "%.17g", d);
     if (n < 0 || (size_t)n >= sizeof tmp) {

@@ -122,6 +122,55 @@ static void reals(void **state)
     assert_null(json_real(INFINITY));
 }
 
+/* Ties at the 17th digit go to even, as printf's: doubles with 18 significant digits ending in
+ * 5 (between 2^50 and 2^51 the step is 0.25). */
+static void reals_round_half_even(void **state)
+{
+    (void)state;
+    expect(json_real(1000000000000000.25), "1000000000000000.2");
+    expect(json_real(1000000000000000.75), "1000000000000000.8");
+    expect(json_real(2251799813685247.75), "2251799813685247.8");
+    expect(json_real(2251799813685246.25), "2251799813685246.2");
+    expect(json_real(-1000000000000001.25), "-1000000000000001.2");
+    expect(json_real(0.5), "0.5");
+    expect(json_real(9.5367431640625e-7), "9.5367431640625e-7"); /* 2^-20: exact */
+    expect(json_real(0.000123), "0.00012300000000000001");
+    expect(json_real(0.99999999999999989), "0.99999999999999989");
+    expect(json_real(9.9999999999999982e-5), "9.9999999999999978e-5"); /* the nearest double */
+}
+
+/* Many reals of every shape (random bits, short decimals, halves at every scale), each against
+ * jansson's dump, which prints with snprintf("%.17g"). */
+static void reals_match_jansson(void **state)
+{
+    (void)state;
+    uint64_t r = 88172645463325252ull;
+    for (long i = 0; i < 200000; i++) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        double d;
+        switch (i % 4) {
+        case 0: memcpy(&d, &r, sizeof d); break;
+        case 1: d = (double)((int64_t)(r % 2000000) - 1000000) / pow(10, (double)(r % 9)); break;
+        case 2: d = ldexp((double)(r % (1u << 20)) + 0.5, -(int)(r >> 58)); break;
+        default: d = (double)(r % 100000) / 1000.0 * ((r >> 63) ? -1 : 1); break;
+        }
+        json_t *v = json_real(d);
+        if (!v) {
+            assert_false(isfinite(d));
+            continue;
+        }
+        char want[64], got[64], *out;
+        size_t wn = json_dumpb(v, want, sizeof want, FLAGS), n;
+        assert_int_equal(http_json_encode(v, got, sizeof got, &out, &n), 0);
+        if (n != wn || memcmp(got, want, n) != 0) {
+            fail_msg("%a: got [%.*s], want [%.*s]", d, (int)n, got, (int)wn, want);
+        }
+        json_decref(v);
+    }
+}
+
 static void escapes(void **state)
 {
     (void)state;
@@ -371,6 +420,8 @@ int main(int argc, char **argv)
         cmocka_unit_test(scalars),
         cmocka_unit_test(integers),
         cmocka_unit_test(reals),
+        cmocka_unit_test(reals_round_half_even),
+        cmocka_unit_test(reals_match_jansson),
         cmocka_unit_test(escapes),
         cmocka_unit_test(every_byte_at_every_offset),
         cmocka_unit_test(invalid_utf8),
