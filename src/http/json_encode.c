@@ -296,9 +296,10 @@ static int fast_g17(char *out, double d)
     if (shift <= 0 || shift > 90) {
         return -1; /* whole (>= 2^53), or below ~1e-11 */
     }
-    /* k = 16 - (decimal exponent): first guess from the binary exponent, then corrected until
+    /* k = 16 - (decimal exponent): first guess from the binary exponent (no libm), corrected until
      * the integer part of m * 10^k / 2^shift has exactly 17 digits. */
-    int x10 = (int)floor(log10(fabs(d)));
+    int e2 = bexp - 1023, t = e2 * 78913; /* 78913 / 2^18 ~ log10(2): floor, or 1 below */
+    int x10 = t >= 0 ? t >> 18 : -((-t + (1 << 18) - 1) >> 18);
     int k = 16 - x10;
     unsigned __int128 n, q = 0;
     for (int tries = 0; tries < 3; tries++) {
