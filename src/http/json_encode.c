@@ -1,9 +1,7 @@
-/* json_encode.c — the JSON answers' encoder: jansson values (jansson stays the value model and the
- * parser) written byte for byte as json_dumpb(v, JSON_COMPACT | JSON_ENCODE_ANY) writes them, at a
- * fraction of its cost: jansson's dump formats a "%p" key and inserts it into a hash table per
- * container to find cycles; here a depth limit refuses cycles, the walk keeps its own stack (a
- * 64 KiB task stack holds any depth), strings are copied in runs found 8 bytes at a time and
- * integers written without printf. fuzz/fuzz_http_json_encode.c holds it to jansson's output. */
+/* json_encode.c — the JSON answers' encoder: jansson values written byte for byte as
+ * json_dumpb(v, JSON_COMPACT | JSON_ENCODE_ANY) writes them (fuzz_http_json_encode holds it to
+ * that), at a fraction of the cost: a depth limit instead of a hash set of open containers refuses
+ * cycles, strings go in runs found 16 bytes at a time, numbers without printf where exact. */
 #include "internal.h"
 
 #include <jansson.h>
