@@ -116,6 +116,7 @@ bench: deps
 	bash bench/run_http.sh $(BUILD)
 	bash bench/run_resp.sh $(BUILD)
 	bash bench/run_ws_frame.sh $(BUILD)
+	bash bench/run_json_encode.sh $(BUILD)
 	bash bench/run_stack.sh $(BUILD)
 	bash bench/run_redis.sh $(BUILD)
 	bash bench/run_http_client.sh $(BUILD)

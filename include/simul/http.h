@@ -434,7 +434,12 @@ int simul_http_response_header(simul_http_response *res, const char *name, const
 int simul_http_response_body(simul_http_response *res, const void *data, size_t len);
 /* status, Content-Type: text/plain; charset=utf-8 and the text as the body. */
 int simul_http_response_text(simul_http_response *res, int status, const char *text);
-/* status, Content-Type: application/json and v encoded compactly (v is not consumed). */
+/* status, Content-Type: application/json and v encoded compactly (v is not consumed): the bytes
+ * equal jansson's json_dumpb(v, JSON_COMPACT | JSON_ENCODE_ANY) (keys in insertion order, reals as
+ * "%.17g" in every locale), written by libsimul-http's own encoder at a fraction of the cost.
+ * -EINVAL when v is NULL or not encodable: a string or key that is not UTF-8, or containers nested
+ * deeper than 2048 (jansson's parser's limit), which is how a cycle is refused; -ENOMEM;
+ * -EALREADY once streaming. */
 int simul_http_response_json(simul_http_response *res, int status, const struct json_t *v);
 /* Flask's abort: answers status (400..599) through the app's error handler for it (or the
  * server's short text) once the handler returns; the handler returns what this returns. -EINVAL;

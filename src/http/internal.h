@@ -176,4 +176,11 @@ typedef struct http_file_part {
 int http_response_sendfile_parts(simul_http_response *res, int fd, const http_file_part *parts,
                                  size_t n, const char *epilogue, uint64_t total);
 
+/* json_encode.c: v written as json_dumpb(v, JSON_COMPACT | JSON_ENCODE_ANY) writes it, byte for
+ * byte, into buf[0..cap) when it fits, else into a malloc'd buffer (*out != buf: the caller frees
+ * it); *len its length. Returns 0; -EINVAL (not encodable: a string or key that is not UTF-8,
+ * containers nested deeper than HTTP_JSON_MAX_DEPTH, so every cycle); -ENOMEM. */
+#define HTTP_JSON_MAX_DEPTH 2048 /* jansson's parser's limit: what it reads, this writes */
+int http_json_encode(const struct json_t *v, char *buf, size_t cap, char **out, size_t *len);
+
 #endif /* SIMUL_HTTP_INTERNAL_H */
