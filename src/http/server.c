@@ -2699,11 +2699,18 @@ int simul_http_serve_stream(simul_http_app *app, simul_stream *s, const simul_ht
     srv->own_trust = true;
     srv->app = app;
     srv->nls = 0;
-    /* Its own task: a client that leaves cancels the connection's task, never the caller. */
-    one_conn o = {srv, s};
+    /* Its own task: a client that leaves cancels the connection's task, never the caller. Its
+     * argument is on the heap: the caller may be a compact task, whose frame moves while the
+     * connection's task runs. */
+    one_conn *o = malloc(sizeof *o);
+    if (!o) {
+        server_release(srv);
+        return -ENOMEM;
+    }
+    *o = (one_conn){srv, s};
     simul_task *t;
     simul_task_opts to = {.name = "http-conn", .stack_size = srv->opts.stack_size};
-    rc = simul_task_spawn(&t, one_conn_main, &o, &to);
+    rc = simul_task_spawn(&t, one_conn_main, o, &to);
     if (rc == 0) {
         int jr = simul_task_join(t, &rc);
         if (jr < 0) { /* the caller was cancelled: so is the connection, then it is waited for */
@@ -2715,6 +2722,7 @@ int simul_http_serve_stream(simul_http_app *app, simul_stream *s, const simul_ht
             rc = jr;
         }
     }
+    free(o);
     server_release(srv);
     return rc;
 }

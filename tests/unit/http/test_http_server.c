@@ -1069,6 +1069,68 @@ SIMUL_TASK_TEST(serve_threads)
     return 0;
 }
 
+/* ---- one connection on a caller's stream ------------------------------------------------- */
+
+/* The client end of the pair: two pipelined requests, their answers in order, then EOF. */
+static int c_pair(void *arg)
+{
+    client *c = calloc(1, sizeof *c);
+    CHECK(c);
+    c->fd = *(int *)arg;
+    const char *reqs = GET("/") GET("/boards/7");
+    CHECK(send(c->fd, reqs, strlen(reqs), MSG_NOSIGNAL) == (ssize_t)strlen(reqs));
+    response r;
+    CHECK(cl_response(c, &r, false) == 0 && r.status == 200 && strcmp(r.body, "root") == 0);
+    resp_free(&r);
+    CHECK(cl_response(c, &r, false) == 0 && r.status == 200 && strcmp(r.body, "board 7") == 0);
+    resp_free(&r);
+    shutdown(c->fd, SHUT_WR); /* the client is done: the server sees EOF and ends */
+    free(c);
+    return 0;
+}
+
+typedef struct pair_run {
+    simul_http_app *app;
+    int fd;
+    int rc;
+} pair_run;
+
+static int serve_pair(void *arg)
+{
+    pair_run *p = arg;
+    simul_stream *s;
+    p->rc = simul_stream_from_fd(p->fd, &s);
+    if (p->rc == 0) {
+        p->rc = simul_http_serve_stream(p->app, s, NULL);
+        simul_stream_close(s);
+    }
+    return 0;
+}
+
+/* simul_http_serve_stream on one end of a socketpair, called from a compact task: the server's
+ * own task must not hold pointers into the caller's frame, which moves while it runs. */
+SIMUL_TASK_TEST(serve_stream_from_a_compact_task)
+{
+    (void)arg;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pair_run *p = calloc(1, sizeof *p); /* not on this task's stack: the compact task reads it */
+    assert_non_null(p);
+    p->app = make_app();
+    p->fd = sv[0];
+    p->rc = 1;
+    simul_task *t;
+    simul_task_opts to = {.name = "serve-pair", .mode = SIMUL_TASK_COMPACT};
+    assert_int_equal(simul_task_spawn(&t, serve_pair, p, &to), 0);
+    assert_int_equal(client_run(c_pair, &sv[1]), 0);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(p->rc, 0);
+    close(sv[1]);
+    simul_http_app_free(p->app);
+    free(p);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1087,6 +1149,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(shutdown_cancels_stragglers),
         cmocka_unit_test(ten_thousand_keepalive),
         cmocka_unit_test(serve_threads),
+        cmocka_unit_test(serve_stream_from_a_compact_task),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_http_server");
 }
