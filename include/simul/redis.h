@@ -225,7 +225,8 @@ typedef struct simul_redis_opts {
     double connect_timeout;  /* seconds for connect + handshake, each attempt; 0: 10 s */
     /* Reconnection: after a failure the reader waits a random time in [d/2, d], d doubling from
      * reconnect_min up to reconnect_max (defaults 0.01 s and 2 s), then tries again, forever,
-     * until the connection is closed. no_reconnect: a failed connection stays down, and commands
+     * until the connection is closed (simul_backoff's SIMUL_BACKOFF_EQUAL; a NaN or an infinite
+     * reconnect_min is -EINVAL). no_reconnect: a failed connection stays down, and commands
      * fail with -ENOTCONN. */
     double reconnect_min;
     double reconnect_max;
