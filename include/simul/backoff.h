@@ -28,9 +28,9 @@ typedef enum simul_backoff_jitter {
 } simul_backoff_jitter;
 
 typedef struct simul_backoff_opts {
-    double base;        /* the first delay in seconds (> 0) */
-    double cap;         /* no delay exceeds this (>= base; 0 = base * 2^6) */
-    double multiplier;  /* the growth per failure (>= 1; 0 = 2, gRPC uses 1.6) */
+    double base;       /* the first delay in seconds (> 0) */
+    double cap;        /* no delay exceeds this (>= base; 0 = base * 2^6) */
+    double multiplier; /* the growth per failure (>= 1; 0 = 2, gRPC uses 1.6) */
     simul_backoff_jitter jitter;
     double jitter_frac; /* SIMUL_BACKOFF_PROPORTIONAL: in [0, 1); 0 = 0.2 (gRPC's) */
     unsigned immediate; /* the first `immediate` delays are 0 (a supervisor restarts a worker

@@ -714,12 +714,10 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
     if (rc == 0 && !(s->restarts = calloc((size_t)o->workers, sizeof *s->restarts)))
         rc = -ENOMEM;
     /* A backoff_max below backoff_min caps every delay at backoff_max, as before. */
-    simul_backoff_opts bo = {.base = o->backoff_min < o->backoff_max ? o->backoff_min
-                                                                     : o->backoff_max,
-                             .cap = o->backoff_max,
-                             .immediate = 1};
+    double lo = o->backoff_min < o->backoff_max ? o->backoff_min : o->backoff_max;
+    simul_backoff_opts bo = {.base = lo, .cap = o->backoff_max, .immediate = 1};
     for (int i = 0; rc == 0 && i < o->workers; i++)
-        rc = simul_backoff_init(&s->restarts[i], &bo); /* -EINVAL: an infinite backoff_min */
+        rc = simul_backoff_init(&s->restarts[i], &bo); /* -EINVAL: both bounds infinite */
     if (rc == 0 && !(s->slot_gen = calloc((size_t)o->workers, sizeof *s->slot_gen)))
         rc = -ENOMEM;
     for (int i = 0; rc == 0 && i < o->workers; i++)

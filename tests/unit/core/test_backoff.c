@@ -6,11 +6,11 @@
 #define ROUNDS 2000
 
 /* cmocka 1.1 has no double assertion: |got - want| <= eps, both printed when it fails. */
-#define assert_near(got, want, eps)                                                             \
-    do {                                                                                        \
-        double g_ = (got), w_ = (want);                                                         \
-        if (!(fabs(g_ - w_) <= (eps)))                                                          \
-            fail_msg("%s = %.17g, want %.17g", #got, g_, w_);                                   \
+#define assert_near(got, want, eps)                                                                \
+    do {                                                                                           \
+        double g_ = (got), w_ = (want);                                                            \
+        if (!(fabs(g_ - w_) <= (eps)))                                                             \
+            fail_msg("%s = %.17g, want %.17g", #got, g_, w_);                                      \
     } while (0)
 
 static simul_backoff make(simul_backoff_jitter j, double base, double cap, uint64_t seed)
@@ -121,8 +121,8 @@ static void proportional_jitter_bounds(void **state)
     }
     assert_true(fabs(sum / ROUNDS - 0.95 * cap) < 0.03 * cap);
     /* A jitter_frac of its own. */
-    simul_backoff_opts o = {.base = 1, .cap = 10, .jitter = SIMUL_BACKOFF_PROPORTIONAL,
-                            .jitter_frac = 0.5};
+    simul_backoff_opts o = {
+        .base = 1, .cap = 10, .jitter = SIMUL_BACKOFF_PROPORTIONAL, .jitter_frac = 0.5};
     assert_near(simul_backoff_delay(&o, 0, 0), 0.5, 1e-12);
     assert_near(simul_backoff_delay(&o, 1, 0.5), 2, 1e-12);
 }
@@ -276,8 +276,7 @@ static void bad_options_refused(void **state)
     assert_near(simul_backoff_delay(&ok, 0, -0.1), -EINVAL, 0);
     assert_near(simul_backoff_delay(&ok, 0, NAN), -EINVAL, 0);
     /* cap == base: a constant delay, allowed. */
-    assert_near(simul_backoff_delay(&(simul_backoff_opts){.base = 1, .cap = 1}, 9, 0), 1,
-                        0);
+    assert_near(simul_backoff_delay(&(simul_backoff_opts){.base = 1, .cap = 1}, 9, 0), 1, 0);
 }
 
 static const struct CMUnitTest tests[] = {
