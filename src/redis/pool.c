@@ -354,7 +354,11 @@ int redis__run_dedicated(simul_redis_conn *c, unsigned flags, const enc *e,
         if (held) {
             rc = unblock(c, d, held, rc, reply, &reuse);
         } else {
-            reuse = rc == 0 || rc == -EREMOTEIO;
+            /* Nothing of it is left on d: a reply (or error reply) came, the connection failed,
+             * or the cancel / deadline came before it was queued. pool_release keeps d only if
+             * it is clean (up, nothing pending), so a deadline that expired early does not cost
+             * the connection. */
+            reuse = true;
         }
         if (rc == 0 || rc == -EREMOTEIO)
             c->st.replies++;
