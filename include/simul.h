@@ -44,6 +44,7 @@
 #define SIMUL_H
 
 #include "simul/base.h"
+#include "simul/backoff.h"
 #include "simul/loop.h"
 #include "simul/task.h"
 #include "simul/sync.h"

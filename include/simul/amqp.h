@@ -122,7 +122,9 @@ typedef struct simul_amqp_opts {
     uint32_t frame_max;     /* proposed (default 131072); the lower of ours and the broker's */
     uint16_t channel_max;   /* proposed (default 2047) */
     double connect_timeout; /* seconds for connect + handshake, each attempt; 0: 10 s */
-    double reconnect_min, reconnect_max; /* back-off bounds (defaults 0.05 s and 5 s) */
+    double reconnect_min, reconnect_max; /* back-off bounds (defaults 0.05 s and 5 s): the
+                                            n-th wait is random in [d/2, d], d doubling from
+                                            min up to max (SIMUL_BACKOFF_EQUAL); NaN: -EINVAL */
     bool no_recovery;            /* a lost connection stays lost: calls fail with -ENOTCONN */
     size_t max_message;          /* largest message body accepted from the broker (default 128 MiB,
                                     RabbitMQ's max_message_size): a bigger one is -EMSGSIZE and

@@ -225,7 +225,8 @@ typedef struct simul_redis_opts {
     double connect_timeout;  /* seconds for connect + handshake, each attempt; 0: 10 s */
     /* Reconnection: after a failure the reader waits a random time in [d/2, d], d doubling from
      * reconnect_min up to reconnect_max (defaults 0.01 s and 2 s), then tries again, forever,
-     * until the connection is closed. no_reconnect: a failed connection stays down, and commands
+     * until the connection is closed (simul_backoff's SIMUL_BACKOFF_EQUAL; a NaN or an infinite
+     * reconnect_min is -EINVAL). no_reconnect: a failed connection stays down, and commands
      * fail with -ENOTCONN. */
     double reconnect_min;
     double reconnect_max;
@@ -289,9 +290,10 @@ int simul_redis_close(simul_redis_conn *c);
  * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
  * connection is never held up. Such a command is cancellable and honours the caller's deadline
  * like any other. When its caller leaves (cancel, deadline), the client ends the command on the
- * server, shielded and within about a second: CLIENT UNBLOCK <the dedicated connection's CLIENT
- * ID> over the shared connection, then the dedicated connection's reply (the command's timeout
- * reply) is read and dropped and the connection goes back to the pool. The race this must
+ * server, shielded and within about a second (the lower of 1 s and connect_timeout): CLIENT
+ * UNBLOCK <the dedicated connection's CLIENT ID> over the shared connection (asked at most twice,
+ * never polled), then the dedicated connection's reply (the command's timeout reply), handed
+ * over by its reader as it arrives, is dropped and the connection goes back to the pool. The race this must
  * settle: the server may have served the command (popped the element, moved it, delivered the
  * stream entries to a group) just before the cancel. That reply is real data that exists nowhere
  * else any more, so it is NOT dropped: the call returns 0 and the reply (stats: unblock_late),

@@ -111,7 +111,7 @@ typedef struct simul_supervisor_opts {
     const char *const *self_argv; /* the arguments for that re-exec (main's argv) */
     double ready_timeout;         /* seconds a new worker has to say READY=1; 0 = 30 */
     double stop_timeout;  /* seconds a retiring or stopping worker has before SIGKILL; 0 = 30 */
-    double backoff_min;   /* the second restart in a row waits this; 0 = 0.1 s */
+    double backoff_min;   /* the second restart in a row waits this; 0 = 0.1 s; both inf: -EINVAL */
     double backoff_max;   /* the back-off stops doubling here; 0 = 10 s */
     double backoff_reset; /* up and ready this long clears the back-off; 0 = 10 s */
     int stop_signal;      /* 0 = SIGTERM */

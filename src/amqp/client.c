@@ -71,14 +71,6 @@ bool amqp__same(const char *a, const char *b)
     return strcmp(a ? a : "", b ? b : "") == 0;
 }
 
-static double rand01(simul_amqp_conn *c)
-{
-    c->rng ^= c->rng >> 12;
-    c->rng ^= c->rng << 25;
-    c->rng ^= c->rng >> 27;
-    return (double)((c->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
-}
-
 static void pulse(simul_event *e)
 {
     /* Wakes every waiter now; later waiters wait for the next pulse. */
@@ -1345,15 +1337,16 @@ static int reader_main(void *arg)
             simul_event_set(c->ready_ev);
             break;
         }
-        double d = c->o.reconnect_min;
+        /* Each outage starts from reconnect_min again (equal jitter: the n-th wait lies in
+         * [d/2, d], d = reconnect_min * 2^n up to reconnect_max). */
+        simul_backoff_reset(&c->reconnect);
         for (;;) {
-            if (simul_sleep(d / 2 + rand01(c) * d / 2) < 0 || c->closing)
+            if (simul_sleep(simul_backoff_next(&c->reconnect)) < 0 || c->closing)
                 return 0;
             if (establish(c) == 0)
                 break;
             if (c->closing)
                 return 0;
-            d = d * 2 < c->o.reconnect_max ? d * 2 : c->o.reconnect_max;
         }
         amqp__wake_writer(c);
         simul_task_opts to = {.name = "amqp-recovery", .stack_size = 0};
@@ -1529,7 +1522,12 @@ int simul_amqp_connect(const simul_amqp_opts *opts, simul_amqp_conn **out)
     c->o.client_properties = NULL;
     c->o.why = NULL;
     c->o.whylen = 0;
-    c->rng = (uint64_t)simul_now_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ull;
+    simul_backoff_opts bo = {
+        .base = c->o.reconnect_min, .cap = c->o.reconnect_max, .jitter = SIMUL_BACKOFF_EQUAL};
+    if (err == 0 && simul_backoff_init(&c->reconnect, &bo) < 0) { /* a NaN or infinite bound */
+        conn_free(c);
+        return -EINVAL;
+    }
     init_amqp_pool(&c->pool, 16384);
     if (err < 0 || simul_event_new(&c->out_ev) < 0 || simul_event_new(&c->drained_ev) < 0 ||
         simul_event_new(&c->ready_ev) < 0 || simul_event_new(&c->unblocked_ev) < 0 ||

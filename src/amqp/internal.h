@@ -14,6 +14,7 @@
 #include <amqp.h>
 
 #include <simul/amqp.h>
+#include <simul/backoff.h>
 #include <simul/loop.h>
 #include <simul/sync.h>
 #include <simul/task.h>
@@ -184,7 +185,7 @@ struct simul_amqp_conn {
     char *close_text;
     unsigned users;
     uint64_t epoch;
-    uint64_t rng;
+    simul_backoff reconnect; /* the reader's waits between reconnects (reset per outage) */
     simul_amqp_stats st;
 };
 

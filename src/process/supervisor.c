@@ -67,7 +67,7 @@ struct simul_supervisor {
     bool booted;            /* generation 1 was all ready once */
     unsigned boot_failures; /* before that: workers that exited without ever being ready */
     unsigned long deaths;
-    int *fails; /* per slot: deaths in a row (the back-off exponent) */
+    simul_backoff *restarts; /* per slot: the back-off over its deaths in a row */
     worker *workers;
     simul_event *changed; /* set whenever a worker becomes ready or exits */
     simul_event *wake;    /* serve_forever: a signal came */
@@ -354,14 +354,10 @@ static double backoff(simul_supervisor *s, worker *w)
 {
     int64_t now = simul_now_ns();
     if (w->ready_ns && now - w->ready_ns >= (int64_t)(s->o.backoff_reset * 1e9))
-        s->fails[w->slot] = 0;
-    int k = ++s->fails[w->slot];
-    if (k <= 1)
-        return 0; /* the first death in a while: back at once, like nginx and gunicorn */
-    double d = s->o.backoff_min;
-    for (int i = 2; i < k && d < s->o.backoff_max; i++)
-        d *= 2;
-    return d < s->o.backoff_max ? d : s->o.backoff_max;
+        simul_backoff_reset(&s->restarts[w->slot]);
+    /* The first death in a while: back at once, like nginx and gunicorn (`immediate`); then
+     * backoff_min doubling to backoff_max, without jitter (restarts are local, not a herd). */
+    return simul_backoff_next(&s->restarts[w->slot]);
 }
 
 static int watch_main(void *arg)
@@ -715,8 +711,13 @@ int simul_supervisor_start(const simul_supervisor_opts *opts, simul_supervisor *
     o->argv = o->self_argv = NULL;
     s->gen = s->top_gen = 1;
     int rc = copy_argv(s, opts);
-    if (rc == 0 && !(s->fails = calloc((size_t)o->workers, sizeof *s->fails)))
+    if (rc == 0 && !(s->restarts = calloc((size_t)o->workers, sizeof *s->restarts)))
         rc = -ENOMEM;
+    /* A backoff_max below backoff_min caps every delay at backoff_max, as before. */
+    double lo = o->backoff_min < o->backoff_max ? o->backoff_min : o->backoff_max;
+    simul_backoff_opts bo = {.base = lo, .cap = o->backoff_max, .immediate = 1};
+    for (int i = 0; rc == 0 && i < o->workers; i++)
+        rc = simul_backoff_init(&s->restarts[i], &bo); /* -EINVAL: both bounds infinite */
     if (rc == 0 && !(s->slot_gen = calloc((size_t)o->workers, sizeof *s->slot_gen)))
         rc = -ENOMEM;
     for (int i = 0; rc == 0 && i < o->workers; i++)
@@ -866,7 +867,7 @@ int simul_supervisor_reload(simul_supervisor *s)
     }
     s->gen = gen;
     for (int i = 0; i < n; i++)
-        s->fails[i] = 0;
+        simul_backoff_reset(&s->restarts[i]);
     s->reloading = false;
     emit(s, SIMUL_SUPERVISOR_RELOADED, NULL, 0, 0);
     s->reload_gen = 0;
@@ -1042,7 +1043,7 @@ void simul_supervisor_free(simul_supervisor *s)
     }
     close_socks(s);
     free_argv(s);
-    free(s->fails);
+    free(s->restarts);
     simul_event_free(s->changed);
     simul_event_free(s->wake);
     free(s->slot_gen);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include <simul/backoff.h>
 #include <simul/loop.h>
 #include <simul/redis.h>
 #include <simul/sync.h>
@@ -26,15 +27,6 @@ static char *dup_or_null(const char *s, int *err)
     if (!d)
         *err = -ENOMEM;
     return d;
-}
-
-static double rand01(simul_redis_conn *c)
-{
-    /* xorshift64*: jitter only needs to differ between clients, not to be strong. */
-    c->rng ^= c->rng >> 12;
-    c->rng ^= c->rng << 25;
-    c->rng ^= c->rng >> 27;
-    return (double)((c->rng * 2685821657736338717ull) >> 11) / 9007199254740992.0;
 }
 
 static bool str_is(const simul_redis_reply *r, const char *s)
@@ -581,15 +573,16 @@ static int reader_main(void *arg)
                 simul_queue_shutdown(s->q, false, free_reply_item);
             break;
         }
-        double d = c->o.reconnect_min;
+        /* Each outage starts from reconnect_min again (equal jitter: the n-th wait lies in
+         * [d/2, d], d = reconnect_min * 2^n up to reconnect_max). */
+        simul_backoff_reset(&c->reconnect);
         for (;;) {
-            if (simul_sleep(d / 2 + rand01(c) * d / 2) < 0 || c->closing)
+            if (simul_sleep(simul_backoff_next(&c->reconnect)) < 0 || c->closing)
                 return 0;
             if (establish(c) == 0)
                 break;
             if (c->closing)
                 return 0;
-            d = d * 2 < c->o.reconnect_max ? d * 2 : c->o.reconnect_max;
         }
     }
     return 0;
@@ -662,6 +655,12 @@ int simul_redis_connect(const simul_redis_opts *opts, simul_redis_conn **out)
         c->o.reconnect_max = 2;
     if (c->o.reconnect_max < c->o.reconnect_min)
         c->o.reconnect_max = c->o.reconnect_min;
+    simul_backoff_opts bo = {
+        .base = c->o.reconnect_min, .cap = c->o.reconnect_max, .jitter = SIMUL_BACKOFF_EQUAL};
+    if (err == 0 && simul_backoff_init(&c->reconnect, &bo) < 0) { /* a NaN or infinite bound */
+        conn_free(c);
+        return -EINVAL;
+    }
     c->rng = (uint64_t)simul_now_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ull;
     c->rbuf = malloc(RBUF_SIZE);
     if (!c->rbuf || err < 0 || simul_event_new(&c->ready) < 0 || simul_event_new(&c->idle) < 0) {

@@ -518,10 +518,12 @@ static int asking_call(simul_redis_conn *c, unsigned flags, simul_redis_reply **
     return res[1];
 }
 
+/* Between retries of a redirected or refused command: 5 ms doubling up to 320 ms, no jitter
+ * (the wait is for one cluster's topology to settle, not a herd of clients to spread out). */
 static int backoff(unsigned attempt)
 {
-    double d = 0.005 * (double)(1u << (attempt < 6 ? attempt : 6));
-    return simul_sleep(d);
+    static const simul_backoff_opts o = {.base = 0.005, .cap = 0.32};
+    return simul_sleep(simul_backoff_delay(&o, attempt, 0));
 }
 
 int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 
+#include <simul/backoff.h>
 #include <simul/loop.h>
 #include <simul/redis.h>
 #include <simul/sync.h>
@@ -72,7 +73,8 @@ struct simul_redis_conn {
 
     simul_redis_subscription *subs;
     simul_redis_stats st;
-    uint64_t rng;
+    uint64_t rng;              /* cache.c's sampling */
+    simul_backoff reconnect;   /* the reader's waits between reconnects (reset per outage) */
     struct redis_pool *pool;   /* dedicated connections (pool.c), made on first use */
     struct redis_cache *cache; /* client-side cache (cache.c), when opts.cache_bytes > 0 */
     bool rediscover; /* READONLY answers make it connect again (sentinel.c: a new master) */

@@ -230,16 +230,25 @@ void redis__pool_release(simul_redis_conn *c, simul_redis_conn *d, bool reuse)
 }
 
 /* Ends a blocking command whose caller left (why: -ECANCELED / -ETIMEDOUT) while it is held on
- * d, shielded and within UNBLOCK_TIMEOUT. CLIENT UNBLOCK <d's id> goes over the shared
- * connection c; the server answers 1 when d was blocked (then d's reply is the command's timeout
- * reply, nil or WAIT's count: dropped, and d is clean for the next caller) or 0 when it was not:
- * either d's reply is already on its way, or the command has not reached the server yet (then
- * d's reply is awaited a growing moment and UNBLOCK sent again). A reply that was not caused by
- * our UNBLOCK is real data the server has already committed (an element popped, a stream entry
- * delivered to a group): it is handed to the caller, with its result, rather than lost; the
- * caller's cancel stays pending (level-triggered) for its next wait. d is closed only when this
- * fails (no id, c down, the deadline) — the old way, which loses such a reply. */
+ * d, shielded and within UNBLOCK_TIMEOUT, with no polling: every wait is for a state.
+ * 1. d's command must be at the server before it can be found blocked: if its bytes are still
+ *    queued in d's stream (a huge argv), wait until the kernel took them.
+ * 2. CLIENT UNBLOCK <d's id> over the shared connection c. 1: d was blocked, and d's reply is now
+ *    the command's timeout reply (nil, or WAIT's count), caused by us. 0: d was not blocked at
+ *    that moment: the server already answered it (its reply is on its way), or, rarely, had not
+ *    read it yet (the two sockets' bytes may reach the server out of order). One more UNBLOCK,
+ *    sent after the first's answer came back (so after the server's pass that answered it), tells
+ *    the two apart in practice: 1 then means the command had arrived late and is ended now.
+ * 3. Wait for d's reply: d's reader matches it and wakes us (redis__held_wait), bounded by the
+ *    deadline. Ours is dropped and d is clean for the next caller. One that was not caused by
+ *    our UNBLOCK is real data the server has already committed (an element popped, a stream
+ *    entry delivered to a group): it is handed to the caller, with its result, rather than lost;
+ *    the caller's cancel stays pending (level-triggered) for its next wait.
+ * d is closed only when this fails (no id, c down, the deadline) — the old way: the server drops
+ * a blocked client that closes (nothing lost), and only a reply still on its way at the
+ * deadline is lost with it. */
 #define UNBLOCK_TIMEOUT 1.0
+#define UNBLOCK_TRIES 2
 
 static void hand(simul_redis_reply **reply, simul_redis_reply *r)
 {
@@ -247,6 +256,20 @@ static void hand(simul_redis_reply **reply, simul_redis_reply *r)
         *reply = r;
     else
         simul_redis_reply_free(r);
+}
+
+/* Suspends until d's queued bytes (its blocking command) are all with the kernel. */
+static int sent_out(simul_redis_conn *d)
+{
+    if (!d->s || simul_stream_write_buffer_size(d->s) == 0)
+        return 0;
+    /* d is dedicated (one caller, who is here) and its writes never wait on these marks: drain
+     * to empty, then the defaults again. */
+    int rc = simul_stream_set_write_buffer_limits(d->s, 0, 0);
+    if (rc == 0)
+        rc = simul_stream_drain(d->s);
+    simul_stream_set_write_buffer_limits(d->s, SIMUL_STREAM_HIGH_WATER, SIMUL_STREAM_LOW_WATER);
+    return rc;
 }
 
 static int unblock(simul_redis_conn *c, simul_redis_conn *d, cmd *k, int why,
@@ -261,41 +284,30 @@ static int unblock(simul_redis_conn *c, simul_redis_conn *d, cmd *k, int why,
     bool shielded = simul_scope_shield(&shield) == 0;
     double t = c->o.connect_timeout < UNBLOCK_TIMEOUT ? c->o.connect_timeout : UNBLOCK_TIMEOUT;
     bool timed = simul_scope_timeout(&dl, t) == 0;
-    bool ours = false, ended = false;
+    bool ours = false, asked = false, ended = false;
     int rc = why;
-    double pause = 0.0005;
-    while (d->client_id > 0 && !redis__held_done(k)) {
+    if (d->client_id > 0 && !redis__held_done(k) && sent_out(d) == 0) {
         char id[32];
         snprintf(id, sizeof id, "%lld", d->client_id);
         const char *argv[] = {"CLIENT", "UNBLOCK", id};
         enc e = {.argc = 3, .argv = argv};
-        simul_redis_reply *r = NULL;
-        int urc = redis__execute(c, 0, CMD_NORMAL, 0, &e, &r);
-        long long n = simul_redis_reply_integer(r);
-        simul_redis_reply_free(r);
-        if (urc < 0)
-            break; /* c is down or closing, or the deadline: close d */
-        if (n == 1) {
-            ours = true;
-            break;
+        for (int i = 0; i < UNBLOCK_TRIES && !redis__held_done(k); i++) {
+            simul_redis_reply *r = NULL;
+            int urc = redis__execute(c, 0, CMD_NORMAL, 0, &e, &r);
+            long long n = simul_redis_reply_integer(r);
+            simul_redis_reply_free(r);
+            if (urc < 0)
+                break; /* c is down or closing, or the deadline: close d (after a 0 that came
+                          back, d's reply may still be waited for) */
+            asked = true;
+            if (n == 1) {
+                ours = true;
+                break;
+            }
         }
-        /* Not blocked (yet): wait a growing moment for d's reply, then ask again. */
-        simul_scope w;
-        if (simul_scope_timeout(&w, pause) < 0)
-            break;
-        simul_redis_reply *dr = NULL;
-        int wrc = redis__held_wait(d, k, &dr, &ended);
-        simul_scope_end(&w);
-        if (ended) {
-            rc = wrc;
-            hand(reply, dr);
-            break;
-        }
-        if (wrc != -ETIMEDOUT || simul_checkpoint() < 0)
-            break; /* the outer deadline */
-        pause = pause * 2 < 0.05 ? pause * 2 : 0.05;
     }
-    if (!ended && (ours || redis__held_done(k))) {
+    if (asked || redis__held_done(k)) {
+        /* The state wait: d's reader wakes us with the reply, or the deadline ends it. */
         simul_redis_reply *dr = NULL;
         int wrc = redis__held_wait(d, k, &dr, &ended);
         if (ended && ours) {
@@ -342,7 +354,11 @@ int redis__run_dedicated(simul_redis_conn *c, unsigned flags, const enc *e,
         if (held) {
             rc = unblock(c, d, held, rc, reply, &reuse);
         } else {
-            reuse = rc == 0 || rc == -EREMOTEIO;
+            /* Nothing of it is left on d: a reply (or error reply) came, the connection failed,
+             * or the cancel / deadline came before it was queued. pool_release keeps d only if
+             * it is clean (up, nothing pending), so a deadline that expired early does not cost
+             * the connection. */
+            reuse = true;
         }
         if (rc == 0 || rc == -EREMOTEIO)
             c->st.replies++;

@@ -35,6 +35,20 @@ static void expect_pair(simul_redis_reply *r, const char *k, const char *v)
     assert_string_equal(simul_redis_reply_elem(r, 1)->str, v);
 }
 
+/* How many CLIENT UNBLOCK the server has run (INFO commandstats, cumulative: read a difference).
+ * The client waits for a state, never polls: at most UNBLOCK_TRIES (2) per cancelled command. */
+static long long unblock_calls(simul_redis_conn *probe)
+{
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_command(probe, &r, "INFO %s", "commandstats"), 0);
+    const char *s = simul_redis_reply_str(r, NULL);
+    assert_non_null(s);
+    const char *p = strstr(s, "cmdstat_client|unblock:calls=");
+    long long v = p ? atoll(p + strlen("cmdstat_client|unblock:calls=")) : 0;
+    simul_redis_reply_free(r);
+    return v;
+}
+
 SIMUL_TASK_TEST(blocking_commands_leave_shared_connection_free)
 {
     (void)arg;
@@ -123,6 +137,7 @@ static void cancel_blocking(bool by_deadline, int protocol)
     assert_int_equal(simul_redis_command(c, &r, "BLPOP q 0"), 0);
     simul_redis_reply_free(r);
 
+    long long calls0 = unblock_calls(probe);
     blocker b = {
         .c = c, .fmt = "BLPOP %s %s", .a = "q", .b = "0", .timeout = by_deadline ? 0.1 : 0};
     simul_task *t;
@@ -141,6 +156,12 @@ static void cancel_blocking(bool by_deadline, int protocol)
     assert_int_equal(st.unblock_late, 0);
     /* Already unblocked when the call returned: no waiting for the server here. */
     assert_int_equal(info_field(probe, "clients", "blocked_clients"), 0);
+    /* Seen blocked by the server, so the first UNBLOCK ended it: no second one, no polling. */
+    long long calls = unblock_calls(probe) - calls0;
+    if (by_deadline)
+        assert_true(calls >= 1 && calls <= 2);
+    else
+        assert_int_equal(calls, 1);
 
     assert_int_equal(call_int(c, "RPUSH q %s", "for the next caller"), 1);
     assert_int_equal(call_int(c, "LLEN %s", "q"), 1); /* the ghost took nothing */
@@ -321,6 +342,7 @@ static void race_push_against_cancel(bool by_deadline, int protocol)
     snprintf(key, sizeof key, "race:%d:%d", by_deadline, protocol);
     enum { ROUNDS = 400 };
     long long pushed = 0, popped = 0, cancelled = 0, left = 0;
+    long long calls0 = unblock_calls(probe);
     for (int i = 0; i < ROUNDS; i++) {
         popper p = {.c = c,
                     .key = key,
@@ -376,6 +398,11 @@ static void race_push_against_cancel(bool by_deadline, int protocol)
     assert_int_equal(pushed, popped + left);
     assert_int_equal(info_field(probe, "clients", "blocked_clients"), 0);
     assert_int_equal(stats(c).failures, 0);
+    /* Whatever the interleaving, at most two UNBLOCK per round: a state wait, not a poll. */
+    long long calls = unblock_calls(probe) - calls0;
+    print_message("race: %lld CLIENT UNBLOCK for %d rounds\n", calls, ROUNDS);
+    assert_true(calls <= 2 * ROUNDS);
+    assert_true(calls >= (long long)stats(c).unblocked);
     simul_redis_close(probe);
     simul_redis_close(pusher);
     simul_redis_close(c);
@@ -396,6 +423,50 @@ SIMUL_TASK_TEST(deadline_racing_push_loses_nothing)
     (void)arg;
     NEED_REDIS();
     race_push_against_cancel(true, 0);
+    return 0;
+}
+
+/* The server frozen (SIGSTOP) while a cancelled command waits to be unblocked: nothing answers,
+ * so the deadline (here connect_timeout, 0.3 s, below the 1 s bound) ends the wait and the
+ * dedicated connection is closed; the call returns -ECANCELED (the case's guard would catch a wait
+ * without an end). Thawed, the server drops the closed client, the late UNBLOCK answer on the
+ * shared connection is dropped, the shared connection goes on, and the element pushed next stays
+ * in the list: the ghost took nothing. */
+SIMUL_TASK_TEST(unblock_bounded_when_server_frozen)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
+    server sv;
+    start_own_server(&sv, NULL);
+    simul_redis_opts o = {.host = "127.0.0.1", .port = sv.portstr, .connect_timeout = 0.3};
+    simul_redis_conn *c = NULL, *probe = connect_tcp(&sv, 2);
+    assert_int_equal(simul_redis_connect(&o, &c), 0);
+    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "frozen", .b = "0"};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    assert_int_equal(kill(sv.pid, SIGSTOP), 0);
+    double t0 = simul_now();
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    print_message("unblock gave up after %.3f s\n", simul_now() - t0);
+    assert_int_equal(b.rc, -ECANCELED);
+    assert_null(b.r);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.unblocked, 0);
+    assert_int_equal(st.unblock_late, 0);
+    assert_int_equal(st.dedicated_closed, 1);
+    assert_int_equal(kill(sv.pid, SIGCONT), 0);
+
+    wait_blocked(probe, 0);
+    assert_int_equal(call_int(c, "RPUSH %s x", "frozen"), 1);
+    assert_int_equal(call_int(c, "LLEN %s", "frozen"), 1);
+    assert_int_equal(stats(c).failures, 0);
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    redis_case_end(&sv, &guard);
     return 0;
 }
 
@@ -478,6 +549,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(blocking_command_unblock_fallback_closes),
         cmocka_unit_test(cancel_racing_push_loses_nothing),
         cmocka_unit_test(deadline_racing_push_loses_nothing),
+        cmocka_unit_test(unblock_bounded_when_server_frozen),
         cmocka_unit_test(pool_is_bounded),
         cmocka_unit_test(close_ends_blocking_commands),
     };

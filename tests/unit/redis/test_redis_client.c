@@ -606,6 +606,30 @@ SIMUL_TASK_TEST(hello_refused_falls_back_to_resp2)
 
 /* ---- reconnection -------------------------------------------------------------------------- */
 
+/* The back-off bounds (simul_backoff, equal jitter) are checked before anything is opened: a NaN
+ * or an infinite reconnect_min, a NaN reconnect_max, a negative one: -EINVAL. An infinite
+ * reconnect_max is a back-off without a cap, accepted. */
+SIMUL_TASK_TEST(reconnect_bounds_checked)
+{
+    (void)arg;
+    const double bad[][2] = {{NAN, 0}, {INFINITY, 0}, {0.01, NAN}, {-1, 0}, {0, -1}};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        simul_redis_opts o = {.unix_path = "/nonexistent/simul-redis.sock",
+                              .reconnect_min = bad[i][0],
+                              .reconnect_max = bad[i][1]};
+        simul_redis_conn *c = NULL;
+        assert_int_equal(simul_redis_connect(&o, &c), -EINVAL);
+        assert_null(c);
+    }
+    /* Valid bounds get as far as the connect itself (no such socket). */
+    simul_redis_opts o = {.unix_path = "/nonexistent/simul-redis.sock", .reconnect_max = INFINITY};
+    simul_redis_conn *c = NULL;
+    int rc = simul_redis_connect(&o, &c);
+    assert_true(rc == -ENOENT || rc == -ENOTDIR);
+    assert_null(c);
+    return 0;
+}
+
 typedef struct incr {
     simul_redis_conn *c;
     unsigned flags;
@@ -1156,6 +1180,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(connect_resp3_handshake),
         cmocka_unit_test(connect_unix_resp2),
         cmocka_unit_test(auth_and_select),
+        cmocka_unit_test(reconnect_bounds_checked),
         cmocka_unit_test(server_error_is_distinct),
         cmocka_unit_test(auto_pipelining),
         cmocka_unit_test(cancel_mid_flight_then_call),
