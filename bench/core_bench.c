@@ -20,6 +20,7 @@
 #define BENCH_NAME "core_bench"
 #include "bench_util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -455,6 +456,69 @@ static void bench_sleep(long n) {
 }
 
 /* ------------------------------------------------------------------------------------------ *
+ * later: LATER_FLIGHT callbacks in flight, each re-arming itself with call_later(0) when it runs,
+ * n runs in all: the callback heap's arm and pop and the loop's timer pass, deterministic (every
+ * deadline is due at the next pass). "later-mixed": the same while LATER_FLIGHT tasks sleep for
+ * an hour, so the task timers' heap is not empty either.
+ * ------------------------------------------------------------------------------------------ */
+
+#define LATER_FLIGHT 64
+
+static struct {
+    long n, fired;
+    simul_event *done;
+} g_lt;
+
+static void later_cb(void *arg) {
+    (void)arg;
+    if (++g_lt.fired >= g_lt.n) {
+        if (g_lt.fired == g_lt.n)
+            check(simul_event_set(g_lt.done), "later: simul_event_set");
+        return;
+    }
+    check(simul_call_later(0.0, later_cb, NULL, NULL), "later: simul_call_later");
+}
+
+static int hour_sleeper(void *arg) {
+    (void)arg;
+    int rc = simul_sleep(3600.0);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int later_main(void *arg) {
+    bool mixed = *(bool *)arg;
+    simul_task *sl[LATER_FLIGHT];
+    if (mixed)
+        for (int i = 0; i < LATER_FLIGHT; i++)
+            check(simul_task_spawn(&sl[i], hour_sleeper, NULL, NULL), "later: spawn");
+    check(simul_event_new(&g_lt.done), "later: simul_event_new");
+    int64_t t0 = mono_ns();
+    for (int i = 0; i < LATER_FLIGHT; i++)
+        check(simul_call_later(0.0, later_cb, NULL, NULL), "later: simul_call_later");
+    check(simul_event_wait(g_lt.done), "later: simul_event_wait");
+    int64_t t1 = mono_ns();
+    while (g_lt.fired < g_lt.n + LATER_FLIGHT - 1) /* the last ones in flight */
+        check(simul_yield(), "later: simul_yield");
+    if (mixed)
+        for (int i = 0; i < LATER_FLIGHT; i++) {
+            int r = -1;
+            simul_task_cancel(sl[i]);
+            check(simul_task_join(sl[i], &r), "later: join");
+            if (r != 0)
+                die("later: sleeper result %d", r);
+        }
+    simul_event_free(g_lt.done);
+    printf("%slater_n=%ld\n", mixed ? "mixed_" : "", g_lt.n);
+    printf("%slater_ns=%.1f\n", mixed ? "mixed_" : "", (double)(t1 - t0) / (double)g_lt.n);
+    return 0;
+}
+
+static void bench_later(long n, bool mixed) {
+    g_lt.n = n;
+    run_main(later_main, &mixed, "later");
+}
+
+/* ------------------------------------------------------------------------------------------ *
  * later-cancel: call_later one hour ahead, then cancel it, n times (the callback heap's arm
  * and its lazy disarm, stale entries compacted now and then).
  * ------------------------------------------------------------------------------------------ */
@@ -489,7 +553,7 @@ int main(int argc, char **argv) {
      * SIMUL_TASKS=compact makes it), its keys prefixed "compact_". */
     static char measure[32];
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s switch|spawn|rss|timer|wait|wait-deadline|sleep|later-cancel"
+        fprintf(stderr, "usage: %s switch|spawn|rss|timer|wait|wait-deadline|sleep|later|later-mixed|later-cancel"
                         "[-compact] [count]\n", argv[0]);
         return 2;
     }
@@ -519,6 +583,10 @@ int main(int argc, char **argv) {
         bench_wait(parse_count(cnt, 2000000), true);
     else if (strcmp(m, "sleep") == 0)
         bench_sleep(parse_count(cnt, 2000000));
+    else if (strcmp(m, "later") == 0)
+        bench_later(parse_count(cnt, 2000000), false);
+    else if (strcmp(m, "later-mixed") == 0)
+        bench_later(parse_count(cnt, 2000000), true);
     else if (strcmp(m, "later-cancel") == 0)
         bench_later_cancel(parse_count(cnt, 2000000));
     else {

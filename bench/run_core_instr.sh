@@ -57,6 +57,8 @@ for m in wait wait-deadline sleep; do
     per_op "$m" $((200000 / div))
     per_op "$m-compact" $((200000 / div))
 done
+per_op later $((200000 / div))
+per_op later-mixed $((200000 / div))
 per_op later-cancel $((200000 / div))
 per_op timer $((40000 / div)) # call_later callbacks with random delays in [0, 1 s): ~1 s each run
 

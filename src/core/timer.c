@@ -113,11 +113,18 @@ static void arr_disarm(simul__heap *h)
         arr_compact(h);
 }
 
-/* Pops stale entries off the top so that v[0], if any, is live. */
-static void clean_top(simul__heap *h)
+__attribute__((noinline)) static void clean_top_slow(simul__heap *h)
 {
     while (h->n && !entry_live(&h->v[0]))
         remove_top(h);
+}
+
+/* Pops stale entries off the top so that v[0], if any, is live. The check inline, the popping
+ * (rare: a cancelled callback's entry surfacing) out of line. */
+static inline void clean_top(simul__heap *h)
+{
+    if (h->n && !entry_live(&h->v[0]))
+        clean_top_slow(h);
 }
 
 /* ---- task timers: the pairing heap -------------------------------------------------------- */
@@ -244,11 +251,9 @@ static simul__timer *first(simul__heap *h)
     return before(p, a) ? p : a;
 }
 
-simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
+/* Takes the first timer `t` (from first()) off its heap. */
+static void take_first(simul__heap *h, simul__timer *t)
 {
-    simul__timer *t = first(h);
-    if (!t || t->deadline > now)
-        return NULL;
     if (t->kind != SIMUL__TIMER_TASK) {
         remove_top(h);
         h->arr_live--;
@@ -257,13 +262,48 @@ simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
     }
     t->armed = 0;
     h->live--;
+}
+
+/* A loop with only callback timers (or only task timers) armed consults one heap: the other's
+ * checks and the merge of the two tops would be a tenth of a call_later's cost in the timer
+ * pass (bench/run_core_instr.sh, instr_later). */
+simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
+{
+    simul__timer *t;
+    if (SIMUL__LIKELY(!h->root)) {
+        clean_top(h);
+        if (!h->n || h->v[0].deadline > now) /* a live top: its entry's deadline is its timer's */
+            return NULL;
+        t = h->v[0].timer;
+        remove_top(h);
+        h->arr_live--;
+        t->armed = 0;
+        h->live--;
+        return t;
+    }
+    if (!h->n) { /* task timers only */
+        t = h->root;
+        if (t->deadline > now)
+            return NULL;
+        h->root = merge_pairs(t->child);
+        t->armed = 0;
+        h->live--;
+        return t;
+    }
+    t = first(h);
+    if (t->deadline > now) /* the pairing heap is not empty: first() found one */
+        return NULL;
+    take_first(h, t);
     return t;
 }
 
 int64_t simul__heap_next(simul__heap *h)
 {
-    simul__timer *t = first(h);
-    return t ? t->deadline : SIMUL__INF;
+    if (SIMUL__LIKELY(!h->root)) {
+        clean_top(h);
+        return h->n ? h->v[0].deadline : SIMUL__INF;
+    }
+    return first(h)->deadline;
 }
 
 void simul__heap_free(simul__heap *h)
