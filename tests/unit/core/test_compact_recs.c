@@ -11,7 +11,9 @@
 #include "../../../src/core/internal.h"
 
 #if SIMUL_TEST_ASAN || SIMUL_TEST_TSAN
-#include <sanitizer/allocator_interface.h>
+/* From <sanitizer/allocator_interface.h>, which gcc does not install. */
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
 #endif
 
 static const simul_task_opts compact_opts = {.name = "compact", .mode = SIMUL_TASK_COMPACT};
