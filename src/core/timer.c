@@ -239,71 +239,46 @@ void simul__heap_disarm(simul__heap *h, simul__timer *t)
     }
 }
 
-/* The earlier of the two heaps' first timers, NULL if both are empty. */
-static simul__timer *first(simul__heap *h)
-{
-    clean_top(h);
-    simul__timer *a = h->n ? h->v[0].timer : NULL, *p = h->root;
-    if (!a)
-        return p;
-    if (!p)
-        return a;
-    return before(p, a) ? p : a;
-}
-
-/* Takes the first timer `t` (from first()) off its heap. */
-static void take_first(simul__heap *h, simul__timer *t)
-{
-    if (t->kind != SIMUL__TIMER_TASK) {
-        remove_top(h);
-        h->arr_live--;
-    } else {
-        h->root = merge_pairs(t->child);
-    }
-    t->armed = 0;
-    h->live--;
-}
-
-/* A loop with only callback timers (or only task timers) armed consults one heap: the other's
- * checks and the merge of the two tops would be a tenth of a call_later's cost in the timer
- * pass (bench/run_core_instr.sh, instr_later). */
+/* One pass over both tops, no more: the array's top is made live (inline check), and the
+ * comparison that picks the earlier also says which heap to take it from, so a loop with one
+ * kind of timer armed pays for the other only a NULL or zero test (bench/run_core_instr.sh:
+ * instr_later, instr_sleep). Ties go to the callback timer unless the task timer was armed
+ * first, as (deadline, seq) orders them. */
 simul__timer *simul__heap_pop_due(simul__heap *h, int64_t now)
 {
-    simul__timer *t;
-    if (SIMUL__LIKELY(!h->root)) {
-        clean_top(h);
-        if (!h->n || h->v[0].deadline > now) /* a live top: its entry's deadline is its timer's */
-            return NULL;
-        t = h->v[0].timer;
-        remove_top(h);
-        h->arr_live--;
-        t->armed = 0;
-        h->live--;
-        return t;
-    }
-    if (!h->n) { /* task timers only */
-        t = h->root;
-        if (t->deadline > now)
-            return NULL;
-        h->root = merge_pairs(t->child);
-        t->armed = 0;
-        h->live--;
-        return t;
-    }
-    t = first(h);
-    if (t->deadline > now) /* the pairing heap is not empty: first() found one */
+    clean_top(h);
+    simul__timer *p = h->root;
+    if (h->n) {
+        simul__timer *a = h->v[0].timer;
+        if (!p || !before(p, a)) {
+            if (h->v[0].deadline > now) /* live: the entry's deadline is its timer's */
+                return NULL;
+            remove_top(h);
+            h->arr_live--;
+            a->armed = 0;
+            h->live--;
+            return a;
+        }
+    } else if (!p) {
         return NULL;
-    take_first(h, t);
-    return t;
+    }
+    if (p->deadline > now)
+        return NULL;
+    h->root = merge_pairs(p->child);
+    p->armed = 0;
+    h->live--;
+    return p;
 }
 
 int64_t simul__heap_next(simul__heap *h)
 {
-    if (SIMUL__LIKELY(!h->root)) {
-        clean_top(h);
-        return h->n ? h->v[0].deadline : SIMUL__INF;
+    clean_top(h);
+    simul__timer *p = h->root;
+    if (h->n) {
+        int64_t d = h->v[0].deadline;
+        return p && p->deadline < d ? p->deadline : d;
     }
-    return first(h)->deadline;
+    return p ? p->deadline : SIMUL__INF;
 }
 
 void simul__heap_free(simul__heap *h)
