@@ -106,6 +106,7 @@ bench: deps
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release
 	cmake --build $(BUILD) -j$(JOBS)
 	bash bench/run_core.sh $(BUILD)
+	bash bench/run_core_instr.sh $(BUILD)
 	bash bench/run_echo.sh $(BUILD)
 	bash bench/run_idle.sh $(BUILD)
 	bash bench/run_tls.sh $(BUILD)

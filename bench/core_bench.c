@@ -20,6 +20,7 @@
 #define BENCH_NAME "core_bench"
 #include "bench_util.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -355,6 +356,196 @@ static void bench_timer(long n) {
     free(deadline);
 }
 
+/* ------------------------------------------------------------------------------------------ *
+ * wait: two tasks hand a token back and forth through two queues, so every get parks (a wait
+ * record on the queue's wait list) and every put wakes the other task. "wait-deadline": the
+ * same inside a one-hour deadline scope, so every park arms the task's timer and every wake
+ * disarms it (a task timer cancelled). Meant for instruction counts (bench/run_core_instr.sh).
+ * ------------------------------------------------------------------------------------------ */
+
+static struct {
+    simul_queue *q[2];
+    long iters;
+    bool deadline;
+} g_wt;
+
+static int wait_peer(void *arg) {
+    int me = (int)(intptr_t)arg;
+    simul_scope s SIMUL_SCOPE_AUTO = SIMUL_SCOPE_INIT;
+    if (g_wt.deadline)
+        check(simul_scope_timeout(&s, 3600.0), "wait: simul_scope_timeout");
+    static char token;
+    void *item;
+    for (long i = 0; i < g_wt.iters; i++) {
+        if (me == 0) {
+            check(simul_queue_put(g_wt.q[0], &token), "wait: put");
+            check(simul_queue_get(g_wt.q[1], &item), "wait: get");
+        } else {
+            check(simul_queue_get(g_wt.q[0], &item), "wait: get");
+            check(simul_queue_put(g_wt.q[1], &token), "wait: put");
+        }
+    }
+    return 0;
+}
+
+static int wait_main(void *arg) {
+    long n = *(long *)arg;
+    g_wt.iters = n / 2;
+    check(simul_queue_new(&g_wt.q[0], 0), "wait: simul_queue_new");
+    check(simul_queue_new(&g_wt.q[1], 0), "wait: simul_queue_new");
+    simul_task *a, *b;
+    int64_t t0 = mono_ns();
+    check(simul_task_spawn(&b, wait_peer, (void *)(intptr_t)1, NULL), "wait: spawn");
+    check(simul_task_spawn(&a, wait_peer, (void *)(intptr_t)0, NULL), "wait: spawn");
+    int ra = -1, rb = -1;
+    check(simul_task_join(a, &ra), "wait: join");
+    check(simul_task_join(b, &rb), "wait: join");
+    int64_t t1 = mono_ns();
+    if (ra != 0 || rb != 0)
+        die("wait: peer results %d %d", ra, rb);
+    simul_queue_free(g_wt.q[0], NULL);
+    simul_queue_free(g_wt.q[1], NULL);
+    printf("%s%swait_n=%ld\n", g_prefix, g_wt.deadline ? "deadline_" : "", 2 * g_wt.iters);
+    printf("%s%swait_ns=%.1f\n", g_prefix, g_wt.deadline ? "deadline_" : "",
+           (double)(t1 - t0) / (double)(2 * g_wt.iters));
+    return 0;
+}
+
+static void bench_wait(long n, bool deadline) {
+    g_wt.deadline = deadline;
+    run_main(wait_main, &n, "wait");
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * sleep: SLEEPERS tasks each sleep until a deadline already past, n times in all: every sleep
+ * parks, arms the task's timer, and the next loop pass finds it due (no wall time waited).
+ * ------------------------------------------------------------------------------------------ */
+
+#define SLEEPERS 64
+
+static long g_sleep_iters;
+
+static int short_sleeper(void *arg) {
+    (void)arg;
+    for (long i = 0; i < g_sleep_iters; i++)
+        check(simul_sleep_until_ns(0), "sleep: simul_sleep_until_ns");
+    return 0;
+}
+
+static int sleep_main(void *arg) {
+    long n = *(long *)arg;
+    g_sleep_iters = n / SLEEPERS;
+    simul_task *t[SLEEPERS];
+    int64_t t0 = mono_ns();
+    for (int i = 0; i < SLEEPERS; i++)
+        check(simul_task_spawn(&t[i], short_sleeper, NULL, NULL), "sleep: spawn");
+    for (int i = 0; i < SLEEPERS; i++) {
+        int r = -1;
+        check(simul_task_join(t[i], &r), "sleep: join");
+        if (r != 0)
+            die("sleep: sleeper result %d", r);
+    }
+    int64_t t1 = mono_ns();
+    printf("%ssleep_n=%ld\n", g_prefix, g_sleep_iters * SLEEPERS);
+    printf("%ssleep_ns=%.1f\n", g_prefix, (double)(t1 - t0) / (double)(g_sleep_iters * SLEEPERS));
+    return 0;
+}
+
+static void bench_sleep(long n) {
+    run_main(sleep_main, &n, "sleep");
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * later: LATER_FLIGHT callbacks in flight, each re-arming itself with call_later(0) when it runs,
+ * n runs in all: the callback heap's arm and pop and the loop's timer pass, deterministic (every
+ * deadline is due at the next pass). "later-mixed": the same while LATER_FLIGHT tasks sleep for
+ * an hour, so the task timers' heap is not empty either.
+ * ------------------------------------------------------------------------------------------ */
+
+#define LATER_FLIGHT 64
+
+static struct {
+    long n, fired;
+    simul_event *done;
+} g_lt;
+
+static void later_cb(void *arg) {
+    (void)arg;
+    if (++g_lt.fired >= g_lt.n) {
+        if (g_lt.fired == g_lt.n)
+            check(simul_event_set(g_lt.done), "later: simul_event_set");
+        return;
+    }
+    check(simul_call_later(0.0, later_cb, NULL, NULL), "later: simul_call_later");
+}
+
+static int hour_sleeper(void *arg) {
+    (void)arg;
+    int rc = simul_sleep(3600.0);
+    return rc == -ECANCELED ? 0 : rc;
+}
+
+static int later_main(void *arg) {
+    bool mixed = *(bool *)arg;
+    simul_task *sl[LATER_FLIGHT];
+    if (mixed)
+        for (int i = 0; i < LATER_FLIGHT; i++)
+            check(simul_task_spawn(&sl[i], hour_sleeper, NULL, NULL), "later: spawn");
+    check(simul_event_new(&g_lt.done), "later: simul_event_new");
+    int64_t t0 = mono_ns();
+    for (int i = 0; i < LATER_FLIGHT; i++)
+        check(simul_call_later(0.0, later_cb, NULL, NULL), "later: simul_call_later");
+    check(simul_event_wait(g_lt.done), "later: simul_event_wait");
+    int64_t t1 = mono_ns();
+    while (g_lt.fired < g_lt.n + LATER_FLIGHT - 1) /* the last ones in flight */
+        check(simul_yield(), "later: simul_yield");
+    if (mixed)
+        for (int i = 0; i < LATER_FLIGHT; i++) {
+            int r = -1;
+            simul_task_cancel(sl[i]);
+            check(simul_task_join(sl[i], &r), "later: join");
+            if (r != 0)
+                die("later: sleeper result %d", r);
+        }
+    simul_event_free(g_lt.done);
+    printf("%slater_n=%ld\n", mixed ? "mixed_" : "", g_lt.n);
+    printf("%slater_ns=%.1f\n", mixed ? "mixed_" : "", (double)(t1 - t0) / (double)g_lt.n);
+    return 0;
+}
+
+static void bench_later(long n, bool mixed) {
+    g_lt.n = n;
+    run_main(later_main, &mixed, "later");
+}
+
+/* ------------------------------------------------------------------------------------------ *
+ * later-cancel: call_later one hour ahead, then cancel it, n times (the callback heap's arm
+ * and its lazy disarm, stale entries compacted now and then).
+ * ------------------------------------------------------------------------------------------ */
+
+static void never_cb(void *arg) {
+    (void)arg;
+    die("later-cancel: a cancelled callback ran");
+}
+
+static int later_cancel_main(void *arg) {
+    long n = *(long *)arg;
+    int64_t t0 = mono_ns();
+    for (long i = 0; i < n; i++) {
+        simul_handle h;
+        check(simul_call_later(3600.0, never_cb, NULL, &h), "later-cancel: simul_call_later");
+        check(simul_handle_cancel(h), "later-cancel: simul_handle_cancel");
+    }
+    int64_t t1 = mono_ns();
+    printf("later_cancel_n=%ld\n", n);
+    printf("later_cancel_ns=%.1f\n", (double)(t1 - t0) / (double)n);
+    return 0;
+}
+
+static void bench_later_cancel(long n) {
+    run_main(later_cancel_main, &n, "later-cancel");
+}
+
 /* ------------------------------------------------------------------------------------------ */
 
 int main(int argc, char **argv) {
@@ -362,7 +553,8 @@ int main(int argc, char **argv) {
      * SIMUL_TASKS=compact makes it), its keys prefixed "compact_". */
     static char measure[32];
     if (argc < 2 || argc > 3) {
-        fprintf(stderr, "usage: %s switch|spawn|rss|timer[-compact] [count]\n", argv[0]);
+        fprintf(stderr, "usage: %s switch|spawn|rss|timer|wait|wait-deadline|sleep|later|later-mixed|later-cancel"
+                        "[-compact] [count]\n", argv[0]);
         return 2;
     }
     const char *m = argv[1];
@@ -385,6 +577,18 @@ int main(int argc, char **argv) {
         bench_rss(parse_count(cnt, 1000000));
     else if (strcmp(m, "timer") == 0)
         bench_timer(parse_count(cnt, 1000000));
+    else if (strcmp(m, "wait") == 0)
+        bench_wait(parse_count(cnt, 2000000), false);
+    else if (strcmp(m, "wait-deadline") == 0)
+        bench_wait(parse_count(cnt, 2000000), true);
+    else if (strcmp(m, "sleep") == 0)
+        bench_sleep(parse_count(cnt, 2000000));
+    else if (strcmp(m, "later") == 0)
+        bench_later(parse_count(cnt, 2000000), false);
+    else if (strcmp(m, "later-mixed") == 0)
+        bench_later(parse_count(cnt, 2000000), true);
+    else if (strcmp(m, "later-cancel") == 0)
+        bench_later_cancel(parse_count(cnt, 2000000));
     else {
         fprintf(stderr, "core_bench: unknown measure '%s'\n", m);
         return 2;

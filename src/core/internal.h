@@ -186,6 +186,10 @@ struct simul_task {
     simul_loop *loop;
     uint64_t id;
     int64_t run_start;       /* debug: when it was last switched in */
+    /* Compact: the side area for its runtime records (SIMUL__REC): the next free byte, the end
+     * of the current chunk, and that chunk (NULL: the inline bytes after the record). */
+    char *rec_top, *rec_end;
+    struct simul__rec_chunk *rec_chunk;
     char name[32];
 };
 
@@ -194,36 +198,95 @@ struct simul_task {
 /* A record that others reach while its task is suspended (a wait linked into a queue, a watch on
  * another task, a wait's ctx a waker or a worker thread reads) must keep its address. A
  * stackful task's stack does; a compact task's frames move to a heap copy whenever another
- * compact task runs, so its records come from the heap:
+ * compact task runs, so its records come from its own side area instead:
  *
- *     SIMUL__REC(simul__wait, w, t);    // simul__wait *w: in this frame, or on the heap
- *     if (!w) return -ENOMEM;
+ *     SIMUL__REC(simul__wait, w, t);    // simul__wait *w: in this frame, or in t's side area
+ *     if (!w) return -ENOMEM;           // t the running task (or NULL: in the frame)
  *
- * The heap copy is freed when the enclosing block is left (every return included). */
+ * and are given back when the enclosing block is left (every return included). The side area is
+ * a stack: the records of one task are taken and given back in LIFO order, because they belong
+ * to nested blocks of the one call chain the task runs. So it is a bump pointer into the inline
+ * bytes at the tail of the compact record (enough for the waits an idle task sits in), then into
+ * overflow chunks taken from malloc when a task nests deeper, kept until it finishes: a steady
+ * state wait does no malloc, and no record moves once taken (chunks are never reallocated). */
+typedef struct simul__rec_chunk {
+    struct simul__rec_chunk *prev, *next; /* the chunk below (NULL: the inline bytes), above */
+    size_t cap;                           /* bytes after this header */
+    char *below_top; /* the top of the area below when the side area moved up into this one */
+} simul__rec_chunk;
+
+/* Inline bytes of a compact record: a sleep's wait (72), a stream read's bottom waiter and fd
+ * wait (16 + 72). A join (40 + 72) or anything deeper uses a chunk. */
+#define SIMUL__REC_INLINE 88u
+/* What follows the simul_task in a compact record. */
+typedef struct simul__rec_tail {
+    simul__rec_chunk *first; /* the first overflow chunk, kept for reuse; NULL if none yet */
+    char mem[SIMUL__REC_INLINE];
+} simul__rec_tail;
+
+static inline simul__rec_tail *simul__rec_tail_of(simul_task *t)
+{
+    return (simul__rec_tail *)(void *)(t + 1);
+}
+
+/* Two words, as the frame-only version of the past: a stackful task's waits pay nothing more. */
 typedef struct simul__rec_h {
     void *p;
-    bool heap;
+    simul_task *t; /* whose side area p is in; NULL: p is in the frame (or NULL) */
 } simul__rec_h;
 
-void *simul__rec_alloc(size_t size); /* zeroed; NULL on ENOMEM */
+/* The slow path of a take: moves t's side area up a chunk (malloc'd the first time). NULL, and
+ * nothing changed, when out of memory. */
+void *simul__rec_grow(simul_task *t, size_t n);
+/* Gives back the record at the base of t's current chunk: down to the area below. */
+void simul__rec_shrink(simul_task *t);
+/* Gives back a finished (or released) compact task's overflow chunks. */
+void simul__rec_free(simul_task *t);
 
-static inline simul__rec_h simul__rec_take(const simul_task *t, void *local, size_t size)
+static inline simul__rec_h simul__rec_take(simul_task *t, void *local, size_t size)
 {
-    simul__rec_h h = {local, false};
+    simul__rec_h h = {local, NULL};
     if (SIMUL__UNLIKELY(t && t->compact)) {
-        h.p = simul__rec_alloc(size);
-        h.heap = true;
+        size_t n = (size + 7) & ~(size_t)7;
+        char *top = t->rec_top;
+        if (SIMUL__LIKELY((size_t)(t->rec_end - top) >= n)) {
+            t->rec_top = top + n;
+            h.p = top;
+        } else {
+            h.p = simul__rec_grow(t, n);
+        }
+        if (h.p) {
+            h.t = t;
+#ifdef SIMUL_ASAN
+            __asan_unpoison_memory_region(h.p, n);
+#endif
+        }
     }
     return h;
 }
 
 static inline void simul__rec_drop(simul__rec_h *h)
 {
-    if (SIMUL__UNLIKELY(h->heap))
-        free(h->p);
+    simul_task *t = h->t;
+    if (SIMUL__UNLIKELY(t != NULL)) {
+        char *p = h->p;
+        /* Not given back yet, and the newest but for the ones above it, which LIFO order
+         * (nested blocks of one call chain) has given back already. */
+        SIMUL__ASSERT(p < t->rec_top);
+#ifdef SIMUL_ASAN
+        /* Poisoned while free: a record used after its wait ended is reported, as it was when
+         * it came from malloc. */
+        __asan_poison_memory_region(p, (size_t)(t->rec_top - p));
+#endif
+        if (SIMUL__UNLIKELY(t->rec_chunk && p == (char *)(t->rec_chunk + 1)))
+            simul__rec_shrink(t); /* the record that moved the area up a chunk */
+        else
+            t->rec_top = p;
+    }
 }
 
 #define SIMUL__REC(type, name, task)                                                               \
+    _Static_assert(_Alignof(type) <= 8, "SIMUL__REC: side area records are 8-aligned");          \
     type name##_frame_;                                                                            \
     __attribute__((cleanup(simul__rec_drop))) simul__rec_h name##_h_ =                             \
         simul__rec_take((task), &name##_frame_, sizeof(type));                                     \

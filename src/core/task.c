@@ -14,6 +14,7 @@
 #define TRIM_ABOVE 8192          /* free records kept before surplus goes back to malloc */
 
 static void task_main(void *arg);
+static void rec_reset(simul_task *t);
 
 /* ---- records ------------------------------------------------------------------------------- */
 
@@ -45,8 +46,10 @@ static void record_link_free(simul_loop *loop, simul_task *t)
 static void record_release(simul_loop *loop, simul_task *t)
 {
     simul__coro_destroy(&t->coro);
-    if (t->compact)
+    if (t->compact) {
+        simul__rec_free(t);
         free(t);
+    }
     else
         simul__stack_put(loop->stacks,
                          (simul__stack){t->coro.stack_lo, t->coro.stack_size + REC_BYTES});
@@ -75,9 +78,11 @@ static simul_task *record_alloc(simul_loop *loop, size_t size, bool compact)
     }
     if (!t) {
         if (compact) {
-            t = malloc(sizeof *t);
+            /* The record, then the inline bytes of its side area (SIMUL__REC). */
+            t = malloc(sizeof *t + sizeof(simul__rec_tail));
             if (!t)
                 return NULL;
+            simul__rec_tail_of(t)->first = NULL;
         } else {
             if (simul__stack_get(loop->stacks, size, &st) < 0)
                 return NULL;
@@ -90,6 +95,8 @@ static simul_task *record_alloc(simul_loop *loop, size_t size, bool compact)
     }
     memset(t, 0, offsetof(simul_task, name));
     t->compact = compact;
+    if (compact)
+        rec_reset(t); /* a recycled record's chunks went at its task's finish */
     t->coro.stack_lo = st.lo;
     t->coro.stack_size = st.size ? st.size - REC_BYTES : 0;
     return t;
@@ -266,9 +273,83 @@ void simul__task_free_runstacks(simul_loop *loop)
     }
 }
 
-void *simul__rec_alloc(size_t size)
+/* ---- compact tasks' side areas (SIMUL__REC) ------------------------------------------------ */
+
+#define REC_CHUNK_MIN 224u /* a first chunk of 256 bytes with its header */
+
+static char *rec_chunk_mem(simul__rec_chunk *c)
 {
-    return calloc(1, size);
+    return (char *)(c + 1);
+}
+
+static void rec_reset(simul_task *t)
+{
+    simul__rec_tail *tail = simul__rec_tail_of(t);
+    t->rec_chunk = NULL;
+    t->rec_top = tail->mem;
+    t->rec_end = tail->mem + SIMUL__REC_INLINE;
+#ifdef SIMUL_ASAN
+    __asan_poison_memory_region(tail->mem, SIMUL__REC_INLINE);
+#endif
+}
+
+static void rec_free_from(simul__rec_chunk *c)
+{
+    while (c) {
+        simul__rec_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+}
+
+void *simul__rec_grow(simul_task *t, size_t n)
+{
+    simul__rec_tail *tail = simul__rec_tail_of(t);
+    simul__rec_chunk *cur = t->rec_chunk;
+    simul__rec_chunk **link = cur ? &cur->next : &tail->first;
+    simul__rec_chunk *up = *link;
+    if (up && up->cap < n) {
+        rec_free_from(up); /* above the current chunk: all unused */
+        *link = up = NULL;
+    }
+    if (!up) {
+        size_t below = cur ? cur->cap : SIMUL__REC_INLINE;
+        size_t cap = 2 * below > REC_CHUNK_MIN ? 2 * below : REC_CHUNK_MIN;
+        if (cap < n)
+            cap = n;
+        up = malloc(sizeof *up + cap);
+        if (!up)
+            return NULL;
+        up->prev = cur;
+        up->next = NULL;
+        up->cap = cap;
+#ifdef SIMUL_ASAN
+        __asan_poison_memory_region(rec_chunk_mem(up), cap);
+#endif
+        *link = up;
+    }
+    up->below_top = t->rec_top;
+    t->rec_chunk = up;
+    t->rec_top = rec_chunk_mem(up) + n;
+    t->rec_end = rec_chunk_mem(up) + up->cap;
+    return rec_chunk_mem(up);
+}
+
+void simul__rec_shrink(simul_task *t)
+{
+    simul__rec_chunk *down = t->rec_chunk->prev;
+    t->rec_top = t->rec_chunk->below_top;
+    t->rec_chunk = down;
+    t->rec_end = down ? rec_chunk_mem(down) + down->cap
+                      : simul__rec_tail_of(t)->mem + SIMUL__REC_INLINE;
+}
+
+void simul__rec_free(simul_task *t)
+{
+    simul__rec_tail *tail = simul__rec_tail_of(t);
+    rec_free_from(tail->first);
+    tail->first = NULL;
+    rec_reset(t);
 }
 
 int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, void *arg,
@@ -300,7 +381,14 @@ int simul__task_spawn_in(simul_loop *loop, simul_task **out, simul_task_fn fn, v
         return -ENOMEM;
 #ifdef SIMUL_CORO_COMPACT
     if (rs) {
-        int rc = simul__coro_init_compact(&t->coro, rs, task_main, t);
+        /* The first frame goes in the side area's inline bytes, empty until the task runs,
+         * by when the frame has been copied onto the run stack. */
+        simul__rec_tail *tail = simul__rec_tail_of(t);
+#ifdef SIMUL_ASAN
+        __asan_unpoison_memory_region(tail->mem, SIMUL__REC_INLINE);
+#endif
+        int rc = simul__coro_init_compact(&t->coro, rs, task_main, t, tail->mem,
+                                          SIMUL__REC_INLINE);
         if (rc < 0) {
             t->magic = SIMUL__TASK_DEAD;
             all_link(loop, t); /* record_free unlinks */
@@ -479,7 +567,9 @@ __attribute__((noreturn)) static void task_finish(simul_task *t)
     if (loop->stop_when_no_tasks && loop->live == 0)
         loop->stopping = true;
     if (t->compact) {
-        free(t->coro.save); /* its frames die with it: the exit does not save them */
+        simul__rec_free(t); /* every SIMUL__REC block of its frames has been left */
+        if (t->coro.save_cap) /* 0: still the first frame's copy, lent (spawn) */
+            free(t->coro.save); /* its frames die with it: the exit does not save them */
         t->coro.save = NULL;
         t->coro.save_len = t->coro.save_cap = 0;
     }

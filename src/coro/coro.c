@@ -131,16 +131,24 @@ void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_f
 }
 
 #ifdef SIMUL_CORO_COMPACT
-int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg)
+int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg,
+                             void *lend, size_t lend_size)
 {
-    /* The first frame is built in the heap copy, as if evicted before it ran: whoever owns the
-     * run stack now keeps it untouched. */
+    /* The first frame is built in the copy, as if evicted before it ran: whoever owns the run
+     * stack now keeps it untouched. A lent copy spares a spawn its malloc, and an idle task the
+     * hole that copy left in the heap once its first eviction replaced it. */
     uintptr_t hi = (uintptr_t)rs->hi;
     uintptr_t sp = (hi & ~(uintptr_t)15) - 16 - sizeof(struct simul__ctx_frame);
-    size_t n = hi - sp, cap = (n + 63) & ~(size_t)63;
-    void *save = calloc(1, cap);
-    if (!save)
-        return -12; /* ENOMEM */
+    size_t n = hi - sp, cap = 0;
+    void *save = lend;
+    if (!lend || lend_size < n) {
+        cap = (n + 63) & ~(size_t)63;
+        save = calloc(1, cap);
+        if (!save)
+            return -12; /* ENOMEM */
+    } else {
+        memset(save, 0, n);
+    }
     init_common(c, rs->lo, (size_t)(rs->hi - rs->lo), fn, arg);
     build_frame(c, save);
     c->shared = rs;
@@ -154,7 +162,8 @@ int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn
 
 void simul__coro_destroy(simul__coro *c)
 {
-    free(c->save);
+    if (c->save_cap)
+        free(c->save);
     c->save = NULL;
     c->save_len = c->save_cap = 0;
     c->shared = NULL;

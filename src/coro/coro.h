@@ -59,7 +59,8 @@ struct simul__coro {
     ucontext_t uc;
 #endif
     simul__runstack *shared; /* compact: the run stack it runs on; NULL: a stack of its own */
-    void *save;              /* compact: the copy of [sp, shared->hi) while evicted */
+    void *save;              /* compact: the copy of [sp, shared->hi) while evicted; lent by
+                                the caller (not ours to free) while save_cap is 0 */
     uint32_t save_len, save_cap;
     void *stack_lo;     /* lowest usable byte of the stack; NULL for a thread's own stack */
     size_t stack_size;
@@ -92,8 +93,11 @@ void simul__coro_init(simul__coro *c, void *stack_lo, size_t size, simul__coro_f
 #if defined(SIMUL_CORO_ASM) && defined(__x86_64__)
 #define SIMUL_CORO_COMPACT 1 /* simul__ctx_switch_via exists only in switch_x86_64.S */
 /* Prepares `c` to run fn(arg) on the shared run stack `rs`: its first frame is built in its
- * heap copy (the run stack may be in use). Returns 0 or -ENOMEM. */
-int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg);
+ * copy (the run stack may be in use). The copy is `lend` if it is not NULL and `lend_size`
+ * bytes hold the frame (8-aligned; the caller leaves it alone until c first runs, and c never
+ * frees it: save_cap 0 marks it), else from the heap. Returns 0 or -ENOMEM. */
+int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn fn, void *arg,
+                             void *lend, size_t lend_size);
 /* Makes `to` the owner of its run stack: saves the owner's frames to its copy and puts `to`'s
  * back. Returns to->sp. Runs on the scratch stack when the switch leaves the run stack. */
 void *simul__coro_swap(void *to);

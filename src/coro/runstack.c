@@ -42,7 +42,7 @@ __attribute__((noreturn)) static void out_of_memory(size_t n)
 }
 
 /* Sizes the copy for n bytes: grown to fit a deeper stack, shrunk when it is far too big, so an
- * idle task holds about what its frames take. */
+ * idle task holds about what its frames take. A lent copy (save_cap 0) is left to its lender. */
 static void save_fit(simul__coro *c, size_t n)
 {
     if (n <= c->save_cap && n * 2 >= c->save_cap)
@@ -50,7 +50,7 @@ static void save_fit(simul__coro *c, size_t n)
     size_t cap = (n + 63) & ~(size_t)63;
     if (cap > UINT32_MAX)
         out_of_memory(n);
-    void *p = realloc(c->save, cap);
+    void *p = c->save_cap ? realloc(c->save, cap) : malloc(cap); /* 0: lent, not ours */
     if (!p) {
         if (n <= c->save_cap)
             return; /* could not shrink: keep the bigger one */
