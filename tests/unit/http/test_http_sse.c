@@ -89,20 +89,26 @@ static int h_stream(simul_http_request *req, simul_http_response *res, void *arg
 {
     (void)req;
     (void)arg;
-    sub s = {0};
+    /* On the heap, not this frame: the publisher walks the list while this task sleeps, and a
+     * compact task's frame is elsewhere then (SIMUL_TASKS=compact runs this test too). */
+    sub *s = calloc(1, sizeof *s);
+    if (!s) {
+        return -ENOMEM;
+    }
     /* bounded: the publisher waits for a slow stream (and a ring that grew to a whole burst
      * would stay that big while the stream lasts) */
-    int rc = simul_queue_new(&s.q, 64);
+    int rc = simul_queue_new(&s->q, 64);
     if (rc < 0) {
+        free(s);
         return rc;
     }
-    s.next = fx.subs;
-    fx.subs = &s;
+    s->next = fx.subs;
+    fx.subs = s;
     fx.n_subs++;
     rc = simul_http_sse_start(res);
     while (rc == 0) {
         simul_http_sse_event *ev;
-        rc = simul_queue_get(s.q, (void **)&ev);
+        rc = simul_queue_get(s->q, (void **)&ev);
         if (rc < 0) {
             break;
         }
@@ -124,13 +130,14 @@ static int h_stream(simul_http_request *req, simul_http_response *res, void *arg
         simul_http_sse_event_unref(ev);
     }
     for (sub **p = &fx.subs; *p; p = &(*p)->next) {
-        if (*p == &s) {
-            *p = s.next;
+        if (*p == s) {
+            *p = s->next;
             break;
         }
     }
     fx.n_subs--;
-    simul_queue_free(s.q, unref_item);
+    simul_queue_free(s->q, unref_item);
+    free(s);
     return rc;
 }
 
