@@ -139,9 +139,7 @@ static void python_client(const char *mode, const char *want_ext)
     int result = -1;
     assert_int_equal(simul_to_thread(py_run, &f, &result), 0);
     assert_int_equal(result, 0);
-    for (int i = 0; i < 20000 && g.handlers_done < 1; i++) {
-        assert_int_equal(simul_sleep(0.001), 0);
-    }
+    ws_wait_handlers(&g.handlers_done, 1);
     assert_int_equal(g.handlers_done, 1);
     assert_int_equal(g.recv_rc, 0);
     assert_int_equal(g.close_code, 1000);
@@ -200,15 +198,9 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     script(&f, "server.py", py_server);
     pysrv ps = {0};
     snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s' %s", f.script, mode);
-    int result = -1;
-    assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
-    assert_int_equal(result, 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", ps.port);
     simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     simul_ws *ws;
-    assert_int_equal(simul_ws_client_open(s, "127.0.0.1:1", "/", o, NULL, &ws), 0);
+    ws_py_server_open(&ps, o, &s, &ws);
     assert_non_null(simul_ws_extensions(ws));
     assert_string_equal(simul_ws_extensions(ws), want_ext);
     const char *d;
@@ -244,10 +236,7 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     assert_int_equal(simul_ws_send(ws, SIMUL_WS_TEXT, "", 0), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
     assert_int_equal(n, 0);
-    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
-    assert_int_equal(simul_stream_close(s), 0);
-    assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
-    assert_int_equal(result, 0);
+    ws_py_server_close(&ps, s, ws);
     down(&f);
 }
 
@@ -272,22 +261,6 @@ SIMUL_TASK_TEST(python_server_no_context_takeover)
 }
 
 /* ---- raw sockets ------------------------------------------------------------------------------ */
-
-/* Upgrades c to path offering `ext` (NULL: no offer); the 101's Sec-WebSocket-Extensions goes
- * into got ("" if none). */
-static int cl_upgrade(client *c, int port, const char *path, const char *ext, char *got,
-                      size_t gotlen)
-{
-    char offer[1024] = "", head[4096];
-    if (ext) {
-        snprintf(offer, sizeof offer, "Sec-WebSocket-Extensions: %s\r\n", ext);
-    }
-    CHECK(ws_cl_upgrade(c, port, path, offer, NULL, 0, head, sizeof head) == 0);
-    if (!hdr_get(head, "Sec-WebSocket-Extensions", got, gotlen)) {
-        got[0] = '\0';
-    }
-    return 0;
-}
 
 /* Raw deflate of data with a sync flush, the 00 00 ff ff tail removed (RFC 7692 7.2.1). z keeps
  * its context across calls (a peer with context takeover). */
@@ -315,7 +288,7 @@ static int hostile(fixture *f, const char *path, const uint8_t *frames, size_t n
 {
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
     CHECK(strcmp(ext, "permessage-deflate") == 0);
     int rc = expect_close(c, frames, n, code);
     close(c->fd);
@@ -386,7 +359,7 @@ static int c_hostile(void *arg)
     CHECK(hostile(f, "/ctx", frame, n, 1002) == 0);
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, "/plain", "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, "/plain", "permessage-deflate", ext, sizeof ext) == 0);
     CHECK(ext[0] == '\0'); /* not enabled: declined */
     n = mk(frame, 0xC1, zbuf, zn);
     CHECK(expect_close(c, frame, n, 1002) == 0);
@@ -415,8 +388,8 @@ static int c_by_hand(void *arg)
     fixture *f = arg;
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, "/ctx", "permessage-deflate; client_max_window_bits", ext,
-                     sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, "/ctx", "permessage-deflate; client_max_window_bits", ext,
+                            sizeof ext) == 0);
     CHECK(strcmp(ext, "permessage-deflate") == 0);
     z_stream zo, zi;
     memset(&zo, 0, sizeof zo); /* zalloc, zfree, opaque: Z_NULL */
@@ -513,7 +486,7 @@ static int c_offers(void *arg)
     for (size_t i = 0; i < sizeof offers / sizeof *offers; i++) {
         client *c = malloc(sizeof *c);
         char ext[160];
-        CHECK(cl_upgrade(c, f->port, offers[i].path, offers[i].offer, ext, sizeof ext) == 0);
+        CHECK(ws_cl_upgrade_ext(c, f->port, offers[i].path, offers[i].offer, ext, sizeof ext) == 0);
         if (strcmp(ext, offers[i].answer) != 0) {
             fprintf(stderr, "offer %zu \"%s\": answered \"%s\", wanted \"%s\"\n", i,
                     offers[i].offer, ext, offers[i].answer);
@@ -549,43 +522,19 @@ typedef struct liar {
 static int liar_handler(simul_stream *s, void *arg)
 {
     liar *l = arg;
-    const char *head;
-    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
-    if (n < 0) {
-        return 0;
-    }
-    snprintf(l->request, sizeof l->request, "%.*s", (int)n, head);
-    const char *k = memmem(head, (size_t)n, "Sec-WebSocket-Key: ", 19);
-    char accept[29] = "";
-    if (k) {
-        simul_ws_accept_key(k + 19, 24, accept);
-    }
-    char out[1024];
-    int len = snprintf(out, sizeof out,
-                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-                       accept, l->ext);
-    simul_stream_write(s, out, (size_t)len);
-    if (l->frame) {
-        simul_stream_write(s, l->frame, l->frame_len);
-    }
-    char sink[256];
-    while (simul_stream_read(s, sink, sizeof sink) > 0) {
-    }
-    return 0;
+    char answer[1024];
+    snprintf(answer, sizeof answer, WS_OK101 "Sec-WebSocket-Accept: %%s\r\n%s\r\n", l->ext);
+    return ws_fake_server(s, answer, l->frame, l->frame ? l->frame_len : 0, l->request,
+                          sizeof l->request);
 }
 
 /* Opens to a liar; returns what open returned, or recv's result once open. */
 static int liar_open(liar *l, const simul_ws_opts *o, char *got, size_t gotlen)
 {
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", liar_handler, l, &srv), 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", simul_server_port(srv));
     simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     simul_ws *ws;
-    int rc = simul_ws_client_open(s, "127.0.0.1", "/", o, NULL, &ws);
+    int rc = ws_fake_open(liar_handler, l, o, NULL, &srv, &s, &ws);
     if (rc == 0) {
         const char *d;
         size_t n;
@@ -595,10 +544,7 @@ static int liar_open(liar *l, const simul_ws_opts *o, char *got, size_t gotlen)
         }
         simul_ws_close(ws, 0, NULL);
     }
-    simul_stream_close(s);
-    simul_server_close(srv);
-    simul_server_wait_closed(srv);
-    simul_server_free(srv);
+    ws_fake_close(srv, s);
     return rc;
 }
 

@@ -1,7 +1,8 @@
 /* test_ws_helpers.h — what the WebSocket tests (test_ws_server.c, test_ws_client.c,
- * test_ws_deflate.c) share: python3-websockets peers run from a temp dir (a script written there,
- * a server whose first stdout line is its port), an echo loop for handlers, and a raw-socket
- * WebSocket client (upgrade, masked frames out, server frames in, the closing handshake) built on
+ * test_ws_deflate.c, test_ws_deflate_final.c) share: python3-websockets peers run from a temp
+ * dir (a script written there, a server whose first stdout line is its port), an echo loop for
+ * handlers, made-up servers for simul's client, and a raw-socket WebSocket client (upgrade,
+ * masked frames out, server frames in, the closing handshake) built on
  * test_http_server_helpers.h's blocking client, so hostile bytes can be sent as they are. */
 #ifndef TEST_WS_HELPERS_H
 #define TEST_WS_HELPERS_H
@@ -73,10 +74,41 @@ static inline int pysrv_wait(void *arg)
     return ws_exit_code(pclose(ps->p));
 }
 
+/* Runs ps->cmd (a python client) to its end; its exit code. Blocks: run it with simul_to_thread. */
+static inline int pysrv_run(void *arg)
+{
+    pysrv *ps = arg;
+    return ws_exit_code(system(ps->cmd));
+}
+
+/* Starts the python server ps->cmd and opens simul's client to it with o. */
+static inline void ws_py_server_open(pysrv *ps, const simul_ws_opts *o, simul_stream **s,
+                                     simul_ws **ws)
+{
+    int result = -1;
+    assert_int_equal(simul_to_thread(pysrv_start, ps, &result), 0);
+    assert_int_equal(result, 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ps->port);
+    assert_int_equal(simul_open_connection("127.0.0.1", port, s), 0);
+    assert_int_equal(simul_ws_client_open(*s, "127.0.0.1:1", "/", o, NULL, ws), 0);
+}
+
+/* Closes simul's side and expects the python server to exit 0. */
+static inline void ws_py_server_close(pysrv *ps, simul_stream *s, simul_ws *ws)
+{
+    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
+    assert_int_equal(simul_stream_close(s), 0);
+    int result = -1;
+    assert_int_equal(simul_to_thread(pysrv_wait, ps, &result), 0);
+    assert_int_equal(result, 0);
+}
+
 /* ---- handlers ----------------------------------------------------------------------------- */
 
-/* Sends every message back until the peer closes (0) or something fails (< 0): that result. */
-static inline int ws_echo_all(simul_ws *ws)
+/* Sends every message back until the peer closes (0) or something fails (< 0): that result.
+ * *echoed (NULL: not wanted) counts the messages sent back. */
+static inline int ws_echo_count(simul_ws *ws, int *echoed)
 {
     for (;;) {
         const char *d;
@@ -85,6 +117,22 @@ static inline int ws_echo_all(simul_ws *ws)
         if (rc <= 0 || (rc = simul_ws_send(ws, rc, d, n)) < 0) {
             return rc;
         }
+        if (echoed) {
+            (*echoed)++;
+        }
+    }
+}
+
+static inline int ws_echo_all(simul_ws *ws)
+{
+    return ws_echo_count(ws, NULL);
+}
+
+/* Waits on the loop until the handlers count *done reaches n (bounded: 20 s). */
+static inline void ws_wait_handlers(const int *done, int n)
+{
+    for (int i = 0; i < 20000 && *done < n; i++) {
+        assert_int_equal(simul_sleep(0.001), 0);
     }
 }
 
@@ -95,6 +143,62 @@ static inline void ws_server_down(simul_http_server *srv, simul_http_app *app)
     assert_int_equal(simul_http_server_connections(srv), 0);
     simul_http_server_free(srv);
     simul_http_app_free(app);
+}
+
+/* ---- made-up servers for simul's client ------------------------------------------------------ */
+
+#define WS_OK101 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+
+/* A made-up server's side of a handshake: reads the request (a copy into request, rcap bytes,
+ * when not NULL), answers `answer` (a printf format: %s gets the right accept key), sends
+ * `after` (alen bytes) and reads until the client goes. */
+static inline int ws_fake_server(simul_stream *s, const char *answer, const void *after,
+                                 size_t alen, char *request, size_t rcap)
+{
+    const char *head;
+    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
+    if (n < 0) {
+        return 0;
+    }
+    if (request) {
+        snprintf(request, rcap, "%.*s", (int)n, head);
+    }
+    const char *k = memmem(head, (size_t)n, "Sec-WebSocket-Key: ", 19);
+    char accept[29] = "";
+    if (k) {
+        simul_ws_accept_key(k + 19, 24, accept);
+    }
+    char out[1024];
+    int len = snprintf(out, sizeof out, answer, accept);
+    simul_stream_write(s, out, (size_t)len);
+    if (alen) {
+        simul_stream_write(s, after, alen);
+    }
+    char sink[256];
+    while (simul_stream_read(s, sink, sizeof sink) > 0) {
+    }
+    return 0;
+}
+
+/* Starts a server running handler(arg) on a free port and connects a stream to it: simul's
+ * client opening on it with o gives its result (status as it gives it). */
+static inline int ws_fake_open(simul_stream_handler handler, void *arg, const simul_ws_opts *o,
+                               int *status, simul_server **srv, simul_stream **s, simul_ws **ws)
+{
+    assert_int_equal(simul_start_server("127.0.0.1", "0", handler, arg, srv), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", simul_server_port(*srv));
+    assert_int_equal(simul_open_connection("127.0.0.1", port, s), 0);
+    return simul_ws_client_open(*s, "127.0.0.1", "/", o, status, ws);
+}
+
+/* Closes the stream and the made-up server. */
+static inline void ws_fake_close(simul_server *srv, simul_stream *s)
+{
+    simul_stream_close(s);
+    simul_server_close(srv);
+    simul_server_wait_closed(srv);
+    simul_server_free(srv);
 }
 
 /* ---- a raw-socket client ------------------------------------------------------------------ */
@@ -135,6 +239,22 @@ static inline int ws_cl_upgrade(client *c, int port, const char *path, const cha
     return 0;
 }
 
+/* ws_cl_upgrade offering extension `ext` (NULL: no offer); the 101's Sec-WebSocket-Extensions
+ * goes into got ("" if none). */
+static inline int ws_cl_upgrade_ext(client *c, int port, const char *path, const char *ext,
+                                    char *got, size_t gotlen)
+{
+    char offer[1024] = "", head[4096];
+    if (ext) {
+        snprintf(offer, sizeof offer, "Sec-WebSocket-Extensions: %s\r\n", ext);
+    }
+    CHECK(ws_cl_upgrade(c, port, path, offer, NULL, 0, head, sizeof head) == 0);
+    if (!hdr_get(head, "Sec-WebSocket-Extensions", got, gotlen)) {
+        got[0] = '\0';
+    }
+    return 0;
+}
+
 /* Reads one server frame (a server never masks): its first byte, payload into out (cap bytes at
  * most). */
 static inline int cl_frame(client *c, int *b0, uint8_t *out, size_t cap, size_t *len)
@@ -168,15 +288,24 @@ static inline int cl_frame(client *c, int *b0, uint8_t *out, size_t cap, size_t 
     }
 }
 
-/* A masked client frame (b0 as given, so a case may set reserved bits) into out; its length. */
-static inline size_t mk(uint8_t *out, int b0, const void *data, size_t len)
+/* A frame (b0 as given, so a case may set reserved bits) into out, masked when `masked` (a
+ * client's); its length. */
+static inline size_t ws_mkframe(uint8_t *out, int b0, const void *data, size_t len, bool masked)
 {
     static const uint8_t key[4] = {9, 8, 7, 6};
-    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, key);
+    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, masked ? key : NULL);
     out[0] = (uint8_t)b0;
     memcpy(out + hl, data, len);
-    simul_ws_mask(out + hl, len, key, 0);
+    if (masked) {
+        simul_ws_mask(out + hl, len, key, 0);
+    }
     return hl + len;
+}
+
+/* A masked client frame into out; its length. */
+static inline size_t mk(uint8_t *out, int b0, const void *data, size_t len)
+{
+    return ws_mkframe(out, b0, data, len, true);
 }
 
 /* Sends frames, expects a close with `code` (frames before it skipped), answers it, and expects
