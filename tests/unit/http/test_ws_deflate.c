@@ -39,11 +39,6 @@ static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
     return 0;
 }
 
-static simul_ws_opts o_ctx = {.deflate = true, .max_message = 4u << 20};
-static simul_ws_opts o_nctx = {.deflate = true, .deflate_no_context_takeover = true,
-                               .deflate_peer_no_context_takeover = true,
-                               .max_message = 4u << 20};
-static simul_ws_opts o_small = {.deflate = true, .max_message = 1024};
 static simul_ws_opts o_window = {.deflate = true, .deflate_window_bits = 10, .deflate_level = 9};
 
 typedef struct fixture {
@@ -60,9 +55,7 @@ static void up(fixture *f)
     memset(f, 0, sizeof *f);
     assert_int_equal(simul_http_app_new(&f->app), 0);
     assert_int_equal(simul_http_route(f->app, "GET", "/plain", h_echo, NULL), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/ctx", h_echo, &o_ctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/nctx", h_echo, &o_nctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/small", h_echo, &o_small), 0);
+    ws_deflate_routes(f->app, h_echo);
     assert_int_equal(simul_http_route(f->app, "GET", "/window", h_echo, &o_window), 0);
     assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
     f->port = simul_http_server_port(f->srv);
@@ -84,15 +77,7 @@ static void script(fixture *f, const char *name, const char *text)
 
 static const char py_client[] =
     "import asyncio, os, sys\n"
-    "from websockets.client import connect\n"
-    "from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory\n"
-    "async def main(port, mode):\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ClientPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with connect(f'ws://127.0.0.1:{port}/{mode}', open_timeout=20, close_timeout=20,\n"
-    "                       max_size=2**22, **kw) as ws:\n"
+    WS_PY_DEFLATE_CONNECT
     "        ext = ws.response_headers.get('Sec-WebSocket-Extensions')\n"
     "        assert ext and ext.startswith('permessage-deflate'), ext\n"
     "        assert len(ws.extensions) == 1, ws.extensions\n"
@@ -167,26 +152,10 @@ SIMUL_TASK_TEST(python_client_no_context_takeover)
 
 static const char py_server[] =
     "import asyncio, sys\n"
-    "from websockets.server import serve\n"
-    "from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory\n"
-    "async def handler(ws):\n"
-    "    assert len(ws.extensions) == 1, ws.extensions\n"
-    "    async for msg in ws:\n"
-    "        await ws.send(msg)\n"
+    WS_PY_DEFLATE_ECHO
     "        if msg == 'fragments':\n"
     "            await ws.send(['a', 'b\\u00e9', 'c'])\n"
-    "    done.set_result(None)\n"
-    "async def main(mode):\n"
-    "    global done\n"
-    "    done = asyncio.get_running_loop().create_future()\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ServerPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with serve(handler, '127.0.0.1', 0, max_size=2**22, **kw) as srv:\n"
-    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
-    "        await asyncio.wait_for(done, 60)\n"
-    "asyncio.run(main(sys.argv[1]))\n";
+    WS_PY_DEFLATE_SERVE;
 
 static void python_server(const char *mode, const simul_ws_opts *o, const char *want_ext)
 {
@@ -195,12 +164,10 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     }
     fixture f;
     up(&f);
-    script(&f, "server.py", py_server);
     pysrv ps = {0};
-    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s' %s", f.script, mode);
     simul_stream *s;
     simul_ws *ws;
-    ws_py_server_open(&ps, o, &s, &ws);
+    ws_py_server_open(&ps, g.tmp, py_server, mode, o, &s, &ws);
     assert_non_null(simul_ws_extensions(ws));
     assert_string_equal(simul_ws_extensions(ws), want_ext);
     const char *d;
@@ -217,10 +184,7 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     for (size_t i = 0; i < bl; i++) {
         b[i] = (char)(i % 251 < 200 ? 'a' + i % 7 : i * 2654435761u >> 24);
     }
-    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, 1000000), 0);
-    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
-    assert_int_equal(n, 1000000);
-    assert_memory_equal(d, b, n);
+    ws_echo_check(ws, SIMUL_WS_BINARY, b, 1000000);
     free(b);
     /* A message sent in parts (one deflate stream, RSV1 on the first frame only). */
     assert_int_equal(simul_ws_send_part(ws, SIMUL_WS_TEXT, "frag", 4, false), 0);

@@ -288,12 +288,6 @@ static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
     return 0;
 }
 
-static simul_ws_opts o_ctx = {.deflate = true, .max_message = 4u << 20};
-static simul_ws_opts o_nctx = {.deflate = true, .deflate_no_context_takeover = true,
-                               .deflate_peer_no_context_takeover = true,
-                               .max_message = 4u << 20};
-static simul_ws_opts o_small = {.deflate = true, .max_message = 1024};
-
 typedef struct fixture {
     simul_http_app *app;
     simul_http_server *srv;
@@ -308,9 +302,7 @@ static void up(fixture *f)
     memset(&g, 0, sizeof g);
     memset(f, 0, sizeof *f);
     assert_int_equal(simul_http_app_new(&f->app), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/ctx", h_echo, &o_ctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/nctx", h_echo, &o_nctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/small", h_echo, &o_small), 0);
+    ws_deflate_routes(f->app, h_echo);
     assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
     f->port = simul_http_server_port(f->srv);
     ws_tmpdir(f->tmp, sizeof f->tmp, "simul-wsfin");
@@ -693,15 +685,7 @@ SIMUL_TASK_TEST(client_hostile_final_blocks)
 static const char py_client[] =
     PY_FINAL
     "import asyncio, sys\n"
-    "from websockets.client import connect\n"
-    "from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory\n"
-    "async def main(port, mode):\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ClientPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with connect(f'ws://127.0.0.1:{port}/{mode}', open_timeout=20, close_timeout=20,\n"
-    "                       max_size=2**22, **kw) as ws:\n"
+    WS_PY_DEFLATE_CONNECT
     "        assert len(ws.extensions) == 1, ws.extensions\n"
     "        for i in range(40):\n"
     "            m = f'message {i}: ' + 'the quick brown fox jumps over the lazy dog ' * (i % 5 + 1)\n"
@@ -757,27 +741,11 @@ SIMUL_TASK_TEST(python_client_final_blocks_no_context_takeover)
 static const char py_server[] =
     PY_FINAL
     "import asyncio, sys\n"
-    "from websockets.server import serve\n"
-    "from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory\n"
-    "async def handler(ws):\n"
-    "    assert len(ws.extensions) == 1, ws.extensions\n"
-    "    async for msg in ws:\n"
-    "        await ws.send(msg)\n"
+    WS_PY_DEFLATE_ECHO
     "        if msg == 'fragments':\n"
     "            await ws.send(['the quick ', 'brown fox ', 'jumps \\u00e9'])\n"
     "    assert FinalFlush.made >= 40, FinalFlush.made\n"
-    "    done.set_result(None)\n"
-    "async def main(mode):\n"
-    "    global done\n"
-    "    done = asyncio.get_running_loop().create_future()\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ServerPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with serve(handler, '127.0.0.1', 0, max_size=2**22, **kw) as srv:\n"
-    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
-    "        await asyncio.wait_for(done, 60)\n"
-    "asyncio.run(main(sys.argv[1]))\n";
+    WS_PY_DEFLATE_SERVE;
 
 static void python_server(const char *mode, const simul_ws_opts *o)
 {
@@ -786,12 +754,10 @@ static void python_server(const char *mode, const simul_ws_opts *o)
     }
     fixture f;
     up(&f);
-    ws_write_script(f.tmp, "server.py", py_server, f.script, sizeof f.script);
     pysrv ps = {0};
-    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s' %s", f.script, mode);
     simul_stream *s;
     simul_ws *ws;
-    ws_py_server_open(&ps, o, &s, &ws);
+    ws_py_server_open(&ps, f.tmp, py_server, mode, o, &s, &ws);
     assert_non_null(simul_ws_extensions(ws));
     const char *d;
     size_t n;
@@ -809,10 +775,7 @@ static void python_server(const char *mode, const simul_ws_opts *o)
     for (size_t i = 0; i < bl; i++) {
         b[i] = (char)(i % 251 < 200 ? 'a' + i % 7 : i * 2654435761u >> 24);
     }
-    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, bl), 0);
-    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
-    assert_int_equal(n, bl);
-    assert_memory_equal(d, b, n);
+    ws_echo_check(ws, SIMUL_WS_BINARY, b, bl);
     free(b);
     assert_int_equal(simul_ws_send_text(ws, "fragments"), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
@@ -832,17 +795,14 @@ static void python_server(const char *mode, const simul_ws_opts *o)
 SIMUL_TASK_TEST(python_server_final_blocks_context_takeover)
 {
     (void)arg;
-    simul_ws_opts o = {.deflate = true, .max_message = 4u << 20};
-    python_server("ctx", &o);
+    python_server("ctx", ws_deflate_opts("ctx"));
     return 0;
 }
 
 SIMUL_TASK_TEST(python_server_final_blocks_no_context_takeover)
 {
     (void)arg;
-    simul_ws_opts o = {.deflate = true, .deflate_no_context_takeover = true,
-                       .deflate_peer_no_context_takeover = true, .max_message = 4u << 20};
-    python_server("nctx", &o);
+    python_server("nctx", ws_deflate_opts("nctx"));
     return 0;
 }
 

@@ -81,10 +81,15 @@ static inline int pysrv_run(void *arg)
     return ws_exit_code(system(ps->cmd));
 }
 
-/* Starts the python server ps->cmd and opens simul's client to it with o. */
-static inline void ws_py_server_open(pysrv *ps, const simul_ws_opts *o, simul_stream **s,
+/* Writes the python server `text` into dir, starts it with args and opens simul's client to it
+ * with o. */
+static inline void ws_py_server_open(pysrv *ps, const char *dir, const char *text,
+                                     const char *args, const simul_ws_opts *o, simul_stream **s,
                                      simul_ws **ws)
 {
+    char path[256];
+    ws_write_script(dir, "server.py", text, path, sizeof path);
+    snprintf(ps->cmd, sizeof ps->cmd, "timeout 60 /usr/bin/python3 '%s' %s", path, args);
     int result = -1;
     assert_int_equal(simul_to_thread(pysrv_start, ps, &result), 0);
     assert_int_equal(result, 0);
@@ -103,6 +108,57 @@ static inline void ws_py_server_close(pysrv *ps, simul_stream *s, simul_ws *ws)
     assert_int_equal(simul_to_thread(pysrv_wait, ps, &result), 0);
     assert_int_equal(result, 0);
 }
+
+/* Sends data as one message of type op and expects it back as it was. */
+static inline void ws_echo_check(simul_ws *ws, int op, const void *data, size_t len)
+{
+    const char *d;
+    size_t n;
+    assert_int_equal(simul_ws_send(ws, op, data, len), 0);
+    assert_int_equal(simul_ws_recv(ws, &d, &n), op);
+    assert_int_equal(n, len);
+    assert_memory_equal(d, data, n);
+}
+
+/* The permessage-deflate scripts' shared parts (test_ws_deflate.c, test_ws_deflate_final.c);
+ * mode 'nctx' asks for no context takeover either way, 'ctx' takes websockets' defaults.
+ * WS_PY_DEFLATE_CONNECT: a client's main(port, mode) up to its open session `ws`. */
+#define WS_PY_DEFLATE_CONNECT                                                                      \
+    "from websockets.client import connect\n"                                                      \
+    "from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory\n"        \
+    "async def main(port, mode):\n"                                                                \
+    "    kw = {}\n"                                                                                \
+    "    if mode == 'nctx':\n"                                                                     \
+    "        kw = {'compression': None, 'extensions': [ClientPerMessageDeflateFactory(\n"          \
+    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"          \
+    "    async with connect(f'ws://127.0.0.1:{port}/{mode}', open_timeout=20, "                    \
+    "close_timeout=20,\n"                                                                          \
+    "                       max_size=2**22, **kw) as ws:\n"
+
+/* An echo server's handler up to the echo inside `async for msg in ws:`; the script goes on
+ * there (what else it sends, checks at the end), and WS_PY_DEFLATE_SERVE ends the handler and
+ * serves in `mode` on a free port, printed first. */
+#define WS_PY_DEFLATE_ECHO                                                                         \
+    "from websockets.server import serve\n"                                                        \
+    "from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory\n"        \
+    "async def handler(ws):\n"                                                                     \
+    "    assert len(ws.extensions) == 1, ws.extensions\n"                                          \
+    "    async for msg in ws:\n"                                                                   \
+    "        await ws.send(msg)\n"
+
+#define WS_PY_DEFLATE_SERVE                                                                        \
+    "    done.set_result(None)\n"                                                                  \
+    "async def main(mode):\n"                                                                      \
+    "    global done\n"                                                                            \
+    "    done = asyncio.get_running_loop().create_future()\n"                                      \
+    "    kw = {}\n"                                                                                \
+    "    if mode == 'nctx':\n"                                                                     \
+    "        kw = {'compression': None, 'extensions': [ServerPerMessageDeflateFactory(\n"          \
+    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"          \
+    "    async with serve(handler, '127.0.0.1', 0, max_size=2**22, **kw) as srv:\n"                \
+    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"                                 \
+    "        await asyncio.wait_for(done, 60)\n"                                                   \
+    "asyncio.run(main(sys.argv[1]))\n"
 
 /* ---- handlers ----------------------------------------------------------------------------- */
 
@@ -126,6 +182,26 @@ static inline int ws_echo_count(simul_ws *ws, int *echoed)
 static inline int ws_echo_all(simul_ws *ws)
 {
     return ws_echo_count(ws, NULL);
+}
+
+/* The permessage-deflate tests' session options by mode: "ctx" (context takeover, messages up
+ * to 4 MiB), "nctx" (no context takeover either way) and "small" (messages up to 1 KiB). */
+static inline simul_ws_opts *ws_deflate_opts(const char *mode)
+{
+    static simul_ws_opts ctx = {.deflate = true, .max_message = 4u << 20};
+    static simul_ws_opts nctx = {.deflate = true, .deflate_no_context_takeover = true,
+                                 .deflate_peer_no_context_takeover = true,
+                                 .max_message = 4u << 20};
+    static simul_ws_opts small = {.deflate = true, .max_message = 1024};
+    return strcmp(mode, "nctx") == 0 ? &nctx : strcmp(mode, "small") == 0 ? &small : &ctx;
+}
+
+/* Routes GET /ctx, /nctx and /small to h, its arg that mode's options. */
+static inline void ws_deflate_routes(simul_http_app *app, simul_http_handler h)
+{
+    assert_int_equal(simul_http_route(app, "GET", "/ctx", h, ws_deflate_opts("ctx")), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/nctx", h, ws_deflate_opts("nctx")), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/small", h, ws_deflate_opts("small")), 0);
 }
 
 /* Waits on the loop until the handlers count *done reaches n (bounded: 20 s). */

@@ -973,14 +973,12 @@ SIMUL_TASK_TEST(client_against_python_server)
     }
     fixture f;
     up(&f);
-    script(&f, "server.py", py_server);
     pysrv ps = {0};
-    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s'", f.script);
     static const char *offer[] = {"chat"};
     simul_ws_opts o = {.subprotocols = offer, .nsubprotocols = 1};
     simul_stream *s;
     simul_ws *ws;
-    ws_py_server_open(&ps, &o, &s, &ws);
+    ws_py_server_open(&ps, g.tmp, py_server, "", &o, &s, &ws);
     assert_string_equal(simul_ws_subprotocol(ws), "chat");
     const char *d;
     size_t n;
@@ -989,10 +987,7 @@ SIMUL_TASK_TEST(client_against_python_server)
     assert_string_equal(d, "h\xc3\xa9");
     char *b = malloc(200000);
     memset(b, 0x5a, 200000);
-    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, 200000), 0);
-    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
-    assert_int_equal(n, 200000);
-    assert_memory_equal(d, b, n);
+    ws_echo_check(ws, SIMUL_WS_BINARY, b, 200000);
     free(b);
     assert_int_equal(simul_ws_send_text(ws, "fragments"), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
