@@ -39,11 +39,6 @@ static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
     return 0;
 }
 
-static simul_ws_opts o_ctx = {.deflate = true, .max_message = 4u << 20};
-static simul_ws_opts o_nctx = {.deflate = true, .deflate_no_context_takeover = true,
-                               .deflate_peer_no_context_takeover = true,
-                               .max_message = 4u << 20};
-static simul_ws_opts o_small = {.deflate = true, .max_message = 1024};
 static simul_ws_opts o_window = {.deflate = true, .deflate_window_bits = 10, .deflate_level = 9};
 
 typedef struct fixture {
@@ -60,9 +55,7 @@ static void up(fixture *f)
     memset(f, 0, sizeof *f);
     assert_int_equal(simul_http_app_new(&f->app), 0);
     assert_int_equal(simul_http_route(f->app, "GET", "/plain", h_echo, NULL), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/ctx", h_echo, &o_ctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/nctx", h_echo, &o_nctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/small", h_echo, &o_small), 0);
+    ws_deflate_routes(f->app, h_echo);
     assert_int_equal(simul_http_route(f->app, "GET", "/window", h_echo, &o_window), 0);
     assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
     f->port = simul_http_server_port(f->srv);
@@ -84,15 +77,7 @@ static void script(fixture *f, const char *name, const char *text)
 
 static const char py_client[] =
     "import asyncio, os, sys\n"
-    "from websockets.client import connect\n"
-    "from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory\n"
-    "async def main(port, mode):\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ClientPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with connect(f'ws://127.0.0.1:{port}/{mode}', open_timeout=20, close_timeout=20,\n"
-    "                       max_size=2**22, **kw) as ws:\n"
+    WS_PY_DEFLATE_CONNECT
     "        ext = ws.response_headers.get('Sec-WebSocket-Extensions')\n"
     "        assert ext and ext.startswith('permessage-deflate'), ext\n"
     "        assert len(ws.extensions) == 1, ws.extensions\n"
@@ -139,9 +124,7 @@ static void python_client(const char *mode, const char *want_ext)
     int result = -1;
     assert_int_equal(simul_to_thread(py_run, &f, &result), 0);
     assert_int_equal(result, 0);
-    for (int i = 0; i < 20000 && g.handlers_done < 1; i++) {
-        assert_int_equal(simul_sleep(0.001), 0);
-    }
+    ws_wait_handlers(&g.handlers_done, 1);
     assert_int_equal(g.handlers_done, 1);
     assert_int_equal(g.recv_rc, 0);
     assert_int_equal(g.close_code, 1000);
@@ -169,26 +152,10 @@ SIMUL_TASK_TEST(python_client_no_context_takeover)
 
 static const char py_server[] =
     "import asyncio, sys\n"
-    "from websockets.server import serve\n"
-    "from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory\n"
-    "async def handler(ws):\n"
-    "    assert len(ws.extensions) == 1, ws.extensions\n"
-    "    async for msg in ws:\n"
-    "        await ws.send(msg)\n"
+    WS_PY_DEFLATE_ECHO
     "        if msg == 'fragments':\n"
     "            await ws.send(['a', 'b\\u00e9', 'c'])\n"
-    "    done.set_result(None)\n"
-    "async def main(mode):\n"
-    "    global done\n"
-    "    done = asyncio.get_running_loop().create_future()\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ServerPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with serve(handler, '127.0.0.1', 0, max_size=2**22, **kw) as srv:\n"
-    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
-    "        await asyncio.wait_for(done, 60)\n"
-    "asyncio.run(main(sys.argv[1]))\n";
+    WS_PY_DEFLATE_SERVE;
 
 static void python_server(const char *mode, const simul_ws_opts *o, const char *want_ext)
 {
@@ -197,18 +164,10 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     }
     fixture f;
     up(&f);
-    script(&f, "server.py", py_server);
     pysrv ps = {0};
-    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s' %s", f.script, mode);
-    int result = -1;
-    assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
-    assert_int_equal(result, 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", ps.port);
     simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     simul_ws *ws;
-    assert_int_equal(simul_ws_client_open(s, "127.0.0.1:1", "/", o, NULL, &ws), 0);
+    ws_py_server_open(&ps, g.tmp, py_server, mode, o, &s, &ws);
     assert_non_null(simul_ws_extensions(ws));
     assert_string_equal(simul_ws_extensions(ws), want_ext);
     const char *d;
@@ -225,10 +184,7 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     for (size_t i = 0; i < bl; i++) {
         b[i] = (char)(i % 251 < 200 ? 'a' + i % 7 : i * 2654435761u >> 24);
     }
-    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, 1000000), 0);
-    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
-    assert_int_equal(n, 1000000);
-    assert_memory_equal(d, b, n);
+    ws_echo_check(ws, SIMUL_WS_BINARY, b, 1000000);
     free(b);
     /* A message sent in parts (one deflate stream, RSV1 on the first frame only). */
     assert_int_equal(simul_ws_send_part(ws, SIMUL_WS_TEXT, "frag", 4, false), 0);
@@ -244,10 +200,7 @@ static void python_server(const char *mode, const simul_ws_opts *o, const char *
     assert_int_equal(simul_ws_send(ws, SIMUL_WS_TEXT, "", 0), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
     assert_int_equal(n, 0);
-    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
-    assert_int_equal(simul_stream_close(s), 0);
-    assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
-    assert_int_equal(result, 0);
+    ws_py_server_close(&ps, s, ws);
     down(&f);
 }
 
@@ -272,22 +225,6 @@ SIMUL_TASK_TEST(python_server_no_context_takeover)
 }
 
 /* ---- raw sockets ------------------------------------------------------------------------------ */
-
-/* Upgrades c to path offering `ext` (NULL: no offer); the 101's Sec-WebSocket-Extensions goes
- * into got ("" if none). */
-static int cl_upgrade(client *c, int port, const char *path, const char *ext, char *got,
-                      size_t gotlen)
-{
-    char offer[1024] = "", head[4096];
-    if (ext) {
-        snprintf(offer, sizeof offer, "Sec-WebSocket-Extensions: %s\r\n", ext);
-    }
-    CHECK(ws_cl_upgrade(c, port, path, offer, NULL, 0, head, sizeof head) == 0);
-    if (!hdr_get(head, "Sec-WebSocket-Extensions", got, gotlen)) {
-        got[0] = '\0';
-    }
-    return 0;
-}
 
 /* Raw deflate of data with a sync flush, the 00 00 ff ff tail removed (RFC 7692 7.2.1). z keeps
  * its context across calls (a peer with context takeover). */
@@ -315,7 +252,7 @@ static int hostile(fixture *f, const char *path, const uint8_t *frames, size_t n
 {
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
     CHECK(strcmp(ext, "permessage-deflate") == 0);
     int rc = expect_close(c, frames, n, code);
     close(c->fd);
@@ -386,7 +323,7 @@ static int c_hostile(void *arg)
     CHECK(hostile(f, "/ctx", frame, n, 1002) == 0);
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, "/plain", "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, "/plain", "permessage-deflate", ext, sizeof ext) == 0);
     CHECK(ext[0] == '\0'); /* not enabled: declined */
     n = mk(frame, 0xC1, zbuf, zn);
     CHECK(expect_close(c, frame, n, 1002) == 0);
@@ -415,8 +352,8 @@ static int c_by_hand(void *arg)
     fixture *f = arg;
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, "/ctx", "permessage-deflate; client_max_window_bits", ext,
-                     sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, "/ctx", "permessage-deflate; client_max_window_bits", ext,
+                            sizeof ext) == 0);
     CHECK(strcmp(ext, "permessage-deflate") == 0);
     z_stream zo, zi;
     memset(&zo, 0, sizeof zo); /* zalloc, zfree, opaque: Z_NULL */
@@ -513,7 +450,7 @@ static int c_offers(void *arg)
     for (size_t i = 0; i < sizeof offers / sizeof *offers; i++) {
         client *c = malloc(sizeof *c);
         char ext[160];
-        CHECK(cl_upgrade(c, f->port, offers[i].path, offers[i].offer, ext, sizeof ext) == 0);
+        CHECK(ws_cl_upgrade_ext(c, f->port, offers[i].path, offers[i].offer, ext, sizeof ext) == 0);
         if (strcmp(ext, offers[i].answer) != 0) {
             fprintf(stderr, "offer %zu \"%s\": answered \"%s\", wanted \"%s\"\n", i,
                     offers[i].offer, ext, offers[i].answer);
@@ -549,43 +486,19 @@ typedef struct liar {
 static int liar_handler(simul_stream *s, void *arg)
 {
     liar *l = arg;
-    const char *head;
-    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
-    if (n < 0) {
-        return 0;
-    }
-    snprintf(l->request, sizeof l->request, "%.*s", (int)n, head);
-    const char *k = memmem(head, (size_t)n, "Sec-WebSocket-Key: ", 19);
-    char accept[29] = "";
-    if (k) {
-        simul_ws_accept_key(k + 19, 24, accept);
-    }
-    char out[1024];
-    int len = snprintf(out, sizeof out,
-                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n%s\r\n",
-                       accept, l->ext);
-    simul_stream_write(s, out, (size_t)len);
-    if (l->frame) {
-        simul_stream_write(s, l->frame, l->frame_len);
-    }
-    char sink[256];
-    while (simul_stream_read(s, sink, sizeof sink) > 0) {
-    }
-    return 0;
+    char answer[1024];
+    snprintf(answer, sizeof answer, WS_OK101 "Sec-WebSocket-Accept: %%s\r\n%s\r\n", l->ext);
+    return ws_fake_server(s, answer, l->frame, l->frame ? l->frame_len : 0, l->request,
+                          sizeof l->request);
 }
 
 /* Opens to a liar; returns what open returned, or recv's result once open. */
 static int liar_open(liar *l, const simul_ws_opts *o, char *got, size_t gotlen)
 {
     simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", liar_handler, l, &srv), 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", simul_server_port(srv));
     simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     simul_ws *ws;
-    int rc = simul_ws_client_open(s, "127.0.0.1", "/", o, NULL, &ws);
+    int rc = ws_fake_open(liar_handler, l, o, NULL, &srv, &s, &ws);
     if (rc == 0) {
         const char *d;
         size_t n;
@@ -595,10 +508,7 @@ static int liar_open(liar *l, const simul_ws_opts *o, char *got, size_t gotlen)
         }
         simul_ws_close(ws, 0, NULL);
     }
-    simul_stream_close(s);
-    simul_server_close(srv);
-    simul_server_wait_closed(srv);
-    simul_server_free(srv);
+    ws_fake_close(srv, s);
     return rc;
 }
 

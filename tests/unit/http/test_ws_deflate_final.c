@@ -7,10 +7,9 @@
 #include "test_main_helpers.h"
 
 #include <simul/http.h>
-#include <sys/wait.h>
 #include <zlib.h>
 
-#include "test_http_server_helpers.h"
+#include "test_ws_helpers.h"
 
 /* ---- a peer's compressor ----------------------------------------------------------------------- */
 
@@ -105,31 +104,18 @@ static int peer_message(peer *p, const void *d, size_t len, int how, uint8_t *ou
 
 /* ---- the traffic: messages that end with final blocks, and what they must inflate to ------- */
 
-/* A frame into out (b0: FIN, RSV and opcode as sent), masked when `masked` (a client's). */
-static size_t mkframe(uint8_t *out, int b0, const void *data, size_t len, bool masked)
-{
-    static const uint8_t key[4] = {9, 8, 7, 6};
-    size_t hl = simul_ws_frame_header(out, b0 & 0x0f, b0 & 0x80, len, masked ? key : NULL);
-    out[0] = (uint8_t)b0;
-    memcpy(out + hl, data, len);
-    if (masked) {
-        simul_ws_mask(out + hl, len, key, 0);
-    }
-    return hl + len;
-}
-
 /* Cuts a compressed payload into frames of `step` bytes (0: one frame), RSV1 on the first. */
 static size_t frames_of(uint8_t *out, int op, const uint8_t *pl, size_t n, size_t step,
                         bool masked)
 {
     if (!step || step >= n) {
-        return mkframe(out, 0xC0 | op, pl, n, masked);
+        return ws_mkframe(out, 0xC0 | op, pl, n, masked);
     }
     size_t w = 0;
     for (size_t off = 0; off < n; off += step) {
         size_t k = n - off < step ? n - off : step;
         int b0 = (off == 0 ? 0x40 | op : 0) | (off + k == n ? 0x80 : 0);
-        w += mkframe(out + w, b0, pl + off, k, masked);
+        w += ws_mkframe(out + w, b0, pl + off, k, masked);
     }
     return w;
 }
@@ -295,27 +281,12 @@ static int h_echo(simul_http_request *req, simul_http_response *res, void *arg)
     if (rc < 0) {
         return rc == -EPROTO ? 0 : rc;
     }
-    for (;;) {
-        const char *d;
-        size_t n;
-        rc = simul_ws_recv(ws, &d, &n);
-        if (rc <= 0 || (rc = simul_ws_send(ws, rc, d, n)) < 0) {
-            break;
-        }
-        g.messages++;
-    }
-    g.recv_rc = rc;
+    g.recv_rc = ws_echo_count(ws, &g.messages);
     g.close_code = simul_ws_close_code(ws);
     simul_ws_close(ws, 0, NULL);
     g.handlers_done++;
     return 0;
 }
-
-static simul_ws_opts o_ctx = {.deflate = true, .max_message = 4u << 20};
-static simul_ws_opts o_nctx = {.deflate = true, .deflate_no_context_takeover = true,
-                               .deflate_peer_no_context_takeover = true,
-                               .max_message = 4u << 20};
-static simul_ws_opts o_small = {.deflate = true, .max_message = 1024};
 
 typedef struct fixture {
     simul_http_app *app;
@@ -324,7 +295,6 @@ typedef struct fixture {
     bool ctx;
     char tmp[64];
     char script[128];
-    const char *mode;
 } fixture;
 
 static void up(fixture *f)
@@ -332,86 +302,16 @@ static void up(fixture *f)
     memset(&g, 0, sizeof g);
     memset(f, 0, sizeof *f);
     assert_int_equal(simul_http_app_new(&f->app), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/ctx", h_echo, &o_ctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/nctx", h_echo, &o_nctx), 0);
-    assert_int_equal(simul_http_route(f->app, "GET", "/small", h_echo, &o_small), 0);
+    ws_deflate_routes(f->app, h_echo);
     assert_int_equal(simul_http_serve(f->app, "127.0.0.1", "0", NULL, &f->srv), 0);
     f->port = simul_http_server_port(f->srv);
-    snprintf(f->tmp, sizeof f->tmp, "/tmp/simul-wsfin-XXXXXX");
-    assert_non_null(mkdtemp(f->tmp));
+    ws_tmpdir(f->tmp, sizeof f->tmp, "simul-wsfin");
 }
 
 static void down(fixture *f)
 {
-    assert_int_equal(simul_http_server_shutdown(f->srv, 10), 0);
-    assert_int_equal(simul_http_server_connections(f->srv), 0);
-    simul_http_server_free(f->srv);
-    simul_http_app_free(f->app);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->tmp);
-    assert_int_equal(system(cmd), 0);
-}
-
-#define KEY "dGhlIHNhbXBsZSBub25jZQ=="
-
-static int cl_upgrade(client *c, int port, const char *path, const char *ext, char *got,
-                      size_t gotlen)
-{
-    CHECK(cl_connect(c, port) == 0);
-    char req[1024];
-    snprintf(req, sizeof req,
-             "GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-             "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " KEY "\r\n"
-             "Sec-WebSocket-Extensions: %s\r\n\r\n",
-             path, ext);
-    CHECK(cl_send(c, req) == 0);
-    char *end;
-    while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4))) {
-        CHECK(cl_more(c) > 0);
-    }
-    size_t hl = (size_t)(end + 4 - c->buf);
-    CHECK(memcmp(c->buf, "HTTP/1.1 101 ", 13) == 0);
-    char head[4096];
-    CHECK(hl < sizeof head);
-    memcpy(head, c->buf, hl);
-    head[hl] = '\0';
-    if (!hdr_get(head, "Sec-WebSocket-Extensions", got, gotlen)) {
-        got[0] = '\0';
-    }
-    memmove(c->buf, c->buf + hl, c->len - hl);
-    c->len -= hl;
-    return 0;
-}
-
-/* Reads one server frame (payload up to cap bytes into out). */
-static int cl_frame(client *c, int *b0, uint8_t *out, size_t cap, size_t *len)
-{
-    for (;;) {
-        if (c->len >= 2) {
-            uint64_t n = c->buf[1] & 0x7f;
-            size_t hl = n == 126 ? 4 : n == 127 ? 10 : 2;
-            if (c->len >= hl) {
-                if (hl == 4) {
-                    n = (uint64_t)(uint8_t)c->buf[2] << 8 | (uint8_t)c->buf[3];
-                } else if (hl == 10) {
-                    n = 0;
-                    for (int i = 0; i < 8; i++) {
-                        n = n << 8 | (uint8_t)c->buf[2 + i];
-                    }
-                }
-                CHECK(hl + n <= sizeof c->buf && n <= cap);
-                if (c->len >= hl + n) {
-                    *b0 = (uint8_t)c->buf[0];
-                    memcpy(out, c->buf + hl, n);
-                    *len = n;
-                    memmove(c->buf, c->buf + hl + n, c->len - hl - n);
-                    c->len -= hl + n;
-                    return 0;
-                }
-            }
-        }
-        CHECK(cl_more(c) > 0);
-    }
+    ws_server_down(f->srv, f->app);
+    ws_rmdir(f->tmp);
 }
 
 /* Sends the traffic to the server, and checks each echo: a compressed message (the server
@@ -426,8 +326,8 @@ static int c_traffic(void *arg)
     }
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, f->ctx ? "/ctx" : "/nctx", "permessage-deflate", ext,
-                     sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, f->ctx ? "/ctx" : "/nctx", "permessage-deflate", ext,
+                            sizeof ext) == 0);
     CHECK(strncmp(ext, "permessage-deflate", 18) == 0);
     CHECK(cl_sendn(c, (const char *)t.wire, t.len) == 0);
     z_stream zi;
@@ -455,7 +355,7 @@ static int c_traffic(void *arg)
     }
     inflateEnd(&zi);
     uint8_t cl[16];
-    CHECK(cl_sendn(c, (const char *)cl, mkframe(cl, 0x88, "\x03\xe8", 2, true)) == 0);
+    CHECK(cl_sendn(c, (const char *)cl, ws_mkframe(cl, 0x88, "\x03\xe8", 2, true)) == 0);
     int b0;
     size_t len;
     CHECK(cl_frame(c, &b0, pl, cap, &len) == 0 && (b0 & 0x0f) == SIMUL_WS_CLOSE);
@@ -474,9 +374,7 @@ static void server_traffic(bool ctx)
     up(&f);
     f.ctx = ctx;
     assert_int_equal(client_run(c_traffic, &f), 0);
-    for (int i = 0; i < 20000 && g.handlers_done < 1; i++) {
-        assert_int_equal(simul_sleep(0.001), 0);
-    }
+    ws_wait_handlers(&g.handlers_done, 1);
     assert_int_equal(g.handlers_done, 1);
     assert_int_equal(g.messages, NMSG);
     assert_int_equal(g.close_code, 1000);
@@ -500,39 +398,27 @@ SIMUL_TASK_TEST(server_final_blocks_no_context_takeover)
 /* ---- hostile final blocks ------------------------------------------------------------------- */
 
 /* After the `good` frames (each message echoed), sends `bad` and expects the close `code`. */
-static int expect_close(fixture *f, const char *path, const uint8_t *good, size_t glen,
-                        int gmsgs, const uint8_t *bad, size_t blen, int code)
+static int expect_close_after(fixture *f, const char *path, const uint8_t *good, size_t glen,
+                              int gmsgs, const uint8_t *bad, size_t blen, int code)
 {
     client *c = malloc(sizeof *c);
     char ext[160];
-    CHECK(cl_upgrade(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
+    CHECK(ws_cl_upgrade_ext(c, f->port, path, "permessage-deflate", ext, sizeof ext) == 0);
     CHECK(strcmp(ext, "permessage-deflate") == 0);
     static uint8_t pl[1 << 16];
-    int b0;
-    size_t len;
     if (glen) {
         CHECK(cl_sendn(c, (const char *)good, glen) == 0);
         for (int i = 0; i < gmsgs; i++) {
+            int b0;
+            size_t len;
             CHECK(cl_frame(c, &b0, pl, sizeof pl, &len) == 0);
             CHECK((b0 & 0x0f) != SIMUL_WS_CLOSE);
         }
     }
-    CHECK(cl_sendn(c, (const char *)bad, blen) == 0);
-    do {
-        CHECK(cl_frame(c, &b0, pl, sizeof pl, &len) == 0);
-    } while ((b0 & 0x0f) != SIMUL_WS_CLOSE);
-    CHECK(len >= 2);
-    int got = pl[0] << 8 | pl[1];
-    if (got != code) {
-        fprintf(stderr, "close code %d, wanted %d (%.*s)\n", got, code, (int)len - 2, pl + 2);
-        return __LINE__;
-    }
-    uint8_t out[32];
-    CHECK(cl_sendn(c, (const char *)out, mkframe(out, 0x88, pl, 2, true)) == 0);
-    CHECK(cl_closed(c));
+    int rc = expect_close(c, bad, blen, code);
     close(c->fd);
     free(c);
-    return 0;
+    return rc;
 }
 
 /* The hostile payloads, shared by the server's and the client's cases: each is one message's
@@ -619,8 +505,8 @@ static int c_hostile(void *arg)
     for (int i = 0; i < NHOSTILE; i++) {
         size_t n = frames_of(fr, SIMUL_WS_BINARY, h[i].pl, h[i].n, i == 1 ? 4 : 0, true);
         /* The bomb goes to /small (1024 bytes), alone: the good traffic is bigger than that. */
-        int rc = i == 1 ? expect_close(f, "/small", NULL, 0, 0, fr, n, h[i].code)
-                        : expect_close(f, "/ctx", t.wire, t.len, NMSG, fr, n, h[i].code);
+        int rc = i == 1 ? expect_close_after(f, "/small", NULL, 0, 0, fr, n, h[i].code)
+                        : expect_close_after(f, "/ctx", t.wire, t.len, NMSG, fr, n, h[i].code);
         if (rc) {
             fprintf(stderr, "hostile %d (%s) failed\n", i, h[i].what);
             return rc;
@@ -636,9 +522,9 @@ static int c_hostile(void *arg)
     CHECK(peer_message(p, "hello", 5, FINAL, pl, sizeof pl, &n) == 0);
     deflateEnd(&p->z);
     free(p);
-    size_t w = mkframe(fr, 0x41, pl, n, true);
-    w += mkframe(fr + w, 0xC0, "", 0, true);
-    CHECK(expect_close(f, "/ctx", t.wire, t.len, NMSG, fr, w, 1002) == 0);
+    size_t w = ws_mkframe(fr, 0x41, pl, n, true);
+    w += ws_mkframe(fr + w, 0xC0, "", 0, true);
+    CHECK(expect_close_after(f, "/ctx", t.wire, t.len, NMSG, fr, w, 1002) == 0);
     traffic_free(&t);
     return 0;
 }
@@ -664,28 +550,11 @@ typedef struct sender {
 static int sender_handler(simul_stream *s, void *arg)
 {
     sender *sd = arg;
-    const char *head;
-    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
-    if (n < 0) {
-        return 0;
-    }
-    const char *k = memmem(head, (size_t)n, "Sec-WebSocket-Key: ", 19);
-    char accept[29] = "";
-    if (k) {
-        simul_ws_accept_key(k + 19, 24, accept);
-    }
-    char out[1024];
-    int len = snprintf(out, sizeof out,
-                       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                       "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
-                       "Sec-WebSocket-Extensions: %s\r\n\r\n",
-                       accept, sd->ext);
-    simul_stream_write(s, out, (size_t)len);
-    simul_stream_write(s, sd->wire, sd->len);
-    char sink[256];
-    while (simul_stream_read(s, sink, sizeof sink) > 0) {
-    }
-    return 0;
+    char answer[512];
+    snprintf(answer, sizeof answer,
+             WS_OK101 "Sec-WebSocket-Accept: %%s\r\nSec-WebSocket-Extensions: %s\r\n\r\n",
+             sd->ext);
+    return ws_fake_server(s, answer, sd->wire, sd->len, NULL, 0);
 }
 
 /* Opens a client session to a server that answers `ext` and sends wire; returns the session
@@ -693,20 +562,13 @@ static int sender_handler(simul_stream *s, void *arg)
 static void sender_open(sender *sd, const simul_ws_opts *o, simul_server **srv, simul_stream **s,
                         simul_ws **ws)
 {
-    assert_int_equal(simul_start_server("127.0.0.1", "0", sender_handler, sd, srv), 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", simul_server_port(*srv));
-    assert_int_equal(simul_open_connection("127.0.0.1", port, s), 0);
-    assert_int_equal(simul_ws_client_open(*s, "127.0.0.1", "/", o, NULL, ws), 0);
+    assert_int_equal(ws_fake_open(sender_handler, sd, o, NULL, srv, s, ws), 0);
 }
 
 static void sender_close(simul_server *srv, simul_stream *s, simul_ws *ws)
 {
     simul_ws_close(ws, 0, NULL);
-    simul_stream_close(s);
-    simul_server_close(srv);
-    simul_server_wait_closed(srv);
-    simul_server_free(srv);
+    ws_fake_close(srv, s);
 }
 
 static void client_traffic(bool ctx)
@@ -798,38 +660,32 @@ SIMUL_TASK_TEST(client_hostile_final_blocks)
  * this swaps in one whose flush is Z_FINISH and the empty stored block of RFC 7692 7.2.1, and
  * whose next stream starts primed with the history (zdict), so what it sends keeps referring
  * back. It counts the final blocks it made. */
-static const char py_final[] =
-    "import types, zlib as _z\n"
-    "import websockets.extensions.permessage_deflate as _pmd\n"
-    "class FinalFlush:\n"
-    "    made = 0\n"
-    "    def __init__(self, wbits=-15, **kw):\n"
-    "        self.wbits, self.kw, self.hist = wbits, kw, b''\n"
-    "        self.c = _z.compressobj(wbits=wbits, **kw)\n"
-    "    def compress(self, data):\n"
-    "        self.hist = (self.hist + bytes(data))[-32768:]\n"
-    "        return self.c.compress(data)\n"
-    "    def flush(self, mode=_z.Z_FINISH):\n"
-    "        out = self.c.flush(_z.Z_FINISH)\n"
-    "        FinalFlush.made += 1\n"
-    "        kw = dict(self.kw, zdict=self.hist) if self.hist else self.kw\n"
-    "        self.c = _z.compressobj(wbits=self.wbits, **kw)\n"
-    "        return out + b'\\x00\\x00\\x00\\xff\\xff'\n"
-    "_shim = types.SimpleNamespace(**{k: getattr(_z, k) for k in dir(_z) if not k.startswith('__')})\n"
-    "_shim.compressobj = FinalFlush\n"
-    "_pmd.zlib = _shim\n";
+#define PY_FINAL \
+    "import types, zlib as _z\n" \
+    "import websockets.extensions.permessage_deflate as _pmd\n" \
+    "class FinalFlush:\n" \
+    "    made = 0\n" \
+    "    def __init__(self, wbits=-15, **kw):\n" \
+    "        self.wbits, self.kw, self.hist = wbits, kw, b''\n" \
+    "        self.c = _z.compressobj(wbits=wbits, **kw)\n" \
+    "    def compress(self, data):\n" \
+    "        self.hist = (self.hist + bytes(data))[-32768:]\n" \
+    "        return self.c.compress(data)\n" \
+    "    def flush(self, mode=_z.Z_FINISH):\n" \
+    "        out = self.c.flush(_z.Z_FINISH)\n" \
+    "        FinalFlush.made += 1\n" \
+    "        kw = dict(self.kw, zdict=self.hist) if self.hist else self.kw\n" \
+    "        self.c = _z.compressobj(wbits=self.wbits, **kw)\n" \
+    "        return out + b'\\x00\\x00\\x00\\xff\\xff'\n" \
+    "_shim = types.SimpleNamespace(**{k: getattr(_z, k) for k in dir(_z) " \
+    "if not k.startswith('__')})\n" \
+    "_shim.compressobj = FinalFlush\n" \
+    "_pmd.zlib = _shim\n"
 
 static const char py_client[] =
+    PY_FINAL
     "import asyncio, sys\n"
-    "from websockets.client import connect\n"
-    "from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory\n"
-    "async def main(port, mode):\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ClientPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with connect(f'ws://127.0.0.1:{port}/{mode}', open_timeout=20, close_timeout=20,\n"
-    "                       max_size=2**22, **kw) as ws:\n"
+    WS_PY_DEFLATE_CONNECT
     "        assert len(ws.extensions) == 1, ws.extensions\n"
     "        for i in range(40):\n"
     "            m = f'message {i}: ' + 'the quick brown fox jumps over the lazy dog ' * (i % 5 + 1)\n"
@@ -848,31 +704,6 @@ static const char py_client[] =
     "    assert FinalFlush.made >= 44, FinalFlush.made\n"
     "asyncio.run(main(int(sys.argv[1]), sys.argv[2]))\n";
 
-static bool have_websockets(void)
-{
-    return system("/usr/bin/python3 -c 'import websockets' 2>/dev/null") == 0;
-}
-
-static void write_script(fixture *f, const char *name, const char *a, const char *b)
-{
-    snprintf(f->script, sizeof f->script, "%s/%s", f->tmp, name);
-    FILE *fp = fopen(f->script, "w");
-    assert_non_null(fp);
-    fputs(a, fp);
-    fputs(b, fp);
-    fclose(fp);
-}
-
-static int py_run(void *arg)
-{
-    fixture *f = arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s' %d %s", f->script, f->port,
-             f->mode);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
-}
-
 static void python_client(const char *mode)
 {
     if (!have_websockets()) {
@@ -880,12 +711,12 @@ static void python_client(const char *mode)
     }
     fixture f;
     up(&f);
-    f.mode = mode;
-    write_script(&f, "client.py", py_final, py_client);
-    assert_int_equal(client_run(py_run, &f), 0);
-    for (int i = 0; i < 20000 && g.handlers_done < 1; i++) {
-        assert_int_equal(simul_sleep(0.001), 0);
-    }
+    ws_write_script(f.tmp, "client.py", py_client, f.script, sizeof f.script);
+    pysrv pc = {0};
+    snprintf(pc.cmd, sizeof pc.cmd, "timeout 60 /usr/bin/python3 '%s' %d %s", f.script, f.port,
+             mode);
+    assert_int_equal(client_run(pysrv_run, &pc), 0);
+    ws_wait_handlers(&g.handlers_done, 1);
     assert_int_equal(g.handlers_done, 1);
     assert_int_equal(g.recv_rc, 0);
     assert_int_equal(g.close_code, 1000);
@@ -908,53 +739,13 @@ SIMUL_TASK_TEST(python_client_final_blocks_no_context_takeover)
 }
 
 static const char py_server[] =
+    PY_FINAL
     "import asyncio, sys\n"
-    "from websockets.server import serve\n"
-    "from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory\n"
-    "async def handler(ws):\n"
-    "    assert len(ws.extensions) == 1, ws.extensions\n"
-    "    async for msg in ws:\n"
-    "        await ws.send(msg)\n"
+    WS_PY_DEFLATE_ECHO
     "        if msg == 'fragments':\n"
     "            await ws.send(['the quick ', 'brown fox ', 'jumps \\u00e9'])\n"
     "    assert FinalFlush.made >= 40, FinalFlush.made\n"
-    "    done.set_result(None)\n"
-    "async def main(mode):\n"
-    "    global done\n"
-    "    done = asyncio.get_running_loop().create_future()\n"
-    "    kw = {}\n"
-    "    if mode == 'nctx':\n"
-    "        kw = {'compression': None, 'extensions': [ServerPerMessageDeflateFactory(\n"
-    "              server_no_context_takeover=True, client_no_context_takeover=True)]}\n"
-    "    async with serve(handler, '127.0.0.1', 0, max_size=2**22, **kw) as srv:\n"
-    "        print(srv.sockets[0].getsockname()[1], flush=True)\n"
-    "        await asyncio.wait_for(done, 60)\n"
-    "asyncio.run(main(sys.argv[1]))\n";
-
-typedef struct pysrv {
-    FILE *p;
-    int port;
-    const char *script, *mode;
-} pysrv;
-
-static int pysrv_start(void *arg)
-{
-    pysrv *ps = arg;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "timeout 60 /usr/bin/python3 '%s' %s", ps->script, ps->mode);
-    ps->p = popen(cmd, "r");
-    if (!ps->p || fscanf(ps->p, "%d", &ps->port) != 1) {
-        return __LINE__;
-    }
-    return 0;
-}
-
-static int pysrv_wait(void *arg)
-{
-    pysrv *ps = arg;
-    int st = pclose(ps->p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 99;
-}
+    WS_PY_DEFLATE_SERVE;
 
 static void python_server(const char *mode, const simul_ws_opts *o)
 {
@@ -963,15 +754,10 @@ static void python_server(const char *mode, const simul_ws_opts *o)
     }
     fixture f;
     up(&f);
-    write_script(&f, "server.py", py_final, py_server);
-    pysrv ps = {.script = f.script, .mode = mode};
-    assert_int_equal(client_run(pysrv_start, &ps), 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", ps.port);
+    pysrv ps = {0};
     simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     simul_ws *ws;
-    assert_int_equal(simul_ws_client_open(s, "127.0.0.1:1", "/", o, NULL, &ws), 0);
+    ws_py_server_open(&ps, f.tmp, py_server, mode, o, &s, &ws);
     assert_non_null(simul_ws_extensions(ws));
     const char *d;
     size_t n;
@@ -989,10 +775,7 @@ static void python_server(const char *mode, const simul_ws_opts *o)
     for (size_t i = 0; i < bl; i++) {
         b[i] = (char)(i % 251 < 200 ? 'a' + i % 7 : i * 2654435761u >> 24);
     }
-    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, bl), 0);
-    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
-    assert_int_equal(n, bl);
-    assert_memory_equal(d, b, n);
+    ws_echo_check(ws, SIMUL_WS_BINARY, b, bl);
     free(b);
     assert_int_equal(simul_ws_send_text(ws, "fragments"), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
@@ -1005,28 +788,21 @@ static void python_server(const char *mode, const simul_ws_opts *o)
     assert_int_equal(simul_ws_send_text(ws, "the quick brown fox, last"), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
     assert_string_equal(d, "the quick brown fox, last");
-    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
-    assert_int_equal(simul_stream_close(s), 0);
-    int result = -1;
-    assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
-    assert_int_equal(result, 0);
+    ws_py_server_close(&ps, s, ws);
     down(&f);
 }
 
 SIMUL_TASK_TEST(python_server_final_blocks_context_takeover)
 {
     (void)arg;
-    simul_ws_opts o = {.deflate = true, .max_message = 4u << 20};
-    python_server("ctx", &o);
+    python_server("ctx", ws_deflate_opts("ctx"));
     return 0;
 }
 
 SIMUL_TASK_TEST(python_server_final_blocks_no_context_takeover)
 {
     (void)arg;
-    simul_ws_opts o = {.deflate = true, .deflate_no_context_takeover = true,
-                       .deflate_peer_no_context_takeover = true, .max_message = 4u << 20};
-    python_server("nctx", &o);
+    python_server("nctx", ws_deflate_opts("nctx"));
     return 0;
 }
 

@@ -891,60 +891,33 @@ typedef struct liar {
 static int liar_handler(simul_stream *s, void *arg)
 {
     const liar *l = arg;
-    const char *head;
-    long n = simul_stream_readuntil(s, "\r\n\r\n", 4, &head);
-    if (n < 0) {
-        return 0;
-    }
-    const char *k = memmem(head, (size_t)n, "Sec-WebSocket-Key: ", 19);
-    char accept[29] = "";
-    if (k) {
-        simul_ws_accept_key(k + 19, 24, accept);
-    }
-    char out[1024];
-    int len = snprintf(out, sizeof out, l->answer, accept);
-    simul_stream_write(s, out, (size_t)len);
-    if (l->frame) {
-        simul_stream_write(s, l->frame, l->frame_len);
-    }
-    char sink[256];
-    while (simul_stream_read(s, sink, sizeof sink) > 0) {
-    }
-    return 0;
+    return ws_fake_server(s, l->answer, l->frame, l->frame ? l->frame_len : 0, NULL, 0);
 }
 
 static int liar_open(const liar *l, simul_ws **ws, int *status)
 {
-    simul_server *srv;
-    assert_int_equal(simul_start_server("127.0.0.1", "0", liar_handler, (void *)l, &srv), 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", simul_server_port(srv));
-    simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     static const char *offer[] = {"chat"};
     simul_ws_opts o = {.subprotocols = offer, .nsubprotocols = 1, .close_timeout = 0.2};
-    int rc = simul_ws_client_open(s, "127.0.0.1", "/", &o, status, ws);
+    simul_server *srv;
+    simul_stream *s;
+    int rc = ws_fake_open(liar_handler, (void *)l, &o, status, &srv, &s, ws);
     if (rc == 0) {
         const char *d;
         size_t n;
         rc = simul_ws_recv(*ws, &d, &n);
         simul_ws_close(*ws, 0, NULL);
     }
-    simul_stream_close(s);
-    simul_server_close(srv);
-    simul_server_wait_closed(srv);
-    simul_server_free(srv);
+    ws_fake_close(srv, s);
     return rc;
 }
 
-#define OK101 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 
 SIMUL_TASK_TEST(client_rejects_bad_servers)
 {
     (void)arg;
     simul_ws *ws;
     int st;
-    liar wrong_key = {OK101 "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", 0, 0};
+    liar wrong_key = {WS_OK101 "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", 0, 0};
     assert_int_equal(liar_open(&wrong_key, &ws, &st), -EPROTO);
     assert_int_equal(st, 101);
     liar no_upgrade = {"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
@@ -953,15 +926,16 @@ SIMUL_TASK_TEST(client_rejects_bad_servers)
     liar ok200 = {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX: %s\r\n\r\n", 0, 0};
     assert_int_equal(liar_open(&ok200, &ws, &st), -EPROTO);
     assert_int_equal(st, 200);
-    liar proto = {OK101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: other\r\n\r\n", 0, 0};
+    liar proto = {WS_OK101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: other\r\n\r\n", 0,
+                  0};
     assert_int_equal(liar_open(&proto, &ws, &st), -EPROTO);
-    liar ext = {OK101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Extensions: x\r\n\r\n", 0, 0};
+    liar ext = {WS_OK101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Extensions: x\r\n\r\n", 0, 0};
     assert_int_equal(liar_open(&ext, &ws, &st), -EPROTO);
     /* A right handshake, then a masked frame: recv gets -EPROTO. */
-    liar masked = {OK101 "Sec-WebSocket-Accept: %s\r\n\r\n", "\x81\x81\x00\x00\x00\x00x", 7};
+    liar masked = {WS_OK101 "Sec-WebSocket-Accept: %s\r\n\r\n", "\x81\x81\x00\x00\x00\x00x", 7};
     assert_int_equal(liar_open(&masked, &ws, &st), -EPROTO);
     /* Right handshake and a text frame: fine. */
-    liar good = {OK101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
+    liar good = {WS_OK101 "Sec-WebSocket-Accept: %s\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
                  "\x81\x02hi", 4};
     assert_int_equal(liar_open(&good, &ws, &st), SIMUL_WS_TEXT);
     return 0;
@@ -999,20 +973,12 @@ SIMUL_TASK_TEST(client_against_python_server)
     }
     fixture f;
     up(&f);
-    script(&f, "server.py", py_server);
     pysrv ps = {0};
-    snprintf(ps.cmd, sizeof ps.cmd, "timeout 60 /usr/bin/python3 '%s'", f.script);
-    int result = -1;
-    assert_int_equal(simul_to_thread(pysrv_start, &ps, &result), 0);
-    assert_int_equal(result, 0);
-    char port[16];
-    snprintf(port, sizeof port, "%d", ps.port);
-    simul_stream *s;
-    assert_int_equal(simul_open_connection("127.0.0.1", port, &s), 0);
     static const char *offer[] = {"chat"};
     simul_ws_opts o = {.subprotocols = offer, .nsubprotocols = 1};
+    simul_stream *s;
     simul_ws *ws;
-    assert_int_equal(simul_ws_client_open(s, "127.0.0.1:1", "/", &o, NULL, &ws), 0);
+    ws_py_server_open(&ps, g.tmp, py_server, "", &o, &s, &ws);
     assert_string_equal(simul_ws_subprotocol(ws), "chat");
     const char *d;
     size_t n;
@@ -1021,10 +987,7 @@ SIMUL_TASK_TEST(client_against_python_server)
     assert_string_equal(d, "h\xc3\xa9");
     char *b = malloc(200000);
     memset(b, 0x5a, 200000);
-    assert_int_equal(simul_ws_send(ws, SIMUL_WS_BINARY, b, 200000), 0);
-    assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_BINARY);
-    assert_int_equal(n, 200000);
-    assert_memory_equal(d, b, n);
+    ws_echo_check(ws, SIMUL_WS_BINARY, b, 200000);
     free(b);
     assert_int_equal(simul_ws_send_text(ws, "fragments"), 0);
     assert_int_equal(simul_ws_recv(ws, &d, &n), SIMUL_WS_TEXT);
@@ -1037,10 +1000,7 @@ SIMUL_TASK_TEST(client_against_python_server)
     assert_int_equal(simul_ws_recv(ws, &d, &n), 0);
     assert_int_equal(simul_ws_close_code(ws), 4003);
     assert_string_equal(simul_ws_close_reason(ws), "py bye");
-    assert_int_equal(simul_ws_close(ws, 0, NULL), 0);
-    assert_int_equal(simul_stream_close(s), 0);
-    assert_int_equal(simul_to_thread(pysrv_wait, &ps, &result), 0);
-    assert_int_equal(result, 0);
+    ws_py_server_close(&ps, s, ws);
     down(&f);
     return 0;
 }
