@@ -481,7 +481,8 @@ bool simul_http_response_started(const simul_http_response *res);
  * X-Accel-Buffering: no) with the head sent at once. Suspends (as a write). */
 int simul_http_sse_start(simul_http_response *res);
 /* Suspends. One event: event and id may be NULL, retry_ms < 0 left out; data is split into one
- * "data:" line per line. -EINVAL for CR/LF in event or id. Errors as simul_http_response_write. */
+ * "data:" line per line (CRLF, LF and a lone CR each end one, as EventSource reads them, so data
+ * cannot forge a field). -EINVAL for CR/LF in event or id. Errors as simul_http_response_write. */
 int simul_http_sse_send(simul_http_response *res, const char *event, const char *id,
                         long retry_ms, const char *data);
 /* Suspends. A comment line (": text"): a heartbeat that keeps proxies from timing out. */

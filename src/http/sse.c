@@ -26,19 +26,21 @@ static bool has_crlf(const char *s)
 }
 
 /* The most bytes formatting can take: each line of data costs "data: " and "\n", plus the
- * fields and the blank line that ends the event. */
+ * fields and the blank line that ends the event. Every CR and LF is counted as a line's end (a
+ * CRLF, one line, is counted twice: a bound, not the size). */
 static size_t sse_cap(const char *event, const char *id, const char *data)
 {
     size_t dlen = data ? strlen(data) : 0, lines = 1;
-    for (const char *p = data; p && (p = strchr(p, '\n')); p++) {
+    for (const char *p = data; p && (p = strpbrk(p, "\r\n")); p++) {
         lines++;
     }
     return dlen + lines * 7 + (event ? strlen(event) + 8 : 0) + (id ? strlen(id) + 5 : 0) +
            32 /* "retry: " a long "\n" */ + 1;
 }
 
-/* Writes the event into out (sse_cap bytes at least); returns its length. CRLF and lone LF in
- * data both end a line; a lone CR stays (as before: only "\r\n" is folded). */
+/* Writes the event into out (sse_cap bytes at least); returns its length. CRLF, a lone LF and a
+ * lone CR all end a line of data, as EventSource reads them: a lone CR kept in a data line would
+ * start a line of its own at the client, so data could forge an id, event or retry field. */
 static size_t sse_format(char *out, size_t cap, const char *event, const char *id, long retry_ms,
                          const char *data)
 {
@@ -54,20 +56,16 @@ static size_t sse_format(char *out, size_t cap, const char *event, const char *i
     }
     const char *p = data ? data : "";
     for (;;) {
-        const char *nl = strchr(p, '\n');
-        size_t len = nl ? (size_t)(nl - p) : strlen(p);
-        if (len && p[len - 1] == '\r') {
-            len--;
-        }
+        size_t len = strcspn(p, "\r\n");
         memcpy(out + n, "data: ", 6);
         n += 6;
         memcpy(out + n, p, len);
         n += len;
         out[n++] = '\n';
-        if (!nl) {
+        if (!p[len]) {
             break;
         }
-        p = nl + 1;
+        p += len + (p[len] == '\r' && p[len + 1] == '\n' ? 2 : 1);
     }
     out[n++] = '\n';
     return n;

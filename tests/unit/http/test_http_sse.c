@@ -30,6 +30,12 @@ static void event_format(void **state)
     simul_http_sse_event_unref(ev); /* freed: ASan reports a leak or a double free */
     simul_http_sse_event_unref(NULL);
 
+    /* A lone CR ends a data line too (EventSource reads it so): data cannot forge a field. */
+    assert_int_equal(simul_http_sse_event_new(&ev, NULL, NULL, -1, "a\rid: forged\r\rb\r"), 0);
+    assert_string_equal(simul_http_sse_event_bytes(ev),
+                        "data: a\ndata: id: forged\ndata: \ndata: b\ndata: \n\n");
+    simul_http_sse_event_unref(ev);
+
     assert_int_equal(simul_http_sse_event_new(&ev, NULL, NULL, -1, NULL), 0);
     assert_string_equal(simul_http_sse_event_bytes(ev), "data: \n\n");
     assert_string_equal(simul_http_sse_event_name(ev), "");
