@@ -182,5 +182,7 @@ int http_response_sendfile_parts(simul_http_response *res, int fd, const http_fi
  * containers nested deeper than HTTP_JSON_MAX_DEPTH, so every cycle); -ENOMEM. */
 #define HTTP_JSON_MAX_DEPTH 2048 /* jansson's parser's limit: what it reads, this writes */
 int http_json_encode(const struct json_t *v, char *buf, size_t cap, char **out, size_t *len);
+/* Writes v in decimal as "%lld" does (no terminating NUL); returns the length, 20 at most. */
+size_t http_fmt_int(char *out, long long v);
 
 #endif /* SIMUL_HTTP_INTERNAL_H */

@@ -226,8 +226,8 @@ static const char digits2[] = "0001020304050607080910111213141516171819202122232
                               "34353637383940414243444546474849505152535455565758596061626364656667"
                               "6869707172737475767778798081828384858687888990919293949596979899";
 
-/* Writes v as "%lld" does, returns the length (20 at most). */
-static size_t fmt_int(char *out, long long v)
+/* Writes v as "%lld" does, returns the length (20 at most). Also the server's Content-Length. */
+size_t http_fmt_int(char *out, long long v)
 {
     char tmp[24];
     char *q = tmp + sizeof tmp;
@@ -255,7 +255,7 @@ static size_t fmt_int(char *out, long long v)
 static int put_int(enc *e, long long v)
 {
     char tmp[24];
-    size_t n = fmt_int(tmp, v);
+    size_t n = http_fmt_int(tmp, v);
     if (reserve(e, n)) {
         return -ENOMEM;
     }
@@ -356,7 +356,7 @@ static int fast_g17(char *out, double d)
             *o++ = '-';
             x = -x;
         }
-        o += fmt_int(o, x);
+        o += http_fmt_int(o, x);
     } else if (x >= 0) {
         memcpy(o, dig, (size_t)x + 1);
         o += x + 1;
@@ -390,7 +390,7 @@ static int fmt_real(char *out, double d)
         if (d == 0 && signbit(d)) {
             *o++ = '-';
         }
-        o += fmt_int(o, (long long)d);
+        o += http_fmt_int(o, (long long)d);
         memcpy(o, ".0", 2);
         return (int)(o + 2 - out);
     }

@@ -267,21 +267,6 @@ static int out_reserve(conn *c, size_t n)
     return 0;
 }
 
-/* Writes v in decimal at p; returns the digits' count (at most 20). */
-static size_t put_decimal(char *p, unsigned long long v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++) {
-        p[i] = tmp[n - 1 - i];
-    }
-    return n;
-}
-
 static bool has_ctl(const char *s)
 {
     for (; *s; s++) {
@@ -1181,7 +1166,7 @@ static int build_head(simul_http_response *res, simul_http_request *req, long lo
     if (!no_body) {
         if (length >= 0) {
             PUT_CONST(p, "Content-Length: ");
-            p += put_decimal(p, (unsigned long long)length);
+            p += http_fmt_int(p, length);
             PUT_CONST(p, "\r\n");
         } else if (res->chunked) {
             PUT_CONST(p, "Transfer-Encoding: chunked\r\n");
