@@ -7,11 +7,12 @@
  * (--reuseport: one SO_REUSEPORT socket per worker; sockets systemd passes in LISTEN_FDS are
  * used when present); SIGHUP reloads them, SIGTERM stops them. A worker drains on the signal:
  * a stop fails /readyz at once and keeps serving --drain-delay seconds (so a balancer's health
- * check sees it first), then stops accepting, closes idle keep-alive connections and lets
- * requests in flight finish; a retire (reload) stops accepting at once. --watchdog S: a worker
+ * check sees it first; a second SIGTERM to the worker cuts the delay short), then stops
+ * accepting, closes idle keep-alive connections and lets requests in flight finish; a retire
+ * (reload) stops accepting at once. --watchdog S: a worker
  * whose loop is stuck for S seconds is killed and restarted; --reload-batch N: SIGHUP replaces N
- * workers at a time. GET /slow?ms=N answers
- * after N ms and GET /pid with the worker's pid (for the tests). */
+ * workers at a time. GET /slow?ms=N answers after N ms (logging its start on stderr) and GET
+ * /pid with the worker's pid (for the tests). */
 #include <errno.h>
 #include <jansson.h>
 #include <signal.h>
@@ -101,6 +102,8 @@ static int slow(simul_http_request *req, simul_http_response *res, void *arg)
     if (n < 0 || n > 60000) {
         return simul_http_response_text(res, 400, "ms: 0..60000\n");
     }
+    /* The tests wait for this line to know the request is in flight (state, not time). */
+    fprintf(stderr, "http_hello: worker %d: /slow started\n", (int)getpid());
     int rc = simul_sleep((double)n / 1000.0);
     if (rc < 0) {
         return rc;
@@ -166,10 +169,16 @@ static int worker_serve(void *arg)
     simul_scope_shield(&shield);
     if (drain_kind == SIMUL_WORKER_STOP) {
         /* The service goes: fail readiness first and keep serving while the balancer's checks
-         * notice (its inter * fall, with a margin), then stop accepting. */
+         * notice (its inter * fall, with a margin), then stop accepting. A second stop signal
+         * to the worker ends the delay early (an operator in a hurry; the tests, which hold the
+         * window open as long as they check it). */
         draining = true;
         if (drain_delay > 0) {
-            simul_sleep(drain_delay);
+            simul_event_clear(drain_ev);
+            simul_scope delay;
+            simul_scope_timeout(&delay, drain_delay);
+            simul_event_wait(drain_ev);
+            simul_scope_end(&delay);
         }
     }
     draining = true;

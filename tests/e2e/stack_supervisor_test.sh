@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # examples/http_hello under its supervisor, the worker's drain and the master's signals, end to
 # end (loopback, temp dir, free ports):
-#   drain    on SIGTERM /readyz answers 503 at once while / still answers 200 (--drain-delay),
-#            a request in flight (/slow) finishes with 200, an idle keep-alive connection is
-#            closed by the server, and the master exits 0 once every worker is reaped;
+#   drain    on SIGTERM /readyz answers 503 at once while / still answers 200 (--drain-delay,
+#            held open by the test and cut short by a second SIGTERM to the workers), a request
+#            in flight (/slow) finishes with 200, an idle keep-alive connection is closed by the
+#            server, and the master exits 0 once every worker is reaped;
 #   systemd  socket activation: a launcher puts a listening socket at fd 3 with LISTEN_FDS=1 and
 #            LISTEN_PID = the master's pid (exec keeps it): the workers serve that socket, a
 #            reload keeps serving it;
@@ -53,33 +54,52 @@ port_of() { sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/$1.err" | head
 get() { curl -s -o /dev/null -w '%{http_code}' --max-time 20 "http://127.0.0.1:$1$2"; }
 
 # ---- drain -------------------------------------------------------------------------------------
-# The drain delay is the one window this test must hit (readyz 503 and / 200 inside it): long
-# enough that a loaded machine (the suite runs two tests at once) still polls inside it.
-"$SERVER" --host 127.0.0.1 --port 0 --workers 2 --drain-delay 6 --stop-timeout 20 \
+# The drain delay is a window this test checks inside (readyz 503 and / 200), so the test holds
+# it open: the delay is long, and a second SIGTERM to the workers ends it once the checks are done
+# (no window to hit in time, however loaded the machine).
+"$SERVER" --host 127.0.0.1 --port 0 --workers 2 --drain-delay 300 --stop-timeout 20 \
     >"$WORK/d.out" 2>"$WORK/d.err" &
 MPID=$!
 wait_until "ready" 30 at_least d "gen=1 ready" 2 || { fail "did not start"; cat "$WORK/d.err"; exit 1; }
 P=$(port_of d)
 workers=$(pgrep -P "$MPID")
-# an idle keep-alive connection, and a request in flight across the signal
+# an idle keep-alive connection, open across the stop: the server must close it
 "$PY" - "$P" >"$WORK/keepalive.out" 2>&1 <<'EOF' &
 import http.client, socket, sys
-c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=30)
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
 c.request("GET", "/")
 r = c.getresponse(); r.read()
 print("first", r.status, flush=True)
-c.sock.settimeout(30)
+c.sock.settimeout(60)
 print("eof" if c.sock.recv(1) == b"" else "data", flush=True)   # the server closes it
 EOF
 KA=$!
-curl -s --max-time 30 -o "$WORK/slow.body" -w '%{http_code}' "http://127.0.0.1:$P/slow?ms=1500" >"$WORK/slow.code" &
-SLOW=$!
-wait_until "keep-alive client's first answer" 10 grep -q "first 200" "$WORK/keepalive.out"
+wait_until "keep-alive client's first answer" 30 grep -q "first 200" "$WORK/keepalive.out" ||
+    fail "drain: keep-alive client: $(cat "$WORK/keepalive.out")"
 kill -TERM "$MPID"
-wait_until "readyz 503" 10 test "$(get "$P" /readyz)" = 503 && pass "drain: /readyz answers 503 from the start" ||
-    fail "drain: /readyz never failed"
+# every answer seen while waiting is kept: a failure says what came instead
+readyz_503() {
+    local c
+    c=$(get "$P" /readyz)
+    echo "$c" >>"$WORK/readyz.codes"
+    [[ $c == 503 ]]
+}
+if wait_until "readyz 503" 60 readyz_503; then
+    pass "drain: /readyz answers 503 from the start"
+else
+    fail "drain: /readyz never failed (answers: $(sort "$WORK/readyz.codes" | uniq -c | tr -s ' \n' ' '))"
+    sed 's/^/  d.err: /' "$WORK/d.err"
+fi
 [[ $(get "$P" /) == 200 ]] && pass "drain: / still answers 200 during the drain delay" ||
     fail "drain: / refused during the delay"
+# a request in flight when the workers stop accepting: sent, seen started by its worker, then the
+# delay is cut short
+n0=$(grep -c "/slow started" "$WORK/d.err")
+curl -s --max-time 60 -o "$WORK/slow.body" -w '%{http_code}' "http://127.0.0.1:$P/slow?ms=2000" >"$WORK/slow.code" &
+SLOW=$!
+wait_until "the slow request started" 30 at_least d "/slow started" $((n0 + 1)) ||
+    fail "drain: /slow never started"
+kill -TERM $workers
 wait "$SLOW"
 [[ $(cat "$WORK/slow.code") == 200 && $(cat "$WORK/slow.body") == slept ]] &&
     pass "drain: the request in flight finished (200)" || fail "drain: in-flight request: $(cat "$WORK/slow.code")"
