@@ -19,39 +19,25 @@
 # (simul over Go) and one `target ...: PASS|MISS` line each (target >= 1). The broker is started
 # by tests/amqp/broker.sh in a temp dir on loopback and stopped (with its epmd) on exit.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-CPU=${BENCH_CPU:-1}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 PERSIST=${BENCH_PERSISTENT:-0}
-
-die() { echo "run_amqp.sh: $*" >&2; exit 1; }
 
 if [ "$QUICK" = 1 ]; then N=5000; ROUNDS=1; else N=100000; ROUNDS=3; fi
 SIZE=1024 WINDOW=1000 PREFETCH=200
 EX=$BUILD/examples/amqp_work_queue
 GOBIN=$BUILD/bench/go_amqp
-PY=/usr/bin/python3
 SH=$ROOT/tests/amqp/broker.sh
 
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+check_pinning
 [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || die "rabbitmq-server is not installed (make deps)"
-"$PY" -c 'import pika' 2>/dev/null || die "python3-pika is not installed (make deps)"
+need_py pika python3-pika
 [ -d /usr/share/gocode/src/github.com/rabbitmq/amqp091-go ] ||
     die "golang-github-rabbitmq-amqp091-go-dev is not installed (make deps)"
 
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target example_amqp_work_queue >&2 || die "building the example failed"
-fi
-[ -x "$EX" ] || die "$EX not found: configure and build $BUILD first (needs librabbitmq-dev)"
+bench_build example_amqp_work_queue
+need_built "$EX" librabbitmq-dev
 # Go: Debian's packaged module is a GOPATH tree, so build in GOPATH mode (no network).
 mkdir -p "$BUILD/bench"
 (cd "$HERE/ref/go_amqp" && GO111MODULE=off GOFLAGS= GOPATH="$BUILD/go-path:/usr/share/gocode" \
@@ -65,7 +51,6 @@ PORT=$(bash "$SH" port "$STATE/broker")
 URL="amqp://guest:guest@127.0.0.1:$PORT/"
 
 PIN=(taskset -c "$CPU")
-source "$HERE/lib.sh"
 
 TRANSIENT=1
 [ "$PERSIST" = 1 ] && TRANSIENT=0
@@ -82,8 +67,7 @@ timed() {
     echo "# round $r: $key=$rate"
 }
 
-echo "# run_amqp.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# clients pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines "clients pinned to cpu $CPU"
 echo "# build_type=$(build_type_of "$BUILD") quick=$QUICK messages=$N size=$SIZE window=$WINDOW prefetch=$PREFETCH transient=$TRANSIENT rounds=$ROUNDS"
 echo "# rabbitmq=$(dpkg-query -W -f='${Version}' rabbitmq-server 2>/dev/null) amqp091-go=$(dpkg-query -W -f='${Version}' golang-github-rabbitmq-amqp091-go-dev 2>/dev/null) pika=$("$PY" -c 'import pika; print(pika.__version__)')"
 TFLAG=()
@@ -100,7 +84,7 @@ for r in $(seq 1 "$ROUNDS"); do
     timed amqp_consume_go "$GOBIN" "$URL" consume "$q-go" "$N" "$PREFETCH"
     timed amqp_consume_pika "$PY" "$HERE/ref/pika_amqp.py" "$URL" consume "$q-pika" "$N" "$PREFETCH"
 done
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 for k in amqp_publish_confirm_simul amqp_publish_confirm_go amqp_publish_confirm_pika \
     amqp_consume_simul amqp_consume_go amqp_consume_pika; do
     echo "$k=${V[$k]}"
@@ -111,12 +95,6 @@ ratio amqp_publish_confirm_vs_pika amqp_publish_confirm_simul amqp_publish_confi
 ratio amqp_consume_vs_pika amqp_consume_simul amqp_consume_pika
 [ "$QUICK" = 1 ] && echo "# quick run: $N messages, one round; the targets are checked on it"
 while IFS='=' read -r k v; do
-    if [ "$v" = n/a ]; then
-        echo "target $k>=1: MISS (not measured)"
-    elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
-        echo "target $k>=1: PASS (measured $v)"
-    else
-        echo "target $k>=1: MISS (measured $v)"
-    fi
+    verdict "$k>=1" "$v" ">=" 1
 done <"$STATE/r"
 exit 0

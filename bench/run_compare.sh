@@ -11,23 +11,19 @@
 # best of old and of new and new/old (for a time or a cost, < 1 means the new one is cheaper).
 # Environment: BENCH_CPU (default 1), BENCH_CLIENT_CPU (0), ROUNDS (5), BENCH_QUICK=1 (smoke).
 set -euo pipefail
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # run, build_type_of, ...
 [ $# -eq 2 ] || { echo "usage: $0 <old-build-dir> <new-build-dir>" >&2; exit 2; }
 OLD=$(cd "$1" && pwd)
 NEW=$(cd "$2" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CPU=${BENCH_CPU:-1}
 ROUNDS=${ROUNDS:-5}
-QUICK=${BENCH_QUICK:-0}
 TIMEOUT=${BENCH_TIMEOUT:-900}
 if [ "$QUICK" = 1 ]; then div=10; else div=1; fi
 N_SWITCH=$((10000000 / div))
 N_SPAWN=$((2000000 / div))
-unset SIMUL_DEBUG
 
-die() { echo "run_compare.sh: $*" >&2; exit 1; }
+check_pinning
 PIN=(taskset -c "$CPU")
-# shellcheck source=lib.sh
-source "$HERE/lib.sh"
 
 for b in "$OLD" "$NEW"; do
     [ -x "$b/bench/core_bench" ] || die "$b/bench/core_bench not found: build $b first"

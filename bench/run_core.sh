@@ -15,22 +15,10 @@
 # target. A missed target is reported and the script still exits 0; a bench that crashes, fails
 # or times out makes it exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PY=/usr/bin/python3
-CPU=${BENCH_CPU:-1}
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 TIMEOUT=${BENCH_TIMEOUT:-900}
-
-# Debug modes would measure something else.
-unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
-
-die() { echo "run_core.sh: $*" >&2; exit 1; }
 
 if [ "$QUICK" = 1 ]; then div=10; else div=1; fi
 # Full counts; BENCH_QUICK divides every one by 10.
@@ -47,33 +35,20 @@ CORE=$BUILD/bench/core_bench
 SYNC=$BUILD/bench/sync_bench
 GOBIN=$BUILD/bench/go_core
 
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-command -v go >/dev/null || die "go not found (package golang-go)"
-[ -x "$PY" ] || die "$PY not found"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+need go "$PY"
+check_pinning
 
-# Bring the benches up to date if this is a configured CMake build dir.
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target core_bench sync_bench >&2 || die "building the benches failed"
-fi
-[ -x "$CORE" ] || die "$CORE not found: configure and build $BUILD first"
-[ -x "$SYNC" ] || die "$SYNC not found: configure and build $BUILD first"
+bench_build core_bench sync_bench
+need_built "$CORE"
+need_built "$SYNC"
 
 # Build the Go reference into the build dir.
-mkdir -p "$BUILD/bench"
-export GOCACHE=${GOCACHE:-$BUILD/go-cache}
-if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-    export GOPATH=${GOPATH:-$BUILD/go-path}
-fi
-(cd "$HERE/ref/go_core" && GOFLAGS= GO111MODULE=on go build -o "$GOBIN" .) >&2 \
-    || die "building the Go reference failed"
+build_go_ref go_core "$GOBIN" || die "building the Go reference failed"
 
 PIN=(taskset -c "$CPU")
-source "$HERE/lib.sh"
 
 build_type=$(build_type_of "$BUILD")
-echo "# run_core.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# pinned to cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines "pinned to cpu $CPU"
 echo "# build_type=$build_type quick=$QUICK python=$($PY -V 2>&1) go=$(go version | cut -d' ' -f3)"
 
 # One measure at a time, never in parallel; the three implementations back to back per measure.
@@ -100,7 +75,7 @@ run "$PY" "$HERE/ref/asyncio_sync.py" queue "$N_SYNC_PY"
 run "$SYNC" lock "$N_SYNC"
 run "$PY" "$HERE/ref/asyncio_sync.py" lock "$N_SYNC_PY"
 
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 
 echo "# ratios: >1 means simul is better"
 ratio switch_vs_asyncio asyncio_switch_ns switch_ns
@@ -132,19 +107,7 @@ keep_ratio compact_spawn_1m_vs_go go_spawn_1m_us_per_task compact_spawn_1m_us_pe
 keep_ratio compact_spawn_1m_vs_asyncio asyncio_spawn_1m_us_per_task compact_spawn_1m_us_per_task
 
 # target <key> <op> <bound>: op is <= or >=.
-target() {
-    local v=${V[$1]:-}
-    if [ -z "$v" ]; then
-        echo "target $1$2$3: MISS (not measured)"
-        return
-    fi
-    if awk -v v="$v" -v b="$3" -v op="$2" \
-        'BEGIN { exit !((op == "<=") ? (v + 0 <= b + 0) : (v + 0 >= b + 0)) }'; then
-        echo "target $1$2$3: PASS (measured $v)"
-    else
-        echo "target $1$2$3: MISS (measured $v)"
-    fi
-}
+target() { verdict "$1$2$3" "${V[$1]:-}" "$2" "$3"; }
 
 if [ "$QUICK" = 1 ]; then
     echo "# quick run: counts / 10, targets checked on the reduced counts"

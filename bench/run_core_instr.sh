@@ -10,25 +10,16 @@
 # allocator per operation>, then one `target ...: PASS|MISS` line per target (a steady-state
 # compact wait and sleep spend under one instruction per operation in malloc/free).
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-900}
-PIN=()
-unset SIMUL_DEBUG SIMUL_TASKS
-
-die() { echo "run_core_instr.sh: $*" >&2; exit 1; }
 # shellcheck source=lib.sh
-. "$HERE/lib.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
+TIMEOUT=${BENCH_TIMEOUT:-900}
+unset SIMUL_TASKS
 
 BIN=$BUILD/bench/core_bench
-[ -x "$BIN" ] || die "no $BIN: build the core_bench target first"
-command -v valgrind >/dev/null || die "valgrind is not installed (DEB_PACKAGES: valgrind)"
+bench_build core_bench
+need_built "$BIN"
+need valgrind
 echo "build_type=$(build_type_of "$BUILD")"
 if [ "$QUICK" = 1 ]; then div=4; else div=1; fi
 

@@ -36,53 +36,29 @@
 # server that is not built is reported and the script still exits 0; a server or client that
 # crashes, fails (any echo mismatch or connection error) or hangs makes it exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PY=/usr/bin/python3
-CPU=${BENCH_CPU:-1}
-CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 TIMEOUT=${BENCH_TIMEOUT:-900}
-if [ "$QUICK" = 1 ]; then secs=1 rounds=1; else secs=3 rounds=3; fi
-SECS=${BENCH_ECHO_SECONDS:-$secs}
-ROUNDS=${BENCH_ECHO_ROUNDS:-$rounds}
+seconds_rounds ECHO 3 3 1 1
 CONNS=${BENCH_ECHO_CONNS:-1 100 1000}
 ALL_SERVERS="streams protocol epoll libuv asyncio_streams asyncio_protocol uvloop_streams uvloop_protocol"
 SERVERS=${BENCH_ECHO_SERVERS:-$ALL_SERVERS}
 SIZE=64
-HOST=127.0.0.1
 PORT_WAIT=20 # seconds a server may take to accept connections
 
-# Debug modes would measure something else.
-unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
-
-die() { echo "run_echo.sh: $*" >&2; exit 1; }
-FAILED=0
-fail() { echo "run_echo.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
-source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
-
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-command -v timeout >/dev/null || die "timeout not found (coreutils)"
-command -v pgrep >/dev/null || die "pgrep not found (procps)"
-[ -x "$PY" ] || die "$PY not found"
+need timeout pgrep "$PY"
 check_pinning client
 
 CLIENT=$BUILD/examples/echo_client
 BROKEN= # servers whose build failed: their binaries may be stale
 
-# Bring the binaries up to date if this is a configured CMake build dir. Reconfigure first: the
-# examples are only defined once their sources exist, which may be newer than the configure.
-if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cmake -S "$ROOT" -B "$BUILD" >/dev/null || die "reconfiguring $BUILD failed"
+# Bring the binaries up to date (reconfigured first: the examples are only defined once their
+# sources exist, which may be newer than the configure).
+if build_wanted; then
     targets=(example_echo_client echo_epoll)
     if pkg-config --exists libuv 2>/dev/null; then targets+=(echo_libuv); fi
-    cmake --build "$BUILD" --target "${targets[@]}" >&2 || die "building ${targets[*]} failed"
+    bench_build -r "${targets[@]}"
     # simul's servers one by one: one that does not build is a failure, the rest still run.
     for s in streams protocol; do
         if [ -f "$ROOT/examples/echo_$s.c" ]; then
@@ -91,7 +67,7 @@ if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
         fi
     done
 fi
-[ -x "$CLIENT" ] || die "$CLIENT not found: configure and build $BUILD first"
+need_built "$CLIENT"
 
 # The command line of a server (without --host/--port), or nothing if it cannot run here; in
 # that case SKIP_WHY says why.
@@ -130,7 +106,6 @@ server_cmd() {
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 
-declare -A V=()
 
 # measure <server> <conns>: one server process, one client run. Records and prints the results.
 measure() {
@@ -154,10 +129,7 @@ measure() {
     stop_server
 
     local -A R=()
-    local line
-    while IFS= read -r line; do
-        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then R[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}; fi
-    done <<<"$out"
+    kv_lines R "$out"
     if [ "$alive" = 0 ]; then
         fail "$key: the server died during the run"
         return 0
@@ -211,10 +183,10 @@ MEASURES=0 # client runs that succeeded, and how many of them shared the cores w
 LOADED=0
 FIELDS="msgs_per_s p50_us p99_us cpu_ns_per_msg server_cpu_pct client_cpu_pct other_cpu_pct msgs"
 
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+build_type=$(build_type_of "$BUILD")
 uvloop_v=$("$PY" -c 'import uvloop; print(uvloop.__version__)' 2>/dev/null || echo none)
 libuv_v=$(pkg-config --modversion libuv 2>/dev/null || echo none)
-start_lines run_echo.sh "server on cpu $CPU, client on cpu $CLIENT_CPU"
+start_lines "server on cpu $CPU, client on cpu $CLIENT_CPU"
 echo "# build_type=${build_type:-unknown} quick=$QUICK rounds=$ROUNDS seconds_per_measure=$SECS size=$SIZE python=$($PY -V 2>&1 | cut -d' ' -f2) uvloop=$uvloop_v libuv=$libuv_v"
 echo "# server cpu time from $CPU_SOURCE"
 for s in $SERVERS; do
@@ -275,21 +247,7 @@ for s in streams protocol; do
 done
 
 # target <key> <op> <bound>: op is <=, < or >=.
-target() {
-    local v=${V[$1]:-}
-    if [ -z "$v" ]; then
-        echo "target $1 $2 $3: MISS (not measured)"
-        return
-    fi
-    if awk -v v="$v" -v b="$3" -v op="$2" 'BEGIN {
-        if (op == "<=") ok = v + 0 <= b + 0; else if (op == "<") ok = v + 0 < b + 0
-        else ok = v + 0 >= b + 0
-        exit !ok }'; then
-        echo "target $1 $2 $3: PASS (measured $v)"
-    else
-        echo "target $1 $2 $3: MISS (measured $v)"
-    fi
-}
+target() { verdict "$1 $2 $3" "${V[$1]:-}" "$2" "$3"; }
 
 if [ "$QUICK" = 1 ]; then
     echo "# quick run: ${SECS} s per measure, targets checked on the short runs"

@@ -29,52 +29,22 @@
 # `target ...: PASS|MISS (measured X)` line each. A missed target or a reference that cannot
 # run is reported and the script exits 0; a server or wrk that fails makes it exit 1.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PY=/usr/bin/python3
-CPU=${BENCH_CPU:-1}
-CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 TIMEOUT=${BENCH_TIMEOUT:-900}
-if [ "$QUICK" = 1 ]; then secs=2 rounds=1; else secs=10 rounds=3; fi
-SECS=${BENCH_HTTP_SECONDS:-$secs}
-ROUNDS=${BENCH_HTTP_ROUNDS:-$rounds}
+seconds_rounds HTTP 10 3 2 1
 CONNS=100
-HOST=127.0.0.1
 PORT_WAIT=20
 SERVERS="simul nginx aiohttp flask"
 PATHS="root json"
 
-unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
-
-die() { echo "run_http.sh: $*" >&2; exit 1; }
-FAILED=0
-fail() { echo "run_http.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
-source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
-
-for c in taskset timeout pgrep wrk curl; do
-    command -v $c >/dev/null || die "$c not found (make deps: wrk, curl)"
-done
-[ -x "$PY" ] || die "$PY not found"
+need timeout pgrep wrk curl "$PY"
 check_pinning wrk
 
 HELLO=$BUILD/examples/http_hello
-if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cmake -S "$ROOT" -B "$BUILD" >/dev/null || die "reconfiguring $BUILD failed"
-    cmake --build "$BUILD" --target example_http_hello >&2 || die "building http_hello failed"
-fi
-[ -x "$HELLO" ] || die "$HELLO not found: configure and build $BUILD first"
-BT=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
-case ${BT:-unknown} in
-Release | RelWithDebInfo) ;;
-*) echo "# warning: $BUILD is a '${BT:-unknown}' build: figures are not representative" >&2 ;;
-esac
+bench_build -r example_http_hello
+need_built "$HELLO"
 
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
@@ -90,30 +60,15 @@ server_cmd() {
     simul) CMD=("$HELLO" --host "$HOST" --port "$port") ;;
     nginx)
         command -v nginx >/dev/null || { SKIP_WHY="nginx not found (package nginx-light)"; return; }
-        local d=$WORK/nginx
-        mkdir -p "$d/tmp" "$d/logs"
-        cat >"$d/nginx.conf" <<NGINX
-# run_http.sh: one worker, no logs, keep-alive as wrk uses it (a high keepalive_requests, so
-# nginx does not close every 1000th connection mid-run while the others keep theirs).
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log stderr;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    keepalive_requests 1000000;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
+        # Keep-alive as wrk uses it (a high keepalive_requests, so nginx does not close every
+        # 1000th connection mid-run while the others keep theirs).
+        nginx_conf "$WORK/nginx" stderr "    keepalive_requests 1000000;
     server {
         listen $HOST:$port;
-        location = / { default_type "text/plain; charset=utf-8"; return 200 "Hello, World!"; }
-        location = /json { default_type application/json; return 200 '{"message":"Hello, World!"}'; }
-    }
-}
-NGINX
-        CMD=(nginx -p "$d/" -c "$d/nginx.conf" -e stderr -g 'daemon off;') ;;
+        location = / { default_type \"text/plain; charset=utf-8\"; return 200 \"Hello, World!\"; }
+        location = /json { default_type application/json; return 200 '{\"message\":\"Hello, World!\"}'; }
+    }"
+        CMD=("${NGINX[@]}") ;;
     aiohttp)
         "$PY" -c 'import aiohttp, uvloop' 2>/dev/null ||
             { SKIP_WHY="python3-aiohttp or python3-uvloop not installed"; return; }

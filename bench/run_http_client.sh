@@ -21,14 +21,9 @@
 # A client that is missing (Go, aiohttp, wrk not installed) is reported and left out; a miss
 # still exits 0; a bench that crashes or hangs makes the script exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 ROUNDS=${BENCH_ROUNDS:-3}
 SECONDS_PER=${BENCH_SECONDS:-5}
 CONC=${BENCH_CONC:-100}
@@ -36,27 +31,18 @@ CPU=${BENCH_CPU:-0}
 CLIENT_CPU=${BENCH_CLIENT_CPU:-1}
 TIMEOUT=${BENCH_TIMEOUT:-300}
 PORT_WAIT=10
-HOST=127.0.0.1
-PY=/usr/bin/python3
 if [ "$QUICK" = 1 ]; then
     ROUNDS=1
     SECONDS_PER=1
 fi
 
-die() { echo "run_http_client.sh: $*" >&2; exit 1; }
-FAILED=0
-fail() { echo "run_http_client.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
-source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
-
-for c in taskset timeout pgrep nginx; do command -v $c >/dev/null || die "$c not found"; done
+need timeout pgrep nginx
 check_pinning client
 
 SIMUL=$BUILD/bench/http_client_bench
 GOBIN=$BUILD/bench/go_http_client
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target http_client_bench >&2 || die "building http_client_bench failed"
-fi
-[ -x "$SIMUL" ] || die "$SIMUL not found: configure and build $BUILD first (libsimul-http)"
+bench_build http_client_bench
+need_built "$SIMUL" libsimul-http
 if command -v go >/dev/null; then
     build_go_ref go_http_client "$GOBIN" || fail "building the Go reference failed"
 fi
@@ -70,29 +56,13 @@ trap 'cleanup; exit 130' INT TERM
 
 # nginx: one worker (so "pinned to one core" holds), keep-alive without a request cap, no log.
 PORT=$(free_port)
-mkdir -p "$WORK/tmp" "$WORK/logs"
-cat >"$WORK/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/logs/error.log;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/tmp/body;
-    proxy_temp_path $WORK/tmp/proxy;
-    fastcgi_temp_path $WORK/tmp/fastcgi;
-    uwsgi_temp_path $WORK/tmp/uwsgi;
-    scgi_temp_path $WORK/tmp/scgi;
-    keepalive_requests 100000000;
+nginx_conf "$WORK" "$WORK/logs/error.log" "    keepalive_requests 100000000;
     keepalive_timeout 300s;
     server {
         listen $HOST:$PORT backlog=4096;
-        location = / { return 200 "hello"; }
-    }
-}
-EOF
-start_server nginx "$PORT" nginx -p "$WORK/" -c "$WORK/nginx.conf" -e stderr -g 'daemon off;' ||
+        location = / { return 200 \"hello\"; }
+    }"
+start_server nginx "$PORT" "${NGINX[@]}" ||
     die "nginx did not start"
 URL=http://$HOST:$PORT/
 
@@ -107,7 +77,7 @@ sys.exit(p.returncode)'
 )
 
 build_type=$(build_type_of "$BUILD")
-start_lines run_http_client.sh "nginx $(nginx -v 2>&1 | sed 's/.*\///') on cpu $CPU, clients on cpu $CLIENT_CPU"
+start_lines "nginx $(nginx -v 2>&1 | sed 's/.*\///') on cpu $CPU, clients on cpu $CLIENT_CPU"
 echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS seconds=$SECONDS_PER concurrency=$CONC url=$URL"
 if awk -v l="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN { exit !(l + 0 > 1.5) }'; then
     # Seen on a shared machine: the scheduler shares a contended core per thread, so Go (its
@@ -186,12 +156,6 @@ v=${line#*=}
 if [ "$QUICK" = 1 ]; then
     echo "# quick run: 1 round of ${SECONDS_PER}s, the target checked on the reduced run"
 fi
-if [ "$v" = n/a ]; then
-    echo "target http_client_vs_go>=1: MISS (not measured)"
-elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
-    echo "target http_client_vs_go>=1: PASS (measured $v)"
-else
-    echo "target http_client_vs_go>=1: MISS (measured $v)"
-fi
+verdict "http_client_vs_go>=1" "$v" ">=" 1
 [ "$FAILED" = 0 ] || echo "# $FAILED problem(s) reported above"
 exit 0

@@ -14,39 +14,14 @@
 # per second), then `target ...: PASS|MISS (measured X)`. A miss is reported and the script still
 # exits 0; a bench that crashes, fails or times out makes it exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CPU=${BENCH_CPU:-1}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
-
-die() { echo "run_http_parser.sh: $*" >&2; exit 1; }
-source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 
 ROUNDS=20000 # passes over 64 pipelined requests, per run
 if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
 
-BENCH=$BUILD/bench/http_parser_bench
-
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-check_pinning
-
-build_bench http_parser_bench libsimul-http
-
-PIN=(taskset -c "$CPU")
-
-build_type=$(build_type_of "$BUILD")
-start_lines run_http_parser.sh "pinned to cpu $CPU"
-echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS"
-
-run "$BENCH" "$ROUNDS"
-
-end_line
+rounds_bench http_parser_bench libsimul-http
 if [ -z "${V[llhttp_version]:-}" ]; then
     echo "# llhttp not built in (package node-llhttp missing at configure time): no comparison"
 fi
@@ -61,11 +36,5 @@ v=${line#*=}
 if [ "$QUICK" = 1 ]; then
     echo "# quick run: rounds / 20, the target checked on the reduced run"
 fi
-if [ "$v" = n/a ]; then
-    echo "target http_parser_mix_vs_llhttp>=1: MISS (not measured)"
-elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
-    echo "target http_parser_mix_vs_llhttp>=1: PASS (measured $v)"
-else
-    echo "target http_parser_mix_vs_llhttp>=1: MISS (measured $v)"
-fi
+verdict "http_parser_mix_vs_llhttp>=1" "$v" ">=" 1
 exit 0

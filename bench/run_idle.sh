@@ -28,33 +28,16 @@
 # asyncio_idle_conn_bytes, go_idle_conn_bytes, the ratios (>1: simul holds less), and
 # `target ...: PASS|MISS (measured X)` for the target: at or below Go's.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PY=/usr/bin/python3
-CPU=${BENCH_CPU:-1}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 if [ "$QUICK" = 1 ]; then n=1000; else n=10000; fi
 N=${BENCH_IDLE_CONNS:-$n}
-HOST=127.0.0.1
 PORT_WAIT=20
 
-unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE SIMUL_TASKS
+unset SIMUL_TASKS
 
-die() { echo "run_idle.sh: $*" >&2; exit 1; }
-FAILED=0
-fail() { echo "run_idle.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
-source "$HERE/lib.sh"
-
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-command -v timeout >/dev/null || die "timeout not found (coreutils)"
-[ -x "$PY" ] || die "$PY not found"
+need taskset timeout "$PY"
 # Each side holds N descriptors: raise the soft limit (inherited by the servers and the client).
 hard=$(ulimit -Hn)
 if [ "$hard" != unlimited ] && [ "$hard" -lt $((N + 200)) ]; then
@@ -62,19 +45,13 @@ if [ "$hard" != unlimited ] && [ "$hard" -lt $((N + 200)) ]; then
 fi
 ulimit -Sn "$hard"
 
-if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cmake --build "$BUILD" --target example_echo_streams >&2 || die "building echo_streams failed"
-fi
+bench_build example_echo_streams
 SIMUL_SERVER=$BUILD/examples/echo_streams
-[ -x "$SIMUL_SERVER" ] || die "$SIMUL_SERVER not found: configure and build $BUILD first"
+need_built "$SIMUL_SERVER"
 GO_SERVER=$BUILD/bench/idle_echo
 GO_WHY=
 if command -v go >/dev/null; then
-    mkdir -p "$BUILD/bench"
-    export GOCACHE=${GOCACHE:-$BUILD/go-cache}
-    if [ -z "${HOME:-}" ] || [ ! -w "${HOME:-/nonexistent}" ]; then
-        export GOPATH=${GOPATH:-$BUILD/go-path}
-    fi
+    go_env
     GOFLAGS= GO111MODULE=off go build -o "$GO_SERVER" "$HERE/idle_echo.go" >&2 ||
         { fail "building bench/idle_echo.go failed"; GO_WHY="its build failed"; }
 else
@@ -140,7 +117,7 @@ measure() {
     echo "$key=${V[$key]}"
 }
 
-start_lines run_idle.sh "servers on cpu $CPU"
+start_lines "servers on cpu $CPU"
 echo "# connections=$N quick=$QUICK build_type=$(build_type_of "$BUILD" 2>/dev/null || echo unknown) python=$($PY -V 2>&1 | cut -d' ' -f2) go=$(go version 2>/dev/null | cut -d' ' -f3 || echo none)"
 measure idle_conn_bytes "$SIMUL_SERVER"
 measure idle_conn_bytes_compact env SIMUL_TASKS=compact "$SIMUL_SERVER"

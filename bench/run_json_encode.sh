@@ -19,39 +19,14 @@
 # reported and the script still exits 0; a bench that crashes, fails or times out makes it exit
 # non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CPU=${BENCH_CPU:-1}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
-
-die() { echo "run_json_encode.sh: $*" >&2; exit 1; }
-source "$HERE/lib.sh" # run, ratio, check_pinning, build_bench, ...
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 
 ROUNDS=20000 # hello x100, mixed1k x10, strings4k x4 encodes per timed run
 if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
 
-BENCH=$BUILD/bench/json_encode_bench
-
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-check_pinning
-
-build_bench json_encode_bench "libsimul-http, jansson"
-
-PIN=(taskset -c "$CPU")
-
-build_type=$(build_type_of "$BUILD")
-start_lines run_json_encode.sh "pinned to cpu $CPU"
-echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS"
-
-run "$BENCH" "$ROUNDS"
-
-end_line
+rounds_bench json_encode_bench "libsimul-http, jansson"
 if [ "$QUICK" = 1 ]; then
     echo "# quick run: rounds / 20, the targets checked on the reduced run"
 fi
@@ -63,12 +38,6 @@ for s in hello mixed1k strings4k; do
     line=$(ratio json_${s}_vs_jansson json_enc_${s}_per_s json_dumpb_${s}_per_s)
     echo "$line"
     v=${line#*=}
-    if [ "$v" = n/a ]; then
-        echo "target json_${s}_vs_jansson>=1: MISS (not measured)"
-    elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
-        echo "target json_${s}_vs_jansson>=1: PASS (measured $v)"
-    else
-        echo "target json_${s}_vs_jansson>=1: MISS (measured $v)"
-    fi
+    verdict "json_${s}_vs_jansson>=1" "$v" ">=" 1
 done
 exit 0

@@ -14,22 +14,10 @@
 # Output: every key=value line the benches print, then the ratios (>1 always means simul is
 # faster). A bench that crashes, fails or times out makes the script exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-PY=/usr/bin/python3
-CPU=${BENCH_CPU:-}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
-
-# Debug modes would measure something else.
-unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
-
-die() { echo "run_offload.sh: $*" >&2; exit 1; }
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
+CPU=${BENCH_CPU:-} # empty: not pinned
 
 if [ "$QUICK" = 1 ]; then div=20; else div=1; fi
 N_THREAD=$((20000 / div))   # to_thread round trips per run (best of 3), both sides
@@ -37,25 +25,17 @@ N_PROCESS=$((5000 / div))   # process pool round trips per run (best of 3), both
 
 BENCH=$BUILD/bench/offload_bench
 
-[ -x "$PY" ] || die "$PY not found"
-PIN=()
+need "$PY"
 if [ -n "$CPU" ]; then
-    command -v taskset >/dev/null || die "taskset not found (util-linux)"
-    taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
+    check_pinning
     PIN=(taskset -c "$CPU")
 fi
 
-# Bring the bench up to date if this is a configured CMake build dir.
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target offload_bench >&2 || die "building offload_bench failed"
-fi
-[ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first"
-
-source "$HERE/lib.sh"
+bench_build offload_bench
+need_built "$BENCH"
 
 build_type=$(build_type_of "$BUILD")
-echo "# run_offload.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# cpus=${CPU:-all} of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines "cpus=${CPU:-all}"
 echo "# build_type=$build_type quick=$QUICK python=$($PY -V 2>&1)"
 
 run "$BENCH" thread "$N_THREAD"
@@ -63,7 +43,7 @@ run "$PY" "$HERE/ref/asyncio_offload.py" thread "$N_THREAD"
 run "$BENCH" process "$N_PROCESS"
 run "$PY" "$HERE/ref/asyncio_offload.py" process "$N_PROCESS"
 
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 
 echo "# ratios: >1 means simul is faster"
 ratio to_thread_vs_asyncio asyncio_to_thread_roundtrip_us to_thread_roundtrip_us

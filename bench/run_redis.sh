@@ -26,38 +26,23 @@
 # and one `target ...: PASS|MISS (measured X ...)` line for each of the first two (target >= 1.0).
 # A miss is reported with its figure and exits 0; a client that fails or hangs exits non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CPU=${BENCH_CPU:-1}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 SERVER_CPU=${BENCH_SERVER_CPU:-0}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
-PY=/usr/bin/python3
-
-die() { echo "run_redis.sh: $*" >&2; exit 1; }
 
 if [ "$QUICK" = 1 ]; then OPS=20000; ROUNDS=1; else OPS=1000000; ROUNDS=3; fi
 BENCH=$BUILD/bench/redis_bench
 
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-command -v redis-server >/dev/null || die "redis-server not found (make deps: redis-server)"
-command -v redis-benchmark >/dev/null || die "redis-benchmark not found (make deps: redis-tools)"
-"$PY" -c 'import redis.asyncio' 2>/dev/null || die "python3-redis missing (make deps)"
-taskset -c "$CPU" true 2>/dev/null || die "cannot pin to CPU $CPU (set BENCH_CPU)"
-taskset -c "$SERVER_CPU" true 2>/dev/null || die "cannot pin to CPU $SERVER_CPU (BENCH_SERVER_CPU)"
+need redis-server redis-benchmark
+need_py redis.asyncio python3-redis
+check_pinning
+can_pin "$SERVER_CPU" BENCH_SERVER_CPU
 
-if [ -f "$BUILD/CMakeCache.txt" ]; then
-    cmake --build "$BUILD" --target redis_bench >&2 || die "building redis_bench failed"
-fi
-[ -x "$BENCH" ] || die "$BENCH not found: configure and build $BUILD first"
+bench_build redis_bench
+need_built "$BENCH"
 
 PIN=(taskset -c "$CPU")
-source "$HERE/lib.sh"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/run_redis.XXXXXX")
 SPID=
@@ -86,8 +71,7 @@ done
 [ -n "$SPID" ] || die "redis-server did not start"
 
 build_type=$(build_type_of "$BUILD")
-echo "# run_redis.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r)"
-echo "# server on cpu $SERVER_CPU, clients on cpu $CPU of $(nproc --all); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+start_lines "server on cpu $SERVER_CPU, clients on cpu $CPU"
 echo "# build_type=$build_type quick=$QUICK ops_per_client=$OPS rounds=$ROUNDS" \
     "$(redis-server --version | cut -d' ' -f1-3) redis-py=$("$PY" -c 'import redis; print(redis.__version__)')"
 
@@ -132,7 +116,7 @@ for round in $(seq 1 "$ROUNDS"); do
     py
 done
 
-echo "# loadavg at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+end_line
 [ "$QUICK" = 1 ] && echo "# quick run: $OPS commands per client, one round; targets checked on it"
 for k in simul_c50 redis_benchmark_c50 simul_autopipe redis_benchmark_p16 redis_py_c50; do
     echo "best_${k}_ops_per_sec=${BEST[$k]:-n/a}"
@@ -145,13 +129,7 @@ ratio redis_c50_vs_redis_py best_simul_c50 best_redis_py_c50
 target() { # target <name> <num> <den> <why when missed>
     local v
     v=$(awk -v a="${V[$2]:-}" -v b="${V[$3]:-}" 'BEGIN { if (b + 0 > 0) printf "%.2f", a / b }')
-    if [ -z "$v" ]; then
-        echo "target $1>=1.0: MISS (not measured)"
-    elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1.0) }'; then
-        echo "target $1>=1.0: PASS (measured $v)"
-    else
-        echo "target $1>=1.0: MISS (measured $v: $4)"
-    fi
+    verdict "$1>=1.0" "$v" ">=" 1.0 "$4"
 }
 target redis_c50_vs_redis_benchmark best_simul_c50 best_redis_benchmark_c50 \
     "per command, simul's loop pass and task switch cost more client CPU than redis-benchmark's bare event loop on the same core"

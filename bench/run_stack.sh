@@ -39,36 +39,26 @@
 # Output: key=value lines (rps_<path>), ratios, then one `target ...: PASS|MISS` line per target.
 # A missed target is reported and the script exits 0; a server that fails makes it exit 1.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PY=/usr/bin/python3
-QUICK=${BENCH_QUICK:-0}
-if [ "$QUICK" = 1 ]; then secs=1 rounds=1; else secs=5 rounds=3; fi
-SECS=${BENCH_STACK_SECONDS:-$secs}
-ROUNDS=${BENCH_STACK_ROUNDS:-$rounds}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, run, ratio, verdict, ...
+bench_args "$@"
+seconds_rounds STACK 5 3 1 1
 CONNS=${BENCH_STACK_CONNS:-64}
-TIMEOUT=${BENCH_TIMEOUT:-600}
-PIN=()
 SSE_CLIENTS=${BENCH_SSE_CLIENTS:-1000}
 if [ "$QUICK" = 1 ]; then sse_moves=40; else sse_moves=200; fi
 SSE_MOVES=${BENCH_SSE_MOVES:-$sse_moves}
 SSE_RATE=${BENCH_SSE_RATE:-20}
 SSE_BURST=${BENCH_SSE_BURST:-200}
-unset SIMUL_DEBUG
 
-die() { echo "run_stack.sh: $*" >&2; exit 1; }
-# shellcheck source=bench/lib.sh
-. "$HERE/lib.sh"
-
+need wrk haproxy nginx openssl curl
 SERVER=$BUILD/examples/http_hello
-[ -x "$SERVER" ] || die "$SERVER not built"
-for t in wrk haproxy nginx; do command -v "$t" >/dev/null || [ -x "/usr/sbin/$t" ] || die "$t missing (make deps)"; done
+CLUB_WEB_BIN=$BUILD/examples/club_web # parts 2 and 3; defined where libsimul-redis and -amqp are
+bench_build -r example_http_hello
+# (grep reads the whole list: -q would stop it early and fail the pipe under pipefail)
+if build_wanted && cmake --build "$BUILD" --target help | grep -c '[: ]example_club_web$' >/dev/null; then
+    bench_build example_club_web
+fi
+need_built "$SERVER"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/run_stack.XXXXXX")
 PIDS=()
 cleanup() {
@@ -78,25 +68,68 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { "$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-    local i
+# start_supervised NAME WORKERS CMD...: a server under its supervisor (CMD takes --port 0: the
+# supervisor picks the port), waited for until WORKERS workers are ready -> PORT, SUP (its pid).
+start_supervised() {
+    local name=$1 workers=$2 i
+    shift 2
+    "$@" >/dev/null 2>"$WORK/$name.err" &
+    SUP=$!
+    PIDS+=("$SUP")
     for i in $(seq 1 400); do
-        "$PY" -c "import socket; socket.create_connection(('127.0.0.1',$1),1)" 2>/dev/null && return 0
+        [ "$(grep -c "gen=1 ready" "$WORK/$name.err" || true)" -ge "$workers" ] && break
         sleep 0.05
     done
-    die "port $1 never opened"
+    PORT=$(sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/$name.err" | head -1)
+    [ -n "$PORT" ] || die "$name did not start: $(tail -3 "$WORK/$name.err")"
 }
-start_web() { # NAME WORKERS -> PORT in $PORT
-    "$SERVER" --host 127.0.0.1 --port 0 --workers "$2" >/dev/null 2>"$WORK/$1.err" &
+start_web() { start_supervised "$1" "$2" "$SERVER" --host 127.0.0.1 --port 0 --workers "$2"; }
+
+# start_redis NAME -> REDIS_PORT: a redis-server without persistence, its files in $WORK/NAME.
+start_redis() {
+    REDIS_PORT=$(free_port)
+    mkdir -p "$WORK/$1"
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/$1" \
+        --logfile "$WORK/$1/log" >/dev/null 2>&1 &
     PIDS+=($!)
-    local i
-    for i in $(seq 1 400); do
-        [ "$(grep -c "gen=1 ready" "$WORK/$1.err" || true)" -ge "$2" ] && break
-        sleep 0.05
-    done
-    PORT=$(sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/$1.err" | head -1)
-    [ -n "$PORT" ] || die "$1 did not start"
+    wait_port "$REDIS_PORT"
+}
+
+# start_haproxy NAME PORT1 BACKEND1 PORT2 BACKEND2: HAProxy as docs/guide/deploy.md sets it up
+# (minus health-check churn: `inter 2s`), frontend PORT1 to BACKEND1 and PORT2 to BACKEND2 (one
+# web server each, health-checked on /readyz), waited for until both ports accept.
+start_haproxy() {
+    cat >"$WORK/$1.cfg" <<EOF
+global
+    maxconn 4000
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 30s
+    timeout http-keep-alive 60s
+    retries 3
+    option redispatch
+    default-server inter 2s fall 2 rise 1
+frontend one
+    bind 127.0.0.1:$2
+    default_backend one
+frontend two
+    bind 127.0.0.1:$4
+    default_backend two
+backend one
+    balance leastconn
+    option httpchk GET /readyz
+    server w 127.0.0.1:$3 check
+backend two
+    balance leastconn
+    option httpchk GET /readyz
+    server w 127.0.0.1:$5 check
+EOF
+    haproxy -f "$WORK/$1.cfg" -db >"$WORK/$1.log" 2>&1 &
+    PIDS+=($!)
+    wait_port "$2"
+    wait_port "$4"
 }
 
 if [ "${BENCH_STACK_ONLY:-}" != sse ]; then # part 1 (not indented: a smaller diff)
@@ -111,66 +144,20 @@ T2=$(free_port)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
     -addext "subjectAltName=IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" >/dev/null 2>&1 ||
     die "openssl could not make the test certificate"
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 30s
-    timeout http-keep-alive 60s
-    retries 3
-    option redispatch
-    default-server inter 2s fall 2 rise 1
-frontend one
-    bind 127.0.0.1:$H1
-    default_backend one
-frontend two
-    bind 127.0.0.1:$H2
-    default_backend two
-backend one
-    balance leastconn
-    option httpchk GET /readyz
-    server w 127.0.0.1:$P1 check
-backend two
-    balance leastconn
-    option httpchk GET /readyz
-    server w 127.0.0.1:$P2 check
-EOF
-haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 &
-PIDS+=($!)
-mkdir -p "$WORK/tmp"
-cat >"$WORK/nginx.conf" <<EOF
-user root;
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/nginx.err warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/tmp/body;
-    proxy_temp_path $WORK/tmp/proxy;
-    fastcgi_temp_path $WORK/tmp/fastcgi;
-    uwsgi_temp_path $WORK/tmp/uwsgi;
-    scgi_temp_path $WORK/tmp/scgi;
-    upstream haproxy { server 127.0.0.1:$H2; keepalive 64; keepalive_timeout 30s; }
+start_haproxy haproxy "$H1" "$P1" "$H2" "$P2"
+nginx_conf "$WORK" "$WORK/nginx.err warn" "    upstream haproxy { server 127.0.0.1:$H2; keepalive 64; keepalive_timeout 30s; }
     server {
         listen 127.0.0.1:$N2;
-        location / { proxy_pass http://haproxy; proxy_http_version 1.1; proxy_set_header Connection ""; }
+        location / { proxy_pass http://haproxy; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
     }
     server {
         listen 127.0.0.1:$T2 ssl;
         ssl_certificate $WORK/cert.pem;
         ssl_certificate_key $WORK/key.pem;
-        location / { proxy_pass http://haproxy; proxy_http_version 1.1; proxy_set_header Connection ""; }
-    }
-}
-EOF
-nginx -p "$WORK/" -c "$WORK/nginx.conf" -e stderr -g 'daemon off;' >"$WORK/nginx.log" 2>&1 &
+        location / { proxy_pass http://haproxy; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    }"
+"${NGINX[@]}" >"$WORK/nginx.log" 2>&1 &
 PIDS+=($!)
-wait_port "$H1"
-wait_port "$H2"
 wait_port "$N2"
 wait_port "$T2"
 
@@ -248,64 +235,22 @@ PERFT_FEN=${BENCH_PERFT_FEN:-8/2p5/3p4/KP5r/1R3p1k/8/4P1P1/8 w - -}
 PERFT_DEPTH=${BENCH_PERFT_DEPTH:-4}
 PERFT_CONNS=${BENCH_PERFT_CONNS:-16} # SO_REUSEPORT spreads connections by hash: with 16 each
                                      # worker gets some (8 all land on one 1 time in 128)
-CLUB_WEB_BIN=$BUILD/examples/club_web
 if [ -x "$CLUB_WEB_BIN" ] && command -v redis-server >/dev/null; then
-    PRP=$(free_port)
-    mkdir -p "$WORK/perft_redis"
-    redis-server --port "$PRP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/perft_redis" \
-        --logfile "$WORK/perft_redis/log" >/dev/null 2>&1 &
-    PIDS+=($!)
-    wait_port "$PRP"
-    start_club() { # NAME WORKERS REUSEPORT -> PORT, CLUB (the supervisor's pid)
-        "$CLUB_WEB_BIN" --host 127.0.0.1 --port 0 --workers "$2" --reuseport "$3" \
-            --redis "127.0.0.1:$PRP" >/dev/null 2>"$WORK/$1.err" &
-        CLUB=$!
-        PIDS+=($CLUB)
-        local i
-        for i in $(seq 1 400); do
-            [ "$(grep -c "gen=1 ready" "$WORK/$1.err" || true)" -ge "$2" ] && break
-            sleep 0.05
-        done
-        PORT=$(sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/$1.err" | head -1)
-        [ -n "$PORT" ] || die "club_web ($1) did not start: $(tail -3 "$WORK/$1.err")"
+    start_redis perft_redis
+    PRP=$REDIS_PORT
+    start_club() { # NAME WORKERS REUSEPORT -> PORT, SUP
+        start_supervised "$1" "$2" "$CLUB_WEB_BIN" --host 127.0.0.1 --port 0 --workers "$2" \
+            --reuseport "$3" --redis "127.0.0.1:$PRP"
     }
     start_club perft_one 1 1
-    PC1=$PORT CLUB1=$CLUB
+    PC1=$PORT CLUB1=$SUP
     start_club perft_two 2 1
-    PC2=$PORT CLUB2=$CLUB
+    PC2=$PORT CLUB2=$SUP
     start_club perft_two_shared 2 0
-    PCS=$PORT CLUBS=$CLUB
+    PCS=$PORT CLUBS=$SUP
     PH1=$(free_port)
     PH2=$(free_port)
-    cat >"$WORK/haproxy_perft.cfg" <<EOF
-global
-    maxconn 4000
-defaults
-    mode http
-    timeout connect 2s
-    timeout client 60s
-    timeout server 30s
-    timeout http-keep-alive 60s
-    default-server inter 2s fall 2 rise 1
-frontend one
-    bind 127.0.0.1:$PH1
-    default_backend one
-frontend two
-    bind 127.0.0.1:$PH2
-    default_backend two
-backend one
-    balance leastconn
-    option httpchk GET /readyz
-    server w 127.0.0.1:$PC1 check
-backend two
-    balance leastconn
-    option httpchk GET /readyz
-    server w 127.0.0.1:$PC2 check
-EOF
-    haproxy -f "$WORK/haproxy_perft.cfg" -db >"$WORK/haproxy_perft.log" 2>&1 &
-    PIDS+=($!)
-    wait_port "$PH1"
-    wait_port "$PH2"
+    start_haproxy haproxy_perft "$PH1" "$PC1" "$PH2" "$PC2"
     PERFT_Q="fen=$("$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe="/"))' "$PERFT_FEN")&depth=$PERFT_DEPTH"
     # The answer first: a wrong count (or a 4xx) would make every figure below meaningless.
     body=$(curl -sS --max-time 60 "http://127.0.0.1:$PC2/perft?$PERFT_Q") || die "GET /perft failed"
@@ -378,24 +323,11 @@ fi
 fi # part 1
 
 # ---- 1,000 SSE subscribers of one simul ---------------------------------------------------------
-CLUB_WEB_BIN=$BUILD/examples/club_web
 if [ -x "$CLUB_WEB_BIN" ] && command -v redis-server >/dev/null && "$PY" -c 'import redis' 2>/dev/null; then
-    RP=$(free_port)
-    mkdir -p "$WORK/redis"
-    redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK/redis" \
-        --logfile "$WORK/redis/log" >/dev/null 2>&1 &
-    PIDS+=($!)
-    wait_port "$RP"
-    "$CLUB_WEB_BIN" --host 127.0.0.1 --port 0 --workers 2 --redis "127.0.0.1:$RP" \
-        >/dev/null 2>"$WORK/club.err" &
-    CLUB_PID=$!
-    PIDS+=($CLUB_PID)
-    for i in $(seq 1 400); do
-        [ "$(grep -c "gen=1 ready" "$WORK/club.err" || true)" -ge 2 ] && break
-        sleep 0.05
-    done
-    CP=$(sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/club.err" | head -1)
-    [ -n "$CP" ] || die "club_web did not start: $(tail -3 "$WORK/club.err")"
+    start_redis redis
+    RP=$REDIS_PORT
+    start_supervised club 2 "$CLUB_WEB_BIN" --host 127.0.0.1 --port 0 --workers 2 --redis "127.0.0.1:$RP"
+    CP=$PORT CLUB_PID=$SUP
     echo "# SSE: $SSE_CLIENTS clients on one simul of club_web (2 workers), $SSE_MOVES moves at $SSE_RATE/s, then $SSE_BURST back to back"
     run "$PY" "$HERE/stack_sse.py" 127.0.0.1 "$CP" 127.0.0.1 "$RP" "$CLUB_PID" --clients "$SSE_CLIENTS" \
         --procs 2 --moves "$SSE_MOVES" --rate "$SSE_RATE" --burst "$SSE_BURST"
@@ -404,13 +336,7 @@ else
 fi
 
 # target NAME KEY MIN: PASS when the ratio is at least MIN
-target() {
-    local v
-    v=$(ratio x "$2" "$3" | cut -d= -f2)
-    awk -v n="$1" -v v="$v" -v m="$4" 'BEGIN {
-        if (v == "n/a") { printf "target %s >= %s: MISS (not measured)\n", n, m; exit }
-        printf "target %s >= %s: %s (measured %s)\n", n, m, (v + 0 >= m ? "PASS" : "MISS"), v }'
-}
+target() { verdict "$1 >= $4" "$(ratio x "$2" "$3" | cut -d= -f2)" ">=" "$4"; }
 # One HAProxy hop should keep at least half the direct rate; nginx in front keeps at least 40%.
 target "haproxy hop (rps_haproxy_1 / rps_direct_1)" rps_haproxy_1 rps_direct_1 0.5
 # Scale-out of the service: a CPU-bound request (GET /perft, part 3) with 2 workers over 1 gains
@@ -428,11 +354,7 @@ target "nginx hop (rps_nginx_haproxy_2 / rps_haproxy_2)" rps_nginx_haproxy_2 rps
 # TLS termination at nginx (keep-alive: the handshake is paid once per connection) keeps 70%.
 target "TLS at nginx (rps_nginx_tls_haproxy_2 / rps_nginx_haproxy_2)" rps_nginx_tls_haproxy_2 rps_nginx_haproxy_2 0.7
 # at_most NAME KEY MAX: PASS when the value is at most MAX
-at_most() {
-    awk -v n="$1" -v v="${V[$2]:-}" -v m="$3" 'BEGIN {
-        if (v == "") { printf "target %s <= %s: MISS (not measured)\n", n, m; exit }
-        printf "target %s <= %s: %s (measured %s)\n", n, m, (v + 0 <= m ? "PASS" : "MISS"), v }'
-}
+at_most() { verdict "$1 <= $3" "${V[$2]:-}" "<=" "$3"; }
 # Each proxy hop adds under 0.5 ms at p50 (loopback, one request at a time).
 at_most "HAProxy hop added p50 (us)" added_p50_us_haproxy_hop 500
 at_most "nginx hop added p50 (us)" added_p50_us_nginx_hop 500

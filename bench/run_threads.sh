@@ -29,69 +29,30 @@
 # rounds) and echo_threads2_vs_1 (their ratio: > 1 means two threads served more). A server or
 # client that crashes, fails (an echo mismatch, a connection error) or hangs makes it exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 TIMEOUT=${BENCH_TIMEOUT:-300}
-if [ "$QUICK" = 1 ]; then secs=1 rounds=1; else secs=3 rounds=3; fi
-SECS=${BENCH_THREADS_SECONDS:-$secs}
-ROUNDS=${BENCH_THREADS_ROUNDS:-$rounds}
+seconds_rounds THREADS 3 3 1 1
 CONNS=${BENCH_THREADS_CONNS:-100}
 SIZE=64
-HOST=127.0.0.1
 PORT_WAIT=20 # seconds the server may take to say "listening on"
 
-unset SIMUL_DEBUG
-
-die() { echo "run_threads.sh: $*" >&2; exit 1; }
-FAILED=0
-fail() { echo "run_threads.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
-
 [[ $CONNS =~ ^[0-9]+$ ]] && [ "$CONNS" -ge 2 ] || die "BENCH_THREADS_CONNS must be >= 2"
-command -v timeout >/dev/null || die "timeout not found (coreutils)"
-command -v pgrep >/dev/null || die "pgrep not found (procps)"
+need timeout pgrep
 
-if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cmake -S "$ROOT" -B "$BUILD" >/dev/null || die "reconfiguring $BUILD failed"
-    cmake --build "$BUILD" --target example_echo_streams example_echo_client >&2 ||
-        die "building echo_streams / echo_client failed"
-fi
+bench_build -r example_echo_streams example_echo_client
 SERVER=$BUILD/examples/echo_streams
 CLIENT=$BUILD/examples/echo_client
-[ -x "$SERVER" ] || die "$SERVER not found: configure and build $BUILD first"
-[ -x "$CLIENT" ] || die "$CLIENT not found: configure and build $BUILD first"
+need_built "$SERVER"
+need_built "$CLIENT"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/run_threads.XXXXXX")
-SPID= # the server, TPID its timeout wrapper (signals go to the server itself: timeout would
-TPID= # re-raise a forwarded SIGTERM on itself and hide the server's exit status)
-stop_server() {
-    if [ -n "$TPID" ]; then
-        [ -z "$SPID" ] || kill -TERM "$SPID" 2>/dev/null || true
-        kill -TERM "$TPID" 2>/dev/null || true
-        wait "$TPID" 2>/dev/null || true
-    fi
-    SPID=
-    TPID=
-}
+# SPID: the server, TPID its timeout wrapper; lib.sh's stop_server signals the server itself
+# (timeout would re-raise a forwarded SIGTERM on itself and hide the server's exit status).
 cleanup() { stop_server; rm -rf "$WORK"; }
 trap cleanup EXIT
 trap 'cleanup; exit 130' INT TERM
-
-# On-CPU ns summed over the server's threads (ticks of stat if schedstat is missing).
-cpu_ns() {
-    if [ -r "/proc/$1/schedstat" ]; then
-        cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
-    else
-        awk -v t="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / t }' \
-            "/proc/$1/stat"
-    fi
-}
 
 declare -A BEST=()
 
@@ -167,7 +128,7 @@ measure() {
     fi
 }
 
-build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+build_type=$(build_type_of "$BUILD")
 echo "# run_threads.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) host=$(uname -n) kernel=$(uname -r) cpus=$(nproc)"
 echo "# build_type=${build_type:-unknown} quick=$QUICK rounds=$ROUNDS seconds_per_measure=$SECS size=$SIZE connections=$CONNS (two echo_client processes)"
 echo "# nothing pinned: the server threads and both clients share the machine's $(nproc) core(s); loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -40,54 +40,30 @@
 # ratios (>1 means simul is better), then one `target ...: PASS|MISS (measured X)` line per target. A missed target or a reference that cannot
 # run here is reported and the script exits 0; a server or client that fails makes it exit 1.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PY=/usr/bin/python3
-CPU=${BENCH_CPU:-1}
-CLIENT_CPU=${BENCH_CLIENT_CPU:-0}
-QUICK=${BENCH_QUICK:-0}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 TIMEOUT=${BENCH_TIMEOUT:-900}
-if [ "$QUICK" = 1 ]; then secs=1 rounds=1; else secs=3 rounds=3; fi
-SECS=${BENCH_TLS_SECONDS:-$secs}
-ROUNDS=${BENCH_TLS_ROUNDS:-$rounds}
+seconds_rounds TLS 3 3 1 1
 HS_CONNS=${BENCH_TLS_HS_CONNS:-8}
 CONNS=100
 SIZE=64
-HOST=127.0.0.1
 PORT_WAIT=20
 
-unset SIMUL_DEBUG PYTHONASYNCIODEBUG PYTHONDEVMODE
-
-die() { echo "run_tls.sh: $*" >&2; exit 1; }
-FAILED=0
-fail() { echo "run_tls.sh: FAILED: $*" >&2; FAILED=$((FAILED + 1)); }
-source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
-
-for c in taskset timeout pgrep openssl; do command -v $c >/dev/null || die "$c not found"; done
-[ -x "$PY" ] || die "$PY not found"
+need timeout pgrep openssl "$PY"
 check_pinning client
 
 ECHO_CLIENT=$BUILD/examples/echo_client
 SIMUL_SERVER=$BUILD/examples/echo_streams
 HS_CLIENT=$BUILD/bench/tls_handshake
 GOBIN=$BUILD/bench/go_tls_echo
-if [ -f "$BUILD/CMakeCache.txt" ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    cmake -S "$ROOT" -B "$BUILD" >/dev/null || die "reconfiguring $BUILD failed"
-    cmake --build "$BUILD" --target example_echo_client example_echo_streams tls_handshake >&2 ||
-        die "building echo_client, echo_streams and tls_handshake failed"
+if build_wanted; then
+    bench_build -r example_echo_client example_echo_streams tls_handshake
     if command -v go >/dev/null; then
         build_go_ref go_tls_echo "$GOBIN" || fail "building the Go reference failed"
     fi
 fi
-for b in "$ECHO_CLIENT" "$SIMUL_SERVER" "$HS_CLIENT"; do
-    [ -x "$b" ] || die "$b not found: configure and build $BUILD first"
-done
+for b in "$ECHO_CLIENT" "$SIMUL_SERVER" "$HS_CLIENT"; do need_built "$b"; done
 "$SIMUL_SERVER" --help 2>&1 | grep -q -- --tls-cert || die "$SIMUL_SERVER has no TLS (libsimul-tls not built)"
 
 trap stop_server EXIT
@@ -117,16 +93,14 @@ export OPENSSL_CONF=$TLSDIR/openssl.cnf
 
 # counts <server>...: tls_counts.sh for each, its key=value lines kept in V.
 counts() {
-    local s bin line
+    local s bin
     for s in "$@"; do
         case $s in simul) bin=$SIMUL_SERVER ;; go) bin=$GOBIN ;; esac
         if [ ! -x "$bin" ]; then
             echo "tls_echo_${s}_counts=n/a: $bin not built"
             continue
         fi
-        while IFS= read -r line; do
-            if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then V[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}; fi
-        done < <(timeout -k 5 "$TIMEOUT" bash "$HERE/tls_counts.sh" "$s" "$bin" "$ECHO_CLIENT" "$CERT" "$KEY")
+        kv_lines V "$(timeout -k 5 "$TIMEOUT" bash "$HERE/tls_counts.sh" "$s" "$bin" "$ECHO_CLIENT" "$CERT" "$KEY")"
     done
 }
 # counts_ratios: simul against Go on each count (>1: simul does less per message).
@@ -170,31 +144,16 @@ server_cmd() {
             SKIP_WHY="nginx not found (package nginx-light)"
             return
         fi
-        local d=$TLSDIR/nginx
-        mkdir -p "$d/tmp" "$d/logs"
-        cat >"$d/nginx.conf" <<EOF
-# run_tls.sh: one worker serving TLS with the bench's certificate (defaults otherwise: session
-# tickets on, as simul's server).
-user root;
-worker_processes 1;
-pid $d/nginx.pid;
-error_log stderr;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    server {
+        # TLS with the bench's certificate (defaults otherwise: session tickets on, as simul's
+        # server).
+        nginx_conf "$TLSDIR/nginx" stderr "    server {
         listen $HOST:$port ssl;
         ssl_certificate $CERT;
         ssl_certificate_key $KEY;
         ssl_protocols TLSv1.2 TLSv1.3;
-        return 200 "ok\n";
-    }
-}
-EOF
-        CMD=(nginx -p "$d/" -c "$d/nginx.conf" -e stderr -g 'daemon off;') ;;
+        return 200 \"ok\\n\";
+    }"
+        CMD=("${NGINX[@]}") ;;
     *) die "unknown server '$1'" ;;
     esac
 }
@@ -237,10 +196,7 @@ measure() {
     kill -0 "$SPID" 2>/dev/null || alive=0
     stop_server
     local -A R=()
-    local line
-    while IFS= read -r line; do
-        if [[ $line =~ ^([A-Za-z0-9_]+)=(.*)$ ]]; then R[${BASH_REMATCH[1]}]=${BASH_REMATCH[2]}; fi
-    done <<<"$out"
+    kv_lines R "$out"
     [ "$alive" = 1 ] || { fail "$key: the server died during the run"; return 0; }
     if [ "$rc" -ne 0 ]; then
         fail "$key: the client failed with status $rc (errors=${R[errors]:-?})"
@@ -279,7 +235,7 @@ measure() {
 ECHO_SERVERS="simul asyncio uvloop go"
 HS_SERVERS="simul nginx"
 build_type=$(build_type_of "$BUILD")
-start_lines run_tls.sh "server on cpu $CPU, client on cpu $CLIENT_CPU"
+start_lines "server on cpu $CPU, client on cpu $CLIENT_CPU"
 echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS seconds_per_measure=$SECS echo: size=$SIZE connections=$CONNS; handshakes in flight=$HS_CONNS"
 echo "# $(openssl version) python=$($PY -V 2>&1 | cut -d' ' -f2) uvloop=$($PY -c 'import uvloop; print(uvloop.__version__)' 2>/dev/null || echo none) $(go version 2>/dev/null | cut -d' ' -f3 || echo go=none) $(nginx -v 2>&1 | cut -d' ' -f3 || echo nginx=none)"
 echo "# certificate: EC P-256 ($CERT); OPENSSL_CONF=$OPENSSL_CONF (TLS 1.3: TLS_AES_128_GCM_SHA256)"
@@ -327,13 +283,7 @@ done
 target() {
     local v
     v=$(ratio x "$2" "$3" | cut -d= -f2)
-    if [ "$v" = n/a ]; then
-        echo "target $1: MISS (not measured)"
-    elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
-        echo "target $1: PASS (measured $v)"
-    else
-        echo "target $1: MISS (measured $v)"
-    fi
+    verdict "$1" "$v" ">=" 1
 }
 if [ "$QUICK" = 1 ]; then echo "# quick run: ${SECS} s per measure, targets checked on the short runs"; fi
 target "tls_echo_simul_cpu_vs_go >= 1 (CPU per message at or below Go's)" \

@@ -16,39 +16,14 @@
 # text frames, wslay's frame layer does not). A miss is reported and the script still exits 0; a
 # bench that crashes, fails or times out makes it exit non-zero.
 set -euo pipefail
-
-if [ $# -ne 1 ]; then
-    echo "usage: $0 <build-dir>" >&2
-    exit 2
-fi
-BUILD=$(cd "$1" && pwd)
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CPU=${BENCH_CPU:-1}
-QUICK=${BENCH_QUICK:-0}
-TIMEOUT=${BENCH_TIMEOUT:-600}
-
-die() { echo "run_ws_frame.sh: $*" >&2; exit 1; }
-source "$HERE/lib.sh" # run, ratio, check_pinning, start_server, stop_server, ...
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # bench_args, need, check_pinning, run, ratio, ...
+bench_args "$@"
 
 ROUNDS=400
 if [ "$QUICK" = 1 ]; then ROUNDS=$((ROUNDS / 20)); fi
 
-BENCH=$BUILD/bench/ws_frame_bench
-
-command -v taskset >/dev/null || die "taskset not found (util-linux)"
-check_pinning
-
-build_bench ws_frame_bench libsimul-http
-
-PIN=(taskset -c "$CPU")
-
-build_type=$(build_type_of "$BUILD")
-start_lines run_ws_frame.sh "pinned to cpu $CPU"
-echo "# build_type=$build_type quick=$QUICK rounds=$ROUNDS"
-
-run "$BENCH" "$ROUNDS"
-
-end_line
+rounds_bench ws_frame_bench libsimul-http
 if [ -z "${V[wslay]:-}" ]; then
     echo "# wslay not built in (package libwslay-dev missing at configure time): no comparison"
 fi
@@ -60,12 +35,6 @@ for s in text32 bin4k bin64k; do
     line=$(ratio ws_${s}_vs_wslay ws_${s}_frames_per_s wslay_${s}_frames_per_s)
     echo "$line"
     v=${line#*=}
-    if [ "$v" = n/a ]; then
-        echo "target ws_${s}_vs_wslay>=1: MISS (not measured)"
-    elif awk -v v="$v" 'BEGIN { exit !(v + 0 >= 1) }'; then
-        echo "target ws_${s}_vs_wslay>=1: PASS (measured $v)"
-    else
-        echo "target ws_${s}_vs_wslay>=1: MISS (measured $v)"
-    fi
+    verdict "ws_${s}_vs_wslay>=1" "$v" ">=" 1
 done
 exit 0

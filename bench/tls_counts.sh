@@ -16,18 +16,15 @@
 set -uo pipefail
 
 [ $# -eq 5 ] || { echo "usage: $0 <simul|go> <server> <echo_client> <cert> <key>" >&2; exit 2; }
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh" # free_port, port_open (HOST, PY)
 NAME=$1 SERVER=$2 CLIENT=$3 CERT=$4 KEY=$5
-HOST=127.0.0.1
 CONNS=${TLS_COUNT_CONNS:-10}
 read -r SHORT LONG <<<"${TLS_COUNT_SECONDS:-3 8}"
 TOOLS=${TLS_COUNT_TOOLS:-cg st pf}
-PY=/usr/bin/python3
 # Go's asynchronous preemption signals trip callgrind's signal bookkeeping; one core as in the
 # timed run (GOMAXPROCS follows the affinity mask there).
 export GODEBUG=asyncpreemptoff=1 GOMAXPROCS=1
-
-free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port_open() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 # one_run <tool> <seconds> -> "<count> <messages>" (count: instructions, syscalls, or
 # "user kernel" for pf), or nothing on failure. The syscall mix of a strace run is left in
