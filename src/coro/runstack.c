@@ -58,15 +58,11 @@ static size_t round64(size_t n)
  * after SHRINK_AFTER saves in a row that used a quarter of it or less, by half at a time, so an
  * idle task holds about what its frames take but a swing in depth costs nothing. A lent copy
  * (save_cap 0) is left to its lender; the first copy of its own fits exactly. */
-static void save_fit(simul__coro *c, size_t n)
+__attribute__((noinline)) static void save_resize(simul__coro *c, size_t n)
 {
     size_t cap = c->save_cap & CAP_MASK, small = c->save_cap & ~CAP_MASK;
     size_t want;
     if (cap && n <= cap) {
-        if (n * 4 > cap) {
-            c->save_cap = (uint32_t)cap; /* the streak is broken */
-            return;
-        }
         if (++small < SHRINK_AFTER) {
             c->save_cap = (uint32_t)(cap | small);
             return;
@@ -90,6 +86,20 @@ static void save_fit(simul__coro *c, size_t n)
     simul__coro_save_allocs++;
     c->save = p;
     c->save_cap = (uint32_t)want;
+}
+
+/* The switch's usual case inline: the copy fits and is not far too big. The rest out of line,
+ * so the switch keeps its registers. */
+static inline void save_fit(simul__coro *c, size_t n)
+{
+    uint32_t sc = c->save_cap;
+    size_t cap = sc & CAP_MASK;
+    if (__builtin_expect(n <= cap && n * 4 > cap, 1)) {
+        if (sc != cap)
+            c->save_cap = (uint32_t)cap; /* a streak of small saves is broken */
+        return;
+    }
+    save_resize(c, n);
 }
 
 #if defined(SIMUL_ASAN) || defined(SIMUL_TSAN)
