@@ -27,13 +27,14 @@ static long rss_bytes(void)
 
 /* What may stay resident once the trim is done: the records the trim keeps (quarantine and
  * spare, 32), the pool's warm stacks (16), each with the 32 KiB its task touched, and some
- * slack for the heap. ASan's shadow of the touched stacks (an eighth of them) is outside the
- * pool's reach: allow it. */
+ * slack for the heap. Under ASan, its shadow of the touched stacks and its own bookkeeping
+ * (measured: about a quarter of the burst's growth) are outside the pool's reach: allow a
+ * third. */
 static long kept_bound(long growth)
 {
     long bound = 48L * (TOUCH + 8192) + 2L * 1024 * 1024;
     if (SIMUL_TEST_ASAN)
-        bound += growth / 4;
+        bound += growth / 3;
     return bound;
 }
 
