@@ -292,6 +292,70 @@ SIMUL_TASK_TEST(burst_then_steady_keeps_the_working_set)
     return 0;
 }
 
+/* ---- what a trimmed stack keeps ----------------------------------------------------------- */
+
+/* Whether the byte at `p` faults: the kernel's own copy from it fails with EFAULT (a write into a
+ * pipe), where a load of ours would kill the test. */
+static bool faults(const void *p)
+{
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    ssize_t w = write(fds[1], p, 1);
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    return w < 0 && e == EFAULT;
+}
+
+struct reuse {
+    int guarded, unguarded, bad;
+};
+
+static int guard_checker(void *arg)
+{
+    struct reuse *r = arg;
+    touch_stack(); /* the stack works: its pages fault in again */
+    simul_task *self = simul_task_current();
+    char *lo = self->coro.stack_lo;
+    if (faults(lo - 1) && faults(lo - 4096))
+        r->guarded++;
+    else
+        r->unguarded++;
+    if (faults(lo))
+        r->bad++;
+    return 0;
+}
+
+/* Stacks whose pages the trim gave back are reused with their guard still below them (guard
+ * markers and PROT_NONE pages survive MADV_DONTNEED, also across the runs of neighbours that go
+ * back in one call) and their mapping intact. */
+SIMUL_TASK_TEST(trimmed_stacks_keep_their_guards)
+{
+    (void)arg;
+    simul__loop_set_trim_period(simul_loop_current(), PERIOD_NS);
+    run_burst(warm_baseline());
+    double end = test_clock() + DEADLINE_S;
+    while (!trim_settled() && test_clock() < end)
+        assert_int_equal(simul_sleep(0.002), 0);
+    assert_true(trim_settled());
+    simul__trim_stats a, b;
+    trim_stats(&a);
+    assert_true(a.stacks.idle_cold >= BURST / 2);
+    struct reuse r = {0};
+    simul_task *h[200];
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(simul_task_spawn(&h[i], guard_checker, &r, &stackful), 0);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(simul_task_join(h[i], NULL), 0);
+    trim_stats(&b);
+    fprintf(stderr, "reuse: %zu stacks taken cold; %d guarded, %d not, %d bad\n",
+            b.stacks.cold_gets - a.stacks.cold_gets, r.guarded, r.unguarded, r.bad);
+    assert_true(b.stacks.cold_gets - a.stacks.cold_gets >= 100);
+    assert_int_equal(r.guarded, 200);
+    assert_int_equal(r.bad, 0);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +363,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(idle_loop_gives_stack_memory_back),
         cmocka_unit_test(steady_rounds_keep_their_stacks_warm),
         cmocka_unit_test(burst_then_steady_keeps_the_working_set),
+        cmocka_unit_test(trimmed_stacks_keep_their_guards),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "stack_trim");
 }
