@@ -39,7 +39,7 @@ void simul__stack_cache_trim(simul__stack_cache *c);
  * kept warm per size): the loop's idle wake-up for the next trim is worth it only then. */
 bool simul__stack_cache_has_surplus(const simul__stack_cache *c);
 
-/* What the cache has done, for tests and the debug report. */
+/* What the cache has done (tests read it through simul__loop_trim_stats). */
 typedef struct simul__stack_stats {
     size_t slabs;         /* mmap calls for stacks */
     size_t carved;        /* stacks cut fresh from a slab (never used before) */
