@@ -462,8 +462,24 @@ void simul__task_free_all(simul_loop *loop);
 void simul__task_free_runstacks(simul_loop *loop);
 /* Frees the done callbacks scheduled but never run (the loop closes: asyncio drops them too). */
 void simul__task_drop_done_callbacks(simul_loop *loop);
-/* Returns surplus free task records to malloc after a burst (loop context). */
+/* The trim, once per loop pass (loop context): tracks what the given-back records and idle
+ * stacks are needed for, and at the end of each period (1 s) gives back those no task needed
+ * during all of it. See docs/design/runtime.md, "Giving memory back". */
 void simul__task_trim(simul_loop *loop);
+/* The same when the loop is about to block in poll for `timeout` ns (-1: no limit): runs a
+ * period that is over, and returns the timeout shortened to the next period's end while
+ * something is left to give back, so an idle loop still gives a burst's memory back. */
+int64_t simul__task_trim_idle(simul_loop *loop, int64_t timeout);
+/* Tests: the trim period (ns, > 0; the next period ends that long from now), and the trim's
+ * record so far. */
+void simul__loop_set_trim_period(simul_loop *loop, int64_t ns);
+typedef struct simul__trim_stats {
+    uint64_t periods;       /* periods ended */
+    size_t free_records;    /* given-back task records held for reuse now */
+    size_t records_trimmed; /* records the trim gave back (stack to the pool, or to malloc) */
+    simul__stack_stats stacks;
+} simul__trim_stats;
+void simul__loop_trim_stats(simul_loop *loop, simul__trim_stats *out);
 /* Recomputes the effective deadline and shield of a task from its scope chain. */
 void simul__task_rescope(simul_task *t);
 /* Marks the scopes whose deadline passed at `now` as expired (they report it at their end). */

@@ -445,6 +445,8 @@ static void poll_io(simul_loop *loop)
                 timeout = 0;
         }
     }
+    if (timeout != 0)
+        timeout = simul__task_trim_idle(loop, timeout); /* may wake it up to give memory back */
     /* Nothing to hear about without blocking: skip the syscall. */
     if (timeout == 0 && loop->io_count == 0 &&
         !atomic_load_explicit(&loop->ts_pending, memory_order_relaxed))
@@ -545,7 +547,6 @@ void simul__loop_drop_handles(simul_loop *loop)
 static void loop_pass(simul_loop *loop)
 {
     run_ready(loop);
-    simul__stack_cache_trim(loop->stacks);
     simul__task_trim(loop);
     if (loop->stop_when_no_tasks && loop->live == 0)
         loop->stopping = true;
@@ -664,6 +665,7 @@ int simul_loop_new(simul_loop **out)
     loop->slow_ns = 100 * 1000000;
     loop->budget_max = BUDGET;
     loop->next_id = 1;
+    simul__loop_set_trim_period(loop, 0);
     simul__loop_tls = loop;
     *out = loop;
     return 0;

@@ -41,6 +41,13 @@ struct simul_loop {
     simul_task *free_head, *free_tail;
     size_t nfree;
     size_t live;
+    /* The trim (task.c): given-back records and idle stacks nobody needed for a whole period
+     * give their memory back at its end. */
+    size_t free_low;     /* low-water mark of nfree this period */
+    int64_t trim_at;     /* when the period ends (monotonic ns) */
+    int64_t trim_period;
+    uint64_t trims;      /* periods ended */
+    size_t recs_trimmed; /* records given back by the trim, in all */
     uint64_t next_id;
     /* callbacks */
     simul__cb **cb_chunks;

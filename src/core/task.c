@@ -11,7 +11,9 @@
 
 #define QUARANTINE 16            /* freed records wait this long before reuse */
 #define QUARANTINE_DEBUG 65536   /* in debug mode: stale handles are caught far longer */
-#define TRIM_ABOVE 8192          /* free records kept before surplus goes back to malloc */
+#define KEEP_SPARE 16            /* reusable records past the quarantine the trim always keeps */
+#define TRIM_PERIOD_NS 1000000000 /* a record or stack unused this long gives its memory back */
+#define MALLOC_TRIM_ABOVE 32768  /* compact records given back at once before malloc_trim */
 
 static void task_main(void *arg);
 static void rec_reset(simul_task *t);
@@ -68,6 +70,8 @@ static simul_task *record_alloc(simul_loop *loop, size_t size, bool compact)
         if (!loop->free_head)
             loop->free_tail = NULL;
         loop->nfree--;
+        if (loop->nfree < loop->free_low) /* exact: a pass may take and give back many */
+            loop->free_low = loop->nfree;
         simul__coro_destroy(&t->coro);
         if (t->compact != compact || (!compact && t->coro.stack_size + REC_BYTES != size)) {
             record_release(loop, t); /* not the kind wanted */
@@ -155,30 +159,86 @@ void simul__task_free_all(simul_loop *loop)
     loop->nfree = 0;
 }
 
-void simul__task_trim(simul_loop *loop)
+/* The trim. Given-back records (a stackful one with its stack) wait in the free list for reuse,
+ * stacks in the pool's LIFO. Each keeps its low-water mark over a period: what stayed unused all
+ * period is what the steady state does not need. At the period's end those records give their
+ * stack back (and their pages with it) or go back to malloc, and the pool gives back the pages
+ * of its own unused stacks. A burst's memory is back within two periods of its end, a steady
+ * state keeps its working set warm however it swings within a period, and spawn pays one
+ * compare for it (the low-water mark). */
+static void trim_period_end(simul_loop *loop, int64_t now)
 {
-    /* After a burst, give surplus records (and their stacks) back. */
-    if (loop->nfree <= TRIM_ABOVE || loop->nfree <= 2 * loop->live)
-        return;
-    size_t keep = loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE * 8;
-    size_t freed = loop->nfree - keep;
-    while (loop->nfree > keep) {
+    size_t keep = (loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE) + KEEP_SPARE;
+    size_t n = loop->free_low > keep ? loop->free_low - keep : 0;
+    size_t freed_compact = 0;
+    /* From the head: past the quarantine (kept at the tail), the next ones due for reuse. */
+    for (size_t i = 0; i < n; i++) {
         simul_task *t = loop->free_head;
         loop->free_head = t->free_next;
         loop->nfree--;
-        record_release(loop, t);
-        /* Hand the stacks' pages back as we go, not after the last: the pool's idle list
-         * grows meanwhile, and the peak RSS would pay for both. */
-        if ((loop->nfree & 1023) == 0)
-            simul__stack_cache_trim(loop->stacks);
+        simul__coro_destroy(&t->coro);
+        if (t->compact) {
+            simul__rec_free(t);
+            free(t);
+            freed_compact++;
+        } else {
+            simul__stack_put_surplus(loop->stacks, (simul__stack){t->coro.stack_lo,
+                                                                  t->coro.stack_size + REC_BYTES});
+        }
     }
-    simul__stack_cache_trim(loop->stacks);
     if (!loop->free_head)
         loop->free_tail = NULL;
+    loop->recs_trimmed += n;
+    simul__stack_cache_trim(loop->stacks);
+    loop->free_low = loop->nfree;
+    loop->trim_at = now + loop->trim_period;
+    loop->trims++;
 #ifdef __GLIBC__
-    if (freed >= 4 * TRIM_ABOVE)
+    if (freed_compact >= MALLOC_TRIM_ABOVE)
         malloc_trim(0); /* glibc keeps freed small chunks otherwise: give the burst back */
 #endif
+}
+
+static bool trim_has_work(simul_loop *loop)
+{
+    size_t keep = (loop->head.debug ? QUARANTINE_DEBUG : QUARANTINE) + KEEP_SPARE;
+    return loop->nfree > keep || simul__stack_cache_has_surplus(loop->stacks);
+}
+
+void simul__task_trim(simul_loop *loop)
+{
+    /* pass_start is the coarse clock of the last pass that ran anything: an idle loop is
+     * handled by simul__task_trim_idle, before it blocks. */
+    if (SIMUL__UNLIKELY(loop->pass_start >= loop->trim_at))
+        trim_period_end(loop, loop->pass_start);
+}
+
+int64_t simul__task_trim_idle(simul_loop *loop, int64_t timeout)
+{
+    if (!trim_has_work(loop))
+        return timeout; /* nothing to give back: sleep as long as the loop likes */
+    int64_t now = simul__clock_ns();
+    if (now >= loop->trim_at) {
+        trim_period_end(loop, now);
+        if (!trim_has_work(loop))
+            return timeout;
+    }
+    int64_t wait = loop->trim_at - now;
+    return timeout < 0 || timeout > wait ? wait : timeout;
+}
+
+void simul__loop_set_trim_period(simul_loop *loop, int64_t ns)
+{
+    loop->trim_period = ns > 0 ? ns : TRIM_PERIOD_NS;
+    loop->trim_at = simul__clock_ns() + loop->trim_period;
+}
+
+void simul__loop_trim_stats(simul_loop *loop, simul__trim_stats *out)
+{
+    out->periods = loop->trims;
+    out->free_records = loop->nfree;
+    out->records_trimmed = loop->recs_trimmed;
+    simul__stack_cache_stats(loop->stacks, &out->stacks);
 }
 
 bool simul__task_handle_ok(const simul_task *t)

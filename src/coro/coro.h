@@ -61,7 +61,9 @@ struct simul__coro {
     simul__runstack *shared; /* compact: the run stack it runs on; NULL: a stack of its own */
     void *save;              /* compact: the copy of [sp, shared->hi) while evicted; lent by
                                 the caller (not ours to free) while save_cap is 0 */
-    uint32_t save_len, save_cap;
+    uint32_t save_len;
+    uint32_t save_cap;       /* the copy's capacity, a multiple of 64; the low 6 bits are the
+                                resize policy's own (runstack.c): nonzero means owned */
     void *stack_lo;     /* lowest usable byte of the stack; NULL for a thread's own stack */
     size_t stack_size;
     const char *name;   /* for the overflow report; owned by whoever set it */
@@ -103,6 +105,9 @@ int simul__coro_init_compact(simul__coro *c, simul__runstack *rs, simul__coro_fn
 void *simul__coro_swap(void *to);
 void *simul__ctx_switch_via(void **save_sp, void *scratch_top, void *(*fn)(void *), void *arg);
 #endif
+/* malloc and realloc calls for compact copies made by this thread's switches (tests count;
+ * always 0 where there are no compact switches). */
+extern __thread unsigned long simul__coro_save_allocs;
 /* Releases what init took (the TSan fiber, a compact copy). */
 void simul__coro_destroy(simul__coro *c);
 /* Called first thing by a coroutine's entry function. */

@@ -14,6 +14,8 @@
 #endif
 #endif
 
+__thread unsigned long simul__coro_save_allocs;
+
 #ifdef SIMUL_CORO_COMPACT
 
 /* The copies read and write stack memory that ASan has poisoned (the redzones of the frames
@@ -41,23 +43,63 @@ __attribute__((noreturn)) static void out_of_memory(size_t n)
     abort();
 }
 
-/* Sizes the copy for n bytes: grown to fit a deeper stack, shrunk when it is far too big, so an
- * idle task holds about what its frames take. A lent copy (save_cap 0) is left to its lender. */
-static void save_fit(simul__coro *c, size_t n)
+/* save_cap holds the copy's capacity (a multiple of 64) and, in its low 6 bits, how many saves
+ * in a row used at most a quarter of it. */
+#define CAP_MASK (~(uint32_t)63)
+#define SHRINK_AFTER 16 /* saves in a row that small before the copy halves */
+
+static size_t round64(size_t n)
 {
-    if (n <= c->save_cap && n * 2 >= c->save_cap)
-        return;
-    size_t cap = (n + 63) & ~(size_t)63;
-    if (cap > UINT32_MAX)
+    return (n + 63) & ~(size_t)63;
+}
+
+/* Sizes the copy for n bytes. It grows to fit (by half again at least: a task that alternates
+ * a deep and a shallow suspension point reallocates once, not at every change) and shrinks only
+ * after SHRINK_AFTER saves in a row that used a quarter of it or less, by half at a time, so an
+ * idle task holds about what its frames take but a swing in depth costs nothing. A lent copy
+ * (save_cap 0) is left to its lender; the first copy of its own fits exactly. */
+__attribute__((noinline)) static void save_resize(simul__coro *c, size_t n)
+{
+    size_t cap = c->save_cap & CAP_MASK, small = c->save_cap & ~CAP_MASK;
+    size_t want;
+    if (cap && n <= cap) {
+        if (++small < SHRINK_AFTER) {
+            c->save_cap = (uint32_t)(cap | small);
+            return;
+        }
+        want = round64(cap / 2 > n ? cap / 2 : n);
+    } else {
+        want = round64(n);
+        if (cap && want < round64(cap + cap / 2))
+            want = round64(cap + cap / 2);
+    }
+    if (want > (UINT32_MAX & CAP_MASK))
         out_of_memory(n);
-    void *p = c->save_cap ? realloc(c->save, cap) : malloc(cap); /* 0: lent, not ours */
+    void *p = cap ? realloc(c->save, want) : malloc(want); /* 0: lent, not ours */
     if (!p) {
-        if (n <= c->save_cap)
-            return; /* could not shrink: keep the bigger one */
+        if (n <= cap) {
+            c->save_cap = (uint32_t)cap; /* could not shrink: keep the bigger one */
+            return;
+        }
         out_of_memory(n);
     }
+    simul__coro_save_allocs++;
     c->save = p;
-    c->save_cap = (uint32_t)cap;
+    c->save_cap = (uint32_t)want;
+}
+
+/* The switch's usual case inline: the copy fits and is not far too big. The rest out of line,
+ * so the switch keeps its registers. */
+static inline void save_fit(simul__coro *c, size_t n)
+{
+    uint32_t sc = c->save_cap;
+    size_t cap = sc & CAP_MASK;
+    if (__builtin_expect(n <= cap && n * 4 > cap, 1)) {
+        if (sc != cap)
+            c->save_cap = (uint32_t)cap; /* a streak of small saves is broken */
+        return;
+    }
+    save_resize(c, n);
 }
 
 #if defined(SIMUL_ASAN) || defined(SIMUL_TSAN)

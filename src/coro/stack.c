@@ -1,7 +1,9 @@
 /* stack.c — stack slabs, guard regions, the per-size free pools and the overflow report.
  * Guards come from MADV_GUARD_INSTALL where the kernel has it (6.13+): they do not split the
  * mapping, so a million guarded stacks stay far below vm.max_map_count. Elsewhere each guard is
- * an mprotect'd page that splits the mapping in two, so those are rationed. */
+ * an mprotect'd page that splits the mapping in two, so those are rationed. A pool is a LIFO
+ * whose low-water mark over a trim period tells which idle stacks nobody needed: their pages go
+ * back to the kernel at the period's end, the rest stay warm for the steady state. */
 #include "stack.h"
 
 #include <errno.h>
@@ -33,7 +35,7 @@
 #define GUARD_BYTES (16u * 1024u) /* catches frames up to 16 KiB that skip stack probes */
 #define OVERFLOW_REACH ((size_t)8 << 20) /* a stack pointer this far below a stack overflowed it */
 #define SLAB_BYTES (16u << 20) /* ~200 default stacks: their bookkeeping is noise per stack */
-#define HOT_STACKS 64             /* idle stacks per size kept with their pages */
+#define WARM_STACKS 16            /* idle stacks per size that keep their pages at any rate */
 
 enum guard_mode { GUARD_UNKNOWN, GUARD_INSTALL, GUARD_MPROTECT };
 static _Atomic int guard_mode = GUARD_UNKNOWN;
@@ -58,13 +60,16 @@ typedef struct pool {
     slab *slabs;
     char *fresh;      /* next never-used slot in the newest slab */
     char *fresh_end;
-    void **idle;      /* LIFO of idle stacks; [0, cold) already returned to the kernel */
-    size_t nidle, cap, cold;
+    /* LIFO of idle stacks. [0, low) were not taken since the period began: the trim gives
+     * their pages back. [0, cold) already did. cold <= low <= nidle. */
+    void **idle;
+    size_t nidle, cap, cold, low;
 } pool;
 
 struct simul__stack_cache {
     pool *pools;
     pool *last;
+    size_t slabs, carved, cold_gets, released, madvise_calls;
 };
 
 static size_t page_size(void)
@@ -154,7 +159,7 @@ static int guard_slot(char *slot)
     return 0;
 }
 
-static int pool_new_slab(pool *p)
+static int pool_new_slab(simul__stack_cache *c, pool *p)
 {
     size_t n = SLAB_BYTES / p->slot;
     if (n == 0)
@@ -194,6 +199,7 @@ static int pool_new_slab(pool *p)
     }
     s->next = p->slabs;
     p->slabs = s;
+    c->slabs++;
     p->fresh = base;
     p->fresh_end = (char *)base + bytes;
     return 0;
@@ -258,47 +264,77 @@ int simul__stack_get(simul__stack_cache *c, size_t size, simul__stack *out)
     if (!p)
         return -ENOMEM;
     if (p->nidle) {
-        out->lo = p->idle[--p->nidle];
-        if (p->cold > p->nidle)
-            p->cold = p->nidle;
+        size_t i = --p->nidle;
+        out->lo = p->idle[i];
         out->size = size;
+        if (i < p->low) { /* below the period's low-water mark: the one test a warm get pays */
+            p->low = i;
+            if (i < p->cold) {
+                p->cold = i;
+                c->cold_gets++; /* its pages fault in again as the task touches them */
+            }
+        }
         return 0;
     }
     if (p->fresh == p->fresh_end) {
-        int rc = pool_new_slab(p);
+        int rc = pool_new_slab(c, p);
         if (rc < 0)
             return rc;
     }
     out->lo = p->fresh + GUARD_BYTES;
     out->size = size;
     p->fresh += p->slot;
+    c->carved++;
     return 0;
+}
+
+static bool idle_reserve(pool *p)
+{
+    if (p->nidle < p->cap)
+        return true;
+    size_t ncap = p->cap ? p->cap * 2 : 64;
+    void **n = realloc(p->idle, ncap * sizeof *n);
+    if (!n)
+        return false;
+    p->idle = n;
+    p->cap = ncap;
+    return true;
 }
 
 void simul__stack_put(simul__stack_cache *c, simul__stack st)
 {
     pool *p = pool_for(c, st.size);
-    if (p->nidle == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 64;
-        void **n = realloc(p->idle, ncap * sizeof *n);
-        if (!n)
-            return; /* the stack stays mapped but unused: memory, not correctness */
-        p->idle = n;
-        p->cap = ncap;
-    }
+    if (!p || !idle_reserve(p))
+        return; /* the stack stays mapped but unused: memory, not correctness */
     p->idle[p->nidle++] = st.lo;
+}
+
+void simul__stack_put_surplus(simul__stack_cache *c, simul__stack st)
+{
+    pool *p = pool_for(c, st.size);
+    if (!p || !idle_reserve(p))
+        return;
+    /* In at the low-water mark, as if idle all period; the warm stack that was there moves to
+     * the top (still warm, now the first to be reused). */
+    if (p->low < p->nidle)
+        p->idle[p->nidle] = p->idle[p->low];
+    p->idle[p->low++] = st.lo;
+    p->nidle++;
 }
 
 void simul__stack_cache_trim(simul__stack_cache *c)
 {
     for (pool *p = c->pools; p; p = p->next) {
+        size_t end = p->low;
+        if (p->nidle - end < WARM_STACKS)
+            end = p->nidle > WARM_STACKS ? p->nidle - WARM_STACKS : 0;
         /* Neighbours in the idle list are usually neighbours in memory (tasks end in the
          * order they were made), so runs of adjacent stacks go back in one call: the guards
          * between them survive MADV_DONTNEED (guard markers and PROT_NONE alike). */
-        while (p->nidle - p->cold > HOT_STACKS) {
+        while (p->cold < end) {
             char *lo = p->idle[p->cold], *hi = lo + p->size;
             p->cold++;
-            while (p->nidle - p->cold > HOT_STACKS) {
+            while (p->cold < end) {
                 char *next = p->idle[p->cold];
                 if (next == hi + GUARD_BYTES)
                     hi = next + p->size;
@@ -309,7 +345,32 @@ void simul__stack_cache_trim(simul__stack_cache *c)
                 p->cold++;
             }
             madvise(lo, (size_t)(hi - lo), MADV_DONTNEED);
+            c->released += (size_t)(hi - lo + GUARD_BYTES) / p->slot;
+            c->madvise_calls++;
         }
+        p->low = p->nidle; /* a new period */
+    }
+}
+
+bool simul__stack_cache_has_surplus(const simul__stack_cache *c)
+{
+    for (const pool *p = c->pools; p; p = p->next)
+        if (p->nidle - p->cold > WARM_STACKS)
+            return true;
+    return false;
+}
+
+void simul__stack_cache_stats(const simul__stack_cache *c, simul__stack_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->slabs = c->slabs;
+    out->carved = c->carved;
+    out->cold_gets = c->cold_gets;
+    out->released = c->released;
+    out->madvise_calls = c->madvise_calls;
+    for (const pool *p = c->pools; p; p = p->next) {
+        out->idle += p->nidle;
+        out->idle_cold += p->cold;
     }
 }
 
