@@ -288,7 +288,9 @@ int simul_redis_close(simul_redis_conn *c);
 /* Blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, WAIT,
  * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
  * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
- * connection is never held up. Such a command is cancellable and honours the caller's deadline
+ * connection is never held up. (WAIT and WAITAOF count the acknowledgements of their own
+ * connection's last write, none on a dedicated one: to wait for the writes made on the shared
+ * connection, send them with SIMUL_REDIS_SHARED.) Such a command is cancellable and honours the caller's deadline
  * like any other. When its caller leaves (cancel, deadline), the client ends the command on the
  * server, shielded and within about a second (the lower of 1 s and connect_timeout): CLIENT
  * UNBLOCK <the dedicated connection's CLIENT ID> over the shared connection (asked at most twice,
@@ -573,7 +575,8 @@ typedef struct simul_redis_cluster_opts {
      * share its slot ranges. A replica that cannot be reached, refuses READONLY or is lost with
      * the read in flight: the read goes to the master (reads are safe to resend) and the map is
      * read again. Replicas replicate asynchronously: a read may not see a write just made
-     * (WAIT after the write, or leave this off, when that matters). */
+     * (leave this off when that matters: a WAIT sent through the cluster client goes to a
+     * dedicated connection of some node, and covers none of the client's writes). */
     bool read_from_replicas;
 } simul_redis_cluster_opts;
 
