@@ -494,9 +494,9 @@ uint64_t simul_redis_subscription_dropped(const simul_redis_subscription *s);
 /* Messages queued, not yet taken. */
 size_t simul_redis_subscription_queued(const simul_redis_subscription *s);
 /* Suspends. Unsubscribes (waiting for the confirmation unless the connection is down), drops
- * queued messages and frees the subscription. No task may be reading it. Returns 0, or the
- * error of the UNSUBSCRIBE (the subscription is freed anyway; messages still in flight for it
- * are dropped). */
+ * queued messages and frees the subscription. No task may be reading it: -EBUSY while one is
+ * (nothing done; cancel the reader first). Returns 0, or the error of the UNSUBSCRIBE (the
+ * subscription is freed anyway; messages still in flight for it are dropped). */
 int simul_redis_subscription_close(simul_redis_subscription *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -665,7 +665,9 @@ int simul_redis_cluster_subscription_next(simul_redis_cluster_subscription *cs,
 uint64_t simul_redis_cluster_subscription_dropped(const simul_redis_cluster_subscription *cs);
 /* Times it subscribed again after a slot move or a lost node. */
 uint64_t simul_redis_cluster_subscription_resubscribes(const simul_redis_cluster_subscription *cs);
-/* Suspends (shielded). SUNSUBSCRIBE, its connection closed, the subscription freed. 0. */
+/* Suspends (shielded). SUNSUBSCRIBE, its connection closed, the subscription freed. 0; -EBUSY
+ * while a task is inside simul_redis_cluster_subscription_next on it (nothing done: cancel that
+ * task first; simul_redis_cluster_close wakes such readers itself). */
 int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs);
 
 typedef struct simul_redis_cluster_stats {

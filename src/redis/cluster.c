@@ -1127,6 +1127,8 @@ int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs)
 {
     if (!cs)
         return 0;
+    if (cs->reading)
+        return -EBUSY; /* freed under its reader (parked in a read, or connecting) otherwise */
     simul_scope shield;
     bool shielded = simul_scope_shield(&shield) == 0;
     csub_detach(cs); /* SUNSUBSCRIBE, then the connection closed */
@@ -1335,8 +1337,14 @@ int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_red
         simul_task **t = calloc(ngroups, sizeof *t);
         size_t spawned = 0;
         rc = t ? 0 : -ENOMEM;
-        for (; rc == 0 && spawned < ngroups; spawned++)
+        /* Counted only once made: a failed spawn's empty handle in the gather would make it
+         * refuse them all (-EINVAL, nothing joined), and the groups spawned before would run on
+         * after their arrays were freed below. */
+        for (; rc == 0 && spawned < ngroups; spawned++) {
             rc = simul_task_spawn(&t[spawned], group_main, &groups[spawned], NULL);
+            if (rc < 0)
+                break;
+        }
         if (spawned > 0) {
             int g = simul_gather(t, spawned, NULL);
             if (g == -ECANCELED || g == -ETIMEDOUT)

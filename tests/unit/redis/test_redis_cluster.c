@@ -879,6 +879,8 @@ SIMUL_TASK_TEST(cluster_sharded_pubsub_follows_its_slot)
     rd = (sreader){.cs = cs};
     assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
     assert_int_equal(simul_yield(), 0);
+    /* Not closed under its reader (it was freed under the parked read before). */
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), -EBUSY);
     simul_redis_cluster_close(c);
     assert_int_equal(simul_task_join(t, NULL), 0);
     assert_int_equal(rd.rc, -ESHUTDOWN);
