@@ -79,10 +79,12 @@ static bool cluster_ok(cluster *cl, int known)
     return true;
 }
 
-/* Whether the server answers PING: its start is over, the cluster bus port bound. Its client
- * sockets accept (run_server's check) before that: the bus port is bound last, and a server that
- * finds it taken exits then. (accepts(busport) was the check, and it is true when another
- * process holds that port: the server was gone and `--cluster create` met a refused connection.) */
+/* Whether the server answers PING: its start is over (its event loop runs), the cluster bus
+ * port bound. A server that finds its bus port taken exits during its start ("Failed listening on
+ * port N (cluster), aborting"), and the kernel accepts on its listening sockets before its loop
+ * runs, so run_server's accept checks do not tell. accepts(busport) was the check here, and it is
+ * true when another process holds that port: the server was gone, and `--cluster create` met a
+ * refused connection (seen twice on the loaded machine). */
 static bool answers(server *sv)
 {
     int fd = unix_connect_fd(sv->sock);
