@@ -288,7 +288,9 @@ int simul_redis_close(simul_redis_conn *c);
 /* Blocking commands: BLPOP, BRPOP, BRPOPLPUSH, BLMOVE, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP, WAIT,
  * WAITAOF, and XREAD / XREADGROUP with a BLOCK argument, are recognised by simul_redis_command*
  * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
- * connection is never held up. Such a command is cancellable and honours the caller's deadline
+ * connection is never held up. (WAIT and WAITAOF count the acknowledgements of their own
+ * connection's last write, none on a dedicated one: to wait for the writes made on the shared
+ * connection, send them with SIMUL_REDIS_SHARED.) Such a command is cancellable and honours the caller's deadline
  * like any other. When its caller leaves (cancel, deadline), the client ends the command on the
  * server, shielded and within about a second (the lower of 1 s and connect_timeout): CLIENT
  * UNBLOCK <the dedicated connection's CLIENT ID> over the shared connection (asked at most twice,
@@ -492,9 +494,9 @@ uint64_t simul_redis_subscription_dropped(const simul_redis_subscription *s);
 /* Messages queued, not yet taken. */
 size_t simul_redis_subscription_queued(const simul_redis_subscription *s);
 /* Suspends. Unsubscribes (waiting for the confirmation unless the connection is down), drops
- * queued messages and frees the subscription. No task may be reading it. Returns 0, or the
- * error of the UNSUBSCRIBE (the subscription is freed anyway; messages still in flight for it
- * are dropped). */
+ * queued messages and frees the subscription. No task may be reading it: -EBUSY while one is
+ * (nothing done; cancel the reader first). Returns 0, or the error of the UNSUBSCRIBE (the
+ * subscription is freed anyway; messages still in flight for it are dropped). */
 int simul_redis_subscription_close(simul_redis_subscription *s);
 
 /* ---------------------------------------------------------------------------------------------
@@ -573,7 +575,8 @@ typedef struct simul_redis_cluster_opts {
      * share its slot ranges. A replica that cannot be reached, refuses READONLY or is lost with
      * the read in flight: the read goes to the master (reads are safe to resend) and the map is
      * read again. Replicas replicate asynchronously: a read may not see a write just made
-     * (WAIT after the write, or leave this off, when that matters). */
+     * (leave this off when that matters: a WAIT sent through the cluster client goes to a
+     * dedicated connection of some node, and covers none of the client's writes). */
     bool read_from_replicas;
 } simul_redis_cluster_opts;
 
@@ -662,7 +665,9 @@ int simul_redis_cluster_subscription_next(simul_redis_cluster_subscription *cs,
 uint64_t simul_redis_cluster_subscription_dropped(const simul_redis_cluster_subscription *cs);
 /* Times it subscribed again after a slot move or a lost node. */
 uint64_t simul_redis_cluster_subscription_resubscribes(const simul_redis_cluster_subscription *cs);
-/* Suspends (shielded). SUNSUBSCRIBE, its connection closed, the subscription freed. 0. */
+/* Suspends (shielded). SUNSUBSCRIBE, its connection closed, the subscription freed. 0; -EBUSY
+ * while a task is inside simul_redis_cluster_subscription_next on it (nothing done: cancel that
+ * task first; simul_redis_cluster_close wakes such readers itself). */
 int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs);
 
 typedef struct simul_redis_cluster_stats {

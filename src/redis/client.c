@@ -1259,6 +1259,8 @@ int simul_redis_subscription_close(simul_redis_subscription *s)
 {
     if (!s)
         return 0;
+    if (s->reading)
+        return -EBUSY; /* its queue would be freed under the task parked on it */
     simul_redis_conn *c = s->conn;
     sub_unlink(c, s);
     int rc = 0;

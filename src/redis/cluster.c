@@ -563,15 +563,20 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
         }
         int idx = ask >= 0 ? ask : slot >= 0 ? cl->slot[slot] : (cl->nnodes ? 0 : -1);
         bool on_replica = false;
-        if (to_replica && ask < 0 && slot >= 0 && idx >= 0 && cl->replica[slot] >= 0 &&
-            cl->nodes[cl->replica[slot]]->avoid_until <= (uint64_t)simul_now_ns()) {
+        /* The replica's index is read once: node_conn and READONLY suspend, and meanwhile
+         * another task's refresh may drop the replica from the map (-1: it failed) or name
+         * another one. */
+        int ridx = to_replica && ask < 0 && slot >= 0 && idx >= 0 ? cl->replica[slot] : -1;
+        if (ridx >= 0 && cl->nodes[ridx]->avoid_until <= (uint64_t)simul_now_ns()) {
             simul_redis_conn *rc_ = NULL;
-            int rrc = node_conn(cl, cl->replica[slot], &rc_);
-            node *x = rrc == 0 ? cl->nodes[cl->replica[slot]] : NULL;
+            int rrc = node_conn(cl, ridx, &rc_);
+            node *x = cl->nodes[ridx];
             if (rrc == 0 && !x->readonly) {
                 const char *ro[] = {"READONLY"};
                 rrc = simul_redis_command_argv(rc_, 0, NULL, 1, ro, NULL);
-                if (rrc == 0)
+                /* Only for the connection it was said on: the node's may have been replaced
+                 * (failed and made again by another task) meanwhile. */
+                if (rrc == 0 && x->conn == rc_)
                     x->readonly = true;
             }
             if (rrc == -ECANCELED || (rrc == -ETIMEDOUT && simul_checkpoint() < 0)) {
@@ -579,13 +584,13 @@ int simul_redis_cluster_command_argv(simul_redis_cluster *cl, unsigned flags,
                 break;
             }
             if (rrc == 0) {
-                idx = cl->replica[slot];
+                idx = ridx;
                 on_replica = true;
             } else {
                 /* The master serves this one, and the replica's reads for a second (until the
                  * cluster marks it failed and the map leaves it out). */
                 to_replica = false;
-                cl->nodes[cl->replica[slot]]->avoid_until = (uint64_t)simul_now_ns() + REPLICA_AVOID_NS;
+                x->avoid_until = (uint64_t)simul_now_ns() + REPLICA_AVOID_NS;
                 cl->st.replica_fallbacks++;
                 refresh(cl);
                 idx = cl->slot[slot];
@@ -1122,6 +1127,8 @@ int simul_redis_cluster_subscription_close(simul_redis_cluster_subscription *cs)
 {
     if (!cs)
         return 0;
+    if (cs->reading)
+        return -EBUSY; /* freed under its reader (parked in a read, or connecting) otherwise */
     simul_scope shield;
     bool shielded = simul_scope_shield(&shield) == 0;
     csub_detach(cs); /* SUNSUBSCRIBE, then the connection closed */
@@ -1330,8 +1337,14 @@ int simul_redis_cluster_pipeline_exec(simul_redis_cluster_pipeline *p, simul_red
         simul_task **t = calloc(ngroups, sizeof *t);
         size_t spawned = 0;
         rc = t ? 0 : -ENOMEM;
-        for (; rc == 0 && spawned < ngroups; spawned++)
+        /* Counted only once made: a failed spawn's empty handle in the gather would make it
+         * refuse them all (-EINVAL, nothing joined), and the groups spawned before would run on
+         * after their arrays were freed below. */
+        for (; rc == 0 && spawned < ngroups; spawned++) {
             rc = simul_task_spawn(&t[spawned], group_main, &groups[spawned], NULL);
+            if (rc < 0)
+                break;
+        }
         if (spawned > 0) {
             int g = simul_gather(t, spawned, NULL);
             if (g == -ECANCELED || g == -ETIMEDOUT)

@@ -17,6 +17,16 @@ typedef struct cluster {
     char busport[SERVERS_MAX][16], conf[SERVERS_MAX][128], timeout[16]; /* to restart one */
 } cluster;
 
+/* r is the string want. cmocka's assert_string_equal reads a NULL string (a nil reply) and
+ * the case died of SIGSEGV with no word of what came back: this one says. */
+static void assert_reply_str(const simul_redis_reply *r, const char *want)
+{
+    if (!r || !r->str)
+        fail_msg("expected the string \"%s\", got %s", want,
+                 !r ? "no reply" : r->type == SIMUL_REDIS_NIL ? "nil" : "a reply without a string");
+    assert_string_equal(r->str, want);
+}
+
 static bool run_wait(const char *const *argv)
 {
     pid_t pid = fork();
@@ -69,6 +79,25 @@ static bool cluster_ok(cluster *cl, int known)
     return true;
 }
 
+/* Whether the server answers PING: its start is over (its event loop runs), the cluster bus
+ * port bound. A server that finds its bus port taken exits during its start ("Failed listening on
+ * port N (cluster), aborting"), and the kernel accepts on its listening sockets before its loop
+ * runs, so run_server's accept checks do not tell. accepts(busport) was the check here, and it is
+ * true when another process holds that port: the server was gone, and `--cluster create` met a
+ * refused connection (seen twice on the loaded machine). */
+static bool answers(server *sv)
+{
+    int fd = unix_connect_fd(sv->sock);
+    if (fd < 0)
+        return false;
+    const char *ping[] = {"PING"};
+    simul_redis_reply *r = try_blocking_call(fd, 1, ping);
+    close(fd);
+    bool ok = r && r->str && strcmp(r->str, "PONG") == 0;
+    simul_redis_reply_free(r);
+    return ok;
+}
+
 /* n servers (NODES, or 2 * NODES: a replica per master) joined into a cluster. */
 static void start_cluster_n(cluster *cl, int n, const char *node_timeout)
 {
@@ -91,7 +120,7 @@ static void start_cluster_n(cluster *cl, int n, const char *node_timeout)
                                    node_timeout,
                                    NULL};
             start_own_server(&cl->sv[i], extra);
-            if (accepts(bp))
+            if (answers(&cl->sv[i]))
                 break;
             stop_server(&cl->sv[i]); /* the bus port was taken meanwhile: again */
         }
@@ -184,6 +213,52 @@ static void expect_ok(simul_redis_reply *r)
     simul_redis_reply_free(r);
 }
 
+/* The server that replicates server m (by its INFO replication: master_port). */
+static int replica_of(cluster *cl, int m)
+{
+    char want[32];
+    snprintf(want, sizeof want, "master_port:%d", cl->sv[m].port);
+    for (int i = 0; i < cl->n; i++) {
+        if (!cl->sv[i].pid || i == m)
+            continue;
+        const char *info[] = {"INFO", "replication"};
+        simul_redis_reply *r = node_call(&cl->sv[i], 2, info);
+        bool is = r->str && strstr(r->str, want);
+        simul_redis_reply_free(r);
+        if (is)
+            return i;
+    }
+    fail_msg("no replica of server %d", m);
+    return -1;
+}
+
+/* Until server i (a replica) reads key as want (READONLY and GET on one connection). A WAIT on
+ * a connection of the test's own proves nothing about a write the client made: WAIT counts the
+ * replicas that acknowledged the offset of its own connection's last write, which is 0, so it
+ * returns as soon as a replica is online, before that replica may have applied the write. Seen
+ * on a loaded machine: the cluster came up late, the client's SET landed during a replica's first
+ * sync (which diskless sync delays by 5 s), WAIT returned 1 once the replica had loaded the RDB
+ * without the key, and a read from it gave nil. */
+static void replica_has(cluster *cl, int i, const char *key, const char *want)
+{
+    for (int n = 0;; n++) {
+        int fd = unix_connect_fd(cl->sv[i].sock);
+        assert_true(fd >= 0);
+        const char *ro[] = {"READONLY"};
+        simul_redis_reply_free(blocking_call(fd, 1, ro));
+        const char *get[] = {"GET", key};
+        simul_redis_reply *r = blocking_call(fd, 2, get);
+        close(fd);
+        bool has = r->type != SIMUL_REDIS_ERROR && r->str && strcmp(r->str, want) == 0;
+        simul_redis_reply_free(r);
+        if (has)
+            return;
+        if (n == 30000)
+            fail_msg("replica %d never read %s as %s", i, key, want);
+        usleep(1000);
+    }
+}
+
 /* ---- routing ------------------------------------------------------------------------------- */
 
 typedef struct writer {
@@ -273,7 +348,7 @@ SIMUL_TASK_TEST(cluster_routes_by_slot)
     assert_int_equal(
         simul_redis_cluster_command(c, &r, "EVAL %s 1 {t}a", "return redis.call('GET', KEYS[1])"),
         0);
-    assert_string_equal(r->str, "1");
+    assert_reply_str(r, "1");
     simul_redis_reply_free(r);
     assert_int_equal(simul_redis_cluster_command(c, &r, "EVAL %s 2 {t}a zz", "return 1"), -EXDEV);
     assert_true(cstats(c).getkeys >= 2);
@@ -323,7 +398,7 @@ SIMUL_TASK_TEST(cluster_routes_by_slot)
     assert_int_equal(port, cl.sv[to].port);
     const char *get[] = {"GET", "moving"};
     r = node_call(&cl.sv[to], 2, get);
-    assert_string_equal(r->str, "here");
+    assert_reply_str(r, "here");
     simul_redis_reply_free(r);
 
     simul_redis_cluster_close(c);
@@ -508,10 +583,7 @@ SIMUL_TASK_TEST(master_failover_followed)
     int m = owner(&cl, s);
     int dead_port = cl.sv[m].port;
     /* Until its replica has the key (the failover must not lose it). */
-    const char *wait[] = {"WAIT", "1", "5000"};
-    simul_redis_reply *w = node_call(&cl.sv[m], 3, wait);
-    assert_int_equal(w->integer, 1);
-    simul_redis_reply_free(w);
+    replica_has(&cl, replica_of(&cl, m), "fo", "before");
 
     kill_server(&cl.sv[m], SIGKILL);
     /* One call, marked safe to resend (the connection may still look alive when it goes out,
@@ -520,7 +592,7 @@ SIMUL_TASK_TEST(master_failover_followed)
     const char *get[] = {"GET", "fo"};
     assert_int_equal(simul_redis_cluster_command_argv(c, SIMUL_REDIS_RETRY_SAFE, &r, 2, get, NULL),
                      0);
-    assert_string_equal(r->str, "before");
+    assert_reply_str(r, "before");
     simul_redis_reply_free(r);
     /* The map knows the new master now: a plain write goes straight there. */
     assert_int_equal(simul_redis_cluster_command(c, &r, "SET fo %s", "after"), 0);
@@ -672,7 +744,7 @@ SIMUL_TASK_TEST(cluster_transactions)
     for (int i = 0; i < T; i++)
         assert_int_equal(w[i].rc, 0);
     assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
-    assert_string_equal(r->str, "200");
+    assert_reply_str(r, "200");
     simul_redis_reply_free(r);
 
     /* The slot moves between the read and EXEC: the queued SET gets MOVED, EXEC aborts (nothing
@@ -688,7 +760,7 @@ SIMUL_TASK_TEST(cluster_transactions)
     assert_int_not_equal(owner(&cl, s), before);
     assert_true(cstats(c).moved > moved0);
     assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
-    assert_string_equal(r->str, "201");
+    assert_reply_str(r, "201");
     simul_redis_reply_free(r);
 
     /* The map is stale (the slot moved behind the client's back): WATCH's MOVED is followed. */
@@ -700,7 +772,7 @@ SIMUL_TASK_TEST(cluster_transactions)
     assert_int_equal(x.calls, 1);
     assert_true(cstats(c).moved > moved0);
     assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "{acct}:bal"), 0);
-    assert_string_equal(r->str, "202");
+    assert_reply_str(r, "202");
     simul_redis_reply_free(r);
 
     simul_redis_cluster_close(c);
@@ -809,6 +881,8 @@ SIMUL_TASK_TEST(cluster_sharded_pubsub_follows_its_slot)
     rd = (sreader){.cs = cs};
     assert_int_equal(simul_task_spawn(&t, sreader_main, &rd, NULL), 0);
     assert_int_equal(simul_yield(), 0);
+    /* Not closed under its reader (it was freed under the parked read before). */
+    assert_int_equal(simul_redis_cluster_subscription_close(cs), -EBUSY);
     simul_redis_cluster_close(c);
     assert_int_equal(simul_task_join(t, NULL), 0);
     assert_int_equal(rd.rc, -ESHUTDOWN);
@@ -926,23 +1000,145 @@ static long long cmd_calls(server *sv, const char *cmd)
     return n;
 }
 
-/* The server that replicates server m (by its INFO replication: master_port). */
-static int replica_of(cluster *cl, int m)
+
+/* Whether every live server but `skip` lists no replica for slot s (CLUSTER SLOTS leaves out a
+ * replica the cluster marked failed). */
+static bool slot_has_no_replica(cluster *cl, unsigned s, int skip)
 {
-    char want[32];
-    snprintf(want, sizeof want, "master_port:%d", cl->sv[m].port);
     for (int i = 0; i < cl->n; i++) {
-        if (!cl->sv[i].pid || i == m)
+        if (!cl->sv[i].pid || i == skip)
             continue;
-        const char *info[] = {"INFO", "replication"};
-        simul_redis_reply *r = node_call(&cl->sv[i], 2, info);
-        bool is = r->str && strstr(r->str, want);
+        const char *slots[] = {"CLUSTER", "SLOTS"};
+        simul_redis_reply *r = node_call(&cl->sv[i], 2, slots);
+        bool none = r->type == SIMUL_REDIS_ARRAY;
+        for (size_t k = 0; none && k < r->len; k++) {
+            const simul_redis_reply *e = &r->elem[k];
+            if ((unsigned)e->elem[0].integer <= s && s <= (unsigned)e->elem[1].integer)
+                none = e->len == 3; /* start, end, master: no replica */
+        }
         simul_redis_reply_free(r);
-        if (is)
-            return i;
+        if (!none)
+            return false;
     }
-    fail_msg("no replica of server %d", m);
-    return -1;
+    return true;
+}
+
+static bool is_master(server *sv)
+{
+    const char *info[] = {"INFO", "replication"};
+    simul_redis_reply *r = node_call(sv, 2, info);
+    bool m = r->str && strstr(r->str, "role:master");
+    simul_redis_reply_free(r);
+    return m;
+}
+
+typedef struct replica_read {
+    simul_redis_cluster *c;
+    const char *key;
+    int rc;
+    char got[16];
+} replica_read;
+
+static int replica_read_main(void *arg)
+{
+    replica_read *rr = arg;
+    simul_redis_reply *r = NULL;
+    rr->rc = simul_redis_cluster_command(rr->c, &r, "GET %s", rr->key);
+    if (rr->rc == 0 && r->str)
+        snprintf(rr->got, sizeof rr->got, "%s", r->str);
+    simul_redis_reply_free(r);
+    return 0;
+}
+
+/* A read is connecting to a slot's replica when another task's refresh drops that replica from
+ * the map (the cluster marked it failed): the read must go on with the replica it picked (or fall
+ * back to the master), not look the replica up again (the map now says -1: nodes[-1] before the
+ * fix, a crash). The interleaving is forced by state: the replica is stopped (SIGSTOP), so the
+ * kernel accepts the read's connection and the handshake waits; the other nodes forget it; a
+ * MOVED makes the other task read the map; then the replica continues. `avoid`: a master whose
+ * replica is gone already. */
+static void replica_dropped_while_connecting(cluster *cl, int avoid)
+{
+    char key[16];
+    unsigned s = 0;
+    int m = -1;
+    for (int i = 0; m < 0 || m == avoid; i++) {
+        snprintf(key, sizeof key, "rd%d", i);
+        s = simul_redis_cluster_keyslot(key, strlen(key));
+        m = owner(cl, s);
+    }
+    int rep = replica_of(cl, m);
+    /* A client of its own: it has no connection to that replica yet, and its connect timeout
+     * is longer than this part can take, so the stopped replica is waited for, not given up. */
+    const char *seeds[] = {cl->seed};
+    simul_redis_cluster_opts o = {.seeds = seeds, .nseeds = 1, .read_from_replicas = true,
+                                  .node = {.connect_timeout = 100}};
+    simul_redis_cluster *c = NULL;
+    assert_int_equal(simul_redis_cluster_connect(&o, &c), 0);
+    simul_redis_reply *r = NULL;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET %s %s", key, "v"), 0);
+    simul_redis_reply_free(r);
+    replica_has(cl, rep, key, "v");
+
+    /* An empty slot, handed to another master behind the client's back: a write there meets
+     * MOVED and reads the map again. */
+    unsigned ms = simul_redis_cluster_keyslot("moving", 6);
+    assert_int_not_equal(ms, s);
+    int from = owner(cl, ms), to = -1;
+    for (int i = 0; i < cl->n && to < 0; i++)
+        if (i != from && i != rep && cl->sv[i].pid && is_master(&cl->sv[i]))
+            to = i;
+    assert_true(to >= 0);
+    char from_id[64], to_id[64], slot[16];
+    node_id(cl, from, from_id, sizeof from_id);
+    node_id(cl, to, to_id, sizeof to_id);
+    snprintf(slot, sizeof slot, "%u", ms);
+
+    /* The replica stops, and every other node forgets it: their maps have no replica for s
+     * from now on (as once the cluster marks a dead replica failed, without waiting for that). */
+    char rep_id[64];
+    node_id(cl, rep, rep_id, sizeof rep_id);
+    pid_t stopped = cl->sv[rep].pid;
+    assert_int_equal(kill(stopped, SIGSTOP), 0);
+    cl->sv[rep].pid = 0; /* the helpers skip it: a call to it would wait for ever */
+    for (int i = 0; i < cl->n; i++) {
+        if (cl->sv[i].pid) {
+            const char *forget[] = {"CLUSTER", "FORGET", rep_id};
+            expect_ok(node_call(&cl->sv[i], 3, forget));
+        }
+    }
+    assert_true(slot_has_no_replica(cl, s, rep));
+    /* By the book (an importing node's SETSLOT NODE bumps its epoch, so the replicas' gossip
+     * of the old owner does not take the slot back), the target first. */
+    const char *imp[] = {"CLUSTER", "SETSLOT", slot, "IMPORTING", from_id};
+    expect_ok(node_call(&cl->sv[to], 5, imp));
+    const char *mig[] = {"CLUSTER", "SETSLOT", slot, "MIGRATING", to_id};
+    expect_ok(node_call(&cl->sv[from], 5, mig));
+    const char *set[] = {"CLUSTER", "SETSLOT", slot, "NODE", to_id};
+    expect_ok(node_call(&cl->sv[to], 5, set));
+    expect_ok(node_call(&cl->sv[from], 5, set));
+    for (int i = 0; i < cl->n; i++)
+        if (i != to && i != from && cl->sv[i].pid && is_master(&cl->sv[i]))
+            expect_ok(node_call(&cl->sv[i], 5, set));
+    /* The reader runs at this task's first suspension, to the replica's handshake, where it
+     * stays while the replica is stopped; the SET meets MOVED and the map, read again, has no
+     * replica for s. */
+    replica_read rr = {.c = c, .key = key};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, replica_read_main, &rr, NULL), 0);
+    uint64_t moved = cstats(c).moved, refreshes = cstats(c).refreshes;
+    assert_int_equal(simul_redis_cluster_command(c, &r, "SET moving %s", "x"), 0);
+    simul_redis_reply_free(r);
+    assert_true(cstats(c).moved > moved);
+    assert_true(cstats(c).refreshes > refreshes);
+    assert_false(simul_task_done(t));
+
+    cl->sv[rep].pid = stopped;
+    assert_int_equal(kill(stopped, SIGCONT), 0);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(rr.rc, 0);
+    assert_string_equal(rr.got, "v");
+    simul_redis_cluster_close(c);
 }
 
 SIMUL_TASK_TEST(cluster_reads_from_replicas)
@@ -952,7 +1148,9 @@ SIMUL_TASK_TEST(cluster_reads_from_replicas)
     simul_scope guard;
     assert_int_equal(simul_scope_timeout(&guard, 120), 0);
     cluster cl;
-    start_cluster_n(&cl, 2 * NODES, "1000");
+    /* No failover is wanted here: a node timeout that a loaded machine does not reach (at 1 s,
+     * a master starved of CPU for a second may be failed over, and its replica promoted). */
+    start_cluster_n(&cl, 2 * NODES, "5000");
     const char *seeds[] = {cl.seed};
     simul_redis_cluster_opts o = {.seeds = seeds, .nseeds = 1, .read_from_replicas = true};
     simul_redis_cluster *c = NULL;
@@ -963,17 +1161,14 @@ SIMUL_TASK_TEST(cluster_reads_from_replicas)
     simul_redis_reply_free(r);
     unsigned s = simul_redis_cluster_keyslot("rk", 2);
     int m = owner(&cl, s), rep = replica_of(&cl, m);
-    const char *wait[] = {"WAIT", "1", "5000"}; /* the replica has it */
-    r = node_call(&cl.sv[m], 3, wait);
-    assert_int_equal(r->integer, 1);
-    simul_redis_reply_free(r);
+    replica_has(&cl, rep, "rk", "v1");
 
     long long m0 = cmd_calls(&cl.sv[m], "get"), r0 = cmd_calls(&cl.sv[rep], "get");
     long long ms0 = cmd_calls(&cl.sv[m], "set");
     enum { READS = 50 };
     for (int i = 0; i < READS; i++) {
         assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "rk"), 0);
-        assert_string_equal(r->str, "v1");
+        assert_reply_str(r, "v1");
         simul_redis_reply_free(r);
     }
     /* Writes still go to the master. */
@@ -991,7 +1186,7 @@ SIMUL_TASK_TEST(cluster_reads_from_replicas)
     kill_server(&cl.sv[rep], SIGKILL);
     for (int i = 0; i < READS; i++) {
         assert_int_equal(simul_redis_cluster_command(c, &r, "GET %s", "rk"), 0);
-        assert_string_equal(r->str, "v2");
+        assert_reply_str(r, "v2");
         simul_redis_reply_free(r);
     }
     assert_int_equal(cmd_calls(&cl.sv[m], "get") - m0, READS);
@@ -1001,6 +1196,8 @@ SIMUL_TASK_TEST(cluster_reads_from_replicas)
     print_message("replica reads %llu, fallbacks %llu\n", (unsigned long long)st.replica_reads,
                   (unsigned long long)st.replica_fallbacks);
     simul_redis_cluster_close(c);
+
+    replica_dropped_while_connecting(&cl, m);
     stop_cluster(&cl);
     simul_scope_end(&guard);
     return 0;

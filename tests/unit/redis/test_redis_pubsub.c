@@ -151,6 +151,22 @@ SIMUL_TASK_TEST(hundred_thousand_messages_none_lost)
     return 0;
 }
 
+typedef struct reading_task {
+    simul_redis_subscription *s;
+    bool started;
+    int rc;
+} reading_task;
+
+static int reading_main(void *arg)
+{
+    reading_task *rt = arg;
+    simul_redis_reply *m = NULL;
+    rt->started = true; /* the next call parks at once: nothing is queued */
+    rt->rc = simul_redis_subscription_next(rt->s, &m);
+    simul_redis_reply_free(m);
+    return 0;
+}
+
 /* Nobody reads: the queue keeps the latest `bound` messages, the rest are counted as dropped,
  * and the connection goes on serving commands. */
 SIMUL_TASK_TEST(reader_behind_drops_oldest)
@@ -178,6 +194,17 @@ SIMUL_TASK_TEST(reader_behind_drops_oldest)
         expect_msg(s, "message", "slow", want);
     }
     assert_int_equal(simul_redis_subscription_queued(s), 0);
+    /* A reader parked on it: close refuses (it freed the queue under the reader before). */
+    static reading_task rt;
+    rt = (reading_task){.s = s};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, reading_main, &rt, NULL), 0);
+    while (!rt.started)
+        assert_int_equal(simul_yield(), 0);
+    assert_int_equal(simul_redis_subscription_close(s), -EBUSY);
+    assert_int_equal(simul_task_cancel(t), 0);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(rt.rc, -ECANCELED);
     assert_int_equal(simul_redis_subscription_close(s), 0);
     simul_redis_close(pub);
     simul_redis_close(c);

@@ -257,7 +257,18 @@ SIMUL_TASK_TEST(sentinel_replica_reads)
     assert_true(laddr_port(r, replica.port));
 
     call_expect(c, "OK", "SET %s %s", "rk", "v");
-    assert_int_equal(call_int(c, "WAIT 1 %s", "5000"), 1);
+    /* Until the replica has it: read there. (WAIT runs on a dedicated connection, whose own
+     * last write is none: it returns 1 as soon as the replica is online, whether or not it has
+     * applied the SET made on the shared connection.) */
+    const char *get_rk[] = {"GET", "rk"};
+    for (;;) {
+        simul_redis_reply *x = call_port(replica.port, 2, get_rk);
+        bool has = x->type == SIMUL_REDIS_STRING && strcmp(x->str, "v") == 0;
+        simul_redis_reply_free(x);
+        if (has)
+            break;
+        assert_int_equal(simul_sleep(0.01), 0);
+    }
     long long m0 = get_calls(master.port), r0 = get_calls(replica.port);
     for (int i = 0; i < 20; i++)
         EXPECT_REPLY(rd, "v", "GET rk");
