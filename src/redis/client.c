@@ -829,6 +829,12 @@ int redis__execute_held(simul_redis_conn *c, const enc *e, simul_redis_reply **r
         return -ESHUTDOWN;
     redis__enter(c);
     int rc = wait_ready(c);
+    /* A caller already cancelled (or past its deadline) sends nothing: a blocking command sent
+     * now could only be undone by an UNBLOCK race, and one the server answers (an element
+     * popped) would have to be handed back. wait_ready does not suspend on a ready connection,
+     * so it would not have told. */
+    if (rc == 0)
+        rc = simul_checkpoint();
     cmd *k = rc < 0 ? NULL : cmd_get(c);
     if (rc == 0 && !k)
         rc = -ENOMEM;

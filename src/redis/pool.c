@@ -120,6 +120,10 @@ static int pool_get(simul_redis_conn *c, struct redis_pool **out)
     return 0;
 }
 
+/* The bound on the shielded exchanges a caller that left still finishes on its dedicated
+ * connection (its CLIENT ID, the UNBLOCK of its blocking command, below). */
+#define UNBLOCK_TIMEOUT 1.0
+
 static void close_dedicated(simul_redis_conn *c, simul_redis_conn *d)
 {
     simul_redis_close(d); /* shielded: finishes even for a cancelled caller */
@@ -176,13 +180,25 @@ int redis__pool_acquire(simul_redis_conn *c, simul_redis_conn **d)
                 c->st.dedicated_opened++;
             if (rc == 0 && s->d->client_id == 0) {
                 /* RESP2 (no HELLO reply): ask, so a cancelled command can be unblocked. A
-                 * server that refuses (ACL) leaves it 0: such a command closes d instead. */
+                 * server that refuses (ACL) leaves it 0: such a command closes d instead.
+                 * Shielded, within the connect timeout: it is part of opening d, and a caller
+                 * cancelled meanwhile must not leave d without its id for good (its blocking
+                 * commands would then be ended by closing d, losing a reply on its way). */
                 const char *argv[] = {"CLIENT", "ID"};
                 enc ie = {.argc = 2, .argv = argv};
                 simul_redis_reply *r = NULL;
+                simul_scope shield, dl;
+                bool shielded = simul_scope_shield(&shield) == 0;
+                double t = c->o.connect_timeout < UNBLOCK_TIMEOUT ? c->o.connect_timeout
+                                                                  : UNBLOCK_TIMEOUT;
+                bool timed = simul_scope_timeout(&dl, t) == 0;
                 if (redis__execute(s->d, 0, CMD_NORMAL, 0, &ie, &r) == 0)
                     s->d->client_id = simul_redis_reply_integer(r);
                 simul_redis_reply_free(r);
+                if (timed)
+                    simul_scope_end(&dl);
+                if (shielded)
+                    simul_scope_end(&shield);
             }
             if (rc == 0 && c->closing) {
                 close_dedicated(c, s->d);
@@ -247,7 +263,6 @@ void redis__pool_release(simul_redis_conn *c, simul_redis_conn *d, bool reuse)
  * d is closed only when this fails (no id, c down, the deadline) — the old way: the server drops
  * a blocked client that closes (nothing lost), and only a reply still on its way at the
  * deadline is lost with it. */
-#define UNBLOCK_TIMEOUT 1.0
 #define UNBLOCK_TRIES 2
 
 static void hand(simul_redis_reply **reply, simul_redis_reply *r)

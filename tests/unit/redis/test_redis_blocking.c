@@ -470,6 +470,56 @@ SIMUL_TASK_TEST(unblock_bounded_when_server_frozen)
     return 0;
 }
 
+/* A caller cancelled while its dedicated connection is still being opened (RESP2: the CLIENT ID
+ * asked after connecting, the server frozen so the cancel lands inside it). The id is still
+ * learnt (shielded), and the blocking command is never sent: an element pushed afterwards stays
+ * in the list. The next cancelled command on that connection is unblocked, not ended by closing
+ * the connection (which loses a reply on its way). Both failed before: the cancelled CLIENT ID
+ * left the id at 0 and the BLPOP went out anyway. */
+SIMUL_TASK_TEST(cancelled_while_dedicated_opens_sends_nothing)
+{
+    (void)arg;
+    NEED_REDIS();
+    simul_scope guard;
+    assert_int_equal(simul_scope_timeout(&guard, 20), 0);
+    server sv;
+    start_own_server(&sv, NULL);
+    simul_redis_conn *c = connect_tcp(&sv, 2), *probe = connect_tcp(&sv, 2);
+    assert_int_equal(kill(sv.pid, SIGSTOP), 0);
+    blocker b = {.c = c, .fmt = "BLPOP %s %s", .a = "opening", .b = "0"};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    while (stats(c).dedicated_opened < 1) /* connected: its CLIENT ID now waits on the server */
+        assert_int_equal(simul_yield(), 0);
+    simul_task_cancel(t);
+    assert_int_equal(kill(sv.pid, SIGCONT), 0);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, -ECANCELED);
+    assert_null(b.r);
+    assert_int_equal(info_field(probe, "clients", "blocked_clients"), 0);
+    assert_int_equal(call_int(probe, "RPUSH %s x", "opening"), 1);
+    assert_int_equal(call_int(probe, "LLEN %s", "opening"), 1); /* nobody popped it */
+    assert_int_equal(call_int(probe, "DEL %s", "opening"), 1);
+    simul_redis_stats st = stats(c);
+    assert_int_equal(st.dedicated_closed, 0);
+
+    b = (blocker){.c = c, .fmt = "BLPOP %s %s", .a = "opening", .b = "0"};
+    assert_int_equal(simul_task_spawn(&t, blocker_main, &b, NULL), 0);
+    wait_blocked(probe, 1);
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(b.rc, -ECANCELED);
+    st = stats(c);
+    assert_int_equal(st.unblocked, 1);
+    assert_int_equal(st.dedicated_closed, 0);
+    assert_int_equal(st.dedicated_opened, 1);
+    assert_int_equal(stats(c).failures, 0);
+    simul_redis_close(probe);
+    simul_redis_close(c);
+    redis_case_end(&sv, &guard);
+    return 0;
+}
+
 SIMUL_TASK_TEST(pool_is_bounded)
 {
     (void)arg;
@@ -550,6 +600,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cancel_racing_push_loses_nothing),
         cmocka_unit_test(deadline_racing_push_loses_nothing),
         cmocka_unit_test(unblock_bounded_when_server_frozen),
+        cmocka_unit_test(cancelled_while_dedicated_opens_sends_nothing),
         cmocka_unit_test(pool_is_bounded),
         cmocka_unit_test(close_ends_blocking_commands),
     };
