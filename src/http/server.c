@@ -125,6 +125,7 @@ typedef struct http_listener {
     simul_http_server *srv;
     int fd;
     simul_task *task;
+    simul_backoff backoff; /* the accept loop's waits after a failed accept (reset by a success) */
 } http_listener;
 
 #define HTTP_MAX_LISTENERS 8
@@ -151,6 +152,7 @@ struct simul_http_server {
     size_t nconns;
     size_t pending;     /* accepted, task not started yet (counted against the cap) */
     int64_t accepted;
+    int64_t accept_errors; /* accepts that failed for want of fds or memory (and backed off) */
     bool draining;
     http_cidr *trust; /* trusted proxies (the shared one's on threads) */
     size_t ntrust;
@@ -2125,7 +2127,10 @@ static int accept_main(void *arg)
 {
     http_listener *l = arg;
     simul_http_server *srv = l->srv;
-    double backoff = 0.01;
+    /* 10, 20, 40 ... 640 ms, then 1 s: the same delays as the stream servers' (no jitter: one
+     * process's own listener, nothing to spread out). */
+    static const simul_backoff_opts bo = {.base = 0.01, .cap = 1, .seed = 1};
+    (void)simul_backoff_init(&l->backoff, &bo); /* constant, valid options */
     for (;;) {
         /* At the cap: wait for a connection to end. The newcomers wait in the kernel's backlog. */
         while (srv->shared ? atomic_load(&srv->shared->count) >= srv->shared->cap
@@ -2148,13 +2153,13 @@ static int accept_main(void *arg)
             }
             /* out of fds or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS), or anything unexpected:
              * back off (up to 1 s) instead of spinning */
-            if (simul_sleep(backoff) < 0) {
+            srv->accept_errors++;
+            if (simul_sleep(simul_backoff_next(&l->backoff)) < 0) {
                 return 0;
             }
-            backoff = backoff * 2 < 1 ? backoff * 2 : 1;
             continue;
         }
-        backoff = 0.01;
+        simul_backoff_reset(&l->backoff);
         if (srv->shared && shared_take(srv) < 0) {
             close(fd); /* stopped while waiting for room */
             return 0;
@@ -2332,6 +2337,18 @@ int simul_http_server_port(const simul_http_server *srv)
 size_t simul_http_server_connections(const simul_http_server *srv)
 {
     return srv ? srv->nconns : 0;
+}
+
+void http_server_accept_state(const simul_http_server *srv, int64_t *errors, unsigned *in_a_row)
+{
+    unsigned most = 0;
+    for (int i = 0; i < srv->nls; i++) {
+        if (srv->ls[i].backoff.failures > most) {
+            most = srv->ls[i].backoff.failures;
+        }
+    }
+    *errors = srv->accept_errors;
+    *in_a_row = most;
 }
 
 /* Stops accepting: the accept loops end, the listening sockets close. */
