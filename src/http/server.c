@@ -194,56 +194,72 @@ http_arena *http_request_arena(simul_http_request *req)
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static const char *reason(int status)
+/* A status line's reason phrase with its length (measured by the compiler, not per answer). */
+typedef struct reason_phrase {
+    const char *text;
+    size_t len;
+} reason_phrase;
+#define PHRASE(s) ((reason_phrase){s, sizeof s - 1})
+
+static reason_phrase reason_of(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100: return PHRASE("Continue");
+    case 200: return PHRASE("OK");
+    case 201: return PHRASE("Created");
+    case 202: return PHRASE("Accepted");
+    case 204: return PHRASE("No Content");
+    case 206: return PHRASE("Partial Content");
+    case 301: return PHRASE("Moved Permanently");
+    case 302: return PHRASE("Found");
+    case 303: return PHRASE("See Other");
+    case 304: return PHRASE("Not Modified");
+    case 307: return PHRASE("Temporary Redirect");
+    case 308: return PHRASE("Permanent Redirect");
+    case 400: return PHRASE("Bad Request");
+    case 401: return PHRASE("Unauthorized");
+    case 403: return PHRASE("Forbidden");
+    case 404: return PHRASE("Not Found");
+    case 405: return PHRASE("Method Not Allowed");
+    case 408: return PHRASE("Request Timeout");
+    case 409: return PHRASE("Conflict");
+    case 413: return PHRASE("Content Too Large");
+    case 414: return PHRASE("URI Too Long");
+    case 415: return PHRASE("Unsupported Media Type");
+    case 416: return PHRASE("Range Not Satisfiable");
+    case 422: return PHRASE("Unprocessable Content");
+    case 429: return PHRASE("Too Many Requests");
+    case 431: return PHRASE("Request Header Fields Too Large");
+    case 500: return PHRASE("Internal Server Error");
+    case 501: return PHRASE("Not Implemented");
+    case 502: return PHRASE("Bad Gateway");
+    case 503: return PHRASE("Service Unavailable");
+    case 505: return PHRASE("HTTP Version Not Supported");
+    default: return PHRASE("Unknown");
     }
 }
+#undef PHRASE
 
-/* The Date field's value, formatted once a second. */
-static const char *http_date(void)
+static const char *reason(int status)
+{
+    return reason_of(status).text;
+}
+
+/* The Date field's value, formatted once a second; *len its length, kept with it (29 bytes, the
+ * IMF-fixdate's, until the year 10000). */
+static const char *http_date(size_t *len)
 {
     static _Thread_local char text[40];
+    static _Thread_local size_t text_len;
     static _Thread_local time_t last;
     time_t now = time(NULL);
     if (now != last) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        text_len = strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         last = now;
     }
+    *len = text_len;
     return text;
 }
 
@@ -1131,11 +1147,10 @@ static int build_head(simul_http_response *res, simul_http_request *req, long lo
             res->close = true; /* HTTP/1.0: the body ends with the connection */
         }
     }
-    const char *why = reason(res->status);
-    size_t why_len = strlen(why);
-    const char *date = http_date();
-    size_t date_len = strlen(date);
-    size_t need = sizeof "HTTP/1.1 200 \r\nDate: \r\n" + why_len + date_len +
+    reason_phrase why = reason_of(res->status);
+    size_t date_len;
+    const char *date = http_date(&date_len);
+    size_t need = sizeof "HTTP/1.1 200 \r\nDate: \r\n" + why.len + date_len +
                   sizeof "Content-Length: 18446744073709551615\r\n" +
                   sizeof "Transfer-Encoding: chunked\r\n" + sizeof "Connection: keep-alive\r\n" +
                   sizeof "\r\n";
@@ -1155,8 +1170,8 @@ static int build_head(simul_http_response *res, simul_http_request *req, long lo
     *p++ = (char)('0' + res->status / 10 % 10);
     *p++ = (char)('0' + res->status % 10);
     *p++ = ' ';
-    memcpy(p, why, why_len);
-    p += why_len;
+    memcpy(p, why.text, why.len);
+    p += why.len;
     PUT_CONST(p, "\r\nDate: ");
     memcpy(p, date, date_len);
     p += date_len;
@@ -1420,10 +1435,11 @@ static simul_http_request *req_of(simul_http_response *res)
 static void send_error(conn *c, int minor, int status, const char *allow)
 {
     char msg[512];
+    size_t date_len;
     int n = snprintf(msg, sizeof msg,
                      "HTTP/1.%d %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
                      "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n%s\n",
-                     minor, status, reason(status), http_date(), strlen(reason(status)) + 1,
+                     minor, status, reason(status), http_date(&date_len), reason_of(status).len + 1,
                      allow ? "Allow: " : "", allow ? allow : "", allow ? "\r\n" : "",
                      reason(status));
     if (n > 0 && (size_t)n < sizeof msg) {
@@ -1619,7 +1635,7 @@ static void access_log_raw(conn *c, int status)
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
     log_escape(addr, 0, sizeof addr, c->remote);
     snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %zu \"-\" \"-\"", addr, when, status,
-             strlen(reason(status)) + 1);
+             reason_of(status).len + 1);
     o->access_log(line, o->access_log_arg);
 }
 

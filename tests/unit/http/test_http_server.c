@@ -104,6 +104,15 @@ static int h_redirect(simul_http_request *req, simul_http_response *res, void *a
     return simul_http_response_redirect(res, 302, "/there");
 }
 
+/* GET /status/<code>: that status, a one-byte body. */
+static int h_status(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)arg;
+    int64_t code = 0;
+    int rc = simul_http_request_param_int(req, "code", &code);
+    return rc < 0 ? rc : simul_http_response_text(res, (int)code, "s");
+}
+
 static int h_body(simul_http_request *req, simul_http_response *res, void *arg)
 {
     (void)arg;
@@ -242,6 +251,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_route(app, "GET", "/query", h_query, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET,POST", "/headers", h_headers, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/redirect", h_redirect, NULL), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/status/<int:code>", h_status, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/fields", h_fields, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST, PUT", "/body", h_body, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST", "/stream-in", h_stream_in, NULL), 0);
@@ -450,6 +460,25 @@ static int c_request(void *arg)
              date, vs);
     CHECK(strcmp(r.head, want) == 0 && strcmp(r.body, "fields") == 0);
     resp_free(&r);
+    /* the status line's reason phrase (its length from the table), the shortest, the longest,
+     * one the table does not have; the Date's 29 bytes right after it */
+    static const char *const lines[] = {
+        "/status/200 HTTP/1.1 200 OK\r\nDate: ",
+        "/status/431 HTTP/1.1 431 Request Header Fields Too Large\r\nDate: ",
+        "/status/505 HTTP/1.1 505 HTTP Version Not Supported\r\nDate: ",
+        "/status/299 HTTP/1.1 299 Unknown\r\nDate: ",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        const char *line = strchr(lines[i], ' ') + 1;
+        char req[96];
+        snprintf(req, sizeof req, "GET %.*s HTTP/1.1\r\nHost: t\r\n\r\n",
+                 (int)(line - 1 - lines[i]), lines[i]);
+        CHECK(cl_once(f->port, req, &r, false, NULL) == 0);
+        size_t n = strlen(line);
+        CHECK(strncmp(r.head, line, n) == 0 && strncmp(r.head + n + 29, "\r\n", 2) == 0 &&
+              strcmp(r.body, "s") == 0);
+        resp_free(&r);
+    }
     CHECK(cl_once(f->port, GET("/redirect"), &r, false, NULL) == 0);
     CHECK(r.status == 302 && hdr_get(r.head, "Location", v, sizeof v) && strcmp(v, "/there") == 0);
     resp_free(&r);
