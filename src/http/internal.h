@@ -6,6 +6,8 @@
 #include <simul.h>
 #include <simul/http.h>
 
+#include <stdbool.h>
+#include <string.h>
 #include <sys/socket.h>
 
 enum { SEG_LIT, SEG_STR, SEG_INT, SEG_PATH };
@@ -14,6 +16,14 @@ typedef struct http_seg {
     int kind;
     char *text; /* the literal, or the parameter's name */
 } http_seg;
+
+/* Whether s holds a line break (CR or LF), which would end a field or an event's line early
+ * and let the rest forge another (Set-Cookie's attributes, an SSE event's name, id or comment).
+ * NULL: none. */
+static inline bool http_has_crlf(const char *s)
+{
+    return s && strpbrk(s, "\r\n") != NULL;
+}
 
 /* A hook (before / after / teardown), in the order added. */
 enum { HOOK_BEFORE, HOOK_AFTER, HOOK_TEARDOWN };

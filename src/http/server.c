@@ -285,15 +285,6 @@ static int out_reserve(conn *c, size_t n)
     return 0;
 }
 
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\r' || *s == '\n') {
-            return true;
-        }
-    }
-    return false;
-}
 
 /* ---- the request ------------------------------------------------------------------------- */
 
@@ -1081,8 +1072,8 @@ int simul_http_response_set_cookie(simul_http_response *res, const char *name, c
     if (!opts) {
         opts = &def;
     }
-    if ((opts->path && (has_ctl(opts->path) || strchr(opts->path, ';'))) ||
-        (opts->domain && (has_ctl(opts->domain) || strchr(opts->domain, ';'))) ||
+    if ((opts->path && (http_has_crlf(opts->path) || strchr(opts->path, ';'))) ||
+        (opts->domain && (http_has_crlf(opts->domain) || strchr(opts->domain, ';'))) ||
         (opts->same_site && !cookie_octets_ok(opts->same_site))) {
         return -EINVAL;
     }

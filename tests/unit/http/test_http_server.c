@@ -70,6 +70,12 @@ static int h_headers(simul_http_request *req, simul_http_response *res, void *ar
     if (rc == 0) {
         rc = simul_http_response_set_cookie(res, "bad name", "x", NULL) == -EINVAL ? 0 : -1;
     }
+    /* a line break in an attribute would end the field and start another */
+    simul_http_cookie_opts crlf_path = {.path = "/\r\nX-Forged: 1"}, lf_domain = {.domain = "a\nb"};
+    if (rc == 0 && (simul_http_response_set_cookie(res, "a", "b", &crlf_path) != -EINVAL ||
+                    simul_http_response_set_cookie(res, "a", "b", &lf_domain) != -EINVAL)) {
+        rc = -1;
+    }
     return rc ? rc : simul_http_response_text(res, 200, out);
 }
 
@@ -187,6 +193,12 @@ static int h_sse(simul_http_request *req, simul_http_response *res, void *arg)
     (void)req;
     (void)arg;
     int rc = simul_http_sse_start(res);
+    /* a line break in a field or a comment would forge another field: refused, nothing sent */
+    if (rc == 0 && (simul_http_sse_send(res, "mo\rve", NULL, -1, "x") != -EINVAL ||
+                    simul_http_sse_send(res, NULL, "1\n", -1, "x") != -EINVAL ||
+                    simul_http_sse_comment(res, "a\r\ndata: forged") != -EINVAL)) {
+        rc = -1;
+    }
     rc = rc ? rc : simul_http_sse_send(res, "move", "1", 3000, "e4\ne5");
     rc = rc ? rc : simul_http_sse_comment(res, "heartbeat");
     rc = rc ? rc : simul_http_sse_send(res, NULL, NULL, -1, "done");
