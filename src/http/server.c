@@ -285,7 +285,6 @@ static int out_reserve(conn *c, size_t n)
     return 0;
 }
 
-
 /* ---- the request ------------------------------------------------------------------------- */
 
 const char *simul_http_request_method(const simul_http_request *req) { return req->method; }
@@ -1427,12 +1426,12 @@ static void send_error(conn *c, int minor, int status, const char *allow)
 {
     char msg[512];
     size_t date_len;
-    int n = snprintf(msg, sizeof msg,
-                     "HTTP/1.%d %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n%s\n",
-                     minor, status, reason(status), http_date(&date_len), reason_of(status).len + 1,
-                     allow ? "Allow: " : "", allow ? allow : "", allow ? "\r\n" : "",
-                     reason(status));
+    int n =
+        snprintf(msg, sizeof msg,
+                 "HTTP/1.%d %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n%s\n",
+                 minor, status, reason(status), http_date(&date_len), reason_of(status).len + 1,
+                 allow ? "Allow: " : "", allow ? allow : "", allow ? "\r\n" : "", reason(status));
     if (n > 0 && (size_t)n < sizeof msg) {
         simul_stream_write(c->s, msg, (size_t)n);
     }
@@ -2344,6 +2343,26 @@ int simul_http_server_port(const simul_http_server *srv)
 size_t simul_http_server_connections(const simul_http_server *srv)
 {
     return srv ? srv->nconns : 0;
+}
+
+int simul_http_server_wait_connections(simul_http_server *srv, size_t n)
+{
+    if (!srv || !srv->room) {
+        return -EINVAL;
+    }
+    /* room is set each time a connection ends (after which its task frees it without
+     * suspending); the accept loops share it, and every waiter clears it before checking. */
+    while (srv->nconns > n) {
+        simul_event_clear(srv->room);
+        if (srv->nconns <= n) {
+            break;
+        }
+        int rc = simul_event_wait(srv->room);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
 }
 
 void http_server_accept_state(const simul_http_server *srv, int64_t *errors, unsigned *in_a_row)

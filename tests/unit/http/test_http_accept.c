@@ -1,7 +1,8 @@
-/* test_http_accept.c — libsimul-http's accept loop when the process is out of fds: the test lowers
- * RLIMIT_NOFILE and fills the table, so accept fails with EMFILE; the server must keep serving the
- * connections it has, back off (simul_backoff) instead of spinning, and accept the waiting clients
- * once fds are freed, the back-off reset. Every wait is on the server's state, with a deadline. */
+/* test_http_accept.c — libsimul-http's accept loop and connection count. Out of fds: the test
+ * lowers RLIMIT_NOFILE and fills the table, so accept fails with EMFILE; the server must keep
+ * serving the connections it has, back off (simul_backoff) instead of spinning, and accept the
+ * waiting clients once fds are freed, the back-off reset. simul_http_server_wait_connections
+ * returns once connections end. Every wait is on the server's state, with a deadline. */
 #include "test_main_helpers.h"
 
 #include <arpa/inet.h>
@@ -26,8 +27,8 @@ static int h_hello(simul_http_request *req, simul_http_response *res, void *arg)
 
 typedef struct fixture {
     int port;
-    client *keep;           /* connected before the table was filled: served throughout */
-    client *wait[WAITING];  /* sockets made before, connected while the table is full */
+    client *keep;          /* connected before the table was filled: served throughout */
+    client *wait[WAITING]; /* sockets made before, connected while the table is full */
 } fixture;
 
 /* A request on the kept connection and its answer (on a pool thread). */
@@ -38,6 +39,18 @@ static int c_keep(void *arg)
     CHECK(cl_send(f->keep, GET("/")) == 0);
     CHECK(cl_response(f->keep, &r, false) == 0);
     int ok = r.status == 200 && strcmp(r.body, "hello") == 0;
+    resp_free(&r);
+    CHECK(ok);
+    return 0;
+}
+
+/* One more request on a kept connection (on a pool thread). */
+static int c_keep_on(void *arg)
+{
+    client *c = arg;
+    response r;
+    CHECK(cl_send(c, GET("/")) == 0 && cl_response(c, &r, false) == 0);
+    int ok = r.status == 200;
     resp_free(&r);
     CHECK(ok);
     return 0;
@@ -186,10 +199,114 @@ SIMUL_TASK_TEST(accept_backs_off_on_emfile_and_recovers)
     return 0;
 }
 
+/* ---- simul_http_server_wait_connections ---------------------------------------------------- */
+
+typedef struct waiter {
+    simul_http_server *srv;
+    size_t n;
+    int rc;
+} waiter;
+
+static int wait_task(void *arg)
+{
+    waiter *w = arg;
+    w->rc = simul_http_server_wait_connections(w->srv, w->n);
+    return 0;
+}
+
+enum { KEPT = 3 };
+
+typedef struct kept {
+    int port;
+    client *c[KEPT];
+} kept;
+
+/* KEPT connections, each answered once and kept alive (on a pool thread). */
+static int c_open(void *arg)
+{
+    kept *k = arg;
+    for (int i = 0; i < KEPT; i++) {
+        response r;
+        CHECK(cl_connect(k->c[i], k->port) == 0);
+        CHECK(cl_send(k->c[i], GET("/")) == 0 && cl_response(k->c[i], &r, false) == 0);
+        int ok = r.status == 200;
+        resp_free(&r);
+        CHECK(ok);
+    }
+    return 0;
+}
+
+SIMUL_TASK_TEST(wait_connections_returns_as_they_end)
+{
+    (void)arg;
+    simul_http_app *app;
+    simul_http_server *srv;
+    assert_int_equal(simul_http_app_new(&app), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/", h_hello, NULL), 0);
+    assert_int_equal(simul_http_serve(app, "127.0.0.1", "0", NULL, &srv), 0);
+    assert_int_equal(simul_http_server_wait_connections(NULL, 0), -EINVAL);
+    assert_int_equal(simul_http_server_wait_connections(srv, 0), 0); /* none open: at once */
+
+    kept k = {.port = simul_http_server_port(srv)};
+    client **cs = k.c;
+    for (int i = 0; i < KEPT; i++) {
+        cs[i] = malloc(sizeof *cs[i]);
+    }
+    assert_int_equal(client_run(c_open, &k), 0);
+    assert_int_equal(simul_http_server_connections(srv), KEPT);
+    assert_int_equal(simul_http_server_wait_connections(srv, KEPT), 0); /* already at most */
+
+    /* A waiter for one left waits while three are open, through a connection's request... */
+    waiter w = {.srv = srv, .n = 1, .rc = 1};
+    simul_task *t;
+    assert_int_equal(simul_task_spawn(&t, wait_task, &w, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    assert_false(simul_task_done(t));
+    assert_int_equal(client_run(c_keep_on, cs[0]), 0);
+    assert_false(simul_task_done(t));
+    /* ...and through the first of two closes; the second lets it go. */
+    close(cs[0]->fd);
+    for (int i = 0; i < 20000 && simul_http_server_connections(srv) > KEPT - 1; i++) {
+        assert_int_equal(simul_sleep(0.001), 0); /* a bounded wait on state */
+    }
+    assert_int_equal(simul_http_server_connections(srv), KEPT - 1);
+    assert_int_equal(simul_yield(), 0);
+    assert_false(simul_task_done(t));
+    close(cs[1]->fd);
+    simul_scope sc;
+    assert_int_equal(simul_scope_timeout(&sc, 20.0), 0); /* a bound, never a measure */
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(simul_scope_end(&sc), 0);
+    assert_int_equal(w.rc, 0);
+    assert_true(simul_http_server_connections(srv) <= 1);
+
+    /* A waiter cancelled says so. */
+    w = (waiter){.srv = srv, .n = 0, .rc = 1};
+    assert_int_equal(simul_task_spawn(&t, wait_task, &w, NULL), 0);
+    assert_int_equal(simul_yield(), 0);
+    simul_task_cancel(t);
+    assert_int_equal(simul_task_join(t, NULL), 0);
+    assert_int_equal(w.rc, -ECANCELED);
+
+    close(cs[2]->fd);
+    for (int i = 0; i < KEPT; i++) {
+        free(cs[i]);
+    }
+    assert_int_equal(simul_scope_timeout(&sc, 20.0), 0);
+    assert_int_equal(simul_http_server_wait_connections(srv, 0), 0);
+    assert_int_equal(simul_scope_end(&sc), 0);
+    assert_int_equal(simul_http_server_connections(srv), 0);
+    assert_int_equal(simul_http_server_shutdown(srv, 10), 0);
+    simul_http_server_free(srv);
+    simul_http_app_free(app);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accept_backs_off_on_emfile_and_recovers),
+        cmocka_unit_test(wait_connections_returns_as_they_end),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_http_accept");
 }
