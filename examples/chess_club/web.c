@@ -89,20 +89,29 @@ static unsigned long n_clients, clients_peak;
 
 /* glibc keeps freed heap resident: 1,000 SSE clients gone from a worker left ~40 MB of RSS with
  * under 1 MB in use, of which malloc_trim(0) gave back about 12 MB (the rest is task stacks,
- * pooled by libsimul). So once the clients fall to a quarter of a peak worth it, the heap is
- * trimmed: rare (once per such fall), a few milliseconds. The worker's housekeeping tick
- * checks, not the last handler: that one runs before its connection (and the others closing
- * with it) is freed. */
+ * pooled by libsimul). So the moment the clients fall to a quarter of a peak worth it, a trim is
+ * due: rare (once per such fall), a few milliseconds. Not in the handler that counted the last
+ * one out: most of a client's memory is its connection's, freed only when the connection ends,
+ * after the handler (an ended stream's client closes after reading the end). So the trim task
+ * waits, woken by that moment, for the connections of the clients that left to end: the
+ * server's count back to what it was at the peak less those clients. */
 #define TRIM_PEAK 256
-#define HOUSEKEEPING 1.0 /* s */
-static void maybe_trim(void)
+static simul_http_server *web_srv;
+static size_t conns_at_peak; /* the server's connections when clients_peak was reached */
+static size_t trim_conns;    /* the trim waits for the connections to fall to this */
+static simul_event *trim_ev; /* set the moment the clients fall to a quarter of their peak */
+
+static int trim_task(void *arg)
 {
+    (void)arg;
+    for (;;) {
+        if (simul_event_wait(trim_ev) < 0) return 0;
+        simul_event_clear(trim_ev);
+        if (simul_http_server_wait_connections(web_srv, trim_conns) < 0) return 0;
 #ifdef __GLIBC__
-    if (clients_peak >= TRIM_PEAK && n_clients <= clients_peak / 4) {
         malloc_trim(0);
-        clients_peak = n_clients;
-    }
 #endif
+    }
 }
 
 static void client_add(sse_client *c)
@@ -111,7 +120,10 @@ static void client_add(sse_client *c)
     c->prev = NULL;
     if (clients) clients->prev = c;
     clients = c;
-    if (++n_clients > clients_peak) clients_peak = n_clients;
+    if (++n_clients > clients_peak) {
+        clients_peak = n_clients;
+        conns_at_peak = simul_http_server_connections(web_srv);
+    }
 }
 
 static void client_remove(sse_client *c)
@@ -120,6 +132,13 @@ static void client_remove(sse_client *c)
     else clients = c->next;
     if (c->next) c->next->prev = c->prev;
     n_clients--;
+    if (clients_peak >= TRIM_PEAK && n_clients <= clients_peak / 4) {
+        size_t left = clients_peak - n_clients;
+        trim_conns = conns_at_peak > left ? conns_at_peak - left : 0;
+        clients_peak = n_clients; /* the next trim waits for a new peak worth it */
+        conns_at_peak = trim_conns;
+        simul_event_set(trim_ev);
+    }
 }
 
 static void unref_item(void *item)
@@ -662,7 +681,7 @@ static int worker_serve(void *arg)
     simul_http_server *srv = NULL;
     simul_redis_conn *subc = NULL;
     simul_redis_subscription *sub = NULL;
-    simul_task *fanout = NULL;
+    simul_task *fanout = NULL, *trimmer = NULL;
     if (rc == 0) rc = connect_backends();
     if (rc == 0) {
         /* Its own connection: the subscription never waits behind commands, nor they behind it. */
@@ -689,16 +708,12 @@ static int worker_serve(void *arg)
                                    .proxy_protocol = proxy_protocol,
                                    .trusted_proxies = trusted_proxies};
     if (rc == 0) rc = simul_http_serve(app, NULL, NULL, &opts, &srv);
+    web_srv = srv;
+    if (rc == 0) rc = simul_event_new(&trim_ev);
+    if (rc == 0) rc = simul_task_spawn(&trimmer, trim_task, NULL, NULL);
     if (rc == 0) rc = simul_worker_notify_ready() < 0 ? -EPIPE : 0;
     if (rc == 0) {
-        for (;;) { /* until a drain signal; housekeeping meanwhile */
-            simul_scope sc;
-            simul_scope_timeout(&sc, HOUSEKEEPING);
-            int w = simul_event_wait(drain_ev);
-            simul_scope_end(&sc);
-            if (w != -ETIMEDOUT) break;
-            maybe_trim();
-        }
+        simul_event_wait(drain_ev); /* until a drain signal */
     } else {
         fprintf(stderr, "club_web: worker %d: %s\n", (int)getpid(), simul_strerror(rc));
     }
@@ -713,6 +728,10 @@ static int worker_serve(void *arg)
         simul_task_cancel(fanout);
         simul_task_join(fanout, NULL);
     }
+    if (trimmer) {
+        simul_task_cancel(trimmer);
+        simul_task_join(trimmer, NULL);
+    }
     simul_scope_end(&shield);
     simul_http_server_free(srv);
     simul_http_app_free(app);
@@ -724,6 +743,7 @@ static int worker_serve(void *arg)
     simul_scope_end(&shield);
     for (size_t i = 0; i < 3; i++) simul_remove_signal_handler(sigs[i]);
     simul_event_free(drain_ev);
+    simul_event_free(trim_ev);
     return rc == 0 ? 0 : 1;
 }
 

@@ -630,6 +630,10 @@ int simul_http_serve(simul_http_app *app, const char *host, const char *port,
 int simul_http_server_port(const simul_http_server *srv);
 /* Connections open now. */
 size_t simul_http_server_connections(const simul_http_server *srv);
+/* Suspends until at most n connections are open (a connection is counted out as it ends, its
+ * memory freed before the waiter runs). Returns 0; -ECANCELED, -ETIMEDOUT (a deadline scope);
+ * -EINVAL. */
+int simul_http_server_wait_connections(simul_http_server *srv, size_t n);
 /* Suspends. Graceful shutdown: stops accepting, fails /readyz, closes idle keep-alive
  * connections, ends Server-Sent Events streams at once (the handler's next send or wait gets
  * -ECANCELED; the client sees the last chunk and the close), lets requests in progress finish (each answered with Connection: close) for up

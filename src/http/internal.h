@@ -6,6 +6,8 @@
 #include <simul.h>
 #include <simul/http.h>
 
+#include <stdbool.h>
+#include <string.h>
 #include <sys/socket.h>
 
 enum { SEG_LIT, SEG_STR, SEG_INT, SEG_PATH };
@@ -14,6 +16,14 @@ typedef struct http_seg {
     int kind;
     char *text; /* the literal, or the parameter's name */
 } http_seg;
+
+/* Whether s holds a line break (CR or LF), which would end a field or an event's line early
+ * and let the rest forge another (Set-Cookie's attributes, an SSE event's name, id or comment).
+ * NULL: none. */
+static inline bool http_has_crlf(const char *s)
+{
+    return s && strpbrk(s, "\r\n") != NULL;
+}
 
 /* A hook (before / after / teardown), in the order added. */
 enum { HOOK_BEFORE, HOOK_AFTER, HOOK_TEARDOWN };
@@ -182,6 +192,10 @@ int http_response_sendfile_parts(simul_http_response *res, int fd, const http_fi
  * containers nested deeper than HTTP_JSON_MAX_DEPTH, so every cycle); -ENOMEM. */
 #define HTTP_JSON_MAX_DEPTH 2048 /* jansson's parser's limit: what it reads, this writes */
 int http_json_encode(const struct json_t *v, char *buf, size_t cap, char **out, size_t *len);
+/* server.c, for the tests: the accepts that failed for want of fds or memory since the server
+ * started, and the most failures in a row of one listener (0 once an accept succeeded again). */
+void http_server_accept_state(const simul_http_server *srv, int64_t *errors, unsigned *in_a_row);
+
 /* Writes v in decimal as "%lld" does (no terminating NUL); returns the length, 20 at most. */
 size_t http_fmt_int(char *out, long long v);
 

@@ -125,6 +125,7 @@ typedef struct http_listener {
     simul_http_server *srv;
     int fd;
     simul_task *task;
+    simul_backoff backoff; /* the accept loop's waits after a failed accept (reset by a success) */
 } http_listener;
 
 #define HTTP_MAX_LISTENERS 8
@@ -151,6 +152,7 @@ struct simul_http_server {
     size_t nconns;
     size_t pending;     /* accepted, task not started yet (counted against the cap) */
     int64_t accepted;
+    int64_t accept_errors; /* accepts that failed for want of fds or memory (and backed off) */
     bool draining;
     http_cidr *trust; /* trusted proxies (the shared one's on threads) */
     size_t ntrust;
@@ -192,56 +194,72 @@ http_arena *http_request_arena(simul_http_request *req)
 
 /* ---- small helpers ----------------------------------------------------------------------- */
 
-static const char *reason(int status)
+/* A status line's reason phrase with its length (measured by the compiler, not per answer). */
+typedef struct reason_phrase {
+    const char *text;
+    size_t len;
+} reason_phrase;
+#define PHRASE(s) ((reason_phrase){s, sizeof s - 1})
+
+static reason_phrase reason_of(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 206: return "Partial Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 100: return PHRASE("Continue");
+    case 200: return PHRASE("OK");
+    case 201: return PHRASE("Created");
+    case 202: return PHRASE("Accepted");
+    case 204: return PHRASE("No Content");
+    case 206: return PHRASE("Partial Content");
+    case 301: return PHRASE("Moved Permanently");
+    case 302: return PHRASE("Found");
+    case 303: return PHRASE("See Other");
+    case 304: return PHRASE("Not Modified");
+    case 307: return PHRASE("Temporary Redirect");
+    case 308: return PHRASE("Permanent Redirect");
+    case 400: return PHRASE("Bad Request");
+    case 401: return PHRASE("Unauthorized");
+    case 403: return PHRASE("Forbidden");
+    case 404: return PHRASE("Not Found");
+    case 405: return PHRASE("Method Not Allowed");
+    case 408: return PHRASE("Request Timeout");
+    case 409: return PHRASE("Conflict");
+    case 413: return PHRASE("Content Too Large");
+    case 414: return PHRASE("URI Too Long");
+    case 415: return PHRASE("Unsupported Media Type");
+    case 416: return PHRASE("Range Not Satisfiable");
+    case 422: return PHRASE("Unprocessable Content");
+    case 429: return PHRASE("Too Many Requests");
+    case 431: return PHRASE("Request Header Fields Too Large");
+    case 500: return PHRASE("Internal Server Error");
+    case 501: return PHRASE("Not Implemented");
+    case 502: return PHRASE("Bad Gateway");
+    case 503: return PHRASE("Service Unavailable");
+    case 505: return PHRASE("HTTP Version Not Supported");
+    default: return PHRASE("Unknown");
     }
 }
+#undef PHRASE
 
-/* The Date field's value, formatted once a second. */
-static const char *http_date(void)
+static const char *reason(int status)
+{
+    return reason_of(status).text;
+}
+
+/* The Date field's value, formatted once a second; *len its length, kept with it (29 bytes, the
+ * IMF-fixdate's, until the year 10000). */
+static const char *http_date(size_t *len)
 {
     static _Thread_local char text[40];
+    static _Thread_local size_t text_len;
     static _Thread_local time_t last;
     time_t now = time(NULL);
     if (now != last) {
         struct tm tm;
         gmtime_r(&now, &tm);
-        strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        text_len = strftime(text, sizeof text, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         last = now;
     }
+    *len = text_len;
     return text;
 }
 
@@ -265,16 +283,6 @@ static int out_reserve(conn *c, size_t n)
     c->out = p;
     c->out_cap = cap;
     return 0;
-}
-
-static bool has_ctl(const char *s)
-{
-    for (; *s; s++) {
-        if (*s == '\r' || *s == '\n') {
-            return true;
-        }
-    }
-    return false;
 }
 
 /* ---- the request ------------------------------------------------------------------------- */
@@ -1063,8 +1071,8 @@ int simul_http_response_set_cookie(simul_http_response *res, const char *name, c
     if (!opts) {
         opts = &def;
     }
-    if ((opts->path && (has_ctl(opts->path) || strchr(opts->path, ';'))) ||
-        (opts->domain && (has_ctl(opts->domain) || strchr(opts->domain, ';'))) ||
+    if ((opts->path && (http_has_crlf(opts->path) || strchr(opts->path, ';'))) ||
+        (opts->domain && (http_has_crlf(opts->domain) || strchr(opts->domain, ';'))) ||
         (opts->same_site && !cookie_octets_ok(opts->same_site))) {
         return -EINVAL;
     }
@@ -1129,11 +1137,10 @@ static int build_head(simul_http_response *res, simul_http_request *req, long lo
             res->close = true; /* HTTP/1.0: the body ends with the connection */
         }
     }
-    const char *why = reason(res->status);
-    size_t why_len = strlen(why);
-    const char *date = http_date();
-    size_t date_len = strlen(date);
-    size_t need = sizeof "HTTP/1.1 200 \r\nDate: \r\n" + why_len + date_len +
+    reason_phrase why = reason_of(res->status);
+    size_t date_len;
+    const char *date = http_date(&date_len);
+    size_t need = sizeof "HTTP/1.1 200 \r\nDate: \r\n" + why.len + date_len +
                   sizeof "Content-Length: 18446744073709551615\r\n" +
                   sizeof "Transfer-Encoding: chunked\r\n" + sizeof "Connection: keep-alive\r\n" +
                   sizeof "\r\n";
@@ -1153,8 +1160,8 @@ static int build_head(simul_http_response *res, simul_http_request *req, long lo
     *p++ = (char)('0' + res->status / 10 % 10);
     *p++ = (char)('0' + res->status % 10);
     *p++ = ' ';
-    memcpy(p, why, why_len);
-    p += why_len;
+    memcpy(p, why.text, why.len);
+    p += why.len;
     PUT_CONST(p, "\r\nDate: ");
     memcpy(p, date, date_len);
     p += date_len;
@@ -1418,12 +1425,13 @@ static simul_http_request *req_of(simul_http_response *res)
 static void send_error(conn *c, int minor, int status, const char *allow)
 {
     char msg[512];
-    int n = snprintf(msg, sizeof msg,
-                     "HTTP/1.%d %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n%s\n",
-                     minor, status, reason(status), http_date(), strlen(reason(status)) + 1,
-                     allow ? "Allow: " : "", allow ? allow : "", allow ? "\r\n" : "",
-                     reason(status));
+    size_t date_len;
+    int n =
+        snprintf(msg, sizeof msg,
+                 "HTTP/1.%d %d %s\r\nDate: %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nConnection: close\r\n%s%s%s\r\n%s\n",
+                 minor, status, reason(status), http_date(&date_len), reason_of(status).len + 1,
+                 allow ? "Allow: " : "", allow ? allow : "", allow ? "\r\n" : "", reason(status));
     if (n > 0 && (size_t)n < sizeof msg) {
         simul_stream_write(c->s, msg, (size_t)n);
     }
@@ -1617,7 +1625,7 @@ static void access_log_raw(conn *c, int status)
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S +0000", &tm);
     log_escape(addr, 0, sizeof addr, c->remote);
     snprintf(line, sizeof line, "%s - - [%s] \"-\" %d %zu \"-\" \"-\"", addr, when, status,
-             strlen(reason(status)) + 1);
+             reason_of(status).len + 1);
     o->access_log(line, o->access_log_arg);
 }
 
@@ -2125,7 +2133,10 @@ static int accept_main(void *arg)
 {
     http_listener *l = arg;
     simul_http_server *srv = l->srv;
-    double backoff = 0.01;
+    /* 10, 20, 40 ... 640 ms, then 1 s: the same delays as the stream servers' (no jitter: one
+     * process's own listener, nothing to spread out). */
+    static const simul_backoff_opts bo = {.base = 0.01, .cap = 1, .seed = 1};
+    (void)simul_backoff_init(&l->backoff, &bo); /* constant, valid options */
     for (;;) {
         /* At the cap: wait for a connection to end. The newcomers wait in the kernel's backlog. */
         while (srv->shared ? atomic_load(&srv->shared->count) >= srv->shared->cap
@@ -2148,13 +2159,13 @@ static int accept_main(void *arg)
             }
             /* out of fds or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS), or anything unexpected:
              * back off (up to 1 s) instead of spinning */
-            if (simul_sleep(backoff) < 0) {
+            srv->accept_errors++;
+            if (simul_sleep(simul_backoff_next(&l->backoff)) < 0) {
                 return 0;
             }
-            backoff = backoff * 2 < 1 ? backoff * 2 : 1;
             continue;
         }
-        backoff = 0.01;
+        simul_backoff_reset(&l->backoff);
         if (srv->shared && shared_take(srv) < 0) {
             close(fd); /* stopped while waiting for room */
             return 0;
@@ -2332,6 +2343,38 @@ int simul_http_server_port(const simul_http_server *srv)
 size_t simul_http_server_connections(const simul_http_server *srv)
 {
     return srv ? srv->nconns : 0;
+}
+
+int simul_http_server_wait_connections(simul_http_server *srv, size_t n)
+{
+    if (!srv || !srv->room) {
+        return -EINVAL;
+    }
+    /* room is set each time a connection ends (after which its task frees it without
+     * suspending); the accept loops share it, and every waiter clears it before checking. */
+    while (srv->nconns > n) {
+        simul_event_clear(srv->room);
+        if (srv->nconns <= n) {
+            break;
+        }
+        int rc = simul_event_wait(srv->room);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+void http_server_accept_state(const simul_http_server *srv, int64_t *errors, unsigned *in_a_row)
+{
+    unsigned most = 0;
+    for (int i = 0; i < srv->nls; i++) {
+        if (srv->ls[i].backoff.failures > most) {
+            most = srv->ls[i].backoff.failures;
+        }
+    }
+    *errors = srv->accept_errors;
+    *in_a_row = most;
 }
 
 /* Stops accepting: the accept loops end, the listening sockets close. */

@@ -3,7 +3,8 @@
  * in the request's arena (a stream lasts hours, its arena is only reset when it ends), so a long
  * stream holds nothing per event it sent; a fan-out holds one reference-counted copy per event,
  * not one per subscriber. Built on the public response API only (simul_http_sse_start is the
- * server's: it marks the response as a stream). */
+ * server's: it marks the response as a stream); of internal.h it uses only http_has_crlf, the
+ * check the server's Set-Cookie makes too. */
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@
 
 #include <simul/http.h>
 
+#include "internal.h"
+
 struct simul_http_sse_event {
     atomic_ulong refs; /* atomic: an event may be shared by servers on several threads */
     size_t len;       /* wire bytes, at wire */
@@ -19,11 +22,6 @@ struct simul_http_sse_event {
     const char *id;
     char wire[];
 };
-
-static bool has_crlf(const char *s)
-{
-    return s && strpbrk(s, "\r\n") != NULL;
-}
 
 /* The most bytes formatting can take: each line of data costs "data: " and "\n", plus the
  * fields and the blank line that ends the event. Every CR and LF is counted as a line's end (a
@@ -85,7 +83,7 @@ static int sse_write(simul_http_response *res, const char *bytes, size_t len)
 int simul_http_sse_send(simul_http_response *res, const char *event, const char *id,
                         long retry_ms, const char *data)
 {
-    if (!res || has_crlf(event) || has_crlf(id)) {
+    if (!res || http_has_crlf(event) || http_has_crlf(id)) {
         return -EINVAL;
     }
     /* A typical event fits the stack; a larger one is malloc'd and freed once written (the
@@ -106,7 +104,7 @@ int simul_http_sse_send(simul_http_response *res, const char *event, const char 
 
 int simul_http_sse_comment(simul_http_response *res, const char *text)
 {
-    if (!res || !text || has_crlf(text)) {
+    if (!res || !text || http_has_crlf(text)) {
         return -EINVAL;
     }
     size_t len = strlen(text);
@@ -134,7 +132,7 @@ int simul_http_sse_event_new(simul_http_sse_event **out, const char *event, cons
         return -EINVAL;
     }
     *out = NULL;
-    if (has_crlf(event) || has_crlf(id)) {
+    if (http_has_crlf(event) || http_has_crlf(id)) {
         return -EINVAL;
     }
     size_t cap = sse_cap(event, id, data);

@@ -410,8 +410,9 @@ int simul_unix_connect(const char *path)
     int rc = unix_addr(path, &sa, &len);
     if (rc < 0)
         return rc;
-    double backoff = 0.001;
-    for (;;) {
+    /* 1, 2, 4 ... 128 ms, then 128 ms: short enough to notice room soon, no spin meanwhile. */
+    static const simul_backoff_opts bo = {.base = 0.001, .cap = 0.128};
+    for (unsigned waits = 0;; waits++) {
         int fd = simul_socket(AF_UNIX, SOCK_STREAM, 0);
         if (fd < 0)
             return fd;
@@ -423,11 +424,9 @@ int simul_unix_connect(const char *path)
          * tells when there is room, so wait a little and retry, as a blocking connect would. */
         if (rc != -EAGAIN)
             return rc;
-        rc = simul_sleep(backoff);
+        rc = simul_sleep(simul_backoff_delay(&bo, waits, 0));
         if (rc < 0)
             return rc;
-        if (backoff < 0.1)
-            backoff *= 2;
     }
 }
 

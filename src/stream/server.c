@@ -16,8 +16,6 @@
 
 #define MAX_LISTENERS 16            /* every address of one host name; more is unusual */
 #define ACCEPT_BATCH 64             /* accepts per listener per loop pass */
-#define BACKOFF_FIRST_NS 10000000LL /* 10 ms */
-#define BACKOFF_MAX_NS 1000000000LL /* 1 s */
 
 /* An accepted connection as its fd record saw it just after the accept callback. The record
  * outlives the fd (records live until the loop closes); simul_close bumps its generation. */
@@ -47,7 +45,7 @@ struct simul_server {
     bool soon_pending; /* a continuation of the accept batches is scheduled */
     bool backing_off;  /* accepting stopped until the back-off timer fires */
     simul_handle soon, timer;
-    int64_t backoff_ns; /* the last back-off delay; 0 after a successful accept */
+    simul_backoff backoff; /* the delays of back_off (10 ms doubling to 1 s; reset by an accept) */
     int port;           /* TCP port, 0 for a Unix socket */
     char *unix_path;    /* removed at close if it is still our socket */
     dev_t unix_dev;
@@ -140,11 +138,7 @@ static void on_backoff(void *arg)
  * ignored; the listeners keep their may-be-ready bit, so the retry tries them. */
 static void back_off(simul_server *s)
 {
-    int64_t d = s->backoff_ns ? s->backoff_ns * 2 : BACKOFF_FIRST_NS;
-    if (d > BACKOFF_MAX_NS)
-        d = BACKOFF_MAX_NS;
-    s->backoff_ns = d;
-    if (simul_call_later((double)d / 1e9, on_backoff, s, &s->timer) == 0)
+    if (simul_call_later(simul_backoff_next(&s->backoff), on_backoff, s, &s->timer) == 0)
         s->backing_off = true;
     /* else: no timer, no memory; the next edge retries (edge-triggered: no spin either way) */
 }
@@ -187,7 +181,7 @@ static int accept_batch(listener *l)
                 return STOP;
             }
         }
-        s->backoff_ns = 0;
+        simul_backoff_reset(&s->backoff);
         if (l->tcp) {
             int one = 1;
             (void)setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -267,6 +261,9 @@ int simul__server_new(const simul__server_opts *o, simul__accept_cb cb, void *ow
     s->loop = loop;
     s->cb = cb;
     s->owner = owner;
+    /* No jitter: one process's own listeners, nothing to spread out. */
+    static const simul_backoff_opts bo = {.base = 0.01, .cap = 1, .seed = 1};
+    (void)simul_backoff_init(&s->backoff, &bo); /* constant, valid options */
     int backlog = o->backlog > 0 ? o->backlog : 511;
     int fds[MAX_LISTENERS];
     int n, rc = 0;

@@ -70,6 +70,12 @@ static int h_headers(simul_http_request *req, simul_http_response *res, void *ar
     if (rc == 0) {
         rc = simul_http_response_set_cookie(res, "bad name", "x", NULL) == -EINVAL ? 0 : -1;
     }
+    /* a line break in an attribute would end the field and start another */
+    simul_http_cookie_opts crlf_path = {.path = "/\r\nX-Forged: 1"}, lf_domain = {.domain = "a\nb"};
+    if (rc == 0 && (simul_http_response_set_cookie(res, "a", "b", &crlf_path) != -EINVAL ||
+                    simul_http_response_set_cookie(res, "a", "b", &lf_domain) != -EINVAL)) {
+        rc = -1;
+    }
     return rc ? rc : simul_http_response_text(res, 200, out);
 }
 
@@ -102,6 +108,15 @@ static int h_redirect(simul_http_request *req, simul_http_response *res, void *a
     (void)req;
     (void)arg;
     return simul_http_response_redirect(res, 302, "/there");
+}
+
+/* GET /status/<code>: that status, a one-byte body. */
+static int h_status(simul_http_request *req, simul_http_response *res, void *arg)
+{
+    (void)arg;
+    int64_t code = 0;
+    int rc = simul_http_request_param_int(req, "code", &code);
+    return rc < 0 ? rc : simul_http_response_text(res, (int)code, "s");
 }
 
 static int h_body(simul_http_request *req, simul_http_response *res, void *arg)
@@ -178,6 +193,12 @@ static int h_sse(simul_http_request *req, simul_http_response *res, void *arg)
     (void)req;
     (void)arg;
     int rc = simul_http_sse_start(res);
+    /* a line break in a field or a comment would forge another field: refused, nothing sent */
+    if (rc == 0 && (simul_http_sse_send(res, "mo\rve", NULL, -1, "x") != -EINVAL ||
+                    simul_http_sse_send(res, NULL, "1\n", -1, "x") != -EINVAL ||
+                    simul_http_sse_comment(res, "a\r\ndata: forged") != -EINVAL)) {
+        rc = -1;
+    }
     rc = rc ? rc : simul_http_sse_send(res, "move", "1", 3000, "e4\ne5");
     rc = rc ? rc : simul_http_sse_comment(res, "heartbeat");
     rc = rc ? rc : simul_http_sse_send(res, NULL, NULL, -1, "done");
@@ -242,6 +263,7 @@ static simul_http_app *make_app(void)
     assert_int_equal(simul_http_route(app, "GET", "/query", h_query, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET,POST", "/headers", h_headers, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/redirect", h_redirect, NULL), 0);
+    assert_int_equal(simul_http_route(app, "GET", "/status/<int:code>", h_status, NULL), 0);
     assert_int_equal(simul_http_route(app, "GET", "/fields", h_fields, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST, PUT", "/body", h_body, NULL), 0);
     assert_int_equal(simul_http_route(app, "POST", "/stream-in", h_stream_in, NULL), 0);
@@ -450,6 +472,25 @@ static int c_request(void *arg)
              date, vs);
     CHECK(strcmp(r.head, want) == 0 && strcmp(r.body, "fields") == 0);
     resp_free(&r);
+    /* the status line's reason phrase (its length from the table), the shortest, the longest,
+     * one the table does not have; the Date's 29 bytes right after it */
+    static const char *const lines[] = {
+        "/status/200 HTTP/1.1 200 OK\r\nDate: ",
+        "/status/431 HTTP/1.1 431 Request Header Fields Too Large\r\nDate: ",
+        "/status/505 HTTP/1.1 505 HTTP Version Not Supported\r\nDate: ",
+        "/status/299 HTTP/1.1 299 Unknown\r\nDate: ",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof *lines; i++) {
+        const char *line = strchr(lines[i], ' ') + 1;
+        char req[96];
+        snprintf(req, sizeof req, "GET %.*s HTTP/1.1\r\nHost: t\r\n\r\n",
+                 (int)(line - 1 - lines[i]), lines[i]);
+        CHECK(cl_once(f->port, req, &r, false, NULL) == 0);
+        size_t n = strlen(line);
+        CHECK(strncmp(r.head, line, n) == 0 && strncmp(r.head + n + 29, "\r\n", 2) == 0 &&
+              strcmp(r.body, "s") == 0);
+        resp_free(&r);
+    }
     CHECK(cl_once(f->port, GET("/redirect"), &r, false, NULL) == 0);
     CHECK(r.status == 302 && hdr_get(r.head, "Location", v, sizeof v) && strcmp(v, "/there") == 0);
     resp_free(&r);

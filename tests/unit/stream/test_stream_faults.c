@@ -369,15 +369,17 @@ static int emfile_child_main(void *arg)
     if (rc < 0)
         return 10;
     int port = simul_server_port(srv);
-    if (write(report, &port, sizeof port) != sizeof port)
-        return 11;
-    close(report);
-    /* Room for EMFILE_ROOM more fds: the rest of the clients hit EMFILE in accept. */
+    /* Room for EMFILE_ROOM more fds (and the report pipe's, closed below): the rest of the
+     * clients hit EMFILE in accept. Lowered before the port is reported, so that no client can
+     * connect before it. */
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl);
     rl.rlim_cur = limit_leaving(EMFILE_ROOM);
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
         return 12;
+    if (write(report, &port, sizeof port) != sizeof port)
+        return 11;
+    close(report);
     simul_scope sc;
     simul_scope_timeout(&sc, 20.0);
     while (emfile_handled < EMFILE_CLIENTS && simul_sleep(0.01) == 0) {
@@ -409,8 +411,6 @@ static void emfile_on_accept_backs_off(void **state)
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     int fds[EMFILE_CLIENTS];
-    /* Give the child time to lower its limit. */
-    usleep(50000);
     for (int i = 0; i < EMFILE_CLIENTS; i++) {
         fds[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(fds[i] >= 0);
