@@ -402,9 +402,9 @@ typedef struct ticker_state {
     volatile bool stop;
     double worst;     /* wall clock: printed, not asserted */
     double worst_cpu; /* this thread's CPU time from the timer due to the ticker awake */
-    double due;     /* when the ticker's current sleep ends (0: it is not sleeping) */
-    int late_runs;  /* the yielder's runs begun after `due`, before the ticker woke */
-    int worst_runs; /* the most of those for one tick */
+    double due;       /* when the ticker's current sleep ends (0: it is not sleeping) */
+    int late_runs;    /* the yielder's runs begun after `due`, before the ticker woke */
+    int worst_runs;   /* the most of those for one tick */
     int ticks;
 } ticker_state;
 
@@ -647,7 +647,7 @@ SIMUL_TASK_TEST(sleep_invalid_einval)
     assert_int_equal(simul_sleep(-0.01), -EINVAL);
     assert_int_equal(simul_sleep(-INFINITY), -EINVAL);
     assert_int_equal(simul_sleep(NAN), -EINVAL);
-    assert_true(test_clock() - t0 < 0.05);
+    assert_true(test_clock() - t0 < 1.0); /* no sleep at all; 0.05 s was a preemption's reach */
     return 0;
 }
 
@@ -680,7 +680,7 @@ SIMUL_TASK_TEST(sleep_accuracy)
     /* A time in the past returns at once. */
     t0 = test_clock();
     assert_int_equal(simul_sleep_until_ns(simul_now_ns() - 1000000000LL), 0);
-    assert_true(test_clock() - t0 < 0.1);
+    assert_true(test_clock() - t0 < 0.5); /* not the 1 s it is past; 0.1 s: a preemption's reach */
     return 0;
 }
 
