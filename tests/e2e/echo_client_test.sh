@@ -49,8 +49,8 @@ free_port() {
 # take it before the server binds it: the server then exits, and another port is tried (5 times).
 # Returns 1 if it never comes up.
 start_server() {
-    local attempt end
-    for attempt in 1 2 3 4 5; do
+    local end
+    for _ in 1 2 3 4 5; do
         PORT=$(free_port)
         timeout --foreground -k 2 60 "$@" --host 127.0.0.1 --port "$PORT" 2>"$WORK/server_err" &
         SPID=$!
