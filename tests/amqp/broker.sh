@@ -59,7 +59,7 @@ session_pids() {
     local sid=$1 f
     for f in /proc/[0-9]*/stat; do
         local line
-        line=$(cat "$f" 2>/dev/null) || continue
+        read -r line 2>/dev/null <"$f" || continue # a builtin: no fork per process
         # field 6 is the session id; the comm field (2) may hold spaces, so cut after ')'
         local rest=${line##*) }
         # shellcheck disable=SC2086
@@ -77,7 +77,7 @@ descendants() {
         added=0
         for f in /proc/[0-9]*/stat; do
             local line rest p
-            line=$(cat "$f" 2>/dev/null) || continue
+            read -r line 2>/dev/null <"$f" || continue
             rest=${line##*) }
             # shellcheck disable=SC2086
             set -- $rest
@@ -94,16 +94,17 @@ descendants() {
 alive() { # the pids of $* that still run (not zombies)
     local p st
     for p in "$@"; do
-        st=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        read -r st 2>/dev/null <"/proc/$p/stat" || continue
         st=${st##*) }
         [ "${st%% *}" = Z ] || echo "$p"
     done
 }
 
 # Kills session $1 and every descendant of its processes with signal $2, then SIGKILL after
-# $3 seconds; returns once none is left.
+# $3 seconds; returns once none is left. The bounds are in seconds, not in polls: on a loaded
+# machine each poll took far longer than its 0.1 s sleep and `stop` overran its CTest timeout.
 kill_session() {
-    local sid=$1 sig=$2 grace=$3 i pids
+    local sid=$1 sig=$2 grace=$3 end pids
     [ -n "$sid" ] || return 0
     pids=$(session_pids "$sid")
     [ -n "$pids" ] || return 0
@@ -111,14 +112,16 @@ kill_session() {
     pids=$(descendants $pids)
     # shellcheck disable=SC2086
     kill -"$sig" $pids 2>/dev/null
-    for ((i = 0; i < grace * 10; i++)); do
+    end=$((SECONDS + grace))
+    while ((SECONDS < end)); do
         # shellcheck disable=SC2086
         [ -z "$(alive $pids)" ] && return 0
         sleep 0.1
     done
     # shellcheck disable=SC2086
     kill -KILL $(alive $pids) 2>/dev/null
-    for ((i = 0; i < 100; i++)); do
+    end=$((SECONDS + 10))
+    while ((SECONDS < end)); do
         # shellcheck disable=SC2086
         [ -z "$(alive $pids)" ] && return 0
         sleep 0.1
@@ -129,8 +132,8 @@ kill_session() {
 
 wait_ready() {
     # Ready when the AMQP port answers the protocol header with a frame (Connection.Start: type 1).
-    local i
-    for ((i = 0; i < 600; i++)); do
+    local end=$((SECONDS + 90)) # in seconds, not polls (a loaded machine slows each poll)
+    while ((SECONDS < end)); do
         if /usr/bin/python3 - "$P" <<'PY' 2>/dev/null; then return 0; fi
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
@@ -145,7 +148,7 @@ PY
         fi
         sleep 0.1
     done
-    echo "broker.sh: not ready after 60 s" >&2
+    echo "broker.sh: not ready after 90 s" >&2
     return 1
 }
 

@@ -150,22 +150,40 @@ fi
 # steps on its critical path (a move sent, the other side woken) can be a few ms late on a loaded
 # machine (6 ms seen under ASan on 2 busy cores): the 25% (1.1 s) covers that twice over. At 4 ms
 # per minute it did not: 1.46 s against the model's 1.14 s failed one run in four.
-timeout 120 "$PROG" --compare --boards 10 --moves 5 --scale 16 >"$WORK/cmp.out" 2>"$WORK/cmp.err"
-rc=$?
-check "compare: exit 0 (got $rc)" test "$rc" -eq 0
-am=$(key "$WORK/cmp.out" async_measured_s)
-amod=$(key "$WORK/cmp.out" async_model_s)
-sm=$(key "$WORK/cmp.out" sync_measured_s)
-sg=$(key "$WORK/cmp.out" sync_games_sum_s)
-smod=$(key "$WORK/cmp.out" sync_model_s)
+# A machine busier still made a run 28-90% late (sync 5.8-8.7 s): every step waits for the
+# machine to run the process again, a fixed cost per step (about 30 ms then), not a share of it.
+# Other work can only make a run later, never earlier, so a run whose timing checks fail is
+# retried (at most 3 runs, as in cpu_offload_test.sh) at 3x then 6x the scale, where that fixed
+# cost is a third and a sixth of the share; the timing is checked on the last run, the rest on
+# every run.
+cmp_timing_ok() {
+    within "$am" "$amod" 0.25 && within "$sm" "$sg" 0.10 && within "$sm" "$smod" 0.25 &&
+        awk -v s="$sm" -v a="$am" 'BEGIN { exit !(a * 2 < s) }'
+}
+attempt=0
+for scale in 16 48 96; do
+    attempt=$((attempt + 1))
+    timeout 120 "$PROG" --compare --boards 10 --moves 5 --scale "$scale" >"$WORK/cmp.out" \
+        2>"$WORK/cmp.err"
+    rc=$?
+    check "compare (run $attempt): exit 0 (got $rc)" test "$rc" -eq 0
+    check "compare (run $attempt): 20 games finished" test "$(key "$WORK/cmp.out" boards_finished)" = 20
+    check "compare (run $attempt): the table has a speed-up row" grep -q "^speed-up " "$WORK/cmp.out"
+    check "compare (run $attempt): stderr empty" test ! -s "$WORK/cmp.err"
+    [[ $rc -eq 0 ]] || show "$WORK/cmp.err"
+    am=$(key "$WORK/cmp.out" async_measured_s)
+    amod=$(key "$WORK/cmp.out" async_model_s)
+    sm=$(key "$WORK/cmp.out" sync_measured_s)
+    sg=$(key "$WORK/cmp.out" sync_games_sum_s)
+    smod=$(key "$WORK/cmp.out" sync_model_s)
+    cmp_timing_ok && break
+    echo "# compare run $attempt (scale $scale): timing disturbed by the machine's load:" \
+        "async $am s (model $amod s), sync $sm s (games $sg s, model $smod s)"
+done
 check "compare: async $am s within 25% of the model's $amod s" within "$am" "$amod" 0.25
 check "compare: sync $sm s within 10% of the sum of its games $sg s" within "$sm" "$sg" 0.10
 check "compare: sync $sm s within 25% of the model's $smod s" within "$sm" "$smod" 0.25
-check "compare: 20 games finished" test "$(key "$WORK/cmp.out" boards_finished)" = 20
-check "compare: the table has a speed-up row" grep -q "^speed-up " "$WORK/cmp.out"
 check "compare: async is faster" awk -v s="$sm" -v a="$am" 'BEGIN { exit !(a * 2 < s) }'
-check "compare: stderr empty" test ! -s "$WORK/cmp.err"
-[[ $rc -eq 0 ]] || show "$WORK/cmp.err"
 
 # --- 3. opponents that vanish mid-game ----------------------------------------------------
 timeout 60 "$PROG" --boards 10 --moves 6 --vanish 2 >"$WORK/van.out" 2>"$WORK/van.err"
@@ -244,9 +262,21 @@ check "fd hard limit too low: RLIMIT_NOFILE and the number needed are named" \
     grep -q "needs about 10064 file descriptors, but RLIMIT_NOFILE's hard limit is 256" "$WORK/fd.err"
 
 # --- 9. SIGINT: main is cancelled, everything closes, the summary so far is printed ---------
+# SIGINT once the sync simul has started (its first progress line "sync: t=..."; the line comes
+# every second), not after a fixed second: so some sync games are measured, and simul_run is
+# sure to catch the signal.
 env --default-signal=INT "$PROG" --compare >"$WORK/int.out" 2>"$WORK/int.err" &
 PID=$!
-sleep 1
+sync_started() {
+    local end=$((SECONDS + 60))
+    while ((SECONDS < end)); do
+        grep -q '^sync: t=' "$WORK/int.out" && return 0
+        kill -0 "$PID" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+check "SIGINT: the sync simul started" sync_started
 kill -INT "$PID"
 for _ in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
 wait "$PID"

@@ -44,19 +44,28 @@ free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# start_server CMD...: runs a server (bounded to 60 s) on $PORT and waits up to 10 s until the
-# port accepts connections. Returns 1 if it never does.
+# start_server CMD...: runs a server (bounded to 60 s) on a free $PORT and waits up to 30 s until
+# the port accepts connections. The port was bound and released to find it, so another suite may
+# take it before the server binds it: the server then exits, and another port is tried (5 times).
+# Returns 1 if it never comes up.
 start_server() {
-    PORT=$(free_port)
-    timeout --foreground -k 2 60 "$@" --host 127.0.0.1 --port "$PORT" 2>"$WORK/server_err" &
-    SPID=$!
-    local i
-    for ((i = 0; i < 200; i++)); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-            return 0
-        fi
-        kill -0 "$SPID" 2>/dev/null || break
-        sleep 0.05
+    local end
+    for _ in 1 2 3 4 5; do
+        PORT=$(free_port)
+        timeout --foreground -k 2 60 "$@" --host 127.0.0.1 --port "$PORT" 2>"$WORK/server_err" &
+        SPID=$!
+        end=$((SECONDS + 30))
+        while ((SECONDS < end)); do
+            if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+                kill -0 "$SPID" 2>/dev/null && return 0
+                break # another process's listener: ours has exited
+            fi
+            kill -0 "$SPID" 2>/dev/null || break
+            sleep 0.05
+        done
+        kill -0 "$SPID" 2>/dev/null && break # running but never accepting: not a lost port
+        wait "$SPID" 2>/dev/null
+        SPID=
     done
     echo "--- server did not come up on port $PORT; its stderr:"
     cat "$WORK/server_err"

@@ -40,28 +40,27 @@ trap 'stop_server; rm -rf "$WORK"' EXIT
 # shellcheck source=tests/e2e/lib_check.sh
 source "$(dirname "$0")/lib_check.sh"
 
-free_port() {
-    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# start_server: runs the server (bounded to 120 s) on a free port, waits up to 10 s for its
-# "listening on" line. Sets PORT and SPID; returns 1 if it never comes. --foreground: a signal
+# start_server: runs the server (bounded to 120 s) on port 0 (the kernel picks a free one: a port
+# bound, released and passed on could be taken by another suite in between), waits up to 30 s for
+# its "listening on" line. Sets PORT and SPID; returns 1 if it never comes. --foreground: a signal
 # sent to timeout reaches the server once (without it timeout also signals its process group, so
 # the server gets two).
 start_server() {
-    PORT=$(free_port)
-    timeout --foreground -k 2 120 "$SERVER" --host 127.0.0.1 --port "$PORT" >"$WORK/server_out" \
+    # Emptied here, not only by the redirection below: that one runs in the forked child, maybe
+    # after the first sed, which would then read the previous server's port.
+    : >"$WORK/server_out"
+    timeout --foreground -k 2 120 "$SERVER" --host 127.0.0.1 --port 0 >"$WORK/server_out" \
         2>"$WORK/server_err" &
     SPID=$!
-    local i
-    for ((i = 0; i < 200; i++)); do
-        if grep -q -x "listening on 127.0.0.1:$PORT" "$WORK/server_out" 2>/dev/null; then
-            return 0
-        fi
+    PORT=
+    local end=$((SECONDS + 30))
+    while ((SECONDS < end)); do
+        PORT=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9][0-9]*\)$/\1/p' "$WORK/server_out")
+        [[ -n $PORT ]] && return 0
         kill -0 "$SPID" 2>/dev/null || break
         sleep 0.05
     done
-    echo "--- server did not come up on port $PORT; stdout / stderr:"
+    echo "--- server did not come up; stdout / stderr:"
     cat "$WORK/server_out" "$WORK/server_err"
     return 1
 }
@@ -267,7 +266,7 @@ for s in socks:
     s.sendall(b"hold")
     assert s.recv(4) == b"hold"
 print("connected", flush=True)
-time.sleep(3)
+time.sleep(60)  # holds them open until the test kills it (3 s could pass before the SIGINT)
 EOF
     PYPID=$!
     for ((i = 0; i < 100; i++)); do

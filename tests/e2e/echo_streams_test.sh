@@ -197,12 +197,25 @@ echo_round() {
     else
         echo "SKIP: echo_client not built"
     fi
+    # The holder says "held" once its echo came back: SIGTERM then, not after a fixed 0.3 s
+    # that might pass before it connected. (Emptied first: the last round's "held" is there.)
+    : >"$WORK/holder.out"
     "$PY" -c "
 import socket, sys, time
 s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
-s.sendall(b'hold\n'); s.recv(5); time.sleep(30)" "$PORT" &
+s.sendall(b'hold\n'); s.recv(5); print('held', flush=True); time.sleep(30)" "$PORT" \
+        >"$WORK/holder.out" &
     holder=$!
-    sleep 0.3
+    held() {
+        local end=$((SECONDS + 30))
+        while ((SECONDS < end)); do
+            grep -q '^held$' "$WORK/holder.out" && return 0
+            kill -0 "$holder" 2>/dev/null || return 1
+            sleep 0.02
+        done
+        return 1
+    }
+    check "${label}a connection is held open" held
     stop_server TERM
     check "${label}SIGTERM with a connection open: exit status 0 (got $RC)" test "$RC" -eq 0
     kill "$holder" 2>/dev/null

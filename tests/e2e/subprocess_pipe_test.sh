@@ -67,12 +67,15 @@ run --
 check "-- without a command: usage error" err_has 'no command given'
 check "-- without a command: status 2" rc_is 2
 
-# Lines come out as they arrive: the first one is there while the child still sleeps.
-"$PROG" -- sh -c 'echo first; sleep 5; echo second' >"$WORK/live" 2>&1 &
+# Lines come out as they arrive: the first one is there while the child still runs. The child
+# holds until the test creates $WORK/go (bounded at 60 s), so the window in which "first" must be
+# seen is the test's to close, not a sleep that a loaded machine could outlast.
+"$PROG" -- sh -c 'echo first; n=0; while [ ! -e "$1" ] && [ $n -lt 3000 ]; do sleep 0.02; n=$((n + 1)); done; echo second' \
+    sh "$WORK/go" >"$WORK/live" 2>&1 &
 BG=$!
 streamed() {
-    local i
-    for ((i = 0; i < 400; i++)); do # up to 4 s: a loaded machine
+    local end=$((SECONDS + 30))
+    while ((SECONDS < end)); do
         if grep -q '^\[sh\] first$' "$WORK/live"; then
             ! grep -q second "$WORK/live" && kill -0 "$BG" 2>/dev/null
             return
@@ -82,6 +85,7 @@ streamed() {
     return 1
 }
 check "a line is printed as it arrives, not after exit" streamed
+touch "$WORK/go"
 wait "$BG"
 RC=$?
 BG=
@@ -90,12 +94,25 @@ check "streamed run prints everything" \
     bash -c "[[ \$(cat '$WORK/live') == \$'[sh] first\n[sh] second\nexit_status=0' ]]"
 
 # SIGINT to the example (as Ctrl-C, but to it alone): it terminates the child and reports it.
-# Job control on: a background job of a script would start with SIGINT ignored otherwise.
+# Job control on: a background job of a script would start with SIGINT ignored otherwise; and
+# env --default-signal: when this script itself started with SIGINT ignored (a background job of
+# a non-interactive shell), job control cannot undo that and simul_run would leave SIGINT alone.
 set -m
-"$PROG" -- sleep 30 >"$WORK/int" 2>&1 &
+env --default-signal=INT "$PROG" -- sleep 30 >"$WORK/int" 2>&1 &
 BG=$!
 set +m
-sleep 0.5
+# SIGINT only once the child runs: simul_run catches SIGINT before main spawns it, so earlier
+# the signal would kill the example at once (a fixed sleep lost that race on a loaded machine).
+child_started() {
+    local end=$((SECONDS + 30))
+    while ((SECONDS < end)); do
+        pgrep -P "$BG" -x sleep >/dev/null && return 0
+        kill -0 "$BG" 2>/dev/null || return 1
+        sleep 0.01
+    done
+    return 1
+}
+check "SIGINT: the child is running" child_started
 kill -INT "$BG"
 wait "$BG"
 RC=$?

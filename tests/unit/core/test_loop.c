@@ -314,6 +314,23 @@ static void spawn_cb(void *arg)
     assert_int_equal(simul_task_spawn(t, set_ran, NULL, NULL), 0);
 }
 
+/* Stops the loop once the task is done (or 10 s passed), checking every 5 ms: a stop at a fixed
+ * 20 ms lost the race on a loaded machine, where the task first ran after its deadline. */
+typedef struct stop_poll {
+    simul_loop *loop;
+    simul_task **t;
+    double end;
+} stop_poll;
+
+static void stop_when_done(void *arg)
+{
+    stop_poll *p = arg;
+    if ((*p->t && simul_task_done(*p->t)) || test_clock() > p->end)
+        simul_loop_stop(p->loop);
+    else
+        assert_int_equal(simul_call_later(0.005, stop_when_done, p, NULL), 0);
+}
+
 static void spawn_from_callback(void **state)
 {
     (void)state;
@@ -321,7 +338,8 @@ static void spawn_from_callback(void **state)
     new_loop(&loop);
     simul_task *t = NULL;
     assert_int_equal(simul_call_soon(spawn_cb, &t, NULL), 0);
-    assert_int_equal(simul_call_later(0.02, stop_cb, loop, NULL), 0);
+    stop_poll poll = {.loop = loop, .t = &t, .end = test_clock() + 10.0};
+    assert_int_equal(simul_call_soon(stop_when_done, &poll, NULL), 0);
     assert_int_equal(simul_loop_run(loop), 0);
     assert_non_null(t);
     assert_int_equal(spawned_from_cb_ran, 1);

@@ -394,22 +394,34 @@ SIMUL_TASK_TEST(yield_round_robin)
  * yields of 2 ms kept a 10 ms ticker 128 ms late. The pass's time slice bounds it to a few runs
  * (the first pass), then about one run.
  * Lateness is counted in the yielder's runs begun after the ticker's timer was due: that is what
- * the loop decides. Milliseconds also count the time the machine gave other processes (a loaded
- * 2-core CI machine took the process away for 108 ms), so they get only a generous bound. */
+ * the loop decides. Wall-clock milliseconds also count the time the machine gave other processes
+ * (a loaded 2-core machine took the process away for 108 ms, then 650 ms), so the bound in
+ * milliseconds is on the loop thread's CPU time instead: what it spent running other work while
+ * the timer was due, which a busy machine cannot inflate. */
 typedef struct ticker_state {
     volatile bool stop;
-    double worst;
-    double due;     /* when the ticker's current sleep ends (0: it is not sleeping) */
-    int late_runs;  /* the yielder's runs begun after `due`, before the ticker woke */
-    int worst_runs; /* the most of those for one tick */
+    double worst;     /* wall clock: printed, not asserted */
+    double worst_cpu; /* this thread's CPU time from the timer due to the ticker awake */
+    double due;       /* when the ticker's current sleep ends (0: it is not sleeping) */
+    int late_runs;    /* the yielder's runs begun after `due`, before the ticker woke */
+    int worst_runs;   /* the most of those for one tick */
     int ticks;
 } ticker_state;
+
+/* The calling thread's CPU time in seconds: every task here runs on the loop's thread. */
+static double thread_cpu(void)
+{
+    struct timespec ts;
+    assert_int_equal(clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts), 0);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static int ticker(void *arg)
 {
     ticker_state *st = arg;
     while (!st->stop) {
         double due = test_clock() + 0.01;
+        double cpu0 = thread_cpu();
         st->due = due;
         st->late_runs = 0;
         if (simul_sleep(0.01) < 0)
@@ -418,6 +430,11 @@ static int ticker(void *arg)
         double late = test_clock() - due;
         if (late > st->worst)
             st->worst = late;
+        /* The sleep's own 10 ms are the yielder's CPU time too (less if the machine took the
+         * process away then, which can only make this smaller): what is past them is late. */
+        double late_cpu = thread_cpu() - cpu0 - 0.01;
+        if (late_cpu > st->worst_cpu)
+            st->worst_cpu = late_cpu;
         if (st->late_runs > st->worst_runs)
             st->worst_runs = st->late_runs;
         st->ticks++;
@@ -451,13 +468,15 @@ SIMUL_TASK_TEST(yielding_cpu_work_does_not_hold_timers_back)
     assert_int_equal(simul_sleep(0.02), 0); /* the ticker is in its first sleep */
     assert_int_equal(simul_task_spawn(&t[1], busy_yielder, &st, NULL), 0);
     assert_int_equal(simul_gather(t, 2, NULL), 0);
-    print_message("timer worst lateness %.1f ms, %d runs of 2 ms\n", st.worst * 1e3, st.worst_runs);
+    print_message("timer worst lateness %.1f ms (%.1f ms of CPU), %d runs of 2 ms\n",
+                  st.worst * 1e3, st.worst_cpu * 1e3, st.worst_runs);
     /* About 5 with the slice (a coarse clock lets a pass run a few); 60 without it. */
     if (st.worst_runs > 16)
         fail_msg("a due timer waited for %d runs of a task yielding every 2 ms", st.worst_runs);
     /* The yielder's whole 1.2 s of work would be 1200 ms: the timer was not held for that. */
-    if (st.worst > 0.5)
-        fail_msg("timer worst lateness %.1f ms with a task yielding every 2 ms", st.worst * 1e3);
+    if (st.worst_cpu > 0.5)
+        fail_msg("timer worst lateness %.1f ms of CPU with a task yielding every 2 ms",
+                 st.worst_cpu * 1e3);
     assert_true(st.ticks >= 20); /* it really ticked all along (1.2 s / 10 ms = 120 at best) */
     return 0;
 }
@@ -628,7 +647,7 @@ SIMUL_TASK_TEST(sleep_invalid_einval)
     assert_int_equal(simul_sleep(-0.01), -EINVAL);
     assert_int_equal(simul_sleep(-INFINITY), -EINVAL);
     assert_int_equal(simul_sleep(NAN), -EINVAL);
-    assert_true(test_clock() - t0 < 0.05);
+    assert_true(test_clock() - t0 < 1.0); /* no sleep at all; 0.05 s was a preemption's reach */
     return 0;
 }
 
@@ -661,7 +680,7 @@ SIMUL_TASK_TEST(sleep_accuracy)
     /* A time in the past returns at once. */
     t0 = test_clock();
     assert_int_equal(simul_sleep_until_ns(simul_now_ns() - 1000000000LL), 0);
-    assert_true(test_clock() - t0 < 0.1);
+    assert_true(test_clock() - t0 < 0.5); /* not the 1 s it is past; 0.1 s: a preemption's reach */
     return 0;
 }
 

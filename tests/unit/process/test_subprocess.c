@@ -818,8 +818,10 @@ static int wait_task(void *arg)
 SUB_TEST(wait_cancelled_and_timed_out_child_still_reaped)
 {
     (void)arg;
-    const char *argv[] = {"sleep", "0.5", NULL};
-    simul_process *p = start(argv, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
+    /* The child runs until we close its stdin, not for a fixed 0.5 s: a loaded machine could
+     * let that pass before the waits below, and then they found it exited. */
+    const char *argv[] = {"cat", NULL};
+    simul_process *p = start(argv, SIMUL_STDIO_PIPE, SIMUL_STDIO_INHERIT, SIMUL_STDIO_INHERIT);
     simul_task *t;
     assert_int_equal(simul_task_spawn(&t, wait_task, p, NULL), 0);
     assert_int_equal(simul_sleep(0.01), 0);
@@ -835,6 +837,7 @@ SUB_TEST(wait_cancelled_and_timed_out_child_still_reaped)
     assert_int_equal(simul_process_returncode(p, NULL), -EAGAIN);
 
     /* Nobody waits now; the loop reaps the child when it exits all the same. */
+    assert_int_equal(simul_stream_close(simul_process_stdin(p)), 0); /* cat ends: EOF */
     double end = test_clock() + 20;
     while (simul__process_test_watch(p) != -1) {
         assert_true(test_clock() < end);
@@ -879,6 +882,25 @@ SUB_TEST(communicate_with_deadline_then_kill)
     return 0;
 }
 
+/* Whether process pid runs the program sleep within 20 s (its /proc comm), polled. */
+static bool becomes_sleep(int pid)
+{
+    char path[64], comm[32];
+    snprintf(path, sizeof path, "/proc/%d/comm", pid);
+    double end = test_clock() + 20.0;
+    while (test_clock() < end) {
+        FILE *f = fopen(path, "re");
+        if (f) {
+            bool is_sleep = fgets(comm, sizeof comm, f) && strcmp(comm, "sleep\n") == 0;
+            fclose(f);
+            if (is_sleep)
+                return true;
+        }
+        assert_int_equal(simul_sleep(0.005), 0);
+    }
+    return false;
+}
+
 static int communicate_task(void *arg)
 {
     simul_process_output out;
@@ -913,6 +935,9 @@ SUB_TEST(communicate_cancelled_keeps_partial_output)
 
     p = start_shell("printf 'partial'; exec sleep 100", SIMUL_STDIO_INHERIT, SIMUL_STDIO_PIPE,
                     SIMUL_STDIO_INHERIT);
+    /* Once the shell is sleep, 'partial' is in the pipe: the deadline below cuts the wait for
+     * more, not a shell a loaded machine had not yet run (0.5 s from the start were not enough). */
+    assert_true(becomes_sleep(simul_process_pid(p)));
     assert_int_equal(simul_scope_timeout(&sc, 0.5), 0);
     assert_int_equal(simul_process_communicate(p, NULL, 0, 0, &out, NULL), -ETIMEDOUT);
     simul_scope_end(&sc);
@@ -1073,13 +1098,21 @@ SUB_TEST(reaper_thread_reaps_children_freed_while_running)
     (void)arg;
     /* Freed while they run, and the loop closes right after: the reaper thread reaps them when
      * they exit (check_clean waits for that, and for its eventfd to go with it). */
+    /* They run until we close the pipe they read, not for a fixed 0.3 s a loaded machine could
+     * let pass before the count below. */
+    int go[2];
+    assert_int_equal(pipe2(go, O_CLOEXEC), 0);
     for (int i = 0; i < 3; i++) {
-        const char *argv[] = {"sleep", "0.3", NULL};
-        simul_process *p =
-            start(argv, SIMUL_STDIO_INHERIT, SIMUL_STDIO_PIPE, SIMUL_STDIO_INHERIT);
+        const char *argv[] = {"cat", NULL};
+        simul_process_opts o = {.argv = argv, .stdin_mode = SIMUL_STDIO_FD, .stdin_fd = go[0],
+                                .stdout_mode = SIMUL_STDIO_PIPE};
+        simul_process *p = NULL;
+        assert_int_equal(simul_process_exec(&o, &p), 0);
         simul_process_close(p);
     }
+    close(go[0]);
     assert_int_equal(simul__process_test_orphans(), 3);
+    close(go[1]); /* EOF: they exit */
     return 0;
 }
 
