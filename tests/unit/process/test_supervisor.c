@@ -373,13 +373,19 @@ SIMUL_TASK_TEST(test_reload_one_by_one)
     return 0;
 }
 
+/* The ready timeout of the cases whose new generation never says READY. */
+#define NOT_READY_TIMEOUT 4.0
+
 SIMUL_TASK_TEST(test_reload_fails_old_stay)
 {
     (void)arg;
     setenv("TEST_SUP_MODE", "serve", 1);
     rec r;
     simul_supervisor_opts o = base_opts(&r, 2);
-    o.ready_timeout = 0.3;
+    /* The one timeout covers the first generation's start too (a loaded machine under ASan has
+     * taken more than 0.3 s to start a worker): long enough for any start, short enough that the
+     * reload's hang ends soon. */
+    o.ready_timeout = NOT_READY_TIMEOUT;
     simul_supervisor *s;
     assert_int_equal(simul_supervisor_start(&o, &s), 0);
     assert_int_equal(simul_supervisor_wait_ready(s), 0);
@@ -420,7 +426,7 @@ SIMUL_TASK_TEST(test_old_death_during_failed_reload)
     setenv("TEST_SUP_MODE", "serve", 1);
     rec r;
     simul_supervisor_opts o = base_opts(&r, 2);
-    o.ready_timeout = 0.5;
+    o.ready_timeout = NOT_READY_TIMEOUT; /* as above; it also covers the victim's restart */
     simul_supervisor *s;
     assert_int_equal(simul_supervisor_start(&o, &s), 0);
     assert_int_equal(simul_supervisor_wait_ready(s), 0);
