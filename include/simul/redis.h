@@ -290,8 +290,8 @@ int simul_redis_close(simul_redis_conn *c);
  * and run on a dedicated connection from the pool (simul_redis_opts.pool_size), so the shared
  * connection is never held up. (WAIT and WAITAOF count the acknowledgements of their own
  * connection's last write, none on a dedicated one: to wait for the writes made on the shared
- * connection, send them with SIMUL_REDIS_SHARED.) Such a command is cancellable and honours the caller's deadline
- * like any other. When its caller leaves (cancel, deadline), the client ends the command on the
+ * connection, send them with SIMUL_REDIS_SHARED.) Such a command is cancellable and honours the
+ * caller's deadline like any other. When its caller leaves (cancel, deadline), the client ends the command on the
  * server, shielded and within about a second (the lower of 1 s and connect_timeout): CLIENT
  * UNBLOCK <the dedicated connection's CLIENT ID> over the shared connection (asked at most twice,
  * never polled), then the dedicated connection's reply (the command's timeout reply), handed
