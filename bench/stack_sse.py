@@ -229,10 +229,11 @@ def main():
     while nfds(opt.sup) > fds0 and time.monotonic() < deadline:
         time.sleep(0.05)
     drained = nfds(opt.sup) <= fds0
-    # club_web trims its heap on a 1 s housekeeping tick once its clients are gone: the lowest
-    # RSS within 3 s (a sampling window, not a wait on state: nothing else is asked of it)
+    # club_web trims its heap once its clients' connections are gone, and the loop gives idle
+    # task stacks back within two 1 s periods: the lowest RSS within 4 s (a sampling window, not
+    # a wait on state: nothing else is asked of it)
     rss3 = rss_kib(opt.sup)
-    for _ in range(30):
+    for _ in range(40):
         time.sleep(0.1)
         rss3 = min(rss3, rss_kib(opt.sup))
     probe("drained")
