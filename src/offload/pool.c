@@ -384,6 +384,14 @@ unsigned long simul__pool_posted(simul__pool *p)
     return n;
 }
 
+int simul__pool_queued(simul__pool *p)
+{
+    lock_ready(p);
+    int n = p->qlen;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 void simul__pool_set_idle(simul__pool *p, int64_t ns, int64_t dflt)
 {
     lock_ready(p);
