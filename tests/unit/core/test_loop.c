@@ -175,7 +175,7 @@ static void call_later_order_by_time(void **state)
     assert_int_equal(log.ids[2], 2);
     assert_int_equal(log.ids[3], 0);
     assert_true(elapsed >= 0.05);
-    assert_true(elapsed < 1.0);
+    assert_true(elapsed < 30.0); /* not stuck (a loaded machine is late; the order is the point) */
     close_loop(loop);
 }
 
@@ -535,9 +535,13 @@ static void now_is_monotonic(void **state)
         prev_ns = tn;
     }
     /* Seconds and nanoseconds are the same CLOCK_MONOTONIC. */
-    double mine = test_clock();
-    assert_true(fabs(simul_now() - mine) < 0.1);
-    assert_true(fabs((double)simul_now_ns() / 1e9 - mine) < 0.1);
+    /* Bracketed by our reads, so a stall between them cannot fail it. */
+    double lo = test_clock();
+    double now = simul_now();
+    double now_ns = (double)simul_now_ns() / 1e9;
+    double hi = test_clock();
+    assert_true(now >= lo - 1e-6 && now <= hi + 1e-6);
+    assert_true(now_ns >= lo - 1e-6 && now_ns <= hi + 1e-6);
     /* It advances. */
     double before = simul_now();
     struct timespec ts = {0, 20 * 1000000L};
