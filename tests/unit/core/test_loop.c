@@ -157,26 +157,37 @@ static void call_soon_from_callback_runs_after_ready(void **state)
 static void call_later_order_by_time(void **state)
 {
     (void)state;
-    simul_loop *loop;
-    new_loop(&loop);
-    order_log log = {.n = 0};
-    log_entry e[4] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}};
-    double t0 = test_clock();
-    assert_int_equal(simul_call_later(0.03, log_cb, &e[0], NULL), 0);
-    assert_int_equal(simul_call_later(0.01, log_cb, &e[1], NULL), 0);
-    assert_int_equal(simul_call_later(0.02, log_cb, &e[2], NULL), 0);
-    assert_int_equal(simul_call_later(0.0, log_cb, &e[3], NULL), 0);
-    assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
-    assert_int_equal(simul_loop_run(loop), 0);
-    double elapsed = test_clock() - t0;
-    assert_int_equal(log.n, 4);
-    assert_int_equal(log.ids[0], 3);
-    assert_int_equal(log.ids[1], 1);
-    assert_int_equal(log.ids[2], 2);
-    assert_int_equal(log.ids[3], 0);
-    assert_true(elapsed >= 0.05);
-    assert_true(elapsed < 30.0); /* not stuck (a loaded machine is late; the order is the point) */
-    close_loop(loop);
+    for (int attempt = 0;; attempt++) {
+        simul_loop *loop;
+        new_loop(&loop);
+        order_log log = {.n = 0};
+        log_entry e[4] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}};
+        double t0 = test_clock();
+        assert_int_equal(simul_call_later(0.03, log_cb, &e[0], NULL), 0);
+        assert_int_equal(simul_call_later(0.01, log_cb, &e[1], NULL), 0);
+        assert_int_equal(simul_call_later(0.02, log_cb, &e[2], NULL), 0);
+        assert_int_equal(simul_call_later(0.0, log_cb, &e[3], NULL), 0);
+        double armed = test_clock() - t0;
+        assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
+        assert_int_equal(simul_loop_run(loop), 0);
+        double elapsed = test_clock() - t0;
+        if (armed > 0.005 && attempt < 100) {
+            /* Each delay counts from its own call: a stall of 10 ms while arming (seen under
+             * ASan on a loaded machine) put 0.03 from the first call before 0.02 from the third.
+             * That order is right, and not what this case checks: arm again. */
+            close_loop(loop);
+            continue;
+        }
+        assert_int_equal(log.n, 4);
+        assert_int_equal(log.ids[0], 3);
+        assert_int_equal(log.ids[1], 1);
+        assert_int_equal(log.ids[2], 2);
+        assert_int_equal(log.ids[3], 0);
+        assert_true(elapsed >= 0.05);
+        assert_true(elapsed < 30.0); /* not stuck (a loaded machine is late; the order is the point) */
+        close_loop(loop);
+        return;
+    }
 }
 
 /* 3000 timers over three identical deadlines, interleaved: ordered by deadline, and in
