@@ -29,6 +29,10 @@ WITH_RABBIT=${CLUB_RABBITMQ:-1}
 NMASTERS=${CLUB_MASTERS:-2}
 PY=/usr/bin/python3
 PROCS=$STATE/procs
+# How long a piece may take to come up. Only a broken one reaches it: the bound turns a hang into
+# an error, it is not an expectation (RabbitMQ, 6 s on a quiet machine, took 55 s on a loaded
+# 2-core one; a web worker or nginx gets there late in proportion).
+UP=180
 
 die() { echo "club: $*" >&2; exit 1; }
 
@@ -70,6 +74,11 @@ s.sendall(b"AMQP\x00\x00\x09\x01")
 frame = s.recv(7)
 sys.exit(0 if len(frame) == 7 and frame[0] == 1 else 1)
 EOF
+}
+workers_ready() { # ERR_LOG: every worker of the instance said ready (each logs "gen=1 ready")
+    local n
+    n=$(grep -c "gen=1 ready" "$1" 2>/dev/null)
+    ((${n:-0} >= NWORKERS))
 }
 ha_up() { # NAME: HAProxy's `show servers state` says it runs
     [[ $("$PY" "$ROOT/tests/stack/haproxy_state.py" "$STATE/haproxy/haproxy.sock" web "$1") == 2 ]]
@@ -125,11 +134,11 @@ restart() {
     case $role in
     redis)
         start_redis
-        wait_for redis 10 tcp_open "${addr%:*}" "${addr#*:}"
+        wait_for redis $UP tcp_open "${addr%:*}" "${addr#*:}"
         ;;
     rabbitmq)
         start_rabbitmq
-        wait_for rabbitmq 60 amqp_ready "${addr%:*}" "${addr#*:}"
+        wait_for rabbitmq $UP amqp_ready "${addr%:*}" "${addr#*:}"
         ;;
     esac
     echo "$role restarted: $addr pid=$(awk -v r="$role" '$1 == r {print $3}' "$PROCS")"
@@ -185,15 +194,15 @@ EOF
             . "$d/env.sh"
             setsid epmd -port "$epmdp" -address 127.0.0.1 </dev/null >"$d/epmd.log" 2>&1 &
             echo $! >"$d/epmd.pid"
-            wait_for epmd 10 tcp_open 127.0.0.1 "$epmdp"
+            wait_for epmd $UP tcp_open 127.0.0.1 "$epmdp"
         )
         record epmd "127.0.0.1:$epmdp" "$(cat "$d/epmd.pid")"
         start_rabbitmq
     fi
 
     # The web app and the masters need Redis and the broker up: they connect at start.
-    wait_for redis 10 tcp_open $raddr "$rport"
-    [[ $WITH_RABBIT == 1 ]] && wait_for rabbitmq 60 amqp_ready $qaddr "$qport"
+    wait_for redis $UP tcp_open $raddr "$rport"
+    [[ $WITH_RABBIT == 1 ]] && wait_for rabbitmq $UP amqp_ready $qaddr "$qport"
     local club_web=$BUILD/examples/club_web club_master=$BUILD/examples/club_master app=()
     if [[ $WITH_RABBIT == 1 && -x $club_web && -x $club_master ]]; then
         app=("$club_web" --redis "$raddr:$rport" --amqp "amqp://guest:guest@$qaddr:$qport/")
@@ -245,6 +254,11 @@ defaults
     option redispatch
     retry-on conn-failure empty-response response-timeout
     default-server inter 200ms fall 2 rise 1
+    # The check's read gets its own timeout; without it the whole check must finish within
+    # inter, and a loaded machine that leaves the web processes off the CPU for 0.4 s took both
+    # servers DOWN ("Layer7 timeout, check duration: 200ms") and answered 503 meanwhile. A dead
+    # process is still seen at once: its connect is refused.
+    timeout check 5s
 frontend fe
     bind $haddr:$hport
     default_backend web
@@ -312,14 +326,14 @@ EOF
     record nginx "$naddr:$nport" $!
 
     # ready: every piece answers
-    wait_for redis 10 tcp_open $raddr "$rport"
+    wait_for redis $UP tcp_open $raddr "$rport"
     for ((i = 0; i < NWEB; i++)); do
-        wait_for "web$i" 30 grep -q "gen=1 ready" "$STATE/web$i/err.log"
-        wait_for "haproxy sees web$i" 30 ha_up "web$i"
+        wait_for "web$i" $UP workers_ready "$STATE/web$i/err.log"
+        wait_for "haproxy sees web$i" $UP ha_up "web$i"
     done
-    wait_for nginx 10 tcp_open $naddr "$nport"
+    wait_for nginx $UP tcp_open $naddr "$nport"
     for ((i = 0; i < NMASTERS && ${#app[@]} > 1; i++)); do
-        wait_for "master$i" 30 grep -q "consuming" "$STATE/master$i/err.log"
+        wait_for "master$i" $UP grep -q "consuming" "$STATE/master$i/err.log"
     done
     trap - ERR
     echo "https://$naddr:$nport/   (CA: $n/cert.pem; state: $STATE)"

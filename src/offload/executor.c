@@ -105,3 +105,11 @@ void simul__executor_test_set_idle(int64_t ns)
 {
     simul__pool_set_idle(&pool, ns, IDLE_NS);
 }
+
+/* Results the workers have posted to a loop so far: a test holding the loop waits for this to
+ * move to know the result is posted and not yet read. */
+unsigned long simul__executor_test_posted(void);
+unsigned long simul__executor_test_posted(void)
+{
+    return simul__pool_posted(&pool);
+}

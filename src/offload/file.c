@@ -598,6 +598,13 @@ void simul__file_test_counts(int *threads, int *idle, int *inflight)
     simul__pool_counts(&pool, threads, idle, inflight);
 }
 
+/* File jobs still queued: a test waits for 0 to know a worker has taken its call. */
+int simul__file_test_queued(void);
+int simul__file_test_queued(void)
+{
+    return simul__pool_queued(&pool);
+}
+
 /* Sets the file pool's maximum number of workers (0 restores the default). */
 void simul__file_test_set_max(int n);
 void simul__file_test_set_max(int n)

@@ -91,14 +91,12 @@ static void complete_locked(simul__pool *p, simul__job *j)
 
 /* ---- workers --------------------------------------------------------------------------------- */
 
-static struct timespec deadline_after(int64_t ns)
+static struct timespec deadline_after(struct timespec from, int64_t ns)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t n = (int64_t)ts.tv_nsec + ns % 1000000000;
-    ts.tv_sec += (time_t)(ns / 1000000000 + n / 1000000000);
-    ts.tv_nsec = (long)(n % 1000000000);
-    return ts;
+    int64_t n = (int64_t)from.tv_nsec + ns % 1000000000;
+    from.tv_sec += (time_t)(ns / 1000000000 + n / 1000000000);
+    from.tv_nsec = (long)(n % 1000000000);
+    return from;
 }
 
 static void *worker(void *arg)
@@ -106,10 +104,13 @@ static void *worker(void *arg)
     simul__pool *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        struct timespec until = deadline_after(p->idle_ns);
+        struct timespec idle_from;
+        clock_gettime(CLOCK_MONOTONIC, &idle_from);
         while (!p->head || p->nthreads > p->max_threads) {
             if (p->nthreads > p->max_threads) /* the pool was made smaller */
                 goto out;
+            /* From idle_ns as it is now: a new setting applies to workers already idle. */
+            struct timespec until = deadline_after(idle_from, p->idle_ns);
             p->nidle++;
             int rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
             p->nidle--;
@@ -383,10 +384,19 @@ unsigned long simul__pool_posted(simul__pool *p)
     return n;
 }
 
+int simul__pool_queued(simul__pool *p)
+{
+    lock_ready(p);
+    int n = p->qlen;
+    pthread_mutex_unlock(&p->mu);
+    return n;
+}
+
 void simul__pool_set_idle(simul__pool *p, int64_t ns, int64_t dflt)
 {
     lock_ready(p);
     p->idle_ns = ns > 0 ? ns : dflt;
+    pthread_cond_broadcast(&p->cv); /* idle workers re-read it (a shorter one may be past) */
     pthread_mutex_unlock(&p->mu);
 }
 

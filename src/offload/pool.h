@@ -74,6 +74,8 @@ int simul__thread_start(pthread_t *th, const pthread_attr_t *attr, void *(*fn)(v
 /* Counters read together under the pool's lock (tests). */
 void simul__pool_counts(simul__pool *p, int *threads, int *idle, int *inflight);
 unsigned long simul__pool_posted(simul__pool *p);
+/* Jobs waiting in the queue, not yet taken by a worker (tests). */
+int simul__pool_queued(simul__pool *p);
 
 /* Sets the idle time after which a worker exits (<= 0: `dflt`). Tests. */
 void simul__pool_set_idle(simul__pool *p, int64_t ns, int64_t dflt);

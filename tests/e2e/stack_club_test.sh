@@ -56,12 +56,13 @@ nweb=$(echo "$status" | grep -c "^web .*worker of")
 PIDS=$(echo "$status" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
 
 CA=$STATE/nginx/cert.pem
-body=$(curl -sS --max-time 20 --cacert "$CA" "${URL}json")
+# --max-time only turns a hang into a failure: 60 s, which no loaded machine takes for one request
+body=$(curl -sS --max-time 60 --cacert "$CA" "${URL}json")
 [[ $body == '{"message":"Hello, World!"}' ]] && pass "GET /json through nginx (TLS) -> haproxy -> web" ||
     fail "GET /json: $body"
-body=$(curl -sS --max-time 20 --cacert "$CA" "${URL}static/index.txt")
+body=$(curl -sS --max-time 60 --cacert "$CA" "${URL}static/index.txt")
 [[ $body == "the chess club" ]] && pass "nginx serves static files" || fail "static: $body"
-code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 20 --cacert "$CA" "${URL}readyz")
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 60 --cacert "$CA" "${URL}readyz")
 [[ $code == 200 ]] && pass "/readyz through the stack: 200" || fail "/readyz: $code"
 
 if bash "$CLUB" start >/dev/null 2>&1; then fail "a second start was accepted"; else pass "a second start is refused"; fi

@@ -16,13 +16,13 @@ SIMUL_TASK_TEST(await_pending_completed_by_callback)
     simul_future *f;
     assert_int_equal(simul_future_new(&f), 0);
     assert_false(simul_future_done(f));
+    double t0 = test_clock(); /* before the timer is armed: a stall between cannot fake "early" */
     assert_int_equal(simul_call_later(0.02, set_11_cb, f, NULL), 0);
     int r = 0;
     void *v = NULL;
-    double t0 = test_clock();
     assert_int_equal(simul_future_await(f, &r, &v), 0);
     double elapsed = test_clock() - t0;
-    assert_true(elapsed >= 0.015 && elapsed < 0.5);
+    assert_true(elapsed >= 0.015 && elapsed < 30.0); /* upper: not stuck (a loaded machine is late) */
     assert_int_equal(r, 11);
     assert_ptr_equal(v, &the_value);
     assert_true(simul_future_done(f));
@@ -46,8 +46,8 @@ SIMUL_TASK_TEST(await_done_future)
     void *v = &r;
     double t0 = test_clock();
     assert_int_equal(simul_future_await(f, &r, &v), 0);
-    assert_true(test_clock() - t0 < 1.0); /* at once (else never); 0.1 s: a preemption's reach */
-    assert_int_equal(r, -EIO);            /* a failure result is still a successful await */
+    assert_true(test_clock() - t0 < 30.0); /* not stuck (no time bound survives a loaded machine) */
+    assert_int_equal(r, -EIO); /* a failure result is still a successful await */
     assert_null(v);
     /* Awaiting again gives the same; result/value pointers may be NULL. */
     assert_int_equal(simul_future_await(f, NULL, NULL), 0);
@@ -303,7 +303,7 @@ SIMUL_TASK_TEST(free_with_waiting_task)
     int r = 0;
     double t0 = test_clock();
     assert_int_equal(simul_task_join(t, &r), 0);
-    assert_true(test_clock() - t0 < 0.5);
+    assert_true(test_clock() - t0 < 30.0); /* not stuck (no time bound survives a loaded machine) */
     assert_int_equal(a.rc, -ECANCELED);
     assert_int_equal(r, -ECANCELED);
     /* That was the future going away, not a cancellation of the task. */

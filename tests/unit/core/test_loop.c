@@ -157,26 +157,37 @@ static void call_soon_from_callback_runs_after_ready(void **state)
 static void call_later_order_by_time(void **state)
 {
     (void)state;
-    simul_loop *loop;
-    new_loop(&loop);
-    order_log log = {.n = 0};
-    log_entry e[4] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}};
-    double t0 = test_clock();
-    assert_int_equal(simul_call_later(0.03, log_cb, &e[0], NULL), 0);
-    assert_int_equal(simul_call_later(0.01, log_cb, &e[1], NULL), 0);
-    assert_int_equal(simul_call_later(0.02, log_cb, &e[2], NULL), 0);
-    assert_int_equal(simul_call_later(0.0, log_cb, &e[3], NULL), 0);
-    assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
-    assert_int_equal(simul_loop_run(loop), 0);
-    double elapsed = test_clock() - t0;
-    assert_int_equal(log.n, 4);
-    assert_int_equal(log.ids[0], 3);
-    assert_int_equal(log.ids[1], 1);
-    assert_int_equal(log.ids[2], 2);
-    assert_int_equal(log.ids[3], 0);
-    assert_true(elapsed >= 0.05);
-    assert_true(elapsed < 1.0);
-    close_loop(loop);
+    for (int attempt = 0;; attempt++) {
+        simul_loop *loop;
+        new_loop(&loop);
+        order_log log = {.n = 0};
+        log_entry e[4] = {{&log, 0}, {&log, 1}, {&log, 2}, {&log, 3}};
+        double t0 = test_clock();
+        assert_int_equal(simul_call_later(0.03, log_cb, &e[0], NULL), 0);
+        assert_int_equal(simul_call_later(0.01, log_cb, &e[1], NULL), 0);
+        assert_int_equal(simul_call_later(0.02, log_cb, &e[2], NULL), 0);
+        assert_int_equal(simul_call_later(0.0, log_cb, &e[3], NULL), 0);
+        double armed = test_clock() - t0;
+        assert_int_equal(simul_call_later(0.05, stop_cb, loop, NULL), 0);
+        assert_int_equal(simul_loop_run(loop), 0);
+        double elapsed = test_clock() - t0;
+        if (armed > 0.005 && attempt < 100) {
+            /* Each delay counts from its own call: a stall of 10 ms while arming (seen under
+             * ASan on a loaded machine) put 0.03 from the first call before 0.02 from the third.
+             * That order is right, and not what this case checks: arm again. */
+            close_loop(loop);
+            continue;
+        }
+        assert_int_equal(log.n, 4);
+        assert_int_equal(log.ids[0], 3);
+        assert_int_equal(log.ids[1], 1);
+        assert_int_equal(log.ids[2], 2);
+        assert_int_equal(log.ids[3], 0);
+        assert_true(elapsed >= 0.05);
+        assert_true(elapsed < 30.0); /* not stuck (a loaded machine is late; the order is the point) */
+        close_loop(loop);
+        return;
+    }
 }
 
 /* 3000 timers over three identical deadlines, interleaved: ordered by deadline, and in
@@ -307,28 +318,20 @@ static int set_ran(void *arg)
     return simul_sleep(0.001);
 }
 
+static void stop_when_done(int result, void *arg)
+{
+    (void)result;
+    simul_loop_stop(arg);
+}
+
 static void spawn_cb(void *arg)
 {
     simul_task **t = arg;
     assert_null(simul_task_current());
     assert_int_equal(simul_task_spawn(t, set_ran, NULL, NULL), 0);
-}
-
-/* Stops the loop once the task is done (or 10 s passed), checking every 5 ms: a stop at a fixed
- * 20 ms lost the race on a loaded machine, where the task first ran after its deadline. */
-typedef struct stop_poll {
-    simul_loop *loop;
-    simul_task **t;
-    double end;
-} stop_poll;
-
-static void stop_when_done(void *arg)
-{
-    stop_poll *p = arg;
-    if ((*p->t && simul_task_done(*p->t)) || test_clock() > p->end)
-        simul_loop_stop(p->loop);
-    else
-        assert_int_equal(simul_call_later(0.005, stop_when_done, p, NULL), 0);
+    /* The loop stops once the task has ended (a stop at a fixed 20 ms came first on a loaded
+     * machine that ran this callback late: the task's 1 ms sleep then ended after it). */
+    assert_int_equal(simul_task_add_done_callback(*t, stop_when_done, simul_loop_current()), 0);
 }
 
 static void spawn_from_callback(void **state)
@@ -338,8 +341,6 @@ static void spawn_from_callback(void **state)
     new_loop(&loop);
     simul_task *t = NULL;
     assert_int_equal(simul_call_soon(spawn_cb, &t, NULL), 0);
-    stop_poll poll = {.loop = loop, .t = &t, .end = test_clock() + 10.0};
-    assert_int_equal(simul_call_soon(stop_when_done, &poll, NULL), 0);
     assert_int_equal(simul_loop_run(loop), 0);
     assert_non_null(t);
     assert_int_equal(spawned_from_cb_ran, 1);
@@ -553,9 +554,13 @@ static void now_is_monotonic(void **state)
         prev_ns = tn;
     }
     /* Seconds and nanoseconds are the same CLOCK_MONOTONIC. */
-    double mine = test_clock();
-    assert_true(fabs(simul_now() - mine) < 0.1);
-    assert_true(fabs((double)simul_now_ns() / 1e9 - mine) < 0.1);
+    /* Bracketed by our reads, so a stall between them cannot fail it. */
+    double lo = test_clock();
+    double now = simul_now();
+    double now_ns = (double)simul_now_ns() / 1e9;
+    double hi = test_clock();
+    assert_true(now >= lo - 1e-6 && now <= hi + 1e-6);
+    assert_true(now_ns >= lo - 1e-6 && now_ns <= hi + 1e-6);
     /* It advances. */
     double before = simul_now();
     struct timespec ts = {0, 20 * 1000000L};
