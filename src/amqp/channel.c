@@ -775,7 +775,11 @@ static int ack_common(const simul_amqp_message *m, uint32_t id, unsigned flags)
     simul_amqp_conn *c = ch->c;
     if (ch->state == CH_FAILED)
         return ch->err_text ? -EREMOTEIO : -ESHUTDOWN;
-    if (m->epoch_ != ch->epoch || !c->open || ch->state != CH_OPEN || !ch->id)
+    /* The delivery's channel, as it is now: a connection loss sets every channel down (and a
+     * reopen bumps the epoch) at once. Not c->open: that is set only once recovery has reopened
+     * every channel, and a consumer's channel reopened first gets deliveries meanwhile; refused,
+     * their acks would leave the prefetch window full for good. */
+    if (m->epoch_ != ch->epoch || !c->s || ch->state != CH_OPEN || !ch->id)
         return -ESTALE;
     int rc;
     if (id == AMQP_BASIC_ACK_METHOD) {

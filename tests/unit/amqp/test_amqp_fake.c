@@ -591,6 +591,90 @@ SIMUL_TASK_TEST(close_and_free_while_recovery_holds_them)
     return 0;
 }
 
+/* ---- acks while the connection is still recovering ----------------------------------------- */
+
+/* Recovery reopens the consumer's channel and consumes again, and the broker delivers at once,
+ * while recovery still reopens the next channel. The ack of such a delivery belongs to the new
+ * channel: it must go out, not be refused as stale because the whole connection is not back yet
+ * (refused, every delivery of the prefetch window stays unacked and the consumer stalls: the
+ * real broker test broker_killed_mid_stream_recovers_and_reconciles did, under ASan). */
+static int script_ack_during_recovery(fake *f)
+{
+    if (f->conns == 1) {
+        open_channel(f); /* the other channel */
+        open_channel(f); /* the consumer's */
+        uint16_t ch = 0;
+        expect(f, AMQP_BASIC_CONSUME_METHOD, &ch);
+        amqp_basic_consume_ok_t ok = {amqp_cstring_bytes("t1")};
+        send_method(f, ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
+        wait_go(f, 1);
+        return 0; /* hang up: recovery begins */
+    }
+    /* Recovery: the consumer's channel first (the most recently opened), then the other. */
+    uint16_t ch = open_channel(f), c2 = 0;
+    expect(f, AMQP_BASIC_CONSUME_METHOD, &c2);
+    assert_int_equal(c2, ch);
+    amqp_basic_consume_ok_t ok = {amqp_cstring_bytes("t1")};
+    send_method(f, ch, AMQP_BASIC_CONSUME_OK_METHOD, &ok);
+    amqp_basic_deliver_t d;
+    memset(&d, 0, sizeof d);
+    d.consumer_tag = amqp_cstring_bytes("t1");
+    d.delivery_tag = 1;
+    d.exchange = amqp_cstring_bytes("");
+    d.routing_key = amqp_cstring_bytes("q");
+    send_method(f, ch, AMQP_BASIC_DELIVER_METHOD, &d);
+    uint8_t h[14] = {0, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0}; /* class 60, 5 bytes */
+    put_frame(f, 2, ch, h, sizeof h);
+    put_frame(f, 3, ch, "hello", 5);
+    uint16_t other = 0;
+    expect(f, AMQP_CHANNEL_OPEN_METHOD, &other); /* held: recovery is not over */
+    amqp_basic_ack_t *ack = NULL;
+    uint16_t ach = 0;
+    if (recv_method(f, &ach, (void **)&ack) != AMQP_BASIC_ACK_METHOD)
+        fail_msg("fake broker: expected the ack during recovery");
+    assert_int_equal(ach, ch);
+    assert_int_equal(ack->delivery_tag, 1);
+    f->phase = 2;
+    amqp_channel_open_ok_t ook = {amqp_cstring_bytes("")};
+    send_method(f, other, AMQP_CHANNEL_OPEN_OK_METHOD, &ook);
+    while (recv_method(f, NULL, NULL))
+        ;
+    return 0;
+}
+
+SIMUL_TASK_TEST(ack_during_recovery_goes_out)
+{
+    (void)arg;
+    fake f = {0};
+    simul_amqp_conn *c = fake_conn_opts(&f, script_ack_during_recovery, -1, true);
+    simul_amqp_channel *other, *ch;
+    assert_int_equal(simul_amqp_channel_open(c, &other), 0);
+    assert_int_equal(simul_amqp_channel_open(c, &ch), 0);
+    simul_amqp_consumer *k;
+    assert_int_equal(simul_amqp_consume(ch, "q", "t1", 0, &k), 0);
+    WAIT_PHASE(&f, 1);
+    f.go = 1; /* the connection drops */
+    simul_amqp_message *m = NULL;
+    assert_int_equal(simul_amqp_consumer_next(k, &m), 0);
+    assert_int_equal(m->len, 5);
+    assert_memory_equal(m->body, "hello", 5);
+    assert_false(simul_amqp_connected(c)); /* the other channel's open-ok is held back */
+    assert_int_equal(simul_amqp_ack(m, 0), 0);
+    simul_amqp_message_free(m);
+    WAIT_PHASE(&f, 2); /* the fake broker got it */
+    simul_amqp_stats st;
+    double until = test_clock() + 10;
+    do {
+        assert_true(test_clock() < until);
+        assert_int_equal(simul_sleep(0.001), 0);
+        simul_amqp_get_stats(c, &st);
+    } while (st.recoveries < 1);
+    assert_true(simul_amqp_connected(c));
+    assert_int_equal(simul_amqp_close(c), 0);
+    fake_done(&f);
+    return 0;
+}
+
 /* ---- SASL mechanisms ------------------------------------------------------------------------ */
 
 static int script_idle(fake *f)
@@ -680,6 +764,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(cancelled_caller_never_gets_or_steals_a_reply),
         cmocka_unit_test(server_close_reports_code_and_text),
         cmocka_unit_test(close_and_free_while_recovery_holds_them),
+        cmocka_unit_test(ack_during_recovery_goes_out),
         cmocka_unit_test(sasl_plain_external_and_none_offered),
     };
     return simul_test_main(argc, argv, tests, ARRAY_LEN(tests), "test_amqp_fake");
