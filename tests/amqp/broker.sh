@@ -250,7 +250,26 @@ signal)
         exit 1
     fi
     pids=$(descendants $pids)
-    kill -"$1" $pids
+    kill -"$1" $pids || exit 1
+    # A STOP is queued, not done, when kill returns: a thread of the node waiting for a CPU on a
+    # loaded machine stops when it next runs. Return once every process shows it is stopped (T),
+    # so "frozen" holds from our return on (bounded in seconds, 30: a bound, not a wait).
+    if [ "$1" = STOP ]; then
+        end=$((SECONDS + 30))
+        for p in $pids; do
+            for f in /proc/"$p"/task/*/stat; do # every thread: each stops on its own
+                while read -r st 2>/dev/null <"$f"; do
+                    st=${st##*) }
+                    case ${st%% *} in T | t | Z | X) break ;; esac
+                    if ((SECONDS >= end)); then
+                        echo "broker.sh: $f did not stop (state ${st%% *})" >&2
+                        exit 1
+                    fi
+                    sleep 0.01
+                done
+            done
+        done
+    fi
     ;;
 ctl)
     load

@@ -37,13 +37,25 @@ RP=$(free_port)
 redis-server --port "$RP" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK" \
     --logfile "$WORK/redis.log" >/dev/null 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 200); do redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+# Start-up waits are bounded in seconds (180: a bound, not an expectation), not in polls: each
+# poll forks, and a loaded machine once took ~55 s to start the club's servers.
+up_by=$((SECONDS + 180))
+until redis-cli -p "$RP" ping 2>/dev/null | grep -q PONG; do
+    ((SECONDS < up_by)) || break
+    sleep 0.05
+done
 redis-cli -p "$RP" ping | grep -q PONG || { echo "FAIL: redis did not start"; exit 1; }
 
 "$WEB" --host 127.0.0.1 --port 0 --workers 1 --redis "127.0.0.1:$RP" --sse-send-timeout 600 2>"$WORK/web.err" &
 WEB_PID=$!
 PIDS+=($WEB_PID)
-for _ in $(seq 1 400); do grep -q "gen=1 ready" "$WORK/web.err" && break; sleep 0.05; done
+up_by=$((SECONDS + 180))
+until grep -q "gen=1 ready" "$WORK/web.err"; do
+    if ((SECONDS >= up_by)) || ! kill -0 "$WEB_PID" 2>/dev/null; then
+        break # out of time, or gone (it will not get ready)
+    fi
+    sleep 0.05
+done
 PORT=$(sed -n 's/.*workers on port \([0-9]*\).*/\1/p' "$WORK/web.err" | head -1)
 [[ -n $PORT ]] || { echo "FAIL: club_web did not start: $(tail -3 "$WORK/web.err")"; exit 1; }
 

@@ -257,7 +257,7 @@ static inline int gc_sleeper(void *arg)
 {
     gc_probe *g = arg;
     g->started = 1;
-    g->rc = simul_sleep(10.0);
+    g->rc = simul_sleep(60.0); /* never runs its course: cut by a cancel or a deadline */
     g->cleanup = 1;
     return g->rc;
 }

@@ -61,7 +61,9 @@ SIMUL_TASK_TEST(scope_timeout_not_expiring)
     assert_int_equal(simul_scope_timeout(&s, INFINITY), 0);
     assert_int_equal(simul_sleep(0.01), 0);
     assert_int_equal(simul_scope_end(&s), 0);
-    /* Ending a scope before its deadline: its timer must not fire later. */
+    /* Ending a scope before its deadline: its timer must not fire later. 10 ms, so the sleep
+     * below outlasts it; a stall between begin and end cannot expire it (a scope expires only at
+     * a suspension point or checkpoint of its task, and there is none in between). */
     assert_int_equal(simul_scope_timeout(&s, 0.01), 0);
     assert_int_equal(simul_scope_end(&s), 0);
     assert_int_equal(simul_sleep(0.03), 0);

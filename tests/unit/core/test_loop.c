@@ -25,6 +25,14 @@ static void log_cb(void *arg)
     assert_null(simul_task_current()); /* callbacks are not tasks */
 }
 
+/* Cases below stop the loop with a timer at a fixed 1-60 ms. That is safe on any load only where
+ * what the case expects is ordered before the stop by the loop's rules, not by time: ready
+ * callbacks run first in FIFO order (a timer that came due joins the back of that queue, behind
+ * the callbacks already there and those they schedule while it runs), and due timers come due in
+ * deadline order, ties in scheduling order. Every use here expects only callbacks already queued
+ * or timers with an earlier deadline, so a stalled process runs them late, never after the stop.
+ * What starts later than the stop was armed (a task's sleep) stops on the state instead, as
+ * spawn_from_callback does. */
 static void stop_cb(void *arg)
 {
     simul_loop_stop(arg);

@@ -281,28 +281,38 @@ SIMUL_TASK_TEST(connect_name_error)
     return 0;
 }
 
-/* Happy Eyeballs: the first family refuses, the other listens: it falls through at once. */
+/* Happy Eyeballs: the first family refuses, the other listens: it falls through at once. "At
+ * once" is proved by one connect taking under 0.2 s: waiting out the 250 ms attempt delay can
+ * never be that fast, whatever the load. A loaded machine may stall any one connect past 0.2 s
+ * (100-650 ms stalls were seen), so a slow one is tried again, up to 20 times; the address that
+ * answered and the fd count are checked on every try. */
 static void falls_through(const char *name, const char *listen_on, int family)
 {
-    int lfd;
-    assert_int_equal(simul_tcp_listen(listen_on, "0", 0, 0, &lfd, 1), 1);
-    char p[8];
-    port_str(p, local_port(lfd));
-    acceptor a = {.lfd = lfd, .n = 1};
-    simul_task *at;
-    assert_int_equal(simul_task_spawn(&at, accept_task, &a, NULL), 0);
-    double t0 = test_clock();
-    int fd = simul_tcp_connect(name, p);
-    double took = test_clock() - t0;
-    assert_true(fd >= 0);
-    assert_true(took < 0.2); /* a refusal starts the next attempt without the 250 ms delay */
-    assert_int_equal(peer_family(fd), family);
-    ping(fd);
-    int r;
-    assert_int_equal(simul_task_join(at, &r), 0);
-    assert_int_equal(r, 0);
-    simul_close(fd);
-    simul_close(lfd);
+    double fastest = INFINITY;
+    for (int tries = 0; tries < 20 && fastest >= 0.2; tries++) {
+        int lfd;
+        assert_int_equal(simul_tcp_listen(listen_on, "0", 0, 0, &lfd, 1), 1);
+        char p[8];
+        port_str(p, local_port(lfd));
+        acceptor a = {.lfd = lfd, .n = 1};
+        simul_task *at;
+        assert_int_equal(simul_task_spawn(&at, accept_task, &a, NULL), 0);
+        double t0 = test_clock();
+        int fd = simul_tcp_connect(name, p);
+        double took = test_clock() - t0;
+        assert_true(fd >= 0);
+        assert_int_equal(peer_family(fd), family);
+        ping(fd);
+        int r;
+        assert_int_equal(simul_task_join(at, &r), 0);
+        assert_int_equal(r, 0);
+        simul_close(fd);
+        simul_close(lfd);
+        if (took < fastest)
+            fastest = took;
+    }
+    if (fastest >= 0.2) /* a refusal starts the next attempt without the 250 ms delay */
+        fail_msg("fastest of 20 fall-throughs took %.3f s: the attempt delay ran", fastest);
 }
 
 CONNECT_TEST(happy_eyeballs_v6_refused_v4_answers)
@@ -381,7 +391,10 @@ CONNECT_TEST(happy_eyeballs_next_attempt_after_delay)
     double took = test_clock() - t0;
     assert_true(fd >= 0);
     assert_int_equal(peer_family(fd), AF_INET);
-    assert_true(took >= 0.2 && took < 1.0); /* the v4 attempt started after ~250 ms */
+    /* The v4 attempt started after the ~250 ms delay: never sooner; the upper bound only says it
+     * did not wait for the silent v6 attempt (the kernel gives up on it after minutes), with a
+     * margin no load eats. */
+    assert_true(took >= 0.2 && took < 30.0);
     /* The v6 attempt lost and was cancelled and closed. */
     assert_int_equal(simul_task_count(), 1);
     simul_close(fd);
