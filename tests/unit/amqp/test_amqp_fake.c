@@ -555,6 +555,18 @@ static int script_recovery_dispatch(fake *f)
         }                                                                                          \
     } while (0)
 
+/* Waits (10 s at most) until the connection has recovered n times. */
+static void wait_recoveries(simul_amqp_conn *c, unsigned long long n)
+{
+    simul_amqp_stats st;
+    double until = test_clock() + 10;
+    do {
+        assert_true(test_clock() < until);
+        assert_int_equal(simul_sleep(0.001), 0);
+        simul_amqp_get_stats(c, &st);
+    } while (st.recoveries < n);
+}
+
 SIMUL_TASK_TEST(close_and_free_while_recovery_holds_them)
 {
     (void)arg;
@@ -576,13 +588,7 @@ SIMUL_TASK_TEST(close_and_free_while_recovery_holds_them)
     /* Recovery waits for channel.open-ok with ch: close it now. */
     assert_int_equal(simul_amqp_channel_close(ch), 0);
     f.go = 1;
-    simul_amqp_stats st;
-    double until = test_clock() + 10;
-    do {
-        assert_true(test_clock() < until);
-        assert_int_equal(simul_sleep(0.001), 0);
-        simul_amqp_get_stats(c, &st);
-    } while (st.recoveries < 2);
+    wait_recoveries(c, 2);
     assert_true(simul_amqp_connected(c));
     simul_amqp_channel *ch2;
     assert_int_equal(simul_amqp_channel_open(c, &ch2), 0);
@@ -662,13 +668,7 @@ SIMUL_TASK_TEST(ack_during_recovery_goes_out)
     assert_int_equal(simul_amqp_ack(m, 0), 0);
     simul_amqp_message_free(m);
     WAIT_PHASE(&f, 2); /* the fake broker got it */
-    simul_amqp_stats st;
-    double until = test_clock() + 10;
-    do {
-        assert_true(test_clock() < until);
-        assert_int_equal(simul_sleep(0.001), 0);
-        simul_amqp_get_stats(c, &st);
-    } while (st.recoveries < 1);
+    wait_recoveries(c, 1);
     assert_true(simul_amqp_connected(c));
     assert_int_equal(simul_amqp_close(c), 0);
     fake_done(&f);
